@@ -1,0 +1,55 @@
+"""Tally's protocol: formats, rules and state machines, with no I/O.
+
+Nothing here opens a socket or a file, reads a clock or draws randomness it was
+not handed; `node/` does all of that.
+"""
+
+from .chain import check_next, verify_chain
+from .cid import CID
+from .dagjson import from_json_value, parse_body, to_json_value
+from .entry import (
+    FORMAT_VERSION,
+    GENESIS_KIND,
+    MAX_HEADER_BYTES,
+    MAX_PAYLOAD_BYTES,
+    SIGNING_PREFIX,
+    Entry,
+    Header,
+    check_entry_signature,
+    create_entry,
+    decode_entry,
+    decode_header,
+)
+from .errors import CODES, InvalidData, LocalError, TallyError
+from .fork import ForkProof
+from .identity import AgentId, SigningKey, did_from_public_key, public_key_from_did, verify_signature
+
+__all__ = [
+    "CID",
+    "CODES",
+    "FORMAT_VERSION",
+    "GENESIS_KIND",
+    "MAX_HEADER_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "SIGNING_PREFIX",
+    "AgentId",
+    "Entry",
+    "ForkProof",
+    "Header",
+    "InvalidData",
+    "LocalError",
+    "SigningKey",
+    "TallyError",
+    "check_entry_signature",
+    "check_next",
+    "create_entry",
+    "decode_entry",
+    "decode_header",
+    "did_from_public_key",
+    "from_json_value",
+    "parse_body",
+    "public_key_from_did",
+    "to_json_value",
+    "verify_chain",
+    "verify_signature",
+]

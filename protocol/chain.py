@@ -1,0 +1,39 @@
+"""Chain rules: how an entry links to the one before it in its author's chain.
+
+A chain is one author's entries in one ledger, seq 1, 2, 3 … each linking the
+previous header by CID. The genesis entry is seq 1 of its founder's chain in
+the ledger it founds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .entry import Entry
+from .errors import InvalidData
+
+
+def check_next(head: Entry | None, entry: Entry) -> None:
+    """Raise unless `entry` may follow `head` (None: the chain is empty)."""
+    if head is None:
+        if entry.seq != 1:
+            raise InvalidData("seq_gap", f"entry {entry.id} has seq {entry.seq} but the chain is empty")
+        return
+    if entry.header.author != head.header.author:
+        raise InvalidData("wrong_author", f"entry {entry.id} is by another author than its chain")
+    if entry.ledger_id != head.ledger_id:
+        raise InvalidData("wrong_ledger", f"entry {entry.id} names ledger {entry.ledger_id}, chain is in {head.ledger_id}")
+    if entry.seq != head.seq + 1:
+        raise InvalidData("seq_gap", f"entry {entry.id} has seq {entry.seq}, expected {head.seq + 1}")
+    if entry.header.prev != head.id:
+        raise InvalidData("bad_prev", f"entry {entry.id} links prev {entry.header.prev}, expected {head.id}")
+    if entry.header.ts < head.header.ts:
+        raise InvalidData("ts_regression", f"entry {entry.id} has ts {entry.header.ts} < {head.header.ts}")
+
+
+def verify_chain(entries: Iterable[Entry], head: Entry | None = None) -> Entry | None:
+    """Check that `entries` extend `head` link by link; return the new head."""
+    for entry in entries:
+        check_next(head, entry)
+        head = entry
+    return head

@@ -1,0 +1,257 @@
+"""Entries: a signed header block plus its payload block, both DAG-CBOR.
+
+The header commits to the payload by CID and size, so a header verifies on its
+own and a payload can later be erased without breaking the chain. An entry's
+id is the CID of its header block (signature included).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from . import dagcbor
+from .cid import CID, CODEC_DAG_CBOR
+from .errors import InvalidData
+from .identity import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    AgentId,
+    SigningKey,
+    did_from_public_key,
+    verify_signature,
+)
+
+FORMAT_VERSION: Final = 1
+#: Domain separation: these bytes are never a valid signature target anywhere else.
+SIGNING_PREFIX: Final = b"tally-entry-v1\x00"
+MAX_HEADER_BYTES: Final = 1024
+MAX_PAYLOAD_BYTES: Final = 16 * 1024
+MAX_SAFE_INT: Final = 2**53 - 1  # seq and ts stay exact in JSON and JavaScript
+MAX_KIND_CHARS: Final = 64
+GENESIS_KIND: Final = "ledger.genesis"
+KIND_PATTERN: Final = re.compile(r"[a-z][a-z0-9]*(\.[a-zA-Z][a-zA-Z0-9_-]*)+")
+
+# Header field names on the wire.
+F_VERSION: Final = "v"
+F_AUTHOR: Final = "author"
+F_LEDGER: Final = "ledger"
+F_SEQ: Final = "seq"
+F_PREV: Final = "prev"
+F_TS: Final = "ts"
+F_KIND: Final = "kind"
+F_PAYLOAD: Final = "payload"
+F_SIZE: Final = "size"
+F_SIG: Final = "sig"
+_REQUIRED: Final = frozenset({F_VERSION, F_AUTHOR, F_SEQ, F_PREV, F_TS, F_KIND, F_PAYLOAD, F_SIZE, F_SIG})
+_KNOWN: Final = _REQUIRED | {F_LEDGER}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A decoded header. `ledger` is None only in a genesis entry."""
+
+    author: bytes
+    ledger: CID | None
+    seq: int
+    prev: CID | None
+    ts: int
+    kind: str
+    payload: CID
+    size: int
+    sig: bytes = field(repr=False)
+    version: int = FORMAT_VERSION
+
+    def unsigned_map(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            F_VERSION: self.version,
+            F_AUTHOR: self.author,
+            F_SEQ: self.seq,
+            F_PREV: self.prev,
+            F_TS: self.ts,
+            F_KIND: self.kind,
+            F_PAYLOAD: self.payload,
+            F_SIZE: self.size,
+        }
+        if self.ledger is not None:
+            fields[F_LEDGER] = self.ledger
+        return fields
+
+    def signing_bytes(self) -> bytes:
+        return SIGNING_PREFIX + dagcbor.encode(self.unsigned_map())
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decoded, structurally valid entry. `payload_raw` is None once erased."""
+
+    id: CID
+    header: Header
+    header_raw: bytes = field(repr=False)
+    payload_raw: bytes | None = field(repr=False)
+    body: dict[str, Any] | None = field(repr=False)
+
+    @property
+    def author(self) -> AgentId:
+        return did_from_public_key(self.header.author)
+
+    @property
+    def seq(self) -> int:
+        return self.header.seq
+
+    @property
+    def kind(self) -> str:
+        return self.header.kind
+
+    @property
+    def is_genesis(self) -> bool:
+        return self.header.ledger is None
+
+    @property
+    def ledger_id(self) -> CID:
+        """The ledger this entry belongs to: a genesis entry founds its own."""
+        return self.id if self.header.ledger is None else self.header.ledger
+
+
+def encode_payload(body: dict[str, Any]) -> bytes:
+    if not isinstance(body, dict):
+        raise InvalidData("bad_payload", "an entry body must be a map")
+    raw = dagcbor.encode(body)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise InvalidData("oversize", f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    return raw
+
+
+def create_entry(
+    key: SigningKey,
+    *,
+    ledger: CID | None,
+    seq: int,
+    prev: CID | None,
+    ts: int,
+    kind: str,
+    body: dict[str, Any],
+) -> Entry:
+    """Build and sign an entry. Raises like `decode_entry` would for the result."""
+    payload_raw = encode_payload(body)
+    unsigned = Header(
+        author=key.public_key,
+        ledger=ledger,
+        seq=seq,
+        prev=prev,
+        ts=ts,
+        kind=kind,
+        payload=CID.for_block(payload_raw),
+        size=len(payload_raw),
+        sig=b"",
+    )
+    _check_fields(unsigned)
+    header_map = unsigned.unsigned_map()
+    sig = key.sign(SIGNING_PREFIX + dagcbor.encode(header_map))
+    header_map[F_SIG] = sig
+    header_raw = dagcbor.encode(header_map)
+    header = Header(
+        author=unsigned.author, ledger=ledger, seq=seq, prev=prev, ts=ts, kind=kind,
+        payload=unsigned.payload, size=unsigned.size, sig=sig,
+    )
+    return Entry(CID.for_block(header_raw), header, header_raw, payload_raw, body)
+
+
+def decode_header(header_raw: bytes) -> Header:
+    """Decode and check a header's structure (not its signature)."""
+    value = dagcbor.decode(header_raw, max_bytes=MAX_HEADER_BYTES)
+    if not isinstance(value, dict):
+        raise InvalidData("bad_encoding", "a header must be a map")
+    version = value.get(F_VERSION)
+    if version != FORMAT_VERSION or type(version) is not int:
+        raise InvalidData("unknown_version", f"header version {version!r:.20} is not {FORMAT_VERSION}")
+    missing = _REQUIRED - value.keys()
+    if missing:
+        raise InvalidData("missing_field", f"header lacks {', '.join(sorted(missing))}")
+    unknown = value.keys() - _KNOWN
+    if unknown:
+        raise InvalidData("unknown_field", f"header has unknown field(s) {', '.join(sorted(unknown))}")
+    header = Header(
+        author=_typed(value, F_AUTHOR, bytes),
+        ledger=_typed(value, F_LEDGER, CID) if F_LEDGER in value else None,
+        seq=_typed(value, F_SEQ, int),
+        prev=None if value[F_PREV] is None else _typed(value, F_PREV, CID),
+        ts=_typed(value, F_TS, int),
+        kind=_typed(value, F_KIND, str),
+        payload=_typed(value, F_PAYLOAD, CID),
+        size=_typed(value, F_SIZE, int),
+        sig=_typed(value, F_SIG, bytes),
+        version=version,
+    )
+    _check_fields(header)
+    if len(header.sig) != SIGNATURE_BYTES:
+        raise InvalidData("bad_field", f"sig must be {SIGNATURE_BYTES} bytes")
+    return header
+
+
+def decode_entry(header_raw: bytes, payload_raw: bytes | None, *, check_signature: bool = True) -> Entry:
+    """Decode and fully check one entry from its exact bytes.
+
+    `payload_raw` None means the payload is absent (erased); the header alone
+    still verifies. With `check_signature=False` the caller must call
+    `check_entry_signature` itself (e.g. in a worker thread).
+    """
+    header = decode_header(header_raw)
+    body: dict[str, Any] | None = None
+    if payload_raw is not None:
+        if len(payload_raw) != header.size:
+            raise InvalidData(
+                "payload_mismatch", f"payload has {len(payload_raw)} bytes, header says {header.size}"
+            )
+        if CID.for_block(payload_raw) != header.payload:
+            raise InvalidData("payload_mismatch", "payload does not hash to the header's payload CID")
+        decoded = dagcbor.decode(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
+        if not isinstance(decoded, dict):
+            raise InvalidData("bad_payload", "a payload must be a map")
+        body = decoded
+    entry = Entry(CID.for_block(header_raw), header, header_raw, payload_raw, body)
+    if check_signature:
+        check_entry_signature(entry)
+    return entry
+
+
+def check_entry_signature(entry: Entry) -> None:
+    if not verify_signature(entry.header.author, entry.header.sig, signing_bytes_of(entry)):
+        raise InvalidData("bad_signature", f"signature of {entry.id} does not verify")
+
+
+def signing_bytes_of(entry: Entry) -> bytes:
+    """The bytes the author signed: the prefix plus the header without sig."""
+    return entry.header.signing_bytes()
+
+
+def _typed(value: dict[str, Any], name: str, kind: type) -> Any:
+    item = value[name]
+    # bool is an int in Python but a distinct CBOR type.
+    if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
+        raise InvalidData("bad_field", f"header field {name} must be {kind.__name__}")
+    return item
+
+
+def _check_fields(h: Header) -> None:
+    if len(h.author) != PUBLIC_KEY_BYTES:
+        raise InvalidData("bad_field", "author must be a 32-byte Ed25519 public key")
+    if not 1 <= h.seq <= MAX_SAFE_INT:
+        raise InvalidData("bad_field", f"seq {h.seq} is out of range")
+    if not 0 <= h.ts <= MAX_SAFE_INT:
+        raise InvalidData("bad_field", f"ts {h.ts} is out of range")
+    if not 0 <= h.size <= MAX_PAYLOAD_BYTES:
+        raise InvalidData("oversize", f"payload size {h.size} exceeds {MAX_PAYLOAD_BYTES}")
+    if len(h.kind) > MAX_KIND_CHARS or not KIND_PATTERN.fullmatch(h.kind):
+        raise InvalidData("bad_field", f"kind {h.kind!r:.80} is not namespaced text like 'vf.event'")
+    for name, link in ((F_PAYLOAD, h.payload), (F_LEDGER, h.ledger), (F_PREV, h.prev)):
+        if link is not None and link.codec != CODEC_DAG_CBOR:
+            raise InvalidData("bad_field", f"{name} must link a DAG-CBOR block")
+    if (h.seq == 1) != (h.prev is None):
+        raise InvalidData("bad_prev", "prev must be null exactly at seq 1")
+    if h.ledger is None:
+        if h.kind != GENESIS_KIND or h.seq != 1:
+            raise InvalidData("bad_genesis", "only a ledger.genesis entry at seq 1 may omit ledger")
+    elif h.kind == GENESIS_KIND:
+        raise InvalidData("bad_genesis", "a ledger.genesis entry must not name a ledger")

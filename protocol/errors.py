@@ -1,0 +1,70 @@
+"""One error tree for Tally, each error with a stable code.
+
+Codes are part of the contract (SPEC.md, CLI `error: <code>: …`, API bodies):
+never rename one, only add.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Every stable code and what it means. SPEC.md lists the same table; a test checks it.
+CODES: Final[dict[str, str]] = {
+    # encoding of bytes
+    "bad_encoding": "bytes are not canonical DAG-CBOR (non-shortest form, unsorted or duplicate "
+    "keys, floats, indefinite lengths, tags other than 42, trailing bytes, too deep)",
+    "oversize": "a block or message is larger than its limit",
+    "bad_cid": "a CID string or link is malformed or of an unsupported kind",
+    "bad_did": "a did:key is malformed, of another key type, or of the wrong length",
+    # entries
+    "unknown_version": "the header's format version is not one this node knows",
+    "missing_field": "a required header field is absent",
+    "unknown_field": "a header holds a field this version does not define",
+    "bad_field": "a header field has the wrong type or an impossible value",
+    "bad_signature": "the Ed25519 signature does not verify",
+    "payload_mismatch": "the payload's CID or size differs from what the header commits to",
+    "bad_payload": "the payload is not a DAG-CBOR map",
+    "bad_genesis": "an entry without a ledger is not a valid genesis entry, or the reverse",
+    # chains
+    "bad_prev": "prev does not link to the previous entry of the author's chain",
+    "seq_gap": "seq is not one more than the previous entry's",
+    "ts_regression": "ts is lower than the previous entry's",
+    "wrong_ledger": "the entry belongs to another ledger than the chain",
+    "wrong_author": "the entry has another author than the chain",
+    "fork": "two validly signed entries share author, ledger and seq",
+    "bad_fork_proof": "a fork proof does not prove a fork",
+    # local state and input
+    "bad_body": "an entry body given as JSON is not an object or holds values DAG-CBOR cannot",
+    "bad_key_file": "a key file to import is neither 64 hex characters nor an Ed25519 PKCS#8 PEM",
+    "identity_exists": "this home already has an identity; it is never overwritten",
+    "no_identity": "this home has no identity yet (run `tally init`)",
+    "unknown_ledger": "no ledger with that id is stored here",
+    "unknown_entry": "no entry with that id is stored here",
+    "store_corrupt": "a stored entry fails verification",
+    "schema_too_new": "the store was written by a newer Tally",
+}
+
+
+class TallyError(Exception):
+    """Base of every error Tally raises on purpose. `code` is stable."""
+
+    code: str
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in CODES:
+            raise ValueError(f"unregistered error code {code!r}")
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidData(TallyError):
+    """Bytes, entries or messages that break the format or the chain rules.
+
+    Raised the same whether they came from a peer or from a local caller; the
+    caller decides whom to blame.
+    """
+
+
+class LocalError(TallyError):
+    """The local user asked for something this node cannot do."""
