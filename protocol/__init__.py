@@ -4,7 +4,7 @@ Nothing here opens a socket or a file, reads a clock or draws randomness it was
 not handed; `node/` does all of that.
 """
 
-from .chain import check_next, verify_chain
+from .chain import ChainHead, check_next, verify_chain
 from .cid import CID
 from .dagjson import from_json_value, parse_body, to_json_value
 from .entry import (
@@ -33,6 +33,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "SIGNING_PREFIX",
     "AgentId",
+    "ChainHead",
     "Entry",
     "ForkProof",
     "Header",

@@ -1,0 +1,1 @@
+"""Tally's node: storage, the CLI and (later) networking. All I/O lives here."""

@@ -1,0 +1,96 @@
+"""A node's home folder: identity key, API token and the store.
+
+Secrets are written once, with mode 0600 from the moment they exist (created
+with O_EXCL and the mode, never chmod'ed afterwards), and never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from protocol import LocalError, SigningKey
+
+KEY_FILE: Final = "identity.key"
+TOKEN_FILE: Final = "api.token"
+STORE_FILE: Final = "tally.sqlite3"
+SECRET_MODE: Final = 0o600
+
+
+def default_home() -> Path:
+    """`$TALLY_HOME`, else the platform's user data folder."""
+    env = os.environ.get("TALLY_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "Tally"
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "Tally"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "tally"
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    path: Path
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / KEY_FILE
+
+    @property
+    def token_path(self) -> Path:
+        return self.path / TOKEN_FILE
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    def has_identity(self) -> bool:
+        return self.key_path.exists()
+
+    def create_identity(self, key: SigningKey, token: str | None = None) -> None:
+        """Write the key and a fresh API token; refuse if an identity exists."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.has_identity():
+            raise LocalError("identity_exists", f"{self.key_path} exists; it is never overwritten")
+        _write_secret(self.key_path, key.seed.hex() + "\n")
+        if not self.token_path.exists():
+            _write_secret(self.token_path, (token or secrets.token_urlsafe(32)) + "\n")
+        _fsync_dir(self.path)
+
+    def load_key(self) -> SigningKey:
+        try:
+            data = self.key_path.read_bytes()
+        except FileNotFoundError:
+            raise LocalError("no_identity", f"no identity in {self.path} (run `tally init`)") from None
+        return SigningKey.from_key_file(data)
+
+    def load_token(self) -> str:
+        try:
+            return self.token_path.read_text().strip()
+        except FileNotFoundError:
+            raise LocalError("no_identity", f"no API token in {self.path} (run `tally init`)") from None
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
+    try:
+        os.write(fd, text.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    if sys.platform == "win32":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
