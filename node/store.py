@@ -208,12 +208,13 @@ class Store:
         rows: list[tuple[Any, ...]] = []
         made: list[tuple[_Pending, Entry]] = []
         heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+        known: dict[bytes, bool] = {}
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             now = self._clock_ms()
             for p in batch:
                 try:
-                    entry = await self._build(key, p.request, heads)
+                    entry = await self._build(key, p.request, heads, known)
                 except TallyError as exc:
                     p.future.set_exception(exc)
                     continue
@@ -235,11 +236,18 @@ class Store:
             p.future.set_result(entry)
 
     async def _build(
-        self, key: SigningKey, req: AppendRequest, heads: dict[tuple[bytes, bytes], ChainHead | None]
+        self,
+        key: SigningKey,
+        req: AppendRequest,
+        heads: dict[tuple[bytes, bytes], ChainHead | None],
+        known: dict[bytes, bool],
     ) -> Entry:
+        # `heads` and `known` cache lookups for the batch: each query is a thread hop.
         if req.ledger is None:
             return create_entry(key, ledger=None, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
-        if not await self.has_ledger(req.ledger):
+        if req.ledger.raw not in known:
+            known[req.ledger.raw] = await self.has_ledger(req.ledger)
+        if not known[req.ledger.raw]:
             raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
         hk = _head_key(req.ledger, key.public_key)
         if hk not in heads:
@@ -269,6 +277,7 @@ class Store:
         duplicates = 0
         heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
         fresh: dict[tuple[bytes, bytes, int], Entry] = {}
+        rows: list[tuple[Any, ...]] = []
         async with self._write_lock:
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
@@ -298,10 +307,11 @@ class Store:
                     except InvalidData as exc:
                         refused.append((entry, exc))
                         continue
-                    await self._db.execute(_INSERT, _row(entry, now))
+                    rows.append(_row(entry, now))
                     heads[hk] = ChainHead.of(entry)
                     fresh[(*hk, entry.seq)] = entry
                     stored.append(entry)
+                await self._db.executemany(_INSERT, rows)
                 await self._db.commit()
             except BaseException:
                 await _rollback(self._db)

@@ -22,6 +22,7 @@ from .entry import (
 )
 from .errors import CODES, InvalidData, LocalError, TallyError
 from .fork import ForkProof
+from .handshake import Handshake, Transport
 from .identity import AgentId, SigningKey, did_from_public_key, public_key_from_did, verify_signature
 
 __all__ = [
@@ -36,11 +37,13 @@ __all__ = [
     "ChainHead",
     "Entry",
     "ForkProof",
+    "Handshake",
     "Header",
     "InvalidData",
     "LocalError",
     "SigningKey",
     "TallyError",
+    "Transport",
     "check_entry_signature",
     "check_next",
     "create_entry",

@@ -54,29 +54,98 @@ def _encode_link(encoder: cbor2.CBOREncoder, value: object) -> None:
     raise InvalidData("bad_encoding", f"{type(value).__name__} cannot be encoded as DAG-CBOR")
 
 
+_SCALARS: Final = frozenset({type(None), bool, bytes, CID})
+
+
 def check_value(value: object, depth: int = 0) -> None:
     """Raise `bad_encoding` unless `value` is a DAG-CBOR data model value."""
-    if depth > MAX_DEPTH:
-        raise InvalidData("bad_encoding", f"nested deeper than {MAX_DEPTH}")
-    if value is None or isinstance(value, (bool, str, bytes, CID)):
+    # Dispatch on the exact type first: this runs on every body a node encodes.
+    kind = type(value)
+    if kind in _SCALARS:
         return
-    if isinstance(value, int):
-        if not MIN_INT <= value <= MAX_INT:
+    if kind is str:
+        _check_text(value)  # type: ignore[arg-type]
+        return
+    if kind is int:
+        if not MIN_INT <= value <= MAX_INT:  # type: ignore[operator]
             raise InvalidData("bad_encoding", "integer outside the 64-bit range")
         return
-    if isinstance(value, list):
-        for item in value:
+    if depth >= MAX_DEPTH:
+        raise InvalidData("bad_encoding", f"nested deeper than {MAX_DEPTH}")
+    if kind is list:
+        for item in value:  # type: ignore[attr-defined]
             check_value(item, depth + 1)
         return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
                 raise InvalidData("bad_encoding", "map keys must be strings")
+            _check_text(key)
             check_value(item, depth + 1)
+        return
+    _check_other(value, depth)
+
+
+def _check_other(value: object, depth: int) -> None:
+    # Subclasses of the allowed types (an IntEnum, a str subclass …) are values too.
+    if isinstance(value, (bool, bytes, CID)):
+        return
+    if isinstance(value, str):
+        check_value(str(value), depth)
+        return
+    if isinstance(value, int):
+        check_value(int(value), depth)
+        return
+    if isinstance(value, list):
+        check_value(list(value), depth)
+        return
+    if isinstance(value, dict):
+        check_value(dict(value), depth)
         return
     if isinstance(value, float):
         raise InvalidData("bad_encoding", "floats are not allowed; use integers or decimal strings")
     raise InvalidData("bad_encoding", f"{type(value).__name__} is not a DAG-CBOR value")
+
+
+_DECODED_SCALARS: Final = frozenset({type(None), bool, bytes, CID, int, str})
+
+
+def _check_decoded(value: object, depth: int = 0) -> None:
+    """What cbor2 returns that DAG-CBOR forbids: floats, simple values, bytes keys, depth.
+
+    Text is valid UTF-8 and integers fit 64 bits (bignum tags are refused).
+    cbor2's max_depth bounds the recursion but lets an empty container sit one
+    level deeper than check_value does, so depth is counted here as there.
+    """
+    kind = type(value)
+    if kind in _DECODED_SCALARS:
+        return
+    if depth >= MAX_DEPTH and kind in (list, dict):
+        raise InvalidData("bad_encoding", f"nested deeper than {MAX_DEPTH}")
+    if kind is list:
+        for item in value:  # type: ignore[attr-defined]
+            if type(item) not in _DECODED_SCALARS:
+                _check_decoded(item, depth + 1)
+        return
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise InvalidData("bad_encoding", "map keys must be text strings")
+            if type(item) not in _DECODED_SCALARS:
+                _check_decoded(item, depth + 1)
+        return
+    if kind is float:
+        raise InvalidData("bad_encoding", "floats are not allowed")
+    raise InvalidData("bad_encoding", f"{kind.__name__} is not a DAG-CBOR value")
+
+
+def _check_text(text: str) -> None:
+    # A str can hold lone surrogates (JSON "\ud800" parses to one); CBOR text is UTF-8 and cannot.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidData("bad_encoding", "text holds a lone surrogate, which UTF-8 cannot encode") from None
 
 
 def _dumps(value: object) -> bytes:
@@ -87,6 +156,7 @@ def encode(value: object) -> bytes:
     """The canonical DAG-CBOR bytes of `value`."""
     check_value(value)
     return _dumps(value)
+
 
 
 def decode(data: bytes, *, max_bytes: int) -> Any:
@@ -105,12 +175,74 @@ def decode(data: bytes, *, max_bytes: int) -> Any:
         )
     except (cbor2.CBORDecodeError, ValueError, InvalidData) as exc:
         raise InvalidData("bad_encoding", f"not DAG-CBOR: {_cause(exc)}") from None
-    check_value(value)
+    _check_decoded(value)
     if _dumps(value) != data:
         raise InvalidData(
             "bad_encoding", "not canonical DAG-CBOR (trailing bytes, non-shortest form or key order)"
         )
     return value
+
+
+def decode_unchecked(data: bytes, *, max_bytes: int) -> Any:
+    """Decode without the canonical-form check: the caller re-encodes and compares.
+
+    For blocks of a fixed shape (headers) whose own encoder is canonical by
+    construction, that comparison is cheaper than a generic re-encode.
+    """
+    if len(data) > max_bytes:
+        raise InvalidData("oversize", f"block of {len(data)} bytes exceeds {max_bytes}")
+    try:
+        value = cbor2.loads(
+            data,
+            tag_hook=_tag_hook,
+            semantic_decoders=_REFUSED_SEMANTICS,
+            max_depth=MAX_DEPTH,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+        )
+    except (cbor2.CBORDecodeError, ValueError, InvalidData) as exc:
+        raise InvalidData("bad_encoding", f"not DAG-CBOR: {_cause(exc)}") from None
+    # Types still count: a float or undefined in any field is bad_encoding (SPEC §5.4 step 1),
+    # not bad_field or unknown_field.
+    _check_decoded(value)
+    return value
+
+
+# Minimal writers for fixed-shape blocks. Each emits the shortest form.
+
+
+def head(major: int, n: int) -> bytes:
+    """A CBOR initial byte (and argument) for major type `major` and count/value `n`."""
+    if n < 24:
+        return bytes((major << 5 | n,))
+    if n < 0x100:
+        return bytes((major << 5 | 24, n))
+    if n < 0x10000:
+        return bytes((major << 5 | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((major << 5 | 26,)) + n.to_bytes(4, "big")
+    return bytes((major << 5 | 27,)) + n.to_bytes(8, "big")
+
+
+def uint(n: int) -> bytes:
+    return head(0, n)
+
+
+def byte_string(data: bytes) -> bytes:
+    return head(2, len(data)) + data
+
+
+def text_string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return head(3, len(raw)) + raw
+
+
+def link(cid: CID) -> bytes:
+    return b"\xd8\x2a" + byte_string(b"\0" + cid.raw)
+
+
+NULL: Final = b"\xf6"
 
 
 def _cause(exc: BaseException) -> str:

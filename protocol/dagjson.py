@@ -29,16 +29,19 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
-def from_json_value(value: Any) -> Any:
+def from_json_value(value: Any, _depth: int = 0) -> Any:
     """Convert parsed JSON to DAG values; raise `bad_body` for what DAG-CBOR cannot hold."""
     if isinstance(value, float):
         raise InvalidData("bad_body", "floats are not allowed; write quantities as decimal strings")
+    if isinstance(value, dict) and set(value) == {"/"}:
+        return _special(value["/"])
+    if isinstance(value, (list, dict)) and _depth >= dagcbor.MAX_DEPTH:
+        # Checked here, not only by check_value: deep JSON must not exhaust the Python stack.
+        raise InvalidData("bad_body", f"nested deeper than {dagcbor.MAX_DEPTH}")
     if isinstance(value, list):
-        return [from_json_value(v) for v in value]
+        return [from_json_value(v, _depth + 1) for v in value]
     if isinstance(value, dict):
-        if set(value) == {"/"}:
-            return _special(value["/"])
-        return {k: from_json_value(v) for k, v in value.items()}
+        return {k: from_json_value(v, _depth + 1) for k, v in value.items()}
     return value
 
 
@@ -76,11 +79,11 @@ def parse_body(text: str) -> dict[str, Any]:
         raise InvalidData("bad_body", f"not JSON: {exc}") from None
     except RecursionError:
         raise InvalidData("bad_body", "JSON nested too deeply") from None
-    if not isinstance(parsed, dict):
-        raise InvalidData("bad_body", "the body must be a JSON object")
     body = from_json_value(parsed)
+    if not isinstance(body, dict):  # checked after conversion: {"/": …} is a link or bytes
+        raise InvalidData("bad_body", "the body must be a JSON object")
     try:
         dagcbor.check_value(body)
     except InvalidData as exc:
         raise InvalidData("bad_body", exc.message) from None
-    return body  # type: ignore[no-any-return]
+    return body

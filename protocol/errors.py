@@ -42,6 +42,14 @@ CODES: Final[dict[str, str]] = {
     "unknown_entry": "no entry with that id is stored here",
     "store_corrupt": "a stored entry fails verification",
     "schema_too_new": "the store was written by a newer Tally",
+    # peer links
+    "handshake_failed": "the peer-link handshake failed: a message of the wrong length, one that fails "
+    "authentication, a malformed identity payload, a bad signature or an unexpected did",
+    "bad_frame": "a transport frame fails authentication (tampered, reordered, replayed or from another "
+    "link) or is malformed",
+    "frame_too_large": "a transport frame or its plaintext exceeds the Noise limit of 65535 bytes",
+    "protocol_error": "a handshake or transport call made out of order, after a failure, or after the "
+    "nonce space is used up",
 }
 
 

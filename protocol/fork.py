@@ -60,7 +60,8 @@ class ForkProof:
         value = dagcbor.decode(data, max_bytes=MAX_FORK_PROOF_BYTES)
         if not isinstance(value, dict) or set(value) != {"v", "a", "b"}:
             raise InvalidData("bad_fork_proof", "a fork proof is a map of v, a and b")
-        if value["v"] != FORK_PROOF_VERSION:
+        # type(): True == 1 in Python but is another DAG-CBOR value (and another encoding).
+        if type(value["v"]) is not int or value["v"] != FORK_PROOF_VERSION:
             raise InvalidData("unknown_version", f"fork proof version {value['v']!r:.20}")
         if not isinstance(value["a"], bytes) or not isinstance(value["b"], bytes):
             raise InvalidData("bad_fork_proof", "a and b must be header bytes")

@@ -33,7 +33,9 @@ def tally(home: Path) -> TallyRunner:
     """Run `tally --home <home> ARGS…`; returns the completed process (never raises on exit code)."""
     exe = tally_executable()
 
-    def run(*args: str, home_dir: Path | None = None, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, home_dir: Path | None = None, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
         return subprocess.run(
             [exe, "--home", str(home_dir or home), *args],

@@ -14,7 +14,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_clean() -> None:
-    r = run("ruff", "check", "protocol", "node", "scripts")
+    r = run("ruff", "check", "protocol", "node", "scripts", "tests")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

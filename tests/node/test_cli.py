@@ -77,7 +77,8 @@ def test_import_key_hex_and_pem_match_vectors(tally: TallyRunner, tmp_path: Path
 
 def test_import_key_refuses_bad_files(tally: TallyRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.key"
-    for content in ("not a key", "00" * 31, "zz" * 32, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"):
+    bad_pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    for content in ("not a key", "00" * 31, "zz" * 32, bad_pem):
         bad.write_text(content)
         r = tally("init", "--import-key", str(bad), home_dir=tmp_path / "h")
         assert r.returncode == 1, content
@@ -137,7 +138,8 @@ def test_log_orders_by_author_then_seq(tally: TallyRunner, tmp_path: Path) -> No
     init(tally)
     ledger = create_ledger(tally)
     for i in range(3):
-        assert tally("append", "--ledger", ledger, "--kind", "note.text", "--body", json.dumps({"i": i})).returncode == 0
+        r = tally("append", "--ledger", ledger, "--kind", "note.text", "--body", json.dumps({"i": i}))
+        assert r.returncode == 0
     rows = log_rows(tally, ledger)
     assert [(r["seq"], r["body"].get("i")) for r in rows] == [(1, None), (2, 0), (3, 1), (4, 2)]
 

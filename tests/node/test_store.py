@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from protocol import CID, GENESIS_KIND, ChainHead, SigningKey, create_entry, verify_chain
 from node.home import Home
 from node.store import SCHEMA_VERSION, AppendRequest, Store
+from protocol import CID, GENESIS_KIND, ChainHead, SigningKey, create_entry, verify_chain
 
 KEY = SigningKey(bytes(range(32)))
 OTHER = SigningKey(bytes(range(1, 33)))
@@ -123,10 +123,8 @@ async def test_kill_9_mid_append_loses_no_acknowledged_entry(tmp_path: Path) -> 
         proc = spawn_writer(db, ledger, 100_000)
         assert proc.stdout is not None
         target = rng.randint(20, 300)
-        got = 0
-        for line in proc.stdout:
+        for got, line in enumerate(proc.stdout, start=1):
             acked.append(line.strip())
-            got += 1
             if got >= target:
                 break
         proc.send_signal(signal.SIGKILL)

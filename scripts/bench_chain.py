@@ -1,0 +1,127 @@
+"""Benchmark: append and ingest rates of a 100,000-entry chain, against raw Ed25519.
+
+Prints, measured in this one run (machines here are noisy, so ratios matter):
+- raw Ed25519 sign and verify rates, single core, of each installed implementation;
+- append rate: build + sign + store, committed durably in batches (a bulk import);
+- ingest rate: decode + verify + link check + store, as entries arriving from a peer;
+and each rate's ratio to the fastest raw single-core rate. Goals: append >= 0.4 x sign,
+ingest >= 1.0 x verify.
+
+    python scripts/bench_chain.py [--entries 100000] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
+
+from node.ingest import RawEntry, Verifier, ingest_batches
+from node.store import AppendRequest, Store
+from protocol import GENESIS_KIND, SigningKey
+
+BODY = {"action": "work", "quantity": "2.5", "unit": "hour", "note": "fixed the brakes on three bikes"}
+
+
+def rate(func: Callable[[], None], count: int, seconds: float = 1.5) -> float:
+    """Operations per second of `func` (which does `count` operations), best of repeated runs."""
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while True:
+        t = time.perf_counter()
+        func()
+        best = max(best, count / (time.perf_counter() - t))
+        if time.perf_counter() > deadline:
+            return best
+
+
+def raw_rates(n: int = 2000) -> dict[str, tuple[float, float]]:
+    messages = [b"tally-entry-v1\0" + bytes(200) + i.to_bytes(4, "big") for i in range(n)]
+    pk, sk = crypto_sign_seed_keypair(bytes(32))
+    signed = [crypto_sign(m, sk) for m in messages]
+
+    def nacl_sign() -> None:
+        for m in messages:
+            crypto_sign(m, sk)
+
+    def nacl_verify() -> None:
+        for s in signed:
+            crypto_sign_open(s, pk)
+
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    pub = key.public_key()
+    sigs = [key.sign(m) for m in messages]
+
+    def ossl_sign() -> None:
+        for m in messages:
+            key.sign(m)
+
+    def ossl_verify() -> None:
+        for s, m in zip(sigs, messages, strict=True):
+            pub.verify(s, m)
+
+    return {
+        "libsodium (PyNaCl)": (rate(nacl_sign, n), rate(nacl_verify, n)),
+        "OpenSSL (cryptography)": (rate(ossl_sign, n), rate(ossl_verify, n)),
+    }
+
+
+async def bench(entries: int, batch: int, workdir: Path) -> None:
+    raws = raw_rates()
+    for name, (s, v) in raws.items():
+        print(f"raw {name:24s} sign {s:9,.0f}/s   verify {v:9,.0f}/s   (single core)")
+    sign_best = max(s for s, _ in raws.values())
+    verify_best = max(v for _, v in raws.values())
+
+    key = SigningKey(bytes(range(32)))
+    source = await Store.open(workdir / "source.sqlite3", key=key)
+    genesis = await source.append(AppendRequest(None, GENESIS_KIND, {"name": "bench", "visibility": "members"}, 1))
+    t = time.perf_counter()
+    done = 1
+    while done < entries:
+        n = min(batch, entries - done)
+        await source.append_batch([AppendRequest(genesis.id, "vf.event", {**BODY, "i": done + i}, 2) for i in range(n)])
+        done += n
+    append_s = time.perf_counter() - t
+    append_rate = (entries - 1) / append_s
+    print(f"append  {append_rate:9,.0f} entries/s  ({entries - 1:,} entries in {append_s:.1f} s, "
+          f"batches of {batch}, durable commit each)  ratio to raw sign {append_rate / sign_best:.2f} (goal >= 0.4)")
+
+    rows: list[RawEntry] = [(e.header_raw, e.payload_raw) async for e in source.log(genesis.id)]
+    await source.close()
+    target = await Store.open(workdir / "target.sqlite3")
+
+    async def batches() -> AsyncIterator[list[RawEntry]]:
+        for i in range(0, len(rows), batch):
+            yield rows[i : i + batch]
+
+    with Verifier() as verifier:
+        t = time.perf_counter()
+        totals = await ingest_batches(target, verifier, batches())
+        ingest_s = time.perf_counter() - t
+    await target.close()
+    assert totals.stored == len(rows), totals
+    ingest_rate = len(rows) / ingest_s
+    print(f"ingest  {ingest_rate:9,.0f} entries/s  ({len(rows):,} entries in {ingest_s:.1f} s: decode + verify + "
+          f"link check + durable store)  ratio to raw single-core verify {ingest_rate / verify_best:.2f} (goal >= 1.0)")
+    size = sum(len(h) + len(p or b"") for h, p in rows) / len(rows)
+    print(f"entry size {size:.0f} bytes on average (header + payload)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tally-bench-") as d:
+        asyncio.run(bench(args.entries, args.batch, Path(d)))
+
+
+if __name__ == "__main__":
+    main()
