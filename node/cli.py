@@ -34,6 +34,7 @@ from protocol import (
 )
 
 from .home import Home, default_home
+from .runtime import tune_gc
 from .store import AppendRequest, Store, wall_clock_ms
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -260,6 +261,7 @@ async def _missing_subcommand(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_gc()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         result: int = asyncio.run(args.func(args))

@@ -15,8 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from protocol import Entry, InvalidData, decode_entry
-from protocol.entry import signing_bytes_of
-from protocol.identity import verify_many
 
 from .store import IngestResult, Store
 
@@ -32,8 +30,20 @@ class Checked:
     refused: list[tuple[int, InvalidData]] = field(default_factory=list)  # (input index, error)
 
 
-def _signed_items(entries: Sequence[Entry]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(e.header.author, e.header.sig, signing_bytes_of(e)) for e in entries]
+def _decode_and_verify(raws: Sequence[RawEntry]) -> list[Entry | InvalidData]:
+    """Decode then verify each entry in turn (run on a pool thread).
+
+    Item by item rather than phase by phase: the thread drops the GIL inside
+    every signature check, so two such threads interleave (one decodes while
+    the other verifies) instead of queueing for the GIL behind a long decode.
+    """
+    out: list[Entry | InvalidData] = []
+    for header, payload in raws:
+        try:
+            out.append(decode_entry(header, payload))
+        except InvalidData as exc:
+            out.append(exc)
+    return out
 
 
 class Verifier:
@@ -53,31 +63,20 @@ class Verifier:
 
     async def check(self, raws: Sequence[RawEntry]) -> Checked:
         """Decode every entry (refusing bad bytes with their code) and verify signatures."""
-        # Each chunk goes to the pool as soon as it is decoded, so decoding the
-        # next chunk overlaps with verifying this one.
         loop = asyncio.get_running_loop()
+        chunks = [raws[i : i + VERIFY_CHUNK] for i in range(0, len(raws), VERIFY_CHUNK)]
+        outcomes = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _decode_and_verify, chunk) for chunk in chunks)
+        )
         result = Checked()
-        chunks: list[list[tuple[int, Entry]]] = []
-        pending: list[asyncio.Future[list[bool]]] = []
-        chunk: list[tuple[int, Entry]] = []
-        for i, (header, payload) in enumerate(raws):
-            try:
-                chunk.append((i, decode_entry(header, payload, check_signature=False)))
-            except InvalidData as exc:
-                result.refused.append((i, exc))
-            if len(chunk) == VERIFY_CHUNK or (i == len(raws) - 1 and chunk):
-                chunks.append(chunk)
-                items = _signed_items([e for _, e in chunk])
-                pending.append(loop.run_in_executor(self._pool, verify_many, items))
-                chunk = []
-        verdicts = await asyncio.gather(*pending)
-        for done, oks in zip(chunks, verdicts, strict=True):
-            for (i, entry), ok in zip(done, oks, strict=True):
-                if ok:
-                    result.entries.append(entry)
+        index = 0
+        for outcome in outcomes:
+            for item in outcome:
+                if isinstance(item, Entry):
+                    result.entries.append(item)
                 else:
-                    result.refused.append((i, InvalidData("bad_signature", f"signature of {entry.id} does not verify")))
-        result.refused.sort(key=lambda item: item[0])
+                    result.refused.append((index, item))
+                index += 1
         return result
 
 

@@ -6,16 +6,23 @@ A transaction commits only after SQLite has fsync'ed the WAL, so an id the
 node printed or returned survives kill -9 and power loss, and a crash mid-write
 leaves nothing half-written.
 
-Local appends are group-committed: appends that arrive while a commit is in
-flight are written together in the next transaction, one fsync for all.
+Writes go through one plain sqlite3 connection owned by one writer thread,
+so a whole transaction (a group of appends, a batch of ingested entries) is a
+single hop to that thread and runs while the event loop goes on; reads use an
+aiosqlite connection of their own. Local appends are group-committed: appends
+that arrive while a commit is in flight are signed meanwhile and written
+together in the next transaction, one fsync for all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -42,12 +49,14 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 30_000
+GROUP_MAX: Final = 1000  # appends per transaction
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
 MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE entries (
-        id       BLOB NOT NULL UNIQUE,   -- CID of the header block
+        idh      INTEGER NOT NULL,       -- first 8 bytes of the id's digest, signed: the id index
+        id       BLOB NOT NULL,          -- CID of the header block (unique: it fixes ledger, author, seq)
         ledger   BLOB NOT NULL,          -- CID of the ledger (a genesis entry's own id)
         author   BLOB NOT NULL,          -- 32-byte Ed25519 public key
         seq      INTEGER NOT NULL,
@@ -58,7 +67,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         received INTEGER NOT NULL,       -- local clock, ms, when stored
         UNIQUE (ledger, author, seq)
     );
-    CREATE INDEX entries_kind ON entries (ledger, kind);
+    CREATE INDEX entries_idh ON entries (idh);
+    CREATE INDEX entries_kind ON entries (kind, ledger);
     CREATE TABLE forks (
         ledger BLOB NOT NULL,
         author BLOB NOT NULL,
@@ -71,8 +81,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 )
 
 _INSERT: Final = (
-    "INSERT INTO entries (id, ledger, author, seq, ts, kind, header, payload, received)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO entries (idh, id, ledger, author, seq, ts, kind, header, payload, received)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _HEAD: Final = (
     "SELECT seq, id, ts FROM entries WHERE ledger = ? AND author = ? ORDER BY seq DESC LIMIT 1"
@@ -125,47 +135,68 @@ class _Pending:
     future: asyncio.Future[Entry] = field(repr=False)
 
 
+def _fail(p: _Pending, exc: Exception) -> None:
+    if not p.future.done():
+        log.error("append failed: %s", exc)
+        p.future.set_exception(exc)
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _head_key(ledger: CID, author: bytes) -> tuple[bytes, bytes]:
-    return (ledger.raw, author)
-
-
 class Store:
-    """Async access to one store file. Open with `await Store.open(path)`."""
+    """Async access to one store file. Open with `await Store.open(path)`.
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, key: SigningKey | None, clock_ms: Any) -> None:
-        self._db = db
+    Two connections: one writes (appends, ingest), one reads, so a read never
+    sees a transaction in flight nor waits behind one (WAL allows both).
+    """
+
+    def __init__(
+        self, writer: sqlite3.Connection, reader: aiosqlite.Connection, path: Path, key: SigningKey | None,
+        clock_ms: Callable[[], int], write_thread: ThreadPoolExecutor,
+    ) -> None:
+        self._wdb = writer  # used only on write_thread
+        self._wx = write_thread
+        self._read = reader
         self.path = path
         self._key = key
         self._clock_ms = clock_ms
-        self._write_lock = asyncio.Lock()
-        self._queue: list[_Pending] = []
+        self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, key: SigningKey | None = None, clock_ms: Any = None) -> Store:
+    async def open(
+        cls, path: Path, *, key: SigningKey | None = None, clock_ms: Callable[[], int] | None = None
+    ) -> Store:
         """Open (creating and migrating if needed). `key` signs local appends;
-        `clock_ms` is a callable giving the wall clock in ms (the node's)."""
-        db = await aiosqlite.connect(path, isolation_level=None)
+        `clock_ms` gives the wall clock in ms (the node's)."""
+        loop = asyncio.get_running_loop()
+        wx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            # FULL: the WAL is fsync'ed at every commit, so a commit survives power loss.
-            await db.execute("PRAGMA synchronous = FULL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            await _migrate(db)
+            writer = await loop.run_in_executor(wx, _open_writer, path)
         except BaseException:
-            await db.close()
+            wx.shutdown(wait=False)
             raise
-        return cls(db, path, key, clock_ms or wall_clock_ms)
+        try:
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await loop.run_in_executor(wx, writer.close)
+            wx.shutdown(wait=False)
+            raise
+        return cls(writer, reader, path, key, clock_ms or wall_clock_ms, wx)
 
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.shield(self._writer)
-        await self._db.close()
+        await self._read.close()
+        await asyncio.get_running_loop().run_in_executor(self._wx, self._wdb.close)
+        self._wx.shutdown(wait=True)
+
+    async def _in_writer(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._wx, func, *args)
 
     async def __aenter__(self) -> Store:
         return self
@@ -177,89 +208,54 @@ class Store:
 
     async def append(self, request: AppendRequest) -> Entry:
         """Append one local entry; returns once it is durably committed."""
-        loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future())
-        self._queue.append(pending)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        return await pending.future
+        return (await self.append_batch([request]))[0]
 
     async def append_batch(self, requests: Sequence[AppendRequest]) -> list[Entry]:
-        """Append many local entries in one transaction (bulk import)."""
+        """Append local entries in order; returns once all are durably committed.
+
+        Requests are group-committed with whatever else is queued, at most
+        GROUP_MAX to a transaction. A failed request raises; those before it
+        in the list that succeeded stay committed.
+        """
         loop = asyncio.get_running_loop()
         pendings = [_Pending(r, loop.create_future()) for r in requests]
-        async with self._write_lock:
-            await self._commit_appends(pendings)
-        return [p.future.result() for p in pendings]
+        self._queue.extend(pendings)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return [await p.future for p in pendings]
 
     async def _drain(self) -> None:
+        """Commit queued appends, up to GROUP_MAX per transaction, until none are left.
+
+        Each group is built, signed and inserted in the writer thread under one
+        write transaction: heads are read under the lock, so no other process
+        can take a seq meanwhile, and the event loop stays free (libsodium and
+        SQLite release the GIL). Appends that arrive meanwhile form the next group.
+        """
         while self._queue:
-            batch, self._queue = self._queue, []
-            async with self._write_lock:
-                await self._commit_appends(batch)
+            group = [self._queue.popleft() for _ in range(min(GROUP_MAX, len(self._queue)))]
+            if self._key is None:
+                for p in group:
+                    _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
+                continue
+            await self._append_locked(self._key, group)
 
-    async def _commit_appends(self, batch: list[_Pending]) -> None:
-        key = self._key
-        if key is None:
-            err = LocalError("no_identity", "this store was opened without a signing key")
-            for p in batch:
-                p.future.set_exception(err)
-            return
-        rows: list[tuple[Any, ...]] = []
-        made: list[tuple[_Pending, Entry]] = []
-        heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
-        known: dict[bytes, bool] = {}
+    async def _append_locked(self, key: SigningKey, group: list[_Pending]) -> None:
+        """Read heads, sign and insert in one write transaction, in the writer thread."""
+        live = [p for p in group if not p.future.done()]
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            now = self._clock_ms()
-            for p in batch:
-                try:
-                    entry = await self._build(key, p.request, heads, known)
-                except TallyError as exc:
-                    p.future.set_exception(exc)
-                    continue
-                heads[_head_key(entry.ledger_id, entry.header.author)] = ChainHead.of(entry)
-                rows.append(_row(entry, now))
-                made.append((p, entry))
-            await self._db.executemany(_INSERT, rows)
-            await self._db.commit()
-        except BaseException as exc:
-            await _rollback(self._db)
-            for p, _ in made:
-                if not p.future.done():
-                    p.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            log.error("append batch failed: %s", exc)
+            results = await self._in_writer(
+                _append_in_transaction, self._wdb, key, [p.request for p in live], self._clock_ms()
+            )
+        except Exception as exc:
+            for p in live:
+                _fail(p, exc)
             return
-        for p, entry in made:
-            p.future.set_result(entry)
-
-    async def _build(
-        self,
-        key: SigningKey,
-        req: AppendRequest,
-        heads: dict[tuple[bytes, bytes], ChainHead | None],
-        known: dict[bytes, bool],
-    ) -> Entry:
-        # `heads` and `known` cache lookups for the batch: each query is a thread hop.
-        if req.ledger is None:
-            return create_entry(key, ledger=None, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
-        if req.ledger.raw not in known:
-            known[req.ledger.raw] = await self.has_ledger(req.ledger)
-        if not known[req.ledger.raw]:
-            raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
-        hk = _head_key(req.ledger, key.public_key)
-        if hk not in heads:
-            heads[hk] = await self._head(req.ledger, key.public_key)
-        head = heads[hk]
-        if head is None:
-            return create_entry(key, ledger=req.ledger, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
-        # ts never goes below prev's: a clock stepped back must not make an invalid entry.
-        return create_entry(
-            key, ledger=req.ledger, seq=head.seq + 1, prev=head.id, ts=max(req.ts, head.ts),
-            kind=req.kind, body=req.body,
-        )
+        for p, result in zip(live, results, strict=True):
+            if isinstance(result, Entry):
+                p.future.set_result(result)
+            else:
+                p.future.set_exception(result)
 
     # ---- entries from elsewhere ------------------------------------------
 
@@ -268,89 +264,36 @@ class Store:
 
         Entries must come in seq order per chain. Each is a duplicate, the next
         link (stored), a fork (proof stored, entry not), a gap (returned, not
-        stored) or refused by the chain rules.
+        stored) or refused by the chain rules. One transaction, in the writer thread.
         """
-        stored: list[Entry] = []
-        forks: list[ForkProof] = []
-        gaps: list[Entry] = []
-        refused: list[tuple[Entry, InvalidData]] = []
-        duplicates = 0
-        heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
-        fresh: dict[tuple[bytes, bytes, int], Entry] = {}
-        rows: list[tuple[Any, ...]] = []
-        async with self._write_lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                now = self._clock_ms()
-                for entry in entries:
-                    hk = _head_key(entry.ledger_id, entry.header.author)
-                    if hk not in heads:
-                        heads[hk] = await self._head(entry.ledger_id, entry.header.author)
-                    head = heads[hk]
-                    if head is not None and entry.seq <= head.seq:
-                        other = fresh.get((*hk, entry.seq)) or await self._entry_at(hk, entry.seq)
-                        if other is None or other.id == entry.id:
-                            duplicates += 1
-                            continue
-                        proof = ForkProof.of(other, entry)
-                        await self._db.execute(
-                            "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?,?,?,?,?)",
-                            (hk[0], hk[1], entry.seq, proof.encode(), now),
-                        )
-                        forks.append(proof)
-                        continue
-                    if entry.seq > (head.seq if head else 0) + 1:
-                        gaps.append(entry)
-                        continue
-                    try:
-                        check_next(head, entry)
-                    except InvalidData as exc:
-                        refused.append((entry, exc))
-                        continue
-                    rows.append(_row(entry, now))
-                    heads[hk] = ChainHead.of(entry)
-                    fresh[(*hk, entry.seq)] = entry
-                    stored.append(entry)
-                await self._db.executemany(_INSERT, rows)
-                await self._db.commit()
-            except BaseException:
-                await _rollback(self._db)
-                raise
-        return IngestResult(tuple(stored), duplicates, tuple(forks), tuple(gaps), tuple(refused))
+        result: IngestResult = await self._in_writer(_ingest, self._wdb, list(entries), self._clock_ms())
+        return result
 
     # ---- queries ---------------------------------------------------------
 
-    async def _head(self, ledger: CID, author: bytes) -> ChainHead | None:
-        async with self._db.execute(_HEAD, (ledger.raw, author)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return ChainHead(author, ledger, row[0], CID(row[1]), row[2])
-
     async def head(self, ledger: CID, author: bytes) -> ChainHead | None:
-        return await self._head(ledger, author)
-
-    async def _entry_at(self, hk: tuple[bytes, bytes], seq: int) -> Entry | None:
-        async with self._db.execute(
-            "SELECT header, payload FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (*hk, seq)
-        ) as cur:
+        """The latest committed entry of a chain, or None."""
+        async with self._read.execute(_HEAD, (ledger.raw, author)) as cur:
             row = await cur.fetchone()
-        return None if row is None else decode_entry(row[0], row[1], check_signature=False)
+        return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
 
     async def has_ledger(self, ledger: CID) -> bool:
-        async with self._db.execute(
-            "SELECT 1 FROM entries WHERE id = ? AND kind = ?", (ledger.raw, GENESIS_KIND)
+        async with self._read.execute(
+            "SELECT kind FROM entries WHERE idh = ? AND id = ?", (_idh(ledger), ledger.raw)
         ) as cur:
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+        return row is not None and row[0] == GENESIS_KIND
 
     async def get(self, entry_id: CID) -> Entry | None:
-        async with self._db.execute("SELECT header, payload FROM entries WHERE id = ?", (entry_id.raw,)) as cur:
+        async with self._read.execute(
+            "SELECT header, payload FROM entries WHERE idh = ? AND id = ?", (_idh(entry_id), entry_id.raw)
+        ) as cur:
             row = await cur.fetchone()
         return None if row is None else decode_entry(row[0], row[1], check_signature=False)
 
     async def ledgers(self) -> list[LedgerInfo]:
         result = []
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT g.header, g.payload, (SELECT count(*) FROM entries e WHERE e.ledger = g.id)"
             " FROM entries g WHERE g.kind = ? AND g.ledger = g.id ORDER BY g.ts, g.id",
             (GENESIS_KIND,),
@@ -378,16 +321,16 @@ class Store:
         else:
             sql = "SELECT header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
             args = (ledger.raw, author)
-        async with self._db.execute(sql, args) as cur:
+        async with self._read.execute(sql, args) as cur:
             async for header, payload in cur:
                 yield decode_entry(header, payload, check_signature=False)
 
     async def forks(self) -> list[ForkProof]:
-        async with self._db.execute("SELECT proof FROM forks ORDER BY ledger, author, seq") as cur:
+        async with self._read.execute("SELECT proof FROM forks ORDER BY ledger, author, seq") as cur:
             return [ForkProof.decode(row[0]) async for row in cur]
 
     async def count(self) -> int:
-        async with self._db.execute("SELECT count(*) FROM entries") as cur:
+        async with self._read.execute("SELECT count(*) FROM entries") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -396,14 +339,14 @@ class Store:
     async def verify(self) -> AsyncGenerator[Problem, None]:
         """Re-verify every stored entry from its raw bytes: encoding, signature,
         payload hash, derived columns and chain links; and every fork proof."""
-        async with self._db.execute("PRAGMA quick_check") as cur:
+        async with self._read.execute("PRAGMA quick_check") as cur:
             rows = await cur.fetchall()
         if [tuple(r) for r in rows] != [("ok",)]:
             for r in rows:
                 yield Problem("-", "store_corrupt", f"sqlite: {r[0]}")
         heads: dict[tuple[bytes, bytes], ChainHead] = {}
-        async with self._db.execute(
-            "SELECT id, ledger, author, seq, ts, kind, header, payload FROM entries ORDER BY ledger, author, seq"
+        async with self._read.execute(
+            "SELECT idh, id, ledger, author, seq, ts, kind, header, payload FROM entries ORDER BY ledger, author, seq"
         ) as cur:
             async for row in cur:
                 problem, entry = _verify_row(row)
@@ -411,13 +354,13 @@ class Store:
                     yield problem
                     continue
                 assert entry is not None
-                hk = _head_key(entry.ledger_id, entry.header.author)
+                hk = (entry.ledger_id.raw, entry.header.author)
                 try:
                     check_next(heads.get(hk), entry)
                 except InvalidData as exc:
                     yield Problem(str(entry.id), exc.code, exc.message)
                 heads[hk] = ChainHead.of(entry)
-        async with self._db.execute("SELECT ledger, author, seq, proof FROM forks") as cur:
+        async with self._read.execute("SELECT ledger, author, seq, proof FROM forks") as cur:
             async for ledger, author, seq, proof in cur:
                 try:
                     fp = ForkProof.decode(proof)
@@ -429,14 +372,16 @@ class Store:
 
 
 def _verify_row(row: Any) -> tuple[Problem | None, Entry | None]:
-    rid, ledger, author, seq, ts, kind, header, payload = row
+    idh, rid, ledger, author, seq, ts, kind, header, payload = row
     label = _label(rid)
     try:
         entry = decode_entry(header, payload)
     except InvalidData as exc:
         return Problem(label, exc.code, exc.message), None
-    expected = (entry.id.raw, entry.ledger_id.raw, entry.header.author, entry.seq, entry.header.ts, entry.kind)
-    if (rid, ledger, author, seq, ts, kind) != expected:
+    expected = (
+        _idh(entry.id), entry.id.raw, entry.ledger_id.raw, entry.header.author, entry.seq, entry.header.ts, entry.kind
+    )
+    if (idh, rid, ledger, author, seq, ts, kind) != expected:
         return Problem(label, "store_corrupt", "stored index columns differ from the entry's bytes"), None
     return None, entry
 
@@ -448,8 +393,15 @@ def _label(rid: Any) -> str:
         return f"row-id:{rid!r:.80}"
 
 
+def _idh(cid: CID) -> int:
+    # A short integer key indexes far cheaper than the 36-byte id: random 8-byte
+    # keys dirty fewer index pages per commit. Lookups compare the full id too.
+    return int.from_bytes(cid.digest[:8], "big", signed=True)
+
+
 def _row(entry: Entry, now: int) -> tuple[Any, ...]:
     return (
+        _idh(entry.id),
         entry.id.raw,
         entry.ledger_id.raw,
         entry.header.author,
@@ -462,33 +414,149 @@ def _row(entry: Entry, now: int) -> tuple[Any, ...]:
     )
 
 
-async def _rollback(db: aiosqlite.Connection) -> None:
-    if db.in_transaction:
-        await db.rollback()
+# ---- the writer thread's side -------------------------------------------------
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    async with db.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
+def _open_writer(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: the WAL is fsync'ed at every commit, so a commit survives power loss.
+        db.execute("PRAGMA synchronous = FULL")
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+
+def _append_in_transaction(
+    db: sqlite3.Connection, key: SigningKey, requests: list[AppendRequest], now: int
+) -> list[Entry | TallyError]:
+    results: list[Entry | TallyError] = []
+    rows = []
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    with _Transaction(db):
+        for req in requests:
+            try:
+                if req.ledger is None:
+                    head = None
+                else:
+                    found = db.execute(
+                        "SELECT kind FROM entries WHERE idh = ? AND id = ?", (_idh(req.ledger), req.ledger.raw)
+                    ).fetchone()
+                    if found is None or found[0] != GENESIS_KIND:
+                        raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
+                    hk = (req.ledger.raw, key.public_key)
+                    if hk not in heads:
+                        heads[hk] = _head_in(db, req.ledger, key.public_key)
+                    head = heads[hk]
+                entry = _next_entry(key, req, head)
+            except TallyError as exc:
+                results.append(exc)
+                continue
+            heads[(entry.ledger_id.raw, key.public_key)] = ChainHead.of(entry)
+            rows.append(_row(entry, now))
+            results.append(entry)
+        db.executemany(_INSERT, rows)
+    return results
+
+
+def _next_entry(key: SigningKey, req: AppendRequest, head: ChainHead | None) -> Entry:
+    if head is None:
+        return create_entry(key, ledger=req.ledger, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
+    # ts never goes below prev's: a clock stepped back must not make an invalid entry.
+    return create_entry(
+        key, ledger=req.ledger, seq=head.seq + 1, prev=head.id, ts=max(req.ts, head.ts), kind=req.kind, body=req.body
+    )
+
+
+def _head_in(db: sqlite3.Connection, ledger: CID, author: bytes) -> ChainHead | None:
+    row = db.execute(_HEAD, (ledger.raw, author)).fetchone()
+    return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
+
+
+def _ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResult:
+    stored: list[Entry] = []
+    forks: list[ForkProof] = []
+    gaps: list[Entry] = []
+    refused: list[tuple[Entry, InvalidData]] = []
+    duplicates = 0
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    fresh: dict[tuple[bytes, bytes, int], Entry] = {}
+    rows: list[tuple[Any, ...]] = []
+    with _Transaction(db):
+        for entry in entries:
+            ledger = entry.ledger_id
+            hk = (ledger.raw, entry.header.author)
+            if hk not in heads:
+                heads[hk] = _head_in(db, ledger, entry.header.author)
+            head = heads[hk]
+            if head is not None and entry.seq <= head.seq:
+                other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq)
+                if other is None or other.id == entry.id:
+                    duplicates += 1
+                    continue
+                proof = ForkProof.of(other, entry)
+                db.execute(
+                    "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
+                    (*hk, entry.seq, proof.encode(), now),
+                )
+                forks.append(proof)
+                continue
+            if entry.seq > (head.seq if head else 0) + 1:
+                gaps.append(entry)
+                continue
+            try:
+                check_next(head, entry)
+            except InvalidData as exc:
+                refused.append((entry, exc))
+                continue
+            rows.append(_row(entry, now))
+            heads[hk] = ChainHead(entry.header.author, ledger, entry.seq, entry.id, entry.header.ts)
+            fresh[(*hk, entry.seq)] = entry
+            stored.append(entry)
+        db.executemany(_INSERT, rows)
+    return IngestResult(tuple(stored), duplicates, tuple(forks), tuple(gaps), tuple(refused))
+
+
+def _entry_at(db: sqlite3.Connection, hk: tuple[bytes, bytes], seq: int) -> Entry | None:
+    row = db.execute(
+        "SELECT header, payload FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (*hk, seq)
+    ).fetchone()
+    return None if row is None else decode_entry(row[0], row[1], check_signature=False)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise LocalError("schema_too_new", f"store schema {version} is newer than this Tally's {SCHEMA_VERSION}")
     for target in range(version + 1, SCHEMA_VERSION + 1):
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        with _Transaction(db):
             # Re-read inside the lock: another process may have migrated meanwhile.
-            async with db.execute("PRAGMA user_version") as cur:
-                row = await cur.fetchone()
-            if row and int(row[0]) >= target:
-                await db.rollback()
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= target:
                 continue
             for statement in _statements(MIGRATIONS[target - 1]):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {target}")
-            await db.commit()
-        except BaseException:
-            await _rollback(db)
-            raise
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
 
 
 def _statements(script: str) -> list[str]:

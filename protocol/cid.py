@@ -67,7 +67,8 @@ class CID:
 
     @property
     def codec(self) -> int:
-        return decode_varint(self.raw, 1)[0]
+        first = self.raw[1]
+        return first if first < 0x80 else decode_varint(self.raw, 1)[0]
 
     @property
     def digest(self) -> bytes:

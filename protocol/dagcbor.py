@@ -225,8 +225,11 @@ def head(major: int, n: int) -> bytes:
     return bytes((major << 5 | 27,)) + n.to_bytes(8, "big")
 
 
+_SMALL_UINTS: Final = tuple(bytes((n,)) for n in range(24))
+
+
 def uint(n: int) -> bytes:
-    return head(0, n)
+    return _SMALL_UINTS[n] if 0 <= n < 24 else head(0, n)
 
 
 def byte_string(data: bytes) -> bytes:
@@ -238,7 +241,12 @@ def text_string(text: str) -> bytes:
     return head(3, len(raw)) + raw
 
 
+_LINK_36: Final = b"\xd8\x2a\x58\x25\x00"  # tag 42, bytes(37), multibase 0x00: a 36-byte CID
+
+
 def link(cid: CID) -> bytes:
+    if len(cid.raw) == 36:
+        return _LINK_36 + cid.raw
     return b"\xd8\x2a" + byte_string(b"\0" + cid.raw)
 
 

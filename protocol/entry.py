@@ -8,7 +8,7 @@ id is the CID of its header block (signature included).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import dagcbor
@@ -49,6 +49,9 @@ _K_VERSION, _K_TS, _K_SEQ, _K_SIG, _K_KIND, _K_PREV, _K_SIZE, _K_AUTHOR, _K_LEDG
     dagcbor.text_string(k)
     for k in (F_VERSION, F_TS, F_SEQ, F_SIG, F_KIND, F_PREV, F_SIZE, F_AUTHOR, F_LEDGER, F_PAYLOAD)
 )
+_MAP_HEADS: Final = {n: dagcbor.head(5, n) for n in (8, 9, 10)}
+_SIG_PREFIX: Final = dagcbor.head(2, SIGNATURE_BYTES)
+_AUTHOR_PREFIX: Final = dagcbor.head(2, PUBLIC_KEY_BYTES)
 _REQUIRED: Final = frozenset({F_VERSION, F_AUTHOR, F_SEQ, F_PREV, F_TS, F_KIND, F_PAYLOAD, F_SIZE, F_SIG})
 _KNOWN: Final = _REQUIRED | {F_LEDGER}
 
@@ -69,29 +72,33 @@ class Header:
     version: int = FORMAT_VERSION
 
     def encode(self, *, signed: bool = True) -> bytes:
-        """The header block (or, unsigned, the map that is signed), canonical by construction.
+        """The header block (or, unsigned, the map that is signed), canonical by construction."""
+        front, back = self._halves()
+        if signed:
+            return _MAP_HEADS[self._items() + 1] + front + _K_SIG + _SIG_PREFIX + self.sig + back
+        return _MAP_HEADS[self._items()] + front + back
+
+    def _items(self) -> int:
+        return 8 if self.ledger is None else 9
+
+    def _halves(self) -> tuple[bytes, bytes]:
+        """The encoded items before and after `sig`, without the map head.
 
         Keys in DAG-CBOR order (length first, then bytewise):
-        v, ts, seq, sig, kind, prev, size, author, ledger, payload.
+        v, ts, seq, | sig, | kind, prev, size, author, ledger, payload.
         """
-        parts = [
-            dagcbor.head(5, 8 + signed + (self.ledger is not None)),
-            _K_VERSION, dagcbor.uint(self.version),
-            _K_TS, dagcbor.uint(self.ts),
-            _K_SEQ, dagcbor.uint(self.seq),
-        ]
-        if signed:
-            parts += (_K_SIG, dagcbor.byte_string(self.sig))
-        parts += (
+        front = b"".join((
+            _K_VERSION, dagcbor.uint(self.version), _K_TS, dagcbor.uint(self.ts), _K_SEQ, dagcbor.uint(self.seq)
+        ))
+        back = b"".join((
             _K_KIND, dagcbor.text_string(self.kind),
             _K_PREV, dagcbor.NULL if self.prev is None else dagcbor.link(self.prev),
             _K_SIZE, dagcbor.uint(self.size),
-            _K_AUTHOR, dagcbor.byte_string(self.author),
-        )
-        if self.ledger is not None:
-            parts += (_K_LEDGER, dagcbor.link(self.ledger))
-        parts += (_K_PAYLOAD, dagcbor.link(self.payload))
-        return b"".join(parts)
+            _K_AUTHOR, _AUTHOR_PREFIX, self.author,
+            b"" if self.ledger is None else _K_LEDGER + dagcbor.link(self.ledger),
+            _K_PAYLOAD, dagcbor.link(self.payload),
+        ))
+        return front, back
 
     def signing_bytes(self) -> bytes:
         return SIGNING_PREFIX + self.encode(signed=False)
@@ -159,12 +166,17 @@ def create_entry(
         kind=kind,
         payload=CID.for_block(payload_raw),
         size=len(payload_raw),
-        sig=b"",
+        sig=bytes(SIGNATURE_BYTES),
     )
     _check_fields(unsigned)
-    header = replace(unsigned, sig=key.sign(unsigned.signing_bytes()))
-    header_raw = header.encode()
-    return Entry(CID.for_block(header_raw), header, header_raw, payload_raw, body)
+    # Encode once: the signed bytes and the block share both halves around `sig`.
+    front, back = unsigned._halves()
+    n = unsigned._items()
+    sig = key.sign(SIGNING_PREFIX + _MAP_HEADS[n] + front + back)
+    header_raw = _MAP_HEADS[n + 1] + front + _K_SIG + _SIG_PREFIX + sig + back
+    # The header object is immutable; its sig is filled in here, before anyone sees it.
+    object.__setattr__(unsigned, "sig", sig)
+    return Entry(CID.for_block(header_raw), unsigned, header_raw, payload_raw, body)
 
 
 def decode_header(header_raw: bytes) -> Header:
