@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from protocol import (
     CID,
     GENESIS_KIND,
-    Entry,
-    InvalidData,
     LocalError,
     SigningKey,
     TallyError,
@@ -33,12 +31,19 @@ from protocol import (
     to_json_value,
 )
 
+from . import logs
+from .forms import check_append_kind, genesis_body
 from .home import Home, default_home
+from .listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
+from .nodefile import NodeFile, running_node
 from .runtime import tune_gc
 from .store import AppendRequest, Store, wall_clock_ms
+from .views import entry_row, fork_row, ledger_row
+
+if TYPE_CHECKING:
+    from .client import NodeClient
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
-MAX_LEDGER_NAME_CHARS = 200
 
 
 class UsageError(Exception):
@@ -68,6 +73,18 @@ def _parse_cid(text: str) -> CID:
 
 def _print_id(value: object) -> None:
     print(str(value), flush=True)
+
+
+async def _running_node(home: Home, key: SigningKey) -> NodeFile | None:
+    """The node serving this home, if one answers; writes then go through its API."""
+    return await running_node(home.path, key.did)
+
+
+def _client(home: Home, node: NodeFile) -> NodeClient:
+    # Imported on use: aiohttp costs ~0.1 s to import, which reads and writes without a node do not pay.
+    from .client import NodeClient
+
+    return NodeClient(node.address, home.load_token())
 
 
 # ---- commands --------------------------------------------------------------
@@ -103,12 +120,14 @@ async def cmd_id(args: argparse.Namespace) -> int:
 
 
 async def cmd_ledger_create(args: argparse.Namespace) -> int:
-    name = args.name.strip()
-    if not name or len(name) > MAX_LEDGER_NAME_CHARS:
-        raise LocalError("bad_body", f"a ledger name has 1 to {MAX_LEDGER_NAME_CHARS} characters")
+    body = genesis_body(args.name, "public" if args.public else "members")
     home = _home(args)
     key = home.load_key()
-    body = {"name": name, "visibility": "public" if args.public else "members"}
+    node = await _running_node(home, key)
+    if node is not None:
+        async with _client(home, node) as client:
+            _print_id(await client.create_ledger(body["name"], body["visibility"]))
+        return 0
     store = await _open_store(home, key)
     try:
         entry = await store.append(AppendRequest(None, GENESIS_KIND, body, wall_clock_ms()))
@@ -126,15 +145,7 @@ async def cmd_ledger_list(args: argparse.Namespace) -> int:
         await store.close()
     for info in ledgers:
         if args.json:
-            row = {
-                "id": str(info.id),
-                "name": info.name,
-                "visibility": info.visibility,
-                "founder": info.founder,
-                "created": info.created,
-                "entries": info.entries,
-            }
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(ledger_row(info), ensure_ascii=False))
         else:
             print(f"{info.id}\t{info.visibility}\t{info.entries} entries\t{info.name}")
     return 0
@@ -143,10 +154,14 @@ async def cmd_ledger_list(args: argparse.Namespace) -> int:
 async def cmd_append(args: argparse.Namespace) -> int:
     ledger = _parse_cid(args.ledger)
     body = parse_body(args.body)
-    if args.kind == GENESIS_KIND:
-        raise InvalidData("bad_genesis", "use `tally ledger create` to found a ledger")
+    check_append_kind(args.kind)
     home = _home(args)
     key = home.load_key()
+    node = await _running_node(home, key)
+    if node is not None:
+        async with _client(home, node) as client:
+            _print_id(await client.append(ledger, args.kind, body))
+        return 0
     store = await _open_store(home, key)
     try:
         entry = await store.append(AppendRequest(ledger, args.kind, body, wall_clock_ms()))
@@ -154,23 +169,6 @@ async def cmd_append(args: argparse.Namespace) -> int:
         await store.close()
     _print_id(entry.id)
     return 0
-
-
-def entry_row(entry: Entry) -> dict[str, Any]:
-    """An entry as a `--json` row: top-level ids as plain strings, the body as DAG-JSON."""
-    h = entry.header
-    return {
-        "id": str(entry.id),
-        "author": entry.author,
-        "ledger": str(entry.ledger_id),
-        "seq": h.seq,
-        "prev": None if h.prev is None else str(h.prev),
-        "ts": h.ts,
-        "kind": h.kind,
-        "body": None if entry.body is None else to_json_value(entry.body),
-        "header_raw": base64.b64encode(entry.header_raw).decode("ascii"),
-        "payload_raw": None if entry.payload_raw is None else base64.b64encode(entry.payload_raw).decode("ascii"),
-    }
 
 
 async def cmd_log(args: argparse.Namespace) -> int:
@@ -209,6 +207,79 @@ async def cmd_verify(args: argparse.Namespace) -> int:
         raise LocalError("store_corrupt", f"{bad} problem(s) found in {total} stored entries")
     print(f"ok\t{total} entries verified\t{len(forks)} known fork(s)")
     return 0
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from .run import RunConfig, serve  # the server's imports, only for `tally run`
+
+    logs.configure(logging.INFO)
+    host, port = args.listen
+    config = RunConfig(host=host, port=port, peers=tuple(args.peer), offline=args.offline, mdns=not args.no_mdns)
+    return await serve(_home(args), config)
+
+
+async def cmd_follow(args: argparse.Namespace) -> int:
+    ledger = _parse_cid(args.ledger)
+    home = _home(args)
+    key = home.load_key()
+    node = await _running_node(home, key)
+    if node is not None:
+        async with _client(home, node) as client:
+            await client.follow(ledger)
+    else:
+        store = await _open_store(home)
+        try:
+            await store.follow(ledger)
+        finally:
+            await store.close()
+    _print_id(ledger)
+    return 0
+
+
+async def cmd_forks(args: argparse.Namespace) -> int:
+    store = await _open_store(_home(args))
+    try:
+        proofs = await store.forks()
+    finally:
+        await store.close()
+    for proof in proofs:
+        row = fork_row(proof)
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print("\t".join(str(row[k]) for k in ("author", "ledger", "seq", "a", "b", "proof")))
+    return 0
+
+
+async def cmd_peers(args: argparse.Namespace) -> int:
+    home = _home(args)
+    node = await _running_node(home, home.load_key())
+    if node is None:
+        raise LocalError("not_running", f"no node is running on {home.path} (start one with `tally run`)")
+    async with _client(home, node) as client:
+        peers = await client.peers()
+    for peer in peers:
+        if args.json:
+            print(json.dumps(peer, ensure_ascii=False))
+        else:
+            state = "connected" if peer.get("connected") else "disconnected"
+            fields = (peer.get("id") or "-", peer.get("address") or "-", state,
+                      f"last sync {_when(peer.get('last_sync'))}", f"{peer.get('entries_behind', 0)} behind")
+            print("\t".join(str(f) for f in fields))
+    return 0
+
+
+def _when(ms: object) -> str:
+    if not isinstance(ms, int) or isinstance(ms, bool):
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ---- parser ------------------------------------------------------------------
@@ -251,6 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON Lines output")
 
     add("verify", cmd_verify, "re-verify every stored entry from its raw bytes")
+
+    p = add("run", cmd_run, "run the node: the HTTP API and peer sync, until SIGINT or SIGTERM")
+    p.add_argument(
+        "--listen", type=_listen, default=(DEFAULT_HOST, DEFAULT_PORT), metavar="HOST:PORT",
+        help=f"where to serve the API and sync (default {DEFAULT_HOST}:{DEFAULT_PORT}; port 0 picks a free one)",
+    )
+    p.add_argument("--peer", action="append", default=[], metavar="URL", help="a peer to sync with (repeatable)")
+    p.add_argument("--no-mdns", action="store_true", help="do not discover peers on the LAN")
+    p.add_argument("--offline", action="store_true", help="do not wait to catch up with peers before writing")
+
+    p = add("follow", cmd_follow, "replicate a ledger this node did not found; prints its id")
+    p.add_argument("ledger", metavar="LEDGER_ID")
+    p = add("forks", cmd_forks, "list known forks: author, ledger, seq, both entry ids, the proof (base64)")
+    p.add_argument("--json", action="store_true", help="JSON Lines output")
+    p = add("peers", cmd_peers, "list the running node's peers")
+    p.add_argument("--json", action="store_true", help="JSON Lines output")
     return parser
 
 

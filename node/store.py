@@ -69,6 +69,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX entries_idh ON entries (idh);
     CREATE INDEX entries_kind ON entries (kind, ledger);
+    CREATE TABLE follows (
+        ledger BLOB PRIMARY KEY,         -- a ledger this node replicates though it did not found it
+        since  INTEGER NOT NULL
+    );
     CREATE TABLE forks (
         ledger BLOB NOT NULL,
         author BLOB NOT NULL,
@@ -164,6 +168,22 @@ class Store:
         self._clock_ms = clock_ms
         self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[Sequence[Entry]], None]] = []
+
+    def on_new_entries(self, listener: Callable[[Sequence[Entry]], None]) -> Callable[[], None]:
+        """Call `listener` with every batch of newly committed entries (local or
+        ingested), on the event loop, in commit order. Returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _announce(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(entries)
+            except Exception:  # a listener's bug must not fail a commit already made
+                log.exception("new-entries listener failed")
 
     @classmethod
     async def open(
@@ -256,6 +276,7 @@ class Store:
                 p.future.set_result(result)
             else:
                 p.future.set_exception(result)
+        self._announce([r for r in results if isinstance(r, Entry)])
 
     # ---- entries from elsewhere ------------------------------------------
 
@@ -267,7 +288,18 @@ class Store:
         stored) or refused by the chain rules. One transaction, in the writer thread.
         """
         result: IngestResult = await self._in_writer(_ingest, self._wdb, list(entries), self._clock_ms())
+        self._announce(result.stored)
         return result
+
+    async def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Keep a (verified) fork proof learned from a peer; False if one was known for that seq."""
+        added: bool = await self._in_writer(_add_fork, self._wdb, proof, self._clock_ms())
+        return added
+
+    async def follow(self, ledger: CID) -> bool:
+        """Replicate `ledger` from now on; False if it was followed already."""
+        added: bool = await self._in_writer(_follow, self._wdb, ledger, self._clock_ms())
+        return added
 
     # ---- queries ---------------------------------------------------------
 
@@ -328,6 +360,65 @@ class Store:
     async def forks(self) -> list[ForkProof]:
         async with self._read.execute("SELECT proof FROM forks ORDER BY ledger, author, seq") as cur:
             return [ForkProof.decode(row[0]) async for row in cur]
+
+    async def replicated(self, founder: bytes | None = None) -> list[CID]:
+        """Ledgers this node replicates: those it follows, and those `founder` founded."""
+        ids: set[bytes] = set()
+        async with self._read.execute("SELECT ledger FROM follows") as cur:
+            ids.update([bytes(row[0]) async for row in cur])
+        if founder is not None:
+            async with self._read.execute(
+                "SELECT id FROM entries WHERE kind = ? AND ledger = id AND author = ?", (GENESIS_KIND, founder)
+            ) as cur:
+                ids.update([bytes(row[0]) async for row in cur])
+        return [CID(raw) for raw in sorted(ids)]
+
+    async def frontier(self, ledger: CID) -> dict[bytes, ChainHead]:
+        """The head of every chain in `ledger`, by author public key."""
+        result = {}
+        async with self._read.execute(
+            "SELECT author, seq, id, ts FROM entries e WHERE ledger = ? AND seq ="
+            " (SELECT max(seq) FROM entries WHERE ledger = e.ledger AND author = e.author)",
+            (ledger.raw,),
+        ) as cur:
+            async for author, seq, rid, ts in cur:
+                result[bytes(author)] = ChainHead(bytes(author), ledger, seq, CID(rid), ts)
+        return result
+
+    async def heads_of(self, author: bytes) -> list[ChainHead]:
+        """The head of `author`'s chain in every ledger stored here."""
+        async with self._read.execute(
+            "SELECT ledger, max(seq) FROM entries WHERE author = ? GROUP BY ledger", (author,)
+        ) as cur:
+            rows = await cur.fetchall()
+        heads = []
+        for ledger, _ in rows:
+            head = await self.head(CID(ledger), author)
+            if head is not None:
+                heads.append(head)
+        return heads
+
+    async def raw_range(
+        self, ledger: CID, author: bytes, from_seq: int, limit: int
+    ) -> list[tuple[int, bytes, bytes | None]]:
+        """Up to `limit` entries of a chain from `from_seq` on, in seq order: (seq, header, payload)."""
+        async with self._read.execute(
+            "SELECT seq, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq >= ?"
+            " ORDER BY seq LIMIT ?",
+            (ledger.raw, author, from_seq, limit),
+        ) as cur:
+            return [(int(seq), bytes(h), None if p is None else bytes(p)) async for seq, h, p in cur]
+
+    async def id_at(self, ledger: CID, author: bytes, seq: int) -> CID | None:
+        async with self._read.execute(
+            "SELECT id FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (ledger.raw, author, seq)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else CID(row[0])
+
+    async def genesis(self, ledger: CID) -> Entry | None:
+        entry = await self.get(ledger)
+        return entry if entry is not None and entry.is_genesis else None
 
     async def count(self) -> int:
         async with self._read.execute("SELECT count(*) FROM entries") as cur:
@@ -536,6 +627,21 @@ def _ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestRes
             stored.append(entry)
         db.executemany(_INSERT, rows)
     return IngestResult(tuple(stored), duplicates, tuple(forks), tuple(gaps), tuple(refused))
+
+
+def _add_fork(db: sqlite3.Connection, proof: ForkProof, now: int) -> bool:
+    with _Transaction(db):
+        cur = db.execute(
+            "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
+            (proof.a.ledger_id.raw, proof.a.header.author, proof.seq, proof.encode(), now),
+        )
+        return cur.rowcount > 0
+
+
+def _follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:
+    with _Transaction(db):
+        cur = db.execute("INSERT OR IGNORE INTO follows (ledger, since) VALUES (?, ?)", (ledger.raw, now))
+        return cur.rowcount > 0
 
 
 def _entry_at(db: sqlite3.Connection, hk: tuple[bytes, bytes], seq: int) -> Entry | None:

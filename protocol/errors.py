@@ -42,6 +42,9 @@ CODES: Final[dict[str, str]] = {
     "unknown_entry": "no entry with that id is stored here",
     "store_corrupt": "a stored entry fails verification",
     "schema_too_new": "the store was written by a newer Tally",
+    # sync
+    "bad_message": "a sync message is malformed: not a map, missing or extra keys, wrong types, over limits",
+    "unknown_message": "a sync message of a type this node does not know",
     # peer links
     "handshake_failed": "the peer-link handshake failed: a message of the wrong length, one that fails "
     "authentication, a malformed identity payload, a bad signature or an unexpected did",
@@ -50,6 +53,20 @@ CODES: Final[dict[str, str]] = {
     "frame_too_large": "a transport frame or its plaintext exceeds the Noise limit of 65535 bytes",
     "protocol_error": "a handshake or transport call made out of order, after a failure, or after the "
     "nonce space is used up",
+    "link_timeout": "the peer did not complete the handshake or a frame in time",
+    # node API
+    "unauthorized": "the API call needs the owner's token (`Authorization: Bearer <token>`) and it is "
+    "missing or wrong",
+    "forbidden": "the API refuses this call even with a valid token",
+    "not_found": "no API route at that path",
+    "method_not_allowed": "the API route does not take that HTTP method",
+    "catching_up": "the node is catching up with its peers (safe restore); local writes wait until it is done",
+    "rate_limited": "too many refused API calls from this address; wait and retry",
+    "not_running": "the command needs a running node (`tally run`) and none answers for this home",
+    "internal": "the node failed unexpectedly while answering; its log has the details",
+    "bad_request": "an API request is malformed: not a JSON object, a missing or unknown field, a wrong type",
+    "already_running": "a node is already running on this home",
+    "listen_failed": "the node cannot listen on the given address (in use, or not an address of this host)",
 }
 
 

@@ -217,3 +217,56 @@ def test_verify_ok_then_catches_flipped_bytes(tally: TallyRunner, home: Path) ->
         with sqlite3.connect(db) as conn:
             conn.execute(f"UPDATE entries SET {column} = ? WHERE id = ?", (blob, target))
     assert tally("verify").returncode == 0
+
+
+def test_follow_without_a_node_goes_to_the_store(tally: TallyRunner, home: Path) -> None:
+    import asyncio
+
+    from node.store import Store
+
+    init(tally)
+    other = str(CID.for_block(b"\xa1\x61\x61\x01"))  # a ledger this node has never seen
+    for _ in range(2):  # following twice is fine
+        r = tally("follow", other)
+        assert r.returncode == 0 and last_line(r.stdout) == other, r.stderr
+
+    async def replicated() -> list[CID]:
+        async with await Store.open(home / "tally.sqlite3") as store:
+            return await store.replicated()
+
+    assert asyncio.run(replicated()) == [CID.parse(other)]
+    r = tally("follow", "bafynope")
+    assert r.returncode == 1 and r.stderr.startswith("error: bad_cid: ")
+
+
+def test_forks_lists_proofs(tally: TallyRunner, home: Path) -> None:
+    import asyncio
+
+    from node.store import Store
+    from protocol import ForkProof, SigningKey, create_entry
+
+    init(tally)
+    ledger = CID.parse(create_ledger(tally, "Open", "--public"))
+    r = tally("forks")
+    assert r.returncode == 0 and r.stdout == ""
+    rogue = SigningKey(bytes(range(32)))
+    a, b = (create_entry(rogue, ledger=ledger, seq=1, prev=None, ts=5, kind="note.text", body={"v": v})
+            for v in (1, 2))
+
+    async def ingest() -> None:
+        async with await Store.open(home / "tally.sqlite3") as store:
+            await store.ingest([a])
+            await store.ingest([b])
+
+    asyncio.run(ingest())
+    r = tally("forks", "--json")
+    assert r.returncode == 0, r.stderr
+    (row,) = [json.loads(line) for line in r.stdout.splitlines()]
+    proof = ForkProof.decode(base64.b64decode(row["proof"]))
+    assert {proof.a.id, proof.b.id} == {a.id, b.id}
+    assert row == {"author": rogue.did, "ledger": str(ledger), "seq": 1, "a": str(proof.a.id),
+                   "b": str(proof.b.id), "proof": row["proof"]}
+    r = tally("forks")
+    assert r.stdout.splitlines() == ["\t".join([rogue.did, str(ledger), "1", str(proof.a.id), str(proof.b.id),
+                                                row["proof"]])]
+    assert tally("verify").returncode == 0

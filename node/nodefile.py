@@ -1,0 +1,99 @@
+"""`<home>/node.json`: where a running node listens, so the CLI can find it.
+
+The node writes it (mode 0600 from creation, replaced atomically) once it
+listens and removes it on a clean shutdown. A node killed with -9 leaves it
+behind, so readers never trust it alone: a node counts as running only if its
+pid is alive and it answers `GET /api/v1/identity` with this home's did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+NODE_FILE: Final = "node.json"
+FILE_MODE: Final = 0o600
+LIVENESS_TIMEOUT_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFile:
+    address: str  # base URL the CLI uses, e.g. "http://127.0.0.1:7410"
+    pid: int
+    started: int  # ms since the epoch, wall clock
+
+    def __post_init__(self) -> None:
+        if not self.address.startswith(("http://", "https://")):
+            raise ValueError(f"node address must be an http(s) URL, not {self.address!r}")
+        if type(self.pid) is not int or self.pid <= 0:
+            raise ValueError(f"bad pid {self.pid!r}")
+        if type(self.started) is not int or self.started < 0:
+            raise ValueError(f"bad start time {self.started!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"address": self.address, "pid": self.pid, "started": self.started}
+
+
+def node_file_path(home: Path) -> Path:
+    return home / NODE_FILE
+
+
+def write_node_file(home: Path, info: NodeFile) -> None:
+    """Write node.json atomically: a fresh 0600 file, fsync'ed, renamed over any old one."""
+    path = node_file_path(home)
+    tmp = path.with_name(f".{NODE_FILE}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        os.write(fd, (json.dumps(info.as_json()) + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_node_file(home: Path) -> NodeFile | None:
+    """node.json as written, or None if absent or unreadable (a half-written or foreign file)."""
+    try:
+        data = json.loads(node_file_path(home).read_text())
+        return NodeFile(address=data["address"], pid=data["pid"], started=data["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remove_node_file(home: Path, pid: int) -> None:
+    """Remove node.json if it is still the one process `pid` wrote."""
+    info = read_node_file(home)
+    if info is not None and info.pid == pid:
+        with contextlib.suppress(FileNotFoundError):
+            node_file_path(home).unlink()
+
+
+def pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        return True  # the HTTP check decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
+
+
+async def running_node(home: Path, did: str, timeout_s: float = LIVENESS_TIMEOUT_S) -> NodeFile | None:
+    """The node serving this home, or None: a missing or stale node.json means no node runs."""
+    info = read_node_file(home)
+    if info is None or not pid_alive(info.pid):
+        return None
+    # Imported here: aiohttp's client costs ~0.1 s to import, which commands
+    # that find no node (and every read) do not pay.
+    from .client import answers_as
+
+    return info if await answers_as(info.address, did, timeout_s) else None

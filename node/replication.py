@@ -1,0 +1,814 @@
+"""Replication: peer links running the sync protocol, live push, forks, safe restore.
+
+One `Replicator` per node process. Each authenticated link runs a `_Session`:
+a reader task that handles messages as they come, a server task that answers
+wants (so a large answer never blocks reading, and two peers streaming at
+each other cannot deadlock on full buffers), and a processor task that
+verifies and stores incoming entries while the reader goes on reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from protocol import (
+    CID,
+    Entry,
+    ForkProof,
+    InvalidData,
+    SigningKey,
+    TallyError,
+    did_from_public_key,
+    public_key_from_did,
+)
+from protocol.sync import (
+    WANT_MAX,
+    Ents,
+    Err,
+    Fork,
+    Front,
+    Level,
+    Message,
+    Own,
+    Plan,
+    RateLimit,
+    Sent,
+    Sub,
+    Want,
+    check_ents,
+    decode_message,
+    encode_message,
+    ents_messages,
+    front_messages,
+    frontier_digest,
+    plan,
+)
+
+from .ingest import Verifier
+from .links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+RESTORE_WAIT_S: Final = 10.0  # how long a starting node waits to reach a peer before it allows appends
+BACKOFF_MIN_S: Final = 1.0
+BACKOFF_MAX_S: Final = 60.0
+BAN_MIN_S: Final = 30.0  # a peer that broke the protocol is refused this long, doubling each time
+REQUEST_RATE: Final = 200.0  # requests (sub, want, own, front) a peer may make per second …
+REQUEST_BURST: Final = 400.0  # … in bursts of this many
+INBOX_MESSAGES: Final = 8  # ents messages queued for verification before the reader waits
+MAX_ERRORS_KEPT: Final = 10
+# Codes that mean the peer misbehaved (as opposed to going away).
+_MISBEHAVIOUR: Final = frozenset({
+    "bad_encoding", "bad_signature", "bad_message", "unknown_message", "protocol_error", "rate_limited",
+    "bad_frame", "frame_too_large", "oversize", "bad_fork_proof", "payload_mismatch", "bad_payload",
+    "missing_field", "unknown_field", "bad_field", "unknown_version", "bad_genesis", "bad_cid",
+})
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class PeerInfo:
+    """What this node knows of one peer (by did:key), for `tally peers` and the API."""
+
+    did: str | None  # None until a handshake told us who is at `address`
+    address: str | None  # URL we dial, or the remote address of an inbound link
+    found: str  # "flag", "config", "mdns" or "inbound"
+    connected: bool = False
+    last_seen: int | None = None  # ms, wall clock
+    last_sync: int | None = None  # ms: when we were last level with it on every shared ledger
+    entries_behind: int = 0  # entries it has that we lack, as of its last frontier
+    entries_in: int = 0
+    entries_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    errors: list[str] = field(default_factory=list)  # most recent last: "<code>: <message>"
+
+    def note_error(self, code: str, message: str) -> None:
+        self.errors.append(f"{code}: {message}"[:300])
+        del self.errors[:-MAX_ERRORS_KEPT]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.did,
+            "address": self.address,
+            "found": self.found,
+            "connected": self.connected,
+            "last_seen": self.last_seen,
+            "last_sync": self.last_sync,
+            "entries_behind": self.entries_behind,
+            "entries_in": self.entries_in,
+            "entries_out": self.entries_out,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "errors": list(self.errors),
+        }
+
+
+class PeerMisbehaved(Exception):
+    def __init__(self, error: InvalidData) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class _Access:
+    visibility: str
+    founder: bytes
+
+
+class Replicator:
+    """Runs the node's peer links. See the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        identity: SigningKey,
+        *,
+        peers: Sequence[str] = (),
+        offline: bool = False,
+        found: str = "flag",
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._identity = identity
+        self._did = identity.did
+        self._peer_urls = list(dict.fromkeys(peers))
+        self._found = found
+        self._offline = offline
+        self._rng = rng or random.Random()
+        self._verifier = Verifier()
+        self._sessions: dict[str, _Session] = {}
+        self._info: dict[str, PeerInfo] = {}  # by did, or "url:<url>" until the did is known
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._access: dict[bytes, _Access] = {}
+        self._bans: dict[str, tuple[float, float]] = {}  # did -> (until, last ban length)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopping = False
+        # Safe restore: no local append until our own chains are caught up.
+        self._catching_up = not offline and bool(self._peer_urls)
+        self._restore_pending: set[str] = set(self._peer_urls)  # URLs neither answered nor found unreachable
+        self._restore_started = time.monotonic()
+        self.caught_up = asyncio.Event()
+        if not self._catching_up:
+            self.caught_up.set()
+
+    # ---- public surface --------------------------------------------------------
+
+    @property
+    def catching_up(self) -> bool:
+        return self._catching_up
+
+    @property
+    def did(self) -> str:
+        return self._did
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
+        self._unsubscribe = self._store.on_new_entries(self._on_new_entries)
+        for url in self._peer_urls:
+            self.add_peer(url, self._found)
+        if self._catching_up:
+            self._spawn(self._restore_deadline())
+
+    def add_peer(self, url: str, found: str) -> None:
+        """Dial `url` and keep a link to it, reconnecting with backoff."""
+        key = f"url:{url}"
+        if key in self._info or any(i.address == url for i in self._info.values()):
+            return
+        self._info[key] = PeerInfo(None, url, found)
+        self._spawn(self._dial_loop(url, key))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for session in list(self._sessions.values()):
+            await session.link.close(None, "node shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+        self._verifier.close()
+
+    async def handle_sync(self, request: web.Request) -> web.StreamResponse:
+        """`GET /api/v1/sync`: a peer dials in."""
+        ws = link_websocket()
+        await ws.prepare(request)
+        address = peer_address(request)
+        try:
+            link = await accept_link(ws, self._identity, remote_address=address)
+        except (TallyError, LinkClosed) as exc:
+            log.warning("inbound handshake failed peer=%s error=%s", address, exc)
+            return ws
+        info = next((i for i in self._info.values() if i.did == link.remote_did), None)
+        if info is None:
+            info = self._info.setdefault(f"did:{link.remote_did}", PeerInfo(link.remote_did, address, "inbound"))
+        await self._run_link(link, info)
+        return ws
+
+    async def follow(self, ledger: CID) -> None:
+        """Start replicating `ledger` (already marked followed in the store) with every peer."""
+        for session in list(self._sessions.values()):
+            await session.send_sub([ledger])
+
+    def peers(self) -> list[PeerInfo]:
+        return sorted(self._info.values(), key=lambda i: (not i.connected, i.did or "", i.address or ""))
+
+    async def sync_once(self, url: str, *, progress: Callable[[int, int], None] | None = None) -> PeerInfo:
+        """Dial `url`, sync every shared ledger both ways, and close (for `tally sync`)."""
+        assert self._http is not None, "start() first"
+        info = PeerInfo(None, url, "flag")
+        link = await dial_link(self._http, url, self._identity)
+        session = _Session(self, link, info, one_shot=True, progress=progress)
+        await self._run_session(session)
+        if session.failure is not None:
+            raise session.failure
+        return info
+
+    # ---- links ---------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial_loop(self, url: str, key: str) -> None:
+        delay = BACKOFF_MIN_S
+        assert self._http is not None
+        while not self._stopping:
+            info = self._info[key]
+            try:
+                link = await dial_link(self._http, url, self._identity)
+            except (TimeoutError, OSError, aiohttp.ClientError, TallyError, LinkClosed) as exc:
+                code = getattr(exc, "code", None) or "unreachable"
+                info.note_error(code, str(exc) or type(exc).__name__)
+                log.info("dial failed peer=%s error=%s", url, info.errors[-1])
+                self._restore_gave_up(url)
+            else:
+                # A record made when it dialed us first gives way to this one.
+                self._info.pop(f"did:{link.remote_did}", None)
+                misbehaved = await self._run_link(link, info, url=url)
+                delay = BACKOFF_MIN_S if not misbehaved else max(delay, self._ban_left(link.remote_did))
+            # Exponential backoff with jitter: never hammer a peer that is down.
+            await asyncio.sleep(delay * self._rng.uniform(0.8, 1.2))
+            delay = min(BACKOFF_MAX_S, delay * 2)
+
+    async def _run_link(self, link: SecureLink, info: PeerInfo, url: str | None = None) -> bool:
+        """Run a session on `link` until it closes. True if the peer misbehaved."""
+        did = link.remote_did
+        if self._ban_left(did) > 0:
+            await link.close("forbidden", "backing off after a protocol violation")
+            return True
+        if did in self._sessions:
+            await link.close("protocol_error", "a link with this peer is already open")
+            self._restore_gave_up(url)
+            return False
+        info.did = did
+        session = _Session(self, link, info, one_shot=False)
+        self._sessions[did] = session
+        try:
+            await self._run_session(session)
+        finally:
+            self._sessions.pop(did, None)
+            self._restore_gave_up(url)
+        if session.failure is not None and session.failure.code in _MISBEHAVIOUR:
+            self._ban(did)
+            return True
+        return False
+
+    async def _run_session(self, session: _Session) -> None:
+        info = session.info
+        info.connected = True
+        info.last_seen = wall_ms()
+        log.info("peer connected peer=%s address=%s found=%s", session.peer_did, info.address, info.found)
+        try:
+            await session.run()
+        finally:
+            info.connected = False
+            code = session.failure.code if session.failure else None
+            log.info("peer disconnected peer=%s code=%s in=%d out=%d", session.peer_did, code,
+                     info.entries_in, info.entries_out)
+
+    def _ban(self, did: str) -> None:
+        _, last = self._bans.get(did, (0.0, BAN_MIN_S / 2))
+        length = min(BACKOFF_MAX_S * 10, last * 2)
+        self._bans[did] = (time.monotonic() + length, length)
+        log.warning("peer banned peer=%s seconds=%.0f", did, length)
+
+    def _ban_left(self, did: str) -> float:
+        until, _ = self._bans.get(did, (0.0, 0.0))
+        return max(0.0, until - time.monotonic())
+
+    # ---- safe restore ----------------------------------------------------------
+
+    async def _restore_deadline(self) -> None:
+        await asyncio.sleep(RESTORE_WAIT_S)
+        if self._catching_up and not any(s.restoring_busy for s in self._sessions.values()):
+            log.warning("safe restore: no peer answered within %.0f s; local appends allowed", RESTORE_WAIT_S)
+            self._finish_restore()
+
+    def _restore_gave_up(self, url: str | None) -> None:
+        if url is not None and url in self._restore_pending:
+            self._restore_pending.discard(url)
+            self._check_restore()
+
+    def restore_answered(self, url: str | None) -> None:
+        if url is not None:
+            self._restore_pending.discard(url)
+        self._check_restore()
+
+    def _check_restore(self) -> None:
+        if not self._catching_up:
+            return
+        busy = any(s.restoring_busy for s in self._sessions.values())
+        if not busy and not self._restore_pending:
+            self._finish_restore()
+
+    def _finish_restore(self) -> None:
+        if self._catching_up:
+            self._catching_up = False
+            self.caught_up.set()
+            log.info("safe restore done: local appends allowed")
+
+    # ---- access and live push ------------------------------------------------
+
+    async def may_share(self, ledger: CID, peer: str) -> bool:
+        """Whether `peer` may see `ledger`: public ledgers, or its founder (admissions come with the ledger rules)."""
+        access = self._access.get(ledger.raw)
+        if access is None:
+            genesis = await self._store.genesis(ledger)
+            if genesis is None or genesis.body is None:
+                return False
+            access = _Access(str(genesis.body.get("visibility", "members")), genesis.header.author)
+            self._access[ledger.raw] = access
+        return access.visibility == "public" or did_from_public_key(access.founder) == peer
+
+    async def shared_ledgers(self, peer: str) -> list[CID]:
+        return [ledger for ledger in await self._store.replicated(self._identity.public_key)
+                if await self.may_share(ledger, peer)]
+
+    def _on_new_entries(self, entries: Sequence[Entry]) -> None:
+        for session in list(self._sessions.values()):
+            session.offer(entries)
+
+    def gossip_fork(self, proof: ForkProof, source: _Session | None) -> None:
+        data = encode_message(Fork(proof.encode()))
+        for session in list(self._sessions.values()):
+            if session is not source:
+                session.queue_control(data)
+
+
+class _Session:
+    """One link's sync state. Created and run by the Replicator."""
+
+    def __init__(
+        self, rep: Replicator, link: SecureLink, info: PeerInfo, *, one_shot: bool,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.rep = rep
+        self.store = rep._store
+        self.link = link
+        self.info = info
+        self.peer_did = link.remote_did
+        self.url = info.address if link.initiator else None
+        self.one_shot = one_shot
+        self.progress = progress
+        self.failure: InvalidData | None = None
+        self.limit = RateLimit(REQUEST_RATE, REQUEST_BURST)
+        self.shared: set[bytes] = set()  # ledgers both sides replicate and the peer may see
+        self.my_sub: dict[bytes, bytes] = {}  # ledger -> digest we advertised
+        self.known: dict[bytes, dict[bytes, int]] = defaultdict(dict)  # ledger -> author -> seq the peer has
+        self.fronts: dict[bytes, dict[bytes, tuple[int, CID]]] = {}  # partial fronts being received
+        self.fronts_sent: set[bytes] = set()
+        # ledger -> author -> the seq our frontier told the peer about: below it, the peer
+        # fetches by want; pushing there too would send entries twice.
+        self.advertised: dict[bytes, dict[bytes, int]] = defaultdict(dict)
+        self.outstanding: dict[tuple[bytes, bytes], Want] = {}  # our wants not yet answered
+        self.queued_wants: deque[Want] = deque()
+        self.level_mine: set[bytes] = set()  # ledgers where we fetched all the peer advertised
+        self.level_theirs: set[bytes] = set()  # ledgers where the peer said it is level
+        self.probed: set[tuple[bytes, bytes]] = set()  # chains whose fork probe we sent
+        self.wants_in: asyncio.Queue[Want | None] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Ents | None] = asyncio.Queue(maxsize=INBOX_MESSAGES)
+        self.control: asyncio.Queue[bytes] = asyncio.Queue()
+        self.restoring_busy = rep.catching_up  # we asked for our own heads and wait for them
+        self.own_pending: set[bytes] = set()  # ledgers of our own chains still being fetched
+        self.received = 0
+        self.expected = 0
+        self.sub_received = False
+        self.done = asyncio.Event()
+
+    # ---- running -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(self._reader(), name="sync-reader"),
+            asyncio.create_task(self._server(), name="sync-server"),
+            asyncio.create_task(self._processor(), name="sync-processor"),
+            asyncio.create_task(self._controller(), name="sync-control"),
+        ]
+        try:
+            await self._start()
+            if self.one_shot:
+                await asyncio.wait([asyncio.create_task(self.done.wait()), tasks[0]],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except PeerMisbehaved as exc:
+            self.failure = exc.error
+        except (LinkClosed, ConnectionError):
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, PeerMisbehaved) and self.failure is None:
+                    self.failure = result.error
+            if self.failure is not None:
+                self.info.note_error(self.failure.code, self.failure.message)
+                log.warning("peer misbehaved peer=%s code=%s message=%s", self.peer_did, self.failure.code,
+                            self.failure.message)
+                with contextlib.suppress(Exception):
+                    await self.link.send(encode_message(Err(self.failure.code, self.failure.message[:200])))
+                await self.link.close(self.failure.code, self.failure.message)
+            else:
+                await self.link.close(None, "done" if self.one_shot else "closing")
+            self._account_io()
+            self.restoring_busy = False
+
+    async def _start(self) -> None:
+        ledgers = await self.rep.shared_ledgers(self.peer_did)
+        await self.send_sub(ledgers)
+        if self.rep.catching_up:
+            await self._send(Own(None))
+
+    async def send_sub(self, ledgers: Sequence[CID], *, announced: bool = False) -> None:
+        """Advertise ledgers to the peer: only those it may see. `announced`: the peer named
+        them first, so a ledger whose genesis we lack (visibility unknown) reveals nothing."""
+        items = []
+        for ledger in ledgers:
+            if ledger.raw in self.my_sub:
+                continue
+            unknown = announced and await self.store.genesis(ledger) is None
+            if not unknown and not await self.rep.may_share(ledger, self.peer_did):
+                continue
+            digest = frontier_digest(await self._heads(ledger))
+            self.my_sub[ledger.raw] = digest
+            items.append((ledger, digest))
+        if items or not self.my_sub:
+            await self._send(Sub(tuple(items)))
+
+    async def _send(self, message: Message) -> None:
+        log.debug("send peer=%s %s", self.peer_did[-6:], message.T)
+        await self.link.send(encode_message(message))
+
+    def queue_control(self, data: bytes) -> None:
+        self.control.put_nowait(data)
+
+    async def _controller(self) -> None:
+        while True:
+            data = await self.control.get()
+            await self.link.send(data)
+
+    def _account_io(self) -> None:
+        self.info.bytes_in = self.link.bytes_in
+        self.info.bytes_out = self.link.bytes_out
+
+    async def _heads(self, ledger: CID) -> dict[bytes, tuple[int, CID]]:
+        return {a: (h.seq, h.id) for a, h in (await self.store.frontier(ledger)).items()}
+
+    # ---- reading ---------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while True:
+            frame = await self.link.receive()
+            self.info.last_seen = wall_ms()
+            try:
+                message = decode_message(frame)
+                log.debug("recv peer=%s %s", self.peer_did[-6:], message.T)
+                await self._handle(message)
+            except InvalidData as exc:
+                raise PeerMisbehaved(exc) from None
+            self._account_io()
+
+    def _charge(self) -> None:
+        if not self.limit.allow(time.monotonic()):
+            raise InvalidData("rate_limited", f"more than {REQUEST_RATE:.0f} requests per second")
+
+    async def _handle(self, m: Message) -> None:
+        if isinstance(m, Ents):
+            await self.inbox.put(m)
+        elif isinstance(m, Want):
+            self._charge()
+            if self.wants_in.qsize() >= 4 * WANT_MAX:
+                raise InvalidData("rate_limited", "too many wants in flight")
+            self.wants_in.put_nowait(m)
+        elif isinstance(m, Sub):
+            self._charge()
+            await self._on_sub(m)
+        elif isinstance(m, Front):
+            self._charge()
+            await self._on_front(m)
+        elif isinstance(m, Sent):
+            await self._on_sent(m)
+        elif isinstance(m, Level):
+            self.level_theirs.add(m.ledger.raw)
+            self._check_done()
+        elif isinstance(m, Fork):
+            proof = ForkProof.decode(m.proof)
+            if await self.store.add_fork_proof(proof):
+                log.warning("fork learned from peer peer=%s author=%s seq=%d", self.peer_did, proof.author,
+                            proof.seq)
+                self.rep.gossip_fork(proof, self)
+        elif isinstance(m, Own):
+            self._charge()
+            await self._on_own(m)
+        elif isinstance(m, Err):
+            log.warning("peer reported error peer=%s code=%s message=%s", self.peer_did, m.code, m.message)
+
+    async def _on_sub(self, m: Sub) -> None:
+        mine = {c.raw for c in await self.store.replicated(self.rep._identity.public_key)}
+        for ledger, digest in m.ledgers:
+            if ledger.raw not in mine:
+                continue
+            # A ledger we follow but whose genesis we lack yet (so we cannot tell who may see it)
+            # has nothing of ours to reveal: answer with our frontier, empty or not, and fetch.
+            if await self.store.genesis(ledger) is not None and not await self.rep.may_share(ledger, self.peer_did):
+                continue
+            if ledger.raw not in self.my_sub:
+                await self.send_sub([ledger], announced=True)
+            self.shared.add(ledger.raw)
+            heads = await self._heads(ledger)
+            if frontier_digest(heads) == digest:
+                self.known[ledger.raw] = {a: seq for a, (seq, _) in heads.items()}
+                self.level_mine.add(ledger.raw)
+                self.level_theirs.add(ledger.raw)
+                self._mark_synced()
+            else:
+                await self._send_front(ledger, heads)
+        self.sub_received = True
+        self._check_done()
+
+    async def _send_front(self, ledger: CID, heads: dict[bytes, tuple[int, CID]] | None = None) -> None:
+        if ledger.raw in self.fronts_sent:
+            return
+        self.fronts_sent.add(ledger.raw)
+        heads = heads if heads is not None else await self._heads(ledger)
+        self.advertised[ledger.raw] = {a: seq for a, (seq, _) in heads.items()}
+        for front in front_messages(ledger, heads):
+            await self._send(front)
+
+    async def _on_front(self, m: Front) -> None:
+        if m.ledger.raw not in self.shared:
+            return  # a ledger we do not share with this peer: ignore, reveal nothing
+        part = self.fronts.setdefault(m.ledger.raw, {})
+        part.update({author: (seq, cid) for author, seq, cid in m.heads})
+        if not m.done:
+            return
+        await self._send_front(m.ledger)  # fronts go both ways, whoever saw a difference first
+        theirs = self.fronts.pop(m.ledger.raw)
+        self.known[m.ledger.raw].update({a: s for a, (s, _) in theirs.items()})
+        p: Plan = plan(m.ledger, await self._heads(m.ledger), theirs)
+        self.info.entries_behind = p.behind
+        self.expected += p.behind
+        for author, seq, their_id in p.suspects:
+            if await self.store.id_at(m.ledger, author, seq) not in (None, their_id):
+                await self._probe(m.ledger, author, seq)
+        for want in p.wants:
+            self._want(want)
+        await self._pump_wants()
+        await self._maybe_level(m.ledger)
+
+    async def _probe(self, ledger: CID, author: bytes, seq: int) -> None:
+        """Ask for the peer's entry at `seq`, which differs from ours: storing it proves the fork."""
+        key = (ledger.raw, author)
+        if key in self.probed:
+            return
+        self.probed.add(key)
+        self._want(Want(ledger, author, seq, 1))
+        await self._pump_wants()
+
+    def _want(self, want: Want) -> None:
+        self.queued_wants.append(want)
+
+    async def _pump_wants(self) -> None:
+        while self.queued_wants and len(self.outstanding) < 8:
+            want = self.queued_wants.popleft()
+            key = (want.ledger.raw, want.author)
+            if key in self.outstanding:
+                self.queued_wants.append(want)
+                break
+            self.outstanding[key] = want
+            await self._send(want)
+
+    async def _on_sent(self, m: Sent) -> None:
+        key = (m.ledger.raw, m.author)
+        want = self.outstanding.pop(key, None)
+        if want is None:
+            raise InvalidData("protocol_error", "sent for a want we did not make")
+        have = self.known[m.ledger.raw].get(m.author, 0)
+        if m.upto >= want.start and have > m.upto:
+            # More to fetch on this chain: ask for the next window right away.
+            self._want(Want(m.ledger, m.author, m.upto + 1, min(WANT_MAX, have - m.upto)))
+        await self._pump_wants()
+        await self._maybe_level(m.ledger)
+
+    async def _maybe_level(self, ledger: CID) -> None:
+        raw = ledger.raw
+        if raw in self.fronts or any(k[0] == raw for k in self.outstanding) or any(
+            w.ledger.raw == raw for w in self.queued_wants
+        ):
+            return
+        if raw not in self.level_mine:
+            self.level_mine.add(raw)
+            await self._send(Level(ledger, frontier_digest(await self._heads(ledger))))
+            self._mark_synced()
+        self._own_progress(ledger)
+        self._check_done()
+
+    def _mark_synced(self) -> None:
+        if self.shared and self.shared <= self.level_mine:
+            self.info.last_sync = wall_ms()
+            self.info.entries_behind = 0
+
+    def _check_done(self) -> None:
+        """A one-shot sync is done when every shared ledger is level both ways."""
+        if not self.one_shot or not self.sub_received or self.outstanding or self.queued_wants or self.fronts:
+            return
+        if all(raw in self.level_mine and raw in self.level_theirs for raw in self.shared):
+            self.done.set()
+    # ---- safe restore --------------------------------------------------------------
+
+    async def _on_own(self, m: Own) -> None:
+        peer_key = self._peer_key()
+        if m.heads is None:
+            heads = await self.store.heads_of(peer_key)
+            await self._send(Own(tuple((h.ledger, h.seq, h.id) for h in heads)))
+            return
+        if not self.restoring_busy:
+            return  # an answer we no longer wait for
+        me = self.rep._identity.public_key
+        for ledger, seq, their_id in m.heads:
+            mine = await self.store.head(ledger, me)
+            if await self.store.follow(ledger):
+                log.info("safe restore: following ledger=%s where we have a chain", ledger)
+            if mine is None or seq > mine.seq:
+                self.known[ledger.raw][me] = seq
+                self.own_pending.add(ledger.raw)
+                self.shared.add(ledger.raw)
+                start = 1 if mine is None else mine.seq + 1
+                self._want(Want(ledger, me, start, min(WANT_MAX, seq - start + 1)))
+            elif seq == mine.seq and their_id != mine.id:
+                await self._probe(ledger, me, seq)
+        await self._pump_wants()
+        for ledger, _, _ in m.heads:
+            await self.send_sub([ledger])
+        self._own_progress(None)
+
+    def _own_progress(self, ledger: CID | None) -> None:
+        if ledger is not None and ledger.raw in self.own_pending:
+            me = self.rep._identity.public_key
+            if not any(k == (ledger.raw, me) for k in self.outstanding) and not any(
+                w.ledger.raw == ledger.raw and w.author == me for w in self.queued_wants
+            ):
+                self.own_pending.discard(ledger.raw)
+        if self.restoring_busy and not self.own_pending:
+            self.restoring_busy = False
+            self.rep.restore_answered(self.url)
+
+    def _peer_key(self) -> bytes:
+        return public_key_from_did(self.peer_did)
+
+    # ---- serving wants -------------------------------------------------------------
+
+    async def _server(self) -> None:
+        while True:
+            want = await self.wants_in.get()
+            if want is None:
+                return
+            upto = want.start - 1
+            if want.ledger.raw in self.shared or await self._may_serve(want):
+                rows = await self.store.raw_range(want.ledger, want.author, want.start, want.limit)
+                contiguous = []
+                for seq, header, payload in rows:
+                    if seq != upto + 1:
+                        break
+                    contiguous.append((header, payload))
+                    upto = seq
+                for message in ents_messages(want.ledger, want.author, contiguous):
+                    await self._send(message)
+                self.info.entries_out += len(contiguous)
+                if contiguous:
+                    chain = self.known[want.ledger.raw]
+                    chain[want.author] = max(chain.get(want.author, 0), upto)
+            await self._send(Sent(want.ledger, want.author, upto))
+            self._account_io()
+            if want.ledger.raw in self.shared:
+                await self._push_tail(want.ledger, want.author)
+
+    async def _may_serve(self, want: Want) -> bool:
+        # Safe restore asks for our own chains before any sub: the author may always fetch its own chain.
+        return want.author == self._peer_key() and await self.store.head(want.ledger, want.author) is not None
+
+    def _still_fetching(self, ledger_raw: bytes, author: bytes) -> bool:
+        return self.known[ledger_raw].get(author, 0) < self.advertised[ledger_raw].get(author, 0)
+
+    async def _push_tail(self, ledger: CID, author: bytes) -> None:
+        """Send what we stored on this chain beyond our frontier while the peer fetched it."""
+        if self._still_fetching(ledger.raw, author):
+            return
+        have = self.known[ledger.raw].get(author, 0)
+        rows = await self.store.raw_range(ledger, author, have + 1, WANT_MAX)
+        tail = []
+        for seq, header, payload in rows:
+            if seq != have + 1:
+                break
+            tail.append((header, payload))
+            have = seq
+        if tail:
+            for message in ents_messages(ledger, author, tail):
+                await self._send(message)
+            self.known[ledger.raw][author] = have
+            self.info.entries_out += len(tail)
+
+    def offer(self, entries: Sequence[Entry]) -> None:
+        """Live push: send new entries the peer is known to lack, right after its latest."""
+        runs: dict[tuple[bytes, bytes], list[Entry]] = defaultdict(list)
+        for entry in entries:
+            runs[(entry.ledger_id.raw, entry.header.author)].append(entry)
+        for (ledger_raw, author), run in runs.items():
+            if ledger_raw not in self.shared or self._still_fetching(ledger_raw, author):
+                continue
+            chain = self.known[ledger_raw]
+            have = chain.get(author, 0)
+            fresh = [e for e in run if e.seq > have]
+            if not fresh or fresh[0].seq != have + 1:
+                continue  # it lacks earlier entries too: it will ask for them
+            chain[author] = fresh[-1].seq
+            ledger = fresh[0].ledger_id
+            for message in ents_messages(ledger, author, [(e.header_raw, e.payload_raw) for e in fresh]):
+                self.queue_control(encode_message(message))
+            self.info.entries_out += len(fresh)
+
+    # ---- taking in entries ----------------------------------------------------------
+
+    async def _processor(self) -> None:
+        while True:
+            m = await self.inbox.get()
+            if m is None:
+                return
+            await self._take(m)
+
+    async def _take(self, m: Ents) -> None:
+        checked = await self.rep._verifier.check(m.entries)
+        if checked.refused:
+            _, error = checked.refused[0]
+            raise PeerMisbehaved(error)
+        try:
+            check_ents(m, checked.entries)
+        except InvalidData as exc:
+            raise PeerMisbehaved(exc) from None
+        if m.ledger.raw not in self.shared and m.ledger.raw not in self.own_pending:
+            raise PeerMisbehaved(InvalidData("protocol_error", "entries of a ledger we did not ask for"))
+        # The peer has what it sent: noted before storing, so live push does not echo it back.
+        chain = self.known[m.ledger.raw]
+        chain[m.author] = max(chain.get(m.author, 0), checked.entries[-1].seq)
+        result = await self.store.ingest(checked.entries)
+        self.received += len(checked.entries)
+        self.info.entries_in += len(result.stored)
+        if self.progress is not None:
+            self.progress(self.received, max(self.expected, self.received))
+        for proof in result.forks:
+            log.warning("fork detected peer=%s author=%s seq=%d", self.peer_did, proof.author, proof.seq)
+            self.rep.gossip_fork(proof, None)
+        if result.gaps:
+            head = await self.store.head(m.ledger, m.author)
+            start = 1 if head is None else head.seq + 1
+            if (m.ledger.raw, m.author) not in self.outstanding:
+                self._want(Want(m.ledger, m.author, start, min(WANT_MAX, result.gaps[-1].seq - start + 1)))
+                await self._pump_wants()
+        for entry, error in result.refused:
+            if error.code == "bad_prev":
+                # Same seq as our next, another history: fetch their entry at our head's seq to prove the fork.
+                await self._probe(m.ledger, m.author, entry.seq - 1)
+            else:
+                log.warning("entry refused by chain rules peer=%s entry=%s code=%s", self.peer_did, entry.id,
+                            error.code)

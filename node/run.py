@@ -1,0 +1,124 @@
+"""`tally run`: the node process.
+
+Start: open the store with the identity key, build the replicator and the API,
+listen, write node.json (so the CLI finds the node), then start replication.
+Stop (SIGINT or SIGTERM): stop accepting connections, stop replication, let
+in-flight requests finish (a write that was accepted is committed), close the
+store, remove node.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from protocol import LocalError
+
+from .api import ApiConfig, build_app, package_version
+from .home import Home
+from .listen import DEFAULT_HOST, DEFAULT_PORT, local_address
+from .nodefile import NodeFile, remove_node_file, running_node, write_node_file
+from .replication import Replicator
+from .store import Store, wall_clock_ms
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S: Final = 30.0  # in-flight requests get this long to finish on shutdown
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT  # 0: any free port (node.json and the log tell which)
+    peers: tuple[str, ...] = ()
+    offline: bool = False  # no safe-restore wait for peers
+    mdns: bool = True  # LAN discovery (not implemented yet; `--no-mdns` is accepted)
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("a listen host is required")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is out of range")
+
+
+async def serve(home: Home, config: RunConfig) -> int:
+    """Run the node until SIGINT or SIGTERM; 0 after a clean shutdown."""
+    key = home.load_key()
+    token = home.load_token()
+    other = await running_node(home.path, key.did)
+    if other is not None:
+        raise LocalError("already_running", f"a node (pid {other.pid}) already serves {home.path} at {other.address}")
+    stop = asyncio.Event()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            _on_signals(stack, stop)
+            store = await Store.open(home.store_path, key=key)
+            stack.push_async_callback(store.close)  # 4. after every request is done
+            replicator = Replicator(store, key, peers=list(config.peers), offline=config.offline)
+            runner = web.AppRunner(
+                build_app(store, replicator, ApiConfig(key.did, token, package_version())),
+                access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            )
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)  # 3. in-flight requests finish, app cleanup
+            site = web.TCPSite(runner, config.host, config.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise LocalError("listen_failed", f"cannot listen on {config.host}:{config.port}: {exc.strerror}"
+                                 ) from None
+            address = local_address(config.host, runner.addresses[0][1])
+            write_node_file(home.path, NodeFile(address, os.getpid(), wall_clock_ms()))
+            log.info(
+                "listening",
+                extra={
+                    "address": address, "host": config.host, "port": runner.addresses[0][1], "did": key.did,
+                    "pid": os.getpid(), "peers": len(config.peers), "offline": config.offline, "mdns": config.mdns,
+                },
+            )
+            stack.push_async_callback(replicator.stop)  # 2.
+            stack.push_async_callback(site.stop)  # 1. stop accepting
+            await _until_stopped(replicator, stop)
+            log.info("stopping")
+    finally:
+        remove_node_file(home.path, os.getpid())  # 5.
+    log.info("stopped")
+    return 0
+
+
+async def _until_stopped(replicator: Replicator, stop: asyncio.Event) -> None:
+    """Start replication and wait for a stop signal; a signal during start-up cancels it."""
+    starting = asyncio.create_task(replicator.start(), name="replicator-start")
+    stopped = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a failed start ends the node (after a clean shutdown)
+            log.info("replicating", extra={"catching_up": replicator.catching_up})
+            await stopped
+    finally:
+        for task in (starting, stopped):
+            task.cancel()
+        await asyncio.gather(starting, stopped, return_exceptions=True)
+
+
+def _on_signals(stack: contextlib.AsyncExitStack, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def handle(sig: signal.Signals) -> None:
+        log.info("signal", extra={"signal": sig.name, "already_stopping": stop.is_set()})
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, handle, sig)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+            continue
+        stack.callback(loop.remove_signal_handler, sig)
