@@ -73,6 +73,7 @@ STATUS: Final[Mapping[str, int]] = {
     **dict.fromkeys(("internal", "no_identity", "store_corrupt", "schema_too_new", "listen_failed"), 500),
     "not_running": 503,
     "link_timeout": 504,
+    "unreachable": 502,
 }
 
 #: The code for an HTTP error aiohttp raises itself (unknown route, wrong method, body too large).

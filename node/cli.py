@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from protocol import (
     CID,
@@ -269,6 +270,63 @@ async def cmd_peers(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_sync(args: argparse.Namespace) -> int:
+    """One-shot sync with a peer: every ledger both replicate, both ways, then exit."""
+    import aiohttp  # networking imports only for the commands that need them
+
+    from .links import LinkClosed
+    from .replication import Replicator
+
+    home = _home(args)
+    key = home.load_key()
+    store = await _open_store(home, key)
+    progress = _Progress(sys.stderr)
+    replicator = Replicator(store, key, offline=True)
+    try:
+        await replicator.start()
+        info = await replicator.sync_once(args.url, progress=progress.update)
+    except LinkClosed as exc:
+        raise LocalError(exc.code or "unreachable", f"{args.url}: {exc.reason}") from None
+    except (OSError, aiohttp.ClientError, ValueError) as exc:
+        raise LocalError("unreachable", f"{args.url}: {exc}") from None
+    finally:
+        progress.finish()
+        await replicator.stop()
+        await store.close()
+    print(f"synced\t{info.did}\t{info.entries_in} entries in\t{info.entries_out} entries out")
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on a terminal (entries, entries/s, remaining); silent elsewhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._start = time.monotonic()
+        self._shown = 0.0
+        self._last = ""
+
+    def update(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self._tty or (now - self._shown < 0.1 and done < total):
+            return
+        self._shown = now
+        rate = done / max(now - self._start, 1e-6)
+        width = 30
+        filled = width * done // max(total, 1)
+        remaining = max(total - done, 0)
+        self._last = (f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries  "
+                      f"{rate:,.0f}/s  {remaining} remaining")
+        self._stream.write(self._last)
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._tty and self._last:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
 def _when(ms: object) -> str:
     if not isinstance(ms, int) or isinstance(ms, bool):
         return "never"
@@ -336,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ledger", metavar="LEDGER_ID")
     p = add("forks", cmd_forks, "list known forks: author, ledger, seq, both entry ids, the proof (base64)")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
+    p = add("sync", cmd_sync, "sync once with a peer (every ledger both replicate, both ways), then exit")
+    p.add_argument("url", metavar="URL", help="the peer's address, e.g. http://192.168.1.20:7410")
     p = add("peers", cmd_peers, "list the running node's peers")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
     return parser

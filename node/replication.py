@@ -236,6 +236,7 @@ class Replicator:
         assert self._http is not None, "start() first"
         info = PeerInfo(None, url, "flag")
         link = await dial_link(self._http, url, self._identity)
+        info.did = link.remote_did
         session = _Session(self, link, info, one_shot=True, progress=progress)
         await self._run_session(session)
         if session.failure is not None:
@@ -406,7 +407,7 @@ class _Session:
         self.level_theirs: set[bytes] = set()  # ledgers where the peer said it is level
         self.probed: set[tuple[bytes, bytes]] = set()  # chains whose fork probe we sent
         self.wants_in: asyncio.Queue[Want | None] = asyncio.Queue()
-        self.inbox: asyncio.Queue[Ents | None] = asyncio.Queue(maxsize=INBOX_MESSAGES)
+        self.inbox: asyncio.Queue[Ents | Sent | None] = asyncio.Queue(maxsize=INBOX_MESSAGES)
         self.control: asyncio.Queue[bytes] = asyncio.Queue()
         self.restoring_busy = rep.catching_up  # we asked for our own heads and wait for them
         self.own_pending: set[bytes] = set()  # ledgers of our own chains still being fetched
@@ -514,7 +515,8 @@ class _Session:
             raise InvalidData("rate_limited", f"more than {REQUEST_RATE:.0f} requests per second")
 
     async def _handle(self, m: Message) -> None:
-        if isinstance(m, Ents):
+        if isinstance(m, (Ents, Sent)):
+            # In order with the entries before it: `sent` must not overtake their storing.
             await self.inbox.put(m)
         elif isinstance(m, Want):
             self._charge()
@@ -527,8 +529,6 @@ class _Session:
         elif isinstance(m, Front):
             self._charge()
             await self._on_front(m)
-        elif isinstance(m, Sent):
-            await self._on_sent(m)
         elif isinstance(m, Level):
             self.level_theirs.add(m.ledger.raw)
             self._check_done()
@@ -775,7 +775,13 @@ class _Session:
             m = await self.inbox.get()
             if m is None:
                 return
-            await self._take(m)
+            try:
+                if isinstance(m, Ents):
+                    await self._take(m)
+                else:
+                    await self._on_sent(m)
+            except InvalidData as exc:
+                raise PeerMisbehaved(exc) from None
 
     async def _take(self, m: Ents) -> None:
         checked = await self.rep._verifier.check(m.entries)

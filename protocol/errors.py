@@ -54,6 +54,7 @@ CODES: Final[dict[str, str]] = {
     "protocol_error": "a handshake or transport call made out of order, after a failure, or after the "
     "nonce space is used up",
     "link_timeout": "the peer did not complete the handshake or a frame in time",
+    "unreachable": "the peer could not be reached, refused the link, or went away before the sync finished",
     # node API
     "unauthorized": "the API call needs the owner's token (`Authorization: Bearer <token>`) and it is "
     "missing or wrong",
