@@ -50,7 +50,8 @@ class Verifier:
     """Decodes raw entries and checks their signatures on `workers` threads."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, thread_name_prefix="verify")
+        self._workers = workers or os.cpu_count() or 2
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="verify")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -64,7 +65,9 @@ class Verifier:
     async def check(self, raws: Sequence[RawEntry]) -> Checked:
         """Decode every entry (refusing bad bytes with their code) and verify signatures."""
         loop = asyncio.get_running_loop()
-        chunks = [raws[i : i + VERIFY_CHUNK] for i in range(0, len(raws), VERIFY_CHUNK)]
+        # Even chunks, at least one per worker, so no thread idles while another has the tail.
+        size = max(16, min(VERIFY_CHUNK, -(-len(raws) // self._workers)))
+        chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
         outcomes = await asyncio.gather(
             *(loop.run_in_executor(self._pool, _decode_and_verify, chunk) for chunk in chunks)
         )

@@ -771,19 +771,31 @@ class _Session:
     # ---- taking in entries ----------------------------------------------------------
 
     async def _processor(self) -> None:
-        while True:
-            m = await self.inbox.get()
-            if m is None:
-                return
-            try:
+        """Verify each `ents` message while the one before it is being stored."""
+        storing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                m = await self.inbox.get()
+                if m is None:
+                    return
                 if isinstance(m, Ents):
-                    await self._take(m)
-                else:
+                    entries = await self._check(m)
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(self._store(m, entries))
+                    continue
+                if storing is not None:
+                    await storing  # `sent` comes after the entries it closes are stored
+                    storing = None
+                try:
                     await self._on_sent(m)
-            except InvalidData as exc:
-                raise PeerMisbehaved(exc) from None
+                except InvalidData as exc:
+                    raise PeerMisbehaved(exc) from None
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
 
-    async def _take(self, m: Ents) -> None:
+    async def _check(self, m: Ents) -> list[Entry]:
         checked = await self.rep._verifier.check(m.entries)
         if checked.refused:
             _, error = checked.refused[0]
@@ -794,11 +806,14 @@ class _Session:
             raise PeerMisbehaved(exc) from None
         if m.ledger.raw not in self.shared and m.ledger.raw not in self.own_pending:
             raise PeerMisbehaved(InvalidData("protocol_error", "entries of a ledger we did not ask for"))
+        return checked.entries
+
+    async def _store(self, m: Ents, entries: list[Entry]) -> None:
         # The peer has what it sent: noted before storing, so live push does not echo it back.
         chain = self.known[m.ledger.raw]
-        chain[m.author] = max(chain.get(m.author, 0), checked.entries[-1].seq)
-        result = await self.store.ingest(checked.entries)
-        self.received += len(checked.entries)
+        chain[m.author] = max(chain.get(m.author, 0), entries[-1].seq)
+        result = await self.store.ingest(entries)
+        self.received += len(entries)
         self.info.entries_in += len(result.stored)
         if self.progress is not None:
             self.progress(self.received, max(self.expected, self.received))
