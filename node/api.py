@@ -37,8 +37,27 @@ from protocol import (
     parse_body,
     public_key_from_did,
 )
+from protocol.rules import Rules, format_decimal, parse_decimal
+from protocol.state import LedgerState
 
+from . import ledger_ops
 from .forms import check_append_kind, genesis_body
+from .ledger_states import LedgerStates
+from .ledger_views import HistoryQuery, contribution_row, state_json
+from .openapi import (
+    CID_SCHEMA,
+    CREATED,
+    DID_SCHEMA,
+    ENTRY_PARAM,
+    LEDGER_PARAM,
+    Access,
+    Operation,
+    Param,
+    array_of,
+    links_to,
+    ref,
+)
+from .openapi import openapi_document as _openapi_document
 from .store import AppendRequest, Store, wall_clock_ms
 from .views import entry_row, fork_row, ledger_row
 
@@ -50,6 +69,7 @@ MAX_REQUEST_BYTES: Final = 64 * 1024
 AUTH_FAILURES_MAX: Final = 20  # wrong tokens from one address within the window…
 AUTH_WINDOW_S: Final = 60.0  # …before it is refused (429) until the oldest leaves the window
 AUTH_TRACKED_MAX: Final = 4096  # addresses remembered at once
+MAX_PAGE_ENTRIES: Final = 1000  # entries in one page of GET …/entries (its `limit`'s maximum and default)
 
 #: The HTTP status of every error code, in one place. A test checks it covers CODES.
 STATUS: Final[Mapping[str, int]] = {
@@ -59,21 +79,33 @@ STATUS: Final[Mapping[str, int]] = {
             "bad_field", "bad_signature", "payload_mismatch", "bad_payload", "bad_genesis", "bad_prev",
             "seq_gap", "ts_regression", "wrong_ledger", "wrong_author", "bad_fork_proof", "bad_body",
             "bad_key_file", "bad_message", "unknown_message", "handshake_failed", "bad_frame", "frame_too_large",
-            "protocol_error", "bad_request",
+            "protocol_error", "bad_request", "bad_config",
+            "bad_rules", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
+            "unknown_bucket_recipient",
+            "bad_reference", "bad_correction", "bad_agent", "not_party", "bad_time", "bad_time_range",
+            "bad_amount",
         ),
         400,
     ),
     "unauthorized": 401,
-    "forbidden": 403,
-    **dict.fromkeys(("not_found", "unknown_ledger", "unknown_entry"), 404),
+    **dict.fromkeys(("forbidden", "not_member", "self_endorsement"), 403),
+    **dict.fromkeys(("not_found", "unknown_ledger", "unknown_entry", "not_contribution"), 404),
     "method_not_allowed": 405,
-    **dict.fromkeys(("fork", "catching_up", "identity_exists", "already_running"), 409),
+    **dict.fromkeys(
+        ("fork", "catching_up", "identity_exists", "already_running", "already_member", "duplicate_endorsement",
+         "distribution_mismatch"), 409
+    ),
     "oversize": 413,
     "rate_limited": 429,
     **dict.fromkeys(("internal", "no_identity", "store_corrupt", "schema_too_new", "listen_failed"), 500),
     "not_running": 503,
     "link_timeout": 504,
     "unreachable": 502,
+    # governance and pledges (SPEC.md §18)
+    **dict.fromkeys(("bad_motion", "unknown_option", "vote_out_of_range", "bad_amendment", "bad_pledge",
+                     "unknown_pledge", "bad_payment"), 400),
+    "not_proposer": 403,
+    **dict.fromkeys(("motion_closed", "motion_not_closed"), 409),
 }
 
 #: The code for an HTTP error aiohttp raises itself (unknown route, wrong method, body too large).
@@ -143,6 +175,7 @@ class AuthFailures:
 
 
 STORE: Final = web.AppKey("store", Store)
+STATES: Final = web.AppKey("states", LedgerStates)
 REPLICATION: Final[web.AppKey[Replication]] = web.AppKey("replication")
 CONFIG: Final = web.AppKey("config", ApiConfig)
 AUTH_FAILURES: Final = web.AppKey("auth_failures", AuthFailures)
@@ -156,24 +189,51 @@ def package_version() -> str:
 
 
 def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.Application:
-    """The API application over an open store and a started (or starting) replicator."""
+    """The API application over an open store and a started (or starting) replicator.
+
+    Ledger states come from the replicator's cache (`replication.states`) when it has one, so
+    sync and the API compute each state once; otherwise the app keeps its own.
+    """
     app = web.Application(middlewares=[_access_log, _errors], client_max_size=MAX_REQUEST_BYTES)
     app[STORE] = store
+    shared = getattr(replication, "states", None)
+    if isinstance(shared, LedgerStates):
+        app[STATES] = shared
+    else:
+        app[STATES] = LedgerStates(store)
+        app.on_cleanup.append(_close_states)
     app[REPLICATION] = replication
     app[CONFIG] = config
     app[AUTH_FAILURES] = AuthFailures(AUTH_FAILURES_MAX, AUTH_WINDOW_S, config.monotonic)
     p = API_PREFIX
     app.router.add_get(f"{p}/identity", get_identity)
+    app.router.add_get(f"{p}/openapi.json", get_openapi)
     app.router.add_get(f"{p}/ledgers", list_ledgers)
     app.router.add_post(f"{p}/ledgers", create_ledger)
     app.router.add_get(f"{p}/ledgers/{{ledger}}", get_ledger)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/entries", list_entries)
     app.router.add_post(f"{p}/ledgers/{{ledger}}/entries", append_entry)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}/state", get_state)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}/history", get_history)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/members", admit_member)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/leave", leave_ledger)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/contributions", add_contribution)
+    app.router.add_post(f"{p}/entries/{{entry}}/endorsements", endorse_entry)
     app.router.add_post(f"{p}/follow", follow_ledger)
     app.router.add_get(f"{p}/forks", list_forks)
     app.router.add_get(f"{p}/peers", list_peers)
     app.router.add_get(f"{p}/sync", sync, allow_head=False)
+    from .distribution_api import add_distribution_routes  # its handlers use this module's helpers
+
+    add_distribution_routes(app, p)
+    from .governance_api import add_governance_routes  # its handlers use this module's helpers too
+
+    add_governance_routes(app, p)
     return app
+
+
+async def _close_states(app: web.Application) -> None:
+    app[STATES].close()
 
 
 # ---- errors and logging ------------------------------------------------------
@@ -314,6 +374,15 @@ def _required(obj: Mapping[str, Any], name: str) -> Any:
     return obj[name]
 
 
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        raise LocalError("bad_request", f"{name} is a whole number from {low} to {high}")
+    return int(text)
+
+
 def _ledger_param(request: web.Request) -> CID:
     return CID.parse(request.match_info["ledger"])
 
@@ -321,21 +390,51 @@ def _ledger_param(request: web.Request) -> CID:
 # ---- handlers ------------------------------------------------------------------
 
 
+@Operation("Who this node is", ref("Identity"))
 async def get_identity(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     return web.json_response({"id": config.did, "version": config.version, "protocol": PROTOCOL_VERSION})
 
 
+@Operation("This API's OpenAPI 3.1 document", {"type": "object", "required": ["openapi", "info", "paths"]},
+           description="Built from the routes: every route is described (node/openapi.py).")
+async def get_openapi(request: web.Request) -> web.Response:
+    document = _openapi_document(request.app.router.routes(), version=request.app[CONFIG].version, status=STATUS)
+    return web.json_response(document)
+
+
+@Operation("The ledgers stored here", array_of("Ledger", "ledgers"), access=Access.OPTIONAL,
+           description="All of them for the owner; the public ones without a token.")
 async def list_ledgers(request: web.Request) -> web.Response:
     owner = _is_owner(request)
     ledgers = await request.app[STORE].ledgers()
     return web.json_response({"ledgers": [ledger_row(i) for i in ledgers if owner or i.visibility == "public"]})
 
 
+@Operation(
+    "Found a ledger", CREATED, status=201, access=Access.OWNER,
+    body={"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "visibility": {"type": "string", "enum": ["members", "public"]},
+        "rules": {"type": "object", "description": "the rules file (README, Ledger rules) as JSON, decimals strings"},
+    }},
+    errors=("bad_rules", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
+            "unknown_bucket_recipient", "bad_did", "catching_up"),
+    headers={"Location": "the new ledger's path"},
+    links=links_to("ledger", "$response.body#/id", "get_ledger", "list_entries", "append_entry", "get_state",
+                   "get_history", "admit_member", "add_contribution", "leave_ledger", "preview_distribution",
+                   "record_distribution", "export_ledger"),
+)
 async def create_ledger(request: web.Request) -> web.Response:
     _require_owner(request)
-    obj = await _json_object(request, {"name": str, "visibility": str})
-    body = genesis_body(_required(obj, "name"), obj.get("visibility", "members"))
+    obj = await _json_object(request, {"name": str, "visibility": str, "rules": dict})
+    name = genesis_body(_required(obj, "name"), obj.get("visibility", "members"))["name"]
+    config: dict[str, Any] = obj.get("rules", {})
+    visibility = obj.get("visibility")
+    if visibility is not None and isinstance(config.get("visibility"), str) and config["visibility"] != visibility:
+        raise LocalError("bad_request", f"visibility {visibility!r} differs from rules.visibility")
+    rules = Rules.from_config(config, name=name, creator=request.app[CONFIG].did, public=visibility == "public")
+    body = rules.to_body()
     _refuse_while_catching_up(request)
     entry = await request.app[STORE].append(AppendRequest(None, GENESIS_KIND, body, request.app[CONFIG].wall_ms()))
     return web.json_response(
@@ -343,6 +442,8 @@ async def create_ledger(request: web.Request) -> web.Response:
     )
 
 
+@Operation("One ledger", ref("Ledger"), access=Access.OPTIONAL, parameters=(LEDGER_PARAM,),
+           errors=("bad_cid", "unknown_ledger"))
 async def get_ledger(request: web.Request) -> web.Response:
     ledger = _ledger_param(request)
     owner = _is_owner(request)
@@ -352,6 +453,22 @@ async def get_ledger(request: web.Request) -> web.Response:
     raise _unknown_ledger(ledger)
 
 
+@Operation(
+    "A page of a ledger's entries, by author then seq",
+    {"type": "object", "required": ["entries"], "properties": {
+        "entries": {"type": "array", "items": ref("Entry")},
+        "next": {**CID_SCHEMA, "description": "present when more entries may follow: the next page's `after`"},
+    }},
+    access=Access.OPTIONAL,
+    parameters=(
+        LEDGER_PARAM,
+        Param("author", "query", DID_SCHEMA, "only this author's chain"),
+        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_ENTRIES,
+                                 "default": MAX_PAGE_ENTRIES}, "at most this many entries"),
+        Param("after", "query", CID_SCHEMA, "the entries after this one (the previous page's `next`)"),
+    ),
+    errors=("bad_cid", "bad_did", "bad_request", "unknown_ledger", "unknown_entry"),
+)
 async def list_entries(request: web.Request) -> web.Response:
     ledger = _ledger_param(request)
     owner = _is_owner(request)
@@ -361,11 +478,26 @@ async def list_entries(request: web.Request) -> web.Response:
         raise _unknown_ledger(ledger)
     author_did = request.query.get("author")
     author = None if author_did is None else public_key_from_did(author_did)
-    async with contextlib.aclosing(store.log(ledger, author)) as entries:
-        rows = [entry_row(entry) async for entry in entries]
-    return web.json_response({"entries": rows})
+    after = request.query.get("after")
+    limit = _int_query(request, "limit", MAX_PAGE_ENTRIES, 1, MAX_PAGE_ENTRIES)
+    page = await store.log_page(ledger, limit + 1, author=author, after=None if after is None else CID.parse(after))
+    answer: dict[str, Any] = {"entries": [entry_row(entry) for entry in page[:limit]]}
+    if len(page) > limit:
+        answer["next"] = str(page[limit - 1].id)
+    return web.json_response(answer)
 
 
+@Operation(
+    "Append an entry to the owner's chain in a ledger",
+    {"type": "object", "required": ["id", "seq"], "properties": {"id": CID_SCHEMA, "seq": {"type": "integer"}}},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["kind", "body"], "additionalProperties": False, "properties": {
+        "kind": {"type": "string", "description": "namespaced, e.g. `note.text`; not `ledger.genesis`"},
+        "body": {"type": "object", "description": "the payload in the DAG-JSON mapping (SPEC.md §8); no floats"},
+    }},
+    errors=("bad_cid", "bad_field", "bad_genesis", "bad_encoding", "unknown_ledger", "catching_up"),
+    links=links_to("entry", "$response.body#/id", "endorse_entry"),
+)
 async def append_entry(request: web.Request) -> web.Response:
     _require_owner(request)
     ledger = _ledger_param(request)
@@ -379,6 +511,179 @@ async def append_entry(request: web.Request) -> web.Response:
     return web.json_response({"id": str(entry.id), "seq": entry.seq}, status=201)
 
 
+# ---- the open-value ledger (SPEC.md §16) ------------------------------------------
+
+
+#: What every write of the open-value ledger may answer, besides its own codes.
+_LEDGER_WRITE_ERRORS: Final = ("bad_cid", "unknown_ledger", "not_member", "catching_up")
+
+
+async def _readable_state(request: web.Request) -> LedgerState:
+    """The state of the ledger in the path, if this caller may read it (else `unknown_ledger`)."""
+    ledger = _ledger_param(request)
+    owner = _is_owner(request)
+    genesis = await request.app[STORE].genesis(ledger)
+    if genesis is None or not (owner or _is_public(genesis)):
+        raise _unknown_ledger(ledger)
+    state = await request.app[STATES].get(ledger)
+    if state is None:
+        raise _unknown_ledger(ledger)
+    return state
+
+
+async def _own_state(request: web.Request, ledger: CID) -> LedgerState:
+    state = await request.app[STATES].get(ledger)
+    if state is None:
+        raise _unknown_ledger(ledger)
+    return state
+
+
+async def _append_built(request: web.Request, build: Callable[[int], AppendRequest]) -> web.Response:
+    """Append what `build(ts)` makes (it checks the request against the state first): 201 `{"id"}`."""
+    append = build(request.app[CONFIG].wall_ms())
+    _refuse_while_catching_up(request)
+    entry = await request.app[STORE].append(append)
+    return web.json_response({"id": str(entry.id)}, status=201)
+
+
+@Operation("A ledger's state: members, totals, pending contributions", ref("State"), access=Access.OPTIONAL,
+           parameters=(LEDGER_PARAM,), errors=("bad_cid", "unknown_ledger"))
+async def get_state(request: web.Request) -> web.Response:
+    state = await _readable_state(request)
+    return web.json_response(state_json(state, await request.app[STORE].forks()))
+
+
+@Operation(
+    "A ledger's contributions, oldest event first", array_of("Contribution", "contributions"),
+    access=Access.OPTIONAL,
+    parameters=(
+        LEDGER_PARAM,
+        Param("agent", "query", DID_SCHEMA, "only contributions this agent provided, received or wrote"),
+        Param("action", "query", {"type": "string"}, "only this ValueFlows action"),
+        Param("since", "query", {"type": "string"}, "events from this ISO 8601 date or date-time on"),
+        Param("until", "query", {"type": "string"}, "events until this date (its whole day) or date-time"),
+        Param("status", "query", {"type": "string", "enum": ["", "final", "pending", "rejected"]},
+              "only contributions in this status"),
+    ),
+    errors=("bad_cid", "unknown_ledger", "bad_request", "unknown_action", "bad_time"),
+    description="An empty query parameter counts as absent.",
+)
+async def get_history(request: web.Request) -> web.Response:
+    state = await _readable_state(request)
+    unknown = sorted(set(request.query) - {"agent", "action", "since", "until", "status"})
+    if unknown:
+        raise LocalError("bad_request", f"unknown query parameter {unknown[0]!r}")
+    query = HistoryQuery(**{k: v for k, v in request.query.items() if v != ""})
+    return web.json_response({"contributions": [contribution_row(c) for c in query.select(state)]})
+
+
+@Operation(
+    "Admit an agent to a ledger (a `member.admit` entry)", CREATED, status=201, access=Access.OWNER,
+    parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["agent"], "additionalProperties": False,
+           "properties": {"agent": DID_SCHEMA}},
+    errors=(*_LEDGER_WRITE_ERRORS, "bad_did", "bad_agent", "already_member"),
+)
+async def admit_member(request: web.Request) -> web.Response:
+    _require_owner(request)
+    ledger = _ledger_param(request)
+    agent = _required(await _json_object(request, {"agent": str}), "agent")
+    state = await _own_state(request, ledger)
+    me = request.app[CONFIG].did
+    return await _append_built(request, lambda ts: ledger_ops.admit(state, me, agent, ts))
+
+
+@Operation(
+    "Leave a ledger (a `member.leave` entry)", CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "additionalProperties": False, "properties": {}}, errors=_LEDGER_WRITE_ERRORS,
+)
+async def leave_ledger(request: web.Request) -> web.Response:
+    _require_owner(request)
+    ledger = _ledger_param(request)
+    await _json_object(request, {})
+    state = await _own_state(request, ledger)
+    me = request.app[CONFIG].did
+    return await _append_built(request, lambda ts: ledger_ops.leave(state, me, ts))
+
+
+_CONTRIBUTION_FIELDS: Final[Mapping[str, type]] = {
+    "action": str, "quantity": object, "unit": str, "resource": str, "provider": str, "receiver": str,
+    "at": str, "from": str, "to": str, "note": str, "corrects": str, "fulfills": str, "cites": list,
+}
+
+
+@Operation(
+    "Log a contribution (a `vf.event` entry)", CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["action", "quantity", "unit"], "additionalProperties": False,
+           "properties": {
+               "action": {"type": "string", "description": "a ValueFlows action, e.g. `work`"},
+               "quantity": {"type": ["string", "integer"], "description": "an exact decimal; never a float"},
+               **{name: {"type": "string"} for name in (
+                   "unit", "resource", "provider", "receiver", "at", "from", "to", "note")},
+               "corrects": CID_SCHEMA,
+               "fulfills": {**CID_SCHEMA, "description": "the pledge this transfer pays (SPEC.md §18.5)"},
+               "cites": {"type": "array", "items": CID_SCHEMA,
+                         "description": "entries of other ledgers it cites (SPEC.md §18.6)"},
+           }},
+    errors=(*_LEDGER_WRITE_ERRORS, "unknown_action", "unknown_unit", "bad_quantity", "bad_agent", "bad_did",
+            "not_party", "bad_time", "bad_time_range", "bad_correction", "bad_reference", "bad_field",
+            "unknown_pledge", "bad_payment"),
+    links=links_to("entry", "$response.body#/id", "endorse_entry"),
+)
+async def add_contribution(request: web.Request) -> web.Response:
+    _require_owner(request)
+    ledger = _ledger_param(request)
+    obj = await _json_object(request, _CONTRIBUTION_FIELDS)
+    action, unit = _required(obj, "action"), _required(obj, "unit")
+    quantity = format_decimal(parse_decimal(_required(obj, "quantity"), "quantity"))  # a JSON float: bad_quantity
+    corrects = CID.parse(obj["corrects"].strip()) if "corrects" in obj else None
+    fulfills = CID.parse(obj["fulfills"].strip()) if "fulfills" in obj else None
+    if not all(isinstance(c, str) for c in obj.get("cites", [])):
+        raise LocalError("bad_request", "field 'cites' must be a list of entry ids")
+    cites = tuple(CID.parse(c.strip()) for c in obj.get("cites", []))
+    state = await _own_state(request, ledger)
+    me = request.app[CONFIG].did
+    return await _append_built(request, lambda ts: ledger_ops.contribute(
+        state, me, action=action, quantity=quantity, unit=unit, ts=ts, resource=obj.get("resource"),
+        provider=obj.get("provider"), receiver=obj.get("receiver"), at=obj.get("at"), start=obj.get("from"),
+        end=obj.get("to"), note=obj.get("note"), corrects=corrects, fulfills=fulfills, cites=cites,
+    ))
+
+
+@Operation(
+    "Accept or reject a contribution (a `vf.endorse` entry)", CREATED, status=201, access=Access.OWNER,
+    parameters=(ENTRY_PARAM,),
+    body={"type": "object", "required": ["verdict"], "additionalProperties": False, "properties": {
+        "verdict": {"type": "string", "enum": ["accept", "reject"]}, "note": {"type": "string"}}},
+    errors=("bad_cid", "unknown_entry", "unknown_ledger", "not_member", "not_contribution", "self_endorsement",
+            "duplicate_endorsement", "catching_up"),
+)
+async def endorse_entry(request: web.Request) -> web.Response:
+    _require_owner(request)
+    entry_id = CID.parse(request.match_info["entry"])
+    obj = await _json_object(request, {"verdict": str, "note": str})
+    verdict = _required(obj, "verdict")
+    if verdict not in ("accept", "reject"):
+        raise LocalError("bad_request", "verdict is \"accept\" or \"reject\"")
+    entry = await request.app[STORE].get(entry_id)
+    if entry is None:
+        raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")
+    state = await _own_state(request, entry.ledger_id)
+    me = request.app[CONFIG].did
+    return await _append_built(request, lambda ts: ledger_ops.endorse(
+        state, me, entry_id, accept=verdict == "accept", note=obj.get("note"), ts=ts,
+    ))
+
+
+@Operation(
+    "Replicate a ledger this node did not found",
+    {"type": "object", "required": ["ledger", "following"],
+     "properties": {"ledger": CID_SCHEMA, "following": {"type": "boolean", "const": True}}},
+    access=Access.OWNER,
+    body={"type": "object", "required": ["ledger"], "additionalProperties": False,
+          "properties": {"ledger": CID_SCHEMA}},
+    errors=("bad_cid",),
+)
 async def follow_ledger(request: web.Request) -> web.Response:
     # Not held while catching up: following signs nothing, so it cannot fork a chain.
     _require_owner(request)
@@ -389,16 +694,20 @@ async def follow_ledger(request: web.Request) -> web.Response:
     return web.json_response({"ledger": str(ledger), "following": True})
 
 
+@Operation("The forks this node knows of", array_of("Fork", "forks"), access=Access.OWNER)
 async def list_forks(request: web.Request) -> web.Response:
     _require_owner(request)
     return web.json_response({"forks": [fork_row(proof) for proof in await request.app[STORE].forks()]})
 
 
+@Operation("The node's peers", array_of("Peer", "peers"), access=Access.OWNER)
 async def list_peers(request: web.Request) -> web.Response:
     _require_owner(request)
     return web.json_response({"peers": [peer.as_json() for peer in request.app[REPLICATION].peers()]})
 
 
+@Operation("The WebSocket peer link (SPEC.md §11)", None, status=101, errors=("bad_request",),
+           description="Peers authenticate in the Noise handshake, not with the token.")
 async def sync(request: web.Request) -> web.StreamResponse:
     return await request.app[REPLICATION].handle_sync(request)
 

@@ -31,6 +31,7 @@ from protocol import (
     public_key_from_did,
     to_json_value,
 )
+from protocol.rules import Rules
 
 from . import logs
 from .forms import check_append_kind, genesis_body
@@ -120,18 +121,38 @@ async def cmd_id(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_rules(path: str) -> dict[str, Any]:
+    """A `--rules` file: TOML (stdlib tomllib); `bad_rules` if unreadable or not TOML."""
+    import tomllib
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise LocalError("bad_rules", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LocalError("bad_rules", f"{path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LocalError("bad_rules", f"{path} is not TOML: {exc}") from None
+
+
 async def cmd_ledger_create(args: argparse.Namespace) -> int:
-    body = genesis_body(args.name, "public" if args.public else "members")
+    name = genesis_body(args.name, "public" if args.public else "members")["name"]
+    config = _read_rules(args.rules) if args.rules else {}
     home = _home(args)
     key = home.load_key()
+    rules = Rules.from_config(config, name=name, creator=key.did, public=args.public)  # refuse before writing
     node = await _running_node(home, key)
     if node is not None:
+        forced = {**config, "visibility": "public"} if args.public else config  # --public beats the file
         async with _client(home, node) as client:
-            _print_id(await client.create_ledger(body["name"], body["visibility"]))
+            data = await client.call("POST", "/ledgers", {"name": name, "rules": forced})
+        _print_id(data["id"])
         return 0
     store = await _open_store(home, key)
     try:
-        entry = await store.append(AppendRequest(None, GENESIS_KIND, body, wall_clock_ms()))
+        entry = await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), wall_clock_ms()))
     finally:
         await store.close()
     _print_id(entry.id)
@@ -211,12 +232,19 @@ async def cmd_verify(args: argparse.Namespace) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    from . import config as settings
     from .run import RunConfig, serve  # the server's imports, only for `tally run`
 
+    home = _home(args)
+    saved = settings.load(home.path)  # <home>/tally.toml; flags override it
+    host, port = args.listen or saved.listen
+    config = RunConfig(
+        host=host, port=port, peers=tuple(args.peer), config_peers=saved.peers, offline=args.offline,
+        mdns=saved.mdns if args.mdns is None else args.mdns, max_mdns_peers=saved.limits.max_mdns_peers,
+        shutdown_timeout_s=saved.limits.shutdown_timeout_s,
+    )
     logs.configure(logging.INFO)
-    host, port = args.listen
-    config = RunConfig(host=host, port=port, peers=tuple(args.peer), offline=args.offline, mdns=not args.no_mdns)
-    return await serve(_home(args), config)
+    return await serve(home, config)
 
 
 async def cmd_follow(args: argparse.Namespace) -> int:
@@ -264,7 +292,7 @@ async def cmd_peers(args: argparse.Namespace) -> int:
             print(json.dumps(peer, ensure_ascii=False))
         else:
             state = "connected" if peer.get("connected") else "disconnected"
-            fields = (peer.get("id") or "-", peer.get("address") or "-", state,
+            fields = (peer.get("id") or "-", peer.get("address") or "-", peer.get("found") or "-", state,
                       f"last sync {_when(peer.get('last_sync'))}", f"{peer.get('entries_behind', 0)} behind")
             print("\t".join(str(f) for f in fields))
     return 0
@@ -333,6 +361,15 @@ def _when(ms: object) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _peer_url(text: str) -> str:
+    from .config import check_peer_url
+
+    try:
+        return check_peer_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _listen(text: str) -> tuple[str, int]:
     try:
         return parse_listen(text)
@@ -366,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("create", cmd_ledger_create, "found a ledger and print its id", lsub)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--public", action="store_true", help="anyone may read it (default: members only)")
+    p.add_argument(
+        "--rules", metavar="FILE",
+        help="the ledger's rules, a TOML file (see README \"Ledger rules\"; default: every default)",
+    )
     p = add("list", cmd_ledger_list, "list the ledgers stored here", lsub)
     p.add_argument("--json", action="store_true", help="JSON Lines output")
 
@@ -383,11 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "run the node: the HTTP API and peer sync, until SIGINT or SIGTERM")
     p.add_argument(
-        "--listen", type=_listen, default=(DEFAULT_HOST, DEFAULT_PORT), metavar="HOST:PORT",
-        help=f"where to serve the API and sync (default {DEFAULT_HOST}:{DEFAULT_PORT}; port 0 picks a free one)",
+        "--listen", type=_listen, default=None, metavar="HOST:PORT",
+        help=f"where to serve the API and sync (default: `listen` in tally.toml, else {DEFAULT_HOST}:{DEFAULT_PORT};"
+        " port 0 picks a free one)",
     )
-    p.add_argument("--peer", action="append", default=[], metavar="URL", help="a peer to sync with (repeatable)")
-    p.add_argument("--no-mdns", action="store_true", help="do not discover peers on the LAN")
+    p.add_argument("--peer", action="append", default=[], type=_peer_url, metavar="URL",
+                   help="a peer to sync with (repeatable; adds to `peers` in tally.toml)")
+    p.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers on the LAN and be found (default: `mdns` in tally.toml, else on)")
     p.add_argument("--offline", action="store_true", help="do not wait to catch up with peers before writing")
 
     p = add("follow", cmd_follow, "replicate a ledger this node did not found; prints its id")
@@ -398,6 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", metavar="URL", help="the peer's address, e.g. http://192.168.1.20:7410")
     p = add("peers", cmd_peers, "list the running node's peers")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
+
+    from .ledger_cli import add_ledger_commands  # it imports this module's helpers
+
+    add_ledger_commands(add)
+    from .distribution_cli import add_distribution_commands  # it imports this module's helpers too
+
+    add_distribution_commands(add)
+    from .governance_cli import add_governance_commands  # motions, votes, pledges (SPEC.md §18)
+
+    add_governance_commands(add)
     return parser
 
 

@@ -29,10 +29,10 @@ from protocol import (
     InvalidData,
     SigningKey,
     TallyError,
-    did_from_public_key,
     public_key_from_did,
 )
 from protocol.sync import (
+    MAX_WANTS_IN_FLIGHT,
     WANT_MAX,
     Ents,
     Err,
@@ -56,6 +56,7 @@ from protocol.sync import (
 )
 
 from .ingest import Verifier
+from .ledger_states import MEMBER_KIND_PREFIX, LedgerStates
 from .links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
 from .store import Store
 
@@ -68,6 +69,11 @@ BAN_MIN_S: Final = 30.0  # a peer that broke the protocol is refused this long, 
 REQUEST_RATE: Final = 200.0  # requests (sub, want, own, front) a peer may make per second …
 REQUEST_BURST: Final = 400.0  # … in bursts of this many
 INBOX_MESSAGES: Final = 8  # ents messages queued for verification before the reader waits
+KEEP_RECEIVED_S: Final = 30.0  # how long a link the peer ended may take to store what it had received
+SUB_CHUNK: Final = 500  # ledgers per sub message, and heads per own answer: each fits one frame
+MAX_NAMED_LEDGERS: Final = 10_000  # ledgers a peer named that a link remembers, in case we follow them later
+MAX_FRONT_HEADS: Final = 100_000  # heads a peer may send for one ledger before it is cut off
+RESTORE_SILENCE_S: Final = 10.0  # a peer that says nothing this long no longer holds safe restore
 MAX_ERRORS_KEPT: Final = 10
 # Codes that mean the peer misbehaved (as opposed to going away).
 _MISBEHAVIOUR: Final = frozenset({
@@ -139,16 +145,23 @@ class Replicator:
         store: Store,
         identity: SigningKey,
         *,
-        peers: Sequence[str] = (),
+        peers: Sequence[str | tuple[str, str]] = (),
         offline: bool = False,
         found: str = "flag",
         rng: random.Random | None = None,
+        states: LedgerStates | None = None,
     ) -> None:
         self._store = store
+        self._own_states = states is None
+        self.states = states if states is not None else LedgerStates(store)
         self._identity = identity
         self._did = identity.did
-        self._peer_urls = list(dict.fromkeys(peers))
-        self._found = found
+        # Peers to keep linked (and to catch up from): a URL, found as `found`, or (URL, how it was found).
+        self._peer_found: dict[str, str] = {}
+        for peer in peers:
+            url, how = (peer, found) if isinstance(peer, str) else peer
+            self._peer_found.setdefault(url, how)
+        self._peer_urls = list(self._peer_found)
         self._offline = offline
         self._rng = rng or random.Random()
         self._verifier = Verifier()
@@ -160,9 +173,11 @@ class Replicator:
         self._bans: dict[str, tuple[float, float]] = {}  # did -> (until, last ban length)
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
+        self._forgotten: set[str] = set()
         # Safe restore: no local append until our own chains are caught up.
         self._catching_up = not offline and bool(self._peer_urls)
-        self._restore_pending: set[str] = set(self._peer_urls)  # URLs neither answered nor found unreachable
+        self._restore_pending: set[str] = set(self._peer_urls)  # the peers safe restore asks
+        self._restore_answered: set[str] = set()  # dids that answered and whose copy we fetched
         self._restore_started = time.monotonic()
         self.caught_up = asyncio.Event()
         if not self._catching_up:
@@ -182,17 +197,37 @@ class Replicator:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         self._unsubscribe = self._store.on_new_entries(self._on_new_entries)
         for url in self._peer_urls:
-            self.add_peer(url, self._found)
+            self.add_peer(url, self._peer_found[url])
         if self._catching_up:
             self._spawn(self._restore_deadline())
 
-    def add_peer(self, url: str, found: str) -> None:
-        """Dial `url` and keep a link to it, reconnecting with backoff."""
+    def add_peer(self, url: str, found: str, expected_remote: str | None = None) -> None:
+        """Dial `url` and keep a link to it, reconnecting with backoff. `expected_remote`:
+        the did:key the peer must prove (as mDNS announces it); never our own."""
+        if expected_remote == self._did:
+            return
         key = f"url:{url}"
         if key in self._info or any(i.address == url for i in self._info.values()):
+            self._forgotten.discard(url)
             return
-        self._info[key] = PeerInfo(None, url, found)
-        self._spawn(self._dial_loop(url, key))
+        self._forgotten.discard(url)  # it left and came back
+        # It may have dialed us first: its record then becomes this one (one row per peer).
+        info = self._info.pop(f"did:{expected_remote}", None) if expected_remote else None
+        if info is not None:
+            info.address, info.found = url, found
+        self._info[key] = info or PeerInfo(expected_remote, url, found)
+        self._spawn(self._dial_loop(url, key, expected_remote))
+
+    def forget_peer(self, url: str) -> None:
+        """Stop dialing `url` (e.g. it left the LAN). A link that is up stays up until it
+        ends by itself: liveness comes from links, never from discovery."""
+        key = f"url:{url}"
+        info = self._info.get(key)
+        if info is None:
+            return
+        self._forgotten.add(url)
+        if not info.connected:
+            self._info.pop(key, None)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -206,6 +241,8 @@ class Replicator:
         if self._http is not None:
             await self._http.close()
         self._verifier.close()
+        if self._own_states:
+            self.states.close()
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
@@ -226,7 +263,7 @@ class Replicator:
     async def follow(self, ledger: CID) -> None:
         """Start replicating `ledger` (already marked followed in the store) with every peer."""
         for session in list(self._sessions.values()):
-            await session.send_sub([ledger])
+            await session.reconsider([ledger])  # the peer may have named it before we followed it
 
     def peers(self) -> list[PeerInfo]:
         return sorted(self._info.values(), key=lambda i: (not i.connected, i.did or "", i.address or ""))
@@ -250,49 +287,84 @@ class Replicator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dial_loop(self, url: str, key: str) -> None:
+    async def _dial_loop(self, url: str, key: str, expected: str | None) -> None:
         delay = BACKOFF_MIN_S
         assert self._http is not None
-        while not self._stopping:
-            info = self._info[key]
+        mine = self._info.get(key)
+        while not self._stopping and url not in self._forgotten:
+            info = self._info.get(key)
+            if info is None or info is not mine:
+                return  # forgotten, or added anew (the newer loop dials)
+            if expected is not None and expected in self._sessions:
+                # Already linked (it dialed us): check again later, without knocking.
+                await asyncio.sleep(BACKOFF_MIN_S * self._rng.uniform(0.8, 1.2))
+                continue
             try:
-                link = await dial_link(self._http, url, self._identity)
+                link = await dial_link(self._http, url, self._identity, expected_remote=expected)
             except (TimeoutError, OSError, aiohttp.ClientError, TallyError, LinkClosed) as exc:
                 code = getattr(exc, "code", None) or "unreachable"
                 info.note_error(code, str(exc) or type(exc).__name__)
                 log.info("dial failed peer=%s error=%s", url, info.errors[-1])
-                self._restore_gave_up(url)
             else:
-                # A record made when it dialed us first gives way to this one.
-                self._info.pop(f"did:{link.remote_did}", None)
-                misbehaved = await self._run_link(link, info, url=url)
-                delay = BACKOFF_MIN_S if not misbehaved else max(delay, self._ban_left(link.remote_did))
+                outcome = await self._run_link(link, info, url=url)
+                if outcome == "duplicate":
+                    expected = link.remote_did  # linked the other way: wait quietly while that lasts
+                delay = max(delay, self._ban_left(link.remote_did)) if outcome == "misbehaved" else BACKOFF_MIN_S
             # Exponential backoff with jitter: never hammer a peer that is down.
             await asyncio.sleep(delay * self._rng.uniform(0.8, 1.2))
             delay = min(BACKOFF_MAX_S, delay * 2)
+        if not self._stopping and url in self._forgotten and self._info.get(key) is mine:
+            del self._info[key]  # it left while linked; the link has ended now
+            self._forgotten.discard(url)
 
-    async def _run_link(self, link: SecureLink, info: PeerInfo, url: str | None = None) -> bool:
-        """Run a session on `link` until it closes. True if the peer misbehaved."""
+    async def _run_link(self, link: SecureLink, info: PeerInfo, url: str | None = None) -> str:
+        """Run a session on `link` until it closes: "misbehaved", "duplicate" or "ended"."""
         did = link.remote_did
         if self._ban_left(did) > 0:
             await link.close("forbidden", "backing off after a protocol violation")
-            return True
-        if did in self._sessions:
-            await link.close("protocol_error", "a link with this peer is already open")
-            self._restore_gave_up(url)
-            return False
+            return "misbehaved"
+        existing = self._sessions.get(did)
+        if existing is not None:
+            # Two links to one peer (both dialed at once, or found twice): both sides keep the
+            # one dialed by the smaller did, so they agree without talking.
+            if self._dialer(link) < self._dialer(existing.link):
+                await existing.link.close(None, "replaced by a link dialed by the smaller did")
+            else:
+                await link.close(None, "a link with this peer is already open")
+                if url is not None:
+                    self._adopt(existing, info)
+                return "duplicate"
+        if url is not None:
+            self._info.pop(f"did:{did}", None)  # a record made when it dialed us first gives way to this one
         info.did = did
         session = _Session(self, link, info, one_shot=False)
         self._sessions[did] = session
         try:
             await self._run_session(session)
         finally:
-            self._sessions.pop(did, None)
-            self._restore_gave_up(url)
+            if self._sessions.get(did) is session:
+                del self._sessions[did]
+            self._check_restore()
         if session.failure is not None and session.failure.code in _MISBEHAVIOUR:
             self._ban(did)
-            return True
-        return False
+            return "misbehaved"
+        return "ended"
+
+    def _adopt(self, session: _Session, info: PeerInfo) -> None:
+        """The peer at `info`'s URL had dialed us first and that link stays: it reports into `info`
+        from now on, so `tally peers` shows one row (with the URL and how it was found)."""
+        old = session.info
+        if old is info or self._info.get(f"did:{session.peer_did}") is not old:
+            return
+        info.did = session.peer_did
+        for name in ("connected", "last_seen", "last_sync", "entries_behind", "entries_in", "entries_out",
+                     "bytes_in", "bytes_out"):
+            setattr(info, name, getattr(old, name))
+        session.info = info
+        del self._info[f"did:{session.peer_did}"]
+
+    def _dialer(self, link: SecureLink) -> str:
+        return self._did if link.initiator else link.remote_did
 
     async def _run_session(self, session: _Session) -> None:
         info = session.info
@@ -302,7 +374,9 @@ class Replicator:
         try:
             await session.run()
         finally:
-            info.connected = False
+            info = session.info  # it may have moved to the peer's URL record meanwhile (_adopt)
+            if self._sessions.get(session.peer_did, session) is session:
+                info.connected = False  # unless a newer link to this peer reports into it now
             code = session.failure.code if session.failure else None
             log.info("peer disconnected peer=%s code=%s in=%d out=%d", session.peer_did, code,
                      info.entries_in, info.entries_out)
@@ -320,26 +394,34 @@ class Replicator:
     # ---- safe restore ----------------------------------------------------------
 
     async def _restore_deadline(self) -> None:
+        """After RESTORE_WAIT_S, stop waiting for peers that never answered; keep waiting
+        only for a peer still answering (silent for less than RESTORE_SILENCE_S)."""
         await asyncio.sleep(RESTORE_WAIT_S)
-        if self._catching_up and not any(s.restoring_busy for s in self._sessions.values()):
-            log.warning("safe restore: no peer answered within %.0f s; local appends allowed", RESTORE_WAIT_S)
-            self._finish_restore()
+        while self._catching_up:
+            now = wall_ms()
+            active = [s for s in self._sessions.values() if s.restoring_busy
+                      and s.info.last_seen is not None and now - s.info.last_seen < RESTORE_SILENCE_S * 1000]
+            if not active:
+                log.warning("safe restore: waited %.0f s; local appends allowed (peers answered: %s)",
+                            RESTORE_WAIT_S, ", ".join(sorted(self._restore_answered)) or "none")
+                self._finish_restore()
+                return
+            await asyncio.sleep(1.0)
 
-    def _restore_gave_up(self, url: str | None) -> None:
-        if url is not None and url in self._restore_pending:
-            self._restore_pending.discard(url)
-            self._check_restore()
-
-    def restore_answered(self, url: str | None) -> None:
-        if url is not None:
-            self._restore_pending.discard(url)
+    def restore_answered(self, did: str) -> None:
+        """A peer told us our own heads and we fetched everything it had of our chains."""
+        self._restore_answered.add(did)
         self._check_restore()
 
     def _check_restore(self) -> None:
+        """Done once every peer we were given has answered (by did, whichever link it used)."""
         if not self._catching_up:
             return
-        busy = any(s.restoring_busy for s in self._sessions.values())
-        if not busy and not self._restore_pending:
+        if any(s.restoring_busy for s in self._sessions.values()):
+            return
+        waiting = [url for url in self._restore_pending
+                   if (info := self._info.get(f"url:{url}")) is None or info.did not in self._restore_answered]
+        if not waiting:
             self._finish_restore()
 
     def _finish_restore(self) -> None:
@@ -351,7 +433,7 @@ class Replicator:
     # ---- access and live push ------------------------------------------------
 
     async def may_share(self, ledger: CID, peer: str) -> bool:
-        """Whether `peer` may see `ledger`: public ledgers, or its founder (admissions come with the ledger rules)."""
+        """Whether `peer` may see `ledger`: anyone a public ledger, members a members-only one."""
         access = self._access.get(ledger.raw)
         if access is None:
             genesis = await self._store.genesis(ledger)
@@ -359,7 +441,9 @@ class Replicator:
                 return False
             access = _Access(str(genesis.body.get("visibility", "members")), genesis.header.author)
             self._access[ledger.raw] = access
-        return access.visibility == "public" or did_from_public_key(access.founder) == peer
+        if access.visibility == "public":
+            return True
+        return peer in await self.states.members(ledger)
 
     async def shared_ledgers(self, peer: str) -> list[CID]:
         return [ledger for ledger in await self._store.replicated(self._identity.public_key)
@@ -368,8 +452,14 @@ class Replicator:
     def _on_new_entries(self, entries: Sequence[Entry]) -> None:
         for session in list(self._sessions.values()):
             session.offer(entries)
+        admitted = {e.ledger_id.raw: e.ledger_id for e in entries if e.kind.startswith(MEMBER_KIND_PREFIX)}
+        if admitted:
+            # Someone may have just become a member: offer them the ledger now, not at the next link.
+            for session in list(self._sessions.values()):
+                self._spawn(session.reconsider(list(admitted.values())))
 
     def gossip_fork(self, proof: ForkProof, source: _Session | None) -> None:
+        self.states.forget(proof.a.ledger_id)  # the author's entries past the fork stop counting
         data = encode_message(Fork(proof.encode()))
         for session in list(self._sessions.values()):
             if session is not source:
@@ -395,6 +485,8 @@ class _Session:
         self.limit = RateLimit(REQUEST_RATE, REQUEST_BURST)
         self.shared: set[bytes] = set()  # ledgers both sides replicate and the peer may see
         self.my_sub: dict[bytes, bytes] = {}  # ledger -> digest we advertised
+        # ledger -> digest the peer advertised, shared or not, replicated here or not (yet: we may follow it)
+        self.their_sub: dict[bytes, bytes] = {}
         self.known: dict[bytes, dict[bytes, int]] = defaultdict(dict)  # ledger -> author -> seq the peer has
         self.fronts: dict[bytes, dict[bytes, tuple[int, CID]]] = {}  # partial fronts being received
         self.fronts_sent: set[bytes] = set()
@@ -414,6 +506,7 @@ class _Session:
         self.received = 0
         self.expected = 0
         self.sub_received = False
+        self.sub_sent = False
         self.done = asyncio.Event()
 
     # ---- running -----------------------------------------------------------------
@@ -432,6 +525,7 @@ class _Session:
                                    return_when=asyncio.FIRST_COMPLETED)
             else:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._keep_received(tasks[0], tasks[2])
         except PeerMisbehaved as exc:
             self.failure = exc.error
         except (LinkClosed, ConnectionError):
@@ -443,6 +537,10 @@ class _Session:
             for result in results:
                 if isinstance(result, PeerMisbehaved) and self.failure is None:
                     self.failure = result.error
+                elif (isinstance(result, LinkClosed) and not result.by_peer and result.code in _MISBEHAVIOUR
+                      and self.failure is None):
+                    # The link layer refused what the peer sent (bad_frame, frame_too_large) and closed.
+                    self.failure = InvalidData(result.code, result.reason)
             if self.failure is not None:
                 self.info.note_error(self.failure.code, self.failure.message)
                 log.warning("peer misbehaved peer=%s code=%s message=%s", self.peer_did, self.failure.code,
@@ -454,6 +552,20 @@ class _Session:
                 await self.link.close(None, "done" if self.one_shot else "closing")
             self._account_io()
             self.restoring_busy = False
+
+    async def _keep_received(self, reader: asyncio.Task[None], processor: asyncio.Task[None]) -> None:
+        """The peer or the network ended the link: store the entries already received (they
+        verify on their own) before letting go, so the next link does not fetch them again.
+        Nothing more is sent."""
+        if not reader.done() or processor.done() or self.rep._stopping:
+            return
+        ended = reader.exception()
+        if not isinstance(ended, LinkClosed) or not ended.by_peer:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(KEEP_RECEIVED_S):
+                await self.inbox.put(None)
+                await asyncio.wait([processor])
 
     async def _start(self) -> None:
         ledgers = await self.rep.shared_ledgers(self.peer_did)
@@ -468,14 +580,21 @@ class _Session:
         for ledger in ledgers:
             if ledger.raw in self.my_sub:
                 continue
-            unknown = announced and await self.store.genesis(ledger) is None
-            if not unknown and not await self.rep.may_share(ledger, self.peer_did):
-                continue
-            digest = frontier_digest(await self._heads(ledger))
+            # A followed ledger whose genesis we lack (visibility unknown) is advertised with
+            # an empty frontier: it reveals nothing of ours and lets the peer serve it.
+            if await self.store.genesis(ledger) is None:
+                items.append((ledger, frontier_digest({})))
+            elif await self.rep.may_share(ledger, self.peer_did):
+                items.append((ledger, frontier_digest(await self._heads(ledger))))
+        # Marked only now, with no await until the send: a front can never overtake its sub.
+        items = [(ledger, digest) for ledger, digest in items if ledger.raw not in self.my_sub]
+        for ledger, digest in items:
             self.my_sub[ledger.raw] = digest
-            items.append((ledger, digest))
-        if items or not self.my_sub:
-            await self._send(Sub(tuple(items)))
+        if not items and self.sub_sent:
+            return
+        self.sub_sent = True
+        for i in range(0, max(len(items), 1), SUB_CHUNK):
+            await self._send(Sub(tuple(items[i : i + SUB_CHUNK])))
 
     async def _send(self, message: Message) -> None:
         log.debug("send peer=%s %s", self.peer_did[-6:], message.T)
@@ -494,6 +613,10 @@ class _Session:
         self.info.bytes_out = self.link.bytes_out
 
     async def _heads(self, ledger: CID) -> dict[bytes, tuple[int, CID]]:
+        """Our frontier of `ledger` as we show it: empty while we lack its genesis (we cannot
+        tell who may see what we hold of it)."""
+        if await self.store.genesis(ledger) is None:
+            return {}
         return {a: (h.seq, h.id) for a, h in (await self.store.frontier(ledger)).items()}
 
     # ---- reading ---------------------------------------------------------------------
@@ -504,15 +627,20 @@ class _Session:
             self.info.last_seen = wall_ms()
             try:
                 message = decode_message(frame)
-                log.debug("recv peer=%s %s", self.peer_did[-6:], message.T)
-                await self._handle(message)
             except InvalidData as exc:
+                if exc.code == "unknown_message":
+                    # A newer peer's message type: ignored (but charged), so versions can mix.
+                    self._charge()
+                    log.info("ignored unknown message peer=%s %s", self.peer_did, exc.message)
+                    continue
                 raise PeerMisbehaved(exc) from None
+            log.debug("recv peer=%s %s", self.peer_did[-6:], message.T)
+            await self._handle(message)
             self._account_io()
 
     def _charge(self) -> None:
         if not self.limit.allow(time.monotonic()):
-            raise InvalidData("rate_limited", f"more than {REQUEST_RATE:.0f} requests per second")
+            raise PeerMisbehaved(InvalidData("rate_limited", f"more than {REQUEST_RATE:.0f} requests per second"))
 
     async def _handle(self, m: Message) -> None:
         if isinstance(m, (Ents, Sent)):
@@ -520,8 +648,8 @@ class _Session:
             await self.inbox.put(m)
         elif isinstance(m, Want):
             self._charge()
-            if self.wants_in.qsize() >= 4 * WANT_MAX:
-                raise InvalidData("rate_limited", "too many wants in flight")
+            if self.wants_in.qsize() >= MAX_WANTS_IN_FLIGHT:
+                raise PeerMisbehaved(InvalidData("rate_limited", f"more than {MAX_WANTS_IN_FLIGHT} wants in flight"))
             self.wants_in.put_nowait(m)
         elif isinstance(m, Sub):
             self._charge()
@@ -533,7 +661,10 @@ class _Session:
             self.level_theirs.add(m.ledger.raw)
             self._check_done()
         elif isinstance(m, Fork):
-            proof = ForkProof.decode(m.proof)
+            try:
+                proof = ForkProof.decode(m.proof)
+            except InvalidData as exc:
+                raise PeerMisbehaved(exc) from None
             if await self.store.add_fork_proof(proof):
                 log.warning("fork learned from peer peer=%s author=%s seq=%d", self.peer_did, proof.author,
                             proof.seq)
@@ -544,9 +675,19 @@ class _Session:
         elif isinstance(m, Err):
             log.warning("peer reported error peer=%s code=%s message=%s", self.peer_did, m.code, m.message)
 
+    async def reconsider(self, ledgers: Sequence[CID]) -> None:
+        """Membership of `ledgers` changed: advertise those the peer may now see, and share those it
+        already named in its `sub` (refused then, when it was not a member yet)."""
+        await self.send_sub(ledgers)
+        named = [(c, self.their_sub[c.raw]) for c in ledgers if c.raw in self.their_sub and c.raw not in self.shared]
+        if named:
+            await self._on_sub(Sub(tuple(named)))
+
     async def _on_sub(self, m: Sub) -> None:
         mine = {c.raw for c in await self.store.replicated(self.rep._identity.public_key)}
         for ledger, digest in m.ledgers:
+            if ledger.raw in self.their_sub or len(self.their_sub) < MAX_NAMED_LEDGERS:
+                self.their_sub[ledger.raw] = digest
             if ledger.raw not in mine:
                 continue
             # A ledger we follow but whose genesis we lack yet (so we cannot tell who may see it)
@@ -581,12 +722,15 @@ class _Session:
             return  # a ledger we do not share with this peer: ignore, reveal nothing
         part = self.fronts.setdefault(m.ledger.raw, {})
         part.update({author: (seq, cid) for author, seq, cid in m.heads})
+        if len(part) > MAX_FRONT_HEADS:
+            raise PeerMisbehaved(InvalidData("protocol_error", f"a frontier of more than {MAX_FRONT_HEADS} heads"))
         if not m.done:
             return
         await self._send_front(m.ledger)  # fronts go both ways, whoever saw a difference first
         theirs = self.fronts.pop(m.ledger.raw)
         self.known[m.ledger.raw].update({a: s for a, (s, _) in theirs.items()})
-        p: Plan = plan(m.ledger, await self._heads(m.ledger), theirs)
+        mine = {a: (h.seq, h.id) for a, h in (await self.store.frontier(m.ledger)).items()}
+        p: Plan = plan(m.ledger, mine, theirs)
         self.info.entries_behind = p.behind
         self.expected += p.behind
         for author, seq, their_id in p.suspects:
@@ -610,14 +754,19 @@ class _Session:
         self.queued_wants.append(want)
 
     async def _pump_wants(self) -> None:
-        while self.queued_wants and len(self.outstanding) < 8:
+        """Send queued wants, one per chain at a time, at most MAX_WANTS_IN_FLIGHT at once."""
+        if self.link.closed:
+            return  # storing what came before the link ended (_keep_received)
+        held: list[Want] = []
+        while self.queued_wants and len(self.outstanding) < MAX_WANTS_IN_FLIGHT:
             want = self.queued_wants.popleft()
             key = (want.ledger.raw, want.author)
             if key in self.outstanding:
-                self.queued_wants.append(want)
-                break
+                held.append(want)  # that chain is busy; other chains go ahead
+                continue
             self.outstanding[key] = want
             await self._send(want)
+        self.queued_wants.extendleft(reversed(held))
 
     async def _on_sent(self, m: Sent) -> None:
         key = (m.ledger.raw, m.author)
@@ -661,7 +810,9 @@ class _Session:
         peer_key = self._peer_key()
         if m.heads is None:
             heads = await self.store.heads_of(peer_key)
-            await self._send(Own(tuple((h.ledger, h.seq, h.id) for h in heads)))
+            # At most SUB_CHUNK heads fit one answer; a node in more ledgers than that catches up
+            # the rest through ordinary sync once it follows them.
+            await self._send(Own(tuple((h.ledger, h.seq, h.id) for h in heads[:SUB_CHUNK])))
             return
         if not self.restoring_busy:
             return  # an answer we no longer wait for
@@ -692,7 +843,7 @@ class _Session:
                 self.own_pending.discard(ledger.raw)
         if self.restoring_busy and not self.own_pending:
             self.restoring_busy = False
-            self.rep.restore_answered(self.url)
+            self.rep.restore_answered(self.peer_did)
 
     def _peer_key(self) -> bytes:
         return public_key_from_did(self.peer_did)
@@ -705,7 +856,7 @@ class _Session:
             if want is None:
                 return
             upto = want.start - 1
-            if want.ledger.raw in self.shared or await self._may_serve(want):
+            if await self.rep.may_share(want.ledger, self.peer_did) or await self._may_serve(want):
                 rows = await self.store.raw_range(want.ledger, want.author, want.start, want.limit)
                 contiguous = []
                 for seq, header, payload in rows:
@@ -746,7 +897,8 @@ class _Session:
         if tail:
             for message in ents_messages(ledger, author, tail):
                 await self._send(message)
-            self.known[ledger.raw][author] = have
+            chain = self.known[ledger.raw]
+            chain[author] = max(chain.get(author, 0), have)
             self.info.entries_out += len(tail)
 
     def offer(self, entries: Sequence[Entry]) -> None:
@@ -776,7 +928,9 @@ class _Session:
         try:
             while True:
                 m = await self.inbox.get()
-                if m is None:
+                if m is None:  # the link is over: finish storing, then stop
+                    if storing is not None:
+                        await storing
                     return
                 if isinstance(m, Ents):
                     entries = await self._check(m)
@@ -787,6 +941,8 @@ class _Session:
                 if storing is not None:
                     await storing  # `sent` comes after the entries it closes are stored
                     storing = None
+                if self.link.closed:
+                    continue  # nothing to ask for on a link that is over; only entries are kept
                 try:
                     await self._on_sent(m)
                 except InvalidData as exc:

@@ -1,10 +1,11 @@
 """`tally run`: the node process.
 
 Start: open the store with the identity key, build the replicator and the API,
-listen, write node.json (so the CLI finds the node), then start replication.
-Stop (SIGINT or SIGTERM): stop accepting connections, stop replication, let
-in-flight requests finish (a write that was accepted is committed), close the
-store, remove node.json.
+listen, write node.json (so the CLI finds the node), then start replication and
+LAN discovery (mDNS).
+Stop (SIGINT or SIGTERM): withdraw the mDNS records, stop accepting connections,
+stop replication, let in-flight requests finish (a write that was accepted is
+committed), close the store, remove node.json.
 """
 
 from __future__ import annotations
@@ -15,37 +16,45 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import Final
 
 from aiohttp import web
 
 from protocol import LocalError
 
 from .api import ApiConfig, build_app, package_version
+from .config import DEFAULT_MAX_MDNS_PEERS, DEFAULT_SHUTDOWN_TIMEOUT_S
+from .discovery import Discovery
 from .home import Home
 from .listen import DEFAULT_HOST, DEFAULT_PORT, local_address
 from .nodefile import NodeFile, remove_node_file, running_node, write_node_file
 from .replication import Replicator
+from .runtime import release_free_memory
 from .store import Store, wall_clock_ms
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT_S: Final = 30.0  # in-flight requests get this long to finish on shutdown
 
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # 0: any free port (node.json and the log tell which)
-    peers: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()  # from --peer (found="flag")
+    config_peers: tuple[str, ...] = ()  # from tally.toml (found="config"); a URL in both counts as a flag's
     offline: bool = False  # no safe-restore wait for peers
-    mdns: bool = True  # LAN discovery (not implemented yet; `--no-mdns` is accepted)
+    mdns: bool = True  # LAN discovery
+    max_mdns_peers: int = DEFAULT_MAX_MDNS_PEERS
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S  # in-flight requests get this long to finish
 
     def __post_init__(self) -> None:
         if not self.host:
             raise ValueError("a listen host is required")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is out of range")
+
+    def peer_list(self) -> list[tuple[str, str]]:
+        """(URL, how it was found) for the replicator: flags first, so a flag's wins."""
+        return [*((url, "flag") for url in self.peers), *((url, "config") for url in self.config_peers)]
 
 
 async def serve(home: Home, config: RunConfig) -> int:
@@ -61,10 +70,10 @@ async def serve(home: Home, config: RunConfig) -> int:
             _on_signals(stack, stop)
             store = await Store.open(home.store_path, key=key)
             stack.push_async_callback(store.close)  # 4. after every request is done
-            replicator = Replicator(store, key, peers=list(config.peers), offline=config.offline)
+            replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline)
             runner = web.AppRunner(
                 build_app(store, replicator, ApiConfig(key.did, token, package_version())),
-                access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                access_log=None, shutdown_timeout=config.shutdown_timeout_s,
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)  # 3. in-flight requests finish, app cleanup
@@ -74,18 +83,23 @@ async def serve(home: Home, config: RunConfig) -> int:
             except OSError as exc:
                 raise LocalError("listen_failed", f"cannot listen on {config.host}:{config.port}: {exc.strerror}"
                                  ) from None
-            address = local_address(config.host, runner.addresses[0][1])
+            port = runner.addresses[0][1]
+            address = local_address(config.host, port)
             write_node_file(home.path, NodeFile(address, os.getpid(), wall_clock_ms()))
             log.info(
                 "listening",
                 extra={
-                    "address": address, "host": config.host, "port": runner.addresses[0][1], "did": key.did,
-                    "pid": os.getpid(), "peers": len(config.peers), "offline": config.offline, "mdns": config.mdns,
+                    "address": address, "host": config.host, "port": port, "did": key.did, "pid": os.getpid(),
+                    "peers": len(config.peer_list()), "offline": config.offline, "mdns": config.mdns,
                 },
             )
             stack.push_async_callback(replicator.stop)  # 2.
             stack.push_async_callback(site.stop)  # 1. stop accepting
-            await _until_stopped(replicator, stop)
+            discovery = None
+            if config.mdns:
+                discovery = Discovery(replicator, key.did, config.host, port, max_peers=config.max_mdns_peers)
+                stack.push_async_callback(discovery.stop)  # 0. say goodbye on the LAN
+            await _until_stopped(replicator, discovery, stop)
             log.info("stopping")
     finally:
         remove_node_file(home.path, os.getpid())  # 5.
@@ -93,20 +107,27 @@ async def serve(home: Home, config: RunConfig) -> int:
     return 0
 
 
-async def _until_stopped(replicator: Replicator, stop: asyncio.Event) -> None:
-    """Start replication and wait for a stop signal; a signal during start-up cancels it."""
-    starting = asyncio.create_task(replicator.start(), name="replicator-start")
+async def _until_stopped(replicator: Replicator, discovery: Discovery | None, stop: asyncio.Event) -> None:
+    """Start replication (then discovery) and wait for a stop signal; a signal during start-up cancels it."""
+    starting = asyncio.create_task(_start(replicator, discovery), name="replicator-start")
     stopped = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
             starting.result()  # a failed start ends the node (after a clean shutdown)
             log.info("replicating", extra={"catching_up": replicator.catching_up})
+            release_free_memory()
             await stopped
     finally:
         for task in (starting, stopped):
             task.cancel()
         await asyncio.gather(starting, stopped, return_exceptions=True)
+
+
+async def _start(replicator: Replicator, discovery: Discovery | None) -> None:
+    await replicator.start()
+    if discovery is not None:
+        await discovery.start()
 
 
 def _on_signals(stack: contextlib.AsyncExitStack, stop: asyncio.Event) -> None:

@@ -42,6 +42,7 @@ from protocol import (
     check_next,
     create_entry,
     decode_entry,
+    decode_stored_entry,
 )
 from protocol.identity import did_from_public_key
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 30_000
 GROUP_MAX: Final = 1000  # appends per transaction
+LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -272,6 +274,8 @@ class Store:
                 _fail(p, exc)
             return
         for p, result in zip(live, results, strict=True):
+            if p.future.done():
+                continue  # its caller was cancelled while the group committed: the entry stands
             if isinstance(result, Entry):
                 p.future.set_result(result)
             else:
@@ -303,24 +307,30 @@ class Store:
 
     # ---- queries ---------------------------------------------------------
 
+    async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one read, fetched in one hop to the reader thread, which finishes the
+        statement there. A caller cancelled while it waits (a peer left mid-query) thus leaves
+        no statement open: one would hold the connection's read snapshot, and the next read,
+        whoever makes it, would miss everything committed since."""
+        return list(await self._read.execute_fetchall(sql, args))
+
+    async def _row(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
+
     async def head(self, ledger: CID, author: bytes) -> ChainHead | None:
         """The latest committed entry of a chain, or None."""
-        async with self._read.execute(_HEAD, (ledger.raw, author)) as cur:
-            row = await cur.fetchone()
+        row = await self._row(_HEAD, (ledger.raw, author))
         return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
 
     async def has_ledger(self, ledger: CID) -> bool:
-        async with self._read.execute(
-            "SELECT kind FROM entries WHERE idh = ? AND id = ?", (_idh(ledger), ledger.raw)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT kind FROM entries WHERE idh = ? AND id = ?", (_idh(ledger), ledger.raw))
         return row is not None and row[0] == GENESIS_KIND
 
     async def get(self, entry_id: CID) -> Entry | None:
-        async with self._read.execute(
+        row = await self._row(
             "SELECT header, payload FROM entries WHERE idh = ? AND id = ?", (_idh(entry_id), entry_id.raw)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return None if row is None else decode_entry(row[0], row[1], check_signature=False)
 
     async def ledgers(self) -> list[LedgerInfo]:
@@ -346,51 +356,72 @@ class Store:
         return result
 
     async def log(self, ledger: CID, author: bytes | None = None) -> AsyncGenerator[Entry, None]:
-        """A ledger's entries ordered by author then seq (one chain with `author`)."""
+        """A ledger's entries ordered by author then seq (one chain with `author`).
+
+        Rows decode as stored entries: their bytes hash to what was checked when they
+        were stored, so only the hashes are checked again (`decode_stored_entry`).
+        """
         args: tuple[bytes, ...]
         if author is None:
-            sql, args = "SELECT header, payload FROM entries WHERE ledger = ? ORDER BY author, seq", (ledger.raw,)
+            sql, args = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq", (ledger.raw,)
         else:
-            sql = "SELECT header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
+            sql = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
             args = (ledger.raw, author)
         async with self._read.execute(sql, args) as cur:
-            async for header, payload in cur:
-                yield decode_entry(header, payload, check_signature=False)
+            cur.iter_chunk_size = LOG_CHUNK_ROWS
+            async for rid, header, payload in cur:
+                yield decode_stored_entry(rid, header, payload)
+
+    async def log_page(
+        self, ledger: CID, limit: int, *, author: bytes | None = None, after: CID | None = None
+    ) -> list[Entry]:
+        """Up to `limit` of `log`'s entries, those after the entry `after` (of `ledger`, and of `author` if given).
+
+        A range scan of the (ledger, author, seq) index, so a page costs the
+        same at any depth of a big ledger. `unknown_entry` if `after` is not here.
+        """
+        where = "ledger = ?" if author is None else "ledger = ? AND author = ?"
+        args: list[Any] = [ledger.raw] if author is None else [ledger.raw, author]
+        if after is not None:
+            async with self._read.execute(
+                f"SELECT author, seq FROM entries WHERE idh = ? AND id = ? AND {where}", (_idh(after), after.raw, *args)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                chain = "" if author is None else f" by {did_from_public_key(author)}"
+                raise LocalError("unknown_entry", f"no entry {after} of ledger {ledger}{chain} is stored here")
+            where += " AND (author, seq) > (?, ?)" if author is None else " AND seq > ?"
+            args += [row[0], row[1]] if author is None else [row[1]]
+        async with self._read.execute(
+            f"SELECT header, payload FROM entries WHERE {where} ORDER BY author, seq LIMIT ?", (*args, limit)
+        ) as cur:
+            return [decode_entry(header, payload, check_signature=False) async for header, payload in cur]
 
     async def forks(self) -> list[ForkProof]:
-        async with self._read.execute("SELECT proof FROM forks ORDER BY ledger, author, seq") as cur:
-            return [ForkProof.decode(row[0]) async for row in cur]
+        rows = await self._rows("SELECT proof FROM forks ORDER BY ledger, author, seq")
+        return [ForkProof.decode(row[0]) for row in rows]
 
     async def replicated(self, founder: bytes | None = None) -> list[CID]:
         """Ledgers this node replicates: those it follows, and those `founder` founded."""
         ids: set[bytes] = set()
-        async with self._read.execute("SELECT ledger FROM follows") as cur:
-            ids.update([bytes(row[0]) async for row in cur])
+        ids.update(bytes(row[0]) for row in await self._rows("SELECT ledger FROM follows"))
         if founder is not None:
-            async with self._read.execute(
-                "SELECT id FROM entries WHERE kind = ? AND ledger = id AND author = ?", (GENESIS_KIND, founder)
-            ) as cur:
-                ids.update([bytes(row[0]) async for row in cur])
+            ids.update(bytes(row[0]) for row in await self._rows(
+                "SELECT id FROM entries WHERE kind = ? AND ledger = id AND author = ?", (GENESIS_KIND, founder)))
         return [CID(raw) for raw in sorted(ids)]
 
     async def frontier(self, ledger: CID) -> dict[bytes, ChainHead]:
         """The head of every chain in `ledger`, by author public key."""
-        result = {}
-        async with self._read.execute(
+        rows = await self._rows(
             "SELECT author, seq, id, ts FROM entries e WHERE ledger = ? AND seq ="
             " (SELECT max(seq) FROM entries WHERE ledger = e.ledger AND author = e.author)",
             (ledger.raw,),
-        ) as cur:
-            async for author, seq, rid, ts in cur:
-                result[bytes(author)] = ChainHead(bytes(author), ledger, seq, CID(rid), ts)
-        return result
+        )
+        return {bytes(author): ChainHead(bytes(author), ledger, seq, CID(rid), ts) for author, seq, rid, ts in rows}
 
     async def heads_of(self, author: bytes) -> list[ChainHead]:
         """The head of `author`'s chain in every ledger stored here."""
-        async with self._read.execute(
-            "SELECT ledger, max(seq) FROM entries WHERE author = ? GROUP BY ledger", (author,)
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows("SELECT ledger, max(seq) FROM entries WHERE author = ? GROUP BY ledger", (author,))
         heads = []
         for ledger, _ in rows:
             head = await self.head(CID(ledger), author)
@@ -402,18 +433,17 @@ class Store:
         self, ledger: CID, author: bytes, from_seq: int, limit: int
     ) -> list[tuple[int, bytes, bytes | None]]:
         """Up to `limit` entries of a chain from `from_seq` on, in seq order: (seq, header, payload)."""
-        async with self._read.execute(
+        rows = await self._rows(
             "SELECT seq, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq >= ?"
             " ORDER BY seq LIMIT ?",
             (ledger.raw, author, from_seq, limit),
-        ) as cur:
-            return [(int(seq), bytes(h), None if p is None else bytes(p)) async for seq, h, p in cur]
+        )
+        return [(int(seq), bytes(h), None if p is None else bytes(p)) for seq, h, p in rows]
 
     async def id_at(self, ledger: CID, author: bytes, seq: int) -> CID | None:
-        async with self._read.execute(
+        row = await self._row(
             "SELECT id FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (ledger.raw, author, seq)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return None if row is None else CID(row[0])
 
     async def genesis(self, ledger: CID) -> Entry | None:
@@ -421,8 +451,7 @@ class Store:
         return entry if entry is not None and entry.is_genesis else None
 
     async def count(self) -> int:
-        async with self._read.execute("SELECT count(*) FROM entries") as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT count(*) FROM entries")
         return int(row[0]) if row else 0
 
     # ---- verification ----------------------------------------------------

@@ -19,6 +19,7 @@ from .entry import (
     create_entry,
     decode_entry,
     decode_header,
+    decode_stored_entry,
 )
 from .errors import CODES, InvalidData, LocalError, TallyError
 from .fork import ForkProof
@@ -49,6 +50,7 @@ __all__ = [
     "create_entry",
     "decode_entry",
     "decode_header",
+    "decode_stored_entry",
     "did_from_public_key",
     "from_json_value",
     "parse_body",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from .errors import InvalidData
@@ -75,7 +76,14 @@ class CID:
         return self.raw[-SHA2_256_BYTES:]
 
     def __str__(self) -> str:
-        return "b" + b32encode(self.raw)
+        return _text(bytes(self.raw))
 
     def __repr__(self) -> str:
         return f"CID({self})"
+
+
+@lru_cache(maxsize=1024)
+def _text(raw: bytes) -> str:
+    """The base32 string form. Remembered: a ledger's own id is compared as text with every agent
+    named in its payloads (`provider`, `receiver` may be the coop), and base32 costs ~6 µs."""
+    return "b" + b32encode(raw)

@@ -49,7 +49,10 @@ def _tag_hook(tag: cbor2.CBORTag, _immutable: bool) -> CID:
 
 def _encode_link(encoder: cbor2.CBOREncoder, value: object) -> None:
     if isinstance(value, CID):
-        encoder.encode(cbor2.CBORTag(LINK_TAG, b"\0" + value.raw))
+        if len(value.raw) == 36:  # the one form Tally makes: written at once, the bytes `link` makes
+            encoder.write(_LINK_36 + value.raw)
+        else:
+            encoder.encode(cbor2.CBORTag(LINK_TAG, b"\0" + value.raw))
         return
     raise InvalidData("bad_encoding", f"{type(value).__name__} cannot be encoded as DAG-CBOR")
 

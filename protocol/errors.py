@@ -68,6 +68,46 @@ CODES: Final[dict[str, str]] = {
     "bad_request": "an API request is malformed: not a JSON object, a missing or unknown field, a wrong type",
     "already_running": "a node is already running on this home",
     "listen_failed": "the node cannot listen on the given address (in use, or not an address of this host)",
+    "bad_config": "the node's configuration file (`tally.toml`) is malformed: bad TOML, an unknown key, a "
+    "value of the wrong type or out of range",
+    # ledger rules
+    "bad_rules": "a ledger's rules (a `--rules` file, API `rules` or a genesis body) are malformed: not TOML, "
+    "a value of the wrong type, a missing key, a value out of range, buckets that do not add up",
+    "unknown_rule_key": "the rules hold a key Tally does not define (the message names the dotted key)",
+    "unknown_action": "an action that is not one of the 19 ValueFlows 1.0 actions (exact VF spelling)",
+    "unknown_unit": "a unit that is not one of the ledger's units",
+    "bad_quantity": "a quantity is not an exact decimal (a float, an exponent, more than 18 digits before or "
+    "after the point) or is out of range",
+    "unknown_bucket_recipient": "a bucket's recipient is neither \"ledger\" nor a did:key",
+    # ledger state
+    "not_member": "the author is not a member of the ledger where the entry was made (or left it earlier), or "
+    "does not name the admission that made them one",
+    "already_member": "an admission of an agent who is already a member",
+    "self_endorsement": "a member endorsing their own contribution",
+    "duplicate_endorsement": "an endorsement with the same verdict as the member's latest one on that contribution",
+    "not_contribution": "the entry named is not a contribution (a vf.event) of this ledger",
+    "bad_reference": "a payload link that must name an entry of some kind names something else",
+    "bad_correction": "a correction must name an earlier vf.event of its own author",
+    "bad_agent": "a provider, receiver or agent is neither a did:key nor the ledger's id",
+    "not_party": "the author is neither the provider nor the receiver, and the rules do not allow logging for others",
+    "bad_time": "a time is not an ISO 8601 date, or a date-time without a UTC offset",
+    "bad_time_range": "a beginning after its end, or a point in time together with a range",
+    # governance and pledges (SPEC.md §18)
+    "bad_motion": "a motion without a title, with fewer than 2 or more than 32 options, or with an option twice",
+    "unknown_option": "a ballot scores an option its motion does not have",
+    "vote_out_of_range": "a score that is not a whole number within the ledger's voting range",
+    "motion_closed": "a ballot or closing of a motion that is already closed where it was made",
+    "motion_not_closed": "the motion is still open: before its closing time only its proposer may close it",
+    "not_proposer": "only the motion's proposer may close a motion without a closing time",
+    "bad_amendment": "an amendment that is malformed or would make the ledger's rules invalid",
+    "bad_pledge": "a pledge with a wrong action, provider or receiver, period, basis or months",
+    "unknown_pledge": "a payment's fulfills names no pledge (vf.commitment) of this ledger",
+    "bad_payment": "a payment that is not a transfer of the pledge's unit from its pledger to the ledger",
+    # distributions (SPEC.md §17)
+    "bad_amount": "an amount to distribute is not an exact decimal above 0, or has more decimal places than its "
+    "unit's minor unit",
+    "distribution_mismatch": "a recorded distribution's lines differ from what the ledger's value equation gives "
+    "over the entries it counts",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final, NewType
 
 from cryptography.hazmat.primitives import serialization
@@ -33,9 +34,19 @@ SIGNATURE_BYTES: Final = 64
 _HEX_SEED: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
+#: did:key ids made and parsed lately are remembered: base58 costs ~30 µs a key, and a ledger's
+#: state names the same few hundred agents over and over (`Entry.author`, every payload's agents).
+_DID_CACHE_SIZE: Final = 4096
+
+
 def did_from_public_key(public_key: bytes) -> AgentId:
     if len(public_key) != PUBLIC_KEY_BYTES:
         raise InvalidData("bad_did", f"an Ed25519 public key has 32 bytes, not {len(public_key)}")
+    return _did_of(bytes(public_key))
+
+
+@lru_cache(maxsize=_DID_CACHE_SIZE)
+def _did_of(public_key: bytes) -> AgentId:
     return AgentId(DID_KEY_PREFIX + "z" + b58encode(ED25519_MULTICODEC + public_key))
 
 
@@ -43,6 +54,11 @@ def public_key_from_did(did: str) -> bytes:
     """The 32-byte Ed25519 key of a `did:key:z6Mk…` id."""
     if not isinstance(did, str) or not did.startswith(DID_KEY_PREFIX):
         raise InvalidData("bad_did", f"not a did:key: {did!r:.80}")
+    return _key_of(str(did))
+
+
+@lru_cache(maxsize=_DID_CACHE_SIZE)
+def _key_of(did: str) -> bytes:
     mb = did[len(DID_KEY_PREFIX):]
     if not mb.startswith("z"):
         raise InvalidData("bad_did", "a did:key must use multibase base58btc ('z')")

@@ -2,7 +2,8 @@
 deciding what to send. No I/O: node/replication.py drives it.
 
 Every message is one DAG-CBOR map with a text key `t` naming its type, sent as
-the plaintext of one encrypted frame (SPEC §12). Per ledger both peers may see:
+the plaintext of one encrypted frame (SPEC §11). SPEC §13 specifies the protocol.
+Per ledger both peers may see:
 
     sub    "I replicate these ledgers; here is my frontier digest of each"
     front  my frontier of one ledger (when the digests differ)

@@ -390,6 +390,32 @@ async def test_catching_up_holds_local_writes(store: Store) -> None:
         assert status == 201 and data["seq"] == 2
 
 
+async def test_catching_up_holds_ledger_writes(store: Store) -> None:
+    # The fake has no state cache of its own: the app keeps one.
+    fake = FakeReplication()
+    async with running_api(store, fake) as api:
+        ledger = await api.ledger()
+        fake.catching_up = True
+        writes = [
+            (f"/ledgers/{ledger}/members", {"agent": OTHER.did}),
+            (f"/ledgers/{ledger}/contributions", {"action": "work", "quantity": "2", "unit": "hour"}),
+            (f"/ledgers/{ledger}/leave", {}),
+        ]
+        for path, body in writes:
+            assert_error(*await api.call("POST", path, json=body), 409, "catching_up")
+        assert await store.count() == 1
+        status, data = await api.call("GET", f"/ledgers/{ledger}/state")
+        assert status == 200 and data["members"] == [KEY.did]
+        fake.catching_up = False
+        status, data = await api.call("POST", f"/ledgers/{ledger}/contributions", json=writes[1][1])
+        assert status == 201 and set(data) == {"id"}
+        fake.catching_up = True
+        assert_error(*await api.call("POST", f"/entries/{data['id']}/endorsements", json={"verdict": "accept"}),
+                     403, "self_endorsement")  # refused by the state before the wait
+        status, history = await api.call("GET", f"/ledgers/{ledger}/history")
+        assert [r["id"] for r in history["contributions"]] == [data["id"]]
+
+
 async def test_sync_route_reaches_the_replicator(store: Store) -> None:
     fake = FakeReplication()
     async with running_api(store, fake) as api, api.client.get("/api/v1/sync") as resp:
@@ -458,8 +484,8 @@ async def test_cli_writes_go_through_a_running_node(initialized: Home) -> None:
         rc, out, err = await run_cli(home.path, "peers")
         assert rc == 0
         assert out.splitlines() == [
-            f"{OTHER.did}\thttp://10.0.0.7:7410\tconnected\tlast sync 2023-11-14T22:13:20Z\t3 behind",
-            "-\t-\tdisconnected\tlast sync never\t0 behind",
+            f"{OTHER.did}\thttp://10.0.0.7:7410\tflag\tconnected\tlast sync 2023-11-14T22:13:20Z\t3 behind",
+            "-\t-\tmdns\tdisconnected\tlast sync never\t0 behind",
         ]
         # a node that answers for another identity is not this home's node
         other_home = home.path.parent / "other"

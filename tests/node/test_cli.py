@@ -110,7 +110,11 @@ def test_ledger_create_and_list(tally: TallyRunner) -> None:
     genesis = log_rows(tally, members)[0]
     assert genesis["kind"] == "ledger.genesis" and genesis["seq"] == 1 and genesis["prev"] is None
     assert genesis["ledger"] == members == genesis["id"]
-    assert genesis["body"] == {"name": "Bike coop", "visibility": "members"}
+    # The genesis body is the ledger's full rules: the defaults here, with the name and the creator.
+    from protocol.rules import Rules
+
+    assert genesis["body"] == Rules.from_config({}, name="Bike coop", creator=did).to_body()
+    assert genesis["body"]["name"] == "Bike coop" and genesis["body"]["visibility"] == "members"
 
 
 def test_append_and_log_json(tally: TallyRunner) -> None:

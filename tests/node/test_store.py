@@ -219,3 +219,45 @@ async def test_flipped_byte_in_the_file_is_caught(tmp_path: Path) -> None:
     db.write_bytes(pristine)
     async with await Store.open(db) as store:
         assert [p async for p in store.verify()] == []
+
+
+@pytest.mark.parametrize("read", ["raw_range", "frontier", "head", "id_at", "get", "count"])
+async def test_a_read_cancelled_mid_query_leaves_no_stale_snapshot(tmp_path: Path, read: str) -> None:
+    # A replication task is cancelled while its read waits on the reader thread (its peer left).
+    # The next read, whoever makes it, must still see every commit made since.
+    async with await Store.open(tmp_path / "s.sqlite3", key=KEY) as store:
+        ledger = await found_ledger(store)
+        await store.append_batch([AppendRequest(ledger, "note.text", {"i": i}, 2000) for i in range(5)])
+        calls = {
+            "raw_range": lambda: store.raw_range(ledger, KEY.public_key, 1, 100),
+            "frontier": lambda: store.frontier(ledger),
+            "head": lambda: store.head(ledger, KEY.public_key),
+            "id_at": lambda: store.id_at(ledger, KEY.public_key, 2),
+            "get": lambda: store.get(ledger),
+            "count": store.count,
+        }
+        for _ in range(3):
+            reading = asyncio.ensure_future(calls[read]())
+            await asyncio.sleep(0)  # the query is queued on the reader thread
+            reading.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reading
+            await asyncio.sleep(0.05)  # the reader thread has run it meanwhile
+            fresh = await store.append(AppendRequest(ledger, "note.text", {"new": True}, 3000))
+            assert (await store.head(ledger, KEY.public_key)) == ChainHead.of(fresh)
+            assert await store.get(fresh.id) == fresh
+
+
+async def test_an_append_cancelled_while_it_commits_does_not_stall_later_appends(tmp_path: Path) -> None:
+    # The caller of an append may be cancelled (its HTTP client left, the node stops) while its
+    # group commits in the writer thread; appends queued meanwhile must still be committed.
+    async with await Store.open(tmp_path / "s.sqlite3", key=KEY) as store:
+        ledger = await found_ledger(store)
+        batch = asyncio.ensure_future(
+            store.append_batch([AppendRequest(ledger, "note.text", {"i": i}, 2000) for i in range(200)]))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the group is signing and committing in the writer thread now
+        batch.cancel()
+        later = await asyncio.wait_for(store.append(AppendRequest(ledger, "note.text", {"later": True}, 3000)), 30)
+        assert later.seq == 202  # the cancelled group was committed all the same (its caller just left)
+        assert [e.seq for e in await chain_of(store, ledger, KEY)] == list(range(1, 203))

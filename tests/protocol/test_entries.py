@@ -35,6 +35,7 @@ from protocol.entry import (
     create_entry,
     decode_entry,
     decode_header,
+    decode_stored_entry,
 )
 from protocol.errors import InvalidData
 from protocol.identity import verify_signature
@@ -511,3 +512,40 @@ def test_any_value_in_any_field_is_accepted_or_invalid_data(name: str, value: An
     else:
         assert entry.header_raw == header
         assert entry.id == CID.for_block(header)
+
+
+# ---- entries read back from a store ---------------------------------------------------------
+
+
+@SIGNING
+@given(entries())
+def test_a_stored_entry_decodes_as_it_did_when_stored(entry: Entry) -> None:
+    stored = decode_stored_entry(entry.id.raw, entry.header_raw, entry.payload_raw)
+    checked = decode_entry(entry.header_raw, entry.payload_raw)
+    assert (stored.id, stored.header, stored.body) == (checked.id, checked.header, checked.body)
+    assert (stored.header_raw, stored.payload_raw) == (entry.header_raw, entry.payload_raw)
+    erased = decode_stored_entry(entry.id.raw, entry.header_raw, None)
+    assert (erased.header, erased.body, erased.payload_raw) == (entry.header, None, None)
+
+
+def test_a_changed_stored_byte_is_store_corrupt() -> None:
+    entry = follow(key(1), None, cid_of(b"ledger"), body={"note": "fixed the brakes", "n": 7})
+    other = follow(key(1), None, cid_of(b"ledger"), body={"note": "fixed the brakes", "n": 8})
+
+    def refused(entry_id: bytes, header: bytes, payload: bytes | None) -> str:
+        with pytest.raises(InvalidData) as info:
+            decode_stored_entry(entry_id, header, payload)
+        return info.value.code
+
+    assert refused(other.id.raw, entry.header_raw, entry.payload_raw) == "store_corrupt"  # another id
+    assert refused(entry.id.raw, entry.header_raw, other.payload_raw) == "store_corrupt"  # another payload
+    assert entry.payload_raw is not None
+    for i in range(len(entry.payload_raw)):
+        flipped = bytearray(entry.payload_raw)
+        flipped[i] ^= 0x01
+        assert refused(entry.id.raw, entry.header_raw, bytes(flipped)) == "store_corrupt"
+    for i in range(len(entry.header_raw)):
+        flipped = bytearray(entry.header_raw)
+        flipped[i] ^= 0x01
+        assert refused(entry.id.raw, bytes(flipped), entry.payload_raw) == "store_corrupt"
+

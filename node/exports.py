@@ -1,0 +1,188 @@
+"""How a ledger leaves Tally: distributions as JSON, events as ValueFlows JSON-LD and as CSV.
+
+The JSON-LD is written as plain JSON: no JSON-LD library is needed at run time, and
+the contexts are inlined from this package's data files (node/data/), so a reader
+expands it without fetching anything. SPEC.md §17 describes the mapping;
+node/data/tally-shapes.ttl holds the SHACL shapes every export satisfies.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Final
+
+from protocol.distribution import Payout, format_amount
+from protocol.rules import format_decimal
+from protocol.state import LedgerState
+from protocol.valueflows import parse_time
+
+from .ledger_views import HISTORY_COLUMNS, contribution_row
+
+FORMATS: Final = ("jsonld", "csv")
+MEDIA_TYPES: Final = {"jsonld": "application/ld+json", "csv": "text/csv"}
+ENTRY_IRI_PREFIX: Final = "urn:cid:"  # an entry (or the ledger) as an IRI: urn:cid:<CID>
+UNIT_IRI_PREFIX: Final = "urn:tally:unit:"  # a ledger unit with no OM unit
+OM: Final = "http://www.ontology-of-units-of-measure.org/resource/om-2/"
+#: Ledger units with an OM 2 unit of measure.
+OM_UNITS: Final = {
+    "euro": "euro", "eur": "euro", "gbp": "poundSterling", "pound": "poundSterling", "hour": "hour", "day": "day",
+    "minute": "minute-Time", "week": "week", "kilogram": "kilogram", "kg": "kilogram", "one": "one",
+}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def distribution_json(ledger: object, payout: Payout) -> dict[str, Any]:
+    """`tally distribute --json` and the API: `{ledger, amount, unit, since, until, lines: [{bucket, recipient,
+    amount}]}`; amounts are strings, lines with exactly the unit's minor-unit places."""
+    return {
+        "ledger": str(ledger),
+        "amount": format_decimal(payout.amount),
+        "unit": payout.unit,
+        "since": None if payout.since is None else payout.since.isoformat(),
+        "until": None if payout.until is None else payout.until.isoformat(),
+        "lines": [
+            {"bucket": line.bucket, "recipient": line.recipient, "amount": format_amount(line.amount, payout.unit)}
+            for line in payout.lines
+        ],
+    }
+
+
+# ---- JSON-LD ---------------------------------------------------------------------------
+
+
+def _context(name: str) -> dict[str, Any]:
+    data = json.loads(resources.files("node").joinpath("data", name).read_text("utf-8"))
+    context = data["@context"]
+    assert isinstance(context, dict)
+    return context
+
+
+def contexts() -> list[dict[str, Any]]:
+    """The export's @context: ValueFlows 1.0's, then Tally's term definitions."""
+    return [_context("vf-context.jsonld"), _context("tally-context.jsonld")]
+
+
+def unit_iri(unit: str) -> str:
+    om = OM_UNITS.get(unit)
+    return f"om:{om}" if om is not None else f"{UNIT_IRI_PREFIX}{unit}"
+
+
+def _iri(agent: str) -> str:
+    """A did:key is an IRI as it is; the ledger's id (a CID) becomes urn:cid:<CID>."""
+    return agent if agent.startswith("did:") else f"{ENTRY_IRI_PREFIX}{agent}"
+
+
+def _stamp(text: str) -> str:
+    """An event time as an xsd:dateTimeStamp: a date is its midnight UTC, as Tally reads it."""
+    return _z(parse_time(text, "time"))
+
+
+def _created(ts_ms: int) -> str:
+    return _z(_EPOCH + timedelta(milliseconds=ts_ms))
+
+
+def _z(moment: datetime) -> str:
+    text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _measure(value: str, unit: str) -> dict[str, Any]:
+    return {"@type": "Measure", "hasNumericalValue": value, "hasUnit": unit_iri(unit)}
+
+
+def jsonld(state: LedgerState) -> dict[str, Any]:
+    """The ledger's events and recorded distributions as one ValueFlows JSON-LD document."""
+    ledger = _iri(str(state.ledger))
+    agents: set[str] = set()
+    units: set[str] = set()
+    graph: list[dict[str, Any]] = []
+    for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
+        e = c.event
+        node: dict[str, Any] = {
+            "@id": _iri(str(c.id)), "@type": "EconomicEvent", "action": e.action,
+            "provider": _iri(e.provider), "receiver": _iri(e.receiver),
+            "effortQuantity" if e.effort else "resourceQuantity": _measure(
+                format_decimal(e.quantity.value), e.quantity.unit),
+            "created": _created(c.ts), "author": c.author, "ledger": ledger,
+            "claimValue": format_decimal(c.claim), "status": c.status,
+        }
+        if e.classifications:
+            node["resourceClassifiedAs"] = list(e.classifications)
+        for key, value in (("hasPointInTime", e.point), ("hasBeginning", e.beginning), ("hasEnd", e.end)):
+            if value is not None:
+                node[key] = _stamp(value)
+        if e.note:
+            node["note"] = e.note
+        if e.corrects is not None:
+            node["corrects"] = _iri(str(e.corrects))
+        graph.append(node)
+        agents.update((e.provider, e.receiver, c.author))
+        units.add(e.quantity.unit)
+    for d in state.distributions:
+        payout = d.payout
+        dist = _iri(str(d.id))
+        node = {
+            "@id": dist, "@type": "Distribution", "ledger": ledger, "author": d.author, "created": _created(d.ts),
+            "distributedQuantity": _measure(format_decimal(payout.amount), payout.unit),
+        }
+        if payout.since is not None:
+            node["since"] = payout.since.isoformat()
+        if payout.until is not None:
+            node["until"] = payout.until.isoformat()
+        graph.append(node)
+        for i, line in enumerate(payout.lines):
+            graph.append({
+                "@id": f"{dist}#line-{i}", "@type": "Claim", "action": "transfer", "provider": ledger,
+                "receiver": _iri(line.recipient), "resourceQuantity": _measure(
+                    format_amount(line.amount, payout.unit), payout.unit),
+                "bucket": line.bucket, "distribution": dist,
+            })
+            agents.add(line.recipient)
+        agents.add(d.author)
+        units.add(payout.unit)
+    head = [{"@id": ledger, "@type": ["Organization", "Agent"], "name": state.rules.name}]
+    head += [{"@id": _iri(a), "@type": "Agent"} for a in sorted(agents) if _iri(a) != ledger]
+    head += [_unit_node(u) for u in sorted(units)]
+    return {"@context": contexts(), "@graph": head + graph}
+
+
+def _unit_node(unit: str) -> dict[str, Any]:
+    node: dict[str, Any] = {"@id": unit_iri(unit), "@type": "Unit", "label": unit}
+    om = OM_UNITS.get(unit)
+    if om is not None:
+        node["omUnitIdentifier"] = f"{OM}{om}"
+    return node
+
+
+# ---- CSV -------------------------------------------------------------------------------
+
+
+def csv_rows(state: LedgerState) -> Iterable[list[str]]:
+    """A header, then one row per event (every status), with its claim value and status."""
+    yield list(HISTORY_COLUMNS)
+    for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
+        row = contribution_row(c)
+        yield [_cell(row[k]) for k in HISTORY_COLUMNS]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def export_text(state: LedgerState, fmt: str) -> str:
+    """The whole export in `fmt` ("jsonld" or "csv") as text."""
+    if fmt == "jsonld":
+        return json.dumps(jsonld(state), ensure_ascii=False, separators=(",", ":")) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(csv_rows(state))
+    return buffer.getvalue()

@@ -1,0 +1,131 @@
+"""Ledger states computed from the store, cached until their entries change.
+
+The state is a pure function of a ledger's entries (protocol/state.py); this
+keeps the last computed one per ledger and drops it when new entries or forks
+of that ledger are stored. Membership has its own cache, dropped only when
+`member.*` entries or forks arrive, because the sync layer asks "may this peer
+see this ledger?" on every request while a big ledger streams in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from protocol import CID, Entry, InvalidData
+from protocol.state import LedgerState, compute_state
+
+from .store import Store
+
+log = logging.getLogger(__name__)
+MEMBER_KIND_PREFIX = "member."
+
+
+class LedgerStates:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._states: dict[bytes, LedgerState] = {}
+        self._members: dict[bytes, frozenset[str]] = {}
+        self._locks: dict[bytes, asyncio.Lock] = {}
+        # Bumped on every change of a ledger: a state computed while entries arrived is not cached.
+        self._versions: dict[bytes, int] = {}
+        self._unsubscribe = store.on_new_entries(self._changed)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def _changed(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            raw = entry.ledger_id.raw
+            self._versions[raw] = self._versions.get(raw, 0) + 1
+            self._states.pop(raw, None)
+            if entry.kind.startswith(MEMBER_KIND_PREFIX) or entry.is_genesis:
+                self._members.pop(raw, None)
+
+    def forget(self, ledger: CID) -> None:
+        """Drop what is cached for `ledger` (e.g. a fork proof arrived)."""
+        self._versions[ledger.raw] = self._versions.get(ledger.raw, 0) + 1
+        self._states.pop(ledger.raw, None)
+        self._members.pop(ledger.raw, None)
+
+    async def get(self, ledger: CID) -> LedgerState | None:
+        """The ledger's state, or None when its genesis is not stored here."""
+        cached = self._states.get(ledger.raw)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(ledger.raw, asyncio.Lock())
+        async with lock:
+            cached = self._states.get(ledger.raw)
+            if cached is not None:
+                return cached
+            version = self._versions.get(ledger.raw, 0)
+            state = await load_state(self._store, ledger)
+            if state is not None and self._versions.get(ledger.raw, 0) == version:
+                self._states[ledger.raw] = state
+                self._members[ledger.raw] = frozenset(state.members)
+            return state
+
+    async def members(self, ledger: CID) -> frozenset[str]:
+        """The ledger's current members. A genesis whose rules do not parse founds a ledger
+        whose only member is its founder (and the problem is logged)."""
+        cached = self._members.get(ledger.raw)
+        if cached is not None:
+            return cached
+        try:
+            state = await self.get(ledger)
+        except InvalidData as exc:
+            genesis = await self._store.genesis(ledger)
+            founder = frozenset({genesis.author}) if genesis is not None else frozenset()
+            log.warning("ledger=%s has no valid rules (%s); only its founder is a member", ledger, exc.message)
+            self._members[ledger.raw] = founder
+            return founder
+        return frozenset() if state is None else frozenset(state.members)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLedger:
+    """What a ledger's state is computed from, as read from the store."""
+
+    genesis: Entry
+    entries: list[Entry]
+    forks: dict[bytes, int]  # author's public key -> the seq their chain forked at
+
+
+async def read_ledger(store: Store, ledger: CID) -> StoredLedger | None:
+    """A ledger's entries and fork points, or None when its genesis is not stored here."""
+    genesis = await store.genesis(ledger)
+    if genesis is None:
+        return None
+    entries = [e async for e in store.log(ledger)]
+    forks: dict[bytes, int] = {}
+    for proof in await store.forks():
+        if proof.a.ledger_id == ledger:
+            author = proof.a.header.author
+            forks[author] = min(forks.get(author, proof.seq), proof.seq)
+    return StoredLedger(genesis, entries, forks)
+
+
+def state_of(stored: StoredLedger) -> LedgerState:
+    """compute_state with the cycle collector paused.
+
+    The state keeps a few objects per entry alive until it returns, so each full
+    collection meanwhile rescans that growing heap and finds no garbage: ~15 % of
+    the time on a 100,000-entry ledger. It runs without awaiting, so no other task
+    of the event loop runs meanwhile; reference counting still frees everything else.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return compute_state(stored.genesis, stored.entries, stored.forks)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def load_state(store: Store, ledger: CID) -> LedgerState | None:
+    """Compute a ledger's state from the store (no cache): for one-shot CLI commands."""
+    stored = await read_ledger(store, ledger)
+    return None if stored is None else state_of(stored)

@@ -1,0 +1,138 @@
+"""How a ledger's state and contributions look in `--json`, CSV and the API, and which rows a
+history query selects (the same for `tally history` and `GET …/history`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from protocol import ForkProof, InvalidData, LocalError
+from protocol.rules import ACTIONS, format_decimal
+from protocol.state import FINAL, PENDING, REJECTED, Contribution, LedgerState
+from protocol.valueflows import instant, parse_time
+
+from .governance_views import governance_json
+from .views import fork_row
+
+HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED)
+
+HISTORY_COLUMNS = (
+    "id", "author", "seq", "ts", "action", "provider", "receiver", "quantity", "unit", "classification",
+    "at", "from", "to", "note", "claim", "status", "accepts", "rejects", "corrects", "corrected_by",
+)
+
+
+def contribution_row(c: Contribution) -> dict[str, Any]:
+    e = c.event
+    return {
+        "id": str(c.id),
+        "author": c.author,
+        "seq": c.seq,
+        "ts": c.ts,
+        "action": e.action,
+        "provider": e.provider,
+        "receiver": e.receiver,
+        "quantity": format_decimal(e.quantity.value),
+        "unit": e.quantity.unit,
+        "classification": e.classification,
+        "at": e.point,
+        "from": e.beginning,
+        "to": e.end,
+        "note": e.note,
+        "claim": format_decimal(c.claim),
+        "status": c.status,
+        "accepts": list(c.accepts),
+        "rejects": list(c.rejects),
+        "corrects": None if e.corrects is None else str(e.corrects),
+        "corrected_by": None if c.corrected_by is None else str(c.corrected_by),
+    }
+
+
+def event_time(c: Contribution) -> float:
+    """Seconds since the epoch of a contribution: hasPointInTime, else hasBeginning, else the entry's ts."""
+    e = c.event
+    when = e.point or e.beginning
+    return instant(when) if when is not None else c.ts / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Which contributions a history shows. `agent` matches provider, receiver or author; `since` and
+    `until` (ISO 8601 dates or date-times; a date `until` takes in its whole day) bound the event time."""
+
+    agent: str | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    status: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action is not None and self.action not in ACTIONS:
+            raise InvalidData("unknown_action", f"action {self.action!r:.40} is not a ValueFlows action")
+        if self.status is not None and self.status not in HISTORY_STATUSES:
+            raise LocalError("bad_request", f"status is one of {', '.join(HISTORY_STATUSES)}")
+        for key in ("since", "until"):
+            value = getattr(self, key)
+            if value is not None:
+                parse_time(value, key)
+
+    def select(self, state: LedgerState) -> list[Contribution]:
+        """The matching contributions, oldest event first (ties by entry ts, then id)."""
+        since = None if self.since is None else parse_time(self.since, "since").timestamp()
+        until, until_day = None, False
+        if self.until is not None:
+            until_day = "T" not in self.until
+            end = parse_time(self.until, "until")
+            until = (end + timedelta(days=1) if until_day else end).timestamp()  # a date: its whole day
+        rows = []
+        for c in state.contributions:
+            e = c.event
+            if self.agent is not None and self.agent not in (e.provider, e.receiver, c.author):
+                continue
+            if self.action not in (None, e.action) or self.status not in (None, c.status):
+                continue
+            when = event_time(c)
+            if since is not None and when < since:
+                continue
+            if until is not None and (when >= until if until_day else when > until):
+                continue
+            rows.append((when, c.ts, c.id.raw, c))
+        rows.sort(key=lambda r: r[:3])
+        return [r[3] for r in rows]
+
+
+def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str, Any]:
+    """The state for `tally state --json` and the API; `forks`: the fork proofs of this ledger's chains."""
+    accept = state.rules.validation.accept
+    return {
+        "ledger": str(state.ledger),
+        "rules": state.rules.to_body(),
+        "members": list(state.members),
+        "left": list(state.left),
+        "totals": {
+            who: {
+                "quantities": {
+                    a: {u: format_decimal(q) for u, q in units.items()} for a, units in t.quantities.items()
+                },
+                "claim": format_decimal(t.claim),
+            }
+            for who, t in state.totals().items()
+        },
+        "pending": [
+            {"id": str(c.id), "author": c.author, "accepts": list(c.accepts), "rejects": list(c.rejects),
+             "accepts_needed": max(0, accept - len(c.accepts))}
+            for c in state.contributions if c.status == PENDING
+        ],
+        "invalid": [
+            {"id": str(p.id), "author": p.author, "kind": p.kind, "code": p.code, "message": p.message}
+            for p in state.invalid
+        ],
+        "sponsorships": {agent: [str(c) for c in ids] for agent, ids in state.sponsorships.items()},
+        "waiting": [str(c) for c in state.waiting],
+        "quarantined": [str(c) for c in state.quarantined],
+        "forks": [fork_row(proof) for proof in forks if proof.a.ledger_id == state.ledger],
+        **governance_json(state),  # motions, pledges (arrears as of today), amendments (SPEC.md §18)
+        "digest": state.digest.hex(),
+    }

@@ -1,0 +1,227 @@
+"""Solidarity pledges: a member's recurring transfers to the ledger, and what is owed on them.
+
+A pledge is a ValueFlows Commitment (`vf.commitment`): the member (provider)
+promises the ledger (receiver) a `transfer` of an amount every month, quarter or
+year from a start month, optionally until an end month. The amount is a fixed
+sum, or a rate per unit of a basis (0.10 euro per m² on 300 m²), and it may rise
+by a fixed step each year (+0.05 a year). Payments are ordinary `transfer`
+events that name the pledge in `fulfills` (protocol/valueflows.py).
+
+`standing` says, as of a date, what was due in each period, what the payments
+covered (they fill the oldest open period first) and the running arrears. All
+amounts are exact decimals; months are counted as integers (year × 12 + month − 1).
+SPEC.md §18.5 specifies the payload and the schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Final
+
+from .cid import CID
+from .errors import InvalidData
+from .rules import UNIT_PATTERN, Rules, format_decimal, parse_decimal
+from .valueflows import parse_time
+
+PLEDGE_KIND: Final = "vf.commitment"
+PLEDGE_ACTION: Final = "transfer"
+#: Months per period.
+PERIODS: Final[Mapping[str, int]] = MappingProxyType({"month": 1, "quarter": 3, "year": 12})
+MAX_NOTE_CHARS: Final = 2000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MONTH: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+_KEYS: Final = frozenset({
+    "action", "provider", "receiver", "resourceQuantity", "per", "basis", "every", "start", "until", "escalate",
+    "note", "member",
+})
+
+
+def parse_month(value: object, key: str) -> int:
+    """`"2027-01"` as a month number (year × 12 + month − 1); `bad_time` otherwise."""
+    match = _MONTH.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidData("bad_time", f"{key} must be a month written YYYY-MM, e.g. 2027-01")
+    return int(match.group(1)) * 12 + int(match.group(2)) - 1
+
+
+def month_text(month: int) -> str:
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def month_of(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pledge:
+    provider: str  # the member who pledges (the entry's author)
+    receiver: str  # the ledger's id
+    amount: Decimal  # due each period, per basis unit when `per` is given
+    unit: str  # one of the ledger's units, e.g. euro
+    per: str | None  # the basis's unit, e.g. m2
+    basis: Decimal | None  # how many `per` units, e.g. 300
+    every: str  # month, quarter or year
+    start: int  # the first period's first month
+    until: int | None  # no period starts after this month
+    escalate: Decimal  # added to `amount` after each full year since `start`
+    note: str
+    member: CID
+
+    def due(self, month: int) -> Decimal:
+        """What the period starting in `month` owes: (amount + escalate × whole years since start) × basis."""
+        rate = self.amount + self.escalate * ((month - self.start) // 12)
+        return rate * (self.basis if self.basis is not None else 1)
+
+    def periods(self, as_of: date) -> list[int]:
+        """The first months of the periods that have begun by `as_of` (a period is due on its first day)."""
+        last = month_of(as_of) if self.until is None else min(month_of(as_of), self.until)
+        return list(range(self.start, last + 1, PERIODS[self.every]))
+
+
+def parse_pledge(body: Mapping[str, Any], *, author: str, ledger: CID) -> Pledge:
+    """A pledge's payload; its unit is checked against the rules in effect by `check_pledge`."""
+    unknown = sorted(set(body) - _KEYS)
+    if unknown:
+        raise InvalidData("unknown_field", f"{PLEDGE_KIND} has unknown field(s): {', '.join(unknown)}")
+    if body.get("action", PLEDGE_ACTION) != PLEDGE_ACTION:
+        raise InvalidData("bad_pledge", "a pledge promises transfers: action is \"transfer\"")
+    if body.get("provider", author) != author:
+        raise InvalidData("bad_pledge", "a member pledges their own transfers: provider is the author")
+    if body.get("receiver", str(ledger)) != str(ledger):
+        raise InvalidData("bad_pledge", "a pledge is made to the ledger: receiver is the ledger's id")
+    quantity = body.get("resourceQuantity")
+    if not isinstance(quantity, dict) or set(quantity) != {"hasNumericalValue", "hasUnit"}:
+        raise InvalidData("bad_quantity", "resourceQuantity must be {hasNumericalValue, hasUnit}")
+    amount = parse_decimal(quantity["hasNumericalValue"], "resourceQuantity.hasNumericalValue")
+    unit = quantity["hasUnit"]
+    if amount <= 0:
+        raise InvalidData("bad_quantity", "resourceQuantity.hasNumericalValue must be more than 0")
+    if not isinstance(unit, str) or not UNIT_PATTERN.fullmatch(unit):
+        raise InvalidData("unknown_unit", f"unit {unit!r:.40} is not a unit name")
+    per, basis = body.get("per"), body.get("basis")
+    if (per is None) != (basis is None):
+        raise InvalidData("bad_pledge", "per and basis go together (a rate per unit of a basis)")
+    if per is not None and (not isinstance(per, str) or not UNIT_PATTERN.fullmatch(per)):
+        raise InvalidData("bad_pledge", "per must be a unit name, e.g. m2")
+    base = None if basis is None else parse_decimal(basis, "basis")
+    if base is not None and base <= 0:
+        raise InvalidData("bad_quantity", "basis must be more than 0")
+    every = body.get("every")
+    if not isinstance(every, str) or every not in PERIODS:
+        raise InvalidData("bad_pledge", f"every must be one of {', '.join(PERIODS)}")
+    start = parse_month(body.get("start"), "start")
+    until = None if body.get("until") is None else parse_month(body["until"], "until")
+    if until is not None and until < start:
+        raise InvalidData("bad_pledge", "until is before start")
+    escalate = parse_decimal(body.get("escalate", "0"), "escalate")
+    if escalate < 0:
+        raise InvalidData("bad_quantity", "escalate must be at least 0")
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise InvalidData("bad_field", f"note must be text of at most {MAX_NOTE_CHARS} characters")
+    member = body.get("member")
+    if not isinstance(member, CID):
+        raise InvalidData("not_member", f"{PLEDGE_KIND} must name the author's admission (or the genesis) as member")
+    return Pledge(author, str(ledger), amount, unit, per, base, every, start, until, escalate, note, member)
+
+
+def pledge_body(pledge: Pledge) -> dict[str, Any]:
+    """The canonical payload of a pledge (what a node writes)."""
+    body: dict[str, Any] = {
+        "action": PLEDGE_ACTION, "provider": pledge.provider, "receiver": pledge.receiver,
+        "resourceQuantity": {"hasNumericalValue": format_decimal(pledge.amount), "hasUnit": pledge.unit},
+        "every": pledge.every, "start": month_text(pledge.start), "member": pledge.member,
+    }
+    if pledge.per is not None and pledge.basis is not None:
+        body["per"], body["basis"] = pledge.per, format_decimal(pledge.basis)
+    if pledge.until is not None:
+        body["until"] = month_text(pledge.until)
+    if pledge.escalate:
+        body["escalate"] = format_decimal(pledge.escalate)
+    if pledge.note:
+        body["note"] = pledge.note
+    return body
+
+
+def check_pledge(pledge: Pledge, rules: Rules) -> None:
+    if pledge.unit not in rules.units:
+        raise InvalidData("unknown_unit", f"unit {pledge.unit!r} is not one of this ledger's units: "
+                          f"{', '.join(rules.units)}")
+
+
+def check_payment(pledge: Pledge, *, action: str, provider: str, receiver: str, unit: str) -> None:
+    """A payment is a transfer of the pledge's unit from its pledger to the ledger."""
+    if action != PLEDGE_ACTION or provider != pledge.provider or receiver != pledge.receiver or unit != pledge.unit:
+        raise InvalidData(
+            "bad_payment", f"a payment of this pledge is a transfer of {pledge.unit} from {pledge.provider} to the "
+            "ledger"
+        )
+
+
+def payment_day(point: str | None, ts: int) -> date:
+    """The day a payment was made: its hasPointInTime (as given, in its own offset), else its entry's ts in UTC."""
+    if point is not None:
+        return parse_time(point, "hasPointInTime").date()
+    return (_EPOCH + timedelta(milliseconds=ts)).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: CID
+    day: date  # its hasPointInTime, else the day of its entry's ts (UTC)
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    month: int  # its first month
+    due: Decimal
+    paid: Decimal  # what the payments covered of it
+    arrears: Decimal  # running: everything due so far minus everything paid so far (at least 0)
+
+    @property
+    def label(self) -> str:
+        return month_text(self.month)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    as_of: date
+    periods: tuple[Period, ...]
+    due: Decimal
+    paid: Decimal  # payments made by as_of
+    arrears: Decimal
+    credit: Decimal  # paid beyond what is due so far (it fills the next periods)
+
+
+def standing(pledge: Pledge, payments: Iterable[Payment], as_of: date) -> Standing:
+    """Due, paid and running arrears of each period begun by `as_of`; payments made by then fill the oldest
+    open period first."""
+    paid = sum((p.amount for p in payments if p.day <= as_of), Decimal(0))
+    left = paid
+    due_so_far = Decimal(0)
+    periods = []
+    for month in pledge.periods(as_of):
+        due = pledge.due(month)
+        covered = min(due, left)
+        left -= covered
+        due_so_far += due
+        periods.append(Period(month, due, covered, max(Decimal(0), due_so_far - paid)))
+    return Standing(as_of, tuple(periods), due_so_far, paid, max(Decimal(0), due_so_far - paid), left)
+
+
+@dataclass(frozen=True, slots=True)
+class PledgeState:
+    id: CID
+    author: str
+    ts: int
+    pledge: Pledge
+    payments: tuple[Payment, ...]  # valid payments, not rejected or corrected, by day then id
+
+    def standing(self, as_of: date) -> Standing:
+        return standing(self.pledge, self.payments, as_of)

@@ -1,0 +1,685 @@
+"""A ledger's state: a pure function of the SET of its entries.
+
+Entries are taken in one canonical order: a topological order of their
+dependencies (the previous entry of their chain and every entry their payload
+names), ties broken by (ts, id). An entry whose dependencies have not all
+arrived waits, and so does everything that depends on it; it applies when
+they arrive. An entry's validity depends only on its own chain and on what it
+names (through which it knows the members in its causal past), so an entry
+that was valid never becomes invalid when others arrive. The digest
+summarizes the state: two nodes holding the same set compute the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any, Final
+
+from . import dagcbor
+from .cid import CID
+from .distribution import (
+    DISTRIBUTION_KIND,
+    DistributionRecord,
+    Payout,
+    RecordedDistribution,
+    check_lines,
+    distribute,
+    parse_distribution,
+)
+from .entry import GENESIS_KIND, Entry
+from .errors import InvalidData
+from .governance import (
+    CLOSE_KIND,
+    MOTION_KIND,
+    VOTE_KIND,
+    Ballot,
+    Closing,
+    Motion,
+    MotionState,
+    RulesInEffect,
+    check_ballot,
+    check_closer,
+    count,
+    merge,
+    motion_states,
+    parse_ballot,
+    parse_closing,
+    parse_motion,
+    passed,
+    rules_heads,
+)
+from .pledges import (
+    PLEDGE_KIND,
+    Payment,
+    Pledge,
+    PledgeState,
+    check_payment,
+    check_pledge,
+    parse_pledge,
+    payment_day,
+)
+from .references import NO_REFERENCES, References, split
+from .rules import Rules
+from .valueflows import (
+    ADMIT_KIND,
+    ENDORSE_KIND,
+    EVENT_KIND,
+    LEAVE_KIND,
+    Admission,
+    Endorsement,
+    Event,
+    Leave,
+    claim_value,
+    needs_membership,
+    parse_admission,
+    parse_endorsement,
+    parse_event,
+    parse_leave,
+)
+
+STATE_VERSION: Final = 1
+FINAL, PENDING, REJECTED, CORRECTED = "final", "pending", "rejected", "corrected"
+VALID, INVALID, WAITING, QUARANTINED, IGNORED = "valid", "invalid", "waiting", "quarantined", "ignored"
+_EMPTY: Final[frozenset[str]] = frozenset()
+_Governed = Motion | Ballot | Closing | Pledge
+_NO_CLOSINGS: Final[frozenset[bytes]] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    id: CID
+    author: str
+    seq: int
+    ts: int
+    event: Event
+    claim: Decimal  # claim value under the ledger's rates; it counts only when final
+    status: str  # final, pending, rejected or corrected
+    accepts: tuple[str, ...]  # members whose latest verdict accepts it
+    rejects: tuple[str, ...]
+    corrected_by: CID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An entry kept as evidence that does not count: who wrote it and what rule it breaks."""
+
+    id: CID
+    author: str
+    kind: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTotals:
+    quantities: dict[str, dict[str, Decimal]]  # action -> unit -> quantity (final contributions)
+    claim: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerState:
+    ledger: CID
+    rules: Rules
+    members: tuple[str, ...]  # admitted and not left, sorted
+    left: tuple[str, ...]
+    contributions: tuple[Contribution, ...]  # by author then seq
+    invalid: tuple[Problem, ...]
+    waiting: tuple[CID, ...]  # dependencies not arrived yet
+    quarantined: tuple[CID, ...]  # after their author's fork point
+    status: Mapping[bytes, str] = field(repr=False)  # entry id (raw) -> status
+    #: member -> the entry a new entry of theirs names as `member` (the genesis, for founders)
+    admissions: Mapping[str, CID] = field(default_factory=dict, repr=False)
+    #: agent not yet a member -> the valid sponsorships of them so far (what a new one names in `with`)
+    sponsorships: Mapping[str, tuple[CID, ...]] = field(default_factory=dict, repr=False)
+    digest: bytes = b""
+    #: valid ledger.distribution entries, in the canonical order, with what each paid (SPEC.md §17)
+    distributions: tuple[RecordedDistribution, ...] = field(default=(), repr=False)
+    #: the latest applied entry of every chain, sorted by id: what a new distribution names as `counted`
+    heads: tuple[CID, ...] = field(default=(), repr=False)
+    #: governance (SPEC.md §18): motions in canonical order, pledges, the closings whose amendments made
+    #: `rules` (canonical order), and what a new entry names in `rules` to be checked under them
+    motions: tuple[MotionState, ...] = field(default=(), repr=False)
+    pledges: tuple[PledgeState, ...] = field(default=(), repr=False)
+    amendments: tuple[CID, ...] = field(default=(), repr=False)
+    rules_heads: tuple[CID, ...] = field(default=(), repr=False)
+
+    def totals(self) -> dict[str, MemberTotals]:
+        """Per provider (did:key): quantities by action and unit, and claim value, of final contributions."""
+        quantities: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(lambda: defaultdict(dict))
+        claims: dict[str, Decimal] = defaultdict(Decimal)
+        for c in self.contributions:
+            if c.status != FINAL or not c.event.provider.startswith("did:"):
+                continue
+            by_unit = quantities[c.event.provider][c.event.action]
+            by_unit[c.event.quantity.unit] = by_unit.get(c.event.quantity.unit, Decimal(0)) + c.event.quantity.value
+            claims[c.event.provider] += c.claim
+        return {
+            who: MemberTotals({a: dict(u) for a, u in quantities[who].items()}, claims[who])
+            for who in sorted(set(quantities) | set(claims))
+        }
+
+    def contribution(self, entry_id: CID) -> Contribution | None:
+        return next((c for c in self.contributions if c.id == entry_id), None)
+
+
+@dataclass(slots=True)
+class _Node:
+    entry: Entry
+    record: Event | Endorsement | Admission | Leave | DistributionRecord | _Governed | None = None
+    deps: tuple[CID, ...] = ()
+    error: InvalidData | None = None
+    known: frozenset[str] = _EMPTY  # members admitted in this entry's causal past (and itself)
+    gone: frozenset[str] = _EMPTY  # members who left in its causal past
+    left_chain: bool = False  # its author left at or before this entry in their own chain
+    complete: bool = False  # an admission that completed at this entry
+    payout: Payout | None = None  # a valid distribution's recomputed payout
+    rules: Rules | None = None  # the rules in effect at this entry (genesis rules + amendments in its past)
+    closings: frozenset[bytes] = _NO_CLOSINGS  # valid gov.close entries in its causal past (and itself)
+    refs: References = NO_REFERENCES  # its `rules` and `cites` links (protocol/references.py)
+
+
+def _union(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
+    # Reuse a set when it already holds the other: most entries know what their prev knew.
+    if a >= b:
+        return a
+    if b >= a:
+        return b
+    return a | b
+
+
+def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes, int] | None = None) -> LedgerState:
+    """The state of the ledger founded by `genesis`, from a set of its chain-valid entries.
+
+    `forks` maps an author's public key to the seq where their chain forked: their
+    entries from there on are quarantined (kept, not counted).
+    """
+    if not genesis.is_genesis or genesis.body is None:
+        raise InvalidData("bad_genesis", "the state starts from a ledger.genesis entry with its payload")
+    ledger = genesis.id
+    rules = Rules.from_body(genesis.body)
+    founders = frozenset(rules.founders)
+    forks = forks or {}
+    nodes: dict[bytes, _Node] = {}
+    status: dict[bytes, str] = {}
+    quarantined: list[CID] = []
+    for entry in entries:
+        if entry.ledger_id != ledger or entry.id.raw in nodes or entry.id.raw in status:
+            continue
+        fork_seq = forks.get(entry.header.author)
+        # The genesis founds the ledger: a fork of its founder at seq 1 quarantines the rest of their chain.
+        if fork_seq is not None and entry.seq >= fork_seq and entry.id != ledger:
+            quarantined.append(entry.id)
+            status[entry.id.raw] = QUARANTINED
+            continue
+        nodes[entry.id.raw] = _prepare(entry, ledger, rules)
+    nodes.setdefault(ledger.raw, _prepare(genesis, ledger, rules))
+    book = RulesInEffect(rules)
+
+    order, waiting = _order(nodes)
+    for raw in waiting:
+        status[raw] = WAITING
+    problems: list[Problem] = []
+    for raw in order:
+        node = nodes[raw]
+        _apply(node, nodes, ledger, rules, founders, book)
+        if node.error is not None:
+            status[raw] = INVALID
+            e = node.entry
+            problems.append(Problem(e.id, e.author, e.kind, node.error.code, node.error.message))
+        elif node.record is None and _ignored(node.entry):
+            status[raw] = IGNORED
+        else:
+            status[raw] = VALID
+
+    valid = [nodes[raw] for raw in order if status[raw] == VALID]
+    members = set(founders)
+    gone: set[str] = set()
+    admissions: dict[str, CID] = {f: ledger for f in founders}
+    sponsorships: dict[str, list[CID]] = defaultdict(list)
+    for node in valid:
+        if isinstance(node.record, Admission):
+            agent = node.record.agent
+            if node.complete:
+                members.add(agent)
+                # Deterministic choice among several completing admissions: the smallest id.
+                if agent not in admissions or node.entry.id.raw < admissions[agent].raw:
+                    admissions[agent] = node.entry.id
+            else:
+                sponsorships[agent].append(node.entry.id)
+        elif isinstance(node.record, Leave):
+            gone.add(node.entry.author)
+    contributions = _contributions(valid, rules, status)
+    governed = _governance(valid, book, contributions)
+    problems.sort(key=lambda p: p.id.raw)
+    state = LedgerState(
+        ledger=ledger,
+        rules=book.rules(governed[4]),
+        members=tuple(sorted(members - gone)),
+        left=tuple(sorted(gone)),
+        contributions=contributions,
+        invalid=tuple(problems),
+        waiting=tuple(sorted((nodes[raw].entry.id for raw in waiting), key=lambda c: c.raw)),
+        quarantined=tuple(sorted(quarantined, key=lambda c: c.raw)),
+        status=status,
+        admissions={m: admissions[m] for m in sorted(members - gone) if m in admissions},
+        sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(sponsorships.items())
+                      if a not in members},
+        distributions=tuple(RecordedDistribution(n.entry.id, n.entry.author, n.entry.header.ts, n.payout)
+                            for n in valid if n.payout is not None),
+        heads=_heads(nodes, order),
+        motions=governed[0],
+        pledges=governed[1],
+        amendments=governed[2],
+        rules_heads=governed[3],
+    )
+    return _with_digest(state)
+
+
+def _ignored(entry: Entry) -> bool:
+    return not needs_membership(entry.kind) and entry.kind != GENESIS_KIND
+
+
+def _prepare(entry: Entry, ledger: CID, rules: Rules) -> _Node:
+    """Parse the payload and list the entry's dependencies."""
+    node = _Node(entry)
+    deps: list[CID] = []
+    if entry.header.prev is not None:
+        deps.append(entry.header.prev)
+    kind = entry.kind
+    if kind == GENESIS_KIND or not needs_membership(kind):
+        node.deps = tuple(deps)
+        return node
+    body = entry.body or {}
+    try:
+        if entry.body is None:
+            raise InvalidData("bad_payload", "the payload of this entry was erased")
+        body, node.refs = split(body)
+        deps += node.refs.rules  # amendments it was written under; `cites` are never dependencies
+        if kind == EVENT_KIND:
+            # Its links are dependencies even when the genesis rules refuse it: amended rules may accept it.
+            deps += [v for k in ("member", "corrects", "fulfills") if isinstance(v := body.get(k), CID)]
+            node.record = parse_event(body, author=entry.author, ledger=ledger, rules=rules)
+        elif kind == ENDORSE_KIND:
+            endorsement = parse_endorsement(body)
+            node.record = endorsement
+            deps += [endorsement.member, endorsement.event]
+        elif kind == ADMIT_KIND:
+            admission = parse_admission(body, ledger)
+            node.record = admission
+            deps += [admission.member, *admission.with_]
+        elif kind == LEAVE_KIND:
+            leave = parse_leave(body)
+            node.record = leave
+            deps.append(leave.member)
+        elif kind == DISTRIBUTION_KIND:
+            distribution = parse_distribution(body, ledger=ledger)
+            node.record = distribution
+            deps += [distribution.member, *distribution.counted]  # it waits for every chain it counts
+        elif kind in _GOVERNANCE_KINDS:
+            governed = _parse_governed(kind, body, entry.author, ledger)
+            node.record = governed
+            deps += _governance_deps(governed)
+        else:
+            # A membership kind this version does not interpret (later issues add them):
+            # it still needs its author's membership to be valid.
+            member = body.get("member")
+            if not isinstance(member, CID):
+                raise InvalidData("not_member", f"{kind} must name the author's admission as member")
+            deps.append(member)
+    except InvalidData as exc:
+        node.error = exc
+    node.deps = tuple(dict.fromkeys(deps))
+    return node
+
+
+def _order(nodes: dict[bytes, _Node]) -> tuple[list[bytes], list[bytes]]:
+    """Kahn's algorithm with a (ts, id) heap; entries with missing dependencies wait."""
+    waiting: set[bytes] = set()
+    dependents: dict[bytes, list[bytes]] = defaultdict(list)
+    missing_count: dict[bytes, int] = {}
+    for raw, node in nodes.items():
+        count = 0
+        for dep in node.deps:
+            if dep.raw not in nodes:
+                waiting.add(raw)
+            else:
+                dependents[dep.raw].append(raw)
+                count += 1
+        missing_count[raw] = count
+    # Everything downstream of a waiting entry waits too.
+    stack = list(waiting)
+    while stack:
+        for child in dependents.get(stack.pop(), ()):
+            if child not in waiting:
+                waiting.add(child)
+                stack.append(child)
+    heap = [(nodes[r].entry.header.ts, r) for r, n in missing_count.items() if n == 0 and r not in waiting]
+    heapq.heapify(heap)
+    order: list[bytes] = []
+    while heap:
+        _, raw = heapq.heappop(heap)
+        order.append(raw)
+        for child in dependents.get(raw, ()):
+            if child in waiting:
+                continue
+            missing_count[child] -= 1
+            if missing_count[child] == 0:
+                heapq.heappush(heap, (nodes[child].entry.header.ts, child))
+    # A dependency cycle cannot be signed into existence (ids are hashes), but be safe.
+    placed = set(order)
+    waiting |= {raw for raw in nodes if raw not in placed}
+    return order, sorted(waiting)
+
+
+def _apply(
+    node: _Node, nodes: dict[bytes, _Node], ledger: CID, rules: Rules, founders: frozenset[str], book: RulesInEffect
+) -> None:
+    entry = node.entry
+    known: frozenset[str] = founders if entry.id == ledger else _EMPTY
+    gone: frozenset[str] = _EMPTY
+    for dep in node.deps:
+        d = nodes[dep.raw]
+        known = _union(known, d.known)
+        gone = _union(gone, d.gone)
+    prev = nodes[entry.header.prev.raw] if entry.header.prev is not None else None
+    node.left_chain = prev is not None and prev.left_chain
+    node.known, node.gone = known, gone
+    _rules_in_effect(node, nodes, ledger, rules, book)
+    if node.error is not None or (node.record is None and not needs_membership(entry.kind)):
+        return
+    author = entry.author
+    try:
+        _check_member(node, nodes, ledger, founders)
+        record = node.record
+        if isinstance(record, Admission):
+            _admit(node, record, nodes, node.rules or rules)
+        elif isinstance(record, Leave):
+            node.left_chain = True
+            node.gone = gone | {author}
+        elif isinstance(record, Endorsement):
+            target = nodes[record.event.raw]
+            if not isinstance(target.record, Event) or target.error is not None:
+                raise InvalidData("bad_reference", "an endorsement names a contribution (a valid vf.event)")
+            if target.entry.author == author:
+                raise InvalidData("self_endorsement", "members cannot endorse their own contributions")
+        elif isinstance(record, DistributionRecord):
+            node.payout = _recompute(record, nodes, ledger, node.rules or rules)
+        elif isinstance(record, Event) and record.corrects is not None:
+            target = nodes[record.corrects.raw]
+            if not isinstance(target.record, Event) or target.error is not None or target.entry.author != author:
+                raise InvalidData("bad_correction", "a correction names an earlier vf.event of its own author")
+        _govern(node, nodes, book)
+    except InvalidData as exc:
+        node.error = exc
+
+
+def _check_member(node: _Node, nodes: dict[bytes, _Node], ledger: CID, founders: frozenset[str]) -> None:
+    entry = node.entry
+    author = entry.author
+    if node.left_chain:
+        raise InvalidData("not_member", f"{author} left this ledger earlier in their chain")
+    record = node.record
+    member = getattr(record, "member", None)
+    if member is None:
+        member = (entry.body or {}).get("member")
+    assert isinstance(member, CID)
+    proof = nodes[member.raw]
+    if member == ledger:
+        if author not in founders:
+            raise InvalidData("not_member", f"{author} is not a founder; name the admission that made you a member")
+        return
+    admission = proof.record
+    if not isinstance(admission, Admission) or proof.error is not None or admission.agent != author:
+        raise InvalidData("not_member", "member must name an admission of the author (or the genesis, for founders)")
+    if not proof.complete:
+        raise InvalidData("not_member", "the named admission had not enough sponsors where it was made")
+
+
+def _admit(node: _Node, record: Admission, nodes: dict[bytes, _Node], rules: Rules) -> None:
+    author = node.entry.author
+    current = node.known - node.gone
+    if record.agent in current:
+        raise InvalidData("already_member", f"{record.agent} is already a member")
+    sponsors = {author}
+    for cid in record.with_:
+        other = nodes[cid.raw]
+        if isinstance(other.record, Admission) and other.error is None and other.record.agent == record.agent:
+            sponsors.add(other.entry.author)
+    threshold = min(rules.validation.accept, len(current))
+    if len(sponsors & current) >= threshold:
+        node.complete = True
+        node.known = node.known | {record.agent}
+
+
+def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CID, rules: Rules) -> Payout:
+    """A distribution's payout from exactly what it counts: each named chain up to its named head.
+
+    Its contributions' statuses come from the endorsements and corrections in those
+    chains only, and the earlier distributions that reduce debt and once claims are
+    the valid ones among them; so entries that arrive later cannot change it.
+    """
+    counted: list[_Node] = []
+    authors: set[bytes] = set()
+    for head in record.counted:
+        chain: list[_Node] = []
+        node: _Node | None = nodes[head.raw]
+        assert node is not None
+        if node.entry.header.author in authors:
+            raise InvalidData("bad_reference", "counted names two heads of one chain")
+        authors.add(node.entry.header.author)
+        while node is not None:
+            if node.error is None and node.record is not None:
+                chain.append(node)
+            prev = node.entry.header.prev
+            node = None if prev is None else nodes[prev.raw]
+        counted += reversed(chain)  # each chain in seq order: a correction comes after what it corrects
+    final = [c for c in _contributions(counted, rules, {}) if c.status == FINAL]
+    earlier = [n.payout for n in counted if n.payout is not None]
+    payout = distribute(rules, ledger, record.amount, record.unit, final, earlier, record.since, record.until)
+    check_lines(record, payout)
+    return payout
+
+
+def _heads(nodes: dict[bytes, _Node], order: list[bytes]) -> tuple[CID, ...]:
+    latest: dict[bytes, Entry] = {}
+    for raw in order:
+        entry = nodes[raw].entry
+        head = latest.get(entry.header.author)
+        if head is None or entry.seq > head.seq:
+            latest[entry.header.author] = entry
+    return tuple(sorted((e.id for e in latest.values()), key=lambda c: c.raw))
+
+
+def _contributions(valid: list[_Node], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
+    events = {n.entry.id.raw: n for n in valid if isinstance(n.record, Event)}
+    # A correction belongs to the lineage of the original it corrects, directly or through other
+    # corrections: all in one author's chain, so seq orders them. `valid` is in a topological order,
+    # so an event's target (a valid event) comes before it.
+    origin: dict[bytes, bytes] = {}
+    lineages: dict[bytes, list[_Node]] = defaultdict(list)
+    for raw, n in events.items():
+        assert isinstance(n.record, Event)
+        corrects = n.record.corrects
+        origin[raw] = raw if corrects is None else origin[corrects.raw]
+        if corrects is not None:
+            lineages[origin[raw]].append(n)
+    corrected_by: dict[bytes, CID] = {}
+    for first, fixes in lineages.items():
+        fixes.sort(key=lambda n: n.entry.seq)
+        chain = [first] + [f.entry.id.raw for f in fixes]
+        # The latest correction stands; the original and earlier corrections are superseded.
+        for older, newer in pairwise(chain):
+            corrected_by[older] = events[newer].entry.id
+    latest: dict[tuple[str, bytes], tuple[int, bool]] = {}
+    for n in valid:
+        if isinstance(n.record, Endorsement):
+            key = (n.entry.author, n.record.event.raw)
+            if key not in latest or n.entry.seq > latest[key][0]:
+                latest[key] = (n.entry.seq, n.record.accept)
+    accepts: dict[bytes, list[str]] = defaultdict(list)
+    rejects: dict[bytes, list[str]] = defaultdict(list)
+    for (who, target), (_, accept) in latest.items():
+        (accepts if accept else rejects)[target].append(who)
+    result = []
+    for raw, n in events.items():
+        record = n.record
+        assert isinstance(record, Event)
+        yes, no = sorted(accepts[raw]), sorted(rejects[raw])
+        in_effect = n.rules or rules  # the rules in effect at the contribution (§18.3)
+        if raw in corrected_by:
+            verdict = CORRECTED
+        elif len(no) >= in_effect.validation.reject:
+            verdict = REJECTED
+        elif len(yes) >= in_effect.validation.accept:
+            verdict = FINAL
+        else:
+            verdict = PENDING
+        status[raw] = verdict
+        result.append(Contribution(
+            id=n.entry.id, author=n.entry.author, seq=n.entry.seq, ts=n.entry.header.ts, event=record,
+            claim=claim_value(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
+            corrected_by=corrected_by.get(raw),
+        ))
+    result.sort(key=lambda c: (c.author, c.seq))
+    return tuple(result)
+
+
+def _with_digest(state: LedgerState) -> LedgerState:
+    """sha2-256 of the DAG-CBOR map {v, ledger, members, left, entries: [[id, status], …] by id}."""
+    summary: dict[str, Any] = {
+        "v": STATE_VERSION,
+        "ledger": state.ledger,
+        "members": list(state.members),
+        "left": list(state.left),
+        "entries": [[CID(raw), s] for raw, s in sorted(state.status.items())],
+    }
+    if state.amendments:  # governance (§18): only when there is some, so other digests stay as they were
+        summary["rules"] = state.rules.to_body()
+    if state.motions:
+        summary["motions"] = [
+            [m.id, m.closing, m.winner, [m.tally.totals[o] for o in m.motion.options]] for m in state.motions
+        ]
+    if state.pledges:
+        summary["pledges"] = [[p.id, [pay.id for pay in p.payments]] for p in state.pledges]
+    return replace(state, digest=hashlib.sha256(dagcbor.encode(summary)).digest())
+
+
+# ---- governance and pledges (SPEC.md §18; the logic is in protocol/governance.py and protocol/pledges.py) ----
+
+_GOVERNANCE_KINDS: Final = frozenset({MOTION_KIND, VOTE_KIND, CLOSE_KIND, PLEDGE_KIND})
+
+
+def _parse_governed(kind: str, body: dict[str, Any], author: str, ledger: CID) -> _Governed:
+    if kind == MOTION_KIND:
+        return parse_motion(body)
+    if kind == VOTE_KIND:
+        return parse_ballot(body)
+    if kind == CLOSE_KIND:
+        return parse_closing(body)
+    return parse_pledge(body, author=author, ledger=ledger)
+
+
+def _governance_deps(record: _Governed) -> list[CID]:
+    if isinstance(record, Ballot):
+        return [record.member, record.motion]
+    if isinstance(record, Closing):
+        return [record.member, record.motion, *record.ballots]
+    return [record.member]
+
+
+def _rules_in_effect(node: _Node, nodes: dict[bytes, _Node], ledger: CID, genesis: Rules,
+                     book: RulesInEffect) -> None:
+    """The closings in the entry's causal past and the rules they give it; an event is read again
+    under amended rules (a unit they added, log_for_others)."""
+    closings = _NO_CLOSINGS  # one shared empty set: most entries know no closing
+    for dep in node.deps:
+        closings = merge(closings, nodes[dep.raw].closings)
+    node.closings = closings
+    node.rules = book.rules(closings)
+    entry = node.entry
+    if node.rules is not genesis and entry.kind == EVENT_KIND and entry.body is not None:
+        try:
+            body, _ = split(entry.body)
+            node.record, node.error = parse_event(body, author=entry.author, ledger=ledger, rules=node.rules), None
+        except InvalidData as exc:
+            node.record, node.error = None, exc
+
+
+def _govern(node: _Node, nodes: dict[bytes, _Node], book: RulesInEffect) -> None:
+    """Checks of motions, ballots, closings, pledges and payments against what they name."""
+    for link in node.refs.rules:
+        if not isinstance(nodes[link.raw].record, Closing) or nodes[link.raw].error is not None:
+            raise InvalidData("bad_reference", "rules names the closing entries (gov.close) of amendments")
+    record, entry = node.record, node.entry
+    rules = node.rules
+    assert rules is not None
+    if isinstance(record, Motion) and record.amend is not None:
+        record.amend.apply(rules)
+    elif isinstance(record, Ballot | Closing):
+        target = nodes[record.motion.raw]
+        motion = target.record
+        if not isinstance(motion, Motion) or target.error is not None:
+            raise InvalidData("bad_reference", "motion names a motion (a valid gov.motion)")
+        if book.closes(node.closings, record.motion.raw):
+            raise InvalidData("motion_closed", "this motion was closed before this entry was made")
+        voting = (target.rules or rules).voting
+        if isinstance(record, Ballot):
+            check_ballot(record, motion, voting)
+            return
+        check_closer(motion, target.entry.author, entry.author, entry.header.ts)
+        latest: dict[str, tuple[int, Ballot]] = {}
+        for link in record.ballots:
+            ballot = nodes[link.raw]
+            if (not isinstance(ballot.record, Ballot) or ballot.error is not None
+                    or ballot.record.motion != record.motion):
+                raise InvalidData("bad_reference", "ballots names valid ballots (gov.vote) of this motion")
+            voter, seq = ballot.entry.author, ballot.entry.seq
+            if voter not in latest or seq > latest[voter][0]:
+                latest[voter] = (seq, ballot.record)
+        tally = count(motion.options, voting, [latest[v][1].scores for v in sorted(latest)])
+        book.add(entry.id.raw, record.motion.raw, motion.amend if passed(motion, tally) else None)
+        node.closings = node.closings | {entry.id.raw}
+    elif isinstance(record, Pledge):
+        check_pledge(record, rules)
+    elif isinstance(record, Event) and record.fulfills is not None:
+        target = nodes[record.fulfills.raw]
+        if not isinstance(target.record, Pledge) or target.error is not None:
+            raise InvalidData("unknown_pledge", "fulfills names no pledge (vf.commitment) of this ledger")
+        check_payment(target.record, action=record.action, provider=record.provider, receiver=record.receiver,
+                      unit=record.quantity.unit)
+
+
+def _governance(
+    valid: list[_Node], book: RulesInEffect, contributions: tuple[Contribution, ...]
+) -> tuple[tuple[MotionState, ...], tuple[PledgeState, ...], tuple[CID, ...], tuple[CID, ...], frozenset[bytes]]:
+    """Motions, pledges, the applied amendments, the rules heads, and every valid closing."""
+    closings = [n for n in valid if isinstance(n.record, Closing)]
+    everything = frozenset(n.entry.id.raw for n in closings)
+    applied = book.applied(everything)
+    motions = motion_states(
+        [(n.entry.id, n.entry.author, n.entry.header.ts, n.record, (n.rules or book.genesis).voting)
+         for n in valid if isinstance(n.record, Motion)],
+        [(n.entry.id, n.entry.author, n.entry.seq, n.record) for n in valid if isinstance(n.record, Ballot)],
+        [(n.entry.id, n.record) for n in closings if isinstance(n.record, Closing)],
+        frozenset(applied),
+    )
+    amending = {m.id.raw for m in motions if m.motion.amend is not None}
+    heads = rules_heads((n.entry.id, n.closings) for n in closings
+                        if isinstance(n.record, Closing) and n.record.motion.raw in amending)
+    paid: dict[bytes, list[Payment]] = defaultdict(list)
+    for c in contributions:
+        if c.event.fulfills is not None and c.status not in (REJECTED, CORRECTED):
+            day = payment_day(c.event.point, c.ts)
+            paid[c.event.fulfills.raw].append(Payment(c.id, day, c.event.quantity.value))
+    pledges = tuple(
+        PledgeState(n.entry.id, n.entry.author, n.entry.header.ts, n.record,
+                    tuple(sorted(paid[n.entry.id.raw], key=lambda p: (p.day, p.id.raw))))
+        for n in valid if isinstance(n.record, Pledge)
+    )
+    return motions, pledges, tuple(CID(raw) for raw in applied), heads, everything

@@ -1,0 +1,259 @@
+"""The ledger's entry payloads: ValueFlows events, endorsements, admissions.
+
+Each `parse_*` takes a payload (a DAG-CBOR map) and returns a frozen record, or
+raises InvalidData with the code a member will see. Parsing needs only the
+payload and the ledger's rules; what depends on other entries (membership,
+who endorses whom) is the state's business (protocol/state.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, localcontext
+from typing import Any, Final
+
+from .cid import CID
+from .errors import InvalidData
+from .identity import public_key_from_did
+from .rules import ACTIONS, MAX_CLASSIFICATION_CHARS, Rules, parse_decimal
+
+EVENT_KIND: Final = "vf.event"
+ENDORSE_KIND: Final = "vf.endorse"
+ADMIT_KIND: Final = "member.admit"
+LEAVE_KIND: Final = "member.leave"
+#: Kinds that only members may write (their payload names the author's admission as `member`).
+MEMBER_PREFIXES: Final = ("ledger.", "vf.", "member.", "gov.")
+#: Actions whose quantity is effort (time spent or used); the others move or change a resource.
+EFFORT_ACTIONS: Final = frozenset({"work", "use"})
+MAX_NOTE_CHARS: Final = 2000
+MAX_CLASSIFICATIONS: Final = 8
+MAX_SPONSORS_NAMED: Final = 64
+_PRODUCT_DIGITS: Final = 80  # a quantity times a rate, each at most 18 + 18 digits, is exact at this precision
+# What a rate key may name after "ACTION:" (protocol/rules.py), so every priced classification can be logged.
+_CLASSIFICATION: Final = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_CLASSIFICATION_CHARS}}}")
+
+_EVENT_KEYS: Final = frozenset({
+    "action", "provider", "receiver", "effortQuantity", "resourceQuantity", "resourceClassifiedAs",
+    "hasPointInTime", "hasBeginning", "hasEnd", "note", "corrects", "member", "fulfills",
+})
+
+
+def needs_membership(kind: str) -> bool:
+    return kind.startswith(MEMBER_PREFIXES) and kind != "ledger.genesis"
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    value: Decimal
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A ValueFlows EconomicEvent. Agents are did:keys, or the ledger's id for the coop itself."""
+
+    action: str
+    provider: str
+    receiver: str
+    quantity: Quantity
+    effort: bool  # effortQuantity (work, use) or resourceQuantity
+    classifications: tuple[str, ...]
+    point: str | None
+    beginning: str | None
+    end: str | None
+    note: str
+    corrects: CID | None
+    member: CID
+    fulfills: CID | None = None  # a pledge (vf.commitment) this transfer pays (protocol/pledges.py)
+
+    @property
+    def classification(self) -> str | None:
+        return self.classifications[0] if self.classifications else None
+
+
+@dataclass(frozen=True, slots=True)
+class Endorsement:
+    event: CID
+    accept: bool
+    note: str
+    member: CID
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A sponsorship: the author vouches for `agent`; `with_` names earlier sponsorships it saw."""
+
+    agent: str
+    with_: tuple[CID, ...]
+    member: CID
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    member: CID
+
+
+def _keys(body: dict[str, Any], allowed: frozenset[str], kind: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidData("unknown_field", f"{kind} has unknown field(s): {', '.join(unknown)}")
+
+
+def _link(body: dict[str, Any], key: str, kind: str, *, required: bool = True) -> CID | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, CID):
+        raise InvalidData("bad_reference", f"{kind}.{key} must be a link to an entry")
+    return value
+
+
+def _text(body: dict[str, Any], key: str, limit: int) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidData("bad_field", f"{key} must be text of at most {limit} characters")
+    return value
+
+
+def _agent(value: object, key: str, ledger: CID) -> str:
+    """A did:key, or the ledger's id (the coop itself)."""
+    if value == str(ledger):
+        return str(ledger)
+    if not isinstance(value, str):
+        raise InvalidData("bad_agent", f"{key} must be a did:key or the ledger's id")
+    try:
+        public_key_from_did(value)
+    except InvalidData as exc:
+        raise InvalidData("bad_agent", f"{key}: {exc.message}") from None
+    return value
+
+
+def parse_time(value: object, key: str) -> datetime:
+    """An ISO 8601 date (midnight UTC) or date-time; a date-time must carry its offset (Z or ±hh:mm)."""
+    if not isinstance(value, str) or not 8 <= len(value) <= 40:
+        raise InvalidData("bad_time", f"{key} must be an ISO 8601 date or date-time")
+    try:
+        if "T" not in value:
+            d = date.fromisoformat(value)
+            return datetime(d.year, d.month, d.day, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidData("bad_time", f"{key} {value!r} is not an ISO 8601 date or date-time") from None
+    if parsed.tzinfo is None:
+        raise InvalidData("bad_time", f"{key} {value!r} needs a UTC offset, e.g. 2026-11-27T10:00:00Z")
+    return parsed
+
+
+def instant(value: str) -> float:
+    """Seconds since the epoch of a validated time."""
+    return parse_time(value, "time").timestamp()
+
+
+def _quantity(value: object, key: str, rules: Rules) -> Quantity:
+    if not isinstance(value, dict) or set(value) != {"hasNumericalValue", "hasUnit"}:
+        raise InvalidData("bad_quantity", f"{key} must be {{hasNumericalValue, hasUnit}}")
+    number = parse_decimal(value["hasNumericalValue"], f"{key}.hasNumericalValue")
+    if number <= 0:
+        raise InvalidData("bad_quantity", f"{key}.hasNumericalValue must be more than 0")
+    unit = value["hasUnit"]
+    if not isinstance(unit, str) or unit not in rules.units:
+        units = ", ".join(rules.units)
+        raise InvalidData("unknown_unit", f"unit {unit!r:.40} is not one of this ledger's units: {units}")
+    return Quantity(number, unit)
+
+
+def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules) -> Event:
+    _keys(body, _EVENT_KEYS, EVENT_KIND)
+    action = body.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise InvalidData("unknown_action", f"action {action!r:.40} is not a ValueFlows action")
+    effort = action in EFFORT_ACTIONS
+    want_key, other_key = ("effortQuantity", "resourceQuantity") if effort else ("resourceQuantity", "effortQuantity")
+    if want_key not in body:
+        raise InvalidData("bad_quantity", f"a {action} event takes {want_key}")
+    if other_key in body:
+        raise InvalidData("bad_quantity", f"a {action} event takes {want_key}, not {other_key}")
+    quantity = _quantity(body[want_key], want_key, rules)
+    provider = _agent(body.get("provider", author), "provider", ledger)
+    receiver = _agent(body.get("receiver", str(ledger)), "receiver", ledger)
+    if author not in (provider, receiver) and not rules.log_for_others:
+        raise InvalidData("not_party", "the author must be the provider or the receiver (the rules do not allow "
+                          "logging for others)")
+    classes = body.get("resourceClassifiedAs", [])
+    if (not isinstance(classes, list) or len(classes) > MAX_CLASSIFICATIONS
+            or not all(isinstance(c, str) and _CLASSIFICATION.fullmatch(c) for c in classes)):
+        raise InvalidData("bad_field", f"resourceClassifiedAs must be a list of at most {MAX_CLASSIFICATIONS} names "
+                          f"of 1 to {MAX_CLASSIFICATION_CHARS} characters without spaces")
+    point, beginning, end = (body.get(k) for k in ("hasPointInTime", "hasBeginning", "hasEnd"))
+    if point is not None and (beginning is not None or end is not None):
+        raise InvalidData("bad_time_range", "give hasPointInTime, or hasBeginning and hasEnd, not both")
+    if point is not None:
+        parse_time(point, "hasPointInTime")
+    if (beginning is None) != (end is None):
+        raise InvalidData("bad_time_range", "hasBeginning and hasEnd go together")
+    if beginning is not None and end is not None:
+        parse_time(beginning, "hasBeginning")
+        parse_time(end, "hasEnd")
+        if instant(beginning) > instant(end):
+            raise InvalidData("bad_time_range", "hasBeginning is after hasEnd")
+    return Event(
+        action=action,
+        provider=provider,
+        receiver=receiver,
+        quantity=quantity,
+        effort=effort,
+        classifications=tuple(classes),
+        point=point,
+        beginning=beginning,
+        end=end,
+        note=_text(body, "note", MAX_NOTE_CHARS),
+        corrects=_link(body, "corrects", EVENT_KIND, required=False),
+        member=_member(body, EVENT_KIND),
+        fulfills=_link(body, "fulfills", EVENT_KIND, required=False),
+    )
+
+
+def _member(body: dict[str, Any], kind: str) -> CID:
+    value = body.get("member")
+    if not isinstance(value, CID):
+        raise InvalidData("not_member", f"{kind} must name the author's admission (or the genesis) as member")
+    return value
+
+
+def parse_endorsement(body: dict[str, Any]) -> Endorsement:
+    _keys(body, frozenset({"event", "verdict", "note", "member"}), ENDORSE_KIND)
+    verdict = body.get("verdict")
+    if verdict not in ("accept", "reject"):
+        raise InvalidData("bad_field", "verdict must be accept or reject")
+    event = _link(body, "event", ENDORSE_KIND)
+    assert event is not None
+    return Endorsement(event, verdict == "accept", _text(body, "note", MAX_NOTE_CHARS), _member(body, ENDORSE_KIND))
+
+
+def parse_admission(body: dict[str, Any], ledger: CID) -> Admission:
+    _keys(body, frozenset({"agent", "with", "member"}), ADMIT_KIND)
+    agent = _agent(body.get("agent"), "agent", ledger)
+    if agent == str(ledger):
+        raise InvalidData("bad_agent", "agent must be a did:key")
+    named = body.get("with", [])
+    if not isinstance(named, list) or len(named) > MAX_SPONSORS_NAMED or not all(isinstance(c, CID) for c in named):
+        raise InvalidData("bad_reference", f"with must list at most {MAX_SPONSORS_NAMED} links to sponsorships")
+    return Admission(agent, tuple(sorted(set(named), key=lambda c: c.raw)), _member(body, ADMIT_KIND))
+
+
+def parse_leave(body: dict[str, Any]) -> Leave:
+    _keys(body, frozenset({"member", "note"}), LEAVE_KIND)
+    _text(body, "note", MAX_NOTE_CHARS)
+    return Leave(_member(body, LEAVE_KIND))
+
+
+def claim_value(event: Event, rules: Rules) -> Decimal:
+    """The contribution's claim value under `rules`: quantity × rate (0 without a rate)."""
+    rate = rules.rate(event.action, event.classification, event.quantity.unit)
+    if rate is None:
+        return Decimal(0)
+    with localcontext() as exact:
+        exact.prec = _PRODUCT_DIGITS  # exact: both factors have at most 36 significant digits
+        return event.quantity.value * rate

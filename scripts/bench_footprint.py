@@ -1,0 +1,269 @@
+"""Benchmark: the footprint of a real `tally run` process.
+
+Prints, for a node started as `tally run --offline --no-mdns` on a loopback port:
+- start-up: the time from spawning the process to its first 200 on /api/v1/identity (median of
+  several starts, on an empty store and again on the big one);
+- idle memory: VmRSS from /proc/<pid>/status a moment after start-up, on an empty store;
+- memory with N stored entries (default 1,000,000: one member's chain in one ledger, built with
+  Store.append_batch, which takes a few minutes), idle and after the queries below, and VmHWM (peak);
+- a history page query at N entries: GET /api/v1/ledgers/{id}/entries?limit=100&after=<a random
+  entry> over one keep-alive connection, p50 / p99 / max over 200 requests.
+Goals: idle RSS <= 60 MB, start-up <= 1.5 s, RSS at 1M entries <= 120 MB, history page p99 <= 50 ms.
+
+    python scripts/bench_footprint.py [--entries 1000000] [--requests 200] [--home DIR]
+
+`--entries 20000` gives a quick run (it says what it measured). `--home DIR` keeps the home (and the
+big store) in DIR, and reuses a store already built there. Linux only (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.home import Home
+from node.store import AppendRequest, Store
+from protocol import CID, GENESIS_KIND
+
+GOAL_IDLE_RSS_MB = 60.0
+GOAL_STARTUP_S = 1.5
+GOAL_BIG_RSS_MB = 120.0
+GOAL_PAGE_P99_MS = 50.0
+PAGE_ENTRIES = 100
+BUILD_CHUNK = 20_000  # requests handed to append_batch at once (it commits them 1000 to a transaction)
+START_TIMEOUT_S = 60.0
+
+
+def tally_executable() -> str:
+    candidate = Path(sys.executable).with_name("tally")
+    found = str(candidate) if candidate.exists() else shutil.which("tally")
+    if not found:
+        raise SystemExit("the `tally` console script is not installed (pip install -e .)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_status_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise KeyError(field)
+
+
+@dataclass
+class Node:
+    proc: subprocess.Popen[bytes]
+    port: int
+    startup_s: float
+
+    def rss_mb(self) -> float:
+        return proc_status_mb(self.proc.pid, "VmRSS")
+
+    def peak_mb(self) -> float:
+        return proc_status_mb(self.proc.pid, "VmHWM")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise SystemExit("the node did not stop on SIGTERM") from None
+        if code != 0:
+            raise SystemExit(f"the node exited {code} on SIGTERM")
+
+
+def start(home: Path, log_path: Path) -> Node:
+    """Spawn `tally run`; return once it has answered 200 on /api/v1/identity."""
+    port = free_port()
+    env = {**os.environ, "TALLY_HOME": str(home)}
+    with log_path.open("ab") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [tally_executable(), "run", "--listen", f"127.0.0.1:{port}", "--offline", "--no-mdns"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
+        )
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/api/v1/identity")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return Node(proc, port, time.perf_counter() - t0)
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the node exited {proc.returncode}: {log_path.read_text()[-2000:]}")
+        if time.perf_counter() - t0 > START_TIMEOUT_S:
+            proc.kill()
+            raise SystemExit(f"no answer within {START_TIMEOUT_S} s")
+        time.sleep(0.002)
+
+
+def startups(home: Path, log_path: Path, times: int) -> list[float]:
+    result = []
+    for _ in range(times):
+        node = start(home, log_path)
+        result.append(node.startup_s)
+        node.stop()
+    return result
+
+
+async def build_store(home: Home, entries: int) -> tuple[CID, list[CID]]:
+    """A members-only ledger holding `entries` entries of the home's own chain (the genesis counts).
+
+    Returns the ledger and a sample of its entry ids. Reuses a store that already holds such a ledger.
+    """
+    store = await Store.open(home.store_path, key=home.load_key())
+    try:
+        ledgers = [i for i in await store.ledgers() if i.name == "bench" and i.entries == entries]
+        if ledgers:
+            print(f"  reusing the {entries:,}-entry ledger in {home.store_path}")
+            ledger = ledgers[0].id
+        else:
+            t0 = time.perf_counter()
+            genesis = await store.append(AppendRequest(None, GENESIS_KIND, {"name": "bench"}, 1))
+            ledger = genesis.id
+            done = 1
+            while done < entries:
+                n = min(BUILD_CHUNK, entries - done)
+                await store.append_batch([
+                    AppendRequest(ledger, "note.text", {"text": "fixed the brakes on three bikes", "n": done + i},
+                                  1_700_000_000_000 + done + i)
+                    for i in range(n)
+                ])
+                done += n
+                if done % 200_000 < BUILD_CHUNK or done == entries:
+                    rate = done / (time.perf_counter() - t0)
+                    print(f"  {done:>9,} entries stored ({rate:,.0f}/s)", flush=True)
+        sample = random.sample(range(1, entries), min(2000, entries - 1))
+        ids = [i for i in [await store.id_at(ledger, home.load_key().public_key, seq + 1) for seq in sample] if i]
+        return ledger, ids
+    finally:
+        await store.close()
+
+
+def page_latencies(node: Node, token: str, ledger: CID, afters: list[CID], requests: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}"}
+    result = []
+    for i in range(requests):
+        path = f"/api/v1/ledgers/{ledger}/entries?limit={PAGE_ENTRIES}"
+        if i % 20:  # every 20th the first page, the others a page after a random entry
+            path += f"&after={afters[i % len(afters)]}"
+        t0 = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        result.append(time.perf_counter() - t0)
+        if resp.status != 200:
+            raise SystemExit(f"GET {path}: {resp.status} {body[:300]!r}")
+        if len(json.loads(body)["entries"]) == 0:
+            raise SystemExit(f"GET {path}: an empty page")
+    conn.close()
+    return result
+
+
+def verdict(value: float, goal: float) -> str:
+    return "ok" if value <= goal else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--starts", type=int, default=5, help="start-ups to take the median of")
+    parser.add_argument("--home", type=Path, help="keep the home (and its big store) here; reuse it")
+    args = parser.parse_args()
+    if args.entries < 2:
+        parser.error("--entries must be at least 2")
+    if not Path("/proc/self/status").exists():
+        raise SystemExit("needs Linux /proc")
+    work = Path(tempfile.mkdtemp(prefix="tally-footprint-"))
+    home_path = args.home or work / "home"
+    log_path = work / "node.log"
+    try:
+        if not Home(home_path).has_identity():
+            env = {**os.environ, "TALLY_HOME": str(home_path)}
+            subprocess.run([tally_executable(), "init"], check=True, capture_output=True, env=env)
+        home = Home(home_path)
+        token = home.load_token()
+        print(f"tally run --offline --no-mdns, home {home_path}; "
+              f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
+
+        big = asyncio.run(_has_big_ledger(home, args.entries))
+        if not big:
+            empty = startups(home_path, log_path, args.starts)
+            node = start(home_path, log_path)
+            time.sleep(2.0)
+            idle_rss = node.rss_mb()
+            node.stop()
+            print(f"start-up, empty store: median {statistics.median(empty):.3f} s "
+                  f"(runs: {', '.join(f'{s:.3f}' for s in empty)})  goal <= {GOAL_STARTUP_S} s  "
+                  f"{verdict(statistics.median(empty), GOAL_STARTUP_S)}")
+            print(f"idle RSS, empty store: {idle_rss:.1f} MB  goal <= {GOAL_IDLE_RSS_MB} MB  "
+                  f"{verdict(idle_rss, GOAL_IDLE_RSS_MB)}")
+        else:
+            print("(the home already holds the big store: empty-store figures skipped; use a fresh --home)")
+
+        print(f"building a store of {args.entries:,} entries …", flush=True)
+        t0 = time.perf_counter()
+        ledger, afters = asyncio.run(build_store(home, args.entries))
+        size_mb = sum(p.stat().st_size for p in home_path.glob("tally.sqlite3*")) / 2**20
+        print(f"  built in {time.perf_counter() - t0:.0f} s; store {size_mb:,.0f} MB on disk")
+
+        loaded = startups(home_path, log_path, args.starts)
+        print(f"start-up, {args.entries:,} entries: median {statistics.median(loaded):.3f} s "
+              f"(runs: {', '.join(f'{s:.3f}' for s in loaded)})  goal <= {GOAL_STARTUP_S} s  "
+              f"{verdict(statistics.median(loaded), GOAL_STARTUP_S)}")
+        node = start(home_path, log_path)
+        try:
+            time.sleep(2.0)
+            rss_idle = node.rss_mb()
+            lat = sorted(page_latencies(node, token, ledger, afters, args.requests))
+            rss_after = node.rss_mb()
+            peak = node.peak_mb()
+        finally:
+            node.stop()
+        p99 = lat[max(0, round(0.99 * len(lat)) - 1)] * 1000
+        print(f"RSS with {args.entries:,} entries: idle {rss_idle:.1f} MB, after the queries {rss_after:.1f} MB, "
+              f"peak {peak:.1f} MB  goal <= {GOAL_BIG_RSS_MB} MB  {verdict(max(rss_idle, rss_after), GOAL_BIG_RSS_MB)}")
+        print(f"history page (limit={PAGE_ENTRIES}) at {args.entries:,} entries, {len(lat)} requests: "
+              f"p50 {statistics.median(lat) * 1000:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms  "
+              f"goal p99 <= {GOAL_PAGE_P99_MS} ms  {verdict(p99, GOAL_PAGE_P99_MS)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _has_big_ledger(home: Home, entries: int) -> bool:
+    if not home.store_path.exists():
+        return False
+    store = await Store.open(home.store_path)
+    try:
+        return any(i.name == "bench" and i.entries == entries for i in await store.ledgers())
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    main()

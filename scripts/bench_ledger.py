@@ -1,0 +1,362 @@
+"""Benchmark: a big coop's ledger, read back from a real store.
+
+Builds once, into a store file, a ledger of a year of a 100-member coop: 3 founders admit
+97 members (two sponsors each, the second naming the first's sponsorship), then about
+50,000 vf.events (work, use, transfer, deliverService, cite; skills, notes, times spread
+over the year) and 50,000 endorsements of earlier events by other members. The store is
+built in a child process, so this process's memory figures are the rebuild's alone.
+
+Then measures, one line per figure (wall clock, and CPU time: machines here are noisy):
+- state: time to rebuild the ledger's state from the store with node.ledger_states.load_state,
+  in entries/s, and its two halves: read_ledger (read from SQLite + decode, without signature
+  checks: entries were verified on arrival) and state_of (compute_state); the memory it takes
+  (tracemalloc: peak during a rebuild, and what the state keeps; growth of the peak RSS).
+  Goal: >= 20,000 entries/s.
+- distribute: the value equation over the ledger's final contributions (a preview), what one
+  recorded distribution adds to a state rebuild, and scripts/bench_distribute.py's year of
+  100,000 events (straight and remaining modes). Goal: under a second.
+
+Each benchmark is an async function of a Context (the store, the ledger) registered in
+BENCHES, so later issues add theirs beside it (--only picks some). `--store PATH` keeps
+the built store for the next run.
+
+    python scripts/bench_ledger.py [--members 100] [--events 50000] [--endorsements 50000]
+                                   [--repeat 3] [--store PATH] [--only state]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import multiprocessing
+import random
+import resource
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from node.ledger_states import load_state, read_ledger, state_of
+from node.runtime import tune_gc
+from node.store import Store
+from protocol import CID, GENESIS_KIND, Entry, SigningKey, create_entry
+from protocol.rules import Rules
+from protocol.state import FINAL, compute_state
+
+STATE_GOAL_PER_S = 20_000
+FOUNDERS = 3
+BATCH = 2_000  # entries per ingest transaction
+YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
+YEAR_MS = 365 * 24 * 3600 * 1000
+SKILLS = ("engineering", "design", "cooking", "accounting", "repair", "teaching")
+NOTES = (
+    "", "", "fixed the brakes on three bikes", "weekly accounts and bank reconciliation",
+    "design review of the new cargo frame", "van to the wholesale market", "workshop for the school",
+    "soup kitchen shift", "paid the electricity bill", "borrowed the welding kit",
+)
+RULES: dict[str, Any] = {
+    "validation": {"accept": 2, "reject": 2},
+    "rates": {
+        "work": {"hour": "20"}, "work:engineering": {"hour": "30"}, "work:accounting": {"hour": "25"},
+        "use": {"day": "25", "hour": "4"}, "transfer": {"euro": "1"}, "deliverService": {"hour": "20"},
+        "cite": {"hour": "5"},
+    },
+    "buckets": [
+        {"name": "reserve", "percent": "20", "recipient": "ledger"},
+        {"name": "members", "percent": "80"},
+    ],
+}
+
+
+# ---- building the ledger -----------------------------------------------------------------
+
+
+def member_key(i: int) -> SigningKey:
+    return SigningKey(i.to_bytes(2, "big") * 16)
+
+
+class Chains:
+    """Signs each member's next entry in their chain, with times that only go forward."""
+
+    def __init__(self, keys: list[SigningKey]) -> None:
+        founders = keys[:FOUNDERS]
+        rules = Rules.from_config({**RULES, "founders": [k.did for k in founders]}, name="Bike coop",
+                                  creator=founders[0].did)
+        start_ms = int(YEAR_START.timestamp() * 1000)
+        self.genesis = create_entry(founders[0], ledger=None, seq=1, prev=None, ts=start_ms, kind=GENESIS_KIND,
+                                    body=rules.to_body())
+        self.heads: dict[bytes, Entry] = {founders[0].public_key: self.genesis}
+        self.entries: list[Entry] = [self.genesis]
+
+    def append(self, key: SigningKey, kind: str, body: dict[str, Any], ts: int) -> Entry:
+        head = self.heads.get(key.public_key)
+        entry = create_entry(
+            key, ledger=self.genesis.id, seq=1 if head is None else head.seq + 1,
+            prev=None if head is None else head.id, ts=ts if head is None else max(ts, head.header.ts),
+            kind=kind, body=body,
+        )
+        self.heads[key.public_key] = entry
+        self.entries.append(entry)
+        return entry
+
+
+def event_body(rnd: random.Random, member: CID, day: datetime) -> dict[str, Any]:
+    action = rnd.choices(["work", "use", "transfer", "deliverService", "cite"], [60, 15, 10, 10, 5])[0]
+    body: dict[str, Any] = {"action": action, "member": member}
+    if action == "work":
+        hours = rnd.choice(["0.5", "1", "1.5", "2", "2.5", "3", "4", "6", "8"])
+        body["effortQuantity"] = {"hasNumericalValue": hours, "hasUnit": "hour"}
+        start = day + timedelta(hours=rnd.randint(7, 14), minutes=rnd.choice([0, 15, 30, 45]))
+        end = start + timedelta(minutes=int(float(hours) * 60))
+        body["hasBeginning"] = start.isoformat().replace("+00:00", "Z")
+        body["hasEnd"] = end.isoformat().replace("+00:00", "Z")
+    elif action == "use":
+        unit = rnd.choice(["day", "hour"])
+        body["effortQuantity"] = {"hasNumericalValue": str(rnd.randint(1, 5)), "hasUnit": unit}
+        body["hasPointInTime"] = day.date().isoformat()
+    elif action == "transfer":
+        euros = f"{rnd.randint(5, 900)}.{rnd.randint(0, 99):02d}"
+        body["resourceQuantity"] = {"hasNumericalValue": euros, "hasUnit": "euro"}
+        body["hasPointInTime"] = day.date().isoformat()
+    else:
+        body["resourceQuantity"] = {"hasNumericalValue": str(rnd.randint(1, 6)), "hasUnit": "hour"}
+        body["hasPointInTime"] = day.date().isoformat()
+    if action in ("work", "deliverService") and rnd.random() < 0.7:
+        body["resourceClassifiedAs"] = [rnd.choice(SKILLS)]
+    note = rnd.choice(NOTES)
+    if note:
+        body["note"] = note
+    return body
+
+
+def build_entries(members: int, events: int, endorsements: int, seed: int = 1) -> tuple[Entry, list[Entry]]:
+    """The genesis and every entry, in an order that keeps each chain in seq order."""
+    rnd = random.Random(seed)
+    keys = [member_key(i) for i in range(members)]
+    chains = Chains(keys)
+    ledger = chains.genesis.id
+    proof: dict[bytes, CID] = {k.public_key: ledger for k in keys[:FOUNDERS]}
+    start_ms = chains.genesis.header.ts
+    ts = start_ms
+    by = {k.public_key: k for k in keys}
+    for newcomer in keys[FOUNDERS:]:  # two sponsors each (K = 2), the second naming the first
+        first, second = rnd.sample(list(proof), 2)
+        ts += 60_000
+        sponsorship = chains.append(by[first], "member.admit",
+                                    {"agent": newcomer.did, "member": proof[first]}, ts)
+        ts += 60_000
+        completed = chains.append(by[second], "member.admit",
+                                  {"agent": newcomer.did, "member": proof[second], "with": [sponsorship.id]}, ts)
+        proof[newcomer.public_key] = completed.id
+    # Events and endorsements interleaved over the year; an endorsement names an earlier event of another.
+    made: list[Entry] = []
+    kinds = ["vf.event"] * events + ["vf.endorse"] * endorsements
+    rnd.shuffle(kinds)
+    if events:  # the first endorsement needs an event before it
+        i = kinds.index("vf.event")
+        kinds[0], kinds[i] = kinds[i], kinds[0]
+    step_ms = (YEAR_MS - (ts - start_ms)) // max(1, len(kinds))
+    for kind in kinds:
+        ts += rnd.randint(0, 2 * step_ms)
+        author = rnd.choice(keys)
+        if kind == "vf.event":
+            day = datetime.fromtimestamp(ts / 1000, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            made.append(chains.append(author, "vf.event", event_body(rnd, proof[author.public_key], day), ts))
+        else:
+            target = made[-1 - min(len(made) - 1, int(rnd.expovariate(1 / 200)))]  # mostly recent events
+            while target.header.author == author.public_key:
+                author = rnd.choice(keys)
+            body: dict[str, Any] = {"event": target.id, "verdict": "accept" if rnd.random() < 0.95 else "reject",
+                                    "member": proof[author.public_key]}
+            if rnd.random() < 0.1:
+                body["note"] = "checked with the timesheet"
+            chains.append(author, "vf.endorse", body, ts)
+    return chains.genesis, chains.entries[1:]
+
+
+async def build_store(path: Path, members: int, events: int, endorsements: int) -> None:
+    t = time.perf_counter()
+    genesis, entries = build_entries(members, events, endorsements)
+    signed_s = time.perf_counter() - t
+    async with await Store.open(path) as store:
+        result = await store.ingest([genesis])
+        assert len(result.stored) == 1, result
+        for i in range(0, len(entries), BATCH):
+            result = await store.ingest(entries[i : i + BATCH])
+            assert len(result.stored) == len(entries[i : i + BATCH]), result
+    kinds = Counter(e.kind for e in entries)
+    print(f"built   {1 + len(entries):,} entries ({', '.join(f'{n:,} {k}' for k, n in sorted(kinds.items()))}) "
+          f"in {time.perf_counter() - t:.1f} s ({signed_s:.1f} s signing)")
+    print(f"ledger  {genesis.id}")
+
+
+def _build_in_child(path: str, members: int, events: int, endorsements: int) -> None:
+    asyncio.run(build_store(Path(path), members, events, endorsements))
+
+
+# ---- benchmarks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    store: Store
+    ledger: CID
+    repeat: int
+
+
+def rss_peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+async def bench_state(ctx: Context) -> None:
+    """Rebuild the state from the store: load_state, then its two halves apart."""
+    gc.collect()
+    rss_before = rss_peak_bytes()
+    best_total = best_cpu = float("inf")
+    count = 0
+    state = None
+    for _ in range(ctx.repeat):
+        state = None
+        gc.collect()
+        t, cpu = time.perf_counter(), time.process_time()
+        state = await load_state(ctx.store, ctx.ledger)
+        best_total = min(best_total, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+        assert state is not None
+        count = len(state.status)
+    rss_growth = rss_peak_bytes() - rss_before
+    assert state is not None
+    final = sum(1 for c in state.contributions if c.status == FINAL)
+
+    best_load = best_compute = float("inf")
+    for _ in range(ctx.repeat):
+        stored = None
+        gc.collect()
+        t = time.perf_counter()
+        stored = await read_ledger(ctx.store, ctx.ledger)
+        best_load = min(best_load, time.perf_counter() - t)
+        assert stored is not None
+        t = time.perf_counter()
+        state_of(stored)
+        best_compute = min(best_compute, time.perf_counter() - t)
+    del stored
+
+    state = None
+    gc.collect()
+    tracemalloc.start()
+    state = await load_state(ctx.store, ctx.ledger)
+    peak = tracemalloc.get_traced_memory()[1]
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert state is not None
+
+    rate = count / best_total
+    print(f"state   {len(state.members)} members, {count:,} entries, {len(state.contributions):,} contributions "
+          f"({final:,} final), {len(state.invalid)} invalid, {len(state.waiting)} waiting")
+    print(f"rebuild {rate:9,.0f} entries/s  ({best_total:.2f} s for load_state, best of {ctx.repeat})  "
+          f"ratio to goal {rate / STATE_GOAL_PER_S:.2f} (goal >= {STATE_GOAL_PER_S:,} entries/s)")
+    print(f"  cpu     {count / best_cpu:9,.0f} entries/s  ({best_cpu:.2f} s of CPU time in this process, "
+          f"SQLite's thread included: what a busy machine's wall clock hides)")
+    print(f"  load    {count / best_load:9,.0f} entries/s  ({best_load:.2f} s: read_ledger, read from SQLite + "
+          f"decode, no signature checks; {best_load / (best_load + best_compute):.0%})")
+    print(f"  compute {count / best_compute:9,.0f} entries/s  ({best_compute:.2f} s: state_of, compute_state; "
+          f"{best_compute / (best_load + best_compute):.0%})")
+    print(f"memory  peak {mb(peak)} during one rebuild (tracemalloc), {peak / count:,.0f} B/entry")
+    print(f"memory  kept {mb(kept)} by the state once built (tracemalloc), {kept / count:,.0f} B/entry")
+    print(f"memory  RSS grew {mb(rss_growth)} over the first rebuild (peak RSS, getrusage)")
+
+
+async def bench_distribution(ctx: Context) -> None:
+    """The value equation over this ledger's final contributions (a preview), the cost of a recorded
+    distribution in a state rebuild (every node recomputes it), then scripts/bench_distribute.py's
+    year of 100,000 events. Goal: under a second to distribute."""
+    from bench_distribute import GOAL_S, bench_distribute  # scripts/ is on sys.path when run as a script
+
+    from node import ledger_ops
+    from protocol.distribution import DISTRIBUTION_KIND
+
+    stored = await read_ledger(ctx.store, ctx.ledger)
+    assert stored is not None
+    state = state_of(stored)
+    final = sum(1 for c in state.contributions if c.status == FINAL)
+    best = float("inf")
+    for _ in range(ctx.repeat):
+        t = time.perf_counter()
+        payout = ledger_ops.preview_distribution(state, amount="100000", unit="euro")
+        best = min(best, time.perf_counter() - t)
+    print(f"distribute {best:.3f} s  (preview of 100,000 euro over {final:,} final contributions, "
+          f"{len(payout.lines)} lines; goal < {GOAL_S:.0f} s)")
+    founder = member_key(0)
+    head = max((e for e in stored.entries if e.header.author == founder.public_key), key=lambda e: e.seq,
+               default=stored.genesis)
+    append = ledger_ops.record_distribution(state, founder.did, payout, head.header.ts + 1)
+    recorded = create_entry(founder, ledger=ctx.ledger, seq=head.seq + 1, prev=head.id, ts=append.ts,
+                            kind=DISTRIBUTION_KIND, body=append.body)
+    best_with = float("inf")
+    for _ in range(ctx.repeat):
+        t = time.perf_counter()
+        with_one = compute_state(stored.genesis, [*stored.entries, recorded], stored.forks)
+        best_with = min(best_with, time.perf_counter() - t)
+    assert with_one.status[recorded.id.raw] == "valid" and len(with_one.distributions) == 1, with_one.invalid
+    best_without = float("inf")
+    for _ in range(ctx.repeat):
+        t = time.perf_counter()
+        compute_state(stored.genesis, stored.entries, stored.forks)
+        best_without = min(best_without, time.perf_counter() - t)
+    print(f"  record   +{best_with - best_without:.3f} s per recorded distribution in a state rebuild "
+          f"({best_with:.2f} s with one, {best_without:.2f} s without: every node recomputes it)")
+    bench_distribute(runs=ctx.repeat)
+
+
+BENCHES: dict[str, Callable[[Context], Awaitable[None]]] = {
+    "state": bench_state,
+    "distribute": bench_distribution,
+}
+
+
+async def run(path: Path, names: list[str], repeat: int) -> None:
+    async with await Store.open(path) as store:
+        ledgers = [info.id for info in await store.ledgers()]
+        assert len(ledgers) == 1, ledgers
+        ctx = Context(store, ledgers[0], repeat)
+        for name in names:
+            await BENCHES[name](ctx)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=100)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--endorsements", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--store", type=Path, help="reuse (or build once into) this store file")
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only these benchmarks")
+    args = parser.parse_args()
+    tune_gc()  # as `tally` does
+    with tempfile.TemporaryDirectory(prefix="tally-bench-") as d:
+        path = args.store or Path(d) / "ledger.sqlite3"
+        if not path.exists():
+            # A child process builds it: this one's memory stays the rebuild's alone.
+            child = multiprocessing.get_context("spawn").Process(
+                target=_build_in_child, args=(str(path), args.members, args.events, args.endorsements)
+            )
+            child.start()
+            child.join()
+            if child.exitcode != 0:
+                raise SystemExit(f"building the ledger failed (exit code {child.exitcode})")
+        asyncio.run(run(path, args.only or list(BENCHES), args.repeat))
+
+
+if __name__ == "__main__":
+    main()

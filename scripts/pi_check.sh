@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# pi_check.sh - does Tally install and run on a Raspberry Pi's platform?
+#
+# Uses ../shared/pi-emu/pi-check.sh (QEMU user-mode emulation of arm64 in a Debian
+# bookworm arm64 root filesystem: Raspberry Pi OS 64-bit's base, Python 3.11):
+# copies this project in, installs it in a fresh venv from arm64 wheels only (a
+# dependency without an aarch64 wheel fails the check), runs `tally init` and
+# `tally run`, waits for the first 200 on /api/v1/identity, stops the node with
+# SIGTERM and requires exit 0. Prints the timings it saw.
+#
+#   sudo scripts/pi_check.sh       # sets the emulator up first if needed (~5 min, ~330 MB, once)
+#
+# Environment: PI_CHECK (path of pi-check.sh; default ../shared/pi-emu/pi-check.sh
+# beside the repository), PI_CPU (cortex-a72 = Pi 4 [default], cortex-a76 = Pi 5,
+# cortex-a53 = Pi 3 / Zero 2), PI_CHECK_TIMEOUT (seconds for the run, default 1200).
+# Exit: 0 pass, 1 fail, 2 cannot run here (not root, no pi-check.sh), 3 the emulator's
+# setup failed (e.g. no network to Debian's mirror).
+set -euo pipefail
+
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+inside() {  # runs in the emulated Pi: cwd is the project's copy, an empty venv is active
+    local t0 node rc=0
+    t0=$(ms)
+    pip install -q .
+    echo "pi_check: pip install (arm64 wheels only) took $(( $(ms) - t0 )) ms"
+    pip list --format=freeze | grep -iE '^(tally-node|aiohttp|aiosqlite|cbor2|cryptography|pynacl|zeroconf)=' |
+        tr '\n' ' '
+    echo
+    export TALLY_HOME=/tmp/tally-home
+    tally init
+    t0=$(ms)
+    tally run --listen 127.0.0.1:7410 --offline --no-mdns 2> /tmp/node.log &
+    node=$!
+    if ! python3 - <<'EOF'
+import json, platform, time, urllib.request
+deadline = time.monotonic() + 300
+while True:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:7410/api/v1/identity", timeout=10) as r:
+            identity = json.load(r)
+            assert r.status == 200, r.status
+            break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise SystemExit("pi_check: no answer on /api/v1/identity within 300 s")
+        time.sleep(0.1)
+assert identity["id"].startswith("did:key:z6Mk") and identity["protocol"] == 1, identity
+print("pi_check:", platform.machine(), "serves /api/v1/identity:", json.dumps(identity))
+EOF
+    then
+        cat /tmp/node.log
+        kill -KILL "$node"
+        return 1
+    fi
+    echo "pi_check: from spawn to the first 200 on /api/v1/identity: $(( $(ms) - t0 )) ms (emulated)"
+    kill -TERM "$node"
+    wait "$node" || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "pi_check: the node exited $rc on SIGTERM"
+        cat /tmp/node.log
+        return 1
+    fi
+    echo "pi_check: the node stopped cleanly on SIGTERM"
+}
+
+if [ "${1:-}" = --inside ]; then
+    inside
+    exit
+fi
+
+ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+PI_CHECK=${PI_CHECK:-$ROOT/../shared/pi-emu/pi-check.sh}
+TIMEOUT=${PI_CHECK_TIMEOUT:-1200}
+
+[ "$(id -u)" = 0 ] || { echo "pi_check: needs root (QEMU binfmt, chroot, namespaces)" >&2; exit 2; }
+[ -f "$PI_CHECK" ] || { echo "pi_check: no $PI_CHECK" >&2; exit 2; }
+
+status=$(bash "$PI_CHECK" status)
+if ! grep -q '^rootfs:  rootfs:' <<< "$status"; then
+    t0=$(date +%s)
+    bash "$PI_CHECK" setup || { echo "pi_check: the emulator's setup failed" >&2; exit 3; }
+    echo "pi_check: emulator setup took $(( $(date +%s) - t0 ))s" >&2
+fi
+
+t0=$(date +%s)
+rc=0
+bash "$PI_CHECK" run --wheels-only --timeout "$TIMEOUT" "$ROOT" 'bash scripts/pi_check.sh --inside' || rc=$?
+echo "pi_check: run took $(( $(date +%s) - t0 ))s, exit $rc" >&2
+if [ "$rc" = 0 ]; then echo "pi_check: PASS"; else echo "pi_check: FAIL"; exit 1; fi
