@@ -719,7 +719,11 @@ class _Session:
 
     async def _on_front(self, m: Front) -> None:
         if m.ledger.raw not in self.shared:
-            return  # a ledger we do not share with this peer: ignore, reveal nothing
+            if m.ledger.raw not in self.my_sub:
+                return  # a ledger we do not share with this peer: ignore, reveal nothing
+            # It answers the `sub` we sent for it (we followed it after its own `sub` named it,
+            # or while that `sub` was being handled): it shares the ledger with us.
+            self.shared.add(m.ledger.raw)
         part = self.fronts.setdefault(m.ledger.raw, {})
         part.update({author: (seq, cid) for author, seq, cid in m.heads})
         if len(part) > MAX_FRONT_HEADS:
@@ -960,7 +964,7 @@ class _Session:
             check_ents(m, checked.entries)
         except InvalidData as exc:
             raise PeerMisbehaved(exc) from None
-        if m.ledger.raw not in self.shared and m.ledger.raw not in self.own_pending:
+        if m.ledger.raw not in self.shared and m.ledger.raw not in self.my_sub and m.ledger.raw not in self.own_pending:
             raise PeerMisbehaved(InvalidData("protocol_error", "entries of a ledger we did not ask for"))
         return checked.entries
 
