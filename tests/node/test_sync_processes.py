@@ -1,0 +1,383 @@
+"""Replication between real `tally run` processes, each with its own home, over loopback.
+
+What only whole nodes show: the CLI beside a running node (`tally log --json`, `tally forks
+--json`, `tally append` answering `catching_up`), separate logs, and homes restored from an
+old copy. Waits poll the nodes' HTTP API with generous deadlines (machines are shared).
+The in-process scenarios (relays, live push, cut links, hostile peers) are in test_sync.py;
+writes without the token are refused in test_api.py::test_writes_need_the_token, and once
+more here against a node that replicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import socketserver
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TallyRunner, last_line, tally_executable
+
+from protocol import ForkProof
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 90.0
+DEADLINE_S = 60.0  # generous: each wait normally ends within a few seconds
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@dataclass
+class Node:
+    """A `tally run` process."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    home: Path
+    log_path: Path
+    address: str
+
+    @property
+    def token(self) -> str:
+        return (self.home / "api.token").read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def call(self, method: str, path: str, body: Any = None, *, token: bool = True) -> tuple[int, Any]:
+        return http(self.address + "/api/v1" + path, method=method, body=body, token=self.token if token else None)
+
+    def create_ledger(self, name: str, visibility: str = "public") -> str:
+        status, data = self.call("POST", "/ledgers", {"name": name, "visibility": visibility})
+        assert status == 201, (status, data)
+        return str(data["id"])
+
+    def append(self, ledger: str, body: dict[str, Any]) -> tuple[str, int]:
+        status, data = self.call("POST", f"/ledgers/{ledger}/entries", {"kind": "note.text", "body": body})
+        assert status == 201, (self.name, status, data)
+        return str(data["id"]), int(data["seq"])
+
+    def follow(self, ledger: str) -> None:
+        status, data = self.call("POST", "/follow", {"ledger": ledger})
+        assert status == 200, (status, data)
+
+    def entries(self, ledger: str) -> int:
+        """How many entries of `ledger` the node holds (0 while it lacks the ledger)."""
+        status, data = self.call("GET", f"/ledgers/{ledger}")
+        return int(data["entries"]) if status == 200 else 0
+
+    def forks(self) -> list[dict[str, Any]]:
+        status, data = self.call("GET", "/forks")
+        assert status == 200, (status, data)
+        return list(data["forks"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop on SIGTERM; log:\n{self.log()}") from None
+            assert code == 0, f"{self.name} exited with {code}; log:\n{self.log()}"
+
+
+def http(url: str, *, method: str = "GET", body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+Starter = Callable[..., Node]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Starter]:
+    """`start(name, home, *args)`: `tally run` on a free loopback port, no mDNS; killed at teardown if still up."""
+    running: list[Node] = []
+
+    def run(name: str, home: Path, *extra: str) -> Node:
+        log_path = tmp_path / f"{name}-{time.monotonic_ns()}.log"
+        env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [tally_executable(), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--no-mdns", *extra],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                info = json.loads((home / "node.json").read_text())
+            except (OSError, ValueError):
+                info = None
+            if info and info["pid"] == proc.pid:
+                node = Node(name, proc, home, log_path, info["address"])
+                running.append(node)
+                return node
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{name}: no node.json within {START_TIMEOUT_S} s: {log_path.read_text()}")
+
+    try:
+        yield run
+    finally:
+        for node in running:
+            if node.proc.poll() is None:
+                node.proc.kill()
+                node.proc.wait()
+
+
+def until(check: Callable[[], bool], what: str, nodes: list[Node], timeout: float = DEADLINE_S) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            logs = "\n".join(f"--- {n.name}:\n{n.log()[-4000:]}" for n in nodes)
+            raise AssertionError(f"not within {timeout:.0f} s: {what}\n{logs}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def init(tally: TallyRunner, home: Path) -> str:
+    r = tally("init", home_dir=home)
+    assert r.returncode == 0, r.stderr
+    return last_line(r.stdout)
+
+
+def log_rows(tally: TallyRunner, home: Path, ledger: str) -> list[dict[str, Any]]:
+    r = tally("log", "--ledger", ledger, "--json", home_dir=home)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def forks_of(tally: TallyRunner, home: Path) -> list[dict[str, Any]]:
+    r = tally("forks", "--json", home_dir=home)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def old_copy(home: Path, to: Path) -> None:
+    """Copy a home while its node runs, as a backup would: the files, and the store as of now
+    (SQLite's online backup, consistent even mid-write; copying the file itself could tear)."""
+    shutil.copytree(home, to, ignore=shutil.ignore_patterns("tally.sqlite3*", "node.json"))
+    with sqlite3.connect(home / "tally.sqlite3") as src, sqlite3.connect(to / "tally.sqlite3") as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+def restore(copy: Path, home: Path) -> None:
+    shutil.rmtree(home)
+    shutil.copytree(copy, home)
+
+
+# --- convergence --------------------------------------------------------------------------------------------------
+
+
+def test_three_processes_converge_and_a_members_only_ledger_stays_home(
+        tally: TallyRunner, tmp_path: Path, start: Starter) -> None:
+    homes = {n: tmp_path / n for n in "abc"}
+    dids = {n: init(tally, h) for n, h in homes.items()}
+    a = start("a", homes["a"], "--offline")
+    public = a.create_ledger("Coop")
+    secret = a.create_ledger("Board", "members")
+    secret_ids = [a.append(secret, {"minutes": i})[0] for i in range(3)]
+    for i in range(4):
+        a.append(public, {"from": "a", "i": i})
+    b = start("b", homes["b"], "--peer", a.address)
+    c = start("c", homes["c"], "--peer", a.address, "--peer", b.address)  # a full mesh
+    nodes = [a, b, c]
+    b.follow(public)
+    b.follow(secret)  # b learned the id somehow; it is no member
+    c.follow(public)
+    until(lambda: b.entries(public) == c.entries(public) == 5, "b and c have the ledger", nodes)
+
+    # every node writes; everything reaches everyone
+    for i in range(5):
+        for node in nodes:
+            node.append(public, {"from": node.name, "i": i})
+    total = 5 + 3 * 5
+    until(lambda: all(n.entries(public) == total for n in nodes), f"{total} entries everywhere", nodes)
+    rows = {n.name: log_rows(tally, n.home, public) for n in nodes}
+    assert len(rows["a"]) == total and rows["a"] == rows["b"] == rows["c"]
+    assert {r["author"] for r in rows["a"]} == set(dids.values())
+    assert all(forks_of(tally, n.home) == [] for n in nodes)
+
+    # the members-only ledger never left a: b stores nothing of it, says nothing of it
+    r = tally("log", "--ledger", secret, home_dir=b.home)
+    assert r.returncode == 1 and r.stderr.startswith("error: unknown_ledger: "), r.stderr
+    assert b.call("GET", f"/ledgers/{secret}")[0] == 404
+    assert not any(entry_id in b.log() for entry_id in secret_ids)
+    assert a.entries(secret) == 4 and b.entries(secret) == 0
+
+    # a write without the owner's token is refused, and stores nothing anywhere
+    status, data = b.call("POST", f"/ledgers/{public}/entries", {"kind": "note.text", "body": {}}, token=False)
+    assert (status, data["error"]["code"]) == (401, "unauthorized")
+    time.sleep(0.5)
+    assert all(n.entries(public) == total for n in nodes)
+    for node in nodes:
+        node.stop()
+
+
+# --- restoring an old copy of a home --------------------------------------------------------------------------------
+
+
+def history(tally: TallyRunner, tmp_path: Path, start: Starter, followers: str) -> tuple[Node, str, Path, list[Node]]:
+    """Node a founds a public ledger and writes seq 1..10 of its chain; `followers` (names) run
+    with `--peer a` and hold all ten. A copy of a's home is taken when its chain was at seq 5."""
+    homes = {n: tmp_path / n for n in "a" + followers}
+    for home in homes.values():
+        init(tally, home)
+    a = start("a", homes["a"], "--offline")
+    ledger = a.create_ledger("Coop")
+    for i in range(2, 6):
+        assert a.append(ledger, {"i": i})[1] == i
+    copy = tmp_path / "a-at-seq-5"
+    old_copy(a.home, copy)
+    for i in range(6, 11):
+        assert a.append(ledger, {"i": i})[1] == i
+    others = [start(n, homes[n], "--peer", a.address) for n in followers]
+    for node in others:
+        node.follow(ledger)
+    until(lambda: all(n.entries(ledger) == 10 for n in others), "the followers hold a's ten entries", [a, *others])
+    a.stop()
+    return a, ledger, copy, others
+
+
+def check_fork(row: dict[str, Any], did: str, ledger: str, ids: set[str]) -> None:
+    assert (row["author"], row["ledger"], row["seq"]) == (did, ledger, 6), row
+    assert {row["a"], row["b"]} == ids, row
+    proof = ForkProof.decode(base64.b64decode(row["proof"]))  # verifies both signed headers
+    assert (proof.author, proof.seq, str(proof.a.ledger_id)) == (did, 6, ledger)
+    assert {str(proof.a.id), str(proof.b.id)} == ids
+
+
+def test_an_old_copy_run_offline_forks_and_every_node_proves_it(
+        tally: TallyRunner, tmp_path: Path, start: Starter) -> None:
+    a, ledger, copy, (b, c) = history(tally, tmp_path, start, "bc")
+    did = last_line(tally("id", home_dir=a.home).stdout)
+    original_6 = next(r["id"] for r in log_rows(tally, b.home, ledger) if r["author"] == did and r["seq"] == 6)
+
+    restore(copy, a.home)
+    restored = start("a-restored", a.home, "--offline")  # no peers, no safe restore: it believes seq 5 is its last
+    r = tally("append", "--ledger", ledger, "--kind", "note.text", "--body", '{"i": "6 again"}', home_dir=a.home)
+    assert r.returncode == 0, r.stderr
+    forked_6 = last_line(r.stdout)
+    assert next(x for x in log_rows(tally, a.home, ledger) if x["id"] == forked_6)["seq"] == 6
+    restored.stop()
+
+    # now it meets the others (still --offline: it signs no more, but it syncs)
+    restored = start("a-restored", a.home, "--offline", "--peer", b.address, "--peer", c.address)
+    nodes = [restored, b, c]
+    until(lambda: all(len(n.forks()) == 1 for n in nodes), "every node knows the fork", nodes)
+    for node in nodes:
+        [row] = forks_of(tally, node.home)  # `tally forks --json`, beside the running node
+        check_fork(row, did, ledger, {original_6, forked_6})
+    # the fork's second entry is not stored in the chain of those that had the first
+    assert [x["id"] for x in log_rows(tally, b.home, ledger) if x["seq"] == 6] == [original_6]
+    for node in nodes:
+        node.stop()
+    for node in nodes:
+        r = tally("verify", home_dir=node.home)
+        assert r.returncode == 0 and "1 known fork(s)" in r.stdout, (node.name, r.stdout, r.stderr)
+
+
+class SlowRoute:
+    """A TCP proxy to `upstream` (host, port) that holds each new connection `delay` seconds
+    before it forwards anything: a peer that is reachable but slow to answer, so the
+    restored node stays in safe restore long enough to be asked for writes."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _handler(self) -> type[socketserver.BaseRequestHandler]:
+        route = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                time.sleep(route.delay)
+                with socket.create_connection(route.upstream) as up:
+                    back = threading.Thread(target=pipe, args=(up, self.request), daemon=True)
+                    back.start()
+                    pipe(self.request, up)
+                    back.join(timeout=5)
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_safe_restore_catches_up_before_it_signs(tally: TallyRunner, tmp_path: Path, start: Starter) -> None:
+    a, ledger, copy, (b,) = history(tally, tmp_path, start, "b")
+    restore(copy, a.home)
+    host, port = b.address.removeprefix("http://").rsplit(":", 1)
+    route = SlowRoute((host, int(port)), delay=3.0)
+    try:
+        restored = start("a-restored", a.home, "--peer", route.address)  # no --offline: safe restore
+        nodes = [restored, b]
+        # b has not answered yet: writes are held, through the API and through `tally append`
+        status, data = restored.call("POST", f"/ledgers/{ledger}/entries", {"kind": "note.text", "body": {}})
+        assert (status, data["error"]["code"]) == (409, "catching_up"), data
+        refused = 0
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            r = tally("append", "--ledger", ledger, "--kind", "note.text", "--body", '{"i": 11}', home_dir=a.home)
+            if r.returncode == 0:
+                break
+            assert r.returncode == 1 and r.stderr.startswith("error: catching_up: "), r.stderr
+            refused += 1
+            assert time.monotonic() < deadline, f"still catching up after {DEADLINE_S} s"
+            time.sleep(0.2)
+        print(f"safe restore: `tally append` answered catching_up {refused} time(s), then appended")
+        assert refused >= 1
+        rows = log_rows(tally, a.home, ledger)
+        assert [x["seq"] for x in rows] == list(range(1, 12))  # it learned 6..10 back first: no second seq 6
+        assert rows[-1]["id"] == last_line(r.stdout)
+        until(lambda: b.entries(ledger) == 11, "b has seq 11", nodes)
+        assert log_rows(tally, b.home, ledger) == rows
+        assert restored.forks() == [] and b.forks() == []
+        assert forks_of(tally, a.home) == [] and forks_of(tally, b.home) == []
+        for node in nodes:
+            node.stop()
+    finally:
+        route.close()
