@@ -58,6 +58,7 @@ from .openapi import (
     ref,
 )
 from .openapi import openapi_document as _openapi_document
+from .sessions import Sessions
 from .store import AppendRequest, Store, wall_clock_ms
 from .views import entry_row, fork_row, ledger_row
 
@@ -179,6 +180,7 @@ STATES: Final = web.AppKey("states", LedgerStates)
 REPLICATION: Final[web.AppKey[Replication]] = web.AppKey("replication")
 CONFIG: Final = web.AppKey("config", ApiConfig)
 AUTH_FAILURES: Final = web.AppKey("auth_failures", AuthFailures)
+SESSIONS: Final = web.AppKey("sessions", Sessions)  # the dashboard's login links and sessions
 
 
 def package_version() -> str:
@@ -205,6 +207,7 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
     app[REPLICATION] = replication
     app[CONFIG] = config
     app[AUTH_FAILURES] = AuthFailures(AUTH_FAILURES_MAX, AUTH_WINDOW_S, config.monotonic)
+    app[SESSIONS] = Sessions(config.monotonic)
     p = API_PREFIX
     app.router.add_get(f"{p}/identity", get_identity)
     app.router.add_get(f"{p}/openapi.json", get_openapi)
@@ -223,12 +226,16 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
     app.router.add_get(f"{p}/forks", list_forks)
     app.router.add_get(f"{p}/peers", list_peers)
     app.router.add_get(f"{p}/sync", sync, allow_head=False)
+    app.router.add_post(f"{p}/login-links", create_login_link)
     from .distribution_api import add_distribution_routes  # its handlers use this module's helpers
 
     add_distribution_routes(app, p)
     from .governance_api import add_governance_routes  # its handlers use this module's helpers too
 
     add_governance_routes(app, p)
+    from .dashboard import add_dashboard_routes  # the pages at / (node/dashboard.py) use this module's keys
+
+    add_dashboard_routes(app)
     return app
 
 
@@ -251,20 +258,37 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     try:
         return await handler(request)
     except TallyError as exc:
-        return error_response(exc.code, exc.message)
+        return _error(request, exc.code, exc.message, STATUS.get(exc.code, 500))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _http_error(request, exc)
+        response = _http_error(request, exc)
+        if not _is_api(request):
+            error = json.loads(response.text or "{}")["error"]
+            return _error(request, error["code"], error["message"], response.status)
+        return response
     except Exception:
         log.exception("internal error", extra={"method": request.method, "path": request.path})
-        return error_response("internal", "the node failed to answer this request; its log has the details")
+        return _error(request, "internal", "the node failed to answer this request; its log has the details", 500)
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+
+
+def _error(request: web.Request, code: str, message: str, status: int) -> web.Response:
+    """An error as JSON for the API, as an HTML page for the dashboard."""
+    if _is_api(request):
+        return error_response(code, message, status)
+    from .dashboard import error_page
+
+    return error_page(request, code, message, status)
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     code = _HTTP_CODES.get(exc.status, "internal" if exc.status >= 500 else "bad_request")
     message = {
-        404: f"no API route {request.path}",
+        404: f"no API route {request.path}" if _is_api(request) else f"no page {request.path}",
         405: f"{request.method} is not allowed on {request.path}",
         413: f"the request body is larger than {MAX_REQUEST_BYTES} bytes",
     }.get(exc.status, exc.reason)
@@ -390,6 +414,12 @@ def _ledger_param(request: web.Request) -> CID:
 # ---- handlers ------------------------------------------------------------------
 
 
+def api_routes(app: web.Application) -> list[web.AbstractRoute]:
+    """The API's routes (under /api/v1), not the dashboard's pages."""
+    return [r for r in app.router.routes()
+            if r.resource is not None and r.resource.canonical.startswith(API_PREFIX + "/")]
+
+
 @Operation("Who this node is", ref("Identity"))
 async def get_identity(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
@@ -399,7 +429,7 @@ async def get_identity(request: web.Request) -> web.Response:
 @Operation("This API's OpenAPI 3.1 document", {"type": "object", "required": ["openapi", "info", "paths"]},
            description="Built from the routes: every route is described (node/openapi.py).")
 async def get_openapi(request: web.Request) -> web.Response:
-    document = _openapi_document(request.app.router.routes(), version=request.app[CONFIG].version, status=STATUS)
+    document = _openapi_document(api_routes(request.app), version=request.app[CONFIG].version, status=STATUS)
     return web.json_response(document)
 
 
@@ -704,6 +734,24 @@ async def list_forks(request: web.Request) -> web.Response:
 async def list_peers(request: web.Request) -> web.Response:
     _require_owner(request)
     return web.json_response({"peers": [peer.as_json() for peer in request.app[REPLICATION].peers()]})
+
+
+@Operation(
+    "A one-time login link to this node's dashboard (what `tally open` prints)",
+    {"type": "object", "required": ["path", "expires"], "properties": {
+        "path": {"type": "string", "description": "`/login?token=…`: append it to the node's address"},
+        "expires": {"type": "integer", "description": "when the link stops working, ms since the Unix epoch"},
+    }},
+    status=201, access=Access.OWNER, body={"type": "object", "additionalProperties": False, "properties": {}},
+    description="The link works once, within 5 minutes; following it gives the browser an owner session "
+    "(an HttpOnly, SameSite=Strict cookie). It is not the API token and does not reveal it.",
+)
+async def create_login_link(request: web.Request) -> web.Response:
+    _require_owner(request)
+    await _json_object(request, {})
+    token, ttl_s = request.app[SESSIONS].new_link()
+    expires = request.app[CONFIG].wall_ms() + int(ttl_s * 1000)
+    return web.json_response({"path": f"/login?token={token}", "expires": expires}, status=201)
 
 
 @Operation("The WebSocket peer link (SPEC.md §11)", None, status=101, errors=("bad_request",),

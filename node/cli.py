@@ -82,6 +82,14 @@ async def _running_node(home: Home, key: SigningKey) -> NodeFile | None:
     return await running_node(home.path, key.did)
 
 
+async def _required_node(home: Home) -> NodeFile:
+    """The node serving this home, for commands that only a running node can answer."""
+    node = await _running_node(home, home.load_key())
+    if node is None:
+        raise LocalError("not_running", f"no node is running on {home.path} (start one with `tally run`)")
+    return node
+
+
 def _client(home: Home, node: NodeFile) -> NodeClient:
     # Imported on use: aiohttp costs ~0.1 s to import, which reads and writes without a node do not pay.
     from .client import NodeClient
@@ -282,9 +290,7 @@ async def cmd_forks(args: argparse.Namespace) -> int:
 
 async def cmd_peers(args: argparse.Namespace) -> int:
     home = _home(args)
-    node = await _running_node(home, home.load_key())
-    if node is None:
-        raise LocalError("not_running", f"no node is running on {home.path} (start one with `tally run`)")
+    node = await _required_node(home)
     async with _client(home, node) as client:
         peers = await client.peers()
     for peer in peers:
@@ -296,6 +302,34 @@ async def cmd_peers(args: argparse.Namespace) -> int:
                       f"last sync {_when(peer.get('last_sync'))}", f"{peer.get('entries_behind', 0)} behind")
             print("\t".join(str(f) for f in fields))
     return 0
+
+
+async def cmd_open(args: argparse.Namespace) -> int:
+    """A one-time login link to the running node's dashboard, as the last line of stdout."""
+    home = _home(args)
+    node = await _required_node(home)
+    async with _client(home, node) as client:
+        link = await client.call("POST", "/login-links", {})
+    base = (args.address or node.address).rstrip("/")
+    url = f"{base}{link['path']}"
+    print(f"Open this link in your browser within 5 minutes; it works once and logs you in as this node's owner"
+          f" ({_when(link['expires'])} is its deadline):", file=sys.stderr)
+    if args.browser:
+        if _has_display():
+            import webbrowser
+
+            if not webbrowser.open(url):
+                print("no browser could be started: open the link yourself", file=sys.stderr)
+        else:
+            print("no display here: open the link in a browser yourself", file=sys.stderr)
+    print(url, flush=True)
+    return 0
+
+
+def _has_display() -> bool:
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 async def cmd_sync(args: argparse.Namespace) -> int:
@@ -442,6 +476,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", metavar="URL", help="the peer's address, e.g. http://192.168.1.20:7410")
     p = add("peers", cmd_peers, "list the running node's peers")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
+    p = add("open", cmd_open, "print a one-time login link to the running node's dashboard (its last line)")
+    p.add_argument("--browser", action="store_true", help="also open it in a browser, when there is a display")
+    p.add_argument("--address", metavar="URL", type=_peer_url,
+                   help="the node's address as your browser reaches it, e.g. http://raspberrypi.local:7410"
+                   " (default: where the CLI reaches it)")
+
+    from .demo import cmd_demo  # three local nodes with a demo coop; it imports this module's UsageError on use
+
+    p = add("demo", cmd_demo,
+            "start three local nodes with a demo coop and print their dashboard login links; Ctrl-C stops them")
+    p.add_argument("--dir", metavar="DIR",
+                   help="keep the three homes here (default: a new temporary folder, removed on exit)")
+    p.add_argument("--base-port", type=int, default=0, metavar="PORT",
+                   help="ports PORT, PORT+1, PORT+2 (default: free ones)")
 
     from .ledger_cli import add_ledger_commands  # it imports this module's helpers
 

@@ -309,11 +309,15 @@ async def test_unknown_things(api: Api) -> None:
     # an entry id is not a ledger id
     status, data = await api.call("POST", f"/ledgers/{ledger}/entries", json={"kind": "note.text", "body": {}})
     assert_error(*await api.call("GET", f"/ledgers/{data['id']}/entries"), 404, "unknown_ledger")
-    # unknown routes and wrong methods answer JSON too, anywhere
-    for path in ("/nope", "/ledgers/x/y/z", "/../../etc/passwd"):
+    # unknown API routes and wrong methods answer JSON too, anywhere under /api/v1
+    for path in ("/nope", "/ledgers/x/y/z"):
         assert_error(*await api.call("GET", path), 404, "not_found")
-    async with api.client.get("/") as resp:
-        assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    # outside /api/v1 are the dashboard's pages: an unknown one is an HTML page with the same code
+    async with api.client.get("/api/v1/../../etc/passwd") as resp:
+        assert resp.status == 404 and "<code>not_found</code>" in await resp.text()
+    async with api.client.get("/no/such/page") as resp:
+        assert resp.status == 404 and resp.content_type == "text/html"
+        assert "<code>not_found</code>" in await resp.text()
     status, data = await api.call("DELETE", "/ledgers")
     assert_error(status, data, 405, "method_not_allowed")
     async with api.client.put("/api/v1/identity") as resp:

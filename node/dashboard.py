@@ -1,0 +1,342 @@
+"""The member's dashboard: HTML pages `tally run` serves at `/`, next to the API.
+
+Who sees what: the owner, logged in through a one-time link from `tally open`
+(a session cookie, HttpOnly and SameSite=Strict), sees and writes everything;
+anyone else who browses the node (a LAN neighbour) reads public ledgers only
+and can change nothing. Every state-changing request is a POST that must
+carry the session's CSRF token and come from this origin.
+
+Pages are rendered on the server; the only script (static/tally.js) refreshes
+a motion's live results. Every asset comes from the installed package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Final
+from urllib.parse import urlsplit
+
+from aiohttp import hdrs, web
+
+from protocol import CID, LocalError, TallyError
+from protocol.state import LedgerState
+
+from .api import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
+from .html import Child, Markup, el
+from .ledger_views import event_time
+from .sessions import SESSION_TTL_S, Session, cookie_name
+from .store import LedgerInfo
+
+STATIC_FILES: Final = {"tally.css": "text/css", "tally.js": "text/javascript", "favicon.svg": "image/svg+xml"}
+#: No inline script or style, nothing from elsewhere, no framing, forms post here only.
+CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+              "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking: the node's owner (with a session) or anyone else."""
+
+    did: str  # this node's identity
+    session: Session | None
+
+    @property
+    def owner(self) -> bool:
+        return self.session is not None
+
+
+def viewer(request: web.Request) -> Viewer:
+    did = request.app[CONFIG].did
+    return Viewer(did, request.app[SESSIONS].get(request.cookies.get(cookie_name(did))))
+
+
+def add_dashboard_routes(app: web.Application) -> None:
+    app.router.add_get("/", home)
+    app.router.add_get("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/peers", peers)
+    app.router.add_get("/static/{name}", static)
+    from .dashboard_ledger import add_ledger_pages  # its pages use this module's layout
+
+    add_ledger_pages(app)
+
+
+# ---- layout ----------------------------------------------------------------------
+
+
+def short(did: str, me: str | None = None) -> str:
+    """A did:key as people read it: its last characters (the whole id is in the title)."""
+    if me is not None and did == me:
+        return "you"
+    return f"…{did[-8:]}" if did.startswith("did:key:") else did
+
+
+def who(did: str, me: str) -> Markup:
+    return el("span", short(did, me), title=did, class_="did")
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def csrf_field(v: Viewer) -> Markup:
+    return el("input", type="hidden", name="csrf", value=v.session.csrf if v.session else "")
+
+
+def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: LedgerInfo | None = None,
+         tab: str | None = None, status: int = 200, pending: int = 0) -> web.Response:
+    version = request.app[CONFIG].version
+    if v.owner:
+        account: Child = [
+            el("span", "owner", title=v.did, class_="badge"),
+            el("form", csrf_field(v), el("button", "Log out", type="submit", class_="link"),
+               method="post", action="/logout", class_="inline"),
+        ]
+    else:
+        account = el("span", "read-only: public ledgers", class_="badge muted",
+                     title="the node's owner logs in with `tally open`")
+    nav = el("nav", el("a", "Tally", href="/", class_="brand"), el("a", "Ledgers", href="/"),
+             el("a", "Peers", href="/peers") if v.owner else None, el("span", class_="spacer"), account)
+    flashes = v.session.flash if v.session else []
+    shown = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
+    if v.session:
+        v.session.flash = []
+    sub: Child = None
+    if ledger is not None:
+        base = f"/ledgers/{ledger.id}"
+        tabs = [("overview", "Overview", base), ("history", "History", f"{base}/history")]
+        if v.owner:
+            queue = f"Validation queue ({pending})" if pending else "Validation queue"
+            tabs += [("contribute", "Log a contribution", f"{base}/contribute"),
+                     ("queue", queue, f"{base}/queue")]
+        tabs += [("motions", "Motions", f"{base}/motions"), ("pledges", "Pledges", f"{base}/pledges")]
+        sub = el("div", el("h1", ledger.name, " ", el("small", ledger.visibility, class_="badge")),
+                 el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
+                            for key, label, href in tabs), class_="tabs"), class_="ledger-head")
+    body = el("body", el("header", nav), el("main", shown, sub, *content),
+              el("footer", f"Tally {version} · node ", el("code", v.did)))
+    html = Markup("<!doctype html>") + el(
+        "html",
+        el("head", el("meta", charset="utf-8"),
+           el("meta", name="viewport", content="width=device-width, initial-scale=1"),
+           el("title", f"{title} · Tally"),
+           el("link", rel="stylesheet", href=f"/static/tally.css?v={version}"),
+           el("link", rel="icon", href=f"/static/favicon.svg?v={version}", type="image/svg+xml"),
+           el("script", src=f"/static/tally.js?v={version}", defer=True)),
+        body, lang="en",
+    )
+    return html_response(html, status)
+
+
+def html_response(html: str, status: int = 200) -> web.Response:
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    secure_headers(response)
+    return response
+
+
+def secure_headers(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    # Never to other sites (a login link's token must not leave in a Referer); "no-referrer" would also make
+    # Chromium send `Origin: null` with our own forms, which the origin check must refuse.
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers[hdrs.CACHE_CONTROL] = "no-store"
+
+
+def error_page(request: web.Request, code: str, message: str, status: int) -> web.Response:
+    """An error on a page (not the API): the same code and message, as HTML."""
+    v = viewer(request)
+    hint: Child = None
+    if status == 401:
+        hint = el("p", "The node's owner logs in by running ", el("code", "tally open"),
+                  " on the node's machine and following the link it prints.")
+    return page(request, v, "Error", el("h1", {401: "Log in first", 404: "Not found"}.get(status, "Refused")),
+                el("p", el("code", code), ": ", message, class_="error"), hint,
+                el("p", el("a", "Back to your ledgers", href="/")), status=status)
+
+
+def see_other(location: str) -> web.Response:
+    response = web.Response(status=303, headers={hdrs.LOCATION: location})
+    secure_headers(response)
+    return response
+
+
+def flash(v: Viewer, kind: str, text: str) -> None:
+    if v.session is not None:
+        v.session.flash.append((kind, text))
+
+
+# ---- writes: owner, same origin, CSRF token ----------------------------------------
+
+
+def _same_origin(request: web.Request) -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        return True  # browsers send Origin on POST; the CSRF token still has to match
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == request.host
+
+
+async def owner_form(request: web.Request) -> tuple[Viewer, dict[str, str]]:
+    """The form of a state-changing request, after checking who sent it and from where."""
+    v = viewer(request)
+    if v.session is None:
+        raise LocalError("unauthorized", "only the node's owner may change anything here; log in with `tally open`")
+    if not _same_origin(request):
+        raise LocalError("forbidden", "this form was sent from another site")
+    form = await request.post()
+    values = {k: val for k, val in form.items() if isinstance(val, str)}
+    if not v.session.csrf_ok(values.get("csrf")):
+        raise LocalError("forbidden", "this form is stale or was not made by this node's page; reload and retry")
+    return v, values
+
+
+async def ledgers_for(request: web.Request, v: Viewer) -> list[LedgerInfo]:
+    return [i for i in await request.app[STORE].ledgers() if v.owner or i.visibility == "public"]
+
+
+async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, LedgerState]:
+    """The ledger in the path and its state, if `v` may read it; else `unknown_ledger` (404)."""
+    text = request.match_info["ledger"]
+    try:
+        ledger = CID.parse(text)
+    except TallyError:
+        raise LocalError("unknown_ledger", "no such ledger") from None
+    for info in await ledgers_for(request, v):
+        if info.id == ledger:
+            state = await request.app[STATES].get(ledger)
+            if state is not None:
+                return info, state
+    raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+
+
+# ---- pages -------------------------------------------------------------------------
+
+
+async def home(request: web.Request) -> web.Response:
+    """My identity, my ledgers and the latest contributions across them."""
+    v = viewer(request)
+    infos = await ledgers_for(request, v)
+    rows = []
+    recent = []
+    for info in infos:
+        state = await request.app[STATES].get(info.id)
+        if state is None:
+            continue
+        member = v.did in state.members
+        rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")), el("td", info.visibility),
+                       el("td", len(state.members)), el("td", len(state.contributions)), el("td", info.entries),
+                       el("td", "member" if member else ("founder" if info.founder == v.did else "—"))))
+        recent += [(event_time(c), info, c) for c in state.contributions]
+    recent.sort(key=lambda r: r[0], reverse=True)
+    me = v.did
+    latest = [el("tr", el("td", datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")),
+                  el("td", el("a", info.name, href=f"/ledgers/{info.id}/history")),
+                  el("td", who(c.event.provider or c.author, me)), el("td", c.event.action),
+                  el("td", f"{c.event.quantity.value} {c.event.quantity.unit}", class_="num"),
+                  el("td", c.event.note or ""), el("td", el("span", c.status, class_=f"status {c.status}")))
+              for t, info, c in recent[:12]]
+    identity = el("section", el("h2", "This node"), el("dl", el("dt", "Identity"), el("dd", el("code", v.did)),
+                                                         el("dt", "You are"),
+                                                         el("dd", "its owner" if v.owner else "a visitor")),
+                  class_="card")
+    if not v.owner:
+        identity = el("section", el("h2", "This node"), el("p", "Node ", el("code", v.did)),
+                      el("p", "You see its public ledgers, read-only. The node's owner logs in by running ",
+                         el("code", "tally open"), " on its machine."), class_="card")
+    table = el("table", el("thead", el("tr", el("th", "Ledger"), el("th", "Visibility"), el("th", "Members"),
+                                      el("th", "Contributions"), el("th", "Entries"), el("th", "You"))),
+               el("tbody", rows), class_="ledgers") if rows else el("p", "No ledgers yet." + (
+                   " Found one with `tally ledger create NAME`, or join one with `tally follow ID`."
+                   if v.owner else ""))
+    recent_table = el("table", el("thead", el("tr", *(el("th", h) for h in (
+        "When", "Ledger", "Who", "Action", "Quantity", "Note", "Status")))), el("tbody", latest),
+        class_="recent") if latest else el("p", "No contributions yet.")
+    return page(request, v, "Your ledgers", identity, el("section", el("h2", "Ledgers"), table),
+                el("section", el("h2", "Recent contributions"), recent_table))
+
+
+async def login(request: web.Request) -> web.Response:
+    """Follow a one-time link from `tally open`: a session cookie, then the landing page."""
+    token = request.query.get("token", "")
+    session_id = request.app[SESSIONS].redeem(token) if token else None
+    if session_id is None:
+        raise LocalError("unauthorized",
+                         "this login link is used, expired or wrong; run `tally open` for a new one")
+    response = see_other("/")
+    response.set_cookie(cookie_name(request.app[CONFIG].did), session_id, max_age=int(SESSION_TTL_S), path="/",
+                        httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await owner_form(request)
+    name = cookie_name(request.app[CONFIG].did)
+    request.app[SESSIONS].end(request.cookies.get(name))
+    response = see_other("/")
+    response.del_cookie(name, path="/")
+    return response
+
+
+async def peers(request: web.Request) -> web.Response:
+    """Who this node syncs with, how far behind they are, and the forks it knows of."""
+    v = viewer(request)
+    if not v.owner:
+        raise LocalError("unauthorized", "only the node's owner sees its peers; log in with `tally open`")
+    replication: Replication = request.app[REPLICATION]
+    rows = []
+    for peer in replication.peers():
+        p = peer.as_json()
+        errors = p.get("errors") or []
+        rows.append(el("tr", el("td", el("code", str(p.get("id") or "—"))), el("td", str(p.get("address") or "")),
+                       el("td", str(p.get("found"))),
+                       el("td", el("span", "connected" if p.get("connected") else "not connected",
+                                   class_="status final" if p.get("connected") else "status pending")),
+                       el("td", when(last_sync if isinstance(last_sync := p.get("last_sync"), int) else None)),
+                       el("td", str(p.get("entries_behind", 0)), class_="num"),
+                       el("td", str(p.get("entries_in", 0)), class_="num"),
+                       el("td", str(p.get("entries_out", 0)), class_="num"),
+                       el("td", "; ".join(str(e) for e in errors) if isinstance(errors, list) else "")))
+    sync = ("Catching up with peers before signing anything (safe restore)." if replication.catching_up
+            else "Up to date: this node signs new entries.")
+    forks = await request.app[STORE].forks()
+    fork_rows = [el("tr", el("td", who(f.author, v.did)), el("td", el("a", str(f.a.ledger_id)[:16] + "…",
+                                                                      href=f"/ledgers/{f.a.ledger_id}")),
+                     el("td", f.seq, class_="num"), el("td", el("code", str(f.a.id))),
+                     el("td", el("code", str(f.b.id))))
+                 for f in forks]
+    return page(
+        request, v, "Peers",
+        el("h1", "Peers and sync"), el("p", sync, class_="card"),
+        el("table", el("thead", el("tr", *(el("th", h) for h in (
+            "Peer", "Address", "Found by", "Link", "Last sync", "Entries behind", "In", "Out", "Errors")))),
+           el("tbody", rows), class_="peers") if rows else el("p", "No peers yet: add some with --peer or "
+                                                                   "tally.toml, or let mDNS find them on the LAN."),
+        el("h2", "Forks"),
+        el("table", el("thead", el("tr", *(el("th", h) for h in ("Author", "Ledger", "Seq", "Entry a", "Entry b")))),
+           el("tbody", fork_rows), class_="forks") if fork_rows
+        else el("p", "No forks: no author has signed two different entries at one place in a chain."),
+    )
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    kind = STATIC_FILES.get(name)
+    if kind is None:
+        raise LocalError("not_found", f"no file {name}")
+    data = resources.files("node").joinpath("data", "web", name).read_bytes()
+    response = web.Response(body=data, content_type=kind, charset="utf-8")
+    response.headers[hdrs.CACHE_CONTROL] = "public, max-age=86400"  # the URL carries the version
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

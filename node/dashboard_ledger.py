@@ -1,0 +1,592 @@
+"""The dashboard's pages of one ledger: overview and charts, history, the contribution form, the
+validation queue, motions with ballots and live results, pledges."""
+
+from __future__ import annotations
+
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Final
+
+from aiohttp import web
+
+from protocol import CID, LocalError, TallyError
+from protocol.governance import MotionState
+from protocol.rules import ACTIONS, format_decimal
+from protocol.state import FINAL, PENDING, REJECTED, Contribution, LedgerState
+
+from . import governance_ops, ledger_ops
+from .api import CONFIG, REPLICATION, STORE
+from .charts import share_bars, stacked_bars
+from .dashboard import (
+    Viewer,
+    csrf_field,
+    flash,
+    owner_form,
+    page,
+    readable_ledger,
+    see_other,
+    short,
+    viewer,
+    who,
+)
+from .governance_views import motion_json, pledge_json, today
+from .html import Child, Markup, el, field
+from .ledger_views import HistoryQuery, event_time
+from .store import AppendRequest, LedgerInfo
+
+PAGE_ROWS: Final = 25  # contributions per history page
+CHART_WEEKS: Final = 26  # the overview's charts show at most the last half year
+
+
+def add_ledger_pages(app: web.Application) -> None:
+    base = "/ledgers/{ledger}"
+    app.router.add_get(base, overview)
+    app.router.add_get(f"{base}/history", history)
+    app.router.add_get(f"{base}/contribute", contribute_form)
+    app.router.add_post(f"{base}/contribute", contribute)
+    app.router.add_get(f"{base}/queue", queue)
+    app.router.add_post(f"{base}/endorse", endorse)
+    app.router.add_get(f"{base}/motions", motions)
+    app.router.add_post(f"{base}/motions", propose)
+    app.router.add_get(f"{base}/motions/{{motion}}", motion)
+    app.router.add_get(f"{base}/motions/{{motion}}/results", motion_results)
+    app.router.add_post(f"{base}/motions/{{motion}}/vote", vote)
+    app.router.add_post(f"{base}/motions/{{motion}}/close", close)
+    app.router.add_get(f"{base}/pledges", pledges)
+
+
+def _waiting_for(state: LedgerState, me: str) -> list[Contribution]:
+    """Pending contributions of others that have no verdict of mine yet."""
+    if me not in state.members:
+        return []
+    return [c for c in state.contributions
+            if c.status == PENDING and c.author != me and me not in c.accepts and me not in c.rejects]
+
+
+def _ledger_page(request: web.Request, v: Viewer, info: LedgerInfo, state: LedgerState, title: str, tab: str,
+                 *content: Child, status: int = 200) -> web.Response:
+    pending = len(_waiting_for(state, v.did)) if v.owner else 0
+    return page(request, v, f"{title} · {info.name}", *content, ledger=info, tab=tab, status=status,
+                pending=pending)
+
+
+def _status(c: Contribution) -> Markup:
+    return el("span", c.status, class_=f"status {c.status}")
+
+
+def _day(c: Contribution) -> str:
+    return datetime.fromtimestamp(event_time(c), UTC).strftime("%Y-%m-%d")
+
+
+def _quantity(c: Contribution) -> str:
+    return f"{format_decimal(c.event.quantity.value)} {c.event.quantity.unit}"
+
+
+# ---- overview and charts ------------------------------------------------------------
+
+
+def _week(c: Contribution) -> date:
+    day = datetime.fromtimestamp(event_time(c), UTC).date()
+    return day - timedelta(days=day.weekday())  # weeks start on Monday (ISO 8601)
+
+
+def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Contribution], float]]:
+    """The contributions the charts count (final and pending), and what a bar measures: their claim value
+    under the ledger's rates, or (when no rate applies to any) how many there are."""
+    counted = [c for c in state.contributions if c.status in (FINAL, PENDING)]
+    if any(c.claim > 0 for c in counted):
+        return counted, "claim value", lambda c: float(c.claim)
+    return counted, "contributions", lambda c: 1.0
+
+
+def _over_time(counted: Sequence[Contribution], key: Callable[[Contribution], str],
+               measure: Callable[[Contribution], float]) -> tuple[list[str], dict[str, list[float]]]:
+    if not counted:
+        return [], {}
+    last = max(_week(c) for c in counted)
+    first = max(min(_week(c) for c in counted), last - timedelta(weeks=CHART_WEEKS - 1))
+    weeks = []
+    week = first
+    while week <= last:
+        weeks.append(week)
+        week += timedelta(weeks=1)
+    index = {w: i for i, w in enumerate(weeks)}
+    series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(weeks))
+    for c in counted:
+        i = index.get(_week(c))
+        if i is not None:
+            series[key(c)][i] += measure(c)
+    ordered = dict(sorted(series.items(), key=lambda kv: -sum(kv[1])))
+    return [w.isoformat() for w in weeks], ordered
+
+
+def _labels(state: LedgerState, me: str) -> dict[str, str]:
+    names = {did: short(did, me) for did in (*state.members, *state.left)}
+    names[str(state.ledger)] = "the ledger (common fund)"
+    return names
+
+
+def _distribution_chart(state: LedgerState, me: str) -> Child:
+    if not state.distributions:
+        return el("p", "No distribution has been recorded yet.", class_="muted")
+    latest = max(state.distributions, key=lambda d: (d.ts, d.id.raw))
+    shares: dict[str, Decimal] = defaultdict(Decimal)
+    for line in latest.payout.lines:
+        shares[line.recipient] += line.amount
+    rows = [(r, float(a), f"{a:f}") for r, a in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))]
+    p = latest.payout
+    period = f" for {p.since or '…'} to {p.until or '…'}" if p.since or p.until else ""
+    title = f"Latest distribution: {p.amount:f} {p.unit}{period}, recorded {_date(latest.ts)}"
+    return share_bars(title, rows, p.unit, _labels(state, me))
+
+
+def _date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+async def overview(request: web.Request) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    me = v.did
+    counted, measure_name, measure = _charted(state)
+    labels = _labels(state, me)
+    periods, by_member = _over_time(counted, lambda c: c.event.provider or c.author, measure)
+    _, by_action = _over_time(counted, lambda c: c.event.action, measure)
+    charts: list[Child] = [el("p", "No contributions to chart yet.", class_="muted")] if not periods else [
+        stacked_bars("Contributions per week, per member", periods, by_member, measure_name, labels),
+        stacked_bars("Contributions per week, per action", periods, by_action, measure_name),
+    ]
+    totals = state.totals()
+    member_rows = [
+        el("tr", el("td", who(m, me)),
+           el("td", "; ".join(f"{a}: " + ", ".join(f"{format_decimal(q)} {u}" for u, q in units.items())
+                              for a, units in totals[m].quantities.items()) if m in totals else ""),
+           el("td", format_decimal(totals[m].claim) if m in totals else "0", class_="num"))
+        for m in state.members
+    ]
+    rules = state.rules
+    rates = "; ".join(f"{a}: " + ", ".join(f"{format_decimal(r)} per {u}" for u, r in units.items())
+                      for a, units in sorted(rules.rates.items()))
+    about = el("dl", el("dt", "Ledger id"), el("dd", el("code", str(info.id))),
+               el("dt", "Founded by"), el("dd", who(info.founder, me)),
+               el("dt", "Rates"), el("dd", rates or "none"),
+               el("dt", "Validation"), el("dd", f"{rules.validation.accept} accept(s) make a contribution final, "
+                                                f"{rules.validation.reject} reject(s) reject it"),
+               el("dt", "State digest"), el("dd", el("code", state.digest.hex()[:16] + "…",
+                                                      title=state.digest.hex(), class_="digest")),
+               class_="card")
+    return _ledger_page(
+        request, v, info, state, "Overview", "overview", about,
+        el("section", el("h2", "Contributions over time"),
+           el("p", f"Final and pending contributions, by week; bars measure {measure_name}.", class_="muted"),
+           *charts, class_="charts"),
+        el("section", el("h2", "Shares"), _distribution_chart(state, me), class_="charts"),
+        el("section", el("h2", f"Members ({len(state.members)})"),
+           el("table", el("thead", el("tr", el("th", "Member"), el("th", "Final contributions"),
+                                      el("th", "Claim value"))), el("tbody", member_rows), class_="members")),
+    )
+
+
+# ---- history ---------------------------------------------------------------------------
+
+
+def _page_number(text: str | None) -> int:
+    if text is None or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
+        return 1
+    return int(text)
+
+
+async def history(request: web.Request) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    me = v.did
+    given = {k: request.query.get(k, "").strip() for k in ("agent", "action", "since", "until", "status")}
+    problem: Child = None
+    try:
+        rows = HistoryQuery(**{k: val for k, val in given.items() if val}).select(state)
+    except TallyError as exc:
+        problem = el("p", el("code", exc.code), ": ", exc.message, class_="flash error", role="alert")
+        rows = []
+    rows.reverse()  # newest first
+    pages = max(1, -(-len(rows) // PAGE_ROWS))
+    number = min(_page_number(request.query.get("page")), pages)
+    shown = rows[(number - 1) * PAGE_ROWS: number * PAGE_ROWS]
+    labels = _labels(state, me)
+
+    def option(value: str, label: str, current: str) -> Markup:
+        return el("option", label, value=value, selected=value == current)
+
+    people = sorted({*state.members, *state.left, *(c.author for c in state.contributions)})
+    filters = el(
+        "form",
+        field("Member", "select", option("", "anyone", given["agent"]),
+                                 (option(d, labels.get(d, short(d, me)), given["agent"]) for d in people),
+                                 name="agent"),
+        field("Action", "select", option("", "any", given["action"]),
+                                 (option(a, a, given["action"]) for a in sorted(ACTIONS)), name="action"),
+        field("From", "input", type="date", name="since", value=given["since"]),
+        field("Until", "input", type="date", name="until", value=given["until"]),
+        field("Status", "select", option("", "any", given["status"]),
+                                 (option(s, s, given["status"]) for s in (PENDING, FINAL, REJECTED)),
+                                 name="status"),
+        el("button", "Filter", type="submit"), el("a", "Clear", href=f"/ledgers/{info.id}/history"),
+        method="get", class_="filters",
+    )
+    table_rows = [
+        el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me)), el("td", c.event.action),
+           el("td", _quantity(c), class_="num"), el("td", format_decimal(c.claim), class_="num"),
+           el("td", c.event.note or ""), el("td", _status(c)),
+           el("td", f"{len(c.accepts)} ✓ {len(c.rejects)} ✗", title="accepts and rejects"),
+           data_id=str(c.id))
+        for c in shown
+    ]
+    query = "&".join(f"{k}={val}" for k, val in given.items() if val)
+
+    def link(n: int, text: str) -> Markup:
+        return el("a", text, href=f"?{query}&page={n}" if query else f"?page={n}")
+
+    pager = el("nav", link(number - 1, "← newer") if number > 1 else None,
+               el("span", f"page {number} of {pages} · {len(rows)} contribution(s)"),
+               link(number + 1, "older →") if number < pages else None, class_="pager")
+    table = el("table", el("thead", el("tr", *(el("th", h) for h in (
+        "When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts")))),
+        el("tbody", table_rows), class_="history") if table_rows else el("p", "No contributions match.")
+    return _ledger_page(request, v, info, state, "History", "history", filters, problem, table, pager)
+
+
+# ---- logging a contribution -----------------------------------------------------------
+
+
+def _contribution_fields(state: LedgerState, me: str, values: dict[str, str]) -> Markup:
+    rated = sorted(state.rules.rates)
+    others = sorted(ACTIONS - set(rated))
+    chosen = values.get("action", rated[0] if rated else "work")
+    unit = values.get("unit", state.rules.units[0] if state.rules.units else "")
+    return el(
+        "fieldset",
+        field("What you did", "select", el("optgroup", (el("option", a, value=a, selected=a == chosen)
+                                                               for a in rated), label="with a rate"),
+                                       el("optgroup", (el("option", a, value=a, selected=a == chosen)
+                                                       for a in others), label="other actions"),
+                                       name="action", required=True),
+        field("How much", "input", type="text", name="quantity", inputmode="decimal", required=True,
+                                   pattern=r"[0-9]+(\.[0-9]+)?", value=values.get("quantity", ""),
+                                   placeholder="e.g. 3.5"),
+        field("Unit", "select", (el("option", u, value=u, selected=u == unit) for u in state.rules.units),
+                               name="unit"),
+        field("On", "input", type="date", name="at", value=values.get("at", datetime.now(UTC).date()
+                                                                               .isoformat())),
+        field("Note", "input", type="text", name="note", maxlength=500, value=values.get("note", ""),
+                               placeholder="what it was"),
+    )
+
+
+async def contribute_form(request: web.Request, values: dict[str, str] | None = None,
+                          problem: TallyError | None = None) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    if not v.owner:
+        raise LocalError("unauthorized", "only the node's owner logs contributions; log in with `tally open`")
+    if v.did not in state.members:
+        body: Child = el("p", "You are not a member of this ledger, so you cannot log contributions in it.",
+                         class_="card")
+    else:
+        body = el("form", csrf_field(v), _contribution_fields(state, v.did, values or {}),
+                  el("button", "Log it", type="submit"), method="post", action=f"/ledgers/{info.id}/contribute",
+                  class_="contribute")
+    error: Child = None if problem is None else el("p", el("code", problem.code), ": ", problem.message,
+                                                   class_="flash error", role="alert")
+    return _ledger_page(request, v, info, state, "Log a contribution", "contribute", el("h2", "Log a contribution"),
+                        el("p", "It is signed by this node and waits for the other members' validation.",
+                           class_="muted"), error, body, status=400 if problem else 200)
+
+
+async def _append(request: web.Request, build: Callable[[int], AppendRequest]) -> CID:
+    config = request.app[CONFIG]
+    append = build(config.wall_ms())
+    if request.app[REPLICATION].catching_up:
+        raise LocalError("catching_up", "the node is catching up with its peers before it signs new entries; "
+                                        "retry shortly")
+    entry = await request.app[STORE].append(append)
+    return entry.id
+
+
+async def contribute(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    values = {k: form.get(k, "").strip() for k in ("action", "quantity", "unit", "at", "note")}
+    try:
+        await _append(request, lambda ts: ledger_ops.contribute(
+            state, v.did, action=values["action"], quantity=values["quantity"], unit=values["unit"], ts=ts,
+            at=values["at"] or None, note=values["note"] or None))
+    except TallyError as exc:
+        return await contribute_form(request, values, exc)
+    flash(v, "ok", f"Logged: {values['action']} {values['quantity']} {values['unit']}. It waits for validation.")
+    return see_other(f"/ledgers/{info.id}/history")
+
+
+# ---- validation queue ------------------------------------------------------------------
+
+
+async def queue(request: web.Request) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    if not v.owner:
+        raise LocalError("unauthorized", "only the node's owner validates; log in with `tally open`")
+    me = v.did
+    waiting = _waiting_for(state, me)
+    need = state.rules.validation.accept
+
+    def verdicts(c: Contribution) -> Markup:
+        return el("form", csrf_field(v), el("input", type="hidden", name="entry", value=str(c.id)),
+                  el("input", type="text", name="note", placeholder="note (optional)", maxlength=500),
+                  el("button", "Accept", type="submit", name="verdict", value="accept", class_="accept"),
+                  el("button", "Reject", type="submit", name="verdict", value="reject", class_="reject"),
+                  method="post", action=f"/ledgers/{info.id}/endorse", class_="verdict")
+
+    rows = [el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me)), el("td", c.event.action),
+               el("td", _quantity(c), class_="num"), el("td", c.event.note or ""),
+               el("td", f"{len(c.accepts)} of {need}"), el("td", verdicts(c)), data_id=str(c.id))
+            for c in waiting]
+    mine = [c for c in state.contributions if c.status == PENDING and c.author == me]
+    mine_rows = [el("tr", el("td", _day(c)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
+                    el("td", c.event.note or ""), el("td", f"{len(c.accepts)} of {need} accepts"))
+                 for c in mine]
+    return _ledger_page(
+        request, v, info, state, "Validation queue", "queue",
+        el("h2", "Waiting for your verdict"),
+        el("table", el("thead", el("tr", *(el("th", h) for h in (
+            "When", "Who", "Action", "Quantity", "Note", "Accepts", "Your verdict")))), el("tbody", rows),
+            class_="queue") if rows else el("p", "Nothing waits for you.", class_="muted"),
+        el("h2", "Yours, waiting for others"),
+        el("table", el("thead", el("tr", *(el("th", h) for h in ("When", "Action", "Quantity", "Note", "Status")))),
+           el("tbody", mine_rows)) if mine_rows else el("p", "None.", class_="muted"),
+    )
+
+
+async def endorse(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    verdict = form.get("verdict", "")
+    if verdict not in ("accept", "reject"):
+        raise LocalError("bad_request", 'verdict is "accept" or "reject"')
+    try:
+        entry = CID.parse(form.get("entry", "").strip())
+        note = form.get("note", "").strip() or None
+        await _append(request, lambda ts: ledger_ops.endorse(state, v.did, entry, accept=verdict == "accept",
+                                                             note=note, ts=ts))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", "Accepted." if verdict == "accept" else "Rejected.")
+    return see_other(f"/ledgers/{info.id}/queue")
+
+
+# ---- motions -----------------------------------------------------------------------------
+
+
+def _find_motion(request: web.Request, state: LedgerState) -> MotionState:
+    try:
+        wanted = CID.parse(request.match_info["motion"])
+    except TallyError:
+        raise LocalError("not_found", "no such motion") from None
+    for m in state.motions:
+        if m.id == wanted:
+            return m
+    raise LocalError("not_found", f"no motion {wanted} in this ledger")
+
+
+async def motions(request: web.Request) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    rows = []
+    for m in sorted(state.motions, key=lambda m: (m.closed, -m.ts)):
+        j = motion_json(m)
+        status = f"closed: {j['winner']} won" if m.closed else f"open: {j['leading'] or '—'} leads"
+        rows.append(el("tr", el("td", el("a", m.motion.title, href=f"/ledgers/{info.id}/motions/{m.id}")),
+                       el("td", who(m.author, v.did)), el("td", ", ".join(m.motion.options)),
+                       el("td", j["voters"], class_="num"), el("td", status),
+                       el("td", "amends the rules" if m.motion.amend is not None else "")))
+    proposal: Child = None
+    if v.owner and v.did in state.members:
+        proposal = el(
+            "form", csrf_field(v),
+            el("fieldset",
+               el("legend", "Propose a motion"),
+               field("Title", "input", type="text", name="title", required=True, maxlength=200),
+               field("Options, one per line", "textarea", "yes\nno", name="options", rows=3),
+               field("Closes on (optional)", "input", type="date", name="closes"),
+               field("Note", "input", type="text", name="note", maxlength=500),
+               field("Rules change if the first option wins (optional, TOML as in an amendment file)", "textarea",
+                     name="amend", rows=3, placeholder='[rates.work]\nhour = "25"'),
+               class_="wide"),
+            el("button", "Propose", type="submit"), method="post", action=f"/ledgers/{info.id}/motions",
+            class_="propose")
+    return _ledger_page(
+        request, v, info, state, "Motions", "motions", el("h2", "Motions"),
+        el("p", "Score voting: give every option a score; the highest total wins (SPEC.md §18).", class_="muted"),
+        el("table", el("thead", el("tr", *(el("th", h) for h in (
+            "Motion", "Proposed by", "Options", "Voters", "Status", "")))), el("tbody", rows), class_="motions")
+        if rows else el("p", "No motions yet.", class_="muted"),
+        proposal,
+    )
+
+
+async def propose(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    options = [line.strip() for line in form.get("options", "").splitlines() if line.strip()]
+    amend_text = form.get("amend", "").strip()
+    try:
+        amend = None
+        if amend_text:
+            try:
+                amend = tomllib.loads(amend_text)
+            except tomllib.TOMLDecodeError as exc:
+                raise LocalError("bad_amendment", f"the rules change is not TOML: {exc}") from None
+        motion_id = await _append(request, lambda ts: governance_ops.create_motion(
+            state, v.did, title=form.get("title", ""), options=options, ts=ts,
+            closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+        return see_other(f"/ledgers/{info.id}/motions")
+    flash(v, "ok", "Your motion is open for votes.")
+    return see_other(f"/ledgers/{info.id}/motions/{motion_id}")
+
+
+def _results(info: LedgerInfo, m: MotionState) -> Markup:
+    j = motion_json(m)
+    top = max([*j["totals"].values(), 1])
+    no_opinion = j["voting"]["blank"] == "no-opinion"
+    rows = []
+    for option in j["ranking"] or j["options"]:
+        total = j["totals"][option]
+        lead = option == (j["winner"] if m.closed else j["leading"])
+        rows.append(el("tr", el("th", option, " ", el("span", "winner" if m.closed else "leading", class_="badge")
+                                                      if lead else None),
+                       el("td", el("meter", value=total, min=0, max=top, title=f"{total}"), class_="barcell"),
+                       el("td", total, class_="num"),
+                       el("td", j["averages"][option] or "—", class_="num") if no_opinion else None,
+                       data_option=option))
+    state_text = (f"Closed: {j['winner']} won" if m.closed else f"Open: {j['leading'] or 'no one'} leads") + \
+        f" · {j['voters']} voter(s)"
+    if j["tie_break"]:
+        state_text += f" · tie among {', '.join(j['tied'])} broken by {j['tie_break']}"
+    if j["amended"] is not None:
+        state_text += " · the amendment is in effect" if j["amended"] else " · the amendment is not in effect"
+    head = el("tr", el("th", "Option"), el("th", ""), el("th", "Total"), el("th", "Average") if no_opinion else None)
+    return el("section", el("p", state_text, class_="result-status"),
+              el("table", el("thead", head), el("tbody", rows), class_="results"),
+              id="results", data_live=None if m.closed else f"/ledgers/{info.id}/motions/{m.id}/results")
+
+
+async def motion(request: web.Request) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    m = _find_motion(request, state)
+    voting = m.voting
+    mine = next((b for b in m.counted if b.voter == v.did), None)
+    ballot: Child = None
+    if v.owner and v.did in state.members and not m.closed:
+        ballot = el(
+            "form", csrf_field(v),
+            el("fieldset", el("legend", f"Your ballot: a score from {voting.min} to {voting.max} for each option"
+                                        f" (blank counts as {'no opinion' if voting.blank == 'no-opinion' else 0})"),
+               (field(option, "input", type="number", name=f"score:{option}", min=voting.min,
+                                       max=voting.max, step=1,
+                                       value=None if mine is None or option not in mine.scores
+                                       else mine.scores[option])
+                for option in m.motion.options)),
+            el("button", "Change my ballot" if mine else "Cast my ballot", type="submit"),
+            method="post", action=f"/ledgers/{info.id}/motions/{m.id}/vote", class_="ballot")
+    closer: Child = None
+    if v.owner and m.author == v.did and not m.closed:
+        closer = el("form", csrf_field(v), el("button", "Close the vote", type="submit"), method="post",
+                    action=f"/ledgers/{info.id}/motions/{m.id}/close", class_="close")
+    amend = None if m.motion.amend is None else el(
+        "p", "If the first option wins, the ledger's rules change: ",
+        el("code", ", ".join(f"{k} = {val}" for k, val in m.motion.amend.to_body().items())))
+    closes = motion_json(m)["closes"]
+    return _ledger_page(
+        request, v, info, state, m.motion.title, "motions", el("h2", m.motion.title),
+        el("p", "Proposed by ", who(m.author, v.did), f" · closes {closes}" if closes else "",
+           class_="muted"),
+        el("p", m.motion.note) if m.motion.note else None, amend,
+        _results(info, m), ballot, closer,
+    )
+
+
+async def motion_results(request: web.Request) -> web.Response:
+    """The results section alone, for the page's live refresh."""
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    from .dashboard import html_response
+
+    return html_response(_results(info, _find_motion(request, state)))
+
+
+async def vote(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    m = _find_motion(request, state)
+    scores: dict[str, int] = {}
+    try:
+        for option in m.motion.options:
+            text = form.get(f"score:{option}", "").strip()
+            if text:
+                if not (text.lstrip("-").isdigit() and len(text) < 10):
+                    raise LocalError("vote_out_of_range", f"the score for {option!r} is not a whole number")
+                scores[option] = int(text)
+        await _append(request, lambda ts: governance_ops.vote(state, v.did, m.id, scores, ts))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", "Your ballot is cast: " + ", ".join(f"{o} {s}" for o, s in scores.items()) + ".")
+    return see_other(f"/ledgers/{info.id}/motions/{m.id}")
+
+
+async def close(request: web.Request) -> web.Response:
+    v, _ = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    m = _find_motion(request, state)
+    try:
+        await _append(request, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", "The vote is closed.")
+    return see_other(f"/ledgers/{info.id}/motions/{m.id}")
+
+
+# ---- pledges -------------------------------------------------------------------------------
+
+
+async def pledges(request: web.Request) -> web.Response:
+    v = viewer(request)
+    info, state = await readable_ledger(request, v)
+    day = today()
+    blocks = []
+    for p in state.pledges:
+        j = pledge_json(p, day)
+        rate = f"{j['amount']} {j['unit']}" + (f" per {j['per']} × {j['basis']}" if j["per"] else "")
+        periods = el("table", el("thead", el("tr", *(el("th", h) for h in ("Period", "Due", "Paid", "Arrears")))),
+                     el("tbody", (el("tr", el("td", r["period"]), el("td", r["due"], class_="num"),
+                                     el("td", r["paid"], class_="num"),
+                                     el("td", r["arrears"], class_="num" + (" owing" if Decimal(r["arrears"]) > 0
+                                                                           else "")))
+                                  for r in j["periods"])))
+        blocks.append(el("tr", el("td", who(p.author, v.did)), el("td", f"{rate} every {j['every']} from {j['start']}"
+                                                                  + (f" until {j['until']}" if j["until"] else "")),
+                         el("td", j["due"], class_="num"), el("td", j["paid"], class_="num"),
+                         el("td", j["arrears"], class_="num" + (" owing" if Decimal(j["arrears"]) > 0 else "")),
+                         el("td", el("details", el("summary", f"{len(j['periods'])} period(s)"), periods)),
+                         data_id=str(p.id)))
+    return _ledger_page(
+        request, v, info, state, "Pledges", "pledges", el("h2", f"Pledges as of {day.isoformat()}"),
+        el("table", el("thead", el("tr", *(el("th", h) for h in (
+            "Pledger", "Pledge", "Due", "Paid", "Arrears", "Schedule")))), el("tbody", blocks), class_="pledges")
+        if blocks else el("p", "No pledges yet. Make one with `tally pledge create`.", class_="muted"),
+    )
