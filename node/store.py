@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -538,6 +539,10 @@ def _row(entry: Entry, now: int) -> tuple[Any, ...]:
 
 
 def _open_writer(path: Path) -> sqlite3.Connection:
+    # Members-only ledgers are in here: a new store is the owner's alone (0600), and SQLite gives its -wal
+    # and -shm files the database file's mode.
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

@@ -5,7 +5,7 @@
 # bookworm arm64 root filesystem: Raspberry Pi OS 64-bit's base, Python 3.11):
 # copies this project in, installs it in a fresh venv from arm64 wheels only (a
 # dependency without an aarch64 wheel fails the check), runs `tally init` and
-# `tally run`, waits for the first 200 on /api/v1/identity, stops the node with
+# `tally run`, waits for the first 200 on /api/v1/identity, logs in to the dashboard, stops the node with
 # SIGTERM and requires exit 0. Prints the timings it saw.
 #
 #   sudo scripts/pi_check.sh       # sets the emulator up first if needed (~5 min, ~330 MB, once)
@@ -47,6 +47,16 @@ while True:
         time.sleep(0.1)
 assert identity["id"].startswith("did:key:z6Mk") and identity["protocol"] == 1, identity
 print("pi_check:", platform.machine(), "serves /api/v1/identity:", json.dumps(identity))
+# The dashboard: its owner logs in through `tally open` and sees the ledger just founded.
+import http.cookiejar, subprocess
+subprocess.run(["tally", "ledger", "create", "Pi coop"], check=True, capture_output=True, timeout=300)
+url = subprocess.run(["tally", "open"], check=True, capture_output=True, text=True, timeout=300).stdout.split()[-1]
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+started = time.monotonic()
+with opener.open(url, timeout=120) as r:
+    page = r.read().decode()
+assert "Pi coop" in page and "Log out" in page, page[:500]
+print(f"pi_check: the dashboard answers its owner ({len(page)} bytes, {time.monotonic() - started:.2f} s emulated)")
 EOF
     then
         cat /tmp/node.log

@@ -41,6 +41,11 @@ def test_init_prints_did_and_writes_secrets_0600(tally: TallyRunner, home: Path)
     for name in ("identity.key", "api.token"):
         mode = stat.S_IMODE((home / name).stat().st_mode)
         assert mode == 0o600, f"{name} has mode {oct(mode)}"
+    # the store holds members-only ledgers: the owner's alone too (SQLite gives its WAL the same mode)
+    assert tally("ledger", "create", "Private").returncode == 0
+    for path in home.glob("tally.sqlite3*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path.name} has mode {oct(mode)}"
     r = tally("id")
     assert r.returncode == 0 and last_line(r.stdout) == did
     # the secret never appears in any output
