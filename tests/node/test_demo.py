@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from running_nodes import until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 READY_TIMEOUT_S = 180.0  # the machine may be slow and busy; here the demo is ready in a few seconds
 STOP_TIMEOUT_S = 90.0
-SYNC_TIMEOUT_S = 60.0
 NAMES = ("alice", "bob", "carol")
 READY = "Ctrl-C stops the three nodes."
 
@@ -144,17 +144,6 @@ def parse(lines: list[str], root: Path) -> tuple[str, dict[str, Shown]]:
             current.login = m.group(1)
     assert sorted(shown) == sorted(NAMES), lines
     return ledger, shown
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = SYNC_TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_the_demo_seeds_three_nodes_prints_login_links_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -9,12 +9,7 @@ processes on loopback that record distributions, re-verify each other's, and agr
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,12 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import last_line, tally_executable
-from test_run import Node, http, start, token
-
-from node.home import Home
-from node.store import Store
-from protocol import Entry
+from running_nodes import Node, exchange, ok, output, refused, start, stop_all, until
 
 RULES = """
 founders = [{founders}]
@@ -47,49 +37,12 @@ name = "members"
 percent = "80"
 """
 NAMES = ("ana", "ben", "cleo")
-SYNC_TIMEOUT_S = 60.0
-
-
-def tally(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    return subprocess.run([tally_executable(), "--home", str(home), *args], capture_output=True, text=True,
-                          timeout=120, env=env)
-
-
-def ok(home: Path, *args: str) -> str:
-    r = tally(home, *args)
-    assert r.returncode == 0, (args, r.stderr)
-    return r.stdout
-
-
-def refused(home: Path, code: str, *args: str) -> None:
-    r = tally(home, *args)
-    assert r.returncode == 1 and r.stderr.startswith(f"error: {code}: "), (args, r.stdout, r.stderr)
-
-
-def exchange(*homes: Path) -> None:
-    """Give every home every entry the others hold (what peer sync does)."""
-
-    async def run() -> None:
-        stores = [await Store.open(Home(h).store_path) for h in homes]
-        try:
-            entries: dict[bytes, Entry] = {}
-            for store in stores:
-                for info in await store.ledgers():
-                    async for entry in store.log(info.id):
-                        entries[entry.id.raw] = entry
-            ordered = sorted(entries.values(), key=lambda e: (e.ledger_id.raw, e.header.author, e.seq))
-            for store in stores:
-                await store.ingest(ordered)
-        finally:
-            for store in stores:
-                await store.close()
-
-    asyncio.run(run())
+START_TIMEOUT_S = 90.0  # these nodes' start timeout (as in test_run.py), longer than running_nodes' default
+POLL_S = 0.1  # these waits poll twice as often as running_nodes' default
 
 
 def entry_count(home: Path, ledger: str) -> int:
-    return len(ok(home, "log", "--ledger", ledger, "--json").splitlines())
+    return len(output(home, "log", "--ledger", ledger, "--json").splitlines())
 
 
 def claims(export: dict[str, Any]) -> set[tuple[str, str, str, str]]:
@@ -112,32 +65,32 @@ DOMAIN = {"reserve": "120.00", "ana": "240.00", "ben": "160.00", "cleo": "80.00"
 
 def test_distribute_and_export_through_the_cli(tmp_path: Path) -> None:
     homes = {name: tmp_path / name for name in NAMES}
-    dids = {name: last_line(ok(home, "init")) for name, home in homes.items()}
+    dids = {name: ok(home, "init") for name, home in homes.items()}
     (tmp_path / "rules.toml").write_text(RULES.format(founders=", ".join(f'"{d}"' for d in dids.values())))
     ana, ben, cleo = homes["ana"], homes["ben"], homes["cleo"]
-    ledger = last_line(ok(ana, "ledger", "create", "Van coop", "--rules", str(tmp_path / "rules.toml")))
+    ledger = ok(ana, "ledger", "create", "Van coop", "--rules", str(tmp_path / "rules.toml"))
     exchange(*homes.values())
-    work = {"ana": last_line(ok(ana, "contribute", ledger, "--action", "work", "--quantity", "6", "--unit", "hour",
-                                "--at", "2026-05-04")),
-            "ben": last_line(ok(ben, "contribute", ledger, "--action", "work", "--quantity", "4", "--unit", "hour",
-                                "--at", "2026-05-05")),
-            "cleo": last_line(ok(cleo, "contribute", ledger, "--action", "use", "--quantity", "2", "--unit", "day",
-                                 "--from", "2026-05-06", "--to", "2026-05-07"))}
+    work = {"ana": ok(ana, "contribute", ledger, "--action", "work", "--quantity", "6", "--unit", "hour",
+                      "--at", "2026-05-04"),
+            "ben": ok(ben, "contribute", ledger, "--action", "work", "--quantity", "4", "--unit", "hour",
+                      "--at", "2026-05-05"),
+            "cleo": ok(cleo, "contribute", ledger, "--action", "use", "--quantity", "2", "--unit", "day",
+                       "--from", "2026-05-06", "--to", "2026-05-07")}
 
     # Nothing final yet: both buckets stay with the ledger.
-    assert ok(ana, "distribute", ledger, "--amount", "600", "--unit", "euro").splitlines() == [
+    assert output(ana, "distribute", ledger, "--amount", "600", "--unit", "euro").splitlines() == [
         f"reserve\t{ledger}\t120.00\teuro", f"members\t{ledger}\t480.00\teuro"]
     exchange(*homes.values())
     for who, what in (("ben", "ana"), ("cleo", "ben"), ("ana", "cleo")):
-        ok(homes[who], "endorse", work[what])
+        output(homes[who], "endorse", work[what])
     exchange(*homes.values())
 
     for home in homes.values():  # every home computes the same cents
-        data = json.loads(ok(home, "distribute", ledger, "--amount", "600", "--unit", "euro", "--json"))
+        data = json.loads(output(home, "distribute", ledger, "--amount", "600", "--unit", "euro", "--json"))
         assert data == {"ledger": ledger, "amount": "600", "unit": "euro", "since": None, "until": None,
                         "lines": expected_lines(ledger, dids, DOMAIN)}
-    may = json.loads(ok(ana, "distribute", ledger, "--amount", "100", "--unit", "euro", "--json",
-                        "--since", "2026-05-05", "--until", "2026-05-05"))
+    may = json.loads(output(ana, "distribute", ledger, "--amount", "100", "--unit", "euro", "--json",
+                            "--since", "2026-05-05", "--until", "2026-05-05"))
     assert [(line["recipient"], line["amount"]) for line in may["lines"]] == [(ledger, "20.00"),
                                                                              (dids["ben"], "80.00")]
 
@@ -157,17 +110,17 @@ def test_distribute_and_export_through_the_cli(tmp_path: Path) -> None:
     assert entry_count(ana, ledger) == before
 
     # Recorded: the lines, then the entry's id; every home re-verifies it.
-    out = ok(ana, "distribute", ledger, "--amount", "600", "--unit", "euro", "--record").splitlines()
+    out = output(ana, "distribute", ledger, "--amount", "600", "--unit", "euro", "--record").splitlines()
     recorded = out[-1]
     assert out[:-1] == [f"{line['bucket']}\t{line['recipient']}\t{line['amount']}\teuro"
                         for line in expected_lines(ledger, dids, DOMAIN)]
     exchange(*homes.values())
     for home in homes.values():
-        assert json.loads(ok(home, "state", ledger, "--json"))["invalid"] == []
-        export = json.loads(ok(home, "export", ledger, "--format", "jsonld"))
+        assert json.loads(output(home, "state", ledger, "--json"))["invalid"] == []
+        export = json.loads(output(home, "export", ledger, "--format", "jsonld"))
         assert claims(export) == {(f"urn:cid:{recorded}", line["bucket"], _iri(line["recipient"]), line["amount"])
                                   for line in expected_lines(ledger, dids, DOMAIN)}
-    rows = ok(cleo, "export", ledger, "--format", "csv").splitlines()
+    rows = output(cleo, "export", ledger, "--format", "csv").splitlines()
     assert rows[0].startswith("id,author,seq,ts,action") and len(rows) == 4
     assert {r.split(",")[14] for r in rows[1:]} == {"150", "100", "50"}  # claim column
 
@@ -179,43 +132,21 @@ def _iri(recipient: str) -> str:
 # ---- three running nodes -------------------------------------------------------------------------
 
 
-def wait_for(check: Callable[[], bool], what: str, nodes: list[Node]) -> None:
-    deadline = time.monotonic() + SYNC_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    logs = "\n\n".join(n.log()[-3000:] for n in nodes)
-    raise AssertionError(f"timed out waiting for {what}; logs:\n{logs}")
-
-
 @pytest.fixture
 def three(tmp_path: Path) -> Iterator[tuple[dict[str, Path], dict[str, str], str, dict[str, Node]]]:
     homes = {name: tmp_path / name for name in NAMES}
-    dids = {name: last_line(ok(home, "init")) for name, home in homes.items()}
+    dids = {name: ok(home, "init") for name, home in homes.items()}
     (tmp_path / "rules.toml").write_text(RULES.format(founders=", ".join(f'"{d}"' for d in dids.values())))
-    ledger = last_line(ok(homes["ana"], "ledger", "create", "Van coop", "--rules", str(tmp_path / "rules.toml")))
+    ledger = ok(homes["ana"], "ledger", "create", "Van coop", "--rules", str(tmp_path / "rules.toml"))
     nodes: dict[str, Node] = {}
     try:
-        nodes["ana"] = start(homes["ana"])
+        nodes["ana"] = start("ana", homes["ana"], dids["ana"], timeout=START_TIMEOUT_S)
         for name in ("ben", "cleo"):
-            ok(homes[name], "follow", ledger)
-            nodes[name] = start(homes[name], "--peer", nodes["ana"].address)
+            output(homes[name], "follow", ledger)
+            nodes[name] = start(name, homes[name], dids[name], nodes["ana"].address, timeout=START_TIMEOUT_S)
         yield homes, dids, ledger, nodes
     finally:
-        for node in nodes.values():
-            if node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGTERM)
-        for node in nodes.values():
-            try:
-                node.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait()
-
-
-def api(node: Node, home: Path, path: str, *, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-    return http(node.address + "/api/v1" + path, method=method, body=body, token=token(home))
+        stop_all(nodes.values())
 
 
 @pytest.mark.slow
@@ -226,45 +157,44 @@ def test_three_running_nodes_record_and_reverify_distributions(
     everyone = list(nodes.values())
 
     def count(name: str) -> int:
-        status, data = api(nodes[name], homes[name], f"/ledgers/{ledger}/entries")
+        status, data = nodes[name].api("GET", f"/ledgers/{ledger}/entries")
         return len(data["entries"]) if status == 200 else 0
 
     def level(n: int) -> Callable[[], bool]:
         return lambda: all(count(name) == n for name in NAMES)
 
-    wait_for(level(1), "the genesis on every node", everyone)
-    work = {"ana": last_line(ok(homes["ana"], "contribute", ledger, "--action", "work", "--quantity", "6",
-                                "--unit", "hour")),
-            "ben": last_line(ok(homes["ben"], "contribute", ledger, "--action", "work", "--quantity", "4",
-                                "--unit", "hour")),
-            "cleo": last_line(ok(homes["cleo"], "contribute", ledger, "--action", "use", "--quantity", "2",
-                                 "--unit", "day"))}
-    wait_for(level(4), "the contributions on every node", everyone)
+    until(level(1), "the genesis on every node", poll=POLL_S, logs=everyone)
+    work = {"ana": ok(homes["ana"], "contribute", ledger, "--action", "work", "--quantity", "6",
+                      "--unit", "hour"),
+            "ben": ok(homes["ben"], "contribute", ledger, "--action", "work", "--quantity", "4",
+                      "--unit", "hour"),
+            "cleo": ok(homes["cleo"], "contribute", ledger, "--action", "use", "--quantity", "2",
+                       "--unit", "day")}
+    until(level(4), "the contributions on every node", poll=POLL_S, logs=everyone)
     for who, what in (("ben", "ana"), ("cleo", "ben"), ("ana", "cleo")):
-        ok(homes[who], "endorse", work[what])
-    wait_for(level(7), "the endorsements on every node", everyone)
+        output(homes[who], "endorse", work[what])
+    until(level(7), "the endorsements on every node", poll=POLL_S, logs=everyone)
 
     # Every node previews the same cents through its API.
     query = urllib.parse.urlencode({"amount": "600", "unit": "euro"})
     for name in NAMES:
-        status, data = api(nodes[name], homes[name], f"/ledgers/{ledger}/distribution?{query}")
+        status, data = nodes[name].api("GET", f"/ledgers/{ledger}/distribution?{query}")
         assert status == 200 and data["lines"] == expected_lines(ledger, dids, DOMAIN), data
-    status, data = api(nodes["ben"], homes["ben"], f"/ledgers/{ledger}/distribution?amount=6.001&unit=euro")
+    status, data = nodes["ben"].api("GET", f"/ledgers/{ledger}/distribution?amount=6.001&unit=euro")
     assert (status, data["error"]["code"]) == (400, "bad_amount")
-    assert http(f"{nodes['ben'].address}/api/v1/ledgers/{ledger}/distribution?{query}")[0] == 404  # members only
+    assert nodes["ben"].api("GET", f"/ledgers/{ledger}/distribution?{query}", owner=False)[0] == 404  # members only
 
     # Ana records 600 € through her node (the CLI posts to it); Ben records 100 € through the API.
-    first = json.loads(ok(homes["ana"], "distribute", ledger, "--amount", "600", "--unit", "euro", "--record",
-                          "--json"))
+    first = json.loads(output(homes["ana"], "distribute", ledger, "--amount", "600", "--unit", "euro",
+                              "--record", "--json"))
     assert first["lines"] == expected_lines(ledger, dids, DOMAIN)
-    status, second = api(nodes["ben"], homes["ben"], f"/ledgers/{ledger}/distributions", method="POST",
-                         body={"amount": "100", "unit": "euro"})
+    status, second = nodes["ben"].api("POST", f"/ledgers/{ledger}/distributions", {"amount": "100", "unit": "euro"})
     assert status == 201, second
     # 100 €: reserve 20; members 80 over 300 of claims: 40, 26.666…, 13.333…: 26.67 and 13.33 by largest remainder
     assert second["lines"] == expected_lines(ledger, dids, {"reserve": "20.00", "ana": "40.00", "ben": "26.67",
                                                             "cleo": "13.33"})
-    status, refused_answer = api(nodes["ben"], homes["ben"], f"/ledgers/{ledger}/distributions", method="POST",
-                                 body={"amount": 1.5, "unit": "euro"})
+    status, refused_answer = nodes["ben"].api("POST", f"/ledgers/{ledger}/distributions",
+                                              {"amount": 1.5, "unit": "euro"})
     assert (status, refused_answer["error"]["code"]) == (400, "bad_amount")
 
     # Cleo appends a forged one (a cent moved from Ana to Ben) as a raw entry.
@@ -274,17 +204,17 @@ def test_three_running_nodes_record_and_reverify_distributions(
             line[2] = "239.99"
         elif line[1] == dids["ben"]:
             line[2] = "160.01"
-    rows = [json.loads(row) for row in ok(homes["ana"], "log", "--ledger", ledger, "--json").splitlines()]
+    rows = [json.loads(row) for row in output(homes["ana"], "log", "--ledger", ledger, "--json").splitlines()]
     recorded = next(row["body"] for row in rows if row["id"] == first["id"])
     forged_body = {**recorded, "lines": forged_lines, "member": {"/": ledger}}
-    forged = last_line(ok(homes["cleo"], "append", "--ledger", ledger, "--kind", "ledger.distribution",
-                          "--body", json.dumps(forged_body)))
-    wait_for(level(10), "both distributions and the forgery on every node", everyone)
+    forged = ok(homes["cleo"], "append", "--ledger", ledger, "--kind", "ledger.distribution",
+                "--body", json.dumps(forged_body))
+    until(level(10), "both distributions and the forgery on every node", poll=POLL_S, logs=everyone)
 
     def verdicts(name: str) -> tuple[list[tuple[str, str]], set[tuple[str, str, str, str]]]:
-        status, state = api(nodes[name], homes[name], f"/ledgers/{ledger}/state")
+        status, state = nodes[name].api("GET", f"/ledgers/{ledger}/state")
         assert status == 200, state
-        status, export = api(nodes[name], homes[name], f"/ledgers/{ledger}/export?format=jsonld")
+        status, export = nodes[name].api("GET", f"/ledgers/{ledger}/export?format=jsonld")
         assert status == 200, export
         return [(p["id"], p["code"]) for p in state["invalid"]], claims(export)
 
@@ -293,7 +223,7 @@ def test_three_running_nodes_record_and_reverify_distributions(
     for name in NAMES:
         assert verdicts(name) == ([(forged, "distribution_mismatch")], want), name
     request = urllib.request.Request(f"{nodes['cleo'].address}/api/v1/ledgers/{ledger}/export?format=csv",
-                                     headers={"Authorization": f"Bearer {token(homes['cleo'])}"})
+                                     headers={"Authorization": f"Bearer {nodes['cleo'].token}"})
     with urllib.request.urlopen(request, timeout=60) as resp:
         assert resp.headers.get_content_type() == "text/csv"
         assert len(resp.read().decode().splitlines()) == 1 + 3  # a header, then one row per event

@@ -13,136 +13,21 @@ node shows the same arrears; the citations resolve only where the house's ledger
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import last_line, tally_executable
+from running_nodes import Node, ok, refused, run, running, until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-START_TIMEOUT_S = 60.0
-DEADLINE_S = 60.0  # generous: convergence usually takes well under a second
-POLL_S = 0.2
-
-
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    return subprocess.run([tally_executable(), "--home", str(home), *args], capture_output=True, text=True,
-                          timeout=120, env=env)
-
-
-def ok(home: Path, *args: str) -> str:
-    r = run(home, *args)
-    assert r.returncode == 0, (args, r.stderr)
-    return last_line(r.stdout)
-
-
-def refused(home: Path, code: str, *args: str) -> None:
-    r = run(home, *args)
-    assert r.returncode == 1 and r.stderr.startswith(f"error: {code}: "), (args, r.stderr)
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_S)
-
-
-@dataclass
-class Node:
-    name: str
-    home: Path
-    did: str
-    proc: subprocess.Popen[bytes]
-    address: str
-
-    def motion(self, motion: str) -> dict[str, Any] | None:
-        r = run(self.home, "motion", "show", motion, "--json")
-        if r.returncode != 0:
-            return None
-        data: dict[str, Any] = json.loads(r.stdout)
-        return data
-
-    def state(self, ledger: str) -> dict[str, Any] | None:
-        r = run(self.home, "state", ledger, "--json")
-        if r.returncode != 0:
-            return None
-        data: dict[str, Any] = json.loads(r.stdout)
-        return data
-
-    def pledges(self, ledger: str, as_of: str) -> list[dict[str, Any]]:
-        r = run(self.home, "pledges", ledger, "--as-of", as_of, "--json")
-        return [json.loads(line) for line in r.stdout.splitlines()] if r.returncode == 0 else []
-
-    def get(self, path: str) -> tuple[int, dict[str, Any]]:
-        """GET an API path with this node's owner token: (status, JSON answer)."""
-        token = (self.home / "api.token").read_text().strip()
-        request = urllib.request.Request(f"{self.address}/api/v1{path}", headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-
-def start(name: str, home: Path, did: str, *peers: str) -> Node:
-    log_path = home.parent / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    args = [tally_executable(), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--offline", "--no-mdns"]
-    for peer in peers:
-        args += ["--peer", peer]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{name}'s node exited with {proc.returncode}: {log_path.read_text()}")
-        try:
-            info = json.loads((home / "node.json").read_text())
-        except (OSError, ValueError):
-            info = None
-        if info and info["pid"] == proc.pid:
-            return Node(name, home, did, proc, info["address"])
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"{name}'s node wrote no node.json within {START_TIMEOUT_S} s")
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]]:
-    root = tmp_path_factory.mktemp("gov-nodes")
-    started: dict[str, Node] = {}
-    try:
-        for name in ("ana", "ben", "cleo"):
-            home = root / name
-            did = ok(home, "init")
-            started[name] = start(name, home, did, *(n.address for n in started.values()))
+    with running(tmp_path_factory.mktemp("gov-nodes"), ("ana", "ben", "cleo")) as started:
         yield started
-    finally:
-        for node in started.values():
-            if node.proc.poll() is None:
-                node.proc.terminate()
-        for node in started.values():
-            try:
-                node.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait()
 
 
 def coop(nodes: dict[str, Node], tmp_path: Path, name: str, rules: str = "") -> str:
@@ -155,7 +40,7 @@ def coop(nodes: dict[str, Node], tmp_path: Path, name: str, rules: str = "") -> 
         if node.name != "ana":
             ok(node.home, "follow", ledger)
     for node in nodes.values():
-        until(lambda node=node: node.state(ledger) is not None, f"{name} at {node.name}")
+        until(lambda node=node: node.cli_state(ledger) is not None, f"{name} at {node.name}")
     return ledger
 
 
@@ -196,7 +81,7 @@ def test_a_motion_changed_ballot_and_score_beating_plurality(nodes: dict[str, No
     counted = {b["id"] for b in result["ballots"]}
     assert changed in counted and first not in counted
     refused(cleo.home, "motion_closed", "vote", motion, "--score", "cafe=5")
-    state = ana.state(ledger)
+    state = ana.cli_state(ledger)
     assert state is not None and [m["winner"] for m in state["motions"]] == ["park"]
 
 
@@ -251,7 +136,7 @@ def test_an_amendment_changes_later_claims_on_every_node(nodes: dict[str, Node],
     result = decided(nodes, motion, ballots=2)
     assert result["winner"] == "yes" and result["amended"] is True
     for node in (ben, cleo):
-        until(lambda node=node: node.state(ledger)["rules"]["rates"]["work"]["hour"] == "30",
+        until(lambda node=node: node.cli_state(ledger)["rules"]["rates"]["work"]["hour"] == "30",
               f"the amended rate at {node.name}")
     after = ok(ben.home, "contribute", ledger, "--action", "work", "--quantity", "2", "--unit", "hour")
 
@@ -261,7 +146,7 @@ def test_an_amendment_changes_later_claims_on_every_node(nodes: dict[str, Node],
 
     for node in nodes.values():
         until(lambda node=node: claims(node) == {before: "40", after: "60"}, f"the claims at {node.name}")
-    digests = {until(lambda n=n: n.state(ledger), "state")["digest"] for n in nodes.values()}
+    digests = {until(lambda n=n: n.cli_state(ledger), "state")["digest"] for n in nodes.values()}
     assert len(digests) == 1
 
 
@@ -277,7 +162,7 @@ def test_a_house_pledges_to_the_federation_and_every_node_agrees_on_arrears(
     for node in (ben, cleo):
         ok(node.home, "follow", fund)
     ok(ana.home, "member", "admit", fund, ben.did)  # the house joins with its node's did:key
-    until(lambda: (s := ben.state(fund)) and ben.did in s["members"], "the fund at the house's node")
+    until(lambda: (s := ben.cli_state(fund)) and ben.did in s["members"], "the fund at the house's node")
     house = ok(ben.home, "ledger", "create", "House Rosa")  # the house's own books, members only
 
     pledge = ok(ben.home, "pledge", "create", fund, "--amount", "0.10", "--unit", "euro", "--per", "m2",
@@ -307,13 +192,13 @@ def test_a_house_pledges_to_the_federation_and_every_node_agrees_on_arrears(
         ("2027-01", "30", "30", "0"), ("2027-02", "30", "30", "0"), ("2027-03", "30", "30", "0"),
         ("2027-04", "30", "0", "30"),
     ]
-    states = [until(lambda n=n: n.state(fund), "state") for n in nodes.values()]
+    states = [until(lambda n=n: n.cli_state(fund), "state") for n in nodes.values()]
     assert len({s["digest"] for s in states}) == 1 and states[0]["pledges"][0]["id"] == pledge
 
     # The payments cite the house's own entries by CID; nothing of the house's ledger reached the fund's nodes.
-    status, entry = ben.get(f"/entries/{internal[0]}")
+    status, entry = ben.api("GET", f"/entries/{internal[0]}", timeout=30)
     assert status == 200 and entry["ledger"] == house
     for node in (ana, cleo):
-        status, answer = node.get(f"/entries/{internal[0]}")
+        status, answer = node.api("GET", f"/entries/{internal[0]}", timeout=30)
         assert (status, answer["error"]["code"]) == (404, "unknown_entry")
-        assert node.state(house) is None
+        assert node.cli_state(house) is None

@@ -9,23 +9,16 @@ work and a van's use, endorse, reject, correct and change a verdict; the claims 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import last_line, tally_executable
-
-from node.home import Home
-from node.store import Store
-from protocol import Entry
+from running_nodes import exchange, ok, output, run
 
 RULES = """
 units = ["hour", "euro", "day"]
@@ -41,54 +34,17 @@ euro = "1"
 """
 
 
-def tally(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    return subprocess.run([tally_executable(), "--home", str(home), *args], capture_output=True, text=True,
-                          timeout=120, env=env)
-
-
-def ok(home: Path, *args: str) -> str:
-    r = tally(home, *args)
-    assert r.returncode == 0, (args, r.stderr)
-    return r.stdout
-
-
-def new_id(home: Path, *args: str) -> str:
-    return last_line(ok(home, *args))
-
-
-def exchange(*homes: Path) -> None:
-    """Give every home every entry the others hold (what peer sync does)."""
-
-    async def run() -> None:
-        stores = [await Store.open(Home(h).store_path) for h in homes]
-        try:
-            entries: dict[bytes, Entry] = {}
-            for store in stores:
-                for info in await store.ledgers():
-                    async for entry in store.log(info.id):
-                        entries[entry.id.raw] = entry
-            ordered = sorted(entries.values(), key=lambda e: (e.ledger_id.raw, e.header.author, e.seq))
-            for store in stores:
-                await store.ingest(ordered)
-        finally:
-            for store in stores:
-                await store.close()
-
-    asyncio.run(run())
-
-
 def state(home: Path, ledger: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(ok(home, "state", ledger, "--json"))
+    data: dict[str, Any] = json.loads(output(home, "state", ledger, "--json"))
     return data
 
 
 def history(home: Path, ledger: str, *args: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in ok(home, "history", ledger, "--json", *args).splitlines()]
+    return [json.loads(line) for line in output(home, "history", ledger, "--json", *args).splitlines()]
 
 
 def entry_count(home: Path, ledger: str) -> int:
-    return len(ok(home, "log", "--ledger", ledger, "--json").splitlines())
+    return len(output(home, "log", "--ledger", ledger, "--json").splitlines())
 
 
 @dataclass
@@ -107,49 +63,49 @@ class Coop:
 def coop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coop]:
     root = tmp_path_factory.mktemp("coop")
     homes = {name: root / name for name in ("ana", "ben", "cleo", "dan")}
-    dids = {name: new_id(home, "init") for name, home in homes.items()}
+    dids = {name: ok(home, "init") for name, home in homes.items()}
     (root / "rules.toml").write_text(RULES)
     ana, ben, cleo = homes["ana"], homes["ben"], homes["cleo"]
-    ledger = new_id(ana, "ledger", "create", "Bike coop", "--rules", str(root / "rules.toml"))
+    ledger = ok(ana, "ledger", "create", "Bike coop", "--rules", str(root / "rules.toml"))
     c = Coop(root, ledger, homes, dids)
 
     # The lone founder's sponsorship is enough: min(K = 2, 1 member) = 1.
-    c.ids["admit_ben"] = new_id(ana, "member", "admit", ledger, dids["ben"])
+    c.ids["admit_ben"] = ok(ana, "member", "admit", ledger, dids["ben"])
     assert state(ana, ledger)["members"] == sorted([dids["ana"], dids["ben"]])
     exchange(*c.everyone())
     # Now two members: Cleo needs both. Ana's sponsorship alone does not admit her.
-    c.ids["ana_sponsors_cleo"] = new_id(ana, "member", "admit", ledger, dids["cleo"])
+    c.ids["ana_sponsors_cleo"] = ok(ana, "member", "admit", ledger, dids["cleo"])
     s = state(ana, ledger)
     assert dids["cleo"] not in s["members"]
     assert s["sponsorships"] == {dids["cleo"]: [c.ids["ana_sponsors_cleo"]]}
     exchange(*c.everyone())
-    c.ids["ben_sponsors_cleo"] = new_id(ben, "member", "admit", ledger, dids["cleo"])
+    c.ids["ben_sponsors_cleo"] = ok(ben, "member", "admit", ledger, dids["cleo"])
     assert dids["cleo"] in state(ben, ledger)["members"]
     exchange(*c.everyone())
 
     # Contributions (domain.md: Ana 6 h, Ben 4 h at 25 €/h; Cleo's van 2 days at 25 €/day).
-    c.ids["ana_typo"] = new_id(ana, "contribute", ledger, "--action", "work", "--quantity", "5", "--unit", "hour",
-                               "--at", "2026-11-02", "--note", "brakes")
-    c.ids["ana_work"] = new_id(ana, "contribute", ledger, "--action", "work", "--quantity", "6.0", "--unit", "hour",
-                               "--at", "2026-11-02", "--note", "brakes, all six hours",
-                               "--corrects", c.ids["ana_typo"])
-    c.ids["ben_work"] = new_id(ben, "contribute", ledger, "--action", "work", "--quantity", "4", "--unit", "hour",
-                               "--from", "2026-11-03T09:00:00Z", "--to", "2026-11-03T13:00:00Z")
-    c.ids["ben_oops"] = new_id(ben, "contribute", ledger, "--action", "work", "--quantity", "40", "--unit", "hour",
-                               "--at", "2026-11-04T10:00:00+01:00")
-    c.ids["cleo_van"] = new_id(cleo, "contribute", ledger, "--action", "use", "--quantity", "2", "--unit", "day",
-                               "--resource", "van", "--from", "2026-11-05", "--to", "2026-11-06")
+    c.ids["ana_typo"] = ok(ana, "contribute", ledger, "--action", "work", "--quantity", "5", "--unit", "hour",
+                           "--at", "2026-11-02", "--note", "brakes")
+    c.ids["ana_work"] = ok(ana, "contribute", ledger, "--action", "work", "--quantity", "6.0", "--unit", "hour",
+                           "--at", "2026-11-02", "--note", "brakes, all six hours",
+                           "--corrects", c.ids["ana_typo"])
+    c.ids["ben_work"] = ok(ben, "contribute", ledger, "--action", "work", "--quantity", "4", "--unit", "hour",
+                           "--from", "2026-11-03T09:00:00Z", "--to", "2026-11-03T13:00:00Z")
+    c.ids["ben_oops"] = ok(ben, "contribute", ledger, "--action", "work", "--quantity", "40", "--unit", "hour",
+                           "--at", "2026-11-04T10:00:00+01:00")
+    c.ids["cleo_van"] = ok(cleo, "contribute", ledger, "--action", "use", "--quantity", "2", "--unit", "day",
+                           "--resource", "van", "--from", "2026-11-05", "--to", "2026-11-06")
     exchange(*c.everyone())
 
     # Endorsements: each needs two accepts; one reject rejects; a changed verdict counts as the latest.
     for who, what in (("ben", "ana_work"), ("cleo", "ana_work"), ("ana", "ben_work"), ("ana", "cleo_van"),
                       ("ben", "cleo_van")):
-        c.ids[f"{who}_on_{what}"] = new_id(homes[who], "endorse", c.ids[what])
-    c.ids["cleo_rejects_ben_work"] = new_id(cleo, "endorse", c.ids["ben_work"], "--reject", "--note", "4 h?")
-    c.ids["ana_rejects_oops"] = new_id(ana, "endorse", c.ids["ben_oops"], "--reject", "--note", "40 h is a typo")
+        c.ids[f"{who}_on_{what}"] = ok(homes[who], "endorse", c.ids[what])
+    c.ids["cleo_rejects_ben_work"] = ok(cleo, "endorse", c.ids["ben_work"], "--reject", "--note", "4 h?")
+    c.ids["ana_rejects_oops"] = ok(ana, "endorse", c.ids["ben_oops"], "--reject", "--note", "40 h is a typo")
     exchange(*c.everyone())
     assert {r["id"]: r["status"] for r in history(ana, ledger)}[c.ids["ben_work"]] == "rejected"
-    c.ids["cleo_accepts_ben_work"] = new_id(cleo, "endorse", c.ids["ben_work"], "--note", "checked the log")
+    c.ids["cleo_accepts_ben_work"] = ok(cleo, "endorse", c.ids["ben_work"], "--note", "checked the log")
     exchange(*c.everyone())
     yield c
 
@@ -159,7 +115,8 @@ def test_members_were_admitted_by_enough_sponsors(coop: Coop) -> None:
     assert s["members"] == sorted(coop.dids[n] for n in ("ana", "ben", "cleo"))
     assert s["sponsorships"] == {} and s["left"] == []
     # Ben's sponsorship named Ana's, as ledger_ops builds it.
-    rows = [json.loads(line) for line in ok(coop.homes["ana"], "log", "--ledger", coop.ledger, "--json").splitlines()]
+    rows = [json.loads(line)
+            for line in output(coop.homes["ana"], "log", "--ledger", coop.ledger, "--json").splitlines()]
     body = next(r["body"] for r in rows if r["id"] == coop.ids["ben_sponsors_cleo"])
     assert body["agent"] == coop.dids["cleo"] and body["with"] == [{"/": coop.ids["ana_sponsors_cleo"]}]
     assert body["member"] == {"/": coop.ids["admit_ben"]}
@@ -217,11 +174,11 @@ def test_history_filters(coop: Coop) -> None:
 
 def test_history_human_and_csv(coop: Coop) -> None:
     ana = coop.homes["ana"]
-    lines = ok(ana, "history", coop.ledger).splitlines()
+    lines = output(ana, "history", coop.ledger).splitlines()
     assert len(lines) == 5
     van = next(line for line in lines if coop.ids["cleo_van"] in line)
     assert van.startswith("2026-11-05..2026-11-06\tfinal\tuse 2 day (van)\t") and "claim 50" in van
-    out = ok(ana, "history", coop.ledger, "--csv", "--status", "final")
+    out = output(ana, "history", coop.ledger, "--csv", "--status", "final")
     table = list(csv.reader(io.StringIO(out)))
     from node.ledger_views import HISTORY_COLUMNS
 
@@ -230,14 +187,14 @@ def test_history_human_and_csv(coop: Coop) -> None:
     assert [r["id"] for r in rows] == [coop.ids[k] for k in ("ana_work", "ben_work", "cleo_van")]
     assert rows[1]["accepts"] == " ".join(sorted([coop.dids["ana"], coop.dids["cleo"]]))
     assert rows[1]["at"] == "" and rows[1]["from"] == "2026-11-03T09:00:00Z" and rows[1]["claim"] == "100"
-    r = tally(ana, "history", coop.ledger, "--csv", "--json")
+    r = run(ana, "history", coop.ledger, "--csv", "--json")
     assert r.returncode == 2 and r.stdout == ""
-    r = tally(ana, "history", coop.ledger, "--status", "done")
+    r = run(ana, "history", coop.ledger, "--status", "done")
     assert r.returncode == 2
 
 
 def test_state_human(coop: Coop) -> None:
-    out = ok(coop.homes["dan"], "state", coop.ledger).splitlines()
+    out = output(coop.homes["dan"], "state", coop.ledger).splitlines()
     digest = state(coop.homes["dan"], coop.ledger)["digest"]
     assert out[0] == f"ledger\t{coop.ledger}\tBike coop"
     assert out[-1] == f"digest\t{digest}"
@@ -286,7 +243,7 @@ REFUSALS = [
 def test_refusals_append_nothing(coop: Coop, who: str, command: list[str], code: str) -> None:
     values = {"L": coop.ledger, **coop.dids, **coop.ids}
     before = entry_count(coop.homes[who], coop.ledger)
-    r = tally(coop.homes[who], *(arg.format(**values) for arg in command))
+    r = run(coop.homes[who], *(arg.format(**values) for arg in command))
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert r.stderr.startswith(f"error: {code}: "), r.stderr
     assert r.stdout == ""
@@ -298,28 +255,28 @@ def test_usage_errors(coop: Coop) -> None:
     base = ["contribute", coop.ledger, "--action", "work", "--quantity", "1", "--unit", "hour"]
     before = entry_count(ana, coop.ledger)
     for extra in (["--at", "2026-11-02", "--from", "2026-11-01"], ["--at", "2026-11-02", "--to", "2026-11-03"]):
-        r = tally(ana, *base, *extra)
+        r = run(ana, *base, *extra)
         assert r.returncode == 2 and "error: usage:" in r.stderr, r.stderr
-    r = tally(ana, "member")
+    r = run(ana, "member")
     assert r.returncode == 2
-    r = tally(ana, "contribute", coop.ledger, "--action", "work")
+    r = run(ana, "contribute", coop.ledger, "--action", "work")
     assert r.returncode == 2
     assert entry_count(ana, coop.ledger) == before
 
 
 def test_leaving(tmp_path: Path) -> None:
     ana, ben = tmp_path / "ana", tmp_path / "ben"
-    ben_did = new_id(ben, "init")
-    new_id(ana, "init")
-    ledger = new_id(ana, "ledger", "create", "Tool library")
-    new_id(ana, "member", "admit", ledger, ben_did)
+    ben_did = ok(ben, "init")
+    ok(ana, "init")
+    ledger = ok(ana, "ledger", "create", "Tool library")
+    ok(ana, "member", "admit", ledger, ben_did)
     exchange(ana, ben)
-    new_id(ben, "member", "leave", ledger)
-    r = tally(ben, "contribute", ledger, "--action", "work", "--quantity", "1", "--unit", "hour")
+    ok(ben, "member", "leave", ledger)
+    r = run(ben, "contribute", ledger, "--action", "work", "--quantity", "1", "--unit", "hour")
     assert r.returncode == 1 and r.stderr.startswith("error: not_member: "), r.stderr
     exchange(ana, ben)
     s = state(ana, ledger)
     assert s["left"] == [ben_did] and ben_did not in s["members"]
     assert state(ben, ledger)["digest"] == s["digest"]
-    r = tally(ben, "member", "leave", ledger)
+    r = run(ben, "member", "leave", ledger)
     assert r.returncode == 1 and r.stderr.startswith("error: not_member: ")

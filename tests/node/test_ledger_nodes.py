@@ -10,23 +10,16 @@ writes reaches the others as evidence: listed under `invalid`, never counted.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import last_line, tally_executable
+from running_nodes import Node, ok, run, running, until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-START_TIMEOUT_S = 60.0
-DEADLINE_S = 60.0  # generous: convergence usually takes well under a second
-POLL_S = 0.2
 
 RULES = """
 visibility = "members"
@@ -40,102 +33,27 @@ day = "25"
 """
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    return subprocess.run([tally_executable(), "--home", str(home), *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+def state(node: Node, ledger: str) -> dict[str, Any] | None:
+    """`tally state --json`, or None while this node does not hold the ledger."""
+    return node.cli_state(ledger, strict=True)
 
 
-def ok(home: Path, *args: str) -> str:
-    r = run(home, *args)
-    assert r.returncode == 0, (args, r.stderr)
-    return last_line(r.stdout)
+def statuses(node: Node, ledger: str) -> dict[str, str]:
+    r = run(node.home, "history", ledger, "--json")
+    if r.returncode != 0:
+        return {}
+    return {row["id"]: row["status"] for row in map(json.loads, r.stdout.splitlines())}
 
 
-def until(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_S)
-
-
-@dataclass
-class Node:
-    name: str
-    home: Path
-    did: str
-    proc: subprocess.Popen[bytes]
-    address: str
-    log_path: Path
-
-    def state(self, ledger: str) -> dict[str, Any] | None:
-        """`tally state --json`, or None while this node does not hold the ledger."""
-        r = run(self.home, "state", ledger, "--json")
-        if r.returncode == 1 and r.stderr.startswith("error: unknown_ledger: "):
-            return None
-        assert r.returncode == 0, r.stderr
-        data: dict[str, Any] = json.loads(r.stdout)
-        return data
-
-    def statuses(self, ledger: str) -> dict[str, str]:
-        r = run(self.home, "history", ledger, "--json")
-        if r.returncode != 0:
-            return {}
-        return {row["id"]: row["status"] for row in map(json.loads, r.stdout.splitlines())}
-
-    def holds(self, ledger: str, *ids: str) -> bool:
-        have = self.statuses(ledger)
-        return all(i in have for i in ids)
-
-
-def start(name: str, home: Path, did: str, *peers: str) -> Node:
-    log_path = home.parent / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    args = [tally_executable(), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--offline", "--no-mdns"]
-    for peer in peers:
-        args += ["--peer", peer]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{name}'s node exited with {proc.returncode}: {log_path.read_text()}")
-        try:
-            info = json.loads((home / "node.json").read_text())
-        except (OSError, ValueError):
-            info = None
-        if info and info["pid"] == proc.pid:
-            return Node(name, home, did, proc, info["address"], log_path)
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"{name}'s node wrote no node.json within {START_TIMEOUT_S} s")
+def holds(node: Node, ledger: str, *ids: str) -> bool:
+    have = statuses(node, ledger)
+    return all(i in have for i in ids)
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]]:
-    root = tmp_path_factory.mktemp("coop-nodes")
-    started: dict[str, Node] = {}
-    try:
-        for name in ("ana", "ben", "cleo"):
-            home = root / name
-            did = ok(home, "init")
-            started[name] = start(name, home, did, *(n.address for n in started.values()))
+    with running(tmp_path_factory.mktemp("coop-nodes"), ("ana", "ben", "cleo")) as started:
         yield started
-    finally:
-        for node in started.values():
-            if node.proc.poll() is None:
-                node.proc.terminate()
-        for node in started.values():
-            try:
-                node.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait()
 
 
 def test_a_coop_across_three_nodes(nodes: dict[str, Node], tmp_path: Path) -> None:
@@ -147,17 +65,17 @@ def test_a_coop_across_three_nodes(nodes: dict[str, Node], tmp_path: Path) -> No
     # Ben follows it at once, but a members-only ledger is served to members only.
     ok(ben.home, "follow", ledger)
     time.sleep(1.5)
-    assert ben.state(ledger) is None
+    assert state(ben, ledger) is None
     ok(ana.home, "member", "admit", ledger, ben.did)  # the lone founder's sponsorship suffices
-    until(lambda: (s := ben.state(ledger)) and ben.did in s["members"], "the ledger to reach Ben once admitted")
+    until(lambda: (s := state(ben, ledger)) and ben.did in s["members"], "the ledger to reach Ben once admitted")
 
     # Cleo needs both members: Ana sponsors, Ben (once he sees Ana's sponsorship) sponsors too.
     ok(cleo.home, "follow", ledger)
     ok(ana.home, "member", "admit", ledger, cleo.did)
-    until(lambda: cleo.did in (ben.state(ledger) or {}).get("sponsorships", {}), "Ana's sponsorship at Ben's")
-    assert cleo.state(ledger) is None
+    until(lambda: cleo.did in (state(ben, ledger) or {}).get("sponsorships", {}), "Ana's sponsorship at Ben's")
+    assert state(cleo, ledger) is None
     ok(ben.home, "member", "admit", ledger, cleo.did)
-    until(lambda: (s := cleo.state(ledger)) and cleo.did in s["members"], "the ledger to reach Cleo once admitted")
+    until(lambda: (s := state(cleo, ledger)) and cleo.did in s["members"], "the ledger to reach Cleo once admitted")
 
     # Contributions, each through its author's node.
     typo = ok(ana.home, "contribute", ledger, "--action", "work", "--quantity", "5", "--unit", "hour",
@@ -170,14 +88,14 @@ def test_a_coop_across_three_nodes(nodes: dict[str, Node], tmp_path: Path) -> No
     van = ok(cleo.home, "contribute", ledger, "--action", "use", "--quantity", "2", "--unit", "day",
              "--resource", "van")
     for node in nodes.values():
-        until(lambda node=node: node.holds(ledger, typo, work, ben_work, oops, van), f"contributions at {node.name}")
+        until(lambda node=node: holds(node, ledger, typo, work, ben_work, oops, van), f"contributions at {node.name}")
 
     # Validation: two accepts make final, one reject rejects; Cleo changes her verdict on Ben's work.
     ok(ben.home, "endorse", work)
     ok(cleo.home, "endorse", work)
     ok(ana.home, "endorse", ben_work)
     ok(cleo.home, "endorse", ben_work, "--reject", "--note", "4 hours?")
-    until(lambda: ana.statuses(ledger).get(ben_work) == "rejected", "Cleo's rejection at Ana's")
+    until(lambda: statuses(ana, ledger).get(ben_work) == "rejected", "Cleo's rejection at Ana's")
     r = run(cleo.home, "endorse", ben_work, "--reject")
     assert r.returncode == 1 and r.stderr.startswith("error: duplicate_endorsement: "), r.stderr
     ok(cleo.home, "endorse", ben_work, "--note", "checked the log")
@@ -190,10 +108,10 @@ def test_a_coop_across_three_nodes(nodes: dict[str, Node], tmp_path: Path) -> No
     expected = {typo: "corrected", work: "final", ben_work: "final", oops: "rejected", van: "final"}
     members = sorted(n.did for n in nodes.values())
     for node in nodes.values():
-        until(lambda node=node: node.statuses(ledger) == expected, f"the final statuses at {node.name}")
+        until(lambda node=node: statuses(node, ledger) == expected, f"the final statuses at {node.name}")
 
     def agreed() -> dict[str, Any] | None:
-        states = [n.state(ledger) for n in nodes.values()]
+        states = [state(n, ledger) for n in nodes.values()]
         if any(s is None for s in states):
             return None
         digests = {s["digest"] for s in states if s is not None}
@@ -208,7 +126,7 @@ def test_a_coop_across_three_nodes(nodes: dict[str, Node], tmp_path: Path) -> No
     }
     assert final["pending"] == [] and final["invalid"] == [] and final["waiting"] == []
     for node in nodes.values():
-        s = node.state(ledger)
+        s = state(node, ledger)
         assert s is not None and (s["members"], s["digest"]) == (members, final["digest"])
 
 
@@ -216,7 +134,7 @@ def test_a_non_members_entry_from_a_peer_is_evidence(nodes: dict[str, Node]) -> 
     ana, cleo = nodes["ana"], nodes["cleo"]
     ledger = ok(ana.home, "ledger", "create", "Tool library", "--public")
     ok(cleo.home, "follow", ledger)
-    until(lambda: cleo.state(ledger) is not None, "the public ledger at Cleo's")
+    until(lambda: state(cleo, ledger) is not None, "the public ledger at Cleo's")
     # Cleo is no member here: the CLI refuses, so she signs a raw entry claiming to be a founder.
     r = run(cleo.home, "contribute", ledger, "--action", "work", "--quantity", "3", "--unit", "hour")
     assert r.returncode == 1 and r.stderr.startswith("error: not_member: "), r.stderr
@@ -225,7 +143,7 @@ def test_a_non_members_entry_from_a_peer_is_evidence(nodes: dict[str, Node]) -> 
     forged = ok(cleo.home, "append", "--ledger", ledger, "--kind", "vf.event", "--body", json.dumps(body))
 
     def evidence() -> dict[str, Any] | None:
-        s = ana.state(ledger)
+        s = state(ana, ledger)
         found = [p for p in (s or {}).get("invalid", []) if p["id"] == forged]
         return s if found else None
 
@@ -233,5 +151,5 @@ def test_a_non_members_entry_from_a_peer_is_evidence(nodes: dict[str, Node]) -> 
     [problem] = s["invalid"]
     assert (problem["author"], problem["kind"], problem["code"]) == (cleo.did, "vf.event", "not_member")
     assert s["members"] == [ana.did] and s["totals"] == {} and s["pending"] == []
-    assert ana.statuses(ledger) == {}
-    until(lambda: (c := cleo.state(ledger)) is not None and c["digest"] == s["digest"], "the same digest at Cleo's")
+    assert statuses(ana, ledger) == {}
+    until(lambda: (c := state(cleo, ledger)) is not None and c["digest"] == s["digest"], "the same digest at Cleo's")

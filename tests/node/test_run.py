@@ -11,15 +11,14 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TallyRunner, last_line, tally_executable
+from conftest import TallyRunner, last_line
+from running_nodes import http, spawn, token
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 90.0
@@ -50,43 +49,11 @@ class Node:
             raise AssertionError(f"the node did not stop on {sig.name}; log:\n{self.log()}") from None
 
 
-def http(url: str, *, method: str = "GET", body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def start(home: Path, *extra: str) -> Node:
     log_path = home.parent / f"node-{time.monotonic_ns()}.log"
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [tally_executable(), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--offline", "--no-mdns",
-             *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    node_json = home / "node.json"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the node exited with {proc.returncode}: {log_path.read_text()}")
-        try:
-            info = json.loads(node_json.read_text())
-        except (OSError, ValueError):
-            info = None
-        if info and info["pid"] == proc.pid:
-            return Node(proc, home, log_path, info["address"])
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"no node.json within {START_TIMEOUT_S} s: {log_path.read_text()}")
+    proc, address = spawn(home, ["--offline", "--no-mdns", *extra], log_path, who="the node",
+                          timeout=START_TIMEOUT_S)
+    return Node(proc, home, log_path, address)
 
 
 @pytest.fixture
@@ -105,10 +72,6 @@ def node(home: Path, did: str) -> Iterator[Node]:
         if n.proc.poll() is None:
             n.proc.kill()
             n.proc.wait()
-
-
-def token(home: Path) -> str:
-    return (home / "api.token").read_text().strip()
 
 
 def requests_in_log(node: Node, method: str, path: str) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -23,21 +22,21 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TallyRunner, last_line, tally_executable
+from conftest import TallyRunner, last_line
+from running_nodes import http, spawn, token, until
 
 from protocol import ForkProof
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 90.0
 DEADLINE_S = 60.0  # generous: each wait normally ends within a few seconds
+POLL_S = 0.1  # these waits poll twice as often as running_nodes' default
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -54,7 +53,7 @@ class Node:
 
     @property
     def token(self) -> str:
-        return (self.home / "api.token").read_text().strip()
+        return token(self.home)
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -98,19 +97,6 @@ class Node:
             assert code == 0, f"{self.name} exited with {code}; log:\n{self.log()}"
 
 
-def http(url: str, *, method: str = "GET", body: Any = None, token: str | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 Starter = Callable[..., Node]
 
 
@@ -121,28 +107,11 @@ def start(tmp_path: Path) -> Iterator[Starter]:
 
     def run(name: str, home: Path, *extra: str) -> Node:
         log_path = tmp_path / f"{name}-{time.monotonic_ns()}.log"
-        env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [tally_executable(), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--no-mdns", *extra],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                info = json.loads((home / "node.json").read_text())
-            except (OSError, ValueError):
-                info = None
-            if info and info["pid"] == proc.pid:
-                node = Node(name, proc, home, log_path, info["address"])
-                running.append(node)
-                return node
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"{name}: no node.json within {START_TIMEOUT_S} s: {log_path.read_text()}")
+        # unlike running_nodes.start, no --offline unless asked: a safe restore needs a node without it
+        proc, address = spawn(home, ["--no-mdns", *extra], log_path, who=name, timeout=START_TIMEOUT_S)
+        node = Node(name, proc, home, log_path, address)
+        running.append(node)
+        return node
 
     try:
         yield run
@@ -151,16 +120,6 @@ def start(tmp_path: Path) -> Iterator[Starter]:
             if node.proc.poll() is None:
                 node.proc.kill()
                 node.proc.wait()
-
-
-def until(check: Callable[[], bool], what: str, nodes: list[Node], timeout: float = DEADLINE_S) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            logs = "\n".join(f"--- {n.name}:\n{n.log()[-4000:]}" for n in nodes)
-            raise AssertionError(f"not within {timeout:.0f} s: {what}\n{logs}")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def init(tally: TallyRunner, home: Path) -> str:
@@ -215,14 +174,16 @@ def test_three_processes_converge_and_a_members_only_ledger_stays_home(
     b.follow(public)
     b.follow(secret)  # b learned the id somehow; it is no member
     c.follow(public)
-    until(lambda: b.entries(public) == c.entries(public) == 5, "b and c have the ledger", nodes)
+    until(lambda: b.entries(public) == c.entries(public) == 5, "b and c have the ledger", poll=POLL_S,
+          logs=nodes)
 
     # every node writes; everything reaches everyone
     for i in range(5):
         for node in nodes:
             node.append(public, {"from": node.name, "i": i})
     total = 5 + 3 * 5
-    until(lambda: all(n.entries(public) == total for n in nodes), f"{total} entries everywhere", nodes)
+    until(lambda: all(n.entries(public) == total for n in nodes), f"{total} entries everywhere", poll=POLL_S,
+          logs=nodes)
     rows = {n.name: log_rows(tally, n.home, public) for n in nodes}
     assert len(rows["a"]) == total and rows["a"] == rows["b"] == rows["c"]
     assert {r["author"] for r in rows["a"]} == set(dids.values())
@@ -264,7 +225,8 @@ def history(tally: TallyRunner, tmp_path: Path, start: Starter, followers: str) 
     others = [start(n, homes[n], "--peer", a.address) for n in followers]
     for node in others:
         node.follow(ledger)
-    until(lambda: all(n.entries(ledger) == 10 for n in others), "the followers hold a's ten entries", [a, *others])
+    until(lambda: all(n.entries(ledger) == 10 for n in others), "the followers hold a's ten entries",
+          poll=POLL_S, logs=[a, *others])
     a.stop()
     return a, ledger, copy, others
 
@@ -294,7 +256,7 @@ def test_an_old_copy_run_offline_forks_and_every_node_proves_it(
     # now it meets the others (still --offline: it signs no more, but it syncs)
     restored = start("a-restored", a.home, "--offline", "--peer", b.address, "--peer", c.address)
     nodes = [restored, b, c]
-    until(lambda: all(len(n.forks()) == 1 for n in nodes), "every node knows the fork", nodes)
+    until(lambda: all(len(n.forks()) == 1 for n in nodes), "every node knows the fork", poll=POLL_S, logs=nodes)
     for node in nodes:
         [row] = forks_of(tally, node.home)  # `tally forks --json`, beside the running node
         check_fork(row, did, ledger, {original_6, forked_6})
@@ -373,7 +335,7 @@ def test_a_safe_restore_catches_up_before_it_signs(tally: TallyRunner, tmp_path:
         rows = log_rows(tally, a.home, ledger)
         assert [x["seq"] for x in rows] == list(range(1, 12))  # it learned 6..10 back first: no second seq 6
         assert rows[-1]["id"] == last_line(r.stdout)
-        until(lambda: b.entries(ledger) == 11, "b has seq 11", nodes)
+        until(lambda: b.entries(ledger) == 11, "b has seq 11", poll=POLL_S, logs=nodes)
         assert log_rows(tally, b.home, ledger) == rows
         assert restored.forks() == [] and b.forks() == []
         assert forks_of(tally, a.home) == [] and forks_of(tally, b.home) == []
