@@ -220,6 +220,7 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
     app.router.add_get(f"{p}/ledgers/{{ledger}}/history", get_history)
     app.router.add_post(f"{p}/ledgers/{{ledger}}/members", admit_member)
     app.router.add_post(f"{p}/ledgers/{{ledger}}/leave", leave_ledger)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/about", name_member)
     app.router.add_post(f"{p}/ledgers/{{ledger}}/contributions", add_contribution)
     app.router.add_post(f"{p}/entries/{{entry}}/endorsements", endorse_entry)
     app.router.add_post(f"{p}/follow", follow_ledger)
@@ -634,6 +635,22 @@ async def leave_ledger(request: web.Request) -> web.Response:
     state = await _own_state(request, ledger)
     me = request.app[CONFIG].did
     return await _append_built(request, lambda ts: ledger_ops.leave(state, me, ts))
+
+
+@Operation(
+    "Set the name the other members see for the owner in a ledger (a `member.about` entry)", CREATED, status=201,
+    access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["name"], "additionalProperties": False,
+          "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 80}}},
+    errors=(*_LEDGER_WRITE_ERRORS, "bad_field"),
+)
+async def name_member(request: web.Request) -> web.Response:
+    _require_owner(request)
+    ledger = _ledger_param(request)
+    name = _required(await _json_object(request, {"name": str}), "name")
+    state = await _own_state(request, ledger)
+    me = request.app[CONFIG].did
+    return await _append_built(request, lambda ts: ledger_ops.about(state, me, name, ts))
 
 
 _CONTRIBUTION_FIELDS: Final[Mapping[str, type]] = {

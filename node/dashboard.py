@@ -12,7 +12,7 @@ a motion's live results. Every asset comes from the installed package.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -69,15 +69,20 @@ def add_dashboard_routes(app: web.Application) -> None:
 # ---- layout ----------------------------------------------------------------------
 
 
-def short(did: str, me: str | None = None) -> str:
-    """A did:key as people read it: its last characters (the whole id is in the title)."""
+def short(did: str, me: str | None = None, names: Mapping[str, str] | None = None) -> str:
+    """An agent as people read it: the name they gave themselves in the ledger (`member.about`), else the last
+    characters of their did:key; "you" for this node's owner."""
+    name = (names or {}).get(did)
     if me is not None and did == me:
-        return "you"
+        return f"{name} (you)" if name else "you"
+    if name:
+        return name
     return f"…{did[-8:]}" if did.startswith("did:key:") else did
 
 
-def who(did: str, me: str) -> Markup:
-    return el("span", short(did, me), title=did, class_="did")
+def who(did: str, me: str, names: Mapping[str, str] | None = None) -> Markup:
+    """An agent's name, with their whole did:key as its title (a name is a label, not an identity)."""
+    return el("span", short(did, me, names), title=did, class_="did")
 
 
 def when(ms: int | None) -> str:
@@ -238,15 +243,15 @@ async def home(request: web.Request) -> web.Response:
         rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")), el("td", info.visibility),
                        el("td", len(state.members)), el("td", len(state.contributions)), el("td", info.entries),
                        el("td", "member" if member else ("founder" if info.founder == v.did else "—"))))
-        recent += [(event_time(c), info, c) for c in state.contributions]
+        recent += [(event_time(c), info, c, state.names) for c in state.contributions]
     recent.sort(key=lambda r: r[0], reverse=True)
     me = v.did
     latest = [el("tr", el("td", datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")),
                   el("td", el("a", info.name, href=f"/ledgers/{info.id}/history")),
-                  el("td", who(c.event.provider or c.author, me)), el("td", c.event.action),
+                  el("td", who(c.event.provider or c.author, me, names)), el("td", c.event.action),
                   el("td", f"{c.event.quantity.value} {c.event.quantity.unit}", class_="num"),
                   el("td", c.event.note or ""), el("td", el("span", c.status, class_=f"status {c.status}")))
-              for t, info, c in recent[:12]]
+              for t, info, c, names in recent[:12]]
     identity = el("section", el("h2", "This node"), el("dl", el("dt", "Identity"), el("dd", el("code", v.did)),
                                                          el("dt", "You are"),
                                                          el("dd", "its owner" if v.owner else "a visitor")),

@@ -45,6 +45,7 @@ def add_ledger_pages(app: web.Application) -> None:
     base = "/ledgers/{ledger}"
     app.router.add_get(base, overview)
     app.router.add_get(f"{base}/history", history)
+    app.router.add_post(f"{base}/name", name)
     app.router.add_get(f"{base}/contribute", contribute_form)
     app.router.add_post(f"{base}/contribute", contribute)
     app.router.add_get(f"{base}/queue", queue)
@@ -124,7 +125,7 @@ def _over_time(counted: Sequence[Contribution], key: Callable[[Contribution], st
 
 
 def _labels(state: LedgerState, me: str) -> dict[str, str]:
-    names = {did: short(did, me) for did in (*state.members, *state.left)}
+    names = {did: short(did, me, state.names) for did in (*state.members, *state.left)}
     names[str(state.ledger)] = "the ledger (common fund)"
     return names
 
@@ -161,7 +162,7 @@ async def overview(request: web.Request) -> web.Response:
     ]
     totals = state.totals()
     member_rows = [
-        el("tr", el("td", who(m, me)),
+        el("tr", el("td", who(m, me, state.names)),
            el("td", "; ".join(f"{a}: " + ", ".join(f"{format_decimal(q)} {u}" for u, q in units.items())
                               for a, units in totals[m].quantities.items()) if m in totals else ""),
            el("td", format_decimal(totals[m].claim) if m in totals else "0", class_="num"))
@@ -171,15 +172,22 @@ async def overview(request: web.Request) -> web.Response:
     rates = "; ".join(f"{a}: " + ", ".join(f"{format_decimal(r)} per {u}" for u, r in units.items())
                       for a, units in sorted(rules.rates.items()))
     about = el("dl", el("dt", "Ledger id"), el("dd", el("code", str(info.id))),
-               el("dt", "Founded by"), el("dd", who(info.founder, me)),
+               el("dt", "Founded by"), el("dd", who(info.founder, me, state.names)),
                el("dt", "Rates"), el("dd", rates or "none"),
                el("dt", "Validation"), el("dd", f"{rules.validation.accept} accept(s) make a contribution final, "
                                                 f"{rules.validation.reject} reject(s) reject it"),
                el("dt", "State digest"), el("dd", el("code", state.digest.hex()[:16] + "…",
                                                       title=state.digest.hex(), class_="digest")),
                class_="card")
+    naming: Child = None
+    if v.owner and me in state.members:
+        naming = el("form", csrf_field(v),
+                    field("Your name in this ledger (the other members see it)", "input", type="text", name="name",
+                          maxlength=80, required=True, value=state.names.get(me, "")),
+                    el("button", "Save", type="submit"), method="post", action=f"/ledgers/{info.id}/name",
+                    class_="filters naming")
     return _ledger_page(
-        request, v, info, state, "Overview", "overview", about,
+        request, v, info, state, "Overview", "overview", about, naming,
         el("section", el("h2", "Contributions over time"),
            el("p", f"Final and pending contributions, by week; bars measure {measure_name}.", class_="muted"),
            *charts, class_="charts"),
@@ -188,6 +196,19 @@ async def overview(request: web.Request) -> web.Response:
            el("table", el("thead", el("tr", el("th", "Member"), el("th", "Final contributions"),
                                       el("th", "Claim value"))), el("tbody", member_rows), class_="members")),
     )
+
+
+async def name(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    given = form.get("name", "")
+    try:
+        await _append(request, lambda ts: ledger_ops.about(state, v.did, given, ts))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", f"The other members now see you as {given.strip()}.")
+    return see_other(f"/ledgers/{info.id}")
 
 
 # ---- history ---------------------------------------------------------------------------
@@ -223,7 +244,7 @@ async def history(request: web.Request) -> web.Response:
     filters = el(
         "form",
         field("Member", "select", option("", "anyone", given["agent"]),
-                                 (option(d, labels.get(d, short(d, me)), given["agent"]) for d in people),
+                                 (option(d, labels.get(d, short(d, me, state.names)), given["agent"]) for d in people),
                                  name="agent"),
         field("Action", "select", option("", "any", given["action"]),
                                  (option(a, a, given["action"]) for a in sorted(ACTIONS)), name="action"),
@@ -236,7 +257,8 @@ async def history(request: web.Request) -> web.Response:
         method="get", class_="filters",
     )
     table_rows = [
-        el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me)), el("td", c.event.action),
+        el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
+           el("td", c.event.action),
            el("td", _quantity(c), class_="num"), el("td", format_decimal(c.claim), class_="num"),
            el("td", c.event.note or ""), el("td", _status(c)),
            el("td", f"{len(c.accepts)} ✓ {len(c.rejects)} ✗", title="accepts and rejects"),
@@ -347,7 +369,8 @@ async def queue(request: web.Request) -> web.Response:
                   el("button", "Reject", type="submit", name="verdict", value="reject", class_="reject"),
                   method="post", action=f"/ledgers/{info.id}/endorse", class_="verdict")
 
-    rows = [el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me)), el("td", c.event.action),
+    rows = [el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
+               el("td", c.event.action),
                el("td", _quantity(c), class_="num"), el("td", c.event.note or ""),
                el("td", f"{len(c.accepts)} of {need}"), el("td", verdicts(c)), data_id=str(c.id))
             for c in waiting]
@@ -407,7 +430,7 @@ async def motions(request: web.Request) -> web.Response:
         j = motion_json(m)
         status = f"closed: {j['winner']} won" if m.closed else f"open: {j['leading'] or '—'} leads"
         rows.append(el("tr", el("td", el("a", m.motion.title, href=f"/ledgers/{info.id}/motions/{m.id}")),
-                       el("td", who(m.author, v.did)), el("td", ", ".join(m.motion.options)),
+                       el("td", who(m.author, v.did, state.names)), el("td", ", ".join(m.motion.options)),
                        el("td", j["voters"], class_="num"), el("td", status),
                        el("td", "amends the rules" if m.motion.amend is not None else "")))
     proposal: Child = None
@@ -512,7 +535,7 @@ async def motion(request: web.Request) -> web.Response:
     closes = motion_json(m)["closes"]
     return _ledger_page(
         request, v, info, state, m.motion.title, "motions", el("h2", m.motion.title),
-        el("p", "Proposed by ", who(m.author, v.did), f" · closes {closes}" if closes else "",
+        el("p", "Proposed by ", who(m.author, v.did, state.names), f" · closes {closes}" if closes else "",
            class_="muted"),
         el("p", m.motion.note) if m.motion.note else None, amend,
         _results(info, m), ballot, closer,
@@ -578,8 +601,8 @@ async def pledges(request: web.Request) -> web.Response:
                                      el("td", r["arrears"], class_="num" + (" owing" if Decimal(r["arrears"]) > 0
                                                                            else "")))
                                   for r in j["periods"])))
-        blocks.append(el("tr", el("td", who(p.author, v.did)), el("td", f"{rate} every {j['every']} from {j['start']}"
-                                                                  + (f" until {j['until']}" if j["until"] else "")),
+        schedule = f"{rate} every {j['every']} from {j['start']}" + (f" until {j['until']}" if j["until"] else "")
+        blocks.append(el("tr", el("td", who(p.author, v.did, state.names)), el("td", schedule),
                          el("td", j["due"], class_="num"), el("td", j["paid"], class_="num"),
                          el("td", j["arrears"], class_="num" + (" owing" if Decimal(j["arrears"]) > 0 else "")),
                          el("td", el("details", el("summary", f"{len(j['periods'])} period(s)"), periods)),

@@ -356,6 +356,10 @@ class Demo:
             progress(f"alice: admitted {node.name}, who follows the ledger")
         dids = {n.did for n in self.nodes}
         await self._converged("the three members on every node", lambda s: set(s["members"]) == dids)
+        for node in self.nodes:  # the names the members see for each other (member.about)
+            await node.api().call("POST", f"/ledgers/{ledger}/about", {"name": node.name.capitalize()})
+        progress("alice, bob, carol: named themselves in the ledger")
+        await self._converged("the three names on every node", lambda s: len(s["names"]) == len(dids))
 
         before = await self._contribute(BEFORE_VOTE)
         await self._endorse(BEFORE_VOTE, before)

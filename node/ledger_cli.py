@@ -90,6 +90,15 @@ async def cmd_member_leave(args: argparse.Namespace) -> int:
     return await _write(args, f"/ledgers/{ledger}/leave", {}, build)
 
 
+async def cmd_member_name(args: argparse.Namespace) -> int:
+    ledger = _parse_cid(args.ledger)
+
+    async def build(store: Store, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.about(await _state(store, ledger), me, args.name, ts)
+
+    return await _write(args, f"/ledgers/{ledger}/about", {"name": args.name}, build)
+
+
 async def cmd_contribute(args: argparse.Namespace) -> int:
     if args.at is not None and args.to is not None:
         raise UsageError("argument --to: not allowed with argument --at")
@@ -240,7 +249,7 @@ async def cmd_state(args: argparse.Namespace) -> int:
 
 def add_ledger_commands(add: AddCommand) -> None:
     """Register the member's commands with node/cli.py's `add(name, func, help[, subparsers])`."""
-    member = add("member", _missing_subcommand, "sponsor an agent into a ledger, or leave it")
+    member = add("member", _missing_subcommand, "sponsor an agent into a ledger, name yourself in it, or leave it")
     msub = member.add_subparsers(dest="member_command", required=True, metavar="COMMAND", parser_class=_Parser)
     p = add("admit", cmd_member_admit, "sponsor AGENT's admission (it completes once enough members "
                 "sponsored it); prints the entry id", msub)
@@ -248,6 +257,10 @@ def add_ledger_commands(add: AddCommand) -> None:
     p.add_argument("agent", metavar="DID")
     p = add("leave", cmd_member_leave, "leave a ledger; prints the entry id", msub)
     p.add_argument("ledger", metavar="LEDGER")
+    p = add("name", cmd_member_name, "set the name the other members see for you in a ledger; prints the entry id",
+            msub)
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("name", metavar="NAME", help="1 to 80 characters, e.g. \"Ana Silva\"")
 
     p = add("contribute", cmd_contribute, "log a contribution (a ValueFlows event); prints its id")
     p.add_argument("ledger", metavar="LEDGER")

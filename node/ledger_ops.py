@@ -25,12 +25,14 @@ from protocol.pledges import check_payment
 from protocol.rules import format_decimal, parse_decimal
 from protocol.state import FINAL, LedgerState
 from protocol.valueflows import (
+    ABOUT_KIND,
     ADMIT_KIND,
     EFFORT_ACTIONS,
     ENDORSE_KIND,
     EVENT_KIND,
     LEAVE_KIND,
     Event,
+    parse_about,
     parse_admission,
     parse_endorsement,
     parse_event,
@@ -83,6 +85,16 @@ def leave(state: LedgerState, me: str, ts: int) -> AppendRequest:
     body = {"member": membership(state, me)}
     parse_leave(body)
     return AppendRequest(state.ledger, LEAVE_KIND, body, ts)
+
+
+def about(state: LedgerState, me: str, name: str, ts: int) -> AppendRequest:
+    """A member.about: the name the other members see for `me` in this ledger (the latest one counts)."""
+    body: dict[str, Any] = {"name": name.strip(), "member": membership(state, me)}
+    try:
+        parse_about(body)
+    except InvalidData as exc:
+        raise LocalError(exc.code, exc.message) from None
+    return AppendRequest(state.ledger, ABOUT_KIND, body, ts)
 
 
 def contribute(

@@ -111,6 +111,7 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
         "rules": state.rules.to_body(),
         "members": list(state.members),
         "left": list(state.left),
+        "names": dict(state.names),
         "totals": {
             who: {
                 "quantities": {

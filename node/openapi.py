@@ -230,7 +230,10 @@ COMPONENTS: Final[Mapping[str, Schema]] = {
     "State": _row(
         {
             "ledger": CID_SCHEMA, "rules": {"type": "object"}, "members": {"type": "array", "items": DID_SCHEMA},
-            "left": {"type": "array", "items": DID_SCHEMA}, "totals": {"type": "object"},
+            "left": {"type": "array", "items": DID_SCHEMA},
+            "names": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "did:key -> the name that member gave themselves (`member.about`)"},
+            "totals": {"type": "object"},
             "pending": {"type": "array"}, "invalid": {"type": "array"}, "sponsorships": {"type": "object"},
             "waiting": {"type": "array"}, "quarantined": {"type": "array"},
             "forks": {"type": "array", "items": ref("Fork")}, "digest": _STRING,

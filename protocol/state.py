@@ -67,16 +67,19 @@ from .pledges import (
 from .references import NO_REFERENCES, References, split
 from .rules import Rules
 from .valueflows import (
+    ABOUT_KIND,
     ADMIT_KIND,
     ENDORSE_KIND,
     EVENT_KIND,
     LEAVE_KIND,
+    About,
     Admission,
     Endorsement,
     Event,
     Leave,
     claim_value,
     needs_membership,
+    parse_about,
     parse_admission,
     parse_endorsement,
     parse_event,
@@ -148,6 +151,7 @@ class LedgerState:
     pledges: tuple[PledgeState, ...] = field(default=(), repr=False)
     amendments: tuple[CID, ...] = field(default=(), repr=False)
     rules_heads: tuple[CID, ...] = field(default=(), repr=False)
+    names: Mapping[str, str] = field(default_factory=dict, repr=False)  # did:key -> the name they gave (§16.1)
 
     def totals(self) -> dict[str, MemberTotals]:
         """Per provider (did:key): quantities by action and unit, and claim value, of final contributions."""
@@ -171,7 +175,7 @@ class LedgerState:
 @dataclass(slots=True)
 class _Node:
     entry: Entry
-    record: Event | Endorsement | Admission | Leave | DistributionRecord | _Governed | None = None
+    record: Event | Endorsement | Admission | Leave | About | DistributionRecord | _Governed | None = None
     deps: tuple[CID, ...] = ()
     error: InvalidData | None = None
     known: frozenset[str] = _EMPTY  # members admitted in this entry's causal past (and itself)
@@ -254,6 +258,10 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
                 sponsorships[agent].append(node.entry.id)
         elif isinstance(node.record, Leave):
             gone.add(node.entry.author)
+    names = {}  # each author's latest valid member.about (highest seq) names them
+    for node in sorted((n for n in valid if isinstance(n.record, About)), key=lambda n: n.entry.seq):
+        assert isinstance(node.record, About)
+        names[node.entry.author] = node.record.name
     contributions = _contributions(valid, rules, status)
     governed = _governance(valid, book, contributions)
     problems.sort(key=lambda p: p.id.raw)
@@ -277,6 +285,7 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
         pledges=governed[1],
         amendments=governed[2],
         rules_heads=governed[3],
+        names=dict(sorted(names.items())),
     )
     return _with_digest(state)
 
@@ -317,6 +326,10 @@ def _prepare(entry: Entry, ledger: CID, rules: Rules) -> _Node:
             leave = parse_leave(body)
             node.record = leave
             deps.append(leave.member)
+        elif kind == ABOUT_KIND:
+            about = parse_about(body)
+            node.record = about
+            deps.append(about.member)
         elif kind == DISTRIBUTION_KIND:
             distribution = parse_distribution(body, ledger=ledger)
             node.record = distribution

@@ -23,6 +23,10 @@ EVENT_KIND: Final = "vf.event"
 ENDORSE_KIND: Final = "vf.endorse"
 ADMIT_KIND: Final = "member.admit"
 LEAVE_KIND: Final = "member.leave"
+ABOUT_KIND: Final = "member.about"
+MAX_NAME_CHARS: Final = 80
+# A name people read: no control characters, no leading or trailing space.
+_NAME: Final = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?")
 #: Kinds that only members may write (their payload names the author's admission as `member`).
 MEMBER_PREFIXES: Final = ("ledger.", "vf.", "member.", "gov.")
 #: Actions whose quantity is effort (time spent or used); the others move or change a resource.
@@ -92,6 +96,14 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
+    member: CID
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    """What a member says about themselves in a ledger: the name the others see."""
+
+    name: str
     member: CID
 
 
@@ -247,6 +259,15 @@ def parse_leave(body: dict[str, Any]) -> Leave:
     _keys(body, frozenset({"member", "note"}), LEAVE_KIND)
     _text(body, "note", MAX_NOTE_CHARS)
     return Leave(_member(body, LEAVE_KIND))
+
+
+def parse_about(body: dict[str, Any]) -> About:
+    _keys(body, frozenset({"name", "member"}), ABOUT_KIND)
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or not _NAME.fullmatch(name):
+        raise InvalidData("bad_field", f"name must be text of 1 to {MAX_NAME_CHARS} characters, without control "
+                          "characters or spaces at either end")
+    return About(name, _member(body, ABOUT_KIND))
 
 
 def claim_value(event: Event, rules: Rules) -> Decimal:

@@ -292,6 +292,38 @@ def test_entries_after_leaving_are_not_member() -> None:
     assert status(coop.state(), before) == FINAL  # what a member did before leaving still counts
 
 
+def test_members_name_themselves_and_their_latest_name_counts() -> None:
+    coop = Coop([A, B])
+    c = coop.admit(A, coop.id, C)
+    first = coop.append(A, "member.about", {"name": "Ana", "member": coop.id})
+    coop.append(C, "member.about", {"name": "Cleo", "member": c.id})
+    renamed = coop.append(A, "member.about", {"name": "Ana Silva", "member": coop.id})
+    stranger = coop.append(D, "member.about", {"name": "Dee", "member": coop.id})  # not a founder
+    state = coop.state()
+    assert state.names == {A.did: "Ana Silva", C.did: "Cleo"}
+    assert status(state, first) == VALID and status(state, renamed) == VALID
+    assert problem(state, stranger) == "not_member"
+    # the name is the author's latest valid one whatever order the entries arrive in
+    assert coop.state(reversed(coop.entries)).names == state.names
+    assert coop.state(without(coop.entries, renamed)).names[A.did] == "Ana"
+
+
+@pytest.mark.parametrize("name", ["", " Ana", "Ana ", "A\nna", "A\x7fna", "x" * 81, 42, None])
+def test_a_bad_name_is_invalid_evidence(name: object) -> None:
+    coop = Coop([A])
+    bad = coop.append(A, "member.about", {"name": name, "member": coop.id})
+    state = coop.state()
+    assert problem(state, bad) == "bad_field" and state.names == {}
+
+
+def test_an_about_with_an_unknown_key_or_without_member_is_invalid() -> None:
+    coop = Coop([A])
+    extra = coop.append(A, "member.about", {"name": "Ana", "member": coop.id, "avatar": "x"})
+    anonymous = coop.append(A, "member.about", {"name": "Ana"})
+    state = coop.state()
+    assert problem(state, extra) == "unknown_field" and problem(state, anonymous) == "not_member"
+
+
 def test_members_who_left_no_longer_count_toward_the_threshold() -> None:
     coop = Coop([A, B], validation={"accept": 2})
     left = coop.leave(B, coop.id)

@@ -60,6 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, 
         alice, bob = nodes["alice"], nodes["bob"]
         ledger = coop(nodes, "alice", "Bakery coop")
         public = coop(nodes, "alice", "Open garden", public=True)
+        ok(bob.home, "member", "name", ledger, "Bob <the baker>")  # a name is text, never markup
         ok(alice.home, "contribute", ledger, "--action", "work", "--quantity", "6", "--unit", "hour",
            "--at", "2026-10-05", "--note", "Baked for the market")
         bobs = ok(bob.home, "contribute", ledger, "--action", "work", "--quantity", "3", "--unit", "hour",
@@ -116,8 +117,17 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     assert page.evaluate("document.cookie") == ""  # the page's script cannot read the session
     _shot(page, "01-landing")
 
-    # Log a contribution through the form; it shows in the history.
+    # Name yourself in the ledger: the others see the name (Bob named himself from the CLI).
     ledgers.get_by_role("link", name="Bakery coop").click()
+    page.get_by_label("Your name in this ledger (the other members see it)", exact=True).fill("Alice")
+    page.get_by_role("button", name="Save").click()
+    assert page.get_by_role("status").filter(has_text="The other members now see you as Alice.").is_visible()
+    members = page.locator("table.members")
+    assert members.get_by_text("Alice (you)").is_visible() and members.get_by_text("Bob <the baker>").is_visible()
+    assert until(lambda: (s := bob.state(ledger)) is not None and s["names"].get(alice.did) == "Alice",
+                 "Alice's name at Bob's node")
+
+    # Log a contribution through the form; it shows in the history.
     page.get_by_role("link", name="Log a contribution").click()
     page.get_by_label("What you did", exact=True).select_option("work")
     page.get_by_label("How much", exact=True).fill("4.5")
