@@ -4,7 +4,10 @@ The state is a pure function of a ledger's entries (protocol/state.py); this
 keeps the last computed one per ledger and drops it when new entries or forks
 of that ledger are stored. Membership has its own cache, dropped only when
 `member.*` entries or forks arrive, because the sync layer asks "may this peer
-see this ledger?" on every request while a big ledger streams in.
+see this ledger?" on every request while a big ledger streams in. A ledger of
+OFFLOAD_ENTRIES entries or more has its state computed in a child process
+(node/state_worker.py), so the node keeps serving meanwhile and its memory
+stays small afterwards.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from protocol import CID, Entry, InvalidData
+from protocol import CID, Entry, ForkProof, InvalidData
 from protocol.state import LedgerState, compute_state
 
+from . import store as store_file
+from .state_worker import OFFLOAD_ENTRIES, StateWorker
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -25,8 +31,12 @@ MEMBER_KIND_PREFIX = "member."
 
 
 class LedgerStates:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, offload_entries: int | None = OFFLOAD_ENTRIES) -> None:
+        """`offload_entries`: from this many entries a state is computed in a child process
+        (node/state_worker.py); None: always here."""
         self._store = store
+        self._offload_entries = offload_entries or 0
+        self._worker = StateWorker(store.path) if offload_entries is not None and StateWorker.available() else None
         self._states: dict[bytes, LedgerState] = {}
         self._members: dict[bytes, frozenset[str]] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
@@ -36,6 +46,8 @@ class LedgerStates:
 
     def close(self) -> None:
         self._unsubscribe()
+        if self._worker is not None:
+            self._worker.close()
 
     def _changed(self, entries: Sequence[Entry]) -> None:
         for entry in entries:
@@ -62,8 +74,13 @@ class LedgerStates:
             if cached is not None:
                 return cached
             version = self._versions.get(ledger.raw, 0)
-            state = await load_state(self._store, ledger)
-            if state is not None and self._versions.get(ledger.raw, 0) == version:
+            if self._worker is not None and await self._store.ledger_size(ledger) >= self._offload_entries:
+                state = await self._worker.compute(ledger)
+            else:
+                state = await load_state(self._store, ledger)
+            if state is None:
+                return None
+            if self._versions.get(ledger.raw, 0) == version:
                 self._states[ledger.raw] = state
                 self._members[ledger.raw] = frozenset(state.members)
             return state
@@ -100,12 +117,24 @@ async def read_ledger(store: Store, ledger: CID) -> StoredLedger | None:
     if genesis is None:
         return None
     entries = [e async for e in store.log(ledger)]
+    return StoredLedger(genesis, entries, _fork_points(await store.forks(), ledger))
+
+
+def read_ledger_file(path: Path, ledger: CID) -> StoredLedger | None:
+    """`read_ledger` from the store's file, in another process (node/state_worker.py)."""
+    entries, proofs = store_file.read_ledger_file(path, ledger)
+    genesis = next((e for e in entries if e.id == ledger and e.is_genesis), None)
+    return None if genesis is None else StoredLedger(genesis, entries, _fork_points(proofs, ledger))
+
+
+def _fork_points(proofs: Sequence[ForkProof], ledger: CID) -> dict[bytes, int]:
+    """Each forked author's lowest forked seq in `ledger`."""
     forks: dict[bytes, int] = {}
-    for proof in await store.forks():
+    for proof in proofs:
         if proof.a.ledger_id == ledger:
             author = proof.a.header.author
             forks[author] = min(forks.get(author, proof.seq), proof.seq)
-    return StoredLedger(genesis, entries, forks)
+    return forks
 
 
 def state_of(stored: StoredLedger) -> LedgerState:

@@ -115,6 +115,13 @@ class LedgerInfo:
     created: int
     entries: int
 
+    @classmethod
+    def of(cls, genesis: Entry, entries: int) -> LedgerInfo:
+        """A ledger as its genesis describes it, holding `entries` entries here."""
+        body = genesis.body or {}
+        return cls(id=genesis.id, name=str(body.get("name", "")), visibility=str(body.get("visibility", "members")),
+                   founder=genesis.author, created=genesis.header.ts, entries=entries)
+
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
@@ -342,18 +349,7 @@ class Store:
             (GENESIS_KIND,),
         ) as cur:
             async for header, payload, count in cur:
-                g = decode_entry(header, payload, check_signature=False)
-                body = g.body or {}
-                result.append(
-                    LedgerInfo(
-                        id=g.id,
-                        name=str(body.get("name", "")),
-                        visibility=str(body.get("visibility", "members")),
-                        founder=g.author,
-                        created=g.header.ts,
-                        entries=count,
-                    )
-                )
+                result.append(LedgerInfo.of(decode_entry(header, payload, check_signature=False), count))
         return result
 
     async def log(self, ledger: CID, author: bytes | None = None) -> AsyncGenerator[Entry, None]:
@@ -364,7 +360,7 @@ class Store:
         """
         args: tuple[bytes, ...]
         if author is None:
-            sql, args = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq", (ledger.raw,)
+            sql, args = _LOG_SQL, (ledger.raw,)
         else:
             sql = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
             args = (ledger.raw, author)
@@ -399,7 +395,7 @@ class Store:
             return [decode_entry(header, payload, check_signature=False) async for header, payload in cur]
 
     async def forks(self) -> list[ForkProof]:
-        rows = await self._rows("SELECT proof FROM forks ORDER BY ledger, author, seq")
+        rows = await self._rows(_FORKS_SQL)
         return [ForkProof.decode(row[0]) for row in rows]
 
     async def replicated(self, founder: bytes | None = None) -> list[CID]:
@@ -450,6 +446,11 @@ class Store:
     async def genesis(self, ledger: CID) -> Entry | None:
         entry = await self.get(ledger)
         return entry if entry is not None and entry.is_genesis else None
+
+    async def ledger_size(self, ledger: CID) -> int:
+        """How many entries of `ledger` are stored (an index range count)."""
+        row = await self._row("SELECT count(*) FROM entries WHERE ledger = ?", (ledger.raw,))
+        return int(row[0]) if row else 0
 
     async def count(self) -> int:
         row = await self._row("SELECT count(*) FROM entries")
@@ -533,6 +534,24 @@ def _row(entry: Entry, now: int) -> tuple[Any, ...]:
         entry.payload_raw,
         now,
     )
+
+
+_LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq"
+_FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
+
+
+def read_ledger_file(path: Path, ledger: CID) -> tuple[list[Entry], list[ForkProof]]:
+    """A ledger's entries (as `Store.log` gives them) and every fork proof, read from the store's file with a
+    read-only connection of its own: for another process (node/state_worker.py) while the node runs."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        entries = [decode_stored_entry(rid, header, payload) for rid, header, payload in
+                   db.execute(_LOG_SQL, (ledger.raw,))]
+        proofs = [ForkProof.decode(row[0]) for row in db.execute(_FORKS_SQL)]
+    finally:
+        db.close()
+    return entries, proofs
 
 
 # ---- the writer thread's side -------------------------------------------------

@@ -123,6 +123,10 @@ class TallyError(Exception):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type[TallyError], tuple[str, str]]:
+        # Pickled as (code, message): a state computed in a child process may raise one (node/state_worker.py).
+        return type(self), (self.code, self.message)
+
 
 class InvalidData(TallyError):
     """Bytes, entries or messages that break the format or the chain rules.
