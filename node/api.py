@@ -569,6 +569,15 @@ async def _own_state(request: web.Request, ledger: CID) -> LedgerState:
     return state
 
 
+async def _ledger_write(
+    request: web.Request, ledger: CID, build: Callable[[LedgerState, str, int], AppendRequest]
+) -> web.Response:
+    """Append what `build(state, me, ts)` makes from the ledger's state and the owner's did: 201 `{"id"}`."""
+    state = await _own_state(request, ledger)
+    me = request.app[CONFIG].did
+    return await _append_built(request, lambda ts: build(state, me, ts))
+
+
 async def _append_built(request: web.Request, build: Callable[[int], AppendRequest]) -> web.Response:
     """Append what `build(ts)` makes (it checks the request against the state first): 201 `{"id"}`."""
     append = build(request.app[CONFIG].wall_ms())
@@ -619,9 +628,7 @@ async def admit_member(request: web.Request) -> web.Response:
     _require_owner(request)
     ledger = _ledger_param(request)
     agent = _required(await _json_object(request, {"agent": str}), "agent")
-    state = await _own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await _append_built(request, lambda ts: ledger_ops.admit(state, me, agent, ts))
+    return await _ledger_write(request, ledger, lambda state, me, ts: ledger_ops.admit(state, me, agent, ts))
 
 
 @Operation(
@@ -632,9 +639,7 @@ async def leave_ledger(request: web.Request) -> web.Response:
     _require_owner(request)
     ledger = _ledger_param(request)
     await _json_object(request, {})
-    state = await _own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await _append_built(request, lambda ts: ledger_ops.leave(state, me, ts))
+    return await _ledger_write(request, ledger, lambda state, me, ts: ledger_ops.leave(state, me, ts))
 
 
 @Operation(
@@ -648,9 +653,7 @@ async def name_member(request: web.Request) -> web.Response:
     _require_owner(request)
     ledger = _ledger_param(request)
     name = _required(await _json_object(request, {"name": str}), "name")
-    state = await _own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await _append_built(request, lambda ts: ledger_ops.about(state, me, name, ts))
+    return await _ledger_write(request, ledger, lambda state, me, ts: ledger_ops.about(state, me, name, ts))
 
 
 _CONTRIBUTION_FIELDS: Final[Mapping[str, type]] = {
@@ -688,9 +691,7 @@ async def add_contribution(request: web.Request) -> web.Response:
     if not all(isinstance(c, str) for c in obj.get("cites", [])):
         raise LocalError("bad_request", "field 'cites' must be a list of entry ids")
     cites = tuple(CID.parse(c.strip()) for c in obj.get("cites", []))
-    state = await _own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await _append_built(request, lambda ts: ledger_ops.contribute(
+    return await _ledger_write(request, ledger, lambda state, me, ts: ledger_ops.contribute(
         state, me, action=action, quantity=quantity, unit=unit, ts=ts, resource=obj.get("resource"),
         provider=obj.get("provider"), receiver=obj.get("receiver"), at=obj.get("at"), start=obj.get("from"),
         end=obj.get("to"), note=obj.get("note"), corrects=corrects, fulfills=fulfills, cites=cites,

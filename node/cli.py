@@ -129,25 +129,25 @@ async def cmd_id(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_rules(path: str) -> dict[str, Any]:
-    """A `--rules` file: TOML (stdlib tomllib); `bad_rules` if unreadable or not TOML."""
+def _read_toml(path: str, code: str) -> dict[str, Any]:
+    """A TOML file (`--rules`, `--amend`); refused with `code` if unreadable or not TOML."""
     import tomllib
 
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise LocalError("bad_rules", f"cannot read {path}: {exc.strerror}") from None
+        raise LocalError(code, f"cannot read {path}: {exc.strerror}") from None
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise LocalError("bad_rules", f"{path} is not UTF-8 text") from None
+        raise LocalError(code, f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise LocalError("bad_rules", f"{path} is not TOML: {exc}") from None
+        raise LocalError(code, f"{path} is not TOML: {exc}") from None
 
 
 async def cmd_ledger_create(args: argparse.Namespace) -> int:
     name = genesis_body(args.name, "public" if args.public else "members")["name"]
-    config = _read_rules(args.rules) if args.rules else {}
+    config = _read_toml(args.rules, "bad_rules") if args.rules else {}
     home = _home(args)
     key = home.load_key()
     rules = Rules.from_config(config, name=name, creator=key.did, public=args.public)  # refuse before writing

@@ -32,7 +32,7 @@ from .api import (
     _is_public,
     _json_object,
     _ledger_param,
-    _own_state,
+    _ledger_write,
     _readable_state,
     _require_owner,
     _required,
@@ -132,9 +132,7 @@ async def create_motion(request: web.Request) -> web.Response:
     options = obj.get("options", [])
     if not all(isinstance(o, str) for o in options):
         raise LocalError("bad_request", "field 'options' must be a list of text")
-    state = await _own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await _append_built(request, lambda ts: governance_ops.create_motion(
+    return await _ledger_write(request, ledger, lambda state, me, ts: governance_ops.create_motion(
         state, me, title=_required(obj, "title"), options=options, ts=ts, closes=obj.get("closes"),
         amend=obj.get("amend"), note=obj.get("note"),
     ))
@@ -220,9 +218,7 @@ async def create_pledge(request: web.Request) -> web.Response:
     _require_owner(request)
     ledger = _ledger_param(request)
     obj = await _json_object(request, _PLEDGE_FIELDS)
-    state = await _own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await _append_built(request, lambda ts: governance_ops.pledge(
+    return await _ledger_write(request, ledger, lambda state, me, ts: governance_ops.pledge(
         state, me, amount=_required(obj, "amount"), unit=_required(obj, "unit"), every=_required(obj, "every"),
         start=_required(obj, "start"), ts=ts, per=obj.get("per"), basis=obj.get("basis"), until=obj.get("until"),
         escalate=obj.get("escalate"), note=obj.get("note"),

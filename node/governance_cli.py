@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from protocol import CID, LocalError
@@ -20,24 +19,10 @@ from protocol.pledges import PERIODS
 from protocol.state import LedgerState
 
 from . import governance_ops
-from .cli import _home, _missing_subcommand, _open_store, _parse_cid, _Parser
+from .cli import _home, _missing_subcommand, _open_store, _parse_cid, _Parser, _read_toml
 from .governance_views import motion_json, motion_lines, parse_day, pledge_json, pledge_lines, today
 from .ledger_cli import _state, _write
 from .store import AppendRequest, Store
-
-
-def _read_amendment(path: str) -> dict[str, Any]:
-    """An `--amend` file: a partial rules file in TOML (the tables it gives replace the rules' own)."""
-    import tomllib
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise LocalError("bad_amendment", f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise LocalError("bad_amendment", f"{path} is not TOML: {exc}") from None
 
 
 def _scores(given: list[str]) -> dict[str, int]:
@@ -65,7 +50,7 @@ async def _motion_ledger(store: Store, motion: CID) -> LedgerState:
 
 async def cmd_motion_create(args: argparse.Namespace) -> int:
     ledger = _parse_cid(args.ledger)
-    amend = _read_amendment(args.amend) if args.amend else None
+    amend = _read_toml(args.amend, "bad_amendment") if args.amend else None
     body: dict[str, Any] = {"title": args.title, "options": args.option}
     for name, value in (("closes", args.closes), ("amend", amend), ("note", args.note)):
         if value is not None:

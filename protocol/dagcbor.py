@@ -161,24 +161,9 @@ def encode(value: object) -> bytes:
     return _dumps(value)
 
 
-
 def decode(data: bytes, *, max_bytes: int) -> Any:
     """Decode one strict DAG-CBOR block of at most `max_bytes` bytes."""
-    if len(data) > max_bytes:
-        raise InvalidData("oversize", f"block of {len(data)} bytes exceeds {max_bytes}")
-    try:
-        value = cbor2.loads(
-            data,
-            tag_hook=_tag_hook,
-            semantic_decoders=_REFUSED_SEMANTICS,
-            max_depth=MAX_DEPTH,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            strict_hashable_types=True,
-        )
-    except (cbor2.CBORDecodeError, ValueError, InvalidData) as exc:
-        raise InvalidData("bad_encoding", f"not DAG-CBOR: {_cause(exc)}") from None
-    _check_decoded(value)
+    value = decode_unchecked(data, max_bytes=max_bytes)
     if _dumps(value) != data:
         raise InvalidData(
             "bad_encoding", "not canonical DAG-CBOR (trailing bytes, non-shortest form or key order)"
