@@ -24,6 +24,7 @@ from .dashboard import (
     Viewer,
     csrf_field,
     flash,
+    html_response,
     owner_form,
     page,
     readable_ledger,
@@ -282,7 +283,7 @@ async def history(request: web.Request) -> web.Response:
 # ---- logging a contribution -----------------------------------------------------------
 
 
-def _contribution_fields(state: LedgerState, me: str, values: dict[str, str]) -> Markup:
+def _contribution_fields(state: LedgerState, values: dict[str, str]) -> Markup:
     rated = sorted(state.rules.rates)
     others = sorted(ACTIONS - set(rated))
     chosen = values.get("action", rated[0] if rated else "work")
@@ -316,7 +317,7 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
         body: Child = el("p", "You are not a member of this ledger, so you cannot log contributions in it.",
                          class_="card")
     else:
-        body = el("form", csrf_field(v), _contribution_fields(state, v.did, values or {}),
+        body = el("form", csrf_field(v), _contribution_fields(state, values or {}),
                   el("button", "Log it", type="submit"), method="post", action=f"/ledgers/{info.id}/contribute",
                   class_="contribute")
     error: Child = None if problem is None else el("p", el("code", problem.code), ": ", problem.message,
@@ -546,8 +547,6 @@ async def motion_results(request: web.Request) -> web.Response:
     """The results section alone, for the page's live refresh."""
     v = viewer(request)
     info, state = await readable_ledger(request, v)
-    from .dashboard import html_response
-
     return html_response(_results(info, _find_motion(request, state)))
 
 
