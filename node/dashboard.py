@@ -12,6 +12,7 @@ a motion's live results. Every asset comes from the installed package.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,14 +22,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
-from protocol import CID, LocalError, TallyError
+from protocol import CID, GENESIS_KIND, LocalError, TallyError
+from protocol.rules import Rules
 from protocol.state import LedgerState
 
 from .api import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
-from .html import Child, Markup, el
+from .forms import genesis_body
+from .html import Child, Markup, el, field
 from .ledger_views import event_time
 from .sessions import SESSION_TTL_S, Session, cookie_name
-from .store import LedgerInfo
+from .store import AppendRequest, LedgerInfo
 
 STATIC_FILES: Final = {"tally.css": "text/css", "tally.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 #: No inline script or style, nothing from elsewhere, no framing, forms post here only.
@@ -59,6 +62,8 @@ def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
     app.router.add_get("/login", login)
     app.router.add_post("/logout", logout)
+    app.router.add_post("/ledgers", found_ledger)
+    app.router.add_post("/follow", follow)
     app.router.add_get("/peers", peers)
     app.router.add_get("/static/{name}", static)
     from .dashboard_ledger import add_ledger_pages  # its pages use this module's layout
@@ -207,6 +212,16 @@ async def owner_form(request: web.Request) -> tuple[Viewer, dict[str, str]]:
     return v, values
 
 
+async def append(request: web.Request, build: Callable[[int], AppendRequest]) -> CID:
+    """Sign and store what `build(ts)` makes (it checks the request first); not while catching up."""
+    made = build(request.app[CONFIG].wall_ms())
+    if request.app[REPLICATION].catching_up:
+        raise LocalError("catching_up", "the node is catching up with its peers before it signs new entries; "
+                                        "retry shortly")
+    entry = await request.app[STORE].append(made)
+    return entry.id
+
+
 async def ledgers_for(request: web.Request, v: Viewer) -> list[LedgerInfo]:
     return [i for i in await request.app[STORE].ledgers() if v.owner or i.visibility == "public"]
 
@@ -269,8 +284,56 @@ async def home(request: web.Request) -> web.Response:
     recent_table = el("table", el("thead", el("tr", *(el("th", h) for h in (
         "When", "Ledger", "Who", "Action", "Quantity", "Note", "Status")))), el("tbody", latest),
         class_="recent") if latest else el("p", "No contributions yet.")
+    forms: Child = None
+    if v.owner:
+        forms = el(
+            "section",
+            el("form", csrf_field(v),
+               el("fieldset", el("legend", "Found a ledger"),
+                  field("Name", "input", type="text", name="name", required=True, maxlength=200),
+                  field("Who may read it", "select", el("option", "its members only", value="members"),
+                        el("option", "anyone", value="public"), name="visibility"),
+                  field("Rules (optional, TOML as in a rules file; every default without)", "textarea",
+                        name="rules", rows=3, placeholder='[rates.work]\nhour = "20"')),
+               el("button", "Found it", type="submit"), method="post", action="/ledgers"),
+            el("form", csrf_field(v),
+               field("Follow a ledger you were admitted to: its id", "input", type="text", name="ledger",
+                     required=True, size=64),
+               el("button", "Follow", type="submit"), method="post", action="/follow", class_="filters"),
+            class_="card")
     return page(request, v, "Your ledgers", identity, el("section", el("h2", "Ledgers"), table),
-                el("section", el("h2", "Recent contributions"), recent_table))
+                el("section", el("h2", "Recent contributions"), recent_table), forms)
+
+
+async def found_ledger(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    try:
+        name = genesis_body(form.get("name", ""), form.get("visibility", "members"))["name"]
+        text = form.get("rules", "").strip()
+        try:
+            config = tomllib.loads(text) if text else {}
+        except tomllib.TOMLDecodeError as exc:
+            raise LocalError("bad_rules", f"the rules are not TOML: {exc}") from None
+        rules = Rules.from_config(config, name=name, creator=v.did, public=form.get("visibility") == "public")
+        ledger = await append(request, lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+        return see_other("/")
+    flash(v, "ok", f"You founded {name}. Admit members from its overview.")
+    return see_other(f"/ledgers/{ledger}")
+
+
+async def follow(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    try:
+        ledger = CID.parse(form.get("ledger", "").strip())
+        await request.app[STORE].follow(ledger)
+        await request.app[REPLICATION].follow(ledger)
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", f"Following {ledger}: its entries arrive from the peers that hold it.")
+    return see_other("/")
 
 
 async def login(request: web.Request) -> web.Response:

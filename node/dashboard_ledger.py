@@ -18,10 +18,10 @@ from protocol.rules import ACTIONS, format_decimal
 from protocol.state import FINAL, PENDING, REJECTED, Contribution, LedgerState
 
 from . import governance_ops, ledger_ops
-from .api import CONFIG, REPLICATION, STORE
 from .charts import share_bars, stacked_bars
 from .dashboard import (
     Viewer,
+    append,
     csrf_field,
     flash,
     html_response,
@@ -36,7 +36,7 @@ from .dashboard import (
 from .governance_views import motion_json, pledge_json, today
 from .html import Child, Markup, el, field
 from .ledger_views import HistoryQuery, event_time
-from .store import AppendRequest, LedgerInfo
+from .store import LedgerInfo
 
 PAGE_ROWS: Final = 25  # contributions per history page
 CHART_WEEKS: Final = 26  # the overview's charts show at most the last half year
@@ -47,6 +47,7 @@ def add_ledger_pages(app: web.Application) -> None:
     app.router.add_get(base, overview)
     app.router.add_get(f"{base}/history", history)
     app.router.add_post(f"{base}/name", name)
+    app.router.add_post(f"{base}/admit", admit)
     app.router.add_get(f"{base}/contribute", contribute_form)
     app.router.add_post(f"{base}/contribute", contribute)
     app.router.add_get(f"{base}/queue", queue)
@@ -180,15 +181,21 @@ async def overview(request: web.Request) -> web.Response:
                el("dt", "State digest"), el("dd", el("code", state.digest.hex()[:16] + "…",
                                                       title=state.digest.hex(), class_="digest")),
                class_="card")
-    naming: Child = None
+    member_forms: Child = None
     if v.owner and me in state.members:
-        naming = el("form", csrf_field(v),
+        member_forms = el("form", csrf_field(v),
                     field("Your name in this ledger (the other members see it)", "input", type="text", name="name",
                           maxlength=80, required=True, value=state.names.get(me, "")),
                     el("button", "Save", type="submit"), method="post", action=f"/ledgers/{info.id}/name",
                     class_="filters naming")
+        member_forms = el("div", member_forms, el(
+            "form", csrf_field(v),
+            field("Admit a member: their did:key (`tally id` on their node prints it)", "input", type="text",
+                  name="agent", required=True, pattern="did:key:z[1-9A-HJ-NP-Za-km-z]+", size=60),
+            el("button", "Sponsor their admission", type="submit"), method="post",
+            action=f"/ledgers/{info.id}/admit", class_="filters admit"))
     return _ledger_page(
-        request, v, info, state, "Overview", "overview", about, naming,
+        request, v, info, state, "Overview", "overview", about, member_forms,
         el("section", el("h2", "Contributions over time"),
            el("p", f"Final and pending contributions, by week; bars measure {measure_name}.", class_="muted"),
            *charts, class_="charts"),
@@ -204,11 +211,24 @@ async def name(request: web.Request) -> web.Response:
     info, state = await readable_ledger(request, v)
     given = form.get("name", "")
     try:
-        await _append(request, lambda ts: ledger_ops.about(state, v.did, given, ts))
+        await append(request, lambda ts: ledger_ops.about(state, v.did, given, ts))
     except TallyError as exc:
         flash(v, "error", f"{exc.code}: {exc.message}")
     else:
         flash(v, "ok", f"The other members now see you as {given.strip()}.")
+    return see_other(f"/ledgers/{info.id}")
+
+
+async def admit(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    agent = form.get("agent", "").strip()
+    try:
+        await append(request, lambda ts: ledger_ops.admit(state, v.did, agent, ts))
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", f"You sponsored {agent}'s admission; they follow the ledger with `tally follow {info.id}`.")
     return see_other(f"/ledgers/{info.id}")
 
 
@@ -327,22 +347,12 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
                            class_="muted"), error, body, status=400 if problem else 200)
 
 
-async def _append(request: web.Request, build: Callable[[int], AppendRequest]) -> CID:
-    config = request.app[CONFIG]
-    append = build(config.wall_ms())
-    if request.app[REPLICATION].catching_up:
-        raise LocalError("catching_up", "the node is catching up with its peers before it signs new entries; "
-                                        "retry shortly")
-    entry = await request.app[STORE].append(append)
-    return entry.id
-
-
 async def contribute(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     values = {k: form.get(k, "").strip() for k in ("action", "quantity", "unit", "at", "note")}
     try:
-        await _append(request, lambda ts: ledger_ops.contribute(
+        await append(request, lambda ts: ledger_ops.contribute(
             state, v.did, action=values["action"], quantity=values["quantity"], unit=values["unit"], ts=ts,
             at=values["at"] or None, note=values["note"] or None))
     except TallyError as exc:
@@ -400,7 +410,7 @@ async def endorse(request: web.Request) -> web.Response:
     try:
         entry = CID.parse(form.get("entry", "").strip())
         note = form.get("note", "").strip() or None
-        await _append(request, lambda ts: ledger_ops.endorse(state, v.did, entry, accept=verdict == "accept",
+        await append(request, lambda ts: ledger_ops.endorse(state, v.did, entry, accept=verdict == "accept",
                                                              note=note, ts=ts))
     except TallyError as exc:
         flash(v, "error", f"{exc.code}: {exc.message}")
@@ -471,7 +481,7 @@ async def propose(request: web.Request) -> web.Response:
                 amend = tomllib.loads(amend_text)
             except tomllib.TOMLDecodeError as exc:
                 raise LocalError("bad_amendment", f"the rules change is not TOML: {exc}") from None
-        motion_id = await _append(request, lambda ts: governance_ops.create_motion(
+        motion_id = await append(request, lambda ts: governance_ops.create_motion(
             state, v.did, title=form.get("title", ""), options=options, ts=ts,
             closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))
     except TallyError as exc:
@@ -562,7 +572,7 @@ async def vote(request: web.Request) -> web.Response:
                 if not (text.lstrip("-").isdigit() and len(text) < 10):
                     raise LocalError("vote_out_of_range", f"the score for {option!r} is not a whole number")
                 scores[option] = int(text)
-        await _append(request, lambda ts: governance_ops.vote(state, v.did, m.id, scores, ts))
+        await append(request, lambda ts: governance_ops.vote(state, v.did, m.id, scores, ts))
     except TallyError as exc:
         flash(v, "error", f"{exc.code}: {exc.message}")
     else:
@@ -575,7 +585,7 @@ async def close(request: web.Request) -> web.Response:
     info, state = await readable_ledger(request, v)
     m = _find_motion(request, state)
     try:
-        await _append(request, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts))
+        await append(request, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts))
     except TallyError as exc:
         flash(v, "error", f"{exc.code}: {exc.message}")
     else:

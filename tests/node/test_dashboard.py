@@ -271,3 +271,31 @@ def test_tally_open_browser_without_a_display_still_prints_the_link(world: tuple
     assert "no display here" in r.stderr
     url = r.stdout.strip().splitlines()[-1]
     assert url.startswith(f"{alice.address}/login?token=") and fetch(url).status == 303
+
+
+def test_the_owner_founds_a_ledger_admits_a_member_who_follows_it_from_their_dashboard(world: tuple) -> None:
+    nodes = world[0]
+    alice, bob = nodes["alice"], nodes["bob"]
+    cookie = login(alice)
+    landing = fetch(f"{alice.address}/", cookie=cookie)
+    token = csrf(landing.body)
+    refused = fetch(f"{alice.address}/ledgers", cookie=cookie,
+                    form={"csrf": token, "name": "Tool library", "visibility": "members", "rules": "[rates"})
+    assert refused.status == 303 and refused.headers["Location"] == "/"
+    assert "bad_rules" in fetch(f"{alice.address}/", cookie=cookie).body
+    founded = fetch(f"{alice.address}/ledgers", cookie=cookie, form={
+        "csrf": token, "name": "Tool library", "visibility": "members", "rules": '[rates.use]\nday = "3"'})
+    assert founded.status == 303 and founded.headers["Location"].startswith("/ledgers/bafy")
+    ledger = founded.headers["Location"].rsplit("/", 1)[-1]
+    state = alice.state(ledger)
+    assert state is not None and state["members"] == [alice.did] and state["rules"]["rates"]["use"]["day"] == "3"
+    assert fetch(f"{alice.address}/ledgers/{ledger}", cookie=cookie, form={"csrf": token}).status == 405
+    admitted = fetch(f"{alice.address}/ledgers/{ledger}/admit", cookie=cookie, form={"csrf": token, "agent": bob.did})
+    assert admitted.status == 303
+    bobs = login(bob)
+    followed = fetch(f"{bob.address}/follow", cookie=bobs,
+                     form={"csrf": csrf(fetch(f"{bob.address}/", cookie=bobs).body), "ledger": ledger})
+    assert followed.status == 303
+    until(lambda: (s := bob.state(ledger)) is not None and sorted(s["members"]) == sorted([alice.did, bob.did]),
+          "the tool library with both members at Bob's")
+    assert "Tool library" in fetch(f"{bob.address}/", cookie=bobs).body
