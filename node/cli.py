@@ -488,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
             "start three local nodes with a demo coop and print their dashboard login links; Ctrl-C stops them")
     p.add_argument("--dir", metavar="DIR",
                    help="keep the three homes here (default: a new temporary folder, removed on exit)")
+    p.add_argument("--lan", action="store_true",
+                   help="listen on every interface and find each other by mDNS too (default: 127.0.0.1 only)")
     p.add_argument("--base-port", type=int, default=0, metavar="PORT",
                    help="ports PORT, PORT+1, PORT+2 (default: free ones)")
 

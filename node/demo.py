@@ -3,7 +3,8 @@
 Makes three homes (alice, bob, carol) under a new temporary folder (or `--dir`), starts a
 `tally run` child process for each on 127.0.0.1 (each peers the other two with `--peer`; mDNS is
 off: a node on a loopback address announces nothing, and the demo stays away from real nodes on the
-LAN), then drives them through their HTTP APIs: Alice founds "Demo Coop" (members only) and admits
+LAN; with `--lan` they listen on every interface and announce themselves by mDNS too), then drives
+them through their HTTP APIs: Alice founds "Demo Coop" (members only) and admits
 Bob and Carol, who follow it; all three log contributions over the past four weeks and validate each
 other's; Alice's motion to raise the hourly rate passes by score vote; a few more contributions use
 the new rate; Alice records a distribution. Then it prints each node's did:key, dashboard address and
@@ -147,6 +148,7 @@ class Demo:
     root: Path
     temporary: bool  # the demo made the folder: removed when it stops
     base_port: int
+    lan: bool = False  # listen on every interface and find each other by mDNS too
     nodes: list[DemoNode] = field(default_factory=list)
     ledger: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -278,7 +280,8 @@ class Demo:
         env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
         for node in self.nodes:
             args = [sys.executable, "-m", "node.cli", "--home", str(node.home.path), "run",
-                    "--listen", f"{HOST}:{node.port}", "--no-mdns", "--offline"]
+                    "--listen", f"{'0.0.0.0' if self.lan else HOST}:{node.port}",
+                    "--mdns" if self.lan else "--no-mdns", "--offline"]
             for other in self.nodes:
                 if other is not node:
                     args += ["--peer", other.address]
@@ -475,8 +478,11 @@ class Demo:
         where = "removed when the demo stops" if self.temporary else "kept when the demo stops"
         out = [
             "",
-            f"Tally demo: three nodes on {HOST}, each a peer of the other two (mDNS is off: the demo stays",
-            "away from any Tally nodes on your network).",
+            *([f"Tally demo: three nodes on every interface (ports {', '.join(str(n.port) for n in self.nodes)}),"
+               " each a peer of the other two and announced by mDNS, where the LAN allows multicast."]
+              if self.lan else
+              [f"Tally demo: three nodes on {HOST}, each a peer of the other two (mDNS is off: the demo stays",
+               "away from any Tally nodes on your network; --lan puts them on it)."]),
             f"Homes: {self.root} ({where})",
             "",
             f'Ledger "{LEDGER_NAME}": {self.ledger}',
@@ -576,4 +582,4 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         root, temporary = Path(args.dir).expanduser().resolve(), False
     else:
         root, temporary = Path(tempfile.mkdtemp(prefix="tally-demo-")).resolve(), True
-    return await Demo(root, temporary, base_port).run()
+    return await Demo(root, temporary, base_port, lan=args.lan).run()
