@@ -252,7 +252,12 @@ async def home(request: web.Request) -> web.Response:
     rows = []
     recent = []
     for info in infos:
-        state = await request.app[STATES].get(info.id)
+        try:
+            state = await request.app[STATES].get(info.id)
+        except TallyError as exc:  # e.g. a genesis whose rules do not parse: one bad ledger must not hide the rest
+            rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")), el("td", info.visibility),
+                           el("td", el("code", exc.code), ": ", exc.message, colspan=4, class_="error")))
+            continue
         if state is None:
             continue
         member = v.did in state.members
@@ -276,6 +281,11 @@ async def home(request: web.Request) -> web.Response:
         identity = el("section", el("h2", "This node"), el("p", "Node ", el("code", v.did)),
                       el("p", "You see its public ledgers, read-only. The node's owner logs in by running ",
                          el("code", "tally open"), " on its machine."), class_="card")
+    if v.owner:  # followed ledgers whose genesis has not arrived yet
+        known = {i.id for i in infos}
+        rows += [el("tr", el("td", el("code", str(ledger))), el("td", "—"),
+                    el("td", "following: waiting for its entries from a peer that holds it", colspan=4))
+                 for ledger in await request.app[STORE].replicated() if ledger not in known]
     table = el("table", el("thead", el("tr", el("th", "Ledger"), el("th", "Visibility"), el("th", "Members"),
                                       el("th", "Contributions"), el("th", "Entries"), el("th", "You"))),
                el("tbody", rows), class_="ledgers") if rows else el("p", "No ledgers yet." + (

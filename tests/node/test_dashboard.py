@@ -23,8 +23,12 @@ from pathlib import Path
 import pytest
 from conftest import tally_executable
 from running_nodes import Node, coop, ok, run, start_all, stop_all, until
+from test_api import KEY, running_api
 
+from node.replication import Replicator
 from node.sessions import Sessions
+from node.store import AppendRequest, Store
+from protocol import CID, GENESIS_KIND
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -299,3 +303,25 @@ def test_the_owner_founds_a_ledger_admits_a_member_who_follows_it_from_their_das
     until(lambda: (s := bob.state(ledger)) is not None and sorted(s["members"]) == sorted([alice.did, bob.did]),
           "the tool library with both members at Bob's")
     assert "Tool library" in fetch(f"{bob.address}/", cookie=bobs).body
+
+
+async def test_a_ledger_whose_rules_do_not_parse_does_not_hide_the_others(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "tally.sqlite3", key=KEY)
+    try:
+        async with running_api(store, Replicator(store, KEY, peers=[], offline=True)) as api:
+            good = await api.ledger("Good coop")
+            await store.append(AppendRequest(None, GENESIS_KIND, {"name": "Broken rules"}, 1))
+            waiting = CID.for_block(b"\xa1\x61a\x01")
+            await store.follow(waiting)
+            status, link = await api.call("POST", "/login-links", json={})
+            assert status == 201
+            async with api.client.get(link["path"], allow_redirects=False) as resp:
+                assert resp.status == 303
+            async with api.client.get("/") as resp:
+                page = await resp.text()
+                assert resp.status == 200, page
+            assert f'href="/ledgers/{good}"' in page and "Broken rules" in page
+            assert "<code>bad_rules</code>" in page
+            assert str(waiting) in page and "waiting for its entries" in page
+    finally:
+        await store.close()
