@@ -216,8 +216,8 @@ async def cmd_state(args: argparse.Namespace) -> int:
     print(f"ledger\t{data['ledger']}\t{rules.name}")
     print(f"rules\t{rules.visibility}\taccept {rules.validation.accept}\treject {rules.validation.reject}\t"
           f"units {','.join(rules.units)}")
-    for who in data["members"]:
-        print(f"member\t{who}")
+    for who in data["members"]:  # a member's name (member.about) follows their did:key when they gave one
+        print(f"member\t{who}" + (f"\t{state.names[who]}" if who in state.names else ""))
     for who in data["left"]:
         print(f"left\t{who}")
     for agent, sponsorships in data["sponsorships"].items():

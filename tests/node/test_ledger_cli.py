@@ -280,3 +280,24 @@ def test_leaving(tmp_path: Path) -> None:
     assert state(ben, ledger)["digest"] == s["digest"]
     r = run(ben, "member", "leave", ledger)
     assert r.returncode == 1 and r.stderr.startswith("error: not_member: ")
+
+
+def test_naming_yourself(tmp_path: Path) -> None:
+    ana, ben = tmp_path / "ana", tmp_path / "ben"
+    ben_did = ok(ben, "init")
+    ana_did = ok(ana, "init")
+    ledger = ok(ana, "ledger", "create", "Tool library")
+    ok(ana, "member", "name", ledger, "Ana")
+    ok(ana, "member", "name", ledger, "  Ana Silva  ")  # the latest counts; spaces at either end are trimmed
+    for bad in ("", "x" * 81, "tab\there"):
+        r = run(ana, "member", "name", ledger, bad)
+        assert r.returncode == 1 and r.stderr.startswith("error: bad_field: "), (bad, r.stderr)
+    r = run(ben, "member", "name", ledger, "Ben")  # not a member of a ledger it does not even hold
+    assert r.returncode == 1 and r.stderr.startswith("error: unknown_ledger: "), r.stderr
+    ok(ana, "member", "admit", ledger, ben_did)
+    exchange(ana, ben)
+    ok(ben, "member", "name", ledger, "Ben")
+    exchange(ana, ben)
+    assert state(ana, ledger)["names"] == {ana_did: "Ana Silva", ben_did: "Ben"}
+    lines = output(ben, "state", ledger).splitlines()
+    assert f"member\t{ana_did}\tAna Silva" in lines and f"member\t{ben_did}\tBen" in lines
