@@ -114,14 +114,19 @@ async def cmd_init(args: argparse.Namespace) -> int:
         import secrets
 
         key = SigningKey(secrets.token_bytes(32))
+    await init_home(home, key)
+    _print_id(key.did)
+    return 0
+
+
+async def init_home(home: Home, key: SigningKey) -> None:
+    """A new home: the identity (and its API token), and an empty store."""
     try:
         home.create_identity(key)
     except FileExistsError:
         raise LocalError("identity_exists", f"{home.key_path} exists; it is never overwritten") from None
     store = await Store.open(home.store_path)
     await store.close()
-    _print_id(key.did)
-    return 0
 
 
 async def cmd_id(args: argparse.Namespace) -> int:

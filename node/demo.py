@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from protocol import LocalError, SigningKey, TallyError
 
 from .home import Home
-from .store import Store
 
 if TYPE_CHECKING:
     from .client import NodeClient
@@ -527,10 +526,10 @@ def progress(text: str) -> None:
 
 async def _init_home(home: Home) -> str:
     """What `tally init` does: a new key and API token, and an empty store. Returns the did:key."""
+    from .cli import init_home
+
     key = SigningKey(secrets.token_bytes(32))
-    home.create_identity(key)
-    store = await Store.open(home.store_path)
-    await store.close()
+    await init_home(home, key)
     return str(key.did)
 
 
