@@ -222,6 +222,19 @@ async def append(request: web.Request, build: Callable[[int], AppendRequest]) ->
     return entry.id
 
 
+async def act(request: web.Request, v: Viewer, build: Callable[[int], AppendRequest], done: str,
+              back: str) -> web.Response:
+    """A form's write: sign what `build(ts)` makes, say `done` (or the refusal's code and message) on the
+    next page, and go `back` there."""
+    try:
+        await append(request, build)
+    except TallyError as exc:
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", done)
+    return see_other(back)
+
+
 async def ledgers_for(request: web.Request, v: Viewer) -> list[LedgerInfo]:
     return [i for i in await request.app[STORE].ledgers() if v.owner or i.visibility == "public"]
 

@@ -21,6 +21,7 @@ from . import governance_ops, ledger_ops
 from .charts import share_bars, stacked_bars
 from .dashboard import (
     Viewer,
+    act,
     append,
     csrf_field,
     flash,
@@ -210,26 +211,17 @@ async def name(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     given = form.get("name", "")
-    try:
-        await append(request, lambda ts: ledger_ops.about(state, v.did, given, ts))
-    except TallyError as exc:
-        flash(v, "error", f"{exc.code}: {exc.message}")
-    else:
-        flash(v, "ok", f"The other members now see you as {given.strip()}.")
-    return see_other(f"/ledgers/{info.id}")
+    return await act(request, v, lambda ts: ledger_ops.about(state, v.did, given, ts),
+                     f"The other members now see you as {given.strip()}.", f"/ledgers/{info.id}")
 
 
 async def admit(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     agent = form.get("agent", "").strip()
-    try:
-        await append(request, lambda ts: ledger_ops.admit(state, v.did, agent, ts))
-    except TallyError as exc:
-        flash(v, "error", f"{exc.code}: {exc.message}")
-    else:
-        flash(v, "ok", f"You sponsored {agent}'s admission; they follow the ledger with `tally follow {info.id}`.")
-    return see_other(f"/ledgers/{info.id}")
+    return await act(request, v, lambda ts: ledger_ops.admit(state, v.did, agent, ts),
+                     f"You sponsored {agent}'s admission; they follow the ledger with `tally follow {info.id}`.",
+                     f"/ledgers/{info.id}")
 
 
 # ---- history ---------------------------------------------------------------------------
@@ -407,16 +399,10 @@ async def endorse(request: web.Request) -> web.Response:
     verdict = form.get("verdict", "")
     if verdict not in ("accept", "reject"):
         raise LocalError("bad_request", 'verdict is "accept" or "reject"')
-    try:
-        entry = CID.parse(form.get("entry", "").strip())
-        note = form.get("note", "").strip() or None
-        await append(request, lambda ts: ledger_ops.endorse(state, v.did, entry, accept=verdict == "accept",
-                                                             note=note, ts=ts))
-    except TallyError as exc:
-        flash(v, "error", f"{exc.code}: {exc.message}")
-    else:
-        flash(v, "ok", "Accepted." if verdict == "accept" else "Rejected.")
-    return see_other(f"/ledgers/{info.id}/queue")
+    note = form.get("note", "").strip() or None
+    return await act(request, v, lambda ts: ledger_ops.endorse(
+        state, v.did, CID.parse(form.get("entry", "").strip()), accept=verdict == "accept", note=note, ts=ts),
+        "Accepted." if verdict == "accept" else "Rejected.", f"/ledgers/{info.id}/queue")
 
 
 # ---- motions -----------------------------------------------------------------------------
@@ -564,33 +550,29 @@ async def vote(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     m = _find_motion(request, state)
-    scores: dict[str, int] = {}
-    try:
-        for option in m.motion.options:
-            text = form.get(f"score:{option}", "").strip()
-            if text:
-                if not (text.lstrip("-").isdigit() and len(text) < 10):
-                    raise LocalError("vote_out_of_range", f"the score for {option!r} is not a whole number")
-                scores[option] = int(text)
-        await append(request, lambda ts: governance_ops.vote(state, v.did, m.id, scores, ts))
-    except TallyError as exc:
-        flash(v, "error", f"{exc.code}: {exc.message}")
-    else:
-        flash(v, "ok", "Your ballot is cast: " + ", ".join(f"{o} {s}" for o, s in scores.items()) + ".")
-    return see_other(f"/ledgers/{info.id}/motions/{m.id}")
+    scores = {o: form.get(f"score:{o}", "").strip() for o in m.motion.options}
+    return await act(request, v, lambda ts: governance_ops.vote(state, v.did, m.id, _scores(scores), ts),
+                     "Your ballot is cast: " + ", ".join(f"{o} {s}" for o, s in scores.items() if s) + ".",
+                     f"/ledgers/{info.id}/motions/{m.id}")
+
+
+def _scores(given: dict[str, str]) -> dict[str, int]:
+    """The ballot's whole-number scores; an option left empty is blank."""
+    scores = {}
+    for option, text in given.items():
+        if text:
+            if not (text.lstrip("-").isdigit() and len(text) < 10):
+                raise LocalError("vote_out_of_range", f"the score for {option!r} is not a whole number")
+            scores[option] = int(text)
+    return scores
 
 
 async def close(request: web.Request) -> web.Response:
     v, _ = await owner_form(request)
     info, state = await readable_ledger(request, v)
     m = _find_motion(request, state)
-    try:
-        await append(request, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts))
-    except TallyError as exc:
-        flash(v, "error", f"{exc.code}: {exc.message}")
-    else:
-        flash(v, "ok", "The vote is closed.")
-    return see_other(f"/ledgers/{info.id}/motions/{m.id}")
+    return await act(request, v, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts),
+                     "The vote is closed.", f"/ledgers/{info.id}/motions/{m.id}")
 
 
 # ---- pledges -------------------------------------------------------------------------------
