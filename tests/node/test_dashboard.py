@@ -325,3 +325,31 @@ async def test_a_ledger_whose_rules_do_not_parse_does_not_hide_the_others(tmp_pa
             assert str(waiting) in page and "waiting for its entries" in page
     finally:
         await store.close()
+
+
+def test_refused_verdicts_and_ballots_say_why_and_write_nothing(world: tuple) -> None:
+    nodes, private, _ = world
+    alice = nodes["alice"]
+    motion = ok(alice.home, "motion", "create", private, "--title", "Open on Sundays?", "--option", "yes",
+                "--option", "no")
+    mine = ok(alice.home, "contribute", private, "--action", "work", "--quantity", "1", "--unit", "hour")
+    cookie = login(alice)
+    token = csrf(fetch(f"{alice.address}/", cookie=cookie).body)
+    before = alice.state(private)
+    page = f"/ledgers/{private}/motions/{motion}"
+    for scores, code in (({"score:yes": "9"}, "vote_out_of_range"), ({"score:yes": "2.5"}, "vote_out_of_range"),
+                         ({"score:yes": "-1"}, "vote_out_of_range")):
+        reply = fetch(f"{alice.address}{page}/vote", cookie=cookie, form={"csrf": token, **scores})
+        assert reply.status == 303 and reply.headers["Location"] == page
+        assert f"{code}: " in fetch(f"{alice.address}{page}", cookie=cookie).body, scores
+    reply = fetch(f"{alice.address}/ledgers/{private}/endorse", cookie=cookie,
+                  form={"csrf": token, "entry": mine, "verdict": "accept"})
+    assert reply.status == 303
+    assert "self_endorsement: " in fetch(f"{alice.address}/ledgers/{private}/queue", cookie=cookie).body
+    assert fetch(f"{alice.address}/ledgers/{private}/endorse", cookie=cookie,
+                 form={"csrf": token, "entry": mine, "verdict": "maybe"}).status == 400
+    assert alice.state(private) == before  # nothing was signed
+    cast = fetch(f"{alice.address}{page}/vote", cookie=cookie, form={"csrf": token, "score:yes": "4", "score:no": ""})
+    assert cast.status == 303
+    shown = fetch(f"{alice.address}{page}", cookie=cookie).body
+    assert "Your ballot is cast: yes 4." in shown and "1 voter(s)" in shown
