@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -60,6 +60,7 @@ def add_ledger_pages(app: web.Application) -> None:
     app.router.add_post(f"{base}/motions/{{motion}}/vote", vote)
     app.router.add_post(f"{base}/motions/{{motion}}/close", close)
     app.router.add_get(f"{base}/pledges", pledges)
+    app.router.add_post(f"{base}/pledges", pledge)
 
 
 def _waiting_for(state: LedgerState, me: str) -> list[Contribution]:
@@ -295,7 +296,8 @@ async def history(request: web.Request) -> web.Response:
 # ---- logging a contribution -----------------------------------------------------------
 
 
-def _contribution_fields(state: LedgerState, values: dict[str, str]) -> Markup:
+def _contribution_fields(state: LedgerState, me: str, values: dict[str, str]) -> Markup:
+    mine = [p for p in state.pledges if p.author == me]
     rated = sorted(state.rules.rates)
     others = sorted(ACTIONS - set(rated))
     chosen = values.get("action", rated[0] if rated else "work")
@@ -316,7 +318,16 @@ def _contribution_fields(state: LedgerState, values: dict[str, str]) -> Markup:
                                                                                .isoformat())),
         field("Note", "input", type="text", name="note", maxlength=500, value=values.get("note", ""),
                                placeholder="what it was"),
+        field("Pays my pledge (a transfer to the ledger)", "select", el("option", "—", value=""),
+              (el("option", _pledge_text(pledge_json(p, today())), value=str(p.id),
+                  selected=values.get("fulfills") == str(p.id)) for p in mine), name="fulfills")
+        if mine else None,
     )
+
+
+def _pledge_text(j: dict[str, Any]) -> str:
+    rate = f"{j['amount']} {j['unit']}" + (f" per {j['per']} × {j['basis']}" if j["per"] else "")
+    return f"{rate} every {j['every']} from {j['start']}" + (f" until {j['until']}" if j["until"] else "")
 
 
 async def contribute_form(request: web.Request, values: dict[str, str] | None = None,
@@ -329,7 +340,7 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
         body: Child = el("p", "You are not a member of this ledger, so you cannot log contributions in it.",
                          class_="card")
     else:
-        body = el("form", csrf_field(v), _contribution_fields(state, values or {}),
+        body = el("form", csrf_field(v), _contribution_fields(state, v.did, values or {}),
                   el("button", "Log it", type="submit"), method="post", action=f"/ledgers/{info.id}/contribute",
                   class_="contribute")
     error: Child = None if problem is None else el("p", el("code", problem.code), ": ", problem.message,
@@ -342,11 +353,12 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
 async def contribute(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    values = {k: form.get(k, "").strip() for k in ("action", "quantity", "unit", "at", "note")}
+    values = {k: form.get(k, "").strip() for k in ("action", "quantity", "unit", "at", "note", "fulfills")}
     try:
+        fulfills = CID.parse(values["fulfills"]) if values["fulfills"] else None
         await append(request, lambda ts: ledger_ops.contribute(
             state, v.did, action=values["action"], quantity=values["quantity"], unit=values["unit"], ts=ts,
-            at=values["at"] or None, note=values["note"] or None))
+            at=values["at"] or None, note=values["note"] or None, fulfills=fulfills))
     except TallyError as exc:
         return await contribute_form(request, values, exc)
     flash(v, "ok", f"Logged: {values['action']} {values['quantity']} {values['unit']}. It waits for validation.")
@@ -585,22 +597,52 @@ async def pledges(request: web.Request) -> web.Response:
     blocks = []
     for p in state.pledges:
         j = pledge_json(p, day)
-        rate = f"{j['amount']} {j['unit']}" + (f" per {j['per']} × {j['basis']}" if j["per"] else "")
         periods = el("table", el("thead", el("tr", *(el("th", h) for h in ("Period", "Due", "Paid", "Arrears")))),
                      el("tbody", (el("tr", el("td", r["period"]), el("td", r["due"], class_="num"),
                                      el("td", r["paid"], class_="num"),
                                      el("td", r["arrears"], class_="num" + (" owing" if Decimal(r["arrears"]) > 0
                                                                            else "")))
                                   for r in j["periods"])))
-        schedule = f"{rate} every {j['every']} from {j['start']}" + (f" until {j['until']}" if j["until"] else "")
-        blocks.append(el("tr", el("td", who(p.author, v.did, state.names)), el("td", schedule),
+        blocks.append(el("tr", el("td", who(p.author, v.did, state.names)), el("td", _pledge_text(j)),
                          el("td", j["due"], class_="num"), el("td", j["paid"], class_="num"),
                          el("td", j["arrears"], class_="num" + (" owing" if Decimal(j["arrears"]) > 0 else "")),
                          el("td", el("details", el("summary", f"{len(j['periods'])} period(s)"), periods)),
                          data_id=str(p.id)))
+    pledge_form: Child = None
+    if v.owner and v.did in state.members:
+        pledge_form = el(
+            "form", csrf_field(v),
+            el("fieldset", el("legend", "Pledge to the ledger: a recurring transfer, paid from “Log a contribution”"),
+               field("Amount", "input", type="text", name="amount", required=True, inputmode="decimal",
+                     placeholder="e.g. 20 or 0.10"),
+               field("Unit", "select", (el("option", u, value=u) for u in state.rules.units), name="unit"),
+               field("Per (optional: a basis unit, e.g. m2)", "input", type="text", name="per", maxlength=40),
+               field("Basis (how many of them)", "input", type="text", name="basis", inputmode="decimal"),
+               field("Every", "select", (el("option", e, value=e) for e in ("month", "quarter", "year")),
+                     name="every"),
+               field("From (month)", "input", type="month", name="start", required=True,
+                     value=day.strftime("%Y-%m")),
+               field("Until (month, optional)", "input", type="month", name="until"),
+               field("Yearly step (optional, e.g. +0.05/year)", "input", type="text", name="escalate"),
+               field("Note", "input", type="text", name="note", maxlength=500)),
+            el("button", "Pledge", type="submit"), method="post", action=f"/ledgers/{info.id}/pledges",
+            class_="pledge")
     return _ledger_page(
         request, v, info, state, "Pledges", "pledges", el("h2", f"Pledges as of {day.isoformat()}"),
         el("table", el("thead", el("tr", *(el("th", h) for h in (
             "Pledger", "Pledge", "Due", "Paid", "Arrears", "Schedule")))), el("tbody", blocks), class_="pledges")
-        if blocks else el("p", "No pledges yet. Make one with `tally pledge create`.", class_="muted"),
+        if blocks else el("p", "No pledges yet.", class_="muted"),
+        pledge_form,
     )
+
+
+async def pledge(request: web.Request) -> web.Response:
+    v, form = await owner_form(request)
+    info, state = await readable_ledger(request, v)
+    given = {k: form.get(k, "").strip() for k in ("amount", "unit", "per", "basis", "every", "start", "until",
+                                                   "escalate", "note")}
+    return await act(request, v, lambda ts: governance_ops.pledge(
+        state, v.did, amount=given["amount"], unit=given["unit"], every=given["every"], start=given["start"], ts=ts,
+        per=given["per"] or None, basis=given["basis"] or None, until=given["until"] or None,
+        escalate=given["escalate"] or None, note=given["note"] or None),
+        f"You pledged {given['amount']} {given['unit']} every {given['every']}.", f"/ledgers/{info.id}/pledges")

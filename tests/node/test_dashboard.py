@@ -353,3 +353,31 @@ def test_refused_verdicts_and_ballots_say_why_and_write_nothing(world: tuple) ->
     assert cast.status == 303
     shown = fetch(f"{alice.address}{page}", cookie=cookie).body
     assert "Your ballot is cast: yes 4." in shown and "1 voter(s)" in shown
+
+
+def test_a_pledge_made_and_paid_from_the_dashboard(world: tuple) -> None:
+    nodes, private, _ = world
+    alice = nodes["alice"]
+    cookie = login(alice)
+    form_page = fetch(f"{alice.address}/ledgers/{private}/pledges", cookie=cookie)
+    assert "Pledge to the ledger" in form_page.body
+    token = csrf(form_page.body)
+    base = {"csrf": token, "unit": "euro", "every": "month", "start": "2026-09", "note": "rent share"}
+    bad = fetch(f"{alice.address}/ledgers/{private}/pledges", cookie=cookie, form={**base, "amount": "-5"})
+    assert bad.status == 303
+    assert "bad_quantity: " in fetch(f"{alice.address}/ledgers/{private}/pledges", cookie=cookie).body
+    made = fetch(f"{alice.address}/ledgers/{private}/pledges", cookie=cookie, form={**base, "amount": "10"})
+    assert made.status == 303
+    (pledge,) = [p for p in alice.state(private)["pledges"] if p["pledger"] == alice.did]
+    assert (pledge["amount"], pledge["every"], pledge["start"]) == ("10", "month", "2026-09")
+    contribute_page = fetch(f"{alice.address}/ledgers/{private}/contribute", cookie=cookie).body
+    assert f'value="{pledge["id"]}"' in contribute_page  # the form offers to pay it
+    paid = fetch(f"{alice.address}/ledgers/{private}/contribute", cookie=cookie, form={
+        "csrf": token, "action": "transfer", "quantity": "10", "unit": "euro", "at": "2026-09-05",
+        "fulfills": pledge["id"]})
+    assert paid.status == 303, paid.body[-1500:]
+    (after,) = [p for p in alice.state(private)["pledges"] if p["id"] == pledge["id"]]
+    assert after["paid"] == "10" and after["periods"][0] == {"period": "2026-09", "due": "10", "paid": "10",
+                                                            "arrears": "0"}
+    shown = fetch(f"{alice.address}/ledgers/{private}/pledges", cookie=cookie).body
+    assert "10 euro every month from 2026-09" in shown
