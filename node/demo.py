@@ -285,7 +285,8 @@ class Demo:
                 if other is not node:
                     args += ["--peer", other.address]
             with node.log_path.open("ab") as log:
-                node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+                node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                             preexec_fn=_stop_with_parent())
             progress(f"{node.name}: starting a node on {node.address} (pid {node.proc.pid}, log {node.log_path})")
 
     async def _until_answering(self, node: DemoNode) -> None:
@@ -518,6 +519,22 @@ class Demo:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+
+
+def _stop_with_parent() -> Callable[[], None] | None:
+    """Linux: each node gets SIGTERM when the demo dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so no
+    node outlives it. Elsewhere None: Ctrl-C and SIGTERM still stop them."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_death_signal
 
 
 def progress(text: str) -> None:

@@ -247,6 +247,26 @@ def test_sigterm_while_seeding_stops_the_nodes_and_removes_the_temporary_folder(
         reap(proc, pids)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_nodes_stop_when_the_demo_is_killed(tmp_path: Path) -> None:
+    proc = start_demo("--dir", str(tmp_path / "demo"))
+    assert proc.stderr is not None
+    err = Lines(proc.stderr)
+    pids: list[int] = []
+    try:
+        err.until(lambda line: "alice: founded" in line, READY_TIMEOUT_S, "the ledger founded")
+        pids = _pids(err.seen)
+        assert len(pids) == 3 and not any(gone(pid) for pid in pids)
+        proc.kill()  # SIGKILL: the demo gets no chance to stop them itself
+        proc.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(gone(pid) for pid in pids), "a node outlived the demo"
+    finally:
+        reap(proc, pids)
+
+
 def test_a_node_that_cannot_start_fails_the_demo(tmp_path: Path) -> None:
     taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
