@@ -39,6 +39,7 @@ CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 
               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UPDATE_REFRESH_S: Final = 5  # a page showing a ledger's last state while the next is computed reloads after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,10 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
         sub = el("div", el("h1", ledger.name, " ", el("small", ledger.visibility, class_="badge")),
                  el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
                             for key, label, href in tabs), class_="tabs"), class_="ledger-head")
+    updating = ledger is not None and not request.app[STATES].is_current(ledger.id)
+    if updating:
+        shown.append(el("p", "Updating: this ledger received entries since the state shown was computed; the "
+                             f"page reloads in {UPDATE_REFRESH_S} s.", class_="flash updating", role="status"))
     body = el("body", el("header", nav), el("main", shown, sub, *content),
               el("footer", f"Tally {version} · node ", el("code", v.did)))
     html = Markup("<!doctype html>") + el(
@@ -137,6 +142,7 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
         el("head", el("meta", charset="utf-8"),
            el("meta", name="viewport", content="width=device-width, initial-scale=1"),
            el("title", f"{title} · Tally"),
+           el("meta", http_equiv="refresh", content=str(UPDATE_REFRESH_S)) if updating else None,
            el("link", rel="stylesheet", href=f"/static/tally.css?v={version}"),
            el("link", rel="icon", href=f"/static/favicon.svg?v={version}", type="image/svg+xml"),
            el("script", src=f"/static/tally.js?v={version}", defer=True)),
@@ -249,7 +255,7 @@ async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, 
     # Not Store.ledgers(): its entry counts cost a scan of every ledger (~40 ms at a million entries).
     genesis = await request.app[STORE].genesis(ledger)
     if genesis is not None and (v.owner or (genesis.body or {}).get("visibility") == "public"):
-        state = await request.app[STATES].get(ledger)
+        state, _ = await request.app[STATES].latest(ledger)
         if state is not None:
             return LedgerInfo.of(genesis, len(state.status)), state
     raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
@@ -266,7 +272,7 @@ async def home(request: web.Request) -> web.Response:
     recent = []
     for info in infos:
         try:
-            state = await request.app[STATES].get(info.id)
+            state, _ = await request.app[STATES].latest(info.id)
         except TallyError as exc:  # e.g. a genesis whose rules do not parse: one bad ledger must not hide the rest
             rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")), el("td", info.visibility),
                            el("td", el("code", exc.code), ": ", exc.message, colspan=4, class_="error")))

@@ -37,7 +37,9 @@ class LedgerStates:
         self._store = store
         self._offload_entries = offload_entries or 0
         self._worker = StateWorker(store.path) if offload_entries is not None and StateWorker.available() else None
-        self._states: dict[bytes, LedgerState] = {}
+        self._states: dict[bytes, LedgerState] = {}  # current: no entry arrived since
+        self._latest: dict[bytes, LedgerState] = {}  # the last computed, even if entries arrived since
+        self._refreshing: dict[bytes, asyncio.Task[LedgerState | None]] = {}
         self._members: dict[bytes, frozenset[str]] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
         # Bumped on every change of a ledger: a state computed while entries arrived is not cached.
@@ -46,6 +48,8 @@ class LedgerStates:
 
     def close(self) -> None:
         self._unsubscribe()
+        for task in self._refreshing.values():
+            task.cancel()
         if self._worker is not None:
             self._worker.close()
 
@@ -80,10 +84,39 @@ class LedgerStates:
                 state = await load_state(self._store, ledger)
             if state is None:
                 return None
+            self._latest[ledger.raw] = state
             if self._versions.get(ledger.raw, 0) == version:
                 self._states[ledger.raw] = state
                 self._members[ledger.raw] = frozenset(state.members)
             return state
+
+    async def latest(self, ledger: CID) -> tuple[LedgerState | None, bool]:
+        """The freshest state at hand, and whether it is current, without waiting for a long recompute.
+
+        A big ledger (one whose state is computed in a child) that changed since its last state answers
+        that last state at once, marked not current, while a new one is computed in the background; a
+        ledger that keeps changing faster than its state can be computed still shows a recent one.
+        """
+        cached = self._states.get(ledger.raw)
+        if cached is not None:
+            return cached, True
+        last = self._latest.get(ledger.raw)
+        if last is None or self._worker is None or len(last.status) < self._offload_entries:
+            return await self.get(ledger), True
+        if ledger.raw not in self._refreshing:
+            task = asyncio.create_task(self.get(ledger), name=f"state {ledger}")
+            self._refreshing[ledger.raw] = task
+            task.add_done_callback(lambda done: self._refreshed(ledger, done))
+        return last, False
+
+    def is_current(self, ledger: CID) -> bool:
+        """True if the cached state of `ledger` has every entry stored (no entry arrived since)."""
+        return ledger.raw in self._states
+
+    def _refreshed(self, ledger: CID, task: asyncio.Task[LedgerState | None]) -> None:
+        self._refreshing.pop(ledger.raw, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("ledger=%s: computing its state failed: %s", ledger, error)
 
     async def members(self, ledger: CID) -> frozenset[str]:
         """The ledger's current members. A genesis whose rules do not parse founds a ledger

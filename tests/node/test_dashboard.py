@@ -8,6 +8,7 @@ The browser tests (tests/web) click through the same pages in Chromium.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ from conftest import tally_executable
 from running_nodes import Node, coop, ok, run, start_all, stop_all, until
 from test_api import KEY, running_api
 
+from node.ledger_states import LedgerStates
 from node.replication import Replicator
 from node.sessions import Sessions
 from node.store import AppendRequest, Store
@@ -381,3 +383,33 @@ def test_a_pledge_made_and_paid_from_the_dashboard(world: tuple) -> None:
                                                             "arrears": "0"}
     shown = fetch(f"{alice.address}/ledgers/{private}/pledges", cookie=cookie).body
     assert "10 euro every month from 2026-09" in shown
+
+
+async def test_a_big_ledger_shows_its_last_state_while_the_next_is_computed(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "tally.sqlite3", key=KEY)
+    states = LedgerStates(store, offload_entries=1)  # every ledger counts as big here
+    try:
+        async with running_api(store, Replicator(store, KEY, peers=[], offline=True, states=states)) as api:
+            ledger = await api.ledger("Big coop")
+            status, link = await api.call("POST", "/login-links", json={})
+            async with api.client.get(link["path"], allow_redirects=False) as resp:
+                assert resp.status == 303
+            async with api.client.get(f"/ledgers/{ledger}/history") as resp:
+                page = await resp.text()
+            assert "Updating:" not in page and 'http-equiv="refresh"' not in page
+            status, _ = await api.call("POST", f"/ledgers/{ledger}/contributions",
+                                       json={"action": "work", "quantity": "2", "unit": "hour", "note": "late"})
+            assert status == 201
+            async with api.client.get(f"/ledgers/{ledger}/history") as resp:
+                page = await resp.text()
+            assert "Updating:" in page and 'http-equiv="refresh"' in page and "late" not in page
+            for _ in range(600):  # the reload a browser would do, until the new state is there
+                async with api.client.get(f"/ledgers/{ledger}/history") as resp:
+                    page = await resp.text()
+                if "Updating:" not in page:
+                    break
+                await asyncio.sleep(0.1)
+            assert "Updating:" not in page and "late" in page
+    finally:
+        states.close()
+        await store.close()

@@ -3,6 +3,7 @@ compute itself: same digest, members, names, contributions, rules and governance
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -97,6 +98,31 @@ async def test_an_unknown_ledger_and_bad_rules_answer_as_at_home(tmp_path: Path)
             await states.get(broken.id)
         assert refused.value.code == "bad_rules"
         assert await states.members(broken.id) == frozenset({ANA.did})  # only its founder, as in the node
+    finally:
+        states.close()
+        await store.close()
+
+
+async def test_a_big_ledger_that_changed_answers_its_last_state_while_the_next_is_computed(tmp_path: Path) -> None:
+    store, ledger = await coop(tmp_path)
+    states = LedgerStates(store, offload_entries=1)  # every ledger counts as big
+    try:
+        first, current = await states.latest(ledger)
+        assert first is not None and current
+        await store.append(ledger_ops.contribute(first, ANA.did, action="work", quantity="1", unit="hour", ts=10**6))
+        shown, current = await states.latest(ledger)
+        assert shown is first and not current  # at once: the last state, marked as not current
+        deadline = asyncio.get_running_loop().time() + 60
+        while not current:
+            assert asyncio.get_running_loop().time() < deadline, "no new state within 60 s"
+            await asyncio.sleep(0.05)
+            shown, current = await states.latest(ledger)
+        assert shown is not None and len(shown.contributions) == len(first.contributions) + 1
+        small = LedgerStates(store, offload_entries=None)  # a small ledger is always computed fresh
+        try:
+            assert (await small.latest(ledger))[1]
+        finally:
+            small.close()
     finally:
         states.close()
         await store.close()
