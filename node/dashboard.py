@@ -317,6 +317,7 @@ async def home(request: web.Request) -> web.Response:
     if v.owner:
         forms = el(
             "section",
+            el("h2", "Start or join a ledger"),
             el("form", csrf_field(v),
                el("fieldset", el("legend", "Found a ledger"),
                   field("Name", "input", type="text", name="name", required=True, maxlength=200),
@@ -329,7 +330,7 @@ async def home(request: web.Request) -> web.Response:
                field("Follow a ledger you were admitted to: its id", "input", type="text", name="ledger",
                      required=True, size=64),
                el("button", "Follow", type="submit"), method="post", action="/follow", class_="filters"),
-            class_="card")
+            class_="start")
     return page(request, v, "Your ledgers", identity, el("section", el("h2", "Ledgers"), table),
                 el("section", el("h2", "Recent contributions"), recent_table), forms)
 

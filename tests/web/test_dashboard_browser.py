@@ -45,6 +45,8 @@ def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed "
                                    "(pip install -e '.[test]')")
     executable = _chromium()
+    for old in ARTIFACTS.glob("*.png"):  # this run's screenshots only
+        old.unlink()
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
