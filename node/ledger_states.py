@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,11 @@ class LedgerStates:
                 return cached
             version = self._versions.get(ledger.raw, 0)
             if self._worker is not None and await self._store.ledger_size(ledger) >= self._offload_entries:
+                started = time.perf_counter()
                 state = await self._worker.compute(ledger)
+                log.info("ledger state computed in a child process", extra={
+                    "ledger": str(ledger), "entries": None if state is None else len(state.status),
+                    "ms": round((time.perf_counter() - started) * 1000)})
             else:
                 state = await load_state(self._store, ledger)
             if state is None:
