@@ -68,8 +68,10 @@ def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_get("/peers", peers)
     app.router.add_get("/static/{name}", static)
     from .dashboard_ledger import add_ledger_pages  # its pages use this module's layout
+    from .dashboard_shares import add_share_pages
 
     add_ledger_pages(app)
+    add_share_pages(app)
 
 
 # ---- layout ----------------------------------------------------------------------
@@ -127,7 +129,8 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
             queue = f"Validation queue ({pending})" if pending else "Validation queue"
             tabs += [("contribute", "Log a contribution", f"{base}/contribute"),
                      ("queue", queue, f"{base}/queue")]
-        tabs += [("motions", "Motions", f"{base}/motions"), ("pledges", "Pledges", f"{base}/pledges")]
+        tabs += [("shares", "Shares", f"{base}/shares"), ("motions", "Motions", f"{base}/motions"),
+                 ("pledges", "Pledges", f"{base}/pledges")]
         sub = el("div", el("h1", ledger.name, " ", el("small", ledger.visibility, class_="badge")),
                  el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
                             for key, label, href in tabs), class_="tabs"), class_="ledger-head")

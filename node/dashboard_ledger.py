@@ -71,7 +71,7 @@ def _waiting_for(state: LedgerState, me: str) -> list[Contribution]:
             if c.status == PENDING and c.author != me and me not in c.accepts and me not in c.rejects]
 
 
-def _ledger_page(request: web.Request, v: Viewer, info: LedgerInfo, state: LedgerState, title: str, tab: str,
+def ledger_page(request: web.Request, v: Viewer, info: LedgerInfo, state: LedgerState, title: str, tab: str,
                  *content: Child, status: int = 200) -> web.Response:
     pending = len(_waiting_for(state, v.did)) if v.owner else 0
     return page(request, v, f"{title} · {info.name}", *content, ledger=info, tab=tab, status=status,
@@ -196,7 +196,7 @@ async def overview(request: web.Request) -> web.Response:
                   name="agent", required=True, pattern="did:key:z[1-9A-HJ-NP-Za-km-z]+", size=60),
             el("button", "Sponsor their admission", type="submit"), method="post",
             action=f"/ledgers/{info.id}/admit", class_="filters admit"))
-    return _ledger_page(
+    return ledger_page(
         request, v, info, state, "Overview", "overview", about, member_forms,
         el("section", el("h2", "Contributions over time"),
            el("p", f"Final and pending contributions, by week; bars measure {measure_name}.", class_="muted"),
@@ -290,7 +290,7 @@ async def history(request: web.Request) -> web.Response:
     table = el("table", el("thead", el("tr", *(el("th", h) for h in (
         "When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts")))),
         el("tbody", table_rows), class_="history") if table_rows else el("p", "No contributions match.")
-    return _ledger_page(request, v, info, state, "History", "history", filters, problem, table, pager)
+    return ledger_page(request, v, info, state, "History", "history", filters, problem, table, pager)
 
 
 # ---- logging a contribution -----------------------------------------------------------
@@ -345,7 +345,7 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
                   class_="contribute")
     error: Child = None if problem is None else el("p", el("code", problem.code), ": ", problem.message,
                                                    class_="flash error", role="alert")
-    return _ledger_page(request, v, info, state, "Log a contribution", "contribute", el("h2", "Log a contribution"),
+    return ledger_page(request, v, info, state, "Log a contribution", "contribute", el("h2", "Log a contribution"),
                         el("p", "It is signed by this node and waits for the other members' validation.",
                            class_="muted"), error, body, status=400 if problem else 200)
 
@@ -393,7 +393,7 @@ async def queue(request: web.Request) -> web.Response:
     mine_rows = [el("tr", el("td", _day(c)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
                     el("td", c.event.note or ""), el("td", f"{len(c.accepts)} of {need} accepts"))
                  for c in mine]
-    return _ledger_page(
+    return ledger_page(
         request, v, info, state, "Validation queue", "queue",
         el("h2", "Waiting for your verdict"),
         el("table", el("thead", el("tr", *(el("th", h) for h in (
@@ -457,7 +457,7 @@ async def motions(request: web.Request) -> web.Response:
                class_="wide"),
             el("button", "Propose", type="submit"), method="post", action=f"/ledgers/{info.id}/motions",
             class_="propose")
-    return _ledger_page(
+    return ledger_page(
         request, v, info, state, "Motions", "motions", el("h2", "Motions"),
         el("p", "Score voting: give every option a score; the highest total wins (SPEC.md §18).", class_="muted"),
         el("table", el("thead", el("tr", *(el("th", h) for h in (
@@ -542,7 +542,7 @@ async def motion(request: web.Request) -> web.Response:
         "p", "If the first option wins, the ledger's rules change: ",
         el("code", ", ".join(f"{k} = {val}" for k, val in m.motion.amend.to_body().items())))
     closes = motion_json(m)["closes"]
-    return _ledger_page(
+    return ledger_page(
         request, v, info, state, m.motion.title, "motions", el("h2", m.motion.title),
         el("p", "Proposed by ", who(m.author, v.did, state.names), f" · closes {closes}" if closes else "",
            class_="muted"),
@@ -627,7 +627,7 @@ async def pledges(request: web.Request) -> web.Response:
                field("Note", "input", type="text", name="note", maxlength=500)),
             el("button", "Pledge", type="submit"), method="post", action=f"/ledgers/{info.id}/pledges",
             class_="pledge")
-    return _ledger_page(
+    return ledger_page(
         request, v, info, state, "Pledges", "pledges", el("h2", f"Pledges as of {day.isoformat()}"),
         el("table", el("thead", el("tr", *(el("th", h) for h in (
             "Pledger", "Pledge", "Due", "Paid", "Arrears", "Schedule")))), el("tbody", blocks), class_="pledges")

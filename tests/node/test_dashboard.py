@@ -413,3 +413,35 @@ async def test_a_big_ledger_shows_its_last_state_while_the_next_is_computed(tmp_
     finally:
         states.close()
         await store.close()
+
+
+def test_shares_previewed_recorded_and_exported_from_the_dashboard(world: tuple) -> None:
+    nodes, private, public = world
+    alice = nodes["alice"]
+    cookie = login(alice)
+    page = fetch(f"{alice.address}/ledgers/{private}/shares?amount=100&unit=euro", cookie=cookie)
+    assert page.status == 200 and 'class="lines"' in page.body and "Record this distribution" in page.body
+    status, expected = alice.api("GET", f"/ledgers/{private}/distribution?amount=100&unit=euro")
+    assert status == 200
+    for line in expected["lines"]:  # the page shows what the API computes
+        assert f"{line['amount']} euro" in page.body
+    wrong = fetch(f"{alice.address}/ledgers/{private}/shares?amount=100&unit=parsec", cookie=cookie)
+    assert wrong.status == 200 and "<code>unknown_unit</code>" in wrong.body
+    recorded = fetch(f"{alice.address}/ledgers/{private}/distributions", cookie=cookie, form={
+        "csrf": csrf(page.body), "amount": "100", "unit": "euro", "since": "", "until": ""})
+    assert recorded.status == 303 and recorded.headers["Location"] == f"/ledgers/{private}/shares"
+    listed = fetch(f"{alice.address}/ledgers/{private}/shares", cookie=cookie).body
+    assert "Recorded: 100 euro shared" in listed and 'class="distributions"' in listed and "100.00 euro" in listed
+    _, exported = alice.api("GET", f"/ledgers/{private}/export?format=jsonld")
+    assert any("Distribution" in str(node.get("@type", "")) for node in exported["@graph"])
+    csv_file = fetch(f"{alice.address}/ledgers/{private}/export.csv", cookie=cookie)
+    assert csv_file.status == 200 and csv_file.headers["Content-Type"].startswith("text/csv")
+    assert csv_file.headers["Content-Disposition"] == 'attachment; filename="Bakery-coop.csv"'
+    assert fetch(f"{alice.address}/ledgers/{private}/export.jsonld", cookie=cookie).status == 200
+    assert fetch(f"{alice.address}/ledgers/{private}/export.xml", cookie=cookie).status == 404
+    # a visitor: previews and exports a public ledger, records nothing, sees no members-only one
+    shown = fetch(f"{alice.address}/ledgers/{public}/shares?amount=10&unit=euro")
+    assert shown.status == 200 and 'class="lines"' in shown.body and "Record this distribution" not in shown.body
+    assert fetch(f"{alice.address}/ledgers/{public}/export.csv").status == 200
+    assert fetch(f"{alice.address}/ledgers/{private}/export.csv").status == 404
+    assert fetch(f"{alice.address}/ledgers/{private}/shares").status == 404
