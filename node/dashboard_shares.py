@@ -96,7 +96,8 @@ async def shares(request: web.Request) -> web.Response:
         "Recorded", "By", "Amount", "Period", "Your share")))),
         el("tbody", (el("tr", el("td", _day(d.ts)), el("td", short(d.author, v.did, state.names), title=d.author),
                         el("td", _money(d.payout.amount, d.payout), class_="num"),
-                        el("td", f"{d.payout.since or '…'} to {d.payout.until or '…'}"),
+                        el("td", f"{d.payout.since or '…'} to {d.payout.until or '…'}"
+                           if d.payout.since or d.payout.until else "all contributions"),
                         el("td", _money(mine[d.id.raw], d.payout), class_="num"), data_id=str(d.id))
                      for d in recorded)), class_="distributions") if recorded else el(
         "p", "No distribution has been recorded yet.", class_="muted")

@@ -213,11 +213,22 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     assert "hour" in page.get_by_text("If the first option wins").inner_text()
     _shot(page, "08-motion-proposed")
 
+    # Shares: what 300 euro would give now, by the value equation (Bob's work is final now).
+    page.get_by_role("link", name="Shares").click()
+    page.get_by_label("Amount to share", exact=True).fill("300")
+    page.get_by_label("Unit", exact=True).select_option("euro")
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_url("**/shares?amount=300*")
+    lines = page.locator("table.lines tbody tr")
+    assert lines.count() == 2  # Alice and Bob both have final work now
+    assert page.get_by_role("button", name="Record this distribution").is_visible()
+    _shot(page, "09-shares")
+
     page.get_by_role("link", name="Pledges").click()
-    _shot(page, "09-pledges")
+    _shot(page, "10-pledges")
     page.get_by_role("link", name="Peers").click()
     assert page.locator("table.peers tr", has_text=bob.did).get_by_text("connected", exact=True).is_visible()
-    _shot(page, "10-peers")
+    _shot(page, "11-peers")
     assert not errors, errors  # no script error, no CSP violation
     context.close()
 
@@ -233,7 +244,7 @@ def test_a_neighbour_sees_the_public_ledger_only(browser: Any, world: tuple) -> 
     assert page.get_by_role("link", name="Bakery coop").count() == 0
     assert page.get_by_role("link", name="Peers").count() == 0
     assert page.get_by_role("button", name="Log out").count() == 0
-    _shot(page, "11-neighbour")
+    _shot(page, "12-neighbour")
     page.locator("table.ledgers").get_by_role("link", name="Open garden").click()
     assert page.get_by_role("link", name="Log a contribution").count() == 0
     response = page.goto(f"{alice.address}/ledgers/{ledger}")
