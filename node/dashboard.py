@@ -258,7 +258,9 @@ async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, 
     # Not Store.ledgers(): its entry counts cost a scan of every ledger (~40 ms at a million entries).
     genesis = await request.app[STORE].genesis(ledger)
     if genesis is not None and (v.owner or (genesis.body or {}).get("visibility") == "public"):
-        state, _ = await request.app[STATES].latest(ledger)
+        states = request.app[STATES]
+        # A page may show a big ledger's last state while the next is computed; a write is built on a current one.
+        state = (await states.latest(ledger))[0] if request.method == hdrs.METH_GET else await states.get(ledger)
         if state is not None:
             return LedgerInfo.of(genesis, len(state.status)), state
     raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
