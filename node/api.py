@@ -279,6 +279,7 @@ def _is_api(request: web.Request) -> bool:
 
 def _error(request: web.Request, code: str, message: str, status: int) -> web.Response:
     """An error as JSON for the API, as an HTML page for the dashboard."""
+    log.info("refused", extra={"method": request.method, "path": request.path, "code": code, "status": status})
     if _is_api(request):
         return error_response(code, message, status)
     from .dashboard import error_page

@@ -12,6 +12,7 @@ a motion's live results. Every asset comes from the installed package.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .ledger_views import event_time
 from .sessions import SESSION_TTL_S, Session, cookie_name
 from .store import AppendRequest, LedgerInfo
 
+log = logging.getLogger(__name__)
 STATIC_FILES: Final = {"tally.css": "text/css", "tally.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 #: No inline script or style, nothing from elsewhere, no framing, forms post here only.
 CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -188,6 +190,11 @@ def see_other(location: str) -> web.Response:
     return response
 
 
+def refused(request: web.Request, exc: TallyError) -> None:
+    """A form's refusal, logged like the API's (the page says it to the owner)."""
+    log.info("refused", extra={"method": request.method, "path": request.path, "code": exc.code})
+
+
 def flash(v: Viewer, kind: str, text: str) -> None:
     if v.session is not None:
         v.session.flash.append((kind, text))
@@ -238,6 +245,7 @@ async def act(request: web.Request, v: Viewer, build: Callable[[int], AppendRequ
     try:
         await append(request, build)
     except TallyError as exc:
+        refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
     else:
         flash(v, "ok", done)
@@ -352,6 +360,7 @@ async def found_ledger(request: web.Request) -> web.Response:
         rules = Rules.from_config(config, name=name, creator=v.did, public=form.get("visibility") == "public")
         ledger = await append(request, lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
     except TallyError as exc:
+        refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
         return see_other("/")
     flash(v, "ok", f"You founded {name}. Admit members from its overview.")
@@ -365,6 +374,7 @@ async def follow(request: web.Request) -> web.Response:
         await request.app[STORE].follow(ledger)
         await request.app[REPLICATION].follow(ledger)
     except TallyError as exc:
+        refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
     else:
         flash(v, "ok", f"Following {ledger}: its entries arrive from the peers that hold it.")

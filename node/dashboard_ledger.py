@@ -29,6 +29,7 @@ from .dashboard import (
     owner_form,
     page,
     readable_ledger,
+    refused,
     see_other,
     short,
     viewer,
@@ -360,6 +361,7 @@ async def contribute(request: web.Request) -> web.Response:
             state, v.did, action=values["action"], quantity=values["quantity"], unit=values["unit"], ts=ts,
             at=values["at"] or None, note=values["note"] or None, fulfills=fulfills))
     except TallyError as exc:
+        refused(request, exc)
         return await contribute_form(request, values, exc)
     flash(v, "ok", f"Logged: {values['action']} {values['quantity']} {values['unit']}. It waits for validation.")
     return see_other(f"/ledgers/{info.id}/history")
@@ -483,6 +485,7 @@ async def propose(request: web.Request) -> web.Response:
             state, v.did, title=form.get("title", ""), options=options, ts=ts,
             closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))
     except TallyError as exc:
+        refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
         return see_other(f"/ledgers/{info.id}/motions")
     flash(v, "ok", "Your motion is open for votes.")

@@ -445,3 +445,28 @@ def test_shares_previewed_recorded_and_exported_from_the_dashboard(world: tuple)
     assert fetch(f"{alice.address}/ledgers/{public}/export.csv").status == 200
     assert fetch(f"{alice.address}/ledgers/{private}/export.csv").status == 404
     assert fetch(f"{alice.address}/ledgers/{private}/shares").status == 404
+
+
+async def test_refusals_are_logged_with_their_code(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = await Store.open(tmp_path / "tally.sqlite3", key=KEY)
+    try:
+        async with running_api(store, Replicator(store, KEY, peers=[], offline=True)) as api:
+            ledger = await api.ledger("Logged coop")
+            status, link = await api.call("POST", "/login-links", json={})
+            async with api.client.get(link["path"], allow_redirects=False) as resp:
+                assert resp.status == 303
+            async with api.client.get(f"/ledgers/{ledger}/contribute") as resp:
+                token = csrf(await resp.text())
+            caplog.clear()
+            with caplog.at_level("INFO"):
+                async with api.client.post(f"/ledgers/{ledger}/contribute", data={
+                        "csrf": token, "action": "work", "quantity": "1", "unit": "parsec"}) as resp:
+                    assert resp.status == 400
+                async with api.client.post(f"/ledgers/{ledger}/endorse", data={
+                        "csrf": token, "entry": ledger, "verdict": "accept"}) as resp:
+                    assert resp.status == 200  # followed the redirect to the queue, which says why
+                await api.call("GET", "/ledgers/bafynope")
+            codes = [getattr(r, "code", None) for r in caplog.records if r.getMessage() == "refused"]
+            assert codes == ["unknown_unit", "not_contribution", "bad_cid"], codes
+    finally:
+        await store.close()
