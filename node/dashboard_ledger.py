@@ -15,7 +15,7 @@ from aiohttp import web
 from protocol import CID, LocalError, TallyError
 from protocol.governance import MotionState
 from protocol.rules import ACTIONS, format_decimal
-from protocol.state import FINAL, PENDING, REJECTED, Contribution, LedgerState
+from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, Contribution, LedgerState
 
 from . import governance_ops, ledger_ops
 from .charts import share_bars, stacked_bars
@@ -277,6 +277,8 @@ async def history(request: web.Request) -> web.Response:
            el("td", _quantity(c), class_="num"), el("td", format_decimal(c.claim), class_="num"),
            el("td", c.event.note or ""), el("td", _status(c)),
            el("td", f"{len(c.accepts)} ✓ {len(c.rejects)} ✗", title="accepts and rejects"),
+           el("td", el("a", "correct", href=f"/ledgers/{info.id}/contribute?corrects={c.id}")
+              if v.owner and c.author == me and c.status != CORRECTED and me in state.members else None),
            data_id=str(c.id))
         for c in shown
     ]
@@ -289,7 +291,7 @@ async def history(request: web.Request) -> web.Response:
                el("span", f"page {number} of {pages} · {len(rows)} contribution(s)"),
                link(number + 1, "older →") if number < pages else None, class_="pager")
     table = el("table", el("thead", el("tr", *(el("th", h) for h in (
-        "When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts")))),
+        "When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts", "")))),
         el("tbody", table_rows), class_="history") if table_rows else el("p", "No contributions match.")
     return ledger_page(request, v, info, state, "History", "history", filters, problem, table, pager)
 
@@ -337,33 +339,56 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
     info, state = await readable_ledger(request, v)
     if not v.owner:
         raise LocalError("unauthorized", "only the node's owner logs contributions; log in with `tally open`")
+    values = dict(values or {})
+    corrected = _own_contribution(state, v.did, values.get("corrects") or request.query.get("corrects", ""))
+    if corrected is not None and "action" not in values:  # the form starts from the contribution it corrects
+        e = corrected.event
+        values.update(action=e.action, quantity=format_decimal(e.quantity.value), unit=e.quantity.unit,
+                      at=(e.point or e.beginning or _day(corrected))[:10], note=e.note or "")
+    title = "Correct a contribution" if corrected is not None else "Log a contribution"
     if v.did not in state.members:
         body: Child = el("p", "You are not a member of this ledger, so you cannot log contributions in it.",
                          class_="card")
     else:
-        body = el("form", csrf_field(v), _contribution_fields(state, v.did, values or {}),
-                  el("button", "Log it", type="submit"), method="post", action=f"/ledgers/{info.id}/contribute",
-                  class_="contribute")
+        body = el("form", csrf_field(v), _contribution_fields(state, v.did, values),
+                  None if corrected is None else el("input", type="hidden", name="corrects", value=str(corrected.id)),
+                  el("button", "Save the correction" if corrected is not None else "Log it", type="submit"),
+                  method="post", action=f"/ledgers/{info.id}/contribute", class_="contribute")
     error: Child = None if problem is None else el("p", el("code", problem.code), ": ", problem.message,
                                                    class_="flash error", role="alert")
-    return ledger_page(request, v, info, state, "Log a contribution", "contribute", el("h2", "Log a contribution"),
-                        el("p", "It is signed by this node and waits for the other members' validation.",
-                           class_="muted"), error, body, status=400 if problem else 200)
+    explain = ("The correction replaces it (every member's node shows the latest version) and waits for "
+               "validation again." if corrected is not None else
+               "It is signed by this node and waits for the other members' validation.")
+    return ledger_page(request, v, info, state, title, "contribute", el("h2", title),
+                       el("p", explain, class_="muted"), error, body, status=400 if problem else 200)
+
+
+def _own_contribution(state: LedgerState, me: str, text: str) -> Contribution | None:
+    """The contribution of `me` named by `text` (an entry id), if there is one."""
+    try:
+        wanted = CID.parse(text.strip()) if text.strip() else None
+    except TallyError:
+        return None
+    found = None if wanted is None else state.contribution(wanted)
+    return found if found is not None and found.author == me else None
 
 
 async def contribute(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    values = {k: form.get(k, "").strip() for k in ("action", "quantity", "unit", "at", "note", "fulfills")}
+    values = {k: form.get(k, "").strip()
+              for k in ("action", "quantity", "unit", "at", "note", "fulfills", "corrects")}
     try:
         fulfills = CID.parse(values["fulfills"]) if values["fulfills"] else None
+        corrects = CID.parse(values["corrects"]) if values["corrects"] else None
         await append(request, lambda ts: ledger_ops.contribute(
             state, v.did, action=values["action"], quantity=values["quantity"], unit=values["unit"], ts=ts,
-            at=values["at"] or None, note=values["note"] or None, fulfills=fulfills))
+            at=values["at"] or None, note=values["note"] or None, fulfills=fulfills, corrects=corrects))
     except TallyError as exc:
         refused(request, exc)
         return await contribute_form(request, values, exc)
-    flash(v, "ok", f"Logged: {values['action']} {values['quantity']} {values['unit']}. It waits for validation.")
+    done = "Corrected" if values["corrects"] else "Logged"
+    flash(v, "ok", f"{done}: {values['action']} {values['quantity']} {values['unit']}. It waits for validation.")
     return see_other(f"/ledgers/{info.id}/history")
 
 

@@ -453,6 +453,7 @@ async def test_refusals_are_logged_with_their_code(tmp_path: Path, caplog: pytes
         async with running_api(store, Replicator(store, KEY, peers=[], offline=True)) as api:
             ledger = await api.ledger("Logged coop")
             status, link = await api.call("POST", "/login-links", json={})
+            assert status == 201
             async with api.client.get(link["path"], allow_redirects=False) as resp:
                 assert resp.status == 303
             async with api.client.get(f"/ledgers/{ledger}/contribute") as resp:
@@ -470,3 +471,34 @@ async def test_refusals_are_logged_with_their_code(tmp_path: Path, caplog: pytes
             assert codes == ["unknown_unit", "not_contribution", "bad_cid"], codes
     finally:
         await store.close()
+
+
+def test_a_contribution_corrected_from_the_history(world: tuple) -> None:
+    nodes, private, _ = world
+    alice, bob = nodes["alice"], nodes["bob"]
+    wrong = ok(alice.home, "contribute", private, "--action", "work", "--quantity", "30", "--unit", "hour",
+               "--at", "2026-11-20", "--note", "typo: 30 for 3")
+    cookie = login(alice)
+    history = fetch(f"{alice.address}/ledgers/{private}/history", cookie=cookie).body
+    link = f"/ledgers/{private}/contribute?corrects={wrong}"
+    assert f'href="{link}"' in history
+    form = fetch(f"{alice.address}{link}", cookie=cookie).body
+    assert "Correct a contribution" in form and 'value="30"' in form and 'value="2026-11-20"' in form
+    assert f'name="corrects" value="{wrong}"' in form
+    done = fetch(f"{alice.address}/ledgers/{private}/contribute", cookie=cookie, form={
+        "csrf": csrf(form), "corrects": wrong, "action": "work", "quantity": "3", "unit": "hour",
+        "at": "2026-11-20", "note": "3 hours"})
+    assert done.status == 303
+    rows = {c["id"]: c for c in alice.api("GET", f"/ledgers/{private}/history")[1]["contributions"]}
+    assert rows[wrong]["status"] == "corrected" and rows[wrong]["corrected_by"] is not None
+    fixed = rows[rows[wrong]["corrected_by"]]
+    assert (fixed["quantity"], fixed["corrects"], fixed["note"]) == ("3", wrong, "3 hours")
+    assert "Corrected: work 3 hour" in fetch(f"{alice.address}/ledgers/{private}/history", cookie=cookie).body
+    # only your own contributions: Bob's has no link on Alice's page, and naming it corrects nothing
+    bobs = ok(bob.home, "contribute", private, "--action", "work", "--quantity", "1", "--unit", "hour")
+    until(lambda: alice.state(private) is not None and any(p["id"] == bobs for p in alice.state(private)["pending"]),
+          "Bob's contribution at Alice's")
+    page = fetch(f"{alice.address}/ledgers/{private}/history", cookie=cookie).body
+    assert f"corrects={bobs}" not in page
+    assert "Log a contribution" in fetch(f"{alice.address}/ledgers/{private}/contribute?corrects={bobs}",
+                                         cookie=cookie).body
