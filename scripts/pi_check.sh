@@ -85,7 +85,6 @@ built = time.monotonic() - started
 started = time.monotonic()
 with opener.open(f"http://127.0.0.1:7410/ledgers/{ledger}", timeout=600) as r:
     page = r.read().decode()
-
 assert "Big coop" in page, page[:500]
 assert "ledger state computed in a child process" in Path("/tmp/node.log").read_text(), "not in a child process"
 print(f"pi_check: a {OFFLOAD_ENTRIES + 1:,}-entry ledger (stored in {built:.1f} s): its page, whose state a child "
