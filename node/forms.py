@@ -12,8 +12,10 @@ VISIBILITIES: Final = ("members", "public")  # members-only is the default
 
 def genesis_body(name: str, visibility: str = "members") -> dict[str, Any]:
     """The body of a new ledger's genesis entry; `bad_body` for a name or visibility out of bounds."""
+    if len(name) > MAX_LEDGER_NAME_CHARS:  # counted as given (as the API's schema counts), then trimmed
+        raise InvalidData("bad_body", f"a ledger name has 1 to {MAX_LEDGER_NAME_CHARS} characters")
     name = name.strip()
-    if not name or len(name) > MAX_LEDGER_NAME_CHARS:
+    if not name:
         raise InvalidData("bad_body", f"a ledger name has 1 to {MAX_LEDGER_NAME_CHARS} characters")
     if visibility not in VISIBILITIES:
         raise InvalidData("bad_body", f"visibility is one of {', '.join(VISIBILITIES)}")

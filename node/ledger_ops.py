@@ -31,6 +31,7 @@ from protocol.valueflows import (
     ENDORSE_KIND,
     EVENT_KIND,
     LEAVE_KIND,
+    MAX_NAME_CHARS,
     Event,
     parse_about,
     parse_admission,
@@ -89,6 +90,8 @@ def leave(state: LedgerState, me: str, ts: int) -> AppendRequest:
 
 def about(state: LedgerState, me: str, name: str, ts: int) -> AppendRequest:
     """A member.about: the name the other members see for `me` in this ledger (the latest one counts)."""
+    if len(name) > MAX_NAME_CHARS:  # counted as given (as the API's schema counts), then trimmed
+        raise LocalError("bad_field", f"name must be text of 1 to {MAX_NAME_CHARS} characters")
     body: dict[str, Any] = {"name": name.strip(), "member": membership(state, me)}
     try:
         parse_about(body)

@@ -274,8 +274,12 @@ async def test_request_bodies_are_checked(api: Api) -> None:
     for raw, code in raw_cases.items():
         status, data = await api.call("POST", path, data=raw, headers={"Content-Type": "application/json"})
         assert_error(status, data, 400, code)
-    for body in ({"name": ""}, {"name": "x" * 201}, {"name": "x", "visibility": "secret"}):
+    # lengths count what was sent, as the OpenAPI schema does, before spaces at either end are trimmed
+    for body in ({"name": ""}, {"name": " "}, {"name": "x" * 201}, {"name": "\n" + "x" * 200},
+                 {"name": "x", "visibility": "secret"}):
         assert_error(*await api.call("POST", "/ledgers", json=body), 400, "bad_body")
+    for name in ("x" * 81, " " + "x" * 80, "", " "):
+        assert_error(*await api.call("POST", f"/ledgers/{ledger}/about", json={"name": name}), 400, "bad_field")
     assert_error(*await api.call("POST", "/ledgers", json={"name": 1}), 400, "bad_request")
     assert await api.store.count() == before
 
