@@ -30,7 +30,9 @@ from .api import (
 from .exports import FORMATS, MEDIA_TYPES, distribution_json, export_text
 from .openapi import CID_SCHEMA, DID_SCHEMA, LEDGER_PARAM, Access, Operation, Param
 
-_DECIMAL: Final[dict[str, Any]] = {"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})(\\.[0-9]{1,18})?$",
+# Leading zeros are accepted (the node reads "007" as 7), so the pattern allows them: a schema stricter than
+# the node would call an accepted request schema-violating.
+_DECIMAL: Final[dict[str, Any]] = {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$",
                                    "description": "an exact decimal, e.g. \"600\" or \"99.95\""}
 _DAY: Final[dict[str, Any]] = {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
                                "description": "a day, YYYY-MM-DD (UTC), inclusive"}
