@@ -5,81 +5,34 @@ signed with his key and stored as if a peer had sent them (`Store.ingest`)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from inprocess_api import InProcessApi, code_of, inprocess_api
 
-from node.api import ApiConfig, build_app
-from node.replication import Replicator
-from node.store import Store
-from protocol import CID, SigningKey, create_entry
+from protocol import CID, SigningKey
 
-TOKEN = "test-token-" + "g" * 32
 ANA = SigningKey(bytes(range(50, 82)))
 BEN = SigningKey(bytes(range(51, 83)))
 
 
-@dataclass
-class Api:
-    client: TestClient[web.Request, web.Application]
-    store: Store
-
-    async def call(self, method: str, path: str, body: Any = None, *, token: str | None = TOKEN
-                   ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.client.request(method, f"/api/v1{path}", json=body, headers=headers) as resp:
-            return resp.status, await resp.json()
-
-    async def created(self, path: str, body: Any = None) -> str:
-        status, data = await self.call("POST", path, {} if body is None else body)
-        assert status == 201, data
-        return str(data["id"])
-
-    async def ben_writes(self, ledger: str, kind: str, body: dict[str, Any]) -> str:
-        lid = CID.parse(ledger)
-        head = await self.store.head(lid, BEN.public_key)
-        entry = create_entry(BEN, ledger=lid, seq=1 if head is None else head.seq + 1,
-                             prev=None if head is None else head.id, ts=1, kind=kind, body=body)
-        assert (await self.store.ingest([entry])).stored == (entry,)
-        return str(entry.id)
-
-
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    store = await Store.open(tmp_path / "tally.sqlite3", key=ANA)
-    replicator = Replicator(store, ANA, peers=[], offline=True)
-    await replicator.start()
-    app = build_app(store, replicator, ApiConfig(ANA.did, TOKEN, "test"))
-    client = TestClient(TestServer(app, host="127.0.0.1", port=0))
-    await client.start_server()
-    try:
-        yield Api(client, store)
-    finally:
-        await client.close()
-        await replicator.stop()
-        await store.close()
+async def api(tmp_path: Path) -> AsyncIterator[InProcessApi]:
+    async with inprocess_api(tmp_path, ANA, BEN) as api:
+        yield api
 
 
-def code_of(result: tuple[int, Any]) -> tuple[int, str]:
-    status, data = result
-    return status, data["error"]["code"]
-
-
-async def coop(api: Api, visibility: str = "members") -> str:
+async def coop(api: InProcessApi, visibility: str = "members") -> str:
     rules = {"founders": sorted([ANA.did, BEN.did]), "rates": {"work": {"hour": "20"}, "transfer": {"euro": "1"}},
              "visibility": visibility}
     return await api.created("/ledgers", {"name": "Fund", "rules": rules})
 
 
-async def test_a_motion_over_the_api(api: Api) -> None:
+async def test_a_motion_over_the_api(api: InProcessApi) -> None:
     ledger = await coop(api)
     motion = await api.created(f"/ledgers/{ledger}/motions", {"title": "Raise", "amend": {
         "rates": {"work": {"hour": "30"}}}})
-    await api.ben_writes(ledger, "gov.vote", {"motion": CID.parse(motion), "scores": {"yes": 4, "no": 1},
+    await api.other_writes(ledger, "gov.vote", {"motion": CID.parse(motion), "scores": {"yes": 4, "no": 1},
                                               "member": CID.parse(ledger)})
     await api.created(f"/motions/{motion}/votes", {"scores": {"yes": 2, "no": 3}})
     assert code_of(await api.call("POST", f"/motions/{motion}/votes", {"scores": {"maybe": 1}})) == \
@@ -106,7 +59,7 @@ async def test_a_motion_over_the_api(api: Api) -> None:
         (400, "bad_motion")
 
 
-async def test_pledges_over_the_api(api: Api) -> None:
+async def test_pledges_over_the_api(api: InProcessApi) -> None:
     ledger = await coop(api, "public")
     pledge = await api.created(f"/ledgers/{ledger}/pledges", {
         "amount": "0.10", "unit": "euro", "per": "m2", "basis": 300, "every": "month", "start": "2027-01"})

@@ -8,80 +8,31 @@ as if a peer had sent them (`Store.ingest`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from inprocess_api import InProcessApi, code_of, inprocess_api
 
-from node.api import STATES, ApiConfig, build_app
-from node.replication import Replicator
-from node.store import Store
-from protocol import CID, SigningKey, create_entry
+from node.api import STATES
+from protocol import CID, SigningKey
 
-TOKEN = "test-token-" + "l" * 32
 ANA = SigningKey(bytes(range(40, 72)))
 BEN = SigningKey(bytes(range(41, 73)))
 RULES = {"validation": {"accept": 1, "reject": 1}, "rates": {"work": {"hour": "25"}}}
 
 
-@dataclass
-class Api:
-    client: TestClient[web.Request, web.Application]
-    store: Store
-    app: web.Application
-    replicator: Replicator
-
-    async def call(self, method: str, path: str, body: Any = None, *, token: str | None = TOKEN
-                   ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.client.request(method, f"/api/v1{path}", json=body, headers=headers) as resp:
-            return resp.status, await resp.json()
-
-    async def created(self, path: str, body: Any = None) -> str:
-        status, data = await self.call("POST", path, {} if body is None else body)
-        assert status == 201 and set(data) == {"id"}, data
-        return str(data["id"])
-
-    async def ben_writes(self, ledger: str, kind: str, body: dict[str, Any]) -> str:
-        """An entry of Ben's, arriving as from a peer."""
-        lid = CID.parse(ledger)
-        head = await self.store.head(lid, BEN.public_key)
-        entry = create_entry(BEN, ledger=lid, seq=1 if head is None else head.seq + 1,
-                             prev=None if head is None else head.id, ts=1, kind=kind, body=body)
-        result = await self.store.ingest([entry])
-        assert result.stored == (entry,)
-        return str(entry.id)
-
-
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    store = await Store.open(tmp_path / "tally.sqlite3", key=ANA)
-    replicator = Replicator(store, ANA, peers=[], offline=True)
-    await replicator.start()
-    app = build_app(store, replicator, ApiConfig(ANA.did, TOKEN, "test"))
-    client = TestClient(TestServer(app, host="127.0.0.1", port=0))
-    await client.start_server()
-    try:
-        yield Api(client, store, app, replicator)
-    finally:
-        await client.close()
-        await replicator.stop()
-        await store.close()
+async def api(tmp_path: Path) -> AsyncIterator[InProcessApi]:
+    async with inprocess_api(tmp_path, ANA, BEN) as api:
+        yield api
 
 
-def code_of(result: tuple[int, Any]) -> tuple[int, str]:
-    status, data = result
-    return status, data["error"]["code"]
-
-
-async def test_the_api_shares_the_replicators_state_cache(api: Api) -> None:
+async def test_the_api_shares_the_replicators_state_cache(api: InProcessApi) -> None:
     assert api.app[STATES] is api.replicator.states
 
 
-async def test_members_contributions_endorsements_and_leaving(api: Api) -> None:
+async def test_members_contributions_endorsements_and_leaving(api: InProcessApi) -> None:
     status, data = await api.call("POST", "/ledgers", {"name": "Bike coop", "rules": RULES})
     assert status == 201
     ledger = data["id"]
@@ -93,10 +44,10 @@ async def test_members_contributions_endorsements_and_leaving(api: Api) -> None:
 
     mine = await api.created(f"/ledgers/{ledger}/contributions", {
         "action": "work", "quantity": "6", "unit": "hour", "at": "2026-11-02", "note": "brakes"})
-    bens = await api.ben_writes(ledger, "vf.event", {
+    bens = await api.other_writes(ledger, "vf.event", {
         "action": "work", "effortQuantity": {"hasNumericalValue": "4", "hasUnit": "hour"},
         "member": CID.parse(admission)})
-    await api.ben_writes(ledger, "vf.endorse", {"event": CID.parse(mine), "verdict": "accept",
+    await api.other_writes(ledger, "vf.endorse", {"event": CID.parse(mine), "verdict": "accept",
                                                 "member": CID.parse(admission)})
     assert code_of(await api.call("POST", f"/entries/{mine}/endorsements", {"verdict": "accept"})) == (
         403, "self_endorsement")
@@ -148,7 +99,8 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("body", "status", "code"), REFUSED, ids=[f"{c}-{i}" for i, (_, _, c) in enumerate(REFUSED)])
-async def test_refused_contributions_append_nothing(api: Api, body: dict[str, Any], status: int, code: str) -> None:
+async def test_refused_contributions_append_nothing(api: InProcessApi, body: dict[str, Any], status: int,
+                                                    code: str) -> None:
     _, data = await api.call("POST", "/ledgers", {"name": "Bike coop", "rules": RULES})
     ledger = data["id"]
     before = await api.store.count()
@@ -156,7 +108,7 @@ async def test_refused_contributions_append_nothing(api: Api, body: dict[str, An
     assert await api.store.count() == before
 
 
-async def test_access(api: Api) -> None:
+async def test_access(api: InProcessApi) -> None:
     _, data = await api.call("POST", "/ledgers", {"name": "Secret coop"})
     secret = data["id"]
     _, data = await api.call("POST", "/ledgers", {"name": "Tool library", "visibility": "public"})
