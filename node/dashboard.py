@@ -29,7 +29,7 @@ from protocol.state import LedgerState
 
 from .api import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
 from .forms import genesis_body
-from .html import Child, Markup, el, field
+from .html import Child, Markup, el, field, table
 from .ledger_views import event_time
 from .sessions import SESSION_TTL_S, Session, cookie_name
 from .store import AppendRequest, LedgerInfo
@@ -318,14 +318,12 @@ async def home(request: web.Request) -> web.Response:
         rows += [el("tr", el("td", el("code", str(ledger))), el("td", "—"),
                     el("td", "following: waiting for its entries from a peer that holds it", colspan=4))
                  for ledger in await request.app[STORE].replicated() if ledger not in known]
-    table = el("table", el("thead", el("tr", el("th", "Ledger"), el("th", "Visibility"), el("th", "Members"),
-                                      el("th", "Contributions"), el("th", "Entries"), el("th", "You"))),
-               el("tbody", rows), class_="ledgers") if rows else el("p", "No ledgers yet." + (
-                   " Found one with `tally ledger create NAME`, or join one with `tally follow ID`."
-                   if v.owner else ""))
-    recent_table = el("table", el("thead", el("tr", *(el("th", h) for h in (
-        "When", "Ledger", "Who", "Action", "Quantity", "Note", "Status")))), el("tbody", latest),
-        class_="recent") if latest else el("p", "No contributions yet.")
+    ledgers = table(("Ledger", "Visibility", "Members", "Contributions", "Entries", "You"), rows, class_="ledgers",
+                    empty=el("p", "No ledgers yet." + (
+                        " Found one with `tally ledger create NAME`, or join one with `tally follow ID`."
+                        if v.owner else "")))
+    recent_table = table(("When", "Ledger", "Who", "Action", "Quantity", "Note", "Status"), latest,
+                         empty=el("p", "No contributions yet."), class_="recent")
     forms: Child = None
     if v.owner:
         forms = el(
@@ -344,7 +342,7 @@ async def home(request: web.Request) -> web.Response:
                      required=True, size=64),
                el("button", "Follow", type="submit"), method="post", action="/follow", class_="filters"),
             class_="start")
-    return page(request, v, "Your ledgers", identity, el("section", el("h2", "Ledgers"), table),
+    return page(request, v, "Your ledgers", identity, el("section", el("h2", "Ledgers"), ledgers),
                 el("section", el("h2", "Recent contributions"), recent_table), forms)
 
 
@@ -433,14 +431,12 @@ async def peers(request: web.Request) -> web.Response:
     return page(
         request, v, "Peers",
         el("h1", "Peers and sync"), el("p", sync, class_="card"),
-        el("table", el("thead", el("tr", *(el("th", h) for h in (
-            "Peer", "Address", "Found by", "Link", "Last sync", "Entries behind", "In", "Out", "Errors")))),
-           el("tbody", rows), class_="peers") if rows else el("p", "No peers yet: add some with --peer or "
-                                                                   "tally.toml, or let mDNS find them on the LAN."),
+        table(("Peer", "Address", "Found by", "Link", "Last sync", "Entries behind", "In", "Out", "Errors"), rows,
+              empty=el("p", "No peers yet: add some with --peer or tally.toml, or let mDNS find them on the LAN."),
+              class_="peers"),
         el("h2", "Forks"),
-        el("table", el("thead", el("tr", *(el("th", h) for h in ("Author", "Ledger", "Seq", "Entry a", "Entry b")))),
-           el("tbody", fork_rows), class_="forks") if fork_rows
-        else el("p", "No forks: no author has signed two different entries at one place in a chain."),
+        table(("Author", "Ledger", "Seq", "Entry a", "Entry b"), fork_rows, class_="forks",
+              empty=el("p", "No forks: no author has signed two different entries at one place in a chain.")),
     )
 
 

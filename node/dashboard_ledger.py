@@ -36,7 +36,7 @@ from .dashboard import (
     who,
 )
 from .governance_views import motion_json, pledge_json, today
-from .html import Child, Markup, el, field
+from .html import Child, Markup, el, field, table
 from .ledger_views import HistoryQuery, event_time
 from .store import LedgerInfo
 
@@ -290,10 +290,9 @@ async def history(request: web.Request) -> web.Response:
     pager = el("nav", link(number - 1, "← newer") if number > 1 else None,
                el("span", f"page {number} of {pages} · {len(rows)} contribution(s)"),
                link(number + 1, "older →") if number < pages else None, class_="pager")
-    table = el("table", el("thead", el("tr", *(el("th", h) for h in (
-        "When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts", "")))),
-        el("tbody", table_rows), class_="history") if table_rows else el("p", "No contributions match.")
-    return ledger_page(request, v, info, state, "History", "history", filters, problem, table, pager)
+    listing = table(("When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts", ""), table_rows,
+                    empty=el("p", "No contributions match."), class_="history")
+    return ledger_page(request, v, info, state, "History", "history", filters, problem, listing, pager)
 
 
 # ---- logging a contribution -----------------------------------------------------------
@@ -423,12 +422,10 @@ async def queue(request: web.Request) -> web.Response:
     return ledger_page(
         request, v, info, state, "Validation queue", "queue",
         el("h2", "Waiting for your verdict"),
-        el("table", el("thead", el("tr", *(el("th", h) for h in (
-            "When", "Who", "Action", "Quantity", "Note", "Accepts", "Your verdict")))), el("tbody", rows),
-            class_="queue") if rows else el("p", "Nothing waits for you.", class_="muted"),
+        table(("When", "Who", "Action", "Quantity", "Note", "Accepts", "Your verdict"), rows,
+              empty=el("p", "Nothing waits for you.", class_="muted"), class_="queue"),
         el("h2", "Yours, waiting for others"),
-        el("table", el("thead", el("tr", *(el("th", h) for h in ("When", "Action", "Quantity", "Note", "Status")))),
-           el("tbody", mine_rows)) if mine_rows else el("p", "None.", class_="muted"),
+        table(("When", "Action", "Quantity", "Note", "Status"), mine_rows, empty=el("p", "None.", class_="muted")),
     )
 
 
@@ -487,9 +484,8 @@ async def motions(request: web.Request) -> web.Response:
     return ledger_page(
         request, v, info, state, "Motions", "motions", el("h2", "Motions"),
         el("p", "Score voting: give every option a score; the highest total wins (SPEC.md §18).", class_="muted"),
-        el("table", el("thead", el("tr", *(el("th", h) for h in (
-            "Motion", "Proposed by", "Options", "Voters", "Status", "")))), el("tbody", rows), class_="motions")
-        if rows else el("p", "No motions yet.", class_="muted"),
+        table(("Motion", "Proposed by", "Options", "Voters", "Status", ""), rows,
+              empty=el("p", "No motions yet.", class_="muted"), class_="motions"),
         proposal,
     )
 
@@ -657,9 +653,8 @@ async def pledges(request: web.Request) -> web.Response:
             class_="pledge")
     return ledger_page(
         request, v, info, state, "Pledges", "pledges", el("h2", f"Pledges as of {day.isoformat()}"),
-        el("table", el("thead", el("tr", *(el("th", h) for h in (
-            "Pledger", "Pledge", "Due", "Paid", "Arrears", "Schedule")))), el("tbody", blocks), class_="pledges")
-        if blocks else el("p", "No pledges yet.", class_="muted"),
+        table(("Pledger", "Pledge", "Due", "Paid", "Arrears", "Schedule"), blocks,
+              empty=el("p", "No pledges yet.", class_="muted"), class_="pledges"),
         pledge_form,
     )
 

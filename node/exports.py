@@ -167,10 +167,11 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
     yield list(HISTORY_COLUMNS)
     for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
         row = contribution_row(c)
-        yield [_cell(row[k]) for k in HISTORY_COLUMNS]
+        yield [csv_cell(row[k]) for k in HISTORY_COLUMNS]
 
 
-def _cell(value: object) -> str:
+def csv_cell(value: object) -> str:
+    """A history row's value in a CSV cell: empty for null, lists space-separated."""
     if value is None:
         return ""
     if isinstance(value, list):

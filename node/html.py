@@ -72,3 +72,10 @@ def field(label: str, tag: str, *children: Child, **attrs: AttrValue) -> Markup:
     """A form control with its label (`for` its id, so the label names the control alone)."""
     control_id = f"f-{attrs['name']}".replace(":", "-").replace(" ", "-")
     return el("div", el("label", label, for_=control_id), el(tag, *children, id=control_id, **attrs), class_="field")
+
+
+def table(headers: Iterable[str], rows: list[Markup], *, empty: Child = None, **attrs: AttrValue) -> Markup:
+    """A table with a header row; `empty` (when given) instead of a table without rows."""
+    if not rows and empty is not None:
+        return join((empty,))
+    return el("table", el("thead", el("tr", (el("th", h) for h in headers))), el("tbody", rows), **attrs)

@@ -33,6 +33,7 @@ from .cli import (
     _print_id,
     _running_node,
 )
+from .exports import csv_cell
 from .governance_views import motion_lines, pledge_lines
 from .ledger_states import load_state
 from .ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, contribution_row, state_json
@@ -167,7 +168,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(HISTORY_COLUMNS)
         for row in rows:
-            writer.writerow([_csv_cell(row[k]) for k in HISTORY_COLUMNS])
+            writer.writerow([csv_cell(row[k]) for k in HISTORY_COLUMNS])
     elif args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
@@ -175,14 +176,6 @@ async def cmd_history(args: argparse.Namespace) -> int:
         for row in rows:
             print(_history_line(row))
     return 0
-
-
-def _csv_cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
 
 
 def _history_line(row: dict[str, Any]) -> str:
