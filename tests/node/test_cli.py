@@ -12,8 +12,8 @@ from conftest import TallyRunner, last_line
 
 from protocol import CID, decode_entry
 
-VECTORS = json.loads((Path(__file__).parents[3] / "shared" / "vectors" / "did-key-ed25519.json").read_text())[
-    "vectors"
+VECTORS = json.loads((Path(__file__).parents[1] / "protocol" / "vectors" / "did_key_ed25519.json").read_text())[
+    "seed_vectors"
 ]
 
 
