@@ -1,6 +1,6 @@
 """Benchmark: from a node's start to its first entry synced from a LAN peer it found by mDNS.
 
-Two lab hosts (network namespaces on one switch, `../shared/netlab/lab.sh`; needs root): h1 runs a
+Two lab hosts (network namespaces on one switch, `scripts/lab.sh`; needs root): h1 runs a
 node holding a public ledger; each run starts a fresh node on h2 that follows that ledger, with no
 `--peer` and no tally.toml, and times from launching `tally run` to the first entry stored in its
 SQLite file. Also split from the node's log: process start-up (launch -> listening), discovery
@@ -29,7 +29,9 @@ from pathlib import Path
 from node.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
-LAB_SH = REPO.parent / "shared" / "netlab" / "lab.sh"
+LAB_SH = REPO / "scripts" / "lab.sh"
+# its own namespace prefix, so a test run on the same machine keeps its hosts
+os.environ.setdefault("TALLY_LAB_PREFIX", f"bench{os.getpid()}-")
 TALLY = str(Path(sys.executable).with_name("tally").absolute())
 PORT = 7410
 DEADLINE_S = 30.0
@@ -124,7 +126,7 @@ async def main() -> None:
         raise SystemExit("needs root: the lab is made of network namespaces")
     if not LAB_SH.is_file():
         raise SystemExit(f"{LAB_SH} is missing")
-    lab("down")
+    lab("prune")
     lab("up", "2")
     provider = None
     try:

@@ -1,9 +1,11 @@
-"""Real hosts for tests: Linux network namespaces on one switch, made by `shared/netlab/lab.sh`.
+"""Real hosts for tests: Linux network namespaces on one switch, made by `scripts/lab.sh`.
 
-Host i is `h<i>` at 10.77.0.<i>; every host sees the same filesystem, so homes live in a temp dir and
-reads (`tally log`) run from here, while commands that talk to a node run inside its host.
-`lab()` skips (with the reason) where the machine cannot make a lab: not root, no `ip netns`, no
-shared/netlab beside the repository. It always takes the lab down again.
+Host i is namespace `<prefix>h<i>` at 10.77.0.<i>; the prefix is per test run (TALLY_LAB_PREFIX, else
+from this process's pid) so two runs on one machine do not take each other's hosts. Every host sees the
+same filesystem, so homes live in a temp dir and reads (`tally log`) run from here, while commands that
+talk to a node run inside its host.
+`lab()` skips (with the reason) where the machine cannot make a lab: not root, no `ip netns`. It always
+takes the lab down again, and first prunes labs whose test run has ended.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-LAB_SH = SHARED / "netlab" / "lab.sh"
+LAB_SH = REPO / "scripts" / "lab.sh"
+#: lab.sh's namespace prefix and the process the lab belongs to (`lab.sh prune` removes labs of ended runs)
+LAB_ENV = {"TALLY_LAB_PREFIX": os.environ.get("TALLY_LAB_PREFIX") or f"t{os.getpid()}-",
+           "TALLY_LAB_OWNER": str(os.getpid())}
 PORT = 7410
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -46,8 +50,6 @@ def unavailable() -> str | None:
         return "network namespaces need Linux"
     if os.geteuid() != 0:
         return "the lab needs root (it creates network namespaces)"
-    if not LAB_SH.is_file():
-        return f"{LAB_SH} is missing (shared/ is expected beside the repository)"
     if shutil.which("ip") is None:
         return "iproute2 (`ip`) is not installed"
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
@@ -99,7 +101,7 @@ class Lab:
 
     def sh(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(LAB_SH), *args], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=_env(None))
 
     def cut(self, i: int) -> None:
         self._check(self.sh("cut", str(i)))
@@ -189,6 +191,7 @@ class Lab:
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
+    env.update(LAB_ENV)
     env.update(extra or {})
     return env
 
@@ -211,7 +214,8 @@ def lab(hosts: int, tmp: Path) -> Iterator[Lab]:
     if reason:
         pytest.skip(reason)
     the_lab = Lab(hosts, tmp)
-    the_lab.sh("down")  # leftovers of an interrupted run (one lab per machine)
+    the_lab.sh("prune")  # leftovers of interrupted runs; labs of runs still going are left alone
+    the_lab.sh("down")  # this run's own, should an earlier lab of it have outlived its block
     r = the_lab.sh("up", str(hosts))
     try:
         if r.returncode != 0:

@@ -1,4 +1,4 @@
-"""`tally demo --lan` on a real LAN (network namespaces, `shared/netlab/lab.sh`): the demo's three nodes
+"""`tally demo --lan` on a real LAN (network namespaces, `scripts/lab.sh`): the demo's three nodes
 announce themselves by mDNS, so a node on another host, started with no `--peer` and no tally.toml,
 finds and links all three. Skips with the reason where the machine cannot make a lab."""
 

@@ -1,9 +1,9 @@
-"""mDNS discovery on real hosts (network namespaces on one switch, `shared/netlab/lab.sh`).
+"""mDNS discovery on real hosts (network namespaces on one switch, `scripts/lab.sh`).
 
 Five nodes run with no `--peer` and no tally.toml: h1–h3 meet at once; h4 starts with its cable
 out and h5 isolated (carrier up, frames go nowhere), so they never meet the others until the
 partition heals. h6 runs avahi, an independent mDNS stack, to browse for the service. Skips with
-the reason where the machine cannot make a lab (not root, no `ip netns`, no shared/netlab).
+the reason where the machine cannot make a lab (not root, no `ip netns`).
 """
 
 from __future__ import annotations
