@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
@@ -129,6 +129,9 @@ class Claimant(Protocol):
     @property
     def claim(self) -> Decimal: ...
 
+    @property
+    def origin(self) -> CID | None: ...  # the contribution a correction (lineage) started from; None: itself
+
 
 @dataclass(frozen=True, slots=True)
 class Line:
@@ -146,9 +149,10 @@ class Payout:
     since: date | None
     until: date | None
     lines: tuple[Line, ...]
-    #: contribution id (raw) -> the exact share debt buckets paid on it
+    #: claim -> what debt buckets paid on it: version 1, contribution id -> the exact share; version 2, the
+    #: lineage's original id -> the minor units of the lines (a correction inherits it)
     paid: Mapping[bytes, Fraction] = field(default_factory=dict, repr=False)
-    #: contributions whose once claim a once bucket shared
+    #: claims a once bucket used up (version 2: that got at least one minor unit)
     once: frozenset[bytes] = frozenset()
 
 
@@ -173,6 +177,39 @@ class RecordedDistribution:
     author: str
     ts: int
     payout: Payout
+    seq: int = 0
+    #: the chains it counts: author -> the seq of the head it names
+    reach: Mapping[str, int] = field(default_factory=dict, repr=False)
+
+
+def conflicting(recorded: Iterable[RecordedDistribution]) -> frozenset[bytes]:
+    """The distributions that count nothing because an earlier one paid the same claim unseen (SPEC.md §17.5).
+
+    Taken by (ts, id): one conflicts when a distribution before it that stands, in the same unit,
+    paid at least one minor unit on a debt or once claim it also paid, and neither counts the other.
+    """
+    standing: list[RecordedDistribution] = []
+    result: set[bytes] = set()
+    for d in sorted(recorded, key=lambda r: (r.ts, r.id.raw)):
+        if any(_clash(e, d) for e in standing):
+            result.add(d.id.raw)
+        else:
+            standing.append(d)
+    return frozenset(result)
+
+
+def _counts(d: RecordedDistribution, other: RecordedDistribution) -> bool:
+    return d.reach.get(other.author, 0) >= other.seq
+
+
+def _clash(e: RecordedDistribution, d: RecordedDistribution) -> bool:
+    if e.payout.unit != d.payout.unit or _counts(d, e) or _counts(e, d):
+        return False
+    return bool(_claims_paid(e.payout) & _claims_paid(d.payout))
+
+
+def _claims_paid(payout: Payout) -> set[bytes]:
+    return {raw for raw, value in payout.paid.items() if value > 0} | set(payout.once)
 
 
 # ---- the computation -------------------------------------------------------------------
@@ -192,7 +229,8 @@ def distribute(
 
     `contributions` are the FINAL contributions that may count (the caller filters on
     status); `earlier` the payouts of the recorded distributions they were counted
-    against (only those in `unit` reduce debt and once claims).
+    against (only those in `unit` reduce debt and once claims; the caller leaves out
+    conflicting ones, `conflicting`).
     """
     if unit not in rules.units:
         raise InvalidData("unknown_unit", f"unit {unit!r:.40} is not one of this ledger's units: "
@@ -200,6 +238,8 @@ def distribute(
     amount = parse_amount(amount, unit)
     check_period(since, until)
     ledger_id = str(ledger)
+    # Version 2 keys what was paid by the original of a correction lineage (a correction inherits it).
+    key = _lineage if rules.version > 1 else _entry
     paid_before: dict[bytes, Fraction] = defaultdict(Fraction)
     once_before: set[bytes] = set()
     for payout in earlier:
@@ -210,14 +250,14 @@ def distribute(
     low, high = _period_ms(since, until)
     candidates = [c for c in contributions if c.claim > 0 and (low is None or low <= _when_ms(c) < high)]
 
-    straight = rules.buckets[0].mode == "straight"
     total = Fraction(amount)
-    rest = total  # remaining mode: what earlier buckets left
+    rest = total  # what the buckets before this one left
     exact: dict[tuple[int, str], Fraction] = defaultdict(Fraction)
+    shares: dict[tuple[int, str], dict[bytes, Fraction]] = defaultdict(dict)  # debt and once shares, per line
     paid: dict[bytes, Fraction] = defaultdict(Fraction)
     once: set[bytes] = set()
-    last = len(rules.buckets) - 1
     for index, bucket in enumerate(rules.buckets):
+        straight = bucket.mode == "straight"
         base = (total if straight else rest) * Fraction(bucket.percent) / _HUNDRED
         if bucket.recipient is not None:
             target = ledger_id if bucket.recipient == "ledger" else bucket.recipient
@@ -228,7 +268,7 @@ def distribute(
         if bucket.claims == EQUITY:
             weights = _equity_weights(sharing)
         else:
-            weights = _claim_weights(sharing, bucket.claims, paid_before, paid, once_before, once)
+            weights = _claim_weights(sharing, bucket.claims, key, paid_before, paid, once_before, once)
         weight = sum(weights.values(), Fraction(0))
         capped = not straight or bucket.claims != EQUITY
         given = Fraction(0) if weight == 0 else (min(base, weight) if capped else base)
@@ -237,14 +277,32 @@ def distribute(
             for recipient, value in weights.items():
                 exact[(index, recipient)] += value * factor
             if bucket.claims != EQUITY:
-                _settle(sharing, bucket.claims, factor, paid_before, paid, once_before, once)
-        if straight and base > given:
-            exact[(index, ledger_id)] += base - given
-        rest -= given
-    if not straight and rest > 0:
-        exact[(last, ledger_id)] += rest
-    lines = _round(exact, total, unit, rules)
+                for raw, provider, share in _settle(sharing, bucket.claims, key, factor, paid_before, paid,
+                                                    once_before, once):
+                    shares[(index, provider)][raw] = shares[(index, provider)].get(raw, Fraction(0)) + share
+        if straight:
+            # What a straight bucket cannot pay stays with the ledger: it took its base off the top.
+            if base > given:
+                exact[(index, ledger_id)] += base - given
+            rest -= base
+        else:
+            rest -= given
+    if rest > 0:  # only after a remaining bucket: the rest goes to the ledger under the last bucket
+        exact[(len(rules.buckets) - 1, ledger_id)] += rest
+    cents = _round(exact, total, unit)
+    lines = _lines(cents, unit, rules)
+    if rules.version > 1:
+        # What counts as paid is what the recorded lines pay, in minor units (SPEC.md §17.4).
+        paid, once = _paid_cents(cents, exact, shares, rules, unit)
     return Payout(amount, unit, since, until, lines, MappingProxyType(dict(paid)), frozenset(once))
+
+
+def _entry(c: Claimant) -> bytes:
+    return c.id.raw
+
+
+def _lineage(c: Claimant) -> bytes:
+    return (c.origin or c.id).raw
 
 
 def _equity_weights(sharing: list[Claimant]) -> dict[str, Fraction]:
@@ -258,38 +316,80 @@ def _equity_weights(sharing: list[Claimant]) -> dict[str, Fraction]:
     return {who: Fraction(value) for who, value in sums.items()}
 
 
-def _claim_weight(c: Claimant, claims: str, paid_before: Mapping[bytes, Fraction], paid: Mapping[bytes, Fraction],
-                  once_before: set[bytes], once: set[bytes]) -> Fraction:
-    raw = c.id.raw
+def _claim_weight(c: Claimant, claims: str, key: Callable[[Claimant], bytes], paid_before: Mapping[bytes, Fraction],
+                  paid: Mapping[bytes, Fraction], once_before: set[bytes], once: set[bytes]) -> Fraction:
+    raw = key(c)
     if claims == DEBT:
         return max(Fraction(c.claim) - paid_before.get(raw, Fraction(0)) - paid.get(raw, Fraction(0)), Fraction(0))
     return Fraction(c.claim) if raw not in once_before and raw not in once else Fraction(0)
 
 
-def _claim_weights(sharing: list[Claimant], claims: str, paid_before: Mapping[bytes, Fraction],
-                   paid: Mapping[bytes, Fraction], once_before: set[bytes], once: set[bytes]) -> dict[str, Fraction]:
+def _claim_weights(sharing: list[Claimant], claims: str, key: Callable[[Claimant], bytes],
+                   paid_before: Mapping[bytes, Fraction], paid: Mapping[bytes, Fraction], once_before: set[bytes],
+                   once: set[bytes]) -> dict[str, Fraction]:
     weights: dict[str, Fraction] = defaultdict(Fraction)
     for c in sharing:
-        weight = _claim_weight(c, claims, paid_before, paid, once_before, once)
+        weight = _claim_weight(c, claims, key, paid_before, paid, once_before, once)
         if weight:
             weights[c.event.provider] += weight
     return weights
 
 
-def _settle(sharing: list[Claimant], claims: str, factor: Fraction, paid_before: Mapping[bytes, Fraction],
-            paid: dict[bytes, Fraction], once_before: set[bytes], once: set[bytes]) -> None:
-    """Record what a debt or once bucket paid on each contribution (weights taken before this bucket paid)."""
-    shares = [(c.id.raw, _claim_weight(c, claims, paid_before, paid, once_before, once)) for c in sharing]
-    for raw, weight in shares:
+def _settle(sharing: list[Claimant], claims: str, key: Callable[[Claimant], bytes], factor: Fraction,
+            paid_before: Mapping[bytes, Fraction], paid: dict[bytes, Fraction], once_before: set[bytes],
+            once: set[bytes]) -> list[tuple[bytes, str, Fraction]]:
+    """Record what a debt or once bucket paid on each claim (weights taken before this bucket paid); return
+    (claim key, provider, exact share) of each."""
+    shares = [(key(c), c.event.provider, _claim_weight(c, claims, key, paid_before, paid, once_before, once))
+              for c in sharing]
+    result = []
+    for raw, provider, weight in shares:
         if weight:
+            result.append((raw, provider, weight * factor))
             if claims == DEBT:
                 paid[raw] += weight * factor
             else:
                 once.add(raw)
+    return result
 
 
-def _round(exact: Mapping[tuple[int, str], Fraction], total: Fraction, unit: str, rules: Rules) -> tuple[Line, ...]:
-    """Largest remainder in minor units; ties: smaller recipient id, then earlier bucket. Zero lines dropped."""
+def _paid_cents(cents: Mapping[tuple[int, str], int], exact: Mapping[tuple[int, str], Fraction],
+                shares: Mapping[tuple[int, str], Mapping[bytes, Fraction]], rules: Rules,
+                unit: str) -> tuple[dict[bytes, Fraction], set[bytes]]:
+    """Split each debt or once line's minor units among the claims that shared it, largest remainder first
+    (ties: smaller claim id); what the ledger's own part of a line takes comes last. Then a debt is paid what
+    its minor units say, and a once claim is used up only when it got at least one."""
+    scale = 10 ** minor_units(unit)
+    paid: dict[bytes, Fraction] = defaultdict(Fraction)
+    once: set[bytes] = set()
+    for line, claims in shares.items():
+        parts = dict(claims)
+        extra = exact[line] - sum(parts.values(), Fraction(0))  # the ledger's own part, when it is the provider
+        split = _largest_remainder(
+            [(value * scale, raw) for raw, value in sorted(parts.items())] + [(extra * scale, b"\xff" * 40)],
+            cents.get(line, 0),
+        )
+        for raw, units in split.items():
+            if units and raw in parts:
+                if rules.buckets[line[0]].claims == DEBT:
+                    paid[raw] += Fraction(units, scale)
+                else:
+                    once.add(raw)
+    return paid, once
+
+
+def _largest_remainder(parts: list[tuple[Fraction, bytes]], units: int) -> dict[bytes, int]:
+    """`units` whole units split among exact parts: each its floor, then one each by largest remainder."""
+    result = {raw: value.numerator // value.denominator for value, raw in parts}
+    missing = units - sum(result.values())
+    ranked = sorted(parts, key=lambda p: (-(p[0] - p[0].numerator // p[0].denominator), p[1]))
+    for _, raw in ranked[:max(missing, 0)]:
+        result[raw] += 1
+    return result
+
+
+def _round(exact: Mapping[tuple[int, str], Fraction], total: Fraction, unit: str) -> dict[tuple[int, str], int]:
+    """Largest remainder in minor units; ties: smaller recipient id, then earlier bucket."""
     scale = 10 ** minor_units(unit)
     target = total * scale
     assert target.denominator == 1 and sum(exact.values(), Fraction(0)) == total
@@ -305,6 +405,11 @@ def _round(exact: Mapping[tuple[int, str], Fraction], total: Fraction, unit: str
     remainders.sort(key=lambda r: (-r[0], r[1], r[2]))
     for _, recipient, index in remainders[:missing]:
         cents[(index, recipient)] += 1
+    return cents
+
+
+def _lines(cents: Mapping[tuple[int, str], int], unit: str, rules: Rules) -> tuple[Line, ...]:
+    """The lines in bucket order, then by recipient; lines of zero are left out."""
     places = Decimal(1).scaleb(-minor_units(unit))
     return tuple(
         Line(rules.buckets[index].name, recipient, (Decimal(value) * places).quantize(places))

@@ -53,7 +53,9 @@ MAX_NOTE_CHARS: Final = 2000
 #: Ballots a closing entry may list (one link is ~40 bytes; a payload holds 16384).
 MAX_BALLOTS_LISTED: Final = 360
 #: The keys of a rules table an amendment may change; the others (name, founders…) are fixed at genesis.
-AMENDABLE: Final = frozenset({"rates", "units", "validation", "buckets", "voting", "log_for_others"})
+AMENDABLE: Final = frozenset({
+    "rates", "units", "validation", "buckets", "voting", "log_for_others", "pledge_claims",
+})
 _VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
 _VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
 _BUCKET_KEYS: Final = frozenset({"name", "percent", "recipient", "mode", "claims", "actions"})
@@ -205,7 +207,7 @@ def _norm_buckets(value: object) -> list[dict[str, Any]]:
 
 def _norm_bool(value: object) -> bool:
     if not isinstance(value, bool):
-        raise _bad("log_for_others: expected true or false")
+        raise _bad("log_for_others and pledge_claims are true or false")
     return value
 
 
@@ -216,6 +218,7 @@ _NORMALIZE: Final[Mapping[str, Any]] = MappingProxyType({
     "voting": lambda v: _norm_ints(v, "voting", _VOTING_KEYS),
     "buckets": _norm_buckets,
     "log_for_others": _norm_bool,
+    "pledge_claims": _norm_bool,  # version 2 rules only: applied to version 1 rules it is bad_amendment
 })
 
 

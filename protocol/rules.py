@@ -72,11 +72,18 @@ DEFAULT_VOTING_MIN: Final = 0
 DEFAULT_VOTING_MAX: Final = 5
 DEFAULT_BLANK: Final = "zero"
 DEFAULT_QUORUM: Final = "0.5"
+#: Rules versions (SPEC.md §14): 1 is a genesis without `version`; 2 adds `pledge_claims`, mixed bucket modes and
+#: the accounting and tie rules of §17 and §18. New ledgers are version 2; a version 1 ledger keeps its rules.
+RULES_VERSIONS: Final = (1, 2)
+LATEST_VERSION: Final = 2
+DEFAULT_PLEDGE_CLAIMS: Final = False  # version 2: payments of a pledge are solidarity, they earn no claim
 
 _CONFIG_KEYS: Final = frozenset({
     "visibility", "purpose", "founders", "units", "validation", "rates", "buckets", "voting", "log_for_others",
+    "version", "pledge_claims",
 })
-BODY_KEYS: Final = frozenset({"name", *_CONFIG_KEYS})
+#: The keys every genesis body has; a version 2 body also has `version` and `pledge_claims`.
+BODY_KEYS: Final = frozenset({"name", *_CONFIG_KEYS} - {"version", "pledge_claims"})
 _VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
 _BUCKET_KEYS: Final = frozenset({"name", "percent", "recipient", "mode", "claims", "actions"})
 _VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
@@ -380,8 +387,17 @@ class Rules:
     buckets: tuple[Bucket, ...]
     voting: Voting
     log_for_others: bool
+    version: int = LATEST_VERSION
+    #: do payments of a pledge (§18.5) earn claim values; version 1 ledgers: always
+    pledge_claims: bool = DEFAULT_PLEDGE_CLAIMS
 
     def __post_init__(self) -> None:
+        if isinstance(self.version, bool) or self.version not in RULES_VERSIONS:
+            raise InvalidData("bad_rules", f"version: {self.version!r} is not one of 1, 2")
+        _bool(self.pledge_claims, "pledge_claims")
+        if self.version == 1 and not self.pledge_claims:
+            raise InvalidData("bad_rules", "pledge_claims: version 1 rules have no pledge_claims (payments earn "
+                              "claims)")
         name = _text(self.name, "name")
         if not name or name != name.strip() or len(name) > MAX_NAME_CHARS:
             raise InvalidData(
@@ -396,7 +412,7 @@ class Rules:
         object.__setattr__(self, "founders", _check_founders(self.founders))
         object.__setattr__(self, "units", _check_units(self.units))
         object.__setattr__(self, "rates", _check_rates(self.rates, self.units))
-        object.__setattr__(self, "buckets", _check_buckets(self.buckets))
+        object.__setattr__(self, "buckets", _check_buckets(self.buckets, self.version))
 
     def rate(self, action: str, classification: str | None, unit: str) -> Decimal | None:
         """The claim value of one `unit` of `action`: `action:classification`'s rate beats the action's own
@@ -433,15 +449,20 @@ class Rules:
                 "quorum": format_decimal(self.voting.quorum),
             },
             "log_for_others": self.log_for_others,
+            **({} if self.version == 1 else {"version": self.version, "pledge_claims": self.pledge_claims}),
         }
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Rules:
         """Strictly read a genesis payload: every key `to_body` writes, nothing else, canonical forms only."""
         _refuse_floats(body, "")
-        top = _table(body, "", BODY_KEYS)
-        for key in sorted(BODY_KEYS):
+        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims"}))
+        # A genesis without `version` is version 1 (written before versions existed); one with it says 2.
+        version = _int(top.get("version", 1), "version", 2, 2) if "version" in top else 1
+        for key in sorted(BODY_KEYS | ({"version", "pledge_claims"} if version > 1 else set())):
             _required(top, key, "")
+        if version == 1 and "pledge_claims" in top:
+            raise InvalidData("unknown_rule_key", "pledge_claims: unknown key in version 1 rules (no version key)")
         founders = [_text(f, f"founders[{i}]") for i, f in enumerate(_list(top["founders"], "founders"))]
         _sorted(founders, "founders")
         validation = _table(top["validation"], "validation", _VALIDATION_KEYS)
@@ -477,6 +498,8 @@ class Rules:
                 _quantity(_required(voting, "quorum", "voting"), "voting.quorum", low=Decimal(0), canonical=True),
             ),
             log_for_others=_bool(top["log_for_others"], "log_for_others"),
+            version=version,
+            pledge_claims=_bool(top["pledge_claims"], "pledge_claims") if version > 1 else True,
         )
 
     @classmethod
@@ -499,6 +522,7 @@ class Rules:
         validation = _table(top.get("validation", {}), "validation", _VALIDATION_KEYS)
         rates = _table(top.get("rates", DEFAULT_RATES), "rates")
         voting = _table(top.get("voting", {}), "voting", _VOTING_KEYS)
+        version = _int(top.get("version", LATEST_VERSION), "version", 1, LATEST_VERSION)
         return cls(
             name=_text(name, "name").strip(),
             purpose=_text(top.get("purpose", ""), "purpose"),
@@ -515,6 +539,8 @@ class Rules:
                 _quantity(voting.get("quorum", DEFAULT_QUORUM), "voting.quorum", low=Decimal(0)),
             ),
             log_for_others=_bool(top.get("log_for_others", False), "log_for_others"),
+            version=version,
+            pledge_claims=_bool(top.get("pledge_claims", version == 1 or DEFAULT_PLEDGE_CLAIMS), "pledge_claims"),
         )
 
 
@@ -595,7 +621,7 @@ def _check_rates(value: object, units: tuple[str, ...]) -> Mapping[str, Mapping[
     return MappingProxyType(result)
 
 
-def _check_buckets(value: object) -> tuple[Bucket, ...]:
+def _check_buckets(value: object, version: int = LATEST_VERSION) -> tuple[Bucket, ...]:
     buckets = _list(value, "buckets")
     if not buckets:
         raise InvalidData("bad_rules", "buckets: a ledger has at least one bucket")
@@ -609,20 +635,31 @@ def _check_buckets(value: object) -> tuple[Bucket, ...]:
         names.add(bucket.name)
     mode = buckets[0].mode
     for i, bucket in enumerate(buckets):
-        if bucket.mode != mode:
+        if version == 1 and bucket.mode != mode:
             raise InvalidData(
                 "bad_rules", f"buckets[{i}].mode: {bucket.mode!r} differs from buckets[0].mode {mode!r}; every "
-                "bucket of a ledger uses the same mode"
+                "bucket of a version 1 ledger uses the same mode"
             )
-    if mode == "straight":
-        with localcontext() as exact:
-            exact.prec = _EXACT_DIGITS
-            total = sum((b.percent for b in buckets), Decimal(0))
+        # Version 2 mixes modes: straight buckets off the top, then remaining ones share what they leave.
+        if bucket.mode == "straight" and i and buckets[i - 1].mode == "remaining":
+            raise InvalidData(
+                "bad_rules", f"buckets[{i}].mode: a straight bucket comes before every remaining bucket"
+            )
+    with localcontext() as exact:
+        exact.prec = _EXACT_DIGITS
+        total = sum((b.percent for b in buckets if b.mode == "straight"), Decimal(0))
+    if buckets[-1].mode == "straight":
         if total != _HUNDRED:
             raise InvalidData(
                 "bad_rules", f"buckets: the percents of straight buckets sum to {format_decimal(total)}, not 100"
             )
-    elif buckets[-1].percent != _HUNDRED:
+        return tuple(buckets)
+    if total >= _HUNDRED:
+        raise InvalidData(
+            "bad_rules", f"buckets: the percents of straight buckets sum to {format_decimal(total)}, leaving "
+            "nothing for the remaining buckets after them"
+        )
+    if buckets[-1].percent != _HUNDRED:
         raise InvalidData(
             "bad_rules", f"buckets[{len(buckets) - 1}].percent: the last remaining bucket takes 100 percent of "
             f"what is left, not {format_decimal(buckets[-1].percent)}"

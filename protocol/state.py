@@ -29,6 +29,7 @@ from .distribution import (
     Payout,
     RecordedDistribution,
     check_lines,
+    conflicting,
     distribute,
     parse_distribution,
 )
@@ -89,6 +90,7 @@ from .valueflows import (
 STATE_VERSION: Final = 1
 FINAL, PENDING, REJECTED, CORRECTED = "final", "pending", "rejected", "corrected"
 VALID, INVALID, WAITING, QUARANTINED, IGNORED = "valid", "invalid", "waiting", "quarantined", "ignored"
+CONFLICTING = "conflicting"  # a valid distribution that counts nothing (SPEC.md §17.5; version 2 rules)
 _EMPTY: Final[frozenset[str]] = frozenset()
 _Governed = Motion | Ballot | Closing | Pledge
 _NO_CLOSINGS: Final[frozenset[bytes]] = frozenset()
@@ -106,6 +108,7 @@ class Contribution:
     accepts: tuple[str, ...]  # members whose latest verdict accepts it
     rejects: tuple[str, ...]
     corrected_by: CID | None = None
+    origin: CID | None = None  # the contribution its correction lineage started from; None: itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,8 @@ class LedgerState:
     digest: bytes = b""
     #: valid ledger.distribution entries, in the canonical order, with what each paid (SPEC.md §17)
     distributions: tuple[RecordedDistribution, ...] = field(default=(), repr=False)
+    #: valid distributions that count nothing: each paid a claim an earlier one it did not count paid (§17.5)
+    conflicting: tuple[RecordedDistribution, ...] = field(default=(), repr=False)
     #: the latest applied entry of every chain, sorted by id: what a new distribution names as `counted`
     heads: tuple[CID, ...] = field(default=(), repr=False)
     #: governance (SPEC.md §18): motions in canonical order, pledges, the closings whose amendments made
@@ -183,6 +188,7 @@ class _Node:
     left_chain: bool = False  # its author left at or before this entry in their own chain
     complete: bool = False  # an admission that completed at this entry
     payout: Payout | None = None  # a valid distribution's recomputed payout
+    reach: Mapping[str, int] | None = None  # a distribution's counted chains: author -> seq of the named head
     rules: Rules | None = None  # the rules in effect at this entry (genesis rules + amendments in its past)
     closings: frozenset[bytes] = _NO_CLOSINGS  # valid gov.close entries in its causal past (and itself)
     refs: References = NO_REFERENCES  # its `rules` and `cites` links (protocol/references.py)
@@ -263,6 +269,10 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
         assert isinstance(node.record, About)
         names[node.entry.author] = node.record.name
     contributions = _contributions(valid, rules, status)
+    recorded = [_recorded(n) for n in valid if n.payout is not None]
+    clashing = conflicting(recorded) if rules.version > 1 else frozenset()
+    for raw in clashing:
+        status[raw] = CONFLICTING
     governed = _governance(valid, book, contributions)
     problems.sort(key=lambda p: p.id.raw)
     state = LedgerState(
@@ -278,8 +288,8 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
         admissions={m: admissions[m] for m in sorted(members - gone) if m in admissions},
         sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(sponsorships.items())
                       if a not in members},
-        distributions=tuple(RecordedDistribution(n.entry.id, n.entry.author, n.entry.header.ts, n.payout)
-                            for n in valid if n.payout is not None),
+        distributions=tuple(d for d in recorded if d.id.raw not in clashing),
+        conflicting=tuple(d for d in recorded if d.id.raw in clashing),
         heads=_heads(nodes, order),
         motions=governed[0],
         pledges=governed[1],
@@ -288,6 +298,12 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
         names=dict(sorted(names.items())),
     )
     return _with_digest(state)
+
+
+def _recorded(node: _Node) -> RecordedDistribution:
+    assert node.payout is not None
+    e = node.entry
+    return RecordedDistribution(e.id, e.author, e.header.ts, node.payout, e.seq, node.reach or {})
 
 
 def _ignored(entry: Entry) -> bool:
@@ -422,7 +438,7 @@ def _apply(
             if target.entry.author == author:
                 raise InvalidData("self_endorsement", "members cannot endorse their own contributions")
         elif isinstance(record, DistributionRecord):
-            node.payout = _recompute(record, nodes, ledger, node.rules or rules)
+            node.payout, node.reach = _recompute(record, nodes, ledger, node.rules or rules)
         elif isinstance(record, Event) and record.corrects is not None:
             target = nodes[record.corrects.raw]
             if not isinstance(target.record, Event) or target.error is not None or target.entry.author != author:
@@ -470,7 +486,8 @@ def _admit(node: _Node, record: Admission, nodes: dict[bytes, _Node], rules: Rul
         node.known = node.known | {record.agent}
 
 
-def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CID, rules: Rules) -> Payout:
+def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CID,
+               rules: Rules) -> tuple[Payout, dict[str, int]]:
     """A distribution's payout from exactly what it counts: each named chain up to its named head.
 
     Its contributions' statuses come from the endorsements and corrections in those
@@ -479,6 +496,7 @@ def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CI
     """
     counted: list[_Node] = []
     authors: set[bytes] = set()
+    reach: dict[str, int] = {}
     for head in record.counted:
         chain: list[_Node] = []
         node: _Node | None = nodes[head.raw]
@@ -486,6 +504,7 @@ def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CI
         if node.entry.header.author in authors:
             raise InvalidData("bad_reference", "counted names two heads of one chain")
         authors.add(node.entry.header.author)
+        reach[node.entry.author] = node.entry.seq
         while node is not None:
             if node.error is None and node.record is not None:
                 chain.append(node)
@@ -493,10 +512,12 @@ def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CI
             node = None if prev is None else nodes[prev.raw]
         counted += reversed(chain)  # each chain in seq order: a correction comes after what it corrects
     final = [c for c in _contributions(counted, rules, {}) if c.status == FINAL]
-    earlier = [n.payout for n in counted if n.payout is not None]
+    seen = [_recorded(n) for n in counted if n.payout is not None]
+    clashing = conflicting(seen) if rules.version > 1 else frozenset()  # as the state it counts saw them
+    earlier = [d.payout for d in seen if d.id.raw not in clashing]
     payout = distribute(rules, ledger, record.amount, record.unit, final, earlier, record.since, record.until)
     check_lines(record, payout)
-    return payout
+    return payout, reach
 
 
 def _heads(nodes: dict[bytes, _Node], order: list[bytes]) -> tuple[CID, ...]:
@@ -556,11 +577,18 @@ def _contributions(valid: list[_Node], rules: Rules, status: dict[bytes, str]) -
         status[raw] = verdict
         result.append(Contribution(
             id=n.entry.id, author=n.entry.author, seq=n.entry.seq, ts=n.entry.header.ts, event=record,
-            claim=claim_value(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
-            corrected_by=corrected_by.get(raw),
+            claim=_claim(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
+            corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].entry.id,
         ))
     result.sort(key=lambda c: (c.author, c.seq))
     return tuple(result)
+
+
+def _claim(event: Event, rules: Rules) -> Decimal:
+    """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5)."""
+    if event.fulfills is not None and not rules.pledge_claims:
+        return Decimal(0)
+    return claim_value(event, rules)
 
 
 def _with_digest(state: LedgerState) -> LedgerState:

@@ -27,7 +27,7 @@ from protocol.distribution import (
     parse_amount,
 )
 from protocol.rules import Rules
-from protocol.state import FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
+from protocol.state import CONFLICTING, FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
 from protocol.valueflows import Event, Quantity
 
 ANA, BEN, CLEO, DANA = (key(i) for i in range(301, 305))
@@ -273,7 +273,7 @@ def test_lines_always_sum_exactly_to_the_amount(amount: int, claims: list[int], 
 
 class _Claim:
     def __init__(self, cid: CID, provider: str, claim: Decimal) -> None:
-        self.id, self.ts, self.claim = cid, 0, claim
+        self.id, self.ts, self.claim, self.origin = cid, 0, claim, None
         self.event = Event("work", provider, "x", Quantity(claim, "hour"), True, (), None, None, None, "", None, cid)
 
 
@@ -371,3 +371,118 @@ def test_distributions_are_counted_by_set_not_arrival_order() -> None:
     forward, backward = coop.state(), coop.state(list(reversed(coop.entries)))
     assert forward.digest == backward.digest
     assert [lines(d.payout) for d in forward.distributions] == [lines(d.payout) for d in backward.distributions]
+
+
+# ---- claims paid once, whatever the order (version 2 rules; issue 18's audit failures) ----------------------
+
+LOANS = [{"name": "loans", "percent": "100", "claims": "debt", "actions": ["transfer"]}]
+
+
+def paid_to(state: LedgerState, who: SigningKey) -> Decimal:
+    """What the distributions that count paid `who`."""
+    return sum((line.amount for d in state.distributions for line in d.payout.lines if line.recipient == who.did),
+               Decimal(0))
+
+
+def test_two_distributions_recorded_concurrently_cannot_pay_one_debt_twice() -> None:
+    # Dana lent 100 €. Ana records a distribution of 100 € while Ben, offline, records another from the
+    # same state: each pays the loan in full. The later one (by ts, then id) conflicts and counts nothing.
+    coop = Coop([ANA, BEN, DANA], buckets=LOANS)
+    loan = coop.event(DANA, "100", action="transfer", unit="euro")
+    coop.endorse(ANA, loan)
+    before = coop.state()
+    first = coop.record(ANA, coop.preview("100", state=before), before)
+    second = coop.record(BEN, coop.preview("100", state=before), before)  # Ben had not seen Ana's
+    state = coop.state()
+    assert [state.status[e.id.raw] for e in (first, second)] == [VALID, CONFLICTING]
+    assert [d.id for d in state.conflicting] == [second.id]
+    assert paid_to(state, DANA) == Decimal(100)  # not 200
+    # Re-recorded after sync, it counts both: the loan is paid, the 100 € stay with the ledger.
+    again = coop.record(BEN, coop.preview("100", state=state), state)
+    state = coop.state()
+    assert state.status[again.id.raw] == VALID and paid_to(state, DANA) == Decimal(100)
+    assert lines(state.distributions[-1].payout) == [("loans", str(coop.id), "100.00")]
+    # Whatever order the entries arrive in, the same distribution conflicts.
+    assert coop.state(reversed(coop.entries)).digest == state.digest
+
+
+def test_concurrent_distributions_that_pay_no_common_claim_both_count() -> None:
+    coop = Coop([ANA, BEN, DANA], buckets=[{"name": "members", "percent": "100"}])
+    work = coop.event(DANA, "4")
+    coop.endorse(ANA, work)
+    before = coop.state()
+    first = coop.record(ANA, coop.preview("100", state=before), before)
+    second = coop.record(BEN, coop.preview("50", state=before), before)
+    state = coop.state()
+    assert [state.status[e.id.raw] for e in (first, second)] == [VALID, VALID]  # equity: no claim is used up
+
+
+def test_version_1_ledgers_keep_their_rules_and_pay_concurrent_distributions_both() -> None:
+    coop = Coop([ANA, BEN, DANA], buckets=LOANS, version=1)
+    loan = coop.event(DANA, "100", action="transfer", unit="euro")
+    coop.endorse(ANA, loan)
+    before = coop.state()
+    coop.record(ANA, coop.preview("100", state=before), before)
+    coop.record(BEN, coop.preview("100", state=before), before)
+    assert paid_to(coop.state(), DANA) == Decimal(200)  # the failure the audit found; version 2 refuses it
+
+
+def test_a_correction_inherits_what_was_paid_on_the_claim_it_corrects() -> None:
+    # Dana's 300 € loan is paid in full; she re-files it unchanged as a correction, endorsed again: nothing
+    # more is owed (the audit saw 400.01 paid on a 300 loan).
+    coop = Coop([ANA, BEN, DANA], buckets=LOANS)
+    loan = coop.event(DANA, "300", action="transfer", unit="euro")
+    coop.endorse(ANA, loan)
+    coop.record(ANA, coop.preview("300"))
+    fix = coop.event(DANA, "300", action="transfer", unit="euro", corrects=loan.id)
+    coop.endorse(BEN, fix)
+    assert lines(coop.preview("100.01")) == [("loans", str(coop.id), "100.01")]
+    # Raised to 350, the correction is owed the 50 the original was not paid.
+    raised = coop.event(DANA, "350", action="transfer", unit="euro", corrects=fix.id)
+    coop.endorse(BEN, raised)
+    assert lines(coop.preview("100")) == sorted([("loans", str(coop.id), "50.00"), ("loans", DANA.did, "50.00")])
+
+
+def test_paid_means_the_minor_units_on_the_lines() -> None:
+    # Ana and Ben each have a once claim of 50. 0.01 € goes to one of them (the smaller did:key, the
+    # remainders tie); the other's line is 0.00, so their claim is not used up and the next distribution pays it.
+    coop = Coop([ANA, BEN, CLEO], buckets=[{"name": "bonus", "percent": "100", "claims": "once"}])
+    ana, ben = coop.event(ANA, "2"), coop.event(BEN, "2")
+    coop.endorse(CLEO, ana), coop.endorse(CLEO, ben)
+    tiny = coop.preview("0.01")
+    (winner,) = [line.recipient for line in tiny.lines]
+    assert winner == min(ANA.did, BEN.did)
+    coop.record(CLEO, tiny)
+    other = ANA.did if winner == BEN.did else BEN.did
+    assert lines(coop.preview("100")) == sorted([("bonus", str(coop.id), "50.00"), ("bonus", other, "50.00")])
+
+
+def test_a_debt_is_paid_the_cents_its_line_paid() -> None:
+    # 100 € over three debts of 100: 33.34, 33.33, 33.33 paid; each is then owed exactly 100 − what it got.
+    coop = Coop([ANA, BEN, CLEO, DANA], buckets=LOANS)
+    loans = [coop.event(who, "100", action="transfer", unit="euro") for who in (ANA, BEN, CLEO)]
+    for loan in loans:
+        coop.endorse(DANA, loan)
+    first = coop.preview("100")
+    coop.record(DANA, first)
+    got = {line.recipient: line.amount for line in first.lines}
+    second = coop.preview("300")
+    owed = {line.recipient: line.amount for line in second.lines if line.recipient != str(coop.id)}
+    assert owed == {who: Decimal(100) - got[who] for who in got}
+    assert sum(owed.values()) == Decimal(200)
+
+
+def test_mixed_buckets_take_straight_percents_off_the_top_and_share_the_rest() -> None:
+    # 300 €: reserve 10 % (30) and education 5 % (15) off the top; members share the remaining 255 by claim
+    # value (150, 100, 50 of 300), capped at their claims: 127.50, 85.00, 42.50.
+    coop = Coop([ANA, BEN, CLEO], buckets=[
+        {**RESERVE, "percent": "10"}, {"name": "education", "percent": "5", "recipient": "ledger"},
+        {"name": "members", "percent": "100", "mode": "remaining"},
+    ])
+    ana, ben = coop.event(ANA, "6"), coop.event(BEN, "4")
+    cleo = coop.event(CLEO, "2", action="use", unit="day")
+    coop.endorse(BEN, ana), coop.endorse(CLEO, ben), coop.endorse(ANA, cleo)
+    ledger = str(coop.id)
+    assert {(b, r): a for b, r, a in lines(coop.preview("300"))} == {
+        ("reserve", ledger): "30.00", ("education", ledger): "15.00",
+        ("members", ANA.did): "127.50", ("members", BEN.did): "85.00", ("members", CLEO.did): "42.50"}

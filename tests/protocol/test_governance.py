@@ -346,6 +346,17 @@ def test_pledges_and_payments_in_the_state() -> None:
     assert refused(fund, fund.pledge(B, unit_is_missing=True)) == "unknown_field"
 
 
+@pytest.mark.parametrize(("config", "claim"), [({}, "0"), ({"pledge_claims": True}, "30"), ({"version": 1}, "30")])
+def test_pledge_payments_earn_claims_only_when_the_rules_say_so(config: dict[str, Any], claim: str) -> None:
+    fund = Ledger([A, B], **config)
+    pledge = fund.pledge(B, per="m2", basis="300")
+    payment = fund.pay(B, pledge, "30", "2027-01-03")
+    plain = fund.event(B, "30", action="transfer", unit="euro")  # not a payment: the transfer rate applies
+    state = fund.state()
+    assert state.contribution(payment.id).claim == Decimal(claim)  # type: ignore[union-attr]
+    assert state.contribution(plain.id).claim == Decimal(30)  # type: ignore[union-attr]
+
+
 def test_malformed_links_are_invalid_under_amended_rules_too() -> None:
     fund = Ledger([A, B])
     motion = fund.motion(A, "yes", "no", amend={"rates": {"work": {"hour": "3"}}})

@@ -78,6 +78,8 @@ EXAMPLE_BODY: dict[str, Any] = {
     ],
     "voting": {"min": 0, "max": 5, "blank": "zero", "quorum": "0.5"},
     "log_for_others": False,
+    "version": 2,
+    "pledge_claims": False,
 }
 
 DEFAULT_BODY: dict[str, Any] = {
@@ -92,6 +94,8 @@ DEFAULT_BODY: dict[str, Any] = {
                  "actions": []}],
     "voting": {"min": 0, "max": 5, "blank": "zero", "quorum": "0.5"},
     "log_for_others": False,
+    "version": 2,
+    "pledge_claims": False,
 }
 
 
@@ -194,6 +198,34 @@ def test_remaining_mode() -> None:
     assert Rules.from_body(rules.to_body()) == rules
 
 
+def test_version_2_mixes_straight_buckets_off_the_top_with_remaining_ones() -> None:
+    rules = from_config({"buckets": [
+        bucket(name="reserve", percent="10", recipient="ledger"),
+        bucket(name="education", percent="5", recipient="ledger"),
+        bucket(name="members", percent="100", mode="remaining"),
+    ]})
+    assert [b.mode for b in rules.buckets] == ["straight", "straight", "remaining"]
+    assert Rules.from_body(rules.to_body()) == rules
+
+
+def test_a_genesis_without_version_is_version_1_and_keeps_its_encoding() -> None:
+    old = {k: v for k, v in DEFAULT_BODY.items() if k not in ("version", "pledge_claims")}
+    rules = Rules.from_body(old)
+    assert (rules.version, rules.pledge_claims) == (1, True)
+    assert rules.to_body() == old  # so the ids and digests of existing ledgers do not change
+    assert from_config({"version": 1}).to_body() == old
+    with pytest.raises(InvalidData) as info:
+        Rules.from_body({**old, "pledge_claims": True})
+    assert info.value.code == "unknown_rule_key"
+    for version in (1, 3, "2"):
+        with pytest.raises(InvalidData) as info:
+            Rules.from_body({**DEFAULT_BODY, "version": version})
+        assert info.value.code == "bad_rules"
+    with pytest.raises(InvalidData) as info:
+        Rules.from_body({k: v for k, v in DEFAULT_BODY.items() if k != "pledge_claims"})
+    assert info.value.code == "bad_rules" and "pledge_claims" in info.value.message
+
+
 # ---- refusals: each code, each naming its key ---------------------------------------------
 
 
@@ -284,8 +316,16 @@ REFUSALS: list[tuple[dict[str, Any], str, str]] = [
     ({"buckets": [bucket(mode="fixed")]}, "bad_rules", "buckets[0].mode"),
     ({"buckets": [bucket(claims="stock")]}, "bad_rules", "buckets[0].claims"),
     ({"buckets": [bucket(actions=["work", "work"])]}, "bad_rules", "buckets[0].actions[1]"),
-    ({"buckets": [bucket(percent="50"), bucket(name="b", percent="100", mode="remaining")]}, "bad_rules",
+    ({"version": 1, "buckets": [bucket(percent="50"), bucket(name="b", percent="100", mode="remaining")]},
+     "bad_rules", "buckets[1].mode"),
+    ({"buckets": [bucket(name="b", percent="50", mode="remaining"), bucket(percent="100")]}, "bad_rules",
      "buckets[1].mode"),
+    ({"buckets": [bucket(name="b", percent="100"), bucket(percent="100", mode="remaining")]}, "bad_rules",
+     "buckets"),
+    ({"buckets": [bucket(name="b", percent="10"), bucket(percent="90", mode="remaining")]}, "bad_rules",
+     "buckets[1].percent"),
+    ({"version": 3}, "bad_rules", "version"),
+    ({"version": 1, "pledge_claims": False}, "bad_rules", "pledge_claims"),
     ({"buckets": [bucket(name="a", percent="10", mode="remaining"), bucket(percent="90", mode="remaining")]},
      "bad_rules", "buckets[1].percent"),
     # voting
@@ -383,6 +423,8 @@ def body_refused(body: dict[str, Any]) -> InvalidData:
 
 def test_every_key_is_required_in_a_genesis_body() -> None:
     for key in DEFAULT_BODY:
+        if key == "version":  # without it the body is version 1 (test_a_genesis_without_version_is_version_1…)
+            continue
         body = {k: v for k, v in DEFAULT_BODY.items() if k != key}
         exc = body_refused(body)
         assert exc.code == "bad_rules" and exc.message.startswith(f"{key}: required"), exc
