@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pi_check.sh - does Tally install and run on a Raspberry Pi's platform?
 #
-# Uses ../shared/pi-emu/pi-check.sh (QEMU user-mode emulation of arm64 in a Debian
+# Uses scripts/pi_emu.sh (QEMU user-mode emulation of arm64 in a Debian
 # bookworm arm64 root filesystem: Raspberry Pi OS 64-bit's base, Python 3.11):
 # copies this project in, installs it in a fresh venv from arm64 wheels only (a
 # dependency without an aarch64 wheel fails the check), runs `tally init` and
@@ -10,10 +10,10 @@
 #
 #   sudo scripts/pi_check.sh       # sets the emulator up first if needed (~5 min, ~330 MB, once)
 #
-# Environment: PI_CHECK (path of pi-check.sh; default ../shared/pi-emu/pi-check.sh
-# beside the repository), PI_CPU (cortex-a72 = Pi 4 [default], cortex-a76 = Pi 5,
-# cortex-a53 = Pi 3 / Zero 2), PI_CHECK_TIMEOUT (seconds for the run, default 1200).
-# Exit: 0 pass, 1 fail, 2 cannot run here (not root, no pi-check.sh), 3 the emulator's
+# Environment: PI_CPU (cortex-a72 = Pi 4 [default], cortex-a76 = Pi 5, cortex-a53 = Pi 3 /
+# Zero 2), PI_EMU_DIR (the emulator's state, see pi_emu.sh), PI_CHECK_TIMEOUT (seconds for the
+# run, default 1200).
+# Exit: 0 pass, 1 fail, 2 cannot run here (not root, no binfmt_misc), 3 the emulator's
 # setup failed (e.g. no network to Debian's mirror).
 set -euo pipefail
 
@@ -112,21 +112,24 @@ if [ "${1:-}" = --inside ]; then
 fi
 
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
-PI_CHECK=${PI_CHECK:-$ROOT/../shared/pi-emu/pi-check.sh}
+PI_EMU=$ROOT/scripts/pi_emu.sh
 TIMEOUT=${PI_CHECK_TIMEOUT:-1200}
+[[ "$TIMEOUT" =~ ^[0-9]+$ ]] || { echo "pi_check: PI_CHECK_TIMEOUT must be seconds" >&2; exit 64; }
 
 [ "$(id -u)" = 0 ] || { echo "pi_check: needs root (QEMU binfmt, chroot, namespaces)" >&2; exit 2; }
-[ -f "$PI_CHECK" ] || { echo "pi_check: no $PI_CHECK" >&2; exit 2; }
 
-status=$(bash "$PI_CHECK" status)
-if ! grep -q '^rootfs:  rootfs:' <<< "$status"; then
-    t0=$(date +%s)
-    bash "$PI_CHECK" setup || { echo "pi_check: the emulator's setup failed" >&2; exit 3; }
-    echo "pi_check: emulator setup took $(( $(date +%s) - t0 ))s" >&2
-fi
+# idempotent: builds the emulator the first time (~5 min), then only checks it
+t0=$(date +%s)
+rc=0
+bash "$PI_EMU" setup || rc=$?
+case $rc in
+0) echo "pi_check: emulator ready ($(( $(date +%s) - t0 ))s)" >&2 ;;
+2) echo "pi_check: this machine cannot emulate arm64" >&2; exit 2 ;;
+*) echo "pi_check: the emulator's setup failed (exit $rc)" >&2; exit 3 ;;
+esac
 
 t0=$(date +%s)
 rc=0
-bash "$PI_CHECK" run --wheels-only --timeout "$TIMEOUT" "$ROOT" 'bash scripts/pi_check.sh --inside' || rc=$?
+bash "$PI_EMU" run --wheels-only --timeout "$TIMEOUT" "$ROOT" 'bash scripts/pi_check.sh --inside' || rc=$?
 echo "pi_check: run took $(( $(date +%s) - t0 ))s, exit $rc" >&2
 if [ "$rc" = 0 ]; then echo "pi_check: PASS"; else echo "pi_check: FAIL"; exit 1; fi
