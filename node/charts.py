@@ -69,7 +69,9 @@ def stacked_bars(title: str, periods: Sequence[str], series: Mapping[str, Sequen
                              text_anchor="middle"))
     svg = el("svg", el("title", title), join(shapes), viewBox=f"0 0 {WIDTH} {HEIGHT}", role="img",
              aria_label=f"{title} ({measure})", class_="chart")
-    return el("figure", el("figcaption", title, el("small", f" ({measure})")), svg, legend(names, labels))
+    # tabindex: on a phone the chart keeps its size and scrolls in its box, which the keyboard must reach
+    return el("figure", el("figcaption", title, el("small", f" ({measure})")), svg, legend(names, labels),
+              tabindex=0)
 
 
 def share_bars(title: str, rows: Sequence[tuple[str, float, str]], unit: str,
@@ -93,4 +95,4 @@ def share_bars(title: str, rows: Sequence[tuple[str, float, str]], unit: str,
         shapes.append(el("text", f"{text} {unit} · {share}", x=f"{label_w + w + 6:.1f}", y=y + 16, class_="axis"))
     svg = el("svg", el("title", title), join(shapes), viewBox=f"0 0 {WIDTH} {height}", role="img",
              aria_label=title, class_="chart")
-    return el("figure", el("figcaption", title), svg)
+    return el("figure", el("figcaption", title), svg, tabindex=0)

@@ -12,47 +12,16 @@ Needs the `playwright` package (the test extras) and a Chromium: $TALLY_CHROMIUM
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browsing import TIMEOUT_MS, browser, shot
 from running_nodes import Node, coop, ok, start_all, stop_all, until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("TALLY_ARTIFACTS", ROOT / "test-artifacts")) / "dashboard"
-TIMEOUT_MS = 60_000  # generous: the machine may be slow and busy
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-extensions", "--no-first-run"]
-
-
-def _chromium() -> str:
-    given = os.environ.get("TALLY_CHROMIUM")
-    for candidate in (given, "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    pytest.skip("no Chromium here: install Debian's `chromium` package (apt-get install chromium) or set "
-                "TALLY_CHROMIUM to a Chromium binary")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package is not installed "
-                                   "(pip install -e '.[test]')")
-    executable = _chromium()
-    for old in ARTIFACTS.glob("*.png"):  # this run's screenshots only
-        old.unlink()
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+__all__ = ["browser"]  # the fixture, shared from browsing.py
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +61,6 @@ def _has_motion(node: Node, ledger: str, motion: str) -> bool:
     return state is not None and any(m["id"] == motion for m in state["motions"])
 
 
-def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple) -> None:
     nodes, ledger, _, motion = world
     alice, bob = nodes["alice"], nodes["bob"]
@@ -117,7 +81,7 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     (cookie,) = context.cookies()
     assert cookie["name"] == f"tally_{alice.did[-12:]}" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # the page's script cannot read the session
-    _shot(page, "01-landing")
+    shot(page, "01-landing")
 
     # Name yourself in the ledger: the others see the name (Bob named himself from the CLI).
     ledgers.get_by_role("link", name="Bakery coop").click()
@@ -136,14 +100,14 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     page.get_by_label("Unit", exact=True).select_option("hour")
     page.get_by_label("On", exact=True).fill("2026-10-19")
     page.get_by_label("Note", exact=True).fill("Fixed the oven")
-    _shot(page, "02-contribute-form")
+    shot(page, "02-contribute-form")
     page.get_by_role("button", name="Log it").click()
     page.wait_for_url(f"**/ledgers/{ledger}/history")
     assert page.get_by_role("status").filter(has_text="Logged: work 4.5 hour").is_visible()
     row = page.locator("table.history tr", has_text="Fixed the oven")
     assert row.locator(".status").inner_text() == "pending"
     assert "4.5 hour" in row.inner_text()
-    _shot(page, "03-history")
+    shot(page, "03-history")
 
     # Filters: by member and action, and the filtered rows only.
     page.get_by_label("Member", exact=True).select_option(bob.did)
@@ -151,7 +115,7 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     page.wait_for_url("**agent=*")
     assert page.locator("table.history").get_by_text("Delivered bread").is_visible()
     assert page.locator("table.history").get_by_text("Fixed the oven").count() == 0
-    _shot(page, "04-history-filtered")
+    shot(page, "04-history-filtered")
 
     # The chart of contributions over time has Alice's new week, and the shares chart the distribution.
     page.get_by_role("link", name="Overview").click()
@@ -162,12 +126,12 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     assert shares.count() == 1  # only Alice's work was final when it was recorded
     assert shares.get_attribute("data-series") == alice.did and shares.get_attribute("data-value") == "300.00"
     assert "300 euro" in page.locator('figure:has-text("Latest distribution") figcaption').inner_text()
-    _shot(page, "05-overview-charts")
+    shot(page, "05-overview-charts")
 
     # Validation queue: accept Bob's contribution.
     page.get_by_role("link", name="Validation queue").click()
     entry = page.locator("table.queue tr", has_text="Delivered bread")
-    _shot(page, "06-queue")
+    shot(page, "06-queue")
     entry.get_by_role("button", name="Accept").click()
     page.wait_for_url(f"**/ledgers/{ledger}/queue")
     assert page.get_by_role("status").filter(has_text="Accepted.").is_visible()
@@ -194,7 +158,7 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     page.locator("#results .result-status", has_text="2 voter(s)").wait_for()  # no reload: the page's script
     assert page.locator('#results tr[data-option="rent"] td.num').first.inner_text() == "7"
     assert page.get_by_label("buy", exact=True).input_value() == "5"  # my ballot stays in the form
-    _shot(page, "07-motion")
+    shot(page, "07-motion")
 
     # Propose a motion that would change a rate: a bad rules change is refused with its code, a good one opens.
     page.get_by_role("link", name="Motions").click()
@@ -211,7 +175,7 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     assert page.get_by_role("status").filter(has_text="Your motion is open for votes.").is_visible()
     assert page.get_by_role("heading", name="Pay more for deliveries?").is_visible()
     assert "hour" in page.get_by_text("If the first option wins").inner_text()
-    _shot(page, "08-motion-proposed")
+    shot(page, "08-motion-proposed")
 
     # Shares: what 300 euro would give now, by the value equation (Bob's work is final now).
     page.get_by_role("link", name="Shares").click()
@@ -222,13 +186,13 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     lines = page.locator("table.lines tbody tr")
     assert lines.count() == 2  # Alice and Bob both have final work now
     assert page.get_by_role("button", name="Record this distribution").is_visible()
-    _shot(page, "09-shares")
+    shot(page, "09-shares")
 
     page.get_by_role("link", name="Pledges").click()
-    _shot(page, "10-pledges")
+    shot(page, "10-pledges")
     page.get_by_role("link", name="Peers").click()
     assert page.locator("table.peers tr", has_text=bob.did).get_by_text("connected", exact=True).is_visible()
-    _shot(page, "11-peers")
+    shot(page, "11-peers")
     assert not errors, errors  # no script error, no CSP violation
     context.close()
 
@@ -244,7 +208,7 @@ def test_a_neighbour_sees_the_public_ledger_only(browser: Any, world: tuple) -> 
     assert page.get_by_role("link", name="Bakery coop").count() == 0
     assert page.get_by_role("link", name="Peers").count() == 0
     assert page.get_by_role("button", name="Log out").count() == 0
-    _shot(page, "12-neighbour")
+    shot(page, "12-neighbour")
     page.locator("table.ledgers").get_by_role("link", name="Open garden").click()
     assert page.get_by_role("link", name="Log a contribution").count() == 0
     response = page.goto(f"{alice.address}/ledgers/{ledger}")

@@ -1,0 +1,169 @@
+"""Every dashboard page, on a phone and on a desktop, checked as a member's browser shows it.
+
+Two real `tally run` processes (Alice and Bob in one coop, plus a public ledger). Each page is loaded in
+Debian's Chromium at a phone's 390×844 and at 1280×800, as the logged-in owner and as a neighbour without
+a session, and must:
+- not scroll sideways: `document.documentElement.scrollWidth <= innerWidth`;
+- keep chart text at 11 px or more as drawn (the SVG's scale times its font size);
+- on the phone, give every button and form control a touch target at least 44 px high;
+- pass axe-core (vendored in tests/web/axe, no CDN) with no serious or critical violation.
+Screenshots of every page at both widths go to test-artifacts/dashboard/pages/ (or $TALLY_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browsing import TIMEOUT_MS, browser, shot
+from running_nodes import Node, coop, ok, start_all, stop_all, until
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+__all__ = ["browser"]  # the fixture, shared from browsing.py
+
+AXE = Path(__file__).with_name("axe") / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+TOUCH_PX = 44
+CHART_TEXT_PX = 11
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    nodes = start_all(tmp_path_factory.mktemp("pages"), ("alice", "bob"))
+    try:
+        alice, bob = nodes["alice"], nodes["bob"]
+        ledger = coop(nodes, "alice", "Bakery coop")
+        public = coop(nodes, "alice", "Open garden", public=True)
+        ok(alice.home, "member", "name", ledger, "Alice")
+        ok(bob.home, "member", "name", ledger, "Bob <the baker>")
+        for day, hours, note in (("2026-09-07", "6", "Baked for the market"), ("2026-09-21", "2.5", "Cleaned"),
+                                 ("2026-10-05", "7", "A very long note about what was done at the market stall "
+                                                     "on a Saturday, with names and places and times")):
+            ok(alice.home, "contribute", ledger, "--action", "work", "--quantity", hours, "--unit", "hour",
+               "--at", day, "--note", note)
+        bobs = ok(bob.home, "contribute", ledger, "--action", "work", "--quantity", "3", "--unit", "hour",
+                  "--at", "2026-10-12", "--note", "Delivered bread")
+        until(lambda: _has_entry(alice, ledger, bobs), "Bob's contribution at Alice's")
+        ok(bob.home, "contribute", ledger, "--action", "work", "--quantity", "1", "--unit", "hour",
+           "--at", "2026-10-13", "--note", "Swept")
+        motion = ok(alice.home, "motion", "create", ledger, "--title", "New oven?", "--option", "buy",
+                    "--option", "rent", "--option", "wait")
+        ok(alice.home, "pledge", "create", ledger, "--amount", "20", "--unit", "euro", "--every", "month",
+           "--start", "2026-09")
+        until(lambda: (s := bob.state(ledger)) is not None and any(m["id"] == motion for m in s["motions"]),
+              "the motion at Bob's")
+        ok(alice.home, "contribute", ledger, "--action", "work", "--quantity", "1", "--unit", "hour",
+           "--at", "2026-10-14", "--note", "Accounts")
+        ok(bob.home, "endorse", until(lambda: _first_id(bob, ledger, alice.did), "Alice's work at Bob's"))
+        until(lambda: any(c["status"] == "final" for c in _contributions(alice, ledger)),
+              "a final contribution at Alice's")
+        ok(alice.home, "distribute", ledger, "--amount", "300", "--unit", "euro", "--record")
+        yield {"nodes": nodes, "ledger": ledger, "public": public, "motion": motion}
+    finally:
+        stop_all(nodes.values())
+
+
+def _contributions(node: Node, ledger: str) -> list[dict[str, Any]]:
+    status, history = node.api("GET", f"/ledgers/{ledger}/history")
+    return history["contributions"] if status == 200 else []
+
+
+def _has_entry(node: Node, ledger: str, entry: str) -> bool:
+    return any(c["id"] == entry for c in _contributions(node, ledger))
+
+
+def _first_id(node: Node, ledger: str, author: str) -> str | None:
+    return next((c["id"] for c in _contributions(node, ledger) if c["author"] == author), None)
+
+
+def owner_pages(world: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, path) of every page the owner sees."""
+    base = f"/ledgers/{world['ledger']}"
+    return [("landing", "/"), ("peers", "/peers"), ("overview", base), ("history", f"{base}/history"),
+            ("history-filtered", f"{base}/history?status=pending"), ("contribute", f"{base}/contribute"),
+            ("queue", f"{base}/queue"), ("shares", f"{base}/shares?amount=300&unit=euro"),
+            ("motions", f"{base}/motions"), ("motion", f"{base}/motions/{world['motion']}"),
+            ("pledges", f"{base}/pledges"), ("not-found", f"{base}/motions/nothing")]
+
+
+def neighbour_pages(world: dict[str, Any]) -> list[tuple[str, str]]:
+    base = f"/ledgers/{world['public']}"
+    return [("neighbour-landing", "/"), ("neighbour-overview", base), ("neighbour-history", f"{base}/history"),
+            ("neighbour-shares", f"{base}/shares"), ("neighbour-login-first", "/peers")]
+
+
+#: What a page's layout measures: sideways scroll, chart text as drawn, touch targets too small.
+MEASURE = """(touch) => {
+  const root = document.documentElement;
+  const charts = [...document.querySelectorAll("svg.chart")].map((svg) => {
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    const sizes = [...svg.querySelectorAll("text")].map((t) => parseFloat(getComputedStyle(t).fontSize) * scale);
+    return sizes.length ? Math.min(...sizes) : null;
+  }).filter((s) => s !== null);
+  const small = [...document.querySelectorAll("button, input:not([type=hidden]), select, textarea, .tabs a, "
+                                              + "header nav a, summary")]
+    .filter((e) => e.getClientRects().length)
+    .map((e) => [e.tagName.toLowerCase() + (e.name ? "[name=" + e.name + "]" : "") + " "
+                 + (e.textContent || "").trim().slice(0, 30), e.getBoundingClientRect().height])
+    .filter(([, h]) => h < touch);
+  return {scrollWidth: root.scrollWidth, innerWidth: window.innerWidth, charts, small};
+}"""
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it stands (every rule axe runs by default)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate("async () => JSON.stringify((await axe.run(document)).violations)")
+    return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+             "nodes": [n["target"] for n in v["nodes"]][:5], "count": len(v["nodes"])}
+            for v in json.loads(result)]
+
+
+def check_pages(browser: Any, node: Node, pages: list[tuple[str, str]], *, login: str | None, locale: str,
+                label: str) -> dict[str, Any]:
+    """Load every page at both sizes; return what failed, and axe's findings of every impact."""
+    problems: list[str] = []
+    findings: dict[str, int] = {}
+    for size_name, size in (("phone", PHONE), ("desktop", DESKTOP)):
+        context = browser.new_context(viewport=size, locale=locale, device_scale_factor=1)
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        if login is not None:
+            page.goto(login)
+        for name, path in pages:
+            page.goto(f"{node.address}{path}")
+            where = f"{label} {size_name} {name} ({path})"
+            m = page.evaluate(MEASURE, TOUCH_PX)
+            if m["scrollWidth"] > m["innerWidth"]:
+                problems.append(f"{where}: the page is {m['scrollWidth']} px wide in a {m['innerWidth']} px window")
+            problems += [f"{where}: chart text drawn at {s:.1f} px" for s in m["charts"] if s < CHART_TEXT_PX - 0.05]
+            if size is PHONE:
+                problems += [f"{where}: touch target {what!r} is {h:.0f} px high" for what, h in m["small"]]
+            for v in axe_violations(page):
+                findings[f"{v['impact']}: {v['id']}"] = findings.get(f"{v['impact']}: {v['id']}", 0) + v["count"]
+                if v["impact"] in ("serious", "critical"):
+                    problems.append(f"{where}: axe {v['impact']} {v['id']} ({v['help']}) on {v['nodes']}")
+            shot(page, f"pages/{label}-{size_name}-{name}")
+        context.close()
+    return {"problems": problems, "findings": findings}
+
+
+def test_every_owner_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any]) -> None:
+    alice = world["nodes"]["alice"]
+    checked = check_pages(browser, alice, owner_pages(world), login=ok(alice.home, "open"), locale="en-GB",
+                          label="en")
+    print("axe findings (impact: rule: elements over all pages and sizes):", checked["findings"])
+    assert not checked["problems"], "\n".join(checked["problems"])
+
+
+def test_every_neighbour_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any]) -> None:
+    alice = world["nodes"]["alice"]
+    checked = check_pages(browser, alice, neighbour_pages(world), login=None, locale="en-GB", label="en")
+    print("axe findings (impact: rule: elements over all pages and sizes):", checked["findings"])
+    assert not checked["problems"], "\n".join(checked["problems"])
