@@ -62,7 +62,7 @@ _BUCKET_KEYS: Final = frozenset({"name", "percent", "recipient", "mode", "claims
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: How a tie on the ranking measure was broken (MotionState.tie_break).
-RUNOFF, LISTED_FIRST = "runoff", "listed-first"
+RUNOFF, TOTAL, LISTED_FIRST = "runoff", "total", "listed-first"
 
 
 # ---- amendments -------------------------------------------------------------------------------------------
@@ -372,10 +372,11 @@ class Tally:
     ranking: tuple[str, ...]  # eligible options, best first
     winner: str | None  # the first of the ranking, or None with no ballot or no eligible option
     tied: tuple[str, ...] = ()  # options that tied with the winner on the ranking measure
-    tie_break: str | None = None  # RUNOFF or LISTED_FIRST when a tie decided the winner
+    tie_break: str | None = None  # RUNOFF, TOTAL or LISTED_FIRST when a tie decided the winner
 
 
-def count(options: Sequence[str], voting: Voting, ballots: Iterable[Mapping[str, int]]) -> Tally:
+def count(options: Sequence[str], voting: Voting, ballots: Iterable[Mapping[str, int]], *,
+          totals_first: bool = False) -> Tally:
     """Score voting with a deterministic tie rule (SPEC.md §18.2).
 
     - "zero": a blank is `min`; options rank by total. Every ballot scores every option.
@@ -383,7 +384,8 @@ def count(options: Sequence[str], voting: Voting, ballots: Iterable[Mapping[str,
       the ballots score it (and one does); eligible options rank by average.
     - Options equal on that measure go to a runoff among them: each gets a point for every
       ballot and other tied option it scores strictly higher (a blank is `min` under "zero",
-      and not compared under "no-opinion"); most points first. Still equal: the option
+      and not compared under "no-opinion"); most points first. Still equal: with `totals_first`
+      (version 2 rules, SPEC.md §18.2) the higher total first, as STAR does; then the option
       listed first in the motion first.
     """
     zero = voting.blank == "zero"
@@ -411,10 +413,19 @@ def count(options: Sequence[str], voting: Voting, ballots: Iterable[Mapping[str,
             ranking += group
             continue
         points = _runoff(group, filled)
-        ordered = sorted(group, key=lambda o: (-points[o], options.index(o)))
+        if totals_first:
+            ordered = sorted(group, key=lambda o: (-points[o], -totals[o], options.index(o)))
+        else:
+            ordered = sorted(group, key=lambda o: (-points[o], options.index(o)))
         if not ranking:
             tied = tuple(sorted(group, key=options.index))
-            tie_break = RUNOFF if points[ordered[0]] > points[ordered[1]] else LISTED_FIRST
+            first, second = ordered[0], ordered[1]
+            if points[first] > points[second]:
+                tie_break = RUNOFF
+            elif totals_first and totals[first] > totals[second]:
+                tie_break = TOTAL
+            else:
+                tie_break = LISTED_FIRST
         ranking += ordered
     return Tally(
         ballots=n,
@@ -556,6 +567,7 @@ def motion_states(
     ballots: Iterable[tuple[CID, str, int, Ballot]],
     closings: Iterable[tuple[CID, Closing]],
     applied: frozenset[bytes],
+    totals_first: bool = False,
 ) -> tuple[MotionState, ...]:
     """Every motion with its ballots and count. Inputs are the valid entries in canonical order:
     motions (id, author, ts, motion, voting in effect), ballots (id, author, seq, ballot) and closings;
@@ -584,7 +596,8 @@ def motion_states(
             ballots=tuple(sorted((b[0] for b in mine), key=lambda c: c.raw)),
             closing=None if closed is None else closed[0],
             counted=tuple(CountedBallot(latest[v][1], v, latest[v][0], latest[v][2].scores) for v in sorted(latest)),
-            tally=count(motion.options, voting, [latest[v][2].scores for v in sorted(latest)]),
+            tally=count(motion.options, voting, [latest[v][2].scores for v in sorted(latest)],
+                        totals_first=totals_first),
             amended=closed is not None and closed[0].raw in applied,
         ))
     return tuple(result)

@@ -4,7 +4,8 @@ A pledge is a ValueFlows Commitment (`vf.commitment`): the member (provider)
 promises the ledger (receiver) a `transfer` of an amount every month, quarter or
 year from a start month, optionally until an end month. The amount is a fixed
 sum, or a rate per unit of a basis (0.10 euro per m² on 300 m²), and it may rise
-by a fixed step each year (+0.05 a year). Payments are ordinary `transfer`
+each year by a fixed step (`escalate`, +0.05 euro a year) or by a percentage,
+compounded (`indexation`, +5 % a year, rounded to the unit's minor unit). Payments are ordinary `transfer`
 events that name the pledge in `fulfills` (protocol/valueflows.py).
 
 `standing` says, as of a date, what was due in each period, what the payments
@@ -15,15 +16,18 @@ SPEC.md §18.5 specifies the payload and the schedule.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
 from .cid import CID
+from .distribution import minor_units
 from .errors import InvalidData
 from .rules import UNIT_PATTERN, Rules, format_decimal, parse_decimal
 from .valueflows import parse_time
@@ -37,8 +41,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MONTH: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 _KEYS: Final = frozenset({
     "action", "provider", "receiver", "resourceQuantity", "per", "basis", "every", "start", "until", "escalate",
-    "note", "member",
+    "indexation", "note", "member",
 })
+MAX_INDEXATION: Final = Decimal(100)  # percent a year: a pledge at most doubles each year
 
 
 def parse_month(value: object, key: str) -> int:
@@ -71,11 +76,20 @@ class Pledge:
     escalate: Decimal  # added to `amount` after each full year since `start`
     note: str
     member: CID
+    indexation: Decimal = Decimal(0)  # percent the amount rises after each full year, compounded (version 2)
 
     def due(self, month: int) -> Decimal:
-        """What the period starting in `month` owes: (amount + escalate × whole years since start) × basis."""
-        rate = self.amount + self.escalate * ((month - self.start) // 12)
-        return rate * (self.basis if self.basis is not None else 1)
+        """What the period starting in `month` owes: (amount + escalate × whole years since start) × basis,
+        exactly; with indexation, amount × (1 + indexation/100)^years × basis rounded half up to the unit's
+        minor unit."""
+        years = (month - self.start) // 12
+        basis = self.basis if self.basis is not None else 1
+        if not self.indexation:
+            return (self.amount + self.escalate * years) * basis
+        # Exact rational growth, then one rounding: every implementation gets the same cents.
+        places = minor_units(self.unit)
+        grown = Fraction(self.amount) * (1 + Fraction(self.indexation) / 100) ** years * Fraction(basis) * 10**places
+        return Decimal(math.floor(grown + Fraction(1, 2))).scaleb(-places)
 
     def periods(self, as_of: date) -> list[int]:
         """The first months of the periods that have begun by `as_of` (a period is due on its first day)."""
@@ -121,13 +135,20 @@ def parse_pledge(body: Mapping[str, Any], *, author: str, ledger: CID) -> Pledge
     escalate = parse_decimal(body.get("escalate", "0"), "escalate")
     if escalate < 0:
         raise InvalidData("bad_quantity", "escalate must be at least 0")
+    indexation = parse_decimal(body.get("indexation", "0"), "indexation")
+    if not 0 <= indexation <= MAX_INDEXATION:
+        raise InvalidData("bad_quantity", f"indexation is a percent a year from 0 to {MAX_INDEXATION}")
+    if escalate and indexation:
+        raise InvalidData("bad_pledge", "a pledge rises by escalate (a fixed step) or by indexation (a percent), "
+                          "not both")
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
         raise InvalidData("bad_field", f"note must be text of at most {MAX_NOTE_CHARS} characters")
     member = body.get("member")
     if not isinstance(member, CID):
         raise InvalidData("not_member", f"{PLEDGE_KIND} must name the author's admission (or the genesis) as member")
-    return Pledge(author, str(ledger), amount, unit, per, base, every, start, until, escalate, note, member)
+    return Pledge(author, str(ledger), amount, unit, per, base, every, start, until, escalate, note, member,
+                  indexation)
 
 
 def pledge_body(pledge: Pledge) -> dict[str, Any]:
@@ -143,12 +164,16 @@ def pledge_body(pledge: Pledge) -> dict[str, Any]:
         body["until"] = month_text(pledge.until)
     if pledge.escalate:
         body["escalate"] = format_decimal(pledge.escalate)
+    if pledge.indexation:
+        body["indexation"] = format_decimal(pledge.indexation)
     if pledge.note:
         body["note"] = pledge.note
     return body
 
 
 def check_pledge(pledge: Pledge, rules: Rules) -> None:
+    if pledge.indexation and rules.version < 2:
+        raise InvalidData("bad_pledge", "indexation needs version 2 rules; use escalate (a fixed step)")
     if pledge.unit not in rules.units:
         raise InvalidData("unknown_unit", f"unit {pledge.unit!r} is not one of this ledger's units: "
                           f"{', '.join(rules.units)}")
@@ -163,10 +188,12 @@ def check_payment(pledge: Pledge, *, action: str, provider: str, receiver: str, 
         )
 
 
-def payment_day(point: str | None, ts: int) -> date:
-    """The day a payment was made: its hasPointInTime (as given, in its own offset), else its entry's ts in UTC."""
+def payment_day(point: str | None, ts: int, *, utc: bool = True) -> date:
+    """The day a payment was made: the UTC day of its hasPointInTime, else of its entry's ts. Version 1 rules
+    (`utc=False`) take a hasPointInTime's date in its own offset."""
     if point is not None:
-        return parse_time(point, "hasPointInTime").date()
+        when = parse_time(point, "hasPointInTime")
+        return (when.astimezone(UTC) if utc else when).date()
     return (_EPOCH + timedelta(milliseconds=ts)).date()
 
 

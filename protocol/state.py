@@ -683,7 +683,8 @@ def _govern(node: _Node, nodes: dict[bytes, _Node], book: RulesInEffect) -> None
             voter, seq = ballot.entry.author, ballot.entry.seq
             if voter not in latest or seq > latest[voter][0]:
                 latest[voter] = (seq, ballot.record)
-        tally = count(motion.options, voting, [latest[v][1].scores for v in sorted(latest)])
+        tally = count(motion.options, voting, [latest[v][1].scores for v in sorted(latest)],
+                      totals_first=book.genesis.version > 1)
         book.add(entry.id.raw, record.motion.raw, motion.amend if passed(motion, tally) else None)
         node.closings = node.closings | {entry.id.raw}
     elif isinstance(record, Pledge):
@@ -709,6 +710,7 @@ def _governance(
         [(n.entry.id, n.entry.author, n.entry.seq, n.record) for n in valid if isinstance(n.record, Ballot)],
         [(n.entry.id, n.record) for n in closings if isinstance(n.record, Closing)],
         frozenset(applied),
+        book.genesis.version > 1,
     )
     amending = {m.id.raw for m in motions if m.motion.amend is not None}
     heads = rules_heads((n.entry.id, n.closings) for n in closings
@@ -716,7 +718,7 @@ def _governance(
     paid: dict[bytes, list[Payment]] = defaultdict(list)
     for c in contributions:
         if c.event.fulfills is not None and c.status not in (REJECTED, CORRECTED):
-            day = payment_day(c.event.point, c.ts)
+            day = payment_day(c.event.point, c.ts, utc=book.genesis.version > 1)
             paid[c.event.fulfills.raw].append(Payment(c.id, day, c.event.quantity.value))
     pledges = tuple(
         PledgeState(n.entry.id, n.entry.author, n.entry.header.ts, n.record,

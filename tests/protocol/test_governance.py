@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from protocol_helpers import cid_of, key
 
 from protocol import GENESIS_KIND, Entry, InvalidData, SigningKey, create_entry
-from protocol.governance import LISTED_FIRST, RUNOFF, Amendment, count
-from protocol.pledges import Payment, parse_month, parse_pledge, standing
+from protocol.governance import LISTED_FIRST, RUNOFF, TOTAL, Amendment, count
+from protocol.pledges import Payment, parse_month, parse_pledge, payment_day, pledge_body, standing
 from protocol.rules import Rules, Voting
 from protocol.state import INVALID, VALID, WAITING, LedgerState, compute_state
 
-A, B, C, D = (key(i) for i in range(201, 205))
+A, B, C, D, E = (key(i) for i in range(201, 206))
 ZERO = Voting(0, 5, "zero", Decimal("0.5"))
 NO_OPINION = Voting(0, 5, "no-opinion", Decimal("0.5"))
 
@@ -134,6 +134,29 @@ def test_ties_go_to_a_runoff_then_to_the_option_listed_first() -> None:
     assert count(["A", "B"], ZERO, [{"A": 5, "B": 0}, {"A": 0, "B": 5}]).winner == "A"
 
 
+def test_under_no_opinion_a_tied_runoff_falls_to_the_totals_before_listing_order() -> None:
+    # A: 4, 4 (average 4, total 8); B: 4, 4, 4 (average 4, total 12). No ballot scores both, so the runoff
+    # is even. Version 2 (totals_first): B, the higher total; version 1: A, listed first.
+    ballots = [{"A": 4}, {"A": 4}, {"B": 4}, {"B": 4}, {"B": 4}]
+    star = count(["A", "B"], Voting(0, 5, "no-opinion", Decimal("0.25")), ballots, totals_first=True)
+    assert (star.winner, star.tie_break, star.tied) == ("B", TOTAL, ("A", "B"))
+    old = count(["A", "B"], Voting(0, 5, "no-opinion", Decimal("0.25")), ballots)
+    assert (old.winner, old.tie_break) == ("A", LISTED_FIRST)
+    # Equal totals too: listing order, in both versions.
+    even = count(["B", "A"], NO_OPINION, [{"A": 4}, {"B": 4}], totals_first=True)
+    assert (even.winner, even.tie_break) == ("B", LISTED_FIRST)
+
+
+@pytest.mark.parametrize(("config", "winner"), [({}, "B"), ({"version": 1}, "A")])
+def test_the_state_counts_ties_by_the_ledgers_version(config: dict[str, Any], winner: str) -> None:
+    fund = Ledger([A, B, C, D, E], voting={"blank": "no-opinion", "quorum": "0.25"}, **config)
+    motion = fund.motion(A, "A", "B")
+    ballots = [fund.vote(A, motion, A=4), fund.vote(B, motion, A=4), fund.vote(C, motion, B=4),
+               fund.vote(D, motion, B=4), fund.vote(E, motion, B=4)]
+    fund.close(A, motion, *ballots)
+    assert motion_of(fund.state(), motion).winner == winner
+
+
 def test_no_ballot_no_winner() -> None:
     assert count(["A", "B"], ZERO, []).winner is None
     assert count(["A", "B"], NO_OPINION, [{}]).winner is None  # nobody scored anything
@@ -200,6 +223,21 @@ def test_a_pledge_schedule_with_escalation() -> None:
     assert pledge_of(start="2027-02").periods(date(2027, 1, 31)) == []
 
 
+def test_indexation_compounds_a_percent_a_year_rounded_to_the_cent() -> None:
+    # 30 € a month rising 5 % a year: 30.00, 31.50, 33.075 → 33.08, 34.72875 → 34.73 (half up).
+    pledge = pledge_of(indexation="5")
+    assert [pledge.due(parse_month(f"{y}-03", "m")) for y in (2027, 2028, 2029, 2030)] == [
+        Decimal("30.00"), Decimal("31.50"), Decimal("33.08"), Decimal("34.73")]
+    assert pledge_body(pledge)["indexation"] == "5" and "escalate" not in pledge_body(pledge)
+
+
+def test_payments_are_dated_by_their_utc_day() -> None:
+    late = "2027-01-31T23:30:00-05:00"  # 1 February, 04:30 UTC
+    assert payment_day(late, 0) == date(2027, 2, 1)
+    assert payment_day(late, 0, utc=False) == date(2027, 1, 31)  # version 1: the local date
+    assert payment_day(None, 86_400_000 * 2 - 1) == date(1970, 1, 2)
+
+
 def test_payments_fill_the_oldest_period_first_and_arrears_run() -> None:
     pledge = pledge_of()
     payments = [Payment(cid_of(bytes([i])), date(2027, m, 5), Decimal(30)) for i, m in enumerate((1, 2, 4))]
@@ -223,6 +261,9 @@ def test_payments_fill_the_oldest_period_first_and_arrears_run() -> None:
     ({"action": "work"}, "bad_pledge"),
     ({"escalate": "-1"}, "bad_quantity"),
     ({"escalate": 0.5}, "bad_quantity"),
+    ({"indexation": "-1"}, "bad_quantity"),
+    ({"indexation": "101"}, "bad_quantity"),
+    ({"indexation": "5", "escalate": "0.05"}, "bad_pledge"),
 ])
 def test_bad_pledges(change: dict[str, Any], code: str) -> None:
     with pytest.raises(InvalidData) as raised:
@@ -329,6 +370,14 @@ def test_a_motion_whose_amendment_would_break_the_rules_is_invalid() -> None:
     motion = fund.motion(A, "yes", "no", amend={"rates": {"work": {"km": "1"}}})
     assert refused(fund, motion) == "bad_amendment"
     assert refused(fund, fund.event(A, rules=[fund.genesis.id])) == "bad_reference"
+
+
+def test_indexation_needs_version_2_rules() -> None:
+    old = Ledger([A, B], version=1)
+    assert refused(old, old.pledge(B, indexation="5")) == "bad_pledge"
+    fund = Ledger([A, B])
+    pledge = fund.pledge(B, indexation="5")
+    assert fund.state().status[pledge.id.raw] == VALID
 
 
 def test_pledges_and_payments_in_the_state() -> None:
