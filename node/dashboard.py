@@ -118,7 +118,8 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
         account = el("span", "read-only: public ledgers", class_="badge muted",
                      title="the node's owner logs in with `tally open`")
     nav = el("nav", el("a", "Tally", href="/", class_="brand"), el("a", "Ledgers", href="/"),
-             el("a", "Peers", href="/peers") if v.owner else None, el("span", class_="spacer"), account)
+             el("a", "Peers", href="/peers") if v.owner else None, el("span", class_="spacer"), account,
+             aria_label="Site")
     flashes = v.session.flash if v.session else []
     shown = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
     if v.session:
@@ -135,12 +136,13 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
                  ("pledges", "Pledges", f"{base}/pledges")]
         sub = el("div", el("h1", ledger.name, " ", el("small", ledger.visibility, class_="badge")),
                  el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
-                            for key, label, href in tabs), class_="tabs"), class_="ledger-head")
+                            for key, label, href in tabs), class_="tabs", aria_label="Ledger"), class_="ledger-head")
     updating = ledger is not None and not request.app[STATES].is_current(ledger.id)
     if updating:
         shown.append(el("p", "Updating: this ledger received entries since the state shown was computed; the "
                              f"page reloads in {UPDATE_REFRESH_S} s.", class_="flash updating", role="status"))
-    body = el("body", el("header", nav), el("main", shown, sub, *content),
+    skip = el("a", "Skip to content", href="#main", class_="skip")  # the first stop of the keyboard
+    body = el("body", skip, el("header", nav), el("main", shown, sub, *content, id="main", tabindex=-1),
               el("footer", f"Tally {version} · node ", el("code", v.did)))
     html = Markup("<!doctype html>") + el(
         "html",
@@ -342,7 +344,8 @@ async def home(request: web.Request) -> web.Response:
                      required=True, size=64),
                el("button", "Follow", type="submit"), method="post", action="/follow", class_="filters"),
             class_="start")
-    return page(request, v, "Your ledgers", identity, el("section", el("h2", "Ledgers"), ledgers),
+    heading = "Your ledgers" if v.owner else "Public ledgers"
+    return page(request, v, heading, el("h1", heading), identity, el("section", el("h2", "Ledgers"), ledgers),
                 el("section", el("h2", "Recent contributions"), recent_table), forms)
 
 

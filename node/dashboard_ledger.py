@@ -289,8 +289,8 @@ async def history(request: web.Request) -> web.Response:
 
     pager = el("nav", link(number - 1, "← newer") if number > 1 else None,
                el("span", f"page {number} of {pages} · {len(rows)} contribution(s)"),
-               link(number + 1, "older →") if number < pages else None, class_="pager")
-    listing = table(("When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts", ""), table_rows,
+               link(number + 1, "older →") if number < pages else None, class_="pager", aria_label="Pages")
+    listing = table(("When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts", "Change"), table_rows,
                     empty=el("p", "No contributions match."), class_="history")
     return ledger_page(request, v, info, state, "History", "history", filters, problem, listing, pager)
 
@@ -484,7 +484,7 @@ async def motions(request: web.Request) -> web.Response:
     return ledger_page(
         request, v, info, state, "Motions", "motions", el("h2", "Motions"),
         el("p", "Score voting: give every option a score; the highest total wins (SPEC.md §18).", class_="muted"),
-        table(("Motion", "Proposed by", "Options", "Voters", "Status", ""), rows,
+        table(("Motion", "Proposed by", "Options", "Voters", "Status", "Rules"), rows,
               empty=el("p", "No motions yet.", class_="muted"), class_="motions"),
         proposal,
     )
@@ -533,7 +533,7 @@ def _results(info: LedgerInfo, m: MotionState) -> Markup:
         state_text += f" · tie among {', '.join(j['tied'])} broken by {j['tie_break']}"
     if j["amended"] is not None:
         state_text += " · the amendment is in effect" if j["amended"] else " · the amendment is not in effect"
-    head = el("tr", el("th", "Option"), el("th", ""), el("th", "Total"), el("th", "Average") if no_opinion else None)
+    head = el("tr", el("th", "Option"), el("th", "Bar"), el("th", "Total"), el("th", "Average") if no_opinion else None)
     return el("section", el("p", state_text, class_="result-status"),
               el("table", el("thead", head), el("tbody", rows), class_="results"),
               id="results", data_live=None if m.closed else f"/ledgers/{info.id}/motions/{m.id}/results")
