@@ -22,7 +22,7 @@ payload; what depends on other entries is checked by protocol/state.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -480,6 +480,9 @@ class RulesInEffect:
     genesis: Rules
     _closed: dict[bytes, _Closed] = field(default_factory=dict)
     _cache: dict[frozenset[bytes], tuple[Rules, tuple[bytes, ...]]] = field(default_factory=dict)
+    #: a closing's canonical position, for a fold that adds a late closing before earlier-added ones
+    #: (protocol/fold.py); None: the order they were added in is canonical
+    order: Callable[[bytes], int] | None = None
 
     def add(self, closing: bytes, motion: bytes, amendment: Amendment | None) -> None:
         self._closed[closing] = _Closed(len(self._closed), motion, amendment)
@@ -504,7 +507,8 @@ class RulesInEffect:
             return cached
         rules, applied = self.genesis, []
         seen: set[bytes] = set()
-        for raw in sorted(closings, key=lambda c: self._closed[c].position):
+        position = self.order or (lambda c: self._closed[c].position)
+        for raw in sorted(closings, key=position):
             closed = self._closed[raw]
             if closed.motion in seen:
                 continue

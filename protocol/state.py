@@ -593,12 +593,18 @@ def _claim(event: Event, rules: Rules) -> Decimal:
 
 def _with_digest(state: LedgerState) -> LedgerState:
     """sha2-256 of the DAG-CBOR map {v, ledger, members, left, entries: [[id, status], …] by id}."""
+    summary = digest_summary(state)
+    summary["entries"] = [[CID(raw), s] for raw, s in sorted(state.status.items())]
+    return replace(state, digest=hashlib.sha256(dagcbor.encode(summary)).digest())
+
+
+def digest_summary(state: LedgerState) -> dict[str, Any]:
+    """What the digest summarizes, but `entries` (protocol/fold.py encodes those from a cache)."""
     summary: dict[str, Any] = {
         "v": STATE_VERSION,
         "ledger": state.ledger,
         "members": list(state.members),
         "left": list(state.left),
-        "entries": [[CID(raw), s] for raw, s in sorted(state.status.items())],
     }
     if state.amendments:  # governance (§18): only when there is some, so other digests stay as they were
         summary["rules"] = state.rules.to_body()
@@ -608,7 +614,7 @@ def _with_digest(state: LedgerState) -> LedgerState:
         ]
     if state.pledges:
         summary["pledges"] = [[p.id, [pay.id for pay in p.payments]] for p in state.pledges]
-    return replace(state, digest=hashlib.sha256(dagcbor.encode(summary)).digest())
+    return summary
 
 
 # ---- governance and pledges (SPEC.md §18; the logic is in protocol/governance.py and protocol/pledges.py) ----

@@ -1,0 +1,323 @@
+"""A ledger's state kept current as entries arrive: work in proportion to what arrives.
+
+`LedgerFold` holds what `compute_state` (protocol/state.py) builds from scratch and
+updates it when entries are added, in any batches and any order; `state()` equals
+`compute_state(genesis, everything added, forks)`, digest and every field
+(tests/protocol/test_fold.py checks it with Hypothesis).
+
+Why a local update is enough. An entry's own outcome (valid or not, the members and
+rules it knows) depends only on its causal past, which is applied before it, so
+nothing applied changes when others arrive. What does change is bounded: an
+endorsement re-decides one contribution (and its corrections' lineage), a correction
+its lineage, an admission or leave the member sets, a closing the rules for entries
+that know it. The canonical order (a (ts, id)-greedy topological order) matters only
+for the order of motions, pledges, distributions and amendments; it is kept as a
+list sorted by each entry's `eff`, the largest (ts, id) in its causal past: the
+greedy order is always sorted by `eff` (the entry popped when a key K is the largest
+seen so far has K in its past, or the greedy would have popped an ancestor first).
+New entries' `eff` are at least the smallest new key, so only the old entries with
+`eff` at or above it are re-placed: none when the new entries are the newest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Final
+
+from . import dagcbor
+from .cid import CID
+from .distribution import RecordedDistribution
+from .entry import Entry
+from .errors import InvalidData
+from .governance import Ballot, Closing, Motion, RulesInEffect
+from .pledges import Pledge
+from .rules import Rules
+from .state import (
+    IGNORED,
+    INVALID,
+    QUARANTINED,
+    VALID,
+    WAITING,
+    Contribution,
+    LedgerState,
+    Problem,
+    _apply,
+    _contributions,
+    _governance,
+    _ignored,
+    _Node,
+    _prepare,
+    digest_summary,
+)
+from .valueflows import About, Admission, Endorsement, Event, Leave
+
+_ENTRY_PAIR: Final = dagcbor.head(4, 2)  # [id, status]
+
+
+class LedgerFold:
+    """The state of one ledger, updated in place as entries are added (a sans-IO state machine)."""
+
+    def __init__(self, genesis: Entry, forks: Mapping[bytes, int] | None = None) -> None:
+        if not genesis.is_genesis or genesis.body is None:
+            raise InvalidData("bad_genesis", "the state starts from a ledger.genesis entry with its payload")
+        self.genesis = genesis
+        self.ledger = genesis.id
+        self.rules = Rules.from_body(genesis.body)
+        self.founders = frozenset(self.rules.founders)
+        self.forks: Mapping[bytes, int] = dict(forks or {})
+        self._nodes: dict[bytes, _Node] = {}  # applied, in no particular order
+        self._pending: dict[bytes, _Node] = {}  # waiting for a dependency
+        self._missing: dict[bytes, int] = {}  # pending entry -> how many of its dependencies are not applied
+        self._waiters: dict[bytes, list[bytes]] = {}  # absent or pending entry -> the pending entries naming it
+        self._order: list[bytes] = []  # applied entries in canonical order
+        self._pos: dict[bytes, int] = {}
+        self._eff: dict[bytes, bytes] = {}  # entry -> the entry with the largest (ts, id) in its causal past
+        self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
+        self._status: dict[bytes, str] = {}
+        self._items: dict[bytes, bytes] = {}  # entry -> its encoded [id, status] in the digest
+        self._ids: list[bytes] = []  # every entry id, sorted when _ids_sorted
+        self._ids_sorted = True
+        self._quarantined: list[CID] = []
+        self._problems: dict[bytes, Problem] = {}
+        self._members: set[str] = set(self.founders)
+        self._gone: set[str] = set()
+        self._admissions: dict[str, CID] = dict.fromkeys(self.founders, self.ledger)
+        self._sponsorships: dict[str, list[CID]] = {}
+        self._names: dict[str, tuple[int, bytes, str]] = {}  # author -> (seq, id, name) of their latest
+        self._heads: dict[bytes, tuple[int, CID]] = {}  # author key -> (seq, id) of their latest applied
+        self._origin: dict[bytes, bytes] = {}  # valid event -> the original of its lineage of corrections
+        self._lineage: dict[bytes, list[bytes]] = {}  # original -> its lineage, the original first
+        self._verdicts: dict[bytes, list[_Node]] = {}  # valid event -> the valid endorsements naming it
+        self._contributions: dict[bytes, Contribution] = {}
+        self._by_author: list[tuple[str, int, bytes]] = []  # contributions' (author, seq) order, when sorted
+        self._by_author_sorted = True
+        self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
+        self._paying: list[bytes] = []  # valid events that fulfil a pledge
+        self._paid_out: list[bytes] = []  # valid distributions
+        self.add([genesis])
+
+    def __len__(self) -> int:
+        return len(self._status)
+
+    def __contains__(self, entry_id: CID) -> bool:
+        return entry_id.raw in self._status
+
+    # ---- arrival ----------------------------------------------------------------------------------
+
+    def add(self, entries: Iterable[Entry]) -> None:
+        """Take entries of this ledger in (others and ones already held are left out)."""
+        fresh: list[bytes] = []
+        for entry in entries:
+            raw = entry.id.raw
+            if entry.ledger_id != self.ledger or raw in self._status:
+                continue
+            fork_seq = self.forks.get(entry.header.author)
+            if fork_seq is not None and entry.seq >= fork_seq and entry.id != self.ledger:
+                self._quarantined.append(entry.id)
+                self._set(raw, QUARANTINED)
+                continue
+            self._pending[raw] = _prepare(entry, self.ledger, self.rules)
+            self._set(raw, WAITING)
+            fresh.append(raw)
+        ready: list[bytes] = []
+        for raw in fresh:
+            missing = 0
+            for dep in self._pending[raw].deps:
+                if dep.raw not in self._nodes:
+                    self._waiters.setdefault(dep.raw, []).append(raw)
+                    missing += 1
+            if missing:
+                self._missing[raw] = missing
+            else:
+                ready.append(raw)
+        placed: list[bytes] = []  # what can apply now, each after its dependencies
+        while ready:
+            raw = ready.pop()
+            placed.append(raw)
+            self._nodes[raw] = self._pending.pop(raw)
+            for child in self._waiters.pop(raw, ()):
+                self._missing[child] -= 1
+                if not self._missing[child]:
+                    del self._missing[child]
+                    ready.append(child)
+        if placed:
+            self._place(placed)
+
+    def _key(self, raw: bytes) -> tuple[int, bytes]:
+        return self._nodes[raw].entry.header.ts, raw
+
+    def _place(self, placed: list[bytes]) -> None:
+        """Put newly applicable entries in the canonical order, then apply them in it."""
+        eff, key = self._eff, self._key
+        for raw in placed:
+            best = raw
+            for dep in self._nodes[raw].deps:
+                other = eff[dep.raw]
+                if key(other) > key(best):
+                    best = other
+            eff[raw] = best
+        low = min(key(eff[raw]) for raw in placed)
+        start = bisect_left(self._order, low, key=lambda r: key(eff[r]))
+        tail = self._greedy([*self._order[start:], *placed])
+        del self._order[start:]
+        self._order += tail
+        for i, raw in enumerate(tail, start):
+            self._pos[raw] = i
+        new = set(placed)
+        for raw in tail:
+            if raw in new:
+                self._settle(self._nodes[raw])
+
+    def _greedy(self, group: list[bytes]) -> list[bytes]:
+        """Kahn's algorithm with a (ts, id) heap over `group`, whose outside dependencies are placed."""
+        inside = set(group)
+        count: dict[bytes, int] = {}
+        dependents: dict[bytes, list[bytes]] = {}
+        heap: list[tuple[int, bytes]] = []
+        for raw in group:
+            n = 0
+            for dep in self._nodes[raw].deps:
+                if dep.raw in inside:
+                    dependents.setdefault(dep.raw, []).append(raw)
+                    n += 1
+            count[raw] = n
+            if not n:
+                heap.append(self._key(raw))
+        heapq.heapify(heap)
+        out: list[bytes] = []
+        while heap:
+            _, raw = heapq.heappop(heap)
+            out.append(raw)
+            for child in dependents.get(raw, ()):
+                count[child] -= 1
+                if not count[child]:
+                    heapq.heappush(heap, self._key(child))
+        return out
+
+    # ---- applying one entry ------------------------------------------------------------------------
+
+    def _settle(self, node: _Node) -> None:
+        _apply(node, self._nodes, self.ledger, self.rules, self.founders, self._book)
+        entry = node.entry
+        raw = entry.id.raw
+        head = self._heads.get(entry.header.author)
+        if head is None or entry.seq > head[0]:
+            self._heads[entry.header.author] = (entry.seq, entry.id)
+        if node.error is not None:
+            self._set(raw, INVALID)
+            self._problems[raw] = Problem(entry.id, entry.author, entry.kind, node.error.code, node.error.message)
+        elif node.record is None and _ignored(entry):
+            self._set(raw, IGNORED)
+        else:
+            self._set(raw, VALID)
+            self._count(node)
+        # What later entries read of this one is in the node: the entry's bytes and payload can go.
+        node.entry = replace(entry, header_raw=b"", payload_raw=None, body=None)
+
+    def _count(self, node: _Node) -> None:
+        """Fold a valid entry into the ledger-wide tallies."""
+        record, entry = node.record, node.entry
+        raw = entry.id.raw
+        if isinstance(record, Admission):
+            if node.complete:
+                self._members.add(record.agent)
+                # Deterministic choice among several completing admissions: the smallest id.
+                current = self._admissions.get(record.agent)
+                if current is None or raw < current.raw:
+                    self._admissions[record.agent] = entry.id
+            else:
+                self._sponsorships.setdefault(record.agent, []).append(entry.id)
+        elif isinstance(record, Leave):
+            self._gone.add(entry.author)
+        elif isinstance(record, About):
+            named = self._names.get(entry.author)  # ties (only in a fork) go to the later in canonical order
+            if named is None or (entry.seq, self._pos[raw]) > (named[0], self._pos[named[1]]):
+                self._names[entry.author] = (entry.seq, raw, record.name)
+        elif isinstance(record, Event):
+            origin = raw if record.corrects is None else self._origin[record.corrects.raw]
+            self._origin[raw] = origin
+            self._lineage.setdefault(origin, []).append(raw)
+            if record.fulfills is not None:
+                self._paying.append(raw)
+            self._decide(origin)
+        elif isinstance(record, Endorsement):
+            self._verdicts.setdefault(record.event.raw, []).append(node)
+            self._decide(self._origin[record.event.raw])
+        elif isinstance(record, Motion | Ballot | Closing | Pledge):
+            self._governed.append(raw)
+        if node.payout is not None:
+            self._paid_out.append(raw)
+
+    def _decide(self, origin: bytes) -> None:
+        """Decide again the contributions of one lineage (an original and its corrections)."""
+        events = sorted((self._nodes[r] for r in self._lineage[origin]), key=lambda n: n.entry.seq)
+        verdicts = [v for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
+        for c in _contributions([*events, *verdicts], self.rules, self._status):
+            if c.id.raw not in self._contributions:
+                self._by_author.append((c.author, c.seq, c.id.raw))
+                self._by_author_sorted = False
+            self._contributions[c.id.raw] = c
+            self._set(c.id.raw, c.status)
+
+    def _set(self, raw: bytes, status: str) -> None:
+        if raw not in self._status:
+            if self._ids and raw < self._ids[-1]:
+                self._ids_sorted = False
+            self._ids.append(raw)
+        self._status[raw] = status
+        self._items[raw] = _ENTRY_PAIR + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def state(self) -> LedgerState:
+        """The state of everything added so far: equal to compute_state of it."""
+        if not self._by_author_sorted:
+            self._by_author.sort()
+            self._by_author_sorted = True
+        pos = self._pos.__getitem__
+        governed = _governance(
+            [self._nodes[r] for r in sorted(self._governed, key=pos)], self._book,
+            tuple(self._contributions[r] for r in self._paying),
+        )
+        members = sorted(self._members - self._gone)
+        paid_out = [self._nodes[r] for r in sorted(self._paid_out, key=pos)]
+        state = LedgerState(
+            ledger=self.ledger,
+            rules=self._book.rules(governed[4]),
+            members=tuple(members),
+            left=tuple(sorted(self._gone)),
+            contributions=tuple(self._contributions[r] for _, _, r in self._by_author),
+            invalid=tuple(sorted(self._problems.values(), key=lambda p: p.id.raw)),
+            waiting=tuple(sorted((n.entry.id for n in self._pending.values()), key=lambda c: c.raw)),
+            quarantined=tuple(sorted(self._quarantined, key=lambda c: c.raw)),
+            status=dict(self._status),
+            admissions={m: self._admissions[m] for m in members if m in self._admissions},
+            sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(self._sponsorships.items())
+                          if a not in self._members},
+            distributions=tuple(RecordedDistribution(n.entry.id, n.entry.author, n.entry.header.ts, n.payout)
+                                for n in paid_out if n.payout is not None),
+            heads=tuple(sorted((cid for _, cid in self._heads.values()), key=lambda c: c.raw)),
+            motions=governed[0],
+            pledges=governed[1],
+            amendments=governed[2],
+            rules_heads=governed[3],
+            names={who: named[2] for who, named in sorted(self._names.items())},
+        )
+        return replace(state, digest=self._digest(state))
+
+    def _digest(self, state: LedgerState) -> bytes:
+        """state.py's digest, with the entries' part joined from their cached encodings."""
+        if not self._ids_sorted:
+            self._ids.sort()
+            self._ids_sorted = True
+        parts = {key: dagcbor.encode(value) for key, value in digest_summary(state).items()}
+        digest = hashlib.sha256(dagcbor.head(5, len(parts) + 1))
+        entries = dagcbor.head(4, len(self._ids)) + b"".join(map(self._items.__getitem__, self._ids))
+        for key in sorted([*parts, "entries"], key=lambda k: (len(k.encode()), k.encode())):
+            digest.update(dagcbor.text_string(key))
+            digest.update(entries if key == "entries" else parts[key])
+        return digest.digest()

@@ -1,0 +1,76 @@
+"""The incremental fold (protocol/fold.py) equals the full rebuild (compute_state, protocol/state.py):
+for random ledgers, random arrival orders (late arrivals, duplicates, entries before what they name)
+and random batch splits, after every batch, digest and every field."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+import pytest
+import test_governance
+import test_state
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import Entry
+from protocol.fold import LedgerFold
+from protocol.state import compute_state
+
+MANY = settings(max_examples=500, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def arrive(genesis: Entry, entries: Sequence[Entry], forks: Mapping[bytes, int], rnd: random.Random) -> None:
+    """Deliver `entries` shuffled, some twice, in random batches; the fold's state must equal the
+    full rebuild of what has arrived after each batch."""
+    order = [e for e in entries for _ in range(2 if rnd.random() < 0.1 else 1)]
+    rnd.shuffle(order)
+    fold = LedgerFold(genesis, forks)
+    arrived: list[Entry] = []
+    while order:
+        batch, order = order[: rnd.randint(1, max(1, len(order) // 2))], order[len(order) // 2 or 1 :]
+        arrived += batch
+        fold.add(batch)
+        assert fold.state() == compute_state(genesis, arrived, forks)
+    assert len(fold) == len({e.id.raw for e in arrived} | {genesis.id.raw})
+
+
+@MANY
+@given(test_state.scenarios(), st.randoms(use_true_random=False))
+def test_membership_endorsements_corrections_and_forks(scenario: test_state.Scenario, rnd: random.Random) -> None:
+    arrive(scenario.genesis, scenario.entries, scenario.forks, rnd)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(test_governance.scenarios(), st.randoms(use_true_random=False))
+def test_motions_closings_amendments_and_pledges(fund: test_governance.Ledger, rnd: random.Random) -> None:
+    arrive(fund.genesis, fund.entries, {}, rnd)
+
+
+def test_an_entry_older_than_the_newest_is_placed_before_them() -> None:
+    """A late closing whose amendment applies before a later-added one: the rules follow the canonical order."""
+    a, b = test_governance.A, test_governance.B
+    fund = test_governance.Ledger([a, b], rates={"work": {"hour": "10"}})
+    early = fund.motion(a, "yes", "no", amend={"rates": {"work": {"hour": "20"}}})
+    late = fund.motion(b, "yes", "no", amend={"rates": {"work": {"hour": "30"}}})
+    closings = [fund.close(a, early, fund.vote(a, early, yes=5), ts=5_000),
+                fund.close(b, late, fund.vote(b, late, yes=5), ts=4_000)]
+    fund.event(a, "1", rules=sorted((c.id for c in closings), key=lambda c: c.raw))
+    fold = LedgerFold(fund.genesis)
+    fold.add(fund.entries[:-2])  # the closing at ts 5000 applies first
+    fold.add(fund.entries[-2:-1])  # then the one at ts 4000 arrives, before it in canonical order
+    fold.add(fund.entries[-1:])
+    state = fold.state()
+    assert state == compute_state(fund.genesis, fund.entries)
+    assert state.amendments == (closings[1].id, closings[0].id)  # ts 4000 before ts 5000
+    assert state.contributions[0].claim == 20  # the later closing (in canonical order) wins
+
+
+def test_a_fold_takes_only_its_own_ledger() -> None:
+    coop, other = test_state.Coop([test_state.A]), test_state.Coop([test_state.B])
+    fold = LedgerFold(coop.genesis)
+    fold.add([other.genesis, coop.genesis])
+    assert len(fold) == 1 and coop.genesis.id in fold and other.genesis.id not in fold
+    with pytest.raises(Exception, match="ledger.genesis"):
+        LedgerFold(coop.event(test_state.A, coop.id, "1"))
