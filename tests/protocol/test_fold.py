@@ -13,7 +13,7 @@ import test_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import Entry
+from protocol import Entry, InvalidData
 from protocol.fold import LedgerFold
 from protocol.state import compute_state
 
@@ -72,5 +72,6 @@ def test_a_fold_takes_only_its_own_ledger() -> None:
     fold = LedgerFold(coop.genesis)
     fold.add([other.genesis, coop.genesis])
     assert len(fold) == 1 and coop.genesis.id in fold and other.genesis.id not in fold
-    with pytest.raises(Exception, match="ledger.genesis"):
+    with pytest.raises(InvalidData) as raised:
         LedgerFold(coop.event(test_state.A, coop.id, "1"))
+    assert raised.value.code == "bad_genesis"
