@@ -30,13 +30,14 @@ from typing import Final
 
 from . import dagcbor
 from .cid import CID
-from .distribution import RecordedDistribution
+from .distribution import conflicting
 from .entry import Entry
 from .errors import InvalidData
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .pledges import Pledge
 from .rules import Rules
 from .state import (
+    CONFLICTING,
     IGNORED,
     INVALID,
     QUARANTINED,
@@ -51,6 +52,7 @@ from .state import (
     _ignored,
     _Node,
     _prepare,
+    _recorded,
     digest_summary,
 )
 from .valueflows import About, Admission, Endorsement, Event, Leave
@@ -284,7 +286,12 @@ class LedgerFold:
             tuple(self._contributions[r] for r in self._paying),
         )
         members = sorted(self._members - self._gone)
-        paid_out = [self._nodes[r] for r in sorted(self._paid_out, key=pos)]
+        recorded = [_recorded(self._nodes[r]) for r in sorted(self._paid_out, key=pos)]
+        clashing = conflicting(recorded) if self.rules.version > 1 else frozenset()
+        for d in recorded:  # whether a distribution conflicts can change as others arrive (§17.5)
+            status = CONFLICTING if d.id.raw in clashing else VALID
+            if self._status[d.id.raw] != status:
+                self._set(d.id.raw, status)
         state = LedgerState(
             ledger=self.ledger,
             rules=self._book.rules(governed[4]),
@@ -298,8 +305,8 @@ class LedgerFold:
             admissions={m: self._admissions[m] for m in members if m in self._admissions},
             sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(self._sponsorships.items())
                           if a not in self._members},
-            distributions=tuple(RecordedDistribution(n.entry.id, n.entry.author, n.entry.header.ts, n.payout)
-                                for n in paid_out if n.payout is not None),
+            distributions=tuple(d for d in recorded if d.id.raw not in clashing),
+            conflicting=tuple(d for d in recorded if d.id.raw in clashing),
             heads=tuple(sorted((cid for _, cid in self._heads.values()), key=lambda c: c.raw)),
             motions=governed[0],
             pledges=governed[1],
