@@ -31,7 +31,7 @@ from protocol import (
     public_key_from_did,
     to_json_value,
 )
-from protocol.rules import Rules
+from protocol.rules import MAX_RULES_TOML_CHARS, Rules, parse_rules_toml
 
 from . import logs
 from .forms import check_append_kind, genesis_body
@@ -135,19 +135,17 @@ async def cmd_id(args: argparse.Namespace) -> int:
 
 
 def _read_toml(path: str, code: str) -> dict[str, Any]:
-    """A TOML file (`--rules`, `--amend`); refused with `code` if unreadable or not TOML."""
-    import tomllib
-
+    """A TOML file (`--rules`, `--amend`); refused with `code` if unreadable, not TOML or beyond the limits of
+    `parse_rules_toml` (read no further than them, so a huge file costs nothing)."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(4 * MAX_RULES_TOML_CHARS + 1)
     except OSError as exc:
         raise LocalError(code, f"cannot read {path}: {exc.strerror}") from None
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        return parse_rules_toml(data.decode("utf-8"), code)
     except UnicodeDecodeError:
         raise LocalError(code, f"{path} is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LocalError(code, f"{path} is not TOML: {exc}") from None
 
 
 async def cmd_ledger_create(args: argparse.Namespace) -> int:

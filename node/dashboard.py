@@ -13,7 +13,6 @@ a motion's live results. Every asset comes from the installed package.
 from __future__ import annotations
 
 import logging
-import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 
 from protocol import CID, GENESIS_KIND, LocalError, TallyError
-from protocol.rules import Rules
+from protocol.rules import Rules, parse_rules_toml
 from protocol.state import LedgerState
 
 from .api import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
@@ -354,10 +353,7 @@ async def found_ledger(request: web.Request) -> web.Response:
     try:
         name = genesis_body(form.get("name", ""), form.get("visibility", "members"))["name"]
         text = form.get("rules", "").strip()
-        try:
-            config = tomllib.loads(text) if text else {}
-        except tomllib.TOMLDecodeError as exc:
-            raise LocalError("bad_rules", f"the rules are not TOML: {exc}") from None
+        config = parse_rules_toml(text) if text else {}
         rules = Rules.from_config(config, name=name, creator=v.did, public=form.get("visibility") == "public")
         ledger = await append(request, lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
     except TallyError as exc:

@@ -3,7 +3,6 @@ validation queue, motions with ballots and live results, pledges."""
 
 from __future__ import annotations
 
-import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -14,7 +13,7 @@ from aiohttp import web
 
 from protocol import CID, LocalError, TallyError
 from protocol.governance import MotionState
-from protocol.rules import ACTIONS, format_decimal
+from protocol.rules import ACTIONS, format_decimal, parse_rules_toml
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, Contribution, LedgerState
 
 from . import governance_ops, ledger_ops
@@ -498,10 +497,7 @@ async def propose(request: web.Request) -> web.Response:
     try:
         amend = None
         if amend_text:
-            try:
-                amend = tomllib.loads(amend_text)
-            except tomllib.TOMLDecodeError as exc:
-                raise LocalError("bad_amendment", f"the rules change is not TOML: {exc}") from None
+            amend = parse_rules_toml(amend_text, "bad_amendment")
         motion_id = await append(request, lambda ts: governance_ops.create_motion(
             state, v.did, title=form.get("title", ""), options=options, ts=ts,
             closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))
@@ -614,6 +610,11 @@ async def close(request: web.Request) -> web.Response:
 # ---- pledges -------------------------------------------------------------------------------
 
 
+def _periods_summary(j: dict[str, Any]) -> str:
+    shown, count = len(j["periods"]), j["period_count"]
+    return f"{count} period(s)" if shown == count else f"{count} period(s), the latest {shown} shown"
+
+
 async def pledges(request: web.Request) -> web.Response:
     v = viewer(request)
     info, state = await readable_ledger(request, v)
@@ -630,7 +631,7 @@ async def pledges(request: web.Request) -> web.Response:
         blocks.append(el("tr", el("td", who(p.author, v.did, state.names)), el("td", _pledge_text(j)),
                          el("td", j["due"], class_="num"), el("td", j["paid"], class_="num"),
                          el("td", j["arrears"], class_="num" + (" owing" if Decimal(j["arrears"]) > 0 else "")),
-                         el("td", el("details", el("summary", f"{len(j['periods'])} period(s)"), periods)),
+                         el("td", el("details", el("summary", _periods_summary(j)), periods)),
                          data_id=str(p.id)))
     pledge_form: Child = None
     if v.owner and v.did in state.members:

@@ -70,7 +70,9 @@ PLEDGE: Final[dict[str, Any]] = {
         "every": {"type": "string", "enum": ["month", "quarter", "year"]}, "start": {"type": "string"},
         "until": {"type": ["string", "null"]}, "as_of": {"type": "string", "format": "date"},
         "due": _DECIMAL, "paid": _DECIMAL, "arrears": _DECIMAL, "credit": _DECIMAL,
-        "periods": {"type": "array", "items": {"type": "object", "required": ["period", "due", "paid", "arrears"]}},
+        "period_count": {"type": "integer", "description": "periods due so far; periods lists the latest of them"},
+        "periods": {"type": "array", "maxItems": 24,
+                    "items": {"type": "object", "required": ["period", "due", "paid", "arrears"]}},
         "payments": {"type": "array", "items": {"type": "object"}},
     },
 }

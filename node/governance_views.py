@@ -103,6 +103,7 @@ def pledge_json(p: PledgeState, as_of: date) -> dict[str, Any]:
         "paid": format_decimal(standing.paid),
         "arrears": format_decimal(standing.arrears),
         "credit": format_decimal(standing.credit),
+        "period_count": standing.count,  # periods due so far; `periods` lists the latest of them (SPEC §18.5)
         "periods": [
             {"period": period.label, "due": format_decimal(period.due), "paid": format_decimal(period.paid),
              "arrears": format_decimal(period.arrears)}
@@ -143,7 +144,7 @@ def motion_lines(m: dict[str, Any]) -> list[str]:
 
 
 def pledge_lines(p: dict[str, Any]) -> list[str]:
-    """A pledge (its `pledge_json` row) as text lines: a summary, then one line per period."""
+    """A pledge (its `pledge_json` row) as text lines: a summary, then one line per listed (latest) period."""
     rate = f"{p['amount']} {p['unit']}" + (f" per {p['per']} on {p['basis']} {p['per']}" if p["per"] else "")
     lines = [f"pledge\t{p['id']}\t{p['pledger']}\t{rate} every {p['every']} from {p['start']}"
              f"{' until ' + p['until'] if p['until'] else ''}\tas of {p['as_of']}: due {p['due']}\t"

@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final, Protocol
@@ -45,6 +45,7 @@ from .cid import CID
 from .errors import InvalidData
 from .identity import public_key_from_did
 from .rules import UNIT_PATTERN, Rules, format_decimal, parse_decimal
+from .rules import exact as exact_context
 from .valueflows import Event, parse_time
 
 DISTRIBUTION_KIND: Final = "ledger.distribution"
@@ -62,7 +63,6 @@ _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS: Final = 86_400_000
 _HUNDRED: Final = Fraction(100)
-_EXACT_DIGITS: Final = 160  # Decimal precision for summing claim values: far above any sum that can occur
 
 
 # ---- amounts, units and days -------------------------------------------------------
@@ -93,7 +93,8 @@ def parse_amount(value: object, unit: str, what: str = "amount") -> Decimal:
 
 def format_amount(amount: Decimal, unit: str) -> str:
     """A line's amount with exactly the unit's minor-unit places: `"100.00"` euro, `"100"` yen."""
-    return f"{amount.quantize(Decimal(1).scaleb(-minor_units(unit))):f}"
+    with exact_context():
+        return f"{amount.quantize(Decimal(1).scaleb(-minor_units(unit))):f}"
 
 
 def parse_day(value: object, what: str) -> date:
@@ -308,8 +309,7 @@ def _lineage(c: Claimant) -> bytes:
 def _equity_weights(sharing: list[Claimant]) -> dict[str, Fraction]:
     """Per recipient, the sum of claim values (exact: Decimal sums at a precision no sum can reach)."""
     sums: dict[str, Decimal] = {}
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_DIGITS
+    with exact_context():
         for c in sharing:
             provider = c.event.provider
             sums[provider] = sums.get(provider, Decimal(0)) + c.claim
@@ -411,11 +411,12 @@ def _round(exact: Mapping[tuple[int, str], Fraction], total: Fraction, unit: str
 def _lines(cents: Mapping[tuple[int, str], int], unit: str, rules: Rules) -> tuple[Line, ...]:
     """The lines in bucket order, then by recipient; lines of zero are left out."""
     places = Decimal(1).scaleb(-minor_units(unit))
-    return tuple(
-        Line(rules.buckets[index].name, recipient, (Decimal(value) * places).quantize(places))
-        for (index, recipient), value in sorted(cents.items())
-        if value > 0
-    )
+    with exact_context():
+        return tuple(
+            Line(rules.buckets[index].name, recipient, (Decimal(value) * places).quantize(places))
+            for (index, recipient), value in sorted(cents.items())
+            if value > 0
+        )
 
 
 def _period_ms(since: date | None, until: date | None) -> tuple[int | None, int]:
@@ -507,8 +508,8 @@ def _line(item: object, index: int, unit: str, ledger: CID) -> Line:
             ) from None
     if not _FIXED.fullmatch(text):
         raise InvalidData("bad_amount", f"{where}: {text!r:.40} is not an amount like \"100.00\"")
-    amount = Decimal(text)
-    if amount <= 0 or format_amount(amount, unit) != text:
+    amount = parse_amount(text, unit, where)  # bounded digits before anything computes with it
+    if format_amount(amount, unit) != text:
         raise InvalidData("bad_amount", f"{where}: {text!r:.40} must be more than 0 with exactly "
                           f"{minor_units(unit)} decimal places")
     return Line(bucket, recipient, amount)

@@ -29,7 +29,7 @@ from typing import Any, Final
 from .cid import CID
 from .distribution import minor_units
 from .errors import InvalidData
-from .rules import UNIT_PATTERN, Rules, format_decimal, parse_decimal
+from .rules import UNIT_PATTERN, Rules, exact, format_decimal, parse_decimal
 from .valueflows import parse_time
 
 PLEDGE_KIND: Final = "vf.commitment"
@@ -37,6 +37,10 @@ PLEDGE_ACTION: Final = "transfer"
 #: Months per period.
 PERIODS: Final[Mapping[str, int]] = MappingProxyType({"month": 1, "quarter": 3, "year": 12})
 MAX_NOTE_CHARS: Final = 2000
+MIN_MONTH: Final = 1970 * 12  # 1970-01: nothing is owed from before the epoch of entries' ts
+MAX_MONTH: Final = 9999 * 12 + 11  # 9999-12: the last month YYYY-MM can write
+MAX_INDEXED_YEARS: Final = 100  # indexation compounds for at most this many years; then the due stays
+MAX_LISTED_PERIODS: Final = 24  # a standing lists its latest periods only; the rest are summed
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MONTH: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 _KEYS: Final = frozenset({
@@ -47,11 +51,14 @@ MAX_INDEXATION: Final = Decimal(100)  # percent a year: a pledge at most doubles
 
 
 def parse_month(value: object, key: str) -> int:
-    """`"2027-01"` as a month number (year × 12 + month − 1); `bad_time` otherwise."""
+    """`"2027-01"` as a month number (year × 12 + month − 1), within 1970-01 … 9999-12; `bad_time` otherwise."""
     match = _MONTH.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise InvalidData("bad_time", f"{key} must be a month written YYYY-MM, e.g. 2027-01")
-    return int(match.group(1)) * 12 + int(match.group(2)) - 1
+    month = int(match.group(1)) * 12 + int(match.group(2)) - 1
+    if not MIN_MONTH <= month <= MAX_MONTH:
+        raise InvalidData("bad_time", f"{key} must lie within {month_text(MIN_MONTH)} … {month_text(MAX_MONTH)}")
+    return month
 
 
 def month_text(month: int) -> str:
@@ -79,22 +86,49 @@ class Pledge:
     indexation: Decimal = Decimal(0)  # percent the amount rises after each full year, compounded (version 2)
 
     def due(self, month: int) -> Decimal:
-        """What the period starting in `month` owes: (amount + escalate × whole years since start) × basis,
-        exactly; with indexation, amount × (1 + indexation/100)^years × basis rounded half up to the unit's
-        minor unit."""
-        years = (month - self.start) // 12
-        basis = self.basis if self.basis is not None else 1
-        if not self.indexation:
-            return (self.amount + self.escalate * years) * basis
-        # Exact rational growth, then one rounding: every implementation gets the same cents.
-        places = minor_units(self.unit)
-        grown = Fraction(self.amount) * (1 + Fraction(self.indexation) / 100) ** years * Fraction(basis) * 10**places
-        return Decimal(math.floor(grown + Fraction(1, 2))).scaleb(-places)
+        """What the period starting in `month` owes (SPEC §18.5)."""
+        return self.year_due((month - self.start) // 12)
 
-    def periods(self, as_of: date) -> list[int]:
-        """The first months of the periods that have begun by `as_of` (a period is due on its first day)."""
+    def year_due(self, years: int) -> Decimal:
+        """What each period owes `years` whole years after start: (amount + escalate × years) × basis, exactly;
+        with indexation, amount × (1 + indexation/100)^years × basis rounded half up to the unit's minor unit,
+        compounding for at most MAX_INDEXED_YEARS years (the figure stays bounded)."""
+        basis = self.basis if self.basis is not None else 1
+        with exact():
+            if not self.indexation:
+                return (self.amount + self.escalate * years) * basis
+            # Exact rational growth, then one rounding: every implementation gets the same cents.
+            places = minor_units(self.unit)
+            growth = (1 + Fraction(self.indexation) / 100) ** min(years, MAX_INDEXED_YEARS)
+            grown = Fraction(self.amount) * growth * Fraction(basis) * 10**places
+            return Decimal(math.floor(grown + Fraction(1, 2))).scaleb(-places)
+
+    def count(self, as_of: date) -> int:
+        """How many periods have begun by `as_of` (a period is due on its first day)."""
         last = month_of(as_of) if self.until is None else min(month_of(as_of), self.until)
-        return list(range(self.start, last + 1, PERIODS[self.every]))
+        return max(0, (last - self.start) // PERIODS[self.every] + 1)
+
+    def month(self, index: int) -> int:
+        """The first month of period `index` (0, 1, …)."""
+        return self.start + index * PERIODS[self.every]
+
+    def due_before(self, index: int) -> Decimal:
+        """The dues of periods 0 … index − 1, in closed form.
+
+        Period i is due (amount + escalate × ⌊i / p⌋) × basis, p periods a year; the sum of
+        ⌊i / p⌋ over i < n is p × q(q − 1)/2 + r × q, where n = q × p + r.
+        """
+        per_year = 12 // PERIODS[self.every]
+        q, r = divmod(index, per_year)
+        with exact():
+            if not self.indexation:
+                years = per_year * q * (q - 1) // 2 + r * q
+                return (self.amount * index + self.escalate * years) * (self.basis if self.basis is not None else 1)
+            # Indexed: year by year while it compounds (at most MAX_INDEXED_YEARS), then a constant due.
+            grown = min(q, MAX_INDEXED_YEARS)
+            total = sum((self.year_due(y) for y in range(grown)), Decimal(0))
+            total += self.year_due(MAX_INDEXED_YEARS) * (q - grown)
+            return total * per_year + self.year_due(q) * r
 
 
 def parse_pledge(body: Mapping[str, Any], *, author: str, ledger: CID) -> Pledge:
@@ -219,7 +253,8 @@ class Period:
 @dataclass(frozen=True, slots=True)
 class Standing:
     as_of: date
-    periods: tuple[Period, ...]
+    count: int  # periods due by as_of
+    periods: tuple[Period, ...]  # the latest of them, at most MAX_LISTED_PERIODS
     due: Decimal
     paid: Decimal  # payments made by as_of
     arrears: Decimal
@@ -227,19 +262,26 @@ class Standing:
 
 
 def standing(pledge: Pledge, payments: Iterable[Payment], as_of: date) -> Standing:
-    """Due, paid and running arrears of each period begun by `as_of`; payments made by then fill the oldest
-    open period first."""
-    paid = sum((p.amount for p in payments if p.day <= as_of), Decimal(0))
-    left = paid
-    due_so_far = Decimal(0)
-    periods = []
-    for month in pledge.periods(as_of):
-        due = pledge.due(month)
-        covered = min(due, left)
-        left -= covered
-        due_so_far += due
-        periods.append(Period(month, due, covered, max(Decimal(0), due_so_far - paid)))
-    return Standing(as_of, tuple(periods), due_so_far, paid, max(Decimal(0), due_so_far - paid), left)
+    """Due, paid and arrears as of `as_of`, and the latest periods begun by then with what each owed, what the
+    payments covered of it (they fill the oldest open period first) and the running arrears after it.
+
+    Closed form (`Pledge.due_before`): the cost is the same for a pledge begun last month or in 1970.
+    """
+    zero = Decimal(0)
+    count = pledge.count(as_of)
+    with exact():
+        paid = sum((p.amount for p in payments if p.day <= as_of), zero)
+        periods = []
+        first = max(0, count - MAX_LISTED_PERIODS)
+        before = pledge.due_before(first)  # the listed periods are consecutive: add their dues as they come
+        for index in range(first, count):
+            month = pledge.month(index)
+            due = pledge.due(month)
+            covered = min(due, max(zero, paid - before))
+            before += due
+            periods.append(Period(month, due, covered, max(zero, before - paid)))
+        total = pledge.due_before(count)
+        return Standing(as_of, count, tuple(periods), total, paid, max(zero, total - paid), max(zero, paid - total))
 
 
 @dataclass(frozen=True, slots=True)

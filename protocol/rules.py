@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -47,14 +49,17 @@ MAX_BUCKET_NAME_CHARS: Final = 64
 MAX_CLASSIFICATION_CHARS: Final = 128
 MAX_VALIDATORS: Final = 1_000_000  # bound on K and R
 MAX_SCORE: Final = 100  # voting scores lie in 0..MAX_SCORE
-_MAX_NESTING: Final = 16  # rules nest 4 deep; anything deeper is refused before it is walked
+MAX_RULES_DEPTH: Final = 16  # rules nest 4 deep; anything deeper is refused before it is parsed or walked
+MAX_RULES_TOML_CHARS: Final = 65536  # a rules file: four times what a genesis payload can hold
 
 UNIT_PATTERN: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _CLASSIFICATION: Final = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_CLASSIFICATION_CHARS}}}")
 _DECIMAL: Final = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 _HUNDRED: Final = Decimal(100)
-_EXACT_DIGITS: Final = 4 * (MAX_INTEGER_DIGITS + MAX_DECIMAL_PLACES)  # precision no sum here can round at
+#: Precision of every exact computation (sums, products, dues): 4 × the 36 digits a quantity may have, far
+#: above any figure the bounded inputs can reach (SPEC.md §1.1). Python's default of 28 would round.
+EXACT_DIGITS: Final = 4 * (MAX_INTEGER_DIGITS + MAX_DECIMAL_PLACES)
 
 DEFAULT_VISIBILITY: Final = "members"
 DEFAULT_UNITS: Final = ("hour", "euro", "day")
@@ -124,6 +129,12 @@ def parse_decimal(value: object, what: str) -> Decimal:
     return Decimal(format_decimal(Decimal(text)))
 
 
+def exact() -> AbstractContextManager[Context]:
+    """A Decimal context of EXACT_DIGITS that traps rounding: a figure SPEC calls exact never loses a digit
+    silently (the bounds on inputs keep every figure far below this precision)."""
+    return localcontext(Context(prec=EXACT_DIGITS, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow]))
+
+
 def format_decimal(d: Decimal) -> str:
     """The canonical string of a finite decimal: no exponent, no trailing zeros after the point, no `-0`."""
     if not d.is_finite():
@@ -150,6 +161,48 @@ def _quantity(value: object, what: str, *, low: Decimal, high: Decimal | None = 
     return d
 
 
+# ---- the TOML file ------------------------------------------------------------------
+
+
+def parse_rules_toml(text: str, code: str = "bad_rules") -> dict[str, Any]:
+    """A rules (or amendment) TOML text as a table, refused with `code` when too long, nested deeper than
+    MAX_RULES_DEPTH (checked before parsing: the parser recurses once per level) or not TOML."""
+    if len(text) > MAX_RULES_TOML_CHARS:
+        raise InvalidData(code, f"the rules file has more than {MAX_RULES_TOML_CHARS} characters")
+    if _toml_depth(text) > MAX_RULES_DEPTH:
+        raise InvalidData(code, f"the rules nest arrays or inline tables more than {MAX_RULES_DEPTH} deep")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidData(code, f"not TOML: {exc}") from None
+    except RecursionError:  # unreachable after the depth check; kept so no input can crash a caller
+        raise InvalidData(code, "the rules nest too deeply") from None
+
+
+def _toml_depth(text: str) -> int:
+    """The deepest nesting of `[` and `{` outside strings and comments (table headers count as 1)."""
+    depth = deepest = i = 0
+    while i < len(text):
+        c = text[i]
+        if c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            i += len(quote)
+            while i < len(text) and not text.startswith(quote, i):
+                i += 2 if c == '"' and text[i] == "\\" else 1
+            i += len(quote)
+            continue
+        if c == "#":
+            while i < len(text) and text[i] != "\n":
+                i += 1
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
 # ---- typed reads, each naming its key ---------------------------------------------
 
 
@@ -166,7 +219,7 @@ def _where(path: str) -> str:
 
 def _refuse_floats(value: object, path: str, depth: int = 0) -> None:
     """Floats anywhere are `bad_quantity`, named by key, before any other check."""
-    if depth > _MAX_NESTING:
+    if depth > MAX_RULES_DEPTH:
         raise InvalidData("bad_rules", f"{_where(path)}: nested too deeply")
     if isinstance(value, float):
         raise InvalidData(
@@ -645,8 +698,7 @@ def _check_buckets(value: object, version: int = LATEST_VERSION) -> tuple[Bucket
             raise InvalidData(
                 "bad_rules", f"buckets[{i}].mode: a straight bucket comes before every remaining bucket"
             )
-    with localcontext() as exact:
-        exact.prec = _EXACT_DIGITS
+    with exact():
         total = sum((b.percent for b in buckets if b.mode == "straight"), Decimal(0))
     if buckets[-1].mode == "straight":
         if total != _HUNDRED:

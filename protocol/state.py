@@ -66,7 +66,7 @@ from .pledges import (
     payment_day,
 )
 from .references import NO_REFERENCES, References, split
-from .rules import Rules
+from .rules import Rules, exact
 from .valueflows import (
     ABOUT_KIND,
     ADMIT_KIND,
@@ -162,12 +162,13 @@ class LedgerState:
         """Per provider (did:key): quantities by action and unit, and claim value, of final contributions."""
         quantities: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(lambda: defaultdict(dict))
         claims: dict[str, Decimal] = defaultdict(Decimal)
-        for c in self.contributions:
-            if c.status != FINAL or not c.event.provider.startswith("did:"):
-                continue
-            by_unit = quantities[c.event.provider][c.event.action]
-            by_unit[c.event.quantity.unit] = by_unit.get(c.event.quantity.unit, Decimal(0)) + c.event.quantity.value
-            claims[c.event.provider] += c.claim
+        with exact():  # sums of up to 36-digit quantities: Python's default 28 digits would round them
+            for c in self.contributions:
+                if c.status != FINAL or not c.event.provider.startswith("did:"):
+                    continue
+                by_unit = quantities[c.event.provider][c.event.action]
+                by_unit[c.event.quantity.unit] = by_unit.get(c.event.quantity.unit, Decimal(0)) + c.event.quantity.value
+                claims[c.event.provider] += c.claim
         return {
             who: MemberTotals({a: dict(u) for a, u in quantities[who].items()}, claims[who])
             for who in sorted(set(quantities) | set(claims))

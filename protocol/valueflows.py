@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any, Final
 
 from .cid import CID
 from .errors import InvalidData
 from .identity import public_key_from_did
-from .rules import ACTIONS, MAX_CLASSIFICATION_CHARS, Rules, parse_decimal
+from .rules import ACTIONS, MAX_CLASSIFICATION_CHARS, Rules, exact, parse_decimal
 
 EVENT_KIND: Final = "vf.event"
 ENDORSE_KIND: Final = "vf.endorse"
@@ -34,7 +34,6 @@ EFFORT_ACTIONS: Final = frozenset({"work", "use"})
 MAX_NOTE_CHARS: Final = 2000
 MAX_CLASSIFICATIONS: Final = 8
 MAX_SPONSORS_NAMED: Final = 64
-_PRODUCT_DIGITS: Final = 80  # a quantity times a rate, each at most 18 + 18 digits, is exact at this precision
 # What a rate key may name after "ACTION:" (protocol/rules.py), so every priced classification can be logged.
 _CLASSIFICATION: Final = re.compile(rf"[^\s\x00-\x1f\x7f]{{1,{MAX_CLASSIFICATION_CHARS}}}")
 
@@ -275,6 +274,5 @@ def claim_value(event: Event, rules: Rules) -> Decimal:
     rate = rules.rate(event.action, event.classification, event.quantity.unit)
     if rate is None:
         return Decimal(0)
-    with localcontext() as exact:
-        exact.prec = _PRODUCT_DIGITS  # exact: both factors have at most 36 significant digits
+    with exact():
         return event.quantity.value * rate

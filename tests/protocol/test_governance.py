@@ -217,10 +217,11 @@ def test_a_pledge_schedule_with_escalation() -> None:
     assert pledge.due(parse_month("2027-12", "m")) == Decimal(30)
     assert pledge.due(parse_month("2028-01", "m")) == Decimal(45)  # (0.10 + 0.05) × 300
     assert pledge.due(parse_month("2029-01", "m")) == Decimal(60)
-    assert len(pledge.periods(date(2040, 1, 1))) == 26  # 2027-01 … 2029-02
+    assert pledge.count(date(2040, 1, 1)) == 26  # 2027-01 … 2029-02
     quarterly = pledge_of(every="quarter")
-    assert [p % 12 + 1 for p in quarterly.periods(date(2027, 12, 31))] == [1, 4, 7, 10]
-    assert pledge_of(start="2027-02").periods(date(2027, 1, 31)) == []
+    assert quarterly.count(date(2027, 12, 31)) == 4
+    assert [quarterly.month(i) % 12 + 1 for i in range(4)] == [1, 4, 7, 10]
+    assert pledge_of(start="2027-02").count(date(2027, 1, 31)) == 0
 
 
 def test_indexation_compounds_a_percent_a_year_rounded_to_the_cent() -> None:
