@@ -143,9 +143,11 @@ def _read_toml(path: str, code: str) -> dict[str, Any]:
     except OSError as exc:
         raise LocalError(code, f"cannot read {path}: {exc.strerror}") from None
     try:
-        return parse_rules_toml(data.decode("utf-8"), code)
+        return parse_rules_toml(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise LocalError(code, f"{path} is not UTF-8 text") from None
+    except TallyError as exc:  # bad_rules, or bad_amendment for --amend
+        raise LocalError(code, f"{path}: {exc.message}") from None
 
 
 async def cmd_ledger_create(args: argparse.Namespace) -> int:

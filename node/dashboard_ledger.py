@@ -497,7 +497,10 @@ async def propose(request: web.Request) -> web.Response:
     try:
         amend = None
         if amend_text:
-            amend = parse_rules_toml(amend_text, "bad_amendment")
+            try:
+                amend = parse_rules_toml(amend_text)
+            except TallyError as exc:
+                raise LocalError("bad_amendment", f"the rules change: {exc.message}") from None
         motion_id = await append(request, lambda ts: governance_ops.create_motion(
             state, v.did, title=form.get("title", ""), options=options, ts=ts,
             closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))

@@ -164,19 +164,19 @@ def _quantity(value: object, what: str, *, low: Decimal, high: Decimal | None = 
 # ---- the TOML file ------------------------------------------------------------------
 
 
-def parse_rules_toml(text: str, code: str = "bad_rules") -> dict[str, Any]:
-    """A rules (or amendment) TOML text as a table, refused with `code` when too long, nested deeper than
+def parse_rules_toml(text: str) -> dict[str, Any]:
+    """A rules (or amendment) TOML text as a table; `bad_rules` when too long, nested deeper than
     MAX_RULES_DEPTH (checked before parsing: the parser recurses once per level) or not TOML."""
     if len(text) > MAX_RULES_TOML_CHARS:
-        raise InvalidData(code, f"the rules file has more than {MAX_RULES_TOML_CHARS} characters")
+        raise InvalidData("bad_rules", f"the rules file has more than {MAX_RULES_TOML_CHARS} characters")
     if _toml_depth(text) > MAX_RULES_DEPTH:
-        raise InvalidData(code, f"the rules nest arrays or inline tables more than {MAX_RULES_DEPTH} deep")
+        raise InvalidData("bad_rules", f"the rules nest arrays or inline tables more than {MAX_RULES_DEPTH} deep")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidData(code, f"not TOML: {exc}") from None
+        raise InvalidData("bad_rules", f"not TOML: {exc}") from None
     except RecursionError:  # unreachable after the depth check; kept so no input can crash a caller
-        raise InvalidData(code, "the rules nest too deeply") from None
+        raise InvalidData("bad_rules", "the rules nest too deeply") from None
 
 
 def _toml_depth(text: str) -> int:

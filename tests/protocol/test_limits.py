@@ -108,8 +108,8 @@ def test_rules_toml_nested_deeper_than_the_limit_is_bad_rules() -> None:
             parse_rules_toml(deep)
         assert exc.value.code == "bad_rules" and "nest" in exc.value.message
     with pytest.raises(InvalidData) as exc:
-        parse_rules_toml("x = " + "[" * 17 + "]" * 17, "bad_amendment")
-    assert exc.value.code == "bad_amendment"
+        parse_rules_toml("x = " + "[" * (MAX_RULES_DEPTH + 1) + "]" * (MAX_RULES_DEPTH + 1))
+    assert exc.value.code == "bad_rules"
     assert parse_rules_toml("x = " + "[" * MAX_RULES_DEPTH + "]" * MAX_RULES_DEPTH)["x"]
     # brackets inside strings and comments do not count
     text = 'purpose = "' + "[" * 100 + '"\nnote = \'\'\'' + "{" * 100 + "\'\'\'\n# " + "[" * 100 + "\n"
