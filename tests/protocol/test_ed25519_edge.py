@@ -8,8 +8,8 @@ decide every vector the same way, and the script must still write the committed 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,14 +20,6 @@ from protocol.identity import SigningKey, verify_many, verify_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "protocol" / "vectors" / "ed25519_edge.json"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ed25519_edge", ROOT / "scripts" / "ed25519_edge.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def vectors() -> list[dict[str, Any]]:
@@ -60,10 +52,12 @@ def test_the_vectors_cover_both_sides_of_the_cofactor_question() -> None:
     assert refused <= set(cases) and not any(cases[name]["accept"] for name in refused)
 
 
-def test_the_script_writes_the_committed_vectors_and_signs_as_the_node_does() -> None:
-    script = load_script()
-    assert script.render() == VECTORS.read_text(encoding="utf-8")
+def test_the_script_writes_the_committed_vectors_and_signs_as_the_node_does(
+    script: Callable[[str], ModuleType],
+) -> None:
+    edge = script("ed25519_edge")
+    assert edge.render() == VECTORS.read_text(encoding="utf-8")
     seed = hashlib.sha256(b"tally-ed25519-edge-seed").digest()
-    public_key, signature = script.rfc8032_sign(seed, b"any message")
+    public_key, signature = edge.rfc8032_sign(seed, b"any message")
     key = SigningKey(seed)
     assert (public_key, signature) == (key.public_key, key.sign(b"any message"))
