@@ -433,7 +433,8 @@ def entry_cases() -> list[Case]:
         variant("genesis", book.genesis.header_raw, book.genesis.payload_raw, ("5", "5.1", "5.3", "6")),
         variant("event", event.header_raw, spec=("5", "5.1", "5.2", "5.3")),
         variant("erased-payload", event.header_raw, None, ("5", "5.4")),
-        variant("oversize-header", signed(ANA, {**fields, "kind": "vf.event", "x": bytes(1100)})),
+        variant("oversize-header", signed(ANA, {**fields, "kind": "vf.event", "x": bytes(1100)}),
+                spec=("5.4", "9", "1.1")),
         variant("not-canonical", event.header_raw + b"\x00"),
         variant("not-a-map", dagcbor.encode([1, 2])),
         variant("unknown-version", signed(ANA, {**fields, "v": 2})),
@@ -444,7 +445,7 @@ def entry_cases() -> list[Case]:
         variant("bad-kind", signed(ANA, {**fields, "kind": "Vf.event"})),
         variant("bool-seq", signed(ANA, {**fields, "seq": True})),
         variant("negative-size", signed(ANA, {**fields, "size": -1})),
-        variant("size-too-large", signed(ANA, {**fields, "size": 16385})),
+        variant("size-too-large", signed(ANA, {**fields, "size": 16385}), spec=("5.4", "9", "1.1")),
         variant("prev-missing", signed(ANA, {**fields, "seq": 2, "prev": None})),
         variant("genesis-with-ledger", signed(ANA, {**fields, "kind": GENESIS_KIND})),
         variant("payload-changed", event.header_raw, dagcbor.encode({"a": 1})),
@@ -523,7 +524,7 @@ def link_cases() -> list[Case]:
         case("handshake/other-transcript", "identity_payload", ["11", "9"], payload=payload.hex(),
              handshake_hash=hashlib.sha256(b"other").digest().hex()),
     ]
-    also = {"own": ["13.8"], "own-answer": ["13.8"], "err": ["13.7"], "fork": ["13.6"], "want-too-many": ["13.9"],
+    also = {"own": ["13.8"], "own-answer": ["13.8"], "err": ["13.7"], "fork": ["13.6"], "want-too-many": ["13.9", "1.1"],
             "sub": ["13.5"], "want": ["13.5"], "sent": ["13.5"], "level": ["13.5"], "front": ["13.3"]}
     cases += [case(f"sync/{name}", "sync_message", ["13", "13.2", *also.get(name, [])], cbor=dagcbor.encode(m).hex())
               for name, m in messages.items()]
