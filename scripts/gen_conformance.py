@@ -525,7 +525,8 @@ def link_cases() -> list[Case]:
              handshake_hash=hashlib.sha256(b"other").digest().hex()),
     ]
     also = {"own": ["13.8"], "own-answer": ["13.8"], "err": ["13.7"], "fork": ["13.6"],
-            "want-too-many": ["13.9", "1.1"], "sub": ["13.5"], "want": ["13.5"], "sent": ["13.5"], "level": ["13.5"], "front": ["13.3"]}
+            "want-too-many": ["13.9", "1.1"], "sub": ["13.5"], "want": ["13.5"], "sent": ["13.5"],
+            "level": ["13.5"], "front": ["13.3"]}
     cases += [case(f"sync/{name}", "sync_message", ["13", "13.2", *also.get(name, [])], cbor=dagcbor.encode(m).hex())
               for name, m in messages.items()]
     cases.append(case("sync/frontier", "frontier", ["13", "13.3"],
