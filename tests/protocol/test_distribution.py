@@ -486,3 +486,28 @@ def test_mixed_buckets_take_straight_percents_off_the_top_and_share_the_rest() -
     assert {(b, r): a for b, r, a in lines(coop.preview("300"))} == {
         ("reserve", ledger): "30.00", ("education", ledger): "15.00",
         ("members", ANA.did): "127.50", ("members", BEN.did): "85.00", ("members", CLEO.did): "42.50"}
+
+
+@given(
+    loans=st.lists(st.integers(min_value=1, max_value=50_000), min_size=1, max_size=4),  # in cents
+    amounts=st.lists(st.integers(min_value=1, max_value=40_000), min_size=1, max_size=5),  # in cents
+    claims=st.sampled_from(["debt", "once"]),
+)
+@FAST
+def test_a_debt_or_once_claim_is_never_paid_more_than_its_value(loans: list[int], amounts: list[int],
+                                                                 claims: str) -> None:
+    people = [ANA, BEN, CLEO, DANA][:len(loans)]
+    coop = Coop([ANA, BEN, CLEO, DANA], buckets=[{"name": "loans", "percent": "100", "claims": claims,
+                                                  "actions": ["transfer"]}])
+    for who, cents in zip(people, loans, strict=True):
+        loan = coop.event(who, str(Decimal(cents).scaleb(-2)), action="transfer", unit="euro")
+        coop.endorse(ANA if who != ANA else BEN, loan)
+    recorder = [ANA, BEN]
+    for i, cents in enumerate(amounts):
+        coop.record(recorder[i % 2], coop.preview(str(Decimal(cents).scaleb(-2))))
+    state = coop.state()
+    assert not state.conflicting and len(state.distributions) == len(amounts)
+    for who, cents in zip(people, loans, strict=True):
+        assert paid_to(state, who) <= Decimal(cents).scaleb(-2)  # whole-cent claims: never a cent more
+        paying = [d for d in state.distributions if any(line.recipient == who.did for line in d.payout.lines)]
+        assert claims == "debt" or len(paying) <= 1  # a once claim: one distribution pays it, at most
