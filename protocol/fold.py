@@ -24,9 +24,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final, Generic, TypeVar
 
 from . import dagcbor
 from .cid import CID
@@ -58,6 +58,49 @@ from .state import (
 from .valueflows import About, Admission, Endorsement, Event, Leave
 
 _ENTRY_PAIR: Final = dagcbor.head(4, 2)  # [id, status]
+_K = TypeVar("_K", bytes, tuple[str, int, bytes])
+_V = TypeVar("_V")
+
+
+def _encoded(raw: bytes, status: str) -> bytes:
+    return _ENTRY_PAIR + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
+
+
+def _itself(_: object, value: Contribution) -> Contribution:
+    return value
+
+
+class _Sorted(Generic[_K, _V]):
+    """Values in key order, read often and changed a few at a time: changes merge in at the next read,
+    so a read after one new entry costs a bisect and a copy of the values list, not a sort."""
+
+    def __init__(self, make: Callable[[_K, Any], _V]) -> None:
+        self._make: Callable[[_K, Any], _V] = make  # a value from its key and what was put
+        self._keys: list[_K] = []
+        self._values: list[_V] = []
+        self._changed: dict[_K, Any] = {}
+
+    def put(self, key: _K, value: Any) -> None:
+        self._changed[key] = value
+
+    def values(self) -> list[_V]:
+        make, keys, values = self._make, self._keys, self._values
+        changed = {k: make(k, v) for k, v in self._changed.items()}
+        if len(changed) > 64 and len(changed) > len(keys) // 64:  # many: one sort beats many inserts
+            merged = dict(zip(keys, values, strict=True))
+            merged.update(changed)
+            self._keys = sorted(merged)
+            self._values = [merged[k] for k in self._keys]
+        else:
+            for key, value in changed.items():
+                i = bisect_left(keys, key)
+                if i < len(keys) and keys[i] == key:
+                    values[i] = value
+                else:
+                    keys.insert(i, key)
+                    values.insert(i, value)
+        self._changed.clear()
+        return self._values
 
 
 class LedgerFold:
@@ -80,9 +123,7 @@ class LedgerFold:
         self._eff: dict[bytes, bytes] = {}  # entry -> the entry with the largest (ts, id) in its causal past
         self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
         self._status: dict[bytes, str] = {}
-        self._items: dict[bytes, bytes] = {}  # entry -> its encoded [id, status] in the digest
-        self._ids: list[bytes] = []  # every entry id, sorted when _ids_sorted
-        self._ids_sorted = True
+        self._items: _Sorted[bytes, bytes] = _Sorted(_encoded)  # entry id -> its [id, status] in the digest
         self._quarantined: list[CID] = []
         self._problems: dict[bytes, Problem] = {}
         self._members: set[str] = set(self.founders)
@@ -95,8 +136,9 @@ class LedgerFold:
         self._lineage: dict[bytes, list[bytes]] = {}  # original -> its lineage, the original first
         self._verdicts: dict[bytes, list[_Node]] = {}  # valid event -> the valid endorsements naming it
         self._contributions: dict[bytes, Contribution] = {}
-        self._by_author: list[tuple[str, int, bytes]] = []  # contributions' (author, seq) order, when sorted
-        self._by_author_sorted = True
+        self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
+        self._by_author: _Sorted[tuple[str, int, bytes], Contribution] = _Sorted(
+            _itself)  # (author, seq, id) -> contribution
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
         self._paying: list[bytes] = []  # valid events that fulfil a pledge
         self._paid_out: list[bytes] = []  # valid distributions
@@ -173,6 +215,9 @@ class LedgerFold:
         for raw in tail:
             if raw in new:
                 self._settle(self._nodes[raw])
+        for origin in self._undecided:  # once per lineage, however many verdicts it got
+            self._decide(origin)
+        self._undecided.clear()
 
     def _greedy(self, group: list[bytes]) -> list[bytes]:
         """Kahn's algorithm with a (ts, id) heap over `group`, whose outside dependencies are placed."""
@@ -245,10 +290,10 @@ class LedgerFold:
             self._lineage.setdefault(origin, []).append(raw)
             if record.fulfills is not None:
                 self._paying.append(raw)
-            self._decide(origin)
+            self._undecided.add(origin)
         elif isinstance(record, Endorsement):
             self._verdicts.setdefault(record.event.raw, []).append(node)
-            self._decide(self._origin[record.event.raw])
+            self._undecided.add(self._origin[record.event.raw])
         elif isinstance(record, Motion | Ballot | Closing | Pledge):
             self._governed.append(raw)
         if node.payout is not None:
@@ -259,27 +304,18 @@ class LedgerFold:
         events = sorted((self._nodes[r] for r in self._lineage[origin]), key=lambda n: n.entry.seq)
         verdicts = [v for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
         for c in _contributions([*events, *verdicts], self.rules, self._status):
-            if c.id.raw not in self._contributions:
-                self._by_author.append((c.author, c.seq, c.id.raw))
-                self._by_author_sorted = False
             self._contributions[c.id.raw] = c
+            self._by_author.put((c.author, c.seq, c.id.raw), c)
             self._set(c.id.raw, c.status)
 
     def _set(self, raw: bytes, status: str) -> None:
-        if raw not in self._status:
-            if self._ids and raw < self._ids[-1]:
-                self._ids_sorted = False
-            self._ids.append(raw)
         self._status[raw] = status
-        self._items[raw] = _ENTRY_PAIR + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
+        self._items.put(raw, status)
 
     # ---- reading --------------------------------------------------------------------------------
 
     def state(self) -> LedgerState:
         """The state of everything added so far: equal to compute_state of it."""
-        if not self._by_author_sorted:
-            self._by_author.sort()
-            self._by_author_sorted = True
         pos = self._pos.__getitem__
         governed = _governance(
             [self._nodes[r] for r in sorted(self._governed, key=pos)], self._book,
@@ -297,7 +333,7 @@ class LedgerFold:
             rules=self._book.rules(governed[4]),
             members=tuple(members),
             left=tuple(sorted(self._gone)),
-            contributions=tuple(self._contributions[r] for _, _, r in self._by_author),
+            contributions=tuple(self._by_author.values()),
             invalid=tuple(sorted(self._problems.values(), key=lambda p: p.id.raw)),
             waiting=tuple(sorted((n.entry.id for n in self._pending.values()), key=lambda c: c.raw)),
             quarantined=tuple(sorted(self._quarantined, key=lambda c: c.raw)),
@@ -318,12 +354,10 @@ class LedgerFold:
 
     def _digest(self, state: LedgerState) -> bytes:
         """state.py's digest, with the entries' part joined from their cached encodings."""
-        if not self._ids_sorted:
-            self._ids.sort()
-            self._ids_sorted = True
         parts = {key: dagcbor.encode(value) for key, value in digest_summary(state).items()}
         digest = hashlib.sha256(dagcbor.head(5, len(parts) + 1))
-        entries = dagcbor.head(4, len(self._ids)) + b"".join(map(self._items.__getitem__, self._ids))
+        items = self._items.values()
+        entries = dagcbor.head(4, len(items)) + b"".join(items)
         for key in sorted([*parts, "entries"], key=lambda k: (len(k.encode()), k.encode())):
             digest.update(dagcbor.text_string(key))
             digest.update(entries if key == "entries" else parts[key])

@@ -319,8 +319,70 @@ async def bench_distribution(ctx: Context) -> None:
     bench_distribute(runs=ctx.repeat)
 
 
+FOLD_STEP_GOAL_MS = 50  # issue 15: state current again after one new entry, p99
+FOLD_RATE_GOAL = 30_000  # entries/s for a full rebuild at 100k (25k at 1M)
+APPENDS = 200
+
+
+async def bench_fold(ctx: Context) -> None:
+    """protocol/fold.py against compute_state in this process: a full fold (the cheap rebuild), then
+    the last APPENDS entries arriving one at a time, each followed by the state (the node's case)."""
+    from protocol.fold import LedgerFold
+
+    stored = await read_ledger(ctx.store, ctx.ledger)
+    assert stored is not None
+    count = 1 + len(stored.entries)
+    best_full = best_fold = float("inf")
+    for _ in range(ctx.repeat):
+        gc.collect()
+        t = time.perf_counter()
+        reference = compute_state(stored.genesis, stored.entries, stored.forks)
+        best_full = min(best_full, time.perf_counter() - t)
+        del reference
+        gc.collect()
+        t = time.perf_counter()
+        fold = LedgerFold(stored.genesis, stored.forks)
+        fold.add(stored.entries)
+        folded = fold.state()
+        best_fold = min(best_fold, time.perf_counter() - t)
+        del fold, folded
+    rate = count / best_fold
+    print(f"fold    {rate:9,.0f} entries/s  full fold + state ({best_fold:.2f} s), compute_state "
+          f"{count / best_full:,.0f}/s ({best_full:.2f} s): ratio {best_full / best_fold:.2f}; "
+          f"goal >= {FOLD_RATE_GOAL:,}/s, ratio to goal {rate / FOLD_RATE_GOAL:.2f}")
+
+    # The newest APPENDS entries arrive last, one at a time, oldest first (as a live node makes them).
+    by_time = sorted(stored.entries, key=lambda e: (e.header.ts, e.seq))
+    held, newest = by_time[:-APPENDS], by_time[-APPENDS:]
+    gc.collect()
+    tracemalloc.start()
+    fold = LedgerFold(stored.genesis, stored.forks)
+    fold.add(held)
+    fold.state()
+    peak = tracemalloc.get_traced_memory()[1]
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"  memory  fold peak {mb(peak)} ({peak / count:,.0f} B/entry), kept {mb(kept)} "
+          f"({kept / count:,.0f} B/entry; goal <= 500 B/entry)")
+    steps: list[float] = []
+    for entry in newest:
+        t = time.perf_counter()
+        fold.add([entry])
+        state = fold.state()
+        steps.append(time.perf_counter() - t)
+    assert state == compute_state(stored.genesis, stored.entries, stored.forks)
+    steps.sort()
+    p50, p99 = steps[len(steps) // 2] * 1000, steps[int(len(steps) * 0.99)] * 1000
+    print(f"  append  one entry then its state: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {APPENDS} "
+          f"(a full rebuild: {best_full * 1000:,.0f} ms, {best_full * 1000 / p99:,.0f}x the p99); "
+          f"goal p99 <= {FOLD_STEP_GOAL_MS} ms, ratio {p99 / FOLD_STEP_GOAL_MS:.2f}")
+    print(f"  rss     peak RSS {mb(rss_peak_bytes())} in this process")
+
+
 BENCHES: dict[str, Callable[[Context], Awaitable[None]]] = {
     "state": bench_state,
+    "fold": bench_fold,
     "distribute": bench_distribution,
 }
 
