@@ -83,7 +83,7 @@ def vote(state: LedgerState, me: str, motion: CID, scores: Mapping[str, int], ts
         raise LocalError("motion_closed", f"motion {motion} is closed")
     body: dict[str, Any] = {"motion": motion, "scores": dict(scores), "member": membership(state, me)}
     try:
-        check_ballot(parse_ballot(body), found.motion, found.voting)
+        check_ballot(parse_ballot(body), found.motion, found.voting, ts=ts, timed=state.rules.version > 1)
     except InvalidData as exc:
         raise _local(exc) from None
     return AppendRequest(state.ledger, VOTE_KIND, acknowledge(state, body), ts)
@@ -95,7 +95,7 @@ def close_motion(state: LedgerState, me: str, motion: CID, ts: int) -> AppendReq
     if found.closed:
         raise LocalError("motion_closed", f"motion {motion} is already closed")
     try:
-        check_closer(found.motion, found.author, me, ts)
+        check_closer(found.motion, found.author, me, ts, timed=state.rules.version > 1)
     except InvalidData as exc:
         raise _local(exc) from None
     ballots = sorted((b.id for b in found.counted), key=lambda c: c.raw)

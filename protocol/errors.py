@@ -96,8 +96,10 @@ CODES: Final[dict[str, str]] = {
     "bad_motion": "a motion without a title, with fewer than 2 or more than 32 options, or with an option twice",
     "unknown_option": "a ballot scores an option its motion does not have",
     "vote_out_of_range": "a score that is not a whole number within the ledger's voting range",
-    "motion_closed": "a ballot or closing of a motion that is already closed where it was made",
-    "motion_not_closed": "the motion is still open: before its closing time only its proposer may close it",
+    "motion_closed": "a ballot or closing of a motion that is already closed where it was made, or a ballot signed "
+                     "after the motion's closing time (version 2 rules)",
+    "motion_not_closed": "the motion is still open until its closing time (under version 1 rules its proposer may "
+                         "close it earlier)",
     "not_proposer": "only the motion's proposer may close a motion without a closing time",
     "bad_amendment": "an amendment that is malformed or would make the ledger's rules invalid",
     "bad_pledge": "a pledge with a wrong action, provider or receiver, period, basis or months",

@@ -337,8 +337,11 @@ def parse_closing(body: Mapping[str, Any]) -> Closing:
     return Closing(_link(body, "motion", CLOSE_KIND), tuple(ballots), _member(body, CLOSE_KIND))
 
 
-def check_ballot(ballot: Ballot, motion: Motion, voting: Voting) -> None:
-    """A ballot fits its motion: known options, scores within the motion's range."""
+def check_ballot(ballot: Ballot, motion: Motion, voting: Voting, *, ts: int, timed: bool) -> None:
+    """A ballot fits its motion: known options, scores within the motion's range; with `timed` (version 2
+    rules, SPEC.md §18.1) it was signed before the motion's closing time."""
+    if timed and motion.closes is not None and ts >= motion.closes:
+        raise InvalidData("motion_closed", "this ballot was signed at or after the motion's closing time")
     for option, score in ballot.scores.items():
         if option not in motion.options:
             raise InvalidData("unknown_option", f"{option!r:.60} is not an option of this motion")
@@ -346,8 +349,13 @@ def check_ballot(ballot: Ballot, motion: Motion, voting: Voting) -> None:
             raise InvalidData("vote_out_of_range", f"{option}: {score} is outside {voting.min}..{voting.max}")
 
 
-def check_closer(motion: Motion, proposer: str, closer: str, ts: int) -> None:
-    """Its proposer may close a motion at any time; anyone else only from its closing time on."""
+def check_closer(motion: Motion, proposer: str, closer: str, ts: int, *, timed: bool) -> None:
+    """Its proposer may close a motion at any time; anyone else only from its closing time on. With `timed`
+    (version 2 rules, SPEC.md §18.1) a motion with a closing time stays open until then for everyone, its
+    proposer too: the members were told when the vote ends."""
+    if timed and motion.closes is not None and ts < motion.closes:
+        raise InvalidData("motion_not_closed", "the motion is open until its closing time; nobody may close it "
+                          "earlier")
     if closer == proposer:
         return
     if motion.closes is None:

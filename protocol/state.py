@@ -677,10 +677,11 @@ def _govern(node: _Node, nodes: dict[bytes, _Node], book: RulesInEffect) -> None
         if book.closes(node.closings, record.motion.raw):
             raise InvalidData("motion_closed", "this motion was closed before this entry was made")
         voting = (target.rules or rules).voting
+        timed = book.genesis.version > 1  # the closing time binds everyone, ballots too (SPEC.md §18.1)
         if isinstance(record, Ballot):
-            check_ballot(record, motion, voting)
+            check_ballot(record, motion, voting, ts=entry.header.ts, timed=timed)
             return
-        check_closer(motion, target.entry.author, entry.author, entry.header.ts)
+        check_closer(motion, target.entry.author, entry.author, entry.header.ts, timed=timed)
         latest: dict[str, tuple[int, Ballot]] = {}
         for link in record.ballots:
             ballot = nodes[link.raw]

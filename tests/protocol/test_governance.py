@@ -57,8 +57,8 @@ class Ledger:
     def motion(self, author: SigningKey, *options: str, **fields: Any) -> Entry:
         return self.append(author, "gov.motion", {"title": "Which?", "options": list(options), **fields})
 
-    def vote(self, author: SigningKey, motion: Entry, **scores: int) -> Entry:
-        return self.append(author, "gov.vote", {"motion": motion.id, "scores": scores})
+    def vote(self, author: SigningKey, motion: Entry, *, ts: int | None = None, **scores: int) -> Entry:
+        return self.append(author, "gov.vote", {"motion": motion.id, "scores": scores}, ts=ts)
 
     def close(self, author: SigningKey, motion: Entry, *ballots: Entry, ts: int | None = None, **fields: Any) -> Entry:
         links = sorted({b.id.raw: b.id for b in ballots}.values(), key=lambda c: c.raw)
@@ -311,6 +311,38 @@ def test_who_may_close_and_when() -> None:
     assert refused(fund, early) == "motion_not_closed"
     on_time = fund.close(B, timed, ts=1_798_761_600_000)
     assert fund.state().status[on_time.id.raw] == VALID
+
+
+CLOSES_MS = 1_798_761_600_000  # 2027-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(("config", "proposer_may_close_early"), [({}, False), ({"version": 1}, True)])
+def test_the_closing_time_binds_the_proposer_under_version_2(config: dict[str, Any],
+                                                               proposer_may_close_early: bool) -> None:
+    fund = Ledger([A, B], **config)
+    timed = fund.motion(A, "x", "y", closes="2027-01-01T00:00:00Z")
+    early = fund.close(A, timed, ts=CLOSES_MS - 1)
+    if proposer_may_close_early:
+        assert fund.state().status[early.id.raw] == VALID
+    else:
+        assert refused(fund, early) == "motion_not_closed"
+        on_time = fund.close(A, timed, ts=CLOSES_MS)
+        assert fund.state().status[on_time.id.raw] == VALID
+
+
+@pytest.mark.parametrize(("config", "late_counts"), [({}, False), ({"version": 1}, True)])
+def test_a_ballot_signed_after_the_closing_time_is_invalid_under_version_2(config: dict[str, Any],
+                                                                           late_counts: bool) -> None:
+    fund = Ledger([A, B, C], **config)
+    timed = fund.motion(A, "x", "y", closes="2027-01-01T00:00:00Z")
+    in_time = fund.vote(B, timed, ts=CLOSES_MS - 1, x=5)
+    late = fund.vote(C, timed, ts=CLOSES_MS, y=5)
+    if late_counts:
+        assert fund.state().status[late.id.raw] == VALID
+    else:
+        assert refused(fund, late) == "motion_closed"
+    fund.close(B, timed, in_time, *([late] if late_counts else []), ts=CLOSES_MS + 1)
+    assert motion_of(fund.state(), timed).tally.totals == ({"x": 5, "y": 5} if late_counts else {"x": 5, "y": 0})
 
 
 def test_ballots_must_fit_the_motion() -> None:
