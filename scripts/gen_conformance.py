@@ -21,7 +21,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -626,7 +626,10 @@ def fund_ledger() -> Case:
                                                                                       key=lambda c: c.raw),
                                            "member": book.id})
     book.event(BEN, "2", rules=[close.id])  # checked under the amended rate
-    tie = book.append(ANA, "gov.motion", {"title": "Where?", "options": ["hall", "park"], "closes": "2026-01-01",
+    # It closes after the three ballots (each entry is a minute after the last) and before the closings,
+    # which are not its proposer's: ballots signed after it would be invalid (version 2 rules).
+    closes = datetime.fromtimestamp((book.clock + 4 * 60_000 + 30_000) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tie = book.append(ANA, "gov.motion", {"title": "Where?", "options": ["hall", "park"], "closes": closes,
                                           "member": book.id})
     ballots = [book.append(ANA, "gov.vote", {"motion": tie.id, "scores": {"hall": 4}, "member": book.id}),
                book.append(BEN, "gov.vote", {"motion": tie.id, "scores": {"park": 4}, "member": book.id}),
