@@ -84,7 +84,7 @@ STATUS: Final[Mapping[str, int]] = {
             "bad_rules", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
             "unknown_bucket_recipient",
             "bad_reference", "bad_correction", "bad_agent", "not_party", "bad_time", "bad_time_range",
-            "bad_amount",
+            "bad_amount", "bad_name",
         ),
         400,
     ),
@@ -94,7 +94,7 @@ STATUS: Final[Mapping[str, int]] = {
     "method_not_allowed": 405,
     **dict.fromkeys(
         ("fork", "catching_up", "identity_exists", "already_running", "already_member", "duplicate_endorsement",
-         "distribution_mismatch"), 409
+         "distribution_mismatch", "confusable_name"), 409
     ),
     "oversize": 413,
     "rate_limited": 429,
@@ -450,7 +450,7 @@ async def list_ledgers(request: web.Request) -> web.Response:
         "visibility": {"type": "string", "enum": ["members", "public"]},
         "rules": {"type": "object", "description": "the rules file (README, Ledger rules) as JSON, decimals strings"},
     }},
-    errors=("bad_rules", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
+    errors=("bad_rules", "bad_name", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
             "unknown_bucket_recipient", "bad_did", "catching_up"),
     headers={"Location": "the new ledger's path"},
     links=links_to("ledger", "$response.body#/id", "get_ledger", "list_entries", "append_entry", "get_state",
@@ -648,7 +648,7 @@ async def leave_ledger(request: web.Request) -> web.Response:
     access=Access.OWNER, parameters=(LEDGER_PARAM,),
     body={"type": "object", "required": ["name"], "additionalProperties": False,
           "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 80}}},
-    errors=(*_LEDGER_WRITE_ERRORS, "bad_field"),
+    errors=(*_LEDGER_WRITE_ERRORS, "bad_field", "bad_name", "confusable_name"),
 )
 async def name_member(request: web.Request) -> web.Response:
     _require_owner(request)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 
 from protocol import CID, GENESIS_KIND, LocalError, TallyError
+from protocol.names import resembles
 from protocol.rules import Rules, parse_rules_toml
 from protocol.state import LedgerState
 
@@ -84,8 +85,8 @@ def short(did: str, me: str | None = None, names: Mapping[str, str] | None = Non
     name = (names or {}).get(did)
     if me is not None and did == me:
         return f"{name} (you)" if name else "you"
-    if name:
-        return name
+    if name:  # a name another member's reads as gets the did:key's end beside it (SPEC §16.1)
+        return name if resembles(name, did, names or {}) is None else f"{name} (…{did[-8:]})"
     return f"…{did[-8:]}" if did.startswith("did:key:") else did
 
 

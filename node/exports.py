@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -24,6 +25,10 @@ from protocol.valueflows import parse_time
 from .ledger_views import HISTORY_COLUMNS, contribution_row
 
 FORMATS: Final = ("jsonld", "csv")
+#: What a spreadsheet reads as the start of a formula (OWASP CSV injection), full-width forms included.
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # a plain decimal stays a number
+_LINE_BREAKS: Final = re.compile(r"\r\n|[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 MEDIA_TYPES: Final = {"jsonld": "application/ld+json", "csv": "text/csv"}
 ENTRY_IRI_PREFIX: Final = "urn:cid:"  # an entry (or the ledger) as an IRI: urn:cid:<CID>
 UNIT_IRI_PREFIX: Final = "urn:tally:unit:"  # a ledger unit with no OM unit
@@ -171,12 +176,16 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
 
 
 def csv_cell(value: object) -> str:
-    """A history row's value in a CSV cell: empty for null, lists space-separated."""
+    """A history row's value in a CSV cell: empty for null, lists space-separated; safe to open (SPEC §17.6):
+    text a spreadsheet would read as a formula gets a leading apostrophe (OWASP's rule), and every line
+    break inside a cell is one "\n" (the writer quotes the cell), so no note can end a row or start a formula."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
+    text = " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    text = _LINE_BREAKS.sub("\n", text)
+    if text.lstrip(" ").startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def export_text(state: LedgerState, fmt: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from protocol import GENESIS_KIND, InvalidData
+from protocol.names import normalize
 
 MAX_LEDGER_NAME_CHARS: Final = 200
 VISIBILITIES: Final = ("members", "public")  # members-only is the default
@@ -14,7 +15,7 @@ def genesis_body(name: str, visibility: str = "members") -> dict[str, Any]:
     """The body of a new ledger's genesis entry; `bad_body` for a name or visibility out of bounds."""
     if len(name) > MAX_LEDGER_NAME_CHARS:  # counted as given (as the API's schema counts), then trimmed
         raise InvalidData("bad_body", f"a ledger name has 1 to {MAX_LEDGER_NAME_CHARS} characters")
-    name = name.strip()
+    name = normalize(name)
     if not name:
         raise InvalidData("bad_body", f"a ledger name has 1 to {MAX_LEDGER_NAME_CHARS} characters")
     if visibility not in VISIBILITIES:

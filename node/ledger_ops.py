@@ -21,6 +21,7 @@ from protocol.distribution import (
     parse_day,
     parse_distribution,
 )
+from protocol.names import check_not_confusable, normalize
 from protocol.pledges import check_payment
 from protocol.rules import format_decimal, parse_decimal
 from protocol.state import FINAL, LedgerState
@@ -89,12 +90,14 @@ def leave(state: LedgerState, me: str, ts: int) -> AppendRequest:
 
 
 def about(state: LedgerState, me: str, name: str, ts: int) -> AppendRequest:
-    """A member.about: the name the other members see for `me` in this ledger (the latest one counts)."""
+    """A member.about: the name the other members see for `me` in this ledger (the latest one counts); NFC,
+    trimmed, and not one that reads as another member's (`confusable_name`)."""
     if len(name) > MAX_NAME_CHARS:  # counted as given (as the API's schema counts), then trimmed
         raise LocalError("bad_field", f"name must be text of 1 to {MAX_NAME_CHARS} characters")
-    body: dict[str, Any] = {"name": name.strip(), "member": membership(state, me)}
+    body: dict[str, Any] = {"name": normalize(name), "member": membership(state, me)}
     try:
         parse_about(body)
+        check_not_confusable(body["name"], me, state.names)
     except InvalidData as exc:
         raise LocalError(exc.code, exc.message) from None
     return AppendRequest(state.ledger, ABOUT_KIND, body, ts)

@@ -90,6 +90,10 @@ CODES: Final[dict[str, str]] = {
     "bad_correction": "a correction must name an earlier vf.event of its own author",
     "bad_agent": "a provider, receiver or agent is neither a did:key nor the ledger's id",
     "not_party": "the author is neither the provider nor the receiver, and the rules do not allow logging for others",
+    "bad_name": "a member's or ledger's name holds a control, bidi-control or line-separator character, has only "
+    "invisible characters, or is not in Unicode NFC form",
+    "confusable_name": "a name that reads as another member's name in the ledger (same Unicode TR39 skeleton): "
+    "the node refuses to write it",
     "bad_time": "a time is not an ISO 8601 date, or a date-time without a UTC offset",
     "bad_time_range": "a beginning after its end, or a point in time together with a range",
     # governance and pledges (SPEC.md §18)

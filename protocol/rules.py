@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from .errors import InvalidData
 from .identity import public_key_from_did
+from .names import check_name, normalize
 
 #: The 19 actions of ValueFlows 1.0 (vf:Action individuals in all_vf.TTL), spelled as VF spells them.
 ACTIONS: Final[frozenset[str]] = frozenset({
@@ -456,6 +457,7 @@ class Rules:
             raise InvalidData(
                 "bad_rules", f"name: a ledger name has 1 to {MAX_NAME_CHARS} characters, without spaces at either end"
             )
+        check_name(name, "name")
         if len(_text(self.purpose, "purpose")) > MAX_PURPOSE_CHARS:
             raise InvalidData("bad_rules", f"purpose: longer than {MAX_PURPOSE_CHARS} characters")
         _choice(self.visibility, "visibility", VISIBILITIES)
@@ -577,7 +579,7 @@ class Rules:
         voting = _table(top.get("voting", {}), "voting", _VOTING_KEYS)
         version = _int(top.get("version", LATEST_VERSION), "version", 1, LATEST_VERSION)
         return cls(
-            name=_text(name, "name").strip(),
+            name=normalize(_text(name, "name")),
             purpose=_text(top.get("purpose", ""), "purpose"),
             visibility="public" if public else visibility,
             founders=tuple(sorted(founders)),

@@ -17,6 +17,7 @@ from typing import Any, Final
 from .cid import CID
 from .errors import InvalidData
 from .identity import public_key_from_did
+from .names import check_name
 from .rules import ACTIONS, MAX_CLASSIFICATION_CHARS, Rules, exact, parse_decimal
 
 EVENT_KIND: Final = "vf.event"
@@ -266,7 +267,7 @@ def parse_about(body: dict[str, Any]) -> About:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or not _NAME.fullmatch(name):
         raise InvalidData("bad_field", f"name must be text of 1 to {MAX_NAME_CHARS} characters, without control "
                           "characters or spaces at either end")
-    return About(name, _member(body, ABOUT_KIND))
+    return About(check_name(name, "name"), _member(body, ABOUT_KIND))
 
 
 def claim_value(event: Event, rules: Rules) -> Decimal:

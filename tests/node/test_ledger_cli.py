@@ -296,6 +296,10 @@ def test_naming_yourself(tmp_path: Path) -> None:
     assert r.returncode == 1 and r.stderr.startswith("error: unknown_ledger: "), r.stderr
     ok(ana, "member", "admit", ledger, ben_did)
     exchange(ana, ben)
+    for bad, code in (("\u0410na Silva", "confusable_name"), ("Ana Silva", "confusable_name"),
+                      ("\u202eneB", "bad_name"), ("\u200b", "bad_name")):  # Cyrillic А; an RLO; zero-width only
+        r = run(ben, "member", "name", ledger, bad)
+        assert r.returncode == 1 and r.stderr.startswith(f"error: {code}: "), (bad, r.stderr)
     ok(ben, "member", "name", ledger, "Ben")
     exchange(ana, ben)
     assert state(ana, ledger)["names"] == {ana_did: "Ana Silva", ben_did: "Ben"}

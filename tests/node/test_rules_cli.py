@@ -149,6 +149,8 @@ BAD_FILES = [
     ("founders = [\"did:key:z6Mknope\"]\n", "bad_did", "founders[0]"),
     ("[validation]\naccept = 0\n", "bad_rules", "validation.accept"),
     ("[voting]\nmin = 5\nmax = 5\n", "bad_rules", "voting.min"),
+    ("x = " + "[" * 500 + "]" * 500 + "\n", "bad_rules", "nest"),  # parsed, it would exhaust the parser's stack
+    ("x = " + "{a = " * 500 + "1" + "}" * 500 + "\n", "bad_rules", "nest"),
 ]
 
 
