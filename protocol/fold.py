@@ -30,7 +30,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from . import dagcbor
 from .cid import CID
-from .distribution import conflicting
+from .distribution import DistributionRecord, conflicting
 from .entry import Entry
 from .errors import InvalidData
 from .governance import Ballot, Closing, Motion, RulesInEffect
@@ -58,6 +58,8 @@ from .state import (
 from .valueflows import About, Admission, Endorsement, Event, Leave
 
 _ENTRY_PAIR: Final = dagcbor.head(4, 2)  # [id, status]
+#: the records whose canonical order the state shows (or the rules in effect follow)
+_RANKED: Final = (Motion, Ballot, Closing, Pledge, About, DistributionRecord)
 _K = TypeVar("_K", bytes, tuple[str, int, bytes])
 _V = TypeVar("_V")
 
@@ -119,8 +121,9 @@ class LedgerFold:
         self._missing: dict[bytes, int] = {}  # pending entry -> how many of its dependencies are not applied
         self._waiters: dict[bytes, list[bytes]] = {}  # absent or pending entry -> the pending entries naming it
         self._order: list[bytes] = []  # applied entries in canonical order
-        self._pos: dict[bytes, int] = {}
-        self._eff: dict[bytes, bytes] = {}  # entry -> the entry with the largest (ts, id) in its causal past
+        self._pos: dict[bytes, int] = {}  # position in _order of the entries whose order shows (_RANKED)
+        #: entry -> the entry with the largest (ts, id) in its causal past, when not itself (most are)
+        self._eff: dict[bytes, bytes] = {}
         self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
         self._status: dict[bytes, str] = {}
         self._items: _Sorted[bytes, bytes] = _Sorted(_encoded)  # entry id -> its [id, status] in the digest
@@ -194,23 +197,28 @@ class LedgerFold:
     def _key(self, raw: bytes) -> tuple[int, bytes]:
         return self._nodes[raw].entry.header.ts, raw
 
+    def _eff_key(self, raw: bytes) -> tuple[int, bytes]:
+        return self._key(self._eff.get(raw, raw))
+
     def _place(self, placed: list[bytes]) -> None:
         """Put newly applicable entries in the canonical order, then apply them in it."""
-        eff, key = self._eff, self._key
+        eff, key, nodes = self._eff, self._key, self._nodes
         for raw in placed:
             best = raw
-            for dep in self._nodes[raw].deps:
-                other = eff[dep.raw]
+            for dep in nodes[raw].deps:
+                other = eff.get(dep.raw, dep.raw)
                 if key(other) > key(best):
                     best = other
-            eff[raw] = best
-        low = min(key(eff[raw]) for raw in placed)
-        start = bisect_left(self._order, low, key=lambda r: key(eff[r]))
+            if best is not raw:
+                eff[raw] = best
+        low = min(map(self._eff_key, placed))
+        start = bisect_left(self._order, low, key=self._eff_key)
         tail = self._greedy([*self._order[start:], *placed])
         del self._order[start:]
         self._order += tail
         for i, raw in enumerate(tail, start):
-            self._pos[raw] = i
+            if isinstance(nodes[raw].record, _RANKED):
+                self._pos[raw] = i
         new = set(placed)
         for raw in tail:
             if raw in new:
@@ -263,7 +271,9 @@ class LedgerFold:
             self._set(raw, VALID)
             self._count(node)
         # What later entries read of this one is in the node: the entry's bytes and payload can go.
-        node.entry = replace(entry, header_raw=b"", payload_raw=None, body=None)
+        prev = entry.header.prev  # the same id as its prev's: kept once
+        header = replace(entry.header, sig=b"", prev=None if prev is None else self._nodes[prev.raw].entry.id)
+        node.entry = replace(entry, header=header, header_raw=b"", payload_raw=None, body=None)
 
     def _count(self, node: _Node) -> None:
         """Fold a valid entry into the ledger-wide tallies."""
