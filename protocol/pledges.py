@@ -16,7 +16,6 @@ SPEC.md §18.5 specifies the payload and the schedule.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -93,15 +92,25 @@ class Pledge:
         """What each period owes `years` whole years after start: (amount + escalate × years) × basis, exactly;
         with indexation, amount × (1 + indexation/100)^years × basis rounded half up to the unit's minor unit,
         compounding for at most MAX_INDEXED_YEARS years (the figure stays bounded)."""
-        basis = self.basis if self.basis is not None else 1
+        if not self.indexation:
+            with exact():
+                return (self.amount + self.escalate * years) * (self.basis if self.basis is not None else 1)
+        return self._indexed_dues(min(years, MAX_INDEXED_YEARS), only_last=True)[0]
+
+    def _indexed_dues(self, last: int, *, only_last: bool = False) -> list[Decimal]:
+        """The indexed dues of years 0 … last (or of year `last` only). Exact rational growth, then one rounding,
+        so every implementation gets the same cents; in integers (no gcd of ever larger Fractions)."""
+        places = minor_units(self.unit)
+        growth = 1 + Fraction(self.indexation) / 100
+        base = Fraction(self.amount) * Fraction(self.basis if self.basis is not None else 1) * 10**places
+        first = last if only_last else 0
+        num, den = base.numerator * growth.numerator**first, base.denominator * growth.denominator**first
+        dues = []
         with exact():
-            if not self.indexation:
-                return (self.amount + self.escalate * years) * basis
-            # Exact rational growth, then one rounding: every implementation gets the same cents.
-            places = minor_units(self.unit)
-            growth = (1 + Fraction(self.indexation) / 100) ** min(years, MAX_INDEXED_YEARS)
-            grown = Fraction(self.amount) * growth * Fraction(basis) * 10**places
-            return Decimal(math.floor(grown + Fraction(1, 2))).scaleb(-places)
+            for _ in range(first, last + 1):
+                dues.append(Decimal((2 * num + den) // (2 * den)).scaleb(-places))  # floor(x + 1/2): half up
+                num, den = num * growth.numerator, den * growth.denominator
+        return dues
 
     def count(self, as_of: date) -> int:
         """How many periods have begun by `as_of` (a period is due on its first day)."""
@@ -125,10 +134,10 @@ class Pledge:
                 years = per_year * q * (q - 1) // 2 + r * q
                 return (self.amount * index + self.escalate * years) * (self.basis if self.basis is not None else 1)
             # Indexed: year by year while it compounds (at most MAX_INDEXED_YEARS), then a constant due.
+            dues = self._indexed_dues(min(q, MAX_INDEXED_YEARS))
             grown = min(q, MAX_INDEXED_YEARS)
-            total = sum((self.year_due(y) for y in range(grown)), Decimal(0))
-            total += self.year_due(MAX_INDEXED_YEARS) * (q - grown)
-            return total * per_year + self.year_due(q) * r
+            total = sum(dues[:grown], Decimal(0)) + dues[-1] * (q - grown)
+            return total * per_year + dues[-1] * r
 
 
 def parse_pledge(body: Mapping[str, Any], *, author: str, ledger: CID) -> Pledge:
