@@ -10,6 +10,7 @@ is refused as `bad_encoding`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 import cbor2
@@ -44,7 +45,12 @@ def _tag_hook(tag: cbor2.CBORTag, _immutable: bool) -> CID:
     value = tag.value
     if not isinstance(value, bytes) or not value.startswith(b"\0"):
         raise ValueError("a link (tag 42) must be bytes starting with the 0x00 multibase prefix")
-    return CID(value[1:])
+    return _link(value[1:])
+
+
+#: Links decoded lately, shared: a ledger's entries name the same few (each author's admission as
+#: `member`, recent contributions) over and over, and a fold keeps what they name (protocol/fold.py).
+_link: Final = lru_cache(maxsize=8192)(CID)
 
 
 def _encode_link(encoder: cbor2.CBOREncoder, value: object) -> None:
