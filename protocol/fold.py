@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, Final, Generic, TypeVar
 
@@ -105,6 +105,30 @@ class _Sorted(Generic[_K, _V]):
         return self._values
 
 
+class _Entries:
+    """The digest's encoded [id, status] items in id order, in buckets by the id's first digest byte:
+    after one new entry one bucket is joined again, and the digest hashes the buckets' bytes in order."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[bytes, _Sorted[bytes, bytes]] = {}
+        self._joined: dict[bytes, bytes] = {}
+
+    def put(self, raw: bytes, status: str) -> None:
+        prefix = raw[:5]  # the CID's prefix and first digest byte: id order is bucket order, then order within
+        bucket = self._buckets.get(prefix)
+        if bucket is None:
+            bucket = self._buckets[prefix] = _Sorted(_encoded)
+        bucket.put(raw, status)
+        self._joined.pop(prefix, None)
+
+    def chunks(self) -> Iterator[bytes]:
+        for prefix in sorted(self._buckets):
+            joined = self._joined.get(prefix)
+            if joined is None:
+                joined = self._joined[prefix] = b"".join(self._buckets[prefix].values())
+            yield joined
+
+
 class LedgerFold:
     """The state of one ledger, updated in place as entries are added (a sans-IO state machine)."""
 
@@ -126,7 +150,7 @@ class LedgerFold:
         self._eff: dict[bytes, bytes] = {}
         self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
         self._status: dict[bytes, str] = {}
-        self._items: _Sorted[bytes, bytes] = _Sorted(_encoded)  # entry id -> its [id, status] in the digest
+        self._items = _Entries()  # entry id -> its [id, status] in the digest
         self._quarantined: list[CID] = []
         self._problems: dict[bytes, Problem] = {}
         self._members: set[str] = set(self.founders)
@@ -366,9 +390,12 @@ class LedgerFold:
         """state.py's digest, with the entries' part joined from their cached encodings."""
         parts = {key: dagcbor.encode(value) for key, value in digest_summary(state).items()}
         digest = hashlib.sha256(dagcbor.head(5, len(parts) + 1))
-        items = self._items.values()
-        entries = dagcbor.head(4, len(items)) + b"".join(items)
         for key in sorted([*parts, "entries"], key=lambda k: (len(k.encode()), k.encode())):
             digest.update(dagcbor.text_string(key))
-            digest.update(entries if key == "entries" else parts[key])
+            if key != "entries":
+                digest.update(parts[key])
+                continue
+            digest.update(dagcbor.head(4, len(self._status)))
+            for chunk in self._items.chunks():
+                digest.update(chunk)
         return digest.digest()
