@@ -114,6 +114,14 @@ CODES: Final[dict[str, str]] = {
     "unit's minor unit",
     "distribution_mismatch": "a recorded distribution's lines differ from what the ledger's value equation gives "
     "over the entries it counts",
+    # keys (SPEC.md §19)
+    "bad_key_event": "a key event that is malformed or does not follow from the identity's key history (a "
+    "rotation by another key than the one committed to, a second inception, a device that is the identity's own key)",
+    "key_not_authorized": "an entry by a key that no device grant, rotation or completed recovery authorizes "
+    "for the identity it writes as",
+    "key_rotated": "an entry by a key after the last entry its identity's rotation (or recovery) let count",
+    "key_revoked": "an entry by a device after the last entry its revocation let count",
+    "self_recovery": "a member approving the recovery of their own identity",
 }
 
 

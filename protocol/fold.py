@@ -34,6 +34,7 @@ from .distribution import DistributionRecord, conflicting
 from .entry import Entry
 from .errors import InvalidData
 from .governance import Ballot, Closing, Motion, RulesInEffect
+from .keys import has_key_events
 from .pledges import Pledge
 from .rules import Rules
 from .state import (
@@ -53,6 +54,7 @@ from .state import (
     _Node,
     _prepare,
     _recorded,
+    compute_state,
     digest_summary,
 )
 from .valueflows import About, Admission, Endorsement, Event, Leave
@@ -169,6 +171,10 @@ class LedgerFold:
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
         self._paying: list[bytes] = []  # valid events that fulfil a pledge
         self._paid_out: list[bytes] = []  # valid distributions
+        # Key events (SPEC.md §19) cut keys off outside causal pasts: a ledger that holds one is folded
+        # whole by compute_state, from every entry added (kept for that).
+        self._entries: list[Entry] = []
+        self._keyed = False
         self.add([genesis])
 
     def __len__(self) -> int:
@@ -191,7 +197,9 @@ class LedgerFold:
                 self._quarantined.append(entry.id)
                 self._set(raw, QUARANTINED)
                 continue
-            self._pending[raw] = _prepare(entry, self.ledger, self.rules)
+            self._entries.append(entry)
+            self._keyed = self._keyed or has_key_events(entry)
+            self._pending[raw] = _prepare(entry, self.ledger, self.rules, entry.author)
             self._set(raw, WAITING)
             fresh.append(raw)
         ready: list[bytes] = []
@@ -350,6 +358,8 @@ class LedgerFold:
 
     def state(self) -> LedgerState:
         """The state of everything added so far: equal to compute_state of it."""
+        if self._keyed:
+            return compute_state(self.genesis, self._entries, self.forks)
         pos = self._pos.__getitem__
         governed = _governance(
             [self._nodes[r] for r in sorted(self._governed, key=pos)], self._book,

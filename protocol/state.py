@@ -55,6 +55,26 @@ from .governance import (
     passed,
     rules_heads,
 )
+from .identity import did_from_public_key
+from .keys import (
+    KEY_KINDS,
+    MAX_KEY_ROUNDS,
+    REVOKED,
+    ROTATED,
+    DeviceState,
+    IdentityKeys,
+    Incept,
+    KeyEvent,
+    Recover,
+    Revoke,
+    Rotate,
+    claimed_agents,
+    key_event_deps,
+    next_digest,
+    parse_key_event,
+    take_key_link,
+)
+from .keys import Device as DeviceGrant
 from .pledges import (
     PLEDGE_KIND,
     Payment,
@@ -157,6 +177,15 @@ class LedgerState:
     amendments: tuple[CID, ...] = field(default=(), repr=False)
     rules_heads: tuple[CID, ...] = field(default=(), repr=False)
     names: Mapping[str, str] = field(default_factory=dict, repr=False)  # did:key -> the name they gave (§16.1)
+    #: identities with key events (SPEC.md §19): their main key, devices, what a rotation names as prior
+    identities: Mapping[str, IdentityKeys] = field(default_factory=dict, repr=False)
+
+    def agent_of(self, key: str) -> str:
+        """The identity a key (did:key) writes as here: an identity's current key or device, else itself."""
+        for ident in self.identities.values():
+            if key in ident.writers():
+                return ident.identity
+        return key
 
     def totals(self) -> dict[str, MemberTotals]:
         """Per provider (did:key): quantities by action and unit, and claim value, of final contributions."""
@@ -181,7 +210,8 @@ class LedgerState:
 @dataclass(slots=True)
 class _Node:
     entry: Entry
-    record: Event | Endorsement | Admission | Leave | About | DistributionRecord | _Governed | None = None
+    record: Event | Endorsement | Admission | Leave | About | DistributionRecord | _Governed | KeyEvent | None = None
+    agent: str = ""  # the identity the entry's key writes as (SPEC.md §19); its author's did:key by default
     deps: tuple[CID, ...] = ()
     error: InvalidData | None = None
     known: frozenset[str] = _EMPTY  # members admitted in this entry's causal past (and itself)
@@ -193,6 +223,11 @@ class _Node:
     rules: Rules | None = None  # the rules in effect at this entry (genesis rules + amendments in its past)
     closings: frozenset[bytes] = _NO_CLOSINGS  # valid gov.close entries in its causal past (and itself)
     refs: References = NO_REFERENCES  # its `rules` and `cites` links (protocol/references.py)
+    key_link: CID | None = None  # what authorizes its key for `agent`, on a chain's first entry (§19)
+    key_ok: bool = True  # its key may write as `agent` here
+    main: bool = False  # its key is its identity's inception, rotated-in or recovered key (not a device)
+    incepted: bool = False  # its chain holds a valid key.incept or key.rotate at or before it
+    pos: int = 0  # its place in the canonical order: the later of two entries of one identity is the latest
 
 
 def _union(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
@@ -212,6 +247,22 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
     """
     if not genesis.is_genesis or genesis.body is None:
         raise InvalidData("bad_genesis", "the state starts from a ledger.genesis entry with its payload")
+    entries = list(entries)
+    # Rotations, revocations and recoveries cut keys off after a named entry, whatever the causal
+    # past of the later ones (SPEC.md §19.6): fold again with the cut-offs the valid ones give until
+    # they settle. A ledger without such events folds once.
+    cut: dict[bytes, tuple[int, str]] = {}
+    for _ in range(MAX_KEY_ROUNDS):
+        state, found = _fold(genesis, entries, forks, cut)
+        if found == cut:
+            break
+        cut = found
+    return state
+
+
+def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | None,
+          cut: Mapping[bytes, tuple[int, str]]) -> tuple[LedgerState, dict[bytes, tuple[int, str]]]:
+    assert genesis.body is not None
     ledger = genesis.id
     rules = Rules.from_body(genesis.body)
     founders = frozenset(rules.founders)
@@ -219,6 +270,7 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
     nodes: dict[bytes, _Node] = {}
     status: dict[bytes, str] = {}
     quarantined: list[CID] = []
+    agents = claimed_agents({e.id.raw: e for e in entries if e.ledger_id == ledger})
     for entry in entries:
         if entry.ledger_id != ledger or entry.id.raw in nodes or entry.id.raw in status:
             continue
@@ -228,21 +280,27 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
             quarantined.append(entry.id)
             status[entry.id.raw] = QUARANTINED
             continue
-        nodes[entry.id.raw] = _prepare(entry, ledger, rules)
-    nodes.setdefault(ledger.raw, _prepare(genesis, ledger, rules))
+        node = nodes[entry.id.raw] = _prepare(entry, ledger, rules, agents.get(entry.header.author, entry.author))
+        stop = cut.get(entry.header.author)
+        if stop is not None and entry.seq > stop[0] and entry.id != ledger:
+            node.error = (InvalidData("key_revoked", "this device was revoked before this entry (§19)")
+                          if stop[1] == REVOKED else
+                          InvalidData("key_rotated", "its identity rotated away from this key before this entry (§19)"))
+    nodes.setdefault(ledger.raw, _prepare(genesis, ledger, rules, genesis.author))
     book = RulesInEffect(rules)
 
     order, waiting = _order(nodes)
     for raw in waiting:
         status[raw] = WAITING
     problems: list[Problem] = []
-    for raw in order:
+    for pos, raw in enumerate(order):
         node = nodes[raw]
+        node.pos = pos
         _apply(node, nodes, ledger, rules, founders, book)
         if node.error is not None:
             status[raw] = INVALID
             e = node.entry
-            problems.append(Problem(e.id, e.author, e.kind, node.error.code, node.error.message))
+            problems.append(Problem(e.id, node.agent, e.kind, node.error.code, node.error.message))
         elif node.record is None and _ignored(node.entry):
             status[raw] = IGNORED
         else:
@@ -264,11 +322,12 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
             else:
                 sponsorships[agent].append(node.entry.id)
         elif isinstance(node.record, Leave):
-            gone.add(node.entry.author)
-    names = {}  # each author's latest valid member.about (highest seq) names them
-    for node in sorted((n for n in valid if isinstance(n.record, About)), key=lambda n: n.entry.seq):
-        assert isinstance(node.record, About)
-        names[node.entry.author] = node.record.name
+            gone.add(node.agent)
+    names = {}  # each identity's latest valid member.about (last in the canonical order) names them
+    for node in valid:
+        if isinstance(node.record, About):
+            names[node.agent] = node.record.name
+    identities, found = _keys(valid, nodes, agents)
     contributions = _contributions(valid, rules, status)
     recorded = [_recorded(n) for n in valid if n.payout is not None]
     clashing = conflicting(recorded) if rules.version > 1 else frozenset()
@@ -297,23 +356,24 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
         amendments=governed[2],
         rules_heads=governed[3],
         names=dict(sorted(names.items())),
+        identities=identities,
     )
-    return _with_digest(state)
+    return _with_digest(state), found
 
 
 def _recorded(node: _Node) -> RecordedDistribution:
     assert node.payout is not None
     e = node.entry
-    return RecordedDistribution(e.id, e.author, e.header.ts, node.payout, e.seq, node.reach or {})
+    return RecordedDistribution(e.id, node.agent, e.header.ts, node.payout, e.seq, node.reach or {})
 
 
 def _ignored(entry: Entry) -> bool:
     return not needs_membership(entry.kind) and entry.kind != GENESIS_KIND
 
 
-def _prepare(entry: Entry, ledger: CID, rules: Rules) -> _Node:
+def _prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> _Node:
     """Parse the payload and list the entry's dependencies."""
-    node = _Node(entry)
+    node = _Node(entry, agent=agent)
     deps: list[CID] = []
     if entry.header.prev is not None:
         deps.append(entry.header.prev)
@@ -327,10 +387,13 @@ def _prepare(entry: Entry, ledger: CID, rules: Rules) -> _Node:
             raise InvalidData("bad_payload", "the payload of this entry was erased")
         body, node.refs = split(body)
         deps += node.refs.rules  # amendments it was written under; `cites` are never dependencies
+        body, node.key_link = take_key_link(body)
+        if node.key_link is not None:
+            deps.append(node.key_link)
         if kind == EVENT_KIND:
             # Its links are dependencies even when the genesis rules refuse it: amended rules may accept it.
             deps += [v for k in ("member", "corrects", "fulfills") if isinstance(v := body.get(k), CID)]
-            node.record = parse_event(body, author=entry.author, ledger=ledger, rules=rules)
+            node.record = parse_event(body, author=agent, ledger=ledger, rules=rules)
         elif kind == ENDORSE_KIND:
             endorsement = parse_endorsement(body)
             node.record = endorsement
@@ -352,9 +415,13 @@ def _prepare(entry: Entry, ledger: CID, rules: Rules) -> _Node:
             node.record = distribution
             deps += [distribution.member, *distribution.counted]  # it waits for every chain it counts
         elif kind in _GOVERNANCE_KINDS:
-            governed = _parse_governed(kind, body, entry.author, ledger)
+            governed = _parse_governed(kind, body, agent, ledger)
             node.record = governed
             deps += _governance_deps(governed)
+        elif kind in KEY_KINDS:
+            key_event = parse_key_event(kind, body)
+            node.record = key_event
+            deps += key_event_deps(key_event)
         else:
             # A membership kind this version does not interpret (later issues add them):
             # it still needs its author's membership to be valid.
@@ -420,10 +487,14 @@ def _apply(
     prev = nodes[entry.header.prev.raw] if entry.header.prev is not None else None
     node.left_chain = prev is not None and prev.left_chain
     node.known, node.gone = known, gone
+    try:
+        _authorize(node, nodes, prev)
+    except InvalidData as exc:
+        node.error = node.error or exc
     _rules_in_effect(node, nodes, ledger, rules, book)
     if node.error is not None or (node.record is None and not needs_membership(entry.kind)):
         return
-    author = entry.author
+    author = node.agent
     try:
         _check_member(node, nodes, ledger, founders)
         record = node.record
@@ -436,14 +507,16 @@ def _apply(
             target = nodes[record.event.raw]
             if not isinstance(target.record, Event) or target.error is not None:
                 raise InvalidData("bad_reference", "an endorsement names a contribution (a valid vf.event)")
-            if target.entry.author == author:
+            if target.agent == author:
                 raise InvalidData("self_endorsement", "members cannot endorse their own contributions")
         elif isinstance(record, DistributionRecord):
             node.payout, node.reach = _recompute(record, nodes, ledger, node.rules or rules)
         elif isinstance(record, Event) and record.corrects is not None:
             target = nodes[record.corrects.raw]
-            if not isinstance(target.record, Event) or target.error is not None or target.entry.author != author:
+            if not isinstance(target.record, Event) or target.error is not None or target.agent != author:
                 raise InvalidData("bad_correction", "a correction names an earlier vf.event of its own author")
+        elif isinstance(record, KeyEvent):
+            _key_event(node, record, nodes, node.rules or rules)
         _govern(node, nodes, book)
     except InvalidData as exc:
         node.error = exc
@@ -451,8 +524,8 @@ def _apply(
 
 def _check_member(node: _Node, nodes: dict[bytes, _Node], ledger: CID, founders: frozenset[str]) -> None:
     entry = node.entry
-    author = entry.author
-    if node.left_chain:
+    author = node.agent
+    if node.left_chain or author in node.gone:
         raise InvalidData("not_member", f"{author} left this ledger earlier in their chain")
     record = node.record
     member = getattr(record, "member", None)
@@ -472,7 +545,7 @@ def _check_member(node: _Node, nodes: dict[bytes, _Node], ledger: CID, founders:
 
 
 def _admit(node: _Node, record: Admission, nodes: dict[bytes, _Node], rules: Rules) -> None:
-    author = node.entry.author
+    author = node.agent
     current = node.known - node.gone
     if record.agent in current:
         raise InvalidData("already_member", f"{record.agent} is already a member")
@@ -480,11 +553,158 @@ def _admit(node: _Node, record: Admission, nodes: dict[bytes, _Node], rules: Rul
     for cid in record.with_:
         other = nodes[cid.raw]
         if isinstance(other.record, Admission) and other.error is None and other.record.agent == record.agent:
-            sponsors.add(other.entry.author)
+            sponsors.add(other.agent)
     threshold = min(rules.validation.accept, len(current))
     if len(sponsors & current) >= threshold:
         node.complete = True
         node.known = node.known | {record.agent}
+
+
+# ---- keys (SPEC.md §19; the payloads are in protocol/keys.py) ----
+
+
+def _latest(node: _Node) -> int:
+    """Orders one identity's entries, latest last: by canonical position (§19.3), then seq. Within one
+    chain both agree; protocol/fold.py leaves `pos` at 0 (it folds only ledgers of one key per
+    identity), so there it is the seq."""
+    return node.pos << 53 | node.entry.seq
+
+
+def _authorize(node: _Node, nodes: dict[bytes, _Node], prev: _Node | None) -> None:
+    """May the entry's key write as its agent? Decided on a chain's first entry, inherited after."""
+    entry = node.entry
+    if prev is not None:
+        node.key_ok, node.main, node.incepted = prev.key_ok, prev.main, prev.incepted
+        if node.key_link is not None:
+            raise InvalidData("bad_key_event", "only a key's first entry in a ledger names its authorization")
+        if not prev.key_ok:
+            raise InvalidData("key_not_authorized", f"{entry.author} is not a key of {node.agent}")
+        return
+    if node.agent == entry.author:
+        node.main = True  # an identity's inception key
+        if node.key_link is not None:
+            raise InvalidData("key_not_authorized", "grant names no device grant or recovery of this key")
+        return
+    node.key_ok = False
+    if isinstance(node.record, Rotate):
+        return  # a rotation authorizes its own key once its checks pass (_key_event)
+    grant = nodes[node.key_link.raw] if node.key_link is not None else None
+    if grant is None or grant.error is not None or getattr(grant.record, "key", None) != entry.header.author:
+        raise InvalidData("key_not_authorized", "a key's first entry names the key.device or key.recover "
+                          "entry that authorizes it as key")
+    if isinstance(grant.record, DeviceGrant) and grant.agent == node.agent:
+        node.key_ok = True
+    elif isinstance(grant.record, Recover) and grant.complete and grant.record.identity == node.agent:
+        node.key_ok = node.main = True
+    else:
+        raise InvalidData("key_not_authorized", "key names no device grant or completed recovery of this key")
+
+
+def _key_event(node: _Node, record: KeyEvent, nodes: dict[bytes, _Node], rules: Rules) -> None:
+    entry, agent = node.entry, node.agent
+    if isinstance(record, Incept):
+        if not node.main or node.incepted:
+            raise InvalidData("bad_key_event", "an identity incepts once per ledger, from its own or recovered key")
+        node.incepted = True
+    elif isinstance(record, Rotate):
+        if entry.header.prev is not None:
+            raise InvalidData("bad_key_event", "a rotation is the first entry of the new key in this ledger")
+        prior, last = nodes[record.prior.raw], nodes[record.last.raw]
+        if (not isinstance(prior.record, Incept | Rotate) or prior.error is not None
+                or prior.agent != record.identity):
+            raise InvalidData("bad_key_event", "prior names a valid key.incept or key.rotate of the identity")
+        if next_digest(entry.header.author) != prior.record.next:
+            raise InvalidData("bad_key_event", "this key is not the next key the identity committed to")
+        if last.entry.header.author != prior.entry.header.author or last.entry.seq < prior.entry.seq:
+            raise InvalidData("bad_key_event", "last names an entry of the retiring key, at or after prior")
+        node.key_ok = node.main = node.incepted = True
+    elif isinstance(record, DeviceGrant):
+        if record.key == entry.header.author or did_from_public_key(record.key) == agent:
+            raise InvalidData("bad_key_event", "a device is another key than the identity's own")
+    elif isinstance(record, Revoke):
+        device = nodes[record.device.raw]
+        if not isinstance(device.record, DeviceGrant) or device.error is not None or device.agent != agent:
+            raise InvalidData("bad_key_event", "device names a valid key.device of the same identity")
+        if record.last is not None and nodes[record.last.raw].entry.header.author != device.record.key:
+            raise InvalidData("bad_key_event", "last names an entry of the revoked device, or is null")
+    elif isinstance(record, Recover):
+        if record.identity == agent:
+            raise InvalidData("self_recovery", "a member cannot approve the recovery of their own identity")
+        current = node.known - node.gone
+        if record.identity not in current:
+            raise InvalidData("not_member", f"{record.identity} is not a member here")
+        if record.last is not None and nodes[record.last.raw].agent != record.identity:
+            raise InvalidData("bad_key_event", "last names an entry of the identity to recover, or is null")
+        approvers = {agent}
+        for cid in record.with_:
+            other = nodes[cid.raw]
+            if (isinstance(other.record, Recover) and other.error is None
+                    and (other.record.identity, other.record.key) == (record.identity, record.key)):
+                approvers.add(other.agent)
+        # Never fewer approvers than the quorum: a coop too small for it cannot recover anyone.
+        node.complete = len((approvers & current) - {record.identity}) >= rules.validation.accept
+
+
+def _keys(valid: list[_Node], nodes: dict[bytes, _Node], agents: Mapping[bytes, str]
+          ) -> tuple[dict[str, IdentityKeys], dict[bytes, tuple[int, str]]]:
+    """Each identity's keys from its valid key events in canonical order, and the keys cut off
+    (public key -> (the last seq that counts, code))."""
+    idents: dict[str, IdentityKeys] = {}
+    cut: dict[bytes, tuple[int, str]] = {}
+
+    def stop(key: bytes, seq: int, code: str) -> None:
+        if key not in cut or seq < cut[key][0]:
+            cut[key] = (seq, code)
+
+    for n in valid:
+        record, agent, entry = n.record, n.agent, n.entry
+        if not isinstance(record, KeyEvent):
+            continue
+        ident = idents.get(agent) or IdentityKeys(agent, agent, None, None)
+        if isinstance(record, Incept):
+            ident = replace(ident, key=entry.author, event=entry.id, next=record.next)
+        elif isinstance(record, Rotate):
+            ident = replace(ident, key=entry.author, event=entry.id, next=record.next, recovered=None)
+            stop(nodes[record.prior.raw].entry.header.author, nodes[record.last.raw].entry.seq, ROTATED)
+        elif isinstance(record, DeviceGrant):
+            device = DeviceState(did_from_public_key(record.key), record.name, entry.id, entry.header.ts)
+            ident = replace(ident, devices=(*(d for d in ident.devices if d.key != device.key), device))
+        elif isinstance(record, Revoke):
+            grant = nodes[record.device.raw].record
+            assert isinstance(grant, DeviceGrant)
+            stop(grant.key, 0 if record.last is None else nodes[record.last.raw].entry.seq, REVOKED)
+            ident = replace(ident, devices=tuple(
+                replace(d, revoked=entry.id, revoked_at=entry.header.ts) if d.grant == record.device else d
+                for d in ident.devices))
+        elif isinstance(record, Recover):
+            if not n.complete:
+                continue
+            agent = record.identity
+            # The recovered key replaces every other key of the identity here, devices included:
+            # each counts up to its last entry this recovery knew of.
+            reach = _reach(n, nodes)
+            for key, claimed in agents.items():
+                if claimed == agent and key != record.key:
+                    stop(key, reach.get(key, 0), ROTATED)
+            ident = IdentityKeys(agent, did_from_public_key(record.key), None, None, recovered=entry.id)
+        idents[agent] = ident
+    return dict(sorted(idents.items())), cut
+
+
+def _reach(node: _Node, nodes: dict[bytes, _Node]) -> dict[bytes, int]:
+    """Per key, the highest seq of its entries in the node's causal past."""
+    seen: set[bytes] = set()
+    stack = [node.entry.id.raw]
+    reach: dict[bytes, int] = {}
+    while stack:
+        raw = stack.pop()
+        if raw in seen or raw not in nodes:
+            continue
+        seen.add(raw)
+        entry = nodes[raw].entry
+        reach[entry.header.author] = max(reach.get(entry.header.author, 0), entry.seq)
+        stack += [d.raw for d in nodes[raw].deps]
+    return reach
 
 
 def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CID,
@@ -546,7 +766,7 @@ def _contributions(valid: list[_Node], rules: Rules, status: dict[bytes, str]) -
             lineages[origin[raw]].append(n)
     corrected_by: dict[bytes, CID] = {}
     for first, fixes in lineages.items():
-        fixes.sort(key=lambda n: n.entry.seq)
+        fixes.sort(key=_latest)  # one chain's seq order, also across an identity's keys
         chain = [first] + [f.entry.id.raw for f in fixes]
         # The latest correction stands; the original and earlier corrections are superseded.
         for older, newer in pairwise(chain):
@@ -554,9 +774,9 @@ def _contributions(valid: list[_Node], rules: Rules, status: dict[bytes, str]) -
     latest: dict[tuple[str, bytes], tuple[int, bool]] = {}
     for n in valid:
         if isinstance(n.record, Endorsement):
-            key = (n.entry.author, n.record.event.raw)
-            if key not in latest or n.entry.seq > latest[key][0]:
-                latest[key] = (n.entry.seq, n.record.accept)
+            key = (n.agent, n.record.event.raw)
+            if key not in latest or _latest(n) > latest[key][0]:
+                latest[key] = (_latest(n), n.record.accept)
     accepts: dict[bytes, list[str]] = defaultdict(list)
     rejects: dict[bytes, list[str]] = defaultdict(list)
     for (who, target), (_, accept) in latest.items():
@@ -577,11 +797,11 @@ def _contributions(valid: list[_Node], rules: Rules, status: dict[bytes, str]) -
             verdict = PENDING
         status[raw] = verdict
         result.append(Contribution(
-            id=n.entry.id, author=n.entry.author, seq=n.entry.seq, ts=n.entry.header.ts, event=record,
+            id=n.entry.id, author=n.agent, seq=n.entry.seq, ts=n.entry.header.ts, event=record,
             claim=_claim(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
             corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].entry.id,
         ))
-    result.sort(key=lambda c: (c.author, c.seq))
+    result.sort(key=lambda c: (c.author, c.seq, c.id.raw))
     return tuple(result)
 
 
@@ -613,6 +833,8 @@ def digest_summary(state: LedgerState) -> dict[str, Any]:
         summary["motions"] = [
             [m.id, m.closing, m.winner, [m.tally.totals[o] for o in m.motion.options]] for m in state.motions
         ]
+    if state.identities:  # keys (§19): only when some identity has key events
+        summary["keys"] = [[i.identity, i.key, sorted(i.writers()[1:])] for i in state.identities.values()]
     if state.pledges:
         summary["pledges"] = [[p.id, [pay.id for pay in p.payments]] for p in state.pledges]
     return summary
@@ -654,7 +876,8 @@ def _rules_in_effect(node: _Node, nodes: dict[bytes, _Node], ledger: CID, genesi
     if node.rules is not genesis and entry.kind == EVENT_KIND and entry.body is not None:
         try:
             body, _ = split(entry.body)
-            node.record, node.error = parse_event(body, author=entry.author, ledger=ledger, rules=node.rules), None
+            body, _ = take_key_link(body)
+            node.record, node.error = parse_event(body, author=node.agent, ledger=ledger, rules=node.rules), None
         except InvalidData as exc:
             node.record, node.error = None, exc
 
@@ -681,14 +904,14 @@ def _govern(node: _Node, nodes: dict[bytes, _Node], book: RulesInEffect) -> None
         if isinstance(record, Ballot):
             check_ballot(record, motion, voting, ts=entry.header.ts, timed=timed)
             return
-        check_closer(motion, target.entry.author, entry.author, entry.header.ts, timed=timed)
+        check_closer(motion, target.agent, node.agent, entry.header.ts, timed=timed)
         latest: dict[str, tuple[int, Ballot]] = {}
         for link in record.ballots:
             ballot = nodes[link.raw]
             if (not isinstance(ballot.record, Ballot) or ballot.error is not None
                     or ballot.record.motion != record.motion):
                 raise InvalidData("bad_reference", "ballots names valid ballots (gov.vote) of this motion")
-            voter, seq = ballot.entry.author, ballot.entry.seq
+            voter, seq = ballot.agent, _latest(ballot)
             if voter not in latest or seq > latest[voter][0]:
                 latest[voter] = (seq, ballot.record)
         tally = count(motion.options, voting, [latest[v][1].scores for v in sorted(latest)],
@@ -713,9 +936,10 @@ def _governance(
     everything = frozenset(n.entry.id.raw for n in closings)
     applied = book.applied(everything)
     motions = motion_states(
-        [(n.entry.id, n.entry.author, n.entry.header.ts, n.record, (n.rules or book.genesis).voting)
+        [(n.entry.id, n.agent, n.entry.header.ts, n.record, (n.rules or book.genesis).voting)
          for n in valid if isinstance(n.record, Motion)],
-        [(n.entry.id, n.entry.author, n.entry.seq, n.record) for n in valid if isinstance(n.record, Ballot)],
+        # A voter's latest ballot is their last in the canonical order, from whichever of their keys (§19.4).
+        [(n.entry.id, n.agent, _latest(n), n.record) for n in valid if isinstance(n.record, Ballot)],
         [(n.entry.id, n.record) for n in closings if isinstance(n.record, Closing)],
         frozenset(applied),
         book.genesis.version > 1,
@@ -729,7 +953,7 @@ def _governance(
             day = payment_day(c.event.point, c.ts, utc=book.genesis.version > 1)
             paid[c.event.fulfills.raw].append(Payment(c.id, day, c.event.quantity.value))
     pledges = tuple(
-        PledgeState(n.entry.id, n.entry.author, n.entry.header.ts, n.record,
+        PledgeState(n.entry.id, n.agent, n.entry.header.ts, n.record,
                     tuple(sorted(paid[n.entry.id.raw], key=lambda p: (p.day, p.id.raw))))
         for n in valid if isinstance(n.record, Pledge)
     )

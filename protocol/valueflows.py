@@ -29,7 +29,7 @@ MAX_NAME_CHARS: Final = 80
 # A name people read: no control characters, no leading or trailing space.
 _NAME: Final = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?")
 #: Kinds that only members may write (their payload names the author's admission as `member`).
-MEMBER_PREFIXES: Final = ("ledger.", "vf.", "member.", "gov.")
+MEMBER_PREFIXES: Final = ("ledger.", "vf.", "member.", "gov.", "key.")
 #: Actions whose quantity is effort (time spent or used); the others move or change a resource.
 EFFORT_ACTIONS: Final = frozenset({"work", "use"})
 MAX_NOTE_CHARS: Final = 2000

@@ -7,6 +7,7 @@ Imported as a top-level module: pytest (default `prepend` import mode, no
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -16,6 +17,8 @@ from protocol import dagcbor
 from protocol.cid import CID, CODEC_DAG_CBOR, CODEC_RAW, MULTIHASH_SHA2_256, SHA2_256_BYTES
 from protocol.entry import GENESIS_KIND, MAX_HEADER_BYTES, SIGNING_PREFIX, Entry, create_entry
 from protocol.identity import SigningKey
+from protocol.rules import Rules
+from protocol.state import LedgerState, compute_state
 
 #: Hypothesis settings for cheap properties and for ones that sign (slower per example).
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -129,3 +132,31 @@ def entries(draw: st.DrawFn) -> Entry:
     prev = draw(cids.filter(lambda c: c.codec == CODEC_DAG_CBOR))
     seq = draw(st.integers(min_value=2, max_value=2**53 - 1))
     return create_entry(signer, ledger=ledger, seq=seq, prev=prev, ts=ts, kind=draw(kinds), body=body)
+
+
+class LedgerBuilder:
+    """A ledger under construction whose founders are its members; signs each key's next entry in its chain."""
+
+    def __init__(self, founders: Sequence[SigningKey], *, name: str = "Coop", **config: Any) -> None:
+        config.setdefault("units", ["hour", "euro", "day"])
+        rules = Rules.from_config({"founders": [f.did for f in founders], **config}, name=name,
+                                  creator=founders[0].did)
+        self.genesis = create_entry(founders[0], ledger=None, seq=1, prev=None, ts=1_000, kind=GENESIS_KIND,
+                                    body=rules.to_body())
+        self.id = self.genesis.id
+        self.heads: dict[bytes, Entry] = {founders[0].public_key: self.genesis}
+        self.entries: list[Entry] = [self.genesis]
+        self.clock = 1_000
+
+    def append(self, author: SigningKey, kind: str, body: dict[str, Any], *, ts: int | None = None) -> Entry:
+        head = self.heads.get(author.public_key)
+        self.clock += 1
+        entry = create_entry(author, ledger=self.id, seq=1 if head is None else head.seq + 1,
+                             prev=None if head is None else head.id, ts=self.clock if ts is None else ts, kind=kind,
+                             body={"member": self.id, **body})
+        self.heads[author.public_key] = entry
+        self.entries.append(entry)
+        return entry
+
+    def state(self, entries: Iterable[Entry] | None = None) -> LedgerState:
+        return compute_state(self.genesis, self.entries if entries is None else entries)

@@ -5,7 +5,7 @@ state as a pure function of the set of entries with motions, ballots, closings a
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from protocol_helpers import cid_of, key
+from protocol_helpers import LedgerBuilder, cid_of, key
 
-from protocol import GENESIS_KIND, Entry, InvalidData, SigningKey, create_entry
+from protocol import Entry, InvalidData, SigningKey
 from protocol.governance import LISTED_FIRST, RUNOFF, TOTAL, Amendment, count
 from protocol.pledges import Payment, parse_month, parse_pledge, payment_day, pledge_body, standing
 from protocol.rules import Rules, Voting
-from protocol.state import INVALID, VALID, WAITING, LedgerState, compute_state
+from protocol.state import INVALID, VALID, WAITING, LedgerState
 
 A, B, C, D, E = (key(i) for i in range(201, 206))
 ZERO = Voting(0, 5, "zero", Decimal("0.5"))
@@ -29,30 +29,11 @@ NO_OPINION = Voting(0, 5, "no-opinion", Decimal("0.5"))
 # ---- building ledgers ------------------------------------------------------------------------------------------
 
 
-class Ledger:
+class Ledger(LedgerBuilder):
     """A ledger under construction whose founders are its members; signs each author's next entry."""
 
     def __init__(self, founders: Sequence[SigningKey], **config: Any) -> None:
-        config.setdefault("units", ["hour", "euro", "day"])
-        rules = Rules.from_config({"founders": [f.did for f in founders], **config}, name="Fund",
-                                  creator=founders[0].did)
-        self.genesis = create_entry(founders[0], ledger=None, seq=1, prev=None, ts=1_000, kind=GENESIS_KIND,
-                                    body=rules.to_body())
-        self.id = self.genesis.id
-        self.heads: dict[bytes, Entry] = {founders[0].public_key: self.genesis}
-        self.entries: list[Entry] = [self.genesis]
-        self.clock = 1_000
-
-    def append(self, author: SigningKey, kind: str, body: dict[str, Any], *, ts: int | None = None) -> Entry:
-        head = self.heads.get(author.public_key)
-        self.clock += 1
-        entry = create_entry(
-            author, ledger=self.id, seq=1 if head is None else head.seq + 1, prev=None if head is None else head.id,
-            ts=self.clock if ts is None else ts, kind=kind, body={"member": self.id, **body},
-        )
-        self.heads[author.public_key] = entry
-        self.entries.append(entry)
-        return entry
+        super().__init__(founders, name="Fund", **config)
 
     def motion(self, author: SigningKey, *options: str, **fields: Any) -> Entry:
         return self.append(author, "gov.motion", {"title": "Which?", "options": list(options), **fields})
@@ -80,8 +61,6 @@ class Ledger:
         return self.event(author, quantity, action="transfer", unit="euro", fulfills=pledge.id,
                           hasPointInTime=day, **fields)
 
-    def state(self, entries: Iterable[Entry] | None = None) -> LedgerState:
-        return compute_state(self.genesis, self.entries if entries is None else entries)
 
 
 def problem(state: LedgerState, entry: Entry) -> str:

@@ -1,0 +1,215 @@
+"""Identities that outlive their keys (SPEC.md §19; protocol/keys.py and its part of protocol/state.py):
+pre-rotation, devices, revocation and recovery by the coop, each checked through the state of a ledger."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from protocol_helpers import LedgerBuilder, key
+
+from protocol import Entry, SigningKey, create_entry
+from protocol.keys import next_digest
+from protocol.state import FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
+
+A, B, C = key(301), key(302), key(303)
+A2, A3, THIEF, PHONE, NEW = key(311), key(312), key(313), key(314), key(315)
+
+
+class Ledger(LedgerBuilder):
+    """A ledger whose founders are its members, with the key events of §19 at hand."""
+
+    def work(self, author: SigningKey, hours: str = "2", **fields: Any) -> Entry:
+        return self.append(author, "vf.event", {"action": "work",
+                                                "effortQuantity": {"hasNumericalValue": hours, "hasUnit": "hour"},
+                                                **fields})
+
+    def incept(self, author: SigningKey, next_key: SigningKey) -> Entry:
+        return self.append(author, "key.incept", {"next": next_digest(next_key.public_key)})
+
+    def rotate(self, new: SigningKey, identity: SigningKey, prior: Entry, last: Entry, next_key: SigningKey) -> Entry:
+        return self.append(new, "key.rotate", {"identity": identity.did, "prior": prior.id, "last": last.id,
+                                               "next": next_digest(next_key.public_key)})
+
+
+def code(state: LedgerState, entry: Entry) -> str:
+    assert state.status[entry.id.raw] == INVALID, state.status[entry.id.raw]
+    return next(p.code for p in state.invalid if p.id == entry.id)
+
+
+def refused(coop: Ledger, entry: Entry) -> str:
+    """The code the whole ledger gives `entry` (appended before the state is computed)."""
+    return code(coop.state(), entry)
+
+
+def test_a_rotation_keeps_the_identity_and_cuts_the_old_key_off_after_its_last_entry() -> None:
+    coop = Ledger([A, B])
+    before = coop.work(A)
+    incept = coop.incept(A, A2)
+    rotation = coop.rotate(A2, A, incept, incept, A3)
+    after = coop.work(A2, "3")
+    late = coop.work(A, "5")  # the old key, after the last entry the rotation let count
+    state = coop.state()
+    assert state.status[rotation.id.raw] == VALID
+    assert code(state, late) == "key_rotated"
+    mine = {c.id: c for c in state.contributions}
+    assert mine[before.id].author == mine[after.id].author == A.did  # the identity, not the key
+    assert mine[after.id].event.provider == A.did
+    ident = state.identities[A.did]
+    assert (ident.key, ident.event, ident.next) == (A2.did, rotation.id, next_digest(A3.public_key))
+    assert state.agent_of(A2.did) == A.did and state.agent_of(A.did) == A.did
+    # B endorses the rotated key's contribution: it counts for A.
+    coop.append(B, "vf.endorse", {"event": after.id, "verdict": "accept"})
+    assert coop.state().contribution(after.id).status == FINAL  # type: ignore[union-attr]
+
+
+def test_a_thief_with_only_the_current_key_cannot_rotate() -> None:
+    coop = Ledger([A, B])
+    incept = coop.incept(A, A2)
+    # The thief holds A's key, not the committed next one: their rotation is refused.
+    stolen = coop.rotate(THIEF, A, incept, incept, THIEF)
+    state = coop.state()
+    assert code(state, stolen) == "bad_key_event"
+    assert state.identities[A.did].key == A.did
+    assert refused(coop, coop.work(THIEF)) == "key_not_authorized"
+    # Nor incept again to commit to a key of their own.
+    assert refused(coop, coop.incept(A, THIEF)) == "bad_key_event"
+    # The owner rotates with the key kept offline and voids what the thief wrote after `last`.
+    forged = coop.work(A, "40")
+    coop.rotate(A2, A, incept, incept, A3)
+    state = coop.state()
+    assert code(state, forged) == "key_rotated"
+    assert state.identities[A.did].key == A2.did
+
+
+def test_rotations_chain_and_each_commits_to_the_next() -> None:
+    coop = Ledger([A, B])
+    incept = coop.incept(A, A2)
+    first = coop.rotate(A2, A, incept, incept, A3)
+    second = coop.rotate(A3, A, first, first, A)  # any key may be committed next, even an old one's seed
+    state = coop.state()
+    assert state.status[second.id.raw] == VALID and state.identities[A.did].key == A3.did
+    assert refused(coop, coop.work(A2)) == "key_rotated"
+    # A second rotation from the same prior needs the same next key: seq 1 again is a fork of that key.
+    replay = create_entry(A3, ledger=coop.id, seq=2, prev=second.id, ts=5_000, kind="key.rotate",
+                          body={"member": coop.id, "identity": A.did, "prior": first.id, "last": first.id,
+                                "next": next_digest(A.public_key)})
+    assert code(compute_state(coop.genesis, [*coop.entries, replay]), replay) == "bad_key_event"
+
+
+def test_the_state_of_key_events_does_not_depend_on_arrival_order() -> None:
+    coop = Ledger([A, B])
+    coop.work(A)
+    incept = coop.incept(A, A2)
+    coop.work(A, "4")
+    rotation = coop.rotate(A2, A, incept, incept, A3)
+    coop.work(A2)
+    coop.work(A)
+    grant = coop.append(A2, "key.device", {"key": PHONE.public_key, "name": "phone"})
+    coop.append(PHONE, "vf.event", {"action": "work", "grant": grant.id,
+                                     "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    expected = coop.state()
+    rng = random.Random(7)
+    for _ in range(5):
+        shuffled = coop.entries[:]
+        rng.shuffle(shuffled)
+        assert coop.state(shuffled).digest == expected.digest
+    # Without the rotation, the rotated-in key's entries wait for it and the old key's count.
+    without = coop.state([e for e in coop.entries if e.id != rotation.id])
+    assert without.digest != expected.digest
+    assert sum(1 for s in without.status.values() if s == WAITING) >= 3
+
+
+def test_a_device_writes_as_its_member_and_one_ballot_counts() -> None:
+    coop = Ledger([A, B])
+    grant = coop.append(A, "key.device", {"key": PHONE.public_key, "name": "phone"})
+    # The device's first entry names its grant in `key`; later ones follow in its chain.
+    phone_work = coop.append(PHONE, "vf.event", {"action": "work", "grant": grant.id,
+                                                   "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    assert refused(coop, coop.append(A, "vf.endorse", {"event": phone_work.id, "verdict": "accept"})) \
+        == "self_endorsement"
+    motion = coop.append(B, "gov.motion", {"title": "Paint?", "options": ["yes", "no"]})
+    laptop_ballot = coop.append(A, "gov.vote", {"motion": motion.id, "scores": {"yes": 5}})
+    phone_ballot = coop.append(PHONE, "gov.vote", {"motion": motion.id, "scores": {"no": 5}})
+    close = coop.append(B, "gov.close", {"motion": motion.id,
+                                         "ballots": sorted([laptop_ballot.id, phone_ballot.id], key=lambda c: c.raw)})
+    state = coop.state()
+    assert state.status[phone_work.id.raw] == "pending"
+    assert state.contribution(phone_work.id).author == A.did  # type: ignore[union-attr]
+    assert state.status[close.id.raw] == VALID
+    tally = next(m for m in state.motions if m.id == motion.id).tally
+    assert tally.totals == {"yes": 0, "no": 5}  # one ballot for A: the later one (the phone's)
+    assert [d.key for d in state.identities[A.did].devices] == [PHONE.did]
+    assert state.agent_of(PHONE.did) == A.did
+
+
+def test_an_unauthorized_device_and_a_stolen_grant_are_refused() -> None:
+    coop = Ledger([A, B])
+    alone = coop.work(PHONE)  # no grant: a stranger
+    assert refused(coop, alone) == "not_member"
+    coop2 = Ledger([A, B])
+    grant = coop2.append(A, "key.device", {"key": PHONE.public_key, "name": "phone"})
+    other = coop2.append(THIEF, "vf.event", {"action": "work", "grant": grant.id,
+                                               "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    assert refused(coop2, other) == "key_not_authorized"
+    assert refused(coop2, coop2.append(A, "key.device", {"key": A.public_key})) == "bad_key_event"
+
+
+def test_a_revoked_device_counts_up_to_its_last_entry() -> None:
+    coop = Ledger([A, B])
+    grant = coop.append(A, "key.device", {"key": PHONE.public_key, "name": "phone"})
+    kept = coop.append(PHONE, "vf.event", {"action": "work", "grant": grant.id,
+                                            "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    lost = coop.work(PHONE, "9")
+    revoke = coop.append(A, "key.revoke", {"device": grant.id, "last": kept.id})
+    state = coop.state()
+    assert state.status[revoke.id.raw] == VALID
+    assert state.status[kept.id.raw] == "pending" and code(state, lost) == "key_revoked"
+    assert refused(coop, coop.work(PHONE)) == "key_revoked"
+    device = state.identities[A.did].devices[0]
+    assert device.revoked == revoke.id and state.identities[A.did].writers() == (A.did,)
+    # Only the identity's keys revoke its devices.
+    assert refused(coop, coop.append(B, "key.revoke", {"device": grant.id, "last": None})) == "bad_key_event"
+
+
+def test_recovery_needs_the_quorum_of_other_members() -> None:
+    coop = Ledger([A, B, C], validation={"accept": 2, "reject": 2})
+    old = coop.work(A)
+    first = coop.append(B, "key.recover", {"identity": A.did, "key": NEW.public_key})
+    early = coop.append(NEW, "vf.event", {"action": "work", "grant": first.id,
+                                           "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    assert refused(coop, early) == "key_not_authorized"  # one approval of two
+    assert refused(coop, coop.append(A, "key.recover", {"identity": A.did, "key": NEW.public_key})) \
+        == "self_recovery"
+    # C names the latest entry of A it holds: what A wrote up to there still counts after the recovery.
+    second = coop.append(C, "key.recover", {"identity": A.did, "key": NEW.public_key, "with": [first.id],
+                                            "last": old.id})
+    recovered = create_entry(key(316), ledger=coop.id, seq=1, prev=None, ts=9_000, kind="vf.event",
+                             body={"member": coop.id, "action": "work", "grant": second.id,
+                                   "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    # Another key naming the completed approval is not the key it approved.
+    assert code(compute_state(coop.genesis, [*coop.entries, recovered]), recovered) == "key_not_authorized"
+    # The key the quorum approved writes as A, from its first entry naming the completing approval.
+    back = create_entry(NEW, ledger=coop.id, seq=1, prev=None, ts=9_000, kind="vf.event",
+                        body={"member": coop.id, "action": "work", "grant": second.id,
+                              "effortQuantity": {"hasNumericalValue": "3", "hasUnit": "hour"}})
+    entries = [e for e in coop.entries if e.id != early.id] + [back]
+    state = compute_state(coop.genesis, entries)
+    assert state.status[second.id.raw] == VALID
+    assert state.contribution(back.id).author == A.did  # type: ignore[union-attr]
+    assert state.status[old.id.raw] == "pending"  # what A wrote before the recovery still counts
+    ident = state.identities[A.did]
+    assert ident.key == NEW.did and ident.recovered == second.id
+    # The lost key's entries the recovery did not know of no longer count.
+    stale = create_entry(A, ledger=coop.id, seq=old.seq + 2, prev=coop.heads[A.public_key].id, ts=9_500,
+                         kind="vf.event", body={"member": coop.id, "action": "work",
+                                                "effortQuantity": {"hasNumericalValue": "7", "hasUnit": "hour"}})
+    assert code(compute_state(coop.genesis, [*entries, stale]), stale) == "key_rotated"
+
+
+def test_ledgers_without_key_events_keep_their_digest_shape() -> None:
+    coop = Ledger([A, B])
+    coop.work(A)
+    state = coop.state()
+    assert state.identities == {}
+    assert state.agent_of(A.did) == A.did
