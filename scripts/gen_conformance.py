@@ -50,6 +50,7 @@ from protocol.fork import ForkProof  # noqa: E402
 from protocol.governance import count  # noqa: E402
 from protocol.handshake import IdentityPayload  # noqa: E402
 from protocol.identity import SigningKey, did_from_public_key, public_key_from_did, verify_signature  # noqa: E402
+from protocol.keys import next_digest  # noqa: E402
 from protocol.pledges import parse_pledge, standing  # noqa: E402
 from protocol.rules import Rules, Voting, format_decimal  # noqa: E402
 from protocol.state import FINAL, LedgerState, compute_state  # noqa: E402
@@ -243,6 +244,9 @@ def _ledger(case: Case, _: Mapping[str, Case]) -> dict[str, Any]:
         out["pledges"] = [{"id": str(p.id), "payments": [str(pay.id) for pay in p.payments]} for p in state.pledges]
     if state.amendments:
         out["rules"] = to_json_value(state.rules.to_body())
+    if state.identities:
+        out["keys"] = {i.identity: {"key": i.key, "devices": [[d.key, d.revoked is None] for d in i.devices]}
+                       for i in state.identities.values()}
     return out
 
 
@@ -646,9 +650,38 @@ def fund_ledger() -> Case:
                 entries=book.raw())
 
 
+def keys_ledger() -> Case:
+    """Pre-rotation, a thief's rotation, a device and its revocation, a recovery by two members (§19)."""
+    ana2, ana3, phone, cleo2 = key(41), key(42), key(43), key(44)
+    book = Book([ANA, BEN, CLEO], validation={"accept": 2, "reject": 2})
+    book.event(ANA, "2")
+    incept = book.append(ANA, "key.incept", {"next": next_digest(ana2.public_key), "member": book.id})
+    last = book.event(ANA, "3")
+    book.append(key(46), "key.rotate", {"identity": ANA.did, "prior": incept.id, "last": last.id,
+                                        "next": next_digest(BEN.public_key), "member": book.id})  # not the next key
+    book.append(ana2, "key.rotate", {"identity": ANA.did, "prior": incept.id, "last": last.id,
+                                     "next": next_digest(ana3.public_key), "member": book.id})
+    book.event(ANA, "40")  # the old key after `last`: key_rotated
+    grant = book.append(ana2, "key.device", {"key": phone.public_key, "name": "phone", "member": book.id})
+    kept = book.event(phone, "1", grant=grant.id)
+    book.event(phone, "5")
+    book.append(ana2, "key.revoke", {"device": grant.id, "last": kept.id, "member": book.id})
+    book.event(CLEO, "2")
+    book.append(CLEO, "key.recover", {"identity": CLEO.did, "key": cleo2.public_key, "member": book.id})  # self
+    first = book.append(ana2, "key.recover", {"identity": CLEO.did, "key": cleo2.public_key, "member": book.id})
+    book.event(key(45), "1", grant=first.id)  # not the approved key: key_not_authorized
+    cleo_last = book.event(CLEO, "3")
+    second = book.append(BEN, "key.recover", {"identity": CLEO.did, "key": cleo2.public_key, "with": [first.id],
+                                              "last": cleo_last.id, "member": book.id})
+    book.event(CLEO, "9")  # the lost key, after what the recovery knew of: key_rotated
+    book.event(cleo2, "2", grant=second.id)
+    return case("ledger/keys", "ledger", ["19", "19.1", "19.2", "19.3", "19.4", "19.5", "19.6", "19.7", "16.7", "9"],
+                entries=book.raw())
+
+
 def ledger_cases() -> list[Case]:
     coop, _ = coop_ledger()
-    return [coop, loans_ledger(2), loans_ledger(1), fund_ledger()]
+    return [coop, loans_ledger(2), loans_ledger(1), fund_ledger(), keys_ledger()]
 
 
 def distribution_cases() -> list[Case]:
@@ -727,6 +760,7 @@ NODE_ONLY: dict[str, str] = {
     "15.2": "configured peers are a node's configuration (tests/node/test_config.py)",
     "17.6": "exports are files a running node writes (tests/node/test_export.py)",
     "18.8": "the CLI and API of a running node (tests/node/test_governance_api.py)",
+    "19.8": "which peers may see a ledger is a node's decision during a conversation (tests/node/test_keys_cli.py)",
 }
 
 
