@@ -599,10 +599,11 @@ def motion_states(
             mine_counted = [b for b in mine if b[0].raw in listed]
         else:
             mine_counted = mine
-        latest: dict[str, tuple[int, CID, Ballot]] = {}  # voter -> their ballot of highest seq
+        # voter -> their latest ballot: the last in canonical order, from whichever of their keys (SPEC.md
+        # §19.3); within one chain that is the highest seq
+        latest: dict[str, tuple[int, CID, Ballot]] = {}
         for cid, voter, seq, ballot in mine_counted:
-            if voter not in latest or seq > latest[voter][0]:
-                latest[voter] = (seq, cid, ballot)
+            latest[voter] = (seq, cid, ballot)
         result.append(MotionState(
             id=motion_id, author=author, ts=ts, motion=motion, voting=voting,
             ballots=tuple(sorted((b[0] for b in mine), key=lambda c: c.raw)),
