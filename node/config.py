@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
+from node.listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
 from protocol import LocalError
-
-from .listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
 
 CONFIG_FILE: Final = "tally.toml"
 PEER_SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})

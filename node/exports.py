@@ -17,12 +17,11 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Final
 
+from node.ledger_views import HISTORY_COLUMNS, contribution_row
 from protocol.distribution import Payout, format_amount
 from protocol.rules import format_decimal
 from protocol.state import LedgerState
 from protocol.valueflows import parse_time
-
-from .ledger_views import HISTORY_COLUMNS, contribution_row
 
 FORMATS: Final = ("jsonld", "csv")
 #: What a spreadsheet reads as the start of a formula (OWASP CSV injection), full-width forms included.

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
+from node.governance_views import governance_json
+from node.views import fork_row
 from protocol import ForkProof, InvalidData, LocalError
 from protocol.rules import ACTIONS, format_decimal
 from protocol.state import FINAL, PENDING, REJECTED, Contribution, LedgerState
 from protocol.valueflows import instant, parse_time
-
-from .governance_views import governance_json
-from .views import fork_row
 
 HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED)
 

@@ -39,7 +39,7 @@ def _one_line(text: str) -> str:
 
 
 class LineFormatter(logging.Formatter):
-    """`2024-05-01T12:00:00.123Z info node.api request method=GET path=/api/v1/identity status=200`."""
+    """`2024-05-01T12:00:00.123Z info node.app request method=GET path=/api/v1/identity status=200`."""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

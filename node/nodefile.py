@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from node.http.client import answers_as
+
 NODE_FILE: Final = "node.json"
 FILE_MODE: Final = 0o600
 LIVENESS_TIMEOUT_S: Final = 2.0
@@ -94,6 +96,4 @@ async def running_node(home: Path, did: str, timeout_s: float = LIVENESS_TIMEOUT
         return None
     # Imported here: aiohttp's client costs ~0.1 s to import, which commands
     # that find no node (and every read) do not pay.
-    from .client import answers_as
-
     return info if await answers_as(info.address, did, timeout_s) else None

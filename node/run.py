@@ -19,17 +19,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from node.app import build_app
+from node.config import DEFAULT_MAX_MDNS_PEERS, DEFAULT_SHUTDOWN_TIMEOUT_S
+from node.home import Home
+from node.http.context import ApiConfig, package_version
+from node.listen import DEFAULT_HOST, DEFAULT_PORT, local_address
+from node.nodefile import NodeFile, remove_node_file, running_node, write_node_file
+from node.runtime import release_free_memory
+from node.store.store import Store, wall_clock_ms
+from node.sync.discovery import Discovery
+from node.sync.replication import Replicator
 from protocol import LocalError
-
-from .api import ApiConfig, build_app, package_version
-from .config import DEFAULT_MAX_MDNS_PEERS, DEFAULT_SHUTDOWN_TIMEOUT_S
-from .discovery import Discovery
-from .home import Home
-from .listen import DEFAULT_HOST, DEFAULT_PORT, local_address
-from .nodefile import NodeFile, remove_node_file, running_node, write_node_file
-from .replication import Replicator
-from .runtime import release_free_memory
-from .store import Store, wall_clock_ms
 
 log = logging.getLogger(__name__)
 

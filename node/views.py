@@ -9,9 +9,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from node.store.store import LedgerInfo
 from protocol import Entry, ForkProof, to_json_value
-
-from .store import LedgerInfo
 
 
 def _b64(data: bytes) -> str:

@@ -21,7 +21,7 @@ CODEC_RAW: Final = 0x55
 MULTIHASH_SHA2_256: Final = 0x12
 SHA2_256_BYTES: Final = 32
 KNOWN_CODECS: Final = frozenset({CODEC_DAG_CBOR, CODEC_RAW})
-_DAG_CBOR_PREFIX: Final = bytes([CID_VERSION, CODEC_DAG_CBOR, MULTIHASH_SHA2_256, SHA2_256_BYTES])
+DAG_CBOR_PREFIX: Final = bytes([CID_VERSION, CODEC_DAG_CBOR, MULTIHASH_SHA2_256, SHA2_256_BYTES])
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class CID:
 
     def __post_init__(self) -> None:
         # Fast path for the one form Tally writes; the general path checks varints.
-        if len(self.raw) == 36 and self.raw[:4] == _DAG_CBOR_PREFIX:
+        if len(self.raw) == 36 and self.raw[:4] == DAG_CBOR_PREFIX:
             return
         try:
             version, off = decode_varint(self.raw, 0)
@@ -53,7 +53,7 @@ class CID:
     @classmethod
     def for_block(cls, block: bytes) -> CID:
         """The CID of a DAG-CBOR block."""
-        return cls(_DAG_CBOR_PREFIX + hashlib.sha256(block).digest())
+        return cls(DAG_CBOR_PREFIX + hashlib.sha256(block).digest())
 
     @classmethod
     def parse(cls, text: str) -> CID:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import dagcbor
-from .cid import _DAG_CBOR_PREFIX as _DAG_CBOR_CID_PREFIX
-from .cid import CID, CODEC_DAG_CBOR
+from .cid import CID, CODEC_DAG_CBOR, DAG_CBOR_PREFIX
 from .errors import InvalidData
 from .identity import (
     PUBLIC_KEY_BYTES,
@@ -196,7 +195,7 @@ def decode_header(header_raw: bytes) -> Header:
     return header
 
 
-_LINK_PREFIX: Final = b"\xd8\x2a\x58\x25\x00" + _DAG_CBOR_CID_PREFIX  # a tag-42 link to a DAG-CBOR block
+_LINK_PREFIX: Final = b"\xd8\x2a\x58\x25\x00" + DAG_CBOR_PREFIX  # a tag-42 link to a DAG-CBOR block
 _SIG_ITEM: Final = _K_SIG + _SIG_PREFIX
 _AUTHOR_ITEM: Final = _K_AUTHOR + _AUTHOR_PREFIX
 

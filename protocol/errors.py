@@ -138,7 +138,7 @@ class TallyError(Exception):
         self.message = message
 
     def __reduce__(self) -> tuple[type[TallyError], tuple[str, str]]:
-        # Pickled as (code, message): a state computed in a child process may raise one (node/state_worker.py).
+        # Pickled as (code, message): a state computed in a child process may raise one (node/store/worker.py).
         return type(self), (self.code, self.message)
 
 
@@ -152,3 +152,9 @@ class InvalidData(TallyError):
 
 class LocalError(TallyError):
     """The local user asked for something this node cannot do."""
+
+    @classmethod
+    def of(cls, exc: TallyError) -> LocalError:
+        """`exc`'s refusal (its code, already registered) as the local user's: a local write checked with the
+        same rules a peer's entry meets is the writer's mistake, not a peer's."""
+        return cls(exc.code, exc.message)

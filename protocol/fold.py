@@ -46,16 +46,16 @@ from .state import (
     WAITING,
     Contribution,
     LedgerState,
+    Prepared,
     Problem,
-    _apply,
-    _contributions,
-    _governance,
-    _ignored,
-    _Node,
-    _prepare,
-    _recorded,
+    apply_node,
     compute_state,
+    contributions_of,
     digest_summary,
+    governance_of,
+    is_ignored,
+    prepare,
+    recorded_distribution,
 )
 from .valueflows import About, Admission, Endorsement, Event, Leave
 
@@ -142,8 +142,8 @@ class LedgerFold:
         self.rules = Rules.from_body(genesis.body)
         self.founders = frozenset(self.rules.founders)
         self.forks: Mapping[bytes, int] = dict(forks or {})
-        self._nodes: dict[bytes, _Node] = {}  # applied, in no particular order
-        self._pending: dict[bytes, _Node] = {}  # waiting for a dependency
+        self._nodes: dict[bytes, Prepared] = {}  # applied, in no particular order
+        self._pending: dict[bytes, Prepared] = {}  # waiting for a dependency
         self._missing: dict[bytes, int] = {}  # pending entry -> how many of its dependencies are not applied
         self._waiters: dict[bytes, list[bytes]] = {}  # absent or pending entry -> the pending entries naming it
         self._order: list[bytes] = []  # applied entries in canonical order
@@ -163,7 +163,7 @@ class LedgerFold:
         self._heads: dict[bytes, tuple[int, CID]] = {}  # author key -> (seq, id) of their latest applied
         self._origin: dict[bytes, bytes] = {}  # valid event -> the original of its lineage of corrections
         self._lineage: dict[bytes, list[bytes]] = {}  # original -> its lineage, the original first
-        self._verdicts: dict[bytes, list[_Node]] = {}  # valid event -> the valid endorsements naming it
+        self._verdicts: dict[bytes, list[Prepared]] = {}  # valid event -> the valid endorsements naming it
         self._contributions: dict[bytes, Contribution] = {}
         self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
         self._by_author: _Sorted[tuple[str, int, bytes], Contribution] = _Sorted(
@@ -199,7 +199,7 @@ class LedgerFold:
                 continue
             self._entries.append(entry)
             self._keyed = self._keyed or has_key_events(entry)
-            self._pending[raw] = _prepare(entry, self.ledger, self.rules, entry.author)
+            self._pending[raw] = prepare(entry, self.ledger, self.rules, entry.author)
             self._set(raw, WAITING)
             fresh.append(raw)
         ready: list[bytes] = []
@@ -287,8 +287,8 @@ class LedgerFold:
 
     # ---- applying one entry ------------------------------------------------------------------------
 
-    def _settle(self, node: _Node) -> None:
-        _apply(node, self._nodes, self.ledger, self.rules, self.founders, self._book)
+    def _settle(self, node: Prepared) -> None:
+        apply_node(node, self._nodes, self.ledger, self.rules, self.founders, self._book)
         entry = node.entry
         raw = entry.id.raw
         head = self._heads.get(entry.header.author)
@@ -297,7 +297,7 @@ class LedgerFold:
         if node.error is not None:
             self._set(raw, INVALID)
             self._problems[raw] = Problem(entry.id, entry.author, entry.kind, node.error.code, node.error.message)
-        elif node.record is None and _ignored(entry):
+        elif node.record is None and is_ignored(entry):
             self._set(raw, IGNORED)
         else:
             self._set(raw, VALID)
@@ -307,7 +307,7 @@ class LedgerFold:
         header = replace(entry.header, sig=b"", prev=None if prev is None else self._nodes[prev.raw].entry.id)
         node.entry = replace(entry, header=header, header_raw=b"", payload_raw=None, body=None)
 
-    def _count(self, node: _Node) -> None:
+    def _count(self, node: Prepared) -> None:
         """Fold a valid entry into the ledger-wide tallies."""
         record, entry = node.record, node.entry
         raw = entry.id.raw
@@ -345,7 +345,7 @@ class LedgerFold:
         """Decide again the contributions of one lineage (an original and its corrections)."""
         events = sorted((self._nodes[r] for r in self._lineage[origin]), key=lambda n: n.entry.seq)
         verdicts = [v for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
-        for c in _contributions([*events, *verdicts], self.rules, self._status):
+        for c in contributions_of([*events, *verdicts], self.rules, self._status):
             self._contributions[c.id.raw] = c
             self._by_author.put((c.author, c.seq, c.id.raw), c)
             self._set(c.id.raw, c.status)
@@ -361,12 +361,12 @@ class LedgerFold:
         if self._keyed:
             return compute_state(self.genesis, self._entries, self.forks)
         pos = self._pos.__getitem__
-        governed = _governance(
+        governed = governance_of(
             [self._nodes[r] for r in sorted(self._governed, key=pos)], self._book,
             tuple(self._contributions[r] for r in self._paying),
         )
         members = sorted(self._members - self._gone)
-        recorded = [_recorded(self._nodes[r]) for r in sorted(self._paid_out, key=pos)]
+        recorded = [recorded_distribution(self._nodes[r]) for r in sorted(self._paid_out, key=pos)]
         clashing = conflicting(recorded) if self.rules.version > 1 else frozenset()
         for d in recorded:  # whether a distribution conflicts can change as others arrive (§17.5)
             status = CONFLICTING if d.id.raw in clashing else VALID

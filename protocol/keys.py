@@ -28,8 +28,8 @@ from .cid import CID
 from .entry import Entry
 from .errors import InvalidData
 from .identity import did_from_public_key, public_key_from_did
-from .valueflows import _keys as _only
-from .valueflows import _member
+from .valueflows import check_keys as _only
+from .valueflows import member_link
 
 INCEPT_KIND: Final = "key.incept"
 ROTATE_KIND: Final = "key.rotate"
@@ -122,21 +122,21 @@ def parse_key_event(kind: str, body: dict[str, Any]) -> KeyEvent:
     """The record of a key-event payload, or InvalidData with the code a member sees."""
     if kind == INCEPT_KIND:
         _only(body, frozenset({"next", "member"}), kind)
-        return Incept(_bytes32(body, "next", kind), _member(body, kind))
+        return Incept(_bytes32(body, "next", kind), member_link(body, kind))
     if kind == ROTATE_KIND:
         _only(body, frozenset({"identity", "prior", "last", "next", "member"}), kind)
         return Rotate(_identity(body, kind), _link(body, "prior", kind), _link(body, "last", kind),
-                      _bytes32(body, "next", kind), _member(body, kind))
+                      _bytes32(body, "next", kind), member_link(body, kind))
     if kind == DEVICE_KIND:
         _only(body, frozenset({"key", "name", "member"}), kind)
         name = body.get("name", "")
         if not isinstance(name, str) or len(name) > MAX_DEVICE_NAME_CHARS or not name.isprintable():
             raise InvalidData("bad_field", f"name must be printable text of at most {MAX_DEVICE_NAME_CHARS} "
                               "characters")
-        return Device(_bytes32(body, "key", kind), name, _member(body, kind))
+        return Device(_bytes32(body, "key", kind), name, member_link(body, kind))
     if kind == REVOKE_KIND:
         _only(body, frozenset({"device", "last", "member"}), kind)
-        return Revoke(_link(body, "device", kind), _maybe_link(body, "last", kind), _member(body, kind))
+        return Revoke(_link(body, "device", kind), _maybe_link(body, "last", kind), member_link(body, kind))
     if kind == RECOVER_KIND:
         _only(body, frozenset({"identity", "key", "with", "last", "member"}), kind)
         named = body.get("with", [])
@@ -146,7 +146,7 @@ def parse_key_event(kind: str, body: dict[str, Any]) -> KeyEvent:
         raws = [c.raw for c in named]
         if raws != sorted(set(raws)):
             raise InvalidData("bad_reference", "with: sorted by their binary CID, no duplicates")
-        return Recover(_identity(body, kind), _bytes32(body, "key", kind), tuple(named), _member(body, kind),
+        return Recover(_identity(body, kind), _bytes32(body, "key", kind), tuple(named), member_link(body, kind),
                        _maybe_link(body, "last", kind))
     raise ValueError(f"not a key event kind: {kind}")
 

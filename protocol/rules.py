@@ -44,7 +44,7 @@ LEDGER_RECIPIENT: Final = "ledger"  # a bucket paid to the coop itself (the ledg
 
 MAX_DECIMAL_PLACES: Final = 18  # digits after the point
 MAX_INTEGER_DIGITS: Final = 18  # digits before it, leading zeros aside
-MAX_NAME_CHARS: Final = 200  # a ledger's name (node/forms.py has the same bound)
+MAX_NAME_CHARS: Final = 200  # a ledger's name (protocol/writes.py has the same bound)
 MAX_PURPOSE_CHARS: Final = 2000
 MAX_BUCKET_NAME_CHARS: Final = 64
 MAX_CLASSIFICATION_CHARS: Final = 128

@@ -208,7 +208,7 @@ class LedgerState:
 
 
 @dataclass(slots=True)
-class _Node:
+class Prepared:
     entry: Entry
     record: Event | Endorsement | Admission | Leave | About | DistributionRecord | _Governed | KeyEvent | None = None
     agent: str = ""  # the identity the entry's key writes as (SPEC.md §19); its author's did:key by default
@@ -267,7 +267,7 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
     rules = Rules.from_body(genesis.body)
     founders = frozenset(rules.founders)
     forks = forks or {}
-    nodes: dict[bytes, _Node] = {}
+    nodes: dict[bytes, Prepared] = {}
     status: dict[bytes, str] = {}
     quarantined: list[CID] = []
     agents = claimed_agents({e.id.raw: e for e in entries if e.ledger_id == ledger})
@@ -280,13 +280,13 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
             quarantined.append(entry.id)
             status[entry.id.raw] = QUARANTINED
             continue
-        node = nodes[entry.id.raw] = _prepare(entry, ledger, rules, agents.get(entry.header.author, entry.author))
+        node = nodes[entry.id.raw] = prepare(entry, ledger, rules, agents.get(entry.header.author, entry.author))
         stop = cut.get(entry.header.author)
         if stop is not None and entry.seq > stop[0] and entry.id != ledger:
             node.error = (InvalidData("key_revoked", "this device was revoked before this entry (§19)")
                           if stop[1] == REVOKED else
                           InvalidData("key_rotated", "its identity rotated away from this key before this entry (§19)"))
-    nodes.setdefault(ledger.raw, _prepare(genesis, ledger, rules, genesis.author))
+    nodes.setdefault(ledger.raw, prepare(genesis, ledger, rules, genesis.author))
     book = RulesInEffect(rules)
 
     order, waiting = _order(nodes)
@@ -296,12 +296,12 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
     for pos, raw in enumerate(order):
         node = nodes[raw]
         node.pos = pos
-        _apply(node, nodes, ledger, rules, founders, book)
+        apply_node(node, nodes, ledger, rules, founders, book)
         if node.error is not None:
             status[raw] = INVALID
             e = node.entry
             problems.append(Problem(e.id, node.agent, e.kind, node.error.code, node.error.message))
-        elif node.record is None and _ignored(node.entry):
+        elif node.record is None and is_ignored(node.entry):
             status[raw] = IGNORED
         else:
             status[raw] = VALID
@@ -328,12 +328,12 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
         if isinstance(node.record, About):
             names[node.agent] = node.record.name
     identities, found = _keys(valid, nodes, agents)
-    contributions = _contributions(valid, rules, status)
-    recorded = [_recorded(n) for n in valid if n.payout is not None]
+    contributions = contributions_of(valid, rules, status)
+    recorded = [recorded_distribution(n) for n in valid if n.payout is not None]
     clashing = conflicting(recorded) if rules.version > 1 else frozenset()
     for raw in clashing:
         status[raw] = CONFLICTING
-    governed = _governance(valid, book, contributions)
+    governed = governance_of(valid, book, contributions)
     problems.sort(key=lambda p: p.id.raw)
     state = LedgerState(
         ledger=ledger,
@@ -361,19 +361,19 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
     return _with_digest(state), found
 
 
-def _recorded(node: _Node) -> RecordedDistribution:
+def recorded_distribution(node: Prepared) -> RecordedDistribution:
     assert node.payout is not None
     e = node.entry
     return RecordedDistribution(e.id, node.agent, e.header.ts, node.payout, e.seq, node.reach or {})
 
 
-def _ignored(entry: Entry) -> bool:
+def is_ignored(entry: Entry) -> bool:
     return not needs_membership(entry.kind) and entry.kind != GENESIS_KIND
 
 
-def _prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> _Node:
+def prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> Prepared:
     """Parse the payload and list the entry's dependencies."""
-    node = _Node(entry, agent=agent)
+    node = Prepared(entry, agent=agent)
     deps: list[CID] = []
     if entry.header.prev is not None:
         deps.append(entry.header.prev)
@@ -435,7 +435,7 @@ def _prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> _Node:
     return node
 
 
-def _order(nodes: dict[bytes, _Node]) -> tuple[list[bytes], list[bytes]]:
+def _order(nodes: dict[bytes, Prepared]) -> tuple[list[bytes], list[bytes]]:
     """Kahn's algorithm with a (ts, id) heap; entries with missing dependencies wait."""
     waiting: set[bytes] = set()
     dependents: dict[bytes, list[bytes]] = defaultdict(list)
@@ -474,8 +474,9 @@ def _order(nodes: dict[bytes, _Node]) -> tuple[list[bytes], list[bytes]]:
     return order, sorted(waiting)
 
 
-def _apply(
-    node: _Node, nodes: dict[bytes, _Node], ledger: CID, rules: Rules, founders: frozenset[str], book: RulesInEffect
+def apply_node(
+    node: Prepared, nodes: dict[bytes, Prepared], ledger: CID, rules: Rules, founders: frozenset[str],
+    book: RulesInEffect,
 ) -> None:
     entry = node.entry
     known: frozenset[str] = founders if entry.id == ledger else _EMPTY
@@ -522,7 +523,7 @@ def _apply(
         node.error = exc
 
 
-def _check_member(node: _Node, nodes: dict[bytes, _Node], ledger: CID, founders: frozenset[str]) -> None:
+def _check_member(node: Prepared, nodes: dict[bytes, Prepared], ledger: CID, founders: frozenset[str]) -> None:
     entry = node.entry
     author = node.agent
     if node.left_chain or author in node.gone:
@@ -544,7 +545,7 @@ def _check_member(node: _Node, nodes: dict[bytes, _Node], ledger: CID, founders:
         raise InvalidData("not_member", "the named admission had not enough sponsors where it was made")
 
 
-def _admit(node: _Node, record: Admission, nodes: dict[bytes, _Node], rules: Rules) -> None:
+def _admit(node: Prepared, record: Admission, nodes: dict[bytes, Prepared], rules: Rules) -> None:
     author = node.agent
     current = node.known - node.gone
     if record.agent in current:
@@ -563,14 +564,14 @@ def _admit(node: _Node, record: Admission, nodes: dict[bytes, _Node], rules: Rul
 # ---- keys (SPEC.md §19; the payloads are in protocol/keys.py) ----
 
 
-def _latest(node: _Node) -> int:
+def _latest(node: Prepared) -> int:
     """Orders one identity's entries, latest last: by canonical position (§19.3), then seq. Within one
     chain both agree; protocol/fold.py leaves `pos` at 0 (it folds only ledgers of one key per
     identity), so there it is the seq."""
     return node.pos << 53 | node.entry.seq
 
 
-def _authorize(node: _Node, nodes: dict[bytes, _Node], prev: _Node | None) -> None:
+def _authorize(node: Prepared, nodes: dict[bytes, Prepared], prev: Prepared | None) -> None:
     """May the entry's key write as its agent? Decided on a chain's first entry, inherited after."""
     entry = node.entry
     if prev is not None:
@@ -600,7 +601,7 @@ def _authorize(node: _Node, nodes: dict[bytes, _Node], prev: _Node | None) -> No
         raise InvalidData("key_not_authorized", "key names no device grant or completed recovery of this key")
 
 
-def _key_event(node: _Node, record: KeyEvent, nodes: dict[bytes, _Node], rules: Rules) -> None:
+def _key_event(node: Prepared, record: KeyEvent, nodes: dict[bytes, Prepared], rules: Rules) -> None:
     entry, agent = node.entry, node.agent
     if isinstance(record, Incept):
         if not node.main or node.incepted:
@@ -645,7 +646,7 @@ def _key_event(node: _Node, record: KeyEvent, nodes: dict[bytes, _Node], rules: 
         node.complete = len((approvers & current) - {record.identity}) >= rules.validation.accept
 
 
-def _keys(valid: list[_Node], nodes: dict[bytes, _Node], agents: Mapping[bytes, str]
+def _keys(valid: list[Prepared], nodes: dict[bytes, Prepared], agents: Mapping[bytes, str]
           ) -> tuple[dict[str, IdentityKeys], dict[bytes, tuple[int, str]]]:
     """Each identity's keys from its valid key events in canonical order, and the keys cut off
     (public key -> (the last seq that counts, code))."""
@@ -691,7 +692,7 @@ def _keys(valid: list[_Node], nodes: dict[bytes, _Node], agents: Mapping[bytes, 
     return dict(sorted(idents.items())), cut
 
 
-def _reach(node: _Node, nodes: dict[bytes, _Node]) -> dict[bytes, int]:
+def _reach(node: Prepared, nodes: dict[bytes, Prepared]) -> dict[bytes, int]:
     """Per key, the highest seq of its entries in the node's causal past."""
     seen: set[bytes] = set()
     stack = [node.entry.id.raw]
@@ -707,7 +708,7 @@ def _reach(node: _Node, nodes: dict[bytes, _Node]) -> dict[bytes, int]:
     return reach
 
 
-def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CID,
+def _recompute(record: DistributionRecord, nodes: dict[bytes, Prepared], ledger: CID,
                rules: Rules) -> tuple[Payout, dict[str, int]]:
     """A distribution's payout from exactly what it counts: each named chain up to its named head.
 
@@ -715,12 +716,12 @@ def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CI
     chains only, and the earlier distributions that reduce debt and once claims are
     the valid ones among them; so entries that arrive later cannot change it.
     """
-    counted: list[_Node] = []
+    counted: list[Prepared] = []
     authors: set[bytes] = set()
     reach: dict[str, int] = {}
     for head in record.counted:
-        chain: list[_Node] = []
-        node: _Node | None = nodes[head.raw]
+        chain: list[Prepared] = []
+        node: Prepared | None = nodes[head.raw]
         assert node is not None
         if node.entry.header.author in authors:
             raise InvalidData("bad_reference", "counted names two heads of one chain")
@@ -732,8 +733,8 @@ def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CI
             prev = node.entry.header.prev
             node = None if prev is None else nodes[prev.raw]
         counted += reversed(chain)  # each chain in seq order: a correction comes after what it corrects
-    final = [c for c in _contributions(counted, rules, {}) if c.status == FINAL]
-    seen = [_recorded(n) for n in counted if n.payout is not None]
+    final = [c for c in contributions_of(counted, rules, {}) if c.status == FINAL]
+    seen = [recorded_distribution(n) for n in counted if n.payout is not None]
     clashing = conflicting(seen) if rules.version > 1 else frozenset()  # as the state it counts saw them
     earlier = [d.payout for d in seen if d.id.raw not in clashing]
     payout = distribute(rules, ledger, record.amount, record.unit, final, earlier, record.since, record.until)
@@ -741,7 +742,7 @@ def _recompute(record: DistributionRecord, nodes: dict[bytes, _Node], ledger: CI
     return payout, reach
 
 
-def _heads(nodes: dict[bytes, _Node], order: list[bytes]) -> tuple[CID, ...]:
+def _heads(nodes: dict[bytes, Prepared], order: list[bytes]) -> tuple[CID, ...]:
     latest: dict[bytes, Entry] = {}
     for raw in order:
         entry = nodes[raw].entry
@@ -751,13 +752,13 @@ def _heads(nodes: dict[bytes, _Node], order: list[bytes]) -> tuple[CID, ...]:
     return tuple(sorted((e.id for e in latest.values()), key=lambda c: c.raw))
 
 
-def _contributions(valid: list[_Node], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
+def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
     events = {n.entry.id.raw: n for n in valid if isinstance(n.record, Event)}
     # A correction belongs to the lineage of the original it corrects, directly or through other
     # corrections: all in one author's chain, so seq orders them. `valid` is in a topological order,
     # so an event's target (a valid event) comes before it.
     origin: dict[bytes, bytes] = {}
-    lineages: dict[bytes, list[_Node]] = defaultdict(list)
+    lineages: dict[bytes, list[Prepared]] = defaultdict(list)
     for raw, n in events.items():
         assert isinstance(n.record, Event)
         corrects = n.record.corrects
@@ -863,7 +864,7 @@ def _governance_deps(record: _Governed) -> list[CID]:
     return [record.member]
 
 
-def _rules_in_effect(node: _Node, nodes: dict[bytes, _Node], ledger: CID, genesis: Rules,
+def _rules_in_effect(node: Prepared, nodes: dict[bytes, Prepared], ledger: CID, genesis: Rules,
                      book: RulesInEffect) -> None:
     """The closings in the entry's causal past and the rules they give it; an event is read again
     under amended rules (a unit they added, log_for_others)."""
@@ -882,7 +883,7 @@ def _rules_in_effect(node: _Node, nodes: dict[bytes, _Node], ledger: CID, genesi
             node.record, node.error = None, exc
 
 
-def _govern(node: _Node, nodes: dict[bytes, _Node], book: RulesInEffect) -> None:
+def _govern(node: Prepared, nodes: dict[bytes, Prepared], book: RulesInEffect) -> None:
     """Checks of motions, ballots, closings, pledges and payments against what they name."""
     for link in node.refs.rules:
         if not isinstance(nodes[link.raw].record, Closing) or nodes[link.raw].error is not None:
@@ -928,8 +929,8 @@ def _govern(node: _Node, nodes: dict[bytes, _Node], book: RulesInEffect) -> None
                       unit=record.quantity.unit)
 
 
-def _governance(
-    valid: list[_Node], book: RulesInEffect, contributions: tuple[Contribution, ...]
+def governance_of(
+    valid: list[Prepared], book: RulesInEffect, contributions: tuple[Contribution, ...]
 ) -> tuple[tuple[MotionState, ...], tuple[PledgeState, ...], tuple[CID, ...], tuple[CID, ...], frozenset[bytes]]:
     """Motions, pledges, the applied amendments, the rules heads, and every valid closing."""
     closings = [n for n in valid if isinstance(n.record, Closing)]

@@ -1,5 +1,5 @@
 """The sync protocol: messages peers exchange over a link, and the pure parts of
-deciding what to send. No I/O: node/replication.py drives it.
+deciding what to send. No I/O: node/sync/replication.py drives it.
 
 Every message is one DAG-CBOR map with a text key `t` naming its type, sent as
 the plaintext of one encrypted frame (SPEC §11). SPEC §13 specifies the protocol.

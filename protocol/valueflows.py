@@ -107,7 +107,7 @@ class About:
     member: CID
 
 
-def _keys(body: dict[str, Any], allowed: frozenset[str], kind: str) -> None:
+def check_keys(body: dict[str, Any], allowed: frozenset[str], kind: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidData("unknown_field", f"{kind} has unknown field(s): {', '.join(unknown)}")
@@ -177,7 +177,7 @@ def _quantity(value: object, key: str, rules: Rules) -> Quantity:
 
 
 def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules) -> Event:
-    _keys(body, _EVENT_KEYS, EVENT_KIND)
+    check_keys(body, _EVENT_KEYS, EVENT_KIND)
     action = body.get("action")
     if not isinstance(action, str) or action not in ACTIONS:
         raise InvalidData("unknown_action", f"action {action!r:.40} is not a ValueFlows action")
@@ -222,12 +222,12 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
         end=end,
         note=_text(body, "note", MAX_NOTE_CHARS),
         corrects=_link(body, "corrects", EVENT_KIND, required=False),
-        member=_member(body, EVENT_KIND),
+        member=member_link(body, EVENT_KIND),
         fulfills=_link(body, "fulfills", EVENT_KIND, required=False),
     )
 
 
-def _member(body: dict[str, Any], kind: str) -> CID:
+def member_link(body: dict[str, Any], kind: str) -> CID:
     value = body.get("member")
     if not isinstance(value, CID):
         raise InvalidData("not_member", f"{kind} must name the author's admission (or the genesis) as member")
@@ -235,39 +235,39 @@ def _member(body: dict[str, Any], kind: str) -> CID:
 
 
 def parse_endorsement(body: dict[str, Any]) -> Endorsement:
-    _keys(body, frozenset({"event", "verdict", "note", "member"}), ENDORSE_KIND)
+    check_keys(body, frozenset({"event", "verdict", "note", "member"}), ENDORSE_KIND)
     verdict = body.get("verdict")
     if verdict not in ("accept", "reject"):
         raise InvalidData("bad_field", "verdict must be accept or reject")
     event = _link(body, "event", ENDORSE_KIND)
     assert event is not None
-    return Endorsement(event, verdict == "accept", _text(body, "note", MAX_NOTE_CHARS), _member(body, ENDORSE_KIND))
+    return Endorsement(event, verdict == "accept", _text(body, "note", MAX_NOTE_CHARS), member_link(body, ENDORSE_KIND))
 
 
 def parse_admission(body: dict[str, Any], ledger: CID) -> Admission:
-    _keys(body, frozenset({"agent", "with", "member"}), ADMIT_KIND)
+    check_keys(body, frozenset({"agent", "with", "member"}), ADMIT_KIND)
     agent = _agent(body.get("agent"), "agent", ledger)
     if agent == str(ledger):
         raise InvalidData("bad_agent", "agent must be a did:key")
     named = body.get("with", [])
     if not isinstance(named, list) or len(named) > MAX_SPONSORS_NAMED or not all(isinstance(c, CID) for c in named):
         raise InvalidData("bad_reference", f"with must list at most {MAX_SPONSORS_NAMED} links to sponsorships")
-    return Admission(agent, tuple(sorted(set(named), key=lambda c: c.raw)), _member(body, ADMIT_KIND))
+    return Admission(agent, tuple(sorted(set(named), key=lambda c: c.raw)), member_link(body, ADMIT_KIND))
 
 
 def parse_leave(body: dict[str, Any]) -> Leave:
-    _keys(body, frozenset({"member", "note"}), LEAVE_KIND)
+    check_keys(body, frozenset({"member", "note"}), LEAVE_KIND)
     _text(body, "note", MAX_NOTE_CHARS)
-    return Leave(_member(body, LEAVE_KIND))
+    return Leave(member_link(body, LEAVE_KIND))
 
 
 def parse_about(body: dict[str, Any]) -> About:
-    _keys(body, frozenset({"name", "member"}), ABOUT_KIND)
+    check_keys(body, frozenset({"name", "member"}), ABOUT_KIND)
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or not _NAME.fullmatch(name):
         raise InvalidData("bad_field", f"name must be text of 1 to {MAX_NAME_CHARS} characters, without control "
                           "characters or spaces at either end")
-    return About(check_name(name, "name"), _member(body, ABOUT_KIND))
+    return About(check_name(name, "name"), member_link(body, ABOUT_KIND))
 
 
 def claim_value(event: Event, rules: Rules) -> Decimal:

@@ -22,10 +22,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 
-from node.ingest import RawEntry, Verifier, ingest_batches
 from node.runtime import tune_gc
-from node.store import GROUP_MAX, AppendRequest, Store
+from node.store.store import GROUP_MAX, Store
+from node.sync.ingest import RawEntry, Verifier, ingest_batches
 from protocol import GENESIS_KIND, SigningKey
+from protocol.writes import AppendRequest
 
 BODY = {"action": "work", "quantity": "2.5", "unit": "hour", "note": "fixed the brakes on three bikes"}
 

@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from node.store import Store
+from node.store.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_SH = REPO / "scripts" / "lab.sh"

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.home import Home
-from node.store import AppendRequest, Store
+from node.store.store import Store
 from protocol import CID, GENESIS_KIND
 from protocol.rules import Rules
+from protocol.writes import AppendRequest
 
 GOAL_IDLE_RSS_MB = 60.0
 GOAL_STARTUP_S = 1.5

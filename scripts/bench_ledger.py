@@ -7,7 +7,7 @@ over the year) and 50,000 endorsements of earlier events by other members. The s
 built in a child process, so this process's memory figures are the rebuild's alone.
 
 Then measures, one line per figure (wall clock, and CPU time: machines here are noisy):
-- state: time to rebuild the ledger's state from the store with node.ledger_states.load_state,
+- state: time to rebuild the ledger's state from the store with node.store.ledgers.load_state,
   in entries/s, and its two halves: read_ledger (read from SQLite + decode, without signature
   checks: entries were verified on arrival) and state_of (compute_state); the memory it takes
   (tracemalloc: peak during a rebuild, and what the state keeps; growth of the peak RSS).
@@ -42,9 +42,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from node.ledger_states import load_state, read_ledger, state_of
 from node.runtime import tune_gc
-from node.store import Store
+from node.store.ledgers import load_state, read_ledger, state_of
+from node.store.store import Store
 from protocol import CID, GENESIS_KIND, Entry, SigningKey, create_entry
 from protocol.rules import Rules
 from protocol.state import FINAL, compute_state
@@ -283,7 +283,7 @@ async def bench_distribution(ctx: Context) -> None:
     year of 100,000 events. Goal: under a second to distribute."""
     from bench_distribute import GOAL_S, bench_distribute  # scripts/ is on sys.path when run as a script
 
-    from node import ledger_ops
+    from protocol import ledger_ops
     from protocol.distribution import DISTRIBUTION_KIND
 
     stored = await read_ledger(ctx.store, ctx.ledger)

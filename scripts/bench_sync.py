@@ -31,10 +31,11 @@ import aiohttp
 from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 
 from node.home import Home
-from node.replication import Replicator
 from node.runtime import tune_gc
-from node.store import AppendRequest, Store
+from node.store.store import Store
+from node.sync.replication import Replicator
 from protocol import CID, GENESIS_KIND, SigningKey
+from protocol.writes import AppendRequest
 
 BODY = {"action": "work", "quantity": "2.5", "unit": "hour", "note": "fixed the brakes on three bikes"}
 

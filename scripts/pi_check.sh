@@ -61,8 +61,9 @@ print(f"pi_check: the dashboard answers its owner ({len(page)} bytes, {time.mono
 import asyncio, os
 from pathlib import Path
 from node.home import Home
-from node.state_worker import OFFLOAD_ENTRIES
-from node.store import AppendRequest, Store
+from node.store.worker import OFFLOAD_ENTRIES
+from node.store.store import Store
+from protocol.writes import AppendRequest
 from protocol import GENESIS_KIND
 from protocol.rules import Rules
 

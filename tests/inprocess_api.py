@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.api import ApiConfig, build_app
-from node.replication import Replicator
-from node.store import Store
+from node.app import build_app
+from node.http.context import ApiConfig
+from node.store.store import Store
+from node.sync.replication import Replicator
 from protocol import CID, SigningKey, create_entry
 
 TOKEN = "test-token-" + "f" * 32

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from conftest import last_line, tally_executable
 
 from node.home import Home
-from node.store import Store
+from node.store.store import Store
 from protocol import Entry
 
 START_TIMEOUT_S = 60.0

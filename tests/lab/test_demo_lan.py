@@ -20,7 +20,7 @@ def test_the_demo_on_the_lan_is_found_by_mdns(tmp_path_factory: pytest.TempPathF
     with lab(2, tmp) as the_lab:
         demo_dir = tmp / "demo"
         out = tmp / "demo.out"
-        demo = the_lab.spawn(1, sys.executable, "-m", "node.cli", "demo", "--lan", "--dir", str(demo_dir),
+        demo = the_lab.spawn(1, sys.executable, "-m", "node.cli.main", "demo", "--lan", "--dir", str(demo_dir),
                              "--base-port", str(DEMO_PORT), log=out)
         wait_for("the demo's login links", lambda: "Ctrl-C stops the three nodes." in out.read_text(errors="replace")
                  or demo.poll() is not None, 240)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from inprocess_api import TOKEN, InProcessApi, code_of, inprocess_api
 
-from node.dashboard import short
+from node.web.layout import short
 from protocol import CID, SigningKey
 
 ANA = SigningKey(bytes(range(50, 82)))

@@ -1,0 +1,95 @@
+"""What every `tally` command shares: the home it works on, its store, the running node and a client to it,
+the argument parser's way of failing, and the usage error (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+from node.home import Home, default_home
+from node.http.client import NodeClient
+from node.nodefile import NodeFile, running_node
+from node.store.store import Store
+from protocol import CID, LocalError, SigningKey, TallyError
+from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class UsageError(Exception):
+    """Exit 2: the command line itself is wrong."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: usage: {message}\n")
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    given = getattr(args, "home", None)  # SUPPRESS default: absent unless given
+    return Home(Path(given).expanduser() if given else default_home())
+
+
+async def open_store(home: Home, key: SigningKey | None = None) -> Store:
+    if not home.has_identity():
+        raise LocalError("no_identity", f"no identity in {home.path} (run `tally init`)")
+    return await Store.open(home.store_path, key=key)
+
+
+def parse_cid(text: str) -> CID:
+    return CID.parse(text.strip())
+
+
+def print_id(value: object) -> None:
+    print(str(value), flush=True)
+
+
+async def serving_node(home: Home, key: SigningKey) -> NodeFile | None:
+    """The node serving this home, if one answers; writes then go through its API."""
+    return await running_node(home.path, key.did)
+
+
+async def required_node(home: Home) -> NodeFile:
+    """The node serving this home, for commands that only a running node can answer."""
+    node = await serving_node(home, home.load_key())
+    if node is None:
+        raise LocalError("not_running", f"no node is running on {home.path} (start one with `tally run`)")
+    return node
+
+
+def node_client(home: Home, node: NodeFile) -> NodeClient:
+    return NodeClient(node.address, home.load_token())
+
+
+async def init_home(home: Home, key: SigningKey) -> None:
+    """A new home: the identity (and its API token), and an empty store."""
+    try:
+        home.create_identity(key)
+    except FileExistsError:
+        raise LocalError("identity_exists", f"{home.key_path} exists; it is never overwritten") from None
+    store = await Store.open(home.store_path)
+    await store.close()
+
+
+def read_toml(path: str, code: str) -> dict[str, Any]:
+    """A TOML file (`--rules`, `--amend`); refused with `code` if unreadable, not TOML or beyond the limits of
+    `parse_rules_toml` (read no further than them, so a huge file costs nothing)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4 * MAX_RULES_TOML_CHARS + 1)
+    except OSError as exc:
+        raise LocalError(code, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return parse_rules_toml(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LocalError(code, f"{path} is not UTF-8 text") from None
+    except TallyError as exc:  # bad_rules, or bad_amendment for --amend
+        raise LocalError(code, f"{path}: {exc.message}") from None
+
+
+async def missing_subcommand(args: argparse.Namespace) -> int:
+    raise UsageError("a subcommand is required")

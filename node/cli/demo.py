@@ -1,0 +1,591 @@
+"""`tally demo`: three local nodes with a demo coop, for a first look.
+
+Makes three homes (alice, bob, carol) under a new temporary folder (or `--dir`), starts a
+`tally run` child process for each on 127.0.0.1 (each peers the other two with `--peer`; mDNS is
+off: a node on a loopback address announces nothing, and the demo stays away from real nodes on the
+LAN; with `--lan` they listen on every interface and announce themselves by mDNS too), then drives
+them through their HTTP APIs: Alice founds "Demo Coop" (members only) and admits
+Bob and Carol, who follow it; all three log contributions over the past four weeks and validate each
+other's; Alice's motion to raise the hourly rate passes by score vote; a few more contributions use
+the new rate; Alice records a distribution. Then it prints each node's did:key, dashboard address and
+a one-time login link (stdout), and waits. Ctrl-C (or SIGTERM) stops the three nodes (SIGTERM, then
+SIGKILL after a timeout), removes the temporary folder (never a `--dir` one) and exits 0. A node
+that dies on its own stops the demo with exit 1, naming the node and its log.
+
+Progress goes to stderr, one line per step; each node's own log goes to `<home>/node.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from node.cli.context import UsageError, init_home
+from node.home import Home
+from node.http.client import NodeClient, answers_as
+from protocol import LocalError, SigningKey, TallyError
+
+NAMES: Final = ("alice", "bob", "carol")
+HOST: Final = "127.0.0.1"
+LEDGER_NAME: Final = "Demo Coop"
+LOG_FILE: Final = "node.log"
+START_TIMEOUT_S: Final = 90.0  # a node answers /identity within this (a busy machine is slow to start Python)
+STEP_TIMEOUT_S: Final = 120.0  # replication between steps usually takes well under a second
+STOP_TIMEOUT_S: Final = 40.0  # a node gets this long to stop on SIGTERM (it lets requests in flight finish)
+POLL_S: Final = 0.2
+
+RULES: Final[dict[str, Any]] = {
+    "purpose": "Repair and lend bikes (a Tally demo)",
+    "visibility": "members",
+    "units": ["hour", "euro", "day"],
+    "validation": {"accept": 1, "reject": 1},
+    "rates": {
+        "work": {"hour": "20"},
+        "work:engineering": {"hour": "30"},
+        "transfer": {"euro": "1"},
+        "use": {"day": "25"},
+    },
+    "buckets": [
+        {"name": "reserve", "percent": "10", "recipient": "ledger"},
+        {"name": "members", "percent": "90"},
+    ],
+    "voting": {"min": 0, "max": 5, "blank": "zero", "quorum": "0.5"},
+}
+NEW_HOURLY_RATE: Final = "25"
+DISTRIBUTION_AMOUNT: Final = "1000"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One demo contribution: who logs it, what, how many days ago, and who accepts it (None: left pending)."""
+
+    author: str
+    action: str
+    quantity: str
+    unit: str
+    days_ago: int
+    note: str
+    endorser: str | None
+    resource: str | None = None
+
+
+BEFORE_VOTE: Final = (
+    Contribution("alice", "work", "6", "hour", 26, "Set up the workshop: benches, stands and tools", "bob"),
+    Contribution("bob", "work", "5", "hour", 25, "Repair café: eight bikes back on the road", "carol"),
+    Contribution("alice", "transfer", "150", "euro", 24, "Spare parts: chains, tubes, brake pads", "carol"),
+    Contribution("carol", "work", "3", "hour", 22, "Rebuilt the wheel-truing stand", "alice", "engineering"),
+    Contribution("bob", "use", "2", "day", 18, "Lent his van for the parts run", "alice", "van"),
+    Contribution("carol", "transfer", "80", "euro", 15, "Her share of this month's workshop rent", "bob"),
+    Contribution("alice", "work", "4", "hour", 12, "Taught a brake-repair class", "carol"),
+    Contribution("bob", "work", "3", "hour", 9, "Sorted the donated bikes", None),  # pending: try validating it
+)
+AFTER_VOTE: Final = (
+    Contribution("bob", "work", "4", "hour", 5, "Spring tune-ups for the school", "alice"),
+    Contribution("carol", "work", "2", "hour", 3, "Bookkeeping for the month", "bob"),
+    Contribution("alice", "work", "3", "hour", 1, "Fixed the workshop's door", "carol"),
+)
+MOTION_TITLE: Final = f"Raise the hourly rate for work from {RULES['rates']['work']['hour']} to {NEW_HOURLY_RATE}"
+BALLOTS: Final = {"alice": {"yes": 5, "no": 0}, "bob": {"yes": 4, "no": 2}, "carol": {"yes": 3, "no": 4}}
+
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived: stop the nodes and exit 0."""
+
+
+class _NodeDied(Exception):
+    """A node's process ended on its own."""
+
+
+@dataclass
+class DemoNode:
+    name: str
+    home: Home
+    port: int
+    did: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    client: NodeClient | None = None
+
+    @property
+    def address(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home.path / LOG_FILE
+
+    def api(self) -> NodeClient:
+        if self.client is None:
+            raise RuntimeError("the node's client is not open")
+        return self.client
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Demo:
+    root: Path
+    temporary: bool  # the demo made the folder: removed when it stops
+    base_port: int
+    lan: bool = False  # listen on every interface and find each other by mDNS too
+    nodes: list[DemoNode] = field(default_factory=list)
+    ledger: str = ""
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _signals: int = field(default=0, init=False)  # SIGINT and SIGTERM received: a second one kills the nodes
+
+    # ---- the run, start to end ---------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+                continue
+            installed.append(sig)
+        died: DemoNode | None = None
+        failure: TallyError | None = None
+        try:
+            try:
+                await self._guarded(self._setup())
+                await self._guarded(asyncio.Event().wait())  # until Ctrl-C or a node dies
+            except _Stopped:
+                progress("stopping the three nodes …")
+            except _NodeDied:
+                died = self._dead()
+            except TallyError as exc:  # a step refused or timed out, or a node that died did not answer
+                await asyncio.sleep(0.5)
+                died = self._dead()
+                failure = exc
+            except KeyboardInterrupt:  # where signal handlers cannot be installed
+                progress("stopping the three nodes …")
+            finally:
+                await self._close_clients()
+                await self._stop_nodes()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if died is not None or failure is not None:
+            kept = f"; the homes and logs are kept in {self.root}" if self.temporary else ""
+            if died is not None:
+                code = died.proc.returncode if died.proc is not None else None
+                _show_log_tail(died)
+                raise LocalError("not_running", f"{died.name}'s node stopped on its own (exit status {code}); "
+                                 f"its log: {died.log_path}{kept}")
+            assert failure is not None
+            raise LocalError(failure.code, f"{failure.message}{kept}")
+        if self.temporary:
+            shutil.rmtree(self.root, ignore_errors=True)
+            progress(f"stopped; removed {self.root}")
+        else:
+            progress(f"stopped; the homes stay in {self.root}")
+        return 0
+
+    def _dead(self) -> DemoNode | None:
+        return next((n for n in self.nodes if n.proc is not None and n.proc.poll() is not None), None)
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        self._stop.set()
+
+    async def _guarded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` until it ends, a stop signal arrives (_Stopped) or a node dies (_NodeDied)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        death = asyncio.ensure_future(self._first_death())
+        try:
+            await asyncio.wait({task, stopped, death}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for other in (task, stopped, death):
+                if not other.done():
+                    other.cancel()
+            await asyncio.gather(task, stopped, death, return_exceptions=True)
+        if self._stop.is_set():  # Ctrl-C in a terminal reaches the nodes too: they stop, as asked
+            raise _Stopped
+        if death.done() and not death.cancelled() and death.exception() is None:
+            raise _NodeDied
+        return task.result()
+
+    async def _first_death(self) -> None:
+        """Returns once a started node's process has ended (after a moment, so a signal counts first)."""
+        while True:
+            if any(n.proc is not None and n.proc.poll() is not None for n in self.nodes):
+                await asyncio.sleep(0.5)
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def _setup(self) -> None:
+        await self._make_homes()
+        self._start_nodes()
+        await asyncio.gather(*(self._until_answering(n) for n in self.nodes))
+        await self._open_clients()
+        if await self._existing_ledger():
+            progress(f"reusing {LEDGER_NAME} ({self.ledger}) from an earlier demo in {self.root}")
+        else:
+            await self._seed()
+        await self._show()
+
+    # ---- homes and processes -----------------------------------------------------------
+
+    async def _make_homes(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        ports = self._ports()
+        for name, port in zip(NAMES, ports, strict=True):
+            home = Home(self.root / name)
+            if home.has_identity():
+                did = str(home.load_key().did)
+                progress(f"{name}: reusing the identity in {home.path}")
+            else:
+                did = await _init_home(home)
+                progress(f"{name}: new identity {did} in {home.path}")
+            self.nodes.append(DemoNode(name, home, port, did))
+
+    def _ports(self) -> list[int]:
+        if self.base_port:
+            return [self.base_port + i for i in range(len(NAMES))]
+        sockets = []
+        try:  # all bound at once, so the three differ; the nodes bind them again a moment later
+            for _ in NAMES:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind((HOST, 0))
+                sockets.append(s)
+            return [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+
+    def _start_nodes(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
+        for node in self.nodes:
+            args = [sys.executable, "-m", "node.cli.main", "--home", str(node.home.path), "run",
+                    "--listen", f"{'0.0.0.0' if self.lan else HOST}:{node.port}",
+                    "--mdns" if self.lan else "--no-mdns", "--offline"]
+            for other in self.nodes:
+                if other is not node:
+                    args += ["--peer", other.address]
+            with node.log_path.open("ab") as log:
+                node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                             preexec_fn=_stop_with_parent())
+            progress(f"{node.name}: starting a node on {node.address} (pid {node.proc.pid}, log {node.log_path})")
+
+    async def _until_answering(self, node: DemoNode) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not await answers_as(node.address, node.did, 2.0):
+            if time.monotonic() > deadline:
+                raise LocalError("not_running", f"{node.name}'s node did not answer at {node.address} within "
+                                 f"{START_TIMEOUT_S:.0f} s; its log: {node.log_path}")
+            await asyncio.sleep(POLL_S)
+        progress(f"{node.name}: answering at {node.address}")
+
+    async def _open_clients(self) -> None:
+        for node in self.nodes:
+            node.client = await NodeClient(node.address, node.home.load_token()).__aenter__()
+
+    async def _close_clients(self) -> None:
+        for node in self.nodes:
+            if node.client is not None:
+                with contextlib.suppress(Exception):
+                    await node.client.__aexit__(None, None, None)
+                node.client = None
+
+    async def _stop_nodes(self) -> None:
+        running = [n for n in self.nodes if n.alive()]
+        for node in running:
+            assert node.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                node.proc.send_signal(signal.SIGTERM)
+        signals = self._signals
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(n.alive() for n in running) and time.monotonic() < deadline and self._signals <= signals + 1:
+            await asyncio.sleep(0.1)  # a second Ctrl-C (or the timeout) kills them
+        for node in running:
+            assert node.proc is not None
+            if node.proc.poll() is None:
+                progress(f"{node.name}: did not stop in time; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    node.proc.kill()
+            node.proc.wait()
+
+    # ---- the story, through the nodes' APIs --------------------------------------------
+
+    def _node(self, name: str) -> DemoNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    async def _existing_ledger(self) -> bool:
+        """True if alice's node holds a Demo Coop with all three as members (a `--dir` used before)."""
+        alice = self._node("alice")
+        rows = (await alice.api().call("GET", "/ledgers"))["ledgers"]
+        for row in rows:
+            if row.get("name") == LEDGER_NAME:
+                state = await alice.api().call("GET", f"/ledgers/{row['id']}/state")
+                if set(state["members"]) >= {n.did for n in self.nodes}:
+                    self.ledger = str(row["id"])
+                    return True
+        return False
+
+    async def _seed(self) -> None:
+        alice, bob, carol = (self._node(name) for name in NAMES)
+        found = await alice.api().call("POST", "/ledgers", {"name": LEDGER_NAME, "rules": RULES})
+        self.ledger = ledger = str(found["id"])
+        progress(f"alice: founded {LEDGER_NAME!r} (members only): {ledger}")
+        for node in (bob, carol):
+            await node.api().call("POST", "/follow", {"ledger": ledger})
+            await alice.api().call("POST", f"/ledgers/{ledger}/members", {"agent": node.did})
+            progress(f"alice: admitted {node.name}, who follows the ledger")
+        dids = {n.did for n in self.nodes}
+        await self._converged("the three members on every node", lambda s: set(s["members"]) == dids)
+        for node in self.nodes:  # the names the members see for each other (member.about)
+            await node.api().call("POST", f"/ledgers/{ledger}/about", {"name": node.name.capitalize()})
+        progress("alice, bob, carol: named themselves in the ledger")
+        await self._converged("the three names on every node", lambda s: len(s["names"]) == len(dids))
+
+        before = await self._contribute(BEFORE_VOTE)
+        await self._endorse(BEFORE_VOTE, before)
+
+        motion = str((await alice.api().call("POST", f"/ledgers/{ledger}/motions", {
+            "title": MOTION_TITLE, "amend": {"rates": {"work": {"hour": NEW_HOURLY_RATE}}},
+            "note": "Parts and rent went up; our hours should count for more.",
+        }))["id"])
+        progress(f"alice: proposed the motion {MOTION_TITLE!r}: {motion}")
+        await self._converged("the motion on every node", lambda s: any(m["id"] == motion for m in s["motions"]))
+        for node in self.nodes:
+            scores = BALLOTS[node.name]
+            await node.api().call("POST", f"/motions/{motion}/votes", {"scores": scores})
+            progress(f"{node.name}: voted " + ", ".join(f"{o}={s}" for o, s in scores.items()))
+        await self._until(f"the three ballots at {alice.name}'s node", lambda: self._ballots(alice, motion, 3))
+        await alice.api().call("POST", f"/motions/{motion}/close", {})
+
+        def passed(state: dict[str, Any]) -> bool:
+            shown = next((m for m in state["motions"] if m["id"] == motion), None)
+            return (shown is not None and shown["closed"] and shown["amended"] is True
+                    and state["rules"]["rates"]["work"]["hour"] == NEW_HOURLY_RATE)
+
+        await self._converged("the closed motion and the new rate on every node", passed)
+        progress(f"alice: closed the motion: yes wins, work now counts {NEW_HOURLY_RATE} an hour on every node")
+
+        after = await self._contribute(AFTER_VOTE)
+        await self._endorse(AFTER_VOTE, after)
+
+        recorded = await alice.api().call("POST", f"/ledgers/{ledger}/distributions",
+                                          {"amount": DISTRIBUTION_AMOUNT, "unit": "euro"})
+        shares = ", ".join(f"{_who(line['recipient'], self.nodes, ledger)} {line['amount']}"
+                           for line in recorded["lines"])
+        progress(f"alice: recorded a distribution of {DISTRIBUTION_AMOUNT} euro ({shares}): {recorded['id']}")
+        # Equal digests: every node holds every entry written so far, the distribution too, and found it valid.
+        await self._converged("the distribution on every node", lambda s: not s["invalid"])
+
+    async def _contribute(self, plan: Sequence[Contribution]) -> list[str]:
+        today = datetime.now(UTC).date()
+        ids = []
+        for c in plan:
+            body: dict[str, Any] = {"action": c.action, "quantity": c.quantity, "unit": c.unit,
+                                    "at": (today - timedelta(days=c.days_ago)).isoformat(), "note": c.note}
+            if c.resource:
+                body["resource"] = c.resource
+            answer = await self._node(c.author).api().call("POST", f"/ledgers/{self.ledger}/contributions", body)
+            ids.append(str(answer["id"]))
+            progress(f"{c.author}: logged {c.action} {c.quantity} {c.unit} ({c.note}, {body['at']})")
+        await self._converged(f"{len(ids)} contributions on every node", lambda s: _holds(s, ids))
+        return ids
+
+    async def _endorse(self, plan: Sequence[Contribution], ids: Sequence[str]) -> None:
+        for c, entry in zip(plan, ids, strict=True):
+            if c.endorser is None:
+                progress(f"{c.author}: {c.note!r} waits for a member to validate it")
+                continue
+            await self._node(c.endorser).api().call("POST", f"/entries/{entry}/endorsements", {"verdict": "accept"})
+            progress(f"{c.endorser}: validated {c.author}'s {c.action} {c.quantity} {c.unit}")
+        final = {entry for c, entry in zip(plan, ids, strict=True) if c.endorser is not None}
+        await self._converged("the validations on every node",
+                              lambda s: final.isdisjoint(p["id"] for p in s["pending"]))
+
+    async def _ballots(self, node: DemoNode, motion: str, count: int) -> bool:
+        shown = await node.api().call("GET", f"/motions/{motion}")
+        return len(shown.get("all_ballots", [])) >= count
+
+    async def _states(self) -> list[dict[str, Any]] | None:
+        states = []
+        for node in self.nodes:
+            try:
+                states.append(await node.api().call("GET", f"/ledgers/{self.ledger}/state"))
+            except TallyError as exc:
+                if exc.code == "unknown_ledger":
+                    return None
+                raise
+        return states
+
+    async def _converged(self, what: str, check: Callable[[dict[str, Any]], bool]) -> None:
+        """Wait until the three nodes hold the same state digest and `check` holds for it."""
+
+        async def same() -> bool:
+            states = await self._states()
+            return (states is not None and len({s["digest"] for s in states}) == 1
+                    and all(check(s) for s in states))
+
+        await self._until(what, same)
+
+    async def _until(self, what: str, check: Callable[[], Awaitable[bool]]) -> None:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not await check():
+            if time.monotonic() > deadline:
+                logs = ", ".join(str(n.log_path) for n in self.nodes)
+                raise LocalError("internal", f"timed out after {STEP_TIMEOUT_S:.0f} s waiting for {what}; the "
+                                 f"nodes' logs: {logs}")
+            await asyncio.sleep(POLL_S)
+
+    # ---- what the newcomer reads ---------------------------------------------------------
+
+    async def _show(self) -> None:
+        alice = self._node("alice")
+        state = await alice.api().call("GET", f"/ledgers/{self.ledger}/state")
+        history = (await alice.api().call("GET", f"/ledgers/{self.ledger}/history"))["contributions"]
+        final = sum(1 for c in history if c["status"] == "final")
+        pending = sum(1 for c in history if c["status"] == "pending")
+        passed = [m for m in state["motions"] if m["closed"] and m["amended"]]
+        entries = (await alice.api().call("GET", f"/ledgers/{self.ledger}/entries"))["entries"]
+        distributions = sum(1 for e in entries if e["kind"] == "ledger.distribution")
+        links = {}
+        for node in self.nodes:
+            links[node.name] = await _login_link(node)
+
+        tally = _tally_command()
+        home_of = {n.name: shlex.quote(str(n.home.path)) for n in self.nodes}
+        where = "removed when the demo stops" if self.temporary else "kept when the demo stops"
+        out = [
+            "",
+            *([f"Tally demo: three nodes on every interface (ports {', '.join(str(n.port) for n in self.nodes)}),"
+               " each a peer of the other two and announced by mDNS, where the LAN allows multicast."]
+              if self.lan else
+              [f"Tally demo: three nodes on {HOST}, each a peer of the other two (mDNS is off: the demo stays",
+               "away from any Tally nodes on your network; --lan puts them on it)."]),
+            f"Homes: {self.root} ({where})",
+            "",
+            f'Ledger "{LEDGER_NAME}": {self.ledger}',
+            f"  {len(state['members'])} members, {len(history)} contributions ({final} final, {pending} waiting "
+            f"for validation), {len(passed)} amendment passed by vote (work: "
+            f"{state['rules']['rates']['work']['hour']} an hour), {distributions} distribution recorded",
+            "",
+        ]
+        for node in self.nodes:
+            link = links[node.name]
+            out += [
+                f"{node.name:<7} {node.did}",
+                f"  dashboard  {node.address}/",
+                f"  login      {link}" if link else "  login      (this node has no dashboard login yet)",
+                f"  home       {node.home.path}   log {node.log_path}",
+            ]
+        out += [
+            "",
+            "What to try:",
+            "  - Open alice's login link: her dashboard shows Demo Coop, its members, contributions and motion.",
+            "  - Log a contribution on alice's dashboard, then open bob's login link and validate it there.",
+            "  - Bob's 'Sorted the donated bikes' waits for validation: accept it on alice's or carol's dashboard.",
+            "  - Propose a motion, vote on it from each dashboard, close it from the proposer's.",
+            f"  - {tally} --home {home_of['alice']} history {self.ledger}",
+            f"  - {tally} --home {home_of['bob']} state {self.ledger}      (the same digest on every node)",
+            f"  - {tally} --home {home_of['carol']} distribute {self.ledger} --amount 500 --unit euro",
+            "",
+            "Login links work once and expire after 5 minutes; for a fresh one:",
+            f"  {tally} --home {home_of['alice']} open      (or bob's, carol's home)",
+            "",
+            "Ctrl-C stops the three nodes.",
+        ]
+        print("\n".join(out), flush=True)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def _stop_with_parent() -> Callable[[], None] | None:
+    """Linux: each node gets SIGTERM when the demo dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so no
+    node outlives it. Elsewhere None: Ctrl-C and SIGTERM still stop them."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_death_signal
+
+
+def progress(text: str) -> None:
+    print(f"demo: {text}", file=sys.stderr, flush=True)
+
+
+async def _init_home(home: Home) -> str:
+    """What `tally init` does: a new key and API token, and an empty store. Returns the did:key."""
+    key = SigningKey(secrets.token_bytes(32))
+    await init_home(home, key)
+    return str(key.did)
+
+
+def _holds(state: dict[str, Any], ids: Sequence[str]) -> bool:
+    """True if the state holds the contributions `ids`, still waiting for validation."""
+    return set(ids) <= {p["id"] for p in state["pending"]}
+
+
+def _who(recipient: str, nodes: Sequence[DemoNode], ledger: str) -> str:
+    if recipient == ledger:
+        return "the coop"
+    return next((n.name for n in nodes if n.did == recipient), recipient)
+
+
+async def _login_link(node: DemoNode) -> str | None:
+    """A one-time dashboard login URL from the node (POST /api/v1/login-links), or None if it has none."""
+    try:
+        answer = await node.api().call("POST", "/login-links", {})
+    except TallyError as exc:
+        if exc.code in ("not_found", "method_not_allowed"):
+            return None
+        raise
+    expires = datetime.fromtimestamp(int(answer["expires"]) / 1000).astimezone()
+    return f"{node.address}{answer['path']}   (works once, until {expires:%H:%M:%S})"
+
+
+def _tally_command() -> str:
+    """How the newcomer ran tally (e.g. `.venv/bin/tally`), to print commands they can paste."""
+    given = sys.argv[0] if sys.argv else ""
+    return shlex.quote(given) if Path(given).name == "tally" else "tally"
+
+
+def _show_log_tail(node: DemoNode, lines: int = 15) -> None:
+    try:
+        tail = node.log_path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    for line in tail:
+        progress(f"{node.name} log: {line}")
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    base_port: int = args.base_port
+    if base_port and not 1 <= base_port <= 65535 - (len(NAMES) - 1):
+        raise UsageError(f"--base-port must be from 1 to {65535 - (len(NAMES) - 1)} (or 0 for free ports)")
+    if args.dir:
+        root, temporary = Path(args.dir).expanduser().resolve(), False
+    else:
+        root, temporary = Path(tempfile.mkdtemp(prefix="tally-demo-")).resolve(), True
+    return await Demo(root, temporary, base_port, lan=args.lan).run()

@@ -1,0 +1,110 @@
+"""`tally distribute` and `tally export`: value equations and exports (SPEC.md §17).
+
+A preview and an export read the store (no node needed). `distribute --record`
+goes through the running node's API when one runs, else computes the state from
+the store and appends the `ledger.distribution` entry itself; either way a
+refusal appends nothing. Registered by node/cli/main.py's parser; the output
+contract is node/cli/main.py's (an id recorded prints as the last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from node.cli.context import home_of, node_client, open_store, parse_cid, serving_node
+from node.exports import FORMATS, distribution_json, export_text
+from node.store.ledgers import load_state
+from node.store.store import wall_clock_ms
+from protocol import CID, LocalError, ledger_ops
+from protocol.distribution import Payout
+from protocol.state import LedgerState
+
+
+async def _stored_state(args: argparse.Namespace, ledger: CID) -> LedgerState:
+    store = await open_store(home_of(args))
+    try:
+        state = await load_state(store, ledger)
+    finally:
+        await store.close()
+    if state is None:
+        raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+    return state
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"amount": args.amount, "unit": args.unit, "since": args.since, "until": args.until}
+
+
+async def cmd_distribute(args: argparse.Namespace) -> int:
+    ledger = parse_cid(args.ledger)
+    if not args.record:
+        payout = ledger_ops.preview_distribution(await _stored_state(args, ledger), **_options(args))
+        _print(ledger, payout, None, as_json=args.json)
+        return 0
+    home = home_of(args)
+    key = home.load_key()
+    node = await serving_node(home, key)
+    if node is not None:
+        body = {k: v for k, v in _options(args).items() if v is not None}
+        async with node_client(home, node) as client:
+            data = await client.call("POST", f"/ledgers/{ledger}/distributions", body)
+        _print_answer(data, as_json=args.json)
+        return 0
+    store = await open_store(home, key)
+    try:
+        state = await load_state(store, ledger)
+        if state is None:
+            raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+        payout = ledger_ops.preview_distribution(state, **_options(args))
+        entry = await store.append(ledger_ops.record_distribution(state, key.did, payout, wall_clock_ms()))
+    finally:
+        await store.close()
+    _print(ledger, payout, str(entry.id), as_json=args.json)
+    return 0
+
+
+def _print(ledger: CID, payout: Payout, entry_id: str | None, *, as_json: bool) -> None:
+    data = distribution_json(ledger, payout)
+    if entry_id is not None:
+        data["id"] = entry_id
+    _print_answer(data, as_json=as_json)
+
+
+def _print_answer(data: dict[str, Any], *, as_json: bool) -> None:
+    """One JSON object, or a line per (bucket, recipient, amount, unit) then the entry id if one was recorded."""
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, separators=(",", ":")), flush=True)
+        return
+    for line in data["lines"]:
+        print(f"{line['bucket']}\t{line['recipient']}\t{line['amount']}\t{data['unit']}")
+    if "id" in data:
+        print(data["id"], flush=True)
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    state = await _stored_state(args, parse_cid(args.ledger))
+    sys.stdout.write(export_text(state, args.format))
+    sys.stdout.flush()
+    return 0
+
+
+def add_distribution_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register `distribute` and `export` with node/cli/main.py's `add(name, func, help)`."""
+    p = add("distribute", cmd_distribute, "split an amount of income by the ledger's value equation over its "
+            "final contributions; --record writes it as a ledger.distribution entry")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("--amount", required=True, metavar="N", help="an exact decimal, at most the unit's minor unit "
+                   "(e.g. 1000 or 999.99 euro)")
+    p.add_argument("--unit", required=True, metavar="UNIT", help="one of the ledger's units")
+    p.add_argument("--since", metavar="DATE", help="count contributions from this day on (YYYY-MM-DD, UTC)")
+    p.add_argument("--until", metavar="DATE", help="count contributions up to this day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--record", action="store_true", help="append it to your chain; prints the entry id last")
+
+    p = add("export", cmd_export, "a ledger's events and distributions as ValueFlows JSON-LD, or its events as CSV")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("--format", choices=FORMATS, default="jsonld", help="jsonld (default) or csv")

@@ -1,0 +1,293 @@
+"""The member's commands of `tally`: member admit/leave, contribute, endorse, history, state.
+
+Writes go through the running node's API when one runs (it checks them against
+its cached state), else straight to the store: the state is computed from it
+(`load_state`) and the entry built by `ledger_ops`, which refuses with the code
+the member sees and appends nothing. Reads come straight from the store.
+Registered by node/cli/main.py's parser; the output contract is node/cli/main.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from node.cli.context import (
+    Parser,
+    UsageError,
+    home_of,
+    missing_subcommand,
+    node_client,
+    open_store,
+    parse_cid,
+    print_id,
+    serving_node,
+)
+from node.exports import csv_cell
+from node.governance_views import motion_lines, pledge_lines
+from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, contribution_row, state_json
+from node.store.ledgers import load_state
+from node.store.store import Store, wall_clock_ms
+from protocol import CID, LocalError, ledger_ops
+from protocol.rules import format_decimal
+from protocol.state import LedgerState
+from protocol.writes import AppendRequest
+
+#: Builds the entry to append from the store (for its state), the member's did:key and a ts.
+Build = Callable[[Store, str, int], Awaitable[AppendRequest]]
+AddCommand = Callable[..., argparse.ArgumentParser]
+
+
+async def ledger_state(store: Store, ledger: CID) -> LedgerState:
+    state = await load_state(store, ledger)
+    if state is None:
+        raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+    return state
+
+
+async def write_entry(args: argparse.Namespace, path: str, body: dict[str, Any], build: Build) -> int:
+    """POST `body` to the running node's `path`, or build and append the entry here; print its id."""
+    home = home_of(args)
+    key = home.load_key()
+    node = await serving_node(home, key)
+    if node is not None:
+        async with node_client(home, node) as client:
+            data = await client.call("POST", path, body)
+        print_id(data["id"])
+        return 0
+    store = await open_store(home, key)
+    try:
+        entry = await store.append(await build(store, key.did, wall_clock_ms()))
+    finally:
+        await store.close()
+    print_id(entry.id)
+    return 0
+
+
+# ---- writes --------------------------------------------------------------------------------
+
+
+async def cmd_member_admit(args: argparse.Namespace) -> int:
+    ledger = parse_cid(args.ledger)
+
+    async def build(store: Store, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.admit(await ledger_state(store, ledger), me, args.agent, ts)
+
+    return await write_entry(args, f"/ledgers/{ledger}/members", {"agent": args.agent}, build)
+
+
+async def cmd_member_leave(args: argparse.Namespace) -> int:
+    ledger = parse_cid(args.ledger)
+
+    async def build(store: Store, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.leave(await ledger_state(store, ledger), me, ts)
+
+    return await write_entry(args, f"/ledgers/{ledger}/leave", {}, build)
+
+
+async def cmd_member_name(args: argparse.Namespace) -> int:
+    ledger = parse_cid(args.ledger)
+
+    async def build(store: Store, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.about(await ledger_state(store, ledger), me, args.name, ts)
+
+    return await write_entry(args, f"/ledgers/{ledger}/about", {"name": args.name}, build)
+
+
+async def cmd_contribute(args: argparse.Namespace) -> int:
+    if args.at is not None and args.to is not None:
+        raise UsageError("argument --to: not allowed with argument --at")
+    ledger = parse_cid(args.ledger)
+    corrects = None if args.corrects is None else parse_cid(args.corrects)
+    fulfills = None if args.fulfills is None else parse_cid(args.fulfills)
+    cites = tuple(parse_cid(c) for c in args.cites)
+    options = {"resource": args.resource, "provider": args.provider, "receiver": args.receiver, "at": args.at,
+               "from": args.start, "to": args.to, "note": args.note}
+    body: dict[str, Any] = {"action": args.action, "quantity": args.quantity, "unit": args.unit}
+    body.update({k: v for k, v in options.items() if v is not None})
+    if corrects is not None:
+        body["corrects"] = str(corrects)
+    if fulfills is not None:
+        body["fulfills"] = str(fulfills)
+    if cites:
+        body["cites"] = [str(c) for c in cites]
+
+    async def build(store: Store, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.contribute(
+            await ledger_state(store, ledger), me, action=args.action, quantity=args.quantity, unit=args.unit, ts=ts,
+            resource=args.resource, provider=args.provider, receiver=args.receiver, at=args.at, start=args.start,
+            end=args.to, note=args.note, corrects=corrects, fulfills=fulfills, cites=cites,
+        )
+
+    return await write_entry(args, f"/ledgers/{ledger}/contributions", body, build)
+
+
+async def cmd_endorse(args: argparse.Namespace) -> int:
+    entry_id = parse_cid(args.entry)
+    verdict = "reject" if args.reject else "accept"
+    body: dict[str, Any] = {"verdict": verdict}
+    if args.note is not None:
+        body["note"] = args.note
+
+    async def build(store: Store, me: str, ts: int) -> AppendRequest:
+        entry = await store.get(entry_id)
+        if entry is None:
+            raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")
+        state = await ledger_state(store, entry.ledger_id)
+        return ledger_ops.endorse(state, me, entry_id, accept=not args.reject, note=args.note, ts=ts)
+
+    return await write_entry(args, f"/entries/{entry_id}/endorsements", body, build)
+
+
+# ---- reads ---------------------------------------------------------------------------------
+
+
+async def _read_state(args: argparse.Namespace) -> tuple[LedgerState, Store]:
+    ledger = parse_cid(args.ledger)
+    store = await open_store(home_of(args))
+    try:
+        return await ledger_state(store, ledger), store
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    query = HistoryQuery(agent=args.agent, action=args.action, since=args.since, until=args.until,
+                         status=args.status)
+    state, store = await _read_state(args)
+    await store.close()
+    rows = [contribution_row(c) for c in query.select(state)]
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(HISTORY_COLUMNS)
+        for row in rows:
+            writer.writerow([csv_cell(row[k]) for k in HISTORY_COLUMNS])
+    elif args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+    else:
+        for row in rows:
+            print(_history_line(row))
+    return 0
+
+
+def _history_line(row: dict[str, Any]) -> str:
+    """One contribution: when, status, what, who, claim, id, note."""
+    if row["at"] is not None:
+        when = row["at"]
+    elif row["from"] is not None:
+        when = f"{row['from']}..{row['to']}"
+    else:
+        when = datetime.fromtimestamp(row["ts"] / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    what = f"{row['action']} {row['quantity']} {row['unit']}"
+    if row["classification"]:
+        what += f" ({row['classification']})"
+    votes = f"+{len(row['accepts'])} -{len(row['rejects'])}"
+    fields = [when, row["status"], what, f"{row['provider']} -> {row['receiver']}", f"claim {row['claim']}",
+              votes, row["id"], row["note"]]
+    return "\t".join(fields)
+
+
+async def cmd_state(args: argparse.Namespace) -> int:
+    state, store = await _read_state(args)
+    try:
+        forks = await store.forks()
+    finally:
+        await store.close()
+    data = state_json(state, forks)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        return 0
+    rules = state.rules
+    print(f"ledger\t{data['ledger']}\t{rules.name}")
+    print(f"rules\t{rules.visibility}\taccept {rules.validation.accept}\treject {rules.validation.reject}\t"
+          f"units {','.join(rules.units)}")
+    for who in data["members"]:  # a member's name (member.about) follows their did:key when they gave one
+        print(f"member\t{who}" + (f"\t{state.names[who]}" if who in state.names else ""))
+    for who in data["left"]:
+        print(f"left\t{who}")
+    for agent, sponsorships in data["sponsorships"].items():
+        print(f"sponsored\t{agent}\t{len(sponsorships)} sponsorship(s)")
+    for who, totals in state.totals().items():
+        amounts = ", ".join(f"{action} {format_decimal(q)} {unit}" for action, units in totals.quantities.items()
+                            for unit, q in units.items())
+        print(f"total\t{who}\tclaim {format_decimal(totals.claim)}\t{amounts}")
+    for p in data["pending"]:
+        print(f"pending\t{p['id']}\t{p['author']}\taccepts {len(p['accepts'])}/{rules.validation.accept}\t"
+              f"rejects {len(p['rejects'])}/{rules.validation.reject}")
+    for p in data["invalid"]:
+        print(f"invalid\t{p['id']}\t{p['author']}\t{p['kind']}\t{p['code']}\t{p['message']}")
+    for cid in data["waiting"]:
+        print(f"waiting\t{cid}")
+    for cid in data["quarantined"]:
+        print(f"quarantined\t{cid}")
+    for f in data["forks"]:
+        print(f"fork\t{f['author']}\tseq {f['seq']}\t{f['a']}\t{f['b']}")
+    for line in [*(x for m in data["motions"] for x in motion_lines(m)),
+                 *(x for p in data["pledges"] for x in pledge_lines(p))]:
+        print(line)
+    print(f"digest\t{data['digest']}")
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+
+def add_ledger_commands(add: AddCommand) -> None:
+    """Register the member's commands with node/cli/main.py's `add(name, func, help[, subparsers])`."""
+    member = add("member", missing_subcommand, "sponsor an agent into a ledger, name yourself in it, or leave it")
+    msub = member.add_subparsers(dest="member_command", required=True, metavar="COMMAND", parser_class=Parser)
+    p = add("admit", cmd_member_admit, "sponsor AGENT's admission (it completes once enough members "
+                "sponsored it); prints the entry id", msub)
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("agent", metavar="DID")
+    p = add("leave", cmd_member_leave, "leave a ledger; prints the entry id", msub)
+    p.add_argument("ledger", metavar="LEDGER")
+    p = add("name", cmd_member_name, "set the name the other members see for you in a ledger; prints the entry id",
+            msub)
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("name", metavar="NAME", help="1 to 80 characters, e.g. \"Ana Silva\"")
+
+    p = add("contribute", cmd_contribute, "log a contribution (a ValueFlows event); prints its id")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("--action", required=True, metavar="ACTION", help="a ValueFlows action: work, use, transfer …")
+    p.add_argument("--quantity", required=True, metavar="N", help="an exact decimal, e.g. 2.5")
+    p.add_argument("--unit", required=True, metavar="UNIT", help="one of the ledger's units")
+    p.add_argument("--resource", metavar="TYPE", help="what kind of resource or skill (resourceClassifiedAs)")
+    p.add_argument("--provider", metavar="DID", help="who gave (default: you)")
+    p.add_argument("--receiver", metavar="DID", help="who received (default: the coop, i.e. the ledger's id)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="TIME", help="when (ISO 8601 date or date-time with offset)")
+    when.add_argument("--from", dest="start", metavar="TIME", help="when it began (with --to)")
+    p.add_argument("--to", metavar="TIME", help="when it ended (with --from)")
+    p.add_argument("--note", metavar="TEXT")
+    p.add_argument("--corrects", metavar="ENTRY_ID", help="a contribution of yours this one corrects")
+    p.add_argument("--fulfills", metavar="PLEDGE_ID", help="the pledge this transfer pays (tally pledge create)")
+    p.add_argument("--cites", action="append", default=[], metavar="ENTRY_ID",
+                   help="an entry of another ledger this one cites, by id (repeatable; nothing of it is copied)")
+
+    p = add("endorse", cmd_endorse, "accept (or --reject) another member's contribution; prints the entry id")
+    p.add_argument("entry", metavar="ENTRY_ID")
+    p.add_argument("--reject", action="store_true", help="reject it instead of accepting it")
+    p.add_argument("--note", metavar="TEXT")
+
+    p = add("history", cmd_history, "a ledger's contributions with their claim values and statuses")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("--agent", metavar="DID", help="only where DID is provider, receiver or author")
+    p.add_argument("--action", metavar="ACTION")
+    p.add_argument("--since", metavar="DATE", help="events at or after DATE (a date or a date-time)")
+    p.add_argument("--until", metavar="DATE", help="events up to DATE (a date takes in its whole day)")
+    p.add_argument("--status", choices=HISTORY_STATUSES)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON Lines output")
+    out.add_argument("--csv", action="store_true", help="CSV output with a header row")
+
+    p = add("state", cmd_state, "a ledger's state: rules, members, totals, pending, invalid entries, digest")
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("--json", action="store_true", help="one JSON object")

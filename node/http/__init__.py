@@ -1,0 +1,1 @@
+"""The node's HTTP API: its routes per area, their auth, errors and request parsing, and the OpenAPI document."""

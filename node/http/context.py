@@ -1,0 +1,261 @@
+"""What the API's handlers share: the app's keys and config, owner access, request bodies, ledger writes.
+
+Owner access: a call that writes, and a read of a members-only ledger, needs
+`Authorization: Bearer <token>` (the home's `api.token`). Without a token a
+caller (a LAN neighbour) reads public ledgers only; a members-only ledger is
+answered exactly like an unknown one. A request that carries a token must
+carry the right one (401), and an address that keeps sending wrong tokens is
+refused for a while (429).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Final, Protocol
+
+from aiohttp import hdrs, web
+
+from node.http.sessions import Sessions
+from node.store.states import LedgerStates
+from node.store.store import Store, wall_clock_ms
+from protocol import (
+    CID,
+    Entry,
+    InvalidData,
+    LocalError,
+)
+from protocol.state import LedgerState
+from protocol.writes import AppendRequest
+
+log = logging.getLogger(__name__)
+
+API_PREFIX: Final = "/api/v1"
+PROTOCOL_VERSION: Final = 1  # SPEC.md "Version 1"
+MAX_REQUEST_BYTES: Final = 64 * 1024
+AUTH_FAILURES_MAX: Final = 20  # wrong tokens from one address within the window…
+AUTH_WINDOW_S: Final = 60.0  # …before it is refused (429) until the oldest leaves the window
+AUTH_TRACKED_MAX: Final = 4096  # addresses remembered at once
+MAX_PAGE_ENTRIES: Final = 1000  # entries in one page of GET …/entries (its `limit`'s maximum and default)
+
+
+class PeerView(Protocol):
+    def as_json(self) -> dict[str, object]: ...
+
+
+class Replication(Protocol):
+    """What the API uses of the node's replicator (node.sync.replication.Replicator)."""
+
+    @property
+    def catching_up(self) -> bool: ...
+
+    async def follow(self, ledger: CID) -> None: ...
+
+    def peers(self) -> Sequence[PeerView]: ...
+
+    async def handle_sync(self, request: web.Request) -> web.StreamResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    did: str
+    token: str = field(repr=False)
+    version: str
+    wall_ms: Callable[[], int] = wall_clock_ms  # timestamps of local appends
+    monotonic: Callable[[], float] = time.monotonic  # the rate limit's clock
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise ValueError("the API token must not be empty")
+
+
+class AuthFailures:
+    """Wrong tokens per remote address within a sliding window."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float]) -> None:
+        self._limit = limit
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def blocked(self, remote: str) -> bool:
+        times = self._seen.get(remote)
+        if times is None:
+            return False
+        horizon = self._clock() - self._window_s
+        while times and times[0] <= horizon:
+            times.popleft()
+        if not times:
+            del self._seen[remote]
+        return len(times) >= self._limit
+
+    def record(self, remote: str) -> None:
+        self._seen.setdefault(remote, deque(maxlen=self._limit)).append(self._clock())
+        if len(self._seen) > AUTH_TRACKED_MAX:  # many addresses (IPv6): forget the expired, then the oldest
+            for other in [r for r in self._seen if r != remote]:
+                self.blocked(other)
+            while len(self._seen) > AUTH_TRACKED_MAX:
+                del self._seen[next(iter(self._seen))]
+
+
+STORE: Final = web.AppKey("store", Store)
+STATES: Final = web.AppKey("states", LedgerStates)
+REPLICATION: Final[web.AppKey[Replication]] = web.AppKey("replication")
+CONFIG: Final = web.AppKey("config", ApiConfig)
+AUTH_FAILURES: Final = web.AppKey("auth_failures", AuthFailures)
+SESSIONS: Final = web.AppKey("sessions", Sessions)  # the dashboard's login links and sessions
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("tally-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# ---- access --------------------------------------------------------------------
+
+
+def is_owner(request: web.Request) -> bool:
+    """True with the right token, False with none; a wrong token raises (and counts)."""
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        return False
+    failures = request.app[AUTH_FAILURES]
+    remote = request.remote or "-"
+    if failures.blocked(remote):
+        raise LocalError("rate_limited", "too many wrong API tokens from this address; retry later")
+    scheme, _, given = header.strip().partition(" ")
+    expected = request.app[CONFIG].token
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return True
+    failures.record(remote)
+    log.warning("refused token", extra={"remote": remote, "path": request.path})
+    raise LocalError("unauthorized", "wrong API token")
+
+
+def require_owner(request: web.Request) -> None:
+    if not is_owner(request):
+        raise LocalError("unauthorized", "this call needs the owner's API token (Authorization: Bearer <token>)")
+
+
+def refuse_while_catching_up(request: web.Request) -> None:
+    if request.app[REPLICATION].catching_up:
+        raise LocalError(
+            "catching_up", "the node is catching up with its peers before it signs new entries; retry shortly"
+        )
+
+
+def is_public(genesis: Entry) -> bool:
+    return bool((genesis.body or {}).get("visibility", "members") == "public")
+
+
+def unknown_ledger(ledger: CID) -> LocalError:
+    return LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+
+
+# ---- request bodies ------------------------------------------------------------
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise InvalidData("bad_body", "duplicate key in a JSON object")
+    return result
+
+
+async def json_object(request: web.Request, fields: Mapping[str, type]) -> dict[str, Any]:
+    """The request body as a JSON object with only `fields` (name -> type; `object` is any)."""
+    raw = await request.read()  # HTTPRequestEntityTooLarge past client_max_size
+    try:
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError:
+        raise LocalError("bad_request", "the request body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise LocalError("bad_request", f"the request body is not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise LocalError("bad_request", "the request body is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise LocalError("bad_request", "the request body must be a JSON object")
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise LocalError("bad_request", f"unknown field {unknown[0]!r}")
+    for name, kind in fields.items():
+        if name in value and not isinstance(value[name], kind):
+            raise LocalError("bad_request", f"field {name!r} must be of type {kind.__name__}")
+    return value
+
+
+def required(obj: Mapping[str, Any], name: str) -> Any:
+    if name not in obj:
+        raise LocalError("bad_request", f"missing field {name!r}")
+    return obj[name]
+
+
+def int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        raise LocalError("bad_request", f"{name} is a whole number from {low} to {high}")
+    return int(text)
+
+
+def ledger_param(request: web.Request) -> CID:
+    return CID.parse(request.match_info["ledger"])
+
+
+def api_routes(app: web.Application) -> list[web.AbstractRoute]:
+    """The API's routes (under /api/v1), not the dashboard's pages."""
+    return [r for r in app.router.routes()
+            if r.resource is not None and r.resource.canonical.startswith(API_PREFIX + "/")]
+
+
+# ---- the open-value ledger (SPEC.md §16) ------------------------------------------
+
+
+#: What every write of the open-value ledger may answer, besides its own codes.
+LEDGER_WRITE_ERRORS: Final = ("bad_cid", "unknown_ledger", "not_member", "catching_up")
+
+
+async def readable_state(request: web.Request) -> LedgerState:
+    """The state of the ledger in the path, if this caller may read it (else `unknown_ledger`)."""
+    ledger = ledger_param(request)
+    owner = is_owner(request)
+    genesis = await request.app[STORE].genesis(ledger)
+    if genesis is None or not (owner or is_public(genesis)):
+        raise unknown_ledger(ledger)
+    state = await request.app[STATES].get(ledger)
+    if state is None:
+        raise unknown_ledger(ledger)
+    return state
+
+
+async def own_state(request: web.Request, ledger: CID) -> LedgerState:
+    state = await request.app[STATES].get(ledger)
+    if state is None:
+        raise unknown_ledger(ledger)
+    return state
+
+
+async def ledger_write(
+    request: web.Request, ledger: CID, build: Callable[[LedgerState, str, int], AppendRequest]
+) -> web.Response:
+    """Append what `build(state, me, ts)` makes from the ledger's state and the owner's did: 201 `{"id"}`."""
+    state = await own_state(request, ledger)
+    me = request.app[CONFIG].did
+    return await append_built(request, lambda ts: build(state, me, ts))
+
+
+async def append_built(request: web.Request, build: Callable[[int], AppendRequest]) -> web.Response:
+    """Append what `build(ts)` makes (it checks the request against the state first): 201 `{"id"}`."""
+    append = build(request.app[CONFIG].wall_ms())
+    refuse_while_catching_up(request)
+    entry = await request.app[STORE].append(append)
+    return web.json_response({"id": str(entry.id)}, status=201)

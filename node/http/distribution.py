@@ -1,0 +1,128 @@
+"""The API's value-equation routes (SPEC.md §12 and §17): preview, record, export.
+
+    GET  /api/v1/ledgers/{ledger}/distribution?amount=&unit=&since=&until=   a preview (readers)
+    POST /api/v1/ledgers/{ledger}/distributions                            record one (owner)
+    GET  /api/v1/ledgers/{ledger}/export?format=jsonld|csv                 the export (readers)
+
+Registered by node/http/ledger.py's `build_app`; the handlers use its access and body helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from node.exports import FORMATS, MEDIA_TYPES, distribution_json, export_text
+from node.http.context import (
+    CONFIG,
+    STORE,
+    json_object,
+    ledger_param,
+    own_state,
+    readable_state,
+    refuse_while_catching_up,
+    require_owner,
+    required,
+)
+from node.http.openapi import CID_SCHEMA, DID_SCHEMA, LEDGER_PARAM, Access, Operation, Param
+from protocol import LocalError, ledger_ops
+
+# Leading zeros are accepted (the node reads "007" as 7), so the pattern allows them: a schema stricter than
+# the node would call an accepted request schema-violating.
+_DECIMAL: Final[dict[str, Any]] = {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$",
+                                   "description": "an exact decimal, e.g. \"600\" or \"99.95\""}
+_DAY: Final[dict[str, Any]] = {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                               "description": "a day, YYYY-MM-DD (UTC), inclusive"}
+DISTRIBUTION: Final[dict[str, Any]] = {
+    "type": "object", "required": ["ledger", "amount", "unit", "since", "until", "lines"],
+    "description": "a distribution as `tally distribute --json` prints it; the lines sum exactly to the amount",
+    "properties": {
+        "ledger": CID_SCHEMA, "amount": _DECIMAL, "unit": {"type": "string"},
+        "since": {**_DAY, "type": ["string", "null"]}, "until": {**_DAY, "type": ["string", "null"]},
+        "lines": {"type": "array", "items": {
+            "type": "object", "required": ["bucket", "recipient", "amount"], "properties": {
+                "bucket": {"type": "string"},
+                "recipient": {"type": "string", "description": "a did:key, or the ledger's id", "examples": [
+                    DID_SCHEMA["examples"][0]]},
+                "amount": {"type": "string", "description": "with exactly the unit's minor-unit places"},
+            }}},
+    },
+}
+_ERRORS: Final = ("bad_cid", "unknown_ledger", "bad_request", "unknown_unit", "bad_amount", "bad_time",
+                  "bad_time_range")
+_QUERY: Final = frozenset({"amount", "unit", "since", "until"})
+
+
+def add_distribution_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_get(f"{prefix}/ledgers/{{ledger}}/distribution", preview_distribution)
+    app.router.add_post(f"{prefix}/ledgers/{{ledger}}/distributions", record_distribution)
+    app.router.add_get(f"{prefix}/ledgers/{{ledger}}/export", export_ledger)
+
+
+def _options(values: dict[str, Any]) -> dict[str, Any]:
+    return {"amount": required(values, "amount"), "unit": required(values, "unit"),
+            "since": values.get("since"), "until": values.get("until")}
+
+
+@Operation(
+    "What the ledger's value equation gives for an amount now (nothing is written)", DISTRIBUTION,
+    access=Access.OPTIONAL,
+    parameters=(
+        LEDGER_PARAM,
+        Param("amount", "query", _DECIMAL, "the amount to distribute", required=True),
+        Param("unit", "query", {"type": "string"}, "one of the ledger's units", required=True),
+        Param("since", "query", _DAY, "count contributions from this day on"),
+        Param("until", "query", _DAY, "count contributions up to this day"),
+    ),
+    errors=_ERRORS,
+)
+async def preview_distribution(request: web.Request) -> web.Response:
+    state = await readable_state(request)
+    unknown = sorted(set(request.query) - _QUERY)
+    if unknown:
+        raise LocalError("bad_request", f"unknown query parameter {unknown[0]!r}")
+    payout = ledger_ops.preview_distribution(state, **_options(dict(request.query)))
+    return web.json_response(distribution_json(state.ledger, payout))
+
+
+@Operation(
+    "Record a distribution (a `ledger.distribution` entry) and return its lines",
+    {**DISTRIBUTION, "required": ["id", *DISTRIBUTION["required"]],
+     "properties": {"id": CID_SCHEMA, **DISTRIBUTION["properties"]}},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["amount", "unit"], "additionalProperties": False, "properties": {
+        "amount": {"type": ["string", "integer"], "description": "an exact decimal; never a float"},
+        "unit": {"type": "string"}, "since": _DAY, "until": _DAY}},
+    errors=(*_ERRORS, "not_member", "oversize", "catching_up"),
+)
+async def record_distribution(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    obj = await json_object(request, {"amount": object, "unit": str, "since": str, "until": str})
+    options = _options(obj)
+    state = await own_state(request, ledger)
+    payout = ledger_ops.preview_distribution(state, **options)  # a JSON float amount: bad_amount
+    append = ledger_ops.record_distribution(state, request.app[CONFIG].did, payout, request.app[CONFIG].wall_ms())
+    refuse_while_catching_up(request)
+    entry = await request.app[STORE].append(append)
+    return web.json_response({"id": str(entry.id), **distribution_json(ledger, payout)}, status=201)
+
+
+@Operation(
+    "The ledger's events and distributions as ValueFlows JSON-LD (application/ld+json), or its events as CSV "
+    "(text/csv)", None, access=Access.OPTIONAL,
+    parameters=(LEDGER_PARAM, Param("format", "query", {"type": "string", "enum": list(FORMATS),
+                                                           "default": "jsonld"}, "jsonld or csv")),
+    errors=("bad_cid", "unknown_ledger", "bad_request"), media_types=tuple(MEDIA_TYPES.values()),
+    description="JSON-LD with the VF 1.0 context and Tally's terms inlined (nothing to fetch); SPEC.md §17.",
+)
+async def export_ledger(request: web.Request) -> web.Response:
+    state = await readable_state(request)
+    unknown = sorted(set(request.query) - {"format"})
+    if unknown:
+        raise LocalError("bad_request", f"unknown query parameter {unknown[0]!r}")
+    fmt = request.query.get("format", "jsonld")
+    if fmt not in FORMATS:
+        raise LocalError("bad_request", f"format is {' or '.join(FORMATS)}, not {fmt!r:.40}")
+    return web.Response(text=export_text(state, fmt), content_type=MEDIA_TYPES[fmt], charset="utf-8")

@@ -1,0 +1,401 @@
+"""The API's routes for the node itself (identity, OpenAPI, forks, peers, login links, the sync socket) and
+for the open-value ledger (SPEC.md §16)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiohttp import hdrs, web
+
+from node.http.context import (
+    API_PREFIX,
+    CONFIG,
+    LEDGER_WRITE_ERRORS,
+    MAX_PAGE_ENTRIES,
+    PROTOCOL_VERSION,
+    REPLICATION,
+    SESSIONS,
+    STORE,
+    api_routes,
+    append_built,
+    int_query,
+    is_owner,
+    is_public,
+    json_object,
+    ledger_param,
+    ledger_write,
+    own_state,
+    readable_state,
+    refuse_while_catching_up,
+    require_owner,
+    required,
+    unknown_ledger,
+)
+from node.http.errors import STATUS
+from node.http.openapi import (
+    CID_SCHEMA,
+    CREATED,
+    DID_SCHEMA,
+    ENTRY_PARAM,
+    LEDGER_PARAM,
+    Access,
+    Operation,
+    Param,
+    array_of,
+    links_to,
+    ref,
+)
+from node.http.openapi import openapi_document as _openapi_document
+from node.ledger_views import HistoryQuery, contribution_row, state_json
+from node.views import entry_row, fork_row, ledger_row
+from protocol import (
+    CID,
+    GENESIS_KIND,
+    LocalError,
+    ledger_ops,
+    parse_body,
+    public_key_from_did,
+)
+from protocol.rules import Rules, format_decimal, parse_decimal
+from protocol.writes import AppendRequest, check_append_kind, genesis_body
+
+log = logging.getLogger(__name__)
+
+
+def add_ledger_routes(app: web.Application, p: str) -> None:
+    """The node's and the open-value ledger's routes under the API prefix `p`."""
+    app.router.add_get(f"{p}/identity", get_identity)
+    app.router.add_get(f"{p}/openapi.json", get_openapi)
+    app.router.add_get(f"{p}/ledgers", list_ledgers)
+    app.router.add_post(f"{p}/ledgers", create_ledger)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}", get_ledger)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}/entries", list_entries)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/entries", append_entry)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}/state", get_state)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}/history", get_history)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/members", admit_member)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/leave", leave_ledger)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/about", name_member)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/contributions", add_contribution)
+    app.router.add_post(f"{p}/entries/{{entry}}/endorsements", endorse_entry)
+    app.router.add_post(f"{p}/follow", follow_ledger)
+    app.router.add_get(f"{p}/forks", list_forks)
+    app.router.add_get(f"{p}/peers", list_peers)
+    app.router.add_get(f"{p}/sync", sync, allow_head=False)
+    app.router.add_post(f"{p}/login-links", create_login_link)
+
+
+@Operation("Who this node is", ref("Identity"))
+async def get_identity(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    return web.json_response({"id": config.did, "version": config.version, "protocol": PROTOCOL_VERSION})
+
+
+@Operation("This API's OpenAPI 3.1 document", {"type": "object", "required": ["openapi", "info", "paths"]},
+           description="Built from the routes: every route is described (node/http/openapi.py).")
+async def get_openapi(request: web.Request) -> web.Response:
+    document = _openapi_document(api_routes(request.app), version=request.app[CONFIG].version, status=STATUS)
+    return web.json_response(document)
+
+
+@Operation("The ledgers stored here", array_of("Ledger", "ledgers"), access=Access.OPTIONAL,
+           description="All of them for the owner; the public ones without a token.")
+async def list_ledgers(request: web.Request) -> web.Response:
+    owner = is_owner(request)
+    ledgers = await request.app[STORE].ledgers()
+    return web.json_response({"ledgers": [ledger_row(i) for i in ledgers if owner or i.visibility == "public"]})
+
+
+@Operation(
+    "Found a ledger", CREATED, status=201, access=Access.OWNER,
+    body={"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "visibility": {"type": "string", "enum": ["members", "public"]},
+        "rules": {"type": "object", "description": "the rules file (README, Ledger rules) as JSON, decimals strings"},
+    }},
+    errors=("bad_rules", "bad_name", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
+            "unknown_bucket_recipient", "bad_did", "catching_up"),
+    headers={"Location": "the new ledger's path"},
+    links=links_to("ledger", "$response.body#/id", "get_ledger", "list_entries", "append_entry", "get_state",
+                   "get_history", "admit_member", "add_contribution", "leave_ledger", "preview_distribution",
+                   "record_distribution", "export_ledger"),
+)
+async def create_ledger(request: web.Request) -> web.Response:
+    require_owner(request)
+    obj = await json_object(request, {"name": str, "visibility": str, "rules": dict})
+    name = genesis_body(required(obj, "name"), obj.get("visibility", "members"))["name"]
+    config: dict[str, Any] = obj.get("rules", {})
+    visibility = obj.get("visibility")
+    if visibility is not None and isinstance(config.get("visibility"), str) and config["visibility"] != visibility:
+        raise LocalError("bad_request", f"visibility {visibility!r} differs from rules.visibility")
+    rules = Rules.from_config(config, name=name, creator=request.app[CONFIG].did, public=visibility == "public")
+    body = rules.to_body()
+    refuse_while_catching_up(request)
+    entry = await request.app[STORE].append(AppendRequest(None, GENESIS_KIND, body, request.app[CONFIG].wall_ms()))
+    return web.json_response(
+        {"id": str(entry.id)}, status=201, headers={hdrs.LOCATION: f"{API_PREFIX}/ledgers/{entry.id}"}
+    )
+
+
+@Operation("One ledger", ref("Ledger"), access=Access.OPTIONAL, parameters=(LEDGER_PARAM,),
+           errors=("bad_cid", "unknown_ledger"))
+async def get_ledger(request: web.Request) -> web.Response:
+    ledger = ledger_param(request)
+    owner = is_owner(request)
+    for info in await request.app[STORE].ledgers():
+        if info.id == ledger and (owner or info.visibility == "public"):
+            return web.json_response(ledger_row(info))
+    raise unknown_ledger(ledger)
+
+
+@Operation(
+    "A page of a ledger's entries, by author then seq",
+    {"type": "object", "required": ["entries"], "properties": {
+        "entries": {"type": "array", "items": ref("Entry")},
+        "next": {**CID_SCHEMA, "description": "present when more entries may follow: the next page's `after`"},
+    }},
+    access=Access.OPTIONAL,
+    parameters=(
+        LEDGER_PARAM,
+        Param("author", "query", DID_SCHEMA, "only this author's chain"),
+        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_ENTRIES,
+                                 "default": MAX_PAGE_ENTRIES}, "at most this many entries"),
+        Param("after", "query", CID_SCHEMA, "the entries after this one (the previous page's `next`)"),
+    ),
+    errors=("bad_cid", "bad_did", "bad_request", "unknown_ledger", "unknown_entry"),
+)
+async def list_entries(request: web.Request) -> web.Response:
+    ledger = ledger_param(request)
+    owner = is_owner(request)
+    store = request.app[STORE]
+    genesis = await store.genesis(ledger)
+    if genesis is None or not (owner or is_public(genesis)):
+        raise unknown_ledger(ledger)
+    author_did = request.query.get("author")
+    author = None if author_did is None else public_key_from_did(author_did)
+    after = request.query.get("after")
+    limit = int_query(request, "limit", MAX_PAGE_ENTRIES, 1, MAX_PAGE_ENTRIES)
+    page = await store.log_page(ledger, limit + 1, author=author, after=None if after is None else CID.parse(after))
+    answer: dict[str, Any] = {"entries": [entry_row(entry) for entry in page[:limit]]}
+    if len(page) > limit:
+        answer["next"] = str(page[limit - 1].id)
+    return web.json_response(answer)
+
+
+@Operation(
+    "Append an entry to the owner's chain in a ledger",
+    {"type": "object", "required": ["id", "seq"], "properties": {"id": CID_SCHEMA, "seq": {"type": "integer"}}},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["kind", "body"], "additionalProperties": False, "properties": {
+        "kind": {"type": "string", "description": "namespaced, e.g. `note.text`; not `ledger.genesis`"},
+        "body": {"type": "object", "description": "the payload in the DAG-JSON mapping (SPEC.md §8); no floats"},
+    }},
+    errors=("bad_cid", "bad_field", "bad_genesis", "bad_encoding", "unknown_ledger", "catching_up"),
+    links=links_to("entry", "$response.body#/id", "endorse_entry"),
+)
+async def append_entry(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    obj = await json_object(request, {"kind": str, "body": object})
+    kind = required(obj, "kind")
+    check_append_kind(kind)
+    # The same rules as `tally append --body`: re-serialized, a float stays a float and is refused.
+    body = parse_body(json.dumps(required(obj, "body")))
+    refuse_while_catching_up(request)
+    entry = await request.app[STORE].append(AppendRequest(ledger, kind, body, request.app[CONFIG].wall_ms()))
+    return web.json_response({"id": str(entry.id), "seq": entry.seq}, status=201)
+
+
+@Operation("A ledger's state: members, totals, pending contributions", ref("State"), access=Access.OPTIONAL,
+           parameters=(LEDGER_PARAM,), errors=("bad_cid", "unknown_ledger"))
+async def get_state(request: web.Request) -> web.Response:
+    state = await readable_state(request)
+    return web.json_response(state_json(state, await request.app[STORE].forks()))
+
+
+@Operation(
+    "A ledger's contributions, oldest event first", array_of("Contribution", "contributions"),
+    access=Access.OPTIONAL,
+    parameters=(
+        LEDGER_PARAM,
+        Param("agent", "query", DID_SCHEMA, "only contributions this agent provided, received or wrote"),
+        Param("action", "query", {"type": "string"}, "only this ValueFlows action"),
+        Param("since", "query", {"type": "string"}, "events from this ISO 8601 date or date-time on"),
+        Param("until", "query", {"type": "string"}, "events until this date (its whole day) or date-time"),
+        Param("status", "query", {"type": "string", "enum": ["", "final", "pending", "rejected"]},
+              "only contributions in this status"),
+    ),
+    errors=("bad_cid", "unknown_ledger", "bad_request", "unknown_action", "bad_time"),
+    description="An empty query parameter counts as absent.",
+)
+async def get_history(request: web.Request) -> web.Response:
+    state = await readable_state(request)
+    unknown = sorted(set(request.query) - {"agent", "action", "since", "until", "status"})
+    if unknown:
+        raise LocalError("bad_request", f"unknown query parameter {unknown[0]!r}")
+    query = HistoryQuery(**{k: v for k, v in request.query.items() if v != ""})
+    return web.json_response({"contributions": [contribution_row(c) for c in query.select(state)]})
+
+
+@Operation(
+    "Admit an agent to a ledger (a `member.admit` entry)", CREATED, status=201, access=Access.OWNER,
+    parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["agent"], "additionalProperties": False,
+           "properties": {"agent": DID_SCHEMA}},
+    errors=(*LEDGER_WRITE_ERRORS, "bad_did", "bad_agent", "already_member"),
+)
+async def admit_member(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    agent = required(await json_object(request, {"agent": str}), "agent")
+    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.admit(state, me, agent, ts))
+
+
+@Operation(
+    "Leave a ledger (a `member.leave` entry)", CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "additionalProperties": False, "properties": {}}, errors=LEDGER_WRITE_ERRORS,
+)
+async def leave_ledger(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    await json_object(request, {})
+    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.leave(state, me, ts))
+
+
+@Operation(
+    "Set the name the other members see for the owner in a ledger (a `member.about` entry)", CREATED, status=201,
+    access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["name"], "additionalProperties": False,
+          "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 80}}},
+    errors=(*LEDGER_WRITE_ERRORS, "bad_field", "bad_name", "confusable_name"),
+)
+async def name_member(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    name = required(await json_object(request, {"name": str}), "name")
+    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.about(state, me, name, ts))
+
+
+_CONTRIBUTION_FIELDS: Final[Mapping[str, type]] = {
+    "action": str, "quantity": object, "unit": str, "resource": str, "provider": str, "receiver": str,
+    "at": str, "from": str, "to": str, "note": str, "corrects": str, "fulfills": str, "cites": list,
+}
+
+
+@Operation(
+    "Log a contribution (a `vf.event` entry)", CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["action", "quantity", "unit"], "additionalProperties": False,
+           "properties": {
+               "action": {"type": "string", "description": "a ValueFlows action, e.g. `work`"},
+               "quantity": {"type": ["string", "integer"], "description": "an exact decimal; never a float"},
+               **{name: {"type": "string"} for name in (
+                   "unit", "resource", "provider", "receiver", "at", "from", "to", "note")},
+               "corrects": CID_SCHEMA,
+               "fulfills": {**CID_SCHEMA, "description": "the pledge this transfer pays (SPEC.md §18.5)"},
+               "cites": {"type": "array", "items": CID_SCHEMA,
+                         "description": "entries of other ledgers it cites (SPEC.md §18.6)"},
+           }},
+    errors=(*LEDGER_WRITE_ERRORS, "unknown_action", "unknown_unit", "bad_quantity", "bad_agent", "bad_did",
+            "not_party", "bad_time", "bad_time_range", "bad_correction", "bad_reference", "bad_field",
+            "unknown_pledge", "bad_payment"),
+    links=links_to("entry", "$response.body#/id", "endorse_entry"),
+)
+async def add_contribution(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    obj = await json_object(request, _CONTRIBUTION_FIELDS)
+    action, unit = required(obj, "action"), required(obj, "unit")
+    quantity = format_decimal(parse_decimal(required(obj, "quantity"), "quantity"))  # a JSON float: bad_quantity
+    corrects = CID.parse(obj["corrects"].strip()) if "corrects" in obj else None
+    fulfills = CID.parse(obj["fulfills"].strip()) if "fulfills" in obj else None
+    if not all(isinstance(c, str) for c in obj.get("cites", [])):
+        raise LocalError("bad_request", "field 'cites' must be a list of entry ids")
+    cites = tuple(CID.parse(c.strip()) for c in obj.get("cites", []))
+    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.contribute(
+        state, me, action=action, quantity=quantity, unit=unit, ts=ts, resource=obj.get("resource"),
+        provider=obj.get("provider"), receiver=obj.get("receiver"), at=obj.get("at"), start=obj.get("from"),
+        end=obj.get("to"), note=obj.get("note"), corrects=corrects, fulfills=fulfills, cites=cites,
+    ))
+
+
+@Operation(
+    "Accept or reject a contribution (a `vf.endorse` entry)", CREATED, status=201, access=Access.OWNER,
+    parameters=(ENTRY_PARAM,),
+    body={"type": "object", "required": ["verdict"], "additionalProperties": False, "properties": {
+        "verdict": {"type": "string", "enum": ["accept", "reject"]}, "note": {"type": "string"}}},
+    errors=("bad_cid", "unknown_entry", "unknown_ledger", "not_member", "not_contribution", "self_endorsement",
+            "duplicate_endorsement", "catching_up"),
+)
+async def endorse_entry(request: web.Request) -> web.Response:
+    require_owner(request)
+    entry_id = CID.parse(request.match_info["entry"])
+    obj = await json_object(request, {"verdict": str, "note": str})
+    verdict = required(obj, "verdict")
+    if verdict not in ("accept", "reject"):
+        raise LocalError("bad_request", "verdict is \"accept\" or \"reject\"")
+    entry = await request.app[STORE].get(entry_id)
+    if entry is None:
+        raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")
+    state = await own_state(request, entry.ledger_id)
+    me = request.app[CONFIG].did
+    return await append_built(request, lambda ts: ledger_ops.endorse(
+        state, me, entry_id, accept=verdict == "accept", note=obj.get("note"), ts=ts,
+    ))
+
+
+@Operation(
+    "Replicate a ledger this node did not found",
+    {"type": "object", "required": ["ledger", "following"],
+     "properties": {"ledger": CID_SCHEMA, "following": {"type": "boolean", "const": True}}},
+    access=Access.OWNER,
+    body={"type": "object", "required": ["ledger"], "additionalProperties": False,
+          "properties": {"ledger": CID_SCHEMA}},
+    errors=("bad_cid",),
+)
+async def follow_ledger(request: web.Request) -> web.Response:
+    # Not held while catching up: following signs nothing, so it cannot fork a chain.
+    require_owner(request)
+    obj = await json_object(request, {"ledger": str})
+    ledger = CID.parse(required(obj, "ledger").strip())
+    await request.app[STORE].follow(ledger)
+    await request.app[REPLICATION].follow(ledger)
+    return web.json_response({"ledger": str(ledger), "following": True})
+
+
+@Operation("The forks this node knows of", array_of("Fork", "forks"), access=Access.OWNER)
+async def list_forks(request: web.Request) -> web.Response:
+    require_owner(request)
+    return web.json_response({"forks": [fork_row(proof) for proof in await request.app[STORE].forks()]})
+
+
+@Operation("The node's peers", array_of("Peer", "peers"), access=Access.OWNER)
+async def list_peers(request: web.Request) -> web.Response:
+    require_owner(request)
+    return web.json_response({"peers": [peer.as_json() for peer in request.app[REPLICATION].peers()]})
+
+
+@Operation(
+    "A one-time login link to this node's dashboard (what `tally open` prints)",
+    {"type": "object", "required": ["path", "expires"], "properties": {
+        "path": {"type": "string", "description": "`/login?token=…`: append it to the node's address"},
+        "expires": {"type": "integer", "description": "when the link stops working, ms since the Unix epoch"},
+    }},
+    status=201, access=Access.OWNER, body={"type": "object", "additionalProperties": False, "properties": {}},
+    description="The link works once, within 5 minutes; following it gives the browser an owner session "
+    "(an HttpOnly, SameSite=Strict cookie). It is not the API token and does not reveal it.",
+)
+async def create_login_link(request: web.Request) -> web.Response:
+    require_owner(request)
+    await json_object(request, {})
+    token, ttl_s = request.app[SESSIONS].new_link()
+    expires = request.app[CONFIG].wall_ms() + int(ttl_s * 1000)
+    return web.json_response({"path": f"/login?token={token}", "expires": expires}, status=201)
+
+
+@Operation("The WebSocket peer link (SPEC.md §11)", None, status=101, errors=("bad_request",),
+           description="Peers authenticate in the Noise handshake, not with the token.")
+async def sync(request: web.Request) -> web.StreamResponse:
+    return await request.app[REPLICATION].handle_sync(request)

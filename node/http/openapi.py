@@ -1,0 +1,351 @@
+"""The API's OpenAPI 3.1 document, built from the routes themselves.
+
+Each handler carries its description: an `Operation` used as a decorator right
+above the handler (`@Operation("Get one ledger", …)`). `openapi_document` walks
+the application's routes and reads each handler's description, so a route
+cannot be added without one: the document refuses to build (and a test fails)
+when a route has none, or when a path parameter is not described.
+
+Errors are described by their stable codes (SPEC.md §9): each operation lists
+the codes it may answer with, grouped here by HTTP status; the `Error` schema's
+code enum is protocol.errors.CODES. Codes every operation of a kind can answer
+are added here, not repeated per handler: `internal` everywhere, `unauthorized`
+and `rate_limited` where a token is checked, `bad_request`, `bad_body` and
+`oversize` where a JSON body is read.
+
+Response rows list their fields as required but allow more: clients ignore
+fields they do not know, so a field can be added without breaking them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Final, TypeVar
+
+from aiohttp import hdrs, web
+
+from protocol import CODES
+
+Schema = Mapping[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+
+OPENAPI_VERSION: Final = "3.1.0"
+_ATTRIBUTE: Final = "tally_operation"  # where a handler keeps its Operation
+BEARER: Final = "bearerToken"  # the security scheme's name
+
+
+class Access(Enum):
+    """Who may call an operation (SPEC.md §12, Access)."""
+
+    PUBLIC = "public"  # no token needed, none checked
+    OPTIONAL = "optional"  # a token shows more (members-only ledgers); a wrong one is 401
+    OWNER = "owner"  # the owner's token is required
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A path or query parameter."""
+
+    name: str
+    where: str  # "path" or "query"
+    schema: Schema
+    description: str
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        if self.where not in ("path", "query"):
+            raise ValueError(f"parameter {self.name}: where is 'path' or 'query', not {self.where!r}")
+
+    def as_openapi(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "in": self.where, "required": self.required or self.where == "path",
+            "description": self.description, "schema": dict(self.schema),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route's OpenAPI description; decorate the handler with it.
+
+    `response` is the JSON schema of the success body (None: no JSON body, as
+    for a protocol switch); `errors` the codes the handler itself may answer
+    with beyond those every operation of its kind gets (see the module doc).
+    """
+
+    summary: str
+    response: Schema | None
+    status: int = 200
+    access: Access = Access.PUBLIC
+    parameters: tuple[Param, ...] = ()
+    body: Schema | None = None  # the JSON request body's schema
+    errors: tuple[str, ...] = ()
+    description: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # success response headers: name -> description
+    links: Mapping[str, Schema] = field(default_factory=dict)  # OpenAPI links of the success response
+    media_types: tuple[str, ...] = ()  # other success media types: +json ones as objects, the rest (text/csv) as text
+
+    def __post_init__(self) -> None:
+        unknown = [code for code in self.errors if code not in CODES]
+        if unknown:
+            raise ValueError(f"{self.summary}: unknown error codes {unknown}")
+
+    def __call__(self, handler: H) -> H:
+        """Attach this description to `handler` (used as a decorator)."""
+        vars(handler)[_ATTRIBUTE] = self
+        return handler
+
+    def error_codes(self) -> tuple[str, ...]:
+        codes = list(self.errors)
+        if self.access is not Access.PUBLIC:
+            codes += ["unauthorized", "rate_limited"]
+        if self.body is not None:
+            codes += ["bad_request", "bad_body", "oversize"]
+        codes.append("internal")
+        return tuple(dict.fromkeys(codes))
+
+
+def operation_of(handler: object) -> Operation | None:
+    """The description a handler was decorated with, if any."""
+    found = getattr(handler, _ATTRIBUTE, None)
+    return found if isinstance(found, Operation) else None
+
+
+class UndocumentedRoute(Exception):
+    """A route whose handler has no Operation, or whose description does not fit its path."""
+
+
+# ---- schemas -------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def array_of(name: str, key: str) -> Schema:
+    """`{"<key>": [<name>…]}`."""
+    return {"type": "object", "required": [key], "properties": {key: {"type": "array", "items": ref(name)}}}
+
+
+_STRING: Final[Schema] = {"type": "string"}
+_NULLABLE_STRING: Final[Schema] = {"type": ["string", "null"]}
+_COUNT: Final[Schema] = {"type": "integer", "minimum": 0}
+_MS: Final[Schema] = {"type": "integer", "minimum": 0, "description": "milliseconds since 1970-01-01 UTC"}
+_NULLABLE_MS: Final[Schema] = {"type": ["integer", "null"], "minimum": 0, "description": _MS["description"]}
+CID_SCHEMA: Final[Schema] = {"type": "string", "description": "a CIDv1 in base32 (`bafyrei…`)", "examples": [
+    "bafyreigbtj4x7ip5legnfznufuopl4sg4knzc2cof6duas4b3q2fy6swua"]}
+DID_SCHEMA: Final[Schema] = {"type": "string", "description": "a did:key (`did:key:z6Mk…`)", "examples": [
+    "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"]}
+_BASE64: Final[Schema] = {"type": "string", "contentEncoding": "base64"}
+
+
+def links_to(param: str, source: str, *operation_ids: str) -> dict[str, Schema]:
+    """OpenAPI links from a success response to operations that take `param` from it (`$response.body#/id`)."""
+    return {op_id: {"operationId": op_id, "parameters": {param: source}} for op_id in operation_ids}
+
+
+def _row(properties: Mapping[str, Schema], description: str) -> Schema:
+    return {"type": "object", "description": description, "required": list(properties), "properties": dict(properties)}
+
+
+_DECIMAL: Final[Schema] = {"type": "string", "description": "an exact decimal, e.g. \"2.5\""}
+_CONTRIBUTION_STATUS: Final[Schema] = {"type": "string", "enum": ["final", "pending", "rejected", "corrected"]}
+
+LEDGER_PARAM: Final = Param("ledger", "path", CID_SCHEMA, "the ledger's id (its genesis entry's CID)")
+ENTRY_PARAM: Final = Param("entry", "path", CID_SCHEMA, "an entry's id")
+CREATED: Final[Schema] = {"type": "object", "required": ["id"], "properties": {"id": CID_SCHEMA}}
+
+COMPONENTS: Final[Mapping[str, Schema]] = {
+    "Error": {
+        "type": "object",
+        "description": "every error answer; clients rely on `code`, never on `message`",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "additionalProperties": False,
+                "properties": {
+                    "code": {"type": "string", "enum": sorted(CODES), "description": "a stable code (SPEC.md §9)"},
+                    "message": {"type": "string", "minLength": 1, "description": "for people"},
+                },
+            }
+        },
+    },
+    "Identity": _row(
+        {"id": DID_SCHEMA, "version": _STRING, "protocol": {"type": "integer", "const": 1}},
+        "who this node is: its did:key, its software version and the protocol version",
+    ),
+    "Ledger": _row(
+        {
+            "id": CID_SCHEMA, "name": _STRING, "visibility": {"type": "string", "enum": ["members", "public"]},
+            "founder": DID_SCHEMA, "created": _MS, "entries": _COUNT,
+        },
+        "a ledger stored here, as `tally ledger list --json` prints it",
+    ),
+    "Entry": _row(
+        {
+            "id": CID_SCHEMA, "author": DID_SCHEMA, "ledger": CID_SCHEMA,
+            "seq": {"type": "integer", "minimum": 1}, "prev": {**_NULLABLE_STRING, "description": "the previous "
+                                                              "entry's id; null for seq 1"},
+            "ts": _MS, "kind": _STRING,
+            "body": {"type": ["object", "null"], "description": "the payload in the DAG-JSON mapping (SPEC.md §8); "
+                     "null once erased"},
+            "header_raw": _BASE64, "payload_raw": {**_BASE64, "type": ["string", "null"]},
+        },
+        "one signed entry, as `tally log --json` prints it; `*_raw` are the exact stored blocks",
+    ),
+    "Fork": _row(
+        {
+            "author": DID_SCHEMA, "ledger": CID_SCHEMA, "seq": {"type": "integer", "minimum": 1},
+            "a": CID_SCHEMA, "b": CID_SCHEMA, "proof": {**_BASE64, "description": "the fork proof (SPEC.md §7)"},
+        },
+        "two validly signed entries of one author at one seq",
+    ),
+    "Peer": _row(
+        {
+            "id": {**_NULLABLE_STRING, "description": "its did:key; null until a handshake told who it is"},
+            "address": _NULLABLE_STRING,
+            "found": {"type": "string", "enum": ["flag", "config", "mdns", "inbound"]},
+            "connected": {"type": "boolean"}, "last_seen": _NULLABLE_MS, "last_sync": _NULLABLE_MS,
+            "entries_behind": _COUNT, "entries_in": _COUNT, "entries_out": _COUNT, "bytes_in": _COUNT,
+            "bytes_out": _COUNT, "errors": {"type": "array", "items": _STRING, "description": "latest last"},
+        },
+        "a peer this node links with, as `tally peers --json` prints it",
+    ),
+    "Contribution": _row(
+        {
+            "id": CID_SCHEMA, "author": DID_SCHEMA, "seq": {"type": "integer", "minimum": 1}, "ts": _MS,
+            "action": _STRING, "provider": _STRING, "receiver": _STRING, "quantity": _DECIMAL, "unit": _STRING,
+            "classification": _NULLABLE_STRING, "at": _NULLABLE_STRING, "from": _NULLABLE_STRING,
+            "to": _NULLABLE_STRING, "note": _NULLABLE_STRING, "claim": _DECIMAL, "status": _CONTRIBUTION_STATUS,
+            "accepts": {"type": "array", "items": DID_SCHEMA}, "rejects": {"type": "array", "items": DID_SCHEMA},
+            "corrects": _NULLABLE_STRING, "corrected_by": _NULLABLE_STRING,
+        },
+        "a contribution (a `vf.event` entry) with its claim value and validation status",
+    ),
+    "State": _row(
+        {
+            "ledger": CID_SCHEMA, "rules": {"type": "object"}, "members": {"type": "array", "items": DID_SCHEMA},
+            "left": {"type": "array", "items": DID_SCHEMA},
+            "names": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "did:key -> the name that member gave themselves (`member.about`)"},
+            "totals": {"type": "object"},
+            "pending": {"type": "array"}, "invalid": {"type": "array"}, "sponsorships": {"type": "object"},
+            "waiting": {"type": "array"}, "quarantined": {"type": "array"},
+            "forks": {"type": "array", "items": ref("Fork")}, "digest": _STRING,
+        },
+        "a ledger's state computed from its entries (SPEC.md §16), as `tally state --json` prints it",
+    ),
+}
+
+
+# ---- the document ----------------------------------------------------------------
+
+
+def openapi_document(
+    routes: Iterable[web.AbstractRoute], *, version: str, status: Mapping[str, int]
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (HEAD routes are left out: GET answers them too).
+
+    `status` maps each error code to its HTTP status (node.http.ledger.STATUS); a code it
+    lacks answers 500, as the API's error responses do.
+    """
+    paths: dict[str, dict[str, Any]] = {}
+    seen_ids: set[str] = set()
+    for route in routes:
+        method = route.method.upper()
+        if method == hdrs.METH_HEAD or route.resource is None:
+            continue
+        path = route.resource.canonical
+        op = operation_of(route.handler)
+        if op is None:
+            raise UndocumentedRoute(
+                f"{method} {path}: handler {getattr(route.handler, '__qualname__', route.handler)!r} has no OpenAPI "
+                "description; decorate it with @Operation(…) (node/http/openapi.py)"
+            )
+        op_id = getattr(route.handler, "__name__", "")
+        if not op_id or op_id in seen_ids:
+            raise UndocumentedRoute(f"{method} {path}: operation id {op_id!r} is missing or not unique")
+        seen_ids.add(op_id)
+        _check_path_params(method, path, op)
+        paths.setdefault(path, {})[method.lower()] = _operation(op, op_id, status)
+    for path, path_item in paths.items():
+        for method, described in path_item.items():
+            for response in described["responses"].values():
+                for link in response.get("links", {}).values():
+                    if link["operationId"] not in seen_ids:
+                        raise UndocumentedRoute(f"{method.upper()} {path}: a link to an unknown operation "
+                                                f"{link['operationId']!r}")
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Tally node API",
+            "version": version,
+            "description": "A Tally node's JSON API (SPEC.md §12). Errors are "
+            '`{"error": {"code": …, "message": …}}` with a stable code (SPEC.md §9).',
+            "license": {"name": "AGPL-3.0-or-later", "identifier": "AGPL-3.0-or-later"},
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": {name: dict(schema) for name, schema in COMPONENTS.items()},
+            "securitySchemes": {
+                BEARER: {"type": "http", "scheme": "bearer",
+                         "description": "the owner's API token, `<home>/api.token`"},
+            },
+        },
+    }
+
+
+def _check_path_params(method: str, path: str, op: Operation) -> None:
+    in_path = {part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{") and part.endswith("}")}
+    described = {p.name for p in op.parameters if p.where == "path"}
+    if in_path != described:
+        raise UndocumentedRoute(
+            f"{method} {path}: path parameters {sorted(in_path)} but described {sorted(described)}"
+        )
+
+
+def _operation(op: Operation, op_id: str, status: Mapping[str, int]) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": op.summary}
+    if op.response is not None:
+        success["content"] = {"application/json": {"schema": dict(op.response)}}
+    for media_type in op.media_types:  # JSON-based (application/ld+json): an object; else text (text/csv)
+        json_based = media_type.split(";")[0].strip().endswith(("/json", "+json"))
+        success.setdefault("content", {})[media_type] = {"schema": {"type": "object" if json_based else "string"}}
+    if op.headers:
+        success["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                              for name, text in op.headers.items()}
+    if op.links:
+        success["links"] = {name: dict(link) for name, link in op.links.items()}
+    responses: dict[str, Any] = {str(op.status): success}
+    by_status: dict[int, list[str]] = {}
+    for code in op.error_codes():
+        by_status.setdefault(status.get(code, 500), []).append(code)
+    for http_status, codes in sorted(by_status.items()):
+        responses[str(http_status)] = {
+            "description": ", ".join(f"`{code}`" for code in codes),
+            "content": {"application/json": {"schema": _error_schema(codes)}},
+        }
+    result: dict[str, Any] = {"operationId": op_id, "summary": op.summary}
+    if op.description:
+        result["description"] = op.description
+    if op.parameters:
+        result["parameters"] = [p.as_openapi() for p in op.parameters]
+    if op.body is not None:
+        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": dict(op.body)}}}
+    result["responses"] = responses
+    result["security"] = {
+        Access.PUBLIC: [],
+        Access.OPTIONAL: [{}, {BEARER: []}],
+        Access.OWNER: [{BEARER: []}],
+    }[op.access]
+    return result
+
+
+def _error_schema(codes: list[str]) -> Schema:
+    """The Error schema, its code narrowed to `codes`."""
+    return {"allOf": [ref("Error"), {"properties": {"error": {"properties": {"code": {"enum": codes}}}}}]}

@@ -1,0 +1,714 @@
+"""The node's durable store: one SQLite file in WAL mode, synchronous=FULL.
+
+Each entry's exact received bytes (header and payload) are kept; every other
+column is an index derived from them and `verify` re-derives and compares it.
+A transaction commits only after SQLite has fsync'ed the WAL, so an id the
+node printed or returned survives kill -9 and power loss, and a crash mid-write
+leaves nothing half-written.
+
+Writes go through one plain sqlite3 connection owned by one writer thread,
+so a whole transaction (a group of appends, a batch of ingested entries) is a
+single hop to that thread and runs while the event loop goes on; reads use an
+aiosqlite connection of their own. Local appends are group-committed: appends
+that arrive while a commit is in flight are signed meanwhile and written
+together in the next transaction, one fsync for all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from protocol import (
+    CID,
+    GENESIS_KIND,
+    ChainHead,
+    Entry,
+    ForkProof,
+    InvalidData,
+    LocalError,
+    SigningKey,
+    TallyError,
+    check_next,
+    create_entry,
+    decode_entry,
+    decode_stored_entry,
+)
+from protocol.identity import did_from_public_key
+from protocol.writes import AppendRequest
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT_MS: Final = 30_000
+GROUP_MAX: Final = 1000  # appends per transaction
+LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
+
+# Each migration takes the schema from version i to i + 1. Never edit one that shipped.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE entries (
+        idh      INTEGER NOT NULL,       -- first 8 bytes of the id's digest, signed: the id index
+        id       BLOB NOT NULL,          -- CID of the header block (unique: it fixes ledger, author, seq)
+        ledger   BLOB NOT NULL,          -- CID of the ledger (a genesis entry's own id)
+        author   BLOB NOT NULL,          -- 32-byte Ed25519 public key
+        seq      INTEGER NOT NULL,
+        ts       INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        header   BLOB NOT NULL,          -- exact header bytes
+        payload  BLOB,                   -- exact payload bytes; NULL once erased
+        received INTEGER NOT NULL,       -- local clock, ms, when stored
+        UNIQUE (ledger, author, seq)
+    );
+    CREATE INDEX entries_idh ON entries (idh);
+    CREATE INDEX entries_kind ON entries (kind, ledger);
+    CREATE TABLE follows (
+        ledger BLOB PRIMARY KEY,         -- a ledger this node replicates though it did not found it
+        since  INTEGER NOT NULL
+    );
+    CREATE TABLE forks (
+        ledger BLOB NOT NULL,
+        author BLOB NOT NULL,
+        seq    INTEGER NOT NULL,
+        proof  BLOB NOT NULL,            -- encoded ForkProof
+        found  INTEGER NOT NULL,
+        PRIMARY KEY (ledger, author, seq)
+    );
+    """,
+)
+
+_INSERT: Final = (
+    "INSERT INTO entries (idh, id, ledger, author, seq, ts, kind, header, payload, received)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_HEAD: Final = (
+    "SELECT seq, id, ts FROM entries WHERE ledger = ? AND author = ? ORDER BY seq DESC LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerInfo:
+    id: CID
+    name: str
+    visibility: str
+    founder: str
+    created: int
+    entries: int
+
+    @classmethod
+    def of(cls, genesis: Entry, entries: int) -> LedgerInfo:
+        """A ledger as its genesis describes it, holding `entries` entries here."""
+        body = genesis.body or {}
+        return cls(id=genesis.id, name=str(body.get("name", "")), visibility=str(body.get("visibility", "members")),
+                   founder=genesis.author, created=genesis.header.ts, entries=entries)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What became of a batch of verified entries offered to the store."""
+
+    stored: tuple[Entry, ...] = ()
+    duplicates: int = 0
+    forks: tuple[ForkProof, ...] = ()
+    gaps: tuple[Entry, ...] = ()  # later than the chain's next seq: wait for the gap
+    refused: tuple[tuple[Entry, InvalidData], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding of `Store.verify`."""
+
+    entry_id: str
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: AppendRequest
+    future: asyncio.Future[Entry] = field(repr=False)
+
+
+def _fail(p: _Pending, exc: Exception) -> None:
+    if not p.future.done():
+        log.error("append failed: %s", exc)
+        p.future.set_exception(exc)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    """Async access to one store file. Open with `await Store.open(path)`.
+
+    Two connections: one writes (appends, ingest), one reads, so a read never
+    sees a transaction in flight nor waits behind one (WAL allows both).
+    """
+
+    def __init__(
+        self, writer: sqlite3.Connection, reader: aiosqlite.Connection, path: Path, key: SigningKey | None,
+        clock_ms: Callable[[], int], write_thread: ThreadPoolExecutor,
+    ) -> None:
+        self._wdb = writer  # used only on write_thread
+        self._wx = write_thread
+        self._read = reader
+        self.path = path
+        self._key = key
+        self._clock_ms = clock_ms
+        self._queue: deque[_Pending] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[Sequence[Entry]], None]] = []
+
+    def on_new_entries(self, listener: Callable[[Sequence[Entry]], None]) -> Callable[[], None]:
+        """Call `listener` with every batch of newly committed entries (local or
+        ingested), on the event loop, in commit order. Returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _announce(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(entries)
+            except Exception:  # a listener's bug must not fail a commit already made
+                log.exception("new-entries listener failed")
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, key: SigningKey | None = None, clock_ms: Callable[[], int] | None = None
+    ) -> Store:
+        """Open (creating and migrating if needed). `key` signs local appends;
+        `clock_ms` gives the wall clock in ms (the node's)."""
+        loop = asyncio.get_running_loop()
+        wx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        try:
+            writer = await loop.run_in_executor(wx, _open_writer, path)
+        except BaseException:
+            wx.shutdown(wait=False)
+            raise
+        try:
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await loop.run_in_executor(wx, writer.close)
+            wx.shutdown(wait=False)
+            raise
+        return cls(writer, reader, path, key, clock_ms or wall_clock_ms, wx)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        await self._read.close()
+        await asyncio.get_running_loop().run_in_executor(self._wx, self._wdb.close)
+        self._wx.shutdown(wait=True)
+
+    async def _in_writer(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._wx, func, *args)
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    # ---- local appends -------------------------------------------------
+
+    async def append(self, request: AppendRequest) -> Entry:
+        """Append one local entry; returns once it is durably committed."""
+        return (await self.append_batch([request]))[0]
+
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[Entry]:
+        """Append local entries in order; returns once all are durably committed.
+
+        Requests are group-committed with whatever else is queued, at most
+        GROUP_MAX to a transaction. A failed request raises; those before it
+        in the list that succeeded stay committed.
+        """
+        loop = asyncio.get_running_loop()
+        pendings = [_Pending(r, loop.create_future()) for r in requests]
+        self._queue.extend(pendings)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return [await p.future for p in pendings]
+
+    async def _drain(self) -> None:
+        """Commit queued appends, up to GROUP_MAX per transaction, until none are left.
+
+        Each group is built, signed and inserted in the writer thread under one
+        write transaction: heads are read under the lock, so no other process
+        can take a seq meanwhile, and the event loop stays free (libsodium and
+        SQLite release the GIL). Appends that arrive meanwhile form the next group.
+        """
+        while self._queue:
+            group = [self._queue.popleft() for _ in range(min(GROUP_MAX, len(self._queue)))]
+            if self._key is None:
+                for p in group:
+                    _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
+                continue
+            await self._append_locked(self._key, group)
+
+    async def _append_locked(self, key: SigningKey, group: list[_Pending]) -> None:
+        """Read heads, sign and insert in one write transaction, in the writer thread."""
+        live = [p for p in group if not p.future.done()]
+        try:
+            results = await self._in_writer(
+                _append_in_transaction, self._wdb, key, [p.request for p in live], self._clock_ms()
+            )
+        except Exception as exc:
+            for p in live:
+                _fail(p, exc)
+            return
+        for p, result in zip(live, results, strict=True):
+            if p.future.done():
+                continue  # its caller was cancelled while the group committed: the entry stands
+            if isinstance(result, Entry):
+                p.future.set_result(result)
+            else:
+                p.future.set_exception(result)
+        self._announce([r for r in results if isinstance(r, Entry)])
+
+    # ---- entries from elsewhere ------------------------------------------
+
+    async def ingest(self, entries: Sequence[Entry]) -> IngestResult:
+        """Store verified entries (signatures already checked) that extend their chains.
+
+        Entries must come in seq order per chain. Each is a duplicate, the next
+        link (stored), a fork (proof stored, entry not), a gap (returned, not
+        stored) or refused by the chain rules. One transaction, in the writer thread.
+        """
+        result: IngestResult = await self._in_writer(_ingest, self._wdb, list(entries), self._clock_ms())
+        self._announce(result.stored)
+        return result
+
+    async def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Keep a (verified) fork proof learned from a peer; False if one was known for that seq."""
+        added: bool = await self._in_writer(_add_fork, self._wdb, proof, self._clock_ms())
+        return added
+
+    async def follow(self, ledger: CID) -> bool:
+        """Replicate `ledger` from now on; False if it was followed already."""
+        added: bool = await self._in_writer(_follow, self._wdb, ledger, self._clock_ms())
+        return added
+
+    # ---- queries ---------------------------------------------------------
+
+    async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one read, fetched in one hop to the reader thread, which finishes the
+        statement there. A caller cancelled while it waits (a peer left mid-query) thus leaves
+        no statement open: one would hold the connection's read snapshot, and the next read,
+        whoever makes it, would miss everything committed since."""
+        return list(await self._read.execute_fetchall(sql, args))
+
+    async def _row(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
+
+    async def head(self, ledger: CID, author: bytes) -> ChainHead | None:
+        """The latest committed entry of a chain, or None."""
+        row = await self._row(_HEAD, (ledger.raw, author))
+        return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
+
+    async def has_ledger(self, ledger: CID) -> bool:
+        row = await self._row("SELECT kind FROM entries WHERE idh = ? AND id = ?", (_idh(ledger), ledger.raw))
+        return row is not None and row[0] == GENESIS_KIND
+
+    async def get(self, entry_id: CID) -> Entry | None:
+        row = await self._row(
+            "SELECT header, payload FROM entries WHERE idh = ? AND id = ?", (_idh(entry_id), entry_id.raw)
+        )
+        return None if row is None else decode_entry(row[0], row[1], check_signature=False)
+
+    async def ledgers(self) -> list[LedgerInfo]:
+        result = []
+        async with self._read.execute(
+            "SELECT g.header, g.payload, (SELECT count(*) FROM entries e WHERE e.ledger = g.id)"
+            " FROM entries g WHERE g.kind = ? AND g.ledger = g.id ORDER BY g.ts, g.id",
+            (GENESIS_KIND,),
+        ) as cur:
+            async for header, payload, count in cur:
+                result.append(LedgerInfo.of(decode_entry(header, payload, check_signature=False), count))
+        return result
+
+    async def log(self, ledger: CID, author: bytes | None = None) -> AsyncGenerator[Entry, None]:
+        """A ledger's entries ordered by author then seq (one chain with `author`).
+
+        Rows decode as stored entries: their bytes hash to what was checked when they
+        were stored, so only the hashes are checked again (`decode_stored_entry`).
+        """
+        args: tuple[bytes, ...]
+        if author is None:
+            sql, args = _LOG_SQL, (ledger.raw,)
+        else:
+            sql = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
+            args = (ledger.raw, author)
+        async with self._read.execute(sql, args) as cur:
+            cur.iter_chunk_size = LOG_CHUNK_ROWS
+            async for rid, header, payload in cur:
+                yield decode_stored_entry(rid, header, payload)
+
+    async def log_page(
+        self, ledger: CID, limit: int, *, author: bytes | None = None, after: CID | None = None
+    ) -> list[Entry]:
+        """Up to `limit` of `log`'s entries, those after the entry `after` (of `ledger`, and of `author` if given).
+
+        A range scan of the (ledger, author, seq) index, so a page costs the
+        same at any depth of a big ledger. `unknown_entry` if `after` is not here.
+        """
+        where = "ledger = ?" if author is None else "ledger = ? AND author = ?"
+        args: list[Any] = [ledger.raw] if author is None else [ledger.raw, author]
+        if after is not None:
+            async with self._read.execute(
+                f"SELECT author, seq FROM entries WHERE idh = ? AND id = ? AND {where}", (_idh(after), after.raw, *args)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                chain = "" if author is None else f" by {did_from_public_key(author)}"
+                raise LocalError("unknown_entry", f"no entry {after} of ledger {ledger}{chain} is stored here")
+            where += " AND (author, seq) > (?, ?)" if author is None else " AND seq > ?"
+            args += [row[0], row[1]] if author is None else [row[1]]
+        async with self._read.execute(
+            f"SELECT header, payload FROM entries WHERE {where} ORDER BY author, seq LIMIT ?", (*args, limit)
+        ) as cur:
+            return [decode_entry(header, payload, check_signature=False) async for header, payload in cur]
+
+    async def forks(self) -> list[ForkProof]:
+        rows = await self._rows(_FORKS_SQL)
+        return [ForkProof.decode(row[0]) for row in rows]
+
+    async def replicated(self, founder: bytes | None = None) -> list[CID]:
+        """Ledgers this node replicates: those it follows, and those `founder` founded."""
+        ids: set[bytes] = set()
+        ids.update(bytes(row[0]) for row in await self._rows("SELECT ledger FROM follows"))
+        if founder is not None:
+            ids.update(bytes(row[0]) for row in await self._rows(
+                "SELECT id FROM entries WHERE kind = ? AND ledger = id AND author = ?", (GENESIS_KIND, founder)))
+        return [CID(raw) for raw in sorted(ids)]
+
+    async def frontier(self, ledger: CID) -> dict[bytes, ChainHead]:
+        """The head of every chain in `ledger`, by author public key."""
+        rows = await self._rows(
+            "SELECT author, seq, id, ts FROM entries e WHERE ledger = ? AND seq ="
+            " (SELECT max(seq) FROM entries WHERE ledger = e.ledger AND author = e.author)",
+            (ledger.raw,),
+        )
+        return {bytes(author): ChainHead(bytes(author), ledger, seq, CID(rid), ts) for author, seq, rid, ts in rows}
+
+    async def heads_of(self, author: bytes) -> list[ChainHead]:
+        """The head of `author`'s chain in every ledger stored here."""
+        rows = await self._rows("SELECT ledger, max(seq) FROM entries WHERE author = ? GROUP BY ledger", (author,))
+        heads = []
+        for ledger, _ in rows:
+            head = await self.head(CID(ledger), author)
+            if head is not None:
+                heads.append(head)
+        return heads
+
+    async def raw_range(
+        self, ledger: CID, author: bytes, from_seq: int, limit: int
+    ) -> list[tuple[int, bytes, bytes | None]]:
+        """Up to `limit` entries of a chain from `from_seq` on, in seq order: (seq, header, payload)."""
+        rows = await self._rows(
+            "SELECT seq, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq >= ?"
+            " ORDER BY seq LIMIT ?",
+            (ledger.raw, author, from_seq, limit),
+        )
+        return [(int(seq), bytes(h), None if p is None else bytes(p)) for seq, h, p in rows]
+
+    async def id_at(self, ledger: CID, author: bytes, seq: int) -> CID | None:
+        row = await self._row(
+            "SELECT id FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (ledger.raw, author, seq)
+        )
+        return None if row is None else CID(row[0])
+
+    async def genesis(self, ledger: CID) -> Entry | None:
+        entry = await self.get(ledger)
+        return entry if entry is not None and entry.is_genesis else None
+
+    async def ledger_size(self, ledger: CID) -> int:
+        """How many entries of `ledger` are stored (an index range count)."""
+        row = await self._row("SELECT count(*) FROM entries WHERE ledger = ?", (ledger.raw,))
+        return int(row[0]) if row else 0
+
+    async def count(self) -> int:
+        row = await self._row("SELECT count(*) FROM entries")
+        return int(row[0]) if row else 0
+
+    # ---- verification ----------------------------------------------------
+
+    async def verify(self) -> AsyncGenerator[Problem, None]:
+        """Re-verify every stored entry from its raw bytes: encoding, signature,
+        payload hash, derived columns and chain links; and every fork proof."""
+        async with self._read.execute("PRAGMA quick_check") as cur:
+            rows = await cur.fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            for r in rows:
+                yield Problem("-", "store_corrupt", f"sqlite: {r[0]}")
+        heads: dict[tuple[bytes, bytes], ChainHead] = {}
+        async with self._read.execute(
+            "SELECT idh, id, ledger, author, seq, ts, kind, header, payload FROM entries ORDER BY ledger, author, seq"
+        ) as cur:
+            async for row in cur:
+                problem, entry = _verify_row(row)
+                if problem is not None:
+                    yield problem
+                    continue
+                assert entry is not None
+                hk = (entry.ledger_id.raw, entry.header.author)
+                try:
+                    check_next(heads.get(hk), entry)
+                except InvalidData as exc:
+                    yield Problem(str(entry.id), exc.code, exc.message)
+                heads[hk] = ChainHead.of(entry)
+        async with self._read.execute("SELECT ledger, author, seq, proof FROM forks") as cur:
+            async for ledger, author, seq, proof in cur:
+                try:
+                    fp = ForkProof.decode(proof)
+                except InvalidData as exc:
+                    yield Problem(f"fork:{did_from_public_key(author)}:{seq}", "store_corrupt", exc.message)
+                    continue
+                if (fp.a.ledger_id.raw, fp.a.header.author, fp.seq) != (ledger, author, seq):
+                    yield Problem(f"fork:{fp.author}:{seq}", "store_corrupt", "fork row differs from its proof")
+
+
+def _verify_row(row: Any) -> tuple[Problem | None, Entry | None]:
+    idh, rid, ledger, author, seq, ts, kind, header, payload = row
+    label = _label(rid)
+    try:
+        entry = decode_entry(header, payload)
+    except InvalidData as exc:
+        return Problem(label, exc.code, exc.message), None
+    expected = (
+        _idh(entry.id), entry.id.raw, entry.ledger_id.raw, entry.header.author, entry.seq, entry.header.ts, entry.kind
+    )
+    if (idh, rid, ledger, author, seq, ts, kind) != expected:
+        return Problem(label, "store_corrupt", "stored index columns differ from the entry's bytes"), None
+    return None, entry
+
+
+def _label(rid: Any) -> str:
+    try:
+        return str(CID(rid))
+    except (InvalidData, TypeError):
+        return f"row-id:{rid!r:.80}"
+
+
+def _idh(cid: CID) -> int:
+    # A short integer key indexes far cheaper than the 36-byte id: random 8-byte
+    # keys dirty fewer index pages per commit. Lookups compare the full id too.
+    return int.from_bytes(cid.digest[:8], "big", signed=True)
+
+
+def _row(entry: Entry, now: int) -> tuple[Any, ...]:
+    return (
+        _idh(entry.id),
+        entry.id.raw,
+        entry.ledger_id.raw,
+        entry.header.author,
+        entry.seq,
+        entry.header.ts,
+        entry.kind,
+        entry.header_raw,
+        entry.payload_raw,
+        now,
+    )
+
+
+_LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq"
+_FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
+
+
+def read_ledger_file(path: Path, ledger: CID) -> tuple[list[Entry], list[ForkProof]]:
+    """A ledger's entries (as `Store.log` gives them) and every fork proof, read from the store's file with a
+    read-only connection of its own: for another process (node/store/worker.py) while the node runs."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        entries = [decode_stored_entry(rid, header, payload) for rid, header, payload in
+                   db.execute(_LOG_SQL, (ledger.raw,))]
+        proofs = [ForkProof.decode(row[0]) for row in db.execute(_FORKS_SQL)]
+    finally:
+        db.close()
+    return entries, proofs
+
+
+# ---- the writer thread's side -------------------------------------------------
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    # Members-only ledgers are in here: a new store is the owner's alone (0600), and SQLite gives its -wal
+    # and -shm files the database file's mode.
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: the WAL is fsync'ed at every commit, so a commit survives power loss.
+        db.execute("PRAGMA synchronous = FULL")
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+
+def _append_in_transaction(
+    db: sqlite3.Connection, key: SigningKey, requests: list[AppendRequest], now: int
+) -> list[Entry | TallyError]:
+    results: list[Entry | TallyError] = []
+    rows = []
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    with _Transaction(db):
+        for req in requests:
+            try:
+                if req.ledger is None:
+                    head = None
+                else:
+                    found = db.execute(
+                        "SELECT kind FROM entries WHERE idh = ? AND id = ?", (_idh(req.ledger), req.ledger.raw)
+                    ).fetchone()
+                    if found is None or found[0] != GENESIS_KIND:
+                        raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
+                    hk = (req.ledger.raw, key.public_key)
+                    if hk not in heads:
+                        heads[hk] = _head_in(db, req.ledger, key.public_key)
+                    head = heads[hk]
+                entry = _next_entry(key, req, head)
+            except TallyError as exc:
+                results.append(exc)
+                continue
+            heads[(entry.ledger_id.raw, key.public_key)] = ChainHead.of(entry)
+            rows.append(_row(entry, now))
+            results.append(entry)
+        db.executemany(_INSERT, rows)
+    return results
+
+
+def _next_entry(key: SigningKey, req: AppendRequest, head: ChainHead | None) -> Entry:
+    if head is None:
+        return create_entry(key, ledger=req.ledger, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
+    # ts never goes below prev's: a clock stepped back must not make an invalid entry.
+    return create_entry(
+        key, ledger=req.ledger, seq=head.seq + 1, prev=head.id, ts=max(req.ts, head.ts), kind=req.kind, body=req.body
+    )
+
+
+def _head_in(db: sqlite3.Connection, ledger: CID, author: bytes) -> ChainHead | None:
+    row = db.execute(_HEAD, (ledger.raw, author)).fetchone()
+    return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
+
+
+def _ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResult:
+    stored: list[Entry] = []
+    forks: list[ForkProof] = []
+    gaps: list[Entry] = []
+    refused: list[tuple[Entry, InvalidData]] = []
+    duplicates = 0
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    fresh: dict[tuple[bytes, bytes, int], Entry] = {}
+    rows: list[tuple[Any, ...]] = []
+    with _Transaction(db):
+        for entry in entries:
+            ledger = entry.ledger_id
+            hk = (ledger.raw, entry.header.author)
+            if hk not in heads:
+                heads[hk] = _head_in(db, ledger, entry.header.author)
+            head = heads[hk]
+            if head is not None and entry.seq <= head.seq:
+                other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq)
+                if other is None or other.id == entry.id:
+                    duplicates += 1
+                    continue
+                proof = ForkProof.of(other, entry)
+                db.execute(
+                    "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
+                    (*hk, entry.seq, proof.encode(), now),
+                )
+                forks.append(proof)
+                continue
+            if entry.seq > (head.seq if head else 0) + 1:
+                gaps.append(entry)
+                continue
+            try:
+                check_next(head, entry)
+            except InvalidData as exc:
+                refused.append((entry, exc))
+                continue
+            rows.append(_row(entry, now))
+            heads[hk] = ChainHead(entry.header.author, ledger, entry.seq, entry.id, entry.header.ts)
+            fresh[(*hk, entry.seq)] = entry
+            stored.append(entry)
+        db.executemany(_INSERT, rows)
+    return IngestResult(tuple(stored), duplicates, tuple(forks), tuple(gaps), tuple(refused))
+
+
+def _add_fork(db: sqlite3.Connection, proof: ForkProof, now: int) -> bool:
+    with _Transaction(db):
+        cur = db.execute(
+            "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
+            (proof.a.ledger_id.raw, proof.a.header.author, proof.seq, proof.encode(), now),
+        )
+        return cur.rowcount > 0
+
+
+def _follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:
+    with _Transaction(db):
+        cur = db.execute("INSERT OR IGNORE INTO follows (ledger, since) VALUES (?, ?)", (ledger.raw, now))
+        return cur.rowcount > 0
+
+
+def _entry_at(db: sqlite3.Connection, hk: tuple[bytes, bytes], seq: int) -> Entry | None:
+    row = db.execute(
+        "SELECT header, payload FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (*hk, seq)
+    ).fetchone()
+    return None if row is None else decode_entry(row[0], row[1], check_signature=False)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise LocalError("schema_too_new", f"store schema {version} is newer than this Tally's {SCHEMA_VERSION}")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        with _Transaction(db):
+            # Re-read inside the lock: another process may have migrated meanwhile.
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= target:
+                continue
+            for statement in _statements(MIGRATIONS[target - 1]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

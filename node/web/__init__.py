@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages per area, their shared page helpers, and static assets."""

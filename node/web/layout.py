@@ -1,0 +1,247 @@
+"""What every dashboard page shares: who is asking, the page layout, security headers, error pages, flashes,
+the owner's form checks and the one write-and-say path of a form (`act`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+from urllib.parse import urlsplit
+
+from aiohttp import hdrs, web
+
+from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE
+from node.http.sessions import Session, cookie_name
+from node.store.store import LedgerInfo
+from node.web.html import Child, Markup, el
+from protocol import CID, LocalError, TallyError
+from protocol.names import resembles
+from protocol.state import LedgerState
+from protocol.writes import AppendRequest
+
+log = logging.getLogger(__name__)
+#: No inline script or style, nothing from elsewhere, no framing, forms post here only.
+CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+              "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UPDATE_REFRESH_S: Final = 5  # a page showing a ledger's last state while the next is computed reloads after this
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking: the node's owner (with a session) or anyone else."""
+
+    did: str  # this node's identity
+    session: Session | None
+
+    @property
+    def owner(self) -> bool:
+        return self.session is not None
+
+
+def viewer(request: web.Request) -> Viewer:
+    did = request.app[CONFIG].did
+    return Viewer(did, request.app[SESSIONS].get(request.cookies.get(cookie_name(did))))
+
+
+# ---- layout ----------------------------------------------------------------------
+
+
+def short(did: str, me: str | None = None, names: Mapping[str, str] | None = None) -> str:
+    """An agent as people read it: the name they gave themselves in the ledger (`member.about`), else the last
+    characters of their did:key; "you" for this node's owner."""
+    name = (names or {}).get(did)
+    if me is not None and did == me:
+        return f"{name} (you)" if name else "you"
+    if name:  # a name another member's reads as gets the did:key's end beside it (SPEC §16.1)
+        return name if resembles(name, did, names or {}) is None else f"{name} (…{did[-8:]})"
+    return f"…{did[-8:]}" if did.startswith("did:key:") else did
+
+
+def who(did: str, me: str, names: Mapping[str, str] | None = None) -> Markup:
+    """An agent's name, with their whole did:key as its title (a name is a label, not an identity)."""
+    return el("span", short(did, me, names), title=did, class_="did")
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def csrf_field(v: Viewer) -> Markup:
+    return el("input", type="hidden", name="csrf", value=v.session.csrf if v.session else "")
+
+
+def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: LedgerInfo | None = None,
+         tab: str | None = None, status: int = 200, pending: int = 0) -> web.Response:
+    version = request.app[CONFIG].version
+    if v.owner:
+        account: Child = [
+            el("span", "owner", title=v.did, class_="badge"),
+            el("form", csrf_field(v), el("button", "Log out", type="submit", class_="link"),
+               method="post", action="/logout", class_="inline"),
+        ]
+    else:
+        account = el("span", "read-only: public ledgers", class_="badge muted",
+                     title="the node's owner logs in with `tally open`")
+    nav = el("nav", el("a", "Tally", href="/", class_="brand"), el("a", "Ledgers", href="/"),
+             el("a", "Peers", href="/peers") if v.owner else None, el("span", class_="spacer"), account,
+             aria_label="Site")
+    flashes = v.session.flash if v.session else []
+    shown = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
+    if v.session:
+        v.session.flash = []
+    sub: Child = None
+    if ledger is not None:
+        base = f"/ledgers/{ledger.id}"
+        tabs = [("overview", "Overview", base), ("history", "History", f"{base}/history")]
+        if v.owner:
+            queue = f"Validation queue ({pending})" if pending else "Validation queue"
+            tabs += [("contribute", "Log a contribution", f"{base}/contribute"),
+                     ("queue", queue, f"{base}/queue")]
+        tabs += [("shares", "Shares", f"{base}/shares"), ("motions", "Motions", f"{base}/motions"),
+                 ("pledges", "Pledges", f"{base}/pledges")]
+        sub = el("div", el("h1", ledger.name, " ", el("small", ledger.visibility, class_="badge")),
+                 el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
+                            for key, label, href in tabs), class_="tabs", aria_label="Ledger"), class_="ledger-head")
+    updating = ledger is not None and not request.app[STATES].is_current(ledger.id)
+    if updating:
+        shown.append(el("p", "Updating: this ledger received entries since the state shown was computed; the "
+                             f"page reloads in {UPDATE_REFRESH_S} s.", class_="flash updating", role="status"))
+    skip = el("a", "Skip to content", href="#main", class_="skip")  # the first stop of the keyboard
+    body = el("body", skip, el("header", nav), el("main", shown, sub, *content, id="main", tabindex=-1),
+              el("footer", f"Tally {version} · node ", el("code", v.did)))
+    html = Markup("<!doctype html>") + el(
+        "html",
+        el("head", el("meta", charset="utf-8"),
+           el("meta", name="viewport", content="width=device-width, initial-scale=1"),
+           el("title", f"{title} · Tally"),
+           el("meta", http_equiv="refresh", content=str(UPDATE_REFRESH_S)) if updating else None,
+           el("link", rel="stylesheet", href=f"/static/tally.css?v={version}"),
+           el("link", rel="icon", href=f"/static/favicon.svg?v={version}", type="image/svg+xml"),
+           el("script", src=f"/static/tally.js?v={version}", defer=True)),
+        body, lang="en",
+    )
+    return html_response(html, status)
+
+
+def html_response(html: str, status: int = 200) -> web.Response:
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    secure_headers(response)
+    return response
+
+
+def secure_headers(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    # Never to other sites (a login link's token must not leave in a Referer); "no-referrer" would also make
+    # Chromium send `Origin: null` with our own forms, which the origin check must refuse.
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers[hdrs.CACHE_CONTROL] = "no-store"
+
+
+def error_page(request: web.Request, code: str, message: str, status: int) -> web.Response:
+    """An error on a page (not the API): the same code and message, as HTML."""
+    v = viewer(request)
+    hint: Child = None
+    if status == 401:
+        hint = el("p", "The node's owner logs in by running ", el("code", "tally open"),
+                  " on the node's machine and following the link it prints.")
+    return page(request, v, "Error", el("h1", {401: "Log in first", 404: "Not found"}.get(status, "Refused")),
+                el("p", el("code", code), ": ", message, class_="error"), hint,
+                el("p", el("a", "Back to your ledgers", href="/")), status=status)
+
+
+def see_other(location: str) -> web.Response:
+    response = web.Response(status=303, headers={hdrs.LOCATION: location})
+    secure_headers(response)
+    return response
+
+
+def refused(request: web.Request, exc: TallyError) -> None:
+    """A form's refusal, logged like the API's (the page says it to the owner)."""
+    log.info("refused", extra={"method": request.method, "path": request.path, "code": exc.code})
+
+
+def flash(v: Viewer, kind: str, text: str) -> None:
+    if v.session is not None:
+        v.session.flash.append((kind, text))
+
+
+# ---- writes: owner, same origin, CSRF token ----------------------------------------
+
+
+def _same_origin(request: web.Request) -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        return True  # browsers send Origin on POST; the CSRF token still has to match
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == request.host
+
+
+async def owner_form(request: web.Request) -> tuple[Viewer, dict[str, str]]:
+    """The form of a state-changing request, after checking who sent it and from where."""
+    v = viewer(request)
+    if v.session is None:
+        raise LocalError("unauthorized", "only the node's owner may change anything here; log in with `tally open`")
+    if not _same_origin(request):
+        raise LocalError("forbidden", "this form was sent from another site")
+    form = await request.post()
+    values = {k: val for k, val in form.items() if isinstance(val, str)}
+    if not v.session.csrf_ok(values.get("csrf")):
+        raise LocalError("forbidden", "this form is stale or was not made by this node's page; reload and retry")
+    return v, values
+
+
+async def append(request: web.Request, build: Callable[[int], AppendRequest]) -> CID:
+    """Sign and store what `build(ts)` makes (it checks the request first); not while catching up."""
+    made = build(request.app[CONFIG].wall_ms())
+    if request.app[REPLICATION].catching_up:
+        raise LocalError("catching_up", "the node is catching up with its peers before it signs new entries; "
+                                        "retry shortly")
+    entry = await request.app[STORE].append(made)
+    return entry.id
+
+
+async def act(request: web.Request, v: Viewer, build: Callable[[int], AppendRequest], done: str,
+              back: str) -> web.Response:
+    """A form's write: sign what `build(ts)` makes, say `done` (or the refusal's code and message) on the
+    next page, and go `back` there."""
+    try:
+        await append(request, build)
+    except TallyError as exc:
+        refused(request, exc)
+        flash(v, "error", f"{exc.code}: {exc.message}")
+    else:
+        flash(v, "ok", done)
+    return see_other(back)
+
+
+async def ledgers_for(request: web.Request, v: Viewer) -> list[LedgerInfo]:
+    return [i for i in await request.app[STORE].ledgers() if v.owner or i.visibility == "public"]
+
+
+async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, LedgerState]:
+    """The ledger in the path and its state, if `v` may read it; else `unknown_ledger` (404)."""
+    text = request.match_info["ledger"]
+    try:
+        ledger = CID.parse(text)
+    except TallyError:
+        raise LocalError("unknown_ledger", "no such ledger") from None
+    # Not Store.ledgers(): its entry counts cost a scan of every ledger (~40 ms at a million entries).
+    genesis = await request.app[STORE].genesis(ledger)
+    if genesis is not None and (v.owner or (genesis.body or {}).get("visibility") == "public"):
+        states = request.app[STATES]
+        # A page may show a big ledger's last state while the next is computed; a write is built on a current one.
+        state = (await states.latest(ledger))[0] if request.method == hdrs.METH_GET else await states.get(ledger)
+        if state is not None:
+            return LedgerInfo.of(genesis, len(state.status)), state
+    raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")

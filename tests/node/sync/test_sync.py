@@ -1,0 +1,630 @@
+"""Replication between in-process nodes over real loopback sockets (node/sync/replication.py).
+
+Each node is a real SQLite store, a real Replicator and an aiohttp server with the
+sync endpoint on 127.0.0.1; links are real encrypted WebSockets. Hostile peers are
+written here: they dial with their own key and send frames an honest node never sends.
+Deadlines are generous (machines are shared); every wait polls and ends as soon as
+the condition holds. The fork and safe-restore scenarios, which need `tally` itself,
+are in test_sync_processes.py; writes without the API token are refused in
+test_api.py::test_writes_need_the_token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+from node.store.store import Store, wall_clock_ms
+from node.sync.links import SYNC_PATH, LinkClosed, SecureLink, dial_link, sync_url
+from node.sync.replication import PeerInfo, Replicator
+from node.views import entry_row
+from protocol import CID, GENESIS_KIND, Entry, Handshake, SigningKey, create_entry, dagcbor
+from protocol.handshake import KEY_BYTES, MAX_MESSAGE_BYTES
+from protocol.sync import (
+    WANT_MAX,
+    Ents,
+    Err,
+    Message,
+    Sent,
+    Sub,
+    Want,
+    decode_message,
+    encode_message,
+    frontier_digest,
+)
+from protocol.writes import AppendRequest, genesis_body
+
+DEADLINE_S = 30.0  # generous: every wait below normally ends well within a second or two
+MALLORY = SigningKey(bytes([66]) * 32)
+
+
+def key_for(name: str) -> SigningKey:
+    return SigningKey(name.encode().ljust(32, b"."))
+
+
+# --- in-process nodes -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    name: str
+    key: SigningKey
+    store: Store
+    replicator: Replicator
+    runner: web.AppRunner
+    url: str
+    stopped: bool = False
+
+    @property
+    def did(self) -> str:
+        return self.key.did
+
+    async def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        await self.replicator.stop()
+        await self.runner.cleanup()
+        await self.store.close()
+
+    async def create_ledger(self, name: str = "Coop", visibility: str = "public") -> CID:
+        entry = await self.store.append(AppendRequest(None, GENESIS_KIND, genesis_body(name, visibility),
+                                                      wall_clock_ms()))
+        return entry.id
+
+    async def append(self, ledger: CID, count: int = 1, tag: str = "") -> list[Entry]:
+        now = wall_clock_ms()
+        requests = [AppendRequest(ledger, "note.text", {"by": self.name, "i": i, "tag": tag}, now)
+                    for i in range(count)]
+        return await self.store.append_batch(requests)
+
+    async def follow(self, ledger: CID) -> None:
+        await self.store.follow(ledger)
+        await self.replicator.follow(ledger)
+
+    async def count(self, ledger: CID) -> int:
+        return len(await self.rows(ledger))
+
+    async def rows(self, ledger: CID, author: bytes | None = None) -> list[str]:
+        """The ledger as `tally log --json` prints it: one JSON line per entry, by author then seq."""
+        async with contextlib.aclosing(self.store.log(ledger, author)) as entries:
+            return [json.dumps(entry_row(e), separators=(",", ":")) async for e in entries]
+
+    def peer(self, did: str) -> PeerInfo:
+        found = [p for p in self.replicator.peers() if p.did == did]
+        assert len(found) == 1, (self.name, did, self.replicator.peers())
+        return found[0]
+
+
+NodeFactory = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
+    """`await make_node("a", peers=[url…], offline=True)`: a started node on a free loopback port."""
+    made: list[Node] = []
+
+    async def make(name: str, *, peers: tuple[str, ...] = (), offline: bool = True) -> Node:
+        key = key_for(name)
+        store = await Store.open(tmp_path / f"{name}.sqlite3", key=key)
+        replicator = Replicator(store, key, peers=peers, offline=offline)
+        app = web.Application()
+        app.router.add_get(SYNC_PATH, replicator.handle_sync)
+        runner = web.AppRunner(app, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        node = Node(name, key, store, replicator, runner, f"http://127.0.0.1:{runner.addresses[0][1]}")
+        made.append(node)
+        await replicator.start()
+        return node
+
+    try:
+        yield make
+    finally:
+        for node in reversed(made):
+            await node.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE_S) -> float:
+    """Poll `check` until it holds; the seconds it took. Fails after `timeout`."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def converged(nodes: list[Node], ledger: CID, count: int) -> None:
+    """Wait until every node holds the same `count` entries of `ledger` (the same `tally log --json`)."""
+    rows: list[list[str]] = []
+
+    async def same() -> bool:
+        rows[:] = [await n.rows(ledger) for n in nodes]
+        return all(len(r) == count for r in rows) and all(r == rows[0] for r in rows)
+
+    try:
+        await until(same, f"the same {count} entries on every node")
+    except AssertionError as exc:
+        counts = {n.name: len(r) for n, r in zip(nodes, rows, strict=True)}
+        raise AssertionError(f"{exc}; counts {counts}") from None
+
+
+async def _level(info: PeerInfo) -> bool:
+    """The peer has been level with us on every ledger both replicate."""
+    return info.last_sync is not None
+
+
+async def connect(dialer: Node, target: Node) -> None:
+    dialer.replicator.add_peer(target.url, "config")
+
+    async def linked() -> bool:
+        return any(p.connected and p.did == target.did for p in dialer.replicator.peers())
+
+    await until(linked, f"{dialer.name} linked to {target.name}")
+
+
+# --- convergence ------------------------------------------------------------------------------------------------------
+
+
+async def test_two_nodes_converge_both_ways(make_node: NodeFactory) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    ledger = await a.create_ledger()
+    await a.append(ledger, 20)
+    await b.follow(ledger)
+    await connect(b, a)
+    await converged([a, b], ledger, 21)
+
+    await asyncio.gather(a.append(ledger, 30, "live"), b.append(ledger, 25, "live"))  # both write at once
+    await converged([a, b], ledger, 21 + 30 + 25)
+    assert len(await a.rows(ledger, b.key.public_key)) == 25
+    assert b.peer(a.did).entries_in == 20 + 1 + 30 and b.peer(a.did).entries_out == 25
+    assert a.peer(b.did).entries_in == 25 and a.peer(b.did).entries_out == 20 + 1 + 30
+    assert b.peer(a.did).errors == [] and a.peer(b.did).errors == []
+    assert await a.store.forks() == [] and await b.store.forks() == []
+
+
+async def test_three_nodes_converge_each_writing(make_node: NodeFactory) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    ledger = await a.create_ledger()
+    await a.append(ledger, 10)
+    for n in (b, c):
+        await n.follow(ledger)
+    # a full mesh: every pair is linked once (b → a, c → a, c → b)
+    await connect(b, a)
+    await connect(c, a)
+    await connect(c, b)
+    await converged([a, b, c], ledger, 11)
+
+    for round_ in range(3):  # every node writes, at the same time, several rounds
+        await asyncio.gather(*(n.append(ledger, 7, f"r{round_}") for n in (a, b, c)))
+    await converged([a, b, c], ledger, 11 + 3 * 3 * 7)
+    for n in (a, b, c):
+        for author in (a, b, c):
+            chain = await n.rows(ledger, author.key.public_key)
+            assert len(chain) == (11 if author is a else 0) + 21, (n.name, author.name)
+        assert await n.store.forks() == []
+    # nothing travels twice: each node received each entry it lacked once, over all its links
+    for n in (a, b, c):
+        received = sum(p.entries_in for p in n.replicator.peers())
+        assert received == await n.count(ledger) - (11 + 21 if n is a else 21), n.name
+
+
+async def test_following_a_ledger_while_linked_fetches_it(make_node: NodeFactory) -> None:
+    # b follows after the link is up, when a's `sub` naming the ledger was already ignored by b
+    a, b = await make_node("a"), await make_node("b")
+    ledger = await a.create_ledger()
+    await a.append(ledger, 6)
+    await connect(b, a)
+    await asyncio.sleep(0.5)  # both `sub`s are exchanged by now (a's names the ledger; b does not follow it yet)
+    await b.follow(ledger)
+    await converged([a, b], ledger, 7)
+    await b.append(ledger, 2, "b writes back")
+    await converged([a, b], ledger, 9)
+    later = await a.create_ledger("Later")  # founded while linked, followed while linked
+    await b.follow(later)
+    await converged([a, b], later, 1)
+
+
+async def test_a_middle_node_relays_between_two_that_never_meet(make_node: NodeFactory) -> None:
+    a, b, c = await make_node("a"), await make_node("b"), await make_node("c")
+    ledger = await a.create_ledger()
+    await a.append(ledger, 5)
+    await b.follow(ledger)
+    await c.follow(ledger)
+    await connect(a, b)  # a — b — c: a and c are linked to b only
+    await connect(c, b)
+    await converged([a, b, c], ledger, 6)
+
+    await a.append(ledger, 12, "from a")
+    await c.append(ledger, 9, "from c")
+    await converged([a, b, c], ledger, 6 + 12 + 9)
+    assert len(await a.rows(ledger, c.key.public_key)) == 9
+    assert len(await c.rows(ledger, a.key.public_key)) == 6 + 12
+    assert [p.did for p in a.replicator.peers()] == [b.did]
+    assert [p.did for p in c.replicator.peers()] == [b.did]
+
+
+async def test_live_push_reaches_a_connected_peer_quickly(
+        make_node: NodeFactory, record_property: Callable[[str, object], None]) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    ledger = await a.create_ledger()
+    await b.follow(ledger)
+    await connect(b, a)
+    await converged([a, b], ledger, 1)
+    await until(lambda: _level(b.peer(a.did)), "b level with a")
+
+    latencies = []
+    for i, (writer, reader) in enumerate([(a, b), (b, a), (a, b), (b, a)]):
+        started = time.monotonic()
+        [entry] = await writer.append(ledger, 1, f"push {i}")
+
+        async def arrived(reader: Node = reader, entry: Entry = entry) -> bool:
+            return await reader.store.get(entry.id) is not None
+
+        await until(arrived, f"entry {i} from {writer.name} on {reader.name}", timeout=10.0)
+        latencies.append(time.monotonic() - started)
+    record_property("push_latency_s", [round(s, 4) for s in latencies])
+    print(f"live push latencies (s): {', '.join(f'{s:.4f}' for s in latencies)}")
+    # each arrived once, on the link that was already up
+    assert b.peer(a.did).entries_in == 1 + 2 and a.peer(b.did).entries_in == 2
+    assert b.peer(a.did).errors == [] and a.peer(b.did).errors == []
+
+
+async def test_a_members_only_ledger_is_not_served_to_another_identity(
+        make_node: NodeFactory, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = await make_node("a"), await make_node("b")
+    secret = await a.create_ledger("Members", "members")
+    secret_ids = [str(e.id) for e in await a.append(secret, 5, "secret")]
+    public = await a.create_ledger("Open", "public")
+    await a.append(public, 3)
+    await b.follow(secret)  # b knows the id (it leaked, or was guessed) and asks for it
+    await b.follow(public)
+    await connect(b, a)
+    await converged([a, b], public, 4)  # the link works: the public ledger arrives…
+    await until(lambda: _level(b.peer(a.did)), "b level with a")
+    await a.append(secret, 2, "later")  # …and neither old nor live entries of the members-only one do
+    await a.append(public, 1, "marker")
+    await converged([a, b], public, 5)
+
+    assert await b.count(secret) == 0 and await b.store.genesis(secret) is None
+    assert a.peer(b.did).entries_out == 5
+    logged = "\n".join(r.getMessage() for r in caplog.records)  # both nodes' logs: a never names them either
+    assert not any(i in logged for i in secret_ids)
+
+    # a peer that asks outright (a `want` for the founder's chain, a `sub` naming the ledger) gets nothing either
+    async with aiohttp.ClientSession() as session:
+        link = await dial_link(session, a.url, MALLORY)
+        await link.send(encode_message(Sub(((secret, frontier_digest({})),))))
+        await link.send(encode_message(Want(secret, a.key.public_key, 1, WANT_MAX)))
+        answers = await read_until(link, lambda m: isinstance(m, Sent))
+        await link.close()
+    assert not any(isinstance(m, Ents) for m in answers), answers
+    assert answers[-1] == Sent(secret, a.key.public_key, 0)
+    assert all(secret not in [ledger for ledger, _ in m.ledgers] for m in answers if isinstance(m, Sub))
+
+
+# --- a link cut mid-stream ------------------------------------------------------------------------------------------
+
+
+class CuttingRelay:
+    """A WebSocket proxy in front of a node: it forwards every message both ways, counts what
+    goes down to the dialer, and cuts its first connection (both sides, close 1001, as when a
+    Wi-Fi link drops) once `cut_after` bytes went down. Later connections pass untouched."""
+
+    def __init__(self, session: aiohttp.ClientSession, upstream: str, cut_after: int) -> None:
+        self.session = session
+        self.upstream = upstream
+        self.cut_after = cut_after
+        self.down_bytes = 0  # all connections
+        self.connections = 0
+        self.cut = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.connections += 1
+        cutting = self.connections == 1
+        down = web.WebSocketResponse(max_msg_size=0)
+        await down.prepare(request)
+        async with self.session.ws_connect(sync_url(self.upstream), max_msg_size=0) as up:
+            ends = (down, up)
+            await asyncio.gather(self._pump(down, up, ends, towards_dialer=False, cutting=False),
+                                 self._pump(up, down, ends, towards_dialer=True, cutting=cutting))
+        return down
+
+    async def _pump(self, source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                    ends: tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse], *,
+                    towards_dialer: bool, cutting: bool) -> None:
+        while True:
+            msg = await source.receive()
+            if msg.type is not WSMsgType.BINARY:
+                with contextlib.suppress(ConnectionError):
+                    await sink.close(code=msg.data if msg.type is WSMsgType.CLOSE else 1001)
+                return
+            with contextlib.suppress(ConnectionError):
+                await sink.send_bytes(msg.data)
+            if towards_dialer:
+                self.down_bytes += len(msg.data)
+            if cutting and self.down_bytes >= self.cut_after:
+                self.cut.set()
+                for ws in ends:
+                    with contextlib.suppress(ConnectionError):
+                        await ws.close(code=1001, message=b"relay: link cut")
+                return
+
+
+@asynccontextmanager
+async def serving(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get(SYNC_PATH, handler)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+CHAIN = 5000
+
+
+async def test_a_cut_link_resumes_where_it_stopped(
+        make_node: NodeFactory, record_property: Callable[[str, object], None]) -> None:
+    server, fetcher = await make_node("server"), await make_node("fetcher")
+    ledger = await server.create_ledger()
+    for _ in range(CHAIN // 1000):
+        await server.append(ledger, 1000, "bulk")
+    total = CHAIN + 1
+    chain_bytes = sum(len(h) + len(p or b"") for _, h, p in await server.store.raw_range(
+        ledger, server.key.public_key, 1, total))
+    await fetcher.follow(ledger)
+    async with aiohttp.ClientSession() as session:
+        relay = CuttingRelay(session, server.url, cut_after=chain_bytes * 2 // 5)
+        async with serving(relay.handle) as relay_url:
+            fetcher.replicator.add_peer(relay_url, "config")
+            await asyncio.wait_for(relay.cut.wait(), DEADLINE_S)
+
+            async def link_down() -> bool:
+                return all(not p.connected for p in fetcher.replicator.peers() + server.replicator.peers())
+
+            await until(link_down, "both ends saw the cut")
+            had = await fetcher.count(ledger)
+            sent_before = server.peer(fetcher.did).entries_out
+            bytes_before = relay.down_bytes
+            await converged([server, fetcher], ledger, total)  # it dials again by itself and completes
+    out = server.peer(fetcher.did).entries_out
+    received = fetcher.peer(server.did).entries_in
+    summary = {"chain": total, "stored_at_cut": had, "sent_before_cut": sent_before, "sent_in_all": out,
+               "stored_in_all": received, "relay_bytes": relay.down_bytes, "bytes_before_cut": bytes_before,
+               "chain_bytes": chain_bytes, "connections": relay.connections}
+    record_property("resume", summary)
+    print(f"cut and resume: {summary}")
+    assert 0 < had < total, summary  # the cut came mid-way
+    assert relay.connections == 2 and received == total
+    # the second link sent only what the fetcher lacked: nothing it had is ever sent again
+    assert out - sent_before == total - had, summary
+    # and, over both links, about the chain once (not 1.5 times): bytes included
+    assert out <= total * 1.1, summary
+    assert relay.down_bytes <= chain_bytes * 1.2, summary
+
+
+# --- hostile and broken peers -----------------------------------------------------------------------------------------
+
+
+async def read_until(link: SecureLink, stop: Callable[[Message], bool]) -> list[Message]:
+    """Messages from the link up to and including the first that satisfies `stop`."""
+    seen: list[Message] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while True:
+            message = decode_message(await link.receive())
+            seen.append(message)
+            if stop(message):
+                return seen
+
+
+async def closed_with(link: SecureLink) -> tuple[LinkClosed, list[Message]]:
+    """Read until the peer ends the link: how it ended, and what it sent before."""
+    seen: list[Message] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while True:
+            try:
+                frame = await link.receive()
+            except LinkClosed as exc:
+                return exc, seen
+            seen.append(decode_message(frame))
+
+
+@dataclass
+class Attack:
+    """An honest node `h` with a public ledger, an honest peer `g` linked to it and writing
+    while the attack runs, and what is needed to check both keep syncing."""
+
+    h: Node
+    g: Node
+    ledger: CID
+    session: aiohttp.ClientSession
+    writes: int = 0
+    writer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def _write(self) -> None:
+        while True:
+            await asyncio.gather(self.h.append(self.ledger, 2, "during"), self.g.append(self.ledger, 1, "during"))
+            self.writes += 3
+            await asyncio.sleep(0.01)
+
+    async def _wrote(self) -> bool:
+        return self.writes > 0
+
+    def start_writing(self) -> None:
+        self.writer = asyncio.create_task(self._write())
+
+    async def finish(self, code: str) -> None:
+        """Stop writing; the honest pair converges, was never cut, and `h` recorded `code` for MALLORY."""
+        assert self.writer is not None
+        await until(self._wrote, "the honest pair writes during the attack")
+        assert not self.writer.done(), self.writer
+        self.writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.writer
+        assert self.writes > 0
+        await self.h.append(self.ledger, 1, "after")
+        await self.g.append(self.ledger, 1, "after")
+        # each node's own chain is what it wrote; together they are the whole ledger
+        total = len(await self.h.rows(self.ledger, self.h.key.public_key)) + len(
+            await self.g.rows(self.ledger, self.g.key.public_key))
+        assert total >= 1 + 10 + self.writes + 2
+        await converged([self.h, self.g], self.ledger, total)
+        assert self.g.peer(self.h.did).connected and self.g.peer(self.h.did).errors == []
+        assert self.h.peer(self.g.did).connected and self.h.peer(self.g.did).errors == []
+        evil = self.h.peer(MALLORY.did)
+        assert evil.errors and evil.errors[-1].startswith(f"{code}: "), evil.errors
+        assert await self.h.rows(self.ledger, MALLORY.public_key) == []
+
+    async def assert_banned(self) -> None:
+        """A reconnect within the ban: the handshake completes, then the link is refused."""
+
+        async def gone() -> bool:
+            return not self.h.peer(MALLORY.did).connected
+
+        await until(gone, "the hostile link is over on the honest node")
+        link = await dial_link(self.session, self.h.url, MALLORY)
+        closed, seen = await closed_with(link)
+        assert (closed.code, closed.by_peer, seen) == ("forbidden", True, []), closed
+
+
+@pytest.fixture
+async def attack(make_node: NodeFactory) -> AsyncIterator[Attack]:
+    h, g = await make_node("h"), await make_node("g")
+    ledger = await h.create_ledger()
+    await h.append(ledger, 10)
+    await g.follow(ledger)
+    await connect(g, h)
+    await converged([h, g], ledger, 11)
+    async with aiohttp.ClientSession() as session:
+        a = Attack(h, g, ledger, session)
+        a.start_writing()
+        try:
+            yield a
+        finally:
+            if a.writer is not None:
+                a.writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await a.writer
+
+
+@pytest.mark.parametrize(("frame", "codes"), [
+    (b"\xff\x00 garbage, not DAG-CBOR at all", {"bad_encoding"}),
+    (b"", {"bad_encoding"}),
+    (bytes(60_000), {"bad_encoding"}),
+    (dagcbor.encode([1, 2, 3]), {"bad_message"}),  # DAG-CBOR, but no message
+    (dagcbor.encode({"t": "want", "ledger": 1}), {"bad_message"}),
+    (dagcbor.encode({"t": "sub", "ledgers": [], "extra": 1}), {"bad_message"}),
+])
+async def test_garbage_frames_close_the_link_and_ban_the_peer(attack: Attack, frame: bytes, codes: set[str]) -> None:
+    link = await dial_link(attack.session, attack.h.url, MALLORY)
+    await link.send(frame)
+    closed, _ = await closed_with(link)
+    assert closed.code in codes and closed.by_peer, closed
+    assert closed.ws_code == 4000
+    await attack.assert_banned()
+    await attack.finish(closed.code)
+
+
+def _tampered(entry: Entry) -> bytes:
+    """The entry's header with one byte of its signature flipped (still canonical DAG-CBOR)."""
+    at = entry.header_raw.index(entry.header.sig) + 10
+    header = bytearray(entry.header_raw)
+    header[at] ^= 0x01
+    return bytes(header)
+
+
+async def test_an_entry_with_a_bad_signature_closes_the_link_and_nothing_is_stored(attack: Attack) -> None:
+    ledger, h = attack.ledger, attack.h
+    link = await dial_link(attack.session, h.url, MALLORY)
+    await link.send(encode_message(Sub(((ledger, frontier_digest({})),))))
+    await read_until(link, lambda m: isinstance(m, Sub))
+    first = create_entry(MALLORY, ledger=ledger, seq=1, prev=None, ts=wall_clock_ms(), kind="note.text",
+                         body={"valid": True})
+    second = create_entry(MALLORY, ledger=ledger, seq=2, prev=first.id, ts=wall_clock_ms(), kind="note.text",
+                          body={"forged": True})
+    bad = (_tampered(second), second.payload_raw)
+    await link.send(encode_message(Ents(ledger, MALLORY.public_key, ((first.header_raw, first.payload_raw), bad))))
+    closed, _ = await closed_with(link)
+    assert (closed.code, closed.by_peer, closed.ws_code) == ("bad_signature", True, 4000), closed
+    # nothing of that message: not the forged entry, not even the valid one beside it
+    assert await h.store.get(first.id) is None and await h.store.get(second.id) is None
+    await attack.assert_banned()
+    await attack.finish("bad_signature")
+    assert await attack.g.rows(ledger, MALLORY.public_key) == []
+
+
+async def test_an_oversize_frame_closes_the_link_and_bans_the_peer(attack: Attack) -> None:
+    # SecureLink refuses to send a frame this large, so this peer runs the handshake itself
+    # (protocol.Handshake over a raw WebSocket) and then sends one WebSocket message too many bytes long.
+    async with attack.session.ws_connect(sync_url(attack.h.url), max_msg_size=0) as ws:
+        handshake = Handshake.initiator(MALLORY, bytes([7]) * KEY_BYTES, bytes([8]) * KEY_BYTES, attack.h.did)
+        while not handshake.complete:
+            if handshake.wants_write:
+                await ws.send_bytes(handshake.write_message())
+            else:
+                msg = await ws.receive(timeout=DEADLINE_S)
+                assert msg.type is WSMsgType.BINARY, msg
+                handshake.read_message(msg.data)
+        transport = handshake.transport()
+        await ws.send_bytes(transport.encrypt(encode_message(Sub(()))))  # a valid first frame
+        await ws.send_bytes(bytes(MAX_MESSAGE_BYTES + 1))
+        while True:
+            msg = await ws.receive(timeout=DEADLINE_S)
+            if msg.type is not WSMsgType.BINARY:
+                break
+    assert msg.type is WSMsgType.CLOSE, msg
+    assert msg.data == 1009 or (msg.data == 4000 and msg.extra.startswith("frame_too_large: ")), msg
+    await attack.assert_banned()
+    await attack.finish("frame_too_large")
+
+
+@pytest.mark.parametrize("kind", ["want", "sub", "mixed"])
+async def test_a_flood_of_requests_is_rate_limited(attack: Attack, kind: str) -> None:
+    ledger, h = attack.ledger, attack.h
+    link = await dial_link(attack.session, h.url, MALLORY)
+    requests = {
+        "want": [encode_message(Want(ledger, h.key.public_key, 1 + i % 5, 1)) for i in range(5000)],
+        "sub": [encode_message(Sub(((ledger, bytes([i % 256]) * 32),))) for i in range(5000)],
+    }
+    requests["mixed"] = [m for pair in zip(requests["want"], requests["sub"], strict=True) for m in pair]
+    reading = asyncio.create_task(closed_with(link))
+    sent = 0
+    with contextlib.suppress(LinkClosed):
+        for frame in requests[kind]:
+            await link.send(frame)
+            sent += 1
+    closed, seen = await reading
+    assert closed.code == "rate_limited" and closed.by_peer, (closed, sent)
+    assert isinstance(seen[-1], Err) and seen[-1].code == "rate_limited", seen[-3:]
+    await attack.assert_banned()
+    await attack.finish("rate_limited")
+
+
+async def test_an_unknown_message_type_is_ignored_not_punished(attack: Attack) -> None:
+    # A newer peer may send types this node does not know: skipped, the link goes on.
+    link = await dial_link(attack.session, attack.h.url, MALLORY)
+    await link.send(dagcbor.encode({"t": "gossip-v2", "anything": [1, 2]}))
+    await link.send(encode_message(Want(attack.ledger, attack.h.key.public_key, 1, 3)))
+    answers = await read_until(link, lambda m: isinstance(m, Sent))
+    assert [len(m.entries) for m in answers if isinstance(m, Ents)] == [3]
+    assert answers[-1] == Sent(attack.ledger, attack.h.key.public_key, 3)
+    await link.close()
+    assert attack.h.peer(MALLORY.did).errors == []
