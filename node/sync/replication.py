@@ -28,7 +28,6 @@ from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link
 from node.sync.peers import MISBEHAVIOUR, PeerInfo, PeerMisbehaved, wall_ms
 from node.sync.session import SyncSession
 from protocol import CID, Entry, ForkProof, SigningKey, TallyError
-from protocol.sync import Fork, encode_message
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,9 @@ BACKOFF_MIN_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
 BAN_MIN_S: Final = 30.0  # a peer that broke the protocol is refused this long, doubling each time
 RESTORE_SILENCE_S: Final = 10.0  # a peer that says nothing this long no longer holds safe restore
+MAX_LINKS: Final = 256  # inbound links at once, handshaking or running (beyond: HTTP 503, before any work)
+MAX_LINKS_PER_ADDRESS: Final = 8  # inbound links from one host, except peers this node was given or found
+MAX_DIALED_IN: Final = 512  # peer-table rows of identities that only dialled in (the idle longest go first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,8 @@ class Replicator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._access: dict[bytes, _Access] = {}
-        self._bans: dict[str, tuple[float, float]] = {}  # did -> (until, last ban length)
+        self._bans: dict[str, tuple[float, float]] = {}  # did, or "host:<host>" -> (until, last ban length)
+        self._inbound: dict[str, int] = {}  # host -> inbound links from it, handshaking or running
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
         self._forgotten: set[str] = set()
@@ -158,19 +161,48 @@ class Replicator:
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
-        ws = link_websocket()
-        await ws.prepare(request)
+        if sum(self._inbound.values()) >= MAX_LINKS:
+            return web.Response(status=503, text="too many peer links")  # before any handshake work
         address = peer_address(request)
+        host = _host(address)
+        self._inbound[host] = self._inbound.get(host, 0) + 1
         try:
-            link = await accept_link(ws, self._identity, remote_address=address)
-        except (TallyError, LinkClosed) as exc:
-            log.warning("inbound handshake failed peer=%s error=%s", address, exc)
+            ws = link_websocket()
+            await ws.prepare(request)
+            try:
+                link = await accept_link(ws, self._identity, remote_address=address)
+            except (TallyError, LinkClosed) as exc:
+                log.warning("inbound handshake failed peer=%s error=%s", address, exc)
+                return ws
+            info = next((i for i in self._info.values() if i.did == link.remote_did), None)
+            given = info is not None and info.found != "inbound"
+            if not given:
+                # Fresh identities are free to make: a host that keeps misbehaving, or opens more
+                # links than a household would, is slowed by its address. Peers this node dials
+                # (flags, configuration, mDNS) are known by did and never refused for their address.
+                if self._ban_left(f"host:{host}") > 0:
+                    await link.close("forbidden", "backing off after a protocol violation from this address")
+                    return ws
+                if self._inbound[host] > MAX_LINKS_PER_ADDRESS:
+                    await link.close("rate_limited", f"more than {MAX_LINKS_PER_ADDRESS} links from one address")
+                    return ws
+            if info is None:
+                self._trim_dialed_in()
+                info = self._info.setdefault(f"did:{link.remote_did}", PeerInfo(link.remote_did, address, "inbound"))
+            if await self._run_link(link, info) == "misbehaved" and not given:
+                self._ban(f"host:{host}")
             return ws
-        info = next((i for i in self._info.values() if i.did == link.remote_did), None)
-        if info is None:
-            info = self._info.setdefault(f"did:{link.remote_did}", PeerInfo(link.remote_did, address, "inbound"))
-        await self._run_link(link, info)
-        return ws
+        finally:
+            self._inbound[host] -= 1
+            if not self._inbound[host]:
+                del self._inbound[host]
+
+    def _trim_dialed_in(self) -> None:
+        """Keep at most MAX_DIALED_IN rows of peers that only dialled in: the idle longest go."""
+        inbound = [(i.last_seen or 0, k) for k, i in self._info.items() if i.found == "inbound" and not i.connected]
+        extra = sum(1 for i in self._info.values() if i.found == "inbound") + 1 - MAX_DIALED_IN
+        for _, k in sorted(inbound)[: max(0, extra)]:
+            del self._info[k]
 
     async def follow(self, ledger: CID) -> None:
         """Start replicating `ledger` (already marked followed in the store) with every peer."""
@@ -370,18 +402,26 @@ class Replicator:
     def _on_new_entries(self, entries: Sequence[Entry]) -> None:
         for session in list(self._sessions.values()):
             session.offer(entries)
-        admitted = {e.ledger_id.raw: e.ledger_id for e in entries if e.kind.startswith(MEMBER_KIND_PREFIX)}
+        admitted = {e.ledger_id.raw: e.ledger_id for e in entries
+                    if e.kind.startswith(MEMBER_KIND_PREFIX) or e.is_genesis}
         if admitted:
-            # Someone may have just become a member: offer them the ledger now, not at the next link.
+            # Someone may have just become a member, or the genesis tells who may see the ledger:
+            # offer it now, not at the next link.
             for session in list(self._sessions.values()):
                 self._spawn(session.reconsider(list(admitted.values())))
 
     def gossip_fork(self, proof: ForkProof, source: SyncSession | None) -> None:
         self.states.forget(proof.a.ledger_id)  # the author's entries past the fork stop counting
-        data = encode_message(Fork(proof.encode()))
         for session in list(self._sessions.values()):
             if session is not source:
-                session.queue_control(data)
+                session.gossip(proof)  # only where the ledger is shared: members-only proofs reach members only
+
+
+def _host(address: str | None) -> str:
+    """The host of `host:port` (`[v6]:port`): links are counted and slowed per host, not per port."""
+    if address is None:
+        return "?"
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
 
 
 __all__ = ["PeerInfo", "PeerMisbehaved", "Replicator"]

@@ -25,8 +25,9 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from node.store.store import Store, wall_clock_ms
+from node.sync import replication
 from node.sync.links import SYNC_PATH, LinkClosed, SecureLink, dial_link, sync_url
-from node.sync.replication import PeerInfo, Replicator
+from node.sync.replication import MAX_LINKS_PER_ADDRESS, PeerInfo, Replicator
 from node.views import entry_row
 from protocol import CID, GENESIS_KIND, Entry, Handshake, SigningKey, create_entry, dagcbor
 from protocol.handshake import KEY_BYTES, MAX_MESSAGE_BYTES
@@ -628,3 +629,75 @@ async def test_an_unknown_message_type_is_ignored_not_punished(attack: Attack) -
     assert answers[-1] == Sent(attack.ledger, attack.h.key.public_key, 3)
     await link.close()
     assert attack.h.peer(MALLORY.did).errors == []
+
+
+# --- caps on links and on what dialled-in identities leave behind --------------------------------------------------
+
+
+def fresh(i: int) -> SigningKey:
+    return SigningKey(bytes([200 - i % 100]) * 31 + bytes([i // 100]))
+
+
+async def test_links_beyond_the_per_address_cap_are_refused(attack: Attack) -> None:
+    h = attack.h
+    held = [await dial_link(attack.session, h.url, fresh(i)) for i in range(MAX_LINKS_PER_ADDRESS - 1)]  # g is one
+    extra = await dial_link(attack.session, h.url, fresh(99))
+    closed, _ = await closed_with(extra)
+    assert (closed.code, closed.by_peer) == ("rate_limited", True), closed
+    for link in held:
+        await link.close()
+    assert h.peer(attack.g.did).connected and h.peer(attack.g.did).errors == []  # the honest link is untouched
+
+
+async def test_a_misbehaving_address_is_slowed_whatever_key_it_uses(attack: Attack) -> None:
+    h = attack.h
+    link = await dial_link(attack.session, h.url, MALLORY)
+    await link.send(encode_message(Sent(attack.ledger, h.key.public_key, 3)))  # no want was made
+    closed, _ = await closed_with(link)
+    assert closed.code == "protocol_error", closed
+    again = await dial_link(attack.session, h.url, fresh(1))  # a fresh key from the same address
+    closed, _ = await closed_with(again)
+    assert (closed.code, closed.by_peer) == ("forbidden", True), closed
+    await attack.finish("protocol_error")  # the honest peer keeps its link and syncs on
+
+
+async def test_the_peer_table_keeps_a_bounded_number_of_dialled_in_identities(
+    attack: Attack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replication, "MAX_DIALED_IN", 5)
+    h = attack.h
+    for i in range(12):
+        link = await dial_link(attack.session, h.url, fresh(i))
+        await link.close()
+
+    async def settled() -> bool:
+        return not any(p.connected for p in h.replicator.peers() if p.found == "inbound" and p.did != attack.g.did)
+
+    await until(settled, "the dialled-in links are over")
+    inbound = [p for p in h.replicator.peers() if p.found == "inbound"]
+    assert len(inbound) <= 5 and any(p.did == attack.g.did for p in h.replicator.peers())
+
+
+async def test_every_push_arrives_after_a_one_shot_sync_and_a_peer_link_overlap(make_node: NodeFactory) -> None:
+    """Issue 13's stall: a `sync once` and a peer link to the same node overlap, the peer fetches the
+    entries over the one-shot link and asks nothing on the other; every later push must still arrive."""
+    a, b = await make_node("a"), await make_node("b")
+    ledger = await a.create_ledger()
+    await a.append(ledger, 300)
+    await b.follow(ledger)
+    b.replicator.add_peer(a.url, "config")
+    await b.replicator.sync_once(a.url)
+    await converged([a, b], ledger, 301)
+    for i in range(40):
+        entry = (await a.append(ledger, 1, f"push {i}"))[0]
+
+        async def arrived(entry: Entry = entry) -> bool:
+            return await b.store.get(entry.id) is not None
+
+        await until(arrived, f"push {i} reached b")
+
+
+def test_spec_states_the_node_caps() -> None:
+    spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
+    for name in ("MAX_LINKS", "MAX_LINKS_PER_ADDRESS", "MAX_DIALED_IN"):
+        assert f"`{name} = {getattr(replication, name)}`" in spec, name
