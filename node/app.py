@@ -8,6 +8,7 @@ pages of its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -21,6 +22,7 @@ from node.http.context import (
     AUTH_FAILURES,
     AUTH_FAILURES_MAX,
     AUTH_WINDOW_S,
+    BODY_TIMEOUT_S,
     CONFIG,
     MAX_REQUEST_BYTES,
     REPLICATION,
@@ -30,6 +32,7 @@ from node.http.context import (
     ApiConfig,
     AuthFailures,
     Replication,
+    check_token,
 )
 from node.http.distribution import add_distribution_routes
 from node.http.errors import HTTP_CODES, STATUS, error_response
@@ -40,7 +43,7 @@ from node.store.states import LedgerStates
 from node.store.store import Store
 from node.web.layout import error_page
 from node.web.pages import add_dashboard_routes
-from protocol import TallyError
+from protocol import LocalError, TallyError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,9 @@ async def _close_states(app: web.Application) -> None:
 async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                   ) -> web.StreamResponse:
     try:
+        if _is_api(request):
+            check_token(request)
+            await _read_body(request)
         return await handler(request)
     except TallyError as exc:
         return _error(request, exc.code, exc.message, STATUS.get(exc.code, 500))
@@ -93,6 +99,18 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     except Exception:
         log.exception("internal error", extra={"method": request.method, "path": request.path})
         return _error(request, "internal", "the node failed to answer this request; its log has the details", 500)
+
+
+async def _read_body(request: web.Request) -> None:
+    """Read a request's body (cached for the handler) within BODY_TIMEOUT_S: a client that sends its body slowly
+    holds a connection no longer than that."""
+    if request.body_exists and request.content_length != 0:
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                await request.read()
+        except TimeoutError:
+            raise LocalError("request_timeout", f"the request body did not arrive within {BODY_TIMEOUT_S:g} s"
+                             ) from None
 
 
 def _is_api(request: web.Request) -> bool:

@@ -62,6 +62,7 @@ CODES: Final[dict[str, str]] = {
     "not_found": "no API route at that path",
     "method_not_allowed": "the API route does not take that HTTP method",
     "catching_up": "the node is catching up with its peers (safe restore); local writes wait until it is done",
+    "request_timeout": "an API request's body did not arrive in time (a slow client); its connection is closed",
     "rate_limited": "too many refused API calls from this address; wait and retry",
     "not_running": "the command needs a running node (`tally run`) and none answers for this home",
     "internal": "the node failed unexpectedly while answering; its log has the details",

@@ -42,6 +42,8 @@ MAX_REQUEST_BYTES: Final = 64 * 1024
 AUTH_FAILURES_MAX: Final = 20  # wrong tokens from one address within the window…
 AUTH_WINDOW_S: Final = 60.0  # …before it is refused (429) until the oldest leaves the window
 AUTH_TRACKED_MAX: Final = 4096  # addresses remembered at once
+WRONG_TOKEN: Final = "wrong API token"  # the one answer to a wrong token, on every route
+BODY_TIMEOUT_S: Final = 30.0  # a request body (at most MAX_REQUEST_BYTES) must arrive within this
 MAX_PAGE_ENTRIES: Final = 1000  # entries in one page of GET …/entries (its `limit`'s maximum and default)
 
 
@@ -127,17 +129,26 @@ def is_owner(request: web.Request) -> bool:
     header = request.headers.get(hdrs.AUTHORIZATION)
     if header is None:
         return False
+    scheme, _, given = header.strip().partition(" ")
+    expected = request.app[CONFIG].token
+    # The right token first: throttling wrong guesses never locks the owner out, whoever shares their address
+    # (a reverse proxy, a NAT) and however many guesses it sent.
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return True
     failures = request.app[AUTH_FAILURES]
     remote = request.remote or "-"
     if failures.blocked(remote):
         raise LocalError("rate_limited", "too many wrong API tokens from this address; retry later")
-    scheme, _, given = header.strip().partition(" ")
-    expected = request.app[CONFIG].token
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
-        return True
     failures.record(remote)
     log.warning("refused token", extra={"remote": remote, "path": request.path})
-    raise LocalError("unauthorized", "wrong API token")
+    raise LocalError("unauthorized", WRONG_TOKEN)
+
+
+def check_token(request: web.Request) -> None:
+    """Any API call that carries a token has it checked, whether or not the route needs one: a wrong token gets
+    the same 401 (or 429) everywhere (SPEC.md §12), so no route answers a guess differently."""
+    if hdrs.AUTHORIZATION in request.headers:
+        is_owner(request)
 
 
 def require_owner(request: web.Request) -> None:

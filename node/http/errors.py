@@ -33,6 +33,7 @@ STATUS: Final[Mapping[str, int]] = {
     ),
     "oversize": 413,
     "rate_limited": 429,
+    "request_timeout": 408,
     **dict.fromkeys(("internal", "no_identity", "store_corrupt", "schema_too_new", "listen_failed"), 500),
     "not_running": 503,
     "link_timeout": 504,

@@ -10,8 +10,8 @@ Errors are described by their stable codes (SPEC.md §9): each operation lists
 the codes it may answer with, grouped here by HTTP status; the `Error` schema's
 code enum is protocol.errors.CODES. Codes every operation of a kind can answer
 are added here, not repeated per handler: `internal` everywhere, `unauthorized`
-and `rate_limited` where a token is checked, `bad_request`, `bad_body` and
-`oversize` where a JSON body is read.
+and `rate_limited` everywhere too (a token sent is checked on every route),
+`bad_request`, `bad_body`, `oversize` and `request_timeout` where a JSON body is read.
 
 Response rows list their fields as required but allow more: clients ignore
 fields they do not know, so a field can be added without breaking them.
@@ -98,11 +98,9 @@ class Operation:
         return handler
 
     def error_codes(self) -> tuple[str, ...]:
-        codes = list(self.errors)
-        if self.access is not Access.PUBLIC:
-            codes += ["unauthorized", "rate_limited"]
+        codes = [*self.errors, "unauthorized", "rate_limited"]  # a wrong token is refused on every route
         if self.body is not None:
-            codes += ["bad_request", "bad_body", "oversize"]
+            codes += ["bad_request", "bad_body", "oversize", "request_timeout"]
         codes.append("internal")
         return tuple(dict.fromkeys(codes))
 

@@ -154,7 +154,7 @@ def test_access_is_described_as_security() -> None:
         app.router.add_get("/x", Operation("x", {"type": "object"}, access=access)(h), allow_head=False)
         op = openapi_document(app.router.routes(), version="1", status=STATUS)["paths"]["/x"]["get"]
         assert op["security"] == security
-        assert ("401" in op["responses"]) == (access is not Access.PUBLIC)
+        assert "401" in op["responses"]  # a wrong token is refused on every route, public ones too
 
 
 # ---- schemathesis against a live `tally run` ------------------------------------------
