@@ -97,6 +97,7 @@ def pledge_json(p: PledgeState, as_of: date) -> dict[str, Any]:
         "start": month_text(pledge.start),
         "until": None if pledge.until is None else month_text(pledge.until),
         "escalate": format_decimal(pledge.escalate),
+        "indexation": format_decimal(pledge.indexation),
         "note": pledge.note,
         "as_of": as_of.isoformat(),
         "due": format_decimal(standing.due),
@@ -146,6 +147,8 @@ def motion_lines(m: dict[str, Any]) -> list[str]:
 def pledge_lines(p: dict[str, Any]) -> list[str]:
     """A pledge (its `pledge_json` row) as text lines: a summary, then one line per listed (latest) period."""
     rate = f"{p['amount']} {p['unit']}" + (f" per {p['per']} on {p['basis']} {p['per']}" if p["per"] else "")
+    rate += f" +{p['indexation']}%/year" if p["indexation"] != "0" else ""
+    rate += f" +{p['escalate']} {p['unit']}/year" if p["escalate"] != "0" else ""
     lines = [f"pledge\t{p['id']}\t{p['pledger']}\t{rate} every {p['every']} from {p['start']}"
              f"{' until ' + p['until'] if p['until'] else ''}\tas of {p['as_of']}: due {p['due']}\t"
              f"paid {p['paid']}\tarrears {p['arrears']}"]

@@ -11,8 +11,9 @@ from typing import Any, Final
 from node.governance_views import governance_json
 from node.views import fork_row
 from protocol import ForkProof, InvalidData, LocalError
+from protocol.distribution import format_amount
 from protocol.rules import ACTIONS, format_decimal
-from protocol.state import FINAL, PENDING, REJECTED, Contribution, LedgerState
+from protocol.state import CONFLICTING, FINAL, PENDING, REJECTED, VALID, Contribution, LedgerState
 from protocol.valueflows import instant, parse_time
 
 HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED)
@@ -102,6 +103,20 @@ class HistoryQuery:
         return [r[3] for r in rows]
 
 
+def distributions_json(state: LedgerState) -> list[dict[str, Any]]:
+    """The recorded distributions, oldest first (ts, then id): `status` "valid", or "conflicting" when it counts
+    nothing because it paid a claim another one it did not count paid (SPEC.md §17.5)."""
+    recorded = [(d, VALID) for d in state.distributions] + [(d, CONFLICTING) for d in state.conflicting]
+    return [
+        {"id": str(d.id), "author": d.author, "ts": d.ts, "amount": format_decimal(d.payout.amount),
+         "unit": d.payout.unit, "since": None if d.payout.since is None else d.payout.since.isoformat(),
+         "until": None if d.payout.until is None else d.payout.until.isoformat(), "status": status,
+         "lines": [{"bucket": line.bucket, "recipient": line.recipient,
+                    "amount": format_amount(line.amount, d.payout.unit)} for line in d.payout.lines]}
+        for d, status in sorted(recorded, key=lambda r: (r[0].ts, r[0].id.raw))
+    ]
+
+
 def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str, Any]:
     """The state for `tally state --json` and the API; `forks`: the fork proofs of this ledger's chains."""
     accept = state.rules.validation.accept
@@ -133,6 +148,7 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
         "waiting": [str(c) for c in state.waiting],
         "quarantined": [str(c) for c in state.quarantined],
         "forks": [fork_row(proof) for proof in forks if proof.a.ledger_id == state.ledger],
+        "distributions": distributions_json(state),
         **governance_json(state),  # motions, pledges (arrears as of today), amendments (SPEC.md §18)
         "digest": state.digest.hex(),
     }

@@ -9,8 +9,9 @@ rules on every node (SPEC.md §18.3).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from protocol import CID, InvalidData, LocalError
 from protocol.governance import (
@@ -125,7 +126,8 @@ def pledge(
     if until is not None:
         body["until"] = until
     if escalate is not None:
-        body["escalate"] = format_decimal(parse_decimal(parse_escalation(escalate), "escalate"))
+        key, step = parse_escalation(escalate, unit)
+        body[key] = step
     if note:
         body["note"] = note
     try:
@@ -135,9 +137,21 @@ def pledge(
     return AppendRequest(state.ledger, PLEDGE_KIND, acknowledge(state, body), ts)
 
 
-def parse_escalation(text: str) -> str:
-    """`+0.05/year`, `0.05/year` or `0.05`: the yearly step of the rate, as a decimal string."""
+_PERCENT_A_YEAR: Final = re.compile(r"\+?\s*([0-9.]+)\s*%\s*(?:/\s*year)?")
+_STEP_A_YEAR: Final = re.compile(r"\+?\s*([0-9.]+)\s*([a-z][a-z0-9_-]*)\s*/\s*year")
+
+
+def parse_escalation(text: str, unit: str) -> tuple[str, str]:
+    """How a pledge rises each year, said so it cannot be misread: `+5%/year` (indexation: 5 % a year,
+    compounded) or `+0.05 euro/year` (a fixed step in the pledge's unit). Returns the payload key and its
+    canonical decimal; a bare `+0.05/year` is `bad_pledge` (0.05 on 0.10 reads like 5 % but is +50 %)."""
     value = text.strip()
-    if value.endswith("/year"):
-        value = value[: -len("/year")]
-    return value.removeprefix("+")
+    if match := _PERCENT_A_YEAR.fullmatch(value):
+        return "indexation", format_decimal(parse_decimal(match.group(1), "escalate"))
+    if match := _STEP_A_YEAR.fullmatch(value):
+        if match.group(2) != unit:
+            raise LocalError("bad_pledge", f"escalate {text!r:.40}: the step is in the pledge's unit, {unit}: "
+                             f"+{match.group(1)} {unit}/year")
+        return "escalate", format_decimal(parse_decimal(match.group(1), "escalate"))
+    raise LocalError("bad_pledge", f"escalate {text!r:.40}: say +5%/year (5 % a year, compounded) or "
+                     f"+0.05 {unit}/year (a fixed step in {unit})")

@@ -181,7 +181,9 @@ def add_governance_commands(add: Callable[..., argparse.ArgumentParser]) -> None
     p.add_argument("--every", required=True, choices=tuple(PERIODS))
     p.add_argument("--start", required=True, metavar="YYYY-MM", help="the first period's month")
     p.add_argument("--until", metavar="YYYY-MM", help="no period starts after this month")
-    p.add_argument("--escalate", metavar="+N/year", help="added to the amount each year, e.g. +0.05/year")
+    p.add_argument("--escalate", metavar="RISE",
+                   help="how the amount rises after each full year: +5%%/year (5 %% a year, compounded) or "
+                        "+0.05 euro/year (a fixed step in the pledge's unit)")
     p.add_argument("--note", metavar="TEXT")
 
     p = add("pledges", cmd_pledges, "a ledger's pledges: due, paid and running arrears per period")

@@ -229,6 +229,10 @@ async def cmd_state(args: argparse.Namespace) -> int:
         print(f"quarantined\t{cid}")
     for f in data["forks"]:
         print(f"fork\t{f['author']}\tseq {f['seq']}\t{f['a']}\t{f['b']}")
+    for d in data["distributions"]:
+        print(f"distribution\t{d['id']}\t{d['author']}\t{d['amount']} {d['unit']}\t{d['status']}"
+              + ("\tcounts nothing: it paid a claim that an earlier distribution it did not count paid; "
+                 "record it again" if d["status"] == "conflicting" else ""))
     for line in [*(x for m in data["motions"] for x in motion_lines(m)),
                  *(x for p in data["pledges"] for x in pledge_lines(p))]:
         print(line)

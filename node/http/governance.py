@@ -210,7 +210,8 @@ _PLEDGE_FIELDS: Final = {"amount": object, "unit": str, "per": str, "basis": obj
               "every": {"type": "string", "enum": ["month", "quarter", "year"]},
               "start": {"type": "string", "description": "the first period's month, YYYY-MM"},
               "until": {"type": "string", "description": "no period starts after this month, YYYY-MM"},
-              "escalate": {"type": "string", "description": "added to the amount each year, e.g. \"0.05\""},
+              "escalate": {"type": "string", "description": "how the amount rises after each full year: "
+                           "\"+5%/year\" (compounded) or \"+0.05 euro/year\" (a fixed step in the pledge's unit)"},
               "note": {"type": "string"}}},
     errors=(*_WRITE_ERRORS, "bad_pledge", "bad_quantity", "unknown_unit", "bad_time", "bad_field"),
 )

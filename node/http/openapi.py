@@ -235,6 +235,8 @@ COMPONENTS: Final[Mapping[str, Schema]] = {
             "pending": {"type": "array"}, "invalid": {"type": "array"}, "sponsorships": {"type": "object"},
             "waiting": {"type": "array"}, "quarantined": {"type": "array"},
             "forks": {"type": "array", "items": ref("Fork")}, "digest": _STRING,
+            "distributions": {"type": "array", "description": "recorded distributions, oldest first; `status` "
+                              "`valid` or `conflicting` (counts nothing, SPEC.md §17.5)"},
         },
         "a ledger's state computed from its entries (SPEC.md §16), as `tally state --json` prints it",
     ),

@@ -253,7 +253,8 @@ async def pledges(request: web.Request) -> web.Response:
                field("From (month)", "input", type="month", name="start", required=True,
                      value=day.strftime("%Y-%m")),
                field("Until (month, optional)", "input", type="month", name="until"),
-               field("Yearly step (optional, e.g. +0.05/year)", "input", type="text", name="escalate"),
+               field("Yearly rise (optional: +5%/year, or +0.05 euro/year)", "input", type="text",
+                     name="escalate"),
                field("Note", "input", type="text", name="note", maxlength=500)),
             el("button", "Pledge", type="submit"), method="post", action=f"/ledgers/{info.id}/pledges",
             class_="pledge")

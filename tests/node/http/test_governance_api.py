@@ -76,3 +76,22 @@ async def test_pledges_over_the_api(api: InProcessApi) -> None:
     assert code_of(await api.call("GET", f"/ledgers/{ledger}/pledges?as_of=20270315")) == (400, "bad_time")
     status, entry = await api.call("GET", f"/entries/{pledge}", token=None)  # a public ledger's entry
     assert status == 200 and entry["kind"] == "vf.commitment"
+
+
+async def test_a_pledge_rises_by_a_percent_or_by_a_step_said_with_its_unit(api: InProcessApi) -> None:
+    ledger = await coop(api, "public")
+    base = {"amount": "0.10", "unit": "euro", "per": "m2", "basis": 300, "every": "month", "start": "2027-01"}
+    indexed = await api.created(f"/ledgers/{ledger}/pledges", {**base, "escalate": "+5%/year"})
+    stepped = await api.created(f"/ledgers/{ledger}/pledges", {**base, "escalate": "+0.05 euro/year"})
+    for ambiguous in ("+0.05/year", "0.05", "+0.05 hour/year"):
+        assert code_of(await api.call("POST", f"/ledgers/{ledger}/pledges", {**base, "escalate": ambiguous})) == \
+            (400, "bad_pledge")
+    status, data = await api.call("GET", f"/ledgers/{ledger}/pledges?as_of=2029-01-15", token=None)
+    assert status == 200
+    rows = {row["id"]: row for row in data["pledges"]}
+    assert (rows[indexed]["indexation"], rows[indexed]["escalate"]) == ("5", "0")
+    assert (rows[stepped]["indexation"], rows[stepped]["escalate"]) == ("0", "0.05")
+    # 2029: two full years. 30 × 1.05² = 33.075 → 33.08 (half up); (0.10 + 2 × 0.05) × 300 = 60.
+    assert rows[indexed]["periods"][-1] == {"period": "2029-01", "due": "33.08", "paid": "0", "arrears": rows[
+        indexed]["arrears"]}
+    assert rows[stepped]["periods"][-1]["due"] == "60"
