@@ -41,6 +41,7 @@ from node.http.ledger import add_ledger_routes
 from node.http.sessions import Sessions
 from node.store.states import LedgerStates
 from node.store.store import Store
+from node.web.i18n import language_middleware
 from node.web.layout import error_page
 from node.web.pages import add_dashboard_routes
 from protocol import LocalError, TallyError
@@ -54,7 +55,8 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
     Ledger states come from the replicator's cache (`replication.states`) when it has one, so
     sync and the API compute each state once; otherwise the app keeps its own.
     """
-    app = web.Application(middlewares=[_access_log, _errors], client_max_size=MAX_REQUEST_BYTES)
+    # the language first: an error page is written in the page's language too
+    app = web.Application(middlewares=[language_middleware, _access_log, _errors], client_max_size=MAX_REQUEST_BYTES)
     app[STORE] = store
     shared = getattr(replication, "states", None)
     if isinstance(shared, LedgerStates):

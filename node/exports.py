@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Final
 
-from node.ledger_views import HISTORY_COLUMNS, contribution_row
+from node.ledger_views import contribution_row
 from protocol.distribution import Payout, format_amount
 from protocol.rules import format_decimal
 from protocol.state import LedgerState
@@ -165,13 +165,44 @@ def _unit_node(unit: str) -> dict[str, Any]:
 
 # ---- CSV -------------------------------------------------------------------------------
 
+#: The spreadsheet export's columns (SPEC.md §17.6): one row per event, then one per line of every recorded
+#: distribution; names beside did:keys, dates and times in ISO 8601.
+EXPORT_COLUMNS: Final = (
+    "record", "id", "date", "time", "author", "author_name", "action", "provider", "provider_name", "receiver",
+    "receiver_name", "quantity", "unit", "classification", "at", "from", "to", "note", "claim", "status",
+    "accepts", "rejects", "corrects", "corrected_by",
+)
+
 
 def csv_rows(state: LedgerState) -> Iterable[list[str]]:
-    """A header, then one row per event (every status), with its claim value and status."""
-    yield list(HISTORY_COLUMNS)
+    """A header, then one row per event (every status), oldest first, with its claim value and status, then
+    one row per line of each recorded distribution, oldest first."""
+    names = state.names
+
+    def name(did: str | None) -> str | None:
+        if did == str(state.ledger):
+            return "ledger"
+        return names.get(did) if did else None
+
+    yield list(EXPORT_COLUMNS)
     for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
         row = contribution_row(c)
-        yield [csv_cell(row[k]) for k in HISTORY_COLUMNS]
+        e = c.event
+        # every event is dated: its own day (as written, in its own offset), else the day it was signed (UTC)
+        given = e.point or e.beginning
+        row.update(record="event", date=given[:10] if given else _created(c.ts)[:10], time=_created(c.ts),
+                   author_name=name(c.author), provider_name=name(e.provider), receiver_name=name(e.receiver))
+        yield [csv_cell(row.get(k)) for k in EXPORT_COLUMNS]
+    for d in sorted(state.distributions, key=lambda d: (d.ts, d.id.raw)):
+        p = d.payout
+        for line in p.lines:
+            row = {"record": "distribution", "id": str(d.id), "date": _created(d.ts)[:10], "time": _created(d.ts),
+                   "author": d.author, "author_name": name(d.author), "receiver": line.recipient,
+                   "receiver_name": name(line.recipient), "quantity": format_amount(line.amount, p.unit),
+                   "unit": p.unit, "classification": line.bucket,
+                   "from": None if p.since is None else p.since.isoformat(),
+                   "to": None if p.until is None else p.until.isoformat(), "status": "recorded"}
+            yield [csv_cell(row.get(k)) for k in EXPORT_COLUMNS]
 
 
 def csv_cell(value: object) -> str:

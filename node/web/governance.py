@@ -8,14 +8,18 @@ from typing import Any
 from aiohttp import web
 
 from node.governance_views import motion_json, pledge_json, today
+from node.http.context import CONFIG
 from node.store.store import LedgerInfo
 from node.web.html import Child, Markup, el, field, table
+from node.web.i18n import _, day, moment, number, read_decimal
 from node.web.layout import (
     act,
+    amendment_text,
     append,
     csrf_field,
     flash,
     html_response,
+    money_unit,
     owner_form,
     readable_ledger,
     refused,
@@ -49,45 +53,56 @@ def _find_motion(request: web.Request, state: LedgerState) -> MotionState:
     try:
         wanted = CID.parse(request.match_info["motion"])
     except TallyError:
-        raise LocalError("not_found", "no such motion") from None
+        raise LocalError("not_found", _("no such motion")) from None
     for m in state.motions:
         if m.id == wanted:
             return m
-    raise LocalError("not_found", f"no motion {wanted} in this ledger")
+    raise LocalError("not_found", _("no motion {motion} in this ledger").format(motion=wanted))
 
 
-async def motions(request: web.Request) -> web.Response:
+async def motions(request: web.Request, values: dict[str, str] | None = None,
+                  problem: TallyError | None = None) -> web.Response:
+    """The motions, and the form to propose one (which, refused, keeps what was typed and says what to fix)."""
     v = viewer(request)
     info, state = await readable_ledger(request, v)
+    values = values or {}
     rows = []
     for m in sorted(state.motions, key=lambda m: (m.closed, -m.ts)):
         j = motion_json(m)
-        status = f"closed: {j['winner']} won" if m.closed else f"open: {j['leading'] or '—'} leads"
+        status = (_("closed: {option} won").format(option=j["winner"]) if m.closed else
+                  _("open: {option} leads").format(option=j["leading"] or "—"))
         rows.append(el("tr", el("td", el("a", m.motion.title, href=f"/ledgers/{info.id}/motions/{m.id}")),
                        el("td", who(m.author, v.did, state.names)), el("td", ", ".join(m.motion.options)),
-                       el("td", j["voters"], class_="num"), el("td", status),
-                       el("td", "amends the rules" if m.motion.amend is not None else "")))
+                       el("td", number(j["voters"]), class_="num"), el("td", status),
+                       el("td", _("amends the rules") if m.motion.amend is not None else "")))
     proposal: Child = None
     if v.owner and v.did in state.members:
+        error: Child = None if problem is None else el(
+            "p", el("code", problem.code), ": ", problem.message, " ",
+            _("What you typed is kept below: fix it and propose again."), class_="flash error", role="alert")
         proposal = el(
-            "form", csrf_field(v),
+            "form", csrf_field(v), error,
             el("fieldset",
-               el("legend", "Propose a motion"),
-               field("Title", "input", type="text", name="title", required=True, maxlength=200),
-               field("Options, one per line", "textarea", "yes\nno", name="options", rows=3),
-               field("Closes on (optional)", "input", type="date", name="closes"),
-               field("Note", "input", type="text", name="note", maxlength=500),
-               field("Rules change if the first option wins (optional, TOML as in an amendment file)", "textarea",
-                     name="amend", rows=3, placeholder='[rates.work]\nhour = "25"'),
+               el("legend", _("Propose a motion")),
+               field(_("Title"), "input", type="text", name="title", required=True, maxlength=200,
+                     value=values.get("title", "")),
+               field(_("Options, one per line"), "textarea", values.get("options", "yes\nno"), name="options",
+                     rows=3),
+               field(_("Closes on (optional; nobody can close the vote before then)"), "input", type="date",
+                     name="closes", value=values.get("closes", "")),
+               field(_("Note"), "input", type="text", name="note", maxlength=500, value=values.get("note", "")),
+               field(_("Rules change if the first option wins (optional, TOML as in an amendment file)"),
+                     "textarea", values.get("amend", ""), name="amend", rows=3,
+                     placeholder='[rates.work]\nhour = "25"'),
                class_="wide"),
-            el("button", "Propose", type="submit"), method="post", action=f"/ledgers/{info.id}/motions",
+            el("button", _("Propose"), type="submit"), method="post", action=f"/ledgers/{info.id}/motions",
             class_="propose")
     return ledger_page(
-        request, v, info, state, "Motions", "motions", el("h2", "Motions"),
-        el("p", "Score voting: give every option a score; the highest total wins (SPEC.md §18).", class_="muted"),
-        table(("Motion", "Proposed by", "Options", "Voters", "Status", "Rules"), rows,
-              empty=el("p", "No motions yet.", class_="muted"), class_="motions"),
-        proposal,
+        request, v, info, state, _("Motions"), "motions", el("h2", _("Motions")),
+        el("p", _("Score voting: give every option a score; the highest total wins."), class_="muted"),
+        table((_("Motion"), _("Proposed by"), _("Options"), _("Voters"), _("Status"), _("Rules")), rows,
+              empty=el("p", _("No motions yet."), class_="muted"), class_="motions"),
+        proposal,  # a refused proposal's page is 200: the page is fine, its alert says what to fix
     )
 
 
@@ -96,21 +111,22 @@ async def propose(request: web.Request) -> web.Response:
     info, state = await readable_ledger(request, v)
     options = [line.strip() for line in form.get("options", "").splitlines() if line.strip()]
     amend_text = form.get("amend", "").strip()
+    typed = {k: form.get(k, "") for k in ("title", "options", "closes", "note", "amend")}
     try:
         amend = None
         if amend_text:
             try:
                 amend = parse_rules_toml(amend_text)
             except TallyError as exc:
-                raise LocalError("bad_amendment", f"the rules change: {exc.message}") from None
+                problem = _("the rules change: {error}").format(error=exc.message)
+                raise LocalError("bad_amendment", problem) from None
         motion_id = await append(request, lambda ts: governance_ops.create_motion(
             state, v.did, title=form.get("title", ""), options=options, ts=ts,
             closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))
     except TallyError as exc:
         refused(request, exc)
-        flash(v, "error", f"{exc.code}: {exc.message}")
-        return see_other(f"/ledgers/{info.id}/motions")
-    flash(v, "ok", "Your motion is open for votes.")
+        return await motions(request, typed, exc)
+    flash(v, "ok", _("Your motion is open for votes."))
     return see_other(f"/ledgers/{info.id}/motions/{motion_id}")
 
 
@@ -122,19 +138,24 @@ def _results(info: LedgerInfo, m: MotionState) -> Markup:
     for option in j["ranking"] or j["options"]:
         total = j["totals"][option]
         lead = option == (j["winner"] if m.closed else j["leading"])
-        rows.append(el("tr", el("th", option, " ", el("span", "winner" if m.closed else "leading", class_="badge")
-                                                      if lead else None),
+        rows.append(el("tr", el("th", option, " ", el("span", _("winner") if m.closed else _("leading"),
+                                                      class_="badge") if lead else None),
                        el("td", el("meter", value=total, min=0, max=top, title=f"{total}"), class_="barcell"),
                        el("td", total, class_="num"),
-                       el("td", j["averages"][option] or "—", class_="num") if no_opinion else None,
+                       el("td", number(j["averages"][option]) if j["averages"][option] else "—", class_="num")
+                       if no_opinion else None,
                        data_option=option))
-    state_text = (f"Closed: {j['winner']} won" if m.closed else f"Open: {j['leading'] or 'no one'} leads") + \
-        f" · {j['voters']} voter(s)"
+    state_text = (_("Closed: {option} won").format(option=j["winner"]) if m.closed else
+                  _("Open: {option} leads").format(option=j["leading"] or _("no one")))
+    state_text += " · " + _("{count} voter(s)").format(count=j["voters"])
     if j["tie_break"]:
-        state_text += f" · tie among {', '.join(j['tied'])} broken by {j['tie_break']}"
+        state_text += " · " + _("tie among {options} broken by {rule}").format(options=", ".join(j["tied"]),
+                                                                             rule=j["tie_break"])
     if j["amended"] is not None:
-        state_text += " · the amendment is in effect" if j["amended"] else " · the amendment is not in effect"
-    head = el("tr", el("th", "Option"), el("th", "Bar"), el("th", "Total"), el("th", "Average") if no_opinion else None)
+        state_text += " · " + (_("the amendment is in effect") if j["amended"] else
+                               _("the amendment is not in effect"))
+    head = el("tr", el("th", _("Option")), el("th", _("Bar")), el("th", _("Total")),
+              el("th", _("Average")) if no_opinion else None)
     return el("section", el("p", state_text, class_="result-status"),
               el("table", el("thead", head), el("tbody", rows), class_="results"),
               id="results", data_live=None if m.closed else f"/ledgers/{info.id}/motions/{m.id}/results")
@@ -150,26 +171,39 @@ async def motion(request: web.Request) -> web.Response:
     if v.owner and v.did in state.members and not m.closed:
         ballot = el(
             "form", csrf_field(v),
-            el("fieldset", el("legend", f"Your ballot: a score from {voting.min} to {voting.max} for each option"
-                                        f" (blank counts as {'no opinion' if voting.blank == 'no-opinion' else 0})"),
+            el("fieldset", el("legend", (_("Your ballot: a score from {min} to {max} for each option (blank counts as "
+                                           "no opinion)") if voting.blank == "no-opinion" else
+                                         _("Your ballot: a score from {min} to {max} for each option (blank counts "
+                                           "as {min})")).format(min=voting.min, max=voting.max)),
                (field(option, "input", type="number", name=f"score:{option}", min=voting.min,
                                        max=voting.max, step=1,
                                        value=None if mine is None or option not in mine.scores
                                        else mine.scores[option])
                 for option in m.motion.options)),
-            el("button", "Change my ballot" if mine else "Cast my ballot", type="submit"),
+            el("button", _("Change my ballot") if mine else _("Cast my ballot"), type="submit"),
             method="post", action=f"/ledgers/{info.id}/motions/{m.id}/vote", class_="ballot")
     closer: Child = None
-    if v.owner and m.author == v.did and not m.closed:
-        closer = el("form", csrf_field(v), el("button", "Close the vote", type="submit"), method="post",
+    closes = m.motion.closes
+    now = request.app[CONFIG].wall_ms()
+    timed = state.rules.version > 1  # SPEC §18.1: the closing time binds the proposer too
+    may_close = v.owner and v.did in state.members and not m.closed and (
+        (closes is not None and now >= closes) or (m.author == v.did and (closes is None or not timed)))
+    if may_close:
+        closer = el("form", csrf_field(v),
+                    el("label", el("input", type="checkbox", name="confirm", value="yes", required=True), " ",
+                       _("I am sure: the count is final once the vote is closed")),
+                    el("button", _("Close the vote"), type="submit"), method="post",
                     action=f"/ledgers/{info.id}/motions/{m.id}/close", class_="close")
+    elif not m.closed and closes is not None and timed:
+        closer = el("p", _("The vote closes at {time}; nobody can close it earlier.").format(time=moment(closes)),
+                    class_="muted")
     amend = None if m.motion.amend is None else el(
-        "p", "If the first option wins, the ledger's rules change: ",
-        el("code", ", ".join(f"{k} = {val}" for k, val in m.motion.amend.to_body().items())))
-    closes = motion_json(m)["closes"]
+        "p", _("If the first option wins, the ledger's rules change:"), " ",
+        amendment_text(m.motion.amend.to_body()))
     return ledger_page(
         request, v, info, state, m.motion.title, "motions", el("h2", m.motion.title),
-        el("p", "Proposed by ", who(m.author, v.did, state.names), f" · closes {closes}" if closes else "",
+        el("p", _("Proposed by"), " ", who(m.author, v.did, state.names),
+           " · " + _("closes {time}").format(time=moment(closes)) if closes is not None else "",
            class_="muted"),
         el("p", m.motion.note) if m.motion.note else None, amend,
         _results(info, m), ballot, closer,
@@ -189,7 +223,8 @@ async def vote(request: web.Request) -> web.Response:
     m = _find_motion(request, state)
     scores = {o: form.get(f"score:{o}", "").strip() for o in m.motion.options}
     return await act(request, v, lambda ts: governance_ops.vote(state, v.did, m.id, _scores(scores), ts),
-                     "Your ballot is cast: " + ", ".join(f"{o} {s}" for o, s in scores.items() if s) + ".",
+                     _("Your ballot is cast: {scores}.").format(
+                         scores=", ".join(f"{o} {s}" for o, s in scores.items() if s)),
                      f"/ledgers/{info.id}/motions/{m.id}")
 
 
@@ -199,17 +234,20 @@ def _scores(given: dict[str, str]) -> dict[str, int]:
     for option, text in given.items():
         if text:
             if not (text.lstrip("-").isdigit() and len(text) < 10):
-                raise LocalError("vote_out_of_range", f"the score for {option!r} is not a whole number")
+                raise LocalError("vote_out_of_range", _("the score for {option} is not a whole number").format(
+                    option=repr(option)))
             scores[option] = int(text)
     return scores
 
 
 async def close(request: web.Request) -> web.Response:
-    v, _ = await owner_form(request)
+    v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     m = _find_motion(request, state)
+    if form.get("confirm") != "yes":
+        raise LocalError("bad_request", _("tick the box to confirm that the vote closes now"))
     return await act(request, v, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts),
-                     "The vote is closed.", f"/ledgers/{info.id}/motions/{m.id}")
+                     _("The vote is closed."), f"/ledgers/{info.id}/motions/{m.id}")
 
 
 # ---- pledges -------------------------------------------------------------------------------
@@ -217,51 +255,58 @@ async def close(request: web.Request) -> web.Response:
 
 def _periods_summary(j: dict[str, Any]) -> str:
     shown, count = len(j["periods"]), j["period_count"]
-    return f"{count} period(s)" if shown == count else f"{count} period(s), the latest {shown} shown"
+    if shown == count:
+        return _("{count} period(s)").format(count=count)
+    return _("{count} period(s), the latest {shown} shown").format(count=count, shown=shown)
 
 
 async def pledges(request: web.Request) -> web.Response:
     v = viewer(request)
     info, state = await readable_ledger(request, v)
-    day = today()
+    as_of = today()
     blocks = []
     for p in state.pledges:
-        j = pledge_json(p, day)
-        periods = el("table", el("thead", el("tr", *(el("th", h) for h in ("Period", "Due", "Paid", "Arrears")))),
-                     el("tbody", (el("tr", el("td", r["period"]), el("td", r["due"], class_="num"),
-                                     el("td", r["paid"], class_="num"),
-                                     el("td", r["arrears"], class_="num" + (" owing" if Decimal(r["arrears"]) > 0
-                                                                           else "")))
+        j = pledge_json(p, as_of)
+        periods = el("table", el("thead", el("tr", *(el("th", h) for h in (_("Period"), _("Due"), _("Paid"),
+                                                                           _("Arrears"))))),
+                     el("tbody", (el("tr", el("td", r["period"]), el("td", number(r["due"]), class_="num"),
+                                     el("td", number(r["paid"]), class_="num"),
+                                     el("td", number(r["arrears"]),
+                                        class_="num" + (" owing" if Decimal(r["arrears"]) > 0 else "")))
                                   for r in j["periods"])))
         blocks.append(el("tr", el("td", who(p.author, v.did, state.names)), el("td", pledge_text(j)),
-                         el("td", j["due"], class_="num"), el("td", j["paid"], class_="num"),
-                         el("td", j["arrears"], class_="num" + (" owing" if Decimal(j["arrears"]) > 0 else "")),
+                         el("td", number(j["due"]), class_="num"), el("td", number(j["paid"]), class_="num"),
+                         el("td", number(j["arrears"]),
+                            class_="num" + (" owing" if Decimal(j["arrears"]) > 0 else "")),
                          el("td", el("details", el("summary", _periods_summary(j)), periods)),
                          data_id=str(p.id)))
+    money = money_unit(state)
     pledge_form: Child = None
     if v.owner and v.did in state.members:
         pledge_form = el(
             "form", csrf_field(v),
-            el("fieldset", el("legend", "Pledge to the ledger: a recurring transfer, paid from “Log a contribution”"),
-               field("Amount", "input", type="text", name="amount", required=True, inputmode="decimal",
-                     placeholder="e.g. 20 or 0.10"),
-               field("Unit", "select", (el("option", u, value=u) for u in state.rules.units), name="unit"),
-               field("Per (optional: a basis unit, e.g. m2)", "input", type="text", name="per", maxlength=40),
-               field("Basis (how many of them)", "input", type="text", name="basis", inputmode="decimal"),
-               field("Every", "select", (el("option", e, value=e) for e in ("month", "quarter", "year")),
-                     name="every"),
-               field("From (month)", "input", type="month", name="start", required=True,
-                     value=day.strftime("%Y-%m")),
-               field("Until (month, optional)", "input", type="month", name="until"),
-               field("Yearly rise (optional: +5%/year, or +0.05 euro/year)", "input", type="text",
+            el("fieldset", el("legend", _("Pledge to the ledger: a recurring transfer, paid from “Log a "
+                                          "contribution”")),
+               field(_("Amount"), "input", type="text", name="amount", required=True, inputmode="decimal",
+                     placeholder=_("e.g. {example}").format(example=number("20") + " / " + number("0.10"))),
+               field(_("Unit"), "select", (el("option", u, value=u, selected=u == money) for u in state.rules.units),
+                     name="unit"),
+               field(_("Per (optional: a basis unit, e.g. m2)"), "input", type="text", name="per", maxlength=40),
+               field(_("Basis (how many of them)"), "input", type="text", name="basis", inputmode="decimal"),
+               field(_("Every"), "select", (el("option", label, value=e) for e, label in (
+                   ("month", _("month")), ("quarter", _("quarter")), ("year", _("year")))), name="every"),
+               field(_("From (month)"), "input", type="month", name="start", required=True,
+                     value=as_of.strftime("%Y-%m")),
+               field(_("Until (month, optional)"), "input", type="month", name="until"),
+               field(_("Yearly rise (optional: +5%/year, or +0.05 euro/year)"), "input", type="text",
                      name="escalate"),
-               field("Note", "input", type="text", name="note", maxlength=500)),
-            el("button", "Pledge", type="submit"), method="post", action=f"/ledgers/{info.id}/pledges",
+               field(_("Note"), "input", type="text", name="note", maxlength=500)),
+            el("button", _("Pledge"), type="submit"), method="post", action=f"/ledgers/{info.id}/pledges",
             class_="pledge")
     return ledger_page(
-        request, v, info, state, "Pledges", "pledges", el("h2", f"Pledges as of {day.isoformat()}"),
-        table(("Pledger", "Pledge", "Due", "Paid", "Arrears", "Schedule"), blocks,
-              empty=el("p", "No pledges yet.", class_="muted"), class_="pledges"),
+        request, v, info, state, _("Pledges"), "pledges", el("h2", _("Pledges as of {day}").format(day=day(as_of))),
+        table((_("Pledger"), _("Pledge"), _("Due"), _("Paid"), _("Arrears"), _("Schedule")), blocks,
+              empty=el("p", _("No pledges yet."), class_="muted"), class_="pledges"),
         pledge_form,
     )
 
@@ -271,8 +316,10 @@ async def pledge(request: web.Request) -> web.Response:
     info, state = await readable_ledger(request, v)
     given = {k: form.get(k, "").strip() for k in ("amount", "unit", "per", "basis", "every", "start", "until",
                                                    "escalate", "note")}
+    given["amount"], given["basis"] = read_decimal(given["amount"]), read_decimal(given["basis"])
     return await act(request, v, lambda ts: governance_ops.pledge(
         state, v.did, amount=given["amount"], unit=given["unit"], every=given["every"], start=given["start"], ts=ts,
         per=given["per"] or None, basis=given["basis"] or None, until=given["until"] or None,
         escalate=given["escalate"] or None, note=given["note"] or None),
-        f"You pledged {given['amount']} {given['unit']} every {given['every']}.", f"/ledgers/{info.id}/pledges")
+        _("You pledged {amount} {unit} every {every}.").format(amount=given["amount"], unit=given["unit"],
+                                                              every=given["every"]), f"/ledgers/{info.id}/pledges")

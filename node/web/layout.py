@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
@@ -16,7 +15,9 @@ from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE
 from node.http.sessions import Session, cookie_name
 from node.store.store import LedgerInfo
 from node.web.html import Child, Markup, el
+from node.web.i18n import COOKIE, LANGUAGES, _, current, moment, number
 from protocol import CID, LocalError, TallyError
+from protocol.distribution import MINOR_UNITS
 from protocol.names import resembles
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
@@ -55,7 +56,7 @@ def short(did: str, me: str | None = None, names: Mapping[str, str] | None = Non
     characters of their did:key; "you" for this node's owner."""
     name = (names or {}).get(did)
     if me is not None and did == me:
-        return f"{name} (you)" if name else "you"
+        return _("{name} (you)").format(name=name) if name else _("you")
     if name:  # a name another member's reads as gets the did:key's end beside it (SPEC §16.1)
         return name if resembles(name, did, names or {}) is None else f"{name} (…{did[-8:]})"
     return f"…{did[-8:]}" if did.startswith("did:key:") else did
@@ -67,9 +68,99 @@ def who(did: str, me: str, names: Mapping[str, str] | None = None) -> Markup:
 
 
 def when(ms: int | None) -> str:
-    if ms is None:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    return _("never") if ms is None else moment(ms)
+
+
+def status_label(status: str) -> str:
+    """A contribution's status in the page's language (its class and the API keep the English word)."""
+    return {"pending": _("pending"), "final": _("final"), "rejected": _("rejected"),
+            "corrected": _("corrected")}.get(status, status)
+
+
+def status_badge(status: str) -> Markup:
+    return el("span", status_label(status), class_=f"status {status}")
+
+
+def visibility_label(visibility: str) -> str:
+    return _("public") if visibility == "public" else _("members")
+
+
+def money_unit(state: LedgerState) -> str:
+    """The ledger's money unit, the default of money forms: the unit its `transfer` rate is in, else the first
+    of its units that is a currency (SPEC.md §17.1's list), else its first unit."""
+    units = state.rules.units
+    for unit in state.rules.rates.get("transfer", {}):
+        if unit in units:
+            return unit
+    return next((u for u in units if u in MINOR_UNITS and u not in _NOT_MONEY), units[0] if units else "")
+
+
+_NOT_MONEY: Final = frozenset({"hour", "day", "minute"})
+
+
+def amendment_text(body: Mapping[str, Any]) -> str:
+    """A rules change as members read it ("rates for work: 25 per hour; 2 accept(s) …"), not as a dict."""
+    parts: list[str] = []
+    for key, value in body.items():
+        if key == "rates" and isinstance(value, Mapping):
+            for action, units in value.items():
+                if isinstance(units, Mapping) and units:
+                    rates = ", ".join(_("{rate} per {unit}").format(rate=number(str(r)), unit=u)
+                                      for u, r in units.items())
+                    parts.append(_("the rate of {action}: {rates}").format(action=action, rates=rates))
+                else:
+                    parts.append(_("{action} has no rate any more").format(action=action))
+        elif key == "units" and isinstance(value, list):
+            parts.append(_("units: {units}").format(units=", ".join(str(u) for u in value)))
+        elif key == "validation" and isinstance(value, Mapping):
+            if "accept" in value:
+                parts.append(_("{count} accept(s) make a contribution final").format(count=value["accept"]))
+            if "reject" in value:
+                parts.append(_("{count} reject(s) reject it").format(count=value["reject"]))
+        elif key == "voting" and isinstance(value, Mapping):
+            parts.append(_("voting: {settings}").format(
+                settings=", ".join(f"{k} {number(str(val)) if isinstance(val, int) else val}"
+                                   for k, val in value.items())))
+        elif key == "buckets" and isinstance(value, list):
+            parts.append(_("shares: {buckets}").format(buckets=", ".join(
+                f"{b.get('name')} {number(str(b.get('percent')))} %" for b in value if isinstance(b, Mapping))))
+        elif isinstance(value, bool):
+            parts.append(f"{key}: " + (_("yes") if value else _("no")))
+        else:
+            parts.append(f"{key}: {value}")
+    return "; ".join(parts) + "."
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Whether a member's node is linked to this one now, and when it last was (ms; None: never)."""
+
+    online: bool
+    last_seen: int | None
+
+
+def presence(request: web.Request) -> dict[str, Presence]:
+    """The presence of every peer this node knows by did:key (a did with several addresses: the best of them)."""
+    out: dict[str, Presence] = {}
+    for peer in request.app[REPLICATION].peers():
+        p = peer.as_json()
+        did = p.get("id")
+        if not isinstance(did, str):
+            continue
+        before = out.get(did)
+        seen = [t for t in (p.get("last_seen"), p.get("last_sync"), before.last_seen if before else None)
+                if isinstance(t, int)]
+        out[did] = Presence(p.get("connected") is True or (before is not None and before.online),
+                            max(seen) if seen else None)
+    return out
+
+
+def presence_text(p: Presence | None) -> str:
+    if p is not None and p.online:
+        return _("online")
+    if p is None or p.last_seen is None:
+        return _("offline, never seen")
+    return _("offline since {time}").format(time=moment(p.last_seen))
 
 
 def csrf_field(v: Viewer) -> Markup:
@@ -81,16 +172,16 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
     version = request.app[CONFIG].version
     if v.owner:
         account: Child = [
-            el("span", "owner", title=v.did, class_="badge"),
-            el("form", csrf_field(v), el("button", "Log out", type="submit", class_="link"),
+            el("span", _("owner"), title=v.did, class_="badge"),
+            el("form", csrf_field(v), el("button", _("Log out"), type="submit", class_="link"),
                method="post", action="/logout", class_="inline"),
         ]
     else:
-        account = el("span", "read-only: public ledgers", class_="badge muted",
-                     title="the node's owner logs in with `tally open`")
-    nav = el("nav", el("a", "Tally", href="/", class_="brand"), el("a", "Ledgers", href="/"),
-             el("a", "Peers", href="/peers") if v.owner else None, el("span", class_="spacer"), account,
-             aria_label="Site")
+        account = el("span", _("read-only: public ledgers"), class_="badge muted",
+                     title=_("the node's owner logs in with `tally open`"))
+    nav = el("nav", el("a", "Tally", href="/", class_="brand"), el("a", _("Ledgers"), href="/"),
+             el("a", _("Peers"), href="/peers") if v.owner else None, el("span", class_="spacer"), account,
+             aria_label=_("Site"))
     flashes = v.session.flash if v.session else []
     shown = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
     if v.session:
@@ -98,23 +189,26 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
     sub: Child = None
     if ledger is not None:
         base = f"/ledgers/{ledger.id}"
-        tabs = [("overview", "Overview", base), ("history", "History", f"{base}/history")]
+        tabs = [("overview", _("Overview"), base), ("history", _("History"), f"{base}/history")]
         if v.owner:
-            queue = f"Validation queue ({pending})" if pending else "Validation queue"
-            tabs += [("contribute", "Log a contribution", f"{base}/contribute"),
+            queue = _("Validation queue ({count})").format(count=pending) if pending else _("Validation queue")
+            tabs += [("contribute", _("Log a contribution"), f"{base}/contribute"),
                      ("queue", queue, f"{base}/queue")]
-        tabs += [("shares", "Shares", f"{base}/shares"), ("motions", "Motions", f"{base}/motions"),
-                 ("pledges", "Pledges", f"{base}/pledges")]
-        sub = el("div", el("h1", ledger.name, " ", el("small", ledger.visibility, class_="badge")),
+        tabs += [("shares", _("Shares"), f"{base}/shares"), ("motions", _("Motions"), f"{base}/motions"),
+                 ("pledges", _("Pledges"), f"{base}/pledges")]
+        sub = el("div", el("h1", ledger.name, " ", el("small", visibility_label(ledger.visibility), class_="badge")),
                  el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
-                            for key, label, href in tabs), class_="tabs", aria_label="Ledger"), class_="ledger-head")
+                            for key, label, href in tabs), class_="tabs", aria_label=_("Ledger")),
+                 class_="ledger-head")
     updating = ledger is not None and not request.app[STATES].is_current(ledger.id)
     if updating:
-        shown.append(el("p", "Updating: this ledger received entries since the state shown was computed; the "
-                             f"page reloads in {UPDATE_REFRESH_S} s.", class_="flash updating", role="status"))
-    skip = el("a", "Skip to content", href="#main", class_="skip")  # the first stop of the keyboard
+        shown.append(el("p", _("Updating: this ledger received entries since the state shown was computed; the "
+                               "page reloads in {seconds} s.").format(seconds=UPDATE_REFRESH_S),
+                        class_="flash updating", role="status"))
+    skip = el("a", _("Skip to content"), href="#main", class_="skip")  # the first stop of the keyboard
     body = el("body", skip, el("header", nav), el("main", shown, sub, *content, id="main", tabindex=-1),
-              el("footer", f"Tally {version} · node ", el("code", v.did)))
+              el("footer", el("p", _("Tally {version} · node ").format(version=version), el("code", v.did)),
+                 _language_switch(request)))
     html = Markup("<!doctype html>") + el(
         "html",
         el("head", el("meta", charset="utf-8"),
@@ -124,9 +218,35 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
            el("link", rel="stylesheet", href=f"/static/tally.css?v={version}"),
            el("link", rel="icon", href=f"/static/favicon.svg?v={version}", type="image/svg+xml"),
            el("script", src=f"/static/tally.js?v={version}", defer=True)),
-        body, lang="en",
+        body, lang=current().code,
     )
     return html_response(html, status)
+
+
+def _language_switch(request: web.Request) -> Markup:
+    """One button per language; the choice is remembered in a cookie (no session needed: a visitor too)."""
+    here = current().code
+    return el("form", el("input", type="hidden", name="back", value=request.path_qs),
+              el("span", _("Language:"), class_="muted"), " ",
+              (el("button", name_, type="submit", name="lang", value=code, lang=code, class_="link",
+                  aria_current="true" if code == here else None)
+               for code, name_ in LANGUAGES.items()),
+              method="post", action="/language", class_="languages")
+
+
+async def choose_language(request: web.Request) -> web.Response:
+    """The language switch: remember the choice for a year, go back to the page it was made on."""
+    if not _same_origin(request):
+        raise LocalError("forbidden", "this form was sent from another site")
+    form = await request.post()
+    lang, back = form.get("lang"), form.get("back")
+    if not isinstance(lang, str) or lang not in LANGUAGES:
+        raise LocalError("bad_request", f"lang is one of {', '.join(LANGUAGES)}")
+    # back to a path on this node only (never `//host`, never another scheme)
+    target = back if isinstance(back, str) and back.startswith("/") and not back.startswith("//") else "/"
+    response = see_other(target)
+    response.set_cookie(COOKIE, lang, max_age=365 * 24 * 3600, path="/", httponly=True, samesite="Lax")
+    return response
 
 
 def html_response(html: str, status: int = 200) -> web.Response:
@@ -150,11 +270,12 @@ def error_page(request: web.Request, code: str, message: str, status: int) -> we
     v = viewer(request)
     hint: Child = None
     if status == 401:
-        hint = el("p", "The node's owner logs in by running ", el("code", "tally open"),
-                  " on the node's machine and following the link it prints.")
-    return page(request, v, "Error", el("h1", {401: "Log in first", 404: "Not found"}.get(status, "Refused")),
+        hint = el("p", _("The node's owner logs in by running `tally open` on the node's machine and following "
+                         "the link it prints."))
+    return page(request, v, _("Error"),
+                el("h1", {401: _("Log in first"), 404: _("Not found")}.get(status, _("Refused"))),
                 el("p", el("code", code), ": ", message, class_="error"), hint,
-                el("p", el("a", "Back to your ledgers", href="/")), status=status)
+                el("p", el("a", _("Back to your ledgers"), href="/")), status=status)
 
 
 def see_other(location: str) -> web.Response:

@@ -16,6 +16,7 @@ from node.ledger_views import HistoryQuery, event_time
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
 from node.web.html import Child, Markup, el, field, table
+from node.web.i18n import _, day, number, read_decimal, short_day
 from node.web.layout import (
     Viewer,
     act,
@@ -24,10 +25,14 @@ from node.web.layout import (
     flash,
     owner_form,
     page,
+    presence,
+    presence_text,
     readable_ledger,
     refused,
     see_other,
     short,
+    status_badge,
+    status_label,
     viewer,
     who,
 )
@@ -62,28 +67,53 @@ def _waiting_for(state: LedgerState, me: str) -> list[Contribution]:
 def ledger_page(request: web.Request, v: Viewer, info: LedgerInfo, state: LedgerState, title: str, tab: str,
                  *content: Child, status: int = 200) -> web.Response:
     pending = len(_waiting_for(state, v.did)) if v.owner else 0
-    return page(request, v, f"{title} · {info.name}", *content, ledger=info, tab=tab, status=status,
-                pending=pending)
+    return page(request, v, f"{title} · {info.name}", _offline_notice(request, v, state), *content, ledger=info,
+                tab=tab, status=status, pending=pending)
+
+
+def _offline_notice(request: web.Request, v: Viewer, state: LedgerState) -> Child:
+    """Who is offline among the members whose verdict the owner's pending contributions wait for."""
+    if not v.owner or v.did not in state.members:
+        return None
+    mine = [c for c in state.contributions if c.status == PENDING and c.author == v.did]
+    if not mine:
+        return None
+    seen = presence(request)
+    lines = []
+    for member in sorted(state.members):
+        if member == v.did or (member in seen and seen[member].online):
+            continue
+        waiting = sum(1 for c in mine if member not in c.accepts and member not in c.rejects)
+        if waiting:
+            lines.append(el("li", _("{name} is {presence}: {count} contribution(s) of yours wait for their "
+                                    "verdict.").format(name=short(member, v.did, state.names),
+                                                      presence=presence_text(seen.get(member)), count=waiting)))
+    return el("div", el("ul", lines), class_="flash offline", role="note") if lines else None
 
 
 def _status(c: Contribution) -> Markup:
-    return el("span", c.status, class_=f"status {c.status}")
+    return status_badge(c.status)
+
+
+def _iso_day(c: Contribution) -> str:
+    return datetime.fromtimestamp(event_time(c), UTC).date().isoformat()
 
 
 def _day(c: Contribution) -> str:
-    return datetime.fromtimestamp(event_time(c), UTC).strftime("%Y-%m-%d")
+    """The contribution's day as the page's locale writes it."""
+    return day(datetime.fromtimestamp(event_time(c), UTC).date())
 
 
 def _quantity(c: Contribution) -> str:
-    return f"{format_decimal(c.event.quantity.value)} {c.event.quantity.unit}"
+    return f"{number(format_decimal(c.event.quantity.value))} {c.event.quantity.unit}"
 
 
 # ---- overview and charts ------------------------------------------------------------
 
 
 def _week(c: Contribution) -> date:
-    day = datetime.fromtimestamp(event_time(c), UTC).date()
-    return day - timedelta(days=day.weekday())  # weeks start on Monday (ISO 8601)
+    d = datetime.fromtimestamp(event_time(c), UTC).date()
+    return d - timedelta(days=d.weekday())  # weeks start on Monday (ISO 8601)
 
 
 def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Contribution], float]]:
@@ -91,8 +121,8 @@ def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Con
     under the ledger's rates, or (when no rate applies to any) how many there are."""
     counted = [c for c in state.contributions if c.status in (FINAL, PENDING)]
     if any(c.claim > 0 for c in counted):
-        return counted, "claim value", lambda c: float(c.claim)
-    return counted, "contributions", lambda c: 1.0
+        return counted, _("claim value"), lambda c: float(c.claim)
+    return counted, _("contributions"), lambda c: 1.0
 
 
 def _over_time(counted: Sequence[Contribution], key: Callable[[Contribution], str],
@@ -118,26 +148,26 @@ def _over_time(counted: Sequence[Contribution], key: Callable[[Contribution], st
 
 def _labels(state: LedgerState, me: str) -> dict[str, str]:
     names = {did: short(did, me, state.names) for did in (*state.members, *state.left)}
-    names[str(state.ledger)] = "the ledger (common fund)"
+    names[str(state.ledger)] = _("the ledger (common fund)")
     return names
 
 
 def _distribution_chart(state: LedgerState, me: str) -> Child:
     if not state.distributions:
-        return el("p", "No distribution has been recorded yet.", class_="muted")
+        return el("p", _("No distribution has been recorded yet."), class_="muted")
     latest = max(state.distributions, key=lambda d: (d.ts, d.id.raw))
     shares: dict[str, Decimal] = defaultdict(Decimal)
     for line in latest.payout.lines:
         shares[line.recipient] += line.amount
     rows = [(r, float(a), f"{a:f}") for r, a in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))]
     p = latest.payout
-    period = f" for {p.since or '…'} to {p.until or '…'}" if p.since or p.until else ""
-    title = f"Latest distribution: {p.amount:f} {p.unit}{period}, recorded {_date(latest.ts)}"
+    amount = f"{number(p.amount)} {p.unit}"
+    if p.since or p.until:
+        title = _("Latest distribution: {amount} for {since} to {until}, recorded {day}").format(
+            amount=amount, since=p.since or "…", until=p.until or "…", day=day(latest.ts))
+    else:
+        title = _("Latest distribution: {amount}, recorded {day}").format(amount=amount, day=day(latest.ts))
     return share_bars(title, rows, p.unit, _labels(state, me))
-
-
-def _date(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -147,52 +177,59 @@ async def overview(request: web.Request) -> web.Response:
     counted, measure_name, measure = _charted(state)
     labels = _labels(state, me)
     periods, by_member = _over_time(counted, lambda c: c.event.provider or c.author, measure)
-    _, by_action = _over_time(counted, lambda c: c.event.action, measure)
-    charts: list[Child] = [el("p", "No contributions to chart yet.", class_="muted")] if not periods else [
-        stacked_bars("Contributions per week, per member", periods, by_member, measure_name, labels),
-        stacked_bars("Contributions per week, per action", periods, by_action, measure_name),
+    _periods, by_action = _over_time(counted, lambda c: c.event.action, measure)
+    shown = {p: short_day(date.fromisoformat(p)) for p in periods}  # the axis in the page's locale
+    charts: list[Child] = [el("p", _("No contributions to chart yet."), class_="muted")] if not periods else [
+        stacked_bars(_("Contributions per week, per member"), periods, by_member, measure_name, labels, shown),
+        stacked_bars(_("Contributions per week, per action"), periods, by_action, measure_name, None, shown),
     ]
     totals = state.totals()
+    seen = presence(request) if v.owner else {}
     member_rows = [
         el("tr", el("td", who(m, me, state.names)),
-           el("td", "; ".join(f"{a}: " + ", ".join(f"{format_decimal(q)} {u}" for u, q in units.items())
+           el("td", _("this node") if m == me else presence_text(seen.get(m))) if v.owner else None,
+           el("td", "; ".join(f"{a}: " + ", ".join(f"{number(format_decimal(q))} {u}" for u, q in units.items())
                               for a, units in totals[m].quantities.items()) if m in totals else ""),
-           el("td", format_decimal(totals[m].claim) if m in totals else "0", class_="num"))
+           el("td", number(format_decimal(totals[m].claim)) if m in totals else "0", class_="num"))
         for m in state.members
     ]
     rules = state.rules
-    rates = "; ".join(f"{a}: " + ", ".join(f"{format_decimal(r)} per {u}" for u, r in units.items())
+    rates = "; ".join(f"{a}: " + ", ".join(_("{rate} per {unit}").format(rate=number(format_decimal(r)), unit=u)
+                                           for u, r in units.items())
                       for a, units in sorted(rules.rates.items()))
-    about = el("dl", el("dt", "Ledger id"), el("dd", el("code", str(info.id))),
-               el("dt", "Founded by"), el("dd", who(info.founder, me, state.names)),
-               el("dt", "Rates"), el("dd", rates or "none"),
-               el("dt", "Validation"), el("dd", f"{rules.validation.accept} accept(s) make a contribution final, "
-                                                f"{rules.validation.reject} reject(s) reject it"),
-               el("dt", "State digest"), el("dd", el("code", state.digest.hex()[:16] + "…",
+    about = el("dl", el("dt", _("Ledger id")), el("dd", el("code", str(info.id))),
+               el("dt", _("Founded by")), el("dd", who(info.founder, me, state.names)),
+               el("dt", _("Rates")), el("dd", rates or _("none")),
+               el("dt", _("Validation")),
+               el("dd", _("{accept} accept(s) make a contribution final, {reject} reject(s) reject it").format(
+                   accept=rules.validation.accept, reject=rules.validation.reject)),
+               el("dt", _("State digest")), el("dd", el("code", state.digest.hex()[:16] + "…",
                                                       title=state.digest.hex(), class_="digest")),
                class_="card")
     member_forms: Child = None
     if v.owner and me in state.members:
         member_forms = el("form", csrf_field(v),
-                    field("Your name in this ledger (the other members see it)", "input", type="text", name="name",
-                          maxlength=80, required=True, value=state.names.get(me, "")),
-                    el("button", "Save", type="submit"), method="post", action=f"/ledgers/{info.id}/name",
+                    field(_("Your name in this ledger (the other members see it)"), "input", type="text",
+                          name="name", maxlength=80, required=True, value=state.names.get(me, "")),
+                    el("button", _("Save"), type="submit"), method="post", action=f"/ledgers/{info.id}/name",
                     class_="filters naming")
         member_forms = el("div", member_forms, el(
             "form", csrf_field(v),
-            field("Admit a member: their did:key (`tally id` on their node prints it)", "input", type="text",
+            field(_("Admit a member: their did:key (`tally id` on their node prints it)"), "input", type="text",
                   name="agent", required=True, pattern="did:key:z[1-9A-HJ-NP-Za-km-z]+", size=60),
-            el("button", "Sponsor their admission", type="submit"), method="post",
+            el("button", _("Sponsor their admission"), type="submit"), method="post",
             action=f"/ledgers/{info.id}/admit", class_="filters admit"))
     return ledger_page(
-        request, v, info, state, "Overview", "overview", about, member_forms,
-        el("section", el("h2", "Contributions over time"),
-           el("p", f"Final and pending contributions, by week; bars measure {measure_name}.", class_="muted"),
+        request, v, info, state, _("Overview"), "overview", about, member_forms,
+        el("section", el("h2", _("Contributions over time")),
+           el("p", _("Final and pending contributions, by week; bars measure {measure}.").format(
+               measure=measure_name), class_="muted"),
            *charts, class_="charts"),
-        el("section", el("h2", "Shares"), _distribution_chart(state, me), class_="charts"),
-        el("section", el("h2", f"Members ({len(state.members)})"),
-           el("table", el("thead", el("tr", el("th", "Member"), el("th", "Final contributions"),
-                                      el("th", "Claim value"))), el("tbody", member_rows), class_="members")),
+        el("section", el("h2", _("Shares")), _distribution_chart(state, me), class_="charts"),
+        el("section", el("h2", _("Members ({count})").format(count=len(state.members))),
+           el("table", el("thead", el("tr", el("th", _("Member")),
+                                      el("th", _("Online")) if v.owner else None, el("th", _("Final contributions")),
+                                      el("th", _("Claim value")))), el("tbody", member_rows), class_="members")),
     )
 
 
@@ -201,7 +238,7 @@ async def name(request: web.Request) -> web.Response:
     info, state = await readable_ledger(request, v)
     given = form.get("name", "")
     return await act(request, v, lambda ts: ledger_ops.about(state, v.did, given, ts),
-                     f"The other members now see you as {given.strip()}.", f"/ledgers/{info.id}")
+                     _("The other members now see you as {name}.").format(name=given.strip()), f"/ledgers/{info.id}")
 
 
 async def admit(request: web.Request) -> web.Response:
@@ -209,7 +246,8 @@ async def admit(request: web.Request) -> web.Response:
     info, state = await readable_ledger(request, v)
     agent = form.get("agent", "").strip()
     return await act(request, v, lambda ts: ledger_ops.admit(state, v.did, agent, ts),
-                     f"You sponsored {agent}'s admission; they follow the ledger with `tally follow {info.id}`.",
+                     _("You sponsored {agent}'s admission; they follow the ledger with `tally follow {ledger}`."
+                       ).format(agent=agent, ledger=info.id),
                      f"/ledgers/{info.id}")
 
 
@@ -235,8 +273,8 @@ async def history(request: web.Request) -> web.Response:
         rows = []
     rows.reverse()  # newest first
     pages = max(1, -(-len(rows) // PAGE_ROWS))
-    number = min(_page_number(request.query.get("page")), pages)
-    shown = rows[(number - 1) * PAGE_ROWS: number * PAGE_ROWS]
+    page_no = min(_page_number(request.query.get("page")), pages)
+    shown = rows[(page_no - 1) * PAGE_ROWS: page_no * PAGE_ROWS]
     labels = _labels(state, me)
 
     def option(value: str, label: str, current: str) -> Markup:
@@ -245,26 +283,26 @@ async def history(request: web.Request) -> web.Response:
     people = sorted({*state.members, *state.left, *(c.author for c in state.contributions)})
     filters = el(
         "form",
-        field("Member", "select", option("", "anyone", given["agent"]),
+        field(_("Member"), "select", option("", _("anyone"), given["agent"]),
                                  (option(d, labels.get(d, short(d, me, state.names)), given["agent"]) for d in people),
                                  name="agent"),
-        field("Action", "select", option("", "any", given["action"]),
+        field(_("Action"), "select", option("", _("any"), given["action"]),
                                  (option(a, a, given["action"]) for a in sorted(ACTIONS)), name="action"),
-        field("From", "input", type="date", name="since", value=given["since"]),
-        field("Until", "input", type="date", name="until", value=given["until"]),
-        field("Status", "select", option("", "any", given["status"]),
-                                 (option(s, s, given["status"]) for s in (PENDING, FINAL, REJECTED)),
+        field(_("From"), "input", type="date", name="since", value=given["since"]),
+        field(_("Until"), "input", type="date", name="until", value=given["until"]),
+        field(_("Status"), "select", option("", _("any"), given["status"]),
+                                 (option(s, status_label(s), given["status"]) for s in (PENDING, FINAL, REJECTED)),
                                  name="status"),
-        el("button", "Filter", type="submit"), el("a", "Clear", href=f"/ledgers/{info.id}/history"),
+        el("button", _("Filter"), type="submit"), el("a", _("Clear"), href=f"/ledgers/{info.id}/history"),
         method="get", class_="filters",
     )
     table_rows = [
         el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
            el("td", c.event.action),
-           el("td", _quantity(c), class_="num"), el("td", format_decimal(c.claim), class_="num"),
+           el("td", _quantity(c), class_="num"), el("td", number(format_decimal(c.claim)), class_="num"),
            el("td", c.event.note or ""), el("td", _status(c)),
-           el("td", f"{len(c.accepts)} ✓ {len(c.rejects)} ✗", title="accepts and rejects"),
-           el("td", el("a", "correct", href=f"/ledgers/{info.id}/contribute?corrects={c.id}")
+           el("td", f"{len(c.accepts)} ✓ {len(c.rejects)} ✗", title=_("accepts and rejects")),
+           el("td", el("a", _("correct"), href=f"/ledgers/{info.id}/contribute?corrects={c.id}")
               if v.owner and c.author == me and c.status != CORRECTED and me in state.members else None),
            data_id=str(c.id))
         for c in shown
@@ -274,12 +312,15 @@ async def history(request: web.Request) -> web.Response:
     def link(n: int, text: str) -> Markup:
         return el("a", text, href=f"?{query}&page={n}" if query else f"?page={n}")
 
-    pager = el("nav", link(number - 1, "← newer") if number > 1 else None,
-               el("span", f"page {number} of {pages} · {len(rows)} contribution(s)"),
-               link(number + 1, "older →") if number < pages else None, class_="pager", aria_label="Pages")
-    listing = table(("When", "Who", "Action", "Quantity", "Claim", "Note", "Status", "Verdicts", "Change"), table_rows,
-                    empty=el("p", "No contributions match."), class_="history")
-    return ledger_page(request, v, info, state, "History", "history", filters, problem, listing, pager)
+    pager = el("nav", link(page_no - 1, _("← newer")) if page_no > 1 else None,
+               el("span", _("page {page} of {pages} · {count} contribution(s)").format(
+                   page=page_no, pages=pages, count=len(rows))),
+               link(page_no + 1, _("older →")) if page_no < pages else None, class_="pager",
+               aria_label=_("Pages"))
+    listing = table((_("When"), _("Who"), _("Action"), _("Quantity"), _("Claim"), _("Note"), _("Status"),
+                     _("Verdicts"), _("Change")), table_rows,
+                    empty=el("p", _("No contributions match.")), class_="history")
+    return ledger_page(request, v, info, state, _("History"), "history", filters, problem, listing, pager)
 
 
 # ---- logging a contribution -----------------------------------------------------------
@@ -293,21 +334,21 @@ def _contribution_fields(state: LedgerState, me: str, values: dict[str, str]) ->
     unit = values.get("unit", state.rules.units[0] if state.rules.units else "")
     return el(
         "fieldset",
-        field("What you did", "select", el("optgroup", (el("option", a, value=a, selected=a == chosen)
-                                                               for a in rated), label="with a rate"),
+        field(_("What you did"), "select", el("optgroup", (el("option", a, value=a, selected=a == chosen)
+                                                           for a in rated), label=_("with a rate")),
                                        el("optgroup", (el("option", a, value=a, selected=a == chosen)
-                                                       for a in others), label="other actions"),
+                                                       for a in others), label=_("other actions")),
                                        name="action", required=True),
-        field("How much", "input", type="text", name="quantity", inputmode="decimal", required=True,
-                                   pattern=r"[0-9]+(\.[0-9]+)?", value=values.get("quantity", ""),
-                                   placeholder="e.g. 3.5"),
-        field("Unit", "select", (el("option", u, value=u, selected=u == unit) for u in state.rules.units),
+        field(_("How much"), "input", type="text", name="quantity", inputmode="decimal", required=True,
+                                   pattern=r"[0-9]+([.,][0-9]+)?", value=values.get("quantity", ""),
+                                   placeholder=_("e.g. {example}").format(example=number("3.5"))),
+        field(_("Unit"), "select", (el("option", u, value=u, selected=u == unit) for u in state.rules.units),
                                name="unit"),
-        field("On", "input", type="date", name="at", value=values.get("at", datetime.now(UTC).date()
+        field(_("On"), "input", type="date", name="at", value=values.get("at", datetime.now(UTC).date()
                                                                                .isoformat())),
-        field("Note", "input", type="text", name="note", maxlength=500, value=values.get("note", ""),
-                               placeholder="what it was"),
-        field("Pays my pledge (a transfer to the ledger)", "select", el("option", "—", value=""),
+        field(_("Note"), "input", type="text", name="note", maxlength=500, value=values.get("note", ""),
+                               placeholder=_("what it was")),
+        field(_("Pays my pledge (a transfer to the ledger)"), "select", el("option", "—", value=""),
               (el("option", pledge_text(pledge_json(p, today())), value=str(p.id),
                   selected=values.get("fulfills") == str(p.id)) for p in mine), name="fulfills")
         if mine else None,
@@ -315,8 +356,15 @@ def _contribution_fields(state: LedgerState, me: str, values: dict[str, str]) ->
 
 
 def pledge_text(j: dict[str, Any]) -> str:
-    rate = f"{j['amount']} {j['unit']}" + (f" per {j['per']} × {j['basis']}" if j["per"] else "")
-    return f"{rate} every {j['every']} from {j['start']}" + (f" until {j['until']}" if j["until"] else "")
+    rate = f"{number(j['amount'])} {j['unit']}"
+    if j["per"]:
+        rate = _("{rate} per {per} × {basis}").format(rate=rate, per=j["per"], basis=number(j["basis"]))
+    every = {"month": _("every month"), "quarter": _("every quarter"), "year": _("every year")}.get(j["every"],
+                                                                                                  j["every"])
+    if j["until"]:
+        return _("{rate} {every} from {start} until {until}").format(rate=rate, every=every, start=j["start"],
+                                                                    until=j["until"])
+    return _("{rate} {every} from {start}").format(rate=rate, every=every, start=j["start"])
 
 
 async def contribute_form(request: web.Request, values: dict[str, str] | None = None,
@@ -330,21 +378,22 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
     if corrected is not None and "action" not in values:  # the form starts from the contribution it corrects
         e = corrected.event
         values.update(action=e.action, quantity=format_decimal(e.quantity.value), unit=e.quantity.unit,
-                      at=(e.point or e.beginning or _day(corrected))[:10], note=e.note or "")
-    title = "Correct a contribution" if corrected is not None else "Log a contribution"
+                      at=(e.point or e.beginning or _iso_day(corrected))[:10], note=e.note or "")
+    title = _("Correct a contribution") if corrected is not None else _("Log a contribution")
     if v.did not in state.members:
-        body: Child = el("p", "You are not a member of this ledger, so you cannot log contributions in it.",
+        body: Child = el("p", _("You are not a member of this ledger, so you cannot log contributions in it."),
                          class_="card")
     else:
         body = el("form", csrf_field(v), _contribution_fields(state, v.did, values),
                   None if corrected is None else el("input", type="hidden", name="corrects", value=str(corrected.id)),
-                  el("button", "Save the correction" if corrected is not None else "Log it", type="submit"),
+                  el("button", _("Save the correction") if corrected is not None else _("Log it"), type="submit"),
                   method="post", action=f"/ledgers/{info.id}/contribute", class_="contribute")
-    error: Child = None if problem is None else el("p", el("code", problem.code), ": ", problem.message,
-                                                   class_="flash error", role="alert")
-    explain = ("The correction replaces it (every member's node shows the latest version) and waits for "
-               "validation again." if corrected is not None else
-               "It is signed by this node and waits for the other members' validation.")
+    error: Child = None if problem is None else el(
+        "p", el("code", problem.code), ": ", problem.message, " ", _("Your entry is kept below: fix it and send it "
+                                                                     "again."), class_="flash error", role="alert")
+    explain = (_("The correction replaces it (every member's node shows the latest version) and waits for "
+                 "validation again.") if corrected is not None else
+               _("It is signed by this node and waits for the other members' validation."))
     return ledger_page(request, v, info, state, title, "contribute", el("h2", title),
                        el("p", explain, class_="muted"), error, body, status=400 if problem else 200)
 
@@ -367,14 +416,16 @@ async def contribute(request: web.Request) -> web.Response:
     try:
         fulfills = CID.parse(values["fulfills"]) if values["fulfills"] else None
         corrects = CID.parse(values["corrects"]) if values["corrects"] else None
+        quantity = read_decimal(values["quantity"])  # "2,5" where the locale writes a decimal comma
         await append(request, lambda ts: ledger_ops.contribute(
-            state, v.did, action=values["action"], quantity=values["quantity"], unit=values["unit"], ts=ts,
+            state, v.did, action=values["action"], quantity=quantity, unit=values["unit"], ts=ts,
             at=values["at"] or None, note=values["note"] or None, fulfills=fulfills, corrects=corrects))
     except TallyError as exc:
         refused(request, exc)
         return await contribute_form(request, values, exc)
-    done = "Corrected" if values["corrects"] else "Logged"
-    flash(v, "ok", f"{done}: {values['action']} {values['quantity']} {values['unit']}. It waits for validation.")
+    what = f"{values['action']} {values['quantity']} {values['unit']}"
+    flash(v, "ok", (_("Corrected: {what}. It waits for validation.") if values["corrects"] else
+                    _("Logged: {what}. It waits for validation.")).format(what=what))
     return see_other(f"/ledgers/{info.id}/history")
 
 
@@ -392,27 +443,31 @@ async def queue(request: web.Request) -> web.Response:
 
     def verdicts(c: Contribution) -> Markup:
         return el("form", csrf_field(v), el("input", type="hidden", name="entry", value=str(c.id)),
-                  el("input", type="text", name="note", placeholder="note (optional)", maxlength=500),
-                  el("button", "Accept", type="submit", name="verdict", value="accept", class_="accept"),
-                  el("button", "Reject", type="submit", name="verdict", value="reject", class_="reject"),
+                  el("input", type="text", name="note", placeholder=_("note (optional)"), maxlength=500,
+                     aria_label=_("Note to the author (optional)")),
+                  el("button", _("Accept"), type="submit", name="verdict", value="accept", class_="accept"),
+                  el("button", _("Reject"), type="submit", name="verdict", value="reject", class_="reject"),
                   method="post", action=f"/ledgers/{info.id}/endorse", class_="verdict")
 
     rows = [el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
                el("td", c.event.action),
                el("td", _quantity(c), class_="num"), el("td", c.event.note or ""),
-               el("td", f"{len(c.accepts)} of {need}"), el("td", verdicts(c)), data_id=str(c.id))
+               el("td", _("{count} of {need}").format(count=len(c.accepts), need=need)), el("td", verdicts(c)),
+               data_id=str(c.id))
             for c in waiting]
     mine = [c for c in state.contributions if c.status == PENDING and c.author == me]
     mine_rows = [el("tr", el("td", _day(c)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
-                    el("td", c.event.note or ""), el("td", f"{len(c.accepts)} of {need} accepts"))
+                    el("td", c.event.note or ""),
+                    el("td", _("{count} of {need} accepts").format(count=len(c.accepts), need=need)))
                  for c in mine]
     return ledger_page(
-        request, v, info, state, "Validation queue", "queue",
-        el("h2", "Waiting for your verdict"),
-        table(("When", "Who", "Action", "Quantity", "Note", "Accepts", "Your verdict"), rows,
-              empty=el("p", "Nothing waits for you.", class_="muted"), class_="queue"),
-        el("h2", "Yours, waiting for others"),
-        table(("When", "Action", "Quantity", "Note", "Status"), mine_rows, empty=el("p", "None.", class_="muted")),
+        request, v, info, state, _("Validation queue"), "queue",
+        el("h2", _("Waiting for your verdict")),
+        table((_("When"), _("Who"), _("Action"), _("Quantity"), _("Note"), _("Accepts"), _("Your verdict")), rows,
+              empty=el("p", _("Nothing waits for you."), class_="muted"), class_="queue"),
+        el("h2", _("Yours, waiting for others")),
+        table((_("When"), _("Action"), _("Quantity"), _("Note"), _("Status")), mine_rows,
+              empty=el("p", _("None."), class_="muted")),
     )
 
 
@@ -425,4 +480,4 @@ async def endorse(request: web.Request) -> web.Response:
     note = form.get("note", "").strip() or None
     return await act(request, v, lambda ts: ledger_ops.endorse(
         state, v.did, CID.parse(form.get("entry", "").strip()), accept=verdict == "accept", note=note, ts=ts),
-        "Accepted." if verdict == "accept" else "Rejected.", f"/ledgers/{info.id}/queue")
+        _("Accepted.") if verdict == "accept" else _("Rejected."), f"/ledgers/{info.id}/queue")

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 from importlib import resources
 from typing import Final
 
 from aiohttp import hdrs, web
 
+from node.governance_views import pledge_json, today
 from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
 from node.http.sessions import SESSION_TTL_S, cookie_name
 from node.ledger_views import event_time
+from node.store.store import LedgerInfo
 from node.web.governance import add_governance_pages
 from node.web.html import Child, el, field, table
+from node.web.i18n import _, day, moment, number
 from node.web.layout import (
     append,
+    choose_language,
     csrf_field,
     flash,
     ledgers_for,
@@ -33,7 +38,10 @@ from node.web.layout import (
     page,
     refused,
     see_other,
+    short,
+    status_badge,
     viewer,
+    visibility_label,
     when,
     who,
 )
@@ -41,6 +49,7 @@ from node.web.ledger import add_ledger_pages
 from node.web.shares import add_share_pages
 from protocol import CID, GENESIS_KIND, LocalError, TallyError
 from protocol.rules import Rules, parse_rules_toml
+from protocol.state import PENDING, LedgerState
 from protocol.writes import AppendRequest, genesis_body
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,7 @@ def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_post("/follow", follow)
     app.router.add_get("/peers", peers)
     app.router.add_get("/static/{name}", static)
+    app.router.add_post("/language", choose_language)
     add_ledger_pages(app)
     add_governance_pages(app)
     add_share_pages(app)
@@ -69,68 +79,107 @@ async def home(request: web.Request) -> web.Response:
     infos = await ledgers_for(request, v)
     rows = []
     recent = []
+    waits: list[Child] = []
     for info in infos:
         try:
-            state, _ = await request.app[STATES].latest(info.id)
+            state, _stale = await request.app[STATES].latest(info.id)
         except TallyError as exc:  # e.g. a genesis whose rules do not parse: one bad ledger must not hide the rest
-            rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")), el("td", info.visibility),
+            rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
+                           el("td", visibility_label(info.visibility)),
                            el("td", el("code", exc.code), ": ", exc.message, colspan=4, class_="error")))
             continue
         if state is None:
             continue
         member = v.did in state.members
-        rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")), el("td", info.visibility),
-                       el("td", len(state.members)), el("td", len(state.contributions)), el("td", info.entries),
-                       el("td", "member" if member else ("founder" if info.founder == v.did else "—"))))
+        rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
+                       el("td", visibility_label(info.visibility)),
+                       el("td", number(len(state.members))), el("td", number(len(state.contributions))),
+                       el("td", number(info.entries)),
+                       el("td", _("member") if member else (_("founder") if info.founder == v.did else "—"))))
         recent += [(event_time(c), info, c, state.names) for c in state.contributions]
+        if v.owner and member:
+            waits += _waiting_items(info, state, v.did)
     recent.sort(key=lambda r: r[0], reverse=True)
     me = v.did
-    latest = [el("tr", el("td", datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")),
+    latest = [el("tr", el("td", day(datetime.fromtimestamp(t, UTC).date())),
                   el("td", el("a", info.name, href=f"/ledgers/{info.id}/history")),
                   el("td", who(c.event.provider or c.author, me, names)), el("td", c.event.action),
-                  el("td", f"{c.event.quantity.value} {c.event.quantity.unit}", class_="num"),
-                  el("td", c.event.note or ""), el("td", el("span", c.status, class_=f"status {c.status}")))
+                  el("td", f"{number(c.event.quantity.value)} {c.event.quantity.unit}", class_="num"),
+                  el("td", c.event.note or ""), el("td", status_badge(c.status)))
               for t, info, c, names in recent[:12]]
-    identity = el("section", el("h2", "This node"), el("dl", el("dt", "Identity"), el("dd", el("code", v.did)),
-                                                         el("dt", "You are"),
-                                                         el("dd", "its owner" if v.owner else "a visitor")),
+    identity = el("section", el("h2", _("This node")), el("dl", el("dt", _("Identity")), el("dd", el("code", v.did)),
+                                                            el("dt", _("You are")),
+                                                            el("dd", _("its owner") if v.owner else _("a visitor"))),
                   class_="card")
     if not v.owner:
-        identity = el("section", el("h2", "This node"), el("p", "Node ", el("code", v.did)),
-                      el("p", "You see its public ledgers, read-only. The node's owner logs in by running ",
-                         el("code", "tally open"), " on its machine."), class_="card")
+        identity = el("section", el("h2", _("This node")), el("p", _("Node"), " ", el("code", v.did)),
+                      el("p", _("You see its public ledgers, read-only. The node's owner logs in by running "
+                                "`tally open` on its machine.")), class_="card")
     if v.owner:  # followed ledgers whose genesis has not arrived yet
         known = {i.id for i in infos}
         rows += [el("tr", el("td", el("code", str(ledger))), el("td", "—"),
-                    el("td", "following: waiting for its entries from a peer that holds it", colspan=4))
+                    el("td", _("following: waiting for its entries from a peer that holds it"), colspan=4))
                  for ledger in await request.app[STORE].replicated() if ledger not in known]
-    ledgers = table(("Ledger", "Visibility", "Members", "Contributions", "Entries", "You"), rows, class_="ledgers",
-                    empty=el("p", "No ledgers yet." + (
-                        " Found one with `tally ledger create NAME`, or join one with `tally follow ID`."
-                        if v.owner else "")))
-    recent_table = table(("When", "Ledger", "Who", "Action", "Quantity", "Note", "Status"), latest,
-                         empty=el("p", "No contributions yet."), class_="recent")
+    ledgers = table((_("Ledger"), _("Visibility"), _("Members"), _("Contributions"), _("Entries"), _("You")), rows,
+                    class_="ledgers",
+                    empty=el("p", _("No ledgers yet. Found one with `tally ledger create NAME`, or join one with "
+                                    "`tally follow ID`.") if v.owner else _("No ledgers yet.")))
+    recent_table = table((_("When"), _("Ledger"), _("Who"), _("Action"), _("Quantity"), _("Note"), _("Status")),
+                         latest, empty=el("p", _("No contributions yet.")), class_="recent")
     forms: Child = None
     if v.owner:
         forms = el(
             "section",
-            el("h2", "Start or join a ledger"),
+            el("h2", _("Start or join a ledger")),
             el("form", csrf_field(v),
-               el("fieldset", el("legend", "Found a ledger"),
-                  field("Name", "input", type="text", name="name", required=True, maxlength=200),
-                  field("Who may read it", "select", el("option", "its members only", value="members"),
-                        el("option", "anyone", value="public"), name="visibility"),
-                  field("Rules (optional, TOML as in a rules file; every default without)", "textarea",
+               el("fieldset", el("legend", _("Found a ledger")),
+                  field(_("Name"), "input", type="text", name="name", required=True, maxlength=200),
+                  field(_("Who may read it"), "select", el("option", _("its members only"), value="members"),
+                        el("option", _("anyone"), value="public"), name="visibility"),
+                  field(_("Rules (optional, TOML as in a rules file; every default without)"), "textarea",
                         name="rules", rows=3, placeholder='[rates.work]\nhour = "20"')),
-               el("button", "Found it", type="submit"), method="post", action="/ledgers"),
+               el("button", _("Found it"), type="submit"), method="post", action="/ledgers"),
             el("form", csrf_field(v),
-               field("Follow a ledger you were admitted to: its id", "input", type="text", name="ledger",
+               field(_("Follow a ledger you were admitted to: its id"), "input", type="text", name="ledger",
                      required=True, size=64),
-               el("button", "Follow", type="submit"), method="post", action="/follow", class_="filters"),
+               el("button", _("Follow"), type="submit"), method="post", action="/follow", class_="filters"),
             class_="start")
-    heading = "Your ledgers" if v.owner else "Public ledgers"
-    return page(request, v, heading, el("h1", heading), identity, el("section", el("h2", "Ledgers"), ledgers),
-                el("section", el("h2", "Recent contributions"), recent_table), forms)
+    heading = _("Your ledgers") if v.owner else _("Public ledgers")
+    waiting: Child = None
+    if v.owner:
+        waiting = el("section", el("h2", _("Waiting for you")),
+                     el("ul", waits) if waits else el("p", _("Nothing waits for you."), class_="muted"),
+                     class_="card waiting")
+    title = f"({len(waits)}) {heading}" if waits else heading  # the count shows in the browser's tab
+    return page(request, v, title, el("h1", heading), waiting, identity,
+                el("section", el("h2", _("Ledgers")), ledgers),
+                el("section", el("h2", _("Recent contributions")), recent_table), forms)
+
+
+def _waiting_items(info: LedgerInfo, state: LedgerState, me: str) -> list[Child]:
+    """What waits for the owner in one ledger: contributions to validate, open motions without their ballot
+    (and when they close), their own pledges in arrears."""
+    base = f"/ledgers/{info.id}"
+    items: list[Child] = []
+    to_validate = [c for c in state.contributions
+                   if c.status == PENDING and c.author != me and me not in c.accepts and me not in c.rejects]
+    if to_validate:
+        items.append(el("li", el("a", _("{count} contribution(s) to validate in {ledger}").format(
+            count=len(to_validate), ledger=info.name), href=f"{base}/queue")))
+    for m in state.motions:
+        if not m.closed and all(b.voter != me for b in m.counted):  # an open motion counts every latest ballot
+            closes = (" · " + _("closes {time}").format(time=moment(m.motion.closes))
+                      if m.motion.closes is not None else "")
+            items.append(el("li", el("a", _("Vote on “{title}” in {ledger}").format(title=m.motion.title,
+                                                                                   ledger=info.name),
+                                     href=f"{base}/motions/{m.id}"), closes))
+    as_of = today()
+    for p in state.pledges:
+        if p.author == me and Decimal(pledge_json(p, as_of)["arrears"]) > 0:
+            j = pledge_json(p, as_of)
+            items.append(el("li", el("a", _("Your pledge to {ledger}: {amount} {unit} due").format(
+                ledger=info.name, amount=number(j["arrears"]), unit=j["unit"]), href=f"{base}/pledges")))
+    return items
 
 
 async def found_ledger(request: web.Request) -> web.Response:
@@ -145,7 +194,7 @@ async def found_ledger(request: web.Request) -> web.Response:
         refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
         return see_other("/")
-    flash(v, "ok", f"You founded {name}. Admit members from its overview.")
+    flash(v, "ok", _("You founded {name}. Admit members from its overview.").format(name=name))
     return see_other(f"/ledgers/{ledger}")
 
 
@@ -159,7 +208,7 @@ async def follow(request: web.Request) -> web.Response:
         refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
     else:
-        flash(v, "ok", f"Following {ledger}: its entries arrive from the peers that hold it.")
+        flash(v, "ok", _("Following {ledger}: its entries arrive from the peers that hold it.").format(ledger=ledger))
     return see_other("/")
 
 
@@ -191,21 +240,40 @@ async def peers(request: web.Request) -> web.Response:
     if not v.owner:
         raise LocalError("unauthorized", "only the node's owner sees its peers; log in with `tally open`")
     replication: Replication = request.app[REPLICATION]
+    names: dict[str, str] = {}  # the names members gave themselves, in any ledger here
+    for info in await ledgers_for(request, v):
+        state, _stale = await request.app[STATES].latest(info.id)
+        if state is not None:
+            names.update(state.names)
     rows = []
-    for peer in replication.peers():
+    listed = replication.peers()
+    for peer in listed:
         p = peer.as_json()
         errors = p.get("errors") or []
-        rows.append(el("tr", el("td", el("code", str(p.get("id") or "—"))), el("td", str(p.get("address") or "")),
+        did = p.get("id")
+        name: Child = (el("span", names.get(did) or short(did), title=did, class_="did") if isinstance(did, str)
+                       else _("not identified yet"))
+        rows.append(el("tr", el("td", name), el("td", str(p.get("address") or "")),
                        el("td", str(p.get("found"))),
-                       el("td", el("span", "connected" if p.get("connected") else "not connected",
+                       el("td", el("span", _("connected") if p.get("connected") else _("not connected"),
                                    class_="status final" if p.get("connected") else "status pending")),
+                       el("td", when(seen if isinstance(seen := p.get("last_seen"), int) else None)),
                        el("td", when(last_sync if isinstance(last_sync := p.get("last_sync"), int) else None)),
-                       el("td", str(p.get("entries_behind", 0)), class_="num"),
-                       el("td", str(p.get("entries_in", 0)), class_="num"),
-                       el("td", str(p.get("entries_out", 0)), class_="num"),
+                       el("td", _count(p.get("entries_behind")), class_="num"),
+                       el("td", _count(p.get("entries_in")), class_="num"),
+                       el("td", _count(p.get("entries_out")), class_="num"),
                        el("td", "; ".join(str(e) for e in errors) if isinstance(errors, list) else "")))
-    sync = ("Catching up with peers before signing anything (safe restore)." if replication.catching_up
-            else "Up to date: this node signs new entries.")
+    linked = sum(1 for peer in listed if peer.as_json().get("connected") is True)
+    if replication.catching_up:
+        sync = _("Catching up with peers before signing anything (safe restore).")
+    elif listed and not linked:
+        sync = _("Offline: no peer is linked now. This node signs new entries; they reach the others when a peer "
+                 "is back.")
+    elif linked < len(listed):
+        sync = _("{linked} of {peers} peers linked: the others get new entries when they are back.").format(
+            linked=linked, peers=len(listed))
+    else:
+        sync = _("Up to date with every peer: this node signs new entries.")
     forks = await request.app[STORE].forks()
     fork_rows = [el("tr", el("td", who(f.author, v.did)), el("td", el("a", str(f.a.ledger_id)[:16] + "…",
                                                                       href=f"/ledgers/{f.a.ledger_id}")),
@@ -213,15 +281,21 @@ async def peers(request: web.Request) -> web.Response:
                      el("td", el("code", str(f.b.id))))
                  for f in forks]
     return page(
-        request, v, "Peers",
-        el("h1", "Peers and sync"), el("p", sync, class_="card"),
-        table(("Peer", "Address", "Found by", "Link", "Last sync", "Entries behind", "In", "Out", "Errors"), rows,
-              empty=el("p", "No peers yet: add some with --peer or tally.toml, or let mDNS find them on the LAN."),
+        request, v, _("Peers"),
+        el("h1", _("Peers and sync")), el("p", sync, class_="card"),
+        table((_("Peer"), _("Address"), _("Found by"), _("Link"), _("Last seen"), _("Last sync"), _("Entries behind"),
+               _("In"),
+               _("Out"), _("Errors")), rows,
+              empty=el("p", _("No peers yet: add some with --peer or tally.toml, or let mDNS find them on the LAN.")),
               class_="peers"),
-        el("h2", "Forks"),
-        table(("Author", "Ledger", "Seq", "Entry a", "Entry b"), fork_rows, class_="forks",
-              empty=el("p", "No forks: no author has signed two different entries at one place in a chain.")),
+        el("h2", _("Forks")),
+        table((_("Author"), _("Ledger"), _("Seq"), _("Entry a"), _("Entry b")), fork_rows, class_="forks",
+              empty=el("p", _("No forks: no author has signed two different entries at one place in a chain."))),
     )
+
+
+def _count(value: object) -> str:
+    return number(value) if isinstance(value, int) else "0"
 
 
 async def static(request: web.Request) -> web.Response:

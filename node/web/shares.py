@@ -4,7 +4,6 @@ ledger's exports (CSV, JSON-LD) as downloads."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from aiohttp import hdrs, web
@@ -13,7 +12,18 @@ from node.exports import FORMATS, MEDIA_TYPES, export_text
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars
 from node.web.html import Child, Markup, el, field
-from node.web.layout import Viewer, act, csrf_field, owner_form, readable_ledger, secure_headers, short, viewer
+from node.web.i18n import _, day, number, read_decimal
+from node.web.layout import (
+    Viewer,
+    act,
+    csrf_field,
+    money_unit,
+    owner_form,
+    readable_ledger,
+    secure_headers,
+    short,
+    viewer,
+)
 from node.web.ledger import ledger_page
 from protocol import LocalError, TallyError, ledger_ops
 from protocol.distribution import Payout
@@ -32,7 +42,7 @@ def add_share_pages(app: web.Application) -> None:
 
 def _labels(state: LedgerState, me: str) -> dict[str, str]:
     names = {did: short(did, me, state.names) for did in (*state.members, *state.left)}
-    names[str(state.ledger)] = "the ledger (common fund)"
+    names[str(state.ledger)] = _("the ledger (common fund)")
     return names
 
 
@@ -46,21 +56,17 @@ def _payout_chart(title: str, payout: Payout, state: LedgerState, me: str) -> Ma
 
 def _lines(payout: Payout, state: LedgerState, me: str) -> Markup:
     labels = _labels(state, me)
-    return el("table", el("thead", el("tr", el("th", "Bucket"), el("th", "Recipient"), el("th", "Amount"))),
+    return el("table", el("thead", el("tr", el("th", _("Bucket")), el("th", _("Recipient")), el("th", _("Amount")))),
               el("tbody", (el("tr", el("td", line.bucket), el("td", labels.get(line.recipient, line.recipient),
                                                               title=line.recipient),
-                              el("td", f"{line.amount:f} {payout.unit}", class_="num"))
+                              el("td", f"{number(line.amount)} {payout.unit}", class_="num"))
                            for line in payout.lines)), class_="lines")
 
 
 def _money(value: Decimal, payout: Payout) -> str:
     """`value` with the places the payout's lines have (the unit's minor units, SPEC.md §17.1)."""
     places = payout.lines[0].amount.as_tuple().exponent if payout.lines else 0
-    return f"{value.quantize(Decimal(1).scaleb(places)) if isinstance(places, int) else value:f} {payout.unit}"
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+    return f"{number(value.quantize(Decimal(1).scaleb(places)) if isinstance(places, int) else value)} {payout.unit}"
 
 
 async def shares(request: web.Request) -> web.Response:
@@ -68,6 +74,7 @@ async def shares(request: web.Request) -> web.Response:
     v = viewer(request)
     info, state = await readable_ledger(request, v)
     given = {k: request.query.get(k, "").strip() for k in ("amount", "unit", "since", "until")}
+    given["amount"] = read_decimal(given["amount"])  # "2,5" where the locale writes a decimal comma
     preview: list[Child] = []
     if given["amount"]:
         try:
@@ -76,36 +83,39 @@ async def shares(request: web.Request) -> web.Response:
         except TallyError as exc:
             preview = [el("p", el("code", exc.code), ": ", exc.message, class_="flash error", role="alert")]
         else:
-            preview = [_payout_chart(f"{given['amount']} {given['unit']} shared by the value equation now", payout,
-                                     state, v.did), _lines(payout, state, v.did), _record_form(v, info, state, given)]
-    unit = given["unit"] or (state.rules.units[0] if state.rules.units else "")
+            title = _("{amount} shared by the value equation now").format(
+                amount=f"{number(payout.amount)} {payout.unit}")
+            preview = [_payout_chart(title, payout, state, v.did), _lines(payout, state, v.did),
+                       _record_form(v, info, state, given)]
+    unit = given["unit"] or money_unit(state)
     form = el(
         "form",
-        field("Amount to share", "input", type="text", name="amount", inputmode="decimal", required=True,
-              value=given["amount"], placeholder="e.g. 1000"),
-        field("Unit", "select", (el("option", u, value=u, selected=u == unit) for u in state.rules.units),
+        field(_("Amount to share"), "input", type="text", name="amount", inputmode="decimal", required=True,
+              value=given["amount"], placeholder=_("e.g. {example}").format(example=number("1000.50"))),
+        field(_("Unit"), "select", (el("option", u, value=u, selected=u == unit) for u in state.rules.units),
               name="unit"),
-        field("Contributions from (optional)", "input", type="date", name="since", value=given["since"]),
-        field("until (optional)", "input", type="date", name="until", value=given["until"]),
-        el("button", "Preview", type="submit"), method="get", class_="filters")
+        field(_("Contributions from (optional)"), "input", type="date", name="since", value=given["since"]),
+        field(_("until (optional)"), "input", type="date", name="until", value=given["until"]),
+        el("button", _("Preview"), type="submit"), method="get", class_="filters")
     recorded = sorted(state.distributions, key=lambda d: (d.ts, d.id.raw), reverse=True)
     mine = {d.id.raw: sum((line.amount for line in d.payout.lines if line.recipient == v.did), Decimal(0))
             for d in recorded}
     history = el("table", el("thead", el("tr", *(el("th", h) for h in (
-        "Recorded", "By", "Amount", "Period", "Your share")))),
-        el("tbody", (el("tr", el("td", _day(d.ts)), el("td", short(d.author, v.did, state.names), title=d.author),
+        _("Recorded"), _("By"), _("Amount"), _("Period"), _("Your share"))))),
+        el("tbody", (el("tr", el("td", day(d.ts)), el("td", short(d.author, v.did, state.names), title=d.author),
                         el("td", _money(d.payout.amount, d.payout), class_="num"),
-                        el("td", f"{d.payout.since or '…'} to {d.payout.until or '…'}"
-                           if d.payout.since or d.payout.until else "all contributions"),
+                        el("td", _("{since} to {until}").format(since=d.payout.since or "…",
+                                                                until=d.payout.until or "…")
+                           if d.payout.since or d.payout.until else _("all contributions")),
                         el("td", _money(mine[d.id.raw], d.payout), class_="num"), data_id=str(d.id))
                      for d in recorded)), class_="distributions") if recorded else el(
-        "p", "No distribution has been recorded yet.", class_="muted")
+        "p", _("No distribution has been recorded yet."), class_="muted")
     return ledger_page(
-        request, v, info, state, "Shares", "shares", el("h2", "What the value equation gives now"),
-        el("p", "Split an amount of income by this ledger's rules over its final contributions (nothing is "
-                "written until you record it).", class_="muted"),
-        form, *preview, el("h2", "Distributions recorded"), history,
-        el("p", "Download the ledger: ", el("a", "CSV", href=f"/ledgers/{info.id}/export.csv"), " · ",
+        request, v, info, state, _("Shares"), "shares", el("h2", _("What the value equation gives now")),
+        el("p", _("Split an amount of income by this ledger's rules over its final contributions (nothing is "
+                  "written until you record it)."), class_="muted"),
+        form, *preview, el("h2", _("Distributions recorded")), history,
+        el("p", _("Download the ledger:"), " ", el("a", "CSV", href=f"/ledgers/{info.id}/export.csv"), " · ",
            el("a", "JSON-LD (ValueFlows)", href=f"/ledgers/{info.id}/export.jsonld")),
     )
 
@@ -114,7 +124,9 @@ def _record_form(v: Viewer, info: LedgerInfo, state: LedgerState, given: dict[st
     if not (v.owner and v.did in state.members):
         return None
     return el("form", csrf_field(v), (el("input", type="hidden", name=k, value=val) for k, val in given.items()),
-              el("button", "Record this distribution", type="submit"), method="post",
+              el("label", el("input", type="checkbox", name="confirm", value="yes", required=True), " ",
+                 _("I have checked the lines: every member's node will see this distribution")),
+              el("button", _("Record this distribution"), type="submit"), method="post",
               action=f"/ledgers/{info.id}/distributions", class_="record")
 
 
@@ -122,14 +134,17 @@ async def record(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     given = {k: form.get(k, "").strip() for k in ("amount", "unit", "since", "until")}
+    if form.get("confirm") != "yes":
+        raise LocalError("bad_request", _("tick the box to confirm the distribution before it is recorded"))
 
     def build(ts: int) -> AppendRequest:
         payout = ledger_ops.preview_distribution(state, amount=given["amount"], unit=given["unit"],
                                                  since=given["since"] or None, until=given["until"] or None)
         return ledger_ops.record_distribution(state, v.did, payout, ts)
 
-    return await act(request, v, build, f"Recorded: {given['amount']} {given['unit']} shared; every member's node "
-                     "checks it against their own count.", f"/ledgers/{info.id}/shares")
+    return await act(request, v, build, _("Recorded: {amount} {unit} shared; every member's node checks it against "
+                                          "their own count.").format(amount=given["amount"], unit=given["unit"]),
+                     f"/ledgers/{info.id}/shares")
 
 
 async def export(request: web.Request) -> web.Response:

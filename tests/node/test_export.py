@@ -152,10 +152,26 @@ def test_the_shapes_refuse_an_event_without_a_claim_value(ledger: Ledger) -> Non
 
 def test_csv_has_one_row_per_event_with_claim_and_status(ledger: Ledger) -> None:
     state = ledger.state()
-    rows = list(csv.DictReader(io.StringIO(export_text(state, "csv"))))
+    rows = [r for r in csv.DictReader(io.StringIO(export_text(state, "csv"))) if r["record"] == "event"]
     assert len(rows) == len(state.contributions) == 4
     by_action = {(r["action"], r["quantity"]): r for r in rows}
     assert by_action[("work", "6")]["claim"] == "150" and by_action[("work", "6")]["status"] == "final"
     assert by_action[("transfer", "99.5")]["status"] == "pending"
     assert by_action[("produce", "40")]["status"] == "corrected"
     assert by_action[("work", "6")]["accepts"] == BEN.did
+    for row in rows:  # every event dated, its signing time in ISO 8601
+        assert row["record"] == "event" and len(row["date"]) == 10 and row["time"].endswith("Z")
+
+
+def test_csv_is_spreadsheet_ready(ledger: Ledger) -> None:
+    """Names beside did:keys, distributions as rows of their own, and no cell a spreadsheet reads as a formula."""
+    from node.exports import csv_cell
+
+    state = ledger.state()
+    rows = list(csv.DictReader(io.StringIO(export_text(state, "csv"))))
+    named = [r for r in rows if r["author"] in state.names]
+    assert all(r["author_name"] == state.names[r["author"]] for r in named)
+    distribution_rows = [r for r in rows if r["record"] == "distribution"]
+    assert len(distribution_rows) == sum(len(d.payout.lines) for d in state.distributions)
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_cell("-2+3") == "'-2+3" and csv_cell("plain") == "plain" and csv_cell(["a", "b"]) == "a b"

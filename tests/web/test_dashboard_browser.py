@@ -74,7 +74,7 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     # Log in: the one-time link lands on the dashboard with a session.
     page.goto(ok(alice.home, "open"))
     assert page.url == f"{alice.address}/"
-    assert page.title() == "Your ledgers · Tally"
+    assert page.title() == "(2) Your ledgers · Tally"  # Bob's contribution to validate, the motion to vote on
     ledgers = page.locator("table.ledgers")
     assert ledgers.get_by_role("link", name="Bakery coop").is_visible()
     assert page.locator("table.recent").get_by_text("Delivered bread").is_visible()
@@ -166,7 +166,8 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     page.get_by_label("Rules change if the first option wins (optional, TOML as in an amendment file)",
                       exact=True).fill("[rates.work\nhour = 25")
     page.get_by_role("button", name="Propose").click()
-    assert page.get_by_role("status").filter(has_text="bad_amendment").is_visible()
+    assert page.get_by_role("alert").filter(has_text="bad_amendment").is_visible()
+    assert page.get_by_label("Title", exact=True).input_value() == "Pay more for deliveries?"  # the form keeps it
     page.get_by_label("Title", exact=True).fill("Pay more for deliveries?")
     page.get_by_label("Rules change if the first option wins (optional, TOML as in an amendment file)",
                       exact=True).fill('[rates.work]\nhour = "2"')
@@ -191,7 +192,7 @@ def test_owner_logs_in_contributes_endorses_and_votes(browser: Any, world: tuple
     page.get_by_role("link", name="Pledges").click()
     shot(page, "10-pledges")
     page.get_by_role("link", name="Peers").click()
-    assert page.locator("table.peers tr", has_text=bob.did).get_by_text("connected", exact=True).is_visible()
+    assert page.locator("table.peers tr", has_text="Bob <the baker>").get_by_text("connected", exact=True).is_visible()
     shot(page, "11-peers")
     assert not errors, errors  # no script error, no CSP violation
     context.close()

@@ -111,7 +111,9 @@ MEASURE = """(touch) => {
                                               + "header nav a, summary")]
     .filter((e) => e.getClientRects().length)
     .map((e) => [e.tagName.toLowerCase() + (e.name ? "[name=" + e.name + "]" : "") + " "
-                 + (e.textContent || "").trim().slice(0, 30), e.getBoundingClientRect().height])
+                 + (e.textContent || "").trim().slice(0, 30),
+                 // a checkbox's target is the label around it
+                 (e.type === "checkbox" && e.closest("label") ? e.closest("label") : e).getBoundingClientRect().height])
     .filter(([, h]) => h < touch);
   const first = document.querySelector("a[href], button, input:not([type=hidden]), select, textarea");
   return {scrollWidth: root.scrollWidth, innerWidth: window.innerWidth, charts, small,
@@ -166,18 +168,92 @@ def check_pages(browser: Any, node: Node, pages: list[tuple[str, str]], *, login
     return {"problems": problems, "findings": findings}
 
 
-def test_every_owner_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any]) -> None:
+@pytest.mark.parametrize("locale", ["en-GB", "de-DE"])
+def test_every_owner_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any], locale: str) -> None:
     alice = world["nodes"]["alice"]
-    checked = check_pages(browser, alice, owner_pages(world), login=ok(alice.home, "open"), locale="en-GB",
-                          label="en")
+    checked = check_pages(browser, alice, owner_pages(world), login=ok(alice.home, "open"), locale=locale,
+                          label=locale[:2])
     print("axe findings (impact: rule: elements over all pages and sizes):", checked["findings"])
     assert not checked["problems"], "\n".join(checked["problems"])
     assert not checked["findings"], checked["findings"]
 
 
-def test_every_neighbour_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any]) -> None:
+@pytest.mark.parametrize("locale", ["en-GB", "de-DE"])
+def test_every_neighbour_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any], locale: str) -> None:
     alice = world["nodes"]["alice"]
-    checked = check_pages(browser, alice, neighbour_pages(world), login=None, locale="en-GB", label="en")
+    checked = check_pages(browser, alice, neighbour_pages(world), login=None, locale=locale, label=locale[:2])
     print("axe findings (impact: rule: elements over all pages and sizes):", checked["findings"])
     assert not checked["problems"], "\n".join(checked["problems"])
     assert not checked["findings"], checked["findings"]
+
+
+def test_the_page_speaks_the_browsers_language_and_the_switch_remembers(browser: Any, world: dict[str, Any]) -> None:
+    """German from Accept-Language (numbers and dates too), a decimal comma accepted and stored as SPEC's
+    decimal string, then Spanish from the switch, remembered across pages and over the browser's language."""
+    alice, ledger = world["nodes"]["alice"], world["ledger"]
+    context = browser.new_context(viewport=PHONE, locale="de-DE")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(ok(alice.home, "open"))
+    assert page.evaluate("document.documentElement.lang") == "de"
+    assert page.title() == "(3) Deine Kassenbücher · Tally"
+    page.goto(f"{alice.address}/ledgers/{ledger}/history")
+    row = page.locator("table.history tr", has_text="Cleaned")
+    assert "2,5 hour" in row.inner_text() and "21.09.2026" in row.inner_text()  # de: decimal comma, day.month.year
+
+    page.goto(f"{alice.address}/ledgers/{ledger}/contribute")
+    page.get_by_label("Wie viel", exact=True).fill("1,25")
+    page.get_by_label("Notiz", exact=True).fill("Komma")
+    page.get_by_role("button", name="Eintragen").click()
+    page.wait_for_url(f"**/ledgers/{ledger}/history")
+    assert "1,25 hour" in page.locator("table.history tr", has_text="Komma").inner_text()
+    stored = until(lambda: next((c for c in _contributions(alice, ledger) if c["note"] == "Komma"), None),
+                   "the contribution in the API")
+    assert stored["quantity"] == "1.25"  # the API keeps SPEC's decimal string
+
+    page.get_by_role("button", name="Español").click()
+    page.wait_for_url(f"**/ledgers/{ledger}/history")
+    assert page.evaluate("document.documentElement.lang") == "es"
+    assert page.get_by_role("link", name="Registrar una aportación").is_visible()
+    page.get_by_role("link", name="Resumen").click()  # another page: the choice is remembered
+    assert page.evaluate("document.documentElement.lang") == "es"
+    assert page.get_by_role("heading", name="Aportaciones a lo largo del tiempo").is_visible()
+    shot(page, "pages/es-phone-overview-switched")
+    context.close()
+
+
+def test_what_waits_for_you_and_who_is_offline(browser: Any, world: dict[str, Any]) -> None:
+    """The landing page lists what waits for the owner (and counts it in the title); when Bob's node stops,
+    Alice's pages say he is offline and what of hers waits for him, and the Peers page says so too.
+    (Runs last: it stops Bob's node.)"""
+    alice, bob, ledger = world["nodes"]["alice"], world["nodes"]["bob"], world["ledger"]
+    context = browser.new_context(viewport=PHONE, locale="en-GB")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(ok(alice.home, "open"))
+    waiting = page.locator("section.waiting")
+    assert waiting.get_by_role("link", name="2 contribution(s) to validate in Bakery coop").is_visible()
+    assert waiting.get_by_role("link", name="Vote on “New oven?” in Bakery coop").is_visible()
+    assert waiting.get_by_role("link", name="Your pledge to Bakery coop:").is_visible()
+    assert page.title().startswith("(3) Your ledgers")
+    page.goto(f"{alice.address}/ledgers/{ledger}")
+    assert page.locator("table.members tr", has_text="Bob <the baker>").get_by_text("online").is_visible()
+
+    bob.proc.terminate()
+    bob.proc.wait(timeout=60)
+
+    def offline() -> bool:
+        page.goto(f"{alice.address}/peers")
+        return "Offline: no peer is linked now" in page.locator("main").inner_text()
+
+    until(offline, "Alice's node to notice Bob's is gone")
+    assert page.locator("table.peers tr", has_text="Bob <the baker>").get_by_text("not connected").is_visible()
+    shot(page, "pages/en-phone-peers-bob-offline")
+    page.goto(f"{alice.address}/ledgers/{ledger}/history")
+    notice = page.get_by_role("note")
+    assert "Bob <the baker> is offline since" in notice.inner_text()
+    assert "contribution(s) of yours wait for their verdict" in notice.inner_text()
+    page.goto(f"{alice.address}/ledgers/{ledger}")
+    assert "offline since" in page.locator("table.members tr", has_text="Bob <the baker>").inner_text()
+    shot(page, "pages/en-phone-overview-bob-offline")
+    context.close()

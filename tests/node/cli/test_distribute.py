@@ -9,6 +9,8 @@ processes on loopback that record distributions, re-verify each other's, and agr
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import urllib.parse
 import urllib.request
@@ -120,9 +122,11 @@ def test_distribute_and_export_through_the_cli(tmp_path: Path) -> None:
         export = json.loads(output(home, "export", ledger, "--format", "jsonld"))
         assert claims(export) == {(f"urn:cid:{recorded}", line["bucket"], _iri(line["recipient"]), line["amount"])
                                   for line in expected_lines(ledger, dids, DOMAIN)}
-    rows = output(cleo, "export", ledger, "--format", "csv").splitlines()
-    assert rows[0].startswith("id,author,seq,ts,action") and len(rows) == 4
-    assert {r.split(",")[14] for r in rows[1:]} == {"150", "100", "50"}  # claim column
+    rows = list(csv.DictReader(io.StringIO(output(cleo, "export", ledger, "--format", "csv"))))
+    events = [r for r in rows if r["record"] == "event"]
+    assert len(events) == 3 and {r["claim"] for r in events} == {"150", "100", "50"}
+    assert {(r["receiver"], r["quantity"]) for r in rows if r["record"] == "distribution"} == {
+        (line["recipient"], line["amount"]) for line in expected_lines(ledger, dids, DOMAIN)}
 
 
 def _iri(recipient: str) -> str:
@@ -226,4 +230,6 @@ def test_three_running_nodes_record_and_reverify_distributions(
                                      headers={"Authorization": f"Bearer {nodes['cleo'].token}"})
     with urllib.request.urlopen(request, timeout=60) as resp:
         assert resp.headers.get_content_type() == "text/csv"
-        assert len(resp.read().decode().splitlines()) == 1 + 3  # a header, then one row per event
+        rows = list(csv.DictReader(io.StringIO(resp.read().decode())))
+    assert [r["record"] for r in rows].count("event") == 3  # one row per event, then the distributions' lines
+    assert {r["id"] for r in rows if r["record"] == "distribution"} == {first["id"], second["id"]}

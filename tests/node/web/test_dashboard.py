@@ -428,8 +428,11 @@ def test_shares_previewed_recorded_and_exported_from_the_dashboard(world: tuple)
         assert f"{line['amount']} euro" in page.body
     wrong = fetch(f"{alice.address}/ledgers/{private}/shares?amount=100&unit=parsec", cookie=cookie)
     assert wrong.status == 200 and "<code>unknown_unit</code>" in wrong.body
-    recorded = fetch(f"{alice.address}/ledgers/{private}/distributions", cookie=cookie, form={
+    unconfirmed = fetch(f"{alice.address}/ledgers/{private}/distributions", cookie=cookie, form={
         "csrf": csrf(page.body), "amount": "100", "unit": "euro", "since": "", "until": ""})
+    assert unconfirmed.status == 400 and "tick the box to confirm the distribution" in unconfirmed.body
+    recorded = fetch(f"{alice.address}/ledgers/{private}/distributions", cookie=cookie, form={
+        "csrf": csrf(page.body), "amount": "100", "unit": "euro", "since": "", "until": "", "confirm": "yes"})
     assert recorded.status == 303 and recorded.headers["Location"] == f"/ledgers/{private}/shares"
     listed = fetch(f"{alice.address}/ledgers/{private}/shares", cookie=cookie).body
     assert "Recorded: 100 euro shared" in listed and 'class="distributions"' in listed and "100.00 euro" in listed
