@@ -16,6 +16,10 @@ from typing import Final
 from protocol import LocalError, SigningKey
 
 KEY_FILE: Final = "identity.key"
+#: The key kept for the next rotation (SPEC.md §19): ledgers hold only its digest until it signs.
+NEXT_KEY_FILE: Final = "next.key"
+#: The identity this home writes as, once its key is no longer the identity's first key (after a rotation).
+IDENTITY_FILE: Final = "identity.did"
 TOKEN_FILE: Final = "api.token"
 STORE_FILE: Final = "tally.sqlite3"
 SECRET_MODE: Final = 0o600
@@ -50,6 +54,10 @@ class Home:
     def store_path(self) -> Path:
         return self.path / STORE_FILE
 
+    @property
+    def next_key_path(self) -> Path:
+        return self.path / NEXT_KEY_FILE
+
     def has_identity(self) -> bool:
         return self.key_path.exists()
 
@@ -59,6 +67,8 @@ class Home:
         if self.has_identity():
             raise LocalError("identity_exists", f"{self.key_path} exists; it is never overwritten")
         _write_secret(self.key_path, key.seed.hex() + "\n")
+        if not self.next_key_path.exists():
+            _write_secret(self.next_key_path, secrets.token_bytes(32).hex() + "\n")
         if not self.token_path.exists():
             _write_secret(self.token_path, (token or secrets.token_urlsafe(32)) + "\n")
         _fsync_dir(self.path)
@@ -69,6 +79,39 @@ class Home:
         except FileNotFoundError:
             raise LocalError("no_identity", f"no identity in {self.path} (run `tally init`)") from None
         return SigningKey.from_key_file(data)
+
+    def load_next_key(self) -> SigningKey | None:
+        """The pre-rotation key, or None for a home made before there was one."""
+        try:
+            return SigningKey.from_key_file(self.next_key_path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def add_next_key(self, key: SigningKey) -> None:
+        """Give a home made before pre-rotation its next.key (never overwrites one)."""
+        _write_secret(self.next_key_path, key.seed.hex() + "\n")
+        _fsync_dir(self.path)
+
+    def identity(self) -> str:
+        """The did:key ledgers name this home's member by: its first key's, whatever key signs now."""
+        try:
+            return (self.path / IDENTITY_FILE).read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return self.load_key().did
+
+    def rotate(self, new: SigningKey, after: SigningKey, identity: str) -> None:
+        """Make `new` the signing key and `after` the next one; the old key's seed is gone from the home.
+
+        Each file is written whole beside its target (mode 0600 from the start) and renamed over it, so
+        a crash leaves either file old or new, never half written."""
+        if not (self.path / IDENTITY_FILE).exists():
+            _write_secret(self.path / IDENTITY_FILE, identity + "\n")
+        for path, key in ((self.next_key_path, after), (self.key_path, new)):
+            fresh = path.with_name(path.name + ".new")
+            fresh.unlink(missing_ok=True)
+            _write_secret(fresh, key.seed.hex() + "\n")
+            os.replace(fresh, path)
+        _fsync_dir(self.path)
 
     def load_token(self) -> str:
         try:

@@ -149,6 +149,12 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
         "quarantined": [str(c) for c in state.quarantined],
         "forks": [fork_row(proof) for proof in forks if proof.a.ledger_id == state.ledger],
         "distributions": distributions_json(state),
+        "keys": {  # identities with key events (SPEC.md §19.7)
+            i.identity: {"key": i.key, "committed": i.next is not None,
+                         "devices": [{"key": d.key, "name": d.name, "added": d.added, "revoked": d.revoked_at}
+                                     for d in i.devices]}
+            for i in state.identities.values()
+        },
         **governance_json(state),  # motions, pledges (arrears as of today), amendments (SPEC.md §18)
         "digest": state.digest.hex(),
     }

@@ -61,7 +61,7 @@ async def serve(home: Home, config: RunConfig) -> int:
     """Run the node until SIGINT or SIGTERM; 0 after a clean shutdown."""
     key = home.load_key()
     token = home.load_token()
-    other = await running_node(home.path, key.did)
+    other = await running_node(home.path, home.identity())
     if other is not None:
         raise LocalError("already_running", f"a node (pid {other.pid}) already serves {home.path} at {other.address}")
     stop = asyncio.Event()
@@ -72,7 +72,7 @@ async def serve(home: Home, config: RunConfig) -> int:
             stack.push_async_callback(store.close)  # 4. after every request is done
             replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline)
             runner = web.AppRunner(
-                build_app(store, replicator, ApiConfig(key.did, token, package_version())),
+                build_app(store, replicator, ApiConfig(home.identity(), token, package_version())),
                 access_log=None, shutdown_timeout=config.shutdown_timeout_s,
             )
             await runner.setup()

@@ -55,7 +55,7 @@ from .governance import (
     passed,
     rules_heads,
 )
-from .identity import did_from_public_key
+from .identity import did_from_public_key, public_key_from_did
 from .keys import (
     KEY_KINDS,
     MAX_KEY_ROUNDS,
@@ -181,9 +181,11 @@ class LedgerState:
     identities: Mapping[str, IdentityKeys] = field(default_factory=dict, repr=False)
 
     def agent_of(self, key: str) -> str:
-        """The identity a key (did:key) writes as here: an identity's current key or device, else itself."""
+        """The identity a key (did:key) writes as here: an identity's current key or device, or the next key it
+        committed to (which may write its rotation, §19.8), else the key itself."""
+        digest = next_digest(public_key_from_did(key)) if self.identities else b""
         for ident in self.identities.values():
-            if key in ident.writers():
+            if key in ident.writers() or ident.next == digest:
                 return ident.identity
         return key
 

@@ -50,7 +50,7 @@ def print_id(value: object) -> None:
 
 async def serving_node(home: Home, key: SigningKey) -> NodeFile | None:
     """The node serving this home, if one answers; writes then go through its API."""
-    return await running_node(home.path, key.did)
+    return await running_node(home.path, home.identity())  # the API answers with the identity (§19)
 
 
 async def required_node(home: Home) -> NodeFile:

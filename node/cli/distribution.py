@@ -60,7 +60,7 @@ async def cmd_distribute(args: argparse.Namespace) -> int:
         if state is None:
             raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
         payout = ledger_ops.preview_distribution(state, **_options(args))
-        entry = await store.append(ledger_ops.record_distribution(state, key.did, payout, wall_clock_ms()))
+        entry = await store.append(ledger_ops.record_distribution(state, home.identity(), payout, wall_clock_ms()))
     finally:
         await store.close()
     _print(ledger, payout, str(entry.id), as_json=args.json)

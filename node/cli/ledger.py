@@ -62,7 +62,7 @@ async def write_entry(args: argparse.Namespace, path: str, body: dict[str, Any],
         return 0
     store = await open_store(home, key)
     try:
-        entry = await store.append(await build(store, key.did, wall_clock_ms()))
+        entry = await store.append(await build(store, home.identity(), wall_clock_ms()))
     finally:
         await store.close()
     print_id(entry.id)

@@ -41,6 +41,7 @@ from node.cli.context import (
 from node.cli.demo import cmd_demo
 from node.cli.distribution import add_distribution_commands
 from node.cli.governance import add_governance_commands
+from node.cli.keys import add_key_commands
 from node.cli.ledger import add_ledger_commands
 from node.config import check_peer_url
 from node.listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
@@ -85,7 +86,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def cmd_id(args: argparse.Namespace) -> int:
-    print_id(home_of(args).load_key().did)
+    home = home_of(args)
+    print_id(home.load_key().did if args.key else home.identity())
     return 0
 
 
@@ -366,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("init", cmd_init, "create this node's identity and print its did:key")
     p.add_argument("--import-key", metavar="FILE", help="restore a key: 64 hex characters (seed) or PKCS#8 PEM")
-    add("id", cmd_id, "print this node's did:key")
+    p = add("id", cmd_id, "print your identity's did:key (what ledgers name you by)")
+    p.add_argument("--key", action="store_true",
+                   help="print this device's signing key instead (differs after a rotation, or on a device)")
 
     ledger = add("ledger", missing_subcommand, "create and list ledgers")
     lsub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="COMMAND", parser_class=Parser)
@@ -430,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ledger_commands(add)
     add_distribution_commands(add)
     add_governance_commands(add)
+    add_key_commands(add)
     return parser
 
 

@@ -237,6 +237,8 @@ COMPONENTS: Final[Mapping[str, Schema]] = {
             "forks": {"type": "array", "items": ref("Fork")}, "digest": _STRING,
             "distributions": {"type": "array", "description": "recorded distributions, oldest first; `status` "
                               "`valid` or `conflicting` (counts nothing, SPEC.md §17.5)"},
+            "keys": {"type": "object", "description": "identity did:key -> its main `key`, whether it `committed` "
+                     "to a next key, and its `devices` (SPEC.md §19.7); only identities with key events"},
         },
         "a ledger's state computed from its entries (SPEC.md §16), as `tally state --json` prints it",
     ),

@@ -24,7 +24,7 @@ from protocol import CID, Entry, InvalidData
 from protocol.state import LedgerState
 
 log = logging.getLogger(__name__)
-MEMBER_KIND_PREFIX = "member."
+MEMBER_KIND_PREFIX = ("member.", "key.")  # kinds that change who may see a ledger (key.*: SPEC.md §19.8)
 
 
 class LedgerStates:

@@ -27,7 +27,7 @@ from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
 from node.sync.peers import MISBEHAVIOUR, PeerInfo, PeerMisbehaved, wall_ms
 from node.sync.session import SyncSession
-from protocol import CID, Entry, ForkProof, SigningKey, TallyError
+from protocol import CID, Entry, ForkProof, InvalidData, SigningKey, TallyError
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +393,15 @@ class Replicator:
             self._access[ledger.raw] = access
         if access.visibility == "public":
             return True
-        return peer in await self.states.members(ledger)
+        members = await self.states.members(ledger)
+        if peer in members:
+            return True
+        # A member's rotated-in key or device (SPEC.md §19.8) sees what the member sees.
+        try:
+            state = await self.states.get(ledger)
+        except InvalidData:
+            return False
+        return state is not None and state.agent_of(peer) in members
 
     async def shared_ledgers(self, peer: str) -> list[CID]:
         return [ledger for ledger in await self._store.replicated(self._identity.public_key)

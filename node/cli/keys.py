@@ -1,0 +1,210 @@
+"""`tally key …` and `tally device …`: the member's keys in every ledger they belong to (SPEC.md §19).
+
+Key events are written in each ledger the identity is a member of (one command, every ledger), by the
+home's store directly: these commands refuse while `tally run` serves the home (`already_running`), since
+a rotation changes the key the running node signs with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from node.cli.context import Parser, home_of, missing_subcommand, open_store, print_id, serving_node
+from node.cli.ledger import AddCommand, ledger_state
+from node.home import Home
+from node.store.store import Store, wall_clock_ms
+from protocol import CID, LocalError, SigningKey, key_ops, public_key_from_did
+from protocol.state import LedgerState
+from protocol.writes import AppendRequest
+
+Build = Callable[[LedgerState, str, int], AppendRequest | None]
+
+
+async def _offline(home: Home) -> SigningKey:
+    key = home.load_key()
+    node = await serving_node(home, key)
+    if node is not None:
+        raise LocalError("already_running", f"a node (pid {node.pid}) serves {home.path}: stop it (Ctrl-C on "
+                         "`tally run`) before changing its keys, then start it again")
+    return key
+
+
+async def _my_ledgers(store: Store, me: str) -> list[LedgerState]:
+    """The states of the ledgers stored here where `me` is a current member."""
+    states = [await ledger_state(store, info.id) for info in await store.ledgers()]
+    return [s for s in states if me in s.members]
+
+
+async def _in_every_ledger(store: Store, me: str, build: Build) -> list[Any]:
+    """Append what `build` makes in each of the member's ledgers (None: nothing there); the entries."""
+    written = []
+    for state in await _my_ledgers(store, me):
+        request = build(state, me, wall_clock_ms())
+        if request is not None:
+            written.append(await store.append(request))
+    return written
+
+
+async def _write(args: argparse.Namespace, build: Build) -> int:
+    home = home_of(args)
+    key = await _offline(home)
+    store = await open_store(home, key)
+    try:
+        written = await _in_every_ledger(store, home.identity(), build)
+    finally:
+        await store.close()
+    if not written:
+        raise LocalError("not_member", "you are a member of no ledger stored here: nothing was written")
+    for entry in written:
+        print_id(entry.id)
+    return 0
+
+
+async def cmd_key_incept(args: argparse.Namespace) -> int:
+    """Commit to next.key in every ledger that has no commitment of this identity yet."""
+    home = home_of(args)
+    following = home.load_next_key()
+    if following is None:  # a home made before pre-rotation (§19.4)
+        following = SigningKey(secrets.token_bytes(32))
+        home.add_next_key(following)
+
+    def build(state: LedgerState, me: str, ts: int) -> AppendRequest | None:
+        if not key_ops.needs_inception(state, me):
+            return None
+        return key_ops.incept(state, me, following.public_key, ts)
+
+    return await _write(args, build)
+
+
+async def cmd_key_rotate(args: argparse.Namespace) -> int:
+    """Sign with next.key from now on, in every ledger; the old key's later entries are refused everywhere."""
+    home = home_of(args)
+    key = await _offline(home)
+    me = home.identity()
+    new = home.load_next_key()
+    if new is None:  # a home made before pre-rotation (§19.4): make its next key now
+        new = SigningKey(secrets.token_bytes(32))
+    after = SigningKey(secrets.token_bytes(32))
+    store = await open_store(home, key)
+    try:
+        states = await _my_ledgers(store, me)
+        if not states:
+            raise LocalError("not_member", "you are a member of no ledger stored here: nothing to rotate")
+        uncommitted = [s for s in states if key_ops.needs_inception(s, me)]
+        if uncommitted:
+            # Peers let the new key in only once they hold the commitment (§19.8): commit now, rotate later.
+            for state in uncommitted:
+                print_id((await store.append(key_ops.incept(state, me, new.public_key, wall_clock_ms()))).id)
+            if home.load_next_key() is None:
+                home.add_next_key(new)
+            print(f"committed to next.key in {len(uncommitted)} ledger(s) first: start `tally run` until your "
+                  "peers have these entries, then run `tally key rotate` again", flush=True)
+            return 0
+        lasts: dict[bytes, CID] = {}
+        for state in states:
+            head = await store.head(state.ledger, key.public_key)
+            assert head is not None  # a member who incepted here has written here
+            lasts[state.ledger.raw] = head.id
+            await store.follow(state.ledger)  # the new key founded nothing: keep replicating what the old one did
+    finally:
+        await store.close()
+    store = await open_store(home, new)
+    try:
+        for info in [s.ledger for s in states]:
+            state = await ledger_state(store, info)
+            request = key_ops.rotate(state, me, current=key.did, new_key=new.public_key,
+                                     after=after.public_key, last=lasts[info.raw], ts=wall_clock_ms())
+            print_id((await store.append(request)).id)
+    finally:
+        await store.close()
+    home.rotate(new, after, me)
+    print(f"rotated: {me} now signs with {new.did}; the old key's entries after now are refused", flush=True)
+    return 0
+
+
+async def cmd_device_add(args: argparse.Namespace) -> int:
+    public_key_from_did(args.key)  # bad_did before anything is written
+    return await _write(args, lambda state, me, ts: key_ops.add_device(state, me, args.key, args.name, ts))
+
+
+async def cmd_device_revoke(args: argparse.Namespace) -> int:
+    home = home_of(args)
+
+    def build(state: LedgerState, me: str, ts: int) -> AppendRequest | None:
+        if not any(d.key == args.key and d.revoked is None for d in key_ops.keys_of(state, me).devices):
+            return None
+        # The device's entries held here count; whatever it writes from now on does not.
+        return key_ops.revoke_device(state, me, args.key, lasts.get(state.ledger.raw), ts)
+
+    key = await _offline(home)
+    device = public_key_from_did(args.key)
+    store = await open_store(home, key)
+    try:
+        lasts = {}
+        for state in await _my_ledgers(store, home.identity()):
+            head = await store.head(state.ledger, device)
+            if head is not None:
+                lasts[state.ledger.raw] = head.id
+        written = await _in_every_ledger(store, home.identity(), build)
+    finally:
+        await store.close()
+    if not written:
+        raise LocalError("bad_key_event", f"{args.key} is not a device of yours in any ledger stored here")
+    for entry in written:
+        print_id(entry.id)
+    return 0
+
+
+def _when(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+async def cmd_device_list(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    store = await open_store(home)
+    try:
+        states = await _my_ledgers(store, home.identity())
+    finally:
+        await store.close()
+    rows: dict[str, dict[str, Any]] = {}
+    for state in states:
+        for d in key_ops.keys_of(state, home.identity()).devices:
+            row = rows.setdefault(d.key, {"key": d.key, "name": d.name, "added": _when(d.added), "revoked": None,
+                                          "ledgers": []})
+            row["ledgers"].append(str(state.ledger))
+            if d.revoked is not None:
+                row["revoked"] = _when(d.revoked_at)
+    for row in rows.values():
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{row['key']}\t{row['name'] or '-'}\tadded {row['added']}\t"
+                  f"{'revoked ' + row['revoked'] if row['revoked'] else 'active'}", flush=True)
+    return 0
+
+
+def add_key_commands(add: AddCommand) -> None:
+    """Register `key` and `device` with node/cli/main.py's `add(name, func, help[, subparsers])`."""
+    key = add("key", missing_subcommand, "rotate your signing key, keeping who you are")
+    ksub = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND", parser_class=Parser)
+    add("rotate", cmd_key_rotate, "sign with next.key from now on, in every ledger you belong to; prints the "
+        "rotation entries' ids (stop `tally run` first)", ksub)
+    add("incept", cmd_key_incept, "commit to next.key in every ledger that has no commitment of yours yet, so "
+        "that only next.key can rotate you (stop `tally run` first)", ksub)
+
+    device = add("device", missing_subcommand, "let another device write as you, list or revoke your devices")
+    dsub = device.add_subparsers(dest="device_command", required=True, metavar="COMMAND", parser_class=Parser)
+    p = add("add", cmd_device_add, "authorize DEVICE_KEY (`tally id --key` on that device) in every ledger you "
+            "belong to; prints the entries' ids (stop `tally run` first)", dsub)
+    p.add_argument("key", metavar="DEVICE_KEY")
+    p.add_argument("--name", default="", metavar="NAME", help="e.g. phone (at most 64 characters)")
+    p = add("list", cmd_device_list, "your devices: key, name, added, revoked", dsub)
+    p.add_argument("--json", action="store_true", help="JSON Lines output")
+    p = add("revoke", cmd_device_revoke, "stop DEVICE_KEY writing as you (what it wrote so far still counts); "
+            "prints the entries' ids (stop `tally run` first)", dsub)
+    p.add_argument("key", metavar="DEVICE_KEY")
