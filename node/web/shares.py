@@ -97,7 +97,9 @@ async def shares(request: web.Request) -> web.Response:
         field(_("Contributions from (optional)"), "input", type="date", name="since", value=given["since"]),
         field(_("until (optional)"), "input", type="date", name="until", value=given["until"]),
         el("button", _("Preview"), type="submit"), method="get", class_="filters")
-    recorded = sorted(state.distributions, key=lambda d: (d.ts, d.id.raw), reverse=True)
+    # Conflicting ones are listed too, saying they count nothing (SPEC.md §17.5), so a member sees why.
+    clashing = {d.id.raw for d in state.conflicting}
+    recorded = sorted((*state.distributions, *state.conflicting), key=lambda d: (d.ts, d.id.raw), reverse=True)
     mine = {d.id.raw: sum((line.amount for line in d.payout.lines if line.recipient == v.did), Decimal(0))
             for d in recorded}
     history = el("table", el("thead", el("tr", *(el("th", h) for h in (
@@ -107,7 +109,10 @@ async def shares(request: web.Request) -> web.Response:
                         el("td", _("{since} to {until}").format(since=d.payout.since or "…",
                                                                 until=d.payout.until or "…")
                            if d.payout.since or d.payout.until else _("all contributions")),
-                        el("td", _money(mine[d.id.raw], d.payout), class_="num"), data_id=str(d.id))
+                        el("td", _("conflicting: counts nothing; record it again"), class_="conflicting",
+                           title=_("it paid a claim that an earlier distribution it did not count had paid"))
+                        if d.id.raw in clashing else el("td", _money(mine[d.id.raw], d.payout), class_="num"),
+                        data_id=str(d.id))
                      for d in recorded)), class_="distributions") if recorded else el(
         "p", _("No distribution has been recorded yet."), class_="muted")
     return ledger_page(

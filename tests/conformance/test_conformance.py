@@ -66,3 +66,20 @@ def test_each_case_type_has_cases_with_and_without_a_refusal() -> None:
     refusing = {t for t, kinds in by_type.items() if True in kinds}
     assert {"dagcbor", "json_body", "did", "entry", "stored_entry", "chain", "fork", "identity_payload",
             "sync_message", "rules", "distribution", "pledge"} <= refusing
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["type"] == "entry_json"], ids=lambda c: c["id"])
+def test_the_api_shows_an_entry_as_the_case_says(case: dict[str, Any]) -> None:
+    from node.views import entry_row
+    from protocol import decode_entry
+
+    entry = decode_entry(bytes.fromhex(case["header"]), None if case["payload"] is None else
+                         bytes.fromhex(case["payload"]))
+    assert entry_row(entry) == case["expect"]["entry"]
+
+
+def test_a_node_announces_itself_as_the_discovery_case_says() -> None:
+    from node.sync.discovery import SERVICE_TYPE, txt_properties
+
+    (case,) = [c for c in CASES if c["type"] == "discovery"]
+    assert {"service_type": SERVICE_TYPE, "txt": txt_properties(case["did"])} == case["expect"]

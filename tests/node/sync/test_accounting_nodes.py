@@ -10,8 +10,11 @@ is owed nothing. A 0.01 € distribution pays one of two once claims a cent: the
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
 import sys
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -67,6 +70,16 @@ def paid(view: dict[str, Any], who: str) -> Decimal:
                 for line in d["lines"] if line["recipient"] == who), Decimal(0))
 
 
+def dashboard(node: Node, path: str) -> str:
+    """A dashboard page as the node's owner sees it: follow a fresh `tally open` login link, keep its cookie."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(ok(node.home, "open"), timeout=60) as reply:
+        reply.read()
+    with opener.open(f"{node.address}{path}", timeout=60) as reply:
+        page: str = reply.read().decode()
+    return page
+
+
 def test_a_loan_is_paid_once_though_two_nodes_recorded_it_apart(nodes: dict[str, Node], tmp_path: Path) -> None:
     ana, ben, cleo = nodes["ana"], nodes["ben"], nodes["cleo"]
     ledger = coop(nodes, tmp_path, "Van coop", "debt")
@@ -95,6 +108,12 @@ def test_a_loan_is_paid_once_though_two_nodes_recorded_it_apart(nodes: dict[str,
     assert set(statuses["ana"]) == {offline, online}
     assert len({view["digest"] for view in views.values()}) == 1
     assert all(paid(view, cleo.did) == Decimal(100) for view in views.values())  # not 200
+    # What the member sees: the CLI and the dashboard say which one counts nothing, and what to do.
+    (clash,) = [d for d, status in statuses["ana"].items() if status == "conflicting"]
+    assert f"distribution\t{clash}\t" in output(ana.home, "state", ledger) and "record it again" in \
+        output(ana.home, "state", ledger)
+    row = re.search(rf'<tr[^>]*data-id="{clash}"[^>]*>(.*?)</tr>', dashboard(ana, f"/ledgers/{ledger}/shares"), re.S)
+    assert row and "conflicting: counts nothing" in row.group(1)
 
     # Recorded again after the sync: it counts both, and the loan is paid.
     assert preview(ana, ledger, "100") == [("loans", ledger, "100.00")]
