@@ -10,7 +10,10 @@ other's; Alice's motion to raise the hourly rate passes by score vote; a few mor
 the new rate; Alice records a distribution. Then it prints each node's did:key, dashboard address and
 a one-time login link (stdout), and waits. Ctrl-C (or SIGTERM) stops the three nodes (SIGTERM, then
 SIGKILL after a timeout), removes the temporary folder (never a `--dir` one) and exits 0. A node
-that dies on its own stops the demo with exit 1, naming the node and its log.
+that dies while the demo is being set up stops the demo with exit 1, naming the node and its log;
+once it is ready, a node that stops (killed, or stopped cleanly) is reported with the command that
+starts it again, and the other two keep running and show it offline (the demo ends, with exit 1,
+only when all three have stopped).
 
 Progress goes to stderr, one line per step; each node's own log goes to `<home>/node.log`.
 """
@@ -122,6 +125,7 @@ class DemoNode:
     did: str = ""
     proc: subprocess.Popen[bytes] | None = None
     client: NodeClient | None = None
+    command: tuple[str, ...] = ()  # how the demo started its `tally run`, to start it again
 
     @property
     def address(self) -> str:
@@ -167,7 +171,7 @@ class Demo:
         try:
             try:
                 await self._guarded(self._setup())
-                await self._guarded(asyncio.Event().wait())  # until Ctrl-C or a node dies
+                await self._guarded(self._watch(), deaths=False)  # until Ctrl-C, or every node has stopped
             except _Stopped:
                 progress("stopping the three nodes …")
             except _NodeDied:
@@ -207,11 +211,35 @@ class Demo:
         self._signals += 1
         self._stop.set()
 
-    async def _guarded(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run `work` until it ends, a stop signal arrives (_Stopped) or a node dies (_NodeDied)."""
+    async def _watch(self) -> None:
+        """While the demo runs: report each node that stops, with the command that starts it again (the others
+        keep running and show it offline); end (_NodeDied) once all of them have stopped."""
+        reported: set[str] = set()
+        while True:
+            for node in self.nodes:
+                if node.name not in reported and node.proc is not None and node.proc.poll() is not None:
+                    reported.add(node.name)
+                    self._report_stopped(node)
+            if len(reported) == len(self.nodes):
+                raise _NodeDied
+            await asyncio.sleep(POLL_S)
+
+    def _report_stopped(self, node: DemoNode) -> None:
+        code = node.proc.returncode if node.proc is not None else None
+        others = [n.name for n in self.nodes if n is not node and n.alive()]
+        again = f"{shlex.join(node.command)} >>{shlex.quote(str(node.log_path))} 2>&1 &"
+        say = (f"{node.name}'s node stopped (exit status {code}); "
+               + (f"{' and '.join(others)} keep running and show it offline. " if others else "")
+               + f"Start it again with:\n  {again}")
+        progress(say)
+        print(say, flush=True)
+
+    async def _guarded(self, work: Coroutine[Any, Any, T], *, deaths: bool = True) -> T:
+        """Run `work` until it ends, a stop signal arrives (_Stopped) or (with `deaths`) a node dies
+        (_NodeDied)."""
         task = asyncio.ensure_future(work)
         stopped = asyncio.ensure_future(self._stop.wait())
-        death = asyncio.ensure_future(self._first_death())
+        death = asyncio.ensure_future(self._first_death() if deaths else asyncio.Event().wait())
         try:
             await asyncio.wait({task, stopped, death}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -282,6 +310,7 @@ class Demo:
             for other in self.nodes:
                 if other is not node:
                     args += ["--peer", other.address]
+            node.command = tuple(args)
             with node.log_path.open("ab") as log:
                 node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                              preexec_fn=_stop_with_parent())

@@ -286,3 +286,42 @@ def test_a_node_that_cannot_start_fails_the_demo(tmp_path: Path) -> None:
     assert "listen_failed" in log.read_text()
     pids = _pids(stderr.splitlines())
     assert len(pids) == 3 and all(gone(pid) for pid in pids)
+
+
+def test_the_demo_survives_a_node_and_says_how_to_start_it_again(tmp_path: Path) -> None:
+    """Once ready, a node that stops leaves the other two running (they show it offline); the demo prints the
+    command that starts it again, and that command brings it back."""
+    demo_dir = tmp_path / "demo"
+    err_path = tmp_path / "demo.err"
+    with err_path.open("w") as err:
+        proc = start_demo("--dir", str(demo_dir), stderr=err)
+    assert proc.stdout is not None
+    out = Lines(proc.stdout)
+    pids: list[int] = []
+    restarted: int | None = None
+    try:
+        out.until(lambda line: line == READY, READY_TIMEOUT_S, "login links")
+        _, shown = parse(out.seen, demo_dir)
+        pids = [json.loads((demo_dir / name / "node.json").read_text())["pid"] for name in NAMES]
+        os.kill(pids[1], signal.SIGTERM)  # bob's node, stopped cleanly
+        said = out.until(lambda line: line.startswith("bob's node stopped"), STOP_TIMEOUT_S, "the demo's report")
+        assert "alice and carol keep running and show it offline" in said
+        command = out.until(lambda line: line.startswith("  "), STOP_TIMEOUT_S, "the command").strip()
+        assert proc.poll() is None and gone(pids[1])
+        assert shown["alice"].ok("/identity")["id"] == shown["alice"].did  # the others keep running
+
+        def bob_offline_at(name: str) -> bool:
+            peers = shown[name].ok("/peers")["peers"]
+            return any(p["id"] == shown["bob"].did and not p["connected"] for p in peers)
+
+        until(lambda: bob_offline_at("alice") and bob_offline_at("carol"), "bob offline at alice's and carol's")
+        subprocess.run(["bash", "-c", command], check=True, timeout=60, stdin=subprocess.DEVNULL)
+        until(lambda: (demo_dir / "bob" / "node.json").exists() and shown["bob"].api("/identity")[0] == 200,
+              "bob's node started again by the printed command", timeout=READY_TIMEOUT_S)
+        restarted = json.loads((demo_dir / "bob" / "node.json").read_text())["pid"]
+        until(lambda: not bob_offline_at("alice"), "bob back at alice's")
+        assert stop(proc, signal.SIGINT) == 0, err_path.read_text()
+    finally:
+        reap(proc, pids + ([restarted] if restarted is not None else []))
+        if restarted is not None and not gone(restarted):
+            os.kill(restarted, signal.SIGTERM)
