@@ -7,6 +7,8 @@
     [limits]
     max_mdns_peers = 32                      # LAN peers dialed at once; more are ignored
     shutdown_timeout_s = 30                  # how long requests in flight get on shutdown
+    max_connections = 512                    # HTTP connections open at once (fewer if the files limit says so)
+    header_timeout_s = 10                    # a request's headers must arrive within this
 
 Every key is optional. A key this version does not know, a value of the wrong type
 and malformed TOML are refused (`bad_config`, naming the key), never ignored: a typo
@@ -31,6 +33,8 @@ PEER_SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
 MAX_PEERS: Final = 1000  # entries in `peers`
 DEFAULT_MAX_MDNS_PEERS: Final = 32
 DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 30.0
+DEFAULT_MAX_CONNECTIONS: Final = 512
+DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
 
 _T = TypeVar("_T")
 
@@ -53,8 +57,14 @@ def check_peer_url(url: str) -> str:
 class Limits:
     max_mdns_peers: int = DEFAULT_MAX_MDNS_PEERS
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        if not 16 <= self.max_connections <= 100_000:
+            raise ValueError(f"limits.max_connections must be 16..100000, not {self.max_connections}")
+        if not (math.isfinite(self.header_timeout_s) and 0 < self.header_timeout_s <= 3600):
+            raise ValueError(f"limits.header_timeout_s must be in (0, 3600], not {self.header_timeout_s}")
         if not 0 <= self.max_mdns_peers <= 10_000:
             raise ValueError(f"limits.max_mdns_peers must be 0..10000, not {self.max_mdns_peers}")
         if not (math.isfinite(self.shutdown_timeout_s) and 0 < self.shutdown_timeout_s <= 3600):
@@ -121,10 +131,12 @@ def parse(data: Mapping[str, object]) -> Config:
     limits = Limits()
     if "limits" in data:
         table: dict[str, Any] = _typed(data, "limits", dict)
-        _known(table, "limits.", ("max_mdns_peers", "shutdown_timeout_s"))
+        _known(table, "limits.", ("max_mdns_peers", "shutdown_timeout_s", "max_connections", "header_timeout_s"))
         limits = Limits(
             max_mdns_peers=_integer(table, "limits.", "max_mdns_peers", DEFAULT_MAX_MDNS_PEERS),
             shutdown_timeout_s=_number(table, "limits.", "shutdown_timeout_s", DEFAULT_SHUTDOWN_TIMEOUT_S),
+            max_connections=_integer(table, "limits.", "max_connections", DEFAULT_MAX_CONNECTIONS),
+            header_timeout_s=_number(table, "limits.", "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S),
         )
     return Config(listen=listen, peers=peers, mdns=mdns, limits=limits)
 

@@ -20,9 +20,15 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from node.app import build_app
-from node.config import DEFAULT_MAX_MDNS_PEERS, DEFAULT_SHUTDOWN_TIMEOUT_S
+from node.config import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MDNS_PEERS,
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
+)
 from node.home import Home
 from node.http.context import ApiConfig, package_version
+from node.http.guard import KEEPALIVE_S, GuardedSite, connection_cap
 from node.listen import DEFAULT_HOST, DEFAULT_PORT, local_address
 from node.nodefile import NodeFile, remove_node_file, running_node, write_node_file
 from node.runtime import release_free_memory
@@ -45,6 +51,8 @@ class RunConfig:
     mdns: bool = True  # LAN discovery
     max_mdns_peers: int = DEFAULT_MAX_MDNS_PEERS
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S  # in-flight requests get this long to finish
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # HTTP connections at once (node/http/guard.py)
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # a request's headers arrive within this, or it is closed
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -73,11 +81,13 @@ async def serve(home: Home, config: RunConfig) -> int:
             replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline)
             runner = web.AppRunner(
                 build_app(store, replicator, ApiConfig(home.identity(), token, package_version())),
-                access_log=None, shutdown_timeout=config.shutdown_timeout_s,
+                access_log=None, shutdown_timeout=config.shutdown_timeout_s, keepalive_timeout=KEEPALIVE_S,
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)  # 3. in-flight requests finish, app cleanup
-            site = web.TCPSite(runner, config.host, config.port)
+            max_connections = connection_cap(config.max_connections)
+            site = GuardedSite(runner, config.host, config.port, max_connections=max_connections,
+                               header_timeout_s=config.header_timeout_s)
             try:
                 await site.start()
             except OSError as exc:
@@ -91,6 +101,7 @@ async def serve(home: Home, config: RunConfig) -> int:
                 extra={
                     "address": address, "host": config.host, "port": port, "did": key.did, "pid": os.getpid(),
                     "peers": len(config.peer_list()), "offline": config.offline, "mdns": config.mdns,
+                    "max_connections": max_connections,
                 },
             )
             stack.push_async_callback(replicator.stop)  # 2.

@@ -26,13 +26,14 @@ NAMED = re.findall(r"`([A-Z_]+) = ([0-9]+)`", LIMITS)
 BIG = "123456789012345678.123456789012345678"  # 36 significant digits: the most a quantity may have
 
 
-def constants() -> dict[str, set[int]]:
-    """Every upper-case int constant of every protocol module, by name."""
-    found: dict[str, set[int]] = {}
-    for module in pkgutil.iter_modules(protocol.__path__):
-        for name, value in vars(importlib.import_module(f"protocol.{module.name}")).items():
-            if name.isupper() and isinstance(value, int) and not isinstance(value, bool):
-                found.setdefault(name, set()).add(value)
+def constants() -> dict[str, set[float]]:
+    """Every upper-case numeric constant of every protocol module and of the node's HTTP guards, by name."""
+    found: dict[str, set[float]] = {}
+    modules = [f"protocol.{m.name}" for m in pkgutil.iter_modules(protocol.__path__)]
+    for name in [*modules, "node.http.guard", "node.http.context"]:
+        for key, value in vars(importlib.import_module(name)).items():
+            if key.isupper() and isinstance(value, int | float) and not isinstance(value, bool):
+                found.setdefault(key, set()).add(value)
     return found
 
 

@@ -1,0 +1,175 @@
+"""Connections that slow or many clients cannot use to starve the node (SPEC.md §12 "Slow and many clients").
+
+aiohttp closes idle keep-alive connections but not one whose request headers never
+finish: a client that sends half a request and waits holds a file descriptor for
+ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
+`web.TCPSite` but wraps every connection's aiohttp handler:
+
+- **header timeout**: a request's headers (up to the blank line) must arrive within
+  `header_timeout_s` of its first byte, or of the connection's opening, else the
+  connection is closed without an answer;
+- **a cap on open connections**: at `max_connections`, a new connection first closes
+  the oldest one still waiting for its headers (a slow or half-open one), so a client
+  that sends its request at once is served however many half-open connections an
+  attacker holds; only when every open connection has a request in progress is the
+  new one closed at once.
+
+Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
+connections aiohttp's `keepalive_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections import OrderedDict
+from typing import Any, Final
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT_S: Final = 10.0
+KEEPALIVE_S: Final = 15.0
+MAX_CONNECTIONS: Final = 512
+FILES_KEPT_FREE: Final = 128  # file descriptors left for the store, sync links' peers, logs
+_END_OF_HEADERS: Final = b"\r\n\r\n"
+
+
+def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
+    """`wanted`, raising the process's open-files limit toward it when allowed, else what the limit leaves."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FILES_KEPT_FREE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - FILES_KEPT_FREE))
+
+
+class Connections:
+    """The open connections of one listener, oldest first, with what the guard did to them."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
+        self.evicted = self.refused = self.timed_out = 0
+
+    def admit(self, conn: GuardedProtocol) -> bool:
+        if len(self.open) >= self.max_connections:
+            waiting = next((c for c in self.open if c.waiting_for_headers()), None)
+            if waiting is None:
+                self.refused += 1
+                return False
+            self.evicted += 1
+            waiting.close()
+            self.forget(waiting)
+        self.open[conn] = None
+        return True
+
+    def forget(self, conn: GuardedProtocol) -> None:
+        self.open.pop(conn, None)
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """An aiohttp request handler with a header deadline, counted against its listener's cap."""
+
+    def __init__(self, inner: Any, connections: Connections, header_timeout_s: float) -> None:
+        self.inner = inner  # aiohttp's RequestHandler (an asyncio protocol)
+        self.connections = connections
+        self.header_timeout_s = header_timeout_s
+        self.transport: asyncio.Transport | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.tail = b""  # the last bytes seen, for a blank line split across reads
+        self.started = False  # inner has the connection
+
+    def busy(self) -> bool:
+        """A request is being answered (or is parsed and queued). aiohttp keeps no public flag for it."""
+        return getattr(self.inner, "_current_request", None) is not None or bool(getattr(self.inner, "_messages", ()))
+
+    def waiting_for_headers(self) -> bool:
+        return self.deadline is not None and not self.busy()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a stream server's
+        self.transport = transport
+        if not self.connections.admit(self):
+            transport.abort()
+            return
+        self.started = True
+        self.inner.connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self.tail = b""
+        self.deadline = asyncio.get_running_loop().call_later(self.header_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _expired(self) -> None:
+        self.deadline = None
+        if not self.busy():
+            self.connections.timed_out += 1
+            self.close()
+
+    def close(self) -> None:
+        self._disarm()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.deadline is None and not self.busy():
+            self._arm()  # the next request on a kept-alive connection starts: it gets a deadline of its own
+        if self.deadline is not None:
+            seen = self.tail + data
+            if _END_OF_HEADERS in seen:
+                self._disarm()
+            self.tail = seen[-3:]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self.inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.connections.forget(self)
+        if self.started:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class GuardedSite(web.TCPSite):
+    """`web.TCPSite` whose connections are guarded (header deadline, connection cap)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, max_connections: int,
+                 header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
+        super().__init__(runner, host, port)
+        self.connections = Connections(max_connections)
+        self.header_timeout_s = header_timeout_s
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner, as TCPSite.start does
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: GuardedProtocol(server(), self.connections, self.header_timeout_s),
+            self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address,
+        )
+        if self._server.sockets:
+            self._bound_port = self._server.sockets[0].getsockname()[1]
