@@ -74,7 +74,7 @@ def made_up_fork(key: SigningKey, i: int) -> bytes:
 
 
 async def flood(http: aiohttp.ClientSession, url: str, frames: list[bytes], pace: float) -> tuple[int, str]:
-    """Send frames from one fresh key; (frames sent, how the link ended)."""
+    """Send frames from one fresh key; (frames sent, how the victim ended the link, or "open")."""
     link = await dial_link(http, url, SigningKey(os.urandom(32)))
     sent = 0
     try:
@@ -84,11 +84,28 @@ async def flood(http: aiohttp.ClientSession, url: str, frames: list[bytes], pace
             sent += 1
             if pace:
                 await asyncio.sleep(pace)
-        await asyncio.sleep(0.5)
-        await link.close()
-        return sent, "open"
+        async with asyncio.timeout(3.0):
+            while True:
+                await link.receive()  # its own sub and front; an err and the close if it cut us off
     except LinkClosed as exc:
         return sent, exc.code or "closed"
+    except TimeoutError:
+        await link.close()
+    return sent, "open"
+
+
+PROBE = r"""
+import sys, time, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+times = []
+for _ in range(n):
+    t = time.perf_counter()
+    urllib.request.urlopen(url, timeout=60).read()
+    times.append((time.perf_counter() - t) * 1000)
+    time.sleep(0.02)
+times.sort()
+print(times[min(len(times) - 1, int(len(times) * 0.99))])
+"""
 
 
 async def bench(forks: int, levels: int, links: int, work: Path) -> None:
@@ -103,23 +120,22 @@ async def bench(forks: int, levels: int, links: int, work: Path) -> None:
         tally(g_home, "follow", ledger)
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
             await asyncio.sleep(2.0)
-            v0, g0 = store_bytes(v_home), store_bytes(g_home)
-            key = SigningKey(os.urandom(32))
-            frames = [made_up_fork(key, i) for i in range(forks)]
-            paced = await flood(http, v_url, frames, 1 / 150)
-            burst = await flood(http, v_url, [made_up_fork(key, forks + i) for i in range(20_000)], 0)
-            await asyncio.sleep(1.0)
-            print(f"fork flood  {paced[0]:,} proofs paced (link {paced[1]}), burst cut after {burst[0]:,} "
-                  f"({burst[1]}): V's store grew {(store_bytes(v_home) - v0) / 1024:.1f} KB, "
-                  f"G's {(store_bytes(g_home) - g0) / 1024:.1f} KB (goal < 100 KB, none gossiped)")
-
+            # Paced floods first: a burst gets the attacker's address banned, and later links with it.
             r0 = rss_kb(v.pid)
             lv = [encode_message(Level(CID(bytes([1, 0x71, 0x12, 0x20]) + os.urandom(32)), bytes(32)))
                   for _ in range(levels)]
-            paced = await flood(http, v_url, lv, 1 / 190)
-            burst = await flood(http, v_url, lv, 0)
-            print(f"level flood {paced[0]:,} paced (link {paced[1]}), burst cut after {burst[0]:,} ({burst[1]}): "
-                  f"V's RSS grew {(rss_kb(v.pid) - r0) / 1024:.1f} MB (goal < 5 MB)")
+            paced_levels = await flood(http, v_url, lv, 1 / 150)
+            level_rss = (rss_kb(v.pid) - r0) / 1024
+            v0, g0 = store_bytes(v_home), store_bytes(g_home)
+            key = SigningKey(os.urandom(32))
+            paced = await flood(http, v_url, [made_up_fork(key, i) for i in range(forks)], 1 / 150)
+            burst = await flood(http, v_url, [made_up_fork(key, forks + i) for i in range(20_000)], 0)
+            await asyncio.sleep(1.0)
+            print(f"fork flood  {paced[0]:,} proofs paced (link {paced[1]}), a burst of {burst[0]:,} (link {burst[1]}):"
+                  f" V's store grew {(store_bytes(v_home) - v0) / 1024:.1f} KB, "
+                  f"G's {(store_bytes(g_home) - g0) / 1024:.1f} KB (goal < 100 KB, none gossiped)")
+            print(f"level flood {paced_levels[0]:,} for random ledgers, paced (link {paced_levels[1]}): "
+                  f"V's RSS grew {level_rss:.1f} MB (goal < 5 MB)")
 
             async def one_link() -> str:
                 try:
@@ -131,29 +147,24 @@ async def bench(forks: int, levels: int, links: int, work: Path) -> None:
                     await link.close()
                 return "held"
 
-            opening = [asyncio.create_task(one_link()) for _ in range(links)]
-            latencies = []
-            for _ in range(50):
-                t = time.perf_counter()
-                async with http.get(f"{v_url}/api/v1/identity") as resp:
-                    await resp.read()
-                latencies.append((time.perf_counter() - t) * 1000)
-                await asyncio.sleep(0.02)
-            outcomes = await asyncio.gather(*opening)
-            latencies.sort()
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            # The API is probed from another process: this one is busy with its own 1,000 handshakes.
+            probe = await asyncio.create_subprocess_exec(sys.executable, "-c", PROBE, f"{v_url}/api/v1/identity", "100",
+                                                         stdout=asyncio.subprocess.PIPE)
+            outcomes = await asyncio.gather(*(one_link() for _ in range(links)))
+            out, _ = await probe.communicate()
+            p99 = float(out.decode().strip())
             async with http.post(f"{v_url}/api/v1/ledgers/{ledger}/entries",
                                  json={"kind": "note.text", "body": {"after": "flood"}}) as resp:
                 entry = (await resp.json())["id"]
             reached = False
             for _ in range(300):
-                if entry in tally(g_home, "log", ledger):
+                if entry in tally(g_home, "log", "--ledger", ledger, "--json"):
                     reached = True
                     break
                 await asyncio.sleep(0.1)
-            held = sum(1 for o in outcomes if o == "held")
-            print(f"link flood  {links:,} links at once: {held} held, {links - held} refused; "
-                  f"GET /api/v1/identity p99 {p99:.1f} ms (goal < 100 ms); G still syncing: {reached}")
+            held = sum(1 for o in outcomes if o == "held")  # the handshake completed (the cap may close it next)
+            print(f"link flood  {links:,} links at once: {held} handshakes completed, {links - held} refused before "
+                  f"one; GET /api/v1/identity p99 {p99:.1f} ms (goal < 100 ms); G still syncing: {reached}")
     finally:
         for proc in (g, v):
             proc.send_signal(signal.SIGTERM)

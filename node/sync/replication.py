@@ -38,6 +38,7 @@ BAN_MIN_S: Final = 30.0  # a peer that broke the protocol is refused this long, 
 RESTORE_SILENCE_S: Final = 10.0  # a peer that says nothing this long no longer holds safe restore
 MAX_LINKS: Final = 256  # inbound links at once, handshaking or running (beyond: HTTP 503, before any work)
 MAX_LINKS_PER_ADDRESS: Final = 8  # inbound links from one host, except peers this node was given or found
+MAX_HANDSHAKES_PER_ADDRESS: Final = 4  # inbound handshakes at once from one host (beyond: HTTP 503)
 MAX_DIALED_IN: Final = 512  # peer-table rows of identities that only dialled in (the idle longest go first)
 
 
@@ -82,6 +83,7 @@ class Replicator:
         self._access: dict[bytes, _Access] = {}
         self._bans: dict[str, tuple[float, float]] = {}  # did, or "host:<host>" -> (until, last ban length)
         self._inbound: dict[str, int] = {}  # host -> inbound links from it, handshaking or running
+        self._handshaking: dict[str, int] = {}  # host -> inbound handshakes in progress
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
         self._forgotten: set[str] = set()
@@ -161,19 +163,25 @@ class Replicator:
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
-        if sum(self._inbound.values()) >= MAX_LINKS:
-            return web.Response(status=503, text="too many peer links")  # before any handshake work
         address = peer_address(request)
         host = _host(address)
+        if sum(self._inbound.values()) >= MAX_LINKS or self._handshaking.get(host, 0) >= MAX_HANDSHAKES_PER_ADDRESS:
+            # Refused before any handshake work: a handshake costs key exchanges and a signature check.
+            return web.Response(status=503, text="too many peer links")
         self._inbound[host] = self._inbound.get(host, 0) + 1
         try:
             ws = link_websocket()
             await ws.prepare(request)
+            self._handshaking[host] = self._handshaking.get(host, 0) + 1
             try:
                 link = await accept_link(ws, self._identity, remote_address=address)
             except (TallyError, LinkClosed) as exc:
                 log.warning("inbound handshake failed peer=%s error=%s", address, exc)
                 return ws
+            finally:
+                self._handshaking[host] -= 1
+                if not self._handshaking[host]:
+                    del self._handshaking[host]
             info = next((i for i in self._info.values() if i.did == link.remote_did), None)
             given = info is not None and info.found != "inbound"
             if not given:

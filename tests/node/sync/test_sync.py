@@ -699,5 +699,5 @@ async def test_every_push_arrives_after_a_one_shot_sync_and_a_peer_link_overlap(
 
 def test_spec_states_the_node_caps() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
-    for name in ("MAX_LINKS", "MAX_LINKS_PER_ADDRESS", "MAX_DIALED_IN"):
+    for name in ("MAX_LINKS", "MAX_HANDSHAKES_PER_ADDRESS", "MAX_LINKS_PER_ADDRESS", "MAX_DIALED_IN"):
         assert f"`{name} = {getattr(replication, name)}`" in spec, name
