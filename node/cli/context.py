@@ -19,8 +19,11 @@ from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-class UsageError(Exception):
-    """Exit 2: the command line itself is wrong."""
+class UsageError(TallyError):
+    """Exit 2: the command line itself is wrong (`usage`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("usage", message)
 
 
 class Parser(argparse.ArgumentParser):

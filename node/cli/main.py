@@ -289,7 +289,7 @@ async def cmd_sync(args: argparse.Namespace) -> int:
         await replicator.start()
         info = await replicator.sync_once(args.url, progress=progress.update)
     except LinkClosed as exc:
-        raise LocalError(exc.code or "unreachable", f"{args.url}: {exc.reason}") from None
+        raise LocalError(exc.refusal or "unreachable", f"{args.url}: {exc.reason}") from None
     except (OSError, aiohttp.ClientError, ValueError) as exc:
         raise LocalError("unreachable", f"{args.url}: {exc}") from None
     finally:
@@ -452,12 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's own flush at exit too.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+    except UsageError as exc:  # before TallyError, which it is: a usage error exits 2
+        print(f"error: usage: {exc.message}", file=sys.stderr)
+        return 2
     except TallyError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
-    except UsageError as exc:
-        print(f"error: usage: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from protocol.errors import CODES, InvalidData
+from protocol.errors import CODES, InvalidData, TallyError
 from protocol.handshake import KEY_BYTES, MAX_MESSAGE_BYTES, MAX_PLAINTEXT_BYTES, Handshake, Transport
 from protocol.identity import AgentId, SigningKey
 
@@ -45,21 +45,24 @@ _WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _REASON: Final = re.compile(r"([a-z][a-z0-9_]*): ?(.*)", re.DOTALL)
 
 
-class LinkClosed(Exception):
+class LinkClosed(TallyError):
     """The link is over; nothing more can be sent or received on it.
 
-    `code` is a Tally error code (SPEC.md §9) or None for an ordinary close or a lost
-    connection; `reason` is the human-readable part. `by_peer` is True when the peer
-    (or the network) ended the link, False when this side refused something or closed.
-    `ws_code` is the WebSocket close code, when there was one.
+    `refusal` is the Tally error code (SPEC.md §9) it ended with, or None for an ordinary close or a lost
+    connection; its `code` is that refusal when this node knows it, else `link_closed`. `reason` is the
+    human-readable part. `by_peer` is True when the peer (or the network) ended the link, False when this
+    side refused something or closed. `ws_code` is the WebSocket close code, when there was one.
     """
 
     def __init__(self, code: str | None, reason: str, *, by_peer: bool = False, ws_code: int | None = None) -> None:
-        super().__init__(f"{code}: {reason}" if code else reason)
-        self.code = code
+        super().__init__(code if code is not None and code in CODES else "link_closed", reason)
+        self.refusal = code
         self.reason = reason
         self.by_peer = by_peer
         self.ws_code = ws_code
+
+    def __str__(self) -> str:
+        return f"{self.refusal}: {self.reason}" if self.refusal else self.reason
 
 
 @dataclass(frozen=True, slots=True)

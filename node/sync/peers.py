@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from protocol import InvalidData
+from protocol import InvalidData, TallyError
 
 MAX_ERRORS_KEPT: Final = 10
 # Codes that mean the peer misbehaved (as opposed to going away).
@@ -64,8 +64,10 @@ class PeerInfo:
         }
 
 
-class PeerMisbehaved(Exception):
+class PeerMisbehaved(TallyError):
+    """A peer broke the protocol: `error` is what it sent that this node refuses (its code, its message)."""
+
     def __init__(self, error: InvalidData) -> None:
-        super().__init__(str(error))
+        super().__init__(error.code, error.message)
         self.error = error
 

@@ -254,7 +254,7 @@ class Replicator:
             try:
                 link = await dial_link(self._http, url, self._identity, expected_remote=expected)
             except (TimeoutError, OSError, aiohttp.ClientError, TallyError, LinkClosed) as exc:
-                code = getattr(exc, "code", None) or "unreachable"
+                code = (exc.refusal if isinstance(exc, LinkClosed) else getattr(exc, "code", None)) or "unreachable"
                 info.note_error(code, str(exc) or type(exc).__name__)
                 log.info("dial failed peer=%s error=%s", url, info.errors[-1])
             else:

@@ -178,7 +178,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 def assert_closed(exc: object, code: str | None, *, by_peer: bool) -> LinkClosed:
     assert isinstance(exc, LinkClosed), exc
-    assert (exc.code, exc.by_peer) == (code, by_peer), exc
+    assert (exc.refusal, exc.by_peer) == (code, by_peer), exc
+    assert exc.code == (code or "link_closed")  # its code in the error tree
     return exc
 
 
