@@ -255,8 +255,7 @@ class LedgerFold:
         for raw in tail:
             if raw in new:
                 self._settle(self._nodes[raw])
-        for origin in self._undecided:  # once per lineage, however many verdicts it got
-            self._decide(origin)
+        self._decide(self._undecided)  # once per lineage, however many verdicts it got
         self._undecided.clear()
 
     def _greedy(self, group: list[bytes]) -> list[bytes]:
@@ -341,9 +340,10 @@ class LedgerFold:
         if node.payout is not None:
             self._paid_out.append(raw)
 
-    def _decide(self, origin: bytes) -> None:
-        """Decide again the contributions of one lineage (an original and its corrections)."""
-        events = sorted((self._nodes[r] for r in self._lineage[origin]), key=lambda n: n.entry.seq)
+    def _decide(self, origins: Iterable[bytes]) -> None:
+        """Decide again the contributions of some lineages (an original and its corrections)."""
+        events = [n for origin in origins  # each lineage in seq order: what a correction corrects first
+                  for n in sorted((self._nodes[r] for r in self._lineage[origin]), key=lambda n: n.entry.seq)]
         verdicts = [v for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
         for c in contributions_of([*events, *verdicts], self.rules, self._status):
             self._contributions[c.id.raw] = c
