@@ -31,7 +31,7 @@ from typing import Any, Final, Generic, TypeVar
 from . import dagcbor
 from .cid import CID
 from .distribution import DistributionRecord, conflicting
-from .entry import Entry
+from .entry import Entry, Header
 from .errors import InvalidData
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .keys import has_key_events
@@ -302,9 +302,10 @@ class LedgerFold:
             self._set(raw, VALID)
             self._count(node)
         # What later entries read of this one is in the node: the entry's bytes and payload can go.
-        prev = entry.header.prev  # the same id as its prev's: kept once
-        header = replace(entry.header, sig=b"", prev=None if prev is None else self._nodes[prev.raw].entry.id)
-        node.entry = replace(entry, header=header, header_raw=b"", payload_raw=None, body=None)
+        h = entry.header  # built directly: dataclasses.replace costs more than the rest of this
+        prev = None if h.prev is None else self._nodes[h.prev.raw].entry.id  # the same id as its prev's: kept once
+        header = Header(h.author, h.ledger, h.seq, prev, h.ts, h.kind, h.payload, h.size, b"", h.version)
+        node.entry = Entry(entry.id, header, b"", None, None)
 
     def _count(self, node: Prepared) -> None:
         """Fold a valid entry into the ledger-wide tallies."""
