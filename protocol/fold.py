@@ -32,7 +32,7 @@ from . import dagcbor
 from .cid import CID
 from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
-from .errors import InvalidData
+from .errors import InvalidData, LocalError
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .keys import has_key_events
 from .pledges import Pledge
@@ -134,7 +134,9 @@ class _Entries:
 class LedgerFold:
     """The state of one ledger, updated in place as entries are added (a sans-IO state machine)."""
 
-    def __init__(self, genesis: Entry, forks: Mapping[bytes, int] | None = None) -> None:
+    def __init__(self, genesis: Entry, forks: Mapping[bytes, int] | None = None, *, keep_entries: bool = True) -> None:
+        """`keep_entries`: keep every entry added, for a ledger with key events (folded whole); False:
+        keep none, and a ledger with key events has no state here (`keyed`: the caller folds it whole)."""
         if not genesis.is_genesis or genesis.body is None:
             raise InvalidData("bad_genesis", "the state starts from a ledger.genesis entry with its payload")
         self.genesis = genesis
@@ -172,9 +174,9 @@ class LedgerFold:
         self._paying: list[bytes] = []  # valid events that fulfil a pledge
         self._paid_out: list[bytes] = []  # valid distributions
         # Key events (SPEC.md §19) cut keys off outside causal pasts: a ledger that holds one is folded
-        # whole by compute_state, from every entry added (kept for that).
-        self._entries: list[Entry] = []
-        self._keyed = False
+        # whole by compute_state, from every entry added (kept for that, unless the caller keeps them).
+        self._entries: list[Entry] | None = [] if keep_entries else None
+        self.keyed = False
         self.add([genesis])
 
     def __len__(self) -> int:
@@ -197,8 +199,9 @@ class LedgerFold:
                 self._quarantined.append(entry.id)
                 self._set(raw, QUARANTINED)
                 continue
-            self._entries.append(entry)
-            self._keyed = self._keyed or has_key_events(entry)
+            if self._entries is not None:
+                self._entries.append(entry)
+            self.keyed = self.keyed or has_key_events(entry)
             self._pending[raw] = prepare(entry, self.ledger, self.rules, entry.author)
             self._set(raw, WAITING)
             fresh.append(raw)
@@ -359,7 +362,9 @@ class LedgerFold:
 
     def state(self) -> LedgerState:
         """The state of everything added so far: equal to compute_state of it."""
-        if self._keyed:
+        if self.keyed:
+            if self._entries is None:
+                raise LocalError("internal", "a ledger with key events is folded whole from its entries")
             return compute_state(self.genesis, self._entries, self.forks)
         pos = self._pos.__getitem__
         governed = governance_of(

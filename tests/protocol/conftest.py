@@ -1,4 +1,4 @@
-"""Every ledger the state, governance and distribution tests build is folded incrementally too.
+"""Every ledger the state, governance, distribution and keys tests build is folded incrementally too.
 
 Their `compute_state` is wrapped so that each state they compute is also built by a `LedgerFold`
 (protocol/fold.py) fed the same entries in the same order, in batches of varied sizes, and the two
@@ -16,7 +16,7 @@ from protocol import Entry
 from protocol.fold import LedgerFold
 from protocol.state import LedgerState, compute_state
 
-FOLDED_MODULES = frozenset({"test_state", "test_governance", "test_distribution"})
+FOLDED_MODULES = frozenset({"test_state", "test_governance", "test_distribution", "test_keys"})
 
 
 def folded(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes, int] | None = None) -> LedgerState:

@@ -13,8 +13,9 @@ import test_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import Entry, InvalidData
+from protocol import Entry, InvalidData, LocalError
 from protocol.fold import LedgerFold
+from protocol.keys import INCEPT_KIND
 from protocol.state import compute_state
 
 MANY = settings(max_examples=500, deadline=None,
@@ -75,3 +76,20 @@ def test_a_fold_takes_only_its_own_ledger() -> None:
     with pytest.raises(InvalidData) as raised:
         LedgerFold(coop.event(test_state.A, coop.id, "1"))
     assert raised.value.code == "bad_genesis"
+
+
+def test_a_fold_that_keeps_no_entries_says_when_a_ledger_needs_folding_whole() -> None:
+    """Key events (SPEC.md §19) are folded whole from every entry: a fold that keeps none says so."""
+    coop = test_state.Coop([test_state.A])
+    coop.event(test_state.A, coop.id, "1")
+    fold = LedgerFold(coop.genesis, keep_entries=False)
+    fold.add(coop.entries)
+    assert not fold.keyed and fold.state() == compute_state(coop.genesis, coop.entries)
+    kept = LedgerFold(coop.genesis)
+    coop.append(test_state.A, INCEPT_KIND, {"member": coop.id})
+    fold.add(coop.entries)
+    kept.add(coop.entries)
+    assert fold.keyed and kept.keyed
+    assert kept.state() == compute_state(coop.genesis, coop.entries)
+    with pytest.raises(LocalError):
+        fold.state()
