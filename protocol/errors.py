@@ -225,7 +225,7 @@ class TallyError(Exception):
         self.message = message
 
     def __reduce__(self) -> tuple[type[TallyError], tuple[str, str]]:
-        # Pickled as (code, message): a state computed in a child process may raise one (node/store/worker.py).
+        # Pickled as (code, message): an error may cross a process boundary.
         return type(self), (self.code, self.message)
 
 

@@ -1,1 +1,1 @@
-"""The SQLite store of entries and the cache of ledger states computed from it (in a worker for big ledgers)."""
+"""The SQLite store of entries, and each ledger's state kept current from it (a fold per ledger, protocol/fold.py)."""

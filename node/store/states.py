@@ -1,13 +1,16 @@
-"""Ledger states computed from the store, cached until their entries change.
+"""Ledger states kept current as entries arrive (protocol/fold.py).
 
-The state is a pure function of a ledger's entries (protocol/state.py); this
-keeps the last computed one per ledger and drops it when new entries or forks
-of that ledger are stored. Membership has its own cache, dropped only when
-`member.*` entries or forks arrive, because the sync layer asks "may this peer
-see this ledger?" on every request while a big ledger streams in. A ledger of
-OFFLOAD_ENTRIES entries or more has its state computed in a child process
-(node/store/worker.py), so the node keeps serving meanwhile and its memory
-stays small afterwards.
+A ledger's state is a pure function of its entries (protocol/state.py). The first time a
+ledger's state is asked for, its entries are read from the store and folded into a
+`LedgerFold` (in a worker thread, so the event loop keeps serving); from then on every
+entry the store takes in is queued for that fold, which takes it in at the next read: a
+state after one new entry costs in proportion to what it touches, never a full rebuild.
+A fork proof (`forget`) quarantines entries already applied, so that ledger is folded
+again; a ledger with key events (SPEC.md §19) is folded whole on each change. Folds are
+kept for the most recently read ledgers, up to FOLDED_ENTRIES entries in all (a dropped
+one is folded again when next read), which bounds the memory they take. Membership has
+its own cache, dropped only when `member.*` or `key.*` entries or forks arrive, because the sync
+layer asks "may this peer see this ledger?" on every request.
 """
 
 from __future__ import annotations
@@ -15,109 +18,133 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Final
 
-from node.store.ledgers import load_state
+from node.store.ledgers import fold_ledger, load_state
 from node.store.store import Store
-from node.store.worker import OFFLOAD_ENTRIES, StateWorker
 from protocol import CID, Entry, InvalidData
+from protocol.fold import LedgerFold
 from protocol.state import LedgerState
 
 log = logging.getLogger(__name__)
 MEMBER_KIND_PREFIX = ("member.", "key.")  # kinds that change who may see a ledger (key.*: SPEC.md §19.8)
+#: Entries held in folds, all ledgers together, before the least recently read ledger's fold is dropped.
+FOLDED_ENTRIES: Final = 1_000_000
+#: From this many queued entries a fold takes them in a worker thread (a sync batch), not in the event loop.
+THREAD_ENTRIES: Final = 2_000
 
 
 class LedgerStates:
-    def __init__(self, store: Store, *, offload_entries: int | None = OFFLOAD_ENTRIES) -> None:
-        """`offload_entries`: from this many entries a state is computed in a child process
-        (node/store/worker.py); None: always here."""
+    def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES) -> None:
         self._store = store
-        self._offload_entries = offload_entries or 0
-        self._worker = StateWorker(store.path) if offload_entries is not None and StateWorker.available() else None
+        self._budget = folded_entries
+        self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
+        self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
         self._states: dict[bytes, LedgerState] = {}  # current: no entry arrived since
-        self._latest: dict[bytes, LedgerState] = {}  # the last computed, even if entries arrived since
-        self._refreshing: dict[bytes, asyncio.Task[LedgerState | None]] = {}
         self._members: dict[bytes, frozenset[str]] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
-        # Bumped on every change of a ledger: a state computed while entries arrived is not cached.
-        self._versions: dict[bytes, int] = {}
+        self._generations: dict[bytes, int] = {}  # bumped by forget(): a fold being made is stale
+        self._whole: set[bytes] = set()  # ledgers with key events: their state is folded whole on each change
         self._unsubscribe = store.on_new_entries(self._changed)
 
     def close(self) -> None:
         self._unsubscribe()
-        for task in self._refreshing.values():
-            task.cancel()
-        if self._worker is not None:
-            self._worker.close()
 
     def _changed(self, entries: Sequence[Entry]) -> None:
         for entry in entries:
             raw = entry.ledger_id.raw
-            self._versions[raw] = self._versions.get(raw, 0) + 1
+            queue = self._arrived.get(raw)
+            if queue is not None:
+                queue.append(entry)
             self._states.pop(raw, None)
             if entry.kind.startswith(MEMBER_KIND_PREFIX) or entry.is_genesis:
                 self._members.pop(raw, None)
 
     def forget(self, ledger: CID) -> None:
-        """Drop what is cached for `ledger` (e.g. a fork proof arrived)."""
-        self._versions[ledger.raw] = self._versions.get(ledger.raw, 0) + 1
+        """Drop what is kept for `ledger` (a fork proof arrived: entries past the fork stop counting)."""
+        self._generations[ledger.raw] = self._generations.get(ledger.raw, 0) + 1
+        self._folds.pop(ledger.raw, None)
+        self._arrived.pop(ledger.raw, None)
         self._states.pop(ledger.raw, None)
         self._members.pop(ledger.raw, None)
 
     async def get(self, ledger: CID) -> LedgerState | None:
-        """The ledger's state, or None when its genesis is not stored here."""
-        cached = self._states.get(ledger.raw)
+        """The ledger's current state, or None when its genesis is not stored here."""
+        raw = ledger.raw
+        cached = self._states.get(raw)
         if cached is not None:
             return cached
-        lock = self._locks.setdefault(ledger.raw, asyncio.Lock())
-        async with lock:
-            cached = self._states.get(ledger.raw)
-            if cached is not None:
-                return cached
-            version = self._versions.get(ledger.raw, 0)
-            if self._worker is not None and await self._store.ledger_size(ledger) >= self._offload_entries:
-                started = time.perf_counter()
-                state = await self._worker.compute(ledger)
-                log.info("ledger state computed in a child process", extra={
-                    "ledger": str(ledger), "entries": None if state is None else len(state.status),
-                    "ms": round((time.perf_counter() - started) * 1000)})
-            else:
-                state = await load_state(self._store, ledger)
-            if state is None:
+        async with self._locks.setdefault(raw, asyncio.Lock()):
+            while True:
+                cached = self._states.get(raw)
+                if cached is not None:
+                    return cached
+                generation = self._generations.get(raw, 0)
+                if raw in self._whole:
+                    self._arrived[raw] = []  # only to know whether entries arrive during the read
+                    state = await load_state(self._store, ledger)
+                else:
+                    state = await self._folded_state(ledger)
+                    if raw in self._whole:
+                        continue  # the fold met key events
+                if self._generations.get(raw, 0) != generation:  # a fork proof arrived meanwhile: again
+                    self._folds.pop(raw, None)
+                    continue
+                if state is not None and not self._arrived.get(raw):  # nothing arrived meanwhile: current
+                    self._states[raw] = state
+                    self._members[raw] = frozenset(state.members)
+                self._keep_within_budget()
+                return state
+
+    async def _folded_state(self, ledger: CID) -> LedgerState | None:
+        raw = ledger.raw
+        fold = self._folds.get(raw)
+        if fold is None:
+            fold = await self._fold(ledger)
+            if fold is None:
                 return None
-            self._latest[ledger.raw] = state
-            if self._versions.get(ledger.raw, 0) == version:
-                self._states[ledger.raw] = state
-                self._members[ledger.raw] = frozenset(state.members)
-            return state
+        arrived = self._arrived.get(raw, [])
+        self._arrived[raw] = []
+        if len(arrived) >= THREAD_ENTRIES:
+            await asyncio.to_thread(fold.add, arrived)
+        else:
+            fold.add(arrived)
+        if fold.keyed:  # key events cut keys off outside causal pasts (SPEC.md §19): folded whole from now on
+            self._whole.add(raw)
+            self._folds.pop(raw, None)
+            return None
+        self._folds.move_to_end(raw)
+        return fold.state()
 
-    async def latest(self, ledger: CID) -> tuple[LedgerState | None, bool]:
-        """The freshest state at hand, and whether it is current, without waiting for a long recompute.
+    def folded(self) -> list[CID]:
+        """The ledgers whose folds are kept, least recently read first."""
+        return [CID(raw) for raw in self._folds]
 
-        A big ledger (one whose state is computed in a child) that changed since its last state answers
-        that last state at once, marked not current, while a new one is computed in the background; a
-        ledger that keeps changing faster than its state can be computed still shows a recent one.
-        """
-        cached = self._states.get(ledger.raw)
-        if cached is not None:
-            return cached, True
-        last = self._latest.get(ledger.raw)
-        if last is None or self._worker is None or len(last.status) < self._offload_entries:
-            return await self.get(ledger), True
-        if ledger.raw not in self._refreshing:
-            task = asyncio.create_task(self.get(ledger), name=f"state {ledger}")
-            self._refreshing[ledger.raw] = task
-            task.add_done_callback(lambda done: self._refreshed(ledger, done))
-        return last, False
+    async def _fold(self, ledger: CID) -> LedgerFold | None:
+        """Fold the ledger from the store; what is stored meanwhile is queued for it."""
+        self._arrived[ledger.raw] = []
+        started = time.perf_counter()
+        try:
+            fold = await fold_ledger(self._store, ledger)
+        except BaseException:
+            self._arrived.pop(ledger.raw, None)
+            raise
+        if fold is None:
+            self._arrived.pop(ledger.raw, None)
+            return None
+        self._folds[ledger.raw] = fold
+        log.info("ledger folded", extra={"ledger": str(ledger), "entries": len(fold),
+                                         "ms": round((time.perf_counter() - started) * 1000)})
+        return fold
 
-    def is_current(self, ledger: CID) -> bool:
-        """True if the cached state of `ledger` has every entry stored (no entry arrived since)."""
-        return ledger.raw in self._states
-
-    def _refreshed(self, ledger: CID, task: asyncio.Task[LedgerState | None]) -> None:
-        self._refreshing.pop(ledger.raw, None)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.warning("ledger=%s: computing its state failed: %s", ledger, error)
+    def _keep_within_budget(self) -> None:
+        total = sum(len(f) for f in self._folds.values())
+        while total > self._budget and len(self._folds) > 1:
+            raw, dropped = self._folds.popitem(last=False)
+            self._arrived.pop(raw, None)
+            total -= len(dropped)
 
     async def members(self, ledger: CID) -> frozenset[str]:
         """The ledger's current members. A genesis whose rules do not parse founds a ledger

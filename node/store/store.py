@@ -531,20 +531,6 @@ _LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDE
 _FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
 
 
-def read_ledger_file(path: Path, ledger: CID) -> tuple[list[Entry], list[ForkProof]]:
-    """A ledger's entries (as `Store.log` gives them) and every fork proof, read from the store's file with a
-    read-only connection of its own: for another process (node/store/worker.py) while the node runs."""
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        entries = [decode_stored_entry(rid, header, payload) for rid, header, payload in
-                   db.execute(_LOG_SQL, (ledger.raw,))]
-        proofs = [ForkProof.decode(row[0]) for row in db.execute(_FORKS_SQL)]
-    finally:
-        db.close()
-    return entries, proofs
-
-
 # ---- the writer thread's side -------------------------------------------------
 
 

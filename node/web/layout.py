@@ -28,7 +28,6 @@ CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 
               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-UPDATE_REFRESH_S: Final = 5  # a page showing a ledger's last state while the next is computed reloads after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +199,6 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
                  el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
                             for key, label, href in tabs), class_="tabs", aria_label=_("Ledger")),
                  class_="ledger-head")
-    updating = ledger is not None and not request.app[STATES].is_current(ledger.id)
-    if updating:
-        shown.append(el("p", _("Updating: this ledger received entries since the state shown was computed; the "
-                               "page reloads in {seconds} s.").format(seconds=UPDATE_REFRESH_S),
-                        class_="flash updating", role="status"))
     skip = el("a", _("Skip to content"), href="#main", class_="skip")  # the first stop of the keyboard
     body = el("body", skip, el("header", nav), el("main", shown, sub, *content, id="main", tabindex=-1),
               el("footer", el("p", _("Tally {version} · node ").format(version=version), el("code", v.did)),
@@ -214,7 +208,6 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
         el("head", el("meta", charset="utf-8"),
            el("meta", name="viewport", content="width=device-width, initial-scale=1"),
            el("title", f"{title} · Tally"),
-           el("meta", http_equiv="refresh", content=str(UPDATE_REFRESH_S)) if updating else None,
            el("link", rel="stylesheet", href=f"/static/tally.css?v={version}"),
            el("link", rel="icon", href=f"/static/favicon.svg?v={version}", type="image/svg+xml"),
            el("script", src=f"/static/tally.js?v={version}", defer=True)),
@@ -360,9 +353,7 @@ async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, 
     # Not Store.ledgers(): its entry counts cost a scan of every ledger (~40 ms at a million entries).
     genesis = await request.app[STORE].genesis(ledger)
     if genesis is not None and (v.owner or (genesis.body or {}).get("visibility") == "public"):
-        states = request.app[STATES]
-        # A page may show a big ledger's last state while the next is computed; a write is built on a current one.
-        state = (await states.latest(ledger))[0] if request.method == hdrs.METH_GET else await states.get(ledger)
+        state = await request.app[STATES].get(ledger)  # current: kept up to date as entries arrive
         if state is not None:
             return LedgerInfo.of(genesis, len(state.status)), state
     raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")

@@ -82,7 +82,7 @@ async def home(request: web.Request) -> web.Response:
     waits: list[Child] = []
     for info in infos:
         try:
-            state, _stale = await request.app[STATES].latest(info.id)
+            state = await request.app[STATES].get(info.id)
         except TallyError as exc:  # e.g. a genesis whose rules do not parse: one bad ledger must not hide the rest
             rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
                            el("td", visibility_label(info.visibility)),
@@ -242,7 +242,7 @@ async def peers(request: web.Request) -> web.Response:
     replication: Replication = request.app[REPLICATION]
     names: dict[str, str] = {}  # the names members gave themselves, in any ledger here
     for info in await ledgers_for(request, v):
-        state, _stale = await request.app[STATES].latest(info.id)
+        state = await request.app[STATES].get(info.id)
         if state is not None:
             names.update(state.names)
     rows = []
