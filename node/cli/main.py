@@ -10,33 +10,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from node import config as settings
-from node import logs
+from node.cli.commands import (
+    cmd_append,
+    cmd_follow,
+    cmd_forks,
+    cmd_id,
+    cmd_init,
+    cmd_ledger_create,
+    cmd_ledger_list,
+    cmd_log,
+    cmd_open,
+    cmd_peers,
+    cmd_run,
+    cmd_sync,
+    cmd_verify,
+)
 from node.cli.context import (
     Command,
     Parser,
     UsageError,
-    home_of,
-    init_home,
     missing_subcommand,
-    node_client,
-    open_store,
-    parse_cid,
-    print_id,
-    read_toml,
-    required_node,
-    serving_node,
 )
 from node.cli.demo import cmd_demo
 from node.cli.distribution import add_distribution_commands
@@ -45,295 +44,10 @@ from node.cli.keys import add_key_commands
 from node.cli.ledger import add_ledger_commands
 from node.config import check_peer_url
 from node.listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
-from node.run import RunConfig, serve
 from node.runtime import tune_gc
-from node.store.store import wall_clock_ms
-from node.sync.links import LinkClosed
-from node.sync.replication import Replicator
-from node.views import entry_row, fork_row, ledger_row
 from protocol import (
-    GENESIS_KIND,
-    LocalError,
-    SigningKey,
     TallyError,
-    parse_body,
-    public_key_from_did,
-    to_json_value,
 )
-from protocol.rules import Rules
-from protocol.writes import AppendRequest, check_append_kind, genesis_body
-
-# ---- commands --------------------------------------------------------------
-
-
-async def cmd_init(args: argparse.Namespace) -> int:
-    home = home_of(args)
-    if home.has_identity():
-        raise LocalError("identity_exists", f"{home.key_path} exists; it is never overwritten")
-    if args.import_key:
-        try:
-            data = Path(args.import_key).read_bytes()
-        except OSError as exc:
-            raise LocalError("bad_key_file", f"cannot read {args.import_key}: {exc.strerror}") from None
-        key = SigningKey.from_key_file(data)
-    else:
-        import secrets
-
-        key = SigningKey(secrets.token_bytes(32))
-    await init_home(home, key)
-    print_id(key.did)
-    return 0
-
-
-async def cmd_id(args: argparse.Namespace) -> int:
-    home = home_of(args)
-    print_id(home.load_key().did if args.key else home.identity())
-    return 0
-
-
-async def cmd_ledger_create(args: argparse.Namespace) -> int:
-    name = genesis_body(args.name, "public" if args.public else "members")["name"]
-    config = read_toml(args.rules, "bad_rules") if args.rules else {}
-    home = home_of(args)
-    key = home.load_key()
-    rules = Rules.from_config(config, name=name, creator=key.did, public=args.public)  # refuse before writing
-    node = await serving_node(home, key)
-    if node is not None:
-        forced = {**config, "visibility": "public"} if args.public else config  # --public beats the file
-        async with node_client(home, node) as client:
-            data = await client.call("POST", "/ledgers", {"name": name, "rules": forced})
-        print_id(data["id"])
-        return 0
-    store = await open_store(home, key)
-    try:
-        entry = await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), wall_clock_ms()))
-    finally:
-        await store.close()
-    print_id(entry.id)
-    return 0
-
-
-async def cmd_ledger_list(args: argparse.Namespace) -> int:
-    store = await open_store(home_of(args))
-    try:
-        ledgers = await store.ledgers()
-    finally:
-        await store.close()
-    for info in ledgers:
-        if args.json:
-            print(json.dumps(ledger_row(info), ensure_ascii=False))
-        else:
-            print(f"{info.id}\t{info.visibility}\t{info.entries} entries\t{info.name}")
-    return 0
-
-
-async def cmd_append(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-    body = parse_body(args.body)
-    check_append_kind(args.kind)
-    home = home_of(args)
-    key = home.load_key()
-    node = await serving_node(home, key)
-    if node is not None:
-        async with node_client(home, node) as client:
-            print_id(await client.append(ledger, args.kind, body))
-        return 0
-    store = await open_store(home, key)
-    try:
-        entry = await store.append(AppendRequest(ledger, args.kind, body, wall_clock_ms()))
-    finally:
-        await store.close()
-    print_id(entry.id)
-    return 0
-
-
-async def cmd_log(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-    author = public_key_from_did(args.author) if args.author else None
-    store = await open_store(home_of(args))
-    try:
-        if not await store.has_ledger(ledger):
-            raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
-        async with contextlib.aclosing(store.log(ledger, author)) as entries:
-            async for entry in entries:
-                if args.json:
-                    print(json.dumps(entry_row(entry), ensure_ascii=False, separators=(",", ":")))
-                else:
-                    body = json.dumps(to_json_value(entry.body), ensure_ascii=False, separators=(",", ":"))
-                    print(f"{entry.author}\t{entry.seq}\t{entry.header.ts}\t{entry.kind}\t{entry.id}\t{body}")
-    finally:
-        await store.close()
-    return 0
-
-
-async def cmd_verify(args: argparse.Namespace) -> int:
-    store = await open_store(home_of(args))
-    bad = 0
-    try:
-        total = await store.count()
-        async for problem in store.verify():
-            bad += 1
-            print(f"bad\t{problem.entry_id}\t{problem.code}\t{problem.message}")
-        forks = await store.forks()
-    finally:
-        await store.close()
-    for proof in forks:
-        print(f"fork\t{proof.author}\t{proof.a.ledger_id}\tseq {proof.seq}\t{proof.a.id}\t{proof.b.id}")
-    if bad:
-        raise LocalError("store_corrupt", f"{bad} problem(s) found in {total} stored entries")
-    print(f"ok\t{total} entries verified\t{len(forks)} known fork(s)")
-    return 0
-
-
-async def cmd_run(args: argparse.Namespace) -> int:
-    home = home_of(args)
-    saved = settings.load(home.path)  # <home>/tally.toml; flags override it
-    host, port = args.listen or saved.listen
-    config = RunConfig(
-        host=host, port=port, peers=tuple(args.peer), config_peers=saved.peers, offline=args.offline,
-        mdns=saved.mdns if args.mdns is None else args.mdns, max_mdns_peers=saved.limits.max_mdns_peers,
-        shutdown_timeout_s=saved.limits.shutdown_timeout_s, max_connections=saved.limits.max_connections,
-        header_timeout_s=saved.limits.header_timeout_s,
-    )
-    logs.configure(logging.INFO)
-    return await serve(home, config)
-
-
-async def cmd_follow(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-    home = home_of(args)
-    key = home.load_key()
-    node = await serving_node(home, key)
-    if node is not None:
-        async with node_client(home, node) as client:
-            await client.follow(ledger)
-    else:
-        store = await open_store(home)
-        try:
-            await store.follow(ledger)
-        finally:
-            await store.close()
-    print_id(ledger)
-    return 0
-
-
-async def cmd_forks(args: argparse.Namespace) -> int:
-    store = await open_store(home_of(args))
-    try:
-        proofs = await store.forks()
-    finally:
-        await store.close()
-    for proof in proofs:
-        row = fork_row(proof)
-        if args.json:
-            print(json.dumps(row, ensure_ascii=False))
-        else:
-            print("\t".join(str(row[k]) for k in ("author", "ledger", "seq", "a", "b", "proof")))
-    return 0
-
-
-async def cmd_peers(args: argparse.Namespace) -> int:
-    home = home_of(args)
-    node = await required_node(home)
-    async with node_client(home, node) as client:
-        peers = await client.peers()
-    for peer in peers:
-        if args.json:
-            print(json.dumps(peer, ensure_ascii=False))
-        else:
-            state = "connected" if peer.get("connected") else "disconnected"
-            fields = (peer.get("id") or "-", peer.get("address") or "-", peer.get("found") or "-", state,
-                      f"last sync {_when(peer.get('last_sync'))}", f"{peer.get('entries_behind', 0)} behind")
-            print("\t".join(str(f) for f in fields))
-    return 0
-
-
-async def cmd_open(args: argparse.Namespace) -> int:
-    """A one-time login link to the running node's dashboard, as the last line of stdout."""
-    home = home_of(args)
-    node = await required_node(home)
-    async with node_client(home, node) as client:
-        link = await client.call("POST", "/login-links", {})
-    base = (args.address or node.address).rstrip("/")
-    url = f"{base}{link['path']}"
-    print(f"Open this link in your browser within 5 minutes; it works once and logs you in as this node's owner"
-          f" ({_when(link['expires'])} is its deadline):", file=sys.stderr)
-    if args.browser:
-        if _has_display():
-            import webbrowser
-
-            if not webbrowser.open(url):
-                print("no browser could be started: open the link yourself", file=sys.stderr)
-        else:
-            print("no display here: open the link in a browser yourself", file=sys.stderr)
-    print(url, flush=True)
-    return 0
-
-
-def _has_display() -> bool:
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-async def cmd_sync(args: argparse.Namespace) -> int:
-    """One-shot sync with a peer: every ledger both replicate, both ways, then exit."""
-    import aiohttp  # networking imports only for the commands that need them
-
-    home = home_of(args)
-    key = home.load_key()
-    store = await open_store(home, key)
-    progress = _Progress(sys.stderr)
-    replicator = Replicator(store, key, offline=True)
-    try:
-        await replicator.start()
-        info = await replicator.sync_once(args.url, progress=progress.update)
-    except LinkClosed as exc:
-        raise LocalError(exc.refusal or "unreachable", f"{args.url}: {exc.reason}") from None
-    except (OSError, aiohttp.ClientError, ValueError) as exc:
-        raise LocalError("unreachable", f"{args.url}: {exc}") from None
-    finally:
-        progress.finish()
-        await replicator.stop()
-        await store.close()
-    print(f"synced\t{info.did}\t{info.entries_in} entries in\t{info.entries_out} entries out")
-    return 0
-
-
-class _Progress:
-    """A one-line progress bar on a terminal (entries, entries/s, remaining); silent elsewhere."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._start = time.monotonic()
-        self._shown = 0.0
-        self._last = ""
-
-    def update(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self._tty or (now - self._shown < 0.1 and done < total):
-            return
-        self._shown = now
-        rate = done / max(now - self._start, 1e-6)
-        width = 30
-        filled = width * done // max(total, 1)
-        remaining = max(total - done, 0)
-        self._last = (f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries  "
-                      f"{rate:,.0f}/s  {remaining} remaining")
-        self._stream.write(self._last)
-        self._stream.flush()
-
-    def finish(self) -> None:
-        if self._tty and self._last:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def _when(ms: object) -> str:
-    if not isinstance(ms, int) or isinstance(ms, bool):
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _peer_url(text: str) -> str:
