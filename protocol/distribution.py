@@ -266,10 +266,14 @@ def distribute(
             rest -= base
             continue
         sharing = [c for c in candidates if not bucket.actions or c.event.action in bucket.actions]
+        owed: list[tuple[bytes, str, Fraction]] = []  # debt and once: (claim, provider, weight > 0)
         if bucket.claims == EQUITY:
             weights = _equity_weights(sharing)
         else:
-            weights = _claim_weights(sharing, bucket.claims, key, paid_before, paid, once_before, once)
+            owed = _owed(sharing, bucket.claims, key, paid_before, paid, once_before, once)
+            weights = defaultdict(Fraction)
+            for _, provider, value in owed:
+                weights[provider] += value
         weight = sum(weights.values(), Fraction(0))
         capped = not straight or bucket.claims != EQUITY
         given = Fraction(0) if weight == 0 else (min(base, weight) if capped else base)
@@ -277,10 +281,14 @@ def distribute(
         if factor:
             for recipient, value in weights.items():
                 exact[(index, recipient)] += value * factor
-            if bucket.claims != EQUITY:
-                for raw, provider, share in _settle(sharing, bucket.claims, key, factor, paid_before, paid,
-                                                    once_before, once):
-                    shares[(index, provider)][raw] = shares[(index, provider)].get(raw, Fraction(0)) + share
+            for raw, provider, value in owed:  # what a debt or once bucket paid on each claim
+                share = value * factor
+                line = shares[(index, provider)]
+                line[raw] = line.get(raw, Fraction(0)) + share
+                if bucket.claims == DEBT:
+                    paid[raw] += share
+                else:
+                    once.add(raw)
         if straight:
             # What a straight bucket cannot pay stays with the ledger: it took its base off the top.
             if base > given:
@@ -316,40 +324,20 @@ def _equity_weights(sharing: list[Claimant]) -> dict[str, Fraction]:
     return {who: Fraction(value) for who, value in sums.items()}
 
 
-def _claim_weight(c: Claimant, claims: str, key: Callable[[Claimant], bytes], paid_before: Mapping[bytes, Fraction],
-                  paid: Mapping[bytes, Fraction], once_before: set[bytes], once: set[bytes]) -> Fraction:
-    raw = key(c)
-    if claims == DEBT:
-        return max(Fraction(c.claim) - paid_before.get(raw, Fraction(0)) - paid.get(raw, Fraction(0)), Fraction(0))
-    return Fraction(c.claim) if raw not in once_before and raw not in once else Fraction(0)
-
-
-def _claim_weights(sharing: list[Claimant], claims: str, key: Callable[[Claimant], bytes],
-                   paid_before: Mapping[bytes, Fraction], paid: Mapping[bytes, Fraction], once_before: set[bytes],
-                   once: set[bytes]) -> dict[str, Fraction]:
-    weights: dict[str, Fraction] = defaultdict(Fraction)
-    for c in sharing:
-        weight = _claim_weight(c, claims, key, paid_before, paid, once_before, once)
-        if weight:
-            weights[c.event.provider] += weight
-    return weights
-
-
-def _settle(sharing: list[Claimant], claims: str, key: Callable[[Claimant], bytes], factor: Fraction,
-            paid_before: Mapping[bytes, Fraction], paid: dict[bytes, Fraction], once_before: set[bytes],
-            once: set[bytes]) -> list[tuple[bytes, str, Fraction]]:
-    """Record what a debt or once bucket paid on each claim (weights taken before this bucket paid); return
-    (claim key, provider, exact share) of each."""
-    shares = [(key(c), c.event.provider, _claim_weight(c, claims, key, paid_before, paid, once_before, once))
-              for c in sharing]
+def _owed(sharing: list[Claimant], claims: str, key: Callable[[Claimant], bytes],
+          paid_before: Mapping[bytes, Fraction], paid: Mapping[bytes, Fraction], once_before: set[bytes],
+          once: set[bytes]) -> list[tuple[bytes, str, Fraction]]:
+    """(claim, provider, weight) of each debt or once claim still owed: a debt its claim value less what was
+    paid on it, never below 0; a once claim its value unless a once bucket paid it."""
     result = []
-    for raw, provider, weight in shares:
-        if weight:
-            result.append((raw, provider, weight * factor))
-            if claims == DEBT:
-                paid[raw] += weight * factor
-            else:
-                once.add(raw)
+    for c in sharing:
+        raw = key(c)
+        if claims == DEBT:
+            weight = Fraction(c.claim) - paid_before.get(raw, Fraction(0)) - paid.get(raw, Fraction(0))
+        else:
+            weight = Fraction(c.claim) if raw not in once_before and raw not in once else Fraction(0)
+        if weight > 0:
+            result.append((raw, c.event.provider, weight))
     return result
 
 
@@ -365,8 +353,9 @@ def _paid_cents(cents: Mapping[tuple[int, str], int], exact: Mapping[tuple[int, 
     for line, claims in shares.items():
         parts = dict(claims)
         extra = exact[line] - sum(parts.values(), Fraction(0))  # the ledger's own part, when it is the provider
+        # The ledger's own part (when it is the provider) sorts after every claim id on a tied remainder.
         split = _largest_remainder(
-            [(value * scale, raw) for raw, value in sorted(parts.items())] + [(extra * scale, b"\xff" * 40)],
+            [(value * scale, raw) for raw, value in parts.items()] + ([(extra * scale, b"\xff" * 40)] if extra else []),
             cents.get(line, 0),
         )
         for raw, units in split.items():
@@ -380,11 +369,18 @@ def _paid_cents(cents: Mapping[tuple[int, str], int], exact: Mapping[tuple[int, 
 
 def _largest_remainder(parts: list[tuple[Fraction, bytes]], units: int) -> dict[bytes, int]:
     """`units` whole units split among exact parts: each its floor, then one each by largest remainder."""
-    result = {raw: value.numerator // value.denominator for value, raw in parts}
+    result: dict[bytes, int] = {}
+    remainders: list[tuple[Fraction, bytes]] = []
+    for value, raw in parts:
+        whole, rest = divmod(value.numerator, value.denominator)
+        result[raw] = whole
+        if rest:
+            remainders.append((Fraction(rest, value.denominator), raw))
     missing = units - sum(result.values())
-    ranked = sorted(parts, key=lambda p: (-(p[0] - p[0].numerator // p[0].denominator), p[1]))
-    for _, raw in ranked[:max(missing, 0)]:
-        result[raw] += 1
+    if missing > 0:
+        remainders.sort(key=lambda r: (-r[0], r[1]))
+        for _, raw in remainders[:missing]:
+            result[raw] += 1
     return result
 
 
