@@ -268,10 +268,11 @@ class SyncSession:
             for proof in result.forks:
                 log.warning("fork detected peer=%s author=%s seq=%d", self.peer_did, proof.author, proof.seq)
                 self.rep.gossip_fork(proof, None)
-            for entry, error in result.refused:
-                if error.code != "bad_prev":
-                    log.warning("entry refused by chain rules peer=%s entry=%s code=%s", self.peer_did, entry.id,
-                                error.code)
+            refused = [(entry, error) for entry, error in result.refused if error.code != "bad_prev"]
+            if refused:  # one line per stored group, however many entries a peer makes us refuse
+                entry, error = refused[0]
+                log.warning("entries refused by chain rules peer=%s count=%d first=%s code=%s", self.peer_did,
+                            len(refused), entry.id, error.code)
             for s in batch:
                 self._dispatch(self.engine.stored(s.job, await self._outcome(s.entries, stored, result), _now()))
             if self.progress is not None:
