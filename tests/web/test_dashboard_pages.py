@@ -65,6 +65,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         until(lambda: any(c["status"] == "final" for c in _contributions(alice, ledger)),
               "a final contribution at Alice's")
         ok(alice.home, "distribute", ledger, "--amount", "300", "--unit", "euro", "--record")
+        cleaned = until(lambda: next((c["id"] for c in _contributions(bob, ledger) if c["note"] == "Cleaned"), None),
+                        "Alice's cleaning at Bob's")
+        ok(bob.home, "endorse", cleaned, "--reject", "--note", "Not on the rota")
+        until(lambda: any(c["note"] == "Cleaned" and c["status"] == "rejected" for c in _contributions(alice, ledger)),
+              "the rejection at Alice's")
         yield {"nodes": nodes, "ledger": ledger, "public": public, "motion": motion}
     finally:
         stop_all(nodes.values())
@@ -238,6 +243,9 @@ def test_what_waits_for_you_and_who_is_offline(browser: Any, world: dict[str, An
     assert page.title().startswith("(3) Your ledgers")
     page.goto(f"{alice.address}/ledgers/{ledger}")
     assert page.locator("table.members tr", has_text="Bob <the baker>").get_by_text("online").is_visible()
+    page.goto(f"{alice.address}/ledgers/{ledger}/history")  # a rejection's note, to its author, with its name
+    assert "Bob <the baker> rejects it: “Not on the rota”" in page.locator("table.history tr",
+                                                                            has_text="Cleaned").inner_text()
 
     bob.proc.terminate()
     bob.proc.wait(timeout=60)
