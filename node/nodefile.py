@@ -4,11 +4,19 @@ The node writes it (mode 0600 from creation, replaced atomically) once it
 listens and removes it on a clean shutdown. A node killed with -9 leaves it
 behind, so readers never trust it alone: a node counts as running only if its
 pid is alive and it answers `GET /api/v1/identity` with this home's did.
+
+A running node also holds an exclusive lock on `<home>/node.lock` for its whole
+life (the system drops it when the process dies, even by kill -9), so the CLI can
+tell "no node runs" (it may write to the store itself) from "a node runs but does
+not answer" (`node_unresponsive`: it must not write behind the node's back). And
+it serves its API on a Unix socket, `<home>/api.sock` (mode 0600): the owner's
+local channel, which clients on the network cannot fill.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -17,8 +25,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from node.http.client import answers_as
+from protocol import LocalError
 
 NODE_FILE: Final = "node.json"
+LOCK_FILE: Final = "node.lock"
+SOCKET_FILE: Final = "api.sock"
+MAX_SOCKET_PATH: Final = 100  # AF_UNIX paths are at most 107 bytes on Linux (103 on macOS)
 FILE_MODE: Final = 0o600
 LIVENESS_TIMEOUT_S: Final = 2.0
 
@@ -28,6 +40,7 @@ class NodeFile:
     address: str  # base URL the CLI uses, e.g. "http://127.0.0.1:7410"
     pid: int
     started: int  # ms since the epoch, wall clock
+    socket: str | None = None  # the local channel's path, when the home's path is short enough for one
 
     def __post_init__(self) -> None:
         if not self.address.startswith(("http://", "https://")):
@@ -38,7 +51,7 @@ class NodeFile:
             raise ValueError(f"bad start time {self.started!r}")
 
     def as_json(self) -> dict[str, Any]:
-        return {"address": self.address, "pid": self.pid, "started": self.started}
+        return {"address": self.address, "pid": self.pid, "started": self.started, "socket": self.socket}
 
 
 def node_file_path(home: Path) -> Path:
@@ -64,7 +77,9 @@ def read_node_file(home: Path) -> NodeFile | None:
     """node.json as written, or None if absent or unreadable (a half-written or foreign file)."""
     try:
         data = json.loads(node_file_path(home).read_text())
-        return NodeFile(address=data["address"], pid=data["pid"], started=data["started"])
+        socket = data.get("socket")
+        return NodeFile(address=data["address"], pid=data["pid"], started=data["started"],
+                        socket=socket if isinstance(socket, str) else None)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -90,10 +105,44 @@ def pid_alive(pid: int) -> bool:
 
 
 async def running_node(home: Path, did: str, timeout_s: float = LIVENESS_TIMEOUT_S) -> NodeFile | None:
-    """The node serving this home, or None: a missing or stale node.json means no node runs."""
+    """The node serving this home, or None: a missing or stale node.json means no node runs. Asked on its
+    local channel when it has one (network clients cannot starve that), else on its address."""
     info = read_node_file(home)
     if info is None or not pid_alive(info.pid):
         return None
-    # Imported here: aiohttp's client costs ~0.1 s to import, which commands
-    # that find no node (and every read) do not pay.
-    return info if await answers_as(info.address, did, timeout_s) else None
+    return info if await answers_as(info.address, did, timeout_s, socket=info.socket) else None
+
+
+def socket_path(home: Path) -> Path | None:
+    """Where the node's local channel listens, or None when the home's path is too long for a Unix socket."""
+    path = (home / SOCKET_FILE).absolute()
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+def hold_home(home: Path) -> int:
+    """Take `<home>/node.lock` for this process's life (its fd, to keep open); `already_running` if another holds
+    it."""
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        info = read_node_file(home)
+        pid = f" (pid {info.pid})" if info is not None else ""
+        raise LocalError("already_running", f"a node{pid} already holds {home}") from None
+    return fd
+
+
+def home_is_held(home: Path) -> bool:
+    """True while a node process holds this home (whether or not it answers)."""
+    try:
+        fd = os.open(home / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False

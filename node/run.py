@@ -30,7 +30,14 @@ from node.home import Home
 from node.http.context import ApiConfig, package_version
 from node.http.guard import KEEPALIVE_S, GuardedSite, connection_cap
 from node.listen import DEFAULT_HOST, DEFAULT_PORT, local_address
-from node.nodefile import NodeFile, remove_node_file, running_node, write_node_file
+from node.nodefile import (
+    NodeFile,
+    hold_home,
+    remove_node_file,
+    running_node,
+    socket_path,
+    write_node_file,
+)
 from node.runtime import release_free_memory
 from node.store.store import Store, wall_clock_ms
 from node.sync.discovery import Discovery
@@ -72,6 +79,7 @@ async def serve(home: Home, config: RunConfig) -> int:
     other = await running_node(home.path, home.identity())
     if other is not None:
         raise LocalError("already_running", f"a node (pid {other.pid}) already serves {home.path} at {other.address}")
+    held = hold_home(home.path)  # for the process's life: the CLI tells a stuck node from none (nodefile.py)
     stop = asyncio.Event()
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -95,7 +103,11 @@ async def serve(home: Home, config: RunConfig) -> int:
                                  ) from None
             port = runner.addresses[0][1]
             address = local_address(config.host, port)
-            write_node_file(home.path, NodeFile(address, os.getpid(), wall_clock_ms()))
+            local = await _local_channel(runner, home)
+            if local is not None:
+                stack.push_async_callback(local.stop)
+            write_node_file(home.path, NodeFile(address, os.getpid(), wall_clock_ms(),
+                                                None if local is None else local.path))
             log.info(
                 "listening",
                 extra={
@@ -114,8 +126,38 @@ async def serve(home: Home, config: RunConfig) -> int:
             log.info("stopping")
     finally:
         remove_node_file(home.path, os.getpid())  # 5.
+        os.close(held)
     log.info("stopped")
     return 0
+
+
+class LocalChannel:
+    """The API on `<home>/api.sock`, mode 0600: the owner's CLI reaches the node there whatever the network
+    does to its TCP port (SPEC.md §12)."""
+
+    def __init__(self, site: web.UnixSite, path: str) -> None:
+        self.site, self.path = site, path
+
+    async def stop(self) -> None:
+        await self.site.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+async def _local_channel(runner: web.AppRunner, home: Home) -> LocalChannel | None:
+    path = socket_path(home.path)
+    if path is None:
+        log.warning("no local channel: the home's path is too long for a Unix socket", extra={"home": str(home.path)})
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a dead node's; this process holds the home
+    old = os.umask(0o177)  # the socket is created 0600: only the owner's user may connect
+    try:
+        site = web.UnixSite(runner, str(path))
+        await site.start()
+    finally:
+        os.umask(old)
+    return LocalChannel(site, str(path))
 
 
 async def _until_stopped(replicator: Replicator, discovery: Discovery | None, stop: asyncio.Event) -> None:

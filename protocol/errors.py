@@ -101,6 +101,9 @@ ERRORS: Final[tuple[ErrorCode, ...]] = (
     ErrorCode("rate_limited", 429, EITHER,
               "too many refused API calls from this address; retry later. In sync, a peer over its request limits "
               "(§13.9)"),
+    ErrorCode("node_unresponsive", 503, LOCAL,
+              "a node holds this home (its lock) but does not answer; the CLI writes nothing rather than bypass it "
+              "(§12)"),
     ErrorCode("not_running", 503, LOCAL, "a command needs a running node and none answers for this home"),
     ErrorCode("internal", 500, LOCAL, "the node failed unexpectedly while answering; its log has the details"),
     ErrorCode("bad_request", 400, LOCAL,

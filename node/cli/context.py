@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from node.home import Home, default_home
 from node.http.client import NodeClient
-from node.nodefile import NodeFile, running_node
+from node.nodefile import LIVENESS_TIMEOUT_S, NodeFile, home_is_held, read_node_file, running_node
 from node.store.store import Store
 from protocol import CID, LocalError, SigningKey, TallyError
 from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
@@ -52,8 +52,16 @@ def print_id(value: object) -> None:
 
 
 async def serving_node(home: Home, key: SigningKey) -> NodeFile | None:
-    """The node serving this home, if one answers; writes then go through its API."""
-    return await running_node(home.path, home.identity())  # the API answers with the identity (§19)
+    """The node serving this home, if one answers; writes then go through its API. None only when no node
+    runs: a node that holds the home but does not answer is `node_unresponsive`, never bypassed (a write to
+    the store behind its back would skip its checks and its safe restore)."""
+    node = await running_node(home.path, home.identity())  # the API answers with the identity (§19)
+    if node is None and home_is_held(home.path):
+        info = read_node_file(home.path)
+        pid = f" (pid {info.pid})" if info is not None else ""
+        raise LocalError("node_unresponsive", f"the node{pid} running on {home.path} does not answer within "
+                         f"{LIVENESS_TIMEOUT_S:g} s; nothing was written. Retry, or stop that node and retry")
+    return node
 
 
 async def required_node(home: Home) -> NodeFile:
@@ -65,7 +73,7 @@ async def required_node(home: Home) -> NodeFile:
 
 
 def node_client(home: Home, node: NodeFile) -> NodeClient:
-    return NodeClient(node.address, home.load_token())
+    return NodeClient(node.address, home.load_token(), socket=node.socket)
 
 
 async def init_home(home: Home, key: SigningKey) -> None:

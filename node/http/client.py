@@ -7,6 +7,7 @@ work itself.
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any, Final
 
@@ -18,11 +19,18 @@ from protocol import CID, CODES, LocalError, to_json_value
 REQUEST_TIMEOUT_S: Final = 120.0  # a write waits for its fsync, on a machine that may be busy
 
 
-async def answers_as(address: str, did: str, timeout_s: float) -> bool:
-    """True if the node at `address` answers `GET /api/v1/identity` with `did` within the timeout."""
+def _connector(socket: str | None) -> aiohttp.BaseConnector | None:
+    """The local channel (a Unix socket) when the node has one and it is there, else TCP (None)."""
+    return aiohttp.UnixConnector(path=socket) if socket is not None and os.path.exists(socket) else None
+
+
+async def answers_as(address: str, did: str, timeout_s: float, *, socket: str | None = None) -> bool:
+    """True if the node at `address` (or on its local channel `socket`) answers `GET /api/v1/identity` with
+    `did` within the timeout."""
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                  connector=_connector(socket)) as session,
             session.get(f"{address}{API_PREFIX}/identity") as resp,
         ):
             if resp.status != 200:
@@ -36,14 +44,17 @@ async def answers_as(address: str, did: str, timeout_s: float) -> bool:
 class NodeClient:
     """`async with NodeClient(address, token) as node: await node.append(…)`."""
 
-    def __init__(self, address: str, token: str, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(self, address: str, token: str, timeout_s: float = REQUEST_TIMEOUT_S, *,
+                 socket: str | None = None) -> None:
         self.address = address.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._socket = socket  # the node's local channel, preferred when there
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> NodeClient:
-        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers,
+                                              connector=_connector(self._socket))
         return self
 
     async def __aexit__(

@@ -85,7 +85,7 @@ def test_run_serves_and_the_cli_writes_through_it(tally: TallyRunner, home: Path
     mode = stat.S_IMODE((home / "node.json").stat().st_mode)
     assert mode == 0o600, oct(mode)
     info = json.loads((home / "node.json").read_text())
-    assert set(info) == {"address", "pid", "started"} and isinstance(info["started"], int)
+    assert set(info) == {"address", "pid", "started", "socket"} and isinstance(info["started"], int)
     port = int(info["address"].rsplit(":", 1)[1])
     assert port != 0 and info["address"] == f"http://127.0.0.1:{port}"
     assert f"address=http://127.0.0.1:{port} " in node.log() and f" port={port} " in node.log()
