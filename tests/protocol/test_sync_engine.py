@@ -395,3 +395,33 @@ def test_spec_lists_the_engine_limits() -> None:
     text = SPEC.read_text()
     for name in ("PEER_WANTS_QUEUED", "MAX_FRONT_HEADS", "MAX_NAMED_LEDGERS", "WANT_TIMEOUT_S"):
         assert re.search(rf"`{name} = [0-9_.,]+`", text), name
+
+
+def engine_in(phase: Phase) -> SyncEngine:
+    """An engine whose ledger L is in `phase` (the peer B holds C's chain further than we do)."""
+    mine = chain(A, 2)
+    e = engine()
+    e.start([facts(mine, visible=phase is not Phase.UNSHARED)], 0.0)
+    if phase in (Phase.COMPARING, Phase.FETCHING):
+        e.receive(Sub(((L, EMPTY_DIGEST),)), 0.0, [facts(mine)])
+    if phase is Phase.FETCHING:
+        e.receive(Front(L, ((C.public_key, 3, L),), True), 0.0)
+    if phase is Phase.LEVEL:
+        e.receive(Sub(((L, frontier_digest(heads(mine))),)), 0.0, [facts(mine)])
+    assert e.phase.get(L.raw, Phase.UNSHARED) is phase
+    return e
+
+
+@FAST
+@given(st.sampled_from(list(Phase)), messages)
+def test_every_phase_and_message_pair_is_handled_or_refused_with_a_code(phase: Phase, m: Message) -> None:
+    e = engine_in(phase)
+    parsed, out = e.parse(encode_message(m), 0.1)
+    assert parsed is not None and out == []
+    ledgers, _ = e.lookup(parsed)
+    known = [LedgerFacts(lg, lg == L, lg == L, lg == L, heads(ENTRIES) if lg == L else {}) for lg in ledgers]
+    for a in drive(e, e.receive(parsed, 0.1, known), 0.1):
+        if isinstance(a, Close) and a.code is not None:
+            assert a.code in CODES
+            assert e.closed and e.failure is not None and e.failure.code == a.code
+    assert e.phase.get(L.raw, Phase.UNSHARED) in Phase
