@@ -29,6 +29,7 @@ from node.http.context import (
     SESSIONS,
     STATES,
     STORE,
+    WRITES,
     ApiConfig,
     AuthFailures,
     Replication,
@@ -41,6 +42,7 @@ from node.http.ledger import add_ledger_routes
 from node.http.sessions import Sessions
 from node.store.states import LedgerStates
 from node.store.store import Store
+from node.store.writes import LocalWrites
 from node.web.i18n import language_middleware
 from node.web.layout import error_page
 from node.web.pages import add_dashboard_routes
@@ -66,6 +68,7 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
         app.on_cleanup.append(_close_states)
     app[REPLICATION] = replication
     app[CONFIG] = config
+    app[WRITES] = LocalWrites(store, app[STATES], config.did, config.wall_ms, lambda: replication.catching_up)
     app[AUTH_FAILURES] = AuthFailures(AUTH_FAILURES_MAX, AUTH_WINDOW_S, config.monotonic)
     app[SESSIONS] = Sessions(config.monotonic)
     p = API_PREFIX

@@ -25,6 +25,7 @@ from aiohttp import hdrs, web
 from node.http.sessions import Sessions
 from node.store.states import LedgerStates
 from node.store.store import Store, wall_clock_ms
+from node.store.writes import LocalWrites
 from protocol import (
     CID,
     Entry,
@@ -112,6 +113,7 @@ REPLICATION: Final[web.AppKey[Replication]] = web.AppKey("replication")
 CONFIG: Final = web.AppKey("config", ApiConfig)
 AUTH_FAILURES: Final = web.AppKey("auth_failures", AuthFailures)
 SESSIONS: Final = web.AppKey("sessions", Sessions)  # the dashboard's login links and sessions
+WRITES: Final = web.AppKey("writes", LocalWrites)  # the one write path of the API and the dashboard
 
 
 def package_version() -> str:
@@ -156,11 +158,6 @@ def require_owner(request: web.Request) -> None:
         raise LocalError("unauthorized", "this call needs the owner's API token (Authorization: Bearer <token>)")
 
 
-def refuse_while_catching_up(request: web.Request) -> None:
-    if request.app[REPLICATION].catching_up:
-        raise LocalError(
-            "catching_up", "the node is catching up with its peers before it signs new entries; retry shortly"
-        )
 
 
 def is_public(genesis: Entry) -> bool:
@@ -249,24 +246,18 @@ async def readable_state(request: web.Request) -> LedgerState:
 
 
 async def own_state(request: web.Request, ledger: CID) -> LedgerState:
-    state = await request.app[STATES].get(ledger)
-    if state is None:
-        raise unknown_ledger(ledger)
-    return state
+    return await request.app[WRITES].state(ledger)
 
 
 async def ledger_write(
     request: web.Request, ledger: CID, build: Callable[[LedgerState, str, int], AppendRequest]
 ) -> web.Response:
     """Append what `build(state, me, ts)` makes from the ledger's state and the owner's did: 201 `{"id"}`."""
-    state = await own_state(request, ledger)
-    me = request.app[CONFIG].did
-    return await append_built(request, lambda ts: build(state, me, ts))
+    entry = await request.app[WRITES].write(ledger, build)
+    return web.json_response({"id": str(entry.id)}, status=201)
 
 
 async def append_built(request: web.Request, build: Callable[[int], AppendRequest]) -> web.Response:
     """Append what `build(ts)` makes (it checks the request against the state first): 201 `{"id"}`."""
-    append = build(request.app[CONFIG].wall_ms())
-    refuse_while_catching_up(request)
-    entry = await request.app[STORE].append(append)
+    entry = await request.app[WRITES].append(build)
     return web.json_response({"id": str(entry.id)}, status=201)

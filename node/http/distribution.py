@@ -16,12 +16,11 @@ from aiohttp import web
 from node.exports import FORMATS, MEDIA_TYPES, distribution_json, export_text
 from node.http.context import (
     CONFIG,
-    STORE,
+    WRITES,
     json_object,
     ledger_param,
     own_state,
     readable_state,
-    refuse_while_catching_up,
     require_owner,
     required,
 )
@@ -103,9 +102,8 @@ async def record_distribution(request: web.Request) -> web.Response:
     options = _options(obj)
     state = await own_state(request, ledger)
     payout = ledger_ops.preview_distribution(state, **options)  # a JSON float amount: bad_amount
-    append = ledger_ops.record_distribution(state, request.app[CONFIG].did, payout, request.app[CONFIG].wall_ms())
-    refuse_while_catching_up(request)
-    entry = await request.app[STORE].append(append)
+    me = request.app[CONFIG].did
+    entry = await request.app[WRITES].append(lambda ts: ledger_ops.record_distribution(state, me, payout, ts))
     return web.json_response({"id": str(entry.id), **distribution_json(ledger, payout)}, status=201)
 
 

@@ -19,6 +19,7 @@ from node.http.context import (
     REPLICATION,
     SESSIONS,
     STORE,
+    WRITES,
     api_routes,
     append_built,
     int_query,
@@ -29,7 +30,6 @@ from node.http.context import (
     ledger_write,
     own_state,
     readable_state,
-    refuse_while_catching_up,
     require_owner,
     required,
     unknown_ledger,
@@ -133,8 +133,7 @@ async def create_ledger(request: web.Request) -> web.Response:
         raise LocalError("bad_request", f"visibility {visibility!r} differs from rules.visibility")
     rules = Rules.from_config(config, name=name, creator=request.app[CONFIG].did, public=visibility == "public")
     body = rules.to_body()
-    refuse_while_catching_up(request)
-    entry = await request.app[STORE].append(AppendRequest(None, GENESIS_KIND, body, request.app[CONFIG].wall_ms()))
+    entry = await request.app[WRITES].append(lambda ts: AppendRequest(None, GENESIS_KIND, body, ts))
     return web.json_response(
         {"id": str(entry.id)}, status=201, headers={hdrs.LOCATION: f"{API_PREFIX}/ledgers/{entry.id}"}
     )
@@ -204,8 +203,7 @@ async def append_entry(request: web.Request) -> web.Response:
     check_append_kind(kind)
     # The same rules as `tally append --body`: re-serialized, a float stays a float and is refused.
     body = parse_body(json.dumps(required(obj, "body")))
-    refuse_while_catching_up(request)
-    entry = await request.app[STORE].append(AppendRequest(ledger, kind, body, request.app[CONFIG].wall_ms()))
+    entry = await request.app[WRITES].append(lambda ts: AppendRequest(ledger, kind, body, ts))
     return web.json_response({"id": str(entry.id), "seq": entry.seq}, status=201)
 
 

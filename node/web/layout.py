@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
-from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE
+from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, WRITES
 from node.http.sessions import Session, cookie_name
 from node.store.store import LedgerInfo
 from node.web.html import Child, Markup, el
@@ -317,12 +317,7 @@ async def owner_form(request: web.Request) -> tuple[Viewer, dict[str, str]]:
 
 async def append(request: web.Request, build: Callable[[int], AppendRequest]) -> CID:
     """Sign and store what `build(ts)` makes (it checks the request first); not while catching up."""
-    made = build(request.app[CONFIG].wall_ms())
-    if request.app[REPLICATION].catching_up:
-        raise LocalError("catching_up", "the node is catching up with its peers before it signs new entries; "
-                                        "retry shortly")
-    entry = await request.app[STORE].append(made)
-    return entry.id
+    return (await request.app[WRITES].append(build)).id
 
 
 async def act(request: web.Request, v: Viewer, build: Callable[[int], AppendRequest], done: str,

@@ -1,0 +1,71 @@
+"""The one way a local member's entry is written, for the API, the dashboard and the offline CLI alike.
+
+A write takes the ledger's current state, builds the entry from it and what the member asked for (the
+builders of protocol/ledger_ops.py and governance_ops.py check the request against that state and
+raise the code the member sees), refuses while the node is catching up with its peers (safe restore:
+nothing is signed on a state that may be behind), then has the store sign and append it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from node.store.ledgers import load_state
+from node.store.store import Store
+from protocol import CID, Entry, LocalError
+from protocol.state import LedgerState
+from protocol.writes import AppendRequest
+
+#: What a write makes from the ledger's state, the writer's did and the entry's timestamp.
+Build = Callable[[LedgerState, str, int], AppendRequest]
+
+
+class StateSource(Protocol):
+    async def get(self, ledger: CID) -> LedgerState | None: ...
+
+
+class FoldedStates:
+    """Each state folded from the store when asked (no cache): for a one-shot CLI command."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, ledger: CID) -> LedgerState | None:
+        return await load_state(self._store, ledger)
+
+
+def never() -> bool:
+    """The offline CLI writes only when no node serves its home, so it is never catching up."""
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWrites:
+    store: Store
+    states: StateSource
+    me: str  # the writer's did: the identity its entries write as
+    wall_ms: Callable[[], int]  # the timestamp of a new entry
+    catching_up: Callable[[], bool] = never
+
+    async def state(self, ledger: CID) -> LedgerState:
+        """The ledger's current state; `unknown_ledger` when it is not stored here."""
+        state = await self.states.get(ledger)
+        if state is None:
+            raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+        return state
+
+    async def write(self, ledger: CID, build: Build) -> Entry:
+        """Append what `build(state, me, ts)` makes from the ledger's current state."""
+        state = await self.state(ledger)
+        return await self.append(lambda ts: build(state, self.me, ts))
+
+    async def append(self, build: Callable[[int], AppendRequest]) -> Entry:
+        """Append what `build(ts)` makes (it checks the request first): not while catching up."""
+        made = build(self.wall_ms())
+        if self.catching_up():
+            raise LocalError(
+                "catching_up", "the node is catching up with its peers before it signs new entries; retry shortly"
+            )
+        return await self.store.append(made)
