@@ -99,6 +99,16 @@ class Home:
         except FileNotFoundError:
             return self.load_key().did
 
+    def write_as(self, identity: str) -> None:
+        """From now on this home writes as `identity` (a device's member, a recovered identity)."""
+        path = self.path / IDENTITY_FILE
+        if path.exists() or identity == self.load_key().did:
+            if self.identity() != identity:
+                raise LocalError("identity_exists", f"this home already writes as {self.identity()}")
+            return
+        _write_secret(path, identity + "\n")
+        _fsync_dir(self.path)
+
     def rotate(self, new: SigningKey, after: SigningKey, identity: str) -> None:
         """Make `new` the signing key and `after` the next one; the old key's seed is gone from the home.
 

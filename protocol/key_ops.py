@@ -15,6 +15,7 @@ from .identity import public_key_from_did
 from .keys import (
     DEVICE_KIND,
     INCEPT_KIND,
+    RECOVER_KIND,
     REVOKE_KIND,
     ROTATE_KIND,
     IdentityKeys,
@@ -82,3 +83,32 @@ def revoke_device(state: LedgerState, me: str, device: str, last: CID | None, ts
     if grant is None:
         raise LocalError("bad_key_event", f"{device} is not a device of {me} in ledger {state.ledger}")
     return _checked(state, REVOKE_KIND, {"device": grant.grant, "last": last, "member": membership(state, me)}, ts)
+
+
+def approve_recovery(state: LedgerState, me: str, identity: str, new_key: str, last: CID | None,
+                     ts: int) -> AppendRequest:
+    """key.recover: `me` approves `new_key` as `identity`'s key, naming the approvals so far in `with` and
+    the latest entry of `identity` this node holds in `last` (it and what it knew of still count)."""
+    key = public_key_from_did(new_key)
+    if identity == me:
+        raise LocalError("self_recovery", "the other members approve your recovery, not you")
+    if identity not in state.members:
+        raise LocalError("not_member", f"{identity} is not a member of ledger {state.ledger}")
+    body: dict[str, Any] = {"identity": identity, "key": key, "member": membership(state, me)}
+    earlier = state.recoveries.get((identity, new_key), ())
+    if earlier:
+        body["with"] = list(earlier)
+    if last is not None:
+        body["last"] = last
+    return _checked(state, RECOVER_KIND, body, ts)
+
+
+def grant_for(state: LedgerState, identity: str, key: str) -> CID | None:
+    """What the first entry of `key` in this ledger names as `grant` to write as `identity` (§19.2): its
+    device grant, or the recovery that made it the identity's key; None when nothing authorizes it."""
+    ident = state.identities.get(identity)
+    if ident is None or key == identity:
+        return None
+    if ident.recovered is not None and ident.key == key:
+        return ident.recovered
+    return next((d.grant for d in ident.devices if d.key == key and d.revoked is None), None)

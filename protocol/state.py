@@ -179,6 +179,8 @@ class LedgerState:
     names: Mapping[str, str] = field(default_factory=dict, repr=False)  # did:key -> the name they gave (§16.1)
     #: identities with key events (SPEC.md §19): their main key, devices, what a rotation names as prior
     identities: Mapping[str, IdentityKeys] = field(default_factory=dict, repr=False)
+    #: (identity, new key did) -> the valid key.recover approvals of it: what the next approval names in `with`
+    recoveries: Mapping[tuple[str, str], tuple[CID, ...]] = field(default_factory=dict, repr=False)
 
     def agent_of(self, key: str) -> str:
         """The identity a key (did:key) writes as here: an identity's current key or device, or the next key it
@@ -330,6 +332,10 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
         if isinstance(node.record, About):
             names[node.agent] = node.record.name
     identities, found = _keys(valid, nodes, agents)
+    recoveries: dict[tuple[str, str], list[CID]] = defaultdict(list)
+    for node in valid:
+        if isinstance(node.record, Recover):
+            recoveries[node.record.identity, did_from_public_key(node.record.key)].append(node.entry.id)
     contributions = contributions_of(valid, rules, status)
     recorded = [recorded_distribution(n) for n in valid if n.payout is not None]
     clashing = conflicting(recorded) if rules.version > 1 else frozenset()
@@ -359,6 +365,7 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
         rules_heads=governed[3],
         names=dict(sorted(names.items())),
         identities=identities,
+        recoveries={k: tuple(sorted(v, key=lambda c: c.raw)) for k, v in sorted(recoveries.items())},
     )
     return _with_digest(state), found
 

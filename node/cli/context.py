@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from node.home import Home, default_home
 from node.http.client import NodeClient
 from node.nodefile import LIVENESS_TIMEOUT_S, NodeFile, home_is_held, read_node_file, running_node
+from node.store.grants import attach_grants
 from node.store.store import Store
 from protocol import CID, LocalError, SigningKey, TallyError
 from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
@@ -40,7 +41,10 @@ def home_of(args: argparse.Namespace) -> Home:
 async def open_store(home: Home, key: SigningKey | None = None) -> Store:
     if not home.has_identity():
         raise LocalError("no_identity", f"no identity in {home.path} (run `tally init`)")
-    return await Store.open(home.store_path, key=key)
+    store = await Store.open(home.store_path, key=key)
+    if key is not None:
+        attach_grants(store, home)
+    return store
 
 
 def parse_cid(text: str) -> CID:

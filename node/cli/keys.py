@@ -188,6 +188,54 @@ async def cmd_device_list(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_device_join(args: argparse.Namespace) -> int:
+    """On a new device: write as the member DID, once they added this device's key."""
+    home = home_of(args)
+    await _offline(home)
+    public_key_from_did(args.identity)
+    home.write_as(args.identity)
+    print(f"this home writes as {args.identity} where it is a device of theirs; its key:", flush=True)
+    print_id(home.load_key().did)
+    return 0
+
+
+async def cmd_recover_request(args: argparse.Namespace) -> int:
+    """On a new home, for a member who lost their keys: follow LEDGER and write as OLD_DID once recovered."""
+    home = home_of(args)
+    key = await _offline(home)
+    public_key_from_did(args.identity)
+    ledger = CID.parse(args.ledger.strip())
+    home.write_as(args.identity)
+    store = await open_store(home, key)
+    try:
+        await store.follow(ledger)
+    finally:
+        await store.close()
+    print(f"ask other members of {ledger} to run (as many as the ledger's validation.accept):", flush=True)
+    print(f"  tally recover approve {ledger} {args.identity} {key.did}", flush=True)
+    print_id(key.did)
+    return 0
+
+
+async def cmd_recover_approve(args: argparse.Namespace) -> int:
+    """Approve NEW_DID as the key of OLD_DID, a member who lost theirs."""
+    home = home_of(args)
+    key = await _offline(home)
+    public_key_from_did(args.key)
+    ledger = CID.parse(args.ledger.strip())
+    store = await open_store(home, key)
+    try:
+        state = await ledger_state(store, ledger)
+        lost = key_ops.keys_of(state, args.identity).key
+        head = await store.head(ledger, public_key_from_did(lost))
+        entry = await store.append(key_ops.approve_recovery(state, home.identity(), args.identity, args.key,
+                                                            None if head is None else head.id, wall_clock_ms()))
+    finally:
+        await store.close()
+    print_id(entry.id)
+    return 0
+
+
 def add_key_commands(add: AddCommand) -> None:
     """Register `key` and `device` with node/cli/main.py's `add(name, func, help[, subparsers])`."""
     key = add("key", missing_subcommand, "rotate your signing key, keeping who you are")
@@ -205,6 +253,21 @@ def add_key_commands(add: AddCommand) -> None:
     p.add_argument("--name", default="", metavar="NAME", help="e.g. phone (at most 64 characters)")
     p = add("list", cmd_device_list, "your devices: key, name, added, revoked", dsub)
     p.add_argument("--json", action="store_true", help="JSON Lines output")
+    p = add("join", cmd_device_join, "on a new device: write as DID (the member who ran `tally device add` "
+            "with this device's key); stop `tally run` first", dsub)
+    p.add_argument("identity", metavar="DID")
     p = add("revoke", cmd_device_revoke, "stop DEVICE_KEY writing as you (what it wrote so far still counts); "
             "prints the entries' ids (stop `tally run` first)", dsub)
     p.add_argument("key", metavar="DEVICE_KEY")
+
+    recover = add("recover", missing_subcommand, "give a member who lost their keys a new one, by a quorum of members")
+    rsub = recover.add_subparsers(dest="recover_command", required=True, metavar="COMMAND", parser_class=Parser)
+    p = add("request", cmd_recover_request, "on a new home (`tally init`): follow LEDGER and write as OLD_DID "
+            "once recovered; prints what to ask the other members and this home's key", rsub)
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("identity", metavar="OLD_DID")
+    p = add("approve", cmd_recover_approve, "approve NEW_DID as the key of OLD_DID (another member); prints the "
+            "entry id (stop `tally run` first)", rsub)
+    p.add_argument("ledger", metavar="LEDGER")
+    p.add_argument("identity", metavar="OLD_DID")
+    p.add_argument("key", metavar="NEW_DID")

@@ -22,9 +22,9 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -170,6 +170,9 @@ class Store:
         self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Sequence[Entry]], None]] = []
+        #: For a key that writes as another identity (a device, a recovered key; SPEC.md §19): the entry its
+        #: first entry in a ledger names as `grant` (node/store/grants.py sets it)
+        self.grant_for: Callable[[CID], Awaitable[CID | None]] | None = None
 
     def on_new_entries(self, listener: Callable[[Sequence[Entry]], None]) -> Callable[[], None]:
         """Call `listener` with every batch of newly committed entries (local or
@@ -238,12 +241,22 @@ class Store:
         GROUP_MAX to a transaction. A failed request raises; those before it
         in the list that succeeded stay committed.
         """
+        if self.grant_for is not None and self._key is not None:
+            requests = [await self._granted(r) for r in requests]
         loop = asyncio.get_running_loop()
         pendings = [_Pending(r, loop.create_future()) for r in requests]
         self._queue.extend(pendings)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return [await p.future for p in pendings]
+
+    async def _granted(self, request: AppendRequest) -> AppendRequest:
+        """`request` naming its key's authorization, when it is the key's first entry in the ledger."""
+        assert self.grant_for is not None and self._key is not None
+        if request.ledger is None or await self.head(request.ledger, self._key.public_key) is not None:
+            return request
+        grant = await self.grant_for(request.ledger)
+        return request if grant is None else replace(request, body={**request.body, "grant": grant})
 
     async def _drain(self) -> None:
         """Commit queued appends, up to GROUP_MAX per transaction, until none are left.

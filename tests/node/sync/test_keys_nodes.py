@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from running_nodes import Node, ok, output, refused, run, running, start, until
+from running_nodes import Node, exchange, ok, output, refused, run, running, start, until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file modes")
 
@@ -110,6 +110,22 @@ def test_devices_add_list_revoke(tmp_path: Path) -> None:
     assert ledger in rows[0]
     refused(ana, "bad_key_event", "device", "add", device)  # already one
     refused(ana, "bad_key_event", "device", "add", me)  # your own key is not a device
+
+    # The phone gets the ledger (here by copying entries, as sync would) and writes as Ana.
+    exchange(ana, phone)
+    assert ok(phone, "device", "join", me) == device and ok(phone, "id") == me
+    motion = ok(ana, "motion", "create", ledger, "--title", "Paint the van?", "--option", "yes", "--option", "no")
+    exchange(ana, phone)
+    ok(ana, "vote", motion, "--score", "yes=5")  # both devices vote in the same minute
+    ok(phone, "vote", motion, "--score", "no=5")
+    work = ok(phone, "contribute", ledger, "--action", "work", "--quantity", "1", "--unit", "hour")
+    exchange(ana, phone)
+    for home in (ana, phone):
+        shown = json.loads(output(home, "motion", "show", motion, "--json"))
+        assert [b["voter"] for b in shown["ballots"]] == [me]  # one member, one ballot
+        state = json.loads(output(home, "state", ledger, "--json"))
+        assert [p["author"] for p in state["pending"] if p["id"] == work] == [me]
+        assert state["invalid"] == [] and state["forks"] == []
     ok(ana, "device", "revoke", device)
     rows = output(ana, "device", "list", "--json").splitlines()
     assert '"revoked": null' not in rows[0]
@@ -117,3 +133,61 @@ def test_devices_add_list_revoke(tmp_path: Path) -> None:
     state = json.loads(output(ana, "state", ledger, "--json"))
     assert state["invalid"] == []
     assert state["keys"][me]["devices"][0]["key"] == device and state["keys"][me]["devices"][0]["revoked"]
+
+
+RULES = """
+[validation]
+accept = 2
+reject = 2
+"""
+
+
+def test_a_lost_key_recovered_by_two_members(tmp_path: Path) -> None:
+    with running(tmp_path, ("ana", "ben", "cleo")) as nodes:
+        ana, ben, cleo = nodes["ana"], nodes["ben"], nodes["cleo"]
+        rules = tmp_path / "rules.toml"
+        rules.write_text(RULES)
+        ledger = ok(ana.home, "ledger", "create", "Recovery coop", "--rules", str(rules))
+        ok(ana.home, "member", "admit", ledger, ben.did)
+        ok(ben.home, "follow", ledger)
+        until(lambda: ben.did in ((ben.state(ledger) or {}).get("members") or []), "Ben admitted")
+        ok(ana.home, "member", "admit", ledger, cleo.did)
+        until(lambda: cleo.did in ((ben.state(ledger) or {}).get("sponsorships") or {}), "Ana's sponsorship at Ben")
+        ok(ben.home, "member", "admit", ledger, cleo.did)
+        ok(cleo.home, "follow", ledger)
+        until(lambda: cleo.did in ((cleo.state(ledger) or {}).get("members") or []), "Cleo admitted")
+        before = ok(ana.home, "contribute", ledger, "--action", "work", "--quantity", "2", "--unit", "hour")
+        until(lambda: before in pending(ben, ledger) and before in pending(cleo, ledger), "Ana's work everywhere")
+
+        stop(ana)  # Ana's SD card dies: her key and next.key with it. On a new home:
+        home = tmp_path / "ana-new"
+        ok(home, "init")
+        new_key = ok(home, "recover", "request", ledger, ana.did)
+        assert ok(home, "id") == ana.did and ok(home, "id", "--key") == new_key
+        fresh = nodes["ana"] = start("ana-new", home, ana.did, ben.address, cleo.address)
+
+        def approve(node: Node) -> Node:
+            stop(node)
+            refused(node.home, "self_recovery", "recover", "approve", ledger, node.did, new_key)
+            ok(node.home, "recover", "approve", ledger, ana.did, new_key)
+            others = [n.address for n in nodes.values() if n.name != node.name]
+            restarted = nodes[node.name] = start(node.name, node.home, node.did, *others)
+            return restarted
+
+        ben = approve(ben)
+        until(lambda: holds_approval(cleo, ledger), "Ben's approval at Cleo", logs=(ben, cleo))
+        assert (cleo.state(ledger) or {}).get("keys") == {} and not invalid(cleo, ledger)  # valid, not enough alone
+        assert fresh.state(ledger) is None  # one approval of two: the new key does not see the coop yet
+
+        cleo = approve(cleo)
+        until(lambda: ((fresh.state(ledger) or {}).get("keys", {}).get(ana.did) or {}).get("key") == new_key,
+              "the recovery and the ledger at Ana's new node", logs=(fresh,))
+        after = ok(home, "contribute", ledger, "--action", "work", "--quantity", "3", "--unit", "hour")
+        until(lambda: pending(ben, ledger).get(after) == ana.did and pending(cleo, ledger).get(after) == ana.did,
+              "Ana's work with her recovered key, as Ana, at Ben and Cleo", logs=(fresh, ben))
+        assert before in pending(ben, ledger)  # what she wrote before still counts
+
+
+def holds_approval(node: Node, ledger: str) -> bool:
+    r = run(node.home, "log", "--ledger", ledger, "--json")
+    return r.returncode == 0 and any(json.loads(line)["kind"] == "key.recover" for line in r.stdout.splitlines())
