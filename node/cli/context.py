@@ -43,7 +43,7 @@ async def open_store(home: Home, key: SigningKey | None = None) -> Store:
         raise LocalError("no_identity", f"no identity in {home.path} (run `tally init`)")
     store = await Store.open(home.store_path, key=key)
     if key is not None:
-        attach_grants(store, home)
+        attach_grants(store, home.identity(), key.did)
     return store
 
 

@@ -3,16 +3,14 @@ first entry in a ledger names, looked up in the ledger's state when that entry i
 
 from __future__ import annotations
 
-from node.home import Home
 from node.store.ledgers import load_state
 from node.store.store import Store
 from protocol import CID, key_ops
 
 
-def attach_grants(store: Store, home: Home) -> None:
-    """Make `store` name the grant of the home's key on its first entry in each ledger, when the home writes
-    as another identity than its key's (`identity.did`)."""
-    identity, key = home.identity(), home.load_key().did
+def attach_grants(store: Store, identity: str, key: str) -> None:
+    """Make `store` name the grant of `key` (a did:key) on its first entry in each ledger, when the home
+    writes as another `identity` than its key's (`identity.did`)."""
     if identity == key:
         return
 
