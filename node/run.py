@@ -86,7 +86,7 @@ async def serve(home: Home, config: RunConfig) -> int:
         async with contextlib.AsyncExitStack() as stack:
             _on_signals(stack, stop)
             store = await Store.open(home.store_path, key=key)
-            attach_grants(store, home.identity(), key.did)  # a device or recovered key names its authorization (SPEC.md §19)
+            attach_grants(store, home.identity(), key.did)  # a device names its grant (SPEC.md §19)
             stack.push_async_callback(store.close)  # 4. after every request is done
             replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline)
             runner = web.AppRunner(
