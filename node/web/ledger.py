@@ -17,7 +17,7 @@ from node.ledger_views import HistoryQuery, event_time
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
 from node.web.html import Child, Markup, el, field, table
-from node.web.i18n import _, day, number, read_decimal, short_day
+from node.web.i18n import _, day, decimal_symbol, number, read_decimal, short_day
 from node.web.layout import (
     Viewer,
     act,
@@ -419,9 +419,11 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
                   None if corrected is None else el("input", type="hidden", name="corrects", value=str(corrected.id)),
                   el("button", _("Save the correction") if corrected is not None else _("Log it"), type="submit"),
                   method="post", action=f"/ledgers/{info.id}/contribute", class_="contribute")
+    comma = problem is not None and "," in values.get("quantity", "") and decimal_symbol() != ","
     error: Child = None if problem is None else el(
-        "p", el("code", problem.code), ": ", problem.message, " ", _("Your entry is kept below: fix it and send it "
-                                                                     "again."), class_="flash error", role="alert")
+        "p", el("code", problem.code), ": ", problem.message, " ",
+        _("Write the amount with a decimal point, e.g. {example}.").format(example="2.5") + " " if comma else None,
+        _("Your entry is kept below: fix it and send it again."), class_="flash error", role="alert")
     explain = (_("The correction replaces it (every member's node shows the latest version) and waits for "
                  "validation again.") if corrected is not None else
                _("It is signed by this node and waits for the other members' validation."))

@@ -247,6 +247,12 @@ def test_what_waits_for_you_and_who_is_offline(browser: Any, world: dict[str, An
     assert "Bob <the baker> rejects it: “Not on the rota”" in page.locator("table.history tr",
                                                                             has_text="Cleaned").inner_text()
 
+    page.goto(f"{alice.address}/ledgers/{ledger}/contribute")  # a decimal comma where the locale has a point
+    page.get_by_label("How much", exact=True).fill("2,5")
+    page.get_by_role("button", name="Log it").click()
+    assert "Write the amount with a decimal point, e.g. 2.5." in page.get_by_role("alert").inner_text()
+    assert page.get_by_label("How much", exact=True).input_value() == "2,5"  # the refused form keeps it
+
     bob.proc.terminate()
     bob.proc.wait(timeout=60)
 
