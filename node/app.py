@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
@@ -40,6 +41,7 @@ from node.http.errors import HTTP_CODES, STATUS, error_response
 from node.http.governance import add_governance_routes
 from node.http.ledger import add_ledger_routes
 from node.http.sessions import Sessions
+from node.store.failures import store_failure
 from node.store.states import LedgerStates
 from node.store.store import Store
 from node.store.writes import LocalWrites
@@ -101,6 +103,14 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
             error = json.loads(response.text or "{}")["error"]
             return _error(request, error["code"], error["message"], response.status)
         return response
+    except (sqlite3.Error, OSError) as exc:
+        failure = store_failure(exc, request.app[STORE].path)
+        if failure is None:
+            log.exception("internal error", extra={"method": request.method, "path": request.path})
+            return _error(request, "internal", "the node failed to answer this request; its log has the details",
+                          500)
+        log.error("store failure", extra={"code": failure.code, "detail": failure.message})
+        return _error(request, failure.code, failure.message, STATUS[failure.code])
     except Exception:
         log.exception("internal error", extra={"method": request.method, "path": request.path})
         return _error(request, "internal", "the node failed to answer this request; its log has the details", 500)

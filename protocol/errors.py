@@ -67,7 +67,12 @@ ERRORS: Final[tuple[ErrorCode, ...]] = (
     ErrorCode("no_identity", 500, LOCAL, "the home has no identity yet"),
     ErrorCode("unknown_ledger", 404, LOCAL, "no ledger with that id is stored here"),
     ErrorCode("unknown_entry", 404, LOCAL, "no entry with that id is stored here"),
-    ErrorCode("store_corrupt", 500, LOCAL, "a stored entry fails verification"),
+    ErrorCode("store_corrupt", 500, LOCAL,
+              "the store is damaged: a stored entry fails verification, or its file is unreadable (truncated, "
+              "flipped bytes); the message names the file and what to do (§10)"),
+    ErrorCode("disk_full", 507, LOCAL,
+              "the store could not be written: the disk is full or a file size limit was reached; nothing was "
+              "written (§10)"),
     ErrorCode("schema_too_new", 500, LOCAL, "the store was written by a newer Tally"),
     # sync
     ErrorCode("bad_message", 400, REMOTE,

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from node.cli.context import (
     Command,
     Parser,
     UsageError,
+    home_of,
     missing_subcommand,
 )
 from node.cli.demo import cmd_demo
@@ -45,6 +47,7 @@ from node.cli.ledger import add_ledger_commands
 from node.config import check_peer_url
 from node.listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
 from node.runtime import tune_gc
+from node.store.failures import store_failure
 from protocol import (
     TallyError,
 )
@@ -174,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except (sqlite3.Error, OSError) as exc:  # the store's file: damaged, or the disk full
+        failure = store_failure(exc, home_of(args).store_path)
+        if failure is None:
+            raise
+        print(f"error: {failure.code}: {failure.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

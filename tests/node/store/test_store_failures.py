@@ -1,0 +1,64 @@
+"""A damaged store or a full disk is a coded error naming the file, never a traceback, and nothing half-written
+is acknowledged (SPEC.md §9, §10): real homes, real SQLite files, the real CLI and `tally run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import tally_executable
+from running_nodes import ok, run
+
+
+def ledgers(home: Path) -> list[str]:
+    r = run(home, "ledger", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line)["id"] for line in r.stdout.splitlines()]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "ana"
+    ok(home, "init")
+    ok(home, "ledger", "create", "Bike coop")
+    return home
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed header"])
+def test_a_damaged_store_is_store_corrupt_in_every_command(home: Path, damage: str) -> None:
+    ledger = ledgers(home)[0]
+    store = home / "tally.sqlite3"
+    with store.open("r+b") as f:
+        if damage == "truncated":
+            f.truncate(store.stat().st_size // 2)
+        else:
+            f.write(b"\0" * 100)  # the SQLite header: "file is not a database"
+    for args in (["verify"], ["log", "--ledger", ledger], ["ledger", "list"], ["state", ledger],
+                 ["ledger", "create", "Another"],
+                 ["run", "--offline", "--no-mdns", "--listen", "127.0.0.1:0"]):
+        r = run(home, *args, timeout=60)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert r.stderr.startswith("error: store_corrupt: "), (args, r.stderr)
+        assert "tally.sqlite3" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_a_full_disk_is_disk_full_and_writes_nothing(home: Path) -> None:
+    before = ledgers(home)
+
+    def small_files() -> None:  # as `ulimit -f 4`: no file may grow past 4 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
+    r = subprocess.run([tally_executable(), "--home", str(home), "ledger", "create", "Too much"],
+                       capture_output=True, text=True, timeout=120, env=env, preexec_fn=small_files)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: disk_full: ") and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout == ""  # no id printed: nothing acknowledged
+    assert ledgers(home) == before  # and nothing half-written
+    assert ok(home, "verify").startswith("ok")
+    ok(home, "ledger", "create", "Room again")
+    assert len(ledgers(home)) == len(before) + 1
