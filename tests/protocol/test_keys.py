@@ -6,9 +6,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from protocol_helpers import LedgerBuilder, key
 
-from protocol import Entry, SigningKey, create_entry
+from protocol import Entry, LocalError, SigningKey, create_entry, key_ops
 from protocol.keys import next_digest
 from protocol.state import FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
 
@@ -213,3 +214,31 @@ def test_ledgers_without_key_events_keep_their_digest_shape() -> None:
     state = coop.state()
     assert state.identities == {}
     assert state.agent_of(A.did) == A.did
+
+
+def test_key_ops_build_what_the_state_accepts() -> None:
+    coop = Ledger([A, B, C], validation={"accept": 2, "reject": 2})
+    state = coop.state()
+    with pytest.raises(LocalError) as refused_:
+        key_ops.rotate(state, A.did, current=A.did, new_key=A2.public_key, after=A3.public_key, last=coop.id, ts=1)
+    assert refused_.value.code == "bad_key_event"  # nothing committed to yet
+    with pytest.raises(LocalError) as refused_:
+        key_ops.approve_recovery(state, A.did, A.did, NEW.did, None, 1)
+    assert refused_.value.code == "self_recovery"
+    first = key_ops.approve_recovery(state, B.did, A.did, NEW.did, None, 1)
+    first_entry = coop.append(B, first.kind, first.body)
+    state = coop.state()
+    assert state.recoveries[A.did, NEW.did] == (first_entry.id,)
+    second = key_ops.approve_recovery(state, C.did, A.did, NEW.did, None, 2)
+    assert second.body["with"] == [first_entry.id]
+    second_entry = coop.append(C, second.kind, second.body)
+    state = coop.state()
+    assert key_ops.grant_for(state, A.did, NEW.did) == second_entry.id
+    assert key_ops.grant_for(state, A.did, PHONE.did) is None
+    device = key_ops.add_device(state, B.did, PHONE.did, "phone", 3)
+    grant = coop.append(B, device.kind, device.body)
+    state = coop.state()
+    assert key_ops.grant_for(state, B.did, PHONE.did) == grant.id
+    incept = key_ops.incept(state, C.did, A2.public_key, 4)
+    coop.append(C, incept.kind, incept.body)
+    assert not key_ops.needs_inception(coop.state(), C.did)
