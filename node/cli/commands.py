@@ -29,6 +29,7 @@ from node.cli.context import (
 )
 from node.run import RunConfig, serve
 from node.store.store import wall_clock_ms
+from node.store.writes import FoldedStates, LocalWrites
 from node.sync.links import LinkClosed
 from node.sync.replication import Replicator
 from node.views import entry_row, fork_row, ledger_row
@@ -84,7 +85,8 @@ async def cmd_ledger_create(args: argparse.Namespace) -> int:
         return 0
     store = await open_store(home, key)
     try:
-        entry = await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), wall_clock_ms()))
+        writes = LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms)
+        entry = await writes.append(lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
     finally:
         await store.close()
     print_id(entry.id)
@@ -118,7 +120,8 @@ async def cmd_append(args: argparse.Namespace) -> int:
         return 0
     store = await open_store(home, key)
     try:
-        entry = await store.append(AppendRequest(ledger, args.kind, body, wall_clock_ms()))
+        writes = LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms)
+        entry = await writes.append(lambda ts: AppendRequest(ledger, args.kind, body, ts))
     finally:
         await store.close()
     print_id(entry.id)

@@ -19,6 +19,7 @@ from node.cli.context import home_of, node_client, open_store, parse_cid, servin
 from node.exports import FORMATS, distribution_json, export_text
 from node.store.ledgers import load_state
 from node.store.store import wall_clock_ms
+from node.store.writes import FoldedStates, LocalWrites
 from protocol import CID, LocalError, ledger_ops
 from protocol.distribution import Payout
 from protocol.state import LedgerState
@@ -56,11 +57,10 @@ async def cmd_distribute(args: argparse.Namespace) -> int:
         return 0
     store = await open_store(home, key)
     try:
-        state = await load_state(store, ledger)
-        if state is None:
-            raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+        writes = LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms)
+        state = await writes.state(ledger)
         payout = ledger_ops.preview_distribution(state, **_options(args))
-        entry = await store.append(ledger_ops.record_distribution(state, home.identity(), payout, wall_clock_ms()))
+        entry = await writes.append(lambda ts: ledger_ops.record_distribution(state, writes.me, payout, ts))
     finally:
         await store.close()
     _print(ledger, payout, str(entry.id), as_json=args.json)

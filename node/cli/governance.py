@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.cli.context import Parser, home_of, missing_subcommand, open_store, parse_cid, read_toml
 from node.cli.ledger import ledger_state, write_entry
 from node.governance_views import motion_json, motion_lines, parse_day, pledge_json, pledge_lines, today
 from node.store.store import Store
-from protocol import CID, LocalError, governance_ops
+from node.store.writes import LocalWrites
+from protocol import CID, Entry, LocalError, governance_ops
 from protocol.pledges import PERIODS
 from protocol.state import LedgerState
-from protocol.writes import AppendRequest
 
 
 def _scores(given: list[str]) -> dict[str, int]:
@@ -37,11 +37,16 @@ def _scores(given: list[str]) -> dict[str, int]:
     return scores
 
 
-async def _motion_ledger(store: Store, motion: CID) -> LedgerState:
+async def _motion_ledger_id(store: Store, motion: CID) -> CID:
+    """The ledger the entry `motion` is in (`unknown_entry` when it is not stored here)."""
     entry = await store.get(motion)
     if entry is None or entry.is_genesis:
         raise LocalError("unknown_entry", f"no entry {motion} is stored here")
-    return await ledger_state(store, entry.ledger_id)
+    return entry.ledger_id
+
+
+async def _motion_ledger(store: Store, motion: CID) -> LedgerState:
+    return await ledger_state(store, await _motion_ledger_id(store, motion))
 
 
 # ---- writes --------------------------------------------------------------------------------
@@ -55,10 +60,9 @@ async def cmd_motion_create(args: argparse.Namespace) -> int:
         if value is not None:
             body[name] = value
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        state = await ledger_state(store, ledger)
-        return governance_ops.create_motion(state, me, title=args.title, options=args.option,
-                                            ts=ts, closes=args.closes, amend=amend, note=args.note)
+    def build(w: LocalWrites) -> Awaitable[Entry]:
+        return w.write(ledger, lambda state, me, ts: governance_ops.create_motion(
+            state, me, title=args.title, options=args.option, ts=ts, closes=args.closes, amend=amend, note=args.note))
 
     return await write_entry(args, f"/ledgers/{ledger}/motions", body, build)
 
@@ -67,8 +71,9 @@ async def cmd_vote(args: argparse.Namespace) -> int:
     motion = parse_cid(args.motion)
     scores = _scores(args.score)
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return governance_ops.vote(await _motion_ledger(store, motion), me, motion, scores, ts)
+    async def build(w: LocalWrites) -> Entry:
+        ledger = await _motion_ledger_id(w.store, motion)
+        return await w.write(ledger, lambda state, me, ts: governance_ops.vote(state, me, motion, scores, ts))
 
     return await write_entry(args, f"/motions/{motion}/votes", {"scores": scores}, build)
 
@@ -76,8 +81,9 @@ async def cmd_vote(args: argparse.Namespace) -> int:
 async def cmd_motion_close(args: argparse.Namespace) -> int:
     motion = parse_cid(args.motion)
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return governance_ops.close_motion(await _motion_ledger(store, motion), me, motion, ts)
+    async def build(w: LocalWrites) -> Entry:
+        ledger = await _motion_ledger_id(w.store, motion)
+        return await w.write(ledger, lambda state, me, ts: governance_ops.close_motion(state, me, motion, ts))
 
     return await write_entry(args, f"/motions/{motion}/close", {}, build)
 
@@ -89,9 +95,9 @@ async def cmd_pledge_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"amount": args.amount, "unit": args.unit, "every": args.every, "start": args.start}
     body.update({k: v for k, v in options.items() if v is not None})
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return governance_ops.pledge(await ledger_state(store, ledger), me, amount=args.amount, unit=args.unit,
-                                     every=args.every, start=args.start, ts=ts, **options)
+    def build(w: LocalWrites) -> Awaitable[Entry]:
+        return w.write(ledger, lambda state, me, ts: governance_ops.pledge(
+            state, me, amount=args.amount, unit=args.unit, every=args.every, start=args.start, ts=ts, **options))
 
     return await write_entry(args, f"/ledgers/{ledger}/pledges", body, build)
 

@@ -33,13 +33,14 @@ from node.governance_views import motion_lines, pledge_lines
 from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, contribution_row, state_json
 from node.store.ledgers import load_state
 from node.store.store import Store, wall_clock_ms
-from protocol import CID, LocalError, ledger_ops
+from node.store.writes import FoldedStates, LocalWrites
+from protocol import CID, Entry, LocalError, ledger_ops
 from protocol.rules import format_decimal
 from protocol.state import LedgerState
-from protocol.writes import AppendRequest
 
-#: Builds the entry to append from the store (for its state), the member's did:key and a ts.
-Build = Callable[[Store, str, int], Awaitable[AppendRequest]]
+#: Writes the entry through the one local write path (node/store/writes.py): the ledger's state, the entry
+#: built from it, signed and appended.
+Build = Callable[[LocalWrites], Awaitable[Entry]]
 AddCommand = Callable[..., argparse.ArgumentParser]
 
 
@@ -62,7 +63,7 @@ async def write_entry(args: argparse.Namespace, path: str, body: dict[str, Any],
         return 0
     store = await open_store(home, key)
     try:
-        entry = await store.append(await build(store, home.identity(), wall_clock_ms()))
+        entry = await build(LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms))
     finally:
         await store.close()
     print_id(entry.id)
@@ -75,8 +76,8 @@ async def write_entry(args: argparse.Namespace, path: str, body: dict[str, Any],
 async def cmd_member_admit(args: argparse.Namespace) -> int:
     ledger = parse_cid(args.ledger)
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return ledger_ops.admit(await ledger_state(store, ledger), me, args.agent, ts)
+    def build(w: LocalWrites) -> Awaitable[Entry]:
+        return w.write(ledger, lambda state, me, ts: ledger_ops.admit(state, me, args.agent, ts))
 
     return await write_entry(args, f"/ledgers/{ledger}/members", {"agent": args.agent}, build)
 
@@ -84,8 +85,8 @@ async def cmd_member_admit(args: argparse.Namespace) -> int:
 async def cmd_member_leave(args: argparse.Namespace) -> int:
     ledger = parse_cid(args.ledger)
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return ledger_ops.leave(await ledger_state(store, ledger), me, ts)
+    def build(w: LocalWrites) -> Awaitable[Entry]:
+        return w.write(ledger, ledger_ops.leave)
 
     return await write_entry(args, f"/ledgers/{ledger}/leave", {}, build)
 
@@ -93,8 +94,8 @@ async def cmd_member_leave(args: argparse.Namespace) -> int:
 async def cmd_member_name(args: argparse.Namespace) -> int:
     ledger = parse_cid(args.ledger)
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return ledger_ops.about(await ledger_state(store, ledger), me, args.name, ts)
+    def build(w: LocalWrites) -> Awaitable[Entry]:
+        return w.write(ledger, lambda state, me, ts: ledger_ops.about(state, me, args.name, ts))
 
     return await write_entry(args, f"/ledgers/{ledger}/about", {"name": args.name}, build)
 
@@ -117,12 +118,12 @@ async def cmd_contribute(args: argparse.Namespace) -> int:
     if cites:
         body["cites"] = [str(c) for c in cites]
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        return ledger_ops.contribute(
-            await ledger_state(store, ledger), me, action=args.action, quantity=args.quantity, unit=args.unit, ts=ts,
+    def build(w: LocalWrites) -> Awaitable[Entry]:
+        return w.write(ledger, lambda state, me, ts: ledger_ops.contribute(
+            state, me, action=args.action, quantity=args.quantity, unit=args.unit, ts=ts,
             resource=args.resource, provider=args.provider, receiver=args.receiver, at=args.at, start=args.start,
             end=args.to, note=args.note, corrects=corrects, fulfills=fulfills, cites=cites,
-        )
+        ))
 
     return await write_entry(args, f"/ledgers/{ledger}/contributions", body, build)
 
@@ -134,12 +135,12 @@ async def cmd_endorse(args: argparse.Namespace) -> int:
     if args.note is not None:
         body["note"] = args.note
 
-    async def build(store: Store, me: str, ts: int) -> AppendRequest:
-        entry = await store.get(entry_id)
+    async def build(w: LocalWrites) -> Entry:
+        entry = await w.store.get(entry_id)
         if entry is None:
             raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")
-        state = await ledger_state(store, entry.ledger_id)
-        return ledger_ops.endorse(state, me, entry_id, accept=not args.reject, note=args.note, ts=ts)
+        return await w.write(entry.ledger_id, lambda state, me, ts: ledger_ops.endorse(
+            state, me, entry_id, accept=not args.reject, note=args.note, ts=ts))
 
     return await write_entry(args, f"/entries/{entry_id}/endorsements", body, build)
 
