@@ -26,10 +26,9 @@ from node.cli.context import (
     read_toml,
     required_node,
     serving_node,
+    write_here,
 )
 from node.run import RunConfig, serve
-from node.store.store import wall_clock_ms
-from node.store.writes import FoldedStates, LocalWrites
 from node.sync.links import LinkClosed
 from node.sync.replication import Replicator
 from node.views import entry_row, fork_row, ledger_row
@@ -83,12 +82,8 @@ async def cmd_ledger_create(args: argparse.Namespace) -> int:
             data = await client.call("POST", "/ledgers", {"name": name, "rules": forced})
         print_id(data["id"])
         return 0
-    store = await open_store(home, key)
-    try:
-        writes = LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms)
-        entry = await writes.append(lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
-    finally:
-        await store.close()
+    genesis = rules.to_body()
+    entry = await write_here(home, key, lambda w: w.append(lambda ts: AppendRequest(None, GENESIS_KIND, genesis, ts)))
     print_id(entry.id)
     return 0
 
@@ -118,12 +113,7 @@ async def cmd_append(args: argparse.Namespace) -> int:
         async with node_client(home, node) as client:
             print_id(await client.append(ledger, args.kind, body))
         return 0
-    store = await open_store(home, key)
-    try:
-        writes = LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms)
-        entry = await writes.append(lambda ts: AppendRequest(ledger, args.kind, body, ts))
-    finally:
-        await store.close()
+    entry = await write_here(home, key, lambda w: w.append(lambda ts: AppendRequest(ledger, args.kind, body, ts)))
     print_id(entry.id)
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -13,8 +13,9 @@ from node.home import Home, default_home
 from node.http.client import NodeClient
 from node.nodefile import LIVENESS_TIMEOUT_S, NodeFile, home_is_held, read_node_file, running_node
 from node.store.grants import attach_grants
-from node.store.store import Store
-from protocol import CID, LocalError, SigningKey, TallyError
+from node.store.store import Store, wall_clock_ms
+from node.store.writes import FoldedStates, LocalWrites
+from protocol import CID, Entry, LocalError, SigningKey, TallyError
 from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -74,6 +75,15 @@ async def required_node(home: Home) -> NodeFile:
     if node is None:
         raise LocalError("not_running", f"no node is running on {home.path} (start one with `tally run`)")
     return node
+
+
+async def write_here(home: Home, key: SigningKey, build: Callable[[LocalWrites], Awaitable[Entry]]) -> Entry:
+    """Write on this home's own store (no node serves it) through the one local write path."""
+    store = await open_store(home, key)
+    try:
+        return await build(LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms))
+    finally:
+        await store.close()
 
 
 def node_client(home: Home, node: NodeFile) -> NodeClient:

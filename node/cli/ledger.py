@@ -27,13 +27,14 @@ from node.cli.context import (
     parse_cid,
     print_id,
     serving_node,
+    write_here,
 )
 from node.exports import csv_cell
 from node.governance_views import motion_lines, pledge_lines
 from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, contribution_row, state_json
 from node.store.ledgers import load_state
-from node.store.store import Store, wall_clock_ms
-from node.store.writes import FoldedStates, LocalWrites
+from node.store.store import Store
+from node.store.writes import LocalWrites
 from protocol import CID, Entry, LocalError, ledger_ops
 from protocol.rules import format_decimal
 from protocol.state import LedgerState
@@ -61,12 +62,7 @@ async def write_entry(args: argparse.Namespace, path: str, body: dict[str, Any],
             data = await client.call("POST", path, body)
         print_id(data["id"])
         return 0
-    store = await open_store(home, key)
-    try:
-        entry = await build(LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms))
-    finally:
-        await store.close()
-    print_id(entry.id)
+    print_id((await write_here(home, key, build)).id)
     return 0
 
 
