@@ -4,6 +4,7 @@ open and a one-shot sync (the ledger's, governance's, distribution's and keys' c
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import logging
@@ -29,13 +30,17 @@ from node.cli.context import (
     write_here,
 )
 from node.run import RunConfig, serve
+from node.store.store import Store
 from node.sync.links import LinkClosed
 from node.sync.replication import Replicator
 from node.views import entry_row, fork_row, ledger_row
 from protocol import (
+    CID,
     GENESIS_KIND,
     LocalError,
     SigningKey,
+    TallyError,
+    decode_entry,
     parse_body,
     public_key_from_did,
     to_json_value,
@@ -138,22 +143,57 @@ async def cmd_log(args: argparse.Namespace) -> int:
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
-    store = await open_store(home_of(args))
-    bad = 0
+    home = home_of(args)
+    store = await open_store(home)
+    bad: list[str] = []
     try:
         total = await store.count()
         async for problem in store.verify():
-            bad += 1
+            bad.append(problem.entry_id)
             print(f"bad\t{problem.entry_id}\t{problem.code}\t{problem.message}")
+        if bad and getattr(args, "repair", False):
+            peers = [*args.peer, *settings.load(home.path).peers]
+            bad = [entry_id for entry_id in bad if not await _repaired(store, entry_id, peers)]
         forks = await store.forks()
     finally:
         await store.close()
     for proof in forks:
         print(f"fork\t{proof.author}\t{proof.a.ledger_id}\tseq {proof.seq}\t{proof.a.id}\t{proof.b.id}")
     if bad:
-        raise LocalError("store_corrupt", f"{bad} problem(s) found in {total} stored entries")
+        raise LocalError("store_corrupt", f"{len(bad)} problem(s) found in {total} stored entries"
+                         + ("" if getattr(args, "repair", False) else "; `tally verify --repair` fetches good "
+                            "copies from your peers"))
     print(f"ok\t{total} entries verified\t{len(forks)} known fork(s)")
     return 0
+
+
+async def _repaired(store: Store, entry_id: str, peers: list[str]) -> bool:
+    """Fetch a good copy of a damaged entry from the first peer that has one (`GET /api/v1/entries/{id}`); any
+    peer's copy can be trusted once it is verified, since the id is the hash of the header."""
+    import aiohttp  # here: every other command starts without aiohttp's client (~0.1 s)
+
+    try:
+        wanted = CID.parse(entry_id)
+    except TallyError:
+        return False
+    for peer in peers:
+        url = peer.replace("ws://", "http://", 1).replace("wss://", "https://", 1).rstrip("/")
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, \
+                    session.get(f"{url}/api/v1/entries/{wanted}") as resp:
+                data = await resp.json(content_type=None) if resp.status == 200 else None
+            if not isinstance(data, dict):
+                continue
+            payload = data.get("payload_raw")
+            entry = decode_entry(base64.b64decode(data["header_raw"]),
+                                 None if payload is None else base64.b64decode(payload))
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError, TallyError):
+            continue
+        if entry.id == wanted and entry.payload_raw is not None and await store.repair(entry):
+            print(f"repaired\t{wanted}\tfrom {peer}")
+            return True
+    print(f"unrepaired\t{wanted}\tno peer gave a good copy")
+    return False
 
 
 async def cmd_run(args: argparse.Namespace) -> int:

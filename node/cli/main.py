@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--author", metavar="DID", help="only this author's chain")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
 
-    add("verify", cmd_verify, "re-verify every stored entry from its raw bytes")
+    p = add("verify", cmd_verify, "re-verify every stored entry from its raw bytes")
+    p.add_argument("--repair", action="store_true",
+                   help="fetch a good copy of each damaged entry from a peer (--peer, and tally.toml's peers)")
+    p.add_argument("--peer", action="append", default=[], metavar="URL", help="a peer to fetch good copies from")
 
     p = add("run", cmd_run, "run the node: the HTTP API and peer sync, until SIGINT or SIGTERM")
     p.add_argument(

@@ -318,6 +318,14 @@ class Store:
         added: bool = await self._in_writer(_follow, self._wdb, ledger, self._clock_ms())
         return added
 
+    async def repair(self, entry: Entry) -> bool:
+        """Put back a good copy of a stored entry whose bytes were damaged: `entry` must be fully verified by the
+        caller (its id is the hash of its header, so any peer's copy can be checked). False if not stored here."""
+        repaired: bool = await self._in_writer(_repair, self._wdb, entry)
+        if repaired:
+            self.damaged.discard(entry.id.raw)
+        return repaired
+
     # ---- queries ---------------------------------------------------------
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -685,6 +693,13 @@ def _add_fork(db: sqlite3.Connection, proof: ForkProof, now: int) -> bool:
             "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
             (proof.a.ledger_id.raw, proof.a.header.author, proof.seq, proof.encode(), now),
         )
+        return cur.rowcount > 0
+
+
+def _repair(db: sqlite3.Connection, entry: Entry) -> bool:
+    with _Transaction(db):
+        cur = db.execute("UPDATE entries SET header = ?, payload = ? WHERE idh = ? AND id = ?",
+                         (entry.header_raw, entry.payload_raw, _idh(entry.id), entry.id.raw))
         return cur.rowcount > 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tally_executable
-from running_nodes import ok, run
+from running_nodes import exchange, ok, refused, run, start, stop_all
 
 from protocol import CID
 
@@ -21,6 +21,16 @@ def ledgers(home: Path) -> list[str]:
     r = run(home, "ledger", "list", "--json")
     assert r.returncode == 0, r.stderr
     return [json.loads(line)["id"] for line in r.stdout.splitlines()]
+
+
+def flip_payload_byte(home: Path, entry: str) -> None:
+    """One bit of the entry's stored payload flipped, as a failing disk would."""
+    db = sqlite3.connect(home / "tally.sqlite3")
+    with db:
+        (payload,) = db.execute("SELECT payload FROM entries WHERE id = ?", (CID.parse(entry).raw,)).fetchone()
+        flipped = bytes([payload[0], payload[1] ^ 0x01, *payload[2:]])
+        db.execute("UPDATE entries SET payload = ? WHERE id = ?", (flipped, CID.parse(entry).raw))
+    db.close()
 
 
 @pytest.fixture
@@ -71,12 +81,7 @@ def test_an_entry_with_a_flipped_byte_is_left_out_and_its_ledger_stays_readable(
     ledger = ledgers(home)[0]
     ids = [ok(home, "contribute", ledger, "--action", "work", "--quantity", str(q), "--unit", "hour")
            for q in (1, 2, 3)]
-    db = sqlite3.connect(home / "tally.sqlite3")
-    with db:
-        (payload,) = db.execute("SELECT payload FROM entries WHERE id = ?", (CID.parse(ids[1]).raw,)).fetchone()
-        flipped = bytes([payload[0], payload[1] ^ 0x01, *payload[2:]])
-        db.execute("UPDATE entries SET payload = ? WHERE id = ?", (flipped, CID.parse(ids[1]).raw))
-    db.close()
+    flip_payload_byte(home, ids[1])
     r = run(home, "history", ledger, "--json")
     assert r.returncode == 0, r.stderr
     # the damaged entry is left out; the next of its chain waits for it (§16.2), the rest reads as before
@@ -85,3 +90,28 @@ def test_an_entry_with_a_flipped_byte_is_left_out_and_its_ledger_stays_readable(
     r = run(home, "verify")
     assert r.returncode == 1 and r.stderr.startswith("error: store_corrupt: ") and "Traceback" not in r.stderr
     assert ids[1] in r.stdout + r.stderr
+
+
+def test_verify_repair_fetches_a_good_copy_from_a_peer(tmp_path: Path) -> None:
+    ana, ben = tmp_path / "ana", tmp_path / "ben"
+    ana_did = ok(ana, "init")
+    ok(ben, "init")
+    ledger = ok(ana, "ledger", "create", "Open books", "--public")
+    entry = ok(ana, "contribute", ledger, "--action", "work", "--quantity", "2", "--unit", "hour")
+    exchange(ana, ben)
+    flip_payload_byte(ben, entry)
+    refused(ben, "store_corrupt", "verify")
+    node = start("ana", ana, ana_did)
+    try:
+        r = run(ben, "verify", "--repair", "--peer", node.address)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert f"repaired\t{entry}\tfrom {node.address}" in r.stdout
+    finally:
+        stop_all([node])
+    assert ok(ben, "verify").startswith("ok")
+    r = run(ben, "history", ledger, "--json")
+    assert [json.loads(line)["id"] for line in r.stdout.splitlines()] == [entry]
+    # with no peer that has it, the entry stays damaged and verify says so
+    flip_payload_byte(ben, entry)
+    r = run(ben, "verify", "--repair")
+    assert r.returncode == 1 and f"unrepaired\t{entry}" in r.stdout and r.stderr.startswith("error: store_corrupt")
