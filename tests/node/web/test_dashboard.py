@@ -502,3 +502,22 @@ def test_a_contribution_corrected_from_the_history(world: tuple) -> None:
     assert f"corrects={bobs}" not in page
     assert "Log a contribution" in fetch(f"{alice.address}/ledgers/{private}/contribute?corrects={bobs}",
                                          cookie=cookie).body
+
+
+def test_the_pledges_page_grows_with_pledges_not_with_the_months_they_span(world: tuple) -> None:
+    """SPEC §1.1: a pledge from the earliest allowed month costs the page what last month's costs."""
+    nodes, _, public = world
+    alice = nodes["alice"]
+    cookie = login(alice)
+    url = f"{alice.address}/ledgers/{public}/pledges"
+    base = {"csrf": csrf(fetch(url, cookie=cookie).body), "unit": "euro", "every": "month", "amount": "1"}
+    assert fetch(url, cookie=cookie, form={**base, "start": "0000-01"}).status == 303
+    assert "bad_time: " in fetch(url, cookie=cookie).body
+    sizes = []
+    for start in ("2024-01", "1970-01"):  # 3 years of periods, and 57
+        before = len(fetch(url, cookie=cookie).body)
+        assert fetch(url, cookie=cookie, form={**base, "start": start}).status == 303
+        page = fetch(url, cookie=cookie).body
+        sizes.append(len(page) - before)
+    assert "the latest 24 shown" in page
+    assert abs(sizes[1] - sizes[0]) < 200, sizes  # both list 24 periods: not the 680-odd since 1970
