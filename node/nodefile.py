@@ -9,17 +9,21 @@ A running node also holds an exclusive lock on `<home>/node.lock` for its whole
 life (the system drops it when the process dies, even by kill -9), so the CLI can
 tell "no node runs" (it may write to the store itself) from "a node runs but does
 not answer" (`node_unresponsive`: it must not write behind the node's back). And
-it serves its API on a Unix socket, `<home>/api.sock` (mode 0600): the owner's
-local channel, which clients on the network cannot fill.
+it serves its API on a Unix socket (mode 0600, in this user's private runtime
+folder, named in node.json): the owner's local channel, which clients on the
+network cannot fill.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -29,7 +33,6 @@ from protocol import LocalError
 
 NODE_FILE: Final = "node.json"
 LOCK_FILE: Final = "node.lock"
-SOCKET_FILE: Final = "api.sock"
 MAX_SOCKET_PATH: Final = 100  # AF_UNIX paths are at most 107 bytes on Linux (103 on macOS)
 FILE_MODE: Final = 0o600
 LIVENESS_TIMEOUT_S: Final = 2.0
@@ -114,8 +117,19 @@ async def running_node(home: Path, did: str, timeout_s: float = LIVENESS_TIMEOUT
 
 
 def socket_path(home: Path) -> Path | None:
-    """Where the node's local channel listens, or None when the home's path is too long for a Unix socket."""
-    path = (home / SOCKET_FILE).absolute()
+    """Where the node of `home` serves its local channel: a socket in this user's private runtime folder (mode
+    0700; `$XDG_RUNTIME_DIR`, else the temp folder), named by the home's path. Not in the home itself, which
+    people copy whole (a socket cannot be copied). None when no such folder can be had."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"tally-{os.getuid()}"
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        info = base.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        return None  # someone else's folder, or one others may enter
+    name = hashlib.sha256(os.fsencode(home.absolute())).hexdigest()[:24] + ".sock"
+    path = base / name
     return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
 
 

@@ -134,8 +134,8 @@ async def serve(home: Home, config: RunConfig) -> int:
 
 
 class LocalChannel:
-    """The API on `<home>/api.sock`, mode 0600: the owner's CLI reaches the node there whatever the network
-    does to its TCP port (SPEC.md §12)."""
+    """The API on a Unix socket, mode 0600 (nodefile.socket_path): the owner's CLI reaches the node there whatever
+    the network does to its TCP port (SPEC.md §12)."""
 
     def __init__(self, site: web.UnixSite, path: str) -> None:
         self.site, self.path = site, path
@@ -149,7 +149,7 @@ class LocalChannel:
 async def _local_channel(runner: web.AppRunner, home: Home) -> LocalChannel | None:
     path = socket_path(home.path)
     if path is None:
-        log.warning("no local channel: the home's path is too long for a Unix socket", extra={"home": str(home.path)})
+        log.warning("no local channel: no private runtime folder for its socket", extra={"home": str(home.path)})
         return None
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a dead node's; this process holds the home

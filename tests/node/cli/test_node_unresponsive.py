@@ -1,6 +1,6 @@
 """The CLI never bypasses a live node (SPEC.md §12, README "Running a node"): a node that holds the home but
 does not answer makes a write fail with `node_unresponsive` and change nothing; the owner's CLI reaches the node
-over its local channel (`<home>/api.sock`); only when no node runs does the CLI write to the store itself."""
+over its local channel (a Unix socket, mode 0600); only when no node runs does the CLI write to the store itself."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def test_a_stopped_node_is_never_bypassed_and_a_dead_one_is(tmp_path: Path) -> N
     try:
         info = json.loads((home / "node.json").read_text())
         sock = Path(info["socket"])
-        assert sock == (home / "api.sock").absolute() and stat.S_ISSOCK(sock.stat().st_mode)
-        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
+        assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700 and not (home / "api.sock").exists()
         first = ok(home, "ledger", "create", "Before")
         os.kill(node.proc.pid, signal.SIGSTOP)  # alive, holding the home, answering nothing
         try:
@@ -48,7 +48,7 @@ def test_a_stopped_node_is_never_bypassed_and_a_dead_one_is(tmp_path: Path) -> N
             assert r.returncode == 1 and "error: already_running: " in r.stderr, r.stderr
         finally:
             os.kill(node.proc.pid, signal.SIGCONT)
-        node.proc.kill()  # kill -9: node.json and api.sock stay behind, the lock goes with the process
+        node.proc.kill()  # kill -9: node.json and the socket stay behind, the lock goes with the process
         node.proc.wait()
         third = ok(home, "ledger", "create", "No node runs")  # written to the store directly
         assert set(ledgers(home)) == {first, second, third}
