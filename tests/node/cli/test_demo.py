@@ -230,9 +230,11 @@ def _pids(lines: list[str]) -> list[int]:
 
 
 def test_sigterm_while_seeding_stops_the_nodes_and_removes_the_temporary_folder(tmp_path: Path) -> None:
-    tmp = tmp_path / "tmp"
+    tmp, run = tmp_path / "tmp", tmp_path / "run"
     tmp.mkdir()
-    proc = start_demo(env_extra={"TMPDIR": str(tmp)})
+    run.mkdir(mode=0o700)
+    # The nodes' local channels live in the user's runtime folder (node/nodefile.py), not the demo's temp folder.
+    proc = start_demo(env_extra={"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": str(run)})
     assert proc.stderr is not None
     err = Lines(proc.stderr)
     pids: list[int] = []
