@@ -54,10 +54,10 @@ def test_no_file_names_a_path_outside_the_repository() -> None:
 
 def test_the_scan_knows_an_outside_path_when_it_sees_one() -> None:
     # pieces joined here, so that this file itself names no such path
-    up, work, repo, home = "..", "/wo" + "rk/", "REPO" + ".", "/ho" + "me/"
+    up, work, repo, home, sib = "..", "/wo" + "rk/", "REPO" + ".", "/ho" + "me/", "sha" + "red"
     bad = [
-        f'VF = Path(__file__).parents[3] / "shared"  # {up}/shared/valueflows',
-        f"PI_CHECK=${{PI_CHECK:-$ROOT/{up}/shared/pi-emu/pi-check.sh}}",
+        f'VF = Path(__file__).parents[3] / "{sib}"  # {up}/{sib}/valueflows',
+        f"PI_CHECK=${{PI_CHECK:-$ROOT/{up}/{sib}/pi-emu/pi-check.sh}}",
         f"cp {work}shared/netlab/lab.sh .",
         f"LAB_SH = {repo}parent / 'netlab' / 'lab.sh'",
         f"key = open('{home}alice/.ssh/id_ed25519')",
@@ -165,7 +165,7 @@ def test_the_resolver_follows_the_ways_the_tests_name_files() -> None:
     source = """
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
-VF = Path(__file__).resolve().parents[3] / "shared" / "all_vf.TTL"
+VF = Path(__file__).resolve().parents[3] / "sibling" / "all_vf.TTL"
 def test(tmp_path):
     (Path(__file__).parent / "vectors" / "v.json").read_text()
     (DATA / "valueflows" / "all_vf.TTL").read_text()
@@ -175,7 +175,7 @@ def test(tmp_path):
         "/r/tests/data",
         "/r/tests/data/valueflows/all_vf.TTL",
         "/r/tests/node/vectors/v.json",
-        "/shared/all_vf.TTL",
+        "/sibling/all_vf.TTL",
     ]
 
 
