@@ -31,7 +31,7 @@ def _checked(state: LedgerState, kind: str, body: dict[str, Any], ts: int) -> Ap
     try:
         parse_key_event(kind, body)
     except InvalidData as exc:
-        raise LocalError(exc.code, exc.message) from None
+        raise LocalError.of(exc) from None
     return AppendRequest(state.ledger, kind, body, ts)
 
 

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import InvalidData, SigningKey, dagcbor
+from protocol.names import check_name
 from protocol.rules import (
     ACTIONS,
     MAX_DECIMAL_PLACES,
@@ -520,6 +521,14 @@ def _shares(cuts: list[int]) -> list[Decimal]:
     return [Decimal(b - a).scaleb(-2) for a, b in itertools.pairwise(points)]
 
 
+def _readable(name: str) -> bool:
+    """A ledger name the rules accept (names.check_name refuses controls, bidi controls, invisible-only, non-NFC)."""
+    try:
+        return bool(name) and check_name(name, "name") == name
+    except InvalidData:
+        return False
+
+
 @st.composite
 def rules_strategy(draw: st.DrawFn) -> Rules:
     units = draw(st.lists(st.from_regex(UNIT_PATTERN, fullmatch=True), min_size=1, max_size=4, unique=True))
@@ -541,7 +550,7 @@ def rules_strategy(draw: st.DrawFn) -> Rules:
         percents = [*head, Decimal(100)]
     names = draw(st.lists(
         st.text(st.characters(codec="utf-8", categories=["L", "N", "Zs"]), min_size=1, max_size=12)
-        .filter(lambda s: s == s.strip() and s.isprintable()),
+        .filter(lambda s: s == s.strip() and s.isprintable() and _readable(s)),
         min_size=len(percents), max_size=len(percents), unique=True,
     ))
     buckets = tuple(
@@ -554,7 +563,7 @@ def rules_strategy(draw: st.DrawFn) -> Rules:
     )
     low = draw(st.integers(0, 99))
     return Rules(
-        name=draw(st.text(min_size=1, max_size=40).map(str.strip).filter(bool)),
+        name=draw(st.text(min_size=1, max_size=40).map(str.strip).filter(_readable)),
         purpose=draw(st.text(max_size=60)),
         visibility=draw(st.sampled_from(["members", "public"])),
         founders=tuple(draw(st.lists(st.sampled_from(DIDS), min_size=1, max_size=4, unique=True))),
