@@ -54,7 +54,7 @@ MAX_NOTE_CHARS: Final = 2000
 MAX_BALLOTS_LISTED: Final = 360
 #: The keys of a rules table an amendment may change; the others (name, founders…) are fixed at genesis.
 AMENDABLE: Final = frozenset({
-    "rates", "units", "validation", "buckets", "voting", "log_for_others", "pledge_claims",
+    "rates", "units", "validation", "buckets", "voting", "log_for_others", "pledge_claims", "recovery",
 })
 _VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
 _VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
@@ -123,8 +123,8 @@ class Amendment:
                     else:
                         rates.pop(rate_key, None)
                 body["rates"] = rates
-            elif key in ("validation", "voting"):
-                body[key] = {**body[key], **value}
+            elif key in ("validation", "voting", "recovery"):
+                body[key] = {**body.get(key, {}), **value}
             else:
                 body[key] = _thaw(value)
         try:
@@ -205,6 +205,14 @@ def _norm_buckets(value: object) -> list[dict[str, Any]]:
     return result
 
 
+def _norm_recovery(value: object) -> dict[str, Any]:
+    table = _table(value, "recovery", frozenset({"quorum"}))
+    quorum = table.get("quorum")
+    if isinstance(quorum, bool) or not isinstance(quorum, int):
+        raise _bad("recovery.quorum: expected a whole number")
+    return {"quorum": quorum}
+
+
 def _norm_bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise _bad("log_for_others and pledge_claims are true or false")
@@ -219,6 +227,7 @@ _NORMALIZE: Final[Mapping[str, Any]] = MappingProxyType({
     "buckets": _norm_buckets,
     "log_for_others": _norm_bool,
     "pledge_claims": _norm_bool,  # version 2 rules only: applied to version 1 rules it is bad_amendment
+    "recovery": _norm_recovery,  # version 2 rules only, likewise
 })
 
 

@@ -86,10 +86,12 @@ DEFAULT_PLEDGE_CLAIMS: Final = False  # version 2: payments of a pledge are soli
 
 _CONFIG_KEYS: Final = frozenset({
     "visibility", "purpose", "founders", "units", "validation", "rates", "buckets", "voting", "log_for_others",
-    "version", "pledge_claims",
+    "version", "pledge_claims", "recovery",
 })
-#: The keys every genesis body has; a version 2 body also has `version` and `pledge_claims`.
-BODY_KEYS: Final = frozenset({"name", *_CONFIG_KEYS} - {"version", "pledge_claims"})
+#: The keys every genesis body has; a version 2 body also has `version` and `pledge_claims`, and may have
+#: `recovery` (absent: the recovery quorum is the admission quorum, `validation.accept`).
+BODY_KEYS: Final = frozenset({"name", *_CONFIG_KEYS} - {"version", "pledge_claims", "recovery"})
+_RECOVERY_KEYS: Final = frozenset({"quorum"})
 _VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
 _BUCKET_KEYS: Final = frozenset({"name", "percent", "recipient", "mode", "claims", "actions"})
 _VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
@@ -444,11 +446,17 @@ class Rules:
     version: int = LATEST_VERSION
     #: do payments of a pledge (§18.5) earn claim values; version 1 ledgers: always
     pledge_claims: bool = DEFAULT_PLEDGE_CLAIMS
+    #: how many other members approve a recovery (SPEC.md §19.5); None: `validation.accept`
+    recovery_quorum: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.version, bool) or self.version not in RULES_VERSIONS:
             raise InvalidData("bad_rules", f"version: {self.version!r} is not one of 1, 2")
         _bool(self.pledge_claims, "pledge_claims")
+        if self.recovery_quorum is not None:
+            if self.version == 1:
+                raise InvalidData("bad_rules", "recovery: version 1 rules have no recovery quorum")
+            _int(self.recovery_quorum, "recovery.quorum", 1, MAX_VALIDATORS)
         if self.version == 1 and not self.pledge_claims:
             raise InvalidData("bad_rules", "pledge_claims: version 1 rules have no pledge_claims (payments earn "
                               "claims)")
@@ -468,6 +476,11 @@ class Rules:
         object.__setattr__(self, "units", _check_units(self.units))
         object.__setattr__(self, "rates", _check_rates(self.rates, self.units))
         object.__setattr__(self, "buckets", _check_buckets(self.buckets, self.version))
+
+    @property
+    def recovery(self) -> int:
+        """How many members other than the identity must approve its recovery (SPEC.md §19.5)."""
+        return self.validation.accept if self.recovery_quorum is None else self.recovery_quorum
 
     def rate(self, action: str, classification: str | None, unit: str) -> Decimal | None:
         """The claim value of one `unit` of `action`: `action:classification`'s rate beats the action's own
@@ -505,19 +518,24 @@ class Rules:
             },
             "log_for_others": self.log_for_others,
             **({} if self.version == 1 else {"version": self.version, "pledge_claims": self.pledge_claims}),
+            # Written only when set, so a ledger without one keeps the id it would have had before.
+            **({} if self.recovery_quorum is None else {"recovery": {"quorum": self.recovery_quorum}}),
         }
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Rules:
         """Strictly read a genesis payload: every key `to_body` writes, nothing else, canonical forms only."""
         _refuse_floats(body, "")
-        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims"}))
+        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims", "recovery"}))
         # A genesis without `version` is version 1 (written before versions existed); one with it says 2.
         version = _int(top.get("version", 1), "version", 2, 2) if "version" in top else 1
         for key in sorted(BODY_KEYS | ({"version", "pledge_claims"} if version > 1 else set())):
             _required(top, key, "")
         if version == 1 and "pledge_claims" in top:
             raise InvalidData("unknown_rule_key", "pledge_claims: unknown key in version 1 rules (no version key)")
+        if version == 1 and "recovery" in top:
+            raise InvalidData("unknown_rule_key", "recovery: unknown key in version 1 rules (no version key)")
+        recovery = _table(top["recovery"], "recovery", _RECOVERY_KEYS) if "recovery" in top else None
         founders = [_text(f, f"founders[{i}]") for i, f in enumerate(_list(top["founders"], "founders"))]
         _sorted(founders, "founders")
         validation = _table(top["validation"], "validation", _VALIDATION_KEYS)
@@ -555,6 +573,7 @@ class Rules:
             log_for_others=_bool(top["log_for_others"], "log_for_others"),
             version=version,
             pledge_claims=_bool(top["pledge_claims"], "pledge_claims") if version > 1 else True,
+            recovery_quorum=None if recovery is None else _required(recovery, "quorum", "recovery"),
         )
 
     @classmethod
@@ -578,6 +597,7 @@ class Rules:
         rates = _table(top.get("rates", DEFAULT_RATES), "rates")
         voting = _table(top.get("voting", {}), "voting", _VOTING_KEYS)
         version = _int(top.get("version", LATEST_VERSION), "version", 1, LATEST_VERSION)
+        recovery = _table(top["recovery"], "recovery", _RECOVERY_KEYS) if "recovery" in top else {}
         return cls(
             name=normalize(_text(name, "name")),
             purpose=_text(top.get("purpose", ""), "purpose"),
@@ -596,6 +616,7 @@ class Rules:
             log_for_others=_bool(top.get("log_for_others", False), "log_for_others"),
             version=version,
             pledge_claims=_bool(top.get("pledge_claims", version == 1 or DEFAULT_PLEDGE_CLAIMS), "pledge_claims"),
+            recovery_quorum=recovery.get("quorum"),
         )
 
 

@@ -652,7 +652,7 @@ def _key_event(node: Prepared, record: KeyEvent, nodes: dict[bytes, Prepared], r
                     and (other.record.identity, other.record.key) == (record.identity, record.key)):
                 approvers.add(other.agent)
         # Never fewer approvers than the quorum: a coop too small for it cannot recover anyone.
-        node.complete = len((approvers & current) - {record.identity}) >= rules.validation.accept
+        node.complete = len((approvers & current) - {record.identity}) >= rules.recovery
 
 
 def _keys(valid: list[Prepared], nodes: dict[bytes, Prepared], agents: Mapping[bytes, str]

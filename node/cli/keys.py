@@ -211,7 +211,7 @@ async def cmd_recover_request(args: argparse.Namespace) -> int:
         await store.follow(ledger)
     finally:
         await store.close()
-    print(f"ask other members of {ledger} to run (as many as the ledger's validation.accept):", flush=True)
+    print(f"ask other members of {ledger} to run (as many as the ledger's recovery quorum):", flush=True)
     print(f"  tally recover approve {ledger} {args.identity} {key.did}", flush=True)
     print_id(key.did)
     return 0

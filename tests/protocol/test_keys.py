@@ -10,6 +10,7 @@ import pytest
 from protocol_helpers import LedgerBuilder, key
 
 from protocol import Entry, LocalError, SigningKey, create_entry, key_ops
+from protocol.governance import Amendment
 from protocol.keys import next_digest
 from protocol.state import FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
 
@@ -206,6 +207,25 @@ def test_recovery_needs_the_quorum_of_other_members() -> None:
                          kind="vf.event", body={"member": coop.id, "action": "work",
                                                 "effortQuantity": {"hasNumericalValue": "7", "hasUnit": "hour"}})
     assert code(compute_state(coop.genesis, [*entries, stale]), stale) == "key_rotated"
+
+
+def test_the_recovery_quorum_rule_replaces_the_admission_quorum() -> None:
+    # K = 2 for contributions and admissions, but one other member may recover a key: [recovery] quorum = 1.
+    lenient = Ledger([A, B, C], validation={"accept": 2, "reject": 2}, recovery={"quorum": 1})
+    approval = lenient.append(B, "key.recover", {"identity": A.did, "key": NEW.public_key})
+    back = lenient.append(NEW, "vf.event", {"action": "work", "grant": approval.id,
+                                            "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    state = lenient.state()
+    assert state.status[back.id.raw] == "pending" and state.identities[A.did].key == NEW.did
+    # K = 1, but recovering a key takes two other members.
+    strict = Ledger([A, B, C], recovery={"quorum": 2})
+    first = strict.append(B, "key.recover", {"identity": A.did, "key": NEW.public_key})
+    early = strict.append(NEW, "vf.event", {"action": "work", "grant": first.id,
+                                            "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"}})
+    assert refused(strict, early) == "key_not_authorized"
+    # An amendment may change the quorum; the approvals after its closing are counted under it.
+    assert Amendment.from_config({"recovery": {"quorum": 1}}).apply(strict.state().rules).recovery == 1
+    assert Amendment.from_config({"validation": {"accept": 3}}).apply(strict.state().rules).recovery == 2
 
 
 def test_ledgers_without_key_events_keep_their_digest_shape() -> None:

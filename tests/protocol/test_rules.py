@@ -172,6 +172,24 @@ def test_optional_keys() -> None:
     assert Rules.from_body(rules.to_body()) == rules
 
 
+def test_the_recovery_quorum_is_optional_and_written_only_when_set() -> None:
+    plain = from_config({"validation": {"accept": 3}})
+    assert "recovery" not in plain.to_body() and plain.recovery == 3  # the admission quorum
+    rules = from_config({"validation": {"accept": 3}, "recovery": {"quorum": 2}})
+    assert rules.to_body()["recovery"] == {"quorum": 2} and rules.recovery == 2
+    assert Rules.from_body(rules.to_body()) == rules
+    for bad, code in (({"recovery": {"quorum": 0}}, "bad_rules"), ({"recovery": {"quorum": "2"}}, "bad_rules"),
+                      ({"recovery": {"quorm": 2}}, "unknown_rule_key"),
+                      ({"version": 1, "recovery": {"quorum": 2}}, "bad_rules")):
+        with pytest.raises(InvalidData) as refused:
+            from_config(bad)
+        assert refused.value.code == code, bad
+    version1 = {k: v for k, v in from_config({"version": 1}).to_body().items()}
+    with pytest.raises(InvalidData) as refused:
+        Rules.from_body({**version1, "recovery": {"quorum": 2}})
+    assert refused.value.code == "unknown_rule_key"
+
+
 # ---- defaults --------------------------------------------------------------------------
 
 
@@ -574,6 +592,7 @@ def rules_strategy(draw: st.DrawFn) -> Rules:
         voting=Voting(low, draw(st.integers(low + 1, 100)), draw(st.sampled_from(["zero", "no-opinion"])),
                       Decimal(draw(st.integers(0, 10**6))).scaleb(-6)),
         log_for_others=draw(st.booleans()),
+        recovery_quorum=draw(st.one_of(st.none(), st.integers(1, 20))),
     )
 
 
@@ -633,7 +652,7 @@ def test_the_readme_documents_every_key_and_code() -> None:
     section = _readme_section()
     keys = {"visibility", "purpose", "founders", "units", "log_for_others", "[validation]", "accept", "reject",
             "[[buckets]]", "name", "percent", "recipient", "mode", "claims", "actions", "[voting]", "min", "max",
-            "blank", "quorum"}
+            "blank", "quorum", "[recovery]"}
     assert {k for k in keys if f"`{k}`" not in section} == set()
     assert "`[rates.ACTION]`" in section and '`[rates."ACTION:CLASSIFICATION"]`' in section
     for code in ("bad_rules", "unknown_rule_key", "bad_quantity", "unknown_action", "unknown_unit",
