@@ -129,6 +129,9 @@ class Contribution:
     rejects: tuple[str, ...]
     corrected_by: CID | None = None
     origin: CID | None = None  # the contribution its correction lineage started from; None: itself
+    #: (rejecter, note) of each rejecter whose latest verdict rejects it with a note, by rejecter: kept with the
+    #: state so a page shows them without reading the rejecters' chains (at most one note per member)
+    reject_notes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,16 +784,19 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
         # The latest correction stands; the original and earlier corrections are superseded.
         for older, newer in pairwise(chain):
             corrected_by[older] = events[newer].entry.id
-    latest: dict[tuple[str, bytes], tuple[int, bool]] = {}
+    latest: dict[tuple[str, bytes], tuple[int, Endorsement]] = {}
     for n in valid:
         if isinstance(n.record, Endorsement):
             key = (n.agent, n.record.event.raw)
             if key not in latest or _latest(n) > latest[key][0]:
-                latest[key] = (_latest(n), n.record.accept)
+                latest[key] = (_latest(n), n.record)
     accepts: dict[bytes, list[str]] = defaultdict(list)
     rejects: dict[bytes, list[str]] = defaultdict(list)
-    for (who, target), (_, accept) in latest.items():
-        (accepts if accept else rejects)[target].append(who)
+    notes: dict[bytes, list[tuple[str, str]]] = defaultdict(list)
+    for (who, target), (_, given) in latest.items():
+        (accepts if given.accept else rejects)[target].append(who)
+        if not given.accept and given.note:
+            notes[target].append((who, given.note))
     result = []
     for raw, n in events.items():
         record = n.record
@@ -810,6 +816,7 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
             id=n.entry.id, author=n.agent, seq=n.entry.seq, ts=n.entry.header.ts, event=record,
             claim=_claim(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
             corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].entry.id,
+            reject_notes=tuple(sorted(notes[raw])),
         ))
     result.sort(key=lambda c: (c.author, c.seq, c.id.raw))
     return tuple(result)

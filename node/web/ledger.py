@@ -12,7 +12,6 @@ from typing import Any, Final
 from aiohttp import web
 
 from node.governance_views import pledge_json, today
-from node.http.context import STORE
 from node.ledger_views import HistoryQuery, event_time
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
@@ -38,10 +37,8 @@ from node.web.layout import (
     who,
 )
 from protocol import CID, LocalError, TallyError, ledger_ops
-from protocol.identity import public_key_from_did
 from protocol.rules import ACTIONS, format_decimal
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, Contribution, LedgerState
-from protocol.valueflows import ENDORSE_KIND
 
 PAGE_ROWS: Final = 25  # contributions per history page
 CHART_WEEKS: Final = 26  # the overview's charts show at most the last half year
@@ -299,12 +296,11 @@ async def history(request: web.Request) -> web.Response:
         el("button", _("Filter"), type="submit"), el("a", _("Clear"), href=f"/ledgers/{info.id}/history"),
         method="get", class_="filters",
     )
-    reasons = await rejection_notes(request, state, me, shown) if v.owner else {}
     table_rows = [
         el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
            el("td", c.event.action),
            el("td", _quantity(c), class_="num"), el("td", number(format_decimal(c.claim)), class_="num"),
-           el("td", c.event.note or "", _reasons(reasons.get(c.id.raw, []), me, state)), el("td", _status(c)),
+           el("td", c.event.note or "", _reasons(c, me, state) if v.owner else None), el("td", _status(c)),
            el("td", f"{len(c.accepts)} ✓ {len(c.rejects)} ✗", title=_("accepts and rejects")),
            el("td", el("a", _("correct"), href=f"/ledgers/{info.id}/contribute?corrects={c.id}")
               if v.owner and c.author == me and c.status != CORRECTED and me in state.members else None),
@@ -327,31 +323,13 @@ async def history(request: web.Request) -> web.Response:
     return ledger_page(request, v, info, state, _("History"), "history", filters, problem, listing, pager)
 
 
-async def rejection_notes(request: web.Request, state: LedgerState, me: str,
-                          among: Sequence[Contribution]) -> dict[bytes, list[tuple[str, str]]]:
-    """What the members who reject the owner's contributions `among` wrote in their latest verdict on each:
-    contribution id → [(rejecter, note)]. Reads only the rejecters' chains in this ledger."""
-    mine = {c.id.raw for c in among if c.author == me and c.rejects}
-    if not mine:
-        return {}
-    found: dict[bytes, list[tuple[str, str]]] = {}
-    for rejecter in sorted({d for c in among if c.id.raw in mine for d in c.rejects}):
-        latest: dict[bytes, str | None] = {}
-        async for entry in request.app[STORE].log(state.ledger, public_key_from_did(rejecter)):
-            body = entry.body if entry.kind == ENDORSE_KIND and isinstance(entry.body, dict) else {}
-            event = body.get("event")
-            if isinstance(event, CID) and event.raw in mine:  # the latest verdict is the one that counts
-                note = body.get("note")
-                latest[event.raw] = note if body.get("verdict") == "reject" and isinstance(note, str) else None
-        for raw, note in latest.items():
-            if note:
-                found.setdefault(raw, []).append((rejecter, note))
-    return found
-
-
-def _reasons(notes: list[tuple[str, str]], me: str, state: LedgerState) -> Child:
+def _reasons(c: Contribution, me: str, state: LedgerState) -> Child:
+    """On the owner's own contribution, what each rejecter wrote in their latest verdict (kept with the state:
+    no chain is read for it)."""
+    if c.author != me:
+        return None
     return [el("p", _("{name} rejects it: “{note}”").format(name=short(did, me, state.names), note=note),
-               class_="reason") for did, note in notes] or None
+               class_="reason") for did, note in c.reject_notes] or None
 
 
 # ---- logging a contribution -----------------------------------------------------------
@@ -489,9 +467,8 @@ async def queue(request: web.Request) -> web.Response:
                data_id=str(c.id))
             for c in waiting]
     mine = [c for c in state.contributions if c.status == PENDING and c.author == me]
-    reasons = await rejection_notes(request, state, me, mine)
     mine_rows = [el("tr", el("td", _day(c)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
-                    el("td", c.event.note or "", _reasons(reasons.get(c.id.raw, []), me, state)),
+                    el("td", c.event.note or "", _reasons(c, me, state)),
                     el("td", _("{count} of {need} accepts").format(count=len(c.accepts), need=need)))
                  for c in mine]
     return ledger_page(
