@@ -1,4 +1,4 @@
-"""Shared fixtures: run the real `tally` command against real homes."""
+"""Shared fixtures: run the real `tally` command against real homes (in process, or as a process)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from inprocess_cli import run_cli
 
 from protocol import Entry
 from protocol.fold import LedgerFold
@@ -37,16 +38,25 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tally(home: Path) -> TallyRunner:
-    """Run `tally --home <home> ARGS…`; returns the completed process (never raises on exit code)."""
+    """Run `tally --home <home> ARGS…` in this process (tests/inprocess_cli.py); returns what `subprocess.run`
+    would (never raises on the exit code)."""
+
+    def run(*args: str, home_dir: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return run_cli(home_dir or home, *args, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def tally_process(home: Path) -> TallyRunner:
+    """Run the installed `tally --home <home> ARGS…` as a process of its own, for what only a process shows
+    (`tally run`'s refusals, its exit code as the shell sees it)."""
     exe = tally_executable()
 
-    def run(
-        *args: str, home_dir: Path | None = None, input: str | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, home_dir: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
         return subprocess.run(
-            [exe, "--home", str(home_dir or home), *args],
-            capture_output=True, text=True, timeout=timeout, env=env, input=input,
+            [exe, "--home", str(home_dir or home), *args], capture_output=True, text=True, timeout=timeout, env=env
         )
 
     return run

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from node.cli.commands import (
     cmd_append,
@@ -160,18 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `tally` command (argv without the program name; None: this process's own) and return its exit
+    code. Nothing process-wide is set here (tests call it in their own process, command after command); the
+    `tally` process's own settings are `script`'s."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    tune_gc()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         result: int = asyncio.run(args.func(args))
         return result
-    except BrokenPipeError:
-        # The reader (e.g. `head`) went away: not an error of ours. Silence the
-        # interpreter's own flush at exit too.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        return 0
     except UsageError as exc:  # before TallyError, which it is: a usage error exits 2
         print(f"error: usage: {exc.message}", file=sys.stderr)
         return 2
@@ -180,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise  # the reader went away: not the store's failure, and the process's concern (`script`)
     except (sqlite3.Error, OSError) as exc:  # the store's file: damaged, or the disk full
         failure = store_failure(exc, home_of(args).store_path)
         if failure is None:
@@ -188,5 +186,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def script() -> NoReturn:
+    """The `tally` program: the process's settings (memory tuning, the log format of warnings), then `main`."""
+    tune_gc()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        code = main()
+    except BrokenPipeError:
+        # The reader (e.g. `head`) went away: not an error of ours. Silence the
+        # interpreter's own flush at exit too.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        code = 0
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

@@ -87,14 +87,14 @@ def test_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None
     assert str(tmp_path / CONFIG_FILE) in caught.value.message
 
 
-def test_tally_run_refuses_a_bad_config(tally: TallyRunner, home: Path) -> None:
+def test_tally_run_refuses_a_bad_config(tally: TallyRunner, tally_process: TallyRunner, home: Path) -> None:
     assert tally("init").returncode == 0
     (home / CONFIG_FILE).write_text('listen = "127.0.0.1:0"\nmdns = false\npeerz = []\n')
-    r = tally("run")
+    r = tally_process("run")
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: bad_config: ") and "'peerz'" in r.stderr, r.stderr
     assert not (home / "node.json").exists()
-    r = tally("run", "--peer", "not a url", "--no-mdns")
+    r = tally_process("run", "--peer", "not a url", "--no-mdns")
     assert r.returncode == 2 and "usage" in r.stderr
 
 

@@ -197,21 +197,21 @@ def test_a_stale_node_file_is_ignored(tally: TallyRunner, home: Path, did: str) 
     assert not (home / "node.json").exists()
 
 
-def test_one_node_per_home(tally: TallyRunner, home: Path, node: Node) -> None:
-    r = tally("run", "--listen", "127.0.0.1:0", "--offline")
+def test_one_node_per_home(tally_process: TallyRunner, home: Path, node: Node) -> None:
+    r = tally_process("run", "--listen", "127.0.0.1:0", "--offline")
     assert r.returncode == 1 and r.stderr.startswith("error: already_running: "), r.stderr
     assert json.loads((home / "node.json").read_text())["pid"] == node.proc.pid
     assert node.get("/api/v1/identity")[0] == 200
 
 
-def test_listen_errors(tally: TallyRunner, home: Path, did: str) -> None:
+def test_listen_errors(tally_process: TallyRunner, home: Path, did: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = tally("run", "--listen", f"127.0.0.1:{port}", "--offline")
+        r = tally_process("run", "--listen", f"127.0.0.1:{port}", "--offline")
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: listen_failed: "), r.stderr
     assert not (home / "node.json").exists()
     for bad in ("7410", "host:", ":7410", "127.0.0.1:70000", "127.0.0.1:x"):
-        r = tally("run", "--listen", bad)
+        r = tally_process("run", "--listen", bad)
         assert r.returncode == 2 and "usage" in r.stderr, (bad, r.stderr)

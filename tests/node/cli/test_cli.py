@@ -1,4 +1,5 @@
-"""The `tally` CLI contract, through the real installed command on real homes."""
+"""The `tally` CLI contract on real homes: each command in process (`node.cli.main.main`, the code the installed
+command runs), and the installed command itself as a process once, for what only the process shows."""
 
 from __future__ import annotations
 
@@ -199,6 +200,17 @@ def test_usage_errors_exit_2(tally: TallyRunner) -> None:
         r = tally(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert "usage" in r.stderr
+
+
+def test_the_installed_command_keeps_the_contract(tally_process: TallyRunner, home: Path) -> None:
+    """The `tally` program is `main` behind the process's own settings (node.cli.main.script): its exit codes,
+    its last line of stdout and its `error: <code>: ` lines are the same as a shell sees them."""
+    r = tally_process("init")
+    assert r.returncode == 0 and last_line(r.stdout).startswith("did:key:z6Mk"), r.stderr
+    r = tally_process("log", "--ledger", "bafynotacid")
+    assert r.returncode == 1 and r.stderr.startswith("error: bad_cid: "), r.stderr
+    r = tally_process("ledger")
+    assert r.returncode == 2 and "error: usage: " in r.stderr, r.stderr
 
 
 def test_verify_ok_then_catches_flipped_bytes(tally: TallyRunner, home: Path) -> None:

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import inprocess_cli
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from conftest import TallyRunner, last_line, tally_executable
+from conftest import TallyRunner, last_line
 from loopback_api import KEY, TOKEN, Api, running_api
 
 from node.app import build_app
@@ -400,14 +401,9 @@ async def test_sync_route_reaches_the_replicator(store: Store) -> None:
 
 
 async def run_cli(home: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    proc = await asyncio.create_subprocess_exec(
-        tally_executable(), "--home", str(home), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    """The CLI in process, on a thread of its own while this loop serves the API it calls."""
+    r = await asyncio.to_thread(inprocess_cli.run_cli, home, *args)
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.fixture
