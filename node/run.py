@@ -88,7 +88,7 @@ async def serve(home: Home, config: RunConfig) -> int:
             store = await Store.open(home.store_path, key=key)
             attach_grants(store, home.identity(), key.did)  # a device names its grant (SPEC.md §19)
             stack.push_async_callback(store.close)  # 4. after every request is done
-            replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline)
+            replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline, heal=True)
             runner = web.AppRunner(
                 build_app(store, replicator, ApiConfig(home.identity(), token, package_version())),
                 access_log=None, shutdown_timeout=config.shutdown_timeout_s, keepalive_timeout=KEEPALIVE_S,

@@ -208,6 +208,7 @@ class SyncEngine:
         self.level_mine: set[bytes] = set()
         self.level_theirs: set[bytes] = set()
         self.probed: set[tuple[bytes, bytes]] = set()
+        self.refetched: set[tuple[bytes, bytes, int]] = set()  # entries asked again (damaged here), once per link
         self.peer_wants: deque[Want] = deque()
         self.serving: Want | None = None
         self.jobs: dict[int, _Job] = {}
@@ -477,6 +478,19 @@ class SyncEngine:
         self.probed.add((ledger.raw, author))
         yield from self._want(Want(ledger, author, seq, 1), now)
 
+    def refetch(self, ledger: CID, author: bytes, seq: int, now: float) -> list[Action]:
+        """Ask the peer again for an entry this node stored and found damaged (SPEC.md §10, §13.5 step 8): only
+        on a link where the ledger is shared (a members-only ledger's members), once per link."""
+        key = (ledger.raw, author, seq)
+        if self.closed or not self.shared(ledger.raw) or key in self.refetched:
+            return []
+        self.refetched.add(key)
+        return self._guard(self._refetch(Want(ledger, author, seq, 1), now))
+
+    def _refetch(self, want: Want, now: float) -> Iterable[Action]:
+        yield from self._want(want, now)
+        yield from self._pump(now)
+
     def _pump(self, now: float) -> Iterable[Action]:
         """Send queued wants, one per chain at a time, at most OWN_WANTS at once."""
         held: list[Want] = []
@@ -516,7 +530,8 @@ class SyncEngine:
             raise InvalidData("protocol_error", "sent for a want we did not make")
         want = entry[0]
         have = self._known(m.ledger.raw).get(m.author, 0)
-        if m.upto >= want.start and have > m.upto:
+        again = want.limit == 1 and (m.ledger.raw, m.author, want.start) in self.refetched
+        if m.upto >= want.start and have > m.upto and not again:
             yield from self._want(Want(m.ledger, m.author, m.upto + 1, min(WANT_MAX, have - m.upto)), now)
         yield from self._pump(now)
         yield from self._maybe_level(m.ledger.raw)

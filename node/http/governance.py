@@ -36,7 +36,7 @@ from node.http.context import (
 )
 from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param, ref
 from node.views import entry_row
-from protocol import CID, LocalError, governance_ops
+from protocol import CID, InvalidData, LocalError, governance_ops
 from protocol.governance import MAX_OPTIONS
 from protocol.state import LedgerState
 
@@ -236,7 +236,12 @@ async def get_entry(request: web.Request) -> web.Response:
     entry_id = CID.parse(request.match_info["entry"])
     owner = is_owner(request)
     store = request.app[STORE]
-    entry = await store.get(entry_id)
+    try:
+        entry = await store.get(entry_id)
+    except InvalidData as exc:
+        if exc.code != "store_corrupt" or owner:
+            raise
+        entry = None  # damaged here: others learn nothing of an entry they may not see (SPEC.md §13.4)
     genesis = None if entry is None else await store.genesis(entry.ledger_id)
     if entry is None or genesis is None or not (owner or is_public(genesis)):
         raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")

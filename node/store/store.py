@@ -50,7 +50,7 @@ from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 BUSY_TIMEOUT_MS: Final = 30_000
 GROUP_MAX: Final = 1000  # appends per transaction
 LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
@@ -86,15 +86,35 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (ledger, author, seq)
     );
     """,
+    """
+    CREATE TABLE quarantine (            -- stored entries whose bytes were found damaged (SPEC.md §10)
+        idh      INTEGER NOT NULL,       -- the columns of `entries`, as they were
+        id       BLOB NOT NULL,
+        ledger   BLOB NOT NULL,
+        author   BLOB NOT NULL,
+        seq      INTEGER NOT NULL,
+        ts       INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        header   BLOB NOT NULL,
+        payload  BLOB,
+        received INTEGER NOT NULL,
+        found    INTEGER NOT NULL,       -- local clock, ms, when moved here
+        UNIQUE (ledger, author, seq)
+    );
+    CREATE INDEX quarantine_idh ON quarantine (idh);
+    """,
 )
 
 _INSERT: Final = (
     "INSERT INTO entries (idh, id, ledger, author, seq, ts, kind, header, payload, received)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A chain's head counts a quarantined entry (its id and ts are kept): the next local entry links it, never forks it.
 _HEAD: Final = (
-    "SELECT seq, id, ts FROM entries WHERE ledger = ? AND author = ? ORDER BY seq DESC LIMIT 1"
+    "SELECT seq, id, ts FROM (SELECT seq, id, ts FROM entries WHERE ledger = ?1 AND author = ?2"
+    " UNION ALL SELECT seq, id, ts FROM quarantine WHERE ledger = ?1 AND author = ?2) ORDER BY seq DESC LIMIT 1"
 )
+_COLUMNS: Final = "idh, id, ledger, author, seq, ts, kind, header, payload, received"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +154,17 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A stored entry whose bytes were found damaged, moved out of its ledger until a good copy comes."""
+
+    id: CID
+    ledger: CID
+    author: bytes
+    seq: int
+    found: int
+
+
 @dataclass(slots=True)
 class _Pending:
     request: AppendRequest
@@ -171,6 +202,7 @@ class Store:
         self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Sequence[Entry]], None]] = []
+        self._damage_listeners: list[Callable[[bytes], None]] = []
         #: For a key that writes as another identity (a device, a recovered key; SPEC.md §19): the entry its
         #: first entry in a ledger names as `grant` (node/store/grants.py sets it)
         self.grant_for: Callable[[CID], Awaitable[CID | None]] | None = None
@@ -189,6 +221,23 @@ class Store:
                 listener(entries)
             except Exception:  # a listener's bug must not fail a commit already made
                 log.exception("new-entries listener failed")
+
+    def on_damaged(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call `listener` with the id of each stored entry found damaged on reading (its bytes no longer hash to
+        its id, or its payload differs from its header), on the event loop. Returns an unsubscribe function."""
+        self._damage_listeners.append(listener)
+        return lambda: self._damage_listeners.remove(listener)
+
+    def _found_damaged(self, rid: bytes, detail: str) -> None:
+        if rid in self.damaged:
+            return
+        self.damaged.add(rid)
+        log.error("damaged entry left out", extra={"entry": _label(rid), "detail": detail, "store": str(self.path)})
+        for listener in list(self._damage_listeners):
+            try:
+                listener(rid)
+            except Exception:  # a listener's bug must not fail the read that found the damage
+                log.exception("damaged-entry listener failed")
 
     @classmethod
     async def open(
@@ -319,12 +368,45 @@ class Store:
         return added
 
     async def repair(self, entry: Entry) -> bool:
-        """Put back a good copy of a stored entry whose bytes were damaged: `entry` must be fully verified by the
-        caller (its id is the hash of its header, so any peer's copy can be checked). False if not stored here."""
+        """Put back a good copy of a stored entry whose bytes were damaged (in place, or quarantined): `entry` must
+        be fully verified by the caller (its id is the hash of its header, so any peer's copy can be checked).
+        False if no entry with its id is stored or quarantined here."""
         repaired: bool = await self._in_writer(_repair, self._wdb, entry)
         if repaired:
             self.damaged.discard(entry.id.raw)
+            self._announce([entry])
         return repaired
+
+    async def quarantine(self, entry_id: bytes) -> Quarantined | None:
+        """Move a stored entry whose bytes are damaged to the quarantine table (kept for inspection, not read as
+        part of its ledger) until a good copy comes (`ingest`, `repair`). None if its bytes are sound after all
+        (repaired meanwhile) or it is not stored."""
+        moved: Quarantined | None = await self._in_writer(_quarantine, self._wdb, entry_id, self._clock_ms())
+        if moved is not None:
+            log.warning("damaged entry quarantined", extra={"entry": str(moved.id), "ledger": str(moved.ledger),
+                                                            "seq": moved.seq, "store": str(self.path)})
+        return moved
+
+    async def quarantined(self) -> list[Quarantined]:
+        rows = await self._rows("SELECT id, ledger, author, seq, found FROM quarantine ORDER BY found, id")
+        return [Quarantined(CID(i), CID(led), bytes(a), int(seq), int(f)) for i, led, a, seq, f in rows]
+
+    async def scrub(self, chunk: int = LOG_CHUNK_ROWS) -> AsyncGenerator[bytes, None]:
+        """Check every stored entry's bytes against its id, `chunk` rows per read; yields (and reports to
+        `on_damaged`) the id of each damaged one. Hashes only: a fifth of a full decode."""
+        after = 0
+        while True:
+            rows = await self._rows(
+                "SELECT rowid, id, header, payload FROM entries WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, chunk))
+            if not rows:
+                return
+            for rowid, rid, header, payload in rows:
+                after = rowid
+                try:
+                    decode_stored_entry(rid, header, payload)
+                except InvalidData as exc:
+                    self._found_damaged(bytes(rid), exc.message)
+                    yield bytes(rid)
 
     # ---- queries ---------------------------------------------------------
 
@@ -352,8 +434,17 @@ class Store:
         row = await self._row(
             "SELECT header, payload FROM entries WHERE idh = ? AND id = ?", (_idh(entry_id), entry_id.raw)
         )
+        if row is None:
+            if await self._row("SELECT 1 FROM quarantine WHERE idh = ? AND id = ?", (_idh(entry_id), entry_id.raw)):
+                raise InvalidData("store_corrupt", f"stored entry {entry_id} was damaged and is quarantined until a "
+                                  "peer gives a good copy (`tally verify --repair` asks now)")
+            return None
         # store_corrupt (not a caller's payload_mismatch) when the stored bytes no longer hash to their id
-        return None if row is None else decode_stored_entry(entry_id.raw, row[0], row[1])
+        try:
+            return decode_stored_entry(entry_id.raw, row[0], row[1])
+        except InvalidData as exc:
+            self._found_damaged(entry_id.raw, exc.message)
+            raise
 
     async def ledgers(self) -> list[LedgerInfo]:
         result = []
@@ -384,9 +475,7 @@ class Store:
                 try:
                     yield decode_stored_entry(rid, header, payload)
                 except InvalidData as exc:  # damaged bytes: left out, so the rest of the ledger stays readable
-                    self.damaged.add(rid)
-                    log.error("damaged entry left out", extra={"entry": str(CID(rid)), "detail": exc.message,
-                                                               "store": str(self.path)})
+                    self._found_damaged(bytes(rid), exc.message)
 
     async def log_page(
         self, ledger: CID, limit: int, *, author: bytes | None = None, after: CID | None = None
@@ -448,13 +537,23 @@ class Store:
     async def raw_range(
         self, ledger: CID, author: bytes, from_seq: int, limit: int
     ) -> list[tuple[int, bytes, bytes | None]]:
-        """Up to `limit` entries of a chain from `from_seq` on, in seq order: (seq, header, payload)."""
+        """Up to `limit` entries of a chain from `from_seq` on, in seq order: (seq, header, payload). The bytes
+        are checked against their id on the way out: the run stops before a damaged entry (reported to
+        `on_damaged`), which a peer would refuse, and blame us for."""
         rows = await self._rows(
-            "SELECT seq, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq >= ?"
+            "SELECT seq, id, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq >= ?"
             " ORDER BY seq LIMIT ?",
             (ledger.raw, author, from_seq, limit),
         )
-        return [(int(seq), bytes(h), None if p is None else bytes(p)) for seq, h, p in rows]
+        out: list[tuple[int, bytes, bytes | None]] = []
+        for seq, rid, h, p in rows:
+            try:
+                decode_stored_entry(rid, h, p)
+            except InvalidData as exc:
+                self._found_damaged(bytes(rid), exc.message)
+                break
+            out.append((int(seq), bytes(h), None if p is None else bytes(p)))
+        return out
 
     async def id_at(self, ledger: CID, author: bytes, seq: int) -> CID | None:
         row = await self._row(
@@ -463,7 +562,12 @@ class Store:
         return None if row is None else CID(row[0])
 
     async def genesis(self, ledger: CID) -> Entry | None:
-        entry = await self.get(ledger)
+        """The ledger's genesis; None when it is not stored, or damaged (then it is as if not stored: sync
+        treats the ledger as one whose genesis it lacks, and fetches it again)."""
+        try:
+            entry = await self.get(ledger)
+        except InvalidData:
+            return None
         return entry if entry is not None and entry.is_genesis else None
 
     async def ledger_size(self, ledger: CID) -> int:
@@ -486,6 +590,11 @@ class Store:
             for r in rows:
                 yield Problem("-", "store_corrupt", f"sqlite: {r[0]}")
         heads: dict[tuple[bytes, bytes], ChainHead] = {}
+        # Quarantined entries are listed, and their chains checked across the hole they leave.
+        holes: dict[tuple[bytes, bytes, int], ChainHead] = {}
+        for rid, ledger, author, seq, ts in await self._rows("SELECT id, ledger, author, seq, ts FROM quarantine"):
+            holes[(bytes(ledger), bytes(author), int(seq))] = ChainHead(bytes(author), CID(ledger), seq, CID(rid), ts)
+            yield Problem(_label(rid), "store_corrupt", "damaged: quarantined until a peer gives a good copy")
         async with self._read.execute(
             "SELECT idh, id, ledger, author, seq, ts, kind, header, payload FROM entries ORDER BY ledger, author, seq"
         ) as cur:
@@ -496,8 +605,12 @@ class Store:
                     continue
                 assert entry is not None
                 hk = (entry.ledger_id.raw, entry.header.author)
+                prev = heads.get(hk)
+                hole = holes.get((*hk, entry.seq - 1))
+                if hole is not None and (prev is None or prev.seq < hole.seq):
+                    prev = hole
                 try:
-                    check_next(heads.get(hk), entry)
+                    check_next(prev, entry)
                 except InvalidData as exc:
                     yield Problem(str(entry.id), exc.code, exc.message)
                 heads[hk] = ChainHead.of(entry)
@@ -661,6 +774,9 @@ def _ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestRes
             head = heads[hk]
             if head is not None and entry.seq <= head.seq:
                 other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq)
+                if other is None and _unquarantine(db, entry):
+                    stored.append(entry)  # a good copy of an entry quarantined here: back in its chain
+                    continue
                 if other is None or other.id == entry.id:
                     duplicates += 1
                     continue
@@ -700,7 +816,36 @@ def _repair(db: sqlite3.Connection, entry: Entry) -> bool:
     with _Transaction(db):
         cur = db.execute("UPDATE entries SET header = ?, payload = ? WHERE idh = ? AND id = ?",
                          (entry.header_raw, entry.payload_raw, _idh(entry.id), entry.id.raw))
-        return cur.rowcount > 0
+        return cur.rowcount > 0 or _unquarantine(db, entry)
+
+
+def _unquarantine(db: sqlite3.Connection, entry: Entry) -> bool:
+    """Put a good copy of a quarantined entry back in its chain (in the caller's transaction). Its id is the
+    one stored when it was first checked, so it links its chain as before."""
+    row = db.execute("SELECT received FROM quarantine WHERE idh = ? AND id = ?",
+                     (_idh(entry.id), entry.id.raw)).fetchone()
+    if row is None:
+        return False
+    db.execute("DELETE FROM quarantine WHERE idh = ? AND id = ?", (_idh(entry.id), entry.id.raw))
+    db.execute(_INSERT, _row(entry, int(row[0])))
+    return True
+
+
+def _quarantine(db: sqlite3.Connection, entry_id: bytes, now: int) -> Quarantined | None:
+    with _Transaction(db):
+        row = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE idh = ? AND id = ?",
+                         (_idh(CID(entry_id)), entry_id)).fetchone()
+        if row is None:
+            return None
+        try:  # checked again under the lock: a good copy may have come meanwhile
+            decode_stored_entry(entry_id, row[7], row[8])
+            return None
+        except InvalidData:
+            pass
+        db.execute(f"INSERT OR REPLACE INTO quarantine ({_COLUMNS}, found) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*row, now))
+        db.execute("DELETE FROM entries WHERE idh = ? AND id = ?", (row[0], entry_id))
+        return Quarantined(CID(entry_id), CID(row[2]), bytes(row[3]), int(row[4]), now)
 
 
 def _follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:

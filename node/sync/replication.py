@@ -23,6 +23,7 @@ from aiohttp import web
 
 from node.store.states import MEMBER_KIND_PREFIX, LedgerStates
 from node.store.store import Store
+from node.sync.healing import Healer
 from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
 from node.sync.peers import MISBEHAVIOUR, PeerInfo, PeerMisbehaved, wall_ms
@@ -61,6 +62,7 @@ class Replicator:
         found: str = "flag",
         rng: random.Random | None = None,
         states: LedgerStates | None = None,
+        heal: bool = False,
     ) -> None:
         self._store = store
         self._own_states = states is None
@@ -76,6 +78,8 @@ class Replicator:
         self._offline = offline
         self._rng = rng or random.Random()
         self._verifier = Verifier()
+        # The running node heals its store (quarantine, fetch again); a one-shot `tally sync` does not.
+        self._healer = Healer(store, self.states, lambda: self._sessions.values()) if heal else None
         self._sessions: dict[str, SyncSession] = {}
         self._info: dict[str, PeerInfo] = {}  # by did, or "url:<url>" until the did is known
         self._tasks: set[asyncio.Task[None]] = set()
@@ -113,6 +117,8 @@ class Replicator:
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
         self._unsubscribe = self._store.on_new_entries(self._on_new_entries)
+        if self._healer is not None:
+            self._healer.start()
         for url in self._peer_urls:
             self.add_peer(url, self._peer_found[url])
         if self._catching_up:
@@ -150,6 +156,8 @@ class Replicator:
         self._stopping = True
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._healer is not None:
+            await self._healer.stop()
         for session in list(self._sessions.values()):
             await session.link.close(None, "node shutting down")
         for task in list(self._tasks):

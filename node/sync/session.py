@@ -351,6 +351,10 @@ class SyncSession:
     def gossip(self, proof: ForkProof) -> None:
         self._dispatch(self.engine.gossip(proof))
 
+    def refetch(self, ledger: CID, author: bytes, seq: int) -> None:
+        """Ask the peer for an entry found damaged here, if the ledger is shared on this link."""
+        self._dispatch(self.engine.refetch(ledger, author, seq, _now()))
+
     async def reconsider(self, ledgers: Sequence[CID]) -> None:
         """Who may see `ledgers` changed (a member admitted, a genesis stored, a ledger followed)."""
         facts = await self._facts(ledgers, follow=False)

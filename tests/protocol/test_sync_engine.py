@@ -198,6 +198,19 @@ def level_engine() -> SyncEngine:
     return e
 
 
+def test_a_damaged_entry_is_asked_again_once_and_only_where_its_ledger_is_shared() -> None:
+    unshared = engine()
+    unshared.start([facts(chain(A, 2))], 0.0)
+    assert unshared.refetch(L, A.public_key, 2, 0.1) == []  # the peer may not see it: nothing is asked
+    e = level_engine()
+    assert sent(e.refetch(L, A.public_key, 2, 1.0)) == [Want(L, A.public_key, 2, 1)]
+    assert e.refetch(L, A.public_key, 2, 1.1) == []  # once per link
+    # the answer is one entry; no further window is asked for, though the peer holds more
+    e.known[L.raw][A.public_key] = 5
+    assert sent(e.receive(Sent(L, A.public_key, 2), 2.0)) == []
+    assert e.outstanding == {} and not list(e.queued)
+
+
 def test_sent_without_a_want_is_a_protocol_error() -> None:
     e = level_engine()
     out = e.receive(Sent(L, A.public_key, 3), 1.0)

@@ -1,0 +1,99 @@
+"""The store heals itself (SPEC.md §10): a stored entry found damaged is quarantined and fetched again from peers.
+
+A damaged entry is found when it is read (a ledger's log, an entry by id, a chain served to a peer) and by one
+scrub of the whole store when the node starts. It is moved to the store's quarantine table, where it is kept for
+inspection and no longer read as part of its ledger, and each link on which its ledger is shared (for a
+members-only ledger: its members, who may hold it) is asked for it by seq, at once and again every
+`HEAL_RETRY_S` on links not asked yet. A copy comes back through sync's ordinary checks (§5.4), and the store
+takes it only if it has the id the damaged entry was stored under: its id is the hash of its header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+from node.store.states import LedgerStates
+from node.store.store import Store
+from node.sync.session import SyncSession
+from protocol import Entry
+
+log = logging.getLogger(__name__)
+
+HEAL_RETRY_S: Final = 5.0  # how often quarantined entries are asked for on links not yet asked
+
+
+class Healer:
+    def __init__(self, store: Store, states: LedgerStates, sessions: Callable[[], Iterable[SyncSession]]) -> None:
+        self._store = store
+        self._states = states
+        self._sessions = sessions
+        self._found: set[bytes] = set()  # damaged ids not yet quarantined
+        self._waiting: set[bytes] = set()  # quarantined ids
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        self._unsubscribe = [self._store.on_damaged(self._on_damaged), self._store.on_new_entries(self._on_stored)]
+        self._tasks = [asyncio.create_task(self._run(), name="heal"), asyncio.create_task(self._scrub(), name="scrub")]
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def ask(self) -> None:
+        """Ask for quarantined entries now (a link came up)."""
+        self._wake.set()
+
+    def _on_damaged(self, entry_id: bytes) -> None:
+        self._found.add(entry_id)
+        self._wake.set()
+
+    def _on_stored(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            if entry.id.raw in self._waiting:
+                self._waiting.discard(entry.id.raw)
+                self._states.forget(entry.ledger_id)
+                log.warning("damaged entry restored from a peer", extra={"entry": str(entry.id)})
+
+    async def _scrub(self) -> None:
+        try:
+            async with contextlib.aclosing(self._store.scrub()) as damaged:
+                count = sum([1 async for _ in damaged])
+        except Exception:  # a store that cannot be read is reported where it is read
+            log.exception("store scrub failed")
+            return
+        log.info("store scrubbed", extra={"damaged": count})
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEAL_RETRY_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._heal()
+            except Exception:  # never let one bad row stop healing for good
+                log.exception("healing the store failed")
+
+    async def _heal(self) -> None:
+        for entry_id in sorted(self._found):
+            self._found.discard(entry_id)
+            moved = await self._store.quarantine(entry_id)
+            if moved is not None:
+                self._states.forget(moved.ledger)  # folded again without it: not counted while damaged
+        quarantined = await self._store.quarantined()
+        self._waiting = {q.id.raw for q in quarantined}
+        for q in quarantined:
+            for session in list(self._sessions()):
+                session.refetch(q.ledger, q.author, q.seq)
+
+
+__all__ = ["HEAL_RETRY_S", "Healer"]

@@ -1,0 +1,142 @@
+"""A store that heals itself (SPEC.md §10, §13.5): a byte flipped in a node's SQLite file makes the running node
+quarantine the damaged entry (kept, not counted), answer `store_corrupt` for it meanwhile, and fetch a good copy
+from a peer by itself; for a members-only ledger only from a member. Real homes, real SQLite files, real
+`tally run` processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from running_nodes import Node, exchange, ok, refused, run, start, stop_all, until
+
+from node.sync.healing import HEAL_RETRY_S
+from protocol import CID
+
+
+def flip_byte_in_file(home: Path, entry: str) -> None:
+    """One bit flipped in the store file itself, in the middle of the entry's payload, as a failing disk would
+    (no node runs on the home; the WAL is folded into the file first, so the bytes are there)."""
+    store = home / "tally.sqlite3"
+    db = sqlite3.connect(store)
+    (payload,) = db.execute("SELECT payload FROM entries WHERE id = ?", (CID.parse(entry).raw,)).fetchone()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = bytearray(store.read_bytes())
+    at = data.find(payload)
+    assert at >= 0 and data.find(payload, at + 1) < 0, "the payload is in the file once"
+    data[at + len(payload) // 2] ^= 0x10
+    store.write_bytes(bytes(data))
+
+
+def quarantined(home: Path) -> list[str]:
+    """The ids in the quarantine table of the home's store file (read-only: a node runs on it)."""
+    db = sqlite3.connect(f"file:{home / 'tally.sqlite3'}?mode=ro", uri=True)
+    try:
+        return [str(CID(row[0])) for row in db.execute("SELECT id FROM quarantine")]
+    finally:
+        db.close()
+
+
+def entry_answer(node: Node, entry: str) -> tuple[int, Any]:
+    return node.api("GET", f"/entries/{entry}")
+
+
+def history(node: Node, ledger: str) -> list[str]:
+    status, data = node.api("GET", f"/ledgers/{ledger}/history")
+    assert status == 200, data
+    return sorted(c["id"] for c in data["contributions"])
+
+
+def test_a_flipped_byte_is_quarantined_and_fetched_again_from_a_member_only(tmp_path: Path) -> None:
+    ana_home, ben_home, cal_home = tmp_path / "ana", tmp_path / "ben", tmp_path / "cal"
+    ana_did, ben_did, cal_did = ok(ana_home, "init"), ok(ben_home, "init"), ok(cal_home, "init")
+    ana = start("ana", ana_home, ana_did)
+    ben = start("ben", ben_home, ben_did, ana.address)
+    nodes = [ana, ben]
+    try:
+        ledger = ok(ana_home, "ledger", "create", "Bike coop")  # members-only
+        ok(ana_home, "member", "admit", ledger, ben_did)
+        ok(ben_home, "follow", ledger)
+        ids = [ok(ana_home, "contribute", ledger, "--action", "work", "--quantity", str(q), "--unit", "hour")
+               for q in (1, 2, 3)]
+        until(lambda: ben.state(ledger) is not None and history(ben, ledger) == sorted(ids), "ben holds ana's entries",
+              logs=nodes)
+        status, good = entry_answer(ana, ids[1])
+        assert status == 200, good
+    finally:
+        stop_all(nodes)
+
+    # cal, not a member, holds copies too (passed by hand) and follows the ledger: it must never be asked
+    exchange(ben_home, cal_home)
+    ok(cal_home, "follow", ledger)
+    flip_byte_in_file(ben_home, ids[1])
+    refused(ben_home, "store_corrupt", "verify")
+
+    cal = start("cal", cal_home, cal_did)
+    ben = start("ben", ben_home, ben_did, cal.address)
+    nodes = [cal, ben]
+    try:
+        # found by the node's own scrub at start, quarantined: a store error for it, the rest readable
+        until(lambda: quarantined(ben_home) == [ids[1]], "ben quarantines the damaged entry", logs=nodes)
+        status, data = entry_answer(ben, ids[1])
+        assert (status, data["error"]["code"]) == (500, "store_corrupt"), data
+        assert (ben.api("GET", f"/entries/{ids[1]}", owner=False)[0]) == 404  # nothing told to others
+        # not counted while damaged; the next entry of its chain waits for it (§16.2), the rest reads as before
+        assert history(ben, ledger) == [ids[0]]
+        # linked with cal, which holds a copy but is no member: ben does not ask it, so no copy comes
+        until(lambda: any(p["id"] == cal_did and p["connected"] for p in ben.api("GET", "/peers")[1]["peers"]),
+              "ben linked with cal", logs=nodes)
+        time.sleep(3 * HEAL_RETRY_S)
+        assert quarantined(ben_home) == [ids[1]]
+        assert entry_answer(ben, ids[1])[0] == 500
+
+        # ana, a member, comes back: ben fetches the entry from her by itself, and takes it only as it was
+        ana = start("ana", ana_home, ana_did, ben.address)
+        nodes.append(ana)
+        until(lambda: entry_answer(ben, ids[1])[0] == 200, "ben repaired from ana", logs=nodes)
+        assert entry_answer(ben, ids[1])[1] == good
+        assert quarantined(ben_home) == []
+        until(lambda: history(ben, ledger) == sorted(ids), "the repaired entry counted again", logs=nodes)
+        assert all(n.proc.poll() is None for n in nodes), "no node crashed"
+    finally:
+        stop_all(nodes)
+    assert ok(ben_home, "verify").startswith("ok")
+    for node in nodes:
+        assert "Traceback" not in node.log(), node.log()[-3000:]
+    assert "damaged entry restored from a peer" in ben.log()
+
+
+def test_a_damaged_head_of_the_owners_own_chain_is_linked_not_forked(tmp_path: Path) -> None:
+    """The node's own latest entry quarantined: its next entry still follows it (the quarantine keeps its id and
+    seq), so the owner's chain never forks, and the entry comes back from a peer later."""
+    ana_home, ben_home = tmp_path / "ana", tmp_path / "ben"
+    ana_did, ben_did = ok(ana_home, "init"), ok(ben_home, "init")
+    ledger = ok(ana_home, "ledger", "create", "Open books", "--public")
+    ok(ben_home, "follow", ledger)
+    first = ok(ana_home, "contribute", ledger, "--action", "work", "--quantity", "1", "--unit", "hour")
+    head = ok(ana_home, "contribute", ledger, "--action", "work", "--quantity", "2", "--unit", "hour")
+    exchange(ana_home, ben_home)
+    flip_byte_in_file(ana_home, head)
+
+    ana = start("ana", ana_home, ana_did)  # alone: nobody to fetch from yet
+    nodes = [ana]
+    try:
+        until(lambda: quarantined(ana_home) == [head], "ana quarantines her damaged head", logs=nodes)
+        after = ok(ana_home, "contribute", ledger, "--action", "work", "--quantity", "3", "--unit", "hour")
+        status, row = ana.api("GET", f"/entries/{after}")
+        assert status == 200 and row["seq"] == 4 and row["prev"] == head, row  # genesis, first, head, after
+        ben = start("ben", ben_home, ben_did, ana.address)
+        nodes.append(ben)
+        until(lambda: ana.api("GET", f"/entries/{head}")[0] == 200, "ana repaired from ben", logs=nodes)
+        until(lambda: sorted(c["id"] for c in ben.api("GET", f"/ledgers/{ledger}/history")[1]["contributions"])
+              == sorted([first, head, after]), "ben holds ana's new entry", logs=nodes)
+    finally:
+        stop_all(nodes)
+    for home in (ana_home, ben_home):
+        assert ok(home, "verify").startswith("ok")
+        r = run(home, "log", "--ledger", ledger, "--json")
+        assert [json.loads(line)["seq"] for line in r.stdout.splitlines()] == [1, 2, 3, 4], r.stderr
