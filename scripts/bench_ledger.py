@@ -84,10 +84,10 @@ def member_key(i: int) -> SigningKey:
 class Chains:
     """Signs each member's next entry in their chain, with times that only go forward."""
 
-    def __init__(self, keys: list[SigningKey]) -> None:
+    def __init__(self, keys: list[SigningKey], *, public: bool = False) -> None:
         founders = keys[:FOUNDERS]
         rules = Rules.from_config({**RULES, "founders": [k.did for k in founders]}, name="Bike coop",
-                                  creator=founders[0].did)
+                                  creator=founders[0].did, public=public)
         start_ms = int(YEAR_START.timestamp() * 1000)
         self.genesis = create_entry(founders[0], ledger=None, seq=1, prev=None, ts=start_ms, kind=GENESIS_KIND,
                                     body=rules.to_body())
@@ -135,11 +135,15 @@ def event_body(rnd: random.Random, member: CID, day: datetime) -> dict[str, Any]
     return body
 
 
-def build_entries(members: int, events: int, endorsements: int, seed: int = 1) -> tuple[Entry, list[Entry]]:
-    """The genesis and every entry, in an order that keeps each chain in seq order."""
+def build_entries(members: int, events: int, endorsements: int, seed: int = 1, *, founder: SigningKey | None = None,
+                  public: bool = False) -> tuple[Entry, list[Entry]]:
+    """The genesis and every entry, in an order that keeps each chain in seq order; `founder` (e.g. a node's
+    own key) replaces the first member's key."""
     rnd = random.Random(seed)
     keys = [member_key(i) for i in range(members)]
-    chains = Chains(keys)
+    if founder is not None:
+        keys[0] = founder
+    chains = Chains(keys, public=public)
     ledger = chains.genesis.id
     proof: dict[bytes, CID] = {k.public_key: ledger for k in keys[:FOUNDERS]}
     start_ms = chains.genesis.header.ts
