@@ -168,13 +168,41 @@ def encode(value: object) -> bytes:
 
 
 def decode(data: bytes, *, max_bytes: int) -> Any:
-    """Decode one strict DAG-CBOR block of at most `max_bytes` bytes."""
+    """Decode one strict DAG-CBOR block of at most `max_bytes` bytes.
+
+    Canonical form is checked in two halves: map keys in DAG-CBOR order (walked here), and
+    everything else by re-encoding in the decoded order, which cbor2 does five times faster
+    than a canonical (key-sorting) encode. With the keys already sorted the two encodings
+    are the same bytes, so the same blocks are refused.
+    """
     value = decode_unchecked(data, max_bytes=max_bytes)
-    if _dumps(value) != data:
+    if not _keys_sorted(value) or _dumps_as_is(value) != data:
         raise InvalidData(
             "bad_encoding", "not canonical DAG-CBOR (trailing bytes, non-shortest form or key order)"
         )
     return value
+
+
+def _dumps_as_is(value: object) -> bytes:
+    return cbor2.dumps(value, default=_encode_link)
+
+
+def _keys_sorted(value: object) -> bool:
+    """Every map's keys strictly ascending in DAG-CBOR order: encoded length first, then bytewise."""
+    kind = type(value)
+    if kind is dict:
+        last: bytes | None = None
+        for key, item in value.items():  # type: ignore[attr-defined]
+            raw = key.encode("utf-8", "surrogatepass")
+            if last is not None and (len(raw) < len(last) or (len(raw) == len(last) and raw <= last)):
+                return False
+            last = raw
+            if type(item) in (dict, list) and not _keys_sorted(item):
+                return False
+        return True
+    if kind is list:
+        return all(_keys_sorted(item) for item in value if type(item) in (dict, list))  # type: ignore[attr-defined]
+    return True
 
 
 def decode_unchecked(data: bytes, *, max_bytes: int) -> Any:

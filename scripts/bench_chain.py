@@ -5,15 +5,17 @@ Prints, measured in this one run (machines here are noisy, so ratios matter):
 - append rate: build + sign + store, committed durably in batches (a bulk import);
 - ingest rate: decode + verify + link check + store, as entries arriving from a peer;
 and each rate's ratio to the fastest raw single-core rate. Goals: append >= 0.4 x sign,
-ingest >= 1.0 x verify.
+ingest >= 1.0 x verify. Ingest runs twice: signatures in worker processes (as the node does)
+and on the decoding thread only. `--crossover` also times one batch by size both ways.
 
-    python scripts/bench_chain.py [--entries 100000] [--batch 1000]
+    python scripts/bench_chain.py [--entries 100000] [--batch 1000] [--crossover]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +26,7 @@ from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypai
 
 from node.runtime import tune_gc
 from node.store.store import GROUP_MAX, Store
-from node.sync.ingest import RawEntry, Verifier, ingest_batches
+from node.sync.ingest import POOL_MIN, RawEntry, Verifier, ingest_batches
 from protocol import GENESIS_KIND, SigningKey
 from protocol.writes import AppendRequest
 
@@ -74,7 +76,7 @@ def raw_rates(n: int = 2000) -> dict[str, tuple[float, float]]:
     }
 
 
-async def bench(entries: int, batch: int, workdir: Path) -> None:
+async def bench(entries: int, batch: int, workdir: Path, crossover: bool) -> None:
     raws = raw_rates()
     for name, (s, v) in raws.items():
         print(f"raw {name:24s} sign {s:9,.0f}/s   verify {v:9,.0f}/s   (single core)")
@@ -96,33 +98,59 @@ async def bench(entries: int, batch: int, workdir: Path) -> None:
 
     rows: list[RawEntry] = [(e.header_raw, e.payload_raw) async for e in source.log(genesis.id)]
     await source.close()
-    target = await Store.open(workdir / "target.sqlite3")
-
     async def batches() -> AsyncIterator[list[RawEntry]]:
         for i in range(0, len(rows), batch):
             yield rows[i : i + batch]
 
-    with Verifier() as verifier:
-        t = time.perf_counter()
-        totals = await ingest_batches(target, verifier, batches())
-        ingest_s = time.perf_counter() - t
-    await target.close()
-    assert totals.stored == len(rows), totals
-    ingest_rate = len(rows) / ingest_s
-    print(f"ingest  {ingest_rate:9,.0f} entries/s  ({len(rows):,} entries in {ingest_s:.1f} s: decode + verify + "
-          f"link check + durable store)  ratio to raw single-core verify {ingest_rate / verify_best:.2f} (goal >= 1.0)")
+    # Worker processes for signatures (the node's way), then a thread only, each into a fresh store.
+    for name, pool_min in (("ingest", POOL_MIN), ("ingest, signatures on the decoding thread", 1 << 30)):
+        target = await Store.open(workdir / f"target-{pool_min}.sqlite3")
+        with Verifier(pool_min=pool_min) as verifier:
+            if pool_min == POOL_MIN:
+                await verifier.check(rows[:POOL_MIN])  # start the workers (once per node) before the clock
+            t = time.perf_counter()
+            totals = await ingest_batches(target, verifier, batches())
+            ingest_s = time.perf_counter() - t
+        await target.close()
+        assert totals.stored == len(rows), totals
+        ingest_rate = len(rows) / ingest_s
+        print(f"{name}: {ingest_rate:9,.0f} entries/s  ({len(rows):,} entries in {ingest_s:.1f} s: decode + verify + "
+              f"link check + durable store)  ratio to raw single-core verify {ingest_rate / verify_best:.2f} "
+              "(goal >= 1.0)")
     size = sum(len(h) + len(p or b"") for h, p in rows) / len(rows)
     print(f"entry size {size:.0f} bytes on average (header + payload)")
+    if crossover:
+        await print_crossover(rows)
+
+
+async def print_crossover(rows: list[RawEntry]) -> None:
+    """Decode + verify rate of one batch by size: signatures on the decoding thread vs in worker
+    processes. Where the processes start to win is the node's POOL_MIN."""
+    print(f"crossover (entries/s of one batch checked alone; POOL_MIN = {POOL_MIN}):")
+    with Verifier(pool_min=1 << 30) as thread, Verifier(pool_min=1) as pool:
+        await pool.check(rows[:64])  # the workers are up
+        for n in (4, 8, 16, 32, 48, 64, 128, 256, 1024):
+            batch = rows[:n]
+            times: tuple[list[float], list[float]] = ([], [])
+            for _ in range(max(5, 4096 // n)):  # alternated, so both see the same load; medians
+                for verifier, spent in zip((thread, pool), times, strict=True):
+                    t = time.perf_counter()
+                    await verifier.check(batch)
+                    spent.append(time.perf_counter() - t)
+            rates = [n / statistics.median(spent) for spent in times]
+            print(f"  batch {n:5d}: thread {rates[0]:9,.0f}/s   workers {rates[1]:9,.0f}/s   "
+                  f"{'workers' if rates[1] > rates[0] else 'thread'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--crossover", action="store_true", help="also time one batch by size, thread vs workers")
     args = parser.parse_args()
     tune_gc()  # as `tally` does
     with tempfile.TemporaryDirectory(prefix="tally-bench-") as d:
-        asyncio.run(bench(args.entries, args.batch, Path(d)))
+        asyncio.run(bench(args.entries, args.batch, Path(d), args.crossover))
 
 
 if __name__ == "__main__":

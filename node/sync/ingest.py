@@ -1,24 +1,46 @@
 """Taking in entries from elsewhere: decode, verify, link-check, store.
 
-Signature checks dominate the cost, and libsodium releases the GIL while it
-verifies, so they run on a thread pool while the event loop decodes the next
-batch and SQLite (in aiosqlite's thread) stores the previous one. On two cores
-that keeps both busy.
+The node decodes (SPEC §5.4 steps 1-7) on one thread off the event loop, so the loop keeps
+answering while a large batch decodes; signature checks (step 8) of large batches run in
+worker processes, where they neither wait for the GIL nor hold up decoding. Smaller batches
+are verified on the decoding thread (handing them to a process costs more than it saves),
+and the smallest (a live push) on the event loop, which is quicker than any hand-off. Every
+path runs the same decoder and libsodium's `crypto_sign_open` through PyNaCl
+(`protocol.identity.verify_many`), so what is accepted is the same.
+Nothing is stored, let alone acknowledged, before the whole batch is checked; storing
+commits before anything is reported (node/store/store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing
 import os
 from collections.abc import AsyncIterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Final
 
 from node.store.store import IngestResult, Store
 from protocol import Entry, InvalidData, decode_entry
+from protocol.entry import signing_bytes_of
+from protocol.identity import verify_many
+
+log = logging.getLogger(__name__)
 
 RawEntry = tuple[bytes, bytes | None]  # (header bytes, payload bytes or None)
-VERIFY_CHUNK = 128  # entries per pool task: large enough to amortize the hand-off
+Triple = tuple[bytes, bytes, bytes]  # (public key, signature, signed bytes)
+#: Batches with at least this many signatures go to the worker processes, smaller ones are
+#: checked on the decoding thread. Measured by `scripts/bench_chain.py --crossover` (README).
+POOL_MIN: Final = 48
+#: Batches this small (live pushes) are checked on the event loop itself: well under a
+#: millisecond, less than a thread hand-off costs when the loop is busy.
+INLINE_MAX: Final = 4
+#: Worker processes at most: libsodium is single-threaded per call, one per core is enough.
+MAX_WORKERS: Final = 4
+_LOOKAHEAD: Final = 2  # batches `ingest_batches` checks at once (one decodes while one verifies)
 
 
 @dataclass(slots=True)
@@ -29,31 +51,54 @@ class Checked:
     refused: list[tuple[int, InvalidData]] = field(default_factory=list)  # (input index, error)
 
 
-def _decode_and_verify(raws: Sequence[RawEntry]) -> list[Entry | InvalidData]:
-    """Decode then verify each entry in turn (run on a pool thread).
-
-    Item by item rather than phase by phase: the thread drops the GIL inside
-    every signature check, so two such threads interleave (one decodes while
-    the other verifies) instead of queueing for the GIL behind a long decode.
-    """
-    out: list[Entry | InvalidData] = []
+def _decode(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[Triple]]:
+    """Decode each entry (steps 1-7 of §5.4); the signatures of those that decoded, to check."""
+    decoded: list[Entry | InvalidData] = []
+    triples: list[Triple] = []
     for header, payload in raws:
         try:
-            out.append(decode_entry(header, payload))
+            entry = decode_entry(header, payload, check_signature=False)
         except InvalidData as exc:
-            out.append(exc)
-    return out
+            decoded.append(exc)
+            continue
+        decoded.append(entry)
+        triples.append((entry.header.author, entry.header.sig, signing_bytes_of(entry)))
+    return decoded, triples
+
+
+def _decode_and_verify(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[bool]]:
+    decoded, triples = _decode(raws)
+    return decoded, verify_many(triples)
+
+
+def _verdicts(decoded: list[Entry | InvalidData], valid: Sequence[bool]) -> Checked:
+    result = Checked()
+    checks = iter(valid)
+    for index, item in enumerate(decoded):
+        if isinstance(item, InvalidData):
+            result.refused.append((index, item))
+        elif next(checks):
+            result.entries.append(item)
+        else:
+            result.refused.append((index, InvalidData("bad_signature", f"signature of {item.id} does not verify")))
+    return result
 
 
 class Verifier:
-    """Decodes raw entries and checks their signatures on `workers` threads."""
+    """Decodes raw entries on a thread and checks their signatures, in worker processes for
+    batches of at least `pool_min` signatures (`workers` of them, started on first use)."""
 
-    def __init__(self, workers: int | None = None) -> None:
-        self._workers = workers or os.cpu_count() or 2
-        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="verify")
+    def __init__(self, workers: int | None = None, *, pool_min: int = POOL_MIN) -> None:
+        self._workers = workers or min(MAX_WORKERS, os.cpu_count() or 2)
+        self.pool_min = pool_min
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._decoder.shutdown(wait=True)
 
     def __enter__(self) -> Verifier:
         return self
@@ -64,22 +109,34 @@ class Verifier:
     async def check(self, raws: Sequence[RawEntry]) -> Checked:
         """Decode every entry (refusing bad bytes with their code) and verify signatures."""
         loop = asyncio.get_running_loop()
-        # Even chunks, at least one per worker, so no thread idles while another has the tail.
-        size = max(16, min(VERIFY_CHUNK, -(-len(raws) // self._workers)))
-        chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
-        outcomes = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, _decode_and_verify, chunk) for chunk in chunks)
-        )
-        result = Checked()
-        index = 0
-        for outcome in outcomes:
-            for item in outcome:
-                if isinstance(item, Entry):
-                    result.entries.append(item)
-                else:
-                    result.refused.append((index, item))
-                index += 1
-        return result
+        if len(raws) <= INLINE_MAX:
+            return _verdicts(*_decode_and_verify(raws))  # a live push: no hop to a thread and back
+        if len(raws) < self.pool_min:
+            decoded, valid = await loop.run_in_executor(self._decoder, _decode_and_verify, raws)
+            return _verdicts(decoded, valid)
+        decoded, triples = await loop.run_in_executor(self._decoder, _decode, raws)
+        return _verdicts(decoded, await self._verify_in_workers(triples))
+
+    async def _verify_in_workers(self, triples: list[Triple]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        if len(triples) < self.pool_min:
+            return await loop.run_in_executor(self._decoder, verify_many, triples)
+        if self._pool is None:
+            # Spawned, not forked: this process runs threads (SQLite, the decoder) that a fork would copy mid-step.
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+        size = -(-len(triples) // self._workers)  # one even share per worker
+        try:
+            parts = await asyncio.gather(*(
+                loop.run_in_executor(self._pool, verify_many, triples[i : i + size])
+                for i in range(0, len(triples), size)
+            ))
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): check here, and start new workers next time.
+            log.warning("signature workers stopped; verifying %d signatures on a thread", len(triples))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            return await loop.run_in_executor(self._decoder, verify_many, triples)
+        return [ok for part in parts for ok in part]
 
 
 @dataclass(slots=True)
@@ -92,9 +149,11 @@ class IngestTotals:
 
 
 async def ingest_batches(store: Store, verifier: Verifier, batches: AsyncIterable[Sequence[RawEntry]]) -> IngestTotals:
-    """Ingest a stream of batches, overlapping the verification of one batch with
-    the storing of the one before. Batches must keep each chain in seq order."""
+    """Ingest a stream of batches: while one batch is stored, the next ones decode and verify
+    (up to _LOOKAHEAD at once). Batches must keep each chain in seq order; they are stored in
+    the order given, each in one transaction committed before the next is stored."""
     totals = IngestTotals()
+    checking: list[asyncio.Task[Checked]] = []
     storing: asyncio.Task[IngestResult] | None = None
 
     async def finish(task: asyncio.Task[IngestResult]) -> None:
@@ -105,12 +164,24 @@ async def ingest_batches(store: Store, verifier: Verifier, batches: AsyncIterabl
         totals.gaps += len(r.gaps)
         totals.refused += len(r.refused)
 
-    async for raws in batches:
-        checked = await verifier.check(raws)
+    async def store_next() -> None:
+        nonlocal storing
+        checked = await checking.pop(0)
         totals.refused += len(checked.refused)
         if storing is not None:
             await finish(storing)
         storing = asyncio.create_task(store.ingest(checked.entries))
-    if storing is not None:
-        await finish(storing)
+
+    try:
+        async for raws in batches:
+            checking.append(asyncio.create_task(verifier.check(raws)))
+            if len(checking) >= _LOOKAHEAD:
+                await store_next()
+        while checking:
+            await store_next()
+        if storing is not None:
+            await finish(storing)
+    finally:
+        for task in checking:
+            task.cancel()
     return totals

@@ -7,9 +7,10 @@ per authenticated link, with these tasks:
 - reader: frames in, facts read from the store, fed to the engine;
 - writer: the engine's messages out, in the order it produced them;
 - server: the store reads that answer the peer's wants and live-push tails;
-- verifier and storer: `ents` decoded and verified on the pool while the previous ones
-  are stored; consecutive stores go into one transaction (group commit: nothing is
-  acknowledged before its commit);
+- verifier and storer: `ents` decoded (a thread) and verified (worker processes for large
+  batches, node/sync/ingest.py), several at once, while the previous ones are stored;
+  consecutive stores go into one transaction (group commit: nothing is acknowledged
+  before its commit);
 - helper: fork-id checks, own-chain answers, fork proofs to keep;
 - timer: the engine's want timeout.
 
@@ -251,11 +252,29 @@ class SyncSession:
                 await self._outbox.join()  # a large answer goes out before the next is read
 
     async def _verifier(self) -> None:
-        while True:
-            action = await self._verifies.get()
+        # Several messages are checked at once (at most INBOX_MESSAGES: the reader waits beyond),
+        # so one decodes while the signatures of another are checked in the worker processes.
+        # The engine stores them in arrival order whatever order their checks end in.
+        checking: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                action = await self._verifies.get()
+                task = asyncio.create_task(self._verify(action))
+                checking.add(task)
+                task.add_done_callback(checking.discard)
+        finally:
+            for task in checking:
+                task.cancel()
+
+    async def _verify(self, action: Verify) -> None:
+        try:
             checked = await self.verifier.check(action.ents.entries)
-            error = checked.refused[0][1] if checked.refused else None
-            self._dispatch(self.engine.verified(action.job, checked.entries, error, _now()))
+        except Exception as exc:  # never leave a job unanswered: the link would wait forever
+            log.error("verifying entries failed peer=%s error=%r", self.peer_did, exc)
+            self._end(Close(None, "closing"))
+            return
+        error = checked.refused[0][1] if checked.refused else None
+        self._dispatch(self.engine.verified(action.job, checked.entries, error, _now()))
 
     async def _storer(self) -> None:
         while True:

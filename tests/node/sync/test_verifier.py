@@ -1,0 +1,97 @@
+"""Checking received entries (node/sync/ingest.py): the event loop, the decoding thread and the
+worker processes must give the same verdicts, with the same codes, as `decode_entry` itself;
+a worker that dies costs a fallback, never a verdict."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from node.sync.ingest import INLINE_MAX, POOL_MIN, RawEntry, Verifier
+from protocol import CID, InvalidData, SigningKey, create_entry, decode_entry
+
+KEY = SigningKey(bytes(range(32)))
+LEDGER = CID.for_block(b"a ledger")
+
+
+def chain(n: int) -> list[RawEntry]:
+    rows: list[RawEntry] = []
+    prev = None
+    for seq in range(1, n + 1):
+        e = create_entry(KEY, ledger=LEDGER, seq=seq, prev=prev, ts=seq, kind="vf.event", body={"i": seq})
+        rows.append((e.header_raw, e.payload_raw))
+        prev = e.id
+    return rows
+
+
+def spoiled(rows: list[RawEntry]) -> list[RawEntry]:
+    """Every fifth entry broken in a different way: signature, payload, header encoding, erased payload."""
+    out = list(rows)
+    for i in range(0, len(out), 5):
+        header, payload = out[i]
+        kind = (i // 5) % 4
+        if kind == 0:  # the signature's last byte: still a canonical header, the signature fails
+            at = header.index(b"\x58\x40") + 2 + 63
+            out[i] = (header[:at] + bytes([header[at] ^ 1]) + header[at + 1 :], payload)
+        elif kind == 1:
+            out[i] = (header, b"\xa1\x61i\x00")  # another payload than the header commits to
+        elif kind == 2:
+            out[i] = (header + b"\x00", payload)  # trailing bytes
+        else:
+            out[i] = (header, None)  # erased: the header still verifies alone
+    return out
+
+
+def expected(rows: list[RawEntry]) -> list[str]:
+    verdicts = []
+    for header, payload in rows:
+        try:
+            decode_entry(header, payload)
+            verdicts.append("ok")
+        except InvalidData as exc:
+            verdicts.append(exc.code)
+    return verdicts
+
+
+@pytest.mark.parametrize("size", [1, INLINE_MAX, 20, 130])
+@pytest.mark.parametrize("pool_min", [1, 1 << 30])
+async def test_every_path_gives_decode_entrys_verdicts(size: int, pool_min: int) -> None:
+    rows = spoiled(chain(size))
+    want = expected(rows)
+    assert {"ok", "bad_signature"} <= set(want) or size < 5
+    with Verifier(workers=2, pool_min=pool_min) as verifier:
+        checked = await verifier.check(rows)
+    got = ["ok"] * len(rows)
+    for index, error in checked.refused:
+        got[index] = error.code
+    assert got == want
+    accepted = [CID.for_block(h) for (h, _), v in zip(rows, want, strict=True) if v == "ok"]
+    assert [e.id for e in checked.entries] == accepted
+
+
+async def test_a_dead_worker_costs_a_fallback_not_a_verdict() -> None:
+    rows = spoiled(chain(200))
+    want = expected(rows)
+    with Verifier(workers=2, pool_min=10) as verifier:
+        first = await verifier.check(rows)
+        pool = verifier._pool
+        assert pool is not None
+        for pid in list(pool._processes):  # the workers the first batch used
+            os.kill(pid, signal.SIGKILL)
+        again = await verifier.check(rows)  # the broken pool is noticed: checked on the thread
+        after = await verifier.check(rows)  # and new workers serve the next batch
+        assert verifier._pool is not None and verifier._pool is not pool
+    for checked in (first, again, after):
+        got = ["ok"] * len(rows)
+        for index, error in checked.refused:
+            got[index] = error.code
+        assert got == want
+
+
+def test_spec_states_the_verifier_limits() -> None:
+    spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
+    for name, value in (("POOL_MIN", POOL_MIN), ("INLINE_MAX", INLINE_MAX)):
+        assert f"`{name} = {value}`" in spec, name
