@@ -9,10 +9,10 @@ ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
   `header_timeout_s` of its first byte, or of the connection's opening, else the
   connection is closed without an answer;
 - **a cap on open connections**: at `max_connections`, a new connection first closes
-  the oldest one still waiting for its headers (a slow or half-open one), so a client
-  that sends its request at once is served however many half-open connections an
-  attacker holds; only when every open connection has a request in progress is the
-  new one closed at once.
+  the oldest one still waiting for its headers (a slow or half-open one), else the one
+  kept alive idle the longest (between requests), so a client that sends its request
+  at once is served however many half-open or idle connections an attacker holds; only
+  when every open connection has a request in progress is the new one closed at once.
 
 Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
 connections aiohttp's `keepalive_timeout`.
@@ -59,17 +59,21 @@ class Connections:
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
-        self.evicted = self.refused = self.timed_out = 0
+        self.evicted = self.evicted_idle = self.refused = self.timed_out = 0
 
     def admit(self, conn: GuardedProtocol) -> bool:
         if len(self.open) >= self.max_connections:
-            waiting = next((c for c in self.open if c.waiting_for_headers()), None)
-            if waiting is None:
-                self.refused += 1
-                return False
-            self.evicted += 1
-            waiting.close()
-            self.forget(waiting)
+            victim = next((c for c in self.open if c.waiting_for_headers()), None)
+            if victim is not None:
+                self.evicted += 1
+            else:
+                victim = min((c for c in self.open if c.idle()), key=lambda c: c.idle_since, default=None)
+                if victim is None:
+                    self.refused += 1
+                    return False
+                self.evicted_idle += 1
+            victim.close()
+            self.forget(victim)
         self.open[conn] = None
         return True
 
@@ -88,13 +92,21 @@ class GuardedProtocol(asyncio.Protocol):
         self.deadline: asyncio.TimerHandle | None = None
         self.tail = b""  # the last bytes seen, for a blank line split across reads
         self.started = False  # inner has the connection
+        self.idle_since = 0.0  # loop time the last request's headers were complete (an idle one's is its age)
 
     def busy(self) -> bool:
-        """A request is being answered (or is parsed and queued). aiohttp keeps no public flag for it."""
-        return getattr(self.inner, "_current_request", None) is not None or bool(getattr(self.inner, "_messages", ()))
+        """A request is being answered, its answer written, or it is parsed and queued. aiohttp keeps no public
+        flag for it."""
+        inner = self.inner
+        return (getattr(inner, "_current_request", None) is not None or bool(getattr(inner, "_messages", ()))
+                or bool(getattr(inner, "_request_in_progress", False)))
 
     def waiting_for_headers(self) -> bool:
         return self.deadline is not None and not self.busy()
+
+    def idle(self) -> bool:
+        """Kept alive between requests: answered, and no byte of a next request yet."""
+        return self.started and self.deadline is None and not self.busy()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # a stream server's
@@ -134,6 +146,7 @@ class GuardedProtocol(asyncio.Protocol):
             seen = self.tail + data
             if _END_OF_HEADERS in seen:
                 self._disarm()
+                self.idle_since = asyncio.get_running_loop().time()
             self.tail = seen[-3:]
         self.inner.data_received(data)
 

@@ -111,3 +111,53 @@ def test_a_half_open_connection_is_closed_after_the_header_timeout(tmp_path: Pat
         assert status == 200
     finally:
         stop_all([ben])
+
+
+def kept_alive(address: str) -> tuple[socket.socket, int]:
+    """A connection that sends one whole request, reads its whole answer and stays open, idle (HTTP/1.1 keeps it
+    alive): (the socket, the answer's status)."""
+    parts = urlsplit(address)
+    s = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    s.sendall(b"GET /api/v1/identity HTTP/1.1\r\nHost: tally\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return s, 0  # closed without an answer
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    s.setblocking(False)
+    return s, int(head.split(b" ", 2)[1])
+
+
+def test_idle_keep_alive_connections_give_way_to_new_clients_at_the_cap(tmp_path: Path) -> None:
+    home = tmp_path / "cleo"
+    did = ok(home, "init")
+    cap = 16
+    (home / "tally.toml").write_text(f"[limits]\nmax_connections = {cap}\n")
+    cleo = start("cleo", home, did)
+    idle: list[socket.socket] = []
+    try:
+        # three times the cap, each answered and then left idle: each new one closes the one idle the longest
+        for _ in range(3 * cap):
+            s, status = kept_alive(cleo.address)
+            idle.append(s)
+            assert status == 200, "a connection past the cap of idle ones is served"
+        status, ident = cleo.api("GET", "/identity", owner=False, timeout=30)
+        assert status == 200 and ident["id"] == did
+        closed = [closed_by_peer(s) for s in idle]
+        assert sum(closed) >= 2 * cap  # the oldest idle ones were closed for the newer
+        assert not any(closed[-cap + 1:])  # the most recent stay open
+        assert cleo.proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        stop_all([cleo])
+    assert "Traceback" not in cleo.log()
