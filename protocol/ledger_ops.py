@@ -107,7 +107,7 @@ def contribute(
     me: str,
     *,
     action: str,
-    quantity: str,
+    quantity: str | int,
     unit: str,
     ts: int,
     resource: str | None = None,

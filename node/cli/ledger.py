@@ -29,13 +29,15 @@ from node.cli.context import (
     serving_node,
     write_here,
 )
+from node.cli.options import add_request_options, request_of
 from node.exports import csv_cell
 from node.governance_views import motion_lines, pledge_lines
 from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, contribution_row, state_json
 from node.store.ledgers import load_state
 from node.store.store import Store
 from node.store.writes import LocalWrites
-from protocol import CID, Entry, LocalError, ledger_ops
+from protocol import CID, Entry, LocalError
+from protocol.requests import Admit, Contribute, Endorse, Leave, LedgerWrite, Name
 from protocol.rules import format_decimal
 from protocol.state import LedgerState
 
@@ -69,76 +71,32 @@ async def write_entry(args: argparse.Namespace, path: str, body: dict[str, Any],
 # ---- writes --------------------------------------------------------------------------------
 
 
+async def submit(args: argparse.Namespace, declared: type[LedgerWrite]) -> int:
+    """The declared write the command line asks for, through the running node's API or here; print its id."""
+    request = request_of(declared, args)
+    return await write_entry(args, request.api_path(), request.to_json(), lambda w: w.submit(request))
+
+
 async def cmd_member_admit(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-
-    def build(w: LocalWrites) -> Awaitable[Entry]:
-        return w.write(ledger, lambda state, me, ts: ledger_ops.admit(state, me, args.agent, ts))
-
-    return await write_entry(args, f"/ledgers/{ledger}/members", {"agent": args.agent}, build)
+    return await submit(args, Admit)
 
 
 async def cmd_member_leave(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-
-    def build(w: LocalWrites) -> Awaitable[Entry]:
-        return w.write(ledger, ledger_ops.leave)
-
-    return await write_entry(args, f"/ledgers/{ledger}/leave", {}, build)
+    return await submit(args, Leave)
 
 
 async def cmd_member_name(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-
-    def build(w: LocalWrites) -> Awaitable[Entry]:
-        return w.write(ledger, lambda state, me, ts: ledger_ops.about(state, me, args.name, ts))
-
-    return await write_entry(args, f"/ledgers/{ledger}/about", {"name": args.name}, build)
+    return await submit(args, Name)
 
 
 async def cmd_contribute(args: argparse.Namespace) -> int:
-    if args.at is not None and args.to is not None:
+    if args.at is not None and args.end is not None:
         raise UsageError("argument --to: not allowed with argument --at")
-    ledger = parse_cid(args.ledger)
-    corrects = None if args.corrects is None else parse_cid(args.corrects)
-    fulfills = None if args.fulfills is None else parse_cid(args.fulfills)
-    cites = tuple(parse_cid(c) for c in args.cites)
-    options = {"resource": args.resource, "provider": args.provider, "receiver": args.receiver, "at": args.at,
-               "from": args.start, "to": args.to, "note": args.note}
-    body: dict[str, Any] = {"action": args.action, "quantity": args.quantity, "unit": args.unit}
-    body.update({k: v for k, v in options.items() if v is not None})
-    if corrects is not None:
-        body["corrects"] = str(corrects)
-    if fulfills is not None:
-        body["fulfills"] = str(fulfills)
-    if cites:
-        body["cites"] = [str(c) for c in cites]
-
-    def build(w: LocalWrites) -> Awaitable[Entry]:
-        return w.write(ledger, lambda state, me, ts: ledger_ops.contribute(
-            state, me, action=args.action, quantity=args.quantity, unit=args.unit, ts=ts,
-            resource=args.resource, provider=args.provider, receiver=args.receiver, at=args.at, start=args.start,
-            end=args.to, note=args.note, corrects=corrects, fulfills=fulfills, cites=cites,
-        ))
-
-    return await write_entry(args, f"/ledgers/{ledger}/contributions", body, build)
+    return await submit(args, Contribute)
 
 
 async def cmd_endorse(args: argparse.Namespace) -> int:
-    entry_id = parse_cid(args.entry)
-    verdict = "reject" if args.reject else "accept"
-    body: dict[str, Any] = {"verdict": verdict}
-    if args.note is not None:
-        body["note"] = args.note
-
-    async def build(w: LocalWrites) -> Entry:
-        entry = await w.store.get(entry_id)
-        if entry is None:
-            raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")
-        return await w.write(entry.ledger_id, lambda state, me, ts: ledger_ops.endorse(
-            state, me, entry_id, accept=not args.reject, note=args.note, ts=ts))
-
-    return await write_entry(args, f"/entries/{entry_id}/endorsements", body, build)
+    return await submit(args, Endorse)
 
 
 # ---- reads ---------------------------------------------------------------------------------
@@ -246,37 +204,18 @@ def add_ledger_commands(add: AddCommand) -> None:
     msub = member.add_subparsers(dest="member_command", required=True, metavar="COMMAND", parser_class=Parser)
     p = add("admit", cmd_member_admit, "sponsor AGENT's admission (it completes once enough members "
                 "sponsored it); prints the entry id", msub)
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("agent", metavar="DID")
+    add_request_options(p, Admit)
     p = add("leave", cmd_member_leave, "leave a ledger; prints the entry id", msub)
-    p.add_argument("ledger", metavar="LEDGER")
+    add_request_options(p, Leave)
     p = add("name", cmd_member_name, "set the name the other members see for you in a ledger; prints the entry id",
             msub)
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("name", metavar="NAME", help="1 to 80 characters, e.g. \"Ana Silva\"")
+    add_request_options(p, Name)
 
     p = add("contribute", cmd_contribute, "log a contribution (a ValueFlows event); prints its id")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--action", required=True, metavar="ACTION", help="a ValueFlows action: work, use, transfer …")
-    p.add_argument("--quantity", required=True, metavar="N", help="an exact decimal, e.g. 2.5")
-    p.add_argument("--unit", required=True, metavar="UNIT", help="one of the ledger's units")
-    p.add_argument("--resource", metavar="TYPE", help="what kind of resource or skill (resourceClassifiedAs)")
-    p.add_argument("--provider", metavar="DID", help="who gave (default: you)")
-    p.add_argument("--receiver", metavar="DID", help="who received (default: the coop, i.e. the ledger's id)")
-    when = p.add_mutually_exclusive_group()
-    when.add_argument("--at", metavar="TIME", help="when (ISO 8601 date or date-time with offset)")
-    when.add_argument("--from", dest="start", metavar="TIME", help="when it began (with --to)")
-    p.add_argument("--to", metavar="TIME", help="when it ended (with --from)")
-    p.add_argument("--note", metavar="TEXT")
-    p.add_argument("--corrects", metavar="ENTRY_ID", help="a contribution of yours this one corrects")
-    p.add_argument("--fulfills", metavar="PLEDGE_ID", help="the pledge this transfer pays (tally pledge create)")
-    p.add_argument("--cites", action="append", default=[], metavar="ENTRY_ID",
-                   help="an entry of another ledger this one cites, by id (repeatable; nothing of it is copied)")
+    add_request_options(p, Contribute)
 
     p = add("endorse", cmd_endorse, "accept (or --reject) another member's contribution; prints the entry id")
-    p.add_argument("entry", metavar="ENTRY_ID")
-    p.add_argument("--reject", action="store_true", help="reject it instead of accepting it")
-    p.add_argument("--note", metavar="TEXT")
+    add_request_options(p, Endorse)
 
     p = add("history", cmd_history, "a ledger's contributions with their claim values and statuses")
     p.add_argument("ledger", metavar="LEDGER")

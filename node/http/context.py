@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from aiohttp import hdrs, web
 
@@ -32,10 +32,13 @@ from protocol import (
     InvalidData,
     LocalError,
 )
+from protocol.request_fields import WriteRequest
+from protocol.requests import LedgerWrite
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=WriteRequest)
 
 API_PREFIX: Final = "/api/v1"
 PROTOCOL_VERSION: Final = 1  # SPEC.md "Version 1"
@@ -180,6 +183,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 async def json_object(request: web.Request, fields: Mapping[str, type]) -> dict[str, Any]:
     """The request body as a JSON object with only `fields` (name -> type; `object` is any)."""
+    value = await json_body(request)
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise LocalError("bad_request", f"unknown field {unknown[0]!r}")
+    for name, kind in fields.items():
+        if name in value and not isinstance(value[name], kind):
+            raise LocalError("bad_request", f"field {name!r} must be of type {kind.__name__}")
+    return value
+
+
+async def read_request(request: web.Request, declared: type[R]) -> R:
+    """The declared write request (protocol/requests.py) the path and the JSON body ask for."""
+    return declared.decode(await json_body(request), request.match_info)
+
+
+async def submit(request: web.Request, declared: type[LedgerWrite]) -> web.Response:
+    """Append the entry a declared write asks for: 201 `{"id"}`."""
+    require_owner(request)
+    entry = await request.app[WRITES].submit(await read_request(request, declared))
+    return web.json_response({"id": str(entry.id)}, status=201)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object."""
     raw = await request.read()  # HTTPRequestEntityTooLarge past client_max_size
     try:
         value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
@@ -191,12 +218,6 @@ async def json_object(request: web.Request, fields: Mapping[str, type]) -> dict[
         raise LocalError("bad_request", "the request body is nested too deeply") from None
     if not isinstance(value, dict):
         raise LocalError("bad_request", "the request body must be a JSON object")
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise LocalError("bad_request", f"unknown field {unknown[0]!r}")
-    for name, kind in fields.items():
-        if name in value and not isinstance(value[name], kind):
-            raise LocalError("bad_request", f"field {name!r} must be of type {kind.__name__}")
     return value
 
 

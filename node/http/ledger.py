@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -21,17 +20,15 @@ from node.http.context import (
     STORE,
     WRITES,
     api_routes,
-    append_built,
     int_query,
     is_owner,
     is_public,
     json_object,
     ledger_param,
-    ledger_write,
-    own_state,
     readable_state,
     require_owner,
     required,
+    submit,
     unknown_ledger,
 )
 from node.http.errors import STATUS
@@ -55,11 +52,11 @@ from protocol import (
     CID,
     GENESIS_KIND,
     LocalError,
-    ledger_ops,
     parse_body,
     public_key_from_did,
 )
-from protocol.rules import Rules, format_decimal, parse_decimal
+from protocol.requests import Admit, Contribute, Endorse, Leave, Name
+from protocol.rules import Rules
 from protocol.writes import AppendRequest, check_append_kind, genesis_body
 
 log = logging.getLogger(__name__)
@@ -76,11 +73,11 @@ def add_ledger_routes(app: web.Application, p: str) -> None:
     app.router.add_post(f"{p}/ledgers/{{ledger}}/entries", append_entry)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/state", get_state)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/history", get_history)
-    app.router.add_post(f"{p}/ledgers/{{ledger}}/members", admit_member)
-    app.router.add_post(f"{p}/ledgers/{{ledger}}/leave", leave_ledger)
-    app.router.add_post(f"{p}/ledgers/{{ledger}}/about", name_member)
-    app.router.add_post(f"{p}/ledgers/{{ledger}}/contributions", add_contribution)
-    app.router.add_post(f"{p}/entries/{{entry}}/endorsements", endorse_entry)
+    app.router.add_post(p + Admit.PATH, admit_member)
+    app.router.add_post(p + Leave.PATH, leave_ledger)
+    app.router.add_post(p + Name.PATH, name_member)
+    app.router.add_post(p + Contribute.PATH, add_contribution)
+    app.router.add_post(p + Endorse.PATH, endorse_entry)
     app.router.add_post(f"{p}/follow", follow_ledger)
     app.router.add_get(f"{p}/forks", list_forks)
     app.router.add_get(f"{p}/peers", list_peers)
@@ -239,109 +236,47 @@ async def get_history(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Admit an agent to a ledger (a `member.admit` entry)", CREATED, status=201, access=Access.OWNER,
-    parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["agent"], "additionalProperties": False,
-           "properties": {"agent": DID_SCHEMA}},
+    Admit.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=Admit,
     errors=(*LEDGER_WRITE_ERRORS, "bad_did", "bad_agent", "already_member"),
 )
 async def admit_member(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    agent = required(await json_object(request, {"agent": str}), "agent")
-    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.admit(state, me, agent, ts))
+    return await submit(request, Admit)
 
 
 @Operation(
-    "Leave a ledger (a `member.leave` entry)", CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "additionalProperties": False, "properties": {}}, errors=LEDGER_WRITE_ERRORS,
+    Leave.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=Leave,
+    errors=LEDGER_WRITE_ERRORS,
 )
 async def leave_ledger(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    await json_object(request, {})
-    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.leave(state, me, ts))
+    return await submit(request, Leave)
 
 
 @Operation(
-    "Set the name the other members see for the owner in a ledger (a `member.about` entry)", CREATED, status=201,
-    access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["name"], "additionalProperties": False,
-          "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 80}}},
+    Name.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=Name,
     errors=(*LEDGER_WRITE_ERRORS, "bad_field", "bad_name", "confusable_name"),
 )
 async def name_member(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    name = required(await json_object(request, {"name": str}), "name")
-    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.about(state, me, name, ts))
-
-
-_CONTRIBUTION_FIELDS: Final[Mapping[str, type]] = {
-    "action": str, "quantity": object, "unit": str, "resource": str, "provider": str, "receiver": str,
-    "at": str, "from": str, "to": str, "note": str, "corrects": str, "fulfills": str, "cites": list,
-}
+    return await submit(request, Name)
 
 
 @Operation(
-    "Log a contribution (a `vf.event` entry)", CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["action", "quantity", "unit"], "additionalProperties": False,
-           "properties": {
-               "action": {"type": "string", "description": "a ValueFlows action, e.g. `work`"},
-               "quantity": {"type": ["string", "integer"], "description": "an exact decimal; never a float"},
-               **{name: {"type": "string"} for name in (
-                   "unit", "resource", "provider", "receiver", "at", "from", "to", "note")},
-               "corrects": CID_SCHEMA,
-               "fulfills": {**CID_SCHEMA, "description": "the pledge this transfer pays (SPEC.md §18.5)"},
-               "cites": {"type": "array", "items": CID_SCHEMA,
-                         "description": "entries of other ledgers it cites (SPEC.md §18.6)"},
-           }},
+    Contribute.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=Contribute,
     errors=(*LEDGER_WRITE_ERRORS, "unknown_action", "unknown_unit", "bad_quantity", "bad_agent", "bad_did",
             "not_party", "bad_time", "bad_time_range", "bad_correction", "bad_reference", "bad_field",
             "unknown_pledge", "bad_payment"),
     links=links_to("entry", "$response.body#/id", "endorse_entry"),
 )
 async def add_contribution(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, _CONTRIBUTION_FIELDS)
-    action, unit = required(obj, "action"), required(obj, "unit")
-    quantity = format_decimal(parse_decimal(required(obj, "quantity"), "quantity"))  # a JSON float: bad_quantity
-    corrects = CID.parse(obj["corrects"].strip()) if "corrects" in obj else None
-    fulfills = CID.parse(obj["fulfills"].strip()) if "fulfills" in obj else None
-    if not all(isinstance(c, str) for c in obj.get("cites", [])):
-        raise LocalError("bad_request", "field 'cites' must be a list of entry ids")
-    cites = tuple(CID.parse(c.strip()) for c in obj.get("cites", []))
-    return await ledger_write(request, ledger, lambda state, me, ts: ledger_ops.contribute(
-        state, me, action=action, quantity=quantity, unit=unit, ts=ts, resource=obj.get("resource"),
-        provider=obj.get("provider"), receiver=obj.get("receiver"), at=obj.get("at"), start=obj.get("from"),
-        end=obj.get("to"), note=obj.get("note"), corrects=corrects, fulfills=fulfills, cites=cites,
-    ))
+    return await submit(request, Contribute)
 
 
 @Operation(
-    "Accept or reject a contribution (a `vf.endorse` entry)", CREATED, status=201, access=Access.OWNER,
-    parameters=(ENTRY_PARAM,),
-    body={"type": "object", "required": ["verdict"], "additionalProperties": False, "properties": {
-        "verdict": {"type": "string", "enum": ["accept", "reject"]}, "note": {"type": "string"}}},
+    Endorse.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(ENTRY_PARAM,), request=Endorse,
     errors=("bad_cid", "unknown_entry", "unknown_ledger", "not_member", "not_contribution", "self_endorsement",
             "duplicate_endorsement", "catching_up"),
 )
 async def endorse_entry(request: web.Request) -> web.Response:
-    require_owner(request)
-    entry_id = CID.parse(request.match_info["entry"])
-    obj = await json_object(request, {"verdict": str, "note": str})
-    verdict = required(obj, "verdict")
-    if verdict not in ("accept", "reject"):
-        raise LocalError("bad_request", "verdict is \"accept\" or \"reject\"")
-    entry = await request.app[STORE].get(entry_id)
-    if entry is None:
-        raise LocalError("unknown_entry", f"no entry {entry_id} is stored here")
-    state = await own_state(request, entry.ledger_id)
-    me = request.app[CONFIG].did
-    return await append_built(request, lambda ts: ledger_ops.endorse(
-        state, me, entry_id, accept=verdict == "accept", note=obj.get("note"), ts=ts,
-    ))
+    return await submit(request, Endorse)
 
 
 @Operation(

@@ -27,6 +27,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import hdrs, web
 
 from protocol import CODES
+from protocol.request_fields import Kind, Spec, WriteRequest
 
 Schema = Mapping[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,7 +81,8 @@ class Operation:
     status: int = 200
     access: Access = Access.PUBLIC
     parameters: tuple[Param, ...] = ()
-    body: Schema | None = None  # the JSON request body's schema
+    body: Schema | None = None  # the JSON request body's schema (one not declared in protocol/requests.py)
+    request: type[WriteRequest] | None = None  # a declared write: its body's schema is made from it
     errors: tuple[str, ...] = ()
     description: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)  # success response headers: name -> description
@@ -99,7 +101,7 @@ class Operation:
 
     def error_codes(self) -> tuple[str, ...]:
         codes = [*self.errors, "unauthorized", "rate_limited"]  # a wrong token is refused on every route
-        if self.body is not None:
+        if self.body is not None or self.request is not None:
             codes += ["bad_request", "bad_body", "oversize", "request_timeout"]
         codes.append("internal")
         return tuple(dict.fromkeys(codes))
@@ -245,6 +247,53 @@ COMPONENTS: Final[Mapping[str, Schema]] = {
 }
 
 
+# ---- declared write requests (protocol/requests.py) ------------------------------
+
+
+def component_name(request: type[WriteRequest]) -> str:
+    """The name of a declared write's body schema among the document's components (`ContributeRequest`)."""
+    return f"{request.__name__}Request"
+
+
+def request_schema(request: type[WriteRequest]) -> Schema:
+    """The JSON schema of a declared write's body, made from its fields' specs."""
+    body = request.body_fields()
+    schema: dict[str, Any] = {"type": "object", "description": request.SUMMARY, "additionalProperties": False,
+                              "properties": {f.wire: field_schema(f.spec) for f in body}}
+    required = [f.wire for f in body if f.spec.required]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def field_schema(spec: Spec) -> Schema:
+    """One declared field's schema: its kind's, its bounds and its documentation."""
+    schema: dict[str, Any] = dict(_KIND_SCHEMAS[spec.kind])
+    if spec.choices:
+        schema["enum"] = list(spec.choices)
+    for key, bound in (("minLength", spec.min_chars), ("maxLength", spec.max_chars), ("maxItems", spec.max_items)):
+        if bound is not None:
+            schema[key] = bound
+    if spec.doc:
+        schema["description"] = spec.doc
+    return schema
+
+
+_KIND_SCHEMAS: Final[Mapping[Kind, Schema]] = {
+    Kind.TEXT: _STRING,
+    Kind.DAY: {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+               "description": "a day, YYYY-MM-DD (UTC), inclusive"},
+    Kind.DID: DID_SCHEMA,
+    Kind.CHOICE: _STRING,
+    Kind.DECIMAL: {"type": ["string", "integer"], "description": "an exact decimal; never a float"},
+    Kind.CID: CID_SCHEMA,
+    Kind.CIDS: {"type": "array", "items": CID_SCHEMA},
+    Kind.TEXTS: {"type": "array", "items": _STRING},
+    Kind.OBJECT: {"type": "object"},
+    Kind.SCORES: {"type": "object", "additionalProperties": {"type": "integer"}},
+}
+
+
 # ---- the document ----------------------------------------------------------------
 
 
@@ -258,6 +307,7 @@ def openapi_document(
     """
     paths: dict[str, dict[str, Any]] = {}
     seen_ids: set[str] = set()
+    requests: dict[str, Schema] = {}  # the declared write requests' body schemas, by name
     for route in routes:
         method = route.method.upper()
         if method == hdrs.METH_HEAD or route.resource is None:
@@ -275,6 +325,8 @@ def openapi_document(
         seen_ids.add(op_id)
         _check_path_params(method, path, op)
         paths.setdefault(path, {})[method.lower()] = _operation(op, op_id, status)
+        if op.request is not None:
+            requests[component_name(op.request)] = request_schema(op.request)
     for path, path_item in paths.items():
         for method, described in path_item.items():
             for response in described["responses"].values():
@@ -293,7 +345,7 @@ def openapi_document(
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {name: dict(schema) for name, schema in COMPONENTS.items()},
+            "schemas": {name: dict(schema) for name, schema in [*COMPONENTS.items(), *sorted(requests.items())]},
             "securitySchemes": {
                 BEARER: {"type": "http", "scheme": "bearer",
                          "description": "the owner's API token, `<home>/api.token`"},
@@ -337,8 +389,9 @@ def _operation(op: Operation, op_id: str, status: Mapping[str, int]) -> dict[str
         result["description"] = op.description
     if op.parameters:
         result["parameters"] = [p.as_openapi() for p in op.parameters]
-    if op.body is not None:
-        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": dict(op.body)}}}
+    body = ref(component_name(op.request)) if op.request is not None else op.body
+    if body is not None:
+        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": dict(body)}}}
     result["responses"] = responses
     result["security"] = {
         Access.PUBLIC: [],

@@ -15,6 +15,7 @@ from typing import Protocol
 from node.store.ledgers import load_state
 from node.store.store import Store
 from protocol import CID, Entry, LocalError
+from protocol.requests import LedgerWrite
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -55,6 +56,21 @@ class LocalWrites:
         if state is None:
             raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
         return state
+
+    async def ledger_of(self, request: LedgerWrite) -> CID:
+        """The ledger `request` writes to: the one it names, or the one of the entry it names (`unknown_entry`
+        when that is not stored here; a motion is never a ledger's genesis)."""
+        target = request.target()
+        if request.TARGET == "ledger":
+            return target
+        entry = await self.store.get(target)
+        if entry is None or (request.TARGET == "motion" and entry.is_genesis):
+            raise LocalError("unknown_entry", f"no entry {target} is stored here")
+        return entry.ledger_id
+
+    async def submit(self, request: LedgerWrite) -> Entry:
+        """Append the entry a declared write request (protocol/requests.py) asks for."""
+        return await self.write(await self.ledger_of(request), request.build)
 
     async def write(self, ledger: CID, build: Build) -> Entry:
         """Append what `build(state, me, ts)` makes from the ledger's current state."""

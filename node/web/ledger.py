@@ -15,8 +15,9 @@ from node.governance_views import pledge_json, today
 from node.ledger_views import HistoryQuery, event_time
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
+from node.web.forms import check_choices, form_request
 from node.web.html import Child, Markup, el, field, table
-from node.web.i18n import _, day, decimal_symbol, number, read_decimal, short_day
+from node.web.i18n import _, day, decimal_symbol, number, short_day
 from node.web.layout import (
     Viewer,
     act,
@@ -36,7 +37,8 @@ from node.web.layout import (
     viewer,
     who,
 )
-from protocol import CID, LocalError, TallyError, ledger_ops
+from protocol import CID, LocalError, TallyError
+from protocol.requests import Admit, Contribute, Endorse, Name
 from protocol.rules import ACTIONS, format_decimal
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, Contribution, LedgerState
 
@@ -236,16 +238,16 @@ async def overview(request: web.Request) -> web.Response:
 async def name(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    given = form.get("name", "")
-    return await act(request, v, lambda ts: ledger_ops.about(state, v.did, given, ts),
-                     _("The other members now see you as {name}.").format(name=given.strip()), f"/ledgers/{info.id}")
+    return await act(request, v, lambda ts: form_request(Name, form, ledger=info.id).build(state, v.did, ts),
+                     _("The other members now see you as {name}.").format(name=form.get("name", "").strip()),
+                     f"/ledgers/{info.id}")
 
 
 async def admit(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     agent = form.get("agent", "").strip()
-    return await act(request, v, lambda ts: ledger_ops.admit(state, v.did, agent, ts),
+    return await act(request, v, lambda ts: form_request(Admit, form, ledger=info.id).build(state, v.did, ts),
                      _("You sponsored {agent}'s admission; they follow the ledger with `tally follow {ledger}`."
                        ).format(agent=agent, ledger=info.id),
                      f"/ledgers/{info.id}")
@@ -425,12 +427,8 @@ async def contribute(request: web.Request) -> web.Response:
     values = {k: form.get(k, "").strip()
               for k in ("action", "quantity", "unit", "at", "note", "fulfills", "corrects")}
     try:
-        fulfills = CID.parse(values["fulfills"]) if values["fulfills"] else None
-        corrects = CID.parse(values["corrects"]) if values["corrects"] else None
-        quantity = read_decimal(values["quantity"])  # "2,5" where the locale writes a decimal comma
-        await append(request, lambda ts: ledger_ops.contribute(
-            state, v.did, action=values["action"], quantity=quantity, unit=values["unit"], ts=ts,
-            at=values["at"] or None, note=values["note"] or None, fulfills=fulfills, corrects=corrects))
+        contribution = form_request(Contribute, form, ledger=info.id)
+        await append(request, lambda ts: contribution.build(state, v.did, ts))
     except TallyError as exc:
         refused(request, exc)
         return await contribute_form(request, values, exc)
@@ -485,10 +483,7 @@ async def queue(request: web.Request) -> web.Response:
 async def endorse(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    verdict = form.get("verdict", "")
-    if verdict not in ("accept", "reject"):
-        raise LocalError("bad_request", 'verdict is "accept" or "reject"')
-    note = form.get("note", "").strip() or None
-    return await act(request, v, lambda ts: ledger_ops.endorse(
-        state, v.did, CID.parse(form.get("entry", "").strip()), accept=verdict == "accept", note=note, ts=ts),
-        _("Accepted.") if verdict == "accept" else _("Rejected."), f"/ledgers/{info.id}/queue")
+    check_choices(Endorse, form)
+    return await act(request, v, lambda ts: form_request(Endorse, form).build(state, v.did, ts),
+                     _("Accepted.") if form["verdict"].strip() == "accept" else _("Rejected."),
+                     f"/ledgers/{info.id}/queue")

@@ -1,0 +1,140 @@
+"""Every write a member asks for, declared once: its fields, their kinds, bounds and documentation.
+
+The API (node/http/), the dashboard's forms (node/web/forms.py) and the CLI (node/cli/options.py) read
+and show each request through these declarations (protocol/request_fields.py says how); `build` turns a
+request into the entry it appends, through the builders of protocol/ledger_ops.py and governance_ops.py,
+which check it against the ledger's state and refuse with the code the member sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+from . import ledger_ops
+from .cid import CID
+from .references import MAX_CITES
+from .request_fields import Kind, WriteRequest, param
+from .state import LedgerState
+from .valueflows import MAX_NAME_CHARS, MAX_NOTE_CHARS
+from .writes import AppendRequest
+
+_LEDGER: Final = "LEDGER"
+
+
+class LedgerWrite(WriteRequest):
+    """A write whose entry goes to a ledger named by the request (its `ledger`), or to the ledger of the entry
+    it names (TARGET "entry"; "motion": an entry that is not a ledger's genesis)."""
+
+    __slots__ = ()
+    TARGET: ClassVar[str] = "ledger"
+    #: its API route under /api/v1, the path's fields in braces (SPEC.md §12)
+    PATH: ClassVar[str] = ""
+
+    def api_path(self) -> str:
+        """PATH with this request's path fields filled in (what the CLI posts to a running node)."""
+        return self.PATH.format(**{f.wire: getattr(self, f.name) for f in self.fields() if f.spec.in_path})
+
+    def target(self) -> CID:
+        (named,) = [getattr(self, f.name) for f in self.fields() if f.spec.in_path]
+        assert isinstance(named, CID)
+        return named
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contribute(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Log a contribution (a `vf.event` entry)"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/contributions"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    action: str = param(Kind.TEXT, "a ValueFlows action: work, use, transfer …", required=True, cli="--action",
+                        metavar="ACTION")
+    quantity: str | int = param(Kind.DECIMAL, "an exact decimal, e.g. 2.5", required=True, code="bad_quantity",
+                                cli="--quantity", metavar="N")
+    unit: str = param(Kind.TEXT, "one of the ledger's units", required=True, cli="--unit", metavar="UNIT")
+    resource: str | None = param(Kind.TEXT, "what kind of resource or skill (resourceClassifiedAs)",
+                                 cli="--resource", metavar="TYPE")
+    provider: str | None = param(Kind.TEXT, "who gave (default: you)", cli="--provider", metavar="DID")
+    receiver: str | None = param(Kind.TEXT, "who received (default: the coop, i.e. the ledger's id)",
+                                 cli="--receiver", metavar="DID")
+    at: str | None = param(Kind.TEXT, "when (ISO 8601 date or date-time with offset)", cli="--at", metavar="TIME",
+                           group="when")
+    start: str | None = param(Kind.TEXT, "when it began (with `to`)", wire="from", cli="--from", metavar="TIME",
+                              group="when", cli_help="when it began (with --to)")
+    end: str | None = param(Kind.TEXT, "when it ended (with `from`)", wire="to", cli="--to", metavar="TIME",
+                            cli_help="when it ended (with --from)")
+    note: str | None = param(Kind.TEXT, max_chars=MAX_NOTE_CHARS, cli="--note", metavar="TEXT")
+    corrects: CID | None = param(Kind.CID, "a contribution of yours this one corrects", cli="--corrects",
+                                 metavar="ENTRY_ID")
+    fulfills: CID | None = param(Kind.CID, "the pledge this transfer pays (SPEC.md §18.5)", cli="--fulfills",
+                                 metavar="PLEDGE_ID", cli_help="the pledge this transfer pays (tally pledge create)")
+    cites: tuple[CID, ...] = param(
+        Kind.CIDS, "entries of other ledgers it cites, by id (SPEC.md §18.6; nothing of them is copied)",
+        default=(), max_items=MAX_CITES, cli="--cites", metavar="ENTRY_ID",
+        cli_help="an entry of another ledger this one cites, by id (repeatable; nothing of it is copied)")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.contribute(
+            state, me, action=self.action, quantity=self.quantity, unit=self.unit, ts=ts, resource=self.resource,
+            provider=self.provider, receiver=self.receiver, at=self.at, start=self.start, end=self.end,
+            note=self.note, corrects=self.corrects, fulfills=self.fulfills, cites=self.cites,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endorse(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Accept or reject a contribution (a `vf.endorse` entry)"
+    TARGET: ClassVar[str] = "entry"
+    PATH: ClassVar[str] = "/entries/{entry}/endorsements"
+
+    entry: CID = param(Kind.CID, required=True, in_path=True, metavar="ENTRY_ID")
+    verdict: str = param(Kind.CHOICE, required=True, choices=("accept", "reject"), code="bad_request",
+                         cli="--reject", switch=("reject", "accept"), cli_help="reject it instead of accepting it")
+    note: str | None = param(Kind.TEXT, max_chars=MAX_NOTE_CHARS, cli="--note", metavar="TEXT")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.endorse(state, me, self.entry, accept=self.verdict == "accept", note=self.note, ts=ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admit(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Admit an agent to a ledger (a `member.admit` entry)"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/members"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    agent: str = param(Kind.DID, required=True, metavar="DID")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.admit(state, me, self.agent, ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leave(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Leave a ledger (a `member.leave` entry)"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/leave"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.leave(state, me, ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Name(LedgerWrite):
+    SUMMARY: ClassVar[str] = ("Set the name the other members see for the owner in a ledger (a `member.about` "
+                              "entry)")
+    PATH: ClassVar[str] = "/ledgers/{ledger}/about"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    name: str = param(Kind.TEXT, f"1 to {MAX_NAME_CHARS} characters, e.g. \"Ana Silva\"", required=True,
+                      min_chars=1, max_chars=MAX_NAME_CHARS, metavar="NAME")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.about(state, me, self.name, ts)
+
+
+#: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
+WRITES: Final[tuple[type[LedgerWrite], ...]] = (Contribute, Endorse, Admit, Leave, Name)
