@@ -1,5 +1,5 @@
 """Real `tally run` processes for tests: each on its own home, on loopback, linked with --peer, driven
-through the real CLI (which writes through the running node) and the real HTTP API. Also the CLI on
+through the real CLI (in this process; it writes through the running node) and the real HTTP API. Also the CLI on
 homes with no node running, and `exchange`, which passes entries between such homes as sync would."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from conftest import last_line, tally_executable
+from inprocess_cli import run_cli
 
 from node.home import Home
 from node.store.store import Store
@@ -30,7 +31,13 @@ HTTP_TIMEOUT_S = 60.0
 
 
 def run(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`tally --home HOME ARGS…` (without TALLY_HOME from the environment); never raises on its exit code."""
+    """`tally --home HOME ARGS…` in this process (tests/inprocess_cli.py); never raises on its exit code."""
+    return run_cli(home, *args, timeout=timeout)
+
+
+def run_process(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`tally --home HOME ARGS…` as a process (without TALLY_HOME from the environment), for `tally run`'s
+    refusals; never raises on its exit code."""
     env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
     return subprocess.run([tally_executable(), "--home", str(home), *args], capture_output=True, text=True,
                           timeout=timeout, env=env)

@@ -10,7 +10,7 @@ import signal
 import stat
 from pathlib import Path
 
-from running_nodes import ok, refused, run, start, stop_all
+from running_nodes import ok, refused, run, run_process, start, stop_all
 
 
 def ledgers(home: Path) -> list[str]:
@@ -44,7 +44,7 @@ def test_a_stopped_node_is_never_bypassed_and_a_dead_one_is(tmp_path: Path) -> N
         # A second node on the same home is refused while this one lives, even when it does not answer.
         os.kill(node.proc.pid, signal.SIGSTOP)
         try:
-            r = run(home, "run", "--listen", "127.0.0.1:0", "--offline", "--no-mdns", timeout=60)
+            r = run_process(home, "run", "--listen", "127.0.0.1:0", "--offline", "--no-mdns", timeout=60)
             assert r.returncode == 1 and "error: already_running: " in r.stderr, r.stderr
         finally:
             os.kill(node.proc.pid, signal.SIGCONT)
