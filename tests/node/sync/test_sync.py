@@ -661,6 +661,58 @@ async def test_a_misbehaving_address_is_slowed_whatever_key_it_uses(attack: Atta
     await attack.finish("protocol_error")  # the honest peer keeps its link and syncs on
 
 
+async def test_a_given_peer_is_not_locked_out_by_its_address(make_node: NodeFactory) -> None:
+    """SPEC §13.9: a peer this node dials itself is known by its did, so neither the per-address
+    link cap nor an address ban applies to it, though hostile keys share its address (here all of
+    them dial from 127.0.0.1, like a LAN neighbour or a reverse proxy would)."""
+    h, p = await make_node("h"), await make_node("p")
+    ledger = await h.create_ledger()
+    h.replicator.add_peer(p.url, "config")  # given: h dials p and so learns p's did
+
+    async def linked() -> bool:
+        return any(i.did == p.did and i.connected for i in h.replicator.peers())
+
+    await until(linked, "h linked to its given peer")
+    await p.stop()  # p goes down; when it is back it dials h from the shared address
+
+    async def unlinked() -> bool:
+        return not h.peer(p.did).connected
+
+    await until(unlinked, "h saw its given peer go")
+
+    async def dial_in_as_p(session: aiohttp.ClientSession) -> None:
+        link = await dial_link(session, h.url, p.key)
+        async with asyncio.timeout(DEADLINE_S):
+            first = decode_message(await link.receive())  # the session runs: h's opening sub, not a refusal
+        assert isinstance(first, Sub) and [item[0] for item in first.ledgers] == [ledger], first
+        await link.close()
+
+        async def over() -> bool:
+            return not h.peer(p.did).connected
+
+        await until(over, "the given peer's link is over on h")
+
+    async with aiohttp.ClientSession() as session:
+        # The address holds as many links as it may: a fresh key is refused, the given peer is not.
+        held = [await dial_link(session, h.url, fresh(i)) for i in range(MAX_LINKS_PER_ADDRESS)]
+        extra = await dial_link(session, h.url, fresh(99))
+        closed, _ = await closed_with(extra)
+        assert (closed.code, closed.by_peer) == ("rate_limited", True), closed
+        await dial_in_as_p(session)
+        for link in held:
+            await link.close()
+
+        # A key misbehaves from the address: the address is banned, fresh keys are refused, the given peer is not.
+        evil = await dial_link(session, h.url, MALLORY)
+        await evil.send(encode_message(Sent(ledger, h.key.public_key, 3)))  # no want was made
+        closed, _ = await closed_with(evil)
+        assert closed.code == "protocol_error", closed
+        again = await dial_link(session, h.url, fresh(1))
+        closed, _ = await closed_with(again)
+        assert (closed.code, closed.by_peer) == ("forbidden", True), closed
+        await dial_in_as_p(session)
+
+
 async def test_the_peer_table_keeps_a_bounded_number_of_dialled_in_identities(
     attack: Attack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
