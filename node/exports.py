@@ -13,11 +13,11 @@ import io
 import json
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from importlib import resources
 from typing import Any, Final
 
-from node.ledger_views import contribution_row
+from node.ledger_views import contribution_row, event_day, ledger_zone
 from protocol.distribution import Payout, format_amount
 from protocol.rules import format_decimal
 from protocol.state import LedgerState
@@ -86,8 +86,9 @@ def _stamp(text: str) -> str:
     return _z(parse_time(text, "time"))
 
 
-def _created(ts_ms: int) -> str:
-    return _z(_EPOCH + timedelta(milliseconds=ts_ms))
+def _created(ts_ms: int, zone: tzinfo = UTC) -> str:
+    """An entry's `ts` in ISO 8601: UTC with `Z`, or in the ledger's zone with its offset."""
+    return _z((_EPOCH + timedelta(milliseconds=ts_ms)).astimezone(zone))
 
 
 def _z(moment: datetime) -> str:
@@ -178,6 +179,7 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
     """A header, then one row per event (every status), oldest first, with its claim value and status, then
     one row per line of each recorded distribution, oldest first."""
     names = state.names
+    zone = ledger_zone(state.rules)  # dates and times in the ledger's time zone (SPEC.md §14), else UTC
 
     def name(did: str | None) -> str | None:
         if did == str(state.ledger):
@@ -188,15 +190,15 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
     for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
         row = contribution_row(c)
         e = c.event
-        # every event is dated: its own day (as written, in its own offset), else the day it was signed (UTC)
-        given = e.point or e.beginning
-        row.update(record="event", date=given[:10] if given else _created(c.ts)[:10], time=_created(c.ts),
+        # every event is dated: its own day (as written, in its own offset), else the day it was signed
+        row.update(record="event", date=event_day(c, zone).isoformat(), time=_created(c.ts, zone),
                    author_name=name(c.author), provider_name=name(e.provider), receiver_name=name(e.receiver))
         yield [csv_cell(row.get(k)) for k in EXPORT_COLUMNS]
     for d in sorted(state.distributions, key=lambda d: (d.ts, d.id.raw)):
         p = d.payout
         for line in p.lines:
-            row = {"record": "distribution", "id": str(d.id), "date": _created(d.ts)[:10], "time": _created(d.ts),
+            row = {"record": "distribution", "id": str(d.id), "date": _created(d.ts, zone)[:10],
+                   "time": _created(d.ts, zone),
                    "author": d.author, "author_name": name(d.author), "receiver": line.recipient,
                    "receiver_name": name(line.recipient), "quantity": format_amount(line.amount, p.unit),
                    "unit": p.unit, "classification": line.bucket,

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from node.governance_views import governance_json
 from node.views import fork_row
 from protocol import ForkProof, InvalidData, LocalError
 from protocol.distribution import format_amount
-from protocol.rules import ACTIONS, format_decimal
+from protocol.rules import ACTIONS, Rules, format_decimal
 from protocol.state import CONFLICTING, FINAL, PENDING, REJECTED, VALID, Contribution, LedgerState
 from protocol.valueflows import instant, parse_time
 
@@ -55,6 +57,33 @@ def event_time(c: Contribution) -> float:
     e = c.event
     when = e.point or e.beginning
     return instant(when) if when is not None else c.ts / 1000
+
+
+@cache
+def _zone(name: str) -> tzinfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # not in this machine's tz database
+        return None
+
+
+def ledger_zone(rules: Rules) -> tzinfo:
+    """The time zone a ledger's dates and times are shown and exported in: its rules' `timezone` (SPEC.md §14),
+    else UTC; UTC too when this machine's tz database does not know the name (`zone_known` says so)."""
+    return (_zone(rules.timezone) if rules.timezone else None) or UTC
+
+
+def zone_known(rules: Rules) -> bool:
+    return rules.timezone is None or _zone(rules.timezone) is not None
+
+
+def event_day(c: Contribution, zone: tzinfo) -> date:
+    """A contribution's day: its own (hasPointInTime, else hasBeginning) as written, in its own offset; else the
+    day its entry was signed, in the ledger's zone."""
+    given = c.event.point or c.event.beginning
+    if given is not None:
+        return date.fromisoformat(given[:10])
+    return datetime.fromtimestamp(c.ts / 1000, zone).date()
 
 
 @dataclass(frozen=True, slots=True)

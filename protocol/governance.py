@@ -37,6 +37,7 @@ from .rules import (
     Bucket,
     Rules,
     Voting,
+    check_timezone,
     format_decimal,
     parse_decimal,
 )
@@ -54,7 +55,7 @@ MAX_NOTE_CHARS: Final = 2000
 MAX_BALLOTS_LISTED: Final = 360
 #: The keys of a rules table an amendment may change; the others (name, founders…) are fixed at genesis.
 AMENDABLE: Final = frozenset({
-    "rates", "units", "validation", "buckets", "voting", "log_for_others", "pledge_claims", "recovery",
+    "rates", "units", "validation", "buckets", "voting", "log_for_others", "pledge_claims", "recovery", "timezone",
 })
 _VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
 _VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
@@ -228,6 +229,7 @@ _NORMALIZE: Final[Mapping[str, Any]] = MappingProxyType({
     "log_for_others": _norm_bool,
     "pledge_claims": _norm_bool,  # version 2 rules only: applied to version 1 rules it is bad_amendment
     "recovery": _norm_recovery,  # version 2 rules only, likewise
+    "timezone": lambda v: check_timezone(v, "timezone"),  # version 2 rules only, likewise
 })
 
 

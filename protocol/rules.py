@@ -86,12 +86,16 @@ DEFAULT_PLEDGE_CLAIMS: Final = False  # version 2: payments of a pledge are soli
 
 _CONFIG_KEYS: Final = frozenset({
     "visibility", "purpose", "founders", "units", "validation", "rates", "buckets", "voting", "log_for_others",
-    "version", "pledge_claims", "recovery",
+    "version", "pledge_claims", "recovery", "timezone",
 })
 #: The keys every genesis body has; a version 2 body also has `version` and `pledge_claims`, and may have
 #: `recovery` (absent: the recovery quorum is the admission quorum, `validation.accept`).
-BODY_KEYS: Final = frozenset({"name", *_CONFIG_KEYS} - {"version", "pledge_claims", "recovery"})
+BODY_KEYS: Final = frozenset({"name", *_CONFIG_KEYS} - {"version", "pledge_claims", "recovery", "timezone"})
 _RECOVERY_KEYS: Final = frozenset({"quorum"})
+MAX_TIMEZONE_CHARS: Final = 64
+#: An IANA time zone name as the tz database spells them ("UTC", "Europe/Berlin",
+#: "America/Argentina/Buenos_Aires"): letters, digits, "_", "+" and "-" in up to three parts.
+_TIMEZONE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+){0,2}")
 _VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
 _BUCKET_KEYS: Final = frozenset({"name", "percent", "recipient", "mode", "claims", "actions"})
 _VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
@@ -448,6 +452,9 @@ class Rules:
     pledge_claims: bool = DEFAULT_PLEDGE_CLAIMS
     #: how many other members approve a recovery (SPEC.md §19.5); None: `validation.accept`
     recovery_quorum: int | None = None
+    #: the IANA time zone the ledger's dates and times are shown in (SPEC.md §14); None: UTC. It changes no
+    #: validity and no computation: days of payments and distributions stay UTC days
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.version, bool) or self.version not in RULES_VERSIONS:
@@ -457,6 +464,10 @@ class Rules:
             if self.version == 1:
                 raise InvalidData("bad_rules", "recovery: version 1 rules have no recovery quorum")
             _int(self.recovery_quorum, "recovery.quorum", 1, MAX_VALIDATORS)
+        if self.timezone is not None:
+            if self.version == 1:
+                raise InvalidData("bad_rules", "timezone: version 1 rules have no time zone")
+            check_timezone(self.timezone, "timezone")
         if self.version == 1 and not self.pledge_claims:
             raise InvalidData("bad_rules", "pledge_claims: version 1 rules have no pledge_claims (payments earn "
                               "claims)")
@@ -520,21 +531,23 @@ class Rules:
             **({} if self.version == 1 else {"version": self.version, "pledge_claims": self.pledge_claims}),
             # Written only when set, so a ledger without one keeps the id it would have had before.
             **({} if self.recovery_quorum is None else {"recovery": {"quorum": self.recovery_quorum}}),
+            **({} if self.timezone is None else {"timezone": self.timezone}),
         }
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Rules:
         """Strictly read a genesis payload: every key `to_body` writes, nothing else, canonical forms only."""
         _refuse_floats(body, "")
-        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims", "recovery"}))
+        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims", "recovery", "timezone"}))
         # A genesis without `version` is version 1 (written before versions existed); one with it says 2.
         version = _int(top.get("version", 1), "version", 2, 2) if "version" in top else 1
         for key in sorted(BODY_KEYS | ({"version", "pledge_claims"} if version > 1 else set())):
             _required(top, key, "")
         if version == 1 and "pledge_claims" in top:
             raise InvalidData("unknown_rule_key", "pledge_claims: unknown key in version 1 rules (no version key)")
-        if version == 1 and "recovery" in top:
-            raise InvalidData("unknown_rule_key", "recovery: unknown key in version 1 rules (no version key)")
+        for optional in ("recovery", "timezone"):
+            if version == 1 and optional in top:
+                raise InvalidData("unknown_rule_key", f"{optional}: unknown key in version 1 rules (no version key)")
         recovery = _table(top["recovery"], "recovery", _RECOVERY_KEYS) if "recovery" in top else None
         founders = [_text(f, f"founders[{i}]") for i, f in enumerate(_list(top["founders"], "founders"))]
         _sorted(founders, "founders")
@@ -574,6 +587,7 @@ class Rules:
             version=version,
             pledge_claims=_bool(top["pledge_claims"], "pledge_claims") if version > 1 else True,
             recovery_quorum=None if recovery is None else _required(recovery, "quorum", "recovery"),
+            timezone=_text(top["timezone"], "timezone") if "timezone" in top else None,
         )
 
     @classmethod
@@ -617,7 +631,17 @@ class Rules:
             version=version,
             pledge_claims=_bool(top.get("pledge_claims", version == 1 or DEFAULT_PLEDGE_CLAIMS), "pledge_claims"),
             recovery_quorum=recovery.get("quorum"),
+            timezone=_text(top["timezone"], "timezone") if "timezone" in top else None,
         )
+
+
+def check_timezone(value: object, path: str) -> str:
+    """An IANA time zone name's spelling (`bad_rules`). Whether a node's tz database knows it is the node's
+    concern (SPEC.md §14): validity must not depend on a machine's files."""
+    if not isinstance(value, str) or len(value) > MAX_TIMEZONE_CHARS or not _TIMEZONE.fullmatch(value):
+        raise InvalidData("bad_rules", f"{path}: an IANA time zone name such as \"Europe/Berlin\" or \"UTC\" "
+                          f"(at most {MAX_TIMEZONE_CHARS} characters)")
+    return value
 
 
 def _read_rates(rates: Mapping[str, Any], *, canonical: bool) -> dict[str, dict[str, Decimal]]:

@@ -13,7 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.app import build_app
 from node.http.context import ApiConfig, Replication
+from node.store.states import LedgerStates
 from node.store.store import Store
+from node.sync.replication import Replicator
 from protocol import SigningKey
 
 TOKEN = "test-token-" + "x" * 32
@@ -52,3 +54,27 @@ async def running_api(
         yield Api(client, store, replication)
     finally:
         await client.close()
+
+
+@asynccontextmanager
+async def owner_dashboard(store: Store) -> AsyncIterator[Api]:
+    """The dashboard of `store`'s node (offline, its ledgers' states kept current), logged in as its owner
+    through a one-time link: `api.client` carries the session cookie."""
+    states = LedgerStates(store)
+    try:
+        async with running_api(store, Replicator(store, KEY, peers=[], offline=True, states=states)) as api:
+            status, link = await api.call("POST", "/login-links", json={})
+            assert status == 201, link
+            async with api.client.get(link["path"], allow_redirects=False) as resp:
+                assert resp.status == 303
+            yield api
+    finally:
+        states.close()
+
+
+async def page_text(api: Api, path: str) -> str:
+    """A page that must answer 200, as text."""
+    async with api.client.get(path) as resp:
+        body = await resp.text()
+        assert resp.status == 200, body[-2000:]
+        return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from node.governance_views import motion_json, pledge_json, today
 from node.http.context import CONFIG
+from node.ledger_views import ledger_zone
 from node.store.store import LedgerInfo
 from node.web.html import Child, Markup, el, field, table
 from node.web.i18n import _, day, moment, number, read_decimal
@@ -88,7 +90,8 @@ async def motions(request: web.Request, values: dict[str, str] | None = None,
                      value=values.get("title", "")),
                field(_("Options, one per line"), "textarea", values.get("options", "yes\nno"), name="options",
                      rows=3),
-               field(_("Closes on (optional; nobody can close the vote before then)"), "input", type="date",
+               field(_("Closes on (optional): the vote ends as that day begins, {zone} time; nobody can close "
+                       "it before then").format(zone=state.rules.timezone or "UTC"), "input", type="date",
                      name="closes", value=values.get("closes", "")),
                field(_("Note"), "input", type="text", name="note", maxlength=500, value=values.get("note", "")),
                field(_("Rules change if the first option wins (optional, TOML as in an amendment file)"),
@@ -122,12 +125,27 @@ async def propose(request: web.Request) -> web.Response:
                 raise LocalError("bad_amendment", problem) from None
         motion_id = await append(request, lambda ts: governance_ops.create_motion(
             state, v.did, title=form.get("title", ""), options=options, ts=ts,
-            closes=form.get("closes", "").strip() or None, amend=amend, note=form.get("note", "").strip() or None))
+            closes=_day_begins(form.get("closes", "").strip(), state) or None, amend=amend,
+            note=form.get("note", "").strip() or None))
     except TallyError as exc:
         refused(request, exc)
         return await motions(request, typed, exc)
     flash(v, "ok", _("Your motion is open for votes."))
     return see_other(f"/ledgers/{info.id}/motions/{motion_id}")
+
+
+def _day_begins(text: str, state: LedgerState) -> str:
+    """A "Closes on" day as the moment it begins in the ledger's time zone (SPEC.md §14), written with its
+    offset ("2027-03-01T00:00:00+01:00"); a bare date in the entry would be midnight UTC. Other text as typed
+    (the protocol says what is wrong with it)."""
+    zone = ledger_zone(state.rules)
+    try:
+        day_ = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day_ = None
+    if day_ is None or zone is UTC:
+        return text
+    return datetime.combine(day_, time(0), zone).isoformat()
 
 
 def _results(info: LedgerInfo, m: MotionState) -> Markup:
@@ -184,6 +202,7 @@ async def motion(request: web.Request) -> web.Response:
             method="post", action=f"/ledgers/{info.id}/motions/{m.id}/vote", class_="ballot")
     closer: Child = None
     closes = m.motion.closes
+    zone = ledger_zone(state.rules)
     now = request.app[CONFIG].wall_ms()
     timed = state.rules.version > 1  # SPEC §18.1: the closing time binds the proposer too
     may_close = v.owner and v.did in state.members and not m.closed and (
@@ -195,7 +214,8 @@ async def motion(request: web.Request) -> web.Response:
                     el("button", _("Close the vote"), type="submit"), method="post",
                     action=f"/ledgers/{info.id}/motions/{m.id}/close", class_="close")
     elif not m.closed and closes is not None and timed:
-        closer = el("p", _("The vote closes at {time}; nobody can close it earlier.").format(time=moment(closes)),
+        closer = el("p", _("The vote closes at {time}; nobody can close it earlier.").format(
+            time=moment(closes, zone)),
                     class_="muted")
     amend = None if m.motion.amend is None else el(
         "p", _("If the first option wins, the ledger's rules change:"), " ",
@@ -203,7 +223,7 @@ async def motion(request: web.Request) -> web.Response:
     return ledger_page(
         request, v, info, state, m.motion.title, "motions", el("h2", m.motion.title),
         el("p", _("Proposed by"), " ", who(m.author, v.did, state.names),
-           " · " + _("closes {time}").format(time=moment(closes)) if closes is not None else "",
+           " · " + _("closes {time}").format(time=moment(closes, zone)) if closes is not None else "",
            class_="muted"),
         el("p", m.motion.note) if m.motion.note else None, amend,
         _results(info, m), ballot, closer,

@@ -20,7 +20,7 @@ import gettext
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -130,9 +130,9 @@ def number(value: Decimal | int | str) -> str:
     return format_decimal(d, format=pattern, locale=current().locale, decimal_quantization=True)
 
 
-def day(value: date | int) -> str:
-    """A day (or the day of a UTC epoch-millisecond time) in the locale's medium form."""
-    d = value if isinstance(value, date) else datetime.fromtimestamp(value / 1000, UTC).date()
+def day(value: date | int, zone: tzinfo = UTC) -> str:
+    """A day (or the day, in `zone`, of an epoch-millisecond time) in the locale's medium form."""
+    d = value if isinstance(value, date) else datetime.fromtimestamp(value / 1000, zone).date()
     return format_date(d, format="medium", locale=current().locale)
 
 
@@ -141,10 +141,11 @@ def short_day(value: date) -> str:
     return format_skeleton("MMMd", value, locale=current().locale)
 
 
-def moment(ms: int) -> str:
-    """A UTC epoch-millisecond time, to the minute, in the locale's form (UTC, as the node counts)."""
-    return format_datetime(datetime.fromtimestamp(ms / 1000, UTC), format="short", tzinfo=UTC,
-                           locale=current().locale) + " UTC"
+def moment(ms: int, zone: tzinfo = UTC) -> str:
+    """An epoch-millisecond time, to the minute, in the locale's form, in `zone` (a ledger's time zone, SPEC.md
+    §14; UTC where no ledger decides) with the zone's abbreviation ("CET", "UTC", "-03")."""
+    when = datetime.fromtimestamp(ms / 1000, zone)
+    return f"{format_datetime(when, format='short', tzinfo=zone, locale=current().locale)} {when.tzname() or 'UTC'}"
 
 
 def decimal_symbol() -> str:

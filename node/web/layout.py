@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -123,6 +124,8 @@ def amendment_text(body: Mapping[str, Any]) -> str:
         elif key == "buckets" and isinstance(value, list):
             parts.append(_("shares: {buckets}").format(buckets=", ".join(
                 f"{b.get('name')} {number(str(b.get('percent')))} %" for b in value if isinstance(b, Mapping))))
+        elif key == "timezone" and isinstance(value, str):
+            parts.append(_("dates and times in the time zone {zone}").format(zone=value))
         elif isinstance(value, bool):
             parts.append(f"{key}: " + (_("yes") if value else _("no")))
         else:
@@ -154,12 +157,12 @@ def presence(request: web.Request) -> dict[str, Presence]:
     return out
 
 
-def presence_text(p: Presence | None) -> str:
+def presence_text(p: Presence | None, zone: tzinfo = UTC) -> str:
     if p is not None and p.online:
         return _("online")
     if p is None or p.last_seen is None:
         return _("offline, never seen")
-    return _("offline since {time}").format(time=moment(p.last_seen))
+    return _("offline since {time}").format(time=moment(p.last_seen, zone))
 
 
 def csrf_field(v: Viewer) -> Markup:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Final
 
 from aiohttp import web
 
 from node.governance_views import pledge_json, today
-from node.ledger_views import HistoryQuery, event_time
+from node.ledger_views import HistoryQuery, event_day, ledger_zone, zone_known
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
 from node.web.forms import check_choices, form_request
@@ -81,6 +81,7 @@ def _offline_notice(request: web.Request, v: Viewer, state: LedgerState) -> Chil
     if not mine:
         return None
     seen = presence(request)
+    zone = ledger_zone(state.rules)
     lines = []
     for member in sorted(state.members):
         if member == v.did or (member in seen and seen[member].online):
@@ -89,7 +90,8 @@ def _offline_notice(request: web.Request, v: Viewer, state: LedgerState) -> Chil
         if waiting:
             lines.append(el("li", _("{name} is {presence}: {count} contribution(s) of yours wait for their "
                                     "verdict.").format(name=short(member, v.did, state.names),
-                                                      presence=presence_text(seen.get(member)), count=waiting)))
+                                                      presence=presence_text(seen.get(member), zone),
+                                                      count=waiting)))
     return el("div", el("ul", lines), class_="flash offline", role="note") if lines else None
 
 
@@ -97,13 +99,9 @@ def _status(c: Contribution) -> Markup:
     return status_badge(c.status)
 
 
-def _iso_day(c: Contribution) -> str:
-    return datetime.fromtimestamp(event_time(c), UTC).date().isoformat()
-
-
-def _day(c: Contribution) -> str:
-    """The contribution's day as the page's locale writes it."""
-    return day(datetime.fromtimestamp(event_time(c), UTC).date())
+def _day(c: Contribution, zone: tzinfo) -> str:
+    """The contribution's day (in the ledger's time zone when it gave none) as the page's locale writes it."""
+    return day(event_day(c, zone))
 
 
 def _quantity(c: Contribution) -> str:
@@ -113,8 +111,8 @@ def _quantity(c: Contribution) -> str:
 # ---- overview and charts ------------------------------------------------------------
 
 
-def _week(c: Contribution) -> date:
-    d = datetime.fromtimestamp(event_time(c), UTC).date()
+def _week(c: Contribution, zone: tzinfo) -> date:
+    d = event_day(c, zone)
     return d - timedelta(days=d.weekday())  # weeks start on Monday (ISO 8601)
 
 
@@ -127,12 +125,12 @@ def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Con
     return counted, _("contributions"), lambda c: 1.0
 
 
-def _over_time(counted: Sequence[Contribution], key: Callable[[Contribution], str],
+def _over_time(counted: Sequence[Contribution], zone: tzinfo, key: Callable[[Contribution], str],
                measure: Callable[[Contribution], float]) -> tuple[list[str], dict[str, list[float]]]:
     if not counted:
         return [], {}
-    last = max(_week(c) for c in counted)
-    first = max(min(_week(c) for c in counted), last - timedelta(weeks=CHART_WEEKS - 1))
+    last = max(_week(c, zone) for c in counted)
+    first = max(min(_week(c, zone) for c in counted), last - timedelta(weeks=CHART_WEEKS - 1))
     weeks = []
     week = first
     while week <= last:
@@ -141,7 +139,7 @@ def _over_time(counted: Sequence[Contribution], key: Callable[[Contribution], st
     index = {w: i for i, w in enumerate(weeks)}
     series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(weeks))
     for c in counted:
-        i = index.get(_week(c))
+        i = index.get(_week(c, zone))
         if i is not None:
             series[key(c)][i] += measure(c)
     ordered = dict(sorted(series.items(), key=lambda kv: -sum(kv[1])))
@@ -158,6 +156,7 @@ def _distribution_chart(state: LedgerState, me: str) -> Child:
     if not state.distributions:
         return el("p", _("No distribution has been recorded yet."), class_="muted")
     latest = max(state.distributions, key=lambda d: (d.ts, d.id.raw))
+    zone = ledger_zone(state.rules)
     shares: dict[str, Decimal] = defaultdict(Decimal)
     for line in latest.payout.lines:
         shares[line.recipient] += line.amount
@@ -166,10 +165,20 @@ def _distribution_chart(state: LedgerState, me: str) -> Child:
     amount = f"{number(p.amount)} {p.unit}"
     if p.since or p.until:
         title = _("Latest distribution: {amount} for {since} to {until}, recorded {day}").format(
-            amount=amount, since=p.since or "…", until=p.until or "…", day=day(latest.ts))
+            amount=amount, since=p.since or "…", until=p.until or "…", day=day(latest.ts, zone))
     else:
-        title = _("Latest distribution: {amount}, recorded {day}").format(amount=amount, day=day(latest.ts))
+        title = _("Latest distribution: {amount}, recorded {day}").format(amount=amount, day=day(latest.ts, zone))
     return share_bars(title, rows, p.unit, _labels(state, me))
+
+
+def _zone_text(state: LedgerState) -> str:
+    """The ledger's time zone as its rules name it; a name this machine's tz database lacks is said so."""
+    name = state.rules.timezone
+    if name is None:
+        return _("UTC (the rules name no time zone)")
+    if not zone_known(state.rules):
+        return _("{zone}: unknown to this node, which shows UTC").format(zone=name)
+    return name
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -178,8 +187,9 @@ async def overview(request: web.Request) -> web.Response:
     me = v.did
     counted, measure_name, measure = _charted(state)
     labels = _labels(state, me)
-    periods, by_member = _over_time(counted, lambda c: c.event.provider or c.author, measure)
-    _periods, by_action = _over_time(counted, lambda c: c.event.action, measure)
+    zone = ledger_zone(state.rules)
+    periods, by_member = _over_time(counted, zone, lambda c: c.event.provider or c.author, measure)
+    _periods, by_action = _over_time(counted, zone, lambda c: c.event.action, measure)
     shown = {p: short_day(date.fromisoformat(p)) for p in periods}  # the axis in the page's locale
     charts: list[Child] = [el("p", _("No contributions to chart yet."), class_="muted")] if not periods else [
         stacked_bars(_("Contributions per week, per member"), periods, by_member, measure_name, labels, shown),
@@ -189,7 +199,7 @@ async def overview(request: web.Request) -> web.Response:
     seen = presence(request) if v.owner else {}
     member_rows = [
         el("tr", el("td", who(m, me, state.names)),
-           el("td", _("this node") if m == me else presence_text(seen.get(m))) if v.owner else None,
+           el("td", _("this node") if m == me else presence_text(seen.get(m), zone)) if v.owner else None,
            el("td", "; ".join(f"{a}: " + ", ".join(f"{number(format_decimal(q))} {u}" for u, q in units.items())
                               for a, units in totals[m].quantities.items()) if m in totals else ""),
            el("td", number(format_decimal(totals[m].claim)) if m in totals else "0", class_="num"))
@@ -202,6 +212,7 @@ async def overview(request: web.Request) -> web.Response:
     about = el("dl", el("dt", _("Ledger id")), el("dd", el("code", str(info.id))),
                el("dt", _("Founded by")), el("dd", who(info.founder, me, state.names)),
                el("dt", _("Rates")), el("dd", rates or _("none")),
+               el("dt", _("Time zone")), el("dd", _zone_text(state)),
                el("dt", _("Validation")),
                el("dd", _("{accept} accept(s) make a contribution final, {reject} reject(s) reject it").format(
                    accept=rules.validation.accept, reject=rules.validation.reject)),
@@ -274,6 +285,7 @@ async def history(request: web.Request) -> web.Response:
         problem = el("p", el("code", exc.code), ": ", exc.message, class_="flash error", role="alert")
         rows = []
     rows.reverse()  # newest first
+    zone = ledger_zone(state.rules)
     pages = max(1, -(-len(rows) // PAGE_ROWS))
     page_no = min(_page_number(request.query.get("page")), pages)
     shown = rows[(page_no - 1) * PAGE_ROWS: page_no * PAGE_ROWS]
@@ -299,7 +311,7 @@ async def history(request: web.Request) -> web.Response:
         method="get", class_="filters",
     )
     table_rows = [
-        el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
+        el("tr", el("td", _day(c, zone)), el("td", who(c.event.provider or c.author, me, state.names)),
            el("td", c.event.action),
            el("td", _quantity(c), class_="num"), el("td", number(format_decimal(c.claim)), class_="num"),
            el("td", c.event.note or "", _reasons(c, me, state) if v.owner else None), el("td", _status(c)),
@@ -355,8 +367,8 @@ def _contribution_fields(state: LedgerState, me: str, values: dict[str, str]) ->
                                    placeholder=_("e.g. {example}").format(example=number("3.5"))),
         field(_("Unit"), "select", (el("option", u, value=u, selected=u == unit) for u in state.rules.units),
                                name="unit"),
-        field(_("On"), "input", type="date", name="at", value=values.get("at", datetime.now(UTC).date()
-                                                                               .isoformat())),
+        field(_("On"), "input", type="date", name="at", value=values.get("at", datetime.now(ledger_zone(state.rules))
+                                                                               .date().isoformat())),
         field(_("Note"), "input", type="text", name="note", maxlength=500, value=values.get("note", ""),
                                placeholder=_("what it was")),
         field(_("Pays my pledge (a transfer to the ledger)"), "select", el("option", "—", value=""),
@@ -389,7 +401,7 @@ async def contribute_form(request: web.Request, values: dict[str, str] | None = 
     if corrected is not None and "action" not in values:  # the form starts from the contribution it corrects
         e = corrected.event
         values.update(action=e.action, quantity=format_decimal(e.quantity.value), unit=e.quantity.unit,
-                      at=(e.point or e.beginning or _iso_day(corrected))[:10], note=e.note or "")
+                      at=event_day(corrected, ledger_zone(state.rules)).isoformat(), note=e.note or "")
     title = _("Correct a contribution") if corrected is not None else _("Log a contribution")
     if v.did not in state.members:
         body: Child = el("p", _("You are not a member of this ledger, so you cannot log contributions in it."),
@@ -458,14 +470,15 @@ async def queue(request: web.Request) -> web.Response:
                   el("button", _("Reject"), type="submit", name="verdict", value="reject", class_="reject"),
                   method="post", action=f"/ledgers/{info.id}/endorse", class_="verdict")
 
-    rows = [el("tr", el("td", _day(c)), el("td", who(c.event.provider or c.author, me, state.names)),
+    zone = ledger_zone(state.rules)
+    rows = [el("tr", el("td", _day(c, zone)), el("td", who(c.event.provider or c.author, me, state.names)),
                el("td", c.event.action),
                el("td", _quantity(c), class_="num"), el("td", c.event.note or ""),
                el("td", _("{count} of {need}").format(count=len(c.accepts), need=need)), el("td", verdicts(c)),
                data_id=str(c.id))
             for c in waiting]
     mine = [c for c in state.contributions if c.status == PENDING and c.author == me]
-    mine_rows = [el("tr", el("td", _day(c)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
+    mine_rows = [el("tr", el("td", _day(c, zone)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
                     el("td", c.event.note or "", _reasons(c, me, state)),
                     el("td", _("{count} of {need} accepts").format(count=len(c.accepts), need=need)))
                  for c in mine]

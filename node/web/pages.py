@@ -13,7 +13,6 @@ a motion's live results. Every asset comes from the installed package.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from typing import Final
@@ -23,7 +22,7 @@ from aiohttp import hdrs, web
 from node.governance_views import pledge_json, today
 from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
 from node.http.sessions import SESSION_TTL_S, cookie_name
-from node.ledger_views import event_time
+from node.ledger_views import event_day, event_time, ledger_zone, zone_known
 from node.store.store import LedgerInfo
 from node.web.governance import add_governance_pages
 from node.web.html import Child, el, field, table
@@ -96,17 +95,18 @@ async def home(request: web.Request) -> web.Response:
                        el("td", number(len(state.members))), el("td", number(len(state.contributions))),
                        el("td", number(info.entries)),
                        el("td", _("member") if member else (_("founder") if info.founder == v.did else "—"))))
-        recent += [(event_time(c), info, c, state.names) for c in state.contributions]
+        zone = ledger_zone(state.rules)
+        recent += [(event_time(c), info, c, state.names, zone) for c in state.contributions]
         if v.owner and member:
             waits += _waiting_items(info, state, v.did)
     recent.sort(key=lambda r: r[0], reverse=True)
     me = v.did
-    latest = [el("tr", el("td", day(datetime.fromtimestamp(t, UTC).date())),
+    latest = [el("tr", el("td", day(event_day(c, zone))),
                   el("td", el("a", info.name, href=f"/ledgers/{info.id}/history")),
                   el("td", who(c.event.provider or c.author, me, names)), el("td", c.event.action),
                   el("td", f"{number(c.event.quantity.value)} {c.event.quantity.unit}", class_="num"),
                   el("td", c.event.note or ""), el("td", status_badge(c.status)))
-              for t, info, c, names in recent[:12]]
+              for t, info, c, names, zone in recent[:12]]
     identity = el("section", el("h2", _("This node")), el("dl", el("dt", _("Identity")), el("dd", el("code", v.did)),
                                                             el("dt", _("You are")),
                                                             el("dd", _("its owner") if v.owner else _("a visitor"))),
@@ -134,6 +134,9 @@ async def home(request: web.Request) -> web.Response:
             el("form", csrf_field(v),
                el("fieldset", el("legend", _("Found a ledger")),
                   field(_("Name"), "input", type="text", name="name", required=True, maxlength=200),
+                  field(_("Time zone its dates and times are shown in (optional, e.g. Europe/Berlin; UTC "
+                          "without)"), "input", type="text", name="timezone", maxlength=64,
+                        pattern="[A-Za-z][A-Za-z0-9_+/-]*", autocomplete="off"),
                   field(_("Who may read it"), "select", el("option", _("its members only"), value="members"),
                         el("option", _("anyone"), value="public"), name="visibility"),
                   field(_("Rules (optional, TOML as in a rules file; every default without)"), "textarea",
@@ -168,7 +171,7 @@ def _waiting_items(info: LedgerInfo, state: LedgerState, me: str) -> list[Child]
             count=len(to_validate), ledger=info.name), href=f"{base}/queue")))
     for m in state.motions:
         if not m.closed and all(b.voter != me for b in m.counted):  # an open motion counts every latest ballot
-            closes = (" · " + _("closes {time}").format(time=moment(m.motion.closes))
+            closes = (" · " + _("closes {time}").format(time=moment(m.motion.closes, ledger_zone(state.rules)))
                       if m.motion.closes is not None else "")
             items.append(el("li", el("a", _("Vote on “{title}” in {ledger}").format(title=m.motion.title,
                                                                                    ledger=info.name),
@@ -188,7 +191,11 @@ async def found_ledger(request: web.Request) -> web.Response:
         name = genesis_body(form.get("name", ""), form.get("visibility", "members"))["name"]
         text = form.get("rules", "").strip()
         config = parse_rules_toml(text) if text else {}
+        if form.get("timezone", "").strip():  # the field beats the rules text's `timezone`
+            config = {**config, "timezone": form["timezone"].strip()}
         rules = Rules.from_config(config, name=name, creator=v.did, public=form.get("visibility") == "public")
+        if not zone_known(rules):  # the protocol checks the spelling only; this node must be able to show it
+            raise LocalError("bad_rules", f"timezone: {rules.timezone} is not in this node's time zone database")
         ledger = await append(request, lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
     except TallyError as exc:
         refused(request, exc)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from aiohttp import hdrs, web
 
 from node.exports import FORMATS, MEDIA_TYPES, export_text
+from node.ledger_views import ledger_zone
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars
 from node.web.html import Child, Markup, el, field
@@ -99,12 +100,13 @@ async def shares(request: web.Request) -> web.Response:
         el("button", _("Preview"), type="submit"), method="get", class_="filters")
     # Conflicting ones are listed too, saying they count nothing (SPEC.md §17.5), so a member sees why.
     clashing = {d.id.raw for d in state.conflicting}
+    zone = ledger_zone(state.rules)
     recorded = sorted((*state.distributions, *state.conflicting), key=lambda d: (d.ts, d.id.raw), reverse=True)
     mine = {d.id.raw: sum((line.amount for line in d.payout.lines if line.recipient == v.did), Decimal(0))
             for d in recorded}
     history = el("table", el("thead", el("tr", *(el("th", h) for h in (
         _("Recorded"), _("By"), _("Amount"), _("Period"), _("Your share"))))),
-        el("tbody", (el("tr", el("td", day(d.ts)), el("td", short(d.author, v.did, state.names), title=d.author),
+        el("tbody", (el("tr", el("td", day(d.ts, zone)), el("td", short(d.author, v.did, state.names), title=d.author),
                         el("td", _money(d.payout.amount, d.payout), class_="num"),
                         el("td", _("{since} to {until}").format(since=d.payout.since or "…",
                                                                 until=d.payout.until or "…")

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import InvalidData, SigningKey, dagcbor
+from protocol.governance import Amendment
 from protocol.names import check_name
 from protocol.rules import (
     ACTIONS,
@@ -188,6 +189,32 @@ def test_the_recovery_quorum_is_optional_and_written_only_when_set() -> None:
     with pytest.raises(InvalidData) as refused:
         Rules.from_body({**version1, "recovery": {"quorum": 2}})
     assert refused.value.code == "unknown_rule_key"
+
+
+
+def test_the_time_zone_is_optional_spelled_as_iana_names_and_written_only_when_set() -> None:
+    plain = from_config({})
+    assert "timezone" not in plain.to_body() and plain.timezone is None  # shown in UTC; the body is unchanged
+    for name in ("Europe/Berlin", "UTC", "America/Argentina/Buenos_Aires", "Etc/GMT+3"):
+        rules = from_config({"timezone": name})
+        assert rules.to_body()["timezone"] == name and Rules.from_body(rules.to_body()) == rules
+    for bad, code in (({"timezone": "../etc/passwd"}, "bad_rules"), ({"timezone": "/etc/localtime"}, "bad_rules"),
+                      ({"timezone": "Europe/Berlin "}, "bad_rules"), ({"timezone": 1}, "bad_rules"),
+                      ({"timezone": "A/" + "b" * 70}, "bad_rules"), ({"timezone": "a/b/c/d"}, "bad_rules"),
+                      ({"version": 1, "timezone": "UTC"}, "bad_rules")):
+        with pytest.raises(InvalidData) as refused:
+            from_config(bad)
+        assert refused.value.code == code, bad
+    version1 = from_config({"version": 1}).to_body()
+    with pytest.raises(InvalidData) as refused:
+        Rules.from_body({**version1, "timezone": "UTC"})
+    assert refused.value.code == "unknown_rule_key"
+    # amendable: members may move the ledger to another zone by vote
+    moved = Amendment.from_config({"timezone": "Europe/Madrid"}).apply(from_config({"timezone": "Europe/Berlin"}))
+    assert moved.timezone == "Europe/Madrid"
+    with pytest.raises(InvalidData) as refused:
+        Amendment.from_config({"timezone": "Europe/../passwd"})
+    assert refused.value.code == "bad_amendment"
 
 
 # ---- defaults --------------------------------------------------------------------------
@@ -593,6 +620,7 @@ def rules_strategy(draw: st.DrawFn) -> Rules:
                       Decimal(draw(st.integers(0, 10**6))).scaleb(-6)),
         log_for_others=draw(st.booleans()),
         recovery_quorum=draw(st.one_of(st.none(), st.integers(1, 20))),
+        timezone=draw(st.sampled_from([None, "UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"])),
     )
 
 
@@ -652,7 +680,7 @@ def test_the_readme_documents_every_key_and_code() -> None:
     section = _readme_section()
     keys = {"visibility", "purpose", "founders", "units", "log_for_others", "[validation]", "accept", "reject",
             "[[buckets]]", "name", "percent", "recipient", "mode", "claims", "actions", "[voting]", "min", "max",
-            "blank", "quorum", "[recovery]"}
+            "blank", "quorum", "[recovery]", "timezone"}
     assert {k for k in keys if f"`{k}`" not in section} == set()
     assert "`[rates.ACTION]`" in section and '`[rates."ACTION:CLASSIFICATION"]`' in section
     for code in ("bad_rules", "unknown_rule_key", "bad_quantity", "unknown_action", "unknown_unit",

@@ -14,11 +14,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from loopback_api import KEY, Api, running_api
+from loopback_api import KEY, Api, owner_dashboard, page_text
 
-from node.store.states import LedgerStates
 from node.store.store import Store
-from node.sync.replication import Replicator
 from protocol import GENESIS_KIND, Entry, SigningKey
 from protocol.entry import create_entry
 from protocol.rules import Rules
@@ -96,35 +94,23 @@ class CountingStore(Store):
 async def dashboard(tmp_path: Path, chains: Chains) -> AsyncIterator[tuple[Api, CountingStore]]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = await CountingStore.open(tmp_path / "tally.sqlite3", key=KEY)
-    states = LedgerStates(store)
     try:
         result = await store.ingest(chains.entries)
         assert len(result.stored) == len(chains.entries)
-        async with running_api(store, Replicator(store, KEY, peers=[], offline=True, states=states)) as api:
-            status, link = await api.call("POST", "/login-links", json={})
-            assert status == 201, link
-            async with api.client.get(link["path"], allow_redirects=False) as resp:
-                assert resp.status == 303
+        async with owner_dashboard(store) as api:
             yield api, store
     finally:
-        states.close()
         await store.close()
-
-
-async def page(api: Api, path: str) -> str:
-    async with api.client.get(path) as resp:
-        text = await resp.text()
-        assert resp.status == 200, text[-2000:]
-        return text
 
 
 async def reads_of_pages(tmp_path: Path, bob_extra: int) -> tuple[Counter[str], list[str]]:
     chains = ledger(bob_extra)
     base = f"/ledgers/{chains.genesis.id}"
     async with dashboard(tmp_path, chains) as (api, store):
-        await page(api, f"{base}/history")  # the state is folded once, then kept current
+        await page_text(api, f"{base}/history")  # the state is folded once, then kept current
         store.count()
-        shown = [await page(api, f"{base}/history?page={n}") for n in (1, 2)] + [await page(api, f"{base}/queue")]
+        paths = [f"{base}/history?page=1", f"{base}/history?page=2", f"{base}/queue"]
+        shown = [await page_text(api, path) for path in paths]
         return store.reads, shown
 
 
@@ -150,7 +136,7 @@ async def test_the_notes_are_the_owners_only(tmp_path: Path) -> None:
     bobs = chains.work(BOB, "bob's work")
     chains.verdict(CAROL, bobs, "reject", "not this week")
     async with dashboard(tmp_path, chains) as (api, _):
-        history = await page(api, f"/ledgers/{chains.genesis.id}/history")
+        history = await page_text(api, f"/ledgers/{chains.genesis.id}/history")
     assert "bob&#x27;s work" in history or "bob's work" in history
     assert "not this week" not in history
 
