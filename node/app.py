@@ -39,6 +39,7 @@ from node.http.context import (
 from node.http.distribution import add_distribution_routes
 from node.http.errors import HTTP_CODES, STATUS, error_response
 from node.http.governance import add_governance_routes
+from node.http.identity import add_identity_routes
 from node.http.ledger import add_ledger_routes
 from node.http.sessions import Sessions
 from node.store.failures import store_failure
@@ -77,6 +78,7 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
     add_ledger_routes(app, p)
     add_distribution_routes(app, p)
     add_governance_routes(app, p)
+    add_identity_routes(app, p)
     add_dashboard_routes(app)
     return app
 

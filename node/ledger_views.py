@@ -15,10 +15,10 @@ from node.views import fork_row
 from protocol import ForkProof, InvalidData, LocalError
 from protocol.distribution import format_amount
 from protocol.rules import ACTIONS, Rules, format_decimal
-from protocol.state import CONFLICTING, FINAL, PENDING, REJECTED, VALID, Contribution, LedgerState
+from protocol.state import CONFLICTING, ERASED, FINAL, PENDING, REJECTED, VALID, Contribution, Erased, LedgerState
 from protocol.valueflows import instant, parse_time
 
-HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED)
+HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED, ERASED)
 
 HISTORY_COLUMNS = (
     "id", "author", "seq", "ts", "action", "provider", "receiver", "quantity", "unit", "classification",
@@ -50,6 +50,14 @@ def contribution_row(c: Contribution) -> dict[str, Any]:
         "corrects": None if e.corrects is None else str(e.corrects),
         "corrected_by": None if c.corrected_by is None else str(c.corrected_by),
     }
+
+
+def erased_row(e: Erased) -> dict[str, Any]:
+    """An erased contribution in a history (SPEC.md §20): who wrote it and when, nothing of what it said."""
+    row: dict[str, Any] = dict.fromkeys(HISTORY_COLUMNS)
+    row.update({"id": str(e.id), "author": e.agent, "seq": e.seq, "ts": e.ts, "claim": "0", "status": ERASED,
+                "accepts": [], "rejects": [], "erased_by": str(e.by)})
+    return row
 
 
 def event_time(c: Contribution) -> float:
@@ -107,6 +115,28 @@ class HistoryQuery:
             if value is not None:
                 parse_time(value, key)
 
+    def rows(self, state: LedgerState) -> list[dict[str, Any]]:
+        """The matching history rows: the contributions (`select`), and the erased ones (SPEC.md §20) where
+        no action is asked for, placed by the time they were written."""
+        rows = [(event_time(c), c.ts, c.id.raw, contribution_row(c)) for c in self.select(state)]
+        if self.action is None and self.status in (None, ERASED):
+            since = None if self.since is None else parse_time(self.since, "since").timestamp()
+            until = None if self.until is None else self._until()
+            for e in state.erased:
+                when = e.ts / 1000
+                if e.kind != "vf.event" or self.agent not in (None, e.agent):
+                    continue
+                if (since is not None and when < since) or (until is not None and when >= until):
+                    continue
+                rows.append((when, e.ts, e.id.raw, erased_row(e)))
+        rows.sort(key=lambda r: r[:3])
+        return [r[3] for r in rows]
+
+    def _until(self) -> float:
+        assert self.until is not None
+        end = parse_time(self.until, "until")
+        return (end + timedelta(days=1) if "T" not in self.until else end + timedelta(microseconds=1)).timestamp()
+
     def select(self, state: LedgerState) -> list[Contribution]:
         """The matching contributions, oldest event first (ties by entry ts, then id)."""
         since = None if self.since is None else parse_time(self.since, "since").timestamp()
@@ -120,7 +150,7 @@ class HistoryQuery:
             e = c.event
             if self.agent is not None and self.agent not in (e.provider, e.receiver, c.author):
                 continue
-            if self.action not in (None, e.action) or self.status not in (None, c.status):
+            if self.action not in (None, e.action) or self.status not in (None, c.status) or self.status == ERASED:
                 continue
             when = event_time(c)
             if since is not None and when < since:
@@ -178,6 +208,8 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
         "quarantined": [str(c) for c in state.quarantined],
         "forks": [fork_row(proof) for proof in forks if proof.a.ledger_id == state.ledger],
         "distributions": distributions_json(state),
+        "erased": [{"id": str(e.id), "author": e.agent, "kind": e.kind, "ts": e.ts, "erased_by": str(e.by)}
+                   for e in state.erased],
         "keys": {  # identities with key events (SPEC.md §19.7)
             i.identity: {"key": i.key, "committed": i.next is not None,
                          "devices": [{"key": d.key, "name": d.name, "added": d.added, "revoked": d.revoked_at}

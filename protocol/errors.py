@@ -209,6 +209,10 @@ ERRORS: Final[tuple[ErrorCode, ...]] = (
               "an entry by a key after the last entry its identity's rotation, or a recovery, let count (§19.6)"),
     ErrorCode("key_revoked", 403, EITHER, "an entry by a device after the last entry its revocation let count (§19.6)"),
     ErrorCode("self_recovery", 403, EITHER, "a member approving the recovery of their own identity (§19)"),
+    # erasure (SPEC.md §20)
+    ErrorCode("not_erasable", 403, EITHER,
+              "an erasure of an entry that is not an earlier entry of the same key's chain, is its first entry, is of "
+              "a kind that is never erased, or that a distribution counted (§20)"),
     # the node's own exceptions (UsageError in node/cli/context.py, LinkClosed in node/sync/links.py)
     ErrorCode("usage", 400, LOCAL, "the command line is wrong: an unknown option, a missing argument, options that "
               "exclude each other (the CLI exits 2)"),

@@ -32,6 +32,7 @@ from . import dagcbor
 from .cid import CID
 from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
+from .erasure import ERASE_KIND
 from .errors import InvalidData, LocalError
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .keys import has_key_events
@@ -201,7 +202,7 @@ class LedgerFold:
                 continue
             if self._entries is not None:
                 self._entries.append(entry)
-            self.keyed = self.keyed or has_key_events(entry)
+            self.keyed = self.keyed or has_key_events(entry) or entry.kind == ERASE_KIND  # both fold in rounds
             self._pending[raw] = prepare(entry, self.ledger, self.rules, entry.author)
             self._set(raw, WAITING)
             fresh.append(raw)

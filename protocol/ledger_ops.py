@@ -21,10 +21,12 @@ from protocol.distribution import (
     parse_day,
     parse_distribution,
 )
+from protocol.entry import Entry
+from protocol.erasure import ERASE_KIND, erasable, kept_links, parse_erase
 from protocol.names import check_not_confusable, normalize
 from protocol.pledges import check_payment
 from protocol.rules import format_decimal, parse_decimal
-from protocol.state import FINAL, LedgerState
+from protocol.state import ERASED, FINAL, LedgerState
 from protocol.valueflows import (
     ABOUT_KIND,
     ADMIT_KIND,
@@ -100,6 +102,26 @@ def about(state: LedgerState, me: str, name: str, ts: int) -> AppendRequest:
     except InvalidData as exc:
         raise LocalError.of(exc) from None
     return AppendRequest(state.ledger, ABOUT_KIND, body, ts)
+
+
+def erase(state: LedgerState, me: str, target: Entry, key: bytes, ts: int) -> AppendRequest:
+    """A ledger.erase of `target` (SPEC.md §20), written by `key`, the key that wrote it: its payload is dropped
+    by every node that applies the erasure, and it counts for nothing."""
+    if state.status.get(target.id.raw) == ERASED:
+        raise LocalError("not_erasable", f"{target.id} is erased already")
+    why = erasable(target, state.ledger, key, target.seq + 1)  # a later entry of this chain writes it
+    if why is not None:
+        raise LocalError("not_erasable", why)
+    for d in (*state.distributions, *state.conflicting):
+        if d.reach.get(target.author, 0) >= target.seq:
+            raise LocalError("not_erasable", f"distribution {d.id} counted {target.id}: erasing it would leave "
+                             "that distribution unrecomputable")
+    body: dict[str, Any] = {"entry": target.id, "member": membership(state, me)}
+    keep = kept_links(target)
+    if keep:
+        body["keep"] = keep
+    parse_erase(body)
+    return AppendRequest(state.ledger, ERASE_KIND, body, ts)
 
 
 def contribute(

@@ -34,6 +34,7 @@ from .distribution import (
     parse_distribution,
 )
 from .entry import GENESIS_KIND, Entry
+from .erasure import ERASE_KIND, Erase, erasable, parse_erase
 from .errors import InvalidData
 from .governance import (
     CLOSE_KIND,
@@ -111,6 +112,7 @@ STATE_VERSION: Final = 1
 FINAL, PENDING, REJECTED, CORRECTED = "final", "pending", "rejected", "corrected"
 VALID, INVALID, WAITING, QUARANTINED, IGNORED = "valid", "invalid", "waiting", "quarantined", "ignored"
 CONFLICTING = "conflicting"  # a valid distribution that counts nothing (SPEC.md §17.5; version 2 rules)
+ERASED = "erased"  # its payload was erased by a valid ledger.erase (SPEC.md §20): it counts for nothing
 _EMPTY: Final[frozenset[str]] = frozenset()
 _Governed = Motion | Ballot | Closing | Pledge
 _NO_CLOSINGS: Final[frozenset[bytes]] = frozenset()
@@ -152,6 +154,16 @@ class MemberTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class Erased:
+    id: CID
+    agent: str
+    kind: str
+    seq: int
+    ts: int
+    by: CID  # the ledger.erase entry
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerState:
     ledger: CID
     rules: Rules
@@ -184,6 +196,8 @@ class LedgerState:
     identities: Mapping[str, IdentityKeys] = field(default_factory=dict, repr=False)
     #: (identity, new key did) -> the valid key.recover approvals of it: what the next approval names in `with`
     recoveries: Mapping[tuple[str, str], tuple[CID, ...]] = field(default_factory=dict, repr=False)
+    #: entries whose payload a valid ledger.erase erased (SPEC.md §20), in canonical order
+    erased: tuple[Erased, ...] = field(default=(), repr=False)
 
     def agent_of(self, key: str) -> str:
         """The identity a key (did:key) writes as here: an identity's current key or device, or the next key it
@@ -217,7 +231,8 @@ class LedgerState:
 @dataclass(slots=True)
 class Prepared:
     entry: Entry
-    record: Event | Endorsement | Admission | Leave | About | DistributionRecord | _Governed | KeyEvent | None = None
+    record: Event | Endorsement | Admission | Leave | About | DistributionRecord | _Governed | KeyEvent | Erase | None \
+        = None
     agent: str = ""  # the identity the entry's key writes as (SPEC.md §19); its author's did:key by default
     deps: tuple[CID, ...] = ()
     error: InvalidData | None = None
@@ -234,6 +249,7 @@ class Prepared:
     key_ok: bool = True  # its key may write as `agent` here
     main: bool = False  # its key is its identity's inception, rotated-in or recovered key (not a device)
     incepted: bool = False  # its chain holds a valid key.incept or key.rotate at or before it
+    erased: CID | None = None  # the valid ledger.erase that erased its payload (SPEC.md §20)
     pos: int = 0  # its place in the canonical order: the later of two entries of one identity is the latest
 
 
@@ -258,17 +274,25 @@ def compute_state(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes
     # Rotations, revocations and recoveries cut keys off after a named entry, whatever the causal
     # past of the later ones (SPEC.md §19.6): fold again with the cut-offs the valid ones give until
     # they settle. A ledger without such events folds once.
-    cut: dict[bytes, tuple[int, str]] = {}
+    # Erasures (SPEC.md §20) likewise: an erased entry is applied without its payload, which changes
+    # nothing its erasure's validity rests on, so one more round settles them.
+    settled: Settled = ({}, {})
     for _ in range(MAX_KEY_ROUNDS):
-        state, found = _fold(genesis, entries, forks, cut)
-        if found == cut:
+        state, found = _fold(genesis, entries, forks, settled)
+        if found == settled:
             break
-        cut = found
+        settled = found
     return state
 
 
+#: What the rounds of the fold settle: the keys cut off (public key -> (last seq that counts, code)), and the
+#: erased entries (id raw -> (the erasure's id, the links it keeps as the erased entry's dependencies)).
+Settled = tuple[dict[bytes, tuple[int, str]], dict[bytes, tuple[CID, tuple[CID, ...]]]]
+
+
 def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | None,
-          cut: Mapping[bytes, tuple[int, str]]) -> tuple[LedgerState, dict[bytes, tuple[int, str]]]:
+          settled: Settled) -> tuple[LedgerState, Settled]:
+    cut, erased = settled
     assert genesis.body is not None
     ledger = genesis.id
     rules = Rules.from_body(genesis.body)
@@ -287,7 +311,13 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
             quarantined.append(entry.id)
             status[entry.id.raw] = QUARANTINED
             continue
-        node = nodes[entry.id.raw] = prepare(entry, ledger, rules, agents.get(entry.header.author, entry.author))
+        agent = agents.get(entry.header.author, entry.author)
+        erasure = erased.get(entry.id.raw)
+        if erasure is None:
+            node = nodes[entry.id.raw] = prepare(entry, ledger, rules, agent)
+        else:  # the same on every node, whether it still holds the payload or not
+            node = nodes[entry.id.raw] = Prepared(entry, agent=agent, erased=erasure[0])
+            node.deps = tuple(dict.fromkeys([*([entry.header.prev] if entry.header.prev else []), *erasure[1]]))
         stop = cut.get(entry.header.author)
         if stop is not None and entry.seq > stop[0] and entry.id != ledger:
             node.error = (InvalidData("key_revoked", "this device was revoked before this entry (§19)")
@@ -308,6 +338,8 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
             status[raw] = INVALID
             e = node.entry
             problems.append(Problem(e.id, node.agent, e.kind, node.error.code, node.error.message))
+        elif node.erased is not None:
+            status[raw] = ERASED
         elif node.record is None and is_ignored(node.entry):
             status[raw] = IGNORED
         else:
@@ -335,6 +367,10 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
         if isinstance(node.record, About):
             names[node.agent] = node.record.name
     identities, found = _keys(valid, nodes, agents)
+    erasures: dict[bytes, tuple[CID, tuple[CID, ...]]] = {}
+    for node in valid:  # the first valid erasure of an entry, in canonical order, counts
+        if isinstance(node.record, Erase):
+            erasures.setdefault(node.record.entry.raw, (node.entry.id, node.record.keep))
     recoveries: dict[tuple[str, str], list[CID]] = defaultdict(list)
     for node in valid:
         if isinstance(node.record, Recover):
@@ -369,8 +405,10 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
         names=dict(sorted(names.items())),
         identities=identities,
         recoveries={k: tuple(sorted(v, key=lambda c: c.raw)) for k, v in sorted(recoveries.items())},
+        erased=tuple(Erased(n.entry.id, n.agent, n.entry.kind, n.entry.seq, n.entry.header.ts, n.erased)
+                     for raw in order if (n := nodes[raw]).erased is not None and status[raw] == ERASED),
     )
-    return _with_digest(state), found
+    return _with_digest(state), (found, erasures)
 
 
 def recorded_distribution(node: Prepared) -> RecordedDistribution:
@@ -434,6 +472,10 @@ def prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> Prepared:
             key_event = parse_key_event(kind, body)
             node.record = key_event
             deps += key_event_deps(key_event)
+        elif kind == ERASE_KIND:
+            erase = parse_erase(body)
+            node.record = erase
+            deps += [erase.member, erase.entry, *erase.keep]
         else:
             # A membership kind this version does not interpret (later issues add them):
             # it still needs its author's membership to be valid.
@@ -505,7 +547,7 @@ def apply_node(
     except InvalidData as exc:
         node.error = node.error or exc
     _rules_in_effect(node, nodes, ledger, rules, book)
-    if node.error is not None or (node.record is None and not needs_membership(entry.kind)):
+    if node.erased is not None or node.error is not None or (node.record is None and not needs_membership(entry.kind)):
         return
     author = node.agent
     try:
@@ -530,6 +572,8 @@ def apply_node(
                 raise InvalidData("bad_correction", "a correction names an earlier vf.event of its own author")
         elif isinstance(record, KeyEvent):
             _key_event(node, record, nodes, node.rules or rules)
+        elif isinstance(record, Erase):
+            _erase(node, record, nodes)
         _govern(node, nodes, book)
     except InvalidData as exc:
         node.error = exc
@@ -827,6 +871,26 @@ def _claim(event: Event, rules: Rules) -> Decimal:
     if event.fulfills is not None and not rules.pledge_claims:
         return Decimal(0)
     return claim_value(event, rules)
+
+
+def _erase(node: Prepared, record: Erase, nodes: dict[bytes, Prepared]) -> None:
+    """A ledger.erase (SPEC.md §20): an earlier entry of its own chain, of an erasable kind, that no valid
+    distribution in its causal past counted (that distribution would no longer recompute)."""
+    target = nodes[record.entry.raw].entry
+    why = erasable(target, node.entry.ledger_id, node.entry.header.author, node.entry.seq)
+    if why is not None:
+        raise InvalidData("not_erasable", why)
+    seen: set[bytes] = set()
+    stack = list(node.deps)
+    while stack:
+        raw = stack.pop().raw
+        if raw in seen:
+            continue
+        seen.add(raw)
+        past = nodes[raw]
+        if past.payout is not None and past.error is None and (past.reach or {}).get(target.author, 0) >= target.seq:
+            raise InvalidData("not_erasable", f"distribution {past.entry.id} counted it")
+        stack.extend(past.deps)
 
 
 def _with_digest(state: LedgerState) -> LedgerState:

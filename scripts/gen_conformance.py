@@ -679,9 +679,30 @@ def keys_ledger() -> Case:
                 entries=book.raw())
 
 
+def erase_ledger() -> Case:
+    """Erasures (§20): one whose payload this node dropped, one whose payload it still holds, refusals, and a
+    missing payload nothing erased."""
+    book = Book([ANA, BEN], validation={"accept": 1, "reject": 1})
+    book.endorse(BEN, book.event(ANA, "1"))  # Ben's first entry
+    dropped = book.event(ANA, "5", note="a phone number")
+    endorsed = book.endorse(BEN, dropped)
+    book.append(ANA, "ledger.erase", {"entry": dropped.id, "member": book.id})
+    book.endorse(BEN, dropped)  # after the erasure: bad_reference
+    note = book.append(ANA, "note.text", {"text": "held"})
+    book.append(ANA, "ledger.erase", {"entry": note.id, "member": book.id})  # a kind outside the membership
+    ben_first = next(e for e in book.entries if e.header.author == BEN.public_key and e.seq == 1)
+    book.append(BEN, "ledger.erase", {"entry": ben_first.id, "member": book.id})  # seq 1: not_erasable
+    book.append(BEN, "ledger.erase", {"entry": endorsed.id, "member": book.id})  # an endorsement (of an erased one)
+    book.append(ANA, "ledger.erase", {"entry": book.event(BEN, "2").id, "member": book.id})  # another key's
+    lost = book.event(ANA, "7")  # its payload missing, nothing erased it: bad_payload
+    book.event(ANA, "1")
+    held = [decode_entry(e.header_raw, None) if e.id in (dropped.id, lost.id) else e for e in book.entries]
+    return case("ledger/erase", "ledger", ["20", "20.1", "20.2", "20.3", "16.2", "16.7", "5.4"], entries=book.raw(held))
+
+
 def ledger_cases() -> list[Case]:
     coop, _ = coop_ledger()
-    return [coop, loans_ledger(2), loans_ledger(1), fund_ledger(), keys_ledger()]
+    return [coop, loans_ledger(2), loans_ledger(1), fund_ledger(), keys_ledger(), erase_ledger()]
 
 
 def distribution_cases() -> list[Case]:

@@ -1,4 +1,5 @@
-"""`tally key …` and `tally device …`: the member's keys in every ledger they belong to (SPEC.md §19).
+"""`tally key …`, `tally device …`, `tally recover …`: the member's keys in every ledger they belong to (SPEC.md
+§19); `tally erase`: drop one of their entries' payload (§20).
 
 Key events are written in each ledger the identity is a member of (one command, every ledger), by the
 home's store directly: these commands refuse while `tally run` serves the home (`already_running`), since
@@ -14,11 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from node.cli.context import Parser, home_of, missing_subcommand, open_store, print_id, serving_node
-from node.cli.ledger import AddCommand, ledger_state
+from node.cli.context import Parser, home_of, missing_subcommand, open_store, parse_cid, print_id, serving_node
+from node.cli.ledger import AddCommand, ledger_state, write_entry
 from node.home import Home
+from node.store.ledgers import load_state
 from node.store.store import Store, wall_clock_ms
-from protocol import CID, LocalError, SigningKey, key_ops, public_key_from_did
+from node.store.writes import LocalWrites
+from protocol import CID, Entry, LocalError, SigningKey, key_ops, ledger_ops, public_key_from_did
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -236,6 +239,23 @@ async def cmd_recover_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase the payload of ENTRY_ID, an entry this home's key wrote; the header stays (SPEC.md §20)."""
+    entry_id = parse_cid(args.entry)
+
+    async def build(w: LocalWrites) -> Entry:
+        target = await w.store.get(entry_id)
+        if target is None or target.is_genesis:
+            raise LocalError("unknown_entry", f"no entry {entry_id} of a ledger is stored here")
+        key = w.store.public_key
+        assert key is not None  # write_here opens the store with the home's key
+        written = await w.write(target.ledger_id, lambda state, me, ts: ledger_ops.erase(state, me, target, key, ts))
+        await load_state(w.store, target.ledger_id)  # computing the state drops the bytes (node/store/ledgers.py)
+        return written
+
+    return await write_entry(args, f"/entries/{entry_id}/erasure", {}, build)
+
+
 def add_key_commands(add: AddCommand) -> None:
     """Register `key` and `device` with node/cli/main.py's `add(name, func, help[, subparsers])`."""
     key = add("key", missing_subcommand, "rotate your signing key, keeping who you are")
@@ -271,3 +291,7 @@ def add_key_commands(add: AddCommand) -> None:
     p.add_argument("ledger", metavar="LEDGER")
     p.add_argument("identity", metavar="OLD_DID")
     p.add_argument("key", metavar="NEW_DID")
+
+    p = add("erase", cmd_erase, "erase the payload of ENTRY_ID, one of your entries (a contribution, an "
+            "endorsement, your name): every node drops its bytes, the chain still verifies; prints the erasure's id")
+    p.add_argument("entry", metavar="ENTRY_ID")

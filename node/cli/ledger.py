@@ -32,14 +32,14 @@ from node.cli.context import (
 from node.cli.options import add_request_options, request_of
 from node.exports import csv_cell
 from node.governance_views import motion_lines, pledge_lines
-from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, contribution_row, state_json
+from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, state_json
 from node.store.ledgers import load_state
 from node.store.store import Store
 from node.store.writes import LocalWrites
 from protocol import CID, Entry, LocalError
 from protocol.requests import Admit, Contribute, Endorse, Leave, LedgerWrite, Name
 from protocol.rules import format_decimal
-from protocol.state import LedgerState
+from protocol.state import ERASED, LedgerState
 
 #: Writes the entry through the one local write path (node/store/writes.py): the ledger's state, the entry
 #: built from it, signed and appended.
@@ -117,7 +117,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
                          status=args.status)
     state, store = await _read_state(args)
     await store.close()
-    rows = [contribution_row(c) for c in query.select(state)]
+    rows = query.rows(state)
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(HISTORY_COLUMNS)
@@ -140,6 +140,8 @@ def _history_line(row: dict[str, Any]) -> str:
         when = f"{row['from']}..{row['to']}"
     else:
         when = datetime.fromtimestamp(row["ts"] / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if row["status"] == ERASED:  # nothing of what it said is left (SPEC.md §20)
+        return "\t".join([when, ERASED, "-", row["author"], "claim 0", "+0 -0", row["id"], ""])
     what = f"{row['action']} {row['quantity']} {row['unit']}"
     if row["classification"]:
         what += f" ({row['classification']})"

@@ -46,7 +46,7 @@ from node.http.openapi import (
     ref,
 )
 from node.http.openapi import openapi_document as _openapi_document
-from node.ledger_views import HistoryQuery, contribution_row, state_json
+from node.ledger_views import HistoryQuery, state_json
 from node.views import entry_row, fork_row, ledger_row
 from protocol import (
     CID,
@@ -232,7 +232,7 @@ async def get_history(request: web.Request) -> web.Response:
     if unknown:
         raise LocalError("bad_request", f"unknown query parameter {unknown[0]!r}")
     query = HistoryQuery(**{k: v for k, v in request.query.items() if v != ""})
-    return web.json_response({"contributions": [contribution_row(c) for c in query.select(state)]})
+    return web.json_response({"contributions": query.rows(state)})
 
 
 @Operation(

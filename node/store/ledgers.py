@@ -84,6 +84,15 @@ def _fold(stored: StoredLedger) -> LedgerFold:
 
 
 async def load_state(store: Store, ledger: CID) -> LedgerState | None:
-    """Compute a ledger's state from the store (no cache): for one-shot CLI commands."""
+    """Compute a ledger's state from the store (no cache): for one-shot CLI commands, and ledgers folded whole.
+
+    Whoever computes a state honours the erasures in it (SPEC.md §20): payloads it erased that are still
+    stored are dropped from the store there and then."""
     stored = await read_ledger(store, ledger)
-    return None if stored is None else state_of(stored)
+    if stored is None:
+        return None
+    state = state_of(stored)
+    if state.erased:
+        held = {e.id.raw for e in stored.entries if e.payload_raw is not None}
+        await store.erase_payloads([e.id for e in state.erased if e.id.raw in held])
+    return state

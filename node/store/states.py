@@ -25,6 +25,7 @@ from typing import Final
 from node.store.ledgers import fold_ledger, load_state
 from node.store.store import Store
 from protocol import CID, Entry, InvalidData
+from protocol.erasure import ERASE_KIND
 from protocol.fold import LedgerFold
 from protocol.state import LedgerState
 
@@ -47,12 +48,18 @@ class LedgerStates:
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._generations: dict[bytes, int] = {}  # bumped by forget(): a fold being made is stale
         self._whole: set[bytes] = set()  # ledgers with key events: their state is folded whole on each change
+        self._erasing: set[asyncio.Task[None]] = set()  # states computed because an erasure arrived
         self._unsubscribe = store.on_new_entries(self._changed)
 
     def close(self) -> None:
         self._unsubscribe()
 
     def _changed(self, entries: Sequence[Entry]) -> None:
+        erasures = {e.ledger_id.raw for e in entries if e.kind == ERASE_KIND}
+        for raw in erasures:  # computing the state drops the erased payloads (node/store/ledgers.py load_state)
+            task = asyncio.get_running_loop().create_task(self._state_now(CID(raw)))
+            self._erasing.add(task)
+            task.add_done_callback(self._erasing.discard)
         for entry in entries:
             raw = entry.ledger_id.raw
             queue = self._arrived.get(raw)
@@ -61,6 +68,12 @@ class LedgerStates:
             self._states.pop(raw, None)
             if entry.kind.startswith(MEMBER_KIND_PREFIX) or entry.is_genesis:
                 self._members.pop(raw, None)
+
+    async def _state_now(self, ledger: CID) -> None:
+        try:
+            await self.get(ledger)
+        except InvalidData as exc:
+            log.warning("ledger=%s: no state, so its erasures wait (%s)", ledger, exc.message)
 
     def forget(self, ledger: CID) -> None:
         """Drop what is kept for `ledger` (a fork proof arrived: entries past the fork stop counting)."""
