@@ -92,7 +92,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
                   ) -> web.StreamResponse:
     try:
         if _is_api(request):
-            check_token(request)
+            await check_token(request)
             await _read_body(request)
         return await handler(request)
     except TallyError as exc:

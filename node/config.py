@@ -3,6 +3,7 @@
     listen = "0.0.0.0:7410"                  # where to serve the API and peer sync
     peers = ["https://coop-b.example:7410"]  # peers to keep in sync with (found="config")
     mdns = true                              # find peers on the LAN, and be found
+    trusted_proxies = ["127.0.0.1"]          # reverse proxies whose X-Forwarded-For names the client
 
     [limits]
     max_mdns_peers = 32                      # LAN peers dialed at once; more are ignored
@@ -17,6 +18,7 @@ must not silently turn a setting off.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import tomllib
 from collections.abc import Mapping
@@ -31,6 +33,7 @@ from protocol import LocalError
 CONFIG_FILE: Final = "tally.toml"
 PEER_SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
 MAX_PEERS: Final = 1000  # entries in `peers`
+MAX_TRUSTED_PROXIES: Final = 64  # entries in `trusted_proxies`
 DEFAULT_MAX_MDNS_PEERS: Final = 32
 DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_CONNECTIONS: Final = 512
@@ -77,6 +80,7 @@ class Config:
     peers: tuple[str, ...] = ()
     mdns: bool = True
     limits: Limits = field(default_factory=Limits)
+    trusted_proxies: tuple[str, ...] = ()  # IP addresses, normalized
 
     def __post_init__(self) -> None:
         host, port = self.listen
@@ -109,7 +113,7 @@ def load(home: Path) -> Config:
 
 def parse(data: Mapping[str, object]) -> Config:
     """A Config from parsed TOML; ValueError naming the key if anything is wrong."""
-    _known(data, "", ("listen", "peers", "mdns", "limits"))
+    _known(data, "", ("listen", "peers", "mdns", "limits", "trusted_proxies"))
     listen = (DEFAULT_HOST, DEFAULT_PORT)
     if "listen" in data:
         try:
@@ -128,6 +132,17 @@ def parse(data: Mapping[str, object]) -> Config:
                 raise ValueError(f"peers[{i}]: {exc}") from None
         peers = tuple(dict.fromkeys(items))
     mdns = _typed(data, "mdns", bool) if "mdns" in data else True
+    proxies: list[str] = []
+    if "trusted_proxies" in data:
+        listed: list[Any] = _typed(data, "trusted_proxies", list)
+        if len(listed) > MAX_TRUSTED_PROXIES:
+            raise ValueError(f"trusted_proxies: at most {MAX_TRUSTED_PROXIES} addresses")
+        for i, item in enumerate(listed):
+            try:
+                proxies.append(str(ipaddress.ip_address(item if isinstance(item, str) else "")))
+            except ValueError:
+                raise ValueError(f"trusted_proxies[{i}] must be an IP address as a string (\"127.0.0.1\", \"::1\"), "
+                                 f"not {item!r}") from None
     limits = Limits()
     if "limits" in data:
         table: dict[str, Any] = _typed(data, "limits", dict)
@@ -138,7 +153,7 @@ def parse(data: Mapping[str, object]) -> Config:
             max_connections=_integer(table, "limits.", "max_connections", DEFAULT_MAX_CONNECTIONS),
             header_timeout_s=_number(table, "limits.", "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S),
         )
-    return Config(listen=listen, peers=peers, mdns=mdns, limits=limits)
+    return Config(listen=listen, peers=peers, mdns=mdns, limits=limits, trusted_proxies=tuple(dict.fromkeys(proxies)))
 
 
 def _known(table: Mapping[str, object], prefix: str, keys: tuple[str, ...]) -> None:

@@ -61,6 +61,7 @@ class RunConfig:
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S  # in-flight requests get this long to finish
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # HTTP connections at once (node/http/guard.py)
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # a request's headers arrive within this, or it is closed
+    trusted_proxies: frozenset[str] = frozenset()  # reverse proxies whose X-Forwarded-For names the client
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -90,7 +91,8 @@ async def serve(home: Home, config: RunConfig) -> int:
             stack.push_async_callback(store.close)  # 4. after every request is done
             replicator = Replicator(store, key, peers=config.peer_list(), offline=config.offline, heal=True)
             runner = web.AppRunner(
-                build_app(store, replicator, ApiConfig(home.identity(), token, package_version())),
+                build_app(store, replicator, ApiConfig(home.identity(), token, package_version(),
+                                                       trusted_proxies=config.trusted_proxies)),
                 access_log=None, shutdown_timeout=config.shutdown_timeout_s, keepalive_timeout=KEEPALIVE_S,
             )
             await runner.setup()

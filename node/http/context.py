@@ -4,17 +4,23 @@ Owner access: a call that writes, and a read of a members-only ledger, needs
 `Authorization: Bearer <token>` (the home's `api.token`). Without a token a
 caller (a LAN neighbour) reads public ledgers only; a members-only ledger is
 answered exactly like an unknown one. A request that carries a token must
-carry the right one (401), and an address that keeps sending wrong tokens is
-refused for a while (429).
+carry the right one (401). Wrong tokens are counted per guess and per client, and
+slowed: each waits before its 401, longer each time the same guess comes back, and a
+client that keeps sending them is refused for a while (429). The right token is
+checked first and never waits. Behind a reverse proxy the node is told to trust
+(`trusted_proxies`), the client is the address the proxy forwards.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -45,7 +51,10 @@ PROTOCOL_VERSION: Final = 1  # SPEC.md "Version 1"
 MAX_REQUEST_BYTES: Final = 64 * 1024
 AUTH_FAILURES_MAX: Final = 20  # wrong tokens from one address within the window…
 AUTH_WINDOW_S: Final = 60.0  # …before it is refused (429) until the oldest leaves the window
-AUTH_TRACKED_MAX: Final = 4096  # addresses remembered at once
+AUTH_TRACKED_MAX: Final = 4096  # addresses, and guesses, remembered at once
+AUTH_DELAY_S: Final = 0.25  # a wrong token's 401 waits this long, doubled for each earlier failure of the same guess…
+AUTH_DELAY_MAX_S: Final = 8.0  # …up to this
+AUTH_SLOWED_MAX: Final = 32  # wrong-token answers waiting at once; beyond, 429 at once (they hold connections)
 WRONG_TOKEN: Final = "wrong API token"  # the one answer to a wrong token, on every route
 BODY_TIMEOUT_S: Final = 30.0  # a request body (at most MAX_REQUEST_BYTES) must arrive within this
 MAX_PAGE_ENTRIES: Final = 1000  # entries in one page of GET …/entries (its `limit`'s maximum and default)
@@ -75,6 +84,7 @@ class ApiConfig:
     version: str
     wall_ms: Callable[[], int] = wall_clock_ms  # timestamps of local appends
     monotonic: Callable[[], float] = time.monotonic  # the rate limit's clock
+    trusted_proxies: frozenset[str] = frozenset()  # addresses whose X-Forwarded-For names the client
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -82,13 +92,30 @@ class ApiConfig:
 
 
 class AuthFailures:
-    """Wrong tokens per remote address within a sliding window."""
+    """Wrong tokens per client address and per guess within a sliding window."""
 
     def __init__(self, limit: int, window_s: float, clock: Callable[[], float]) -> None:
         self._limit = limit
         self._window_s = window_s
         self._clock = clock
         self._seen: dict[str, deque[float]] = {}
+        self._guesses: OrderedDict[bytes, deque[float]] = OrderedDict()  # digest of a wrong token -> failures
+        self.slowed = 0  # wrong-token answers waiting now
+
+    def delay(self, guess: str) -> float:
+        """Count a failure of `guess`; how long its answer waits: AUTH_DELAY_S, doubled for each earlier failure of
+        the same guess in the window, at most AUTH_DELAY_MAX_S (a client retrying a stale token slows itself)."""
+        key = hashlib.sha256(guess.encode("utf-8", "surrogatepass")).digest()[:16]
+        times = self._guesses.pop(key, None) or deque(maxlen=16)
+        horizon = self._clock() - self._window_s
+        while times and times[0] <= horizon:
+            times.popleft()
+        earlier = len(times)
+        times.append(self._clock())
+        self._guesses[key] = times  # the most recent last: the oldest go first
+        while len(self._guesses) > AUTH_TRACKED_MAX:
+            self._guesses.popitem(last=False)
+        return float(min(AUTH_DELAY_MAX_S, AUTH_DELAY_S * 2 ** earlier))
 
     def blocked(self, remote: str) -> bool:
         times = self._seen.get(remote)
@@ -129,31 +156,67 @@ def package_version() -> str:
 # ---- access --------------------------------------------------------------------
 
 
+def _right_token(request: web.Request, header: str) -> bool:
+    scheme, _, given = header.strip().partition(" ")
+    expected = request.app[CONFIG].token
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
 def is_owner(request: web.Request) -> bool:
-    """True with the right token, False with none; a wrong token raises (and counts)."""
+    """True with the right token, False with none; a wrong token raises (`check_token` counted and slowed it
+    already, before any API handler runs)."""
     header = request.headers.get(hdrs.AUTHORIZATION)
     if header is None:
         return False
-    scheme, _, given = header.strip().partition(" ")
-    expected = request.app[CONFIG].token
-    # The right token first: throttling wrong guesses never locks the owner out, whoever shares their address
-    # (a reverse proxy, a NAT) and however many guesses it sent.
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if _right_token(request, header):
         return True
-    failures = request.app[AUTH_FAILURES]
-    remote = request.remote or "-"
-    if failures.blocked(remote):
-        raise LocalError("rate_limited", "too many wrong API tokens from this address; retry later")
-    failures.record(remote)
-    log.warning("refused token", extra={"remote": remote, "path": request.path})
     raise LocalError("unauthorized", WRONG_TOKEN)
 
 
-def check_token(request: web.Request) -> None:
+def client_address(request: web.Request) -> str:
+    """Who sent the request: the connection's address or, from a trusted reverse proxy, the last address in its
+    X-Forwarded-For that is not a trusted proxy (what came before it, the client could have written)."""
+    remote = request.remote or "-"
+    trusted = request.app[CONFIG].trusted_proxies
+    if remote not in trusted:
+        return remote
+    hops = [hop.strip() for field_ in request.headers.getall("X-Forwarded-For", ()) for hop in field_.split(",")]
+    for hop in reversed(hops):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            return remote  # not an address: the proxy's own
+        if address not in trusted:
+            return address
+    return remote
+
+
+async def check_token(request: web.Request) -> None:
     """Any API call that carries a token has it checked, whether or not the route needs one: a wrong token gets
-    the same 401 (or 429) everywhere (SPEC.md §12), so no route answers a guess differently."""
-    if hdrs.AUTHORIZATION in request.headers:
-        is_owner(request)
+    the same 401 (or 429) everywhere (SPEC.md §12), so no route answers a guess differently.
+
+    The right token first: throttling wrong guesses never locks the owner out, whoever shares their address (a
+    reverse proxy, a NAT) and however many guesses it sent. A wrong one is counted per client and per guess and
+    answered after a delay (`AuthFailures.delay`); a client over AUTH_FAILURES_MAX, or a guess while
+    AUTH_SLOWED_MAX answers already wait, gets 429 at once."""
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None or _right_token(request, header):
+        return
+    failures = request.app[AUTH_FAILURES]
+    client = client_address(request)
+    if failures.blocked(client):
+        raise LocalError("rate_limited", "too many wrong API tokens from this address; retry later")
+    if failures.slowed >= AUTH_SLOWED_MAX:
+        raise LocalError("rate_limited", "too many wrong API tokens at once; retry later")
+    failures.record(client)
+    delay = failures.delay(header.strip().partition(" ")[2].strip())
+    log.warning("refused token", extra={"remote": client, "path": request.path, "delay_s": delay})
+    failures.slowed += 1
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        failures.slowed -= 1
+    raise LocalError("unauthorized", WRONG_TOKEN)
 
 
 def require_owner(request: web.Request) -> None:

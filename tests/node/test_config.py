@@ -38,10 +38,12 @@ def test_every_key(tmp_path: Path) -> None:
         'listen = "10.1.2.3:7500"\n'
         'peers = ["https://coop-b.example:7410", "http://192.168.1.20:7410", "https://coop-b.example:7410"]\n'
         "mdns = false\n"
+        'trusted_proxies = ["127.0.0.1", "::1", "0:0:0:0:0:0:0:1"]\n'
         "[limits]\nmax_mdns_peers = 5\nshutdown_timeout_s = 2.5\n"
     )
     assert load(tmp_path) == Config(
-        ("10.1.2.3", 7500), ("https://coop-b.example:7410", "http://192.168.1.20:7410"), False, Limits(5, 2.5)
+        ("10.1.2.3", 7500), ("https://coop-b.example:7410", "http://192.168.1.20:7410"), False, Limits(5, 2.5),
+        ("127.0.0.1", "::1"),
     )
 
 
@@ -53,7 +55,8 @@ def test_the_readme_example_is_valid_and_documents_every_key() -> None:
 
     config = parse(tomllib.loads(example.group(1)))
     assert config.peers and config.limits == Limits(32, 30.0)
-    for key in ("listen", "peers", "mdns", "[limits]", "max_mdns_peers", "shutdown_timeout_s"):
+    assert config.trusted_proxies == ("127.0.0.1",)
+    for key in ("listen", "peers", "mdns", "[limits]", "max_mdns_peers", "shutdown_timeout_s", "trusted_proxies"):
         assert f"`{key}`" in README, key
 
 
@@ -77,6 +80,9 @@ def test_the_readme_example_is_valid_and_documents_every_key() -> None:
         ("[limits]\nshutdown_timeout_s = 0\n", "limits.shutdown_timeout_s must be"),
         ('[limits]\nshutdown_timeout_s = "30"\n', "limits.shutdown_timeout_s must be a number"),
         ("listen = \n", "not valid TOML"),
+        ('trusted_proxies = "127.0.0.1"\n', "trusted_proxies must be an array"),
+        ('trusted_proxies = ["proxy.example"]\n', r"trusted_proxies\[0\] must be an IP address"),
+        ("trusted_proxies = [1]\n", r"trusted_proxies\[0\] must be an IP address"),
     ],
 )
 def test_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
