@@ -175,7 +175,7 @@ ERRORS: Final[tuple[ErrorCode, ...]] = (
               "signed at or after the motion's closing time (§18)"),
     ErrorCode("motion_not_closed", 409, EITHER,
               "a closing before the motion's closing time: by anyone (version 2), by someone other than the "
-              "proposer (version 1) (§18)"),
+              "proposer (version 1), or by the proposer without saying `early` (a node's check, version 1) (§18)"),
     ErrorCode("not_proposer", 403, EITHER,
 
               "a closing by someone other than the proposer of a motion without a closing time (§18)"),

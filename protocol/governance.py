@@ -575,6 +575,13 @@ class MotionState:
     counted: tuple[CountedBallot, ...]  # the count's ballots, by voter: each one's latest (in the closing's list)
     tally: Tally
     amended: bool  # its amendment took effect
+    closed_by: str | None = None  # who wrote the deciding closing
+    closed_at: int | None = None  # its ts (ms)
+
+    @property
+    def closed_early(self) -> bool:
+        """Closed before the closing time its members were told (only a version 1 proposer can, SPEC.md §18.1)."""
+        return self.closed_at is not None and self.motion.closes is not None and self.closed_at < self.motion.closes
 
     @property
     def closed(self) -> bool:
@@ -588,19 +595,20 @@ class MotionState:
 def motion_states(
     motions: Iterable[tuple[CID, str, int, Motion, Voting]],
     ballots: Iterable[tuple[CID, str, int, Ballot]],
-    closings: Iterable[tuple[CID, Closing]],
+    closings: Iterable[tuple[CID, str, int, Closing]],
     applied: frozenset[bytes],
     totals_first: bool = False,
 ) -> tuple[MotionState, ...]:
     """Every motion with its ballots and count. Inputs are the valid entries in canonical order:
-    motions (id, author, ts, motion, voting in effect), ballots (id, author, seq, ballot) and closings;
+    motions (id, author, ts, motion, voting in effect), ballots (id, author, seq, ballot) and closings (id, author,
+    ts, closing);
     `applied` holds the closings whose amendments are in effect."""
     by_motion: dict[bytes, list[tuple[CID, str, int, Ballot]]] = {}
     for item in ballots:
         by_motion.setdefault(item[3].motion.raw, []).append(item)
-    decided: dict[bytes, tuple[CID, Closing]] = {}
-    for closing_id, closing in closings:
-        decided.setdefault(closing.motion.raw, (closing_id, closing))  # the first in canonical order
+    decided: dict[bytes, tuple[CID, Closing, str, int]] = {}
+    for closing_id, closer, closed_ts, closing in closings:
+        decided.setdefault(closing.motion.raw, (closing_id, closing, closer, closed_ts))  # the first in canonical order
     result = []
     for motion_id, author, ts, motion, voting in motions:
         mine = by_motion.get(motion_id.raw, [])
@@ -623,6 +631,8 @@ def motion_states(
             tally=count(motion.options, voting, [latest[v][2].scores for v in sorted(latest)],
                         totals_first=totals_first),
             amended=closed is not None and closed[0].raw in applied,
+            closed_by=None if closed is None else closed[2],
+            closed_at=None if closed is None else closed[3],
         ))
     return tuple(result)
 

@@ -85,8 +85,10 @@ def vote(state: LedgerState, me: str, motion: CID, scores: Mapping[str, int], ts
     return AppendRequest(state.ledger, VOTE_KIND, acknowledge(state, body), ts)
 
 
-def close_motion(state: LedgerState, me: str, motion: CID, ts: int) -> AppendRequest:
-    """A gov.close listing the latest ballot of every voter this node knows."""
+def close_motion(state: LedgerState, me: str, motion: CID, ts: int, *, early: bool = False) -> AppendRequest:
+    """A gov.close listing the latest ballot of every voter this node knows. Before the closing time the members
+    were told (which version 1 rules let the proposer do) only when the caller says `early`: the members then
+    see it was closed early (`MotionState.closed_early`)."""
     found = find_motion(state, motion)
     if found.closed:
         raise LocalError("motion_closed", f"motion {motion} is already closed")
@@ -94,6 +96,9 @@ def close_motion(state: LedgerState, me: str, motion: CID, ts: int) -> AppendReq
         check_closer(found.motion, found.author, me, ts, timed=state.rules.version > 1)
     except InvalidData as exc:
         raise LocalError.of(exc) from None
+    if found.motion.closes is not None and ts < found.motion.closes and not early:
+        raise LocalError("motion_not_closed", "the members were told this vote closes later; to close it before "
+                         "then (version 1 rules let its proposer), say so: --early, or \"early\": true")
     ballots = sorted((b.id for b in found.counted), key=lambda c: c.raw)
     body: dict[str, Any] = {"motion": motion, "ballots": ballots, "member": membership(state, me)}
     return AppendRequest(state.ledger, CLOSE_KIND, acknowledge(state, body), ts)

@@ -1021,7 +1021,7 @@ def governance_of(
          for n in valid if isinstance(n.record, Motion)],
         # A voter's latest ballot is their last in the canonical order, from whichever of their keys (§19.4).
         [(n.entry.id, n.agent, n.entry.seq, n.record) for n in valid if isinstance(n.record, Ballot)],
-        [(n.entry.id, n.record) for n in closings if isinstance(n.record, Closing)],
+        [(n.entry.id, n.agent, n.entry.header.ts, n.record) for n in closings if isinstance(n.record, Closing)],
         frozenset(applied),
         book.genesis.version > 1,
     )

@@ -83,9 +83,10 @@ async def cmd_motion_close(args: argparse.Namespace) -> int:
 
     async def build(w: LocalWrites) -> Entry:
         ledger = await _motion_ledger_id(w.store, motion)
-        return await w.write(ledger, lambda state, me, ts: governance_ops.close_motion(state, me, motion, ts))
+        return await w.write(ledger, lambda state, me, ts: governance_ops.close_motion(state, me, motion, ts,
+                                                                                      early=args.early))
 
-    return await write_entry(args, f"/motions/{motion}/close", {}, build)
+    return await write_entry(args, f"/motions/{motion}/close", {"early": True} if args.early else {}, build)
 
 
 async def cmd_pledge_create(args: argparse.Namespace) -> int:
@@ -164,6 +165,8 @@ def add_governance_commands(add: Callable[..., argparse.ArgumentParser]) -> None
     p = add("close", cmd_motion_close, "close a motion, counting the latest ballot of each voter; prints the "
             "closing entry's id", msub)
     p.add_argument("motion", metavar="MOTION")
+    p.add_argument("--early", action="store_true", help="close it before the closing time the members were told "
+                   "(version 1 rules let its proposer; every member's node shows it was closed early)")
     p = add("show", cmd_motion_show, "a motion: options, totals, winner (once closed), ballots", msub)
     p.add_argument("motion", metavar="MOTION")
     p.add_argument("--json", action="store_true", help="one JSON object")

@@ -51,6 +51,9 @@ MOTION: Final[dict[str, Any]] = {
         "options": {"type": "array", "items": {"type": "string"}},
         "closes": {"type": ["string", "null"]}, "amend": {"type": ["object", "null"]},
         "closed": {"type": "boolean"}, "closing": {**CID_SCHEMA, "type": ["string", "null"]},
+        "closed_by": {"type": ["string", "null"], "description": "who wrote the deciding closing"},
+        "closed_at": {"type": ["string", "null"], "description": "the deciding closing's time"},
+        "closed_early": {"type": "boolean", "description": "closed before `closes` (a version 1 proposer may)"},
         "totals": _COUNTS, "scored": _COUNTS, "averages": {"type": "object"},
         "winner": {"type": ["string", "null"]}, "leading": {"type": ["string", "null"]},
         "tie_break": {"type": ["string", "null"], "enum": ["runoff", "listed-first", None]},
@@ -166,16 +169,18 @@ async def vote(request: web.Request) -> web.Response:
 
 @Operation(
     "Close a motion (a `gov.close` entry listing the ballots it counts)", CREATED, status=201, access=Access.OWNER,
-    parameters=(MOTION_PARAM,), body={"type": "object", "additionalProperties": False, "properties": {}},
+    parameters=(MOTION_PARAM,), body={"type": "object", "additionalProperties": False, "properties": {
+        "early": {"type": "boolean", "description": "close it before `closes` (version 1 rules let its proposer); "
+                  "without it that is motion_not_closed"}}},
     errors=(*_WRITE_ERRORS, "unknown_entry", "bad_reference", "motion_closed", "motion_not_closed",
             "not_proposer"),
 )
 async def close_motion(request: web.Request) -> web.Response:
     require_owner(request)
     state, motion = await _motion_state(request, owner=True)
-    await json_object(request, {})
+    early = (await json_object(request, {"early": bool})).get("early", False)
     me = request.app[CONFIG].did
-    return await append_built(request, lambda ts: governance_ops.close_motion(state, me, motion, ts))
+    return await append_built(request, lambda ts: governance_ops.close_motion(state, me, motion, ts, early=early))
 
 
 @Operation(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from node.web.layout import (
     readable_ledger,
     refused,
     see_other,
+    short,
     viewer,
     who,
 )
@@ -73,6 +74,8 @@ async def motions(request: web.Request, values: dict[str, str] | None = None,
         j = motion_json(m)
         status = (_("closed: {option} won").format(option=j["winner"]) if m.closed else
                   _("open: {option} leads").format(option=j["leading"] or "—"))
+        if m.closed_early:
+            status += " · " + _("closed early")
         rows.append(el("tr", el("td", el("a", m.motion.title, href=f"/ledgers/{info.id}/motions/{m.id}")),
                        el("td", who(m.author, v.did, state.names)), el("td", ", ".join(m.motion.options)),
                        el("td", number(j["voters"]), class_="num"), el("td", status),
@@ -208,8 +211,12 @@ async def motion(request: web.Request) -> web.Response:
     may_close = v.owner and v.did in state.members and not m.closed and (
         (closes is not None and now >= closes) or (m.author == v.did and (closes is None or not timed)))
     if may_close:
-        closer = el("form", csrf_field(v),
-                    el("label", el("input", type="checkbox", name="confirm", value="yes", required=True), " ",
+        early = closes is not None and now < closes  # only a version 1 proposer gets here (SPEC §18.1)
+        told: Child = _before_closing(state, m, v.did, now, zone) if early or closes is None else None
+        closer = el("form", csrf_field(v), told,
+                    el("label", el("input", type="checkbox", name="confirm", value="early" if early else "yes",
+                                   required=True), " ",
+                       _("I am sure: close the vote early; the count is final") if early else
                        _("I am sure: the count is final once the vote is closed")),
                     el("button", _("Close the vote"), type="submit"), method="post",
                     action=f"/ledgers/{info.id}/motions/{m.id}/close", class_="close")
@@ -217,6 +224,11 @@ async def motion(request: web.Request) -> web.Response:
         closer = el("p", _("The vote closes at {time}; nobody can close it earlier.").format(
             time=moment(closes, zone)),
                     class_="muted")
+    elif m.closed and m.closed_by is not None and m.closed_at is not None:
+        closer = el("p", _("Closed by {name} at {time}.").format(name=short(m.closed_by, v.did, state.names),
+                                                                time=moment(m.closed_at, zone)),
+                    " ", _early_text(m, zone) if m.closed_early else None,
+                    class_="flash warning" if m.closed_early else "muted", role="note" if m.closed_early else None)
     amend = None if m.motion.amend is None else el(
         "p", _("If the first option wins, the ledger's rules change:"), " ",
         amendment_text(m.motion.amend.to_body()))
@@ -228,6 +240,33 @@ async def motion(request: web.Request) -> web.Response:
         el("p", m.motion.note) if m.motion.note else None, amend,
         _results(info, m), ballot, closer,
     )
+
+
+def _days_before(m: MotionState, at: int) -> int:
+    closes = m.motion.closes or at
+    return max(1, round((closes - at) / 86_400_000))  # whole days, the nearest (the exact time is shown too)
+
+
+def _early_text(m: MotionState, zone: tzinfo) -> str:
+    assert m.closed_at is not None and m.motion.closes is not None
+    return _("It was closed early: {days} day(s) before {time}, when the members were told the vote ends.").format(
+        days=_days_before(m, m.closed_at), time=moment(m.motion.closes, zone))
+
+
+def _before_closing(state: LedgerState, m: MotionState, me: str, now: int, zone: tzinfo) -> Markup:
+    """What the proposer should know before closing a vote before its time: who has not voted yet, and that
+    every member will see it was closed early."""
+    voted = {b.voter for b in m.counted}
+    missing = [short(d, me, state.names) for d in state.members if d not in voted]
+    lines = [_("{voted} of {members} members have voted.").format(voted=len(voted & set(state.members)),
+                                                                  members=len(state.members))]
+    if missing:
+        lines.append(_("Not yet: {names}.").format(names=", ".join(missing)))
+    if m.motion.closes is not None:
+        lines.insert(0, _("You would close it {days} day(s) before {time}, when the members were told it ends; "
+                          "every member's node will show that you closed it early.").format(
+            days=_days_before(m, now), time=moment(m.motion.closes, zone)))
+    return el("p", " ".join(lines), class_="flash warning", role="note")
 
 
 async def motion_results(request: web.Request) -> web.Response:
@@ -264,9 +303,12 @@ async def close(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     m = _find_motion(request, state)
-    if form.get("confirm") != "yes":
+    confirm = form.get("confirm")
+    if confirm not in ("yes", "early"):
         raise LocalError("bad_request", _("tick the box to confirm that the vote closes now"))
-    return await act(request, v, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts),
+    # "early" only from the form that said the vote closes before its time (and who has not voted)
+    return await act(request, v, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts,
+                                                                        early=confirm == "early"),
                      _("The vote is closed."), f"/ledgers/{info.id}/motions/{m.id}")
 
 

@@ -98,7 +98,7 @@ async def home(request: web.Request) -> web.Response:
         zone = ledger_zone(state.rules)
         recent += [(event_time(c), info, c, state.names, zone) for c in state.contributions]
         if v.owner and member:
-            waits += _waiting_items(info, state, v.did)
+            waits += _waiting_items(info, state, v.did, request.app[CONFIG].wall_ms())
     recent.sort(key=lambda r: r[0], reverse=True)
     me = v.did
     latest = [el("tr", el("td", day(event_day(c, zone))),
@@ -159,9 +159,13 @@ async def home(request: web.Request) -> web.Response:
                 el("section", el("h2", _("Recent contributions")), recent_table), forms)
 
 
-def _waiting_items(info: LedgerInfo, state: LedgerState, me: str) -> list[Child]:
+#: How long the landing page tells members that a vote was closed early.
+EARLY_CLOSE_NOTICE_MS: Final = 14 * 86_400_000
+
+
+def _waiting_items(info: LedgerInfo, state: LedgerState, me: str, now: int) -> list[Child]:
     """What waits for the owner in one ledger: contributions to validate, open motions without their ballot
-    (and when they close), their own pledges in arrears."""
+    (and when they close), votes another member closed early (for two weeks), their own pledges in arrears."""
     base = f"/ledgers/{info.id}"
     items: list[Child] = []
     to_validate = [c for c in state.contributions
@@ -176,6 +180,12 @@ def _waiting_items(info: LedgerInfo, state: LedgerState, me: str) -> list[Child]
             items.append(el("li", el("a", _("Vote on “{title}” in {ledger}").format(title=m.motion.title,
                                                                                    ledger=info.name),
                                      href=f"{base}/motions/{m.id}"), closes))
+    for m in state.motions:
+        if (m.closed_early and m.closed_by != me and m.closed_at is not None
+                and now - m.closed_at < EARLY_CLOSE_NOTICE_MS):
+            items.append(el("li", el("a", _("“{title}” in {ledger} was closed early by {name}: {option} won").format(
+                title=m.motion.title, ledger=info.name, name=short(m.closed_by or "", me, state.names),
+                option=m.winner or "—"), href=f"{base}/motions/{m.id}")))
     as_of = today()
     for p in state.pledges:
         if p.author == me and Decimal(pledge_json(p, as_of)["arrears"]) > 0:
