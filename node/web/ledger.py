@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -125,25 +126,30 @@ def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Con
     return counted, _("contributions"), lambda c: 1.0
 
 
-def _over_time(counted: Sequence[Contribution], zone: tzinfo, key: Callable[[Contribution], str],
-               measure: Callable[[Contribution], float]) -> tuple[list[str], dict[str, list[float]]]:
+def _over_time(counted: Sequence[Contribution], zone: tzinfo, keys: Sequence[Callable[[Contribution], str]],
+               measure: Callable[[Contribution], float]) -> tuple[list[str], list[dict[str, list[float]]]]:
+    """The last CHART_WEEKS weeks that have contributions, and for each of `keys` the series it splits them
+    into, largest first; each contribution's week is found once, whatever the number of charts."""
     if not counted:
-        return [], {}
-    last = max(_week(c, zone) for c in counted)
-    first = max(min(_week(c, zone) for c in counted), last - timedelta(weeks=CHART_WEEKS - 1))
+        return [], [{} for _key in keys]
+    dated = [(_week(c, zone), c) for c in counted]
+    last = max(w for w, _c in dated)
+    first = max(min(w for w, _c in dated), last - timedelta(weeks=CHART_WEEKS - 1))
     weeks = []
     week = first
     while week <= last:
         weeks.append(week)
         week += timedelta(weeks=1)
     index = {w: i for i, w in enumerate(weeks)}
-    series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(weeks))
-    for c in counted:
-        i = index.get(_week(c, zone))
+    charts: list[dict[str, list[float]]] = [defaultdict(lambda: [0.0] * len(weeks)) for _key in keys]
+    for w, c in dated:
+        i = index.get(w)
         if i is not None:
-            series[key(c)][i] += measure(c)
-    ordered = dict(sorted(series.items(), key=lambda kv: -sum(kv[1])))
-    return [w.isoformat() for w in weeks], ordered
+            value = measure(c)
+            for key, series in zip(keys, charts, strict=True):
+                series[key(c)][i] += value
+    return [w.isoformat() for w in weeks], [dict(sorted(series.items(), key=lambda kv: -sum(kv[1])))
+                                            for series in charts]
 
 
 def _labels(state: LedgerState, me: str) -> dict[str, str]:
@@ -188,8 +194,8 @@ async def overview(request: web.Request) -> web.Response:
     counted, measure_name, measure = _charted(state)
     labels = _labels(state, me)
     zone = ledger_zone(state.rules)
-    periods, by_member = _over_time(counted, zone, lambda c: c.event.provider or c.author, measure)
-    _periods, by_action = _over_time(counted, zone, lambda c: c.event.action, measure)
+    periods, (by_member, by_action) = _over_time(
+        counted, zone, (lambda c: c.event.provider or c.author, lambda c: c.event.action), measure)
     shown = {p: short_day(date.fromisoformat(p)) for p in periods}  # the axis in the page's locale
     charts: list[Child] = [el("p", _("No contributions to chart yet."), class_="muted")] if not periods else [
         stacked_bars(_("Contributions per week, per member"), periods, by_member, measure_name, labels, shown),
@@ -273,6 +279,27 @@ def _page_number(text: str | None) -> int:
     return int(text)
 
 
+def _one_page(rows: Sequence[Contribution], request: web.Request) -> tuple[Sequence[Contribution], int, int]:
+    """The PAGE_ROWS rows of the page the query asks for (its `page`), that page's number and how many there are:
+    a page's size never grows with the ledger."""
+    pages = max(1, -(-len(rows) // PAGE_ROWS))
+    page_no = min(_page_number(request.query.get("page")), pages)
+    return rows[(page_no - 1) * PAGE_ROWS: page_no * PAGE_ROWS], page_no, pages
+
+
+def _pager(query: dict[str, str], page_no: int, pages: int, count: int) -> Markup:
+    """Newer and older pages of a newest-first listing, keeping the query's other parameters."""
+
+    def link(n: int, text: str) -> Markup:
+        return el("a", text, href="?" + urlencode({**{k: val for k, val in query.items() if val}, "page": n}))
+
+    return el("nav", link(page_no - 1, _("← newer")) if page_no > 1 else None,
+              el("span", _("page {page} of {pages} · {count} contribution(s)").format(
+                  page=number(page_no), pages=number(pages), count=number(count))),
+              link(page_no + 1, _("older →")) if page_no < pages else None, class_="pager",
+              aria_label=_("Pages"))
+
+
 async def history(request: web.Request) -> web.Response:
     v = viewer(request)
     info, state = await readable_ledger(request, v)
@@ -286,9 +313,7 @@ async def history(request: web.Request) -> web.Response:
         rows = []
     rows.reverse()  # newest first
     zone = ledger_zone(state.rules)
-    pages = max(1, -(-len(rows) // PAGE_ROWS))
-    page_no = min(_page_number(request.query.get("page")), pages)
-    shown = rows[(page_no - 1) * PAGE_ROWS: page_no * PAGE_ROWS]
+    shown, page_no, pages = _one_page(rows, request)
     labels = _labels(state, me)
 
     def option(value: str, label: str, current: str) -> Markup:
@@ -321,16 +346,7 @@ async def history(request: web.Request) -> web.Response:
            data_id=str(c.id))
         for c in shown
     ]
-    query = "&".join(f"{k}={val}" for k, val in given.items() if val)
-
-    def link(n: int, text: str) -> Markup:
-        return el("a", text, href=f"?{query}&page={n}" if query else f"?page={n}")
-
-    pager = el("nav", link(page_no - 1, _("← newer")) if page_no > 1 else None,
-               el("span", _("page {page} of {pages} · {count} contribution(s)").format(
-                   page=page_no, pages=pages, count=len(rows))),
-               link(page_no + 1, _("older →")) if page_no < pages else None, class_="pager",
-               aria_label=_("Pages"))
+    pager = _pager(given, page_no, pages, len(rows))
     listing = table((_("When"), _("Who"), _("Action"), _("Quantity"), _("Claim"), _("Note"), _("Status"),
                      _("Verdicts"), _("Change")), table_rows,
                     empty=el("p", _("No contributions match.")), class_="history")
@@ -459,7 +475,8 @@ async def queue(request: web.Request) -> web.Response:
     if not v.owner:
         raise LocalError("unauthorized", "only the node's owner validates; log in with `tally open`")
     me = v.did
-    waiting = _waiting_for(state, me)
+    waiting = sorted(_waiting_for(state, me), key=lambda c: (c.ts, c.id.raw), reverse=True)  # newest first
+    shown, page_no, pages = _one_page(waiting, request)
     need = state.rules.validation.accept
 
     def verdicts(c: Contribution) -> Markup:
@@ -468,6 +485,7 @@ async def queue(request: web.Request) -> web.Response:
                      aria_label=_("Note to the author (optional)")),
                   el("button", _("Accept"), type="submit", name="verdict", value="accept", class_="accept"),
                   el("button", _("Reject"), type="submit", name="verdict", value="reject", class_="reject"),
+                  el("input", type="hidden", name="page", value=page_no) if page_no > 1 else None,
                   method="post", action=f"/ledgers/{info.id}/endorse", class_="verdict")
 
     zone = ledger_zone(state.rules)
@@ -476,8 +494,14 @@ async def queue(request: web.Request) -> web.Response:
                el("td", _quantity(c), class_="num"), el("td", c.event.note or ""),
                el("td", _("{count} of {need}").format(count=len(c.accepts), need=need)), el("td", verdicts(c)),
                data_id=str(c.id))
-            for c in waiting]
-    mine = [c for c in state.contributions if c.status == PENDING and c.author == me]
+            for c in shown]
+    mine = sorted((c for c in state.contributions if c.status == PENDING and c.author == me),
+                  key=lambda c: (c.ts, c.id.raw), reverse=True)
+    more: Child = None
+    if len(mine) > PAGE_ROWS:  # the newest of them here; the history lists them all
+        more = el("p", el("a", _("All {count} of yours that wait, in the history").format(count=len(mine)),
+                          href=f"/ledgers/{info.id}/history?" + urlencode({"agent": me, "status": PENDING})))
+        mine = mine[:PAGE_ROWS]
     mine_rows = [el("tr", el("td", _day(c, zone)), el("td", c.event.action), el("td", _quantity(c), class_="num"),
                     el("td", c.event.note or "", _reasons(c, me, state)),
                     el("td", _("{count} of {need} accepts").format(count=len(c.accepts), need=need)))
@@ -487,9 +511,11 @@ async def queue(request: web.Request) -> web.Response:
         el("h2", _("Waiting for your verdict")),
         table((_("When"), _("Who"), _("Action"), _("Quantity"), _("Note"), _("Accepts"), _("Your verdict")), rows,
               empty=el("p", _("Nothing waits for you."), class_="muted"), class_="queue"),
+        _pager({}, page_no, pages, len(waiting)) if pages > 1 else None,
         el("h2", _("Yours, waiting for others")),
         table((_("When"), _("Action"), _("Quantity"), _("Note"), _("Status")), mine_rows,
               empty=el("p", _("None."), class_="muted")),
+        more,
     )
 
 
@@ -499,4 +525,4 @@ async def endorse(request: web.Request) -> web.Response:
     check_choices(Endorse, form)
     return await act(request, v, lambda ts: form_request(Endorse, form).build(state, v.did, ts),
                      _("Accepted.") if form["verdict"].strip() == "accept" else _("Rejected."),
-                     f"/ledgers/{info.id}/queue")
+                     f"/ledgers/{info.id}/queue" + (f"?page={_page_number(form['page'])}" if form.get("page") else ""))

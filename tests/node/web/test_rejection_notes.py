@@ -122,9 +122,12 @@ async def test_notes_show_without_reading_the_rejecters_chains(tmp_path: Path) -
     assert "why not 0" not in history  # Bob's latest verdict on it accepts
     assert history.count("rejects it: “me neither”") == 1
     queue = pages[2]
-    # mine 1 and 2 are rejected (two rejects), mine 0 is not rejected: the others wait, each with its note
-    assert queue.count("rejects it: “why not") == MINE - 3
-    long, _ = await reads_of_pages(tmp_path / "long", 2_000)
+    # mine 1 and 2 are rejected (two rejects); 38 wait (mine 0 with one accept, the others each with Bob's note):
+    # the queue shows the newest 25 of them and links to the history for all
+    assert queue.count("rejects it: “why not") == 25 and "All 38 of yours that wait, in the history" in queue
+    long, long_pages = await reads_of_pages(tmp_path / "long", 2_000)
+    # Bob's 2,000 contributions wait for the owner's verdict: the queue lists 25 a page, not 2,000 forms
+    assert long_pages[2].count('class="verdict"') == 25 and "page 1 of 80 · 2,000 contribution(s)" in long_pages[2]
     assert "log" not in short and "log_page" not in short  # no chain is read for the notes
     assert long == short, (short, long)  # 2,000 more entries in Bob's chain: not one more read
     assert sum(short.values()) <= 3 * 3, short  # two reads a page (the ledger and its genesis), whatever the notes
