@@ -38,12 +38,13 @@ class Kind(Enum):
     TEXTS = "texts"  # a list of text
     OBJECT = "object"  # a JSON object (at the CLI: a TOML file; in a form: TOML text)
     SCORES = "scores"  # option -> whole score
+    BOOL = "bool"  # at the CLI a flag; in a form, true when its field (`form`) says the field's name
 
     @property
     def json(self) -> str:
         """The JSON type a body must give (a DECIMAL's is checked by its own parser)."""
         return {Kind.CIDS: "list", Kind.TEXTS: "list", Kind.OBJECT: "dict", Kind.SCORES: "dict",
-                Kind.DECIMAL: "object"}.get(self, "str")
+                Kind.DECIMAL: "object", Kind.BOOL: "bool"}.get(self, "str")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class Spec:
     cli_help: str | None = None  # where the CLI says it in its own terms (naming its flags); else `doc`
     switch: tuple[str, str | None] | None = None
     group: str = ""  # CLI options of one group are mutually exclusive (`--at` or `--from`)
+    form: str = ""  # its name in a dashboard form, when not `wire` (scores: `score:<option>` fields)
 
     @property
     def help(self) -> str:
@@ -84,7 +86,7 @@ class Spec:
 
 
 _SPEC = "tally.spec"  # where a dataclass field keeps its Spec
-_JSON_TYPES: dict[str, type] = {"str": str, "list": list, "dict": dict}
+_JSON_TYPES: dict[str, type] = {"str": str, "list": list, "dict": dict, "bool": bool}
 
 
 def param(kind: Kind, doc: str = "", *, required: bool = False, default: Any = None, **more: Any) -> Any:
@@ -155,7 +157,7 @@ class WriteRequest:
         out: dict[str, Any] = {}
         for f in self.body_fields():
             value = getattr(self, f.name)
-            if value is None or (not f.spec.required and value in ((), {})):
+            if value is None or (not f.spec.required and value in ((), {}, False)):
                 continue
             if isinstance(value, CID):
                 value = str(value)

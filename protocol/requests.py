@@ -8,11 +8,14 @@ which check it against the ledger's state and refuse with the code the member se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
-from . import ledger_ops
+from . import governance_ops, ledger_ops
 from .cid import CID
+from .governance import MAX_OPTIONS, MAX_TITLE_CHARS
+from .pledges import PERIODS
 from .references import MAX_CITES
 from .request_fields import Kind, WriteRequest, param
 from .state import LedgerState
@@ -136,5 +139,93 @@ class Name(LedgerWrite):
         return ledger_ops.about(state, me, self.name, ts)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MotionCreate(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Propose a motion (a `gov.motion` entry); with `amend`, passing it amends the rules"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/motions"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    title: str = param(Kind.TEXT, required=True, max_chars=MAX_TITLE_CHARS, cli="--title", metavar="TEXT")
+    options: tuple[str, ...] = param(
+        Kind.TEXTS, "the options to score: 2 or more; with `amend` the default is yes and no", default=(),
+        max_items=MAX_OPTIONS, cli="--option", metavar="OPTION",
+        cli_help="an option to score (repeatable, 2 or more; with --amend the default is yes and no)")
+    closes: str | None = param(Kind.TEXT, "ISO 8601 date or date-time with offset; from then on any member may "
+                               "close it (before, only you)", cli="--closes", metavar="TIME")
+    amend: Mapping[str, Any] | None = param(
+        Kind.OBJECT, "a partial rules table (SPEC.md §18.3), as an amendment file: if the first option wins, its "
+        "tables replace the rules' own from the closing on", code="bad_amendment", cli="--amend",
+        metavar="RULES_FILE", cli_help="a partial rules file (TOML): if the first option wins, its tables replace "
+        "the rules' own from the closing on")
+    note: str | None = param(Kind.TEXT, max_chars=MAX_NOTE_CHARS, cli="--note", metavar="TEXT")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return governance_ops.create_motion(state, me, title=self.title, options=self.options, ts=ts,
+                                            closes=self.closes, amend=self.amend, note=self.note)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MotionClose(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Close a motion (a `gov.close` entry listing the ballots it counts)"
+    PATH: ClassVar[str] = "/motions/{motion}/close"
+    TARGET: ClassVar[str] = "motion"
+
+    motion: CID = param(Kind.CID, required=True, in_path=True, metavar="MOTION")
+    early: bool = param(Kind.BOOL, "close it before the closing time the members were told (version 1 rules let "
+                        "its proposer; every member's node shows it was closed early)", default=False,
+                        cli="--early", form="confirm")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return governance_ops.close_motion(state, me, self.motion, ts, early=self.early)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Vote(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Vote on a motion (a `gov.vote` entry); a later ballot of the same member replaces it"
+    PATH: ClassVar[str] = "/motions/{motion}/votes"
+    TARGET: ClassVar[str] = "motion"
+
+    motion: CID = param(Kind.CID, required=True, in_path=True, metavar="MOTION")
+    scores: Mapping[str, int] = param(
+        Kind.SCORES, "a whole score for an option; an option left out is blank", required=True,
+        code="vote_out_of_range", form="score", cli="--score", metavar="OPTION=N",
+        cli_help="a whole score for an option (repeatable); an option left out is blank")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return governance_ops.vote(state, me, self.motion, self.scores, ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PledgeCreate(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Pledge recurring transfers to the ledger (a `vf.commitment` entry)"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/pledges"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    amount: str | int = param(Kind.DECIMAL, "due each period (per `per` unit), e.g. 0.10", required=True,
+                              code="bad_quantity", cli="--amount", metavar="N",
+                              cli_help="due each period (per --per unit), e.g. 0.10")
+    unit: str = param(Kind.TEXT, "one of the ledger's units, e.g. euro", required=True, cli="--unit",
+                      metavar="UNIT")
+    per: str | None = param(Kind.TEXT, "the amount is per unit of a basis, e.g. m2 (with `basis`)", cli="--per",
+                            metavar="UNIT", cli_help="the amount is per unit of a basis, e.g. m2 (with --basis)")
+    basis: str | int | None = param(Kind.DECIMAL, "how many `per` units, e.g. 300", code="bad_quantity",
+                                    cli="--basis", metavar="N", cli_help="how many --per units, e.g. 300")
+    every: str = param(Kind.CHOICE, required=True, choices=tuple(PERIODS), cli="--every")
+    start: str = param(Kind.TEXT, "the first period's month", required=True, cli="--start", metavar="YYYY-MM")
+    until: str | None = param(Kind.TEXT, "no period starts after this month", cli="--until", metavar="YYYY-MM")
+    escalate: str | None = param(
+        Kind.TEXT, "how the amount rises after each full year: +5%/year (5 % a year, compounded) or "
+        "+0.05 euro/year (a fixed step in the pledge's unit)", cli="--escalate", metavar="RISE")
+    note: str | None = param(Kind.TEXT, max_chars=MAX_NOTE_CHARS, cli="--note", metavar="TEXT")
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return governance_ops.pledge(
+            state, me, amount=self.amount, unit=self.unit, every=self.every, start=self.start, ts=ts, per=self.per,
+            basis=self.basis, until=self.until, escalate=self.escalate, note=self.note,
+        )
+
+
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
-WRITES: Final[tuple[type[LedgerWrite], ...]] = (Contribute, Endorse, Admit, Leave, Name)
+WRITES: Final[tuple[type[LedgerWrite], ...]] = (
+    Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate,
+)

@@ -28,12 +28,12 @@ def add_request_options(parser: argparse.ArgumentParser, declared: type[WriteReq
             if spec.group not in groups:
                 groups[spec.group] = parser.add_mutually_exclusive_group()
             target = groups[spec.group]
-        more: dict[str, Any] = {"help": spec.help} if spec.help else {}
+        more: dict[str, Any] = {"help": spec.help.replace("%", "%%")} if spec.help else {}  # argparse formats it
         if spec.metavar:
             more["metavar"] = spec.metavar
         if not spec.cli:
             target.add_argument(f.name, **more)
-        elif spec.switch is not None:
+        elif spec.switch is not None or spec.kind is Kind.BOOL:
             target.add_argument(spec.cli, dest=f.name, action="store_true", **more)
         elif spec.kind in _LISTS:
             target.add_argument(spec.cli, dest=f.name, action="append", default=[], **more)

@@ -20,24 +20,18 @@ from aiohttp import web
 
 from node.governance_views import motion_json, parse_day, pledge_json, today
 from node.http.context import (
-    CONFIG,
     STATES,
     STORE,
-    append_built,
     is_owner,
     is_public,
-    json_object,
-    ledger_param,
-    ledger_write,
     readable_state,
-    require_owner,
-    required,
+    submit,
     unknown_ledger,
 )
 from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param, ref
 from node.views import entry_row
 from protocol import CID, InvalidData, LocalError, governance_ops
-from protocol.governance import MAX_OPTIONS
+from protocol.requests import MotionClose, MotionCreate, PledgeCreate, Vote
 from protocol.state import LedgerState
 
 _DECIMAL: Final[dict[str, Any]] = {"type": "string", "description": "an exact decimal, e.g. \"2.5\""}
@@ -83,12 +77,12 @@ _WRITE_ERRORS: Final = ("bad_cid", "unknown_ledger", "not_member", "catching_up"
 
 def add_governance_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{prefix}/ledgers/{{ledger}}/motions", list_motions)
-    app.router.add_post(f"{prefix}/ledgers/{{ledger}}/motions", create_motion)
+    app.router.add_post(prefix + MotionCreate.PATH, create_motion)
     app.router.add_get(f"{prefix}/motions/{{motion}}", get_motion)
-    app.router.add_post(f"{prefix}/motions/{{motion}}/votes", vote)
-    app.router.add_post(f"{prefix}/motions/{{motion}}/close", close_motion)
+    app.router.add_post(prefix + Vote.PATH, vote)
+    app.router.add_post(prefix + MotionClose.PATH, close_motion)
     app.router.add_get(f"{prefix}/ledgers/{{ledger}}/pledges", list_pledges)
-    app.router.add_post(f"{prefix}/ledgers/{{ledger}}/pledges", create_pledge)
+    app.router.add_post(prefix + PledgeCreate.PATH, create_pledge)
     app.router.add_get(f"{prefix}/entries/{{entry}}", get_entry)
 
 
@@ -116,29 +110,11 @@ async def list_motions(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Propose a motion (a `gov.motion` entry); with `amend`, passing it amends the rules", CREATED, status=201,
-    access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["title"], "additionalProperties": False, "properties": {
-        "title": {"type": "string"},
-        "options": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_OPTIONS,
-                    "description": "2 or more; default [\"yes\", \"no\"] with `amend`"},
-        "closes": {"type": "string", "description": "ISO 8601 date or date-time with offset; from then on anyone "
-                   "may close it"},
-        "amend": {"type": "object", "description": "a partial rules table (SPEC.md §18.3), as an amendment file"},
-        "note": {"type": "string"}}},
+    MotionCreate.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=MotionCreate,
     errors=(*_WRITE_ERRORS, "bad_motion", "bad_amendment", "bad_time"),
 )
 async def create_motion(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, {"title": str, "options": list, "closes": str, "amend": dict, "note": str})
-    options = obj.get("options", [])
-    if not all(isinstance(o, str) for o in options):
-        raise LocalError("bad_request", "field 'options' must be a list of text")
-    return await ledger_write(request, ledger, lambda state, me, ts: governance_ops.create_motion(
-        state, me, title=required(obj, "title"), options=options, ts=ts, closes=obj.get("closes"),
-        amend=obj.get("amend"), note=obj.get("note"),
-    ))
+    return await submit(request, MotionCreate)
 
 
 @Operation("One motion and its count", MOTION, access=Access.OPTIONAL, parameters=(MOTION_PARAM,),
@@ -149,38 +125,21 @@ async def get_motion(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Vote on a motion (a `gov.vote` entry); a later ballot of the same member replaces it", CREATED, status=201,
-    access=Access.OWNER, parameters=(MOTION_PARAM,),
-    body={"type": "object", "required": ["scores"], "additionalProperties": False, "properties": {
-        "scores": {"type": "object", "additionalProperties": {"type": "integer"},
-                   "description": "option -> whole score; an option left out is blank"}}},
+    Vote.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(MOTION_PARAM,), request=Vote,
     errors=(*_WRITE_ERRORS, "unknown_entry", "bad_reference", "unknown_option", "vote_out_of_range",
             "motion_closed"),
 )
 async def vote(request: web.Request) -> web.Response:
-    require_owner(request)
-    state, motion = await _motion_state(request, owner=True)
-    scores = required(await json_object(request, {"scores": dict}), "scores")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in scores.values()):
-        raise LocalError("vote_out_of_range", "scores are whole numbers")
-    me = request.app[CONFIG].did
-    return await append_built(request, lambda ts: governance_ops.vote(state, me, motion, scores, ts))
+    return await submit(request, Vote)
 
 
 @Operation(
-    "Close a motion (a `gov.close` entry listing the ballots it counts)", CREATED, status=201, access=Access.OWNER,
-    parameters=(MOTION_PARAM,), body={"type": "object", "additionalProperties": False, "properties": {
-        "early": {"type": "boolean", "description": "close it before `closes` (version 1 rules let its proposer); "
-                  "without it that is motion_not_closed"}}},
+    MotionClose.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(MOTION_PARAM,), request=MotionClose,
     errors=(*_WRITE_ERRORS, "unknown_entry", "bad_reference", "motion_closed", "motion_not_closed",
             "not_proposer"),
 )
 async def close_motion(request: web.Request) -> web.Response:
-    require_owner(request)
-    state, motion = await _motion_state(request, owner=True)
-    early = (await json_object(request, {"early": bool})).get("early", False)
-    me = request.app[CONFIG].did
-    return await append_built(request, lambda ts: governance_ops.close_motion(state, me, motion, ts, early=early))
+    return await submit(request, MotionClose)
 
 
 @Operation(
@@ -200,35 +159,12 @@ async def list_pledges(request: web.Request) -> web.Response:
     return web.json_response({"pledges": [pledge_json(p, as_of) for p in state.pledges]})
 
 
-_PLEDGE_FIELDS: Final = {"amount": object, "unit": str, "per": str, "basis": object, "every": str, "start": str,
-                         "until": str, "escalate": str, "note": str}
-
-
 @Operation(
-    "Pledge recurring transfers to the ledger (a `vf.commitment` entry)", CREATED, status=201, access=Access.OWNER,
-    parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["amount", "unit", "every", "start"], "additionalProperties": False,
-          "properties": {
-              "amount": {"type": ["string", "integer"], "description": "due each period (per `per` unit); a decimal"},
-              "unit": {"type": "string"}, "per": {"type": "string", "description": "the basis's unit, e.g. m2"},
-              "basis": {"type": ["string", "integer"], "description": "how many `per` units, e.g. 300"},
-              "every": {"type": "string", "enum": ["month", "quarter", "year"]},
-              "start": {"type": "string", "description": "the first period's month, YYYY-MM"},
-              "until": {"type": "string", "description": "no period starts after this month, YYYY-MM"},
-              "escalate": {"type": "string", "description": "how the amount rises after each full year: "
-                           "\"+5%/year\" (compounded) or \"+0.05 euro/year\" (a fixed step in the pledge's unit)"},
-              "note": {"type": "string"}}},
+    PledgeCreate.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=PledgeCreate,
     errors=(*_WRITE_ERRORS, "bad_pledge", "bad_quantity", "unknown_unit", "bad_time", "bad_field"),
 )
 async def create_pledge(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, _PLEDGE_FIELDS)
-    return await ledger_write(request, ledger, lambda state, me, ts: governance_ops.pledge(
-        state, me, amount=required(obj, "amount"), unit=required(obj, "unit"), every=required(obj, "every"),
-        start=required(obj, "start"), ts=ts, per=obj.get("per"), basis=obj.get("basis"), until=obj.get("until"),
-        escalate=obj.get("escalate"), note=obj.get("note"),
-    ))
+    return await submit(request, PledgeCreate)
 
 
 @Operation(

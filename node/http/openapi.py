@@ -291,6 +291,7 @@ _KIND_SCHEMAS: Final[Mapping[Kind, Schema]] = {
     Kind.TEXTS: {"type": "array", "items": _STRING},
     Kind.OBJECT: {"type": "object"},
     Kind.SCORES: {"type": "object", "additionalProperties": {"type": "integer"}},
+    Kind.BOOL: {"type": "boolean"},
 }
 
 

@@ -33,11 +33,13 @@ def form_request(declared: type[R], form: Mapping[str, str], **path: CID) -> R:
     for f in declared.fields():
         if f.name in path:
             values[f.name] = path[f.name]
+        elif f.spec.kind is Kind.BOOL:
+            values[f.name] = form.get(f.spec.form or f.wire, "").strip() == f.wire
         elif f.spec.kind is Kind.SCORES:
-            prefix = f"{f.wire}:"
+            prefix = f"{f.spec.form or f.wire}:"
             values[f.name] = scores({k[len(prefix):]: v.strip() for k, v in form.items() if k.startswith(prefix)})
         else:
-            text = form.get(f.wire, "").strip()
+            text = form.get(f.spec.form or f.wire, "").strip()
             if text or f.spec.required:
                 values[f.name] = _value(f, text)
     return declared(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from node.governance_views import motion_json, pledge_json, today
 from node.http.context import CONFIG
 from node.ledger_views import ledger_zone
 from node.store.store import LedgerInfo
+from node.web.forms import form_request
 from node.web.html import Child, Markup, el, field, table
 from node.web.i18n import _, day, moment, number, read_decimal
 from node.web.layout import (
@@ -31,9 +33,9 @@ from node.web.layout import (
     who,
 )
 from node.web.ledger import ledger_page, pledge_text
-from protocol import CID, LocalError, TallyError, governance_ops
+from protocol import CID, LocalError, TallyError
 from protocol.governance import MotionState
-from protocol.rules import parse_rules_toml
+from protocol.requests import MotionClose, MotionCreate, PledgeCreate, Vote
 from protocol.state import LedgerState
 
 
@@ -115,21 +117,12 @@ async def motions(request: web.Request, values: dict[str, str] | None = None,
 async def propose(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    options = [line.strip() for line in form.get("options", "").splitlines() if line.strip()]
-    amend_text = form.get("amend", "").strip()
     typed = {k: form.get(k, "") for k in ("title", "options", "closes", "note", "amend")}
     try:
-        amend = None
-        if amend_text:
-            try:
-                amend = parse_rules_toml(amend_text)
-            except TallyError as exc:
-                problem = _("the rules change: {error}").format(error=exc.message)
-                raise LocalError("bad_amendment", problem) from None
-        motion_id = await append(request, lambda ts: governance_ops.create_motion(
-            state, v.did, title=form.get("title", ""), options=options, ts=ts,
-            closes=_day_begins(form.get("closes", "").strip(), state) or None, amend=amend,
-            note=form.get("note", "").strip() or None))
+        proposal = form_request(MotionCreate, form, ledger=info.id)
+        if proposal.closes is not None:  # the form's "Closes on" is a day, which begins in the ledger's zone
+            proposal = replace(proposal, closes=_day_begins(proposal.closes, state))
+        motion_id = await append(request, lambda ts: proposal.build(state, v.did, ts))
     except TallyError as exc:
         refused(request, exc)
         return await motions(request, typed, exc)
@@ -280,23 +273,11 @@ async def vote(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     m = _find_motion(request, state)
-    scores = {o: form.get(f"score:{o}", "").strip() for o in m.motion.options}
-    return await act(request, v, lambda ts: governance_ops.vote(state, v.did, m.id, _scores(scores), ts),
+    scores = {o: form.get(f"score:{o}", "").strip() for o in m.motion.options}  # as typed, for the flash
+    return await act(request, v, lambda ts: form_request(Vote, form, motion=m.id).build(state, v.did, ts),
                      _("Your ballot is cast: {scores}.").format(
                          scores=", ".join(f"{o} {s}" for o, s in scores.items() if s)),
                      f"/ledgers/{info.id}/motions/{m.id}")
-
-
-def _scores(given: dict[str, str]) -> dict[str, int]:
-    """The ballot's whole-number scores; an option left empty is blank."""
-    scores = {}
-    for option, text in given.items():
-        if text:
-            if not (text.lstrip("-").isdigit() and len(text) < 10):
-                raise LocalError("vote_out_of_range", _("the score for {option} is not a whole number").format(
-                    option=repr(option)))
-            scores[option] = int(text)
-    return scores
 
 
 async def close(request: web.Request) -> web.Response:
@@ -307,8 +288,7 @@ async def close(request: web.Request) -> web.Response:
     if confirm not in ("yes", "early"):
         raise LocalError("bad_request", _("tick the box to confirm that the vote closes now"))
     # "early" only from the form that said the vote closes before its time (and who has not voted)
-    return await act(request, v, lambda ts: governance_ops.close_motion(state, v.did, m.id, ts,
-                                                                        early=confirm == "early"),
+    return await act(request, v, lambda ts: form_request(MotionClose, form, motion=m.id).build(state, v.did, ts),
                      _("The vote is closed."), f"/ledgers/{info.id}/motions/{m.id}")
 
 
@@ -376,12 +356,8 @@ async def pledges(request: web.Request) -> web.Response:
 async def pledge(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    given = {k: form.get(k, "").strip() for k in ("amount", "unit", "per", "basis", "every", "start", "until",
-                                                   "escalate", "note")}
-    given["amount"], given["basis"] = read_decimal(given["amount"]), read_decimal(given["basis"])
-    return await act(request, v, lambda ts: governance_ops.pledge(
-        state, v.did, amount=given["amount"], unit=given["unit"], every=given["every"], start=given["start"], ts=ts,
-        per=given["per"] or None, basis=given["basis"] or None, until=given["until"] or None,
-        escalate=given["escalate"] or None, note=given["note"] or None),
-        _("You pledged {amount} {unit} every {every}.").format(amount=given["amount"], unit=given["unit"],
-                                                              every=given["every"]), f"/ledgers/{info.id}/pledges")
+    given = {k: form.get(k, "").strip() for k in ("amount", "unit", "every")}
+    return await act(request, v, lambda ts: form_request(PledgeCreate, form, ledger=info.id).build(state, v.did, ts),
+                     _("You pledged {amount} {unit} every {every}.").format(
+                         amount=read_decimal(given["amount"]), unit=given["unit"], every=given["every"]),
+                     f"/ledgers/{info.id}/pledges")

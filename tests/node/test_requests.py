@@ -25,9 +25,11 @@ DID_TEXT = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
 #: The command each declared write is (`tally <words…>`).
 COMMANDS: dict[str, tuple[str, ...]] = {
     "Contribute": ("contribute",), "Endorse": ("endorse",), "Admit": ("member", "admit"),
-    "Leave": ("member", "leave"), "Name": ("member", "name"),
+    "Leave": ("member", "leave"), "Name": ("member", "name"), "MotionCreate": ("motion", "create"),
+    "MotionClose": ("motion", "close"), "Vote": ("vote",), "PledgeCreate": ("pledge", "create"),
 }
-WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": []}  # a value of another JSON type than a kind's
+#: a value of another JSON type than a kind's
+WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes"}
 
 
 def test_every_declared_write_has_a_command() -> None:
@@ -93,8 +95,9 @@ async def test_the_openapi_body_is_the_declaration(api: InProcessApi, declared: 
 
 @pytest.mark.parametrize("declared", WRITES, ids=lambda w: w.__name__)
 def test_the_form_reads_every_declared_field(declared: type[LedgerWrite]) -> None:
-    form = {f.wire: sample_text(f) for f in declared.fields() if f.spec.kind is not Kind.SCORES}
-    form.update({f"{f.wire}:yes": "3" for f in declared.fields() if f.spec.kind is Kind.SCORES})
+    form = {f.spec.form or f.wire: sample_text(f) for f in declared.fields() if f.spec.kind is not Kind.SCORES}
+    form.update({f"{f.spec.form or f.wire}:yes": "3" for f in declared.fields() if f.spec.kind is Kind.SCORES})
+    form.update({f.spec.form or f.wire: f.wire for f in declared.fields() if f.spec.kind is Kind.BOOL})
     request = form_request(declared, form)
     for f in declared.fields():
         assert getattr(request, f.name) not in (None, (), {}, ""), f"the form did not read {f.wire}"
@@ -119,7 +122,8 @@ def test_the_cli_has_an_option_for_every_declared_field(declared: type[LedgerWri
         action = by_dest.get(f.name)
         assert action is not None, f"tally {' '.join(words)} has no argument for {f.wire}"
         assert action.option_strings == ([f.spec.cli] if f.spec.cli else []), f.wire
-        assert (action.help or "") == f.spec.help and (action.metavar or "") == f.spec.metavar, f.wire
+        assert (action.help or "") == f.spec.help.replace("%", "%%"), f.wire
+        assert (action.metavar or "") == f.spec.metavar, f.wire
         value = sample_text(f)
         if f.spec.kind is Kind.OBJECT:
             (tmp_path / "object.toml").write_text(value)
@@ -128,7 +132,7 @@ def test_the_cli_has_an_option_for_every_declared_field(declared: type[LedgerWri
             value = "yes=3"
         if not f.spec.cli:
             positionals.append(value)
-        elif f.spec.switch is not None:
+        elif f.spec.switch is not None or f.spec.kind is Kind.BOOL:
             argv.append(f.spec.cli)
         elif not f.spec.group or not any(g.spec.group == f.spec.group for g in declared.fields()
                                          if g.spec.cli in argv):
