@@ -17,6 +17,7 @@ together in the next transaction, one fsync for all.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sqlite3
@@ -406,7 +407,7 @@ class Store:
 
     async def scrub(self, chunk: int = LOG_CHUNK_ROWS) -> AsyncGenerator[bytes, None]:
         """Check every stored entry's bytes against its id, `chunk` rows per read; yields (and reports to
-        `on_damaged`) the id of each damaged one. Hashes only: a fifth of a full decode."""
+        `on_damaged`) the id of each damaged one. Two hashes per entry (`_sound`): ~5 µs, a ninth of a decode."""
         after = 0
         while True:
             rows = await self._rows(
@@ -415,8 +416,11 @@ class Store:
                 return
             for rowid, rid, header, payload in rows:
                 after = rowid
+                if _sound(rid, header, payload):
+                    continue
                 try:
                     decode_stored_entry(rid, header, payload)
+                    continue  # sound after all (an id of another hash, should one ever be stored)
                 except InvalidData as exc:
                     self._found_damaged(bytes(rid), exc.message)
                     yield bytes(rid)
@@ -462,12 +466,15 @@ class Store:
     async def ledgers(self) -> list[LedgerInfo]:
         result = []
         async with self._read.execute(
-            "SELECT g.header, g.payload, (SELECT count(*) FROM entries e WHERE e.ledger = g.id)"
+            "SELECT g.id, g.header, g.payload, (SELECT count(*) FROM entries e WHERE e.ledger = g.id)"
             " FROM entries g WHERE g.kind = ? AND g.ledger = g.id ORDER BY g.ts, g.id",
             (GENESIS_KIND,),
         ) as cur:
-            async for header, payload, count in cur:
-                result.append(LedgerInfo.of(decode_entry(header, payload, check_signature=False), count))
+            async for rid, header, payload, count in cur:
+                try:
+                    result.append(LedgerInfo.of(decode_stored_entry(rid, header, payload), count))
+                except InvalidData as exc:  # a damaged genesis: left out until a good copy comes
+                    self._found_damaged(bytes(rid), exc.message)
         return result
 
     async def log(self, ledger: CID, author: bytes | None = None) -> AsyncGenerator[Entry, None]:
@@ -511,9 +518,16 @@ class Store:
             where += " AND (author, seq) > (?, ?)" if author is None else " AND seq > ?"
             args += [row[0], row[1]] if author is None else [row[1]]
         async with self._read.execute(
-            f"SELECT header, payload FROM entries WHERE {where} ORDER BY author, seq LIMIT ?", (*args, limit)
+            f"SELECT id, header, payload FROM entries WHERE {where} ORDER BY author, seq LIMIT ?", (*args, limit)
         ) as cur:
-            return [decode_entry(header, payload, check_signature=False) async for header, payload in cur]
+            rows = await cur.fetchall()
+        page = []
+        for rid, header, payload in rows:
+            try:
+                page.append(decode_stored_entry(rid, header, payload))
+            except InvalidData as exc:  # damaged: left out, as `log` does
+                self._found_damaged(bytes(rid), exc.message)
+        return page
 
     async def forks(self) -> list[ForkProof]:
         rows = await self._rows(_FORKS_SQL)
@@ -560,11 +574,12 @@ class Store:
         )
         out: list[tuple[int, bytes, bytes | None]] = []
         for seq, rid, h, p in rows:
-            try:
-                decode_stored_entry(rid, h, p)
-            except InvalidData as exc:
-                self._found_damaged(bytes(rid), exc.message)
-                break
+            if not _sound(rid, h, p):
+                try:
+                    decode_stored_entry(rid, h, p)
+                except InvalidData as exc:
+                    self._found_damaged(bytes(rid), exc.message)
+                    break
             out.append((int(seq), bytes(h), None if p is None else bytes(p)))
         return out
 
@@ -651,6 +666,17 @@ def _verify_row(row: Any) -> tuple[Problem | None, Entry | None]:
     if (idh, rid, ledger, author, seq, ts, kind) != expected:
         return Problem(label, "store_corrupt", "stored index columns differ from the entry's bytes"), None
     return None, entry
+
+
+_DAG_CBOR_SHA256: Final = bytes([0x01, 0x71, 0x12, 0x20])  # CIDv1, dag-cbor, sha2-256, 32 bytes (SPEC.md §3)
+
+
+def _sound(rid: bytes, header: bytes, payload: bytes | None) -> bool:
+    """The scrub's cheap check: the header hashes to the id, and the payload's digest is among the header's bytes
+    (the header holds the payload's CID, and no other 32 bytes of an intact header can equal the digest of other
+    bytes than the payload's). False may still be sound (another CID form): `decode_stored_entry` decides."""
+    return (rid == _DAG_CBOR_SHA256 + hashlib.sha256(header).digest()
+            and (payload is None or hashlib.sha256(payload).digest() in header))
 
 
 def _label(rid: Any) -> str:
@@ -788,9 +814,9 @@ def _ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestRes
                 heads[hk] = _head_in(db, ledger, entry.header.author)
             head = heads[hk]
             if head is not None and entry.seq <= head.seq:
-                other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq)
-                if other is None and _unquarantine(db, entry):
-                    stored.append(entry)  # a good copy of an entry quarantined here: back in its chain
+                other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq, entry)
+                if other is None and _restore(db, entry):
+                    stored.append(entry)  # a good copy of an entry damaged here: back in its chain
                     continue
                 if other is None or other.id == entry.id:
                     duplicates += 1
@@ -834,6 +860,24 @@ def _repair(db: sqlite3.Connection, entry: Entry) -> bool:
                          "WHERE idh = ? AND id = ?",
                          (entry.header_raw, entry.payload_raw, _idh(entry.id), entry.id.raw))
         return cur.rowcount > 0 or _unquarantine(db, entry)
+
+
+def _restore(db: sqlite3.Connection, entry: Entry) -> bool:
+    """Put a good copy (verified, so its bytes hash to its id) of an entry stored here with damaged bytes back,
+    in place or from quarantine, in the caller's transaction. False if no such entry is here, or ours is sound:
+    equal bytes are compared, not hashed, so a duplicate costs little."""
+    row = db.execute("SELECT header, payload FROM entries WHERE idh = ? AND id = ?",
+                     (_idh(entry.id), entry.id.raw)).fetchone()
+    if row is not None:
+        ours = (bytes(row[0]), None if row[1] is None else bytes(row[1]))
+        # an erased payload stays erased, and a copy without its payload leaves ours as it is
+        good = (entry.header_raw, ours[1] if entry.payload_raw is None or ours[1] is None else entry.payload_raw)
+        if good == ours:
+            return False  # the same bytes: a plain duplicate
+        db.execute("UPDATE entries SET header = ?, payload = ? WHERE idh = ? AND id = ?",
+                   (*good, _idh(entry.id), entry.id.raw))
+        return True
+    return _unquarantine(db, entry)
 
 
 def _unquarantine(db: sqlite3.Connection, entry: Entry) -> bool:
@@ -881,11 +925,18 @@ def _follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:
         return cur.rowcount > 0
 
 
-def _entry_at(db: sqlite3.Connection, hk: tuple[bytes, bytes], seq: int) -> Entry | None:
+def _entry_at(db: sqlite3.Connection, hk: tuple[bytes, bytes], seq: int, offered: Entry) -> Entry | None:
+    """The stored entry at `seq` of a chain, to tell a duplicate of `offered` from a fork; None when none is
+    stored, or ours has `offered`'s id, or ours is damaged (no fork can be proven with it; healing replaces it)."""
     row = db.execute(
-        "SELECT header, payload FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (*hk, seq)
+        "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (*hk, seq)
     ).fetchone()
-    return None if row is None else decode_entry(row[0], row[1], check_signature=False)
+    if row is None or bytes(row[0]) == offered.id.raw:
+        return None
+    try:
+        return decode_stored_entry(row[0], row[1], row[2])
+    except InvalidData:
+        return None
 
 
 def _migrate(db: sqlite3.Connection) -> None:
