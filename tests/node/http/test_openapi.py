@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import tally_executable
+from inprocess_cli import run_cli
 from openapi_spec_validator import validate
 
 from node.app import build_app
@@ -185,7 +186,7 @@ def _http(url: str, *, token: str | None = None, body: Any = None) -> tuple[int,
 def live_node(tmp_path: Path) -> Iterator[LiveNode]:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
-    subprocess.run([tally_executable(), "--home", str(home), "init"], check=True, capture_output=True, env=env)
+    assert run_cli(home, "init").returncode == 0
     log_path = tmp_path / "node.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
