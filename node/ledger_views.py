@@ -16,7 +16,7 @@ from protocol import ForkProof, InvalidData, LocalError
 from protocol.distribution import format_amount
 from protocol.rules import ACTIONS, Rules, format_decimal
 from protocol.state import CONFLICTING, ERASED, FINAL, PENDING, REJECTED, VALID, Contribution, Erased, LedgerState
-from protocol.valueflows import instant, parse_time
+from protocol.valueflows import parse_time
 
 HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED, ERASED)
 
@@ -62,9 +62,7 @@ def erased_row(e: Erased) -> dict[str, Any]:
 
 def event_time(c: Contribution) -> float:
     """Seconds since the epoch of a contribution: hasPointInTime, else hasBeginning, else the entry's ts."""
-    e = c.event
-    when = e.point or e.beginning
-    return instant(when) if when is not None else c.ts / 1000
+    return c.event.at if c.event.at is not None else c.ts / 1000
 
 
 @cache

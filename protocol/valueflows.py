@@ -71,6 +71,9 @@ class Event:
     corrects: CID | None
     member: CID
     fulfills: CID | None = None  # a pledge (vf.commitment) this transfer pays (protocol/pledges.py)
+    #: seconds since the epoch of `point`, else `beginning` (None without either): parsed once, here, not on
+    #: every page that sorts or dates events
+    at: float | None = None
 
     @property
     def classification(self) -> str | None:
@@ -201,14 +204,14 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
     point, beginning, end = (body.get(k) for k in ("hasPointInTime", "hasBeginning", "hasEnd"))
     if point is not None and (beginning is not None or end is not None):
         raise InvalidData("bad_time_range", "give hasPointInTime, or hasBeginning and hasEnd, not both")
+    at = None
     if point is not None:
-        parse_time(point, "hasPointInTime")
+        at = parse_time(point, "hasPointInTime").timestamp()
     if (beginning is None) != (end is None):
         raise InvalidData("bad_time_range", "hasBeginning and hasEnd go together")
     if beginning is not None and end is not None:
-        parse_time(beginning, "hasBeginning")
-        parse_time(end, "hasEnd")
-        if instant(beginning) > instant(end):
+        at = parse_time(beginning, "hasBeginning").timestamp()
+        if at > parse_time(end, "hasEnd").timestamp():
             raise InvalidData("bad_time_range", "hasBeginning is after hasEnd")
     return Event(
         action=action,
@@ -224,6 +227,7 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
         corrects=_link(body, "corrects", EVENT_KIND, required=False),
         member=member_link(body, EVENT_KIND),
         fulfills=_link(body, "fulfills", EVENT_KIND, required=False),
+        at=at,
     )
 
 
