@@ -84,7 +84,7 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
 
 
 async def _close_states(app: web.Application) -> None:
-    app[STATES].close()
+    await app[STATES].aclose()
 
 
 @web.middleware

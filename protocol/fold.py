@@ -405,14 +405,24 @@ class LedgerFold:
 
     def _digest(self, state: LedgerState) -> bytes:
         """state.py's digest, with the entries' part joined from their cached encodings."""
-        parts = {key: dagcbor.encode(value) for key, value in digest_summary(state).items()}
-        digest = hashlib.sha256(dagcbor.head(5, len(parts) + 1))
-        for key in sorted([*parts, "entries"], key=lambda k: (len(k.encode()), k.encode())):
-            digest.update(dagcbor.text_string(key))
-            if key != "entries":
-                digest.update(parts[key])
-                continue
-            digest.update(dagcbor.head(4, len(self._status)))
-            for chunk in self._items.chunks():
-                digest.update(chunk)
-        return digest.digest()
+        return _digest(state, len(self._status), self._items.chunks())
+
+
+def state_digest(state: LedgerState) -> bytes:
+    """The digest of a state from its fields (state.py's `_with_digest`): what a state read back is checked against."""
+    return _digest(state, len(state.status), (_encoded(raw, s) for raw, s in sorted(state.status.items())))
+
+
+def _digest(state: LedgerState, count: int, entries: Iterable[bytes]) -> bytes:
+    """sha2-256 of the digest's map, its `entries` array from `count` encoded [id, status] items in id order."""
+    parts = {key: dagcbor.encode(value) for key, value in digest_summary(state).items()}
+    digest = hashlib.sha256(dagcbor.head(5, len(parts) + 1))
+    for key in sorted([*parts, "entries"], key=lambda k: (len(k.encode()), k.encode())):
+        digest.update(dagcbor.text_string(key))
+        if key != "entries":
+            digest.update(parts[key])
+            continue
+        digest.update(dagcbor.head(4, count))
+        for chunk in entries:
+            digest.update(chunk)
+    return digest.digest()

@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 from inprocess_cli import run_cli
 
+from node.store import snapshots
 from protocol import Entry
 from protocol.fold import LedgerFold
 from protocol.state import LedgerState, compute_state
@@ -102,6 +103,10 @@ def folded(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes, int] 
         fold.add(arrived[start : start + size])
         start += size
     assert fold.state() == reference
+    # and read back from a snapshot as a restarted node reads it (node/store/snapshots.py): the same state
+    kept = snapshots.make(reference, forks or {})
+    restored, why = snapshots.restore(kept, kept.coverage, genesis.id)
+    assert restored == reference, why
     return reference
 
 

@@ -11,6 +11,12 @@ kept for the most recently read ledgers, up to FOLDED_ENTRIES entries in all (a 
 one is folded again when next read), which bounds the memory they take. Membership has
 its own cache, dropped only when `member.*` or `key.*` entries or forks arrive, because the sync
 layer asks "may this peer see this ledger?" on every request.
+
+States are kept in the store between runs (node/store/snapshots.py): a ledger without a fold here is first
+read back from its snapshot, when one is there and covers exactly what is stored; a state folded from
+scratch is saved as a snapshot, and again once the ledger has grown by SNAPSHOT_EVERY entries (or a tenth)
+and when the node stops (`aclose`). So a restart reads a big ledger's state back instead of folding it; the
+fold itself is made when the first entry arrives after that.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
+from node.store import snapshots
 from node.store.ledgers import fold_ledger, load_state
 from node.store.store import Store
 from protocol import CID, Entry, InvalidData
@@ -35,12 +42,22 @@ MEMBER_KIND_PREFIX = ("member.", "key.")  # kinds that change who may see a ledg
 FOLDED_ENTRIES: Final = 1_000_000
 #: From this many queued entries a fold takes them in a worker thread (a sync batch), not in the event loop.
 THREAD_ENTRIES: Final = 2_000
+#: A ledger's snapshot is made again once it has grown by this many entries (or a tenth, if more) since the last.
+SNAPSHOT_EVERY: Final = 10_000
+
+
+def _nothing() -> None:
+    pass
 
 
 class LedgerStates:
-    def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES) -> None:
+    def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES, snapshot_every: int = SNAPSHOT_EVERY
+                 ) -> None:
         self._store = store
         self._budget = folded_entries
+        self._snapshot_every = snapshot_every
+        self._saved: dict[bytes, int] = {}  # ledger -> how many entries its snapshot in the store holds
+        self._saving: dict[bytes, asyncio.Task[None]] = {}
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
         self._states: dict[bytes, LedgerState] = {}  # current: no entry arrived since
@@ -52,7 +69,24 @@ class LedgerStates:
         self._unsubscribe = store.on_new_entries(self._changed)
 
     def close(self) -> None:
+        for task in self._saving.values():  # a snapshot left unsaved is made again on the next run
+            task.cancel()
         self._unsubscribe()
+        self._unsubscribe = _nothing  # closing twice is closing once
+
+    async def aclose(self) -> None:
+        """Save the snapshots of the ledgers that grew since their last one, then close (the node stopping)."""
+        await asyncio.gather(*self._saving.values(), return_exceptions=True)
+        for raw in list(self._folds):
+            try:
+                state = await self.get(CID(raw))
+            except Exception:  # a snapshot is only a shortcut: the node stops all the same
+                log.exception("ledger snapshot not saved", extra={"ledger": str(CID(raw))})
+                continue
+            fold = self._folds.get(raw)
+            if state is not None and fold is not None and self._saved.get(raw) != len(state.status):
+                await self._save(CID(raw), fold.forks, state)
+        self.close()
 
     def _changed(self, entries: Sequence[Entry]) -> None:
         erasures = {e.ledger_id.raw for e in entries if e.kind == ERASE_KIND}
@@ -78,6 +112,7 @@ class LedgerStates:
     def forget(self, ledger: CID) -> None:
         """Drop what is kept for `ledger` (a fork proof arrived: entries past the fork stop counting)."""
         self._generations[ledger.raw] = self._generations.get(ledger.raw, 0) + 1
+        self._saved.pop(ledger.raw, None)
         self._folds.pop(ledger.raw, None)
         self._arrived.pop(ledger.raw, None)
         self._states.pop(ledger.raw, None)
@@ -95,6 +130,12 @@ class LedgerStates:
                 if cached is not None:
                     return cached
                 generation = self._generations.get(raw, 0)
+                if raw not in self._folds and raw not in self._whole:
+                    restored = await self._restored(ledger, generation)
+                    if restored is not None:
+                        self._states[raw] = restored
+                        self._members[raw] = frozenset(restored.members)
+                        return restored
                 if raw in self._whole:
                     self._arrived[raw] = []  # only to know whether entries arrive during the read
                     state = await load_state(self._store, ledger)
@@ -108,6 +149,7 @@ class LedgerStates:
                 if state is not None and not self._arrived.get(raw):  # nothing arrived meanwhile: current
                     self._states[raw] = state
                     self._members[raw] = frozenset(state.members)
+                    self._save_if_grown(ledger, state)
                 self._keep_within_budget()
                 return state
 
@@ -130,6 +172,59 @@ class LedgerStates:
             return None
         self._folds.move_to_end(raw)
         return fold.state()
+
+    async def _restored(self, ledger: CID, generation: int) -> LedgerState | None:
+        """The ledger's state read back from its snapshot, if that one is there, checked, and nothing arrived
+        or was forgotten meanwhile."""
+        raw = ledger.raw
+        self._arrived[raw] = []  # only to know whether entries arrive during the read
+        try:
+            snapshot = await self._store.snapshot(ledger)
+            if snapshot is None:
+                return None
+            coverage = await self._store.coverage(ledger)
+            started = time.perf_counter()
+            state, why = await asyncio.to_thread(snapshots.restore, snapshot, coverage, ledger)
+        finally:
+            arrived = self._arrived.pop(raw, None)
+        extra = {"ledger": str(ledger), "entries": coverage.entries, "why": why,
+                 "ms": round((time.perf_counter() - started) * 1000)}
+        if state is None:
+            (log.warning if why.startswith("damaged") else log.info)("ledger snapshot not used", extra=extra)
+            return None
+        if arrived or self._generations.get(raw, 0) != generation:
+            return None
+        self._saved[raw] = len(state.status)
+        log.info("ledger snapshot restored", extra=extra)
+        return state
+
+    def _save_if_grown(self, ledger: CID, state: LedgerState) -> None:
+        """Save a folded ledger's snapshot in the background if it has none yet or grew enough since."""
+        raw = ledger.raw
+        fold = self._folds.get(raw)
+        saved = self._saved.get(raw)
+        if fold is None or raw in self._saving:
+            return
+        if saved is not None and len(state.status) - saved < max(self._snapshot_every, saved // 10):
+            return
+        task = asyncio.create_task(self._save(ledger, fold.forks, state))
+        self._saving[raw] = task
+        task.add_done_callback(lambda _: self._saving.pop(raw, None))
+
+    async def _save(self, ledger: CID, forks: Mapping[bytes, int], state: LedgerState) -> None:
+        started = time.perf_counter()
+        try:
+            snapshot = await asyncio.to_thread(snapshots.make, state, forks)
+            # The store keeps it only if it covers every entry stored now (one may have arrived meanwhile).
+            kept = await self._store.keep_snapshot(ledger, snapshot)
+        except Exception:  # a snapshot is only a shortcut: the next restart folds this ledger instead
+            log.exception("ledger snapshot not saved", extra={"ledger": str(ledger)})
+            return
+        if kept:
+            self._saved[ledger.raw] = len(state.status)
+            log.info("ledger snapshot saved", extra={"ledger": str(ledger), "entries": len(state.status),
+                                                     "bytes": len(snapshot.state),
+                                                     "ms": round((time.perf_counter() - started) * 1000)})
 
     def folded(self) -> list[CID]:
         """The ledgers whose folds are kept, least recently read first."""

@@ -51,7 +51,7 @@ from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 BUSY_TIMEOUT_MS: Final = 30_000
 GROUP_MAX: Final = 1000  # appends per transaction
 LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
@@ -103,6 +103,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         UNIQUE (ledger, author, seq)
     );
     CREATE INDEX quarantine_idh ON quarantine (idh);
+    """,
+    """
+    CREATE TABLE snapshots (
+        ledger   BLOB PRIMARY KEY,       -- a ledger's state kept between runs (node/store/snapshots.py)
+        format   TEXT NOT NULL,          -- the encoding and the Tally version that wrote it
+        entries  INTEGER NOT NULL,       -- the ledger's rows it covers: their count,
+        rowids   INTEGER NOT NULL,       -- the sum of their rowids,
+        forks    BLOB NOT NULL,          -- and the fork points it was folded with
+        ids      BLOB NOT NULL,          -- a fingerprint of the entry ids in the state
+        digest   BLOB NOT NULL,          -- the state's digest
+        checksum BLOB NOT NULL,          -- sha2-256 of `state`
+        state    BLOB NOT NULL,
+        made     INTEGER NOT NULL
+    );
     """,
 )
 
@@ -164,6 +178,32 @@ class Quarantined:
     author: bytes
     seq: int
     found: int
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What of a ledger's stored rows a snapshot covers. Rows are only ever added (a repair drops the
+    ledger's snapshot), so any addition changes their count and rowid sum; fork points change what counts."""
+
+    entries: int
+    rowids: int
+    forks: bytes  # each forked author's key and lowest forked seq (`fork_points`)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A row of the snapshots table (node/store/snapshots.py makes and checks them)."""
+
+    format: str
+    coverage: Coverage
+    ids: bytes
+    digest: bytes
+    checksum: bytes
+    state: bytes = field(repr=False)
+
+
+def fork_points(forks: dict[bytes, int]) -> bytes:
+    return b"".join(author + seq.to_bytes(8, "big") for author, seq in sorted(forks.items()))
 
 
 @dataclass(slots=True)
@@ -424,6 +464,29 @@ class Store:
                 except InvalidData as exc:
                     self._found_damaged(bytes(rid), exc.message)
                     yield bytes(rid)
+
+    # ---- snapshots (node/store/snapshots.py) ------------------------------
+
+    async def coverage(self, ledger: CID) -> Coverage:
+        """The ledger's stored rows as a snapshot records them (an index range scan: no row is read)."""
+        rows = await self._rows(_COVERAGE_SQL, (ledger.raw,))
+        forks = await self._rows(_FORK_POINTS_SQL, (ledger.raw,))
+        return Coverage(int(rows[0][0]), int(rows[0][1]), fork_points({bytes(a): int(s) for a, s in forks}))
+
+    async def snapshot(self, ledger: CID) -> Snapshot | None:
+        row = await self._row("SELECT format, entries, rowids, forks, ids, digest, checksum, state FROM snapshots"
+                              " WHERE ledger = ?", (ledger.raw,))
+        if row is None:
+            return None
+        fmt, entries, rowids, forks, ids, digest, checksum, state = row
+        return Snapshot(str(fmt), Coverage(int(entries), int(rowids), bytes(forks)), bytes(ids), bytes(digest),
+                        bytes(checksum), bytes(state))
+
+    async def keep_snapshot(self, ledger: CID, snapshot: Snapshot) -> bool:
+        """Keep `snapshot` (its coverage's rowids aside) if it covers exactly the ledger's rows stored now; False
+        if not. Checked in the writing transaction, so no entry committed meanwhile slips past it."""
+        kept: bool = await self._in_writer(_keep_snapshot, self._wdb, ledger.raw, snapshot, self._clock_ms())
+        return kept
 
     # ---- queries ---------------------------------------------------------
 
@@ -707,6 +770,8 @@ def _row(entry: Entry, now: int) -> tuple[Any, ...]:
     )
 
 
+_COVERAGE_SQL: Final = "SELECT count(*), coalesce(sum(rowid), 0) FROM entries WHERE ledger = ?"
+_FORK_POINTS_SQL: Final = "SELECT author, min(seq) FROM forks WHERE ledger = ? GROUP BY author"
 _LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq"
 _FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
 
@@ -859,6 +924,8 @@ def _repair(db: sqlite3.Connection, entry: Entry) -> bool:
         cur = db.execute("UPDATE entries SET header = ?, payload = CASE WHEN payload IS NULL THEN NULL ELSE ? END "
                          "WHERE idh = ? AND id = ?",
                          (entry.header_raw, entry.payload_raw, _idh(entry.id), entry.id.raw))
+        # The state of its ledger was folded without the damaged entry: its snapshot is stale now.
+        db.execute("DELETE FROM snapshots WHERE ledger = ?", (entry.ledger_id.raw,))
         return cur.rowcount > 0 or _unquarantine(db, entry)
 
 
@@ -906,6 +973,7 @@ def _quarantine(db: sqlite3.Connection, entry_id: bytes, now: int) -> Quarantine
         db.execute(f"INSERT OR REPLACE INTO quarantine ({_COLUMNS}, found) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (*row, now))
         db.execute("DELETE FROM entries WHERE idh = ? AND id = ?", (row[0], entry_id))
+        db.execute("DELETE FROM snapshots WHERE ledger = ?", (row[2],))
         return Quarantined(CID(entry_id), CID(row[2]), bytes(row[3]), int(row[4]), now)
 
 
@@ -913,10 +981,28 @@ def _erase_payloads(db: sqlite3.Connection, ids: list[CID]) -> int:
     with _Transaction(db):
         dropped = sum(db.execute("UPDATE entries SET payload = NULL WHERE idh = ? AND id = ? AND payload IS NOT NULL",
                                  (_idh(cid), cid.raw)).rowcount for cid in ids)
+        for cid in ids:  # an erased payload changes its ledger's state: the snapshot of it is stale
+            db.execute("DELETE FROM snapshots WHERE ledger = (SELECT ledger FROM entries WHERE idh = ? AND id = ?)",
+                       (_idh(cid), cid.raw))
     if dropped:
         # A reader's snapshot may keep the checkpoint from finishing; the next erasure or start retries it.
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return dropped
+
+
+def _keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now: int) -> bool:
+    with _Transaction(db):
+        entries, rowids = db.execute(_COVERAGE_SQL, (ledger,)).fetchone()
+        forks = fork_points({bytes(a): int(s) for a, s in db.execute(_FORK_POINTS_SQL, (ledger,))})
+        if (entries, forks) != (snapshot.coverage.entries, snapshot.coverage.forks):
+            return False
+        db.execute(
+            "INSERT OR REPLACE INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state,"
+            " made) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ledger, snapshot.format, entries, rowids, forks, snapshot.ids, snapshot.digest, snapshot.checksum,
+             snapshot.state, now),
+        )
+        return True
 
 
 def _follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:

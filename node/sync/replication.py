@@ -167,7 +167,7 @@ class Replicator:
             await self._http.close()
         self._verifier.close()
         if self._own_states:
-            self.states.close()
+            await self.states.aclose()  # saves the snapshots of ledgers that grew
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
