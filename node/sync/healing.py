@@ -48,10 +48,6 @@ class Healer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def ask(self) -> None:
-        """Ask for quarantined entries now (a link came up)."""
-        self._wake.set()
-
     def _on_damaged(self, entry_id: bytes) -> None:
         self._found.add(entry_id)
         self._wake.set()

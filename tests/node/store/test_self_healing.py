@@ -97,9 +97,11 @@ def test_a_flipped_byte_is_quarantined_and_fetched_again_from_a_member_only(tmp_
         assert entry_answer(ben, ids[1])[0] == 500
 
         # ana, a member, comes back: ben fetches the entry from her by itself, and takes it only as it was
+        t0 = time.monotonic()
         ana = start("ana", ana_home, ana_did, ben.address)
         nodes.append(ana)
         until(lambda: entry_answer(ben, ids[1])[0] == 200, "ben repaired from ana", logs=nodes)
+        print(f"\nrepaired from a member {time.monotonic() - t0:.1f} s after starting her node")
         assert entry_answer(ben, ids[1])[1] == good
         assert quarantined(ben_home) == []
         until(lambda: history(ben, ledger) == sorted(ids), "the repaired entry counted again", logs=nodes)
@@ -203,3 +205,30 @@ async def test_a_chain_served_to_a_peer_stops_before_a_damaged_entry_and_the_scr
         assert [entry async for entry in store.scrub(chunk=2)] == [CID.parse(ids[1]).raw]
     finally:
         await store.close()
+
+
+def test_verify_repair_puts_back_an_entry_the_node_quarantined(tmp_path: Path) -> None:
+    ana_home, ben_home = tmp_path / "ana", tmp_path / "ben"
+    ana_did, ben_did = ok(ana_home, "init"), ok(ben_home, "init")
+    ledger = ok(ana_home, "ledger", "create", "Open books", "--public")
+    ok(ben_home, "follow", ledger)
+    entry = ok(ana_home, "contribute", ledger, "--action", "work", "--quantity", "2", "--unit", "hour")
+    exchange(ana_home, ben_home)
+    flip_byte_in_file(ben_home, entry)
+    ben = start("ben", ben_home, ben_did)  # alone: it quarantines, and has nobody to ask
+    try:
+        until(lambda: quarantined(ben_home) == [entry], "ben quarantines it", logs=[ben])
+    finally:
+        stop_all([ben])
+    r = run(ben_home, "verify")
+    assert r.returncode == 1 and f"bad\t{entry}\tstore_corrupt\tdamaged: quarantined" in r.stdout, r.stdout
+    ana = start("ana", ana_home, ana_did)
+    try:
+        r = run(ben_home, "verify", "--repair", "--peer", ana.address)
+        assert r.returncode == 0 and f"repaired\t{entry}\tfrom {ana.address}" in r.stdout, (r.stdout, r.stderr)
+    finally:
+        stop_all([ana])
+    assert quarantined(ben_home) == []
+    assert ok(ben_home, "verify").startswith("ok")
+    r = run(ben_home, "history", ledger, "--json")
+    assert [json.loads(line)["id"] for line in r.stdout.splitlines()] == [entry]
