@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,9 +61,12 @@ def test_a_coop_across_three_nodes(nodes: dict[str, Node], tmp_path: Path) -> No
     rules.write_text(RULES)
     ledger = ok(ana.home, "ledger", "create", "Bike coop", "--rules", str(rules))
 
-    # Ben follows it at once, but a members-only ledger is served to members only.
+    # Ben follows it at once, but a members-only ledger is served to members only. That Ana has answered
+    # Ben's request for it by then: a public ledger he asks for next reaches him (one link, in order).
     ok(ben.home, "follow", ledger)
-    time.sleep(1.5)
+    board = ok(ana.home, "ledger", "create", "Notice board", "--public")
+    ok(ben.home, "follow", board)
+    until(lambda: state(ben, board) is not None, "the public notice board at Ben's")
     assert state(ben, ledger) is None
     ok(ana.home, "member", "admit", ledger, ben.did)  # the lone founder's sponsorship suffices
     until(lambda: (s := state(ben, ledger)) and ben.did in s["members"], "the ledger to reach Ben once admitted")

@@ -228,7 +228,13 @@ async def test_following_a_ledger_while_linked_fetches_it(make_node: NodeFactory
     ledger = await a.create_ledger()
     await a.append(ledger, 6)
     await connect(b, a)
-    await asyncio.sleep(0.5)  # both `sub`s are exchanged by now (a's names the ledger; b does not follow it yet)
+
+    async def subs_exchanged() -> bool:  # a link's first message each way is its opening `sub`, and a peer's
+        # bytes_in count from the first message read after the handshake
+        return all(any(p.did == there.did and p.bytes_in > 0 for p in here.replicator.peers())
+                   for here, there in ((a, b), (b, a)))
+
+    await until(subs_exchanged, "both opening `sub`s received (a's names the ledger; b does not follow it yet)")
     await b.follow(ledger)
     await converged([a, b], ledger, 7)
     await b.append(ledger, 2, "b writes back")
