@@ -144,6 +144,9 @@ def motion_lines(m: dict[str, Any]) -> list[str]:
         lines.append(f"tie\t{', '.join(m['tied'])}\tbroken by {m['tie_break']}")
     if m["amended"] is not None:
         lines.append(f"amendment\t{'in effect' if m['amended'] else 'not in effect'}")
+    if m["closed_by"] is not None:
+        early = f"\tearly: its closing time was {m['closes']}" if m["closed_early"] else ""
+        lines.append(f"closed\tby {m['closed_by']} at {m['closed_at']}{early}")
     return lines
 
 

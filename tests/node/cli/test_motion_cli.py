@@ -25,3 +25,5 @@ def test_closing_before_the_time_needs_early(tally: TallyRunner, tmp_path: Path)
     shown = json.loads(tally("motion", "show", motion, "--json").stdout)
     assert shown["closed"] is True and shown["closed_early"] is True and shown["closed_by"] == me
     assert shown["closed_at"] < shown["closes"] == "2090-03-01T00:00:00Z"
+    text = tally("motion", "show", motion).stdout
+    assert f"closed\tby {me} at {shown['closed_at']}\tearly: its closing time was 2090-03-01T00:00:00Z" in text
