@@ -209,6 +209,13 @@ ERRORS: Final[tuple[ErrorCode, ...]] = (
               "an entry by a key after the last entry its identity's rotation, or a recovery, let count (§19.6)"),
     ErrorCode("key_revoked", 403, EITHER, "an entry by a device after the last entry its revocation let count (§19.6)"),
     ErrorCode("self_recovery", 403, EITHER, "a member approving the recovery of their own identity (§19)"),
+    # invitations (SPEC.md §12)
+    ErrorCode("bad_invitation", 400, LOCAL,
+              "an invitation link that is not one: not `http(s)://HOST:PORT/join#SECRET`, or its secret cut short "
+              "(§12)"),
+    ErrorCode("unknown_invitation", 404, LOCAL, "no open invitation of this node has that id (§12)"),
+    ErrorCode("invitation_refused", 403, LOCAL, "the inviter's node refused the invitation: unknown, expired, used up "
+              "or revoked, or a wrong signature; one answer for all (§12)"),
     # erasure (SPEC.md §20)
     ErrorCode("not_erasable", 403, EITHER,
               "an erasure of an entry that is not an earlier entry of the same key's chain, is its first entry, is of "

@@ -4,8 +4,10 @@ the argument parser's way of failing, and the usage error (exit 2)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,6 +52,17 @@ async def open_store(home: Home, key: SigningKey | None = None) -> Store:
 
 def parse_cid(text: str) -> CID:
     return CID.parse(text.strip())
+
+
+def iso_time(ms: int) -> str:
+    """A time in ms since the epoch as the CLI shows it: ISO 8601, UTC, to the second."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def print_rows(rows: Iterable[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
+    """Each row as JSON Lines (`--json`), else as `line` makes it."""
+    for row in rows:
+        print(json.dumps(row) if as_json else line(row), flush=True)
 
 
 def print_id(value: object) -> None:

@@ -9,13 +9,21 @@ a rotation changes the key the running node signs with.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from node.cli.context import Parser, home_of, missing_subcommand, open_store, parse_cid, print_id, serving_node
+from node.cli.context import (
+    Parser,
+    home_of,
+    iso_time,
+    missing_subcommand,
+    open_store,
+    parse_cid,
+    print_id,
+    print_rows,
+    serving_node,
+)
 from node.cli.ledger import AddCommand, ledger_state, write_entry
 from node.home import Home
 from node.store.ledgers import load_state
@@ -164,7 +172,7 @@ async def cmd_device_revoke(args: argparse.Namespace) -> int:
 
 
 def _when(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return None if ms is None else iso_time(ms)
 
 
 async def cmd_device_list(args: argparse.Namespace) -> int:
@@ -182,12 +190,8 @@ async def cmd_device_list(args: argparse.Namespace) -> int:
             row["ledgers"].append(str(state.ledger))
             if d.revoked is not None:
                 row["revoked"] = _when(d.revoked_at)
-    for row in rows.values():
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            print(f"{row['key']}\t{row['name'] or '-'}\tadded {row['added']}\t"
-                  f"{'revoked ' + row['revoked'] if row['revoked'] else 'active'}", flush=True)
+    print_rows(rows.values(), args.json, lambda row: f"{row['key']}\t{row['name'] or '-'}\tadded {row['added']}\t"
+               f"{'revoked ' + row['revoked'] if row['revoked'] else 'active'}")
     return 0
 
 

@@ -42,6 +42,7 @@ from node.cli.context import (
 from node.cli.demo import cmd_demo
 from node.cli.distribution import add_distribution_commands
 from node.cli.governance import add_governance_commands
+from node.cli.invite import add_invite_commands
 from node.cli.keys import add_key_commands
 from node.cli.ledger import add_ledger_commands
 from node.config import check_peer_url
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distribution_commands(add)
     add_governance_commands(add)
     add_key_commands(add)
+    add_invite_commands(add)
     return parser
 
 

@@ -44,10 +44,11 @@ async def answers_as(address: str, did: str, timeout_s: float, *, socket: str | 
 class NodeClient:
     """`async with NodeClient(address, token) as node: await node.append(…)`."""
 
-    def __init__(self, address: str, token: str, timeout_s: float = REQUEST_TIMEOUT_S, *,
+    def __init__(self, address: str, token: str | None, timeout_s: float = REQUEST_TIMEOUT_S, *,
                  socket: str | None = None) -> None:
         self.address = address.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        # No token: a call anyone may make (an invitation's redemption at another node, node/http/invites.py).
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._socket = socket  # the node's local channel, preferred when there
         self._session: aiohttp.ClientSession | None = None

@@ -37,6 +37,7 @@ from protocol import (
     Entry,
     InvalidData,
     LocalError,
+    SigningKey,
 )
 from protocol.request_fields import WriteRequest
 from protocol.requests import LedgerWrite
@@ -72,6 +73,8 @@ class Replication(Protocol):
 
     async def follow(self, ledger: CID) -> None: ...
 
+    def add_peer(self, url: str, found: str, expected_remote: str | None = None) -> None: ...
+
     def peers(self) -> Sequence[PeerView]: ...
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse: ...
@@ -85,6 +88,8 @@ class ApiConfig:
     wall_ms: Callable[[], int] = wall_clock_ms  # timestamps of local appends
     monotonic: Callable[[], float] = time.monotonic  # the rate limit's clock
     trusted_proxies: frozenset[str] = frozenset()  # addresses whose X-Forwarded-For names the client
+    #: signs what is not an entry: a newcomer's proof when this node joins by invitation (node/http/invites.py)
+    key: SigningKey | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.token:

@@ -1,21 +1,64 @@
-"""The API's routes for identities that outlive devices (SPEC.md §12, §19, §20).
+"""The API's routes for members: erasure (SPEC.md §20) and invitations (§12, node/http/invites.py).
 
     POST /api/v1/entries/{entry}/erasure           erase one of this node's entries' payload (owner)
+    POST /api/v1/ledgers/{ledger}/invitations      invite: a link with a secret, shown once (owner)
+    GET  /api/v1/invitations                       the invitations this node issued (owner)
+    POST /api/v1/invitations/{id}/revoke           revoke one (owner)
+    POST /api/v1/invitations/redeem                a newcomer's node redeems a secret (anyone holding one)
+    POST /api/v1/join                              this node joins by a link: redeems it at the inviter (owner)
 
 Registered by node/app.py's `build_app`; the handlers use node/http/context.py's access and body helpers.
 """
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 from aiohttp import web
 
-from node.http.context import CONFIG, STORE, append_built, own_state, require_owner
-from node.http.openapi import CREATED, ENTRY_PARAM, Access, Operation
+from node.http import invites
+from node.http.context import (
+    AUTH_FAILURES,
+    CONFIG,
+    REPLICATION,
+    STORE,
+    WRITES,
+    append_built,
+    json_object,
+    ledger_param,
+    own_state,
+    require_owner,
+    required,
+)
+from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
 from protocol import CID, LocalError, ledger_ops
+from protocol.state import LedgerState
+
+INVITATION: Final[dict[str, Any]] = {
+    "type": "object", "required": ["id", "ledger", "uses", "expires", "created", "state"],
+    "description": "an invitation this node issued: `id` the start of its secret's hash (never the secret), "
+                   "`uses` redemptions left, `expires` and `created` in ms, `state` open, used, expired or revoked",
+    "properties": {"id": {"type": "string"}, "ledger": CID_SCHEMA, "uses": {"type": "integer"},
+                   "expires": {"type": "integer"}, "created": {"type": "integer"},
+                   "state": {"type": "string", "enum": ["open", "used", "expired", "revoked"]}},
+}
+JOINED: Final[dict[str, Any]] = {
+    "type": "object", "required": ["ledger", "name", "sponsor", "member"],
+    "description": "the ledger joined, its name, the inviter (whose sponsorship was written), the sponsorship's id, "
+                   "and whether the newcomer is a member already (else more members must sponsor them)",
+    "properties": {"ledger": CID_SCHEMA, "name": {"type": "string"}, "sponsor": DID_SCHEMA,
+                   "sponsorship": {"type": ["string", "null"]}, "member": {"type": "boolean"}},
+}
+INVITATION_PARAM: Final = Param("invitation", "path", {"type": "string"}, "an invitation's id (or its start)")
 
 
 def add_identity_routes(app: web.Application, p: str) -> None:
     app.router.add_post(f"{p}/entries/{{entry}}/erasure", erase_entry)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/invitations", create_invitation)
+    app.router.add_get(f"{p}/invitations", list_invitations)
+    app.router.add_post(f"{p}/invitations/redeem", redeem_invitation)
+    app.router.add_post(f"{p}/invitations/{{invitation}}/revoke", revoke_invitation)
+    app.router.add_post(f"{p}/join", join_ledger)
 
 
 @Operation(
@@ -36,3 +79,110 @@ async def erase_entry(request: web.Request) -> web.Response:
     me, key = request.app[CONFIG].did, store.public_key
     assert key is not None  # the node's store signs
     return await append_built(request, lambda ts: ledger_ops.erase(state, me, target, key, ts))
+
+
+@Operation(
+    "Invite someone into a ledger: a link with a secret, shown once", {
+        "type": "object", "required": ["id", "link", "ledger", "uses", "expires"],
+        "properties": {"id": {"type": "string"}, "link": {"type": "string"}, "ledger": CID_SCHEMA,
+                       "uses": {"type": "integer"}, "expires": {"type": "integer"}}},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "additionalProperties": False, "properties": {
+        "uses": {"type": "integer", "minimum": 1, "maximum": invites.MAX_USES},
+        "expires": {"type": "number", "exclusiveMinimum": 0, "maximum": invites.MAX_DAYS,
+                    "description": "days (default 7)"},
+        "address": {"type": "string", "description": "this node's address as the newcomer reaches it (default: "
+                                                     "the one this request reached)"}}},
+    description="The first `uses` (default 1) who redeem the link before it expires get this node's owner's "
+                "sponsorship. Only the secret's hash is kept: the link cannot be shown again.",
+    errors=("bad_cid", "unknown_ledger", "not_member", "bad_request"),
+)
+async def create_invitation(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    obj = await json_object(request, {"uses": int, "expires": object, "address": str})
+    days = obj.get("expires", 7)
+    if isinstance(days, bool) or not isinstance(days, int | float):
+        raise LocalError("bad_request", "expires is a number of days")
+    state = await own_state(request, ledger)
+    ledger_ops.membership(state, request.app[CONFIG].did)  # a non-member's sponsorship would count for nothing
+    address = obj.get("address") or f"{request.scheme}://{request.host}"
+    link, invitation = invites.new_invitation(ledger, obj.get("uses", 1), days, request.app[CONFIG].wall_ms(),
+                                              invites.check_address(address))
+    await request.app[STORE].add_invitation(invitation)
+    return web.json_response({"link": str(link), **invites.invitation_row(invitation, invitation.created)},
+                             status=201)
+
+
+@Operation("The invitations this node issued", {
+    "type": "object", "required": ["invitations"],
+    "properties": {"invitations": {"type": "array", "items": INVITATION}}}, access=Access.OWNER)
+async def list_invitations(request: web.Request) -> web.Response:
+    require_owner(request)
+    now = request.app[CONFIG].wall_ms()
+    return web.json_response({"invitations": [invites.invitation_row(i, now)
+                                              for i in await request.app[STORE].invitations()]})
+
+
+@Operation("Revoke an invitation: nobody redeems it from now on", INVITATION, access=Access.OWNER,
+           parameters=(INVITATION_PARAM,), errors=("unknown_invitation",))
+async def revoke_invitation(request: web.Request) -> web.Response:
+    require_owner(request)
+    revoked = await request.app[STORE].revoke_invitation(request.match_info["invitation"])
+    if revoked is None:
+        raise LocalError("unknown_invitation", "no open invitation has that id (or several start with it)")
+    now = request.app[CONFIG].wall_ms()
+    return web.json_response({**invites.invitation_row(revoked, now), "state": "revoked"})
+
+
+@Operation(
+    "Redeem an invitation (what a newcomer's node calls)", JOINED, status=201,
+    body={"type": "object", "required": ["secret", "agent", "sig"], "additionalProperties": False, "properties": {
+        "secret": {"type": "string", "description": "the link's secret, base64url"}, "agent": DID_SCHEMA,
+        "sig": {"type": "string", "description": "base64url Ed25519 signature by the agent's key of "
+                                                 "\"tally-invite-v1\" 00 ‖ sha2-256(secret) ‖ public key"}}},
+    description="Writes this node's owner's sponsorship of `agent` (once per agent and invitation; again, the same "
+                "answer). Wrong secrets count as wrong tokens (rate limited per address).",
+    errors=("invitation_refused", "bad_did", "already_member", "not_member", "catching_up", "rate_limited"),
+)
+async def redeem_invitation(request: web.Request) -> web.Response:
+    failures, remote = request.app[AUTH_FAILURES], request.remote or "-"
+    if failures.blocked(remote):
+        raise LocalError("rate_limited", "too many refused invitations from this address; retry later")
+    obj = await json_object(request, {"secret": str, "agent": str, "sig": str})
+    writes = request.app[WRITES]
+
+    async def state_of(ledger: CID) -> LedgerState:
+        return await writes.state(ledger)
+
+    try:
+        answer = await invites.redeem_here(request.app[STORE], state_of, request.app[CONFIG].did,
+                                           required(obj, "secret"), required(obj, "agent"), required(obj, "sig"),
+                                           request.app[CONFIG].wall_ms(), lambda r: writes.append(lambda _ts: r))
+    except LocalError as exc:
+        if exc.code == "invitation_refused":
+            failures.record(remote)
+        raise
+    return web.json_response(answer, status=201)
+
+
+@Operation(
+    "Join a ledger by an invitation link", JOINED, status=201, access=Access.OWNER,
+    body={"type": "object", "required": ["link"], "additionalProperties": False,
+          "properties": {"link": {"type": "string", "description": "http://HOST:PORT/join#SECRET"}}},
+    description="This node redeems the link at the inviter's node, follows the ledger and dials that node from "
+                "now on (and at every start).",
+    errors=("bad_invitation", "invitation_refused", "not_running", "already_member", "forbidden"),
+)
+async def join_ledger(request: web.Request) -> web.Response:
+    require_owner(request)
+    obj = await json_object(request, {"link": str})
+    link = invites.Link.parse(required(obj, "link"))
+    key = request.app[CONFIG].key
+    if key is None:
+        raise LocalError("forbidden", "this node has no key to prove who joins")
+    answer = await invites.redeem_there(link, key, request.app[CONFIG].did)
+    ledger = await invites.joined(request.app[STORE], link, answer)
+    await request.app[REPLICATION].follow(ledger)
+    request.app[REPLICATION].add_peer(link.peer, "invite")
+    return web.json_response(answer, status=201)

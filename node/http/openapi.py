@@ -209,7 +209,7 @@ COMPONENTS: Final[Mapping[str, Schema]] = {
         {
             "id": {**_NULLABLE_STRING, "description": "its did:key; null until a handshake told who it is"},
             "address": _NULLABLE_STRING,
-            "found": {"type": "string", "enum": ["flag", "config", "mdns", "inbound"]},
+            "found": {"type": "string", "enum": ["flag", "config", "mdns", "inbound", "invite"]},
             "connected": {"type": "boolean"}, "last_seen": _NULLABLE_MS, "last_sync": _NULLABLE_MS,
             "entries_behind": _COUNT, "entries_in": _COUNT, "entries_out": _COUNT, "bytes_in": _COUNT,
             "bytes_out": _COUNT, "errors": {"type": "array", "items": _STRING, "description": "latest last"},

@@ -51,7 +51,7 @@ from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 BUSY_TIMEOUT_MS: Final = 30_000
 GROUP_MAX: Final = 1000  # appends per transaction
 LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
@@ -118,7 +118,42 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         made     INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE invitations (           -- invitations this node issued (README "Invite a member"): the secret's hash
+        hash     BLOB PRIMARY KEY,       -- sha2-256 of the secret in the link; the secret itself is never stored
+        ledger   BLOB NOT NULL,
+        uses     INTEGER NOT NULL,       -- redemptions left
+        expires  INTEGER NOT NULL,       -- ms since the epoch
+        created  INTEGER NOT NULL,
+        revoked  INTEGER                 -- ms, when revoked
+    );
+    CREATE TABLE redemptions (           -- who redeemed an invitation, and the sponsorship written for them
+        hash     BLOB NOT NULL,
+        agent    TEXT NOT NULL,
+        entry    BLOB NOT NULL,
+        at       INTEGER NOT NULL,
+        PRIMARY KEY (hash, agent)
+    );
+    CREATE TABLE invited_peers (         -- the inviters' nodes this node joined ledgers through: dialed at start
+        url      TEXT PRIMARY KEY,
+        ledger   BLOB NOT NULL,
+        since    INTEGER NOT NULL
+    );
+    """,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invitation this node issued: its secret's hash, the ledger, redemptions left, when it expires (ms)."""
+
+    hash: bytes
+    ledger: CID
+    uses: int
+    expires: int
+    created: int
+    revoked: int | None = None
+
 
 _INSERT: Final = (
     "INSERT INTO entries (idh, id, ledger, author, seq, ts, kind, header, payload, received)"
@@ -415,6 +450,51 @@ class Store:
         with zeros; the WAL is then checkpointed and truncated, so no older copy of those pages stays in it."""
         dropped: int = await self._in_writer(_erase_payloads, self._wdb, [c for c in ids])
         return dropped
+
+    # ---- invitations (node/http/invites.py) ---------------------------------
+
+    async def add_invitation(self, invitation: Invitation) -> None:
+        await self._in_writer(_add_invitation, self._wdb, invitation)
+
+    async def invitations(self) -> list[Invitation]:
+        rows = await self._rows("SELECT hash, ledger, uses, expires, created, revoked FROM invitations "
+                                "ORDER BY created, hash")
+        return [Invitation(h, CID(ledger), uses, expires, created, revoked) for h, ledger, uses, expires, created,
+                revoked in rows]
+
+    async def take_invitation(self, digest: bytes, now: int) -> Invitation | None:
+        """Use up one redemption of a live invitation; None when it is unknown, revoked, expired or used up."""
+        taken: Invitation | None = await self._in_writer(_take_invitation, self._wdb, digest, now)
+        return taken
+
+    async def give_back_invitation(self, digest: bytes) -> None:
+        """A redemption that wrote nothing (the state refused it) does not count."""
+        await self._in_writer(_write, self._wdb, "UPDATE invitations SET uses = uses + 1 WHERE hash = ?", (digest,))
+
+    async def redeemed(self, digest: bytes, agent: str) -> CID | None:
+        """The sponsorship written when `agent` redeemed the invitation, if they did."""
+        row = await self._row("SELECT entry FROM redemptions WHERE hash = ? AND agent = ?", (digest, agent))
+        return None if row is None else CID(row[0])
+
+    async def add_redemption(self, digest: bytes, agent: str, entry: CID) -> None:
+        await self._in_writer(_write, self._wdb, "INSERT OR IGNORE INTO redemptions (hash, agent, entry, at) "
+                              "VALUES (?, ?, ?, ?)", (digest, agent, entry.raw, self._clock_ms()))
+
+    async def revoke_invitation(self, prefix: str) -> Invitation | None:
+        """Revoke the live invitation whose id (the hex of its hash) starts with `prefix`; None if none or several."""
+        live = [i for i in await self.invitations() if i.hash.hex().startswith(prefix.lower()) and i.revoked is None]
+        if len(live) != 1:
+            return None
+        await self._in_writer(_write, self._wdb, "UPDATE invitations SET revoked = ? WHERE hash = ?",
+                              (self._clock_ms(), live[0].hash))
+        return live[0]
+
+    async def add_invited_peer(self, url: str, ledger: CID) -> None:
+        await self._in_writer(_write, self._wdb, "INSERT OR REPLACE INTO invited_peers (url, ledger, since) "
+                              "VALUES (?, ?, ?)", (url, ledger.raw, self._clock_ms()))
+
+    async def invited_peers(self) -> list[str]:
+        return [url for (url,) in await self._rows("SELECT url FROM invited_peers ORDER BY since, url")]
 
     async def follow(self, ledger: CID) -> bool:
         """Replicate `ledger` from now on; False if it was followed already."""
@@ -1003,6 +1083,29 @@ def _keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, no
              snapshot.state, now),
         )
         return True
+    """,
+    """
+def _add_invitation(db: sqlite3.Connection, i: Invitation) -> None:
+    with _Transaction(db):
+        db.execute("INSERT INTO invitations (hash, ledger, uses, expires, created, revoked) VALUES (?, ?, ?, ?, ?, ?)",
+                   (i.hash, i.ledger.raw, i.uses, i.expires, i.created, i.revoked))
+
+
+def _take_invitation(db: sqlite3.Connection, digest: bytes, now: int) -> Invitation | None:
+    with _Transaction(db):
+        cur = db.execute("UPDATE invitations SET uses = uses - 1 WHERE hash = ? AND uses > 0 AND revoked IS NULL "
+                         "AND expires > ?", (digest, now))
+        if cur.rowcount != 1:
+            return None
+        h, ledger, uses, expires, created, revoked = db.execute(
+            "SELECT hash, ledger, uses, expires, created, revoked FROM invitations WHERE hash = ?", (digest,)
+        ).fetchone()
+        return Invitation(h, CID(ledger), uses, expires, created, revoked)
+
+
+def _write(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> None:
+    with _Transaction(db):
+        db.execute(sql, args)
 
 
 def _follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:

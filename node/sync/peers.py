@@ -32,7 +32,7 @@ class PeerInfo:
 
     did: str | None  # None until a handshake told us who is at `address`
     address: str | None  # URL we dial, or the remote address of an inbound link
-    found: str  # "flag", "config", "mdns" or "inbound"
+    found: str  # "flag", "config", "mdns", "inbound" or "invite" (the inviter's node of a ledger joined by invitation)
     connected: bool = False
     last_seen: int | None = None  # ms, wall clock
     last_sync: int | None = None  # ms: when we were last level with it on every shared ledger

@@ -50,6 +50,9 @@ class FakeReplication:
     async def follow(self, ledger: CID) -> None:
         self.followed.append(ledger)
 
+    def add_peer(self, url: str, found: str, expected_remote: str | None = None) -> None:
+        self.added = [*getattr(self, "added", []), (url, found)]
+
     def peers(self) -> list[PeerInfo]:
         return list(self._peers)
 
