@@ -98,6 +98,10 @@ async def shares(request: web.Request) -> web.Response:
         field(_("Contributions from (optional)"), "input", type="date", name="since", value=given["since"]),
         field(_("until (optional)"), "input", type="date", name="until", value=given["until"]),
         el("button", _("Preview"), type="submit"), method="get", class_="filters")
+    utc_days: Child = None if state.rules.timezone in (None, "UTC") else el(
+        "p", _("A period counts UTC days (as every node does), not days in {zone}: a contribution without a date "
+               "of its own may count on the day before or after the one shown.").format(zone=state.rules.timezone),
+        class_="muted")
     # Conflicting ones are listed too, saying they count nothing (SPEC.md §17.5), so a member sees why.
     clashing = {d.id.raw for d in state.conflicting}
     zone = ledger_zone(state.rules)
@@ -121,7 +125,7 @@ async def shares(request: web.Request) -> web.Response:
         request, v, info, state, _("Shares"), "shares", el("h2", _("What the value equation gives now")),
         el("p", _("Split an amount of income by this ledger's rules over its final contributions (nothing is "
                   "written until you record it)."), class_="muted"),
-        form, *preview, el("h2", _("Distributions recorded")), history,
+        form, utc_days, *preview, el("h2", _("Distributions recorded")), history,
         el("p", _("Download the ledger:"), " ", el("a", "CSV", href=f"/ledgers/{info.id}/export.csv"), " · ",
            el("a", "JSON-LD (ValueFlows)", href=f"/ledgers/{info.id}/export.jsonld")),
     )

@@ -68,6 +68,9 @@ async def test_a_ledger_in_its_time_zone(tmp_path: Path) -> None:
         assert row["date"] == signed.date().isoformat()
         assert row["time"] == signed.isoformat(timespec="milliseconds" if signed.microsecond else "seconds")
         assert row["time"].endswith(("+12:00", "+13:00")), row["time"]
+        # Distribution periods still count UTC days (SPEC §17.2): the Shares page says so.
+        assert f"A period counts UTC days (as every node does), not days in {ZONE}" in await page_text(
+            api, f"/ledgers/{ledger}/shares")
         history = await page_text(api, f"/ledgers/{ledger}/history")
         assert f"<td>{day(signed.date())}</td>" in history  # the day there, as the page's locale writes it
 
