@@ -114,6 +114,12 @@ class WriteRequest:
     __slots__ = ()
     #: what the API and the dashboard say the write does (the OpenAPI summary)
     SUMMARY: ClassVar[str] = ""
+    #: its API route under /api/v1, the path's fields in braces (SPEC.md §12)
+    PATH: ClassVar[str] = ""
+
+    def api_path(self) -> str:
+        """PATH with this request's path fields filled in (what the CLI posts to a running node)."""
+        return self.PATH.format(**{f.wire: getattr(self, f.name) for f in self.fields() if f.spec.in_path})
 
     @classmethod
     def fields(cls) -> tuple[Field, ...]:

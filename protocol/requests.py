@@ -14,13 +14,17 @@ from typing import Any, ClassVar, Final
 
 from . import governance_ops, ledger_ops
 from .cid import CID
+from .distribution import Payout
+from .entry import GENESIS_KIND
+from .errors import LocalError
 from .governance import MAX_OPTIONS, MAX_TITLE_CHARS
 from .pledges import PERIODS
 from .references import MAX_CITES
 from .request_fields import Kind, WriteRequest, param
+from .rules import Rules
 from .state import LedgerState
 from .valueflows import MAX_NAME_CHARS, MAX_NOTE_CHARS
-from .writes import AppendRequest
+from .writes import MAX_LEDGER_NAME_CHARS, VISIBILITIES, AppendRequest, genesis_body
 
 _LEDGER: Final = "LEDGER"
 
@@ -31,12 +35,6 @@ class LedgerWrite(WriteRequest):
 
     __slots__ = ()
     TARGET: ClassVar[str] = "ledger"
-    #: its API route under /api/v1, the path's fields in braces (SPEC.md §12)
-    PATH: ClassVar[str] = ""
-
-    def api_path(self) -> str:
-        """PATH with this request's path fields filled in (what the CLI posts to a running node)."""
-        return self.PATH.format(**{f.wire: getattr(self, f.name) for f in self.fields() if f.spec.in_path})
 
     def target(self) -> CID:
         (named,) = [getattr(self, f.name) for f in self.fields() if f.spec.in_path]
@@ -225,7 +223,65 @@ class PledgeCreate(LedgerWrite):
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordDistribution(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Record a distribution (a `ledger.distribution` entry) and return its lines"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/distributions"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    amount: str | int = param(Kind.DECIMAL, "an exact decimal, at most the unit's minor unit (e.g. 1000 or 999.99 "
+                              "euro)", required=True, code="bad_amount", cli="--amount", metavar="N")
+    unit: str = param(Kind.TEXT, "one of the ledger's units", required=True, cli="--unit", metavar="UNIT")
+    since: str | None = param(Kind.DAY, "count contributions from this day on (YYYY-MM-DD, UTC)", cli="--since",
+                              metavar="DATE")
+    until: str | None = param(Kind.DAY, "count contributions up to this day, inclusive (YYYY-MM-DD)",
+                              cli="--until", metavar="DATE")
+
+    def preview(self, state: LedgerState) -> Payout:
+        """What the value equation gives for it now (nothing is written)."""
+        return ledger_ops.preview_distribution(state, amount=self.amount, unit=self.unit, since=self.since,
+                                               until=self.until)
+
+    def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
+        return ledger_ops.record_distribution(state, me, self.preview(state), ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerCreate(WriteRequest):
+    SUMMARY: ClassVar[str] = "Found a ledger"
+    PATH: ClassVar[str] = "/ledgers"
+
+    name: str = param(Kind.TEXT, required=True, min_chars=1, max_chars=MAX_LEDGER_NAME_CHARS, metavar="NAME")
+    visibility: str | None = param(Kind.CHOICE, choices=VISIBILITIES, cli="--public", switch=("public", None),
+                                   cli_help="anyone may read it (default: members only)")
+    rules: Mapping[str, Any] | None = param(
+        Kind.OBJECT, "the rules file (README, Ledger rules) as JSON, decimals strings", code="bad_rules",
+        cli="--rules", metavar="FILE",
+        cli_help="the ledger's rules, a TOML file (see README \"Ledger rules\"; default: every default)")
+
+    def genesis(self, creator: str) -> Rules:
+        """The new ledger's rules; `bad_request` when `visibility` and `rules.visibility` differ."""
+        name = genesis_body(self.name, self.visibility or "members")["name"]
+        config = self.rules or {}
+        given = config.get("visibility")
+        if self.visibility is not None and isinstance(given, str) and given != self.visibility:
+            raise LocalError("bad_request", f"visibility {self.visibility!r} differs from rules.visibility")
+        return Rules.from_config(config, name=name, creator=creator, public=self.visibility == "public")
+
+    def build(self, creator: str, ts: int) -> AppendRequest:
+        return AppendRequest(None, GENESIS_KIND, self.genesis(creator).to_body(), ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Follow(WriteRequest):
+    SUMMARY: ClassVar[str] = "Replicate a ledger this node did not found"
+    PATH: ClassVar[str] = "/follow"
+
+    ledger: CID = param(Kind.CID, required=True, metavar="LEDGER_ID")
+
+
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
-WRITES: Final[tuple[type[LedgerWrite], ...]] = (
-    Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate,
+WRITES: Final[tuple[type[WriteRequest], ...]] = (
+    Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
+    LedgerCreate, Follow,
 )

@@ -11,7 +11,9 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -24,11 +26,11 @@ from node.cli.context import (
     open_store,
     parse_cid,
     print_id,
-    read_toml,
     required_node,
     serving_node,
     write_here,
 )
+from node.cli.options import request_of
 from node.run import RunConfig, serve
 from node.store.store import Store
 from node.sync.links import LinkClosed
@@ -36,7 +38,6 @@ from node.sync.replication import Replicator
 from node.views import entry_row, fork_row, ledger_row
 from protocol import (
     CID,
-    GENESIS_KIND,
     LocalError,
     SigningKey,
     TallyError,
@@ -45,7 +46,7 @@ from protocol import (
     public_key_from_did,
     to_json_value,
 )
-from protocol.rules import Rules
+from protocol.requests import Follow, LedgerCreate
 from protocol.writes import AppendRequest, check_append_kind, genesis_body
 
 
@@ -75,20 +76,20 @@ async def cmd_id(args: argparse.Namespace) -> int:
 
 
 async def cmd_ledger_create(args: argparse.Namespace) -> int:
-    name = genesis_body(args.name, "public" if args.public else "members")["name"]
-    config = read_toml(args.rules, "bad_rules") if args.rules else {}
+    genesis_body(args.name)  # the name is refused before the rules file is read
+    founding = request_of(LedgerCreate, args)
+    if founding.rules is not None and founding.visibility is not None:  # --public beats the file
+        founding = replace(founding, rules={**founding.rules, "visibility": founding.visibility})
     home = home_of(args)
     key = home.load_key()
-    rules = Rules.from_config(config, name=name, creator=key.did, public=args.public)  # refuse before writing
+    founding.genesis(key.did)  # refuse before writing
     node = await serving_node(home, key)
     if node is not None:
-        forced = {**config, "visibility": "public"} if args.public else config  # --public beats the file
         async with node_client(home, node) as client:
-            data = await client.call("POST", "/ledgers", {"name": name, "rules": forced})
+            data = await client.call("POST", founding.api_path(), founding.to_json())
         print_id(data["id"])
         return 0
-    genesis = rules.to_body()
-    entry = await write_here(home, key, lambda w: w.append(lambda ts: AppendRequest(None, GENESIS_KIND, genesis, ts)))
+    entry = await write_here(home, key, lambda w: w.append(partial(founding.build, key.did)))
     print_id(entry.id)
     return 0
 
@@ -211,7 +212,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_follow(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
+    ledger = request_of(Follow, args).ledger
     home = home_of(args)
     key = home.load_key()
     node = await serving_node(home, key)

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from node.cli.context import home_of, node_client, open_store, parse_cid, serving_node
+from node.cli.options import add_request_options, request_of
 from node.exports import FORMATS, distribution_json, export_text
 from node.store.ledgers import load_state
 from node.store.store import wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
 from protocol import CID, LocalError, ledger_ops
 from protocol.distribution import Payout
+from protocol.requests import RecordDistribution
 from protocol.state import LedgerState
 
 
@@ -36,34 +38,28 @@ async def _stored_state(args: argparse.Namespace, ledger: CID) -> LedgerState:
     return state
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"amount": args.amount, "unit": args.unit, "since": args.since, "until": args.until}
-
-
 async def cmd_distribute(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
+    asked = request_of(RecordDistribution, args)
     if not args.record:
-        payout = ledger_ops.preview_distribution(await _stored_state(args, ledger), **_options(args))
-        _print(ledger, payout, None, as_json=args.json)
+        _print(asked.ledger, asked.preview(await _stored_state(args, asked.ledger)), None, as_json=args.json)
         return 0
     home = home_of(args)
     key = home.load_key()
     node = await serving_node(home, key)
     if node is not None:
-        body = {k: v for k, v in _options(args).items() if v is not None}
         async with node_client(home, node) as client:
-            data = await client.call("POST", f"/ledgers/{ledger}/distributions", body)
+            data = await client.call("POST", asked.api_path(), asked.to_json())
         _print_answer(data, as_json=args.json)
         return 0
     store = await open_store(home, key)
     try:
         writes = LocalWrites(store, FoldedStates(store), home.identity(), wall_clock_ms)
-        state = await writes.state(ledger)
-        payout = ledger_ops.preview_distribution(state, **_options(args))
+        state = await writes.state(asked.ledger)
+        payout = asked.preview(state)
         entry = await writes.append(lambda ts: ledger_ops.record_distribution(state, writes.me, payout, ts))
     finally:
         await store.close()
-    _print(ledger, payout, str(entry.id), as_json=args.json)
+    _print(asked.ledger, payout, str(entry.id), as_json=args.json)
     return 0
 
 
@@ -96,12 +92,7 @@ def add_distribution_commands(add: Callable[..., argparse.ArgumentParser]) -> No
     """Register `distribute` and `export` with node/cli/main.py's `add(name, func, help)`."""
     p = add("distribute", cmd_distribute, "split an amount of income by the ledger's value equation over its "
             "final contributions; --record writes it as a ledger.distribution entry")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--amount", required=True, metavar="N", help="an exact decimal, at most the unit's minor unit "
-                   "(e.g. 1000 or 999.99 euro)")
-    p.add_argument("--unit", required=True, metavar="UNIT", help="one of the ledger's units")
-    p.add_argument("--since", metavar="DATE", help="count contributions from this day on (YYYY-MM-DD, UTC)")
-    p.add_argument("--until", metavar="DATE", help="count contributions up to this day, inclusive (YYYY-MM-DD)")
+    add_request_options(p, RecordDistribution)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--record", action="store_true", help="append it to your chain; prints the entry id last")
 

@@ -45,6 +45,7 @@ from node.cli.governance import add_governance_commands
 from node.cli.invite import add_invite_commands
 from node.cli.keys import add_key_commands
 from node.cli.ledger import add_ledger_commands
+from node.cli.options import add_request_options
 from node.config import check_peer_url
 from node.listen import DEFAULT_HOST, DEFAULT_PORT, parse_listen
 from node.runtime import tune_gc
@@ -52,6 +53,7 @@ from node.store.failures import store_failure
 from protocol import (
     TallyError,
 )
+from protocol.requests import Follow, LedgerCreate
 
 
 def _peer_url(text: str) -> str:
@@ -94,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = add("ledger", missing_subcommand, "create and list ledgers")
     lsub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="COMMAND", parser_class=Parser)
     p = add("create", cmd_ledger_create, "found a ledger and print its id", lsub)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--public", action="store_true", help="anyone may read it (default: members only)")
-    p.add_argument(
-        "--rules", metavar="FILE",
-        help="the ledger's rules, a TOML file (see README \"Ledger rules\"; default: every default)",
-    )
+    add_request_options(p, LedgerCreate)
     p = add("list", cmd_ledger_list, "list the ledgers stored here", lsub)
     p.add_argument("--json", action="store_true", help="JSON Lines output")
 
@@ -131,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="do not wait to catch up with peers before writing")
 
     p = add("follow", cmd_follow, "replicate a ledger this node did not found; prints its id")
-    p.add_argument("ledger", metavar="LEDGER_ID")
+    add_request_options(p, Follow)
     p = add("forks", cmd_forks, "list known forks: author, ledger, seq, both entry ids, the proof (base64)")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
     p = add("sync", cmd_sync, "sync once with a peer (every ledger both replicate, both ways), then exit")

@@ -15,17 +15,15 @@ from aiohttp import web
 
 from node.exports import FORMATS, MEDIA_TYPES, distribution_json, export_text
 from node.http.context import (
-    CONFIG,
     WRITES,
-    json_object,
-    ledger_param,
-    own_state,
+    read_request,
     readable_state,
     require_owner,
     required,
 )
 from node.http.openapi import CID_SCHEMA, DID_SCHEMA, LEDGER_PARAM, Access, Operation, Param
 from protocol import LocalError, ledger_ops
+from protocol.requests import RecordDistribution
 
 # Leading zeros are accepted (the node reads "007" as 7), so the pattern allows them: a schema stricter than
 # the node would call an accepted request schema-violating.
@@ -55,7 +53,7 @@ _QUERY: Final = frozenset({"amount", "unit", "since", "until"})
 
 def add_distribution_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{prefix}/ledgers/{{ledger}}/distribution", preview_distribution)
-    app.router.add_post(f"{prefix}/ledgers/{{ledger}}/distributions", record_distribution)
+    app.router.add_post(prefix + RecordDistribution.PATH, record_distribution)
     app.router.add_get(f"{prefix}/ledgers/{{ledger}}/export", export_ledger)
 
 
@@ -86,25 +84,20 @@ async def preview_distribution(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Record a distribution (a `ledger.distribution` entry) and return its lines",
+    RecordDistribution.SUMMARY,
     {**DISTRIBUTION, "required": ["id", *DISTRIBUTION["required"]],
      "properties": {"id": CID_SCHEMA, **DISTRIBUTION["properties"]}},
-    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["amount", "unit"], "additionalProperties": False, "properties": {
-        "amount": {"type": ["string", "integer"], "description": "an exact decimal; never a float"},
-        "unit": {"type": "string"}, "since": _DAY, "until": _DAY}},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=RecordDistribution,
     errors=(*_ERRORS, "not_member", "oversize", "catching_up"),
 )
 async def record_distribution(request: web.Request) -> web.Response:
     require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, {"amount": object, "unit": str, "since": str, "until": str})
-    options = _options(obj)
-    state = await own_state(request, ledger)
-    payout = ledger_ops.preview_distribution(state, **options)  # a JSON float amount: bad_amount
-    me = request.app[CONFIG].did
-    entry = await request.app[WRITES].append(lambda ts: ledger_ops.record_distribution(state, me, payout, ts))
-    return web.json_response({"id": str(entry.id), **distribution_json(ledger, payout)}, status=201)
+    asked = await read_request(request, RecordDistribution)
+    writes = request.app[WRITES]
+    state = await writes.state(asked.ledger)
+    payout = asked.preview(state)  # a JSON float amount: bad_amount
+    entry = await writes.append(lambda ts: ledger_ops.record_distribution(state, writes.me, payout, ts))
+    return web.json_response({"id": str(entry.id), **distribution_json(asked.ledger, payout)}, status=201)
 
 
 @Operation(

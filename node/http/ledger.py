@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -25,6 +26,7 @@ from node.http.context import (
     is_public,
     json_object,
     ledger_param,
+    read_request,
     readable_state,
     require_owner,
     required,
@@ -50,14 +52,12 @@ from node.ledger_views import HistoryQuery, state_json
 from node.views import entry_row, fork_row, ledger_row
 from protocol import (
     CID,
-    GENESIS_KIND,
     LocalError,
     parse_body,
     public_key_from_did,
 )
-from protocol.requests import Admit, Contribute, Endorse, Leave, Name
-from protocol.rules import Rules
-from protocol.writes import AppendRequest, check_append_kind, genesis_body
+from protocol.requests import Admit, Contribute, Endorse, Follow, Leave, LedgerCreate, Name
+from protocol.writes import AppendRequest, check_append_kind
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def add_ledger_routes(app: web.Application, p: str) -> None:
     app.router.add_get(f"{p}/identity", get_identity)
     app.router.add_get(f"{p}/openapi.json", get_openapi)
     app.router.add_get(f"{p}/ledgers", list_ledgers)
-    app.router.add_post(f"{p}/ledgers", create_ledger)
+    app.router.add_post(p + LedgerCreate.PATH, create_ledger)
     app.router.add_get(f"{p}/ledgers/{{ledger}}", get_ledger)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/entries", list_entries)
     app.router.add_post(f"{p}/ledgers/{{ledger}}/entries", append_entry)
@@ -78,7 +78,7 @@ def add_ledger_routes(app: web.Application, p: str) -> None:
     app.router.add_post(p + Name.PATH, name_member)
     app.router.add_post(p + Contribute.PATH, add_contribution)
     app.router.add_post(p + Endorse.PATH, endorse_entry)
-    app.router.add_post(f"{p}/follow", follow_ledger)
+    app.router.add_post(p + Follow.PATH, follow_ledger)
     app.router.add_get(f"{p}/forks", list_forks)
     app.router.add_get(f"{p}/peers", list_peers)
     app.router.add_get(f"{p}/sync", sync, allow_head=False)
@@ -107,12 +107,7 @@ async def list_ledgers(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Found a ledger", CREATED, status=201, access=Access.OWNER,
-    body={"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
-        "visibility": {"type": "string", "enum": ["members", "public"]},
-        "rules": {"type": "object", "description": "the rules file (README, Ledger rules) as JSON, decimals strings"},
-    }},
+    LedgerCreate.SUMMARY, CREATED, status=201, access=Access.OWNER, request=LedgerCreate,
     errors=("bad_rules", "bad_name", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
             "unknown_bucket_recipient", "bad_did", "catching_up"),
     headers={"Location": "the new ledger's path"},
@@ -122,15 +117,8 @@ async def list_ledgers(request: web.Request) -> web.Response:
 )
 async def create_ledger(request: web.Request) -> web.Response:
     require_owner(request)
-    obj = await json_object(request, {"name": str, "visibility": str, "rules": dict})
-    name = genesis_body(required(obj, "name"), obj.get("visibility", "members"))["name"]
-    config: dict[str, Any] = obj.get("rules", {})
-    visibility = obj.get("visibility")
-    if visibility is not None and isinstance(config.get("visibility"), str) and config["visibility"] != visibility:
-        raise LocalError("bad_request", f"visibility {visibility!r} differs from rules.visibility")
-    rules = Rules.from_config(config, name=name, creator=request.app[CONFIG].did, public=visibility == "public")
-    body = rules.to_body()
-    entry = await request.app[WRITES].append(lambda ts: AppendRequest(None, GENESIS_KIND, body, ts))
+    founding = await read_request(request, LedgerCreate)
+    entry = await request.app[WRITES].append(partial(founding.build, request.app[CONFIG].did))
     return web.json_response(
         {"id": str(entry.id)}, status=201, headers={hdrs.LOCATION: f"{API_PREFIX}/ledgers/{entry.id}"}
     )
@@ -280,19 +268,15 @@ async def endorse_entry(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Replicate a ledger this node did not found",
+    Follow.SUMMARY,
     {"type": "object", "required": ["ledger", "following"],
      "properties": {"ledger": CID_SCHEMA, "following": {"type": "boolean", "const": True}}},
-    access=Access.OWNER,
-    body={"type": "object", "required": ["ledger"], "additionalProperties": False,
-          "properties": {"ledger": CID_SCHEMA}},
-    errors=("bad_cid",),
+    access=Access.OWNER, request=Follow, errors=("bad_cid",),
 )
 async def follow_ledger(request: web.Request) -> web.Response:
     # Not held while catching up: following signs nothing, so it cannot fork a chain.
     require_owner(request)
-    obj = await json_object(request, {"ledger": str})
-    ledger = CID.parse(required(obj, "ledger").strip())
+    ledger = (await read_request(request, Follow)).ledger
     await request.app[STORE].follow(ledger)
     await request.app[REPLICATION].follow(ledger)
     return web.json_response({"ledger": str(ledger), "following": True})

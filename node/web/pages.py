@@ -13,7 +13,9 @@ a motion's live results. Every asset comes from the installed package.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 from importlib import resources
 from typing import Final
 
@@ -24,6 +26,7 @@ from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Repl
 from node.http.sessions import SESSION_TTL_S, cookie_name
 from node.ledger_views import event_day, event_time, ledger_zone, zone_known
 from node.store.store import LedgerInfo
+from node.web.forms import form_request
 from node.web.governance import add_governance_pages
 from node.web.html import Child, el, field, table
 from node.web.i18n import _, day, moment, number
@@ -46,10 +49,9 @@ from node.web.layout import (
 )
 from node.web.ledger import add_ledger_pages
 from node.web.shares import add_share_pages
-from protocol import CID, GENESIS_KIND, LocalError, TallyError
-from protocol.rules import Rules, parse_rules_toml
+from protocol import LocalError, TallyError
+from protocol.requests import Follow, LedgerCreate
 from protocol.state import PENDING, LedgerState
-from protocol.writes import AppendRequest, genesis_body
 
 log = logging.getLogger(__name__)
 STATIC_FILES: Final = {"tally.css": "text/css", "tally.js": "text/javascript", "favicon.svg": "image/svg+xml"}
@@ -198,15 +200,14 @@ def _waiting_items(info: LedgerInfo, state: LedgerState, me: str, now: int) -> l
 async def found_ledger(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     try:
-        name = genesis_body(form.get("name", ""), form.get("visibility", "members"))["name"]
-        text = form.get("rules", "").strip()
-        config = parse_rules_toml(text) if text else {}
-        if form.get("timezone", "").strip():  # the field beats the rules text's `timezone`
-            config = {**config, "timezone": form["timezone"].strip()}
-        rules = Rules.from_config(config, name=name, creator=v.did, public=form.get("visibility") == "public")
+        founding = form_request(LedgerCreate, form)
+        if form.get("timezone", "").strip():  # the form's own field: it beats the rules text's `timezone`
+            founding = replace(founding, rules={**(founding.rules or {}), "timezone": form["timezone"].strip()})
+        rules = founding.genesis(v.did)
+        name = rules.name
         if not zone_known(rules):  # the protocol checks the spelling only; this node must be able to show it
             raise LocalError("bad_rules", f"timezone: {rules.timezone} is not in this node's time zone database")
-        ledger = await append(request, lambda ts: AppendRequest(None, GENESIS_KIND, rules.to_body(), ts))
+        ledger = await append(request, partial(founding.build, v.did))
     except TallyError as exc:
         refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
@@ -218,7 +219,7 @@ async def found_ledger(request: web.Request) -> web.Response:
 async def follow(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     try:
-        ledger = CID.parse(form.get("ledger", "").strip())
+        ledger = form_request(Follow, form).ledger
         await request.app[STORE].follow(ledger)
         await request.app[REPLICATION].follow(ledger)
     except TallyError as exc:

@@ -12,6 +12,7 @@ from node.exports import FORMATS, MEDIA_TYPES, export_text
 from node.ledger_views import ledger_zone
 from node.store.store import LedgerInfo
 from node.web.charts import share_bars
+from node.web.forms import form_request
 from node.web.html import Child, Markup, el, field
 from node.web.i18n import _, day, number, read_decimal
 from node.web.layout import (
@@ -28,8 +29,8 @@ from node.web.layout import (
 from node.web.ledger import ledger_page
 from protocol import LocalError, TallyError, ledger_ops
 from protocol.distribution import Payout
+from protocol.requests import RecordDistribution
 from protocol.state import LedgerState
-from protocol.writes import AppendRequest
 
 _EXTENSIONS = {"csv": "csv", "jsonld": "jsonld"}
 
@@ -144,18 +145,13 @@ def _record_form(v: Viewer, info: LedgerInfo, state: LedgerState, given: dict[st
 async def record(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    given = {k: form.get(k, "").strip() for k in ("amount", "unit", "since", "until")}
+    given = {k: form.get(k, "").strip() for k in ("amount", "unit")}
     if form.get("confirm") != "yes":
         raise LocalError("bad_request", _("tick the box to confirm the distribution before it is recorded"))
-
-    def build(ts: int) -> AppendRequest:
-        payout = ledger_ops.preview_distribution(state, amount=given["amount"], unit=given["unit"],
-                                                 since=given["since"] or None, until=given["until"] or None)
-        return ledger_ops.record_distribution(state, v.did, payout, ts)
-
-    return await act(request, v, build, _("Recorded: {amount} {unit} shared; every member's node checks it against "
-                                          "their own count.").format(amount=given["amount"], unit=given["unit"]),
-                     f"/ledgers/{info.id}/shares")
+    done = _("Recorded: {amount} {unit} shared; every member's node checks it against their own count.").format(
+        amount=given["amount"], unit=given["unit"])
+    return await act(request, v, lambda ts: form_request(RecordDistribution, form, ledger=info.id).build(
+        state, v.did, ts), done, f"/ledgers/{info.id}/shares")
 
 
 async def export(request: web.Request) -> web.Response:

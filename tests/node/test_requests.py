@@ -17,8 +17,8 @@ from node.cli.options import request_of
 from node.http.openapi import component_name, operation_of
 from node.web.forms import form_request
 from protocol import SigningKey
-from protocol.request_fields import Field, Kind
-from protocol.requests import WRITES, LedgerWrite
+from protocol.request_fields import Field, Kind, WriteRequest
+from protocol.requests import WRITES
 
 CID_TEXT = "bafyreigbtj4x7ip5legnfznufuopl4sg4knzc2cof6duas4b3q2fy6swua"
 DID_TEXT = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "Contribute": ("contribute",), "Endorse": ("endorse",), "Admit": ("member", "admit"),
     "Leave": ("member", "leave"), "Name": ("member", "name"), "MotionCreate": ("motion", "create"),
     "MotionClose": ("motion", "close"), "Vote": ("vote",), "PledgeCreate": ("pledge", "create"),
+    "RecordDistribution": ("distribute",), "LedgerCreate": ("ledger", "create"), "Follow": ("follow",),
 }
 #: a value of another JSON type than a kind's
 WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes"}
@@ -48,12 +49,12 @@ def sample_text(f: Field) -> str:
             }.get(f.spec.kind, "some text")
 
 
-def path_of(declared: type[LedgerWrite]) -> str:
+def path_of(declared: type[WriteRequest]) -> str:
     return "/api/v1" + declared.PATH.format(**{f.wire: CID_TEXT for f in declared.fields() if f.spec.in_path})
 
 
 @pytest.mark.parametrize("declared", WRITES, ids=lambda w: w.__name__)
-async def test_the_api_reads_every_declared_field_and_no_other(api: InProcessApi, declared: type[LedgerWrite]
+async def test_the_api_reads_every_declared_field_and_no_other(api: InProcessApi, declared: type[WriteRequest]
                                                                ) -> None:
     routes = [r for r in api.app.router.routes() if r.method == "POST" and r.resource is not None
               and r.resource.canonical == "/api/v1" + declared.PATH]
@@ -74,7 +75,7 @@ async def test_the_api_reads_every_declared_field_and_no_other(api: InProcessApi
 
 
 @pytest.mark.parametrize("declared", WRITES, ids=lambda w: w.__name__)
-async def test_the_openapi_body_is_the_declaration(api: InProcessApi, declared: type[LedgerWrite]) -> None:
+async def test_the_openapi_body_is_the_declaration(api: InProcessApi, declared: type[WriteRequest]) -> None:
     status, doc = await api.call("GET", "/openapi.json")
     assert status == 200
     schema = doc["components"]["schemas"][component_name(declared)]
@@ -94,7 +95,7 @@ async def test_the_openapi_body_is_the_declaration(api: InProcessApi, declared: 
 
 
 @pytest.mark.parametrize("declared", WRITES, ids=lambda w: w.__name__)
-def test_the_form_reads_every_declared_field(declared: type[LedgerWrite]) -> None:
+def test_the_form_reads_every_declared_field(declared: type[WriteRequest]) -> None:
     form = {f.spec.form or f.wire: sample_text(f) for f in declared.fields() if f.spec.kind is not Kind.SCORES}
     form.update({f"{f.spec.form or f.wire}:yes": "3" for f in declared.fields() if f.spec.kind is Kind.SCORES})
     form.update({f.spec.form or f.wire: f.wire for f in declared.fields() if f.spec.kind is Kind.BOOL})
@@ -112,7 +113,7 @@ def subparser(words: tuple[str, ...]) -> argparse.ArgumentParser:
 
 
 @pytest.mark.parametrize("declared", WRITES, ids=lambda w: w.__name__)
-def test_the_cli_has_an_option_for_every_declared_field(declared: type[LedgerWrite], tmp_path: Path) -> None:
+def test_the_cli_has_an_option_for_every_declared_field(declared: type[WriteRequest], tmp_path: Path) -> None:
     words = COMMANDS[declared.__name__]
     parser = subparser(words)
     by_dest = {a.dest: a for a in parser._actions}
