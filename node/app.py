@@ -15,6 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from aiohttp import hdrs, web
 
@@ -61,7 +62,8 @@ def build_app(store: Store, replication: Replication, config: ApiConfig) -> web.
     sync and the API compute each state once; otherwise the app keeps its own.
     """
     # the language first: an error page is written in the page's language too
-    app = web.Application(middlewares=[language_middleware, _access_log, _errors], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[_link_gate, language_middleware, _access_log, _errors],
+                          client_max_size=MAX_REQUEST_BYTES)
     app[STORE] = store
     shared = getattr(replication, "states", None)
     if isinstance(shared, LedgerStates):
@@ -158,6 +160,22 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     if hdrs.ALLOW in exc.headers:
         response.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
     return response
+
+
+_SYNC_PATH: Final = f"{API_PREFIX}/sync"
+
+
+@web.middleware
+async def _link_gate(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+    """A peer link attempt beyond the replicator's caps is answered first, with nothing else done for it
+    (no language, no access-log line: the replicator logs a count per host), so that a flood of them
+    costs the node as little as it can and its other requests wait the less (SPEC §13.9)."""
+    if request.path == _SYNC_PATH:
+        refused = request.app[REPLICATION].refuse_link(request)
+        if refused is not None:
+            return refused
+    return await handler(request)
 
 
 @web.middleware

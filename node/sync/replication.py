@@ -41,6 +41,8 @@ MAX_LINKS: Final = 256  # inbound links at once, handshaking or running (beyond:
 MAX_LINKS_PER_ADDRESS: Final = 8  # inbound links from one host, except peers this node was given or found
 MAX_HANDSHAKES_PER_ADDRESS: Final = 4  # inbound handshakes at once from one host (beyond: HTTP 503)
 MAX_DIALED_IN: Final = 512  # peer-table rows of identities that only dialled in (the idle longest go first)
+REFUSALS_LOG_S: Final = 10.0  # refused link attempts are logged once per host per this long, with a count
+MAX_REFUSING_HOSTS: Final = 1024  # hosts whose refusals are being counted (beyond: the oldest count is dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class Replicator:
         self._bans: dict[str, tuple[float, float]] = {}  # did, or "host:<host>" -> (until, last ban length)
         self._inbound: dict[str, int] = {}  # host -> inbound links from it, handshaking or running
         self._handshaking: dict[str, int] = {}  # host -> inbound handshakes in progress
+        self._refused: dict[str, tuple[int, float]] = {}  # host -> (refusals not logged yet, when one last was)
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
         self._forgotten: set[str] = set()
@@ -169,13 +172,35 @@ class Replicator:
         if self._own_states:
             await self.states.aclose()  # saves the snapshots of ledgers that grew
 
+    def refuse_link(self, request: web.Request) -> web.Response | None:
+        """The 503 for a link attempt beyond MAX_LINKS or MAX_HANDSHAKES_PER_ADDRESS, else None.
+
+        Checked before any handshake work (key exchanges, a signature check) and, by the API's first
+        middleware, before anything else the request would cost: a flood of attempts is answered
+        cheaply and logged as one line per host per REFUSALS_LOG_S with a count, not a line each.
+        """
+        host = _host(peer_address(request))
+        if sum(self._inbound.values()) < MAX_LINKS and self._handshaking.get(host, 0) < MAX_HANDSHAKES_PER_ADDRESS:
+            return None
+        now = time.monotonic()
+        unlogged, logged = self._refused.pop(host, (0, None))
+        if logged is None or now - logged >= REFUSALS_LOG_S:
+            log.warning("peer links refused host=%s count=%d reason=too many links", host, unlogged + 1)
+            unlogged, logged = 0, now
+        else:
+            unlogged += 1
+        if len(self._refused) >= MAX_REFUSING_HOSTS:
+            self._refused.pop(next(iter(self._refused)))  # the host refused longest ago
+        self._refused[host] = (unlogged, logged)
+        return web.Response(status=503, text="too many peer links")
+
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
         address = peer_address(request)
         host = _host(address)
-        if sum(self._inbound.values()) >= MAX_LINKS or self._handshaking.get(host, 0) >= MAX_HANDSHAKES_PER_ADDRESS:
-            # Refused before any handshake work: a handshake costs key exchanges and a signature check.
-            return web.Response(status=503, text="too many peer links")
+        refused = self.refuse_link(request)
+        if refused is not None:
+            return refused
         self._inbound[host] = self._inbound.get(host, 0) + 1
         try:
             ws = link_websocket()

@@ -56,6 +56,9 @@ class FakeReplication:
     def peers(self) -> list[PeerInfo]:
         return list(self._peers)
 
+    def refuse_link(self, request: web.Request) -> web.Response | None:
+        return None
+
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         self.sync_calls += 1
         return web.Response(text="sync reached")
