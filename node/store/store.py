@@ -525,15 +525,18 @@ class Store:
         rows = await self._rows("SELECT id, ledger, author, seq, found FROM quarantine ORDER BY found, id")
         return [Quarantined(CID(i), CID(led), bytes(a), int(seq), int(f)) for i, led, a, seq, f in rows]
 
-    async def scrub(self, chunk: int = LOG_CHUNK_ROWS) -> AsyncGenerator[bytes, None]:
+    async def scrub(self, chunk: int = LOG_CHUNK_ROWS, pause_s: float = 0.0) -> AsyncGenerator[bytes, None]:
         """Check every stored entry's bytes against its id, `chunk` rows per read; yields (and reports to
-        `on_damaged`) the id of each damaged one. Two hashes per entry (`_sound`): ~5 µs, a ninth of a decode."""
+        `on_damaged`) the id of each damaged one. Two hashes per entry (`_sound`): ~5 µs, a ninth of a decode.
+        `pause_s` between reads keeps it in the background (the whole file is read)."""
         after = 0
         while True:
             rows = await self._rows(
                 "SELECT rowid, id, header, payload FROM entries WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, chunk))
             if not rows:
                 return
+            if after and pause_s:
+                await asyncio.sleep(pause_s)
             for rowid, rid, header, payload in rows:
                 after = rowid
                 if _sound(rid, header, payload):
