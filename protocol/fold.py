@@ -71,6 +71,9 @@ def _encoded(raw: bytes, status: str) -> bytes:
     return _ENTRY_PAIR + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
 
 
+_PAIR_36: Final = _encoded(CID.for_block(b"").raw, "")[: -36 - 1]  # [ and the link's head, before a 36-byte id
+
+
 def _itself(_: object, value: Contribution) -> Contribution:
     return value
 
@@ -410,7 +413,19 @@ class LedgerFold:
 
 def state_digest(state: LedgerState) -> bytes:
     """The digest of a state from its fields (state.py's `_with_digest`): what a state read back is checked against."""
-    return _digest(state, len(state.status), (_encoded(raw, s) for raw, s in sorted(state.status.items())))
+    return _digest(state, len(state.status), [_encoded_all(sorted(state.status.items()))])
+
+
+def _encoded_all(items: Iterable[tuple[bytes, str]]) -> bytes:
+    """`_encoded` of many: a 36-byte id (every sha2-256 CID) is put between two prefixes, not encoded again."""
+    tails: dict[str, bytes] = {}
+    out: list[bytes] = []
+    for raw, status in items:
+        tail = tails.get(status)
+        if tail is None:
+            tail = tails[status] = dagcbor.text_string(status)
+        out.append(_PAIR_36 + raw + tail if len(raw) == 36 else _encoded(raw, status))
+    return b"".join(out)
 
 
 def _digest(state: LedgerState, count: int, entries: Iterable[bytes]) -> bytes:

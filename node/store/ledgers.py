@@ -46,13 +46,13 @@ def _fork_points(proofs: Sequence[ForkProof], ledger: CID) -> dict[bytes, int]:
 
 
 def state_of(stored: StoredLedger) -> LedgerState:
-    """compute_state with the cycle collector paused (see _collector_paused)."""
-    with _collector_paused():
+    """compute_state with the cycle collector paused (see collector_paused)."""
+    with collector_paused():
         return compute_state(stored.genesis, stored.entries, stored.forks)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """The cycle collector paused while a ledger is folded.
 
     A fold keeps a few objects per entry alive, so each full collection meanwhile
@@ -78,7 +78,7 @@ async def fold_ledger(store: Store, ledger: CID) -> LedgerFold | None:
 
 def _fold(stored: StoredLedger) -> LedgerFold:
     fold = LedgerFold(stored.genesis, stored.forks, keep_entries=False)
-    with _collector_paused():
+    with collector_paused():
         fold.add(stored.entries)
     return fold
 

@@ -31,6 +31,7 @@ from importlib import metadata
 from typing import Any, Final
 
 import protocol
+from node.store.ledgers import collector_paused
 from node.store.store import Coverage, Snapshot, fork_points
 from protocol import CID
 from protocol.fold import state_digest
@@ -135,7 +136,8 @@ def restore(snapshot: Snapshot | None, stored: Coverage, ledger: CID) -> tuple[L
     if hashlib.sha256(snapshot.state).digest() != snapshot.checksum:
         return None, "damaged: its bytes do not match their checksum"
     try:
-        state = _Unpickler(io.BytesIO(snapshot.state)).load()
+        with collector_paused():  # it would rescan the growing heap many times over, finding nothing to free
+            state = _Unpickler(io.BytesIO(snapshot.state)).load()
     except Exception as exc:  # any failure to decode is damage: the ledger is folded again
         return None, f"damaged: it does not decode ({type(exc).__name__})"
     if not isinstance(state, LedgerState) or state.ledger != ledger:
