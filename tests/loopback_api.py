@@ -27,6 +27,7 @@ class Api:
     client: TestClient[web.Request, web.Application]
     store: Store
     replication: Replication
+    pauses: list[float]  # each wrong token's wait before its 401, in order (recorded, not waited)
 
     async def call(self, method: str, path: str, *, token: str | None = TOKEN, **kw: Any) -> tuple[int, Any]:
         headers = dict(kw.pop("headers", {}))
@@ -47,11 +48,16 @@ async def running_api(
     store: Store, replication: Replication, *, clock: list[float] | None = None
 ) -> AsyncIterator[Api]:
     monotonic = (lambda: clock[0]) if clock is not None else None
-    config = ApiConfig(KEY.did, TOKEN, "test", **({"monotonic": monotonic} if monotonic else {}))
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:  # the waits themselves: tests/node/http/test_owner_auth.py
+        pauses.append(seconds)
+
+    config = ApiConfig(KEY.did, TOKEN, "test", pause=pause, **({"monotonic": monotonic} if monotonic else {}))
     client = TestClient(TestServer(build_app(store, replication, config), host="127.0.0.1", port=0))
     await client.start_server()
     try:
-        yield Api(client, store, replication)
+        yield Api(client, store, replication, pauses)
     finally:
         await client.close()
 

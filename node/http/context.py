@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Final, Protocol, TypeVar
@@ -89,6 +89,7 @@ class ApiConfig:
     version: str
     wall_ms: Callable[[], int] = wall_clock_ms  # timestamps of local appends
     monotonic: Callable[[], float] = time.monotonic  # the rate limit's clock
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep  # a wrong token's wait before its 401
     trusted_proxies: frozenset[str] = frozenset()  # addresses whose X-Forwarded-For names the client
     #: signs what is not an entry: a newcomer's proof when this node joins by invitation (node/http/invites.py)
     key: SigningKey | None = field(default=None, repr=False)
@@ -220,7 +221,7 @@ async def check_token(request: web.Request) -> None:
     log.warning("refused token", extra={"remote": client, "path": request.path, "delay_s": delay})
     failures.slowed += 1
     try:
-        await asyncio.sleep(delay)
+        await request.app[CONFIG].pause(delay)
     finally:
         failures.slowed -= 1
     raise LocalError("unauthorized", WRONG_TOKEN)

@@ -26,7 +26,7 @@ from loopback_api import KEY, TOKEN, Api, running_api
 
 from node.app import build_app
 from node.home import Home
-from node.http.context import MAX_REQUEST_BYTES, ApiConfig
+from node.http.context import AUTH_DELAY_MAX_S, AUTH_DELAY_S, MAX_REQUEST_BYTES, ApiConfig
 from node.http.errors import STATUS
 from node.nodefile import NodeFile, write_node_file
 from node.store.store import Store
@@ -319,6 +319,8 @@ async def test_wrong_tokens_are_rate_limited(store: Store) -> None:
     async with running_api(store, Replicator(store, KEY, peers=[], offline=True), clock=clock) as api:
         for _ in range(20):
             assert_error(*await api.call("GET", "/peers", token="guess"), 401, "unauthorized")
+        # each 401 waited, twice as long as the one before for the same guess, up to the most
+        assert api.pauses == [min(AUTH_DELAY_MAX_S, AUTH_DELAY_S * 2**i) for i in range(20)]
         # the address's guesses are now refused until the window passes; the right token never is
         assert_error(*await api.call("GET", "/peers", token="guess"), 429, "rate_limited")
         assert (await api.call("GET", "/peers"))[0] == 200
