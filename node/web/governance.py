@@ -95,8 +95,11 @@ async def motions(request: web.Request, values: dict[str, str] | None = None,
                      value=values.get("title", "")),
                field(_("Options, one per line"), "textarea", values.get("options", "yes\nno"), name="options",
                      rows=3),
-               field(_("Closes on (optional): the vote ends as that day begins, {zone} time; nobody can close "
-                       "it before then").format(zone=state.rules.timezone or "UTC"), "input", type="date",
+               field((_("Closes on (optional): the vote ends as that day begins, {zone} time; nobody can close "
+                        "it before then") if state.rules.version > 1 else
+                      _("Closes on (optional): the vote ends as that day begins, {zone} time; before then only you "
+                        "can close it, and every member sees it was early")).format(
+                          zone=state.rules.timezone or "UTC"), "input", type="date",
                      name="closes", value=values.get("closes", "")),
                field(_("Note"), "input", type="text", name="note", maxlength=500, value=values.get("note", "")),
                field(_("Rules change if the first option wins (optional, TOML as in an amendment file)"),

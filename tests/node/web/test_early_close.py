@@ -47,6 +47,8 @@ async def test_a_version_1_proposer_closes_early_only_when_they_say_so(tmp_path:
         status, refused = await api.call("POST", f"/motions/{motion}/close", json={})
         assert (status, refused["error"]["code"]) == (409, "motion_not_closed"), refused
 
+        assert "before then only you can close it, and every member sees it was early" in await page_text(
+            api, f"/ledgers/{ledger}/motions")
         page = f"/ledgers/{ledger}/motions/{motion}"
         form = await page_text(api, page)
         assert "day(s) before" in form and "every member's node will show that you closed it early" in form
