@@ -6,6 +6,7 @@ with O_EXCL and the mode, never chmod'ed afterwards), and never overwritten.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -14,12 +15,16 @@ from pathlib import Path
 from typing import Final
 
 from protocol import LocalError, SigningKey
+from protocol.kel import KeyLog, start_log
+from protocol.keys import next_digest
 
 KEY_FILE: Final = "identity.key"
 #: The key kept for the next rotation (SPEC.md §19): ledgers hold only its digest until it signs.
 NEXT_KEY_FILE: Final = "next.key"
 #: The identity this home writes as, once its key is no longer the identity's first key (after a rotation).
 IDENTITY_FILE: Final = "identity.did"
+#: The identity's key log (SPEC.md §19.9): each key, signed by itself, committing to the next; no ledger in it.
+KEY_LOG_FILE: Final = "identity.kel"
 TOKEN_FILE: Final = "api.token"
 STORE_FILE: Final = "tally.sqlite3"
 SECRET_MODE: Final = 0o600
@@ -69,6 +74,9 @@ class Home:
         _write_secret(self.key_path, key.seed.hex() + "\n")
         if not self.next_key_path.exists():
             _write_secret(self.next_key_path, secrets.token_bytes(32).hex() + "\n")
+            following = self.load_next_key()
+            assert following is not None
+            self._write_log(start_log(key, next_digest(following.public_key)))
         if not self.token_path.exists():
             _write_secret(self.token_path, (token or secrets.token_urlsafe(32)) + "\n")
         _fsync_dir(self.path)
@@ -88,9 +96,37 @@ class Home:
             return None
 
     def add_next_key(self, key: SigningKey) -> None:
-        """Give a home made before pre-rotation its next.key (never overwrites one)."""
+        """Give a home made before pre-rotation its next.key (never overwrites one), and its key log."""
         _write_secret(self.next_key_path, key.seed.hex() + "\n")
+        self.ensure_key_log()
         _fsync_dir(self.path)
+
+    def ensure_key_log(self) -> None:
+        """Start the key log of a home made before there was one, while its key is still the identity's own."""
+        current, following = self.load_key(), self.load_next_key()
+        if following is not None and current.did == self.identity() and not (self.path / KEY_LOG_FILE).exists():
+            self._write_log(start_log(current, next_digest(following.public_key)))
+
+    def load_key_log(self) -> KeyLog | None:
+        """The identity's key log, or None for a home that has none (made before it existed, a device, a
+        recovered key: SPEC.md §19.9)."""
+        try:
+            data = json.loads((self.path / KEY_LOG_FILE).read_text(encoding="ascii"))
+            return KeyLog.from_body({"identity": data["identity"],
+                                     "keys": [[bytes.fromhex(x) for x in step] for step in data["keys"]]})
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LocalError("bad_key_file", f"{self.path / KEY_LOG_FILE} is damaged: {exc}") from None
+
+    def _write_log(self, log: KeyLog) -> None:
+        """Write the key log whole beside its file and rename it over (a crash leaves the old or the new one)."""
+        path = self.path / KEY_LOG_FILE
+        fresh = path.with_name(path.name + ".new")
+        fresh.unlink(missing_ok=True)
+        text = json.dumps({"identity": log.identity, "keys": [[b.hex() for b in step] for step in log.steps]})
+        _write_secret(fresh, text + "\n")
+        os.replace(fresh, path)
 
     def identity(self) -> str:
         """The did:key ledgers name this home's member by: its first key's, whatever key signs now."""
@@ -116,6 +152,9 @@ class Home:
         a crash leaves either file old or new, never half written."""
         if not (self.path / IDENTITY_FILE).exists():
             _write_secret(self.path / IDENTITY_FILE, identity + "\n")
+        log = self.load_key_log()
+        if log is not None and next_digest(new.public_key) == log.next:  # the log goes on with the key it named
+            self._write_log(log.extended(new, next_digest(after.public_key)))
         for path, key in ((self.next_key_path, after), (self.key_path, new)):
             fresh = path.with_name(path.name + ".new")
             fresh.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from node.governance_views import governance_json
 from node.views import fork_row
-from protocol import ForkProof, InvalidData, LocalError
+from protocol import ForkProof, InvalidData, LocalError, to_json_value
 from protocol.distribution import format_amount
 from protocol.rules import ACTIONS, Rules, format_decimal
 from protocol.state import CONFLICTING, ERASED, FINAL, PENDING, REJECTED, VALID, Contribution, Erased, LedgerState
@@ -179,7 +179,7 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
     accept = state.rules.validation.accept
     return {
         "ledger": str(state.ledger),
-        "rules": state.rules.to_body(),
+        "rules": to_json_value(state.rules.to_body()),  # bytes (a key log, §19.9) in the §8 JSON mapping
         "members": list(state.members),
         "left": list(state.left),
         "names": dict(state.names),

@@ -95,7 +95,8 @@ async def serve(home: Home, config: RunConfig) -> int:
             replicator = Replicator(store, key, peers=peers, offline=config.offline, heal=True)
             runner = web.AppRunner(
                 build_app(store, replicator, ApiConfig(home.identity(), token, package_version(),
-                                                       trusted_proxies=config.trusted_proxies, key=key)),
+                                                       trusted_proxies=config.trusted_proxies, key=key,
+                                                       key_log=home.load_key_log())),
                 access_log=None, shutdown_timeout=config.shutdown_timeout_s, keepalive_timeout=KEEPALIVE_S,
             )
             await runner.setup()

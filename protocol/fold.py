@@ -180,7 +180,7 @@ class LedgerFold:
         # Key events (SPEC.md §19) cut keys off outside causal pasts: a ledger that holds one is folded
         # whole by compute_state, from every entry added (kept for that, unless the caller keeps them).
         self._entries: list[Entry] | None = [] if keep_entries else None
-        self.keyed = False
+        self.keyed = self.rules.creator is not None  # a genesis by a founder's later key (§19.9) too
         self.add([genesis])
 
     def __len__(self) -> int:

@@ -201,6 +201,8 @@ def claimed_agents(entries: Mapping[bytes, Entry]) -> dict[bytes, str]:
             grant_body = grant.body if grant is not None else None
             if first.kind == ROTATE_KIND and isinstance(identity, str):
                 agent = identity
+            elif first.is_genesis:
+                agent = founding_identity(body, public_key) or agent
             elif grant is not None and grant_body is not None and grant_body.get("key") == public_key:
                 if grant.kind == DEVICE_KIND:
                     agent = resolve(grant.header.author, depth + 1)
@@ -210,6 +212,18 @@ def claimed_agents(entries: Mapping[bytes, Entry]) -> dict[bytes, str]:
         return agent
 
     return {public_key: resolve(public_key, 0) for public_key in firsts}
+
+
+def founding_identity(genesis: Mapping[str, Any], public_key: bytes) -> str | None:
+    """The identity a genesis's rules name as `creator` when its key log ends at the genesis's author (the rules
+    checked the log's signatures: a ledger whose rules do not parse has no state at all)."""
+    creator = genesis.get("creator")
+    if not isinstance(creator, dict) or not isinstance(creator.get("identity"), str):
+        return None
+    steps = creator.get("keys")
+    if not isinstance(steps, list) or not steps or not isinstance(steps[-1], list) or not steps[-1]:
+        return None
+    return str(creator["identity"]) if steps[-1][0] == public_key else None
 
 
 @dataclass(frozen=True, slots=True)

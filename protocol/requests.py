@@ -18,6 +18,7 @@ from .distribution import Payout
 from .entry import GENESIS_KIND
 from .errors import LocalError
 from .governance import MAX_OPTIONS, MAX_TITLE_CHARS
+from .kel import KeyLog
 from .pledges import PERIODS
 from .references import MAX_CITES
 from .request_fields import Kind, WriteRequest, param
@@ -259,17 +260,18 @@ class LedgerCreate(WriteRequest):
         cli="--rules", metavar="FILE",
         cli_help="the ledger's rules, a TOML file (see README \"Ledger rules\"; default: every default)")
 
-    def genesis(self, creator: str) -> Rules:
-        """The new ledger's rules; `bad_request` when `visibility` and `rules.visibility` differ."""
+    def genesis(self, creator: str, proof: KeyLog | None = None) -> Rules:
+        """The new ledger's rules; `bad_request` when `visibility` and `rules.visibility` differ. `proof`: the
+        creator's key log, when a later key of theirs signs the genesis (SPEC.md §19.9)."""
         name = genesis_body(self.name, self.visibility or "members")["name"]
         config = self.rules or {}
         given = config.get("visibility")
         if self.visibility is not None and isinstance(given, str) and given != self.visibility:
             raise LocalError("bad_request", f"visibility {self.visibility!r} differs from rules.visibility")
-        return Rules.from_config(config, name=name, creator=creator, public=self.visibility == "public")
+        return Rules.from_config(config, name=name, creator=creator, public=self.visibility == "public", proof=proof)
 
-    def build(self, creator: str, ts: int) -> AppendRequest:
-        return AppendRequest(None, GENESIS_KIND, self.genesis(creator).to_body(), ts)
+    def build(self, creator: str, ts: int, *, proof: KeyLog | None = None) -> AppendRequest:
+        return AppendRequest(None, GENESIS_KIND, self.genesis(creator, proof).to_body(), ts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

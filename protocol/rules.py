@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from .errors import InvalidData
 from .identity import public_key_from_did
+from .kel import KeyLog
 from .names import check_name, normalize
 
 #: The 19 actions of ValueFlows 1.0 (vf:Action individuals in all_vf.TTL), spelled as VF spells them.
@@ -452,6 +453,8 @@ class Rules:
     pledge_claims: bool = DEFAULT_PLEDGE_CLAIMS
     #: how many other members approve a recovery (SPEC.md §19.5); None: `validation.accept`
     recovery_quorum: int | None = None
+    #: the founder whose later key wrote the genesis, and the key log that proves it (SPEC.md §19.9)
+    creator: KeyLog | None = None
     #: the IANA time zone the ledger's dates and times are shown in (SPEC.md §14); None: UTC. It changes no
     #: validity and no computation: days of payments and distributions stay UTC days
     timezone: str | None = None
@@ -468,6 +471,11 @@ class Rules:
             if self.version == 1:
                 raise InvalidData("bad_rules", "timezone: version 1 rules have no time zone")
             check_timezone(self.timezone, "timezone")
+        if self.creator is not None:
+            if self.version == 1:
+                raise InvalidData("bad_rules", "creator: version 1 rules have no creator")
+            if self.creator.identity not in self.founders:
+                raise InvalidData("bad_rules", f"creator: {self.creator.identity} is not a founder")
         if self.version == 1 and not self.pledge_claims:
             raise InvalidData("bad_rules", "pledge_claims: version 1 rules have no pledge_claims (payments earn "
                               "claims)")
@@ -532,20 +540,22 @@ class Rules:
             # Written only when set, so a ledger without one keeps the id it would have had before.
             **({} if self.recovery_quorum is None else {"recovery": {"quorum": self.recovery_quorum}}),
             **({} if self.timezone is None else {"timezone": self.timezone}),
+            **({} if self.creator is None else {"creator": self.creator.to_body()}),
         }
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Rules:
         """Strictly read a genesis payload: every key `to_body` writes, nothing else, canonical forms only."""
         _refuse_floats(body, "")
-        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims", "recovery", "timezone"}))
+        # `creator` (§19.9) is no key of a rules file: the node writes it, so only a genesis body has it.
+        top = _table(body, "", frozenset({*BODY_KEYS, "version", "pledge_claims", "recovery", "timezone", "creator"}))
         # A genesis without `version` is version 1 (written before versions existed); one with it says 2.
         version = _int(top.get("version", 1), "version", 2, 2) if "version" in top else 1
         for key in sorted(BODY_KEYS | ({"version", "pledge_claims"} if version > 1 else set())):
             _required(top, key, "")
         if version == 1 and "pledge_claims" in top:
             raise InvalidData("unknown_rule_key", "pledge_claims: unknown key in version 1 rules (no version key)")
-        for optional in ("recovery", "timezone"):
+        for optional in ("recovery", "timezone", "creator"):
             if version == 1 and optional in top:
                 raise InvalidData("unknown_rule_key", f"{optional}: unknown key in version 1 rules (no version key)")
         recovery = _table(top["recovery"], "recovery", _RECOVERY_KEYS) if "recovery" in top else None
@@ -588,16 +598,19 @@ class Rules:
             pledge_claims=_bool(top["pledge_claims"], "pledge_claims") if version > 1 else True,
             recovery_quorum=None if recovery is None else _required(recovery, "quorum", "recovery"),
             timezone=_text(top["timezone"], "timezone") if "timezone" in top else None,
+            creator=KeyLog.from_body(top["creator"]) if "creator" in top else None,
         )
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any], *, name: str, creator: str, public: bool = False
+        cls, config: Mapping[str, Any], *, name: str, creator: str, public: bool = False,
+        proof: KeyLog | None = None,
     ) -> Rules:
         """Rules from a parsed TOML file (or its JSON twin, or {} for every default).
 
         `public=True` makes the ledger public whatever the file says (the --public
-        shortcut). `founders` defaults to `[creator]` and must include the creator.
+        shortcut). `founders` defaults to `[creator]` and must include the creator. `proof`: the creator's key
+        log, when a later key of theirs writes the genesis (SPEC.md §19.9).
         """
         _refuse_floats(config, "")
         top = _table(config, "", _CONFIG_KEYS)
@@ -632,6 +645,7 @@ class Rules:
             pledge_claims=_bool(top.get("pledge_claims", version == 1 or DEFAULT_PLEDGE_CLAIMS), "pledge_claims"),
             recovery_quorum=recovery.get("quorum"),
             timezone=_text(top["timezone"], "timezone") if "timezone" in top else None,
+            creator=proof,
         )
 
 

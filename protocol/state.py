@@ -323,7 +323,7 @@ def _fold(genesis: Entry, entries: list[Entry], forks: Mapping[bytes, int] | Non
             node.error = (InvalidData("key_revoked", "this device was revoked before this entry (§19)")
                           if stop[1] == REVOKED else
                           InvalidData("key_rotated", "its identity rotated away from this key before this entry (§19)"))
-    nodes.setdefault(ledger.raw, prepare(genesis, ledger, rules, genesis.author))
+    nodes.setdefault(ledger.raw, prepare(genesis, ledger, rules, agents.get(genesis.header.author, genesis.author)))
     book = RulesInEffect(rules)
 
     order, waiting = _order(nodes)
@@ -637,8 +637,10 @@ def _authorize(node: Prepared, nodes: dict[bytes, Prepared], prev: Prepared | No
         if not prev.key_ok:
             raise InvalidData("key_not_authorized", f"{entry.author} is not a key of {node.agent}")
         return
-    if node.agent == entry.author:
-        node.main = True  # an identity's inception key
+    if node.agent == entry.author or entry.kind == GENESIS_KIND:
+        # An identity's inception key; or the key its rules' `creator` log proves (§19.9: claimed_agents gives the
+        # genesis another agent than its author only then).
+        node.main = True
         if node.key_link is not None:
             raise InvalidData("key_not_authorized", "grant names no device grant or recovery of this key")
         return
@@ -708,6 +710,9 @@ def _keys(valid: list[Prepared], nodes: dict[bytes, Prepared], agents: Mapping[b
     (public key -> (the last seq that counts, code))."""
     idents: dict[str, IdentityKeys] = {}
     cut: dict[bytes, tuple[int, str]] = {}
+    founding = next((n for n in valid if n.entry.kind == GENESIS_KIND), None)
+    if founding is not None and founding.agent != founding.entry.author:  # founded by a later key (§19.9)
+        idents[founding.agent] = IdentityKeys(founding.agent, founding.entry.author, None, None)
 
     def stop(key: bytes, seq: int, code: str) -> None:
         if key not in cut or seq < cut[key][0]:

@@ -50,6 +50,7 @@ from protocol.fork import ForkProof  # noqa: E402
 from protocol.governance import count  # noqa: E402
 from protocol.handshake import IdentityPayload  # noqa: E402
 from protocol.identity import SigningKey, did_from_public_key, public_key_from_did, verify_signature  # noqa: E402
+from protocol.kel import start_log  # noqa: E402
 from protocol.keys import next_digest  # noqa: E402
 from protocol.pledges import parse_pledge, standing  # noqa: E402
 from protocol.rules import Rules, Voting, format_decimal  # noqa: E402
@@ -700,9 +701,28 @@ def erase_ledger() -> Case:
     return case("ledger/erase", "ledger", ["20", "20.1", "20.2", "20.3", "16.2", "16.7", "5.4"], entries=book.raw(held))
 
 
+def founded_ledger() -> Case:
+    """A ledger founded by a member's later key, proven by their key log (§19.9)."""
+    ana2, ana3 = key(47), key(48)
+    log = start_log(ANA, next_digest(ana2.public_key)).extended(ana2, next_digest(ana3.public_key))
+    book = Book([ANA, BEN])
+    rules = Rules.from_config({"founders": [ANA.did, BEN.did]}, name="Conformance coop", creator=ANA.did, proof=log)
+    book.genesis = create_entry(ana2, ledger=None, seq=1, prev=None, ts=book.clock, kind=GENESIS_KIND,
+                                body=rules.to_body())
+    book.id, book.heads, book.entries = book.genesis.id, {ana2.public_key: book.genesis}, [book.genesis]
+    book.members = {ANA.did: book.id, BEN.did: book.id}
+    work = book.append(ana2, "vf.event", {"action": "work", "effortQuantity": {"hasNumericalValue": "2",
+                                                                               "hasUnit": "hour"},
+                                          "member": book.id})
+    book.endorse(BEN, work)
+    book.append(ana2, "key.incept", {"next": next_digest(ana3.public_key), "member": book.id})
+    book.event(ana3, "1")  # the next key has not rotated in: it writes as itself, no member
+    return case("ledger/founded-by-later-key", "ledger", ["19.9", "19.3", "19.7", "14"], entries=book.raw())
+
+
 def ledger_cases() -> list[Case]:
     coop, _ = coop_ledger()
-    return [coop, loans_ledger(2), loans_ledger(1), fund_ledger(), keys_ledger(), erase_ledger()]
+    return [coop, loans_ledger(2), loans_ledger(1), fund_ledger(), keys_ledger(), erase_ledger(), founded_ledger()]
 
 
 def distribution_cases() -> list[Case]:

@@ -46,6 +46,7 @@ from protocol import (
     public_key_from_did,
     to_json_value,
 )
+from protocol.kel import founding_proof
 from protocol.requests import Follow, LedgerCreate
 from protocol.writes import AppendRequest, check_append_kind, genesis_body
 
@@ -82,14 +83,16 @@ async def cmd_ledger_create(args: argparse.Namespace) -> int:
         founding = replace(founding, rules={**founding.rules, "visibility": founding.visibility})
     home = home_of(args)
     key = home.load_key()
-    founding.genesis(key.did)  # refuse before writing
+    # The ledger names the identity (SPEC.md §19.9): a later key of it proves itself with the home's key log.
+    proof = founding_proof(home.identity(), key.public_key, home.load_key_log())
+    founding.genesis(home.identity(), proof)  # refuse before writing
     node = await serving_node(home, key)
     if node is not None:
         async with node_client(home, node) as client:
             data = await client.call("POST", founding.api_path(), founding.to_json())
         print_id(data["id"])
         return 0
-    entry = await write_here(home, key, lambda w: w.append(partial(founding.build, key.did)))
+    entry = await write_here(home, key, lambda w: w.append(partial(founding.build, home.identity(), proof=proof)))
     print_id(entry.id)
     return 0
 

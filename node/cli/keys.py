@@ -83,6 +83,7 @@ async def cmd_key_incept(args: argparse.Namespace) -> int:
     if following is None:  # a home made before pre-rotation (§19.4)
         following = SigningKey(secrets.token_bytes(32))
         home.add_next_key(following)
+    home.ensure_key_log()
 
     def build(state: LedgerState, me: str, ts: int) -> AppendRequest | None:
         if not key_ops.needs_inception(state, me):
@@ -97,6 +98,7 @@ async def cmd_key_rotate(args: argparse.Namespace) -> int:
     home = home_of(args)
     key = await _offline(home)
     me = home.identity()
+    home.ensure_key_log()  # before the key changes: the log starts with the identity's own key
     new = home.load_next_key()
     if new is None:  # a home made before pre-rotation (§19.4): make its next key now
         new = SigningKey(secrets.token_bytes(32))

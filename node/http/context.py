@@ -39,6 +39,7 @@ from protocol import (
     LocalError,
     SigningKey,
 )
+from protocol.kel import KeyLog
 from protocol.request_fields import WriteRequest
 from protocol.requests import LedgerWrite
 from protocol.state import LedgerState
@@ -93,6 +94,8 @@ class ApiConfig:
     trusted_proxies: frozenset[str] = frozenset()  # addresses whose X-Forwarded-For names the client
     #: signs what is not an entry: a newcomer's proof when this node joins by invitation (node/http/invites.py)
     key: SigningKey | None = field(default=None, repr=False)
+    #: the identity's key log, when this node's key is a later key of it (a ledger it founds names the identity)
+    key_log: KeyLog | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.token:

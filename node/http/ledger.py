@@ -56,6 +56,7 @@ from protocol import (
     parse_body,
     public_key_from_did,
 )
+from protocol.kel import founding_proof
 from protocol.requests import Admit, Contribute, Endorse, Follow, Leave, LedgerCreate, Name
 from protocol.writes import AppendRequest, check_append_kind
 
@@ -109,7 +110,7 @@ async def list_ledgers(request: web.Request) -> web.Response:
 @Operation(
     LedgerCreate.SUMMARY, CREATED, status=201, access=Access.OWNER, request=LedgerCreate,
     errors=("bad_rules", "bad_name", "unknown_rule_key", "unknown_action", "unknown_unit", "bad_quantity",
-            "unknown_bucket_recipient", "bad_did", "catching_up"),
+            "unknown_bucket_recipient", "bad_did", "catching_up", "key_not_authorized"),
     headers={"Location": "the new ledger's path"},
     links=links_to("ledger", "$response.body#/id", "get_ledger", "list_entries", "append_entry", "get_state",
                    "get_history", "admit_member", "add_contribution", "leave_ledger", "preview_distribution",
@@ -118,7 +119,10 @@ async def list_ledgers(request: web.Request) -> web.Response:
 async def create_ledger(request: web.Request) -> web.Response:
     require_owner(request)
     founding = await read_request(request, LedgerCreate)
-    entry = await request.app[WRITES].append(partial(founding.build, request.app[CONFIG].did))
+    me, key = request.app[CONFIG].did, request.app[STORE].public_key
+    assert key is not None  # the node's store signs
+    proof = founding_proof(me, key, request.app[CONFIG].key_log)  # a later key of the identity (SPEC.md §19.9)
+    entry = await request.app[WRITES].append(partial(founding.build, me, proof=proof))
     return web.json_response(
         {"id": str(entry.id)}, status=201, headers={hdrs.LOCATION: f"{API_PREFIX}/ledgers/{entry.id}"}
     )

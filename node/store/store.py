@@ -47,6 +47,7 @@ from protocol import (
     decode_stored_entry,
 )
 from protocol.identity import did_from_public_key
+from protocol.keys import founding_identity
 from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,9 @@ class LedgerInfo:
         """A ledger as its genesis describes it, holding `entries` entries here."""
         body = genesis.body or {}
         return cls(id=genesis.id, name=str(body.get("name", "")), visibility=str(body.get("visibility", "members")),
-                   founder=genesis.author, created=genesis.header.ts, entries=entries)
+                   # the identity a later key of it founded the ledger as (SPEC.md §19.9), else the genesis's author
+                   founder=founding_identity(body, genesis.header.author) or genesis.author,
+                   created=genesis.header.ts, entries=entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from node.web.layout import (
 from node.web.ledger import add_ledger_pages
 from node.web.shares import add_share_pages
 from protocol import LocalError, TallyError
+from protocol.kel import founding_proof
 from protocol.requests import Follow, LedgerCreate
 from protocol.state import PENDING, LedgerState
 
@@ -203,11 +204,14 @@ async def found_ledger(request: web.Request) -> web.Response:
         founding = form_request(LedgerCreate, form)
         if form.get("timezone", "").strip():  # the form's own field: it beats the rules text's `timezone`
             founding = replace(founding, rules={**(founding.rules or {}), "timezone": form["timezone"].strip()})
-        rules = founding.genesis(v.did)
+        key = request.app[STORE].public_key
+        assert key is not None  # the node's store signs
+        proof = founding_proof(v.did, key, request.app[CONFIG].key_log)  # a later key of the identity (§19.9)
+        rules = founding.genesis(v.did, proof)
         name = rules.name
         if not zone_known(rules):  # the protocol checks the spelling only; this node must be able to show it
             raise LocalError("bad_rules", f"timezone: {rules.timezone} is not in this node's time zone database")
-        ledger = await append(request, partial(founding.build, v.did))
+        ledger = await append(request, partial(founding.build, v.did, proof=proof))
     except TallyError as exc:
         refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from protocol_helpers import LedgerBuilder, key
 
-from protocol import Entry, LocalError, SigningKey, create_entry, key_ops
+from protocol import GENESIS_KIND, Entry, InvalidData, LocalError, SigningKey, create_entry, key_ops
 from protocol.governance import Amendment
+from protocol.kel import KeyLog, start_log
 from protocol.keys import next_digest
+from protocol.rules import Rules
 from protocol.state import FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
 
 A, B, C = key(301), key(302), key(303)
@@ -262,3 +264,44 @@ def test_key_ops_build_what_the_state_accepts() -> None:
     incept = key_ops.incept(state, C.did, A2.public_key, 4)
     coop.append(C, incept.kind, incept.body)
     assert not key_ops.needs_inception(coop.state(), C.did)
+
+
+def founded_by(author: SigningKey, log: KeyLog, *, name: str = "New coop") -> Entry:
+    rules = Rules.from_config({}, name=name, creator=log.identity, proof=log)
+    return create_entry(author, ledger=None, seq=1, prev=None, ts=1_000, kind=GENESIS_KIND, body=rules.to_body())
+
+
+def test_a_rotated_member_founds_a_ledger_as_their_identity_with_their_key_log() -> None:
+    log = start_log(A, next_digest(A2.public_key)).extended(A2, next_digest(A3.public_key))
+    genesis = founded_by(A2, log)  # A's inception key is gone; A2 signs, and its log shows it is A's
+    work = create_entry(A2, ledger=genesis.id, seq=2, prev=genesis.id, ts=2_000, kind="vf.event",
+                        body={"member": genesis.id, "action": "work",
+                              "effortQuantity": {"hasNumericalValue": "2", "hasUnit": "hour"}})
+    incept = create_entry(A2, ledger=genesis.id, seq=3, prev=work.id, ts=3_000, kind="key.incept",
+                          body={"member": genesis.id, "next": next_digest(A3.public_key)})
+    state = compute_state(genesis, [genesis, work, incept])
+    assert state.members == (A.did,) and state.status[incept.id.raw] == VALID
+    assert state.contribution(work.id).author == A.did  # type: ignore[union-attr]
+    assert state.identities[A.did].key == A2.did and state.agent_of(A2.did) == A.did
+    assert Rules.from_body(genesis.body or {}).creator == log
+    # A genesis by a key the log does not end at writes as itself: not the founder it names.
+    other = founded_by(A3, log)
+    stray = create_entry(A3, ledger=other.id, seq=2, prev=other.id, ts=2_000, kind="vf.event",
+                         body={"member": other.id, "action": "work",
+                               "effortQuantity": {"hasNumericalValue": "2", "hasUnit": "hour"}})
+    assert code(compute_state(other, [other, stray]), stray) == "not_member"
+
+
+def test_a_forged_key_log_is_not_rules() -> None:
+    log = start_log(A, next_digest(A2.public_key))
+    body = founded_by(A, log).body or {}
+    (key, following, sig), = log.steps
+    for steps, why in (([[key, following, bytes(64)]], "does not verify"),
+                       ([[A2.public_key, following, sig]], "the identity's own key"),
+                       ([[key, following, sig], [THIEF.public_key, bytes(32), bytes(64)]], "committed to")):
+        with pytest.raises(InvalidData) as refused_:
+            Rules.from_body({**body, "creator": {"identity": A.did, "keys": steps}})
+        assert refused_.value.code == "bad_rules" and why in refused_.value.message
+    with pytest.raises(InvalidData) as refused_:
+        Rules.from_config({"founders": [B.did]}, name="Coop", creator=B.did, proof=log)
+    assert refused_.value.code == "bad_rules"  # the log's identity must be a founder
