@@ -29,6 +29,7 @@ class InProcessApi:
     app: web.Application
     replicator: Replicator
     other: SigningKey  # another agent, whose entries arrive as from a peer
+    pauses: list[float]  # each wrong token's wait before its 401, in order (recorded, not waited)
 
     async def call(self, method: str, path: str, body: Any = None, *, token: str | None = TOKEN
                    ) -> tuple[int, Any]:
@@ -56,11 +57,16 @@ async def inprocess_api(path: Path, me: SigningKey, other: SigningKey) -> AsyncI
     store = await Store.open(path / "tally.sqlite3", key=me)
     replicator = Replicator(store, me, peers=[], offline=True)
     await replicator.start()
-    app = build_app(store, replicator, ApiConfig(me.did, TOKEN, "test"))
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:  # waited for real by `tally run` (tests/node/http/test_owner_auth.py)
+        pauses.append(seconds)
+
+    app = build_app(store, replicator, ApiConfig(me.did, TOKEN, "test", pause=pause))
     client = TestClient(TestServer(app, host="127.0.0.1", port=0))
     await client.start_server()
     try:
-        yield InProcessApi(client, store, app, replicator, other)
+        yield InProcessApi(client, store, app, replicator, other, pauses)
     finally:
         await client.close()
         await replicator.stop()

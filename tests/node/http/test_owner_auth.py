@@ -42,6 +42,7 @@ async def test_every_route_answers_a_wrong_token_with_the_same_401(api: InProces
 async def test_25_wrong_tokens_then_the_right_one_works(api: InProcessApi) -> None:
     statuses = [(await api.call("GET", "/identity", token=f"guess-{i}"))[0] for i in range(25)]
     assert statuses == [401] * 20 + [429] * 5  # the address is throttled…
+    assert api.pauses == [AUTH_DELAY_S] * 20  # (each a new guess: the shortest wait; a 429 waits for nothing)
     status, data = await api.call("POST", "/ledgers", {"name": "Bike coop"})  # …the owner is not
     assert status == 201, data
     assert (await api.call("GET", "/ledgers"))[0] == 200
