@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from node.home import Home, default_home
 from node.http.client import NodeClient
@@ -17,10 +17,12 @@ from node.nodefile import LIVENESS_TIMEOUT_S, NodeFile, home_is_held, read_node_
 from node.store.grants import attach_grants
 from node.store.store import Store, wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
-from protocol import CID, Entry, LocalError, SigningKey, TallyError
+from protocol import CID, LocalError, SigningKey, TallyError
 from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+T = TypeVar("T")
 
 
 class UsageError(TallyError):
@@ -90,7 +92,7 @@ async def required_node(home: Home) -> NodeFile:
     return node
 
 
-async def write_here(home: Home, key: SigningKey, build: Callable[[LocalWrites], Awaitable[Entry]]) -> Entry:
+async def write_here(home: Home, key: SigningKey, build: Callable[[LocalWrites], Awaitable[T]]) -> T:
     """Write on this home's own store (no node serves it) through the one local write path."""
     store = await open_store(home, key)
     try:

@@ -1,9 +1,9 @@
 """`tally key …`, `tally device …`, `tally recover …`: the member's keys in every ledger they belong to (SPEC.md
 §19); `tally erase`: drop one of their entries' payload (§20).
 
-Key events are written in each ledger the identity is a member of (one command, every ledger), by the
-home's store directly: these commands refuse while `tally run` serves the home (`already_running`), since
-a rotation changes the key the running node signs with.
+Key events are written in each ledger the identity is a member of (one command, every ledger), on the
+home's own store through the one local write path (node/store/writes.py): these commands refuse while
+`tally run` serves the home (`already_running`), since a rotation changes the key the running node signs with.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from node.cli.context import (
@@ -23,12 +24,13 @@ from node.cli.context import (
     print_id,
     print_rows,
     serving_node,
+    write_here,
 )
 from node.cli.ledger import AddCommand, ledger_state, write_entry
 from node.home import Home
 from node.store.ledgers import load_state
 from node.store.store import Store, wall_clock_ms
-from node.store.writes import LocalWrites
+from node.store.writes import FoldedStates, LocalWrites
 from protocol import CID, Entry, LocalError, SigningKey, key_ops, ledger_ops, public_key_from_did
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
@@ -51,24 +53,26 @@ async def _my_ledgers(store: Store, me: str) -> list[LedgerState]:
     return [s for s in states if me in s.members]
 
 
-async def _in_every_ledger(store: Store, me: str, build: Build) -> list[Any]:
-    """Append what `build` makes in each of the member's ledgers (None: nothing there); the entries."""
+async def _in_every_ledger(writes: LocalWrites, build: Build) -> list[Entry]:
+    """Append, through the one local write path, what `build` makes in each of the member's ledgers (None:
+    nothing there); the entries."""
     written = []
-    for state in await _my_ledgers(store, me):
-        request = build(state, me, wall_clock_ms())
-        if request is not None:
-            written.append(await store.append(request))
+    for state in await _my_ledgers(writes.store, writes.me):
+        made = build(state, writes.me, writes.wall_ms())
+        if made is not None:
+            written.append(await writes.append(partial(_made, made)))
     return written
+
+
+def _made(made: AppendRequest, ts: int) -> AppendRequest:
+    """What was built already (its timestamp taken when it was)."""
+    return made
 
 
 async def _write(args: argparse.Namespace, build: Build) -> int:
     home = home_of(args)
     key = await _offline(home)
-    store = await open_store(home, key)
-    try:
-        written = await _in_every_ledger(store, home.identity(), build)
-    finally:
-        await store.close()
+    written = await write_here(home, key, lambda writes: _in_every_ledger(writes, build))
     if not written:
         raise LocalError("not_member", "you are a member of no ledger stored here: nothing was written")
     for entry in written:
@@ -111,8 +115,9 @@ async def cmd_key_rotate(args: argparse.Namespace) -> int:
         uncommitted = [s for s in states if key_ops.needs_inception(s, me)]
         if uncommitted:
             # Peers let the new key in only once they hold the commitment (§19.8): commit now, rotate later.
+            writes = LocalWrites(store, FoldedStates(store), me, wall_clock_ms)
             for state in uncommitted:
-                print_id((await store.append(key_ops.incept(state, me, new.public_key, wall_clock_ms()))).id)
+                print_id((await writes.append(partial(key_ops.incept, state, me, new.public_key))).id)
             if home.load_next_key() is None:
                 home.add_next_key(new)
             print(f"committed to next.key in {len(uncommitted)} ledger(s) first: start `tally run` until your "
@@ -126,15 +131,18 @@ async def cmd_key_rotate(args: argparse.Namespace) -> int:
             await store.follow(state.ledger)  # the new key founded nothing: keep replicating what the old one did
     finally:
         await store.close()
-    store = await open_store(home, new)
-    try:
-        for info in [s.ledger for s in states]:
-            state = await ledger_state(store, info)
-            request = key_ops.rotate(state, me, current=key.did, new_key=new.public_key,
-                                     after=after.public_key, last=lasts[info.raw], ts=wall_clock_ms())
-            print_id((await store.append(request)).id)
-    finally:
-        await store.close()
+
+    async def rotate_everywhere(writes: LocalWrites) -> None:  # signed with the new key
+        for ledger in [s.ledger for s in states]:
+            state = await writes.state(ledger)
+
+            def rotation(ts: int, state: LedgerState = state, last: CID = lasts[ledger.raw]) -> AppendRequest:
+                return key_ops.rotate(state, me, current=key.did, new_key=new.public_key, after=after.public_key,
+                                      last=last, ts=ts)
+
+            print_id((await writes.append(rotation)).id)
+
+    await write_here(home, new, rotate_everywhere)
     home.rotate(new, after, me)
     print(f"rotated: {me} now signs with {new.did}; the old key's entries after now are refused", flush=True)
     return 0
@@ -156,16 +164,16 @@ async def cmd_device_revoke(args: argparse.Namespace) -> int:
 
     key = await _offline(home)
     device = public_key_from_did(args.key)
-    store = await open_store(home, key)
-    try:
-        lasts = {}
-        for state in await _my_ledgers(store, home.identity()):
-            head = await store.head(state.ledger, device)
+    lasts = {}
+
+    async def revoke_everywhere(writes: LocalWrites) -> list[Entry]:
+        for state in await _my_ledgers(writes.store, writes.me):
+            head = await writes.store.head(state.ledger, device)
             if head is not None:
                 lasts[state.ledger.raw] = head.id
-        written = await _in_every_ledger(store, home.identity(), build)
-    finally:
-        await store.close()
+        return await _in_every_ledger(writes, build)
+
+    written = await write_here(home, key, revoke_everywhere)
     if not written:
         raise LocalError("bad_key_event", f"{args.key} is not a device of yours in any ledger stored here")
     for entry in written:
@@ -232,16 +240,15 @@ async def cmd_recover_approve(args: argparse.Namespace) -> int:
     key = await _offline(home)
     public_key_from_did(args.key)
     ledger = CID.parse(args.ledger.strip())
-    store = await open_store(home, key)
-    try:
-        state = await ledger_state(store, ledger)
+
+    async def approve(writes: LocalWrites) -> Entry:
+        state = await writes.state(ledger)
         lost = key_ops.keys_of(state, args.identity).key
-        head = await store.head(ledger, public_key_from_did(lost))
-        entry = await store.append(key_ops.approve_recovery(state, home.identity(), args.identity, args.key,
-                                                            None if head is None else head.id, wall_clock_ms()))
-    finally:
-        await store.close()
-    print_id(entry.id)
+        head = await writes.store.head(ledger, public_key_from_did(lost))
+        last = None if head is None else head.id
+        return await writes.append(partial(key_ops.approve_recovery, state, writes.me, args.identity, args.key, last))
+
+    print_id((await write_here(home, key, approve)).id)
     return 0
 
 
