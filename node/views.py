@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from node.store.store import LedgerInfo
+from node.store.rows import LedgerInfo
 from protocol import Entry, ForkProof, to_json_value
 
 

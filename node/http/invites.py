@@ -20,7 +20,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from node.http.client import NodeClient
-from node.store.store import Invitation, Store
+from node.store.rows import Invitation
+from node.store.store import Store
 from protocol import CID, LocalError, SigningKey, ledger_ops, public_key_from_did, verify_signature
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest

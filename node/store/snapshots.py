@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import protocol
 from node.store.ledgers import collector_paused
-from node.store.store import Coverage, Snapshot, fork_points
+from node.store.rows import Coverage, Snapshot, fork_points
 from protocol import CID
 from protocol.fold import state_digest
 from protocol.state import LedgerState

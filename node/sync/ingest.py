@@ -23,7 +23,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Final
 
-from node.store.store import IngestResult, Store
+from node.store.rows import IngestResult
+from node.store.store import Store
 from protocol import Entry, InvalidData, decode_entry
 from protocol.entry import signing_bytes_of
 from protocol.identity import verify_many

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from node.store.store import IngestResult
+from node.store.rows import IngestResult
 from node.store.store import Store as EntryStore
 from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink

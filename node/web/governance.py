@@ -12,7 +12,7 @@ from aiohttp import web
 from node.governance_views import motion_json, pledge_json, today
 from node.http.context import CONFIG
 from node.ledger_views import ledger_zone
-from node.store.store import LedgerInfo
+from node.store.rows import LedgerInfo
 from node.web.forms import form_request
 from node.web.html import Child, Markup, el, field, table
 from node.web.i18n import _, day, moment, number, read_decimal

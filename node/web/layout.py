@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 
 from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, WRITES
 from node.http.sessions import Session, cookie_name
-from node.store.store import LedgerInfo
+from node.store.rows import LedgerInfo
 from node.web.html import Child, Markup, el
 from node.web.i18n import COOKIE, LANGUAGES, _, current, moment, number
 from protocol import CID, LocalError, TallyError

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from node.governance_views import pledge_json, today
 from node.ledger_views import HistoryQuery, event_day, ledger_zone, zone_known
-from node.store.store import LedgerInfo
+from node.store.rows import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
 from node.web.forms import check_choices, form_request
 from node.web.html import Child, Markup, el, field, table

@@ -25,7 +25,7 @@ from node.governance_views import pledge_json, today
 from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
 from node.http.sessions import SESSION_TTL_S, cookie_name
 from node.ledger_views import event_day, event_time, ledger_zone, zone_known
-from node.store.store import LedgerInfo
+from node.store.rows import LedgerInfo
 from node.web.forms import form_request
 from node.web.governance import add_governance_pages
 from node.web.html import Child, el, field, table

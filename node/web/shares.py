@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 
 from node.exports import FORMATS, MEDIA_TYPES, export_text
 from node.ledger_views import ledger_zone
-from node.store.store import LedgerInfo
+from node.store.rows import LedgerInfo
 from node.web.charts import share_bars
 from node.web.forms import form_request
 from node.web.html import Child, Markup, el, field

@@ -54,7 +54,7 @@ def decode_cached(header: bytes, payload: bytes | None) -> Entry:
 
 
 class SimStore:
-    """What a node stores: chains, follows, fork proofs. Same rules as node/store.py's ingest."""
+    """What a node stores: chains, follows, fork proofs. Same rules as node/store/transactions.py's ingest."""
 
     def __init__(self) -> None:
         self.chains: dict[tuple[bytes, bytes], list[Entry]] = {}

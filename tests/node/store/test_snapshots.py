@@ -22,8 +22,9 @@ import pytest
 
 from node.store import snapshots
 from node.store.ledgers import load_state
+from node.store.schema import SCHEMA_VERSION
 from node.store.states import LedgerStates
-from node.store.store import SCHEMA_VERSION, Store
+from node.store.store import Store
 from protocol import CID, GENESIS_KIND, SigningKey, ledger_ops
 from protocol.rules import Rules
 from protocol.state import LedgerState

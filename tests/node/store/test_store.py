@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from node.home import Home
-from node.store.store import SCHEMA_VERSION, Store
+from node.store.schema import SCHEMA_VERSION
+from node.store.store import Store
 from protocol import CID, GENESIS_KIND, ChainHead, SigningKey, create_entry, verify_chain
 from protocol.writes import AppendRequest
 

@@ -1,0 +1,272 @@
+"""Each write transaction of the store, run on its writer thread (node/store/store.py hands them over):
+appends signed under the write lock, ingest of verified entries, repairs and quarantine, erasure, snapshots,
+follows and invitations. Each is one `Transaction`: all of it commits, or none."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from node.store.rows import (
+    COLUMNS,
+    COVERAGE_SQL,
+    FORK_POINTS_SQL,
+    HEAD_SQL,
+    INSERT_SQL,
+    IngestResult,
+    Invitation,
+    Quarantined,
+    Snapshot,
+    entry_row,
+    fork_points,
+    idh,
+)
+from node.store.schema import Transaction
+from protocol import (
+    CID,
+    GENESIS_KIND,
+    ChainHead,
+    Entry,
+    ForkProof,
+    InvalidData,
+    LocalError,
+    SigningKey,
+    TallyError,
+    check_next,
+    create_entry,
+    decode_stored_entry,
+)
+from protocol.writes import AppendRequest
+
+
+def append_in_transaction(
+    db: sqlite3.Connection, key: SigningKey, requests: list[AppendRequest], now: int
+) -> list[Entry | TallyError]:
+    results: list[Entry | TallyError] = []
+    rows = []
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    with Transaction(db):
+        for req in requests:
+            try:
+                if req.ledger is None:
+                    head = None
+                else:
+                    found = db.execute(
+                        "SELECT kind FROM entries WHERE idh = ? AND id = ?", (idh(req.ledger), req.ledger.raw)
+                    ).fetchone()
+                    if found is None or found[0] != GENESIS_KIND:
+                        raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
+                    hk = (req.ledger.raw, key.public_key)
+                    if hk not in heads:
+                        heads[hk] = _head_in(db, req.ledger, key.public_key)
+                    head = heads[hk]
+                entry = _next_entry(key, req, head)
+            except TallyError as exc:
+                results.append(exc)
+                continue
+            heads[(entry.ledger_id.raw, key.public_key)] = ChainHead.of(entry)
+            rows.append(entry_row(entry, now))
+            results.append(entry)
+        db.executemany(INSERT_SQL, rows)
+    return results
+
+
+def _next_entry(key: SigningKey, req: AppendRequest, head: ChainHead | None) -> Entry:
+    if head is None:
+        return create_entry(key, ledger=req.ledger, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
+    # ts never goes below prev's: a clock stepped back must not make an invalid entry.
+    return create_entry(
+        key, ledger=req.ledger, seq=head.seq + 1, prev=head.id, ts=max(req.ts, head.ts), kind=req.kind, body=req.body
+    )
+
+
+def _head_in(db: sqlite3.Connection, ledger: CID, author: bytes) -> ChainHead | None:
+    row = db.execute(HEAD_SQL, (ledger.raw, author)).fetchone()
+    return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
+
+
+def ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResult:
+    stored: list[Entry] = []
+    forks: list[ForkProof] = []
+    gaps: list[Entry] = []
+    refused: list[tuple[Entry, InvalidData]] = []
+    duplicates = 0
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    fresh: dict[tuple[bytes, bytes, int], Entry] = {}
+    rows: list[tuple[Any, ...]] = []
+    with Transaction(db):
+        for entry in entries:
+            ledger = entry.ledger_id
+            hk = (ledger.raw, entry.header.author)
+            if hk not in heads:
+                heads[hk] = _head_in(db, ledger, entry.header.author)
+            head = heads[hk]
+            if head is not None and entry.seq <= head.seq:
+                other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq, entry)
+                if other is None and _restore(db, entry):
+                    stored.append(entry)  # a good copy of an entry damaged here: back in its chain
+                    continue
+                if other is None or other.id == entry.id:
+                    duplicates += 1
+                    continue
+                proof = ForkProof.of(other, entry)
+                db.execute(
+                    "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
+                    (*hk, entry.seq, proof.encode(), now),
+                )
+                forks.append(proof)
+                continue
+            if entry.seq > (head.seq if head else 0) + 1:
+                gaps.append(entry)
+                continue
+            try:
+                check_next(head, entry)
+            except InvalidData as exc:
+                refused.append((entry, exc))
+                continue
+            rows.append(entry_row(entry, now))
+            heads[hk] = ChainHead(entry.header.author, ledger, entry.seq, entry.id, entry.header.ts)
+            fresh[(*hk, entry.seq)] = entry
+            stored.append(entry)
+        db.executemany(INSERT_SQL, rows)
+    return IngestResult(tuple(stored), duplicates, tuple(forks), tuple(gaps), tuple(refused))
+
+
+def add_fork(db: sqlite3.Connection, proof: ForkProof, now: int) -> bool:
+    with Transaction(db):
+        cur = db.execute(
+            "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
+            (proof.a.ledger_id.raw, proof.a.header.author, proof.seq, proof.encode(), now),
+        )
+        return cur.rowcount > 0
+
+
+def repair(db: sqlite3.Connection, entry: Entry) -> bool:
+    with Transaction(db):
+        # An erased payload (NULL, SPEC.md §20) stays erased: a repair puts back only what was damaged.
+        cur = db.execute("UPDATE entries SET header = ?, payload = CASE WHEN payload IS NULL THEN NULL ELSE ? END "
+                         "WHERE idh = ? AND id = ?",
+                         (entry.header_raw, entry.payload_raw, idh(entry.id), entry.id.raw))
+        # The state of its ledger was folded without the damaged entry: its snapshot is stale now.
+        db.execute("DELETE FROM snapshots WHERE ledger = ?", (entry.ledger_id.raw,))
+        return cur.rowcount > 0 or _unquarantine(db, entry)
+
+
+def _restore(db: sqlite3.Connection, entry: Entry) -> bool:
+    """Put a good copy (verified, so its bytes hash to its id) of an entry stored here with damaged bytes back,
+    in place or from quarantine, in the caller's transaction. False if no such entry is here, or ours is sound:
+    equal bytes are compared, not hashed, so a duplicate costs little."""
+    row = db.execute("SELECT header, payload FROM entries WHERE idh = ? AND id = ?",
+                     (idh(entry.id), entry.id.raw)).fetchone()
+    if row is not None:
+        ours = (bytes(row[0]), None if row[1] is None else bytes(row[1]))
+        # an erased payload stays erased, and a copy without its payload leaves ours as it is
+        good = (entry.header_raw, ours[1] if entry.payload_raw is None or ours[1] is None else entry.payload_raw)
+        if good == ours:
+            return False  # the same bytes: a plain duplicate
+        db.execute("UPDATE entries SET header = ?, payload = ? WHERE idh = ? AND id = ?",
+                   (*good, idh(entry.id), entry.id.raw))
+        return True
+    return _unquarantine(db, entry)
+
+
+def _unquarantine(db: sqlite3.Connection, entry: Entry) -> bool:
+    """Put a good copy of a quarantined entry back in its chain (in the caller's transaction). Its id is the
+    one stored when it was first checked, so it links its chain as before."""
+    row = db.execute("SELECT received FROM quarantine WHERE idh = ? AND id = ?",
+                     (idh(entry.id), entry.id.raw)).fetchone()
+    if row is None:
+        return False
+    db.execute("DELETE FROM quarantine WHERE idh = ? AND id = ?", (idh(entry.id), entry.id.raw))
+    db.execute(INSERT_SQL, entry_row(entry, int(row[0])))
+    return True
+
+
+def quarantine(db: sqlite3.Connection, entry_id: bytes, now: int) -> Quarantined | None:
+    with Transaction(db):
+        row = db.execute(f"SELECT {COLUMNS} FROM entries WHERE idh = ? AND id = ?",
+                         (idh(CID(entry_id)), entry_id)).fetchone()
+        if row is None:
+            return None
+        try:  # checked again under the lock: a good copy may have come meanwhile
+            decode_stored_entry(entry_id, row[7], row[8])
+            return None
+        except InvalidData:
+            pass
+        db.execute(f"INSERT OR REPLACE INTO quarantine ({COLUMNS}, found) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*row, now))
+        db.execute("DELETE FROM entries WHERE idh = ? AND id = ?", (row[0], entry_id))
+        db.execute("DELETE FROM snapshots WHERE ledger = ?", (row[2],))
+        return Quarantined(CID(entry_id), CID(row[2]), bytes(row[3]), int(row[4]), now)
+
+
+def erase_payloads(db: sqlite3.Connection, ids: list[CID]) -> int:
+    with Transaction(db):
+        dropped = sum(db.execute("UPDATE entries SET payload = NULL WHERE idh = ? AND id = ? AND payload IS NOT NULL",
+                                 (idh(cid), cid.raw)).rowcount for cid in ids)
+        for cid in ids:  # an erased payload changes its ledger's state: the snapshot of it is stale
+            db.execute("DELETE FROM snapshots WHERE ledger = (SELECT ledger FROM entries WHERE idh = ? AND id = ?)",
+                       (idh(cid), cid.raw))
+    if dropped:
+        # A reader's snapshot may keep the checkpoint from finishing; the next erasure or start retries it.
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return dropped
+
+
+def keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now: int) -> bool:
+    with Transaction(db):
+        entries, rowids = db.execute(COVERAGE_SQL, (ledger,)).fetchone()
+        forks = fork_points({bytes(a): int(s) for a, s in db.execute(FORK_POINTS_SQL, (ledger,))})
+        if (entries, forks) != (snapshot.coverage.entries, snapshot.coverage.forks):
+            return False
+        db.execute(
+            "INSERT OR REPLACE INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state,"
+            " made) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ledger, snapshot.format, entries, rowids, forks, snapshot.ids, snapshot.digest, snapshot.checksum,
+             snapshot.state, now),
+        )
+        return True
+
+
+def add_invitation(db: sqlite3.Connection, i: Invitation) -> None:
+    with Transaction(db):
+        db.execute("INSERT INTO invitations (hash, ledger, uses, expires, created, revoked) VALUES (?, ?, ?, ?, ?, ?)",
+                   (i.hash, i.ledger.raw, i.uses, i.expires, i.created, i.revoked))
+
+
+def take_invitation(db: sqlite3.Connection, digest: bytes, now: int) -> Invitation | None:
+    with Transaction(db):
+        cur = db.execute("UPDATE invitations SET uses = uses - 1 WHERE hash = ? AND uses > 0 AND revoked IS NULL "
+                         "AND expires > ?", (digest, now))
+        if cur.rowcount != 1:
+            return None
+        h, ledger, uses, expires, created, revoked = db.execute(
+            "SELECT hash, ledger, uses, expires, created, revoked FROM invitations WHERE hash = ?", (digest,)
+        ).fetchone()
+        return Invitation(h, CID(ledger), uses, expires, created, revoked)
+
+
+def write(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> None:
+    with Transaction(db):
+        db.execute(sql, args)
+
+
+def follow(db: sqlite3.Connection, ledger: CID, now: int) -> bool:
+    with Transaction(db):
+        cur = db.execute("INSERT OR IGNORE INTO follows (ledger, since) VALUES (?, ?)", (ledger.raw, now))
+        return cur.rowcount > 0
+
+
+def _entry_at(db: sqlite3.Connection, hk: tuple[bytes, bytes], seq: int, offered: Entry) -> Entry | None:
+    """The stored entry at `seq` of a chain, to tell a duplicate of `offered` from a fork; None when none is
+    stored, or ours has `offered`'s id, or ours is damaged (no fork can be proven with it; healing replaces it)."""
+    row = db.execute(
+        "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? AND seq = ?", (*hk, seq)
+    ).fetchone()
+    if row is None or bytes(row[0]) == offered.id.raw:
+        return None
+    try:
+        return decode_stored_entry(row[0], row[1], row[2])
+    except InvalidData:
+        return None
+
