@@ -35,7 +35,7 @@ RawEntry = tuple[bytes, bytes | None]  # (header bytes, payload bytes or None)
 Triple = tuple[bytes, bytes, bytes]  # (public key, signature, signed bytes)
 #: Batches with at least this many signatures go to the worker processes, smaller ones are
 #: checked on the decoding thread. Measured by `scripts/bench_chain.py --crossover` (README).
-POOL_MIN: Final = 48
+POOL_MIN: Final = 128
 #: Batches this small (live pushes) are checked on the event loop itself: well under a
 #: millisecond, less than a thread hand-off costs when the loop is busy.
 INLINE_MAX: Final = 4
