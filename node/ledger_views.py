@@ -217,3 +217,22 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
         **governance_json(state),  # motions, pledges (arrears as of today), amendments (SPEC.md §18)
         "digest": state.digest.hex(),
     }
+
+
+def device_rows(states: Sequence[LedgerState], me: str) -> list[dict[str, Any]]:
+    """The member's devices across their ledgers (`tally device list --json`, `GET /api/v1/devices`): key, name,
+    added and revoked (ISO 8601 UTC, revoked null while active), and the ledgers that list it."""
+    rows: dict[str, dict[str, Any]] = {}
+    for state in states:
+        ident = state.identities.get(me)
+        for d in ident.devices if ident is not None else ():
+            row = rows.setdefault(d.key, {"key": d.key, "name": d.name, "added": _iso(d.added), "revoked": None,
+                                          "ledgers": []})
+            row["ledgers"].append(str(state.ledger))
+            if d.revoked_at is not None:
+                row["revoked"] = _iso(d.revoked_at)
+    return list(rows.values())
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

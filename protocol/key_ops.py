@@ -95,6 +95,9 @@ def approve_recovery(state: LedgerState, me: str, identity: str, new_key: str, l
     if identity not in state.members:
         raise LocalError("not_member", f"{identity} is not a member of ledger {state.ledger}")
     body: dict[str, Any] = {"identity": identity, "key": key, "member": membership(state, me)}
+    if last is None and state.admissions.get(identity, state.ledger) != state.ledger:
+        # An identity that wrote nothing here: its admission puts it among the members of this approval's past.
+        last = state.admissions[identity]
     earlier = state.recoveries.get((identity, new_key), ())
     if earlier:
         body["with"] = list(earlier)

@@ -692,8 +692,9 @@ def _key_event(node: Prepared, record: KeyEvent, nodes: dict[bytes, Prepared], r
         current = node.known - node.gone
         if record.identity not in current:
             raise InvalidData("not_member", f"{record.identity} is not a member here")
-        if record.last is not None and nodes[record.last.raw].agent != record.identity:
-            raise InvalidData("bad_key_event", "last names an entry of the identity to recover, or is null")
+        if record.last is not None and not _of_identity(nodes[record.last.raw], record.identity):
+            raise InvalidData("bad_key_event", "last names an entry of the identity to recover (or the admission "
+                              "of one who wrote nothing), or is null")
         approvers = {agent}
         for cid in record.with_:
             other = nodes[cid.raw]
@@ -702,6 +703,12 @@ def _key_event(node: Prepared, record: KeyEvent, nodes: dict[bytes, Prepared], r
                 approvers.add(other.agent)
         # Never fewer approvers than the quorum: a coop too small for it cannot recover anyone.
         node.complete = len((approvers & current) - {record.identity}) >= rules.recovery
+
+
+def _of_identity(node: Prepared, identity: str) -> bool:
+    """An entry a recovery may name as `last`: the identity's own, or its completing admission (§19.2)."""
+    admitted = isinstance(node.record, Admission) and node.record.agent == identity and node.complete
+    return node.agent == identity or (admitted and node.error is None)
 
 
 def _keys(valid: list[Prepared], nodes: dict[bytes, Prepared], agents: Mapping[bytes, str]

@@ -17,7 +17,6 @@ from typing import Any
 from node.cli.context import (
     Parser,
     home_of,
-    iso_time,
     missing_subcommand,
     open_store,
     parse_cid,
@@ -28,6 +27,7 @@ from node.cli.context import (
 )
 from node.cli.ledger import AddCommand, ledger_state, write_entry
 from node.home import Home
+from node.ledger_views import device_rows
 from node.store.ledgers import load_state
 from node.store.store import Store, wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
@@ -181,10 +181,6 @@ async def cmd_device_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(ms: int | None) -> str | None:
-    return None if ms is None else iso_time(ms)
-
-
 async def cmd_device_list(args: argparse.Namespace) -> int:
     home = home_of(args)
     store = await open_store(home)
@@ -192,15 +188,8 @@ async def cmd_device_list(args: argparse.Namespace) -> int:
         states = await _my_ledgers(store, home.identity())
     finally:
         await store.close()
-    rows: dict[str, dict[str, Any]] = {}
-    for state in states:
-        for d in key_ops.keys_of(state, home.identity()).devices:
-            row = rows.setdefault(d.key, {"key": d.key, "name": d.name, "added": _when(d.added), "revoked": None,
-                                          "ledgers": []})
-            row["ledgers"].append(str(state.ledger))
-            if d.revoked is not None:
-                row["revoked"] = _when(d.revoked_at)
-    print_rows(rows.values(), args.json, lambda row: f"{row['key']}\t{row['name'] or '-'}\tadded {row['added']}\t"
+    print_rows(device_rows(states, home.identity()), args.json,
+               lambda row: f"{row['key']}\t{row['name'] or '-'}\tadded {row['added']}\t"
                f"{'revoked ' + row['revoked'] if row['revoked'] else 'active'}")
     return 0
 

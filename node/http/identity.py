@@ -6,6 +6,9 @@
     POST /api/v1/invitations/{id}/revoke           revoke one (owner)
     POST /api/v1/invitations/redeem                a newcomer's node redeems a secret (anyone holding one)
     POST /api/v1/join                              this node joins by a link: redeems it at the inviter (owner)
+    GET  /api/v1/devices                           the owner's devices across their ledgers (owner)
+    GET  /api/v1/ledgers/{ledger}/recoveries       key recoveries approved so far (readers)
+    POST /api/v1/ledgers/{ledger}/recoveries       approve one (owner)
 
 Registered by node/app.py's `build_app`; the handlers use node/http/context.py's access and body helpers.
 """
@@ -21,17 +24,21 @@ from node.http.context import (
     AUTH_FAILURES,
     CONFIG,
     REPLICATION,
+    STATES,
     STORE,
     WRITES,
     append_built,
     json_object,
     ledger_param,
     own_state,
+    readable_state,
     require_owner,
     required,
 )
 from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
-from protocol import CID, LocalError, ledger_ops
+from node.ledger_views import device_rows
+from node.store.store import Store
+from protocol import CID, LocalError, key_ops, ledger_ops, public_key_from_did
 from protocol.state import LedgerState
 
 INVITATION: Final[dict[str, Any]] = {
@@ -59,6 +66,9 @@ def add_identity_routes(app: web.Application, p: str) -> None:
     app.router.add_post(f"{p}/invitations/redeem", redeem_invitation)
     app.router.add_post(f"{p}/invitations/{{invitation}}/revoke", revoke_invitation)
     app.router.add_post(f"{p}/join", join_ledger)
+    app.router.add_get(f"{p}/devices", list_devices)
+    app.router.add_get(f"{p}/ledgers/{{ledger}}/recoveries", list_recoveries)
+    app.router.add_post(f"{p}/ledgers/{{ledger}}/recoveries", approve_recovery)
 
 
 @Operation(
@@ -186,3 +196,71 @@ async def join_ledger(request: web.Request) -> web.Response:
     await request.app[REPLICATION].follow(ledger)
     request.app[REPLICATION].add_peer(link.peer, "invite")
     return web.json_response(answer, status=201)
+
+
+async def recovery_rows(store: Store, state: LedgerState) -> list[dict[str, Any]]:
+    """Each recovery approved so far: the identity, the new key, the approvals and their approvers' identities,
+    how many it needs (the rules' recovery quorum, SPEC.md §19.5) and whether the key is the identity's now."""
+    rows = []
+    for (identity, key), approvals in state.recoveries.items():
+        entries = [await store.get(cid) for cid in approvals]
+        approvers = sorted({state.agent_of(e.author) for e in entries if e is not None})
+        done = key_ops.keys_of(state, identity).key == key
+        rows.append({"identity": identity, "key": key, "approvals": [str(c) for c in approvals],
+                     "approvers": approvers, "needed": state.rules.recovery, "complete": done})
+    return rows
+
+
+DEVICE: Final[dict[str, Any]] = {
+    "type": "object", "required": ["key", "name", "added", "revoked", "ledgers"],
+    "description": "a device that writes as the owner (`tally device list --json`): times ISO 8601 UTC",
+    "properties": {"key": DID_SCHEMA, "name": {"type": "string"}, "added": {"type": "string"},
+                   "revoked": {"type": ["string", "null"]}, "ledgers": {"type": "array", "items": CID_SCHEMA}},
+}
+RECOVERY: Final[dict[str, Any]] = {
+    "type": "object", "required": ["identity", "key", "approvals", "approvers", "needed", "complete"],
+    "properties": {"identity": DID_SCHEMA, "key": DID_SCHEMA, "approvals": {"type": "array", "items": CID_SCHEMA},
+                   "approvers": {"type": "array", "items": DID_SCHEMA}, "needed": {"type": "integer"},
+                   "complete": {"type": "boolean"}},
+}
+
+
+@Operation("The owner's devices across the ledgers they belong to", {
+    "type": "object", "required": ["devices"], "properties": {"devices": {"type": "array", "items": DEVICE}}},
+    access=Access.OWNER)
+async def list_devices(request: web.Request) -> web.Response:
+    require_owner(request)
+    me, states = request.app[CONFIG].did, []
+    for info in await request.app[STORE].ledgers():
+        state = await request.app[STATES].get(info.id)
+        if state is not None and me in state.members:
+            states.append(state)
+    return web.json_response({"devices": device_rows(states, me)})
+
+
+@Operation("Key recoveries of a ledger approved so far", {
+    "type": "object", "required": ["recoveries"], "properties": {"recoveries": {"type": "array", "items": RECOVERY}}},
+    access=Access.OPTIONAL, parameters=(LEDGER_PARAM,), errors=("bad_cid", "unknown_ledger"))
+async def list_recoveries(request: web.Request) -> web.Response:
+    state = await readable_state(request)
+    return web.json_response({"recoveries": await recovery_rows(request.app[STORE], state)})
+
+
+@Operation(
+    "Approve a new key for a member who lost theirs (a `key.recover` entry)", CREATED, status=201,
+    access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    body={"type": "object", "required": ["identity", "key"], "additionalProperties": False,
+          "properties": {"identity": DID_SCHEMA, "key": DID_SCHEMA}},
+    errors=("bad_cid", "unknown_ledger", "not_member", "self_recovery", "bad_did", "catching_up"),
+)
+async def approve_recovery(request: web.Request) -> web.Response:
+    require_owner(request)
+    ledger = ledger_param(request)
+    obj = await json_object(request, {"identity": str, "key": str})
+    identity, key = required(obj, "identity"), required(obj, "key")
+    state = await own_state(request, ledger)
+    lost = key_ops.keys_of(state, identity).key
+    head = await request.app[STORE].head(ledger, public_key_from_did(lost))
+    me = request.app[CONFIG].did
+    return await append_built(request, lambda ts: key_ops.approve_recovery(
+        state, me, identity, key, None if head is None else head.id, ts))

@@ -182,7 +182,8 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
         account = el("span", _("read-only: public ledgers"), class_="badge muted",
                      title=_("the node's owner logs in with `tally open`"))
     nav = el("nav", el("a", "Tally", href="/", class_="brand"), el("a", _("Ledgers"), href="/"),
-             el("a", _("Peers"), href="/peers") if v.owner else None, el("span", class_="spacer"), account,
+             el("a", _("Peers"), href="/peers") if v.owner else None,
+             el("a", _("Join"), href="/join") if v.owner else None, el("span", class_="spacer"), account,
              aria_label=_("Site"))
     flashes = v.session.flash if v.session else []
     shown = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
@@ -197,7 +198,7 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
             tabs += [("contribute", _("Log a contribution"), f"{base}/contribute"),
                      ("queue", queue, f"{base}/queue")]
         tabs += [("shares", _("Shares"), f"{base}/shares"), ("motions", _("Motions"), f"{base}/motions"),
-                 ("pledges", _("Pledges"), f"{base}/pledges")]
+                 ("pledges", _("Pledges"), f"{base}/pledges"), ("keys", _("Keys"), f"{base}/keys")]
         sub = el("div", el("h1", ledger.name, " ", el("small", visibility_label(ledger.visibility), class_="badge")),
                  el("nav", (el("a", label, href=href, aria_current="page" if key == tab else None)
                             for key, label, href in tabs), class_="tabs", aria_label=_("Ledger")),

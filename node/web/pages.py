@@ -48,6 +48,7 @@ from node.web.layout import (
     who,
 )
 from node.web.ledger import add_ledger_pages
+from node.web.members import add_member_pages
 from node.web.shares import add_share_pages
 from protocol import LocalError, TallyError
 from protocol.kel import founding_proof
@@ -70,6 +71,7 @@ def add_dashboard_routes(app: web.Application) -> None:
     add_ledger_pages(app)
     add_governance_pages(app)
     add_share_pages(app)
+    add_member_pages(app)
 
 
 # ---- pages -------------------------------------------------------------------------

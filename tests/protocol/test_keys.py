@@ -305,3 +305,16 @@ def test_a_forged_key_log_is_not_rules() -> None:
     with pytest.raises(InvalidData) as refused_:
         Rules.from_config({"founders": [B.did]}, name="Coop", creator=B.did, proof=log)
     assert refused_.value.code == "bad_rules"  # the log's identity must be a founder
+
+
+def test_a_member_who_wrote_nothing_is_recovered_through_their_admission() -> None:
+    coop = Ledger([A, B])
+    admit = coop.append(A, "member.admit", {"agent": C.did})
+    blind = coop.append(B, "key.recover", {"identity": C.did, "key": NEW.public_key})
+    assert refused(coop, blind) == "not_member"  # C's admission is not in its causal past
+    built = key_ops.approve_recovery(coop.state(), B.did, C.did, NEW.did, None, 9)
+    assert built.body["last"] == admit.id  # the node names it
+    approval = coop.append(B, built.kind, built.body)
+    assert coop.state().status[approval.id.raw] == VALID
+    assert refused(coop, coop.append(B, "key.recover", {"identity": C.did, "key": PHONE.public_key,
+                                                        "last": blind.id})) == "bad_key_event"
