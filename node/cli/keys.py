@@ -12,7 +12,6 @@ import argparse
 import secrets
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from node.cli.context import (
     Parser,
