@@ -24,31 +24,35 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
-from node.cli.context import UsageError, init_home
+from node.cli.context import UsageError
 from node.cli.demo_coop import LEDGER_NAME, NAMES, POLL_S, Coop, progress
+from node.cli.demo_nodes import (
+    HOST,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    DemoNode,
+    free_ports,
+    init_demo_home,
+    login_link,
+    show_log_tail,
+    stop_with_parent,
+    tally_command,
+)
 from node.home import Home
 from node.http.client import NodeClient, answers_as
-from protocol import LocalError, SigningKey, TallyError
-
-HOST: Final = "127.0.0.1"
-LOG_FILE: Final = "node.log"
-START_TIMEOUT_S: Final = 90.0  # a node answers /identity within this (a busy machine is slow to start Python)
-STOP_TIMEOUT_S: Final = 40.0  # a node gets this long to stop on SIGTERM (it lets requests in flight finish)
+from protocol import LocalError, TallyError
 
 T = TypeVar("T")
 
@@ -59,33 +63,6 @@ class _Stopped(Exception):
 
 class _NodeDied(Exception):
     """A node's process ended on its own."""
-
-
-@dataclass
-class DemoNode:
-    name: str
-    home: Home
-    port: int
-    did: str = ""
-    proc: subprocess.Popen[bytes] | None = None
-    client: NodeClient | None = None
-    command: tuple[str, ...] = ()  # how the demo started its `tally run`, to start it again
-
-    @property
-    def address(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.home.path / LOG_FILE
-
-    def api(self) -> NodeClient:
-        if self.client is None:
-            raise RuntimeError("the node's client is not open")
-        return self.client
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 @dataclass
@@ -139,7 +116,7 @@ class Demo:
             kept = f"; the homes and logs are kept in {self.root}" if self.temporary else ""
             if died is not None:
                 code = died.proc.returncode if died.proc is not None else None
-                _show_log_tail(died)
+                show_log_tail(died)
                 raise LocalError("not_running", f"{died.name}'s node stopped on its own (exit status {code}); "
                                  f"its log: {died.log_path}{kept}")
             assert failure is not None
@@ -230,23 +207,14 @@ class Demo:
                 did = str(home.load_key().did)
                 progress(f"{name}: reusing the identity in {home.path}")
             else:
-                did = await _init_home(home)
+                did = await init_demo_home(home)
                 progress(f"{name}: new identity {did} in {home.path}")
             self.nodes.append(DemoNode(name, home, port, did))
 
     def _ports(self) -> list[int]:
         if self.base_port:
             return [self.base_port + i for i in range(len(NAMES))]
-        sockets = []
-        try:  # all bound at once, so the three differ; the nodes bind them again a moment later
-            for _ in NAMES:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind((HOST, 0))
-                sockets.append(s)
-            return [s.getsockname()[1] for s in sockets]
-        finally:
-            for s in sockets:
-                s.close()
+        return free_ports(len(NAMES))
 
     def _start_nodes(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "TALLY_HOME"}
@@ -260,7 +228,7 @@ class Demo:
             node.command = tuple(args)
             with node.log_path.open("ab") as log:
                 node.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                             preexec_fn=_stop_with_parent())
+                                             preexec_fn=stop_with_parent())
             progress(f"{node.name}: starting a node on {node.address} (pid {node.proc.pid}, log {node.log_path})")
 
     async def _until_answering(self, node: DemoNode) -> None:
@@ -301,8 +269,6 @@ class Demo:
                     node.proc.kill()
             node.proc.wait()
 
-    # ---- the story, through the nodes' APIs --------------------------------------------
-
     # ---- what the newcomer reads ---------------------------------------------------------
 
     async def _show(self) -> None:
@@ -316,9 +282,9 @@ class Demo:
         distributions = sum(1 for e in entries if e["kind"] == "ledger.distribution")
         links = {}
         for node in self.nodes:
-            links[node.name] = await _login_link(node)
+            links[node.name] = await login_link(node)
 
-        tally = _tally_command()
+        tally = tally_command()
         home_of = {n.name: shlex.quote(str(n.home.path)) for n in self.nodes}
         where = "removed when the demo stops" if self.temporary else "kept when the demo stops"
         out = [
@@ -361,59 +327,6 @@ class Demo:
             "Ctrl-C stops the three nodes.",
         ]
         print("\n".join(out), flush=True)
-
-
-# ---- helpers -------------------------------------------------------------------------------
-
-
-def _stop_with_parent() -> Callable[[], None] | None:
-    """Linux: each node gets SIGTERM when the demo dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so no
-    node outlives it. Elsewhere None: Ctrl-C and SIGTERM still stop them."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
-    pr_set_pdeathsig = 1
-
-    def set_death_signal() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return set_death_signal
-
-
-async def _init_home(home: Home) -> str:
-    """What `tally init` does: a new key and API token, and an empty store. Returns the did:key."""
-    key = SigningKey(secrets.token_bytes(32))
-    await init_home(home, key)
-    return str(key.did)
-
-
-async def _login_link(node: DemoNode) -> str | None:
-    """A one-time dashboard login URL from the node (POST /api/v1/login-links), or None if it has none."""
-    try:
-        answer = await node.api().call("POST", "/login-links", {})
-    except TallyError as exc:
-        if exc.code in ("not_found", "method_not_allowed"):
-            return None
-        raise
-    expires = datetime.fromtimestamp(int(answer["expires"]) / 1000).astimezone()
-    return f"{node.address}{answer['path']}   (works once, until {expires:%H:%M:%S})"
-
-
-def _tally_command() -> str:
-    """How the newcomer ran tally (e.g. `.venv/bin/tally`), to print commands they can paste."""
-    given = sys.argv[0] if sys.argv else ""
-    return shlex.quote(given) if Path(given).name == "tally" else "tally"
-
-
-def _show_log_tail(node: DemoNode, lines: int = 15) -> None:
-    try:
-        tail = node.log_path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return
-    for line in tail:
-        progress(f"{node.name} log: {line}")
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
