@@ -15,12 +15,14 @@ the schema and the form and enforced once, where the entry is built.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Self
 
 from .cid import CID
+from .dagjson import parse_body, to_json_value
 from .errors import InvalidData, LocalError
 from .rules import parse_decimal
 
@@ -39,11 +41,12 @@ class Kind(Enum):
     OBJECT = "object"  # a JSON object (at the CLI: a TOML file; in a form: TOML text)
     SCORES = "scores"  # option -> whole score
     BOOL = "bool"  # at the CLI a flag; in a form, true when its field (`form`) says the field's name
+    BODY = "body"  # an entry's payload: a JSON object in SPEC.md §8's mapping, no floats (at the CLI its JSON text)
 
     @property
     def json(self) -> str:
-        """The JSON type a body must give (a DECIMAL's is checked by its own parser)."""
-        return {Kind.CIDS: "list", Kind.TEXTS: "list", Kind.OBJECT: "dict", Kind.SCORES: "dict",
+        """The JSON type a body must give (a DECIMAL's and a BODY's are checked by their own parsers)."""
+        return {Kind.CIDS: "list", Kind.TEXTS: "list", Kind.OBJECT: "dict", Kind.SCORES: "dict", Kind.BODY: "object",
                 Kind.DECIMAL: "object", Kind.BOOL: "bool"}.get(self, "str")
 
 
@@ -165,7 +168,9 @@ class WriteRequest:
             value = getattr(self, f.name)
             if value is None or (not f.spec.required and value in ((), {}, False)):
                 continue
-            if isinstance(value, CID):
+            if f.spec.kind is Kind.BODY:
+                value = to_json_value(value)
+            elif isinstance(value, CID):
                 value = str(value)
             elif isinstance(value, tuple):
                 value = [str(v) if isinstance(v, CID) else v for v in value]
@@ -184,6 +189,8 @@ def _json_value(f: Field, value: object) -> object:
             except InvalidData as exc:
                 raise LocalError(spec.code or exc.code, exc.message) from None
         return value
+    if spec.kind is Kind.BODY:  # re-serialized: a float stays a float, and is refused (bad_body)
+        return parse_body(json.dumps(value))
     if spec.kind is Kind.CID:
         assert isinstance(value, str)
         return CID.parse(value.strip())

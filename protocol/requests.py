@@ -25,7 +25,7 @@ from .request_fields import Kind, WriteRequest, param
 from .rules import Rules
 from .state import LedgerState
 from .valueflows import MAX_NAME_CHARS, MAX_NOTE_CHARS
-from .writes import MAX_LEDGER_NAME_CHARS, VISIBILITIES, AppendRequest, genesis_body
+from .writes import MAX_LEDGER_NAME_CHARS, VISIBILITIES, AppendRequest, check_append_kind, genesis_body
 
 _LEDGER: Final = "LEDGER"
 
@@ -282,8 +282,25 @@ class Follow(WriteRequest):
     ledger: CID = param(Kind.CID, required=True, metavar="LEDGER_ID")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntry(WriteRequest):
+    SUMMARY: ClassVar[str] = "Append an entry to the owner's chain in a ledger"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/entries"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, cli="--ledger", metavar="ID")
+    kind: str = param(Kind.TEXT, "namespaced, e.g. `note.text`; not `ledger.genesis`", required=True, cli="--kind",
+                      metavar="KIND", cli_help="namespaced kind, e.g. note.text")
+    body: Mapping[str, Any] = param(Kind.BODY, "the payload in the DAG-JSON mapping (SPEC.md §8); no floats",
+                                    required=True, cli="--body", metavar="JSON", cli_help="a JSON object (no floats)")
+
+    def build(self, ts: int) -> AppendRequest:
+        """A plain append; it may not found a ledger (`bad_genesis`)."""
+        check_append_kind(self.kind)
+        return AppendRequest(self.ledger, self.kind, dict(self.body), ts)
+
+
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
 WRITES: Final[tuple[type[WriteRequest], ...]] = (
     Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
-    LedgerCreate, Follow,
+    LedgerCreate, Follow, AppendEntry,
 )

@@ -42,13 +42,12 @@ from protocol import (
     SigningKey,
     TallyError,
     decode_entry,
-    parse_body,
     public_key_from_did,
     to_json_value,
 )
 from protocol.kel import founding_proof
-from protocol.requests import Follow, LedgerCreate
-from protocol.writes import AppendRequest, check_append_kind, genesis_body
+from protocol.requests import AppendEntry, Follow, LedgerCreate
+from protocol.writes import genesis_body
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
@@ -112,18 +111,15 @@ async def cmd_ledger_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_append(args: argparse.Namespace) -> int:
-    ledger = parse_cid(args.ledger)
-    body = parse_body(args.body)
-    check_append_kind(args.kind)
+    asked = request_of(AppendEntry, args)
     home = home_of(args)
     key = home.load_key()
     node = await serving_node(home, key)
     if node is not None:
         async with node_client(home, node) as client:
-            print_id(await client.append(ledger, args.kind, body))
+            print_id((await client.call("POST", asked.api_path(), asked.to_json()))["id"])
         return 0
-    entry = await write_here(home, key, lambda w: w.append(lambda ts: AppendRequest(ledger, args.kind, body, ts)))
-    print_id(entry.id)
+    print_id((await write_here(home, key, lambda w: w.append(asked.build))).id)
     return 0
 
 

@@ -53,7 +53,7 @@ from node.store.failures import store_failure
 from protocol import (
     TallyError,
 )
-from protocol.requests import Follow, LedgerCreate
+from protocol.requests import AppendEntry, Follow, LedgerCreate
 
 
 def _peer_url(text: str) -> str:
@@ -101,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON Lines output")
 
     p = add("append", cmd_append, "append a raw entry to your chain in a ledger and print its id")
-    p.add_argument("--ledger", required=True, metavar="ID")
-    p.add_argument("--kind", required=True, metavar="KIND", help="namespaced kind, e.g. note.text")
-    p.add_argument("--body", required=True, metavar="JSON", help="a JSON object (no floats)")
+    add_request_options(p, AppendEntry)
 
     p = add("log", cmd_log, "list a ledger's entries, by author then seq")
     p.add_argument("--ledger", required=True, metavar="ID")

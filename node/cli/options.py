@@ -11,7 +11,7 @@ import argparse
 from typing import Any, TypeVar
 
 from node.cli.context import parse_cid, read_toml
-from protocol import LocalError
+from protocol import LocalError, parse_body
 from protocol.request_fields import Kind, WriteRequest
 
 R = TypeVar("R", bound=WriteRequest)
@@ -62,6 +62,8 @@ def request_of(declared: type[R], args: argparse.Namespace) -> R:
             values[f.name] = tuple(parse_cid(c) for c in given)
         elif spec.kind is Kind.TEXTS:
             values[f.name] = tuple(given)
+        elif spec.kind is Kind.BODY:
+            values[f.name] = parse_body(given)
         elif spec.kind is Kind.OBJECT:
             values[f.name] = read_toml(given, spec.code or "bad_request")
         else:

@@ -3,7 +3,6 @@ for the open-value ledger (SPEC.md §16)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from typing import Any
@@ -29,7 +28,6 @@ from node.http.context import (
     read_request,
     readable_state,
     require_owner,
-    required,
     submit,
     unknown_ledger,
 )
@@ -53,12 +51,10 @@ from node.views import entry_row, fork_row, ledger_row
 from protocol import (
     CID,
     LocalError,
-    parse_body,
     public_key_from_did,
 )
 from protocol.kel import founding_proof
-from protocol.requests import Admit, Contribute, Endorse, Follow, Leave, LedgerCreate, Name
-from protocol.writes import AppendRequest, check_append_kind
+from protocol.requests import Admit, AppendEntry, Contribute, Endorse, Follow, Leave, LedgerCreate, Name
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +67,7 @@ def add_ledger_routes(app: web.Application, p: str) -> None:
     app.router.add_post(p + LedgerCreate.PATH, create_ledger)
     app.router.add_get(f"{p}/ledgers/{{ledger}}", get_ledger)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/entries", list_entries)
-    app.router.add_post(f"{p}/ledgers/{{ledger}}/entries", append_entry)
+    app.router.add_post(p + AppendEntry.PATH, append_entry)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/state", get_state)
     app.router.add_get(f"{p}/ledgers/{{ledger}}/history", get_history)
     app.router.add_post(p + Admit.PATH, admit_member)
@@ -174,25 +170,15 @@ async def list_entries(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Append an entry to the owner's chain in a ledger",
+    AppendEntry.SUMMARY,
     {"type": "object", "required": ["id", "seq"], "properties": {"id": CID_SCHEMA, "seq": {"type": "integer"}}},
-    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["kind", "body"], "additionalProperties": False, "properties": {
-        "kind": {"type": "string", "description": "namespaced, e.g. `note.text`; not `ledger.genesis`"},
-        "body": {"type": "object", "description": "the payload in the DAG-JSON mapping (SPEC.md §8); no floats"},
-    }},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=AppendEntry,
     errors=("bad_cid", "bad_field", "bad_genesis", "bad_encoding", "unknown_ledger", "catching_up"),
     links=links_to("entry", "$response.body#/id", "endorse_entry"),
 )
 async def append_entry(request: web.Request) -> web.Response:
     require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, {"kind": str, "body": object})
-    kind = required(obj, "kind")
-    check_append_kind(kind)
-    # The same rules as `tally append --body`: re-serialized, a float stays a float and is refused.
-    body = parse_body(json.dumps(required(obj, "body")))
-    entry = await request.app[WRITES].append(lambda ts: AppendRequest(ledger, kind, body, ts))
+    entry = await request.app[WRITES].append((await read_request(request, AppendEntry)).build)
     return web.json_response({"id": str(entry.id), "seq": entry.seq}, status=201)
 
 

@@ -292,6 +292,7 @@ _KIND_SCHEMAS: Final[Mapping[Kind, Schema]] = {
     Kind.OBJECT: {"type": "object"},
     Kind.SCORES: {"type": "object", "additionalProperties": {"type": "integer"}},
     Kind.BOOL: {"type": "boolean"},
+    Kind.BODY: {"type": "object"},
 }
 
 

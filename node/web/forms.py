@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from node.web.i18n import _, read_decimal
-from protocol import CID, LocalError, TallyError
+from protocol import CID, LocalError, TallyError, parse_body
 from protocol.request_fields import Field, Kind, WriteRequest
 from protocol.rules import parse_rules_toml
 
@@ -54,6 +54,8 @@ def _value(f: Field, text: str) -> object:
     if kind in (Kind.CIDS, Kind.TEXTS):
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return tuple(CID.parse(line) for line in lines) if kind is Kind.CIDS else tuple(lines)
+    if kind is Kind.BODY:
+        return parse_body(text)
     if kind is Kind.OBJECT:
         try:
             return parse_rules_toml(text)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "Leave": ("member", "leave"), "Name": ("member", "name"), "MotionCreate": ("motion", "create"),
     "MotionClose": ("motion", "close"), "Vote": ("vote",), "PledgeCreate": ("pledge", "create"),
     "RecordDistribution": ("distribute",), "LedgerCreate": ("ledger", "create"), "Follow": ("follow",),
+    "AppendEntry": ("append",),
 }
 #: a value of another JSON type than a kind's
 WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes"}
@@ -46,6 +47,7 @@ async def api(tmp_path: Path) -> AsyncIterator[InProcessApi]:
 def sample_text(f: Field) -> str:
     return {Kind.CID: CID_TEXT, Kind.CIDS: CID_TEXT, Kind.DID: DID_TEXT, Kind.DECIMAL: "2.5", Kind.DAY: "2024-01-31",
             Kind.CHOICE: f.spec.choices[-1] if f.spec.choices else "", Kind.OBJECT: "[validation]\naccept = 1\n",
+            Kind.BODY: '{"text": "hello"}',
             }.get(f.spec.kind, "some text")
 
 
