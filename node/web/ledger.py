@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from node.governance_views import pledge_json, today
+from node.http.context import STORE
 from node.ledger_views import HistoryQuery, event_day, ledger_zone, zone_known
 from node.store.rows import LedgerInfo
 from node.web.charts import share_bars, stacked_bars
@@ -516,7 +517,27 @@ async def queue(request: web.Request) -> web.Response:
         table((_("When"), _("Action"), _("Quantity"), _("Note"), _("Status")), mine_rows,
               empty=el("p", _("None."), class_="muted")),
         more,
+        el("h2", _("Admissions waiting for sponsors")),
+        await _admissions(request, v, info, state),
     )
+
+
+async def _admissions(request: web.Request, v: Viewer, info: LedgerInfo, state: LedgerState) -> Markup:
+    """Agents whose admission has sponsors but not enough yet (an invitation's newcomer where the ledger needs
+    more sponsors than the inviter, SPEC.md §16.3), with a button for a member who has not sponsored them."""
+    need = min(state.rules.validation.accept, len(state.members))
+    rows = []
+    for agent, sponsorships in state.sponsorships.items():
+        entries = [await request.app[STORE].get(cid) for cid in sponsorships]
+        sponsors = {state.agent_of(e.author) for e in entries if e is not None}
+        button: Child = el("form", csrf_field(v), el("input", type="hidden", name="agent", value=agent),
+                           el("button", _("Sponsor"), type="submit"), method="post",
+                           action=f"/ledgers/{info.id}/admit", class_="inline") \
+            if v.did in state.members and v.did not in sponsors else None
+        rows.append(el("tr", el("td", el("code", agent)),
+                       el("td", _("{count} of {need} sponsors").format(count=len(sponsors), need=need)),
+                       el("td", button)))
+    return table((_("Agent"), _("Sponsors"), ""), rows, empty=el("p", _("No admission waits."), class_="muted"))
 
 
 async def endorse(request: web.Request) -> web.Response:

@@ -50,11 +50,13 @@ def test_invite_with_a_qr_code_and_approve_a_recovery_in_the_dashboard(tmp_path:
     with running(tmp_path, ("ana", "ben", "cleo")) as nodes:
         ana, ben, cleo = nodes["ana"], nodes["ben"], nodes["cleo"]
         rules = tmp_path / "rules.toml"
-        rules.write_text("[recovery]\nquorum = 2\n")
+        rules.write_text("[validation]\naccept = 2\n[recovery]\nquorum = 2\n")
         ledger = ok(ana.home, "ledger", "create", "Keys coop", "--rules", str(rules))
         for other in (ben, cleo):
             ok(ana.home, "member", "admit", ledger, other.did)
             ok(other.home, "follow", ledger)
+        until(lambda: ben.did in (ben.state(ledger) or {}).get("members", []), "Ben a member at his node")
+        ok(ben.home, "member", "admit", ledger, cleo.did)  # with two members, K = 2 takes both
         for node in (ana, ben, cleo):
             until(lambda node=node: len((node.state(ledger) or {}).get("members", [])) == 3, f"members at {node.name}")
 
@@ -73,6 +75,14 @@ def test_invite_with_a_qr_code_and_approve_a_recovery_in_the_dashboard(tmp_path:
         dan_home = tmp_path / "dan"
         assert output(dan_home, "join", link).splitlines()[-1] == ledger
         dan = ok(dan_home, "id")
+        # The ledger needs two sponsors: Ben sees Dan waiting in his validation queue and sponsors him there.
+        bens = Dashboard(ben)
+        until(lambda: dan in bens.get(f"/ledgers/{ledger}/queue"), "Dan waiting in Ben's queue", logs=(ben, ana))
+        assert "1 of 2 sponsors" in bens.get(f"/ledgers/{ledger}/queue")
+        anas_queue = board.get(f"/ledgers/{ledger}/queue")
+        assert dan in anas_queue and "Sponsor</button>" not in anas_queue  # Ana sponsored him already
+        bens.get(f"/ledgers/{ledger}/queue")
+        bens.post(f"/ledgers/{ledger}/admit", agent=dan)
         until(lambda: dan in (ana.state(ledger) or {}).get("members", []), "Dan a member at Ana's")
 
         # Cleo lost her keys before she wrote anything; her new home asks, Ben approves (his node stopped; his
