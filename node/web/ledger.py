@@ -230,7 +230,8 @@ async def overview(request: web.Request) -> web.Response:
     if v.owner and me in state.members:
         member_forms = el("form", csrf_field(v),
                     field(_("Your name in this ledger (the other members see it)"), "input", type="text",
-                          name="name", maxlength=80, required=True, value=state.names.get(me, "")),
+                          name="name", maxlength=Name.field("name").spec.max_chars, required=True,
+                          value=state.names.get(me, "")),
                     el("button", _("Save"), type="submit"), method="post", action=f"/ledgers/{info.id}/name",
                     class_="filters naming")
         member_forms = el("div", member_forms, el(

@@ -138,7 +138,8 @@ async def home(request: web.Request) -> web.Response:
             el("h2", _("Start or join a ledger")),
             el("form", csrf_field(v),
                el("fieldset", el("legend", _("Found a ledger")),
-                  field(_("Name"), "input", type="text", name="name", required=True, maxlength=200),
+                  field(_("Name"), "input", type="text", name="name", required=True,
+                        maxlength=LedgerCreate.field("name").spec.max_chars),
                   field(_("Time zone its dates and times are shown in (optional, e.g. Europe/Berlin; UTC "
                           "without)"), "input", type="text", name="timezone", maxlength=64,
                         pattern="[A-Za-z][A-Za-z0-9_+/-]*", autocomplete="off"),
