@@ -95,13 +95,15 @@ def owner_pages(world: dict[str, Any]) -> list[tuple[str, str]]:
             ("history-filtered", f"{base}/history?status=pending"), ("contribute", f"{base}/contribute"),
             ("queue", f"{base}/queue"), ("shares", f"{base}/shares?amount=300&unit=euro"),
             ("motions", f"{base}/motions"), ("motion", f"{base}/motions/{world['motion']}"),
-            ("pledges", f"{base}/pledges"), ("not-found", f"{base}/motions/nothing")]
+            ("pledges", f"{base}/pledges"), ("keys", f"{base}/keys"), ("join", "/join"),
+            ("not-found", f"{base}/motions/nothing")]
 
 
 def neighbour_pages(world: dict[str, Any]) -> list[tuple[str, str]]:
     base = f"/ledgers/{world['public']}"
     return [("neighbour-landing", "/"), ("neighbour-overview", base), ("neighbour-history", f"{base}/history"),
-            ("neighbour-shares", f"{base}/shares"), ("neighbour-login-first", "/peers")]
+            ("neighbour-shares", f"{base}/shares"), ("neighbour-login-first", "/peers"),
+            ("neighbour-invited", "/join")]
 
 
 #: What a page's layout measures: sideways scroll, chart text as drawn, touch targets too small.
