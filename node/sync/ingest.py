@@ -17,6 +17,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import AsyncIterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +40,8 @@ POOL_MIN: Final = 128
 #: Batches this small (live pushes) are checked on the event loop itself: well under a
 #: millisecond, less than a thread hand-off costs when the loop is busy.
 INLINE_MAX: Final = 4
+#: Worker processes are stopped after this long without a batch for them (started again on the next).
+POOL_IDLE_S: Final = 60.0
 #: Worker processes at most: libsodium is single-threaded per call, one per core is enough.
 MAX_WORKERS: Final = 4
 _LOOKAHEAD: Final = 2  # batches `ingest_batches` checks at once (one decodes while one verifies)
@@ -89,17 +92,30 @@ class Verifier:
     """Decodes raw entries on a thread and checks their signatures, in worker processes for
     batches of at least `pool_min` signatures (`workers` of them, started on first use)."""
 
-    def __init__(self, workers: int | None = None, *, pool_min: int = POOL_MIN) -> None:
+    def __init__(self, workers: int | None = None, *, pool_min: int = POOL_MIN, idle_s: float = POOL_IDLE_S) -> None:
         self._workers = workers or min(MAX_WORKERS, os.cpu_count() or 2)
         self.pool_min = pool_min
+        self.idle_s = idle_s
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._pool: ProcessPoolExecutor | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._busy = 0  # batches in the workers now
+
+    @property
+    def workers_running(self) -> bool:
+        return self._pool is not None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._stop_workers(wait=True)
         self._decoder.shutdown(wait=True)
+
+    def _stop_workers(self, *, wait: bool = False) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
 
     def __enter__(self) -> Verifier:
         return self
@@ -122,10 +138,17 @@ class Verifier:
         loop = asyncio.get_running_loop()
         if len(triples) < self.pool_min:
             return await loop.run_in_executor(self._decoder, verify_many, triples)
+        if self._idle is not None:
+            self._idle.cancel()
         if self._pool is None:
             # Spawned, not forked: this process runs threads (SQLite, the decoder) that a fork would copy mid-step.
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+            # They ignore Ctrl-C (sent to the whole process group): the node stops them itself.
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        # Workers hold memory (a Python each): they go when no large batch came for idle_s.
+        self._idle = loop.call_later(self.idle_s, self._when_idle)
         size = -(-len(triples) // self._workers)  # one even share per worker
+        self._busy += 1
         try:
             parts = await asyncio.gather(*(
                 loop.run_in_executor(self._pool, verify_many, triples[i : i + size])
@@ -134,10 +157,17 @@ class Verifier:
         except BrokenProcessPool:
             # A worker died (killed, out of memory): check here, and start new workers next time.
             log.warning("signature workers stopped; verifying %d signatures on a thread", len(triples))
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._stop_workers()
             return await loop.run_in_executor(self._decoder, verify_many, triples)
+        finally:
+            self._busy -= 1
         return [ok for part in parts for ok in part]
+
+    def _when_idle(self) -> None:
+        if self._busy:  # a batch slower than idle_s: wait for it
+            self._idle = asyncio.get_running_loop().call_later(self.idle_s, self._when_idle)
+        else:
+            self._stop_workers()
 
 
 @dataclass(slots=True)

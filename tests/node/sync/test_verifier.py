@@ -4,13 +4,14 @@ a worker that dies costs a fallback, never a verdict."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
-from node.sync.ingest import INLINE_MAX, POOL_MIN, RawEntry, Verifier
+from node.sync.ingest import INLINE_MAX, POOL_IDLE_S, POOL_MIN, RawEntry, Verifier
 from protocol import CID, InvalidData, SigningKey, create_entry, decode_entry
 
 KEY = SigningKey(bytes(range(32)))
@@ -93,5 +94,22 @@ async def test_a_dead_worker_costs_a_fallback_not_a_verdict() -> None:
 
 def test_spec_states_the_verifier_limits() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
-    for name, value in (("POOL_MIN", POOL_MIN), ("INLINE_MAX", INLINE_MAX)):
-        assert f"`{name} = {value}`" in spec, name
+    for name, value in (("POOL_MIN", POOL_MIN), ("INLINE_MAX", INLINE_MAX), ("POOL_IDLE_S", POOL_IDLE_S)):
+        assert f"`{name} = {value:g}`" in spec, name
+
+
+async def test_idle_workers_stop_and_start_again_when_needed() -> None:
+    rows = spoiled(chain(60))
+    want = expected(rows)
+    with Verifier(workers=2, pool_min=10, idle_s=0.3) as verifier:
+        await verifier.check(rows)
+        assert verifier.workers_running
+        async with asyncio.timeout(30):  # no large batch meanwhile: the workers go (polled, generous deadline)
+            while verifier.workers_running:
+                await asyncio.sleep(0.05)
+        checked = await verifier.check(rows)  # the next large batch starts them again
+        assert verifier.workers_running
+    got = ["ok"] * len(rows)
+    for index, error in checked.refused:
+        got[index] = error.code
+    assert got == want
