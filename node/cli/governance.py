@@ -1,9 +1,9 @@
 """Governance and pledge commands of `tally` (SPEC.md §18): motion create/close/show/list, vote,
 pledge create, pledges.
 
-Writes go through the running node's API when one runs, else straight to the store
-(node/cli/ledger.py's `write_entry`); the entry is built by protocol/governance_ops.py, which
-refuses with the code the member sees and appends nothing. Reads come from the store.
+Writes are declared requests (protocol/requests.py), sent as node/cli/ledger.py's `submit` sends them;
+the entry is built by protocol/governance_ops.py, which refuses with the code the member sees and appends
+nothing. Reads come from the store.
 Registered by node/cli/main.py's parser; the output contract is node/cli/main.py's.
 """
 

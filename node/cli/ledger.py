@@ -1,9 +1,10 @@
 """The member's commands of `tally`: member admit/leave, contribute, endorse, history, state.
 
-Writes go through the running node's API when one runs (it checks them against
-its cached state), else straight to the store: the state is computed from it
-(`load_state`) and the entry built by `ledger_ops`, which refuses with the code
-the member sees and appends nothing. Reads come straight from the store.
+Writes are the declared requests of protocol/requests.py, their options made from the declaration
+(node/cli/options.py): posted to the running node's API when one runs (it checks them against its
+cached state), else written here through the one local write path (`submit`: the state computed from
+the store, the entry built by the request, which refuses with the code the member sees and appends
+nothing). Reads come straight from the store.
 Registered by node/cli/main.py's parser; the output contract is node/cli/main.py's.
 """
 

@@ -344,14 +344,6 @@ async def own_state(request: web.Request, ledger: CID) -> LedgerState:
     return await request.app[WRITES].state(ledger)
 
 
-async def ledger_write(
-    request: web.Request, ledger: CID, build: Callable[[LedgerState, str, int], AppendRequest]
-) -> web.Response:
-    """Append what `build(state, me, ts)` makes from the ledger's state and the owner's did: 201 `{"id"}`."""
-    entry = await request.app[WRITES].write(ledger, build)
-    return web.json_response({"id": str(entry.id)}, status=201)
-
-
 async def append_built(request: web.Request, build: Callable[[int], AppendRequest]) -> web.Response:
     """Append what `build(ts)` makes (it checks the request against the state first): 201 `{"id"}`."""
     entry = await request.app[WRITES].append(build)
