@@ -9,6 +9,7 @@ who endorses whom) is the state's business (protocol/state.py).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -176,7 +177,7 @@ def _quantity(value: object, key: str, rules: Rules) -> Quantity:
     if not isinstance(unit, str) or unit not in rules.units:
         units = ", ".join(rules.units)
         raise InvalidData("unknown_unit", f"unit {unit!r:.40} is not one of this ledger's units: {units}")
-    return Quantity(number, unit)
+    return Quantity(number, sys.intern(unit))
 
 
 def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules) -> Event:
@@ -213,13 +214,14 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
         at = parse_time(beginning, "hasBeginning").timestamp()
         if at > parse_time(end, "hasEnd").timestamp():
             raise InvalidData("bad_time_range", "hasBeginning is after hasEnd")
+    # Names that recur across a ledger's events are kept once (sys.intern): a fold keeps every event it applied.
     return Event(
-        action=action,
-        provider=provider,
-        receiver=receiver,
+        action=sys.intern(action),
+        provider=sys.intern(provider),
+        receiver=sys.intern(receiver),
         quantity=quantity,
         effort=effort,
-        classifications=tuple(classes),
+        classifications=tuple([sys.intern(c) for c in classes]),
         point=point,
         beginning=beginning,
         end=end,

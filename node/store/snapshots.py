@@ -22,11 +22,13 @@ import dataclasses
 import hashlib
 import importlib
 import io
+import operator
 import pickle
 import pkgutil
 import types
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from fractions import Fraction
 from importlib import metadata
 from typing import Any, Final
 
@@ -90,7 +92,8 @@ def _reducer(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
 
 _REDUCERS: Final = {**copyreg.dispatch_table, types.MappingProxyType: lambda m: (_proxy, (dict(m),)),
                     **{cls: _reducer(names) for cls, names in _SLOTTED.items()}}
-_ALLOWED: Final = {("decimal", "Decimal"): Decimal, (__name__, "_new"): _new, (__name__, "_proxy"): _proxy,
+_ALLOWED: Final = {("decimal", "Decimal"): Decimal, ("fractions", "Fraction"): Fraction,
+                   (__name__, "_new"): _new, (__name__, "_proxy"): _proxy,
                    ("builtins", "frozenset"): frozenset, ("builtins", "set"): set}
 
 
@@ -135,15 +138,21 @@ def restore(snapshot: Snapshot | None, stored: Coverage, ledger: CID) -> tuple[L
         return None, "stale"
     if hashlib.sha256(snapshot.state).digest() != snapshot.checksum:
         return None, "damaged: its bytes do not match their checksum"
+    with collector_paused():  # it would rescan the growing heap many times over, finding nothing to free
+        return _checked(snapshot, stored, ledger)
+
+
+def _checked(snapshot: Snapshot, stored: Coverage, ledger: CID) -> tuple[LedgerState | None, str]:
     try:
-        with collector_paused():  # it would rescan the growing heap many times over, finding nothing to free
-            state = _Unpickler(io.BytesIO(snapshot.state)).load()
+        state = _Unpickler(io.BytesIO(snapshot.state)).load()
     except Exception as exc:  # any failure to decode is damage: the ledger is folded again
-        return None, f"damaged: it does not decode ({type(exc).__name__})"
+        return None, f"damaged: it does not decode ({type(exc).__name__}: {exc})"
     if not isinstance(state, LedgerState) or state.ledger != ledger:
         return None, "damaged: it is not a state of this ledger"
-    if len(state.status) != stored.entries or ids_fingerprint(state.status) != snapshot.ids:
+    ids = list(state.status)  # in id order, as `make` wrote them
+    if (len(ids) != stored.entries or not all(map(operator.lt, ids, ids[1:]))
+            or hashlib.sha256(b"".join(ids)).digest() != snapshot.ids):
         return None, "damaged: its entries are not the ones it claims"
-    if not state.digest == snapshot.digest == state_digest(state):
+    if not state.digest == snapshot.digest == state_digest(state, in_order=True):
         return None, "damaged: its digest does not match its state"
     return state, "restored"

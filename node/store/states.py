@@ -80,8 +80,8 @@ class LedgerStates:
         for raw in list(self._folds):
             try:
                 state = await self.get(CID(raw))
-            except Exception:  # a snapshot is only a shortcut: the node stops all the same
-                log.exception("ledger snapshot not saved", extra={"ledger": str(CID(raw))})
+            except Exception as exc:  # a snapshot is only a shortcut: the node stops all the same
+                log.warning("ledger snapshot not saved", extra={"ledger": str(CID(raw)), "detail": str(exc)})
                 continue
             fold = self._folds.get(raw)
             if state is not None and fold is not None and self._saved.get(raw) != len(state.status):
@@ -217,8 +217,8 @@ class LedgerStates:
             snapshot = await asyncio.to_thread(snapshots.make, state, forks)
             # The store keeps it only if it covers every entry stored now (one may have arrived meanwhile).
             kept = await self._store.keep_snapshot(ledger, snapshot)
-        except Exception:  # a snapshot is only a shortcut: the next restart folds this ledger instead
-            log.exception("ledger snapshot not saved", extra={"ledger": str(ledger)})
+        except Exception as exc:  # a snapshot is only a shortcut (a full disk, say): the next restart folds instead
+            log.warning("ledger snapshot not saved", extra={"ledger": str(ledger), "detail": str(exc)})
             return
         if kept:
             self._saved[ledger.raw] = len(state.status)
