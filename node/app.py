@@ -19,8 +19,8 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
+from node.http.client import API_PREFIX
 from node.http.context import (
-    API_PREFIX,
     AUTH_FAILURES,
     AUTH_FAILURES_MAX,
     AUTH_WINDOW_S,

@@ -1,12 +1,24 @@
 """The import graph of protocol/ and node/ (read with ast, nothing imported): no cycle, no module importing
 another module's `_private` name, no function-local import of a protocol/ or node/ module (the usual way to
-dodge a cycle), and protocol/ never importing node/ (the protocol is sans-IO and knows no node)."""
+dodge a cycle), and protocol/ never importing node/ (the protocol is sans-IO and knows no node).
+
+Imports by name (`importlib.import_module`) hide an edge from this graph, so they are allowed in two places only:
+`tally`'s command dispatch (node/cli/parsing.py `CommandRef`: node/cli/parser.py names each command's module
+under node/cli/ and node/cli/main.py loads only the one it runs, so `tally --help` and `tally id` load no store,
+client or node; every reference is checked below) and reading a snapshot back (node/store/snapshots.py, which
+names only protocol/ modules)."""
 
 from __future__ import annotations
 
+import argparse
 import ast
+import inspect
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from node.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("protocol", "node")
@@ -176,3 +188,44 @@ def test_each_part_imports_only_what_it_may() -> None:
             if target != part(m) and i.target != "node" and target not in MAY_IMPORT[part(m)]:
                 bad.append(f"{m}:{i.line} imports {i.target}")
     assert not bad, "\n".join(bad)
+
+
+IMPORTS_BY_NAME = {"node.cli.parsing", "node.store.snapshots"}
+
+
+def test_imports_by_name_only_where_the_rule_allows() -> None:
+    bad = []
+    for name, path in modules().items():
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(call, ast.Call) and name not in IMPORTS_BY_NAME
+                    and ((isinstance(call.func, ast.Attribute) and call.func.attr in ("import_module", "__import__"))
+                         or (isinstance(call.func, ast.Name) and call.func.id in ("import_module", "__import__")))):
+                bad.append(f"{name}:{call.lineno}")
+    assert not bad, bad
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from parsers(sub)
+
+
+def test_every_command_reference_resolves() -> None:
+    refs = {p.get_default("func") for p in parsers(build_parser()) if p.get_default("func") is not None}
+    assert len(refs) > 40, refs
+    for ref in refs:
+        assert f"node.cli.{ref.module}" in modules(), ref
+        assert inspect.iscoroutinefunction(ref.load()), ref
+
+
+def test_the_parser_loads_no_command_module() -> None:
+    """What `tally --help` and `tally id` import: no store, HTTP client or server, sync, dashboard or mDNS."""
+    code = ("import sys; import node.cli.main, node.cli.identity; node.cli.main.build_parser();"
+            " print('\\n'.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                                timeout=120).stdout.split())
+    heavy = {"aiohttp", "aiosqlite", "zeroconf", "segno", "babel", "node.store.store", "node.http.client",
+             "node.run", "node.app", "node.cli.context", "node.cli.commands"}
+    assert "node.cli.parser" in loaded and not heavy & loaded, sorted(heavy & loaded)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from node import config as node_config
-from node.cli.main import build_parser
+from node.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -196,7 +196,7 @@ def test_the_reference_row_gives_every_option(path: str) -> None:
 def test_the_reference_documents_no_command_the_parser_lacks() -> None:
     unknown = sorted({row.path for row in REFERENCE_ROWS if row.path not in COMMANDS or COMMANDS[row.path].group})
     assert not unknown, (
-        "README.md's CLI reference documents commands the parser (node/cli/main.py build_parser) lacks;"
+        "README.md's CLI reference documents commands the parser (node/cli/parser.py build_parser) lacks;"
         " remove their rows, or add the commands to the parser:\n"
         + "\n".join(f"  tally {path}" for path in unknown)
     )

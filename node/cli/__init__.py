@@ -1,1 +1,2 @@
-"""The `tally` command: its entry point (node.cli.main), context (home, store, client) and command groups."""
+"""The `tally` command: its entry point (node.cli.main), parser (node.cli.parser), context (store, client) and
+command groups."""

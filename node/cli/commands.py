@@ -7,34 +7,18 @@ import argparse
 import base64
 import contextlib
 import json
-import logging
 import os
 import sys
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TextIO
 
 from node import config as settings
-from node import logs
-from node.cli.context import (
-    home_of,
-    init_home,
-    node_client,
-    open_store,
-    parse_cid,
-    print_id,
-    required_node,
-    serving_node,
-    write_here,
-)
+from node.cli.context import init_home, node_client, open_store, print_id, required_node, serving_node, write_here
 from node.cli.options import request_of
-from node.run import RunConfig, serve
+from node.cli.parsing import home_of, parse_cid
 from node.store.store import Store
-from node.sync.links import LinkClosed
-from node.sync.replication import Replicator
 from node.views import entry_row, fork_row, ledger_row
 from protocol import (
     CID,
@@ -66,12 +50,6 @@ async def cmd_init(args: argparse.Namespace) -> int:
         key = SigningKey(secrets.token_bytes(32))
     await init_home(home, key)
     print_id(key.did)
-    return 0
-
-
-async def cmd_id(args: argparse.Namespace) -> int:
-    home = home_of(args)
-    print_id(home.load_key().did if args.key else home.identity())
     return 0
 
 
@@ -196,20 +174,6 @@ async def _repaired(store: Store, entry_id: str, peers: list[str]) -> bool:
     return False
 
 
-async def cmd_run(args: argparse.Namespace) -> int:
-    home = home_of(args)
-    saved = settings.load(home.path)  # <home>/tally.toml; flags override it
-    host, port = args.listen or saved.listen
-    config = RunConfig(
-        host=host, port=port, peers=tuple(args.peer), config_peers=saved.peers, offline=args.offline,
-        mdns=saved.mdns if args.mdns is None else args.mdns, max_mdns_peers=saved.limits.max_mdns_peers,
-        shutdown_timeout_s=saved.limits.shutdown_timeout_s, max_connections=saved.limits.max_connections,
-        header_timeout_s=saved.limits.header_timeout_s, trusted_proxies=frozenset(saved.trusted_proxies),
-    )
-    logs.configure(logging.INFO)
-    return await serve(home, config)
-
-
 async def cmd_follow(args: argparse.Namespace) -> int:
     ledger = request_of(Follow, args).ledger
     home = home_of(args)
@@ -285,60 +249,6 @@ def _has_display() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-async def cmd_sync(args: argparse.Namespace) -> int:
-    """One-shot sync with a peer: every ledger both replicate, both ways, then exit."""
-    import aiohttp  # networking imports only for the commands that need them
-
-    home = home_of(args)
-    key = home.load_key()
-    store = await open_store(home, key)
-    progress = _Progress(sys.stderr)
-    replicator = Replicator(store, key, offline=True)
-    try:
-        await replicator.start()
-        info = await replicator.sync_once(args.url, progress=progress.update)
-    except LinkClosed as exc:
-        raise LocalError(exc.refusal or "unreachable", f"{args.url}: {exc.reason}") from None
-    except (OSError, aiohttp.ClientError, ValueError) as exc:
-        raise LocalError("unreachable", f"{args.url}: {exc}") from None
-    finally:
-        progress.finish()
-        await replicator.stop()
-        await store.close()
-    print(f"synced\t{info.did}\t{info.entries_in} entries in\t{info.entries_out} entries out")
-    return 0
-
-
-class _Progress:
-    """A one-line progress bar on a terminal (entries, entries/s, remaining); silent elsewhere."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._start = time.monotonic()
-        self._shown = 0.0
-        self._last = ""
-
-    def update(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self._tty or (now - self._shown < 0.1 and done < total):
-            return
-        self._shown = now
-        rate = done / max(now - self._start, 1e-6)
-        width = 30
-        filled = width * done // max(total, 1)
-        remaining = max(total - done, 0)
-        self._last = (f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries  "
-                      f"{rate:,.0f}/s  {remaining} remaining")
-        self._stream.write(self._last)
-        self._stream.flush()
-
-    def finish(self) -> None:
-        if self._tty and self._last:
-            self._stream.write("\n")
-            self._stream.flush()
 
 
 def _when(ms: object) -> str:

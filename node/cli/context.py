@@ -1,46 +1,23 @@
-"""What every `tally` command shares: the home it works on, its store, the running node and a client to it,
-the argument parser's way of failing, and the usage error (exit 2)."""
+"""What the `tally` commands share: their store, the running node and a client to it, the local write path
+and how rows print. What the parser needs (the home, the usage error) is in node/cli/parsing.py, which loads
+none of this."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-from node.home import Home, default_home
+from node.home import Home
 from node.http.client import NodeClient
 from node.nodefile import LIVENESS_TIMEOUT_S, NodeFile, home_is_held, read_node_file, running_node
 from node.store.grants import attach_grants
 from node.store.store import Store, wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
-from protocol import CID, LocalError, SigningKey, TallyError
-from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
-
-Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+from protocol import LocalError, SigningKey
 
 T = TypeVar("T")
-
-
-class UsageError(TallyError):
-    """Exit 2: the command line itself is wrong (`usage`)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("usage", message)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: usage: {message}\n")
-
-
-def home_of(args: argparse.Namespace) -> Home:
-    given = getattr(args, "home", None)  # SUPPRESS default: absent unless given
-    return Home(Path(given).expanduser() if given else default_home())
 
 
 async def open_store(home: Home, key: SigningKey | None = None) -> Store:
@@ -50,10 +27,6 @@ async def open_store(home: Home, key: SigningKey | None = None) -> Store:
     if key is not None:
         attach_grants(store, home.identity(), key.did)
     return store
-
-
-def parse_cid(text: str) -> CID:
-    return CID.parse(text.strip())
 
 
 def iso_time(ms: int) -> str:
@@ -113,23 +86,3 @@ async def init_home(home: Home, key: SigningKey) -> None:
         raise LocalError("identity_exists", f"{home.key_path} exists; it is never overwritten") from None
     store = await Store.open(home.store_path)
     await store.close()
-
-
-def read_toml(path: str, code: str) -> dict[str, Any]:
-    """A TOML file (`--rules`, `--amend`); refused with `code` if unreadable, not TOML or beyond the limits of
-    `parse_rules_toml` (read no further than them, so a huge file costs nothing)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(4 * MAX_RULES_TOML_CHARS + 1)
-    except OSError as exc:
-        raise LocalError(code, f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return parse_rules_toml(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise LocalError(code, f"{path} is not UTF-8 text") from None
-    except TallyError as exc:  # bad_rules, or bad_amendment for --amend
-        raise LocalError(code, f"{path}: {exc.message}") from None
-
-
-async def missing_subcommand(args: argparse.Namespace) -> int:
-    raise UsageError("a subcommand is required")

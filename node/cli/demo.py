@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node.cli.context import UsageError
 from node.cli.demo_coop import LEDGER_NAME, NAMES, POLL_S, Coop, progress
 from node.cli.demo_nodes import (
     HOST,
@@ -50,6 +49,7 @@ from node.cli.demo_nodes import (
     stop_with_parent,
     tally_command,
 )
+from node.cli.parsing import UsageError
 from node.home import Home
 from node.http.client import NodeClient, answers_as
 from protocol import LocalError, TallyError

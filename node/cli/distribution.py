@@ -3,7 +3,7 @@
 A preview and an export read the store (no node needed). `distribute --record`
 goes through the running node's API when one runs, else computes the state from
 the store and appends the `ledger.distribution` entry itself; either way a
-refusal appends nothing. Registered by node/cli/main.py's parser; the output
+refusal appends nothing. Declared in node/cli/parser.py; the output
 contract is node/cli/main.py's (an id recorded prints as the last line).
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from node.cli.context import home_of, node_client, open_store, parse_cid, serving_node
-from node.cli.options import add_request_options, request_of
-from node.exports import FORMATS, distribution_json, export_text
+from node.cli.context import node_client, open_store, serving_node
+from node.cli.options import request_of
+from node.cli.parsing import home_of, parse_cid
+from node.exports import distribution_json, export_text
 from node.store.ledgers import load_state
 from node.store.store import wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
@@ -86,16 +86,3 @@ async def cmd_export(args: argparse.Namespace) -> int:
     sys.stdout.write(export_text(state, args.format))
     sys.stdout.flush()
     return 0
-
-
-def add_distribution_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register `distribute` and `export` with node/cli/main.py's `add(name, func, help)`."""
-    p = add("distribute", cmd_distribute, "split an amount of income by the ledger's value equation over its "
-            "final contributions; --record writes it as a ledger.distribution entry")
-    add_request_options(p, RecordDistribution)
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    p.add_argument("--record", action="store_true", help="append it to your chain; prints the entry id last")
-
-    p = add("export", cmd_export, "a ledger's events and distributions as ValueFlows JSON-LD, or its events as CSV")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--format", choices=FORMATS, default="jsonld", help="jsonld (default) or csv")

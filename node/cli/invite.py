@@ -13,18 +13,9 @@ import secrets
 import segno
 
 from node import config as settings
-from node.cli.context import (
-    home_of,
-    init_home,
-    iso_time,
-    node_client,
-    open_store,
-    parse_cid,
-    print_id,
-    print_rows,
-    serving_node,
-)
-from node.cli.ledger import AddCommand, ledger_state
+from node.cli.context import init_home, iso_time, node_client, open_store, print_id, print_rows, serving_node
+from node.cli.ledger import ledger_state
+from node.cli.parsing import home_of, parse_cid
 from node.http import invites
 from node.listen import local_address
 from node.store.store import wall_clock_ms
@@ -101,21 +92,3 @@ async def cmd_join(args: argparse.Namespace) -> int:
           flush=True)
     print_id(answer["ledger"])
     return 0
-
-
-def add_invite_commands(add: AddCommand) -> None:
-    """Register `invite`, `invites` and `join` with node/cli/main.py's `add(name, func, help[, subparsers])`."""
-    p = add("invite", cmd_invite, "invite someone into LEDGER: prints a link (its last line) that gives them your "
-            "sponsorship when they run `tally join LINK`; shown only once")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--uses", type=int, default=1, metavar="N", help="how many may redeem it (default 1)")
-    p.add_argument("--expires", type=float, default=7, metavar="DAYS", help="valid for DAYS days (default 7)")
-    p.add_argument("--address", metavar="URL", help="your node's address as the newcomer reaches it, e.g. "
-                   "http://raspberrypi.local:7410 (default: where the CLI reaches it)")
-    p.add_argument("--qr", action="store_true", help="also draw the link as a QR code in the terminal")
-    p = add("invites", cmd_invites, "list the invitations you issued (never their secret), or revoke one")
-    p.add_argument("--json", action="store_true", help="JSON Lines output")
-    p.add_argument("--revoke", metavar="ID", help="revoke the invitation whose id starts with ID")
-    p = add("join", cmd_join, "join a ledger with an invitation LINK (makes this home's identity first if it has "
-            "none); prints the ledger's id")
-    p.add_argument("link", metavar="LINK")

@@ -13,18 +13,9 @@ import secrets
 from collections.abc import Callable
 from functools import partial
 
-from node.cli.context import (
-    Parser,
-    home_of,
-    missing_subcommand,
-    open_store,
-    parse_cid,
-    print_id,
-    print_rows,
-    serving_node,
-    write_here,
-)
-from node.cli.ledger import AddCommand, ledger_state, write_entry
+from node.cli.context import open_store, print_id, print_rows, serving_node, write_here
+from node.cli.ledger import ledger_state, write_entry
+from node.cli.parsing import home_of, parse_cid
 from node.home import Home
 from node.ledger_views import device_rows
 from node.store.ledgers import load_state
@@ -255,44 +246,3 @@ async def cmd_erase(args: argparse.Namespace) -> int:
         return written
 
     return await write_entry(args, f"/entries/{entry_id}/erasure", {}, build)
-
-
-def add_key_commands(add: AddCommand) -> None:
-    """Register `key` and `device` with node/cli/main.py's `add(name, func, help[, subparsers])`."""
-    key = add("key", missing_subcommand, "rotate your signing key, keeping who you are")
-    ksub = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND", parser_class=Parser)
-    add("rotate", cmd_key_rotate, "sign with next.key from now on, in every ledger you belong to; prints the "
-        "rotation entries' ids (stop `tally run` first)", ksub)
-    add("incept", cmd_key_incept, "commit to next.key in every ledger that has no commitment of yours yet, so "
-        "that only next.key can rotate you (stop `tally run` first)", ksub)
-
-    device = add("device", missing_subcommand, "let another device write as you, list or revoke your devices")
-    dsub = device.add_subparsers(dest="device_command", required=True, metavar="COMMAND", parser_class=Parser)
-    p = add("add", cmd_device_add, "authorize DEVICE_KEY (`tally id --key` on that device) in every ledger you "
-            "belong to; prints the entries' ids (stop `tally run` first)", dsub)
-    p.add_argument("key", metavar="DEVICE_KEY")
-    p.add_argument("--name", default="", metavar="NAME", help="e.g. phone (at most 64 characters)")
-    p = add("list", cmd_device_list, "your devices: key, name, added, revoked", dsub)
-    p.add_argument("--json", action="store_true", help="JSON Lines output")
-    p = add("join", cmd_device_join, "on a new device: write as DID (the member who ran `tally device add` "
-            "with this device's key); stop `tally run` first", dsub)
-    p.add_argument("identity", metavar="DID")
-    p = add("revoke", cmd_device_revoke, "stop DEVICE_KEY writing as you (what it wrote so far still counts); "
-            "prints the entries' ids (stop `tally run` first)", dsub)
-    p.add_argument("key", metavar="DEVICE_KEY")
-
-    recover = add("recover", missing_subcommand, "give a member who lost their keys a new one, by a quorum of members")
-    rsub = recover.add_subparsers(dest="recover_command", required=True, metavar="COMMAND", parser_class=Parser)
-    p = add("request", cmd_recover_request, "on a new home (`tally init`): follow LEDGER and write as OLD_DID "
-            "once recovered; prints what to ask the other members and this home's key", rsub)
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("identity", metavar="OLD_DID")
-    p = add("approve", cmd_recover_approve, "approve NEW_DID as the key of OLD_DID (another member); prints the "
-            "entry id (stop `tally run` first)", rsub)
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("identity", metavar="OLD_DID")
-    p.add_argument("key", metavar="NEW_DID")
-
-    p = add("erase", cmd_erase, "erase the payload of ENTRY_ID, one of your entries (a contribution, an "
-            "endorsement, your name): every node drops its bytes, the chain still verifies; prints the erasure's id")
-    p.add_argument("entry", metavar="ENTRY_ID")

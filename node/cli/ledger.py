@@ -5,7 +5,7 @@ Writes are the declared requests of protocol/requests.py, their options made fro
 cached state), else written here through the one local write path (`submit`: the state computed from
 the store, the entry built by the request, which refuses with the code the member sees and appends
 nothing). Reads come straight from the store.
-Registered by node/cli/main.py's parser; the output contract is node/cli/main.py's.
+Declared in node/cli/parser.py; the output contract is node/cli/main.py's.
 """
 
 from __future__ import annotations
@@ -18,22 +18,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from node.cli.context import (
-    Parser,
-    UsageError,
-    home_of,
-    missing_subcommand,
-    node_client,
-    open_store,
-    parse_cid,
-    print_id,
-    serving_node,
-    write_here,
-)
-from node.cli.options import add_request_options, request_of
+from node.cli.context import node_client, open_store, print_id, serving_node, write_here
+from node.cli.options import request_of
+from node.cli.parsing import UsageError, home_of, parse_cid
 from node.exports import csv_cell
 from node.governance_views import motion_lines, pledge_lines
-from node.ledger_views import HISTORY_COLUMNS, HISTORY_STATUSES, HistoryQuery, state_json
+from node.ledger_views import HISTORY_COLUMNS, HistoryQuery, state_json
 from node.store.ledgers import load_state
 from node.store.store import Store
 from node.store.writes import LocalWrites
@@ -45,7 +35,6 @@ from protocol.state import ERASED, LedgerState
 #: Writes the entry through the one local write path (node/store/writes.py): the ledger's state, the entry
 #: built from it, signed and appended.
 Build = Callable[[LocalWrites], Awaitable[Entry]]
-AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 async def ledger_state(store: Store, ledger: CID) -> LedgerState:
@@ -199,38 +188,3 @@ async def cmd_state(args: argparse.Namespace) -> int:
 
 
 # ---- parser ----------------------------------------------------------------------------------
-
-
-def add_ledger_commands(add: AddCommand) -> None:
-    """Register the member's commands with node/cli/main.py's `add(name, func, help[, subparsers])`."""
-    member = add("member", missing_subcommand, "sponsor an agent into a ledger, name yourself in it, or leave it")
-    msub = member.add_subparsers(dest="member_command", required=True, metavar="COMMAND", parser_class=Parser)
-    p = add("admit", cmd_member_admit, "sponsor AGENT's admission (it completes once enough members "
-                "sponsored it); prints the entry id", msub)
-    add_request_options(p, Admit)
-    p = add("leave", cmd_member_leave, "leave a ledger; prints the entry id", msub)
-    add_request_options(p, Leave)
-    p = add("name", cmd_member_name, "set the name the other members see for you in a ledger; prints the entry id",
-            msub)
-    add_request_options(p, Name)
-
-    p = add("contribute", cmd_contribute, "log a contribution (a ValueFlows event); prints its id")
-    add_request_options(p, Contribute)
-
-    p = add("endorse", cmd_endorse, "accept (or --reject) another member's contribution; prints the entry id")
-    add_request_options(p, Endorse)
-
-    p = add("history", cmd_history, "a ledger's contributions with their claim values and statuses")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--agent", metavar="DID", help="only where DID is provider, receiver or author")
-    p.add_argument("--action", metavar="ACTION")
-    p.add_argument("--since", metavar="DATE", help="events at or after DATE (a date or a date-time)")
-    p.add_argument("--until", metavar="DATE", help="events up to DATE (a date takes in its whole day)")
-    p.add_argument("--status", choices=HISTORY_STATUSES)
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="JSON Lines output")
-    out.add_argument("--csv", action="store_true", help="CSV output with a header row")
-
-    p = add("state", cmd_state, "a ledger's state: rules, members, totals, pending, invalid entries, digest")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--json", action="store_true", help="one JSON object")

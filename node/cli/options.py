@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TypeVar
 
-from node.cli.context import parse_cid, read_toml
+from node.cli.parsing import parse_cid, read_toml
 from protocol import LocalError, parse_body
 from protocol.request_fields import Kind, WriteRequest
 

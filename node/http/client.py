@@ -13,9 +13,10 @@ from typing import Any, Final
 
 import aiohttp
 
-from node.http.context import API_PREFIX
 from protocol import CID, CODES, LocalError, to_json_value
 
+#: Where the API's routes live (node/http/ and the client alike); here, so the CLI reads no server module.
+API_PREFIX: Final = "/api/v1"
 REQUEST_TIMEOUT_S: Final = 120.0  # a write waits for its fsync, on a machine that may be busy
 
 

@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from aiohttp import hdrs, web
 
+from node.http.client import API_PREFIX
 from node.http.sessions import Sessions
 from node.store.states import LedgerStates
 from node.store.store import Store, wall_clock_ms
@@ -48,7 +49,6 @@ from protocol.writes import AppendRequest
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=WriteRequest)
 
-API_PREFIX: Final = "/api/v1"
 PROTOCOL_VERSION: Final = 1  # SPEC.md "Version 1"
 MAX_REQUEST_BYTES: Final = 64 * 1024
 AUTH_FAILURES_MAX: Final = 20  # wrong tokens from one address within the window…

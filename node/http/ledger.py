@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from node.http.client import API_PREFIX
 from node.http.context import (
-    API_PREFIX,
     CONFIG,
     LEDGER_WRITE_ERRORS,
     MAX_PAGE_ENTRIES,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.cli.context import UsageError
+from node.cli.parsing import UsageError
 from node.http.errors import STATUS
 from node.sync.links import LinkClosed
 from node.sync.peers import MISBEHAVIOUR, PeerMisbehaved

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from inprocess_api import InProcessApi, inprocess_api
 
-from node.cli.main import build_parser
 from node.cli.options import request_of
+from node.cli.parser import build_parser
 from node.http.openapi import component_name, operation_of
 from node.web.forms import form_request
 from protocol import SigningKey
