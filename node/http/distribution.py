@@ -19,9 +19,8 @@ from node.http.context import (
     read_request,
     readable_state,
     require_owner,
-    required,
 )
-from node.http.openapi import CID_SCHEMA, DID_SCHEMA, LEDGER_PARAM, Access, Operation, Param
+from node.http.openapi import CID_SCHEMA, DID_SCHEMA, LEDGER_PARAM, Access, Operation, Param, query_params
 from protocol import LocalError, ledger_ops
 from protocol.requests import RecordDistribution
 
@@ -48,7 +47,7 @@ DISTRIBUTION: Final[dict[str, Any]] = {
 }
 _ERRORS: Final = ("bad_cid", "unknown_ledger", "bad_request", "unknown_unit", "bad_amount", "bad_time",
                   "bad_time_range")
-_QUERY: Final = frozenset({"amount", "unit", "since", "until"})
+_QUERY: Final = frozenset(f.wire for f in RecordDistribution.body_fields())
 
 
 def add_distribution_routes(app: web.Application, prefix: str) -> None:
@@ -57,30 +56,19 @@ def add_distribution_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{prefix}/ledgers/{{ledger}}/export", export_ledger)
 
 
-def _options(values: dict[str, Any]) -> dict[str, Any]:
-    return {"amount": required(values, "amount"), "unit": required(values, "unit"),
-            "since": values.get("since"), "until": values.get("until")}
-
-
 @Operation(
     "What the ledger's value equation gives for an amount now (nothing is written)", DISTRIBUTION,
-    access=Access.OPTIONAL,
-    parameters=(
-        LEDGER_PARAM,
-        Param("amount", "query", _DECIMAL, "the amount to distribute", required=True),
-        Param("unit", "query", {"type": "string"}, "one of the ledger's units", required=True),
-        Param("since", "query", _DAY, "count contributions from this day on"),
-        Param("until", "query", _DAY, "count contributions up to this day"),
-    ),
-    errors=_ERRORS,
+    access=Access.OPTIONAL, parameters=(LEDGER_PARAM, *query_params(RecordDistribution)), errors=_ERRORS,
+    description="Its query is what recording one takes (`RecordDistribution`), as `tally distribute` without "
+    "`--record` reads it.",
 )
 async def preview_distribution(request: web.Request) -> web.Response:
     state = await readable_state(request)
     unknown = sorted(set(request.query) - _QUERY)
     if unknown:
         raise LocalError("bad_request", f"unknown query parameter {unknown[0]!r}")
-    payout = ledger_ops.preview_distribution(state, **_options(dict(request.query)))
-    return web.json_response(distribution_json(state.ledger, payout))
+    asked = RecordDistribution.decode(dict(request.query), request.match_info)
+    return web.json_response(distribution_json(state.ledger, asked.preview(state)))
 
 
 @Operation(

@@ -266,6 +266,12 @@ def request_schema(request: type[WriteRequest]) -> Schema:
     return schema
 
 
+def query_params(request: type[WriteRequest]) -> tuple[Param, ...]:
+    """A declared write's body fields as query parameters (a preview of it: nothing is written)."""
+    return tuple(Param(f.wire, "query", {k: v for k, v in field_schema(f.spec).items() if k != "description"},
+                       f.spec.doc, required=f.spec.required) for f in request.body_fields())
+
+
 def field_schema(spec: Spec) -> Schema:
     """One declared field's schema: its kind's, its bounds and its documentation."""
     schema: dict[str, Any] = dict(_KIND_SCHEMAS[spec.kind])
