@@ -117,7 +117,7 @@ async def bench(entries: int, batch: int, workdir: Path, crossover: bool) -> Non
     # Worker processes for signatures (the node's way), then a thread only, each into a fresh store.
     for name, pool_min in (("ingest", POOL_MIN), ("ingest, signatures on the decoding thread", 1 << 30)):
         target = await Store.open(workdir / f"target-{pool_min}.sqlite3")
-        with Verifier(pool_min=pool_min) as verifier:
+        async with Verifier(pool_min=pool_min) as verifier:
             if pool_min == POOL_MIN:
                 await verifier.check(rows[:POOL_MIN])  # start the workers (once per node) before the clock
             before = raw_verify()
@@ -144,7 +144,7 @@ async def print_crossover(rows: list[RawEntry]) -> None:
     processes start to win is the node's POOL_MIN."""
     print(f"crossover (entries/s, a stream of batches of one size, 8 at once; POOL_MIN = {POOL_MIN}):")
     stream = rows[:2048]
-    with Verifier(pool_min=1 << 30) as thread, Verifier(pool_min=1) as pool:
+    async with Verifier(pool_min=1 << 30) as thread, Verifier(pool_min=1) as pool:
         await pool.check(rows[:64])  # the workers are up
 
         async def run(verifier: Verifier, n: int) -> float:

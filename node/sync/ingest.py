@@ -2,7 +2,9 @@
 
 The node decodes (SPEC §5.4 steps 1-7) on one thread off the event loop, so the loop keeps
 answering while a large batch decodes; signature checks (step 8) of large batches run in
-worker processes, where they neither wait for the GIL nor hold up decoding. Smaller batches
+worker processes (node/sync/verify_worker.py: a small Python that imports only
+`protocol.identity`, rather than multiprocessing's, which re-imports the whole node), where
+they neither wait for the GIL nor hold up decoding. Smaller batches
 are verified on the decoding thread (handing them to a process costs more than it saves),
 and the smallest (a live push) on the event loop, which is quicker than any hand-off. Every
 path runs the same decoder and libsodium's `crypto_sign_open` through PyNaCl
@@ -15,17 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
-import signal
+import sys
 from collections.abc import AsyncIterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
 from node.store.rows import IngestResult
 from node.store.store import Store
+from node.sync.verify_worker import encode_batch
 from protocol import Entry, InvalidData, decode_entry
 from protocol.entry import signing_bytes_of
 from protocol.identity import verify_many
@@ -88,40 +89,73 @@ def _verdicts(decoded: list[Entry | InvalidData], valid: Sequence[bool]) -> Chec
     return result
 
 
+class _Worker:
+    """One signature-check process (node/sync/verify_worker.py), one batch at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.turn = asyncio.Lock()
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "node.sync.verify_worker", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        return cls(proc)
+
+    async def verify(self, triples: list[Triple]) -> list[bool]:
+        async with self.turn:
+            stdin, stdout = self.proc.stdin, self.proc.stdout
+            assert stdin is not None and stdout is not None
+            stdin.write(encode_batch(triples))
+            await stdin.drain()
+            answer = await stdout.readexactly(len(triples))
+        return [byte == 1 for byte in answer]
+
+    def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
 class Verifier:
     """Decodes raw entries on a thread and checks their signatures, in worker processes for
-    batches of at least `pool_min` signatures (`workers` of them, started on first use)."""
+    batches of at least `pool_min` signatures (`workers` of them, started on first use and
+    stopped after `idle_s` without such a batch)."""
 
     def __init__(self, workers: int | None = None, *, pool_min: int = POOL_MIN, idle_s: float = POOL_IDLE_S) -> None:
-        self._workers = workers or min(MAX_WORKERS, os.cpu_count() or 2)
+        self._count = workers or min(MAX_WORKERS, os.cpu_count() or 2)
         self.pool_min = pool_min
         self.idle_s = idle_s
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        self._pool: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] = []
+        self._starting = asyncio.Lock()
         self._idle: asyncio.TimerHandle | None = None
         self._busy = 0  # batches in the workers now
+        self._stopping: asyncio.Task[None] | None = None  # idle workers being stopped
 
     @property
-    def workers_running(self) -> bool:
-        return self._pool is not None
+    def worker_pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers]
 
-    def close(self) -> None:
-        self._stop_workers(wait=True)
+    async def aclose(self) -> None:
+        await self._stop_workers()
         self._decoder.shutdown(wait=True)
 
-    def _stop_workers(self, *, wait: bool = False) -> None:
+    async def _stop_workers(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            await worker.proc.wait()  # reaped, its pipes closed
 
-    def __enter__(self) -> Verifier:
+    async def __aenter__(self) -> Verifier:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
 
     async def check(self, raws: Sequence[RawEntry]) -> Checked:
         """Decode every entry (refusing bad bytes with their code) and verify signatures."""
@@ -140,24 +174,23 @@ class Verifier:
             return await loop.run_in_executor(self._decoder, verify_many, triples)
         if self._idle is not None:
             self._idle.cancel()
-        if self._pool is None:
-            # Spawned, not forked: this process runs threads (SQLite, the decoder) that a fork would copy mid-step.
-            # They ignore Ctrl-C (sent to the whole process group): the node stops them itself.
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
         # Workers hold memory (a Python each): they go when no large batch came for idle_s.
         self._idle = loop.call_later(self.idle_s, self._when_idle)
-        size = -(-len(triples) // self._workers)  # one even share per worker
         self._busy += 1
         try:
+            async with self._starting:
+                if not self._workers:
+                    self._workers = list(await asyncio.gather(*(_Worker.start() for _ in range(self._count))))
+            workers = self._workers
+            size = -(-len(triples) // len(workers))  # one even share per worker
+            shares = range(0, len(triples), size)  # as many as workers, or fewer
             parts = await asyncio.gather(*(
-                loop.run_in_executor(self._pool, verify_many, triples[i : i + size])
-                for i in range(0, len(triples), size)
+                worker.verify(triples[i : i + size]) for worker, i in zip(workers, shares, strict=False)
             ))
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): check here, and start new workers next time.
-            log.warning("signature workers stopped; verifying %d signatures on a thread", len(triples))
-            self._stop_workers()
+        except (OSError, ValueError, TypeError, asyncio.IncompleteReadError) as exc:
+            # A worker died (killed, out of memory) or cannot start: check here; new workers next time.
+            log.warning("signature workers failed (%r); verifying %d signatures on a thread", exc, len(triples))
+            await self._stop_workers()
             return await loop.run_in_executor(self._decoder, verify_many, triples)
         finally:
             self._busy -= 1
@@ -167,7 +200,7 @@ class Verifier:
         if self._busy:  # a batch slower than idle_s: wait for it
             self._idle = asyncio.get_running_loop().call_later(self.idle_s, self._when_idle)
         else:
-            self._stop_workers()
+            self._stopping = asyncio.get_running_loop().create_task(self._stop_workers())
 
 
 @dataclass(slots=True)

@@ -168,7 +168,7 @@ class Replicator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
-        self._verifier.close()
+        await self._verifier.aclose()
         if self._own_states:
             await self.states.aclose()  # saves the snapshots of ledgers that grew
 

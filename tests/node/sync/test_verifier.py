@@ -63,7 +63,7 @@ async def test_every_path_gives_decode_entrys_verdicts(size: int, pool_min: int)
     rows = spoiled(chain(size))
     want = expected(rows)
     assert {"ok", "bad_signature"} <= set(want) or size < 5
-    with Verifier(workers=2, pool_min=pool_min) as verifier:
+    async with Verifier(workers=2, pool_min=pool_min) as verifier:
         checked = await verifier.check(rows)
     got = ["ok"] * len(rows)
     for index, error in checked.refused:
@@ -76,15 +76,15 @@ async def test_every_path_gives_decode_entrys_verdicts(size: int, pool_min: int)
 async def test_a_dead_worker_costs_a_fallback_not_a_verdict() -> None:
     rows = spoiled(chain(200))
     want = expected(rows)
-    with Verifier(workers=2, pool_min=10) as verifier:
+    async with Verifier(workers=2, pool_min=10) as verifier:
         first = await verifier.check(rows)
-        pool = verifier._pool
-        assert pool is not None
-        for pid in list(pool._processes):  # the workers the first batch used
+        pids = verifier.worker_pids
+        assert len(pids) == 2
+        for pid in pids:  # the workers the first batch used
             os.kill(pid, signal.SIGKILL)
-        again = await verifier.check(rows)  # the broken pool is noticed: checked on the thread
+        again = await verifier.check(rows)  # the dead workers are noticed: checked on the thread
         after = await verifier.check(rows)  # and new workers serve the next batch
-        assert verifier._pool is not None and verifier._pool is not pool
+        assert verifier.worker_pids and not set(verifier.worker_pids) & set(pids)
     for checked in (first, again, after):
         got = ["ok"] * len(rows)
         for index, error in checked.refused:
@@ -92,24 +92,24 @@ async def test_a_dead_worker_costs_a_fallback_not_a_verdict() -> None:
         assert got == want
 
 
-def test_spec_states_the_verifier_limits() -> None:
-    spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
-    for name, value in (("POOL_MIN", POOL_MIN), ("INLINE_MAX", INLINE_MAX), ("POOL_IDLE_S", POOL_IDLE_S)):
-        assert f"`{name} = {value:g}`" in spec, name
-
-
 async def test_idle_workers_stop_and_start_again_when_needed() -> None:
     rows = spoiled(chain(60))
     want = expected(rows)
-    with Verifier(workers=2, pool_min=10, idle_s=0.3) as verifier:
+    async with Verifier(workers=2, pool_min=10, idle_s=0.3) as verifier:
         await verifier.check(rows)
-        assert verifier.workers_running
+        assert verifier.worker_pids
         async with asyncio.timeout(30):  # no large batch meanwhile: the workers go (polled, generous deadline)
-            while verifier.workers_running:
+            while verifier.worker_pids:
                 await asyncio.sleep(0.05)
         checked = await verifier.check(rows)  # the next large batch starts them again
-        assert verifier.workers_running
+        assert verifier.worker_pids
     got = ["ok"] * len(rows)
     for index, error in checked.refused:
         got[index] = error.code
     assert got == want
+
+
+def test_spec_states_the_verifier_limits() -> None:
+    spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
+    for name, value in (("POOL_MIN", POOL_MIN), ("INLINE_MAX", INLINE_MAX), ("POOL_IDLE_S", POOL_IDLE_S)):
+        assert f"`{name} = {value:g}`" in spec, name
