@@ -49,6 +49,7 @@ from node.web.layout import (
 )
 from node.web.ledger import add_ledger_pages
 from node.web.members import add_member_pages
+from node.web.overview import add_overview_pages
 from node.web.shares import add_share_pages
 from protocol import LocalError, TallyError
 from protocol.kel import founding_proof
@@ -68,6 +69,7 @@ def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_get("/peers", peers)
     app.router.add_get("/static/{name}", static)
     app.router.add_post("/language", choose_language)
+    add_overview_pages(app)
     add_ledger_pages(app)
     add_governance_pages(app)
     add_share_pages(app)
