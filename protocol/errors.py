@@ -264,3 +264,11 @@ class LocalError(TallyError):
         """`exc`'s refusal (its code, already registered) as the local user's: a local write checked with the
         same rules a peer's entry meets is the writer's mistake, not a peer's."""
         return cls(exc.code, exc.message)
+
+    @classmethod
+    def declared(cls, code: str, message: str) -> LocalError:
+        """A refusal whose code a declaration holds (a request field's `code`): the code scan of
+        tests/protocol/test_error_codes.py cannot read it, so it is checked against the table here."""
+        if code not in CODES:
+            raise ValueError(f"unregistered error code {code!r}")
+        return cls(code, message)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Self
 
 from .cid import CID
 from .dagjson import parse_body, to_json_value
-from .errors import InvalidData, LocalError
+from .errors import CODES, InvalidData, LocalError
 from .rules import parse_decimal
 
 
@@ -79,13 +79,17 @@ class Spec:
     group: str = ""  # CLI options of one group are mutually exclusive (`--at` or `--from`)
     form: str = ""  # its name in a dashboard form, when not `wire` (scores: `score:<option>` fields)
 
+    def __post_init__(self) -> None:
+        if self.code is not None and self.code not in CODES:  # a typo'd code fails at import, not at a refusal
+            raise ValueError(f"unregistered error code {self.code!r}")
+
     @property
     def help(self) -> str:
         return self.doc if self.cli_help is None else self.cli_help
 
     def check_choice(self, value: str) -> None:
         if self.choices and self.code is not None and value not in self.choices:
-            raise LocalError(self.code, f"{self.wire} is " + " or ".join(f'"{c}"' for c in self.choices))
+            raise LocalError.declared(self.code, f"{self.wire} is " + " or ".join(f'"{c}"' for c in self.choices))
 
 
 _SPEC = "tally.spec"  # where a dataclass field keeps its Spec
@@ -187,7 +191,7 @@ def _json_value(f: Field, value: object) -> object:
             try:
                 parse_decimal(value, f.wire)
             except InvalidData as exc:
-                raise LocalError(spec.code or exc.code, exc.message) from None
+                raise LocalError.declared(spec.code or exc.code, exc.message) from None
         return value
     if spec.kind is Kind.BODY:  # re-serialized: a float stays a float, and is refused (bad_body)
         return parse_body(json.dumps(value))
@@ -203,7 +207,7 @@ def _json_value(f: Field, value: object) -> object:
     if spec.kind is Kind.SCORES:
         assert isinstance(value, dict)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
-            raise LocalError(spec.code or "bad_request", f"{f.wire} are whole numbers")
+            raise LocalError.declared(spec.code or "bad_request", f"{f.wire} are whole numbers")
         return dict(value)
     if spec.kind is Kind.CHOICE:
         assert isinstance(value, str)
