@@ -73,6 +73,7 @@ def _encoded(raw: bytes, status: str) -> bytes:
     return _ENTRY_PAIR + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
 
 
+_SLICE: Final = 65_536  # entries encoded at once when a whole state's digest is computed
 _PAIR_36: Final = _encoded(CID.for_block(b"").raw, "")[: -36 - 1]  # [ and the link's head, before a 36-byte id
 
 
@@ -439,7 +440,9 @@ def state_digest(state: LedgerState, *, in_order: bool = False) -> bytes:
     else:
         ids = sorted(state.status)
         statuses = list(map(state.status.__getitem__, ids))
-    return _digest(state, len(ids), [_encoded_all(ids, statuses)])
+    # in slices, so that a million entries are never all encoded at once (70 MB)
+    return _digest(state, len(ids), (_encoded_all(ids[i : i + _SLICE], statuses[i : i + _SLICE])
+                                     for i in range(0, len(ids), _SLICE)))
 
 
 def _encoded_all(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
