@@ -23,6 +23,7 @@ from aiohttp import web
 
 from node.store.states import MEMBER_KIND_PREFIX, LedgerStates
 from node.store.store import Store
+from node.sync.gate import MAX_LINKS_PER_ADDRESS, LinkGate, host_of
 from node.sync.healing import Healer
 from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
@@ -35,14 +36,8 @@ log = logging.getLogger(__name__)
 RESTORE_WAIT_S: Final = 10.0  # how long a starting node waits to reach a peer before it allows appends
 BACKOFF_MIN_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
-BAN_MIN_S: Final = 30.0  # a peer that broke the protocol is refused this long, doubling each time
 RESTORE_SILENCE_S: Final = 10.0  # a peer that says nothing this long no longer holds safe restore
-MAX_LINKS: Final = 256  # inbound links at once, handshaking or running (beyond: HTTP 503, before any work)
-MAX_LINKS_PER_ADDRESS: Final = 8  # inbound links from one host, except peers this node was given or found
-MAX_HANDSHAKES_PER_ADDRESS: Final = 4  # inbound handshakes at once from one host (beyond: HTTP 503)
 MAX_DIALED_IN: Final = 512  # peer-table rows of identities that only dialled in (the idle longest go first)
-REFUSALS_LOG_S: Final = 10.0  # refused link attempts are logged once per host per this long, with a count
-MAX_REFUSING_HOSTS: Final = 1024  # hosts whose refusals are being counted (beyond: the oldest count is dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +82,7 @@ class Replicator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._access: dict[bytes, _Access] = {}
-        self._bans: dict[str, tuple[float, float]] = {}  # did, or "host:<host>" -> (until, last ban length)
-        self._inbound: dict[str, int] = {}  # host -> inbound links from it, handshaking or running
-        self._handshaking: dict[str, int] = {}  # host -> inbound handshakes in progress
-        self._refused: dict[str, tuple[int, float]] = {}  # host -> (refusals not logged yet, when one last was)
+        self._gate = LinkGate()  # inbound caps, refusals and bans (node/sync/gate.py)
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
         self._forgotten: set[str] = set()
@@ -173,70 +165,47 @@ class Replicator:
             await self.states.aclose()  # saves the snapshots of ledgers that grew
 
     def refuse_link(self, request: web.Request) -> web.Response | None:
-        """The 503 for a link attempt beyond MAX_LINKS or MAX_HANDSHAKES_PER_ADDRESS, else None.
+        """The 503 for a link attempt beyond MAX_LINKS or MAX_HANDSHAKES_PER_ADDRESS (node/sync/gate.py), else None.
 
         Checked before any handshake work (key exchanges, a signature check) and, by the API's first
-        middleware, before anything else the request would cost: a flood of attempts is answered
-        cheaply and logged as one line per host per REFUSALS_LOG_S with a count, not a line each.
+        middleware, before anything else the request would cost.
         """
-        host = _host(peer_address(request))
-        if sum(self._inbound.values()) < MAX_LINKS and self._handshaking.get(host, 0) < MAX_HANDSHAKES_PER_ADDRESS:
-            return None
-        now = time.monotonic()
-        unlogged, logged = self._refused.pop(host, (0, None))
-        if logged is None or now - logged >= REFUSALS_LOG_S:
-            log.warning("peer links refused host=%s count=%d reason=too many links", host, unlogged + 1)
-            unlogged, logged = 0, now
-        else:
-            unlogged += 1
-        if len(self._refused) >= MAX_REFUSING_HOSTS:
-            self._refused.pop(next(iter(self._refused)))  # the host refused longest ago
-        self._refused[host] = (unlogged, logged)
-        return web.Response(status=503, text="too many peer links")
+        return self._gate.refusal(host_of(peer_address(request)))
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
         address = peer_address(request)
-        host = _host(address)
-        refused = self.refuse_link(request)
+        host = host_of(address)
+        refused = self._gate.refusal(host)
         if refused is not None:
             return refused
-        self._inbound[host] = self._inbound.get(host, 0) + 1
-        try:
+        with self._gate.inbound(host):
             ws = link_websocket()
             await ws.prepare(request)
-            self._handshaking[host] = self._handshaking.get(host, 0) + 1
-            try:
-                link = await accept_link(ws, self._identity, remote_address=address)
-            except (TallyError, LinkClosed) as exc:
-                log.warning("inbound handshake failed peer=%s error=%s", address, exc)
-                return ws
-            finally:
-                self._handshaking[host] -= 1
-                if not self._handshaking[host]:
-                    del self._handshaking[host]
+            with self._gate.handshake(host):
+                try:
+                    link = await accept_link(ws, self._identity, remote_address=address)
+                except (TallyError, LinkClosed) as exc:
+                    log.warning("inbound handshake failed peer=%s error=%s", address, exc)
+                    return ws
             info = next((i for i in self._info.values() if i.did == link.remote_did), None)
             given = info is not None and info.found != "inbound"
             if not given:
                 # Fresh identities are free to make: a host that keeps misbehaving, or opens more
                 # links than a household would, is slowed by its address. Peers this node dials
                 # (flags, configuration, mDNS) are known by did and never refused for their address.
-                if self._ban_left(f"host:{host}") > 0:
+                if self._gate.ban_left(f"host:{host}") > 0:
                     await link.close("forbidden", "backing off after a protocol violation from this address")
                     return ws
-                if self._inbound[host] > MAX_LINKS_PER_ADDRESS:
+                if self._gate.too_many_from(host):
                     await link.close("rate_limited", f"more than {MAX_LINKS_PER_ADDRESS} links from one address")
                     return ws
             if info is None:
                 self._trim_dialed_in()
                 info = self._info.setdefault(f"did:{link.remote_did}", PeerInfo(link.remote_did, address, "inbound"))
             if await self._run_link(link, info) == "misbehaved" and not given:
-                self._ban(f"host:{host}")
+                self._gate.ban(f"host:{host}")
             return ws
-        finally:
-            self._inbound[host] -= 1
-            if not self._inbound[host]:
-                del self._inbound[host]
 
     def _trim_dialed_in(self) -> None:
         """Keep at most MAX_DIALED_IN rows of peers that only dialled in: the idle longest go."""
@@ -294,7 +263,7 @@ class Replicator:
                 outcome = await self._run_link(link, info, url=url)
                 if outcome == "duplicate":
                     expected = link.remote_did  # linked the other way: wait quietly while that lasts
-                delay = max(delay, self._ban_left(link.remote_did)) if outcome == "misbehaved" else BACKOFF_MIN_S
+                delay = max(delay, self._gate.ban_left(link.remote_did)) if outcome == "misbehaved" else BACKOFF_MIN_S
             # Exponential backoff with jitter: never hammer a peer that is down.
             await asyncio.sleep(delay * self._rng.uniform(0.8, 1.2))
             delay = min(BACKOFF_MAX_S, delay * 2)
@@ -305,7 +274,7 @@ class Replicator:
     async def _run_link(self, link: SecureLink, info: PeerInfo, url: str | None = None) -> str:
         """Run a session on `link` until it closes: "misbehaved", "duplicate" or "ended"."""
         did = link.remote_did
-        if self._ban_left(did) > 0:
+        if self._gate.ban_left(did) > 0:
             await link.close("forbidden", "backing off after a protocol violation")
             return "misbehaved"
         existing = self._sessions.get(did)
@@ -331,7 +300,7 @@ class Replicator:
                 del self._sessions[did]
             self._check_restore()
         if session.failure is not None and session.failure.code in MISBEHAVIOUR:
-            self._ban(did)
+            self._gate.ban(did)
             return "misbehaved"
         return "ended"
 
@@ -371,16 +340,6 @@ class Replicator:
             code = session.failure.code if session.failure else None
             log.info("peer disconnected peer=%s code=%s in=%d out=%d", session.peer_did, code,
                      info.entries_in, info.entries_out)
-
-    def _ban(self, did: str) -> None:
-        _, last = self._bans.get(did, (0.0, BAN_MIN_S / 2))
-        length = min(BACKOFF_MAX_S * 10, last * 2)
-        self._bans[did] = (time.monotonic() + length, length)
-        log.warning("peer banned peer=%s seconds=%.0f", did, length)
-
-    def _ban_left(self, did: str) -> float:
-        until, _ = self._bans.get(did, (0.0, 0.0))
-        return max(0.0, until - time.monotonic())
 
     # ---- safe restore ----------------------------------------------------------
 
@@ -465,12 +424,6 @@ class Replicator:
             if session is not source:
                 session.gossip(proof)  # only where the ledger is shared: members-only proofs reach members only
 
-
-def _host(address: str | None) -> str:
-    """The host of `host:port` (`[v6]:port`): links are counted and slowed per host, not per port."""
-    if address is None:
-        return "?"
-    return address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
 
 
 __all__ = ["PeerInfo", "PeerMisbehaved", "Replicator"]

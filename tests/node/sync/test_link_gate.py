@@ -12,14 +12,14 @@ import pytest
 from loopback_api import KEY, running_api
 
 from node.store.store import Store
-from node.sync import replication
+from node.sync import gate
 from node.sync.replication import Replicator
 
 
 async def test_refused_link_attempts_cost_one_log_line_per_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(replication, "MAX_HANDSHAKES_PER_ADDRESS", 0)  # every attempt is over the cap
+    monkeypatch.setattr(gate, "MAX_HANDSHAKES_PER_ADDRESS", 0)  # every attempt is over the cap
     caplog.set_level(logging.INFO)
     store = await Store.open(tmp_path / "tally.sqlite3", key=KEY)
     rep = Replicator(store, KEY, offline=True)
@@ -44,4 +44,4 @@ async def test_refused_link_attempts_cost_one_log_line_per_host(
 
 def test_spec_states_the_refusal_log_period() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
-    assert f"`REFUSALS_LOG_S = {replication.REFUSALS_LOG_S:.0f}`" in spec
+    assert f"`REFUSALS_LOG_S = {gate.REFUSALS_LOG_S:.0f}`" in spec

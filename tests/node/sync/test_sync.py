@@ -25,9 +25,10 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from node.store.store import Store, wall_clock_ms
-from node.sync import replication
+from node.sync import gate, replication
+from node.sync.gate import MAX_LINKS_PER_ADDRESS
 from node.sync.links import SYNC_PATH, LinkClosed, SecureLink, dial_link, sync_url
-from node.sync.replication import MAX_LINKS_PER_ADDRESS, PeerInfo, Replicator
+from node.sync.replication import PeerInfo, Replicator
 from node.views import entry_row
 from protocol import CID, GENESIS_KIND, Entry, Handshake, SigningKey, create_entry, dagcbor
 from protocol.handshake import KEY_BYTES, MAX_MESSAGE_BYTES
@@ -757,5 +758,6 @@ async def test_every_push_arrives_after_a_one_shot_sync_and_a_peer_link_overlap(
 
 def test_spec_states_the_node_caps() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
-    for name in ("MAX_LINKS", "MAX_HANDSHAKES_PER_ADDRESS", "MAX_LINKS_PER_ADDRESS", "MAX_DIALED_IN"):
-        assert f"`{name} = {getattr(replication, name)}`" in spec, name
+    for module, name in ((gate, "MAX_LINKS"), (gate, "MAX_HANDSHAKES_PER_ADDRESS"), (gate, "MAX_LINKS_PER_ADDRESS"),
+                         (replication, "MAX_DIALED_IN")):
+        assert f"`{name} = {getattr(module, name)}`" in spec, name

@@ -1,0 +1,94 @@
+"""Who may hold a peer link (SPEC.md §13.9): the inbound caps, for the node and per host, counted from the first
+byte of an attempt; refused attempts logged as one line per host per REFUSALS_LOG_S with a count; and the bans of
+peers (by did) and hosts (`host:<host>`) that broke the protocol. The Replicator (node/sync/replication.py) asks
+it before and around each link."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+BAN_MIN_S: Final = 30.0  # a peer that broke the protocol is refused this long, doubling each time
+BAN_MAX_S: Final = 600.0
+MAX_LINKS: Final = 256  # inbound links at once, handshaking or running (beyond: HTTP 503, before any work)
+MAX_LINKS_PER_ADDRESS: Final = 8  # inbound links from one host, except peers this node was given or found
+MAX_HANDSHAKES_PER_ADDRESS: Final = 4  # inbound handshakes at once from one host (beyond: HTTP 503)
+REFUSALS_LOG_S: Final = 10.0  # refused link attempts are logged once per host per this long, with a count
+MAX_REFUSING_HOSTS: Final = 1024  # hosts whose refusals are being counted (beyond: the oldest count is dropped)
+
+
+class LinkGate:
+    """The counts, refusals and bans of one node's links. See the module docstring."""
+
+    def __init__(self) -> None:
+        self._bans: dict[str, tuple[float, float]] = {}  # did, or "host:<host>" -> (until, last ban length)
+        self._inbound: dict[str, int] = {}  # host -> inbound links from it, handshaking or running
+        self._handshaking: dict[str, int] = {}  # host -> inbound handshakes in progress
+        self._refused: dict[str, tuple[int, float]] = {}  # host -> (refusals not logged yet, when one last was)
+
+    def refusal(self, host: str) -> web.Response | None:
+        """The 503 for a link attempt from `host` beyond MAX_LINKS or MAX_HANDSHAKES_PER_ADDRESS, else None;
+        a flood of attempts is logged as one line per host per REFUSALS_LOG_S with a count, not a line each."""
+        if sum(self._inbound.values()) < MAX_LINKS and self._handshaking.get(host, 0) < MAX_HANDSHAKES_PER_ADDRESS:
+            return None
+        now = time.monotonic()
+        unlogged, logged = self._refused.pop(host, (0, None))
+        if logged is None or now - logged >= REFUSALS_LOG_S:
+            log.warning("peer links refused host=%s count=%d reason=too many links", host, unlogged + 1)
+            unlogged, logged = 0, now
+        else:
+            unlogged += 1
+        if len(self._refused) >= MAX_REFUSING_HOSTS:
+            self._refused.pop(next(iter(self._refused)))  # the host refused longest ago
+        self._refused[host] = (unlogged, logged)
+        return web.Response(status=503, text="too many peer links")
+
+    @contextmanager
+    def inbound(self, host: str) -> Iterator[None]:
+        """Count an inbound link from `host` while it lasts, handshake included."""
+        self._inbound[host] = self._inbound.get(host, 0) + 1
+        try:
+            yield
+        finally:
+            self._inbound[host] -= 1
+            if not self._inbound[host]:
+                del self._inbound[host]
+
+    @contextmanager
+    def handshake(self, host: str) -> Iterator[None]:
+        """Count an inbound handshake from `host` while it runs."""
+        self._handshaking[host] = self._handshaking.get(host, 0) + 1
+        try:
+            yield
+        finally:
+            self._handshaking[host] -= 1
+            if not self._handshaking[host]:
+                del self._handshaking[host]
+
+    def too_many_from(self, host: str) -> bool:
+        """More than MAX_LINKS_PER_ADDRESS inbound links from `host`, this one included."""
+        return self._inbound.get(host, 0) > MAX_LINKS_PER_ADDRESS
+
+    def ban(self, did: str) -> None:
+        _, last = self._bans.get(did, (0.0, BAN_MIN_S / 2))
+        length = min(BAN_MAX_S, last * 2)
+        self._bans[did] = (time.monotonic() + length, length)
+        log.warning("peer banned peer=%s seconds=%.0f", did, length)
+
+    def ban_left(self, did: str) -> float:
+        until, _ = self._bans.get(did, (0.0, 0.0))
+        return max(0.0, until - time.monotonic())
+
+
+def host_of(address: str | None) -> str:
+    """The host of `host:port` (`[v6]:port`): links are counted and slowed per host, not per port."""
+    if address is None:
+        return "?"
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
