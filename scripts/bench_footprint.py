@@ -297,7 +297,8 @@ def main() -> None:
               f"goal p99 <= {GOAL_PAGE_P99_MS} ms  {verdict(p99, GOAL_PAGE_P99_MS)}")
         pages.sort()
         print(f"dashboard history page at {args.entries:,} entries: first load {first:.2f} s (computes the ledger's "
-              f"state), then p50 {statistics.median(pages) * 1000:.1f} ms, p99 "
+              f"state, or reads it back from the snapshot a run before saved), "
+              f"then p50 {statistics.median(pages) * 1000:.1f} ms, p99 "
               f"{pages[max(0, round(0.99 * len(pages)) - 1)] * 1000:.1f} ms; RSS after {rss_dash:.1f} MB, "
               f"peak {peak_dash:.1f} MB (no goal set: the state is cached until the ledger changes)")
         print(f"restart with {args.entries:,} entries: first dashboard history page {restarted:.2f} s (the state read "
