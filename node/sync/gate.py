@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Final
 
 from aiohttp import web
@@ -50,27 +50,13 @@ class LinkGate:
         self._refused[host] = (unlogged, logged)
         return web.Response(status=503, text="too many peer links")
 
-    @contextmanager
-    def inbound(self, host: str) -> Iterator[None]:
+    def inbound(self, host: str) -> AbstractContextManager[None]:
         """Count an inbound link from `host` while it lasts, handshake included."""
-        self._inbound[host] = self._inbound.get(host, 0) + 1
-        try:
-            yield
-        finally:
-            self._inbound[host] -= 1
-            if not self._inbound[host]:
-                del self._inbound[host]
+        return _counted(self._inbound, host)
 
-    @contextmanager
-    def handshake(self, host: str) -> Iterator[None]:
+    def handshake(self, host: str) -> AbstractContextManager[None]:
         """Count an inbound handshake from `host` while it runs."""
-        self._handshaking[host] = self._handshaking.get(host, 0) + 1
-        try:
-            yield
-        finally:
-            self._handshaking[host] -= 1
-            if not self._handshaking[host]:
-                del self._handshaking[host]
+        return _counted(self._handshaking, host)
 
     def too_many_from(self, host: str) -> bool:
         """More than MAX_LINKS_PER_ADDRESS inbound links from `host`, this one included."""
@@ -85,6 +71,17 @@ class LinkGate:
     def ban_left(self, did: str) -> float:
         until, _ = self._bans.get(did, (0.0, 0.0))
         return max(0.0, until - time.monotonic())
+
+
+@contextmanager
+def _counted(counts: dict[str, int], host: str) -> Iterator[None]:
+    counts[host] = counts.get(host, 0) + 1
+    try:
+        yield
+    finally:
+        counts[host] -= 1
+        if not counts[host]:
+            del counts[host]
 
 
 def host_of(address: str | None) -> str:
