@@ -123,6 +123,8 @@ class WriteRequest:
     SUMMARY: ClassVar[str] = ""
     #: its API route under /api/v1, the path's fields in braces (SPEC.md §12)
     PATH: ClassVar[str] = ""
+    #: an empty body reads as `{}` (a write the path says all of, whose API never asked for a body)
+    BODY_OPTIONAL: ClassVar[bool] = False
 
     def api_path(self) -> str:
         """PATH with this request's path fields filled in (what the CLI posts to a running node)."""

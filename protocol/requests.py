@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Final
 from . import governance_ops, ledger_ops
 from .cid import CID
 from .distribution import Payout
-from .entry import GENESIS_KIND
+from .entry import GENESIS_KIND, Entry
 from .errors import LocalError
 from .governance import MAX_OPTIONS, MAX_TITLE_CHARS
 from .kel import KeyLog
@@ -30,9 +30,21 @@ from .writes import MAX_LEDGER_NAME_CHARS, VISIBILITIES, AppendRequest, check_ap
 _LEDGER: Final = "LEDGER"
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a write's build reads from the store besides the ledger's state. protocol/ does no I/O, so the
+    write service (node/store/writes.py) looks it up: the entry the request names, the store's signing key,
+    and the head of the chain the request's `chain_of` names."""
+
+    target: Entry | None = None  # the entry named by the path (TARGET "entry", "motion" or "written")
+    key: bytes | None = None  # the public key this node's store signs with
+    head: CID | None = None  # the last entry of `chain_of`'s key in the ledger, if this node holds one
+
+
 class LedgerWrite(WriteRequest):
     """A write whose entry goes to a ledger named by the request (its `ledger`), or to the ledger of the entry
-    it names (TARGET "entry"; "motion": an entry that is not a ledger's genesis)."""
+    it names (TARGET "entry"; "motion" and "written": an entry that is not a ledger's genesis, the one
+    refused as not "of a ledger")."""
 
     __slots__ = ()
     TARGET: ClassVar[str] = "ledger"
@@ -42,8 +54,16 @@ class LedgerWrite(WriteRequest):
         assert isinstance(named, CID)
         return named
 
+    def chain_of(self, state: LedgerState) -> str | None:
+        """The did whose key's chain head the build needs (`Found.head`); None: no head is needed."""
+        return None
+
     def build(self, state: LedgerState, me: str, ts: int) -> AppendRequest:
         raise NotImplementedError
+
+    def build_with(self, state: LedgerState, me: str, ts: int, found: Found) -> AppendRequest:
+        """`build`, given what the write service found in the store (most writes need none of it)."""
+        return self.build(state, me, ts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +268,21 @@ class RecordDistribution(LedgerWrite):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Erase(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Erase an entry's payload (a `ledger.erase` entry)"
+    PATH: ClassVar[str] = "/entries/{entry}/erasure"
+    TARGET: ClassVar[str] = "written"
+    BODY_OPTIONAL: ClassVar[bool] = True  # nothing to say but the path; an empty body was always accepted
+
+    entry: CID = param(Kind.CID, required=True, in_path=True, metavar="ENTRY_ID")
+
+    def build_with(self, state: LedgerState, me: str, ts: int, found: Found) -> AppendRequest:
+        # only the key that wrote the entry erases it: this store's (ledger_ops.erase refuses another's)
+        assert found.target is not None and found.key is not None
+        return ledger_ops.erase(state, me, found.target, found.key, ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerCreate(WriteRequest):
     SUMMARY: ClassVar[str] = "Found a ledger"
     PATH: ClassVar[str] = "/ledgers"
@@ -302,5 +337,5 @@ class AppendEntry(WriteRequest):
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
 WRITES: Final[tuple[type[WriteRequest], ...]] = (
     Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
-    LedgerCreate, Follow, AppendEntry,
+    Erase, LedgerCreate, Follow, AppendEntry,
 )

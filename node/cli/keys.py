@@ -15,13 +15,15 @@ from functools import partial
 
 from node.cli.context import open_store, print_id, print_rows, serving_node, write_here
 from node.cli.ledger import ledger_state, write_entry
-from node.cli.parsing import home_of, parse_cid
+from node.cli.options import request_of
+from node.cli.parsing import home_of
 from node.home import Home
 from node.ledger_views import device_rows
 from node.store.ledgers import load_state
 from node.store.store import Store, wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
-from protocol import CID, Entry, LocalError, SigningKey, key_ops, ledger_ops, public_key_from_did
+from protocol import CID, Entry, LocalError, SigningKey, key_ops, public_key_from_did
+from protocol.requests import Erase
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -233,16 +235,11 @@ async def cmd_recover_approve(args: argparse.Namespace) -> int:
 
 async def cmd_erase(args: argparse.Namespace) -> int:
     """Erase the payload of ENTRY_ID, an entry this home's key wrote; the header stays (SPEC.md §20)."""
-    entry_id = parse_cid(args.entry)
+    request = request_of(Erase, args)
 
     async def build(w: LocalWrites) -> Entry:
-        target = await w.store.get(entry_id)
-        if target is None or target.is_genesis:
-            raise LocalError("unknown_entry", f"no entry {entry_id} of a ledger is stored here")
-        key = w.store.public_key
-        assert key is not None  # write_here opens the store with the home's key
-        written = await w.write(target.ledger_id, lambda state, me, ts: ledger_ops.erase(state, me, target, key, ts))
-        await load_state(w.store, target.ledger_id)  # computing the state drops the bytes (node/store/ledgers.py)
+        written = await w.submit(request)
+        await load_state(w.store, written.ledger_id)  # computing the state drops the bytes (node/store/ledgers.py)
         return written
 
-    return await write_entry(args, f"/entries/{entry_id}/erasure", {}, build)
+    return await write_entry(args, request.api_path(), request.to_json(), build)

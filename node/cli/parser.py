@@ -20,6 +20,7 @@ from protocol.requests import (
     AppendEntry,
     Contribute,
     Endorse,
+    Erase,
     Follow,
     Leave,
     LedgerCreate,
@@ -252,7 +253,7 @@ def add_key_commands(add: AddCommand) -> None:
 
     p = add("erase", "keys.cmd_erase", "erase the payload of ENTRY_ID, one of your entries (a contribution, an "
             "endorsement, your name): every node drops its bytes, the chain still verifies; prints the erasure's id")
-    p.add_argument("entry", metavar="ENTRY_ID")
+    add_request_options(p, Erase)
 
 
 def add_invite_commands(add: AddCommand) -> None:

@@ -269,7 +269,8 @@ async def json_object(request: web.Request, fields: Mapping[str, type]) -> dict[
 
 async def read_request(request: web.Request, declared: type[R]) -> R:
     """The declared write request (protocol/requests.py) the path and the JSON body ask for."""
-    return declared.decode(await json_body(request), request.match_info)
+    empty = declared.BODY_OPTIONAL and not await request.read()
+    return declared.decode({} if empty else await json_body(request), request.match_info)
 
 
 async def submit(request: web.Request, declared: type[LedgerWrite]) -> web.Response:

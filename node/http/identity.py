@@ -34,11 +34,13 @@ from node.http.context import (
     readable_state,
     require_owner,
     required,
+    submit,
 )
 from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
 from node.ledger_views import device_rows
 from node.store.store import Store
 from protocol import CID, LocalError, key_ops, ledger_ops, public_key_from_did
+from protocol.requests import Erase
 from protocol.state import LedgerState
 
 INVITATION: Final[dict[str, Any]] = {
@@ -72,23 +74,14 @@ def add_identity_routes(app: web.Application, p: str) -> None:
 
 
 @Operation(
-    "Erase an entry's payload (a `ledger.erase` entry)", CREATED, status=201, access=Access.OWNER,
-    parameters=(ENTRY_PARAM,),
+    Erase.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(ENTRY_PARAM,), request=Erase,
     description="Only the key that wrote the entry erases it. Every node that applies the erasure drops the "
-                "payload's bytes; the header stays, so the chain still verifies (SPEC.md §20).",
+                "payload's bytes; the header stays, so the chain still verifies (SPEC.md §20). The body, `{}`, "
+                "may be left out.",
     errors=("bad_cid", "unknown_entry", "unknown_ledger", "not_member", "not_erasable", "catching_up"),
 )
 async def erase_entry(request: web.Request) -> web.Response:
-    require_owner(request)
-    entry_id = CID.parse(request.match_info["entry"])
-    store = request.app[STORE]
-    target = await store.get(entry_id)
-    if target is None or target.is_genesis:
-        raise LocalError("unknown_entry", f"no entry {entry_id} of a ledger is stored here")
-    state = await own_state(request, target.ledger_id)
-    me, key = request.app[CONFIG].did, store.public_key
-    assert key is not None  # the node's store signs
-    return await append_built(request, lambda ts: ledger_ops.erase(state, me, target, key, ts))
+    return await submit(request, Erase)
 
 
 @Operation(

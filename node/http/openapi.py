@@ -399,7 +399,8 @@ def _operation(op: Operation, op_id: str, status: Mapping[str, int]) -> dict[str
         result["parameters"] = [p.as_openapi() for p in op.parameters]
     body = ref(component_name(op.request)) if op.request is not None else op.body
     if body is not None:
-        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": dict(body)}}}
+        needed = op.request is None or not op.request.BODY_OPTIONAL
+        result["requestBody"] = {"required": needed, "content": {"application/json": {"schema": dict(body)}}}
     result["responses"] = responses
     result["security"] = {
         Access.PUBLIC: [],

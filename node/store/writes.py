@@ -14,8 +14,8 @@ from typing import Protocol
 
 from node.store.ledgers import load_state
 from node.store.store import Store
-from protocol import CID, Entry, LocalError
-from protocol.requests import LedgerWrite
+from protocol import CID, Entry, LocalError, public_key_from_did
+from protocol.requests import Found, LedgerWrite
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -57,20 +57,30 @@ class LocalWrites:
             raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
         return state
 
-    async def ledger_of(self, request: LedgerWrite) -> CID:
-        """The ledger `request` writes to: the one it names, or the one of the entry it names (`unknown_entry`
-        when that is not stored here; a motion is never a ledger's genesis)."""
+    async def target_of(self, request: LedgerWrite) -> tuple[CID, Entry | None]:
+        """The ledger `request` writes to: the one it names, or the one of the entry it names (with that entry;
+        `unknown_entry` when it is not stored here; a motion or an erased entry is never a ledger's genesis)."""
         target = request.target()
         if request.TARGET == "ledger":
-            return target
+            return target, None
         entry = await self.store.get(target)
-        if entry is None or (request.TARGET == "motion" and entry.is_genesis):
-            raise LocalError("unknown_entry", f"no entry {target} is stored here")
-        return entry.ledger_id
+        if entry is None or (request.TARGET != "entry" and entry.is_genesis):
+            where = " of a ledger" if request.TARGET == "written" else ""
+            raise LocalError("unknown_entry", f"no entry {target}{where} is stored here")
+        return entry.ledger_id, entry
+
+    async def found(self, request: LedgerWrite, state: LedgerState, target: Entry | None = None) -> Found:
+        """What `request`'s build reads from the store besides `state` (protocol/requests.py Found)."""
+        chain = request.chain_of(state)
+        head = None if chain is None else await self.store.head(state.ledger, public_key_from_did(chain))
+        return Found(target, self.store.public_key, None if head is None else head.id)
 
     async def submit(self, request: LedgerWrite) -> Entry:
         """Append the entry a declared write request (protocol/requests.py) asks for."""
-        return await self.write(await self.ledger_of(request), request.build)
+        ledger, target = await self.target_of(request)
+        state = await self.state(ledger)
+        found = await self.found(request, state, target)
+        return await self.append(lambda ts: request.build_with(state, self.me, ts, found))
 
     async def write(self, ledger: CID, build: Build) -> Entry:
         """Append what `build(state, me, ts)` makes from the ledger's current state."""

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "Leave": ("member", "leave"), "Name": ("member", "name"), "MotionCreate": ("motion", "create"),
     "MotionClose": ("motion", "close"), "Vote": ("vote",), "PledgeCreate": ("pledge", "create"),
     "RecordDistribution": ("distribute",), "LedgerCreate": ("ledger", "create"), "Follow": ("follow",),
-    "AppendEntry": ("append",),
+    "AppendEntry": ("append",), "Erase": ("erase",),
 }
 #: a value of another JSON type than a kind's
 WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes"}
@@ -70,6 +70,11 @@ async def test_the_api_reads_every_declared_field_and_no_other(api: InProcessApi
         if f.spec.kind.json in WRONG_JSON:
             status, answer = await api.call("POST", path, {f.wire: WRONG_JSON[f.spec.kind.json]})
             assert status == 400 and answer["error"]["message"].startswith(f"field {f.wire!r}"), (f.wire, answer)
+    status, answer = await api.call("POST", path)  # no body at all
+    if declared.BODY_OPTIONAL:  # read as {}: refused further on, for the entry it names is not stored here
+        assert (status, answer["error"]["code"]) == (404, "unknown_entry"), answer
+    else:
+        assert status == 400 and answer["error"]["message"].startswith("the request body is not JSON"), answer
     required = [f.wire for f in declared.body_fields() if f.spec.required]
     if required:
         status, answer = await api.call("POST", path, {})
@@ -92,6 +97,7 @@ async def test_the_openapi_body_is_the_declaration(api: InProcessApi, declared: 
         if f.spec.doc:
             assert prop["description"] == f.spec.doc
     operation = doc["paths"]["/api/v1" + declared.PATH]["post"]
+    assert operation["requestBody"]["required"] is not declared.BODY_OPTIONAL
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": f"#/components/schemas/{component_name(declared)}"}
 
