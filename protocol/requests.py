@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from . import governance_ops, ledger_ops
+from . import governance_ops, key_ops, ledger_ops
 from .cid import CID
 from .distribution import Payout
 from .entry import GENESIS_KIND, Entry
@@ -283,6 +283,22 @@ class Erase(LedgerWrite):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecoverApprove(LedgerWrite):
+    SUMMARY: ClassVar[str] = "Approve a new key for a member who lost theirs (a `key.recover` entry)"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/recoveries"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    identity: str = param(Kind.DID, required=True, metavar="OLD_DID")
+    key: str = param(Kind.DID, required=True, metavar="NEW_DID")
+
+    def chain_of(self, state: LedgerState) -> str | None:
+        return key_ops.keys_of(state, self.identity).key  # the lost key: its last entry here still counts
+
+    def build_with(self, state: LedgerState, me: str, ts: int, found: Found) -> AppendRequest:
+        return key_ops.approve_recovery(state, me, self.identity, self.key, found.head, ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerCreate(WriteRequest):
     SUMMARY: ClassVar[str] = "Found a ledger"
     PATH: ClassVar[str] = "/ledgers"
@@ -337,5 +353,5 @@ class AppendEntry(WriteRequest):
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
 WRITES: Final[tuple[type[WriteRequest], ...]] = (
     Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
-    Erase, LedgerCreate, Follow, AppendEntry,
+    Erase, RecoverApprove, LedgerCreate, Follow, AppendEntry,
 )

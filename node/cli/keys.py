@@ -23,7 +23,7 @@ from node.store.ledgers import load_state
 from node.store.store import Store, wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites
 from protocol import CID, Entry, LocalError, SigningKey, key_ops, public_key_from_did
-from protocol.requests import Erase
+from protocol.requests import Erase, RecoverApprove
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -219,17 +219,9 @@ async def cmd_recover_approve(args: argparse.Namespace) -> int:
     """Approve NEW_DID as the key of OLD_DID, a member who lost theirs."""
     home = home_of(args)
     key = await _offline(home)
-    public_key_from_did(args.key)
-    ledger = CID.parse(args.ledger.strip())
-
-    async def approve(writes: LocalWrites) -> Entry:
-        state = await writes.state(ledger)
-        lost = key_ops.keys_of(state, args.identity).key
-        head = await writes.store.head(ledger, public_key_from_did(lost))
-        last = None if head is None else head.id
-        return await writes.append(partial(key_ops.approve_recovery, state, writes.me, args.identity, args.key, last))
-
-    print_id((await write_here(home, key, approve)).id)
+    request = request_of(RecoverApprove, args)
+    public_key_from_did(request.key)  # refused before the store opens
+    print_id((await write_here(home, key, lambda w: w.submit(request))).id)
     return 0
 
 

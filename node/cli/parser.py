@@ -29,6 +29,7 @@ from protocol.requests import (
     Name,
     PledgeCreate,
     RecordDistribution,
+    RecoverApprove,
     Vote,
 )
 
@@ -247,9 +248,7 @@ def add_key_commands(add: AddCommand) -> None:
     p.add_argument("identity", metavar="OLD_DID")
     p = add("approve", "keys.cmd_recover_approve", "approve NEW_DID as the key of OLD_DID (another member); prints the "
             "entry id (stop `tally run` first)", rsub)
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("identity", metavar="OLD_DID")
-    p.add_argument("key", metavar="NEW_DID")
+    add_request_options(p, RecoverApprove)
 
     p = add("erase", "keys.cmd_erase", "erase the payload of ENTRY_ID, one of your entries (a contribution, an "
             "endorsement, your name): every node drops its bytes, the chain still verifies; prints the erasure's id")

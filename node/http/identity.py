@@ -27,7 +27,6 @@ from node.http.context import (
     STATES,
     STORE,
     WRITES,
-    append_built,
     json_object,
     ledger_param,
     own_state,
@@ -39,8 +38,8 @@ from node.http.context import (
 from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
 from node.ledger_views import device_rows
 from node.store.store import Store
-from protocol import CID, LocalError, key_ops, ledger_ops, public_key_from_did
-from protocol.requests import Erase
+from protocol import CID, LocalError, key_ops, ledger_ops
+from protocol.requests import Erase, RecoverApprove
 from protocol.state import LedgerState
 
 INVITATION: Final[dict[str, Any]] = {
@@ -240,20 +239,9 @@ async def list_recoveries(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Approve a new key for a member who lost theirs (a `key.recover` entry)", CREATED, status=201,
-    access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "required": ["identity", "key"], "additionalProperties": False,
-          "properties": {"identity": DID_SCHEMA, "key": DID_SCHEMA}},
+    RecoverApprove.SUMMARY, CREATED, status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
+    request=RecoverApprove,
     errors=("bad_cid", "unknown_ledger", "not_member", "self_recovery", "bad_did", "catching_up"),
 )
 async def approve_recovery(request: web.Request) -> web.Response:
-    require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, {"identity": str, "key": str})
-    identity, key = required(obj, "identity"), required(obj, "key")
-    state = await own_state(request, ledger)
-    lost = key_ops.keys_of(state, identity).key
-    head = await request.app[STORE].head(ledger, public_key_from_did(lost))
-    me = request.app[CONFIG].did
-    return await append_built(request, lambda ts: key_ops.approve_recovery(
-        state, me, identity, key, None if head is None else head.id, ts))
+    return await submit(request, RecoverApprove)

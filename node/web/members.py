@@ -9,8 +9,9 @@ import segno
 from aiohttp import web
 
 from node.http import invites
-from node.http.context import CONFIG, REPLICATION, STORE
+from node.http.context import CONFIG, REPLICATION, STORE, WRITES
 from node.http.identity import recovery_rows
+from node.web.forms import form_request
 from node.web.html import Child, Markup, el, field, table
 from node.web.i18n import _, moment
 from node.web.layout import (
@@ -26,7 +27,8 @@ from node.web.layout import (
     viewer,
 )
 from node.web.ledger import ledger_page
-from protocol import CID, LocalError, TallyError, key_ops, ledger_ops, public_key_from_did
+from protocol import CID, LocalError, TallyError, key_ops, ledger_ops
+from protocol.requests import RecoverApprove
 
 
 def add_member_pages(app: web.Application) -> None:
@@ -106,18 +108,18 @@ async def invite(request: web.Request) -> web.Response:
 async def approve(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
-    identity, key = form.get("identity", ""), form.get("key", "")
     try:
-        lost = key_ops.keys_of(state, identity).key
-        head = await request.app[STORE].head(info.id, public_key_from_did(lost))
+        asked = form_request(RecoverApprove, form, ledger=info.id)
+        found = await request.app[WRITES].found(asked, state)
     except TallyError as exc:
         refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
         return see_other(f"/ledgers/{info.id}/keys")
-    return await act(request, v, lambda ts: key_ops.approve_recovery(
-        state, v.did, identity, key, None if head is None else head.id, ts),
-        _("Approved: {key} as the key of {member}.").format(key=key, member=short(identity, v.did, state.names)),
-        f"/ledgers/{info.id}/keys")
+    return await act(request, v, lambda ts: asked.build_with(state, v.did, ts, found),
+                     _("Approved: {key} as the key of {member}.").format(key=asked.key,
+                                                                          member=short(asked.identity, v.did,
+                                                                                       state.names)),
+                     f"/ledgers/{info.id}/keys")
 
 
 async def join_page(request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "MotionClose": ("motion", "close"), "Vote": ("vote",), "PledgeCreate": ("pledge", "create"),
     "RecordDistribution": ("distribute",), "LedgerCreate": ("ledger", "create"), "Follow": ("follow",),
     "AppendEntry": ("append",), "Erase": ("erase",),
+    "RecoverApprove": ("recover", "approve"),
 }
 #: a value of another JSON type than a kind's
 WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes"}
