@@ -40,6 +40,8 @@ class Kind(Enum):
     TEXTS = "texts"  # a list of text
     OBJECT = "object"  # a JSON object (at the CLI: a TOML file; in a form: TOML text)
     SCORES = "scores"  # option -> whole score
+    INT = "int"  # a whole number (at the CLI `type=int`)
+    NUMBER = "number"  # a JSON number, integer or not (at the CLI `type=float`)
     BOOL = "bool"  # at the CLI a flag; in a form, true when its field (`form`) says the field's name
     BODY = "body"  # an entry's payload: a JSON object in SPEC.md §8's mapping, no floats (at the CLI its JSON text)
 
@@ -47,7 +49,8 @@ class Kind(Enum):
     def json(self) -> str:
         """The JSON type a body must give (a DECIMAL's and a BODY's are checked by their own parsers)."""
         return {Kind.CIDS: "list", Kind.TEXTS: "list", Kind.OBJECT: "dict", Kind.SCORES: "dict", Kind.BODY: "object",
-                Kind.DECIMAL: "object", Kind.BOOL: "bool"}.get(self, "str")
+                Kind.DECIMAL: "object", Kind.BOOL: "bool", Kind.INT: "int",
+                Kind.NUMBER: "number"}.get(self, "str")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,10 @@ class Spec:
     min_chars: int | None = None
     max_chars: int | None = None
     max_items: int | None = None
+    minimum: int | None = None  # a number's bounds: at least `minimum` (more than it when `above`), at most `maximum`
+    maximum: int | None = None
+    above: bool = False
+    unit: str = ""  # what a NUMBER counts ("days"): a refusal says it
     choices: tuple[str, ...] = ()
     code: str | None = None
     cli: str = ""
@@ -93,7 +100,7 @@ class Spec:
 
 
 _SPEC = "tally.spec"  # where a dataclass field keeps its Spec
-_JSON_TYPES: dict[str, type] = {"str": str, "list": list, "dict": dict, "bool": bool}
+_JSON_TYPES: dict[str, type] = {"str": str, "list": list, "dict": dict, "bool": bool, "int": int}
 
 
 def param(kind: Kind, doc: str = "", *, required: bool = False, default: Any = None, **more: Any) -> Any:
@@ -151,7 +158,8 @@ class WriteRequest:
     def decode(cls, body: Mapping[str, object], path: Mapping[str, str]) -> Self:
         """The request a JSON `body` (and the API path's `path` values) ask for; `bad_request` for an unknown,
         missing or mistyped field, the spec's `code` for a value of the wrong kind."""
-        values: dict[str, object] = {f.name: CID.parse(path[f.wire]) for f in cls.fields() if f.spec.in_path}
+        values: dict[str, object] = {f.name: CID.parse(path[f.wire]) if f.spec.kind is Kind.CID else path[f.wire]
+                                     for f in cls.fields() if f.spec.in_path}
         declared = cls.body_fields()
         unknown = sorted(set(body) - {f.wire for f in declared})
         if unknown:
@@ -194,6 +202,11 @@ def _json_value(f: Field, value: object) -> object:
                 parse_decimal(value, f.wire)
             except InvalidData as exc:
                 raise LocalError.declared(spec.code or exc.code, exc.message) from None
+        return value
+    if spec.kind is Kind.NUMBER:  # the builder checks the bounds
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise LocalError.declared(spec.code or "bad_request", f"{f.wire} is a number" + (
+                f" of {spec.unit}" if spec.unit else ""))
         return value
     if spec.kind is Kind.BODY:  # re-serialized: a float stays a float, and is refused (bad_body)
         return parse_body(json.dumps(value))

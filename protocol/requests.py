@@ -298,6 +298,39 @@ class RecoverApprove(LedgerWrite):
         return key_ops.approve_recovery(state, me, self.identity, self.key, found.head, ts)
 
 
+#: an invitation's bounds (SPEC.md §12): how many may redeem it, how many days it is valid
+MAX_USES: Final = 1000
+MAX_DAYS: Final = 365
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Invite(WriteRequest):
+    """Not an entry: the store keeps the invitation (node/http/invites.py makes its secret and link)."""
+
+    SUMMARY: ClassVar[str] = "Invite someone into a ledger: a link with a secret, shown once"
+    PATH: ClassVar[str] = "/ledgers/{ledger}/invitations"
+
+    ledger: CID = param(Kind.CID, required=True, in_path=True, metavar=_LEDGER)
+    uses: int = param(Kind.INT, default=1, minimum=1, maximum=MAX_USES, cli="--uses", metavar="N",
+                      cli_help="how many may redeem it (default 1)")
+    expires: float = param(Kind.NUMBER, "days (default 7)", default=7, minimum=0, above=True, maximum=MAX_DAYS,
+                           unit="days", cli="--expires", metavar="DAYS", cli_help="valid for DAYS days (default 7)")
+    address: str | None = param(Kind.TEXT, "this node's address as the newcomer reaches it (default: the one this "
+                                "request reached)", cli="--address", metavar="URL",
+                                cli_help="your node's address as the newcomer reaches it, e.g. "
+                                "http://raspberrypi.local:7410 (default: where the CLI reaches it)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Join(WriteRequest):
+    """Not an entry here: the inviter's node writes the sponsorship; this node follows the ledger."""
+
+    SUMMARY: ClassVar[str] = "Join a ledger by an invitation link"
+    PATH: ClassVar[str] = "/join"
+
+    link: str = param(Kind.TEXT, "http://HOST:PORT/join#SECRET", required=True, metavar="LINK", cli_help="")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerCreate(WriteRequest):
     SUMMARY: ClassVar[str] = "Found a ledger"
@@ -353,5 +386,5 @@ class AppendEntry(WriteRequest):
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
 WRITES: Final[tuple[type[WriteRequest], ...]] = (
     Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
-    Erase, RecoverApprove, LedgerCreate, Follow, AppendEntry,
+    Erase, RecoverApprove, Invite, Join, LedgerCreate, Follow, AppendEntry,
 )

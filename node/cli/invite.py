@@ -15,28 +15,30 @@ import segno
 from node import config as settings
 from node.cli.context import init_home, iso_time, node_client, open_store, print_id, print_rows, serving_node
 from node.cli.ledger import ledger_state
-from node.cli.parsing import home_of, parse_cid
+from node.cli.options import request_of
+from node.cli.parsing import home_of
 from node.http import invites
 from node.listen import local_address
 from node.store.store import wall_clock_ms
 from protocol import LocalError, SigningKey, ledger_ops
+from protocol.requests import Invite, Join
 
 
 async def cmd_invite(args: argparse.Namespace) -> int:
     home = home_of(args)
-    ledger = parse_cid(args.ledger)
+    asked = request_of(Invite, args)
     key = home.load_key()
     node = await serving_node(home, key)
-    if args.address is not None:
-        address = args.address
+    if asked.address is not None:
+        address = asked.address
     elif node is not None:
         address = node.address
     else:
         address = local_address(*settings.load(home.path).listen)
     store = await open_store(home)
     try:
-        ledger_ops.membership(await ledger_state(store, ledger), home.identity())  # only a member sponsors
-        link, invitation = invites.new_invitation(ledger, args.uses, args.expires, wall_clock_ms(),
+        ledger_ops.membership(await ledger_state(store, asked.ledger), home.identity())  # only a member sponsors
+        link, invitation = invites.new_invitation(asked.ledger, asked.uses, asked.expires, wall_clock_ms(),
                                                   invites.check_address(address))
         await store.add_invitation(invitation)
     finally:
@@ -69,7 +71,7 @@ async def cmd_invites(args: argparse.Namespace) -> int:
 
 async def cmd_join(args: argparse.Namespace) -> int:
     home = home_of(args)
-    link = invites.Link.parse(args.link)
+    link = invites.Link.parse(request_of(Join, args).link)
     if not home.has_identity():  # a newcomer's first command may be this one
         key = SigningKey(secrets.token_bytes(32))
         await init_home(home, key)
@@ -78,7 +80,7 @@ async def cmd_join(args: argparse.Namespace) -> int:
     node = await serving_node(home, key)
     if node is not None:
         async with node_client(home, node) as client:
-            answer = await client.call("POST", "/join", {"link": str(link)})
+            answer = await client.call("POST", Join.PATH, Join(link=str(link)).to_json())
     else:
         answer = await invites.redeem_there(link, key, home.identity())
         store = await open_store(home, key)

@@ -16,6 +16,7 @@ from protocol.request_fields import Kind, WriteRequest
 
 R = TypeVar("R", bound=WriteRequest)
 _LISTS = (Kind.CIDS, Kind.TEXTS, Kind.SCORES)
+_NUMBERS = {Kind.INT: int, Kind.NUMBER: float}
 
 
 def add_request_options(parser: argparse.ArgumentParser, declared: type[WriteRequest]) -> None:
@@ -40,6 +41,8 @@ def add_request_options(parser: argparse.ArgumentParser, declared: type[WriteReq
         else:
             if spec.choices:
                 more["choices"] = spec.choices
+            if spec.kind in _NUMBERS:
+                more["type"] = _NUMBERS[spec.kind]
             target.add_argument(spec.cli, dest=f.name, required=spec.required, **more)
 
 

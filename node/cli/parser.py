@@ -22,6 +22,8 @@ from protocol.requests import (
     Endorse,
     Erase,
     Follow,
+    Invite,
+    Join,
     Leave,
     LedgerCreate,
     MotionClose,
@@ -260,11 +262,7 @@ def add_invite_commands(add: AddCommand) -> None:
     p = add("invite", "invite.cmd_invite",
             "invite someone into LEDGER: prints a link (its last line) that gives them your "
             "sponsorship when they run `tally join LINK`; shown only once")
-    p.add_argument("ledger", metavar="LEDGER")
-    p.add_argument("--uses", type=int, default=1, metavar="N", help="how many may redeem it (default 1)")
-    p.add_argument("--expires", type=float, default=7, metavar="DAYS", help="valid for DAYS days (default 7)")
-    p.add_argument("--address", metavar="URL", help="your node's address as the newcomer reaches it, e.g. "
-                   "http://raspberrypi.local:7410 (default: where the CLI reaches it)")
+    add_request_options(p, Invite)
     p.add_argument("--qr", action="store_true", help="also draw the link as a QR code in the terminal")
     p = add("invites", "invite.cmd_invites", "list the invitations you issued (never their secret), or revoke one")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
@@ -272,4 +270,4 @@ def add_invite_commands(add: AddCommand) -> None:
     p = add("join", "invite.cmd_join",
             "join a ledger with an invitation LINK (makes this home's identity first if it has "
             "none); prints the ledger's id")
-    p.add_argument("link", metavar="LINK")
+    add_request_options(p, Join)

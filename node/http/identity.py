@@ -28,8 +28,8 @@ from node.http.context import (
     STORE,
     WRITES,
     json_object,
-    ledger_param,
     own_state,
+    read_request,
     readable_state,
     require_owner,
     required,
@@ -39,7 +39,7 @@ from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDG
 from node.ledger_views import device_rows
 from node.store.store import Store
 from protocol import CID, LocalError, key_ops, ledger_ops
-from protocol.requests import Erase, RecoverApprove
+from protocol.requests import Erase, Invite, Join, RecoverApprove
 from protocol.state import LedgerState
 
 INVITATION: Final[dict[str, Any]] = {
@@ -84,32 +84,22 @@ async def erase_entry(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Invite someone into a ledger: a link with a secret, shown once", {
+    Invite.SUMMARY, {
         "type": "object", "required": ["id", "link", "ledger", "uses", "expires"],
         "properties": {"id": {"type": "string"}, "link": {"type": "string"}, "ledger": CID_SCHEMA,
                        "uses": {"type": "integer"}, "expires": {"type": "integer"}}},
-    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,),
-    body={"type": "object", "additionalProperties": False, "properties": {
-        "uses": {"type": "integer", "minimum": 1, "maximum": invites.MAX_USES},
-        "expires": {"type": "number", "exclusiveMinimum": 0, "maximum": invites.MAX_DAYS,
-                    "description": "days (default 7)"},
-        "address": {"type": "string", "description": "this node's address as the newcomer reaches it (default: "
-                                                     "the one this request reached)"}}},
+    status=201, access=Access.OWNER, parameters=(LEDGER_PARAM,), request=Invite,
     description="The first `uses` (default 1) who redeem the link before it expires get this node's owner's "
                 "sponsorship. Only the secret's hash is kept: the link cannot be shown again.",
     errors=("bad_cid", "unknown_ledger", "not_member", "bad_request"),
 )
 async def create_invitation(request: web.Request) -> web.Response:
     require_owner(request)
-    ledger = ledger_param(request)
-    obj = await json_object(request, {"uses": int, "expires": object, "address": str})
-    days = obj.get("expires", 7)
-    if isinstance(days, bool) or not isinstance(days, int | float):
-        raise LocalError("bad_request", "expires is a number of days")
-    state = await own_state(request, ledger)
+    asked = await read_request(request, Invite)
+    state = await own_state(request, asked.ledger)
     ledger_ops.membership(state, request.app[CONFIG].did)  # a non-member's sponsorship would count for nothing
-    address = obj.get("address") or f"{request.scheme}://{request.host}"
-    link, invitation = invites.new_invitation(ledger, obj.get("uses", 1), days, request.app[CONFIG].wall_ms(),
+    address = asked.address or f"{request.scheme}://{request.host}"
+    link, invitation = invites.new_invitation(asked.ledger, asked.uses, asked.expires, request.app[CONFIG].wall_ms(),
                                               invites.check_address(address))
     await request.app[STORE].add_invitation(invitation)
     return web.json_response({"link": str(link), **invites.invitation_row(invitation, invitation.created)},
@@ -169,17 +159,14 @@ async def redeem_invitation(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Join a ledger by an invitation link", JOINED, status=201, access=Access.OWNER,
-    body={"type": "object", "required": ["link"], "additionalProperties": False,
-          "properties": {"link": {"type": "string", "description": "http://HOST:PORT/join#SECRET"}}},
+    Join.SUMMARY, JOINED, status=201, access=Access.OWNER, request=Join,
     description="This node redeems the link at the inviter's node, follows the ledger and dials that node from "
                 "now on (and at every start).",
     errors=("bad_invitation", "invitation_refused", "not_running", "already_member", "forbidden"),
 )
 async def join_ledger(request: web.Request) -> web.Response:
     require_owner(request)
-    obj = await json_object(request, {"link": str})
-    link = invites.Link.parse(required(obj, "link"))
+    link = invites.Link.parse((await read_request(request, Join)).link)
     key = request.app[CONFIG].key
     if key is None:
         raise LocalError("forbidden", "this node has no key to prove who joins")

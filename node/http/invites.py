@@ -23,14 +23,13 @@ from node.http.client import NodeClient
 from node.store.rows import Invitation
 from node.store.store import Store
 from protocol import CID, LocalError, SigningKey, ledger_ops, public_key_from_did, verify_signature
+from protocol.requests import MAX_DAYS, MAX_USES
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
 SECRET_BYTES: Final = 32
 JOIN_PATH: Final = "/join"
 PROOF_PREFIX: Final = b"tally-invite-v1\x00"  # separates these signatures from entry signatures (SPEC.md §5.3)
-MAX_USES: Final = 1000
-MAX_DAYS: Final = 365
 DAY_MS: Final = 86_400_000
 
 

@@ -277,7 +277,9 @@ def field_schema(spec: Spec) -> Schema:
     schema: dict[str, Any] = dict(_KIND_SCHEMAS[spec.kind])
     if spec.choices:
         schema["enum"] = list(spec.choices)
-    for key, bound in (("minLength", spec.min_chars), ("maxLength", spec.max_chars), ("maxItems", spec.max_items)):
+    low = "exclusiveMinimum" if spec.above else "minimum"
+    for key, bound in (("minLength", spec.min_chars), ("maxLength", spec.max_chars), ("maxItems", spec.max_items),
+                       (low, spec.minimum), ("maximum", spec.maximum)):
         if bound is not None:
             schema[key] = bound
     if spec.doc:
@@ -298,6 +300,8 @@ _KIND_SCHEMAS: Final[Mapping[Kind, Schema]] = {
     Kind.OBJECT: {"type": "object"},
     Kind.SCORES: {"type": "object", "additionalProperties": {"type": "integer"}},
     Kind.BOOL: {"type": "boolean"},
+    Kind.INT: {"type": "integer"},
+    Kind.NUMBER: {"type": "number"},
     Kind.BODY: {"type": "object"},
 }
 

@@ -61,6 +61,10 @@ def _value(f: Field, text: str) -> object:
             return parse_rules_toml(text)
         except TallyError as exc:
             raise LocalError(f.spec.code or exc.code, exc.message) from None
+    if kind is Kind.INT:
+        return int(text)  # ValueError: the page says so
+    if kind is Kind.NUMBER:
+        return float(text)
     if kind is Kind.CHOICE:
         f.spec.check_choice(text)
     return text

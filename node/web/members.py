@@ -28,7 +28,7 @@ from node.web.layout import (
 )
 from node.web.ledger import ledger_page
 from protocol import CID, LocalError, TallyError, key_ops, ledger_ops
-from protocol.requests import RecoverApprove
+from protocol.requests import Invite, Join, RecoverApprove
 
 
 def add_member_pages(app: web.Application) -> None:
@@ -88,10 +88,10 @@ async def invite(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
     info, state = await readable_ledger(request, v)
     try:
-        uses, days = int(form.get("uses", "1") or 1), float(form.get("expires", "7") or 7)
+        asked = form_request(Invite, form, ledger=info.id)
         ledger_ops.membership(state, v.did)  # a non-member's sponsorship would count for nothing
-        link, invitation = invites.new_invitation(info.id, uses, days, request.app[CONFIG].wall_ms(),
-                                                  invites.check_address(form.get("address", "")))
+        link, invitation = invites.new_invitation(info.id, asked.uses, asked.expires, request.app[CONFIG].wall_ms(),
+                                                  invites.check_address(asked.address or ""))
         await request.app[STORE].add_invitation(invitation)
     except (TallyError, ValueError) as exc:
         if isinstance(exc, TallyError):
@@ -143,7 +143,7 @@ async def join(request: web.Request) -> web.Response:
     try:
         if key is None:
             raise LocalError("forbidden", "this node has no key to prove who joins")
-        link = invites.Link.parse(form.get("link", ""))
+        link = invites.Link.parse(form_request(Join, form).link)
         answer = await invites.redeem_there(link, key, v.did)
         ledger: CID = await invites.joined(request.app[STORE], link, answer)
         await request.app[REPLICATION].follow(ledger)

@@ -29,10 +29,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "MotionClose": ("motion", "close"), "Vote": ("vote",), "PledgeCreate": ("pledge", "create"),
     "RecordDistribution": ("distribute",), "LedgerCreate": ("ledger", "create"), "Follow": ("follow",),
     "AppendEntry": ("append",), "Erase": ("erase",),
-    "RecoverApprove": ("recover", "approve"),
+    "RecoverApprove": ("recover", "approve"), "Invite": ("invite",), "Join": ("join",),
 }
 #: a value of another JSON type than a kind's
-WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes"}
+WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes", "int": "7"}
 
 
 def test_every_declared_write_has_a_command() -> None:
@@ -48,7 +48,7 @@ async def api(tmp_path: Path) -> AsyncIterator[InProcessApi]:
 def sample_text(f: Field) -> str:
     return {Kind.CID: CID_TEXT, Kind.CIDS: CID_TEXT, Kind.DID: DID_TEXT, Kind.DECIMAL: "2.5", Kind.DAY: "2024-01-31",
             Kind.CHOICE: f.spec.choices[-1] if f.spec.choices else "", Kind.OBJECT: "[validation]\naccept = 1\n",
-            Kind.BODY: '{"text": "hello"}',
+            Kind.BODY: '{"text": "hello"}', Kind.INT: "3", Kind.NUMBER: "2.5",
             }.get(f.spec.kind, "some text")
 
 
@@ -152,3 +152,19 @@ def test_the_cli_has_an_option_for_every_declared_field(declared: type[WriteRequ
         if f.spec.group and f.spec.cli not in argv:
             continue  # excluded by another option of its group
         assert getattr(request, f.name) not in (None, (), {}, ""), f"the CLI did not read {f.wire}"
+
+
+async def test_an_invitation_is_refused_as_before_its_declaration(api: InProcessApi) -> None:
+    """The bounds the declaration states are still enforced where the invitation is made, with the same
+    codes and messages as before it was declared."""
+    ledger = await api.created("/ledgers", {"name": "Coop"})
+    path = f"/ledgers/{ledger}/invitations"
+    for expires in ("7", True, None):
+        status, answer = await api.call("POST", path, {"expires": expires})
+        assert (status, answer["error"]) == (400, {"code": "bad_request", "message": "expires is a number of days"})
+    for body, message in (({"uses": 0}, "uses must be 1 to 1000"),
+                          ({"expires": 0}, "expires must be more than 0 and at most 365 days")):
+        status, answer = await api.call("POST", path, body)
+        assert (status, answer["error"]["message"]) == (400, message)
+    status, answer = await api.call("POST", path, {"uses": 2, "expires": 0.5, "address": "http://127.0.0.1:7410"})
+    assert status == 201 and answer["uses"] == 2 and answer["link"].startswith("http://127.0.0.1:7410/join#")
