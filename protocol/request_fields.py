@@ -132,6 +132,9 @@ class WriteRequest:
     PATH: ClassVar[str] = ""
     #: an empty body reads as `{}` (a write the path says all of, whose API never asked for a body)
     BODY_OPTIONAL: ClassVar[bool] = False
+    #: at the CLI, a mode of a command that does something else without it (`tally invites --revoke ID`): its
+    #: options are not required there
+    MODE: ClassVar[bool] = False
 
     def api_path(self) -> str:
         """PATH with this request's path fields filled in (what the CLI posts to a running node)."""

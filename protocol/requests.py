@@ -322,6 +322,19 @@ class Invite(WriteRequest):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InviteRevoke(WriteRequest):
+    """Not an entry: the store marks the invitation revoked. At the CLI a mode of `tally invites` (MODE)."""
+
+    SUMMARY: ClassVar[str] = "Revoke an invitation: nobody redeems it from now on"
+    PATH: ClassVar[str] = "/invitations/{invitation}/revoke"
+    BODY_OPTIONAL: ClassVar[bool] = True
+    MODE: ClassVar[bool] = True
+
+    invitation: str = param(Kind.TEXT, "an invitation's id (or its start)", required=True, in_path=True,
+                            cli="--revoke", metavar="ID", cli_help="revoke the invitation whose id starts with ID")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Join(WriteRequest):
     """Not an entry here: the inviter's node writes the sponsorship; this node follows the ledger."""
 
@@ -386,5 +399,5 @@ class AppendEntry(WriteRequest):
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
 WRITES: Final[tuple[type[WriteRequest], ...]] = (
     Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
-    Erase, RecoverApprove, Invite, Join, LedgerCreate, Follow, AppendEntry,
+    Erase, RecoverApprove, Invite, InviteRevoke, Join, LedgerCreate, Follow, AppendEntry,
 )

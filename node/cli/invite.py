@@ -21,7 +21,7 @@ from node.http import invites
 from node.listen import local_address
 from node.store.store import wall_clock_ms
 from protocol import LocalError, SigningKey, ledger_ops
-from protocol.requests import Invite, Join
+from protocol.requests import Invite, InviteRevoke, Join
 
 
 async def cmd_invite(args: argparse.Namespace) -> int:
@@ -56,9 +56,10 @@ async def cmd_invites(args: argparse.Namespace) -> int:
     store = await open_store(home)
     try:
         if args.revoke is not None:
-            revoked = await store.revoke_invitation(args.revoke)
+            asked = request_of(InviteRevoke, args)
+            revoked = await store.revoke_invitation(asked.invitation)
             if revoked is None:
-                raise LocalError("unknown_invitation", f"no open invitation's id starts with {args.revoke!r}")
+                raise LocalError("unknown_invitation", f"no open invitation's id starts with {asked.invitation!r}")
             print_id(invites.invitation_id(revoked.hash))
             return 0
         rows = [invites.invitation_row(i, wall_clock_ms()) for i in await store.invitations()]

@@ -43,7 +43,7 @@ def add_request_options(parser: argparse.ArgumentParser, declared: type[WriteReq
                 more["choices"] = spec.choices
             if spec.kind in _NUMBERS:
                 more["type"] = _NUMBERS[spec.kind]
-            target.add_argument(spec.cli, dest=f.name, required=spec.required, **more)
+            target.add_argument(spec.cli, dest=f.name, required=spec.required and not declared.MODE, **more)
 
 
 def request_of(declared: type[R], args: argparse.Namespace) -> R:

@@ -23,6 +23,7 @@ from protocol.requests import (
     Erase,
     Follow,
     Invite,
+    InviteRevoke,
     Join,
     Leave,
     LedgerCreate,
@@ -266,7 +267,7 @@ def add_invite_commands(add: AddCommand) -> None:
     p.add_argument("--qr", action="store_true", help="also draw the link as a QR code in the terminal")
     p = add("invites", "invite.cmd_invites", "list the invitations you issued (never their secret), or revoke one")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
-    p.add_argument("--revoke", metavar="ID", help="revoke the invitation whose id starts with ID")
+    add_request_options(p, InviteRevoke)
     p = add("join", "invite.cmd_join",
             "join a ledger with an invitation LINK (makes this home's identity first if it has "
             "none); prints the ledger's id")

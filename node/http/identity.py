@@ -39,7 +39,7 @@ from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDG
 from node.ledger_views import device_rows
 from node.store.store import Store
 from protocol import CID, LocalError, key_ops, ledger_ops
-from protocol.requests import Erase, Invite, Join, RecoverApprove
+from protocol.requests import Erase, Invite, InviteRevoke, Join, RecoverApprove
 from protocol.state import LedgerState
 
 INVITATION: Final[dict[str, Any]] = {
@@ -116,11 +116,12 @@ async def list_invitations(request: web.Request) -> web.Response:
                                               for i in await request.app[STORE].invitations()]})
 
 
-@Operation("Revoke an invitation: nobody redeems it from now on", INVITATION, access=Access.OWNER,
-           parameters=(INVITATION_PARAM,), errors=("unknown_invitation",))
+@Operation(InviteRevoke.SUMMARY, INVITATION, access=Access.OWNER, parameters=(INVITATION_PARAM,),
+           request=InviteRevoke, description="The body, `{}`, may be left out.", errors=("unknown_invitation",))
 async def revoke_invitation(request: web.Request) -> web.Response:
     require_owner(request)
-    revoked = await request.app[STORE].revoke_invitation(request.match_info["invitation"])
+    asked = await read_request(request, InviteRevoke)
+    revoked = await request.app[STORE].revoke_invitation(asked.invitation)
     if revoked is None:
         raise LocalError("unknown_invitation", "no open invitation has that id (or several start with it)")
     now = request.app[CONFIG].wall_ms()

@@ -18,7 +18,7 @@ from node.http.openapi import component_name, operation_of
 from node.web.forms import form_request
 from protocol import SigningKey
 from protocol.request_fields import Field, Kind, WriteRequest
-from protocol.requests import WRITES
+from protocol.requests import WRITES, InviteRevoke
 
 CID_TEXT = "bafyreigbtj4x7ip5legnfznufuopl4sg4knzc2cof6duas4b3q2fy6swua"
 DID_TEXT = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "RecordDistribution": ("distribute",), "LedgerCreate": ("ledger", "create"), "Follow": ("follow",),
     "AppendEntry": ("append",), "Erase": ("erase",),
     "RecoverApprove": ("recover", "approve"), "Invite": ("invite",), "Join": ("join",),
+    "InviteRevoke": ("invites",),
 }
 #: a value of another JSON type than a kind's
 WRONG_JSON: dict[str, Any] = {"str": 7, "list": "x", "dict": [], "bool": "yes", "int": "7"}
@@ -72,8 +73,8 @@ async def test_the_api_reads_every_declared_field_and_no_other(api: InProcessApi
             status, answer = await api.call("POST", path, {f.wire: WRONG_JSON[f.spec.kind.json]})
             assert status == 400 and answer["error"]["message"].startswith(f"field {f.wire!r}"), (f.wire, answer)
     status, answer = await api.call("POST", path)  # no body at all
-    if declared.BODY_OPTIONAL:  # read as {}: refused further on, for the entry it names is not stored here
-        assert (status, answer["error"]["code"]) == (404, "unknown_entry"), answer
+    if declared.BODY_OPTIONAL:  # read as {}: refused further on, for what the path names is not stored here
+        assert status == 404 and answer["error"]["code"] in ("unknown_entry", "unknown_invitation"), answer
     else:
         assert status == 400 and answer["error"]["message"].startswith("the request body is not JSON"), answer
     required = [f.wire for f in declared.body_fields() if f.spec.required]
@@ -168,3 +169,13 @@ async def test_an_invitation_is_refused_as_before_its_declaration(api: InProcess
         assert (status, answer["error"]["message"]) == (400, message)
     status, answer = await api.call("POST", path, {"uses": 2, "expires": 0.5, "address": "http://127.0.0.1:7410"})
     assert status == 201 and answer["uses"] == 2 and answer["link"].startswith("http://127.0.0.1:7410/join#")
+    status, revoked = await api.call("POST", f"/invitations/{answer['id']}/revoke")  # no body, as before
+    assert (status, revoked["id"], revoked["state"]) == (200, answer["id"], "revoked")
+    status, again = await api.call("POST", f"/invitations/{answer['id']}/revoke", {})
+    assert (status, again["error"]["code"]) == (404, "unknown_invitation")
+
+
+def test_revoking_is_a_mode_of_tally_invites() -> None:
+    """Without --revoke, `tally invites` lists: the declared option is not required there."""
+    assert build_parser().parse_args(["invites"]).invitation is None
+    assert request_of(InviteRevoke, build_parser().parse_args(["invites", "--revoke", "ab12"])).invitation == "ab12"
