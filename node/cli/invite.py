@@ -55,7 +55,7 @@ async def cmd_invites(args: argparse.Namespace) -> int:
     home = home_of(args)
     store = await open_store(home)
     try:
-        if args.revoke is not None:
+        if args.invitation is not None:  # --revoke ID
             asked = request_of(InviteRevoke, args)
             revoked = await store.revoke_invitation(asked.invitation)
             if revoked is None:
