@@ -135,6 +135,8 @@ class WriteRequest:
     #: at the CLI, a mode of a command that does something else without it (`tally invites --revoke ID`): its
     #: options are not required there
     MODE: ClassVar[bool] = False
+    #: a node's call to another (redeeming an invitation): no command or form of its own
+    PEER: ClassVar[bool] = False
 
     def api_path(self) -> str:
         """PATH with this request's path fields filled in (what the CLI posts to a running node)."""

@@ -335,6 +335,20 @@ class InviteRevoke(WriteRequest):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Redeem(WriteRequest):
+    """What a newcomer's node sends the inviter's (node/http/invites.py redeem_there, under `tally join`)."""
+
+    SUMMARY: ClassVar[str] = "Redeem an invitation (what a newcomer's node calls)"
+    PATH: ClassVar[str] = "/invitations/redeem"
+    PEER: ClassVar[bool] = True
+
+    secret: str = param(Kind.TEXT, "the link's secret, base64url", required=True)
+    agent: str = param(Kind.DID, required=True)
+    sig: str = param(Kind.TEXT, "base64url Ed25519 signature by the agent's key of \"tally-invite-v1\" 00 ‖ "
+                     "sha2-256(secret) ‖ public key", required=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Join(WriteRequest):
     """Not an entry here: the inviter's node writes the sponsorship; this node follows the ledger."""
 
@@ -399,5 +413,5 @@ class AppendEntry(WriteRequest):
 #: Every declared write (tests/node/test_requests.py checks each against the API, OpenAPI, forms and CLI).
 WRITES: Final[tuple[type[WriteRequest], ...]] = (
     Contribute, Endorse, Admit, Leave, Name, MotionCreate, MotionClose, Vote, PledgeCreate, RecordDistribution,
-    Erase, RecoverApprove, Invite, InviteRevoke, Join, LedgerCreate, Follow, AppendEntry,
+    Erase, RecoverApprove, Invite, InviteRevoke, Redeem, Join, LedgerCreate, Follow, AppendEntry,
 )

@@ -27,19 +27,17 @@ from node.http.context import (
     STATES,
     STORE,
     WRITES,
-    json_object,
     own_state,
     read_request,
     readable_state,
     require_owner,
-    required,
     submit,
 )
 from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
 from node.ledger_views import device_rows
 from node.store.store import Store
 from protocol import CID, LocalError, key_ops, ledger_ops
-from protocol.requests import Erase, Invite, InviteRevoke, Join, RecoverApprove
+from protocol.requests import Erase, Invite, InviteRevoke, Join, RecoverApprove, Redeem
 from protocol.state import LedgerState
 
 INVITATION: Final[dict[str, Any]] = {
@@ -129,11 +127,7 @@ async def revoke_invitation(request: web.Request) -> web.Response:
 
 
 @Operation(
-    "Redeem an invitation (what a newcomer's node calls)", JOINED, status=201,
-    body={"type": "object", "required": ["secret", "agent", "sig"], "additionalProperties": False, "properties": {
-        "secret": {"type": "string", "description": "the link's secret, base64url"}, "agent": DID_SCHEMA,
-        "sig": {"type": "string", "description": "base64url Ed25519 signature by the agent's key of "
-                                                 "\"tally-invite-v1\" 00 ‖ sha2-256(secret) ‖ public key"}}},
+    Redeem.SUMMARY, JOINED, status=201, request=Redeem,
     description="Writes this node's owner's sponsorship of `agent` (once per agent and invitation; again, the same "
                 "answer). Wrong secrets count as wrong tokens (rate limited per address).",
     errors=("invitation_refused", "bad_did", "already_member", "not_member", "catching_up", "rate_limited"),
@@ -142,7 +136,7 @@ async def redeem_invitation(request: web.Request) -> web.Response:
     failures, remote = request.app[AUTH_FAILURES], request.remote or "-"
     if failures.blocked(remote):
         raise LocalError("rate_limited", "too many refused invitations from this address; retry later")
-    obj = await json_object(request, {"secret": str, "agent": str, "sig": str})
+    asked = await read_request(request, Redeem)
     writes = request.app[WRITES]
 
     async def state_of(ledger: CID) -> LedgerState:
@@ -150,7 +144,7 @@ async def redeem_invitation(request: web.Request) -> web.Response:
 
     try:
         answer = await invites.redeem_here(request.app[STORE], state_of, request.app[CONFIG].did,
-                                           required(obj, "secret"), required(obj, "agent"), required(obj, "sig"),
+                                           asked.secret, asked.agent, asked.sig,
                                            request.app[CONFIG].wall_ms(), lambda r: writes.append(lambda _ts: r))
     except LocalError as exc:
         if exc.code == "invitation_refused":

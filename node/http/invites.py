@@ -23,7 +23,7 @@ from node.http.client import NodeClient
 from node.store.rows import Invitation
 from node.store.store import Store
 from protocol import CID, LocalError, SigningKey, ledger_ops, public_key_from_did, verify_signature
-from protocol.requests import MAX_DAYS, MAX_USES
+from protocol.requests import MAX_DAYS, MAX_USES, Redeem
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -160,10 +160,10 @@ async def redeem_there(link: Link, key: SigningKey, identity: str) -> dict[str, 
     hashed = digest(link.secret)
     if key.did != identity:
         raise LocalError("bad_invitation", "join with a home whose key is its identity's own (a new home: tally init)")
-    body = {"secret": _b64(link.secret), "agent": identity, "sig": _b64(key.sign(proof_message(hashed,
-                                                                                           key.public_key)))}
+    asked = Redeem(secret=_b64(link.secret), agent=identity,
+                   sig=_b64(key.sign(proof_message(hashed, key.public_key))))
     async with NodeClient(link.peer, None) as inviter:
-        data: dict[str, Any] = await inviter.call("POST", "/invitations/redeem", body)
+        data: dict[str, Any] = await inviter.call("POST", Redeem.PATH, asked.to_json())
     return data
 
 
