@@ -148,6 +148,8 @@ class Replicator:
             self._info.pop(key, None)
 
     async def stop(self) -> None:
+        if self._stopping:
+            return  # stopped already (a second stop, e.g. from a test's teardown, has nothing left to do)
         self._stopping = True
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -288,6 +290,11 @@ class Replicator:
                 if url is not None:
                     self._adopt(existing, info)
                 return "duplicate"
+        if self._stopping:
+            # A link whose handshake ended after stop() closed the others would keep the node from exiting
+            # until the server's shutdown timeout. No await from here until the session is registered.
+            await link.close(None, "node shutting down")
+            return "ended"
         if url is not None:
             self._info.pop(f"did:{did}", None)  # a record made when it dialed us first gives way to this one
         info.did = did

@@ -638,6 +638,18 @@ async def test_an_unknown_message_type_is_ignored_not_punished(attack: Attack) -
     assert attack.h.peer(MALLORY.did).errors == []
 
 
+async def test_a_link_that_arrives_while_the_node_stops_is_closed_at_once(make_node: NodeFactory) -> None:
+    # Regression: a peer's handshake that ended after stop() had closed every link kept `tally run`
+    # alive after SIGTERM until the server's shutdown timeout (test_keys_nodes saw 30 s).
+    h = await make_node("h")
+    await h.replicator.stop()  # the listener is still up, as it is for a connection already accepted
+    async with aiohttp.ClientSession() as session:
+        link = await dial_link(session, h.url, fresh(1))
+        closed, _ = await closed_with(link)  # without the fix the link stays up and this times out
+    assert closed.by_peer and "shutting down" in closed.reason, closed
+    assert not any(p.connected for p in h.replicator.peers())
+
+
 # --- caps on links and on what dialled-in identities leave behind --------------------------------------------------
 
 
