@@ -1,9 +1,9 @@
 """The API's OpenAPI document (GET /api/v1/openapi.json): complete, valid, and true of a live node.
 
 The last test runs schemathesis (its CLI, as a user would) against a real `tally run`
-process over every operation: examples, coverage, fuzzing and stateful phases
-(following the document's links, e.g. found ledger -> append entry -> endorse),
-with a bounded number of examples. It must find no server error, and no response
+process (its wrong-token waits answered at once: unpaused_node.py) over every operation:
+examples, coverage, fuzzing and stateful phases (following the document's links, e.g. found
+ledger -> append entry -> endorse), with a bounded number of examples. It must find no server error, and no response
 that breaks the document (status, content type, headers, body schema, error code).
 """
 
@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import tally_executable
 from inprocess_cli import run_cli
 from openapi_spec_validator import validate
 
@@ -40,6 +39,7 @@ TOKEN = "test-token-" + "x" * 32
 KEY = SigningKey(bytes(range(32)))
 SCHEMATHESIS_EXAMPLES = 100  # per operation and phase; the whole run takes ~30 s here
 SCHEMATHESIS_TIMEOUT_S = 240.0
+UNPAUSED_NODE = Path(__file__).with_name("unpaused_node.py")
 
 
 @pytest.fixture
@@ -190,7 +190,8 @@ def live_node(tmp_path: Path) -> Iterator[LiveNode]:
     log_path = tmp_path / "node.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [tally_executable(), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--offline", "--no-mdns"],
+            [sys.executable, str(UNPAUSED_NODE), "--home", str(home), "run", "--listen", "127.0.0.1:0", "--offline",
+             "--no-mdns"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
         )
     try:
@@ -246,4 +247,5 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(live_node: L
     assert live_node.proc.poll() is None, "the node died under schemathesis"
     internal = [line for line in live_node.log_path.read_text().splitlines() if "internal error" in line]
     assert not internal, internal[:5]
-    print(f"schemathesis: {elapsed:.1f} s;", result.stdout.strip().splitlines()[-1])
+    refused = [line for line in live_node.log_path.read_text().splitlines() if "refused token" in line]
+    print(f"schemathesis: {elapsed:.1f} s, {len(refused)} wrong tokens;", result.stdout.strip().splitlines()[-1])
