@@ -33,7 +33,7 @@ from node.store import transactions as tx
 from node.store.reads import StoreReader
 from node.store.rows import IngestResult, Invitation, Quarantined, Snapshot
 from node.store.schema import BUSY_TIMEOUT_MS, open_writer
-from protocol import CID, Entry, ForkProof, LocalError, SigningKey
+from protocol import CID, ChainHead, Entry, ForkProof, LocalError, SigningKey, TallyError
 from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,25 @@ GROUP_MAX: Final = 1000  # appends per transaction
 
 @dataclass(slots=True)
 class _Pending:
-    request: AppendRequest
-    future: asyncio.Future[Entry] = field(repr=False)
+    """One caller's batch of appends (at most GROUP_MAX): its results come together, each an entry or an error."""
+
+    requests: list[AppendRequest]
+    future: asyncio.Future[list[Entry | TallyError]] = field(repr=False)
+
+
+@dataclass(slots=True)
+class _Commit:
+    """A signed group in (or queued for) its transaction on the writer thread."""
+
+    number: int
+    group: list[_Pending]
+    requests: list[AppendRequest]
+    future: asyncio.Future[tx.Committed] = field(repr=False)
+
+
+def _last_heads(signed: tx.Signed) -> dict[bytes, ChainHead]:
+    """Each chain's head after the entries signed ahead (what the next group is built on)."""
+    return {e.ledger_id.raw: ChainHead.of(e) for e in signed.items if isinstance(e, Entry)}
 
 
 def _fail(p: _Pending, exc: Exception) -> None:
@@ -67,15 +84,20 @@ class Store(StoreReader):
 
     def __init__(
         self, writer: sqlite3.Connection, reader: aiosqlite.Connection, path: Path, key: SigningKey | None,
-        clock_ms: Callable[[], int], write_thread: ThreadPoolExecutor,
+        clock_ms: Callable[[], int], write_thread: ThreadPoolExecutor, sign_thread: ThreadPoolExecutor,
     ) -> None:
         super().__init__(reader, path)
         self._wdb = writer  # used only on write_thread
         self._wx = write_thread
         self._key = key
         self._clock_ms = clock_ms
+        self._sx = sign_thread
         self._queue: deque[_Pending] = deque()
         self._writer: asyncio.Task[None] | None = None
+        #: The head each of this key's chains (by ledger) will have once every group signed so far commits: the
+        #: next group is signed on it, ahead of its transaction (which checks it). Absent: read under the lock.
+        self._heads: dict[bytes, ChainHead] = {}
+        self._signed_by: dict[bytes, int] = {}  # the latest group signed on each chain, by number
         self._listeners: list[Callable[[Sequence[Entry]], None]] = []
         #: For a key that writes as another identity (a device, a recovered key; SPEC.md §19): the entry its
         #: first entry in a ledger names as `grant` (node/store/grants.py sets it)
@@ -122,7 +144,8 @@ class Store(StoreReader):
             await loop.run_in_executor(wx, writer.close)
             wx.shutdown(wait=False)
             raise
-        return cls(writer, reader, path, key, clock_ms or wall_clock_ms, wx)
+        sx = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-signer")
+        return cls(writer, reader, path, key, clock_ms or wall_clock_ms, wx, sx)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -130,6 +153,7 @@ class Store(StoreReader):
         await self._read.close()
         await asyncio.get_running_loop().run_in_executor(self._wx, self._wdb.close)
         self._wx.shutdown(wait=True)
+        self._sx.shutdown(wait=True)
 
     async def _in_writer(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._wx, func, *args)
@@ -156,11 +180,19 @@ class Store(StoreReader):
         if self.grant_for is not None and self._key is not None:
             requests = [await self._granted(r) for r in requests]
         loop = asyncio.get_running_loop()
-        pendings = [_Pending(r, loop.create_future()) for r in requests]
+        # One future per GROUP_MAX requests, not one per request: a bulk import makes few.
+        pendings = [_Pending(list(requests[i : i + GROUP_MAX]), loop.create_future())
+                    for i in range(0, len(requests), GROUP_MAX)]
         self._queue.extend(pendings)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
-        return [await p.future for p in pendings]
+        made: list[Entry] = []
+        for p in pendings:
+            for result in await p.future:
+                if not isinstance(result, Entry):
+                    raise result
+                made.append(result)
+        return made
 
     async def _granted(self, request: AppendRequest) -> AppendRequest:
         """`request` naming its key's authorization, when it is the key's first entry in the ledger."""
@@ -170,41 +202,86 @@ class Store(StoreReader):
         grant = await self.grant_for(request.ledger)
         return request if grant is None else replace(request, body={**request.body, "grant": grant})
 
+    def _take_group(self) -> list[_Pending]:
+        """Queued appends for one transaction: whole batches, at most GROUP_MAX requests (at least one batch)."""
+        group: list[_Pending] = []
+        size = 0
+        while self._queue and (not group or size + len(self._queue[0].requests) <= GROUP_MAX):
+            p = self._queue.popleft()
+            if not p.future.done():  # its caller left before it was signed: nothing of it is made
+                group.append(p)
+                size += len(p.requests)
+        return group
+
     async def _drain(self) -> None:
         """Commit queued appends, up to GROUP_MAX per transaction, until none are left.
 
-        Each group is built, signed and inserted in the writer thread under one
-        write transaction: heads are read under the lock, so no other process
-        can take a seq meanwhile, and the event loop stays free (libsodium and
-        SQLite release the GIL). Appends that arrive meanwhile form the next group.
+        A pipeline of two threads: the signer builds and signs group N+1 on the chain heads group N will leave
+        while the writer commits group N (libsodium and SQLite's fsync release the GIL, so they overlap). Each
+        group's transaction reads its chains' heads under the write lock and builds again what was signed on a
+        head that turned out otherwise, so no other process can take a seq meanwhile. A group's callers hear of
+        it only once it is committed (one future per batch); the event loop stays free throughout.
         """
-        while self._queue:
-            group = [self._queue.popleft() for _ in range(min(GROUP_MAX, len(self._queue)))]
-            if self._key is None:
-                for p in group:
-                    _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
+        loop = asyncio.get_running_loop()
+        commits: deque[_Commit] = deque()
+        number = 0
+        while True:
+            while commits and commits[0].future.done():
+                self._settle(commits.popleft())
+            if self._queue and len(commits) < 2:  # sign the next group while at most one commits
+                group = self._take_group()
+                if not group:
+                    continue
+                if self._key is None:
+                    for p in group:
+                        _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
+                    continue
+                number += 1
+                requests = [r for p in group for r in p.requests]
+                try:
+                    signed = await loop.run_in_executor(self._sx, tx.sign_ahead, self._key, requests,
+                                                        dict(self._heads))
+                except Exception as exc:  # not a TallyError (those are per request): a bug, or memory
+                    for p in group:
+                        _fail(p, exc)
+                    continue
+                for lk in {r.ledger.raw for r in requests if r.ledger is not None}:
+                    self._signed_by[lk] = number
+                self._heads.update(_last_heads(signed))
+                commits.append(_Commit(number, group, requests, loop.run_in_executor(
+                    self._wx, tx.commit_group, self._wdb, self._key, requests, signed, self._clock_ms())))
                 continue
-            await self._append_locked(self._key, group)
+            if not commits:
+                return
+            await asyncio.wait([commits[0].future])
 
-    async def _append_locked(self, key: SigningKey, group: list[_Pending]) -> None:
-        """Read heads, sign and insert in one write transaction, in the writer thread."""
-        live = [p for p in group if not p.future.done()]
+    def _settle(self, commit: _Commit) -> None:
+        """Hand a committed (or failed) group's results to its callers, and learn its chains' heads."""
+        touched = {r.ledger.raw for r in commit.requests if r.ledger is not None}
         try:
-            results = await self._in_writer(
-                tx.append_in_transaction, self._wdb, key, [p.request for p in live], self._clock_ms()
-            )
+            done: tx.Committed = commit.future.result()
         except Exception as exc:
-            for p in live:
+            for lk in touched:  # what was signed on this group's heads is built again under the lock
+                self._heads.pop(lk, None)
+            for p in commit.group:
                 _fail(p, exc)
             return
-        for p, result in zip(live, results, strict=True):
-            if p.future.done():
-                continue  # its caller was cancelled while the group committed: the entry stands
-            if isinstance(result, Entry):
-                p.future.set_result(result)
-            else:
-                p.future.set_exception(result)
-        self._announce([r for r in results if isinstance(r, Entry)])
+        for lk in touched | done.heads.keys():
+            if lk in done.stale:
+                self._heads.pop(lk, None)
+            if self._signed_by.get(lk, commit.number) == commit.number:  # no later group signed on it yet
+                head = done.heads.get(lk)
+                if head is None:
+                    self._heads.pop(lk, None)
+                else:
+                    self._heads[lk] = head
+        at = 0
+        for p in commit.group:
+            results = done.results[at : at + len(p.requests)]
+            at += len(p.requests)
+            if not p.future.done():  # else its caller was cancelled while the group committed: the entries stand
+                p.future.set_result(results)
+        self._announce([r for r in done.results if isinstance(r, Entry)])
 
     # ---- entries from elsewhere ------------------------------------------
 

@@ -1,10 +1,11 @@
 """Each write transaction of the store, run on its writer thread (node/store/store.py hands them over):
-appends signed under the write lock, ingest of verified entries, repairs and quarantine, erasure, snapshots,
-follows and invitations. Each is one `Transaction`: all of it commits, or none."""
+appends (signed ahead on the signer thread, checked under the write lock), ingest of verified entries, repairs
+and quarantine, erasure, snapshots, follows and invitations. Each is one `Transaction`: all of it commits, or none."""
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from node.store.rows import (
@@ -39,36 +40,91 @@ from protocol import (
 from protocol.writes import AppendRequest
 
 
-def append_in_transaction(
-    db: sqlite3.Connection, key: SigningKey, requests: list[AppendRequest], now: int
-) -> list[Entry | TallyError]:
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A group of local appends as signed ahead of its transaction (`sign_ahead`), one item per request: its entry
+    (or the error its request raised) built on the chain head the store expected, or None where no head was known
+    (the transaction builds it). `expected` is the head each pre-signed chain was built on."""
+
+    items: list[Entry | TallyError | None]
+    expected: dict[bytes, ChainHead]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a group's transaction made: a result per request, each chain's head after it (by ledger), and the
+    chains whose expected head was not the stored one (their entries were built again under the lock)."""
+
+    results: list[Entry | TallyError]
+    heads: dict[bytes, ChainHead]
+    stale: frozenset[bytes]
+
+
+def sign_ahead(key: SigningKey, requests: list[AppendRequest], heads: dict[bytes, ChainHead]) -> Signed:
+    """Build and sign `requests` on `heads` (each ledger's expected head of `key`'s chain; this call's own copy),
+    outside any transaction: the signer thread does this while the writer commits the group before. Nothing
+    here is stored or shown until `commit_group` finds the stored heads are the expected ones."""
+    items: list[Entry | TallyError | None] = []
+    expected: dict[bytes, ChainHead] = {}
+    for req in requests:
+        head = None if req.ledger is None else heads.get(req.ledger.raw)
+        if head is None:
+            items.append(None)  # a genesis, or a chain whose head only the transaction can read
+            continue
+        expected.setdefault(head.ledger.raw, head)
+        try:
+            entry = _next_entry(key, req, head)
+        except TallyError as exc:
+            items.append(exc)
+            continue
+        heads[head.ledger.raw] = ChainHead.of(entry)
+        items.append(entry)
+    return Signed(items, expected)
+
+
+def commit_group(
+    db: sqlite3.Connection, key: SigningKey, requests: list[AppendRequest], signed: Signed, now: int
+) -> Committed:
+    """Store a group of local appends in one transaction. Each chain's head is read under the write lock (no
+    other process can take a seq meanwhile): where it is the head `signed` was built on, its entries stand;
+    where not (another process appended, an earlier group failed), the chain's requests are built again here."""
     results: list[Entry | TallyError] = []
     rows = []
-    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
+    heads: dict[bytes, ChainHead | None] = {}
+    trusted: dict[bytes, bool] = {}
+    ledgers: dict[bytes, bool] = {}  # the ledger check, once per ledger in the group
     with Transaction(db):
-        for req in requests:
+        for req, item in zip(requests, signed.items, strict=True):
             try:
                 if req.ledger is None:
-                    head = None
+                    entry = _next_entry(key, req, None)
+                    ledgers[entry.id.raw] = True  # appends later in this group may write to it
                 else:
-                    found = db.execute(
-                        "SELECT kind FROM entries WHERE idh = ? AND id = ?", (idh(req.ledger), req.ledger.raw)
-                    ).fetchone()
-                    if found is None or found[0] != GENESIS_KIND:
+                    lk = req.ledger.raw
+                    if lk not in ledgers:
+                        found = db.execute("SELECT kind FROM entries WHERE idh = ? AND id = ?",
+                                           (idh(req.ledger), lk)).fetchone()
+                        ledgers[lk] = found is not None and found[0] == GENESIS_KIND
+                    if not ledgers[lk]:
                         raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
-                    hk = (req.ledger.raw, key.public_key)
-                    if hk not in heads:
-                        heads[hk] = _head_in(db, req.ledger, key.public_key)
-                    head = heads[hk]
-                entry = _next_entry(key, req, head)
+                    if lk not in heads:
+                        heads[lk] = _head_in(db, req.ledger, key.public_key)
+                        trusted[lk] = lk in signed.expected and heads[lk] == signed.expected[lk]
+                    if trusted.get(lk) and item is not None:
+                        if isinstance(item, TallyError):
+                            raise item
+                        entry = item
+                    else:
+                        entry = _next_entry(key, req, heads[lk])
             except TallyError as exc:
                 results.append(exc)
                 continue
-            heads[(entry.ledger_id.raw, key.public_key)] = ChainHead.of(entry)
+            heads[entry.ledger_id.raw] = ChainHead.of(entry)
             rows.append(entry_row(entry, now))
             results.append(entry)
         db.executemany(INSERT_SQL, rows)
-    return results
+    stale = frozenset(lk for lk in signed.expected if not trusted.get(lk, True))
+    return Committed(results, {lk: h for lk, h in heads.items() if h is not None}, stale)
 
 
 def _next_entry(key: SigningKey, req: AppendRequest, head: ChainHead | None) -> Entry:

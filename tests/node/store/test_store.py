@@ -264,3 +264,43 @@ async def test_an_append_cancelled_while_it_commits_does_not_stall_later_appends
         later = await asyncio.wait_for(store.append(AppendRequest(ledger, "note.text", {"later": True}, 3000)), 30)
         assert later.seq == 202  # the cancelled group was committed all the same (its caller just left)
         assert [e.seq for e in await chain_of(store, ledger, KEY)] == list(range(1, 203))
+
+
+async def test_a_chain_appended_by_another_store_meanwhile_is_signed_again_on_its_real_head(tmp_path: Path) -> None:
+    # A store signs a group ahead of its transaction on the head it expects (what its last group left); another
+    # store (another process) on the same file appending meanwhile makes that head stale: the transaction reads
+    # the real head under the write lock and builds the group again on it, so no seq is taken twice.
+    db = tmp_path / "s.sqlite3"
+    async with await Store.open(db, key=KEY) as a, await Store.open(db, key=KEY) as b:
+        ledger = await found_ledger(a)
+        first = await a.append_batch([AppendRequest(ledger, "note.text", {"a": i}, 2000) for i in range(3)])
+        other = await b.append(AppendRequest(ledger, "note.text", {"b": 1}, 2000))
+        again = await a.append_batch([AppendRequest(ledger, "note.text", {"a": i}, 2000) for i in range(3, 6)])
+        assert [e.seq for e in first] == [2, 3, 4] and other.seq == 5
+        assert [e.seq for e in again] == [6, 7, 8] and again[0].header.prev == other.id
+        chain = await chain_of(a, ledger, KEY)
+        assert [e.id for e in chain] == [ledger, *(e.id for e in first), other.id, *(e.id for e in again)]
+        verify_chain(chain)
+        assert [p async for p in a.verify()] == []
+
+
+async def test_groups_signed_while_others_commit_make_one_chain_in_call_order(tmp_path: Path) -> None:
+    # Batches larger than a group, and single appends between them, pipelined (the next group is signed while
+    # the one before commits): every caller gets its own entries, in its order, all stored as one chain.
+    async with await Store.open(tmp_path / "s.sqlite3", key=KEY) as store:
+        ledger = await found_ledger(store)
+        batches = [[AppendRequest(ledger, "note.text", {"batch": b, "i": i}, 2000) for i in range(1500)]
+                   for b in range(2)]
+        made = await asyncio.gather(
+            store.append_batch(batches[0]),
+            *(store.append(AppendRequest(ledger, "note.text", {"single": i}, 2000)) for i in range(20)),
+            store.append_batch(batches[1]),
+        )
+        for batch, got in ((batches[0], made[0]), (batches[1], made[-1])):
+            assert [e.body for e in got] == [r.body for r in batch]
+            assert [e.seq for e in got] == list(range(got[0].seq, got[0].seq + len(batch)))
+        chain = await chain_of(store, ledger, KEY)
+        assert len(chain) == 1 + 3000 + 20
+        verify_chain(chain)
+        stored = {e.id for e in chain}
+        assert all(e.id in stored for e in [*made[0], *made[-1], *made[1:-1]])
