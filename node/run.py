@@ -87,12 +87,13 @@ async def serve(home: Home, config: RunConfig) -> int:
         async with contextlib.AsyncExitStack() as stack:
             _on_signals(stack, stop)
             store = await Store.open(home.store_path, key=key)
-            attach_grants(store, home.identity(), key.did)  # a device names its grant (SPEC.md §19)
             stack.push_async_callback(store.close)  # 4. after every request is done
             peers = config.peer_list()
             # The inviters' nodes of ledgers joined by invitation (node/http/invites.py), unless configured already.
             peers += [(url, "invite") for url in await store.invited_peers() if url not in {u for u, _ in peers}]
             replicator = Replicator(store, key, peers=peers, offline=config.offline, heal=True)
+            # A device names its grant (SPEC.md §19), looked up in the states the node keeps current.
+            attach_grants(store, home.identity(), key.did, replicator.states)
             runner = web.AppRunner(
                 build_app(store, replicator, ApiConfig(home.identity(), token, package_version(),
                                                        trusted_proxies=config.trusted_proxies, key=key,

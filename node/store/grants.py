@@ -3,19 +3,22 @@ first entry in a ledger names, looked up in the ledger's state when that entry i
 
 from __future__ import annotations
 
-from node.store.ledgers import load_state
 from node.store.store import Store
+from node.store.writes import FoldedStates, StateSource
 from protocol import CID, key_ops
 
 
-def attach_grants(store: Store, identity: str, key: str) -> None:
+def attach_grants(store: Store, identity: str, key: str, states: StateSource | None = None) -> None:
     """Make `store` name the grant of `key` (a did:key) on its first entry in each ledger, when the home
-    writes as another `identity` than its key's (`identity.did`)."""
+    writes as another `identity` than its key's (`identity.did`). `states`: where ledger states come from (a
+    running node's, kept current, so that such an entry never waits for a fold of the whole ledger); by
+    default each is folded from the store (a one-shot CLI command)."""
     if identity == key:
         return
+    source = FoldedStates(store) if states is None else states
 
     async def grant_for(ledger: CID) -> CID | None:
-        state = await load_state(store, ledger)
+        state = await source.get(ledger)
         return None if state is None else key_ops.grant_for(state, identity, key)
 
     store.grant_for = grant_for

@@ -88,6 +88,12 @@ async def load_state(store: Store, ledger: CID) -> LedgerState | None:
 
     Whoever computes a state honours the erasures in it (SPEC.md §20): payloads it erased that are still
     stored are dropped from the store there and then."""
+    loaded = await load_state_with_forks(store, ledger)
+    return None if loaded is None else loaded[0]
+
+
+async def load_state_with_forks(store: Store, ledger: CID) -> tuple[LedgerState, dict[bytes, int]] | None:
+    """`load_state`, with the fork points it was computed with (what its snapshot covers)."""
     stored = await read_ledger(store, ledger)
     if stored is None:
         return None
@@ -95,4 +101,4 @@ async def load_state(store: Store, ledger: CID) -> LedgerState | None:
     if state.erased:
         held = {e.id.raw for e in stored.entries if e.payload_raw is not None}
         await store.erase_payloads([e.id for e in state.erased if e.id.raw in held])
-    return state
+    return state, stored.forks

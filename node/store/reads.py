@@ -17,6 +17,7 @@ from node.store.rows import (
     FORK_POINTS_SQL,
     HEAD_SQL,
     Coverage,
+    FoldRef,
     Invitation,
     LedgerInfo,
     Problem,
@@ -128,13 +129,21 @@ class StoreReader:
         return Coverage(int(rows[0][0]), int(rows[0][1]), fork_points({bytes(a): int(s) for a, s in forks}))
 
     async def snapshot(self, ledger: CID) -> Snapshot | None:
-        row = await self._row("SELECT format, entries, rowids, forks, ids, digest, checksum, state FROM snapshots"
-                              " WHERE ledger = ?", (ledger.raw,))
+        row = await self._row("SELECT format, entries, rowids, forks, ids, digest, checksum, state, fold, fold_token,"
+                              " fold_parts, fold_checksum FROM snapshots WHERE ledger = ?", (ledger.raw,))
         if row is None:
             return None
-        fmt, entries, rowids, forks, ids, digest, checksum, state = row
+        fmt, entries, rowids, forks, ids, digest, checksum, state, fold, token, parts, fold_checksum = row
+        ref = None if fold is None else FoldRef(str(fold), bytes(token or b""), int(parts or 0),
+                                                bytes(fold_checksum or b""))
         return Snapshot(str(fmt), Coverage(int(entries), int(rowids), bytes(forks)), bytes(ids), bytes(digest),
-                        bytes(checksum), bytes(state))
+                        bytes(checksum), bytes(state), ref)
+
+    async def fold_part(self, ledger: CID, token: bytes, part: int) -> bytes | None:
+        """One part of a snapshot's fold (`Snapshot.fold`), or None if it is not stored."""
+        row = await self._row("SELECT bytes FROM fold_parts WHERE ledger = ? AND token = ? AND part = ?",
+                              (ledger.raw, token, part))
+        return None if row is None else bytes(row[0])
 
     # ---- queries ---------------------------------------------------------
 

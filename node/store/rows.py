@@ -107,6 +107,18 @@ class Snapshot:
     digest: bytes
     checksum: bytes
     state: bytes = field(repr=False)
+    fold: FoldRef | None = None  # the fold kept with the state, if any (node/store/snapshots.py)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldRef:
+    """Where a snapshot's fold is: its format ("whole": a ledger folded whole, so no fold is kept), the save that
+    wrote its parts (`token`), how many there are, and sha2-256 of their bytes in order."""
+
+    format: str
+    token: bytes = b""
+    parts: int = 0
+    checksum: bytes = b""
 
 
 def fork_points(forks: dict[bytes, int]) -> bytes:

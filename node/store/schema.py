@@ -10,7 +10,7 @@ from typing import Final
 
 from protocol import LocalError
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 BUSY_TIMEOUT_MS: Final = 30_000
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
@@ -95,6 +95,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         url      TEXT PRIMARY KEY,
         ledger   BLOB NOT NULL,
         since    INTEGER NOT NULL
+    );
+    """,
+    """
+    ALTER TABLE snapshots ADD COLUMN fold TEXT;     -- the fold kept with the state (node/store/snapshots.py): its
+    ALTER TABLE snapshots ADD COLUMN fold_token BLOB;   -- format ('whole': a ledger folded whole, none kept),
+    ALTER TABLE snapshots ADD COLUMN fold_parts INTEGER; -- the parts it was written in,
+    ALTER TABLE snapshots ADD COLUMN fold_checksum BLOB; -- and sha2-256 of their bytes in order; NULL: none
+    CREATE TABLE fold_parts (            -- a fold's pickled bytes, written a part per transaction
+        ledger   BLOB NOT NULL,
+        token    BLOB NOT NULL,          -- which save wrote it: parts of an abandoned save are dropped by the next
+        part     INTEGER NOT NULL,
+        bytes    BLOB NOT NULL,
+        PRIMARY KEY (ledger, token, part)
     );
     """,
 )

@@ -13,6 +13,17 @@ its entry ids and its digest. It is used only after every check passes:
 
 A stale or damaged snapshot is not used: the ledger is folded from scratch (node/store/states.py) and a new
 snapshot replaces it. Pickle runs no code here but the constructors of protocol's records (`_Unpickler`).
+
+The fold itself (protocol/fold.py's `LedgerFold`, what a new entry is folded into) is kept with the state,
+so that the first entry to arrive after a restart costs what it touches, not a fold of the whole ledger. It is
+pickled as it is (`encode_fold`: whatever its layout, nothing here names its fields) in parts of PART_BYTES,
+each written in its own transaction as it is made, and named by the snapshot once all are written
+(`Snapshot.fold`); `decode_fold` reads it back and uses it only if its format is this one (FOLD_FORMAT: the
+state's format and a hash of protocol's source, so any change to protocol's code makes it stale), its parts
+hash to their checksum, and the fold's state is the snapshot's (checked already): its ledger, its entries and
+its digest. A ledger with key events is folded whole (node/store/states.py), so it keeps only its state
+(`WHOLE`). Decoding a fold may name protocol's functions as well as its classes (`_FoldUnpickler`), never
+anything else.
 """
 
 from __future__ import annotations
@@ -25,18 +36,20 @@ import io
 import operator
 import pickle
 import pkgutil
+import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Final
 
 import protocol
 from node.store.ledgers import collector_paused
-from node.store.rows import Coverage, Snapshot, fork_points
+from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
 from protocol import CID
-from protocol.fold import state_digest
+from protocol.fold import LedgerFold, state_digest
 from protocol.state import LedgerState
 
 ENCODING: Final = "pickle-5/1"  # bump when what is pickled changes in a way the shape below does not show
@@ -71,6 +84,19 @@ def _shape() -> str:
 FORMAT: Final = _shape()
 
 
+def _protocol_source() -> str:
+    """sha2-256 of protocol's source files: a fold pickled by other code is stale (its layout may differ)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(protocol.__file__).parent.rglob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+FOLD_FORMAT: Final = f"{FORMAT} fold-{_protocol_source()}"
+WHOLE: Final = FoldRef("whole")  # a ledger folded whole (key events: node/store/states.py): no fold kept
+PART_BYTES: Final = 4 << 20  # a fold's bytes are written this many at a time, one transaction each
+
+
 def _new(cls: type, values: tuple[Any, ...]) -> Any:
     """A record from its field values (unpickling): only protocol's slotted records."""
     names = _SLOTTED.get(cls)
@@ -86,11 +112,29 @@ def _proxy(mapping: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
     return types.MappingProxyType(mapping)
 
 
+_METHODS: Final = frozenset({"__getitem__", "__contains__", "get"})  # a fold may hold these of its own containers
+
+
+def _method(container: dict[Any, Any] | list[Any] | set[Any], name: str) -> Any:
+    """A container's method (unpickling a fold): only these of only those."""
+    if type(container) not in (dict, list, set) or name not in _METHODS:
+        raise pickle.UnpicklingError(f"not a container's method: {name}")
+    return getattr(container, name)
+
+
+def _builtin_method(method: Any) -> tuple[Any, ...]:
+    owner = getattr(method, "__self__", None)
+    if type(owner) not in (dict, list, set) or method.__name__ not in _METHODS:
+        raise pickle.PicklingError(f"a snapshot cannot hold {method!r}")
+    return (_method, (owner, method.__name__))
+
+
 def _reducer(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda record: (_new, (type(record), tuple([getattr(record, n) for n in names])))
 
 
 _REDUCERS: Final = {**copyreg.dispatch_table, types.MappingProxyType: lambda m: (_proxy, (dict(m),)),
+                    types.BuiltinMethodType: _builtin_method,
                     **{cls: _reducer(names) for cls, names in _SLOTTED.items()}}
 _ALLOWED: Final = {("decimal", "Decimal"): Decimal, ("fractions", "Fraction"): Fraction,
                    (__name__, "_new"): _new, (__name__, "_proxy"): _proxy,
@@ -111,6 +155,22 @@ class _Unpickler(pickle.Unpickler):
             if isinstance(found, type) and found.__module__ == module:  # a protocol class, never a function
                 return found
         raise pickle.UnpicklingError(f"a snapshot names {module}.{name}, which is not a protocol record")
+
+
+class _FoldUnpickler(pickle.Unpickler):
+    """A fold names protocol's functions too (a sorted list's key, say), and the methods of its own containers."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == (__name__, "_method"):
+            return _method
+        allowed = _ALLOWED.get((module, name))
+        if allowed is not None:
+            return allowed
+        if module.startswith("protocol."):
+            found = getattr(importlib.import_module(module), name, None)
+            if isinstance(found, type | types.FunctionType) and found.__module__ == module:
+                return found
+        raise pickle.UnpicklingError(f"a fold names {module}.{name}, which is not protocol's")
 
 
 def ids_fingerprint(status: Mapping[bytes, str]) -> bytes:
@@ -159,3 +219,115 @@ def _checked(snapshot: Snapshot, stored: Coverage, ledger: CID) -> tuple[LedgerS
     if not state.digest == snapshot.digest == state_digest(state, in_order=True):
         return None, "damaged: its digest does not match its state"
     return state, "restored"
+
+
+class Abandoned(Exception):
+    """A fold's save was given up (the fold is about to change, or the node is stopping)."""
+
+
+class _PartWriter(io.RawIOBase):
+    """Where a fold is pickled to: each PART_BYTES handed to `put` as they are made, and `stop` checked at each
+    write (a write every 64 KiB or so: pickle frames), so giving up takes a few milliseconds."""
+
+    def __init__(self, put: Callable[[int, bytes], None], stop: threading.Event) -> None:
+        self._put, self._stop = put, stop
+        self._buffer = bytearray()
+        self.parts = 0
+        self.checksum = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._stop.is_set():
+            raise Abandoned
+        self._buffer += data
+        if len(self._buffer) >= PART_BYTES:
+            self.flush_part()
+        return len(data)
+
+    def flush_part(self) -> None:
+        if self._buffer:
+            part = bytes(self._buffer)
+            self._buffer.clear()
+            self.checksum.update(part)
+            self._put(self.parts, part)
+            self.parts += 1
+
+
+def encode_fold(fold: LedgerFold, token: bytes, put: Callable[[int, bytes], None], stop: threading.Event
+                ) -> FoldRef:
+    """Pickle `fold`, handing its parts to `put(index, bytes)` as they are made; `Abandoned` once `stop` is set.
+    The fold must not change meanwhile (the caller sets `stop` first and waits for this to return)."""
+    out = _PartWriter(put, stop)
+    with collector_paused():
+        _Pickler(out, protocol=5).dump(fold)
+    out.flush_part()
+    return FoldRef(FOLD_FORMAT, token, out.parts, out.checksum.digest())
+
+
+class _PartReader(io.RawIOBase):
+    """The bytes of a fold's parts, fetched one at a time as the unpickler reads them."""
+
+    def __init__(self, parts: Iterator[bytes | None]) -> None:
+        self._parts = parts
+        self._buffer = memoryview(b"")
+        self.checksum = hashlib.sha256()
+        self.missing = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self) -> bool:
+        part = next(self._parts, b"")
+        if not part:  # the end, or a part not stored (None)
+            self.missing = self.missing or part is None
+            return False
+        self.checksum.update(part)
+        self._buffer = memoryview(part)
+        return True
+
+    def readinto(self, target: Any) -> int:
+        if not self._buffer and not self._more():
+            return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def rest(self) -> int:
+        """Bytes left unread, the parts not read yet included (reading them: they count in the checksum)."""
+        left = len(self._buffer)
+        while self._more():
+            left += len(self._buffer)
+        self._buffer = memoryview(b"")
+        return left
+
+
+def decode_fold(ref: FoldRef, parts: Iterator[bytes | None], state: LedgerState) -> tuple[LedgerFold | None, str]:
+    """The fold a snapshot keeps, read from its parts (`None` for one not stored) and checked against the
+    snapshot's state (checked already): else None and why not: "stale" or "damaged: …"."""
+    if ref.format != FOLD_FORMAT:
+        return None, "stale"
+    reader = _PartReader(parts)
+    try:
+        with collector_paused():
+            fold = _FoldUnpickler(io.BufferedReader(reader, PART_BYTES)).load()
+    except Exception as exc:  # any failure to decode is damage: the ledger is folded again
+        if reader.missing:
+            return None, "damaged: parts of it are missing"
+        return None, f"damaged: it does not decode ({type(exc).__name__}: {exc})"
+    left = reader.rest()
+    if reader.missing:
+        return None, "damaged: parts of it are missing"
+    if left or reader.checksum.digest() != ref.checksum:
+        return None, "damaged: its bytes do not match their checksum"
+    if not isinstance(fold, LedgerFold) or fold.ledger != state.ledger or len(fold) != len(state.status):
+        return None, "damaged: it is not a fold of this state"
+    try:
+        folded = fold.state()
+    except Exception as exc:  # a fold that cannot give its state is damaged
+        return None, f"damaged: it gives no state ({type(exc).__name__}: {exc})"
+    if folded.digest != state.digest or folded.status.keys() != state.status.keys():
+        return None, "damaged: its state is not the snapshot's"
+    return fold, "restored"

@@ -15,21 +15,34 @@ layer asks "may this peer see this ledger?" on every request.
 States are kept in the store between runs (node/store/snapshots.py): a ledger without a fold here is first
 read back from its snapshot, when one is there and covers exactly what is stored; a state folded from
 scratch is saved as a snapshot, and again once the ledger has grown by SNAPSHOT_EVERY entries (or a tenth)
-and when the node stops (`aclose`). So a restart reads a big ledger's state back instead of folding it; the
-fold itself is made when the first entry arrives after that.
+and when the node stops (`aclose`, for at most SAVE_AT_STOP_S: a save not done by then is abandoned, and the
+snapshot saved before stays). So a restart reads a big ledger's state back instead of folding it.
+
+The fold is saved with the state (in a thread, in parts: snapshots.encode_fold) and read back in the
+background as soon as the state is (snapshots.decode_fold): the first entry to arrive after a restart is
+folded into it, at the cost of what it touches (waiting, at most, for the read-back to finish), not of a
+fold of the whole ledger. A fold is never changed while it is being saved: an entry to fold in gives that
+save up first (the snapshot kept before stays; a new one is tried SAVE_RETRY_S later). A ledger with
+key events keeps its state only (it is folded whole on each change anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
 import logging
+import os
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 from node.store import snapshots
-from node.store.ledgers import fold_ledger, load_state
+from node.store.ledgers import fold_ledger, load_state_with_forks
+from node.store.rows import FoldRef, Snapshot
 from node.store.store import Store
 from protocol import CID, Entry, InvalidData
 from protocol.erasure import ERASE_KIND
@@ -44,10 +57,51 @@ FOLDED_ENTRIES: Final = 1_000_000
 THREAD_ENTRIES: Final = 2_000
 #: A ledger's snapshot is made again once it has grown by this many entries (or a tenth, if more) since the last.
 SNAPSHOT_EVERY: Final = 10_000
+#: How long a stopping node goes on saving snapshots (`aclose`): a save not done by then is given up.
+SAVE_AT_STOP_S: Final = 3.0
+#: A fold whose save was given up (entries arrived meanwhile) is not saved again for this long (but at stop).
+SAVE_RETRY_S: Final = 60.0
+_POLL_S: Final = 0.2  # how often a saving or reading thread waiting on the event loop looks at its stop flag
+_T = TypeVar("_T")
 
 
 def _nothing() -> None:
     pass
+
+
+class _Worker:
+    """One daemon thread running `func`, awaitable, that can be told to stop (`stop`: the function looks at it).
+
+    A daemon thread, not the loop's executor: a save given up at stop must not hold the process (the executor's
+    threads are joined at exit)."""
+
+    def __init__(self, func: Callable[[threading.Event], _T]) -> None:
+        self.stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result: Any = func(self.stop)
+                outcome: Callable[[Any], None] = self.done.set_result
+            except BaseException as exc:  # handed to the awaiting task, which logs it
+                result, outcome = exc, self.done.set_exception
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(lambda: None if self.done.done() else outcome(result))
+
+        threading.Thread(target=run, name="ledger-snapshot", daemon=True).start()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, stop: threading.Event, make: Callable[[], Any]) -> Any:
+    """Run the coroutine `make()` on `loop` from a worker thread and wait for it, looking at `stop` meanwhile."""
+    future = asyncio.run_coroutine_threadsafe(make(), loop)
+    while True:
+        try:
+            return future.result(_POLL_S)
+        except concurrent.futures.TimeoutError:
+            if stop.is_set():
+                future.cancel()
+                raise snapshots.Abandoned from None
 
 
 class LedgerStates:
@@ -66,16 +120,35 @@ class LedgerStates:
         self._generations: dict[bytes, int] = {}  # bumped by forget(): a fold being made is stale
         self._whole: set[bytes] = set()  # ledgers with key events: their state is folded whole on each change
         self._erasing: set[asyncio.Task[None]] = set()  # states computed because an erasure arrived
+        self._pickling: dict[bytes, _Worker] = {}  # ledger -> the thread saving its fold (which must not change)
+        self._loading: dict[bytes, asyncio.Task[LedgerFold | None]] = {}  # folds being read back from snapshots
+        self._readers: set[_Worker] = set()
+        self._changes: dict[bytes, int] = {}  # ledger -> how many times its fold took entries in
+        self._retry: dict[bytes, float] = {}  # ledger -> when to try saving its fold again (given up)
+        #: ledger folded whole -> its latest state and the fork points it was folded with (saved at stop)
+        self._whole_states: dict[bytes, tuple[LedgerState, Mapping[bytes, int]]] = {}
         self._unsubscribe = store.on_new_entries(self._changed)
 
     def close(self) -> None:
-        for task in self._saving.values():  # a snapshot left unsaved is made again on the next run
+        """Give up what is being saved or read back (a snapshot left unsaved is made again on the next run)."""
+        for worker in [*self._pickling.values(), *self._readers]:
+            worker.stop.set()
+        for task in [*self._saving.values(), *self._loading.values()]:
             task.cancel()
         self._unsubscribe()
         self._unsubscribe = _nothing  # closing twice is closing once
 
-    async def aclose(self) -> None:
-        """Save the snapshots of the ledgers that grew since their last one, then close (the node stopping)."""
+    async def aclose(self, within_s: float = SAVE_AT_STOP_S) -> None:
+        """Save the snapshots of the ledgers that grew since their last one, for at most `within_s` seconds, then
+        close (the node stopping). A save still going then is given up: the one kept before stays valid."""
+        try:
+            await asyncio.wait_for(self._save_all(), within_s)
+        except TimeoutError:
+            log.warning("ledger snapshots not all saved: the node stops", extra={"s": within_s})
+        finally:
+            self.close()
+
+    async def _save_all(self) -> None:
         await asyncio.gather(*self._saving.values(), return_exceptions=True)
         for raw in list(self._folds):
             try:
@@ -85,8 +158,10 @@ class LedgerStates:
                 continue
             fold = self._folds.get(raw)
             if state is not None and fold is not None and self._saved.get(raw) != len(state.status):
-                await self._save(CID(raw), fold.forks, state)
-        self.close()
+                await self._save(CID(raw), fold.forks, state, fold, self._changes.get(raw, 0))
+        for raw, (state, forks) in list(self._whole_states.items()):  # current ones only: no refold at stop
+            if raw in self._whole and self._states.get(raw) is state and self._saved.get(raw) != len(state.status):
+                await self._save(CID(raw), forks, state, None, 0)
 
     def _changed(self, entries: Sequence[Entry]) -> None:
         erasures = {e.ledger_id.raw for e in entries if e.kind == ERASE_KIND}
@@ -113,6 +188,11 @@ class LedgerStates:
         """Drop what is kept for `ledger` (a fork proof arrived: entries past the fork stop counting)."""
         self._generations[ledger.raw] = self._generations.get(ledger.raw, 0) + 1
         self._saved.pop(ledger.raw, None)
+        self._whole.discard(ledger.raw)
+        self._whole_states.pop(ledger.raw, None)
+        loading = self._loading.pop(ledger.raw, None)
+        if loading is not None:
+            loading.cancel()
         self._folds.pop(ledger.raw, None)
         self._arrived.pop(ledger.raw, None)
         self._states.pop(ledger.raw, None)
@@ -130,15 +210,19 @@ class LedgerStates:
                 if cached is not None:
                     return cached
                 generation = self._generations.get(raw, 0)
-                if raw not in self._folds and raw not in self._whole:
+                if raw not in self._folds and raw not in self._whole and raw not in self._loading:
                     restored = await self._restored(ledger, generation)
                     if restored is not None:
                         self._states[raw] = restored
                         self._members[raw] = frozenset(restored.members)
                         return restored
+                forks: Mapping[bytes, int] = {}
                 if raw in self._whole:
                     self._arrived[raw] = []  # only to know whether entries arrive during the read
-                    state = await load_state(self._store, ledger)
+                    loaded = await load_state_with_forks(self._store, ledger)
+                    state, forks = (None, {}) if loaded is None else loaded
+                    if state is not None:
+                        self._whole_states[raw] = (state, forks)
                 else:
                     state = await self._folded_state(ledger)
                     if raw in self._whole:
@@ -149,7 +233,7 @@ class LedgerStates:
                 if state is not None and not self._arrived.get(raw):  # nothing arrived meanwhile: current
                     self._states[raw] = state
                     self._members[raw] = frozenset(state.members)
-                    self._save_if_grown(ledger, state)
+                    self._save_if_grown(ledger, state, forks)
                 self._keep_within_budget()
                 return state
 
@@ -157,11 +241,18 @@ class LedgerStates:
         raw = ledger.raw
         fold = self._folds.get(raw)
         if fold is None:
-            fold = await self._fold(ledger)
+            loading = self._loading.get(raw)
+            if loading is not None:  # read back from the snapshot: it is nearly there
+                fold = await asyncio.shield(loading)
             if fold is None:
-                return None
+                fold = await self._fold(ledger)
+                if fold is None:
+                    return None
+        await self._hold_still(raw)
         arrived = self._arrived.get(raw, [])
         self._arrived[raw] = []
+        if arrived:
+            self._changes[raw] = self._changes.get(raw, 0) + 1
         if len(arrived) >= THREAD_ENTRIES:
             await asyncio.to_thread(fold.add, arrived)
         else:
@@ -173,9 +264,16 @@ class LedgerStates:
         self._folds.move_to_end(raw)
         return fold.state()
 
+    async def _hold_still(self, raw: bytes) -> None:
+        """Give up saving the ledger's fold, if it is being saved: it is about to change."""
+        worker = self._pickling.get(raw)
+        if worker is not None:
+            worker.stop.set()
+            await asyncio.wait([worker.done])
+
     async def _restored(self, ledger: CID, generation: int) -> LedgerState | None:
         """The ledger's state read back from its snapshot, if that one is there, checked, and nothing arrived
-        or was forgotten meanwhile."""
+        or was forgotten meanwhile; its fold is then read back in the background."""
         raw = ledger.raw
         self._arrived[raw] = []  # only to know whether entries arrive during the read
         try:
@@ -196,35 +294,112 @@ class LedgerStates:
             return None
         self._saved[raw] = len(state.status)
         log.info("ledger snapshot restored", extra=extra)
+        if snapshot.fold == snapshots.WHOLE:
+            self._whole.add(raw)
+        elif snapshot.fold is not None:
+            self._arrived[raw] = []  # what arrives from now on is folded in once the fold is read back
+            task = asyncio.create_task(self._load(ledger, snapshot, snapshot.fold, state, generation))
+            self._loading[raw] = task
+            task.add_done_callback(lambda done: self._loading.pop(raw, None) if self._loading.get(raw) is done
+                                   else None)
         return state
 
-    def _save_if_grown(self, ledger: CID, state: LedgerState) -> None:
-        """Save a folded ledger's snapshot in the background if it has none yet or grew enough since."""
+    async def _load(self, ledger: CID, snapshot: Snapshot, ref: FoldRef, state: LedgerState, generation: int
+                    ) -> LedgerFold | None:
+        """The fold a snapshot keeps, read back and checked (in a thread), kept as the ledger's fold; None if it
+        is not usable (the ledger is then folded from scratch when next read)."""
+        raw, loop = ledger.raw, asyncio.get_running_loop()
+        started = time.perf_counter()
+
+        def parts(stop: threading.Event) -> Iterator[bytes | None]:
+            for i in range(ref.parts):
+                yield _on_loop(loop, stop, lambda i=i: self._store.fold_part(ledger, ref.token, i))  # type: ignore[misc]
+
+        worker = _Worker(lambda stop: snapshots.decode_fold(ref, parts(stop), state))
+        self._readers.add(worker)
+        fold: LedgerFold | None
+        try:
+            fold, why = await worker.done
+        except Exception as exc:  # an abandoned read, say: folded from scratch when needed
+            fold, why = None, f"not read back ({type(exc).__name__}: {exc})"
+        finally:
+            self._readers.discard(worker)
+        extra = {"ledger": str(ledger), "entries": snapshot.coverage.entries, "why": why,
+                 "ms": round((time.perf_counter() - started) * 1000)}
+        if fold is None:
+            (log.warning if why.startswith("damaged") else log.info)("ledger fold not read back", extra=extra)
+            return None
+        if self._generations.get(raw, 0) != generation or raw in self._folds:
+            return None
+        log.info("ledger fold read back", extra=extra)
+        self._folds[raw] = fold
+        self._keep_within_budget()
+        return fold
+
+    def _save_if_grown(self, ledger: CID, state: LedgerState, forks: Mapping[bytes, int]) -> None:
+        """Save a ledger's snapshot in the background if it has none yet or grew enough since (or its fold's save
+        was given up a while ago). `forks`: what a ledger folded whole was folded with."""
         raw = ledger.raw
         fold = self._folds.get(raw)
         saved = self._saved.get(raw)
-        if fold is None or raw in self._saving:
+        if (fold is None and raw not in self._whole) or raw in self._saving:
+            return
+        if time.monotonic() < self._retry.get(raw, 0.0):  # its fold's save was given up a moment ago
             return
         if saved is not None and len(state.status) - saved < max(self._snapshot_every, saved // 10):
             return
-        task = asyncio.create_task(self._save(ledger, fold.forks, state))
+        task = asyncio.create_task(self._save(ledger, forks if fold is None else fold.forks, state, fold,
+                                              self._changes.get(raw, 0)))
         self._saving[raw] = task
         task.add_done_callback(lambda _: self._saving.pop(raw, None))
 
-    async def _save(self, ledger: CID, forks: Mapping[bytes, int], state: LedgerState) -> None:
+    async def _save(self, ledger: CID, forks: Mapping[bytes, int], state: LedgerState, fold: LedgerFold | None,
+                    changes: int) -> None:
+        """Save `state` and the fold it came from (None: a ledger folded whole), unless the fold changed since
+        (`changes`: how many times it had taken entries in then); a fold given up is not kept."""
+        raw = ledger.raw
         started = time.perf_counter()
         try:
-            snapshot = await asyncio.to_thread(snapshots.make, state, forks)
+            snapshot = await _Worker(lambda _: snapshots.make(state, forks)).done
+            ref: FoldRef | None = snapshots.WHOLE
+            if fold is not None:
+                ref = await self._save_fold(ledger, fold, changes)
             # The store keeps it only if it covers every entry stored now (one may have arrived meanwhile).
-            kept = await self._store.keep_snapshot(ledger, snapshot)
+            kept = await self._store.keep_snapshot(ledger, dataclasses.replace(snapshot, fold=ref))
         except Exception as exc:  # a snapshot is only a shortcut (a full disk, say): the next restart folds instead
             log.warning("ledger snapshot not saved", extra={"ledger": str(ledger), "detail": str(exc)})
             return
+        if ref is None:  # given up: entries arrive, so wait a while before pickling it again
+            self._retry[raw] = time.monotonic() + SAVE_RETRY_S
         if kept:
-            self._saved[ledger.raw] = len(state.status)
+            self._saved[raw] = len(state.status)
+            if ref is not None:
+                self._retry.pop(raw, None)
             log.info("ledger snapshot saved", extra={"ledger": str(ledger), "entries": len(state.status),
-                                                     "bytes": len(snapshot.state),
+                                                     "bytes": len(snapshot.state), "fold": ref is not None,
                                                      "ms": round((time.perf_counter() - started) * 1000)})
+
+    async def _save_fold(self, ledger: CID, fold: LedgerFold, changes: int) -> FoldRef | None:
+        """The fold pickled into its parts in the store (in a thread), or None when it changed or is about to."""
+        raw, loop = ledger.raw, asyncio.get_running_loop()
+        if self._changes.get(raw, 0) != changes or raw in self._pickling:
+            return None
+        token = os.urandom(16)
+
+        def put(stop: threading.Event, part: int, data: bytes) -> None:
+            _on_loop(loop, stop, lambda: self._store.keep_fold_part(ledger, token, part, data))
+
+        worker = _Worker(lambda stop: snapshots.encode_fold(fold, token, lambda i, b: put(stop, i, b), stop))
+        self._pickling[raw] = worker
+        try:
+            ref: FoldRef = await worker.done
+            return ref
+        except snapshots.Abandoned:
+            log.info("ledger fold not saved: entries arrived", extra={"ledger": str(ledger)})
+            return None
+        finally:
+            if self._pickling.get(raw) is worker:
+                del self._pickling[raw]
 
     def folded(self) -> list[CID]:
         """The ledgers whose folds are kept, least recently read first."""

@@ -373,3 +373,7 @@ class Store(StoreReader):
         kept: bool = await self._in_writer(tx.keep_snapshot, self._wdb, ledger.raw, snapshot, self._clock_ms())
         return kept
 
+    async def keep_fold_part(self, ledger: CID, token: bytes, part: int, data: bytes) -> None:
+        """Keep one part of a snapshot's fold being saved (`keep_snapshot` then names them all, by `token`)."""
+        await self._in_writer(tx.keep_fold_part, self._wdb, ledger.raw, token, part, data)
+

@@ -204,7 +204,7 @@ def repair(db: sqlite3.Connection, entry: Entry) -> bool:
                          "WHERE idh = ? AND id = ?",
                          (entry.header_raw, entry.payload_raw, idh(entry.id), entry.id.raw))
         # The state of its ledger was folded without the damaged entry: its snapshot is stale now.
-        db.execute("DELETE FROM snapshots WHERE ledger = ?", (entry.ledger_id.raw,))
+        drop_snapshot(db, entry.ledger_id.raw)
         return cur.rowcount > 0 or _unquarantine(db, entry)
 
 
@@ -252,7 +252,7 @@ def quarantine(db: sqlite3.Connection, entry_id: bytes, now: int) -> Quarantined
         db.execute(f"INSERT OR REPLACE INTO quarantine ({COLUMNS}, found) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (*row, now))
         db.execute("DELETE FROM entries WHERE idh = ? AND id = ?", (row[0], entry_id))
-        db.execute("DELETE FROM snapshots WHERE ledger = ?", (row[2],))
+        drop_snapshot(db, bytes(row[2]))
         return Quarantined(CID(entry_id), CID(row[2]), bytes(row[3]), int(row[4]), now)
 
 
@@ -261,12 +261,19 @@ def erase_payloads(db: sqlite3.Connection, ids: list[CID]) -> int:
         dropped = sum(db.execute("UPDATE entries SET payload = NULL WHERE idh = ? AND id = ? AND payload IS NOT NULL",
                                  (idh(cid), cid.raw)).rowcount for cid in ids)
         for cid in ids:  # an erased payload changes its ledger's state: the snapshot of it is stale
-            db.execute("DELETE FROM snapshots WHERE ledger = (SELECT ledger FROM entries WHERE idh = ? AND id = ?)",
-                       (idh(cid), cid.raw))
+            row = db.execute("SELECT ledger FROM entries WHERE idh = ? AND id = ?", (idh(cid), cid.raw)).fetchone()
+            if row is not None:
+                drop_snapshot(db, bytes(row[0]))
     if dropped:
         # A reader's snapshot may keep the checkpoint from finishing; the next erasure or start retries it.
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return dropped
+
+
+def drop_snapshot(db: sqlite3.Connection, ledger: bytes) -> None:
+    """Drop a ledger's snapshot and its fold's parts (in the caller's transaction)."""
+    db.execute("DELETE FROM snapshots WHERE ledger = ?", (ledger,))
+    db.execute("DELETE FROM fold_parts WHERE ledger = ?", (ledger,))
 
 
 def keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now: int) -> bool:
@@ -275,13 +282,30 @@ def keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now
         forks = fork_points({bytes(a): int(s) for a, s in db.execute(FORK_POINTS_SQL, (ledger,))})
         if (entries, forks) != (snapshot.coverage.entries, snapshot.coverage.forks):
             return False
+        fold = snapshot.fold
+        if fold is not None and fold.parts:
+            written = db.execute("SELECT count(*) FROM fold_parts WHERE ledger = ? AND token = ?",
+                                 (ledger, fold.token)).fetchone()[0]
+            if written != fold.parts:
+                return False
+        # The parts of any other save of this ledger (the one replaced, one abandoned) go.
+        db.execute("DELETE FROM fold_parts WHERE ledger = ? AND token IS NOT ?",
+                   (ledger, None if fold is None else fold.token))
         db.execute(
             "INSERT OR REPLACE INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state,"
-            " made) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " made, fold, fold_token, fold_parts, fold_checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ledger, snapshot.format, entries, rowids, forks, snapshot.ids, snapshot.digest, snapshot.checksum,
-             snapshot.state, now),
+             snapshot.state, now, *((None,) * 4 if fold is None else (fold.format, fold.token, fold.parts,
+                                                                      fold.checksum))),
         )
         return True
+
+
+def keep_fold_part(db: sqlite3.Connection, ledger: bytes, token: bytes, part: int, data: bytes) -> None:
+    """One part of a fold being saved: its own transaction, so that appends go between the parts."""
+    with Transaction(db):
+        db.execute("INSERT OR REPLACE INTO fold_parts (ledger, token, part, bytes) VALUES (?, ?, ?, ?)",
+                   (ledger, token, part, data))
 
 
 def add_invitation(db: sqlite3.Connection, i: Invitation) -> None:

@@ -25,7 +25,7 @@ from node.store.ledgers import load_state
 from node.store.schema import SCHEMA_VERSION
 from node.store.states import LedgerStates
 from node.store.store import Store
-from protocol import CID, GENESIS_KIND, SigningKey, ledger_ops
+from protocol import CID, GENESIS_KIND, SigningKey, key_ops, ledger_ops
 from protocol.rules import Rules
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
@@ -93,8 +93,8 @@ def set_columns(path: Path, ledger: CID, **values: object) -> None:
 
 
 async def restart(path: Path, ledger: CID, caplog: pytest.LogCaptureFixture) -> tuple[LedgerState, list[str], bool]:
-    """A node's states opened afresh on the store: the ledger's state, what they logged of its snapshot, and
-    whether they folded it."""
+    """A node's states opened afresh on the store: the ledger's state, what they logged of its snapshot (and its
+    fold read back), and whether they folded it from scratch."""
     caplog.clear()
     store = await Store.open(path, key=ANA)
     states = LedgerStates(store)
@@ -104,8 +104,9 @@ async def restart(path: Path, ledger: CID, caplog: pytest.LogCaptureFixture) -> 
             assert state is not None
             assert state == await from_scratch(store, ledger)
             await asyncio.gather(*list(states._saving.values()))  # a snapshot being saved: saved
+            await asyncio.gather(*list(states._loading.values()))  # a fold being read back: read
         said = [f"{r.getMessage()}: {getattr(r, 'why', '')}" for r in caplog.records]
-        return state, said, bool(states.folded())
+        return state, said, any(r.getMessage() == "ledger folded" for r in caplog.records)
     finally:
         states.close()
         await store.close()
@@ -189,8 +190,8 @@ async def test_a_damaged_snapshot_is_rebuilt(tmp_path: Path, caplog: pytest.LogC
     assert folded and any(s.startswith("ledger snapshot not used: damaged") for s in said), said
     assert state == before and state.digest == before.digest
     again = snapshot_row(path, ledger)  # rewritten: the same claims (its pickled bytes may share objects otherwise)
-    assert {k: v for k, v in again.items() if k not in ("state", "checksum", "made")} == {
-        k: v for k, v in good.items() if k not in ("state", "checksum", "made")}
+    made = ("state", "checksum", "made", "fold_token", "fold_checksum")  # the fold's bytes: folded in other batches
+    assert {k: v for k, v in again.items() if k not in made} == {k: v for k, v in good.items() if k not in made}
     state, said, folded = await restart(path, ledger, caplog)
     assert not folded and state == before
 
@@ -239,3 +240,217 @@ async def test_an_erased_payload_drops_the_snapshot(tmp_path: Path, caplog: pyte
     state, said, folded = await restart(path, ledger, caplog)
     assert folded and not any("snapshot restored" in s for s in said), said
     assert snapshot_row(path, ledger)["entries"] == len(state.status)
+
+
+# ---- the fold kept with the state ---------------------------------------------------------------------
+
+
+async def test_the_first_entry_after_a_restart_goes_into_the_fold_read_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The fold saved with the state is read back after a restart: the next entries are folded into it (no fold
+    from scratch), to the state computed from scratch, and the snapshot saved next keeps a fold again."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    row = snapshot_row(path, ledger)
+    assert row["fold"] == snapshots.FOLD_FORMAT and row["fold_parts"] == 1
+    caplog.clear()
+    store = await Store.open(path, key=ANA)
+    states = LedgerStates(store, snapshot_every=1)
+    try:
+        with caplog.at_level(logging.INFO, logger="node.store.states"):
+            state = await states.get(ledger)
+            assert state == before
+            for ts in (30, 31):
+                assert state is not None
+                await store.append(ledger_ops.contribute(state, ANA.did, action="work", quantity="1", unit="hour",
+                                                         ts=ts, note="after the restart"))
+                state = await states.get(ledger)
+                assert state is not None and state == await from_scratch(store, ledger)
+            assert len(state.status) == len(before.status) + 2
+            await states.aclose()
+        said = [r.getMessage() for r in caplog.records]
+        assert "ledger fold read back" in said and "ledger folded" not in said, said
+    finally:
+        states.close()
+        await store.close()
+    row = snapshot_row(path, ledger)
+    assert row["entries"] == len(before.status) + 2 and row["fold"] == snapshots.FOLD_FORMAT
+    with sqlite3.connect(path) as db:  # the parts of the fold replaced are gone
+        assert db.execute("SELECT count(DISTINCT token) FROM fold_parts").fetchone()[0] == 1
+    again, said, folded = await restart(path, ledger, caplog)
+    assert again == state and not folded and "ledger fold read back: restored" in said, said
+
+
+def flip_part(path: Path, ledger: CID) -> None:
+    with sqlite3.connect(path) as db:
+        (data,) = db.execute("SELECT bytes FROM fold_parts WHERE ledger = ?", (ledger.raw,)).fetchone()
+        db.execute("UPDATE fold_parts SET bytes = ? WHERE ledger = ?",
+                   (bytes([*data[:-30], data[-30] ^ 1, *data[-29:]]), ledger.raw))
+
+
+def drop_parts(path: Path, ledger: CID) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM fold_parts WHERE ledger = ?", (ledger.raw,))
+
+
+def evil_part(path: Path, ledger: CID) -> None:
+    data = pickle.dumps(Evil(), protocol=5)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE fold_parts SET bytes = ? WHERE ledger = ?", (data, ledger.raw))
+        db.execute("UPDATE snapshots SET fold_checksum = ? WHERE ledger = ?", (hashlib.sha256(data).digest(),
+                                                                                ledger.raw))
+
+
+def another_format(path: Path, ledger: CID) -> None:
+    set_columns(path, ledger, fold="pickle-5/0 fold-0")
+
+
+FOLD_DAMAGE: dict[str, tuple[Callable[[Path, CID], None], str]] = {
+    "a flipped byte": (flip_part, "damaged"),
+    "its parts gone": (drop_parts, "damaged: parts of it are missing"),
+    "a function outside protocol": (evil_part, "damaged: it does not decode"),
+    "another format": (another_format, "stale"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(FOLD_DAMAGE))
+async def test_a_damaged_or_stale_fold_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                   damage: str) -> None:
+    """A fold that is damaged (its bytes, its parts, a name outside protocol with its checksum made to match) or
+    of another format is not read back: the state still is, and the next entry folds the ledger from scratch, to
+    the right state."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    change, why = FOLD_DAMAGE[damage]
+    change(path, ledger)
+    state, said, folded = await restart(path, ledger, caplog)
+    assert state == before and not folded
+    assert any(s.startswith(f"ledger fold not read back: {why}") for s in said), said
+    caplog.clear()
+    async with await Store.open(path, key=ANA) as store:
+        states = LedgerStates(store)
+        with caplog.at_level(logging.INFO, logger="node.store.states"):
+            assert await states.get(ledger) == before
+            await store.append(ledger_ops.about(before, ANA.did, "Ana B", 40))
+            state = await states.get(ledger)  # type: ignore[assignment]
+            assert state == await from_scratch(store, ledger) and len(state.status) == len(before.status) + 1
+            await states.aclose()
+        assert "ledger folded" in [r.getMessage() for r in caplog.records]
+
+
+async def test_a_ledger_with_key_events_keeps_its_state(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A ledger with key events (SPEC.md §19) is folded whole: its state is saved (no fold) and read back after a
+    restart; an entry after that folds it whole again, to the right state."""
+    path = tmp_path / "ana.sqlite3"
+    store = await Store.open(path, key=ANA)
+    states = LedgerStates(store)
+    try:
+        rules = Rules.from_config({"founders": [ANA.did]}, name="Keys coop", creator=ANA.did)
+        ledger = (await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), 1))).id
+        state = await states.get(ledger)
+        assert state is not None
+        await store.append(key_ops.incept(state, ANA.did, BEN.public_key, 2))
+        state = await states.get(ledger)
+        assert state is not None and state.identities
+        await states.aclose()
+    finally:
+        states.close()
+        await store.close()
+    row = snapshot_row(path, ledger)
+    assert row["entries"] == 2 and row["fold"] == "whole" and not row["fold_parts"]
+    again, said, folded = await restart(path, ledger, caplog)
+    assert again == state and not folded and "ledger snapshot restored: restored" in said, said
+    async with await Store.open(path, key=ANA) as store:
+        states = LedgerStates(store)
+        assert await states.get(ledger) == state
+        await store.append(ledger_ops.about(state, ANA.did, "Ana", 3))
+        after = await states.get(ledger)
+        assert after is not None and after == await from_scratch(store, ledger) and after.names == {ANA.did: "Ana"}
+        await states.aclose()
+    assert snapshot_row(path, ledger)["entries"] == 3
+
+
+class SlowParts:
+    """The store's keep_fold_part held until `release` is set: a fold's save that takes as long as a test wants."""
+
+    def __init__(self, store: Store) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self._keep = store.keep_fold_part
+
+        async def held(ledger: CID, token: bytes, part: int, data: bytes) -> None:
+            self.started.set()
+            await self.release.wait()
+            await self._keep(ledger, token, part, data)
+
+        store.keep_fold_part = held  # type: ignore[method-assign]
+
+
+async def test_an_entry_gives_up_the_fold_being_saved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A fold is never changed while it is being saved: an entry to fold in gives the save up (at once, however
+    long the save would take); the snapshot kept before stays, and a new one is saved a while later."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    store = await Store.open(path, key=ANA)
+    states = LedgerStates(store, snapshot_every=1)
+    slow = SlowParts(store)
+    try:
+        with caplog.at_level(logging.INFO, logger="node.store.states"):
+            await states.get(ledger)
+            await asyncio.gather(*list(states._loading.values()))
+            await store.append(ledger_ops.about(before, ANA.did, "Ana B", 50))
+            state = await states.get(ledger)  # folded in; the snapshot of it is being saved
+            assert state is not None
+            await asyncio.wait_for(slow.started.wait(), 60)
+            await store.append(ledger_ops.about(state, ANA.did, "Ana C", 51))
+            state = await asyncio.wait_for(states.get(ledger), 60)  # not held by the save
+            assert state == await from_scratch(store, ledger)
+            await asyncio.gather(*list(states._saving.values()))
+            said = [r.getMessage() for r in caplog.records]
+            assert "ledger fold not saved: entries arrived" in said, said
+            saved = snapshot_row(path, ledger)  # the one kept before stays, fold and all
+            assert saved["entries"] == len(before.status) and saved["fold"] == snapshots.FOLD_FORMAT
+            slow.release.set()
+            assert ledger.raw in states._retry  # not tried again at once (entries are arriving) ...
+            states._retry[ledger.raw] = 0.0  # ... but after a while
+            await store.append(ledger_ops.about(state, ANA.did, "Ana D", 52))
+            state = await states.get(ledger)
+            await asyncio.gather(*list(states._saving.values()))
+            assert state is not None
+            saved = snapshot_row(path, ledger)
+            assert saved["entries"] == len(state.status) and saved["fold"] == snapshots.FOLD_FORMAT
+    finally:
+        slow.release.set()
+        states.close()
+        await store.close()
+    again, said, folded = await restart(path, ledger, caplog)
+    assert again == state and not folded and "ledger fold read back: restored" in said, said
+
+
+async def test_a_stop_gives_up_a_save_that_takes_too_long(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`aclose` saves for at most the time it is given: a save still going then is given up, and the snapshot
+    kept before stays valid (a restart reads it back; the entries after it are folded in)."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    store = await Store.open(path, key=ANA)
+    states = LedgerStates(store)
+    slow = SlowParts(store)  # never released: the fold's save would never end
+    try:
+        await states.get(ledger)
+        await asyncio.gather(*list(states._loading.values()))
+        await store.append(ledger_ops.about(before, ANA.did, "Ana B", 60))
+        assert await states.get(ledger) is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with caplog.at_level(logging.INFO, logger="node.store.states"):
+            await states.aclose(within_s=0.5)
+        assert loop.time() - started < 30  # generous: the point is that it returns at all
+        assert slow.started.is_set()
+        assert "ledger snapshots not all saved: the node stops" in [r.getMessage() for r in caplog.records]
+    finally:
+        states.close()
+        await store.close()
+    assert snapshot_row(path, ledger)["entries"] == len(before.status)  # the one kept before
+    state, said, folded = await restart(path, ledger, caplog)
+    assert "ledger snapshot not used: stale" in said and folded
+    assert len(state.status) == len(before.status) + 1
