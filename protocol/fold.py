@@ -21,16 +21,14 @@ New entries' `eff` are at least the smallest new key, so only the old entries wi
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import sys
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from itertools import repeat
+from itertools import islice
 from typing import Any, Final, Generic, TypeVar
 
-from . import dagcbor
 from .cid import CID
 from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
@@ -42,9 +40,15 @@ from .pledges import Pledge
 from .rules import Rules
 from .state import (
     CONFLICTING,
+    CORRECTED,
+    DIGEST_BUCKETS,
+    ERASED,
+    FINAL,
     IGNORED,
     INVALID,
+    PENDING,
     QUARANTINED,
+    REJECTED,
     VALID,
     WAITING,
     Contribution,
@@ -52,29 +56,26 @@ from .state import (
     Prepared,
     Problem,
     apply_node,
+    bucket_digest,
     compute_state,
     contributions_of,
-    digest_summary,
+    digest_of,
     governance_of,
     is_ignored,
     prepare,
     recorded_distribution,
 )
+from .state import state_digest as state_digest  # where node/store/snapshots.py reads it
 from .valueflows import About, Admission, Endorsement, Event, Leave
 
-_ENTRY_PAIR: Final = dagcbor.head(4, 2)  # [id, status]
 #: the records whose canonical order the state shows (or the rules in effect follow)
 _RANKED: Final = (Motion, Ballot, Closing, Pledge, About, DistributionRecord)
 _K = TypeVar("_K", bytes, tuple[str, int, bytes])
 _V = TypeVar("_V")
-
-
-def _encoded(raw: bytes, status: str) -> bytes:
-    return _ENTRY_PAIR + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
-
-
-_SLICE: Final = 65_536  # entries encoded at once when a whole state's digest is computed
-_PAIR_36: Final = _encoded(CID.for_block(b"").raw, "")[: -36 - 1]  # [ and the link's head, before a 36-byte id
+#: every status an entry can have, by its one-byte code in a fold
+_STATUSES: Final = (VALID, INVALID, WAITING, QUARANTINED, IGNORED, CONFLICTING, ERASED, FINAL, PENDING, REJECTED,
+                    CORRECTED)
+_CODES: Final = {status: code for code, status in enumerate(_STATUSES)}
 
 
 def _itself(_: object, value: _V) -> _V:
@@ -118,30 +119,59 @@ class _Sorted(Generic[_K, _V]):
         return self._keys
 
 
-class _Entries:
-    """The digest's [id, status] items in id order, in buckets by the id's first digest byte, each kept encoded
-    as one string of bytes: after one new entry one bucket is encoded again, and the digest hashes the buckets'
-    bytes in order."""
+class StatusView(Mapping[bytes, str]):
+    """A state's entry id -> status map, as the fold had it then: the fold's id index (which only grows) and a
+    copy of its one-byte status codes, so a state after one new entry copies a byte per entry, not a dict."""
+
+    __slots__ = ("_codes", "_ids", "_index")
+
+    def __init__(self, index: Mapping[bytes, int], ids: list[bytes], codes: bytes) -> None:
+        self._index, self._ids, self._codes = index, ids, codes
+
+    def __getitem__(self, raw: bytes) -> str:
+        i = self._index[raw]
+        if i >= len(self._codes):  # added to the fold after this state
+            raise KeyError(raw)
+        return _STATUSES[self._codes[i]]
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return islice(self._ids, len(self._codes))  # a list the fold only appends to: safe beside it
+
+    def __repr__(self) -> str:
+        return f"StatusView({len(self)} entries)"
+
+
+class _Buckets:
+    """The digest's buckets (SPEC.md §16.7): each bucket's ids sorted, and its digest kept until an entry in it
+    is added or changes status; after one new entry one bucket of the 256 is hashed again."""
 
     def __init__(self) -> None:
-        self._buckets: dict[bytes, _Sorted[bytes, str]] = {}
-        self._joined: dict[bytes, bytes] = {}
+        self._ids: list[list[bytes]] = [[] for _ in range(DIGEST_BUCKETS)]
+        self._new: list[list[bytes]] = [[] for _ in range(DIGEST_BUCKETS)]
+        self._digests: list[bytes | None] = [None] * DIGEST_BUCKETS
 
-    def put(self, raw: bytes, status: str) -> None:
-        prefix = raw[:5]  # the CID's prefix and first digest byte: id order is bucket order, then order within
-        bucket = self._buckets.get(prefix)
-        if bucket is None:
-            bucket = self._buckets[prefix] = _Sorted(_itself)
-        bucket.put(raw, status)
-        self._joined.pop(prefix, None)
+    def add(self, raw: bytes) -> None:
+        self._new[raw[-1]].append(raw)
+        self._digests[raw[-1]] = None
 
-    def chunks(self) -> Iterator[bytes]:
-        for prefix in sorted(self._buckets):
-            joined = self._joined.get(prefix)
-            if joined is None:
-                bucket = self._buckets[prefix]
-                joined = self._joined[prefix] = _encoded_all(bucket.keys(), bucket.values())
-            yield joined
+    def changed(self, raw: bytes) -> None:
+        self._digests[raw[-1]] = None
+
+    def digests(self, status: Callable[[bytes], str]) -> list[bytes]:
+        out: list[bytes] = []
+        for i, digest in enumerate(self._digests):
+            if digest is None:
+                ids, new = self._ids[i], self._new[i]
+                if new:
+                    ids += new
+                    ids.sort()  # a sorted run and a few more: linear
+                    new.clear()
+                digest = self._digests[i] = bucket_digest(ids, list(map(status, ids)))
+            out.append(digest)
+        return out
 
 
 class LedgerFold:
@@ -166,8 +196,11 @@ class LedgerFold:
         #: entry -> the entry with the largest (ts, id) in its causal past, when not itself (most are)
         self._eff: dict[bytes, bytes] = {}
         self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
-        self._status: dict[bytes, str] = {}
-        self._items = _Entries()  # entry id -> its [id, status] in the digest
+        # Every entry's status: its index (in order of arrival), its id by index, its status code by index.
+        self._index: dict[bytes, int] = {}
+        self._ids: list[bytes] = []
+        self._codes = bytearray()
+        self._buckets = _Buckets()
         self._quarantined: list[CID] = []
         self._problems: dict[bytes, Problem] = {}
         self._members: set[str] = set(self.founders)
@@ -195,10 +228,10 @@ class LedgerFold:
         self.add([genesis])
 
     def __len__(self) -> int:
-        return len(self._status)
+        return len(self._ids)
 
     def __contains__(self, entry_id: CID) -> bool:
-        return entry_id.raw in self._status
+        return entry_id.raw in self._index
 
     # ---- arrival ----------------------------------------------------------------------------------
 
@@ -207,7 +240,7 @@ class LedgerFold:
         fresh: list[bytes] = []
         for entry in entries:
             raw = entry.id.raw
-            if entry.ledger_id != self.ledger or raw in self._status:
+            if entry.ledger_id != self.ledger or raw in self._index:
                 continue
             fork_seq = self.forks.get(entry.header.author)
             if fork_seq is not None and entry.seq >= fork_seq and entry.id != self.ledger:
@@ -374,14 +407,24 @@ class LedgerFold:
                   for n in sorted((self._nodes[r] for r in self._lineage.get(origin, (origin,))),
                                   key=lambda n: n.entry.seq)]
         verdicts = [v for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
-        for c in contributions_of([*events, *verdicts], self.rules, self._status):
+        for c in contributions_of([*events, *verdicts], self.rules, {}):
             self._contributions[c.id.raw] = c
             self._by_author.put((c.author, c.seq, c.id.raw), c)
             self._set(c.id.raw, c.status)
 
     def _set(self, raw: bytes, status: str) -> None:
-        self._status[raw] = status
-        self._items.put(raw, status)
+        i = self._index.get(raw)
+        if i is None:
+            self._index[raw] = len(self._ids)
+            self._ids.append(raw)
+            self._codes.append(_CODES[status])
+            self._buckets.add(raw)
+        else:
+            self._codes[i] = _CODES[status]
+            self._buckets.changed(raw)
+
+    def _status(self, raw: bytes) -> str:
+        return _STATUSES[self._codes[self._index[raw]]]
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -401,7 +444,7 @@ class LedgerFold:
         clashing = conflicting(recorded) if self.rules.version > 1 else frozenset()
         for d in recorded:  # whether a distribution conflicts can change as others arrive (§17.5)
             status = CONFLICTING if d.id.raw in clashing else VALID
-            if self._status[d.id.raw] != status:
+            if self._status(d.id.raw) != status:
                 self._set(d.id.raw, status)
         state = LedgerState(
             ledger=self.ledger,
@@ -412,7 +455,7 @@ class LedgerFold:
             invalid=tuple(sorted(self._problems.values(), key=lambda p: p.id.raw)),
             waiting=tuple(sorted((n.entry.id for n in self._pending.values()), key=lambda c: c.raw)),
             quarantined=tuple(sorted(self._quarantined, key=lambda c: c.raw)),
-            status=dict(self._status),
+            status=StatusView(self._index, self._ids, bytes(self._codes)),
             admissions={m: self._admissions[m] for m in members if m in self._admissions},
             sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(self._sponsorships.items())
                           if a not in self._members},
@@ -428,42 +471,5 @@ class LedgerFold:
         return replace(state, digest=self._digest(state))
 
     def _digest(self, state: LedgerState) -> bytes:
-        """state.py's digest, with the entries' part joined from their cached encodings."""
-        return _digest(state, len(self._status), self._items.chunks())
-
-
-def state_digest(state: LedgerState, *, in_order: bool = False) -> bytes:
-    """The digest of a state from its fields (state.py's `_with_digest`): what a state read back is checked against.
-    `in_order`: its status map is in id order already (else it is sorted here)."""
-    if in_order:
-        ids, statuses = list(state.status), list(state.status.values())
-    else:
-        ids = sorted(state.status)
-        statuses = list(map(state.status.__getitem__, ids))
-    # in slices, so that a million entries are never all encoded at once (70 MB)
-    return _digest(state, len(ids), (_encoded_all(ids[i : i + _SLICE], statuses[i : i + _SLICE])
-                                     for i in range(0, len(ids), _SLICE)))
-
-
-def _encoded_all(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
-    """`_encoded` of many: a 36-byte id (every sha2-256 CID) is put between two prefixes, not encoded again (and
-    the loop runs in C: a million items in a fraction of a second)."""
-    if set(map(len, ids)) <= {36}:
-        tails = {status: dagcbor.text_string(status) for status in set(statuses)}
-        return b"".join(map(b"".join, zip(repeat(_PAIR_36), ids, map(tails.__getitem__, statuses), strict=False)))
-    return b"".join(map(_encoded, ids, statuses))
-
-
-def _digest(state: LedgerState, count: int, entries: Iterable[bytes]) -> bytes:
-    """sha2-256 of the digest's map, its `entries` array from `count` encoded [id, status] items in id order."""
-    parts = {key: dagcbor.encode(value) for key, value in digest_summary(state).items()}
-    digest = hashlib.sha256(dagcbor.head(5, len(parts) + 1))
-    for key in sorted([*parts, "entries"], key=lambda k: (len(k.encode()), k.encode())):
-        digest.update(dagcbor.text_string(key))
-        if key != "entries":
-            digest.update(parts[key])
-            continue
-        digest.update(dagcbor.head(4, count))
-        for chunk in entries:
-            digest.update(chunk)
-    return digest.digest()
+        """state.py's digest, from the buckets' kept digests (those that changed hashed again)."""
+        return digest_of(state, self._buckets.digests(self._status))

@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from itertools import pairwise
+from itertools import pairwise, repeat
 from typing import Any, Final
 
 from . import dagcbor
@@ -108,7 +108,10 @@ from .valueflows import (
     parse_leave,
 )
 
-STATE_VERSION: Final = 1
+#: 2: the digest's entries are 256 bucket digests (SPEC.md §16.7), so a node updates it after one new entry
+#: by hashing one bucket again, not every entry
+STATE_VERSION: Final = 2
+DIGEST_BUCKETS: Final = 256  # an entry's bucket is the last byte of its binary CID (of its sha2-256 digest)
 FINAL, PENDING, REJECTED, CORRECTED = "final", "pending", "rejected", "corrected"
 VALID, INVALID, WAITING, QUARANTINED, IGNORED = "valid", "invalid", "waiting", "quarantined", "ignored"
 CONFLICTING = "conflicting"  # a valid distribution that counts nothing (SPEC.md §17.5; version 2 rules)
@@ -906,14 +909,45 @@ def _erase(node: Prepared, record: Erase, nodes: dict[bytes, Prepared]) -> None:
 
 
 def _with_digest(state: LedgerState) -> LedgerState:
-    """sha2-256 of the DAG-CBOR map {v, ledger, members, left, entries: [[id, status], …] by id}."""
+    return replace(state, digest=state_digest(state))
+
+
+def state_digest(state: LedgerState, *, in_order: bool = False) -> bytes:
+    """The digest of a state from its fields (SPEC.md §16.7). `in_order`: its status map is in id order
+    already (else it is sorted here)."""
+    buckets: list[list[bytes]] = [[] for _ in range(DIGEST_BUCKETS)]
+    for raw in state.status if in_order else sorted(state.status):
+        buckets[raw[-1]].append(raw)
+    get = state.status.__getitem__
+    return digest_of(state, [bucket_digest(ids, list(map(get, ids))) for ids in buckets])
+
+
+def digest_of(state: LedgerState, buckets: list[bytes]) -> bytes:
+    """sha2-256 of the DAG-CBOR map {v, ledger, members, left, …, entries: [bucket digest × 256]}."""
     summary = digest_summary(state)
-    summary["entries"] = [[CID(raw), s] for raw, s in sorted(state.status.items())]
-    return replace(state, digest=hashlib.sha256(dagcbor.encode(summary)).digest())
+    summary["entries"] = buckets
+    return hashlib.sha256(dagcbor.encode(summary)).digest()
+
+
+def bucket_digest(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
+    """sha2-256 of one bucket's DAG-CBOR array [[id, status], …] (`ids` sorted bytewise)."""
+    digest = hashlib.sha256(dagcbor.head(4, len(ids)))
+    if set(map(len, ids)) <= {36}:  # every sha2-256 CID: each id put between two prefixes, in C
+        tails = {status: dagcbor.text_string(status) for status in set(statuses)}
+        pairs = zip(repeat(_PAIR_36), ids, map(tails.__getitem__, statuses), strict=False)  # repeat: endless
+        digest.update(b"".join(map(b"".join, pairs)))
+    else:
+        digest.update(b"".join(_PAIR_HEAD + dagcbor.link(CID(raw)) + dagcbor.text_string(status)
+                               for raw, status in zip(ids, statuses, strict=True)))
+    return digest.digest()
+
+
+_PAIR_HEAD: Final = dagcbor.head(4, 2)  # [id, status]
+_PAIR_36: Final = _PAIR_HEAD + dagcbor.link(CID.for_block(b""))[:-36]  # a pair's bytes before a 36-byte id
 
 
 def digest_summary(state: LedgerState) -> dict[str, Any]:
-    """What the digest summarizes, but `entries` (protocol/fold.py encodes those from a cache)."""
+    """What the digest summarizes, but `entries` (its bucket digests: `state_digest`, and protocol/fold.py's cache)."""
     summary: dict[str, Any] = {
         "v": STATE_VERSION,
         "ledger": state.ledger,

@@ -52,7 +52,8 @@ from protocol import CID
 from protocol.fold import LedgerFold, state_digest
 from protocol.state import LedgerState
 
-ENCODING: Final = "pickle-5/1"  # bump when what is pickled changes in a way the shape below does not show
+ENCODING: Final = "pickle-5/2"  # bump when what is pickled changes in a way the shape below does not show (2: the
+# digest of SPEC.md §16.7 version 2)
 
 
 def _slotted() -> dict[type, tuple[str, ...]]:

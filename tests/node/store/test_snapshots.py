@@ -33,7 +33,7 @@ from protocol.writes import AppendRequest
 ANA = SigningKey(bytes(range(32)))
 BEN = SigningKey(bytes(range(1, 33)))
 DATA = Path(__file__).parent / "data"
-V1_DIGEST = "982298b56ae14de798f3040a22bef8e944ac66b75ffef7c5506cbd3e664959f5"  # data/README.md
+V1_DIGEST = "108afdc54dc696792a9083053d5a3160f333d310470b2f1b321761df260b7adc"  # data/README.md
 
 
 async def from_scratch(store: Store, ledger: CID) -> LedgerState:
