@@ -8,10 +8,15 @@ peer G linked to it, then attacks V from this process over real encrypted links 
   received (goal: < 100 KB, none);
 - level flood: `level` messages for random ledgers (300,000 by default), spread over links from
   fresh keys each paced under the request rate, V's resident memory growth (goal: < 5 MB);
-- link flood: 1,000 links opened at once by fresh keys; the p99 of `GET /api/v1/identity` on V
-  meanwhile (goal < 100 ms), and whether G still gets V's new entries.
+- link flood: 1,000 attackers at once, each dialling V from a fresh key and dialling again as soon as its link
+  is refused or closed, from another process and another address (127.0.0.2); meanwhile `GET
+  /api/v1/identity` on V from a third process (p50, p99, max; also before the flood, and on G during it, for
+  what the machine's load alone costs), how the attempts ended, the CPU V, G and the attacker used, and
+  whether entries appended on V every half second still reach G (goal: p99 < 100 ms, every entry).
 
     python scripts/bench_hostile.py [--forks 2000] [--levels 300000] [--level-links 7] [--links 1000]
+                                    [--rounds 1] [--seconds 10]
+    python scripts/bench_hostile.py --forks 0 --levels 0 --rounds 5      # the link flood only, five times
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -98,90 +104,194 @@ async def flood(
 
 
 PROBE = r"""
-import sys, time, urllib.request
-url, n = sys.argv[1], int(sys.argv[2])
-times = []
-for _ in range(n):
+import json, sys, time, urllib.request
+url, seconds = sys.argv[1], float(sys.argv[2])
+times, failed = [], []
+end = time.monotonic() + seconds
+while time.monotonic() < end:
     t = time.perf_counter()
-    urllib.request.urlopen(url, timeout=60).read()
-    times.append((time.perf_counter() - t) * 1000)
-    time.sleep(0.02)
-times.sort()
-print(times[min(len(times) - 1, int(len(times) * 0.99))])
+    try:
+        urllib.request.urlopen(url, timeout=60).read()
+        times.append((time.perf_counter() - t) * 1000)
+    except OSError as exc:
+        failed.append(type(exc).__name__)
+    time.sleep(0.01)
+print(json.dumps([times, failed]))
 """
 
 
-async def bench(forks: int, levels: int, level_links: int, links: int, work: Path) -> None:
+def percentiles(answered: tuple[list[float], list[str]]) -> str:
+    times, failed = sorted(answered[0]), answered[1]
+    if not times:
+        return f"no answer ({len(failed)} calls failed)"
+    pick = lambda q: times[min(len(times) - 1, int(len(times) * q))]  # noqa: E731
+    return f"p50 {pick(0.5):.1f} ms, p99 {pick(0.99):.1f} ms, max {times[-1]:.1f} ms over {len(times)} calls" + (
+        f" ({len(failed)} more failed: {', '.join(sorted(set(failed)))})" if failed else "")
+
+
+async def probe(url: str, seconds: float) -> tuple[list[float], list[str]]:
+    """`GET url` one call after another for `seconds`, from another process (this one is busy attacking)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", PROBE, url, str(seconds),
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    times, failed = json.loads(out)
+    return times, failed
+
+
+async def link_flood(v_url: str, links: int, seconds: float, source: str) -> Counter[str]:
+    """`links` attackers at once, from the address `source`, for `seconds`, each dialling V from a fresh
+    key again as soon as its link is refused or closed (a refused attacker does not wait); how the
+    attempts ended."""
+    outcomes: Counter[str] = Counter()
+    end = time.monotonic() + seconds
+    # Its own session, without aiohttp's default cap of 100 connections: all of them at once.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True, local_addr=(source, 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def attacker() -> None:
+            while time.monotonic() < end:
+                try:
+                    async with asyncio.timeout(max(0.1, end - time.monotonic())):
+                        link = await dial_link(http, v_url, SigningKey(os.urandom(32)))
+                except TimeoutError:
+                    return
+                except LinkClosed as exc:
+                    how = exc.refusal or str(exc).split(": ", 1)[-1][:40]
+                    outcomes["refused (503)" if "503" in str(exc) else how] += 1
+                    continue
+                except (aiohttp.ClientError, OSError) as exc:
+                    outcomes[type(exc).__name__] += 1
+                    continue
+                outcomes["handshake done"] += 1
+                try:
+                    async with asyncio.timeout(max(0.1, end - time.monotonic())):
+                        while True:
+                            await link.receive()  # its sub and front, then the close if V cut it
+                except LinkClosed as exc:
+                    outcomes[f"then closed: {exc.refusal or 'closed'}"] += 1
+                except TimeoutError:
+                    outcomes["then held to the end"] += 1
+                    with contextlib.suppress(Exception):
+                        await link.close()
+
+        await asyncio.gather(*(attacker() for _ in range(links)))
+    return outcomes
+
+
+async def attack(v_url: str, links: int, seconds: float, source: str) -> tuple[Counter[str], float]:
+    """`link_flood` in a process of its own, so that its work does not slow this one's measurements:
+    (how the attempts ended, the CPU seconds the attacker used)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--attack", v_url, "--links", str(links), "--seconds", str(seconds),
+        "--source", source, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    outcomes, cpu = json.loads(out)
+    return Counter(outcomes), cpu
+
+
+async def keep_writing(http: aiohttp.ClientSession, v_url: str, g_api: str, g_token: str, ledger: str,
+                       seconds: float) -> tuple[int, int, float, int]:
+    """Append an entry on V every half second for `seconds` and watch G for each: (appended, reached G
+    within 10 s, the slowest arrival in ms, writes whose kept-alive connection V had closed)."""
+    appended = reached = lost = 0
+    slowest = 0.0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            async with http.post(f"{v_url}/api/v1/ledgers/{ledger}/entries",
+                                 json={"kind": "note.text", "body": {"during": "flood", "n": appended}}) as resp:
+                entry = (await resp.json())["id"]
+        except aiohttp.ClientConnectionError:
+            lost += 1  # V's connection cap closed this idle kept-alive connection (SPEC §12): write again
+            continue
+        appended += 1
+        t = time.perf_counter()
+        while time.perf_counter() - t < 10.0:
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.get(f"{g_api}/api/v1/ledgers/{ledger}/entries", params={"limit": "1000"},
+                                    headers={"Authorization": f"Bearer {g_token}"}) as resp:
+                    if entry in await resp.text():
+                        reached += 1
+                        slowest = max(slowest, (time.perf_counter() - t) * 1000)
+                        break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(max(0.0, 0.5 - (time.perf_counter() - t)))
+    return appended, reached, slowest, lost
+
+
+def cpu_s(pid: int | str) -> float:
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+async def bench(forks: int, levels: int, level_links: int, links: int, rounds: int, seconds: float, source: str,
+                work: Path) -> None:
     v_home, g_home = work / "v", work / "g"
     tally(v_home, "init")
     tally(g_home, "init")
     ledger = tally(v_home, "ledger", "create", "Coop", "--public").split()[-1]
     v, v_url = start(v_home)
-    g, _ = start(g_home, "--peer", v_url)
+    g, g_api = start(g_home, "--peer", v_url)
     token = Home(v_home).load_token()
     try:
         tally(g_home, "follow", ledger)
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
             await asyncio.sleep(2.0)
-            # Paced floods first: a burst gets the attacker's address banned, and later links with it.
-            r0 = rss_kb(v.pid)
-            lv = [encode_message(Level(CID(bytes([1, 0x71, 0x12, 0x20]) + os.urandom(32)), bytes(32)))
-                  for _ in range(levels)]
-            # Spread over links from fresh keys, each paced under the request rate (G holds one of
-            # the address's links): a flood as large as the address may send without a violation.
-            t = time.perf_counter()
-            # Dialled one by one: at most 4 handshakes from one address at once.
-            held = [await dial_link(http, v_url, SigningKey(os.urandom(32))) for _ in range(level_links)]
-            per_link = await asyncio.gather(*(flood(http, v_url, lv[i::level_links], 1 / 190, link)
-                                              for i, link in enumerate(held)))
-            level_s = time.perf_counter() - t
-            paced_levels = (sum(sent for sent, _ in per_link), ",".join(sorted({how for _, how in per_link})))
-            level_rss = (rss_kb(v.pid) - r0) / 1024
-            v0, g0 = store_bytes(v_home), store_bytes(g_home)
-            key = SigningKey(os.urandom(32))
-            paced = await flood(http, v_url, [made_up_fork(key, i) for i in range(forks)], 1 / 150)
-            burst = await flood(http, v_url, [made_up_fork(key, forks + i) for i in range(20_000)], 0)
-            await asyncio.sleep(1.0)
-            print(f"fork flood  {paced[0]:,} proofs paced (link {paced[1]}), a burst of {burst[0]:,} (link {burst[1]}):"
-                  f" V's store grew {(store_bytes(v_home) - v0) / 1024:.1f} KB, "
-                  f"G's {(store_bytes(g_home) - g0) / 1024:.1f} KB (goal < 100 KB, none gossiped)")
-            print(f"level flood {paced_levels[0]:,} for random ledgers over {level_links} links in {level_s:.0f} s, "
-                  f"paced (links {paced_levels[1]}): V's RSS grew {level_rss:.1f} MB (goal < 5 MB)")
-
-            async def one_link() -> str:
-                try:
-                    link = await dial_link(http, v_url, SigningKey(os.urandom(32)))
-                except (LinkClosed, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    return type(exc).__name__
-                await asyncio.sleep(3.0)
-                with contextlib.suppress(Exception):
-                    await link.close()
-                return "held"
-
-            # The API is probed from another process: this one is busy with its own 1,000 handshakes.
-            # First without a flood: what this machine's load alone costs the probe.
-            quiet = await asyncio.create_subprocess_exec(sys.executable, "-c", PROBE, f"{v_url}/api/v1/identity", "100",
-                                                         stdout=asyncio.subprocess.PIPE)
-            out, _ = await quiet.communicate()
-            quiet_p99 = float(out.decode().strip())
-            probe = await asyncio.create_subprocess_exec(sys.executable, "-c", PROBE, f"{v_url}/api/v1/identity", "100",
-                                                         stdout=asyncio.subprocess.PIPE)
-            outcomes = await asyncio.gather(*(one_link() for _ in range(links)))
-            out, _ = await probe.communicate()
-            p99 = float(out.decode().strip())
-            async with http.post(f"{v_url}/api/v1/ledgers/{ledger}/entries",
-                                 json={"kind": "note.text", "body": {"after": "flood"}}) as resp:
-                entry = (await resp.json())["id"]
-            reached = False
-            for _ in range(300):
-                if entry in tally(g_home, "log", "--ledger", ledger, "--json"):
-                    reached = True
-                    break
-                await asyncio.sleep(0.1)
-            held = sum(1 for o in outcomes if o == "held")  # the handshake completed (the cap may close it next)
-            print(f"link flood  {links:,} links at once: {held} handshakes completed, {links - held} refused before "
-                  f"one; GET /api/v1/identity p99 {p99:.1f} ms (goal < 100 ms; {quiet_p99:.1f} ms without the flood); "
-                  f"G still syncing: {reached}")
+            if levels:
+                # Spread over links from fresh keys, each paced under the request rate (G holds one of
+                # the address's links): a flood as large as the address may send without a violation.
+                r0 = rss_kb(v.pid)
+                lv = [encode_message(Level(CID(bytes([1, 0x71, 0x12, 0x20]) + os.urandom(32)), bytes(32)))
+                      for _ in range(levels)]
+                t = time.perf_counter()
+                # Dialled one by one: at most 4 handshakes from one address at once.
+                held = [await dial_link(http, v_url, SigningKey(os.urandom(32))) for _ in range(level_links)]
+                per_link = await asyncio.gather(*(flood(http, v_url, lv[i::level_links], 1 / 190, link)
+                                                  for i, link in enumerate(held)))
+                level_s = time.perf_counter() - t
+                ended = ",".join(sorted({how for _, how in per_link}))
+                print(f"level flood {sum(sent for sent, _ in per_link):,} for random ledgers over {level_links} "
+                      f"links in {level_s:.0f} s, paced (links {ended}): V's RSS grew "
+                      f"{(rss_kb(v.pid) - r0) / 1024:.1f} MB (goal < 5 MB)", flush=True)
+            if forks:
+                # Paced first: a burst gets the attacker's address banned, and later links with it.
+                v0, g0 = store_bytes(v_home), store_bytes(g_home)
+                key = SigningKey(os.urandom(32))
+                paced = await flood(http, v_url, [made_up_fork(key, i) for i in range(forks)], 1 / 150)
+                burst = await flood(http, v_url, [made_up_fork(key, forks + i) for i in range(20_000)], 0)
+                await asyncio.sleep(1.0)
+                print(f"fork flood  {paced[0]:,} proofs paced (link {paced[1]}), a burst of {burst[0]:,} "
+                      f"(link {burst[1]}): V's store grew {(store_bytes(v_home) - v0) / 1024:.1f} KB, "
+                      f"G's {(store_bytes(g_home) - g0) / 1024:.1f} KB (goal < 100 KB, none gossiped)", flush=True)
+                await asyncio.sleep(35.0)  # the burst banned this address: wait the ban out
+            g_token = Home(g_home).load_token()
+            identity = f"{v_url}/api/v1/identity"
+            for r in range(rounds):
+                # First without a flood: what this machine's load alone costs the probe.
+                quiet = await probe(identity, seconds / 2)
+                before = load()
+                cpu0 = [cpu_s(pid) for pid in (v.pid, g.pid)]
+                times, control, (outcomes, attacker_cpu), writes = await asyncio.gather(
+                    probe(identity, seconds), probe(f"{g_api}/api/v1/identity", seconds),
+                    attack(v_url, links, seconds + 1.0, source),
+                    keep_writing(http, v_url, g_api, g_token, ledger, seconds))
+                appended, reached, slowest, lost = writes
+                cpu = [(cpu_s(pid) - c0) / seconds * 100 for pid, c0 in zip((v.pid, g.pid), cpu0, strict=True)]
+                cpu.append(attacker_cpu / seconds * 100)
+                print(f"link flood {r + 1}/{rounds}: {links:,} attackers for {seconds:g} s (load {before} -> "
+                      f"{load()}): GET /api/v1/identity {percentiles(times)} (goal p99 < 100 ms); without the "
+                      f"flood {percentiles(quiet)}; on G meanwhile (not attacked) {percentiles(control)}", flush=True)
+                print(f"  attempts: {', '.join(f'{k} {n:,}' for k, n in outcomes.most_common())}; CPU: V "
+                      f"{cpu[0]:.0f} %, G {cpu[1]:.0f} %, the attacker {cpu[2]:.0f} % of a core", flush=True)
+                print(f"  G still syncing: {0 < reached == appended} ({reached}/{appended} entries appended on V "
+                      f"during the flood reached G, the slowest in {slowest:.0f} ms; {lost} writes sent again "
+                      f"after V closed their idle connection)", flush=True)
+                await asyncio.sleep(2.0)
     finally:
         for proc in (g, v):
             proc.send_signal(signal.SIGTERM)
@@ -193,11 +303,21 @@ def main() -> None:
     parser.add_argument("--forks", type=int, default=2000)
     parser.add_argument("--levels", type=int, default=300_000)
     parser.add_argument("--level-links", type=int, default=7, help="links the level flood is spread over")
-    parser.add_argument("--links", type=int, default=1000)
+    parser.add_argument("--links", type=int, default=1000, help="attackers dialling at once (0: no link flood)")
+    parser.add_argument("--rounds", type=int, default=1, help="link floods, one after another")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long each link flood lasts")
+    parser.add_argument("--source", default="127.0.0.2",
+                        help="the address the link flood comes from (the probes and G use 127.0.0.1)")
+    parser.add_argument("--attack", metavar="URL", help=argparse.SUPPRESS)  # the attacker's own process
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the attacker's own links say why they were refused: counted, not printed
+    if args.attack:
+        outcomes = asyncio.run(link_flood(args.attack, args.links, args.seconds, args.source))
+        print(json.dumps([outcomes, cpu_s("self")]))
+        return
     with TemporaryDirectory() as tmp:
-        asyncio.run(bench(args.forks, args.levels, args.level_links, args.links, Path(tmp)))
+        asyncio.run(bench(args.forks, args.levels, args.level_links, args.links, args.rounds if args.links else 0,
+                          args.seconds, args.source, Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
   `header_timeout_s` of its first byte, or of the connection's opening, else the
   connection is closed without an answer;
 - **a cap on open connections**: at `max_connections`, a new connection first closes
-  the oldest one still waiting for its headers (a slow or half-open one), else the one
-  kept alive idle the longest (between requests), so a client that sends its request
-  at once is served however many half-open or idle connections an attacker holds; only
+  one of the host (IP address) holding the most: its oldest one still waiting for its
+  headers (a slow or half-open one), else its one kept alive idle the longest (between
+  requests); then the same among all hosts. So a client that sends its request at once
+  is served however many half-open or idle connections an attacker holds, and a flood
+  from one address costs that address its connections, not other clients theirs; only
   when every open connection has a request in progress is the new one closed at once.
 
 Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
@@ -59,26 +61,42 @@ class Connections:
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
+        self.by_host: dict[str, OrderedDict[GuardedProtocol, None]] = {}  # the same, per remote IP address
         self.evicted = self.evicted_idle = self.refused = self.timed_out = 0
 
     def admit(self, conn: GuardedProtocol) -> bool:
         if len(self.open) >= self.max_connections:
-            victim = next((c for c in self.open if c.waiting_for_headers()), None)
-            if victim is not None:
-                self.evicted += 1
-            else:
-                victim = min((c for c in self.open if c.idle()), key=lambda c: c.idle_since, default=None)
-                if victim is None:
-                    self.refused += 1
-                    return False
-                self.evicted_idle += 1
+            # The host holding the most connections gives one of its own up first: a flood from one address
+            # then costs that address its connections, not the other clients theirs.
+            top = max(self.by_host.values(), key=len)
+            victim = self._victim(top) or self._victim(self.open)
+            if victim is None:
+                self.refused += 1
+                return False
             victim.close()
             self.forget(victim)
         self.open[conn] = None
+        self.by_host.setdefault(conn.host, OrderedDict())[conn] = None
         return True
+
+    def _victim(self, conns: OrderedDict[GuardedProtocol, None]) -> GuardedProtocol | None:
+        """The oldest of `conns` still waiting for its headers, else the one of them idle the longest, else None."""
+        victim = next((c for c in conns if c.waiting_for_headers()), None)
+        if victim is not None:
+            self.evicted += 1
+            return victim
+        victim = min((c for c in conns if c.idle()), key=lambda c: c.idle_since, default=None)
+        if victim is not None:
+            self.evicted_idle += 1
+        return victim
 
     def forget(self, conn: GuardedProtocol) -> None:
         self.open.pop(conn, None)
+        mine = self.by_host.get(conn.host)
+        if mine is not None:
+            mine.pop(conn, None)
+            if not mine:
+                del self.by_host[conn.host]
 
 
 class GuardedProtocol(asyncio.Protocol):
@@ -89,6 +107,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.connections = connections
         self.header_timeout_s = header_timeout_s
         self.transport: asyncio.Transport | None = None
+        self.host = "?"  # the remote IP address, once connected
         self.deadline: asyncio.TimerHandle | None = None
         self.tail = b""  # the last bytes seen, for a blank line split across reads
         self.started = False  # inner has the connection
@@ -111,6 +130,8 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # a stream server's
         self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.host = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         if not self.connections.admit(self):
             transport.abort()
             return

@@ -48,7 +48,9 @@ class LinkGate:
         if len(self._refused) >= MAX_REFUSING_HOSTS:
             self._refused.pop(next(iter(self._refused)))  # the host refused longest ago
         self._refused[host] = (unlogged, logged)
-        return web.Response(status=503, text="too many peer links")
+        refused = web.Response(status=503, text="too many peer links")
+        refused.force_close()  # its connection is closed once answered, not kept for a next attempt
+        return refused
 
     def inbound(self, host: str) -> AbstractContextManager[None]:
         """Count an inbound link from `host` while it lasts, handshake included."""

@@ -30,12 +30,14 @@ def open_files_limit(soft: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
-def half_open(address: str, n: int) -> list[socket.socket]:
-    """`n` connections that each send the start of a request and nothing more."""
+def half_open(address: str, n: int, source: str | None = None) -> list[socket.socket]:
+    """`n` connections (from the loopback address `source`, when given) that each send the start of a request
+    and nothing more."""
     parts = urlsplit(address)
     socks = []
     for _ in range(n):
-        s = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        s = socket.create_connection((parts.hostname, parts.port), timeout=30,
+                                     source_address=None if source is None else (source, 0))
         s.sendall(PARTIAL)
         s.setblocking(False)
         socks.append(s)
@@ -161,3 +163,30 @@ def test_idle_keep_alive_connections_give_way_to_new_clients_at_the_cap(tmp_path
             s.close()
         stop_all([cleo])
     assert "Traceback" not in cleo.log()
+
+
+def test_at_the_cap_the_host_holding_the_most_connections_gives_one_up(tmp_path: Path) -> None:
+    home = tmp_path / "dora"
+    did = ok(home, "init")
+    cap = 16
+    (home / "tally.toml").write_text(f"[limits]\nmax_connections = {cap}\nheader_timeout_s = 60\n")
+    dora = start("dora", home, did)
+    try:
+        # A client's connection is waiting for the rest of its headers, the oldest one open, when another
+        # host (127.0.0.2, also this machine) opens three times the cap of half-open ones.
+        [mine] = half_open(dora.address, 1)
+        until(lambda: dora.api("GET", "/identity", owner=False, timeout=30)[0] == 200, "the node to answer")
+        flood = half_open(dora.address, 3 * cap, source="127.0.0.2")
+        until(lambda: sum(closed_by_peer(s) for s in flood) >= 2 * cap,
+              "the flood's oldest half-open connections to give way to its newer ones", logs=[dora])
+        assert not closed_by_peer(mine), "the other host's connection was kept"
+        mine.setblocking(True)
+        mine.sendall(b"1\r\n\r\n")  # the rest of its request: it is answered
+        assert mine.recv(4096).startswith(b"HTTP/1.1 200"), "the kept connection is served"
+        mine.close()
+        for s in flood:
+            s.close()
+        assert dora.proc.poll() is None
+    finally:
+        stop_all([dora])
+    assert "Traceback" not in dora.log()

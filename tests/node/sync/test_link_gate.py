@@ -31,6 +31,7 @@ async def test_refused_link_attempts_cost_one_log_line_per_host(
                 for _ in range(40):
                     async with http.get(url, headers={"Connection": "Upgrade", "Upgrade": "websocket"}) as resp:
                         assert resp.status == 503, resp.status
+                        assert resp.headers.get("Connection", "").lower() == "close"  # the connection ends too
                 status, identity = await api.call("GET", "/identity")  # the rest of the API answers as usual
             assert status == 200 and identity["id"] == KEY.did
     finally:
