@@ -319,12 +319,17 @@ def _header_fields(header_raw: bytes) -> Header:
     return header
 
 
-def decode_entry(header_raw: bytes, payload_raw: bytes | None, *, check_signature: bool = True) -> Entry:
+def decode_entry(
+    header_raw: bytes, payload_raw: bytes | None, *, check_signature: bool = True, check_payload_form: bool = True
+) -> Entry:
     """Decode and fully check one entry from its exact bytes.
 
     `payload_raw` None means the payload is absent (erased); the header alone
     still verifies. With `check_signature=False` the caller must call
-    `check_entry_signature` itself (e.g. in a worker thread).
+    `check_entry_signature` itself (e.g. in a worker thread); with
+    `check_payload_form=False`, `payload_is_canonical_map` (then, where it is
+    False, `decode_entry` with the check for the error), since the payload is
+    only decoded, not checked for its canonical form.
     """
     header = decode_header(header_raw)
     body: dict[str, Any] | None = None
@@ -335,7 +340,10 @@ def decode_entry(header_raw: bytes, payload_raw: bytes | None, *, check_signatur
             )
         if CID.for_block(payload_raw) != header.payload:
             raise InvalidData("payload_mismatch", "payload does not hash to the header's payload CID")
-        decoded = dagcbor.decode(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
+        if check_payload_form:
+            decoded = dagcbor.decode(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
+        else:
+            decoded = dagcbor.decode_unchecked(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
         if not isinstance(decoded, dict):
             raise InvalidData("bad_payload", "a payload must be a map")
         body = decoded
@@ -343,6 +351,14 @@ def decode_entry(header_raw: bytes, payload_raw: bytes | None, *, check_signatur
     if check_signature:
         check_entry_signature(entry)
     return entry
+
+
+def payload_is_canonical_map(payload_raw: bytes) -> bool:
+    """Whether a payload passes `decode_entry`'s check of its form: a canonical DAG-CBOR map."""
+    try:
+        return isinstance(dagcbor.decode(payload_raw, max_bytes=MAX_PAYLOAD_BYTES), dict)
+    except InvalidData:
+        return False
 
 
 def decode_stored_entry(entry_id: bytes, header_raw: bytes, payload_raw: bytes | None) -> Entry:

@@ -1,14 +1,15 @@
 """Taking in entries from elsewhere: decode, verify, link-check, store.
 
 The node decodes (SPEC §5.4 steps 1-7) on one thread off the event loop, so the loop keeps
-answering while a large batch decodes; signature checks (step 8) of large batches run in
-worker processes (node/sync/verify_worker.py: a small Python that imports only
-`protocol.identity`, rather than multiprocessing's, which re-imports the whole node), where
-they neither wait for the GIL nor hold up decoding. Smaller batches
-are verified on the decoding thread (handing them to a process costs more than it saves),
-and the smallest (a live push) on the event loop, which is quicker than any hand-off. Every
-path runs the same decoder and libsodium's `crypto_sign_open` through PyNaCl
-(`protocol.identity.verify_many`), so what is accepted is the same.
+answering while a large batch decodes. For large batches, the two costliest checks run in
+worker processes (node/sync/verify_worker.py: a small Python that imports only `protocol`,
+rather than multiprocessing's, which re-imports the whole node), where they neither wait for
+the GIL nor hold up decoding: the signature (step 8) and the payload's canonical form (step 7;
+the thread only decodes it, and an entry the workers refuse is decoded again in full for its
+exact error). Smaller batches are checked on the decoding thread (handing them to a process
+costs more than it saves), and the smallest (a live push) on the event loop, which is quicker
+than any hand-off. Every path runs the same checks (`decode_entry`'s, and libsodium's
+`crypto_sign_open` through PyNaCl), so what is accepted, and the code of what is refused, is the same.
 Nothing is stored, let alone acknowledged, before the whole batch is checked; storing
 commits before anything is reported (node/store/store.py).
 """
@@ -26,7 +27,7 @@ from typing import Final
 
 from node.store.rows import IngestResult
 from node.store.store import Store
-from node.sync.verify_worker import encode_batch
+from node.sync.verify_worker import PAYLOAD_OK, SIG_OK, Job, check_jobs, encode_batch
 from protocol import Entry, InvalidData, decode_entry
 from protocol.entry import signing_bytes_of
 from protocol.identity import verify_many
@@ -76,6 +77,31 @@ def _decode_and_verify(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidDa
     return decoded, verify_many(triples)
 
 
+def _decode_for_workers(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[Job]]:
+    """Decode each entry but for its payload's canonical form, which the workers check with the
+    signature (the two costliest checks); the jobs for them, one per entry that decoded."""
+    decoded: list[Entry | InvalidData] = []
+    jobs: list[Job] = []
+    for header, payload in raws:
+        try:
+            entry = decode_entry(header, payload, check_signature=False, check_payload_form=False)
+        except InvalidData:
+            decoded.append(_refusal(header, payload))
+            continue
+        decoded.append(entry)
+        jobs.append((entry.header.author, entry.header.sig + signing_bytes_of(entry), payload))
+    return decoded, jobs
+
+
+def _refusal(header: bytes, payload: bytes | None) -> InvalidData:
+    """The error `decode_entry` gives an entry found bad, with the code and message of the first failing step."""
+    try:
+        decode_entry(header, payload, check_signature=False)
+    except InvalidData as exc:
+        return exc
+    raise AssertionError("an entry refused by one decoding passed the full one")
+
+
 def _verdicts(decoded: list[Entry | InvalidData], valid: Sequence[bool]) -> Checked:
     result = Checked()
     checks = iter(valid)
@@ -83,6 +109,25 @@ def _verdicts(decoded: list[Entry | InvalidData], valid: Sequence[bool]) -> Chec
         if isinstance(item, InvalidData):
             result.refused.append((index, item))
         elif next(checks):
+            result.entries.append(item)
+        else:
+            result.refused.append((index, InvalidData("bad_signature", f"signature of {item.id} does not verify")))
+    return result
+
+
+def _worker_verdicts(decoded: list[Entry | InvalidData], answers: bytes) -> Checked:
+    """The workers' answers (SIG_OK | PAYLOAD_OK per decoded entry) as `decode_entry`'s verdicts:
+    a payload's form is checked (§5.4 step 7) before the signature (step 8)."""
+    result = Checked()
+    checks = iter(answers)
+    for index, item in enumerate(decoded):
+        if isinstance(item, InvalidData):
+            result.refused.append((index, item))
+            continue
+        answer = next(checks)
+        if not answer & PAYLOAD_OK:
+            result.refused.append((index, _refusal(item.header_raw, item.payload_raw)))
+        elif answer & SIG_OK:
             result.entries.append(item)
         else:
             result.refused.append((index, InvalidData("bad_signature", f"signature of {item.id} does not verify")))
@@ -103,14 +148,13 @@ class _Worker:
             stdout=asyncio.subprocess.PIPE)
         return cls(proc)
 
-    async def verify(self, triples: list[Triple]) -> list[bool]:
+    async def check(self, jobs: Sequence[Job]) -> bytes:
         async with self.turn:
             stdin, stdout = self.proc.stdin, self.proc.stdout
             assert stdin is not None and stdout is not None
-            stdin.write(encode_batch(triples))
+            stdin.write(encode_batch(jobs))
             await stdin.drain()
-            answer = await stdout.readexactly(len(triples))
-        return [byte == 1 for byte in answer]
+            return await stdout.readexactly(len(jobs))
 
     def stop(self) -> None:
         if self.proc.returncode is None:
@@ -165,13 +209,17 @@ class Verifier:
         if len(raws) < self.pool_min:
             decoded, valid = await loop.run_in_executor(self._decoder, _decode_and_verify, raws)
             return _verdicts(decoded, valid)
-        decoded, triples = await loop.run_in_executor(self._decoder, _decode, raws)
-        return _verdicts(decoded, await self._verify_in_workers(triples))
+        decoded, jobs = await loop.run_in_executor(self._decoder, _decode_for_workers, raws)
+        answers = await self._check_in_workers(jobs)
+        if all(answer & PAYLOAD_OK for answer in answers):
+            return _worker_verdicts(decoded, answers)
+        # Some payload failed: decoding those again for their exact error is the thread's work.
+        return await loop.run_in_executor(self._decoder, _worker_verdicts, decoded, answers)
 
-    async def _verify_in_workers(self, triples: list[Triple]) -> list[bool]:
+    async def _check_in_workers(self, jobs: list[Job]) -> bytes:
         loop = asyncio.get_running_loop()
-        if len(triples) < self.pool_min:
-            return await loop.run_in_executor(self._decoder, verify_many, triples)
+        if len(jobs) < self.pool_min:  # most of the batch failed to decode: not worth the hop
+            return await loop.run_in_executor(self._decoder, check_jobs, jobs)
         if self._idle is not None:
             self._idle.cancel()
         # Workers hold memory (a Python each): they go when no large batch came for idle_s.
@@ -182,19 +230,19 @@ class Verifier:
                 if not self._workers:
                     self._workers = list(await asyncio.gather(*(_Worker.start() for _ in range(self._count))))
             workers = self._workers
-            size = -(-len(triples) // len(workers))  # one even share per worker
-            shares = range(0, len(triples), size)  # as many as workers, or fewer
+            size = -(-len(jobs) // len(workers))  # one even share per worker
+            shares = range(0, len(jobs), size)  # as many as workers, or fewer
             parts = await asyncio.gather(*(
-                worker.verify(triples[i : i + size]) for worker, i in zip(workers, shares, strict=False)
+                worker.check(jobs[i : i + size]) for worker, i in zip(workers, shares, strict=False)
             ))
         except (OSError, ValueError, TypeError, asyncio.IncompleteReadError) as exc:
             # A worker died (killed, out of memory) or cannot start: check here; new workers next time.
-            log.warning("signature workers failed (%r); verifying %d signatures on a thread", exc, len(triples))
+            log.warning("signature workers failed (%r); checking %d entries on a thread", exc, len(jobs))
             await self._stop_workers()
-            return await loop.run_in_executor(self._decoder, verify_many, triples)
+            return await loop.run_in_executor(self._decoder, check_jobs, jobs)
         finally:
             self._busy -= 1
-        return [ok for part in parts for ok in part]
+        return b"".join(parts)
 
     def _when_idle(self) -> None:
         if self._busy:  # a batch slower than idle_s: wait for it

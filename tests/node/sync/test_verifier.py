@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from node.sync.ingest import INLINE_MAX, POOL_IDLE_S, POOL_MIN, RawEntry, Verifier
 from protocol import CID, InvalidData, SigningKey, create_entry, decode_entry
+from protocol.entry import Header
 
 KEY = SigningKey(bytes(range(32)))
 LEDGER = CID.for_block(b"a ledger")
@@ -28,12 +30,31 @@ def chain(n: int) -> list[RawEntry]:
     return rows
 
 
+def signed_over(seq: int, payload: bytes) -> RawEntry:
+    """A well-signed entry whose header commits to `payload`, whatever its bytes."""
+    unsigned = Header(author=KEY.public_key, ledger=LEDGER, seq=seq, prev=CID.for_block(b"prev"), ts=seq,
+                      kind="vf.event", payload=CID.for_block(payload), size=len(payload), sig=bytes(64))
+    header = replace(unsigned, sig=KEY.sign(unsigned.signing_bytes()))
+    return header.encode(), payload
+
+
 def spoiled(rows: list[RawEntry]) -> list[RawEntry]:
-    """Every fifth entry broken in a different way: signature, payload, header encoding, erased payload."""
+    """Every fifth entry broken in a different way: signature, payload, header encoding, erased payload
+    (which is fine), a payload it commits to in non-canonical form (keys out of order; a long-form
+    integer) or that is not a map, each with a good signature."""
     out = list(rows)
     for i in range(0, len(out), 5):
         header, payload = out[i]
-        kind = (i // 5) % 4
+        kind = (i // 5) % 7
+        if kind == 4:
+            out[i] = signed_over(i + 1, b"\xa2\x61b\x01\x61a\x02")
+            continue
+        if kind == 5:
+            out[i] = signed_over(i + 1, b"\xa1\x61a\x18\x01")
+            continue
+        if kind == 6:
+            out[i] = signed_over(i + 1, b"\x82\x01\x02")
+            continue
         if kind == 0:  # the signature's last byte: still a canonical header, the signature fails
             at = header.index(b"\x58\x40") + 2 + 63
             out[i] = (header[:at] + bytes([header[at] ^ 1]) + header[at + 1 :], payload)
@@ -57,12 +78,13 @@ def expected(rows: list[RawEntry]) -> list[str]:
     return verdicts
 
 
-@pytest.mark.parametrize("size", [1, INLINE_MAX, 20, 130])
+@pytest.mark.parametrize("size", [1, INLINE_MAX, 20, 140])
 @pytest.mark.parametrize("pool_min", [1, 1 << 30])
 async def test_every_path_gives_decode_entrys_verdicts(size: int, pool_min: int) -> None:
     rows = spoiled(chain(size))
     want = expected(rows)
     assert {"ok", "bad_signature"} <= set(want) or size < 5
+    assert {"bad_encoding", "bad_payload", "payload_mismatch"} <= set(want) or size < 35
     async with Verifier(workers=2, pool_min=pool_min) as verifier:
         checked = await verifier.check(rows)
     got = ["ok"] * len(rows)
