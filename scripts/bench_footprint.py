@@ -11,7 +11,10 @@ Prints, for a node started as `tally run --offline --no-mdns` on a loopback port
 - the dashboard's history page of that ledger, logged in as the owner: its first load (which computes the
   ledger's state) and the next 50, and the memory after them;
 - the node started again: that page's first load (the state read back from the snapshot the node saved
-  as it stopped), and the memory after it.
+  as it stopped), and the memory after it;
+- the node started again: three writes in a row that read the ledger's state (POST .../about), each timed
+  from its request to its 201 (the first reads the state back, the second waits for the fold read back in
+  the background), and the time from SIGTERM to exit.
 Goals: idle RSS <= 60 MB, start-up <= 1.5 s, RSS at 1M entries <= 120 MB, history page p99 <= 50 ms.
 
     python scripts/bench_footprint.py [--entries 1000000] [--requests 200] [--home DIR]
@@ -127,6 +130,24 @@ def start(home: Path, log_path: Path) -> Node:
         time.sleep(0.002)
 
 
+def wait_for_log(log_path: Path, text: str, since: int, timeout_s: float = 3600.0) -> float:
+    """Wait until the log, from byte `since` on, says `text`; the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        with log_path.open("rb") as f:
+            f.seek(since)
+            if text.encode() in f.read():
+                return time.perf_counter() - t0
+        time.sleep(0.5)
+    raise SystemExit(f"the node never logged {text!r}")
+
+
+def timed_stop(node: Node) -> float:
+    t0 = time.perf_counter()
+    node.stop()
+    return time.perf_counter() - t0
+
+
 def startups(home: Path, log_path: Path, times: int) -> list[float]:
     result = []
     for _ in range(times):
@@ -218,6 +239,25 @@ def dashboard_latencies(node: Node, token: str, ledger: CID, requests: int) -> t
     return result[0], result[1:]
 
 
+def write_latencies(node: Node, token: str, ledger: CID, writes: int) -> list[float]:
+    """`writes` names set one after the other (POST /api/v1/ledgers/{id}/about: each reads the ledger's state
+    first, so each after the first needs the state with the one before folded in): request to 201, each."""
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=600)
+    result = []
+    for i in range(writes):
+        body = json.dumps({"name": f"Owner {time.time_ns() % 10**9} {i}"}).encode()
+        t0 = time.perf_counter()
+        conn.request("POST", f"/api/v1/ledgers/{ledger}/about", body=body,
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        answer = resp.read()
+        result.append(time.perf_counter() - t0)
+        if resp.status != 201:
+            raise SystemExit(f"POST about: {resp.status} {answer[:300]!r}")
+    conn.close()
+    return result
+
+
 def verdict(value: float, goal: float) -> str:
     return "ok" if value <= goal else "MISSED"
 
@@ -271,6 +311,7 @@ def main() -> None:
               f"(runs: {', '.join(f'{s:.3f}' for s in loaded)})  goal <= {GOAL_STARTUP_S} s  "
               f"{verdict(statistics.median(loaded), GOAL_STARTUP_S)}")
         node = start(home_path, log_path)
+        since = log_path.stat().st_size
         try:
             time.sleep(2.0)
             rss_idle = node.rss_mb()
@@ -280,6 +321,8 @@ def main() -> None:
             first, pages = dashboard_latencies(node, token, ledger, min(args.requests, 50))
             rss_dash = node.rss_mb()
             peak_dash = node.peak_mb()
+            # A stopping node saves for a few seconds only: wait for the snapshot saved after the fold.
+            saved_s = wait_for_log(log_path, "ledger snapshot saved", since)
         finally:
             node.stop()  # saves the ledger's state in the store (node/store/snapshots.py)
         # A restart: the node reads that state back instead of folding the ledger again.
@@ -288,7 +331,14 @@ def main() -> None:
             restarted, _ = dashboard_latencies(node, token, ledger, 0)
             rss_restarted, peak_restarted = node.rss_mb(), node.peak_mb()
         finally:
-            node.stop()
+            stop_s = timed_stop(node)
+        # Writes right after a restart: the first reads the state back, the next ones fold into the fold read back.
+        node = start(home_path, log_path)
+        try:
+            writes = write_latencies(node, token, ledger, 3)
+            rss_written, peak_written = node.rss_mb(), node.peak_mb()
+        finally:
+            last_stop_s = timed_stop(node)
         p99 = lat[max(0, round(0.99 * len(lat)) - 1)] * 1000
         print(f"RSS with {args.entries:,} entries: idle {rss_idle:.1f} MB, after the queries {rss_after:.1f} MB, "
               f"peak {peak:.1f} MB  goal <= {GOAL_BIG_RSS_MB} MB  {verdict(max(rss_idle, rss_after), GOAL_BIG_RSS_MB)}")
@@ -300,10 +350,15 @@ def main() -> None:
               f"state, or reads it back from the snapshot a run before saved), "
               f"then p50 {statistics.median(pages) * 1000:.1f} ms, p99 "
               f"{pages[max(0, round(0.99 * len(pages)) - 1)] * 1000:.1f} ms; RSS after {rss_dash:.1f} MB, "
-              f"peak {peak_dash:.1f} MB (no goal set: the state is cached until the ledger changes)")
+              f"peak {peak_dash:.1f} MB (no goal set: the state is cached until the ledger changes); its snapshot "
+              f"saved {saved_s:.1f} s after these pages")
         print(f"restart with {args.entries:,} entries: first dashboard history page {restarted:.2f} s (the state read "
               f"back from its snapshot; {restarted / first:.2f} of the first load before), RSS {rss_restarted:.1f} MB, "
               f"peak {peak_restarted:.1f} MB  goal <= {GOAL_RESTART_S} s  {verdict(restarted, GOAL_RESTART_S)}")
+        print(f"writes right after a restart with {args.entries:,} entries (POST about, request to 201): first "
+              f"{writes[0]:.2f} s (the state read back), second {writes[1]:.2f} s (waits for the fold read back, "
+              f"then folds one entry), third {writes[2] * 1000:.0f} ms; RSS {rss_written:.1f} MB, peak "
+              f"{peak_written:.1f} MB; SIGTERM to exit {stop_s:.2f} s and {last_stop_s:.2f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

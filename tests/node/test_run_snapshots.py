@@ -1,0 +1,104 @@
+"""A real `tally run`, stopped with SIGTERM and started again: the ledger's state and its fold are saved as it
+stops and read back as it starts, and the writes after the restart are folded into the fold read back (the
+node never folds the ledger from scratch again)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TallyRunner, last_line
+from running_nodes import http, spawn, token
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 90.0
+LOG_TIMEOUT_S = 120.0
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+class Node:
+    def __init__(self, home: Path) -> None:
+        self.log_path = home.parent / f"node-{time.monotonic_ns()}.log"
+        self.proc, self.address = spawn(home, ["--offline", "--no-mdns"], self.log_path, who="the node",
+                                        timeout=START_TIMEOUT_S)
+        self.token = token(home)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def said(self, message: str) -> int:
+        """How many log lines carry `message` (the log's `msg` field)."""
+        return sum(1 for line in self.log().splitlines() if f" {message} " in f"{line} ")
+
+    def wait_for(self, message: str) -> None:
+        deadline = time.monotonic() + LOG_TIMEOUT_S
+        while not self.said(message):
+            assert time.monotonic() < deadline, f"the node never logged {message!r}:\n{self.log()}"
+            time.sleep(0.1)
+
+    def post(self, path: str, body: object) -> tuple[int, object]:
+        return http(self.address + path, method="POST", body=body, token=self.token)
+
+    def state(self, ledger: str) -> dict[str, object]:
+        status, state = http(f"{self.address}/api/v1/ledgers/{ledger}/state", token=self.token)
+        assert status == 200, state
+        assert isinstance(state, dict)
+        return state
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            assert self.proc.wait(timeout=STOP_TIMEOUT_S) == 0
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the node did not stop on SIGTERM; log:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_writes_after_a_restart_go_into_the_fold_read_back(tally: TallyRunner, home: Path) -> None:
+    r = tally("init")
+    assert r.returncode == 0, r.stderr
+    node = Node(home)
+    try:
+        r = tally("ledger", "create", "Bike coop")
+        assert r.returncode == 0, r.stderr
+        ledger = last_line(r.stdout)
+        for i in range(5):
+            assert node.post(f"/api/v1/ledgers/{ledger}/about", {"name": f"Ana {i}"})[0] == 201
+        before = node.state(ledger)
+        node.stop()
+    finally:
+        node.kill()
+    assert node.said("ledger folded") == 1 and node.said("ledger snapshot saved")
+    with sqlite3.connect(home / "tally.sqlite3") as db:
+        fold, parts, entries = db.execute("SELECT fold, fold_parts, entries FROM snapshots").fetchone()
+    assert fold.startswith("pickle-5/") and parts >= 1 and entries == 6
+
+    node = Node(home)
+    try:
+        # The first write reads the state back; the next ones fold into the fold read back meanwhile.
+        assert node.post(f"/api/v1/ledgers/{ledger}/about", {"name": "Ana after"})[0] == 201
+        assert node.post(f"/api/v1/ledgers/{ledger}/about", {"name": "Ana again"})[0] == 201
+        after = node.state(ledger)
+        assert after["names"] != before["names"] and "Ana again" in str(after["names"])
+        node.wait_for("ledger fold read back")
+        node.stop()
+    finally:
+        node.kill()
+    assert node.said("ledger snapshot restored") == 1
+    assert node.said("ledger folded") == 0, node.log()  # never from scratch
+    with sqlite3.connect(home / "tally.sqlite3") as db:
+        assert db.execute("SELECT entries FROM snapshots").fetchone()[0] == 8  # saved again as it stopped
+    r = tally("state", ledger, "--json")
+    assert r.returncode == 0 and "Ana again" in r.stdout, r.stdout + r.stderr
