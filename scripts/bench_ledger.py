@@ -215,10 +215,16 @@ class Context:
     store: Store
     ledger: CID
     repeat: int
+    reference: bool = True  # compare with compute_state (at 1M: minutes and ~3.5 GB)
 
 
 def rss_peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def rss_now_bytes() -> int:
+    with open("/proc/self/statm") as statm:  # Linux: sizes in pages, the second the resident set
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def mb(n: float) -> str:
@@ -329,65 +335,88 @@ async def bench_distribution(ctx: Context) -> None:
 FOLD_STEP_GOAL_MS = 50  # issue 15: state current again after one new entry, p99
 FOLD_RATE_GOAL = 30_000  # entries/s for a full rebuild at 100k (25k at 1M)
 APPENDS = 200
+TRACE_UP_TO = 200_000  # a node's fold is traced (tracemalloc: twice as slow) up to this many entries
 
 
 async def bench_fold(ctx: Context) -> None:
     """protocol/fold.py against compute_state in this process: a full fold (the cheap rebuild), then
     the last APPENDS entries arriving one at a time, each followed by the state (the node's case)."""
+    from node.store.ledgers import collector_paused, fold_ledger
     from protocol.fold import LedgerFold
+
+    # First, as the node folds a ledger (node/store/ledgers.py fold_ledger: read in time order and folded a chunk
+    # at a time), while this process is small: its peak RSS is then this fold's.
+    gc.collect()
+    rss_before, t = rss_now_bytes(), time.perf_counter()
+    node_fold = await fold_ledger(ctx.store, ctx.ledger)
+    assert node_fold is not None
+    count = len(node_fold.state().status)
+    node_s = time.perf_counter() - t
+    gc.collect()
+    print(f"node    {count / node_s:9,.0f} entries/s  read + fold + state, as the node folds ({node_s:.2f} s); "
+          f"RSS grew {mb(rss_now_bytes() - rss_before)} ({(rss_now_bytes() - rss_before) / count:,.0f} B/entry) "
+          f"to {mb(rss_now_bytes())}, peak {mb(rss_peak_bytes())} (goal <= 500 MB at 1M)")
+    del node_fold
+    if count <= TRACE_UP_TO:
+        gc.collect()
+        tracemalloc.start()
+        node_fold = await fold_ledger(ctx.store, ctx.ledger)
+        assert node_fold is not None
+        node_fold.state()
+        peak = tracemalloc.get_traced_memory()[1]
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del node_fold
+        print(f"  memory  read + fold peak {mb(peak)} ({peak / count:,.0f} B/entry), the fold keeps {mb(kept)} "
+              f"({kept / count:,.0f} B/entry; goal <= 500 B/entry) (tracemalloc)")
 
     stored = await read_ledger(ctx.store, ctx.ledger)
     assert stored is not None
-    count = 1 + len(stored.entries)
     best_full = best_fold = float("inf")
     for _ in range(ctx.repeat):
         gc.collect()
-        t = time.perf_counter()
-        reference = compute_state(stored.genesis, stored.entries, stored.forks)
-        best_full = min(best_full, time.perf_counter() - t)
-        del reference
+        if ctx.reference:
+            t = time.perf_counter()
+            state_of(stored)  # compute_state, the collector paused as the node does
+            best_full = min(best_full, time.perf_counter() - t)
         gc.collect()
         t = time.perf_counter()
-        fold = LedgerFold(stored.genesis, stored.forks, keep_entries=False)  # as the node folds
-        fold.add(stored.entries)
-        folded = fold.state()
+        with collector_paused():  # as the node folds
+            fold = LedgerFold(stored.genesis, stored.forks, keep_entries=False)
+            fold.add(stored.entries)
+            folded = fold.state()
         best_fold = min(best_fold, time.perf_counter() - t)
         del fold, folded
     rate = count / best_fold
-    print(f"fold    {rate:9,.0f} entries/s  full fold + state ({best_fold:.2f} s), compute_state "
-          f"{count / best_full:,.0f}/s ({best_full:.2f} s): ratio {best_full / best_fold:.2f}; "
+    versus = (f"compute_state {count / best_full:,.0f}/s ({best_full:.2f} s): ratio {best_full / best_fold:.2f}; "
+              if ctx.reference else "")
+    print(f"fold    {rate:9,.0f} entries/s  full fold + state, entries in memory ({best_fold:.2f} s), {versus}"
           f"goal >= {FOLD_RATE_GOAL:,}/s, ratio to goal {rate / FOLD_RATE_GOAL:.2f}")
 
     # The newest APPENDS entries arrive last, one at a time, oldest first (as a live node makes them).
     newest = sorted(stored.entries, key=lambda e: (e.header.ts, e.seq))[-APPENDS:]
     last = {e.id.raw for e in newest}
+    with collector_paused():
+        fold = LedgerFold(stored.genesis, stored.forks, keep_entries=False)
+        fold.add(e for e in stored.entries if e.id.raw not in last)
     del stored
-    gc.collect()
-    tracemalloc.start()  # reading the ledger back included: what a node holding the fold pays
-    read = await read_ledger(ctx.store, ctx.ledger)
-    assert read is not None
-    fold = LedgerFold(read.genesis, read.forks, keep_entries=False)
-    fold.add(e for e in read.entries if e.id.raw not in last)
-    del read
     fold.state()
-    peak = tracemalloc.get_traced_memory()[1]
     gc.collect()
-    kept = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    print(f"  memory  read + fold peak {mb(peak)} ({peak / count:,.0f} B/entry), the fold keeps {mb(kept)} "
-          f"({kept / count:,.0f} B/entry; goal <= 500 B/entry)")
     steps: list[float] = []
     for entry in newest:
         t = time.perf_counter()
         fold.add([entry])
         state = fold.state()
         steps.append(time.perf_counter() - t)
-    again = await read_ledger(ctx.store, ctx.ledger)
-    assert again is not None and state == compute_state(again.genesis, again.entries, again.forks)
+    if ctx.reference:
+        again = await read_ledger(ctx.store, ctx.ledger)
+        assert again is not None and state == compute_state(again.genesis, again.entries, again.forks)
     steps.sort()
     p50, p99 = steps[len(steps) // 2] * 1000, steps[int(len(steps) * 0.99)] * 1000
+    rebuild = best_full if ctx.reference else best_fold
     print(f"  append  one entry then its state: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {APPENDS} "
-          f"(a full rebuild: {best_full * 1000:,.0f} ms, {best_full * 1000 / p99:,.0f}x the p99); "
+          f"(a full rebuild: {rebuild * 1000:,.0f} ms, {rebuild * 1000 / p99:,.0f}x the p99); "
           f"goal p99 <= {FOLD_STEP_GOAL_MS} ms, ratio {p99 / FOLD_STEP_GOAL_MS:.2f}")
     print(f"  rss     peak RSS {mb(rss_peak_bytes())} in this process")
 
@@ -487,11 +516,11 @@ BENCHES: dict[str, Callable[[Context], Awaitable[None]]] = {
 }
 
 
-async def run(path: Path, names: list[str], repeat: int) -> None:
+async def run(path: Path, names: list[str], repeat: int, reference: bool = True) -> None:
     async with await Store.open(path) as store:
         ledgers = [info.id for info in await store.ledgers()]
         assert len(ledgers) == 1, ledgers
-        ctx = Context(store, ledgers[0], repeat)
+        ctx = Context(store, ledgers[0], repeat, reference)
         print("load average {:.2f} {:.2f} {:.2f} on {} cpus".format(*os.getloadavg(), os.cpu_count() or 0))
         for name in names:
             await BENCHES[name](ctx)
@@ -505,6 +534,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--store", type=Path, help="reuse (or build once into) this store file")
     parser.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only these benchmarks")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="fold: no compute_state to compare with (at 1M it takes minutes and ~3.5 GB)")
     args = parser.parse_args()
     tune_gc()  # as `tally` does
     with tempfile.TemporaryDirectory(prefix="tally-bench-") as d:
@@ -518,7 +549,7 @@ def main() -> None:
             child.join()
             if child.exitcode != 0:
                 raise SystemExit(f"building the ledger failed (exit code {child.exitcode})")
-        asyncio.run(run(path, args.only or list(BENCHES), args.repeat))
+        asyncio.run(run(path, args.only or list(BENCHES), args.repeat, not args.no_reference))
 
 
 if __name__ == "__main__":

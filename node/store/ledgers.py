@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Final
 
 from node.store.store import Store
 from protocol import CID, Entry, ForkProof
@@ -68,19 +69,35 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+#: Entries read from the store, then folded, at a time (`fold_ledger`): a big ledger's bytes and payloads are
+#: never all in memory at once, only what the fold keeps of them.
+FOLD_CHUNK: Final = 10_000
+
+
 async def fold_ledger(store: Store, ledger: CID) -> LedgerFold | None:
-    """A fold of the ledger's stored entries (in a worker thread: the event loop keeps serving meanwhile),
-    or None when its genesis is not stored here. It keeps no entries: a ledger with key events is folded
-    whole instead (`LedgerFold.keyed`)."""
-    stored = await read_ledger(store, ledger)
-    return None if stored is None else await asyncio.to_thread(_fold, stored)
-
-
-def _fold(stored: StoredLedger) -> LedgerFold:
-    fold = LedgerFold(stored.genesis, stored.forks, keep_entries=False)
-    with collector_paused():
-        fold.add(stored.entries)
+    """A fold of the ledger's stored entries, or None when its genesis is not stored here. They are read in
+    time order and folded FOLD_CHUNK at a time in a worker thread (the event loop keeps serving meanwhile),
+    so the read never holds the whole ledger. It keeps no entries: a ledger with key events is folded whole
+    instead (`LedgerFold.keyed`), so its read stops at the first."""
+    genesis = await store.genesis(ledger)
+    if genesis is None:
+        return None
+    fold = LedgerFold(genesis, _fork_points(await store.forks(), ledger), keep_entries=False)
+    chunk: list[Entry] = []
+    async for entry in store.log(ledger, by_time=True):
+        chunk.append(entry)
+        if len(chunk) >= FOLD_CHUNK:
+            await asyncio.to_thread(_fold, fold, chunk)
+            chunk = []
+            if fold.keyed:
+                return fold
+    await asyncio.to_thread(_fold, fold, chunk)
     return fold
+
+
+def _fold(fold: LedgerFold, entries: list[Entry]) -> None:
+    with collector_paused():
+        fold.add(entries)
 
 
 async def load_state(store: Store, ledger: CID) -> LedgerState | None:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
 _LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq"
+_LOG_BY_TIME_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY ts, id"
 _FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
 
 
@@ -197,15 +198,17 @@ class StoreReader:
                     self._found_damaged(bytes(rid), exc.message)
         return result
 
-    async def log(self, ledger: CID, author: bytes | None = None) -> AsyncGenerator[Entry, None]:
-        """A ledger's entries ordered by author then seq (one chain with `author`).
+    async def log(self, ledger: CID, author: bytes | None = None, *, by_time: bool = False
+                  ) -> AsyncGenerator[Entry, None]:
+        """A ledger's entries ordered by author then seq (one chain with `author`); `by_time`: by ts then id, so
+        that most come after what they name (a fold takes them in a few at a time: node/store/ledgers.py).
 
         Rows decode as stored entries: their bytes hash to what was checked when they
         were stored, so only the hashes are checked again (`decode_stored_entry`).
         """
         args: tuple[bytes, ...]
         if author is None:
-            sql, args = _LOG_SQL, (ledger.raw,)
+            sql, args = _LOG_BY_TIME_SQL if by_time else _LOG_SQL, (ledger.raw,)
         else:
             sql = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
             args = (ledger.raw, author)
