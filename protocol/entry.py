@@ -145,6 +145,22 @@ def encode_payload(body: dict[str, Any]) -> bytes:
     return raw
 
 
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """An entry's body as its payload block, encoded and named: what of an entry does not depend on its place in
+    its chain, so a writer of many entries can make it ahead, on another thread than the one that signs."""
+
+    body: dict[str, Any] = field(repr=False)
+    raw: bytes = field(repr=False)
+    cid: CID
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Payload:
+        """`body`'s payload; raises like `create_entry` would for it."""
+        raw = encode_payload(body)
+        return cls(body, raw, CID.for_block(raw))
+
+
 def create_entry(
     key: SigningKey,
     *,
@@ -156,7 +172,14 @@ def create_entry(
     body: dict[str, Any],
 ) -> Entry:
     """Build and sign an entry. Raises like `decode_entry` would for the result."""
-    payload_raw = encode_payload(body)
+    return create_entry_with(key, ledger=ledger, seq=seq, prev=prev, ts=ts, kind=kind, payload=Payload.of(body))
+
+
+def create_entry_with(
+    key: SigningKey, *, ledger: CID | None, seq: int, prev: CID | None, ts: int, kind: str, payload: Payload
+) -> Entry:
+    """`create_entry` with its payload made already (`Payload.of`)."""
+    payload_raw = payload.raw
     unsigned = Header(
         author=key.public_key,
         ledger=ledger,
@@ -164,7 +187,7 @@ def create_entry(
         prev=prev,
         ts=ts,
         kind=kind,
-        payload=CID.for_block(payload_raw),
+        payload=payload.cid,
         size=len(payload_raw),
         sig=bytes(SIGNATURE_BYTES),
     )
@@ -176,7 +199,7 @@ def create_entry(
     header_raw = _MAP_HEADS[n + 1] + front + _K_SIG + _SIG_PREFIX + sig + back
     # The header object is immutable; its sig is filled in here, before anyone sees it.
     object.__setattr__(unsigned, "sig", sig)
-    return Entry(CID.for_block(header_raw), unsigned, header_raw, payload_raw, body)
+    return Entry(CID.for_block(header_raw), unsigned, header_raw, payload_raw, payload.body)
 
 
 def decode_header(header_raw: bytes) -> Header:

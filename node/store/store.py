@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiosqlite
 
@@ -33,7 +33,7 @@ from node.store import transactions as tx
 from node.store.reads import StoreReader
 from node.store.rows import IngestResult, Invitation, Quarantined, Snapshot
 from node.store.schema import BUSY_TIMEOUT_MS, open_writer
-from protocol import CID, ChainHead, Entry, ForkProof, LocalError, SigningKey, TallyError
+from protocol import CID, ChainHead, Entry, ForkProof, LocalError, Payload, SigningKey, TallyError
 from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,14 @@ class _Pending:
     future: asyncio.Future[list[Entry | TallyError]] = field(repr=False)
 
 
+class _Staged(NamedTuple):
+    """A group taken from the queue, its payloads being made on a pool thread."""
+
+    group: list[_Pending]
+    requests: list[AppendRequest]
+    payloads: asyncio.Future[list[Payload | TallyError]]
+
+
 @dataclass(slots=True)
 class _Commit:
     """A signed group in (or queued for) its transaction on the writer thread."""
@@ -57,11 +65,6 @@ class _Commit:
     group: list[_Pending]
     requests: list[AppendRequest]
     future: asyncio.Future[tx.Committed] = field(repr=False)
-
-
-def _last_heads(signed: tx.Signed) -> dict[bytes, ChainHead]:
-    """Each chain's head after the entries signed ahead (what the next group is built on)."""
-    return {e.ledger_id.raw: ChainHead.of(e) for e in signed.items if isinstance(e, Entry)}
 
 
 def _fail(p: _Pending, exc: Exception) -> None:
@@ -216,19 +219,21 @@ class Store(StoreReader):
     async def _drain(self) -> None:
         """Commit queued appends, up to GROUP_MAX per transaction, until none are left.
 
-        A pipeline of two threads: the signer builds and signs group N+1 on the chain heads group N will leave
-        while the writer commits group N (libsodium and SQLite's fsync release the GIL, so they overlap). Each
-        group's transaction reads its chains' heads under the write lock and builds again what was signed on a
-        head that turned out otherwise, so no other process can take a seq meanwhile. A group's callers hear of
-        it only once it is committed (one future per batch); the event loop stays free throughout.
+        A pipeline of three threads: while the writer commits group N, the signer builds and signs group N+1 on
+        the chain heads group N will leave, and a pool thread encodes group N+2's payloads (libsodium, hashing and
+        SQLite's fsync release the GIL, so they overlap). Each group's transaction reads its chains' heads under
+        the write lock and builds again what was signed on a head that turned out otherwise, so no other process
+        can take a seq meanwhile. A group's callers hear of it only once it is committed (one future per batch);
+        the event loop stays free throughout.
         """
         loop = asyncio.get_running_loop()
+        staged: deque[_Staged] = deque()  # groups taken, their payloads being made
         commits: deque[_Commit] = deque()
         number = 0
         while True:
             while commits and commits[0].future.done():
                 self._settle(commits.popleft())
-            if self._queue and len(commits) < 2:  # sign the next group while at most one commits
+            while self._queue and len(staged) + len(commits) < 3:
                 group = self._take_group()
                 if not group:
                     continue
@@ -236,18 +241,22 @@ class Store(StoreReader):
                     for p in group:
                         _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
                     continue
-                number += 1
                 requests = [r for p in group for r in p.requests]
+                staged.append(_Staged(group, requests, loop.run_in_executor(None, tx.payloads_of, requests)))
+            if staged and len(commits) < 2:  # sign the next group while at most one commits
+                assert self._key is not None
+                group, requests, payloads = staged.popleft()
+                number += 1
                 try:
                     signed = await loop.run_in_executor(self._sx, tx.sign_ahead, self._key, requests,
-                                                        dict(self._heads))
+                                                        await payloads, dict(self._heads))
                 except Exception as exc:  # not a TallyError (those are per request): a bug, or memory
                     for p in group:
                         _fail(p, exc)
                     continue
                 for lk in {r.ledger.raw for r in requests if r.ledger is not None}:
                     self._signed_by[lk] = number
-                self._heads.update(_last_heads(signed))
+                self._heads.update(signed.after)  # what the next group is built on
                 commits.append(_Commit(number, group, requests, loop.run_in_executor(
                     self._wx, tx.commit_group, self._wdb, self._key, requests, signed, self._clock_ms())))
                 continue

@@ -31,10 +31,12 @@ from protocol import (
     ForkProof,
     InvalidData,
     LocalError,
+    Payload,
     SigningKey,
     TallyError,
     check_next,
     create_entry,
+    create_entry_with,
     decode_stored_entry,
 )
 from protocol.writes import AppendRequest
@@ -44,10 +46,12 @@ from protocol.writes import AppendRequest
 class Signed:
     """A group of local appends as signed ahead of its transaction (`sign_ahead`), one item per request: its entry
     (or the error its request raised) built on the chain head the store expected, or None where no head was known
-    (the transaction builds it). `expected` is the head each pre-signed chain was built on."""
+    (the transaction builds it). `expected` is the head each pre-signed chain was built on, `after` its head
+    once the group's entries follow it."""
 
     items: list[Entry | TallyError | None]
     expected: dict[bytes, ChainHead]
+    after: dict[bytes, ChainHead]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,26 +64,52 @@ class Committed:
     stale: frozenset[bytes]
 
 
-def sign_ahead(key: SigningKey, requests: list[AppendRequest], heads: dict[bytes, ChainHead]) -> Signed:
-    """Build and sign `requests` on `heads` (each ledger's expected head of `key`'s chain; this call's own copy),
-    outside any transaction: the signer thread does this while the writer commits the group before. Nothing
-    here is stored or shown until `commit_group` finds the stored heads are the expected ones."""
+def payloads_of(requests: list[AppendRequest]) -> list[Payload | TallyError]:
+    """Each request's payload block, or the error its body raises: made on a thread of its own while the signer
+    signs the group before (nothing in a payload depends on the chain)."""
+    payloads: list[Payload | TallyError] = []
+    for req in requests:
+        try:
+            payloads.append(Payload.of(req.body))
+        except TallyError as exc:
+            payloads.append(exc)
+    return payloads
+
+
+def sign_ahead(
+    key: SigningKey, requests: list[AppendRequest], payloads: list[Payload | TallyError], heads: dict[bytes, ChainHead]
+) -> Signed:
+    """Build and sign `requests` (with their `payloads_of`) on `heads` (each ledger's expected head of `key`'s
+    chain), outside any transaction: the signer thread does this while the writer commits the group before.
+    Nothing here is stored or shown until `commit_group` finds the stored heads are the expected ones."""
     items: list[Entry | TallyError | None] = []
     expected: dict[bytes, ChainHead] = {}
-    for req in requests:
-        head = None if req.ledger is None else heads.get(req.ledger.raw)
-        if head is None:
+    last: dict[bytes, tuple[int, CID, int]] = {}  # seq, id and ts of each chain's latest entry so far
+    for req, payload in zip(requests, payloads, strict=True):
+        ledger = req.ledger
+        head = None if ledger is None else heads.get(ledger.raw)
+        if ledger is None or head is None:
             items.append(None)  # a genesis, or a chain whose head only the transaction can read
             continue
-        expected.setdefault(head.ledger.raw, head)
+        lk = ledger.raw
+        at = last.get(lk)
+        if at is None:
+            expected[lk] = head
+            at = (head.seq, head.id, head.ts)
         try:
-            entry = _next_entry(key, req, head)
+            if isinstance(payload, TallyError):
+                raise payload
+            # ts never goes below prev's: a clock stepped back must not make an invalid entry.
+            entry = create_entry_with(key, ledger=ledger, seq=at[0] + 1, prev=at[1], ts=max(req.ts, at[2]),
+                                      kind=req.kind, payload=payload)
         except TallyError as exc:
+            last[lk] = at
             items.append(exc)
             continue
-        heads[head.ledger.raw] = ChainHead.of(entry)
+        last[lk] = (at[0] + 1, entry.id, entry.header.ts)
         items.append(entry)
-    return Signed(items, expected)
+    after = {lk: ChainHead(key.public_key, CID(lk), *at) for lk, at in last.items()}
+    return Signed(items, expected, after)
 
 
 def commit_group(
@@ -110,12 +140,13 @@ def commit_group(
                     if lk not in heads:
                         heads[lk] = _head_in(db, req.ledger, key.public_key)
                         trusted[lk] = lk in signed.expected and heads[lk] == signed.expected[lk]
-                    if trusted.get(lk) and item is not None:
+                    if trusted[lk] and item is not None:  # as signed: its chain's head is `signed.after` below
                         if isinstance(item, TallyError):
                             raise item
-                        entry = item
-                    else:
-                        entry = _next_entry(key, req, heads[lk])
+                        rows.append(entry_row(item, now))  # here: the signer is the busier thread
+                        results.append(item)
+                        continue
+                    entry = _next_entry(key, req, heads[lk])
             except TallyError as exc:
                 results.append(exc)
                 continue
@@ -123,6 +154,7 @@ def commit_group(
             rows.append(entry_row(entry, now))
             results.append(entry)
         db.executemany(INSERT_SQL, rows)
+    heads.update({lk: signed.after[lk] for lk, ok in trusted.items() if ok and lk in signed.after})
     stale = frozenset(lk for lk in signed.expected if not trusted.get(lk, True))
     return Committed(results, {lk: h for lk, h in heads.items() if h is not None}, stale)
 
