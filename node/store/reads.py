@@ -14,6 +14,7 @@ import aiosqlite
 
 from node.store.rows import (
     COVERAGE_SQL,
+    COVERAGE_UPTO_SQL,
     FORK_POINTS_SQL,
     HEAD_SQL,
     Coverage,
@@ -131,14 +132,33 @@ class StoreReader:
 
     async def snapshot(self, ledger: CID) -> Snapshot | None:
         row = await self._row("SELECT format, entries, rowids, forks, ids, digest, checksum, state, fold, fold_token,"
-                              " fold_parts, fold_checksum FROM snapshots WHERE ledger = ?", (ledger.raw,))
+                              " fold_parts, fold_checksum, fold_entries, fold_digest, fold_rowids, fold_last"
+                              " FROM snapshots WHERE ledger = ?", (ledger.raw,))
         if row is None:
             return None
-        fmt, entries, rowids, forks, ids, digest, checksum, state, fold, token, parts, fold_checksum = row
-        ref = None if fold is None else FoldRef(str(fold), bytes(token or b""), int(parts or 0),
-                                                bytes(fold_checksum or b""))
+        fmt, entries, rowids, forks, ids, digest, checksum, state, fold, *more = row
+        ref = None if fold is None else FoldRef(str(fold), bytes(more[0] or b""), int(more[1] or 0),
+                                                bytes(more[2] or b""), int(more[3] or 0), bytes(more[4] or b""),
+                                                int(more[5] or 0), int(more[6] or 0))
         return Snapshot(str(fmt), Coverage(int(entries), int(rowids), bytes(forks)), bytes(ids), bytes(digest),
                         bytes(checksum), bytes(state), ref)
+
+    async def coverage_upto(self, ledger: CID, last: int) -> tuple[int, int]:
+        """The count and rowid sum of the ledger's rows up to rowid `last` (what a kept fold covers)."""
+        row = await self._row(COVERAGE_UPTO_SQL, (ledger.raw, last))
+        return int(row[0]), int(row[1])
+
+    async def log_after(self, ledger: CID, last: int) -> list[Entry]:
+        """The ledger's entries stored after rowid `last` (what arrived after a kept fold), damaged ones left out."""
+        found = []
+        for rid, header, payload in await self._rows(
+                "SELECT id, header, payload FROM entries WHERE ledger = ? AND rowid > ? ORDER BY rowid",
+                (ledger.raw, last)):
+            try:
+                found.append(decode_stored_entry(rid, header, payload))
+            except InvalidData as exc:
+                self._found_damaged(bytes(rid), exc.message)
+        return found
 
     async def fold_part(self, ledger: CID, token: bytes, part: int) -> bytes | None:
         """One part of a snapshot's fold (`Snapshot.fold`), or None if it is not stored."""

@@ -21,6 +21,8 @@ HEAD_SQL: Final = (
 )
 COLUMNS: Final = "idh, id, ledger, author, seq, ts, kind, header, payload, received"
 COVERAGE_SQL: Final = "SELECT count(*), coalesce(sum(rowid), 0) FROM entries WHERE ledger = ?"
+#: the ledger's rows up to a rowid, as a fold kept in a snapshot covers them
+COVERAGE_UPTO_SQL: Final = "SELECT count(*), coalesce(sum(rowid), 0) FROM entries WHERE ledger = ? AND rowid <= ?"
 FORK_POINTS_SQL: Final = "SELECT author, min(seq) FROM forks WHERE ledger = ? GROUP BY author"
 
 
@@ -107,18 +109,25 @@ class Snapshot:
     digest: bytes
     checksum: bytes
     state: bytes = field(repr=False)
-    fold: FoldRef | None = None  # the fold kept with the state, if any (node/store/snapshots.py)
+    #: the fold kept with the state (node/store/snapshots.py); None when saving: keep the one kept before, if any
+    fold: FoldRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FoldRef:
     """Where a snapshot's fold is: its format ("whole": a ledger folded whole, so no fold is kept), the save that
-    wrote its parts (`token`), how many there are, and sha2-256 of their bytes in order."""
+    wrote its parts (`token`), how many there are, sha2-256 of their bytes in order, and what it covers: the
+    ledger's rows up to rowid `last` (their count and rowid sum: the store fills these in when it keeps it) and
+    its state's digest. It may be older than the snapshot's state: the rows after `last` are folded in."""
 
     format: str
     token: bytes = b""
     parts: int = 0
     checksum: bytes = b""
+    entries: int = 0
+    digest: bytes = b""
+    rowids: int = 0
+    last: int = 0
 
 
 def fork_points(forks: dict[bytes, int]) -> bytes:

@@ -10,7 +10,7 @@ from typing import Final
 
 from protocol import LocalError
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 BUSY_TIMEOUT_MS: Final = 30_000
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
@@ -109,6 +109,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         bytes    BLOB NOT NULL,
         PRIMARY KEY (ledger, token, part)
     );
+    """,
+    """
+    ALTER TABLE snapshots ADD COLUMN fold_entries INTEGER;  -- the ledger's rows the fold covers (it may be older
+    ALTER TABLE snapshots ADD COLUMN fold_rowids INTEGER;   -- than the state: the rows after fold_last are
+    ALTER TABLE snapshots ADD COLUMN fold_last INTEGER;     -- folded in when it is read back): their count, the
+    ALTER TABLE snapshots ADD COLUMN fold_digest BLOB;      -- sum and the largest of their rowids; its state's digest
     """,
 )
 

@@ -18,10 +18,12 @@ The fold itself (protocol/fold.py's `LedgerFold`, what a new entry is folded int
 so that the first entry to arrive after a restart costs what it touches, not a fold of the whole ledger. It is
 pickled as it is (`encode_fold`: whatever its layout, nothing here names its fields) in parts of PART_BYTES,
 each written in its own transaction as it is made, and named by the snapshot once all are written
-(`Snapshot.fold`); `decode_fold` reads it back and uses it only if its format is this one (FOLD_FORMAT: the
-state's format and a hash of protocol's source, so any change to protocol's code makes it stale), its parts
-hash to their checksum, and the fold's state is the snapshot's (checked already): its ledger, its entries and
-its digest. A ledger with key events is folded whole (node/store/states.py), so it keeps only its state
+(`Snapshot.fold`, `FoldRef`). It may be older than the state (saving a fold takes longer: a node that stops
+saves its states only): it covers the ledger's rows up to a rowid, and the rows after it are folded in when it
+is read back (node/store/states.py). `decode_fold` reads it back and uses it only if its format is this one
+(FOLD_FORMAT: the state's format and a hash of protocol's source, so any change to protocol's code makes it
+stale), its parts hash to their checksum, and the fold is of this ledger, with the count and state digest
+saved with it. A ledger with key events is folded whole (node/store/states.py), so it keeps only its state
 (`WHOLE`). Decoding a fold may name protocol's functions as well as its classes (`_FoldUnpickler`), never
 anything else.
 """
@@ -256,15 +258,16 @@ class _PartWriter(io.RawIOBase):
             self.parts += 1
 
 
-def encode_fold(fold: LedgerFold, token: bytes, put: Callable[[int, bytes], None], stop: threading.Event
-                ) -> FoldRef:
-    """Pickle `fold`, handing its parts to `put(index, bytes)` as they are made; `Abandoned` once `stop` is set.
-    The fold must not change meanwhile (the caller sets `stop` first and waits for this to return)."""
+def encode_fold(fold: LedgerFold, digest: bytes, token: bytes, put: Callable[[int, bytes], None],
+                stop: threading.Event) -> FoldRef:
+    """Pickle `fold` (whose state has `digest`), handing its parts to `put(index, bytes)` as they are made;
+    `Abandoned` once `stop` is set. The fold must not change meanwhile (the caller sets `stop` first and waits
+    for this to return)."""
     out = _PartWriter(put, stop)
     with collector_paused():
         _Pickler(out, protocol=5).dump(fold)
     out.flush_part()
-    return FoldRef(FOLD_FORMAT, token, out.parts, out.checksum.digest())
+    return FoldRef(FOLD_FORMAT, token, out.parts, out.checksum.digest(), len(fold), digest)
 
 
 class _PartReader(io.RawIOBase):
@@ -305,9 +308,9 @@ class _PartReader(io.RawIOBase):
         return left
 
 
-def decode_fold(ref: FoldRef, parts: Iterator[bytes | None], state: LedgerState) -> tuple[LedgerFold | None, str]:
-    """The fold a snapshot keeps, read from its parts (`None` for one not stored) and checked against the
-    snapshot's state (checked already): else None and why not: "stale" or "damaged: …"."""
+def decode_fold(ref: FoldRef, parts: Iterator[bytes | None], ledger: CID) -> tuple[LedgerFold | None, str]:
+    """The fold a snapshot keeps, read from its parts (`None` for one not stored) and checked against what the
+    snapshot says of it (its ledger, count and digest): else None and why not: "stale" or "damaged: …"."""
     if ref.format != FOLD_FORMAT:
         return None, "stale"
     reader = _PartReader(parts)
@@ -323,12 +326,12 @@ def decode_fold(ref: FoldRef, parts: Iterator[bytes | None], state: LedgerState)
         return None, "damaged: parts of it are missing"
     if left or reader.checksum.digest() != ref.checksum:
         return None, "damaged: its bytes do not match their checksum"
-    if not isinstance(fold, LedgerFold) or fold.ledger != state.ledger or len(fold) != len(state.status):
-        return None, "damaged: it is not a fold of this state"
+    if not isinstance(fold, LedgerFold) or fold.ledger != ledger or len(fold) != ref.entries:
+        return None, "damaged: it is not a fold of this ledger's entries"
     try:
         folded = fold.state()
     except Exception as exc:  # a fold that cannot give its state is damaged
         return None, f"damaged: it gives no state ({type(exc).__name__}: {exc})"
-    if folded.digest != state.digest or folded.status.keys() != state.status.keys():
-        return None, "damaged: its state is not the snapshot's"
+    if folded.digest != ref.digest:
+        return None, "damaged: its state's digest is not the one saved"
     return fold, "restored"

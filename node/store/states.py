@@ -42,7 +42,7 @@ from typing import Any, Final, TypeVar
 
 from node.store import snapshots
 from node.store.ledgers import fold_ledger, load_state_with_forks
-from node.store.rows import FoldRef, Snapshot
+from node.store.rows import FoldRef, fork_points
 from node.store.store import Store
 from protocol import CID, Entry, InvalidData
 from protocol.erasure import ERASE_KIND
@@ -111,7 +111,7 @@ class LedgerStates:
         self._budget = folded_entries
         self._snapshot_every = snapshot_every
         self._saved: dict[bytes, int] = {}  # ledger -> how many entries its snapshot in the store holds
-        self._saving: dict[bytes, asyncio.Task[None]] = {}
+        self._saving: dict[bytes, asyncio.Task[bool]] = {}
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
         self._states: dict[bytes, LedgerState] = {}  # current: no entry arrived since
@@ -125,6 +125,7 @@ class LedgerStates:
         self._readers: set[_Worker] = set()
         self._changes: dict[bytes, int] = {}  # ledger -> how many times its fold took entries in
         self._retry: dict[bytes, float] = {}  # ledger -> when to try saving its fold again (given up)
+        self._fold_saved: dict[bytes, int] = {}  # ledger -> how many entries the fold in its snapshot holds
         #: ledger folded whole -> its latest state and the fork points it was folded with (saved at stop)
         self._whole_states: dict[bytes, tuple[LedgerState, Mapping[bytes, int]]] = {}
         self._unsubscribe = store.on_new_entries(self._changed)
@@ -139,8 +140,12 @@ class LedgerStates:
         self._unsubscribe = _nothing  # closing twice is closing once
 
     async def aclose(self, within_s: float = SAVE_AT_STOP_S) -> None:
-        """Save the snapshots of the ledgers that grew since their last one, for at most `within_s` seconds, then
-        close (the node stopping). A save still going then is given up: the one kept before stays valid."""
+        """Save the states of the ledgers that grew since their last snapshot, then (pickling takes longer) their
+        folds, for at most `within_s` seconds in all, then close (the node stopping). A save still going at the
+        end is given up: the snapshot kept before stays valid, and a fold saved before stays with a newer state
+        (the rows after it are folded in when it is read back)."""
+        for worker in self._pickling.values():  # those saves go on with their states only
+            worker.stop.set()
         try:
             await asyncio.wait_for(self._save_all(), within_s)
         except TimeoutError:
@@ -158,10 +163,15 @@ class LedgerStates:
                 continue
             fold = self._folds.get(raw)
             if state is not None and fold is not None and self._saved.get(raw) != len(state.status):
-                await self._save(CID(raw), fold.forks, state, fold, self._changes.get(raw, 0))
+                await self._save(CID(raw), fold.forks, state, None, 0)
         for raw, (state, forks) in list(self._whole_states.items()):  # current ones only: no refold at stop
             if raw in self._whole and self._states.get(raw) is state and self._saved.get(raw) != len(state.status):
-                await self._save(CID(raw), forks, state, None, 0)
+                await self._save(CID(raw), forks, state, None, 0, whole=True)
+        # Then, while time is left, the folds not saved as they are now (small ones take milliseconds).
+        for raw, fold in list(self._folds.items()):
+            state = self._states.get(raw)
+            if state is not None and self._fold_saved.get(raw) != len(fold):
+                await self._save(CID(raw), fold.forks, state, fold, self._changes.get(raw, 0))
 
     def _changed(self, entries: Sequence[Entry]) -> None:
         erasures = {e.ledger_id.raw for e in entries if e.kind == ERASE_KIND}
@@ -190,6 +200,7 @@ class LedgerStates:
         self._saved.pop(ledger.raw, None)
         self._whole.discard(ledger.raw)
         self._whole_states.pop(ledger.raw, None)
+        self._fold_saved.pop(ledger.raw, None)
         loading = self._loading.pop(ledger.raw, None)
         if loading is not None:
             loading.cancel()
@@ -243,7 +254,12 @@ class LedgerStates:
         if fold is None:
             loading = self._loading.get(raw)
             if loading is not None:  # read back from the snapshot: it is nearly there
-                fold = await asyncio.shield(loading)
+                try:
+                    fold = await asyncio.shield(loading)
+                except asyncio.CancelledError:
+                    if not loading.cancelled():  # this read itself was cancelled
+                        raise
+                    fold = None  # forgotten meanwhile (a fork proof): folded from scratch
             if fold is None:
                 fold = await self._fold(ledger)
                 if fold is None:
@@ -273,7 +289,8 @@ class LedgerStates:
 
     async def _restored(self, ledger: CID, generation: int) -> LedgerState | None:
         """The ledger's state read back from its snapshot, if that one is there, checked, and nothing arrived
-        or was forgotten meanwhile; its fold is then read back in the background."""
+        or was forgotten meanwhile. Its fold is then read back in the background (also when the state is stale:
+        the rows after it are folded in)."""
         raw = ledger.raw
         self._arrived[raw] = []  # only to know whether entries arrive during the read
         try:
@@ -285,29 +302,29 @@ class LedgerStates:
             state, why = await asyncio.to_thread(snapshots.restore, snapshot, coverage, ledger)
         finally:
             arrived = self._arrived.pop(raw, None)
+        if arrived or self._generations.get(raw, 0) != generation:
+            return None
         extra = {"ledger": str(ledger), "entries": coverage.entries, "why": why,
                  "ms": round((time.perf_counter() - started) * 1000)}
         if state is None:
             (log.warning if why.startswith("damaged") else log.info)("ledger snapshot not used", extra=extra)
-            return None
-        if arrived or self._generations.get(raw, 0) != generation:
-            return None
-        self._saved[raw] = len(state.status)
-        log.info("ledger snapshot restored", extra=extra)
-        if snapshot.fold == snapshots.WHOLE:
+        else:
+            self._saved[raw] = len(state.status)
+            log.info("ledger snapshot restored", extra=extra)
+        ref = snapshot.fold
+        if ref == snapshots.WHOLE and state is not None:
             self._whole.add(raw)
-        elif snapshot.fold is not None:
+        elif ref is not None and ref.parts and raw not in self._folds:
             self._arrived[raw] = []  # what arrives from now on is folded in once the fold is read back
-            task = asyncio.create_task(self._load(ledger, snapshot, snapshot.fold, state, generation))
+            task = asyncio.create_task(self._load(ledger, ref, coverage.forks, generation))
             self._loading[raw] = task
             task.add_done_callback(lambda done: self._loading.pop(raw, None) if self._loading.get(raw) is done
                                    else None)
         return state
 
-    async def _load(self, ledger: CID, snapshot: Snapshot, ref: FoldRef, state: LedgerState, generation: int
-                    ) -> LedgerFold | None:
-        """The fold a snapshot keeps, read back and checked (in a thread), kept as the ledger's fold; None if it
-        is not usable (the ledger is then folded from scratch when next read)."""
+    async def _load(self, ledger: CID, ref: FoldRef, forks: bytes, generation: int) -> LedgerFold | None:
+        """The fold a snapshot keeps, read back and checked (in a thread), with the rows stored after it folded
+        in, kept as the ledger's fold; None if it is not usable (the ledger is folded from scratch instead)."""
         raw, loop = ledger.raw, asyncio.get_running_loop()
         started = time.perf_counter()
 
@@ -315,16 +332,26 @@ class LedgerStates:
             for i in range(ref.parts):
                 yield _on_loop(loop, stop, lambda i=i: self._store.fold_part(ledger, ref.token, i))  # type: ignore[misc]
 
-        worker = _Worker(lambda stop: snapshots.decode_fold(ref, parts(stop), state))
+        worker = _Worker(lambda stop: snapshots.decode_fold(ref, parts(stop), ledger))
         self._readers.add(worker)
         fold: LedgerFold | None
         try:
             fold, why = await worker.done
+            if fold is not None and (fork_points(dict(fold.forks)) != forks
+                                     or await self._store.coverage_upto(ledger, ref.last) != (ref.entries, ref.rowids)):
+                fold, why = None, "stale"  # the rows it covers changed (a fork proof arrived since, say)
         except Exception as exc:  # an abandoned read, say: folded from scratch when needed
             fold, why = None, f"not read back ({type(exc).__name__}: {exc})"
         finally:
             self._readers.discard(worker)
-        extra = {"ledger": str(ledger), "entries": snapshot.coverage.entries, "why": why,
+        later: list[Entry] = []
+        if fold is not None:
+            later = await self._store.log_after(ledger, ref.last)
+            if len(later) >= THREAD_ENTRIES:
+                await asyncio.to_thread(fold.add, later)
+            else:
+                fold.add(later)
+        extra = {"ledger": str(ledger), "entries": ref.entries, "later": len(later), "why": why,
                  "ms": round((time.perf_counter() - started) * 1000)}
         if fold is None:
             (log.warning if why.startswith("damaged") else log.info)("ledger fold not read back", extra=extra)
@@ -332,6 +359,8 @@ class LedgerStates:
         if self._generations.get(raw, 0) != generation or raw in self._folds:
             return None
         log.info("ledger fold read back", extra=extra)
+        if not later:
+            self._fold_saved[raw] = len(fold)
         self._folds[raw] = fold
         self._keep_within_budget()
         return fold
@@ -349,37 +378,53 @@ class LedgerStates:
         if saved is not None and len(state.status) - saved < max(self._snapshot_every, saved // 10):
             return
         task = asyncio.create_task(self._save(ledger, forks if fold is None else fold.forks, state, fold,
-                                              self._changes.get(raw, 0)))
+                                              self._changes.get(raw, 0), whole=fold is None))
         self._saving[raw] = task
         task.add_done_callback(lambda _: self._saving.pop(raw, None))
 
+    async def save(self, ledger: CID) -> bool:
+        """Save the ledger's snapshot now, with its fold (after any save going on): whether it was kept."""
+        raw = ledger.raw
+        await asyncio.gather(*[t for r, t in self._saving.items() if r == raw], return_exceptions=True)
+        state = await self.get(ledger)
+        fold = self._folds.get(raw)
+        if state is None or (fold is None and raw not in self._whole_states):
+            return False
+        if fold is None:
+            return await self._save(ledger, self._whole_states[raw][1], state, None, 0, whole=True)
+        return await self._save(ledger, fold.forks, state, fold, self._changes.get(raw, 0))
+
     async def _save(self, ledger: CID, forks: Mapping[bytes, int], state: LedgerState, fold: LedgerFold | None,
-                    changes: int) -> None:
-        """Save `state` and the fold it came from (None: a ledger folded whole), unless the fold changed since
-        (`changes`: how many times it had taken entries in then); a fold given up is not kept."""
+                    changes: int, *, whole: bool = False) -> bool:
+        """Save `state`, and the fold it came from unless that changed since (`changes`: how many times it had
+        taken entries in then) or is None (the fold kept before, if any, stays: the rows after it are folded in
+        when it is read back). `whole`: a ledger folded whole, which keeps no fold."""
         raw = ledger.raw
         started = time.perf_counter()
         try:
             snapshot = await _Worker(lambda _: snapshots.make(state, forks)).done
-            ref: FoldRef | None = snapshots.WHOLE
+            ref: FoldRef | None = snapshots.WHOLE if whole else None
             if fold is not None:
-                ref = await self._save_fold(ledger, fold, changes)
+                ref = await self._save_fold(ledger, fold, state.digest, changes)
+                if ref is None:  # given up: entries arrive, so wait a while before pickling it again
+                    self._retry[raw] = time.monotonic() + SAVE_RETRY_S
             # The store keeps it only if it covers every entry stored now (one may have arrived meanwhile).
             kept = await self._store.keep_snapshot(ledger, dataclasses.replace(snapshot, fold=ref))
         except Exception as exc:  # a snapshot is only a shortcut (a full disk, say): the next restart folds instead
             log.warning("ledger snapshot not saved", extra={"ledger": str(ledger), "detail": str(exc)})
-            return
-        if ref is None:  # given up: entries arrive, so wait a while before pickling it again
-            self._retry[raw] = time.monotonic() + SAVE_RETRY_S
+            return False
         if kept:
             self._saved[raw] = len(state.status)
             if ref is not None:
                 self._retry.pop(raw, None)
+            if ref is not None and ref.parts:
+                self._fold_saved[raw] = ref.entries
             log.info("ledger snapshot saved", extra={"ledger": str(ledger), "entries": len(state.status),
                                                      "bytes": len(snapshot.state), "fold": ref is not None,
                                                      "ms": round((time.perf_counter() - started) * 1000)})
+        return bool(kept)
 
-    async def _save_fold(self, ledger: CID, fold: LedgerFold, changes: int) -> FoldRef | None:
+    async def _save_fold(self, ledger: CID, fold: LedgerFold, digest: bytes, changes: int) -> FoldRef | None:
         """The fold pickled into its parts in the store (in a thread), or None when it changed or is about to."""
         raw, loop = ledger.raw, asyncio.get_running_loop()
         if self._changes.get(raw, 0) != changes or raw in self._pickling:
@@ -389,7 +434,7 @@ class LedgerStates:
         def put(stop: threading.Event, part: int, data: bytes) -> None:
             _on_loop(loop, stop, lambda: self._store.keep_fold_part(ledger, token, part, data))
 
-        worker = _Worker(lambda stop: snapshots.encode_fold(fold, token, lambda i, b: put(stop, i, b), stop))
+        worker = _Worker(lambda stop: snapshots.encode_fold(fold, digest, token, lambda i, b: put(stop, i, b), stop))
         self._pickling[raw] = worker
         try:
             ref: FoldRef = await worker.done

@@ -318,18 +318,32 @@ def keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now
         if fold is not None and fold.parts:
             written = db.execute("SELECT count(*) FROM fold_parts WHERE ledger = ? AND token = ?",
                                  (ledger, fold.token)).fetchone()[0]
-            if written != fold.parts:
+            if written != fold.parts or fold.entries != entries:
                 return False
-        # The parts of any other save of this ledger (the one replaced, one abandoned) go.
+        old = db.execute("SELECT fold_token, forks FROM snapshots WHERE ledger = ?", (ledger,)).fetchone()
+        # The parts of any other save of this ledger (the one replaced, one abandoned) go; the fold kept before
+        # stays with the new state (fold None) if it was folded with the same fork points.
+        kept = old[0] if fold is None and old is not None and old[0] is not None and bytes(old[1]) == forks else None
         db.execute("DELETE FROM fold_parts WHERE ledger = ? AND token IS NOT ?",
-                   (ledger, None if fold is None else fold.token))
+                   (ledger, kept if fold is None else fold.token))
         db.execute(
-            "INSERT OR REPLACE INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state,"
-            " made, fold, fold_token, fold_parts, fold_checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state, made)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ledger) DO UPDATE SET format = excluded.format,"
+            " entries = excluded.entries, rowids = excluded.rowids, forks = excluded.forks, ids = excluded.ids,"
+            " digest = excluded.digest, checksum = excluded.checksum, state = excluded.state, made = excluded.made",
             (ledger, snapshot.format, entries, rowids, forks, snapshot.ids, snapshot.digest, snapshot.checksum,
-             snapshot.state, now, *((None,) * 4 if fold is None else (fold.format, fold.token, fold.parts,
-                                                                      fold.checksum))),
+             snapshot.state, now),
         )
+        if kept is not None:
+            return True
+        values: tuple[Any, ...] = (None,) * 8
+        if fold is not None and fold.parts:  # it covers the same rows as the state
+            last = db.execute("SELECT coalesce(max(rowid), 0) FROM entries WHERE ledger = ?", (ledger,)).fetchone()[0]
+            values = (fold.format, fold.token, fold.parts, fold.checksum, entries, rowids, last, fold.digest)
+        elif fold is not None:
+            values = (fold.format, *(None,) * 7)
+        db.execute("UPDATE snapshots SET fold = ?, fold_token = ?, fold_parts = ?, fold_checksum = ?, fold_entries = ?,"
+                   " fold_rowids = ?, fold_last = ?, fold_digest = ? WHERE ledger = ?", (*values, ledger))
         return True
 
 

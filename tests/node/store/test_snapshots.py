@@ -71,6 +71,7 @@ async def a_ledger(path: Path) -> tuple[CID, LedgerState]:
         await store.append(ledger_ops.about(state, ANA.did, "Ana", 10))
         state = await states.get(ledger)
         assert state is not None and state == await from_scratch(store, ledger)
+        assert await states.save(ledger)  # its fold too (a stopping node saves states only)
         await states.aclose()
         return ledger, state
     finally:
@@ -124,19 +125,22 @@ async def test_a_restart_reads_the_state_back(tmp_path: Path, caplog: pytest.Log
     assert not folded and state == before
 
 
-async def test_a_restart_after_more_entries_folds_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """An entry stored while no node kept the ledger's state (another process wrote it): the snapshot is
-    stale, so the ledger is folded again, and the new state is saved."""
+async def test_a_restart_after_more_entries_folds_them_into_the_fold(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An entry stored while no node kept the ledger's state (another process wrote it): the state in the
+    snapshot is stale, so the fold kept with it is read back and the rows stored after it are folded in (not
+    the whole ledger), and the new state is saved."""
     path = tmp_path / "ana.sqlite3"
     ledger, before = await a_ledger(path)
     async with await Store.open(path, key=ANA) as store:
         await store.append(ledger_ops.contribute(before, ANA.did, action="work", quantity="1", unit="hour", ts=20))
     state, said, folded = await restart(path, ledger, caplog)
-    assert folded and "ledger snapshot not used: stale" in said, said
-    assert len(state.status) == 10 and state != before
-    assert snapshot_row(path, ledger)["entries"] == 10  # saved again, folded once
+    assert "ledger snapshot not used: stale" in said and "ledger fold read back: restored" in said, said
+    assert not folded and len(state.status) == 10 and state != before
+    row = snapshot_row(path, ledger)
+    assert row["entries"] == row["fold_entries"] == 10  # both saved again
     state, said, folded = await restart(path, ledger, caplog)
-    assert not folded and len(state.status) == 10
+    assert not folded and len(state.status) == 10 and "ledger snapshot restored: restored" in said
 
 
 def forged(blob: bytes, change: Callable[[LedgerState], LedgerState]) -> bytes:
@@ -176,8 +180,9 @@ TAMPERED: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
 
 @pytest.mark.parametrize("tamper", sorted(TAMPERED))
 async def test_a_damaged_snapshot_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture, tamper: str) -> None:
-    """Each kind of damage (with the checksum made to match, where the bytes change) is found: the ledger is
-    folded again to the same state and digest, and a good snapshot replaces the damaged one."""
+    """Each kind of damage (with the checksum made to match, where the bytes change) is found: the state comes from
+    the fold kept with it (read back, checked on its own), the same state and digest, and a good snapshot replaces
+    the damaged one."""
     path = tmp_path / "ana.sqlite3"
     ledger, before = await a_ledger(path)
     good = snapshot_row(path, ledger)
@@ -187,10 +192,11 @@ async def test_a_damaged_snapshot_is_rebuilt(tmp_path: Path, caplog: pytest.LogC
         changed["checksum"] = hashlib.sha256(changed["state"]).digest()
     set_columns(path, ledger, **changed)
     state, said, folded = await restart(path, ledger, caplog)
-    assert folded and any(s.startswith("ledger snapshot not used: damaged") for s in said), said
+    assert any(s.startswith("ledger snapshot not used: damaged") for s in said), said
+    assert not folded and "ledger fold read back: restored" in said, said  # the state came from the fold
     assert state == before and state.digest == before.digest
     again = snapshot_row(path, ledger)  # rewritten: the same claims (its pickled bytes may share objects otherwise)
-    made = ("state", "checksum", "made", "fold_token", "fold_checksum")  # the fold's bytes: folded in other batches
+    made = ("state", "checksum", "made", "fold_token", "fold_checksum")  # the fold saved again: other bytes
     assert {k: v for k, v in again.items() if k not in made} == {k: v for k, v in good.items() if k not in made}
     state, said, folded = await restart(path, ledger, caplog)
     assert not folded and state == before
@@ -202,7 +208,8 @@ async def test_a_stale_format_or_count_is_not_used(tmp_path: Path, caplog: pytes
     for changed in ({"format": "pickle-5/0 tally-0.0.1 0"}, {"entries": 8}, {"rowids": 1}, {"forks": b"x"}):
         set_columns(path, ledger, **changed)
         state, said, folded = await restart(path, ledger, caplog)
-        assert folded and "ledger snapshot not used: stale" in said, (changed, said)
+        assert "ledger snapshot not used: stale" in said, (changed, said)
+        assert not folded and "ledger fold read back: restored" in said, said  # the fold has its own claims
         assert state == before
 
 
@@ -429,12 +436,19 @@ async def test_an_entry_gives_up_the_fold_being_saved(tmp_path: Path, caplog: py
 
 async def test_a_stop_gives_up_a_save_that_takes_too_long(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`aclose` saves for at most the time it is given: a save still going then is given up, and the snapshot
-    kept before stays valid (a restart reads it back; the entries after it are folded in)."""
+    kept before stays valid (a restart reads it back, and folds the entry after it into its fold)."""
     path = tmp_path / "ana.sqlite3"
     ledger, before = await a_ledger(path)
     store = await Store.open(path, key=ANA)
     states = LedgerStates(store)
-    slow = SlowParts(store)  # never released: the fold's save would never end
+    started_keep, release = asyncio.Event(), asyncio.Event()
+
+    async def held(ledger: CID, snapshot: object) -> bool:  # a save that would never end
+        started_keep.set()
+        await release.wait()
+        return False
+
+    store.keep_snapshot = held  # type: ignore[assignment]
     try:
         await states.get(ledger)
         await asyncio.gather(*list(states._loading.values()))
@@ -445,12 +459,13 @@ async def test_a_stop_gives_up_a_save_that_takes_too_long(tmp_path: Path, caplog
         with caplog.at_level(logging.INFO, logger="node.store.states"):
             await states.aclose(within_s=0.5)
         assert loop.time() - started < 30  # generous: the point is that it returns at all
-        assert slow.started.is_set()
+        assert started_keep.is_set()
         assert "ledger snapshots not all saved: the node stops" in [r.getMessage() for r in caplog.records]
     finally:
+        release.set()
         states.close()
         await store.close()
     assert snapshot_row(path, ledger)["entries"] == len(before.status)  # the one kept before
     state, said, folded = await restart(path, ledger, caplog)
-    assert "ledger snapshot not used: stale" in said and folded
-    assert len(state.status) == len(before.status) + 1
+    assert "ledger snapshot not used: stale" in said and "ledger fold read back: restored" in said, said
+    assert not folded and len(state.status) == len(before.status) + 1
