@@ -130,6 +130,8 @@ async def _read_body(request: web.Request) -> None:
         except TimeoutError:
             raise LocalError("request_timeout", f"the request body did not arrive within {BODY_TIMEOUT_S:g} s"
                              ) from None
+        except ConnectionError:  # the client hung up before its body was sent: nothing failed here
+            raise LocalError("bad_request", "the connection ended before the request body arrived") from None
 
 
 def _is_api(request: web.Request) -> bool:

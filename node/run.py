@@ -104,7 +104,8 @@ async def serve(home: Home, config: RunConfig) -> int:
             stack.push_async_callback(runner.cleanup)  # 3. in-flight requests finish, app cleanup
             max_connections = connection_cap(config.max_connections)
             site = GuardedSite(runner, config.host, config.port, max_connections=max_connections,
-                               header_timeout_s=config.header_timeout_s)
+                               header_timeout_s=config.header_timeout_s,
+                               trusted_proxies=frozenset(config.trusted_proxies))
             try:
                 await site.start()
             except OSError as exc:

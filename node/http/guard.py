@@ -14,7 +14,11 @@ ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
   requests); then the same among all hosts. So a client that sends its request at once
   is served however many half-open or idle connections an attacker holds, and a flood
   from one address costs that address its connections, not other clients theirs; only
-  when every open connection has a request in progress is the new one closed at once.
+  when every open connection has a request in progress is the new one closed at once;
+- **a cap per address**: one IP address (a trusted reverse proxy's aside) holds at most
+  MAX_CONNECTIONS_PER_ADDRESS; beyond, its new connection closes its oldest one that sent
+  part of its headers and stalled, else its one idle the longest, else is closed itself,
+  before aiohttp sees it.
 
 Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
 connections aiohttp's `keepalive_timeout`.
@@ -26,6 +30,7 @@ import asyncio
 import logging
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 HEADER_TIMEOUT_S: Final = 10.0
 KEEPALIVE_S: Final = 15.0
 MAX_CONNECTIONS: Final = 512
+MAX_CONNECTIONS_PER_ADDRESS: Final = 64  # of them from one IP address, reverse proxies in trusted_proxies aside
 FILES_KEPT_FREE: Final = 128  # file descriptors left for the store, sync links' peers, logs
 _END_OF_HEADERS: Final = b"\r\n\r\n"
 
@@ -58,13 +64,24 @@ def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
 class Connections:
     """The open connections of one listener, oldest first, with what the guard did to them."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, exempt: frozenset[str] = frozenset()) -> None:
         self.max_connections = max_connections
+        self.exempt = exempt  # addresses without a cap of their own (the trusted reverse proxies)
         self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
         self.by_host: dict[str, OrderedDict[GuardedProtocol, None]] = {}  # the same, per remote IP address
         self.evicted = self.evicted_idle = self.refused = self.timed_out = 0
 
     def admit(self, conn: GuardedProtocol) -> bool:
+        mine = self.by_host.get(conn.host)
+        if mine is not None and len(mine) >= MAX_CONNECTIONS_PER_ADDRESS and conn.host not in self.exempt:
+            # An address at its share gives up one of its own that stalled, else the new one goes at once, before
+            # any HTTP work: a flood of connections from one address then costs the node little more than accept().
+            victim = self._victim(mine, stalled_only=True)
+            if victim is None:
+                self.refused += 1
+                return False
+            victim.close()
+            self.forget(victim)
         if len(self.open) >= self.max_connections:
             # The host holding the most connections gives one of its own up first: a flood from one address
             # then costs that address its connections, not the other clients theirs.
@@ -79,9 +96,11 @@ class Connections:
         self.by_host.setdefault(conn.host, OrderedDict())[conn] = None
         return True
 
-    def _victim(self, conns: OrderedDict[GuardedProtocol, None]) -> GuardedProtocol | None:
-        """The oldest of `conns` still waiting for its headers, else the one of them idle the longest, else None."""
-        victim = next((c for c in conns if c.waiting_for_headers()), None)
+    def _victim(self, conns: OrderedDict[GuardedProtocol, None], *, stalled_only: bool = False
+                ) -> GuardedProtocol | None:
+        """The oldest of `conns` still waiting for its headers (with `stalled_only`, one that sent part of them,
+        not one whose request is there but not read yet), else the one of them idle the longest, else None."""
+        victim = next((c for c in conns if c.waiting_for_headers() and (c.tail or not stalled_only)), None)
         if victim is not None:
             self.evicted += 1
             return victim
@@ -102,14 +121,15 @@ class Connections:
 class GuardedProtocol(asyncio.Protocol):
     """An aiohttp request handler with a header deadline, counted against its listener's cap."""
 
-    def __init__(self, inner: Any, connections: Connections, header_timeout_s: float) -> None:
-        self.inner = inner  # aiohttp's RequestHandler (an asyncio protocol)
+    def __init__(self, handler: Callable[[], Any], connections: Connections, header_timeout_s: float) -> None:
+        self.handler = handler  # makes aiohttp's RequestHandler (an asyncio protocol), once admitted
+        self.inner: Any = None
         self.connections = connections
         self.header_timeout_s = header_timeout_s
         self.transport: asyncio.Transport | None = None
         self.host = "?"  # the remote IP address, once connected
         self.deadline: asyncio.TimerHandle | None = None
-        self.tail = b""  # the last bytes seen, for a blank line split across reads
+        self.tail = b""  # the last bytes of the headers seen so far, for a blank line split across reads
         self.started = False  # inner has the connection
         self.idle_since = 0.0  # loop time the last request's headers were complete (an idle one's is its age)
 
@@ -136,6 +156,7 @@ class GuardedProtocol(asyncio.Protocol):
             transport.abort()
             return
         self.started = True
+        self.inner = self.handler()
         self.inner.connection_made(transport)
         self._arm()
 
@@ -172,6 +193,8 @@ class GuardedProtocol(asyncio.Protocol):
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
+        if not self.started:
+            return None
         result: bool | None = self.inner.eof_received()
         return result
 
@@ -192,9 +215,9 @@ class GuardedSite(web.TCPSite):
     """`web.TCPSite` whose connections are guarded (header deadline, connection cap)."""
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, max_connections: int,
-                 header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
+                 header_timeout_s: float = HEADER_TIMEOUT_S, trusted_proxies: frozenset[str] = frozenset()) -> None:
         super().__init__(runner, host, port)
-        self.connections = Connections(max_connections)
+        self.connections = Connections(max_connections, trusted_proxies)
         self.header_timeout_s = header_timeout_s
 
     async def start(self) -> None:
@@ -202,7 +225,7 @@ class GuardedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: GuardedProtocol(server(), self.connections, self.header_timeout_s),
+            lambda: GuardedProtocol(server, self.connections, self.header_timeout_s),
             self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address,
         )
         if self._server.sockets:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from running_nodes import Node, http, ok, start, stop_all, until
 
+from node.http.guard import MAX_CONNECTIONS_PER_ADDRESS
+
 HALF_OPEN = 1100
 PARTIAL = b"GET /api/v1/identity HTTP/1.1\r\nHost: tally\r\nX-Slow: "  # never finished
 
@@ -71,7 +73,9 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def test_1100_half_open_connections_leave_identity_and_owner_writes_answering(node: Node) -> None:
-    socks = half_open(node.address, HALF_OPEN)
+    # From 20 other addresses of this machine (127.0.0.2-21), 55 each: within one address's share of 64,
+    # so that it is the node's cap of 512 and its 1,024 files that they push against.
+    socks = [s for i in range(20) for s in half_open(node.address, HALF_OPEN // 20, source=f"127.0.0.{2 + i}")]
     try:
         t0 = time.monotonic()
         status, ident = node.api("GET", "/identity", owner=False, timeout=30)
@@ -190,3 +194,51 @@ def test_at_the_cap_the_host_holding_the_most_connections_gives_one_up(tmp_path:
     finally:
         stop_all([dora])
     assert "Traceback" not in dora.log()
+
+
+def busy(address: str, n: int, source: str) -> list[socket.socket]:
+    """`n` connections from `source` whose requests are in progress: whole headers, the body never sent."""
+    parts = urlsplit(address)
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((parts.hostname, parts.port), timeout=30, source_address=(source, 0))
+        s.sendall(b"POST /api/v1/ledgers HTTP/1.1\r\nHost: tally\r\nContent-Length: 100\r\n\r\n")
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path, trusted: bool) -> None:
+    home = tmp_path / "eve"
+    did = ok(home, "init")
+    (home / "tally.toml").write_text(('trusted_proxies = ["127.0.0.2"]\n' if trusted else "")
+                                     + "[limits]\nheader_timeout_s = 60\n")
+    eve = start("eve", home, did)
+    held: list[socket.socket] = []
+    try:
+        held += busy(eve.address, MAX_CONNECTIONS_PER_ADDRESS, "127.0.0.2")
+        until(lambda: eve.api("GET", "/identity", owner=False, timeout=30)[0] == 200, "the node to answer")
+        [late] = busy(eve.address, 1, "127.0.0.2")
+        held.append(late)
+        if trusted:  # a reverse proxy in trusted_proxies has no share of its own: its connection is kept
+            late.setblocking(True)
+            late.sendall(b"{}" + b" " * 98)
+            assert late.recv(4096).startswith(b"HTTP/1.1 "), "the proxy's connection past the share is served"
+        else:
+            until(lambda: closed_by_peer(late), "the connection past the address's share to be closed", logs=[eve])
+            assert not any(closed_by_peer(s) for s in held[:-1]), "the address's requests in progress are kept"
+        # another address is served all along
+        status, ident = eve.api("GET", "/identity", owner=False, timeout=30)
+        assert status == 200 and ident["id"] == did
+        assert eve.proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        stop_all([eve])
+    assert "Traceback" not in eve.log()
+
+
+def test_spec_states_the_per_address_share() -> None:
+    spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
+    assert f"`MAX_CONNECTIONS_PER_ADDRESS = {MAX_CONNECTIONS_PER_ADDRESS}`" in spec
