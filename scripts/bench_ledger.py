@@ -438,7 +438,8 @@ async def bench_restart(ctx: Context) -> None:
     state = await states.get(ctx.ledger)
     fold_s = time.perf_counter() - t
     t = time.perf_counter()
-    await states.aclose(within_s=3600)  # waits for the snapshot saved after the fold (a node gives up sooner)
+    await states.save(ctx.ledger)  # waits for the snapshot saved after the fold, its fold included
+    await states.aclose()
     save_s = time.perf_counter() - t
     del states
     with sqlite3.connect(ctx.store.path) as db:

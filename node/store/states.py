@@ -392,6 +392,8 @@ class LedgerStates:
             return False
         if fold is None:
             return await self._save(ledger, self._whole_states[raw][1], state, None, 0, whole=True)
+        if self._saved.get(raw) == len(state.status) and self._fold_saved.get(raw) == len(fold):
+            return True  # saved as it is
         return await self._save(ledger, fold.forks, state, fold, self._changes.get(raw, 0))
 
     async def _save(self, ledger: CID, forks: Mapping[bytes, int], state: LedgerState, fold: LedgerFold | None,
