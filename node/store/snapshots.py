@@ -107,7 +107,7 @@ def _maker(cls: type, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any
     setters = ", ".join(f"s{i}=slots[{i}].__set__" for i in range(len(names)))
     body = "".join(f"    s{i}(r, v[{i}])\n" for i in range(len(names)))
     source = f"def make(v, new=object.__new__, cls=cls, {setters}):\n    r = new(cls)\n{body}    return r\n"
-    scope = {"cls": cls, "slots": [getattr(cls, n) for n in names]}
+    scope: dict[str, Any] = {"cls": cls, "slots": [getattr(cls, n) for n in names]}
     exec(compile(source, f"<make {cls.__qualname__}>", "exec"), scope)
     make: Callable[[tuple[Any, ...]], Any] = scope["make"]
     return make
