@@ -4,7 +4,8 @@ Start: open the store with the identity key, build the replicator and the API,
 listen, write node.json (so the CLI finds the node), then start replication and
 LAN discovery (mDNS).
 Stop (SIGINT or SIGTERM): withdraw the mDNS records, stop accepting connections,
-stop replication, let in-flight requests finish (a write that was accepted is
+stop replication (saving the ledgers' snapshots for at most SAVE_AT_STOP_S, 3 s:
+node/store/states.py), let in-flight requests finish (a write that was accepted is
 committed), close the store, remove node.json.
 """
 

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from node.cli.parser import build_parser
 from node.cli.parsing import CommandRef, UsageError, home_of
-from node.runtime import tune_gc
+from node.runtime import skip_final_collection, tune_gc
 from node.store.failures import store_failure
 from protocol import TallyError
 
@@ -61,6 +61,7 @@ def script() -> NoReturn:
         # interpreter's own flush at exit too.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         code = 0
+    skip_final_collection()
     sys.exit(code)
 
 
