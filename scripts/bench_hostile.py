@@ -9,7 +9,8 @@ peer G linked to it, then attacks V from this process over real encrypted links 
 - level flood: `level` messages for random ledgers (300,000 by default), spread over links from
   fresh keys each paced under the request rate, V's resident memory growth (goal: < 5 MB);
 - link flood: 1,000 attackers at once, each dialling V from a fresh key and dialling again as soon as its link
-  is refused or closed, from another process and another address (127.0.0.2); meanwhile `GET
+  is refused or closed, from another process and other addresses (127.0.0.2, or `--sources N` of them, for
+  as many distinct peers as the caps let in); meanwhile `GET
   /api/v1/identity` on V from a third process (p50, p99, max; also before the flood, and on G during it, for
   what the machine's load alone costs), how the attempts ended, the CPU V, G and the attacker used, and
   whether entries appended on V every half second still reach G (goal: p99 < 100 ms, every entry).
@@ -17,6 +18,7 @@ peer G linked to it, then attacks V from this process over real encrypted links 
     python scripts/bench_hostile.py [--forks 2000] [--levels 300000] [--level-links 7] [--links 1000]
                                     [--rounds 1] [--seconds 10]
     python scripts/bench_hostile.py --forks 0 --levels 0 --rounds 5      # the link flood only, five times
+    python scripts/bench_hostile.py --forks 0 --levels 0 --sources 100   # from 100 addresses, 10 attackers each
 """
 
 from __future__ import annotations
@@ -138,17 +140,20 @@ async def probe(url: str, seconds: float) -> tuple[list[float], list[str]]:
     return times, failed
 
 
-async def link_flood(v_url: str, links: int, seconds: float, source: str) -> Counter[str]:
-    """`links` attackers at once, from the address `source`, for `seconds`, each dialling V from a fresh
-    key again as soon as its link is refused or closed (a refused attacker does not wait); how the
-    attempts ended."""
+async def link_flood(v_url: str, links: int, seconds: float, sources: list[str]) -> Counter[str]:
+    """`links` attackers at once, spread over the addresses `sources`, for `seconds`, each dialling V from
+    a fresh key again as soon as its link is refused or closed (a refused attacker does not wait); how
+    the attempts ended."""
     outcomes: Counter[str] = Counter()
     end = time.monotonic() + seconds
-    # Its own session, without aiohttp's default cap of 100 connections: all of them at once.
-    connector = aiohttp.TCPConnector(limit=0, force_close=True, local_addr=(source, 0))
-    async with aiohttp.ClientSession(connector=connector) as http:
+    # A session per address, without aiohttp's default cap of 100 connections: all of them at once.
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True, local_addr=(a, 0)))
+                for a in sources]
+    async with contextlib.AsyncExitStack() as stack:
+        for session in sessions:
+            await stack.enter_async_context(session)
 
-        async def attacker() -> None:
+        async def attacker(http: aiohttp.ClientSession) -> None:
             while time.monotonic() < end:
                 try:
                     async with asyncio.timeout(max(0.1, end - time.monotonic())):
@@ -174,16 +179,16 @@ async def link_flood(v_url: str, links: int, seconds: float, source: str) -> Cou
                     with contextlib.suppress(Exception):
                         await link.close()
 
-        await asyncio.gather(*(attacker() for _ in range(links)))
+        await asyncio.gather(*(attacker(sessions[i % len(sessions)]) for i in range(links)))
     return outcomes
 
 
-async def attack(v_url: str, links: int, seconds: float, source: str) -> tuple[Counter[str], float]:
+async def attack(v_url: str, links: int, seconds: float, sources: list[str]) -> tuple[Counter[str], float]:
     """`link_flood` in a process of its own, so that its work does not slow this one's measurements:
     (how the attempts ended, the CPU seconds the attacker used)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--attack", v_url, "--links", str(links), "--seconds", str(seconds),
-        "--source", source, stdout=asyncio.subprocess.PIPE)
+        "--sources", str(len(sources)), stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     outcomes, cpu = json.loads(out)
     return Counter(outcomes), cpu
@@ -229,8 +234,8 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def bench(forks: int, levels: int, level_links: int, links: int, rounds: int, seconds: float, source: str,
-                work: Path) -> None:
+async def bench(forks: int, levels: int, level_links: int, links: int, rounds: int, seconds: float,
+                sources: list[str], work: Path) -> None:
     v_home, g_home = work / "v", work / "g"
     tally(v_home, "init")
     tally(g_home, "init")
@@ -278,12 +283,13 @@ async def bench(forks: int, levels: int, level_links: int, links: int, rounds: i
                 cpu0 = [cpu_s(pid) for pid in (v.pid, g.pid)]
                 times, control, (outcomes, attacker_cpu), writes = await asyncio.gather(
                     probe(identity, seconds), probe(f"{g_api}/api/v1/identity", seconds),
-                    attack(v_url, links, seconds + 1.0, source),
+                    attack(v_url, links, seconds + 1.0, sources),
                     keep_writing(http, v_url, g_api, g_token, ledger, seconds))
                 appended, reached, slowest, lost = writes
                 cpu = [(cpu_s(pid) - c0) / seconds * 100 for pid, c0 in zip((v.pid, g.pid), cpu0, strict=True)]
                 cpu.append(attacker_cpu / seconds * 100)
-                print(f"link flood {r + 1}/{rounds}: {links:,} attackers for {seconds:g} s (load {before} -> "
+                print(f"link flood {r + 1}/{rounds}: {links:,} attackers from {len(sources)} address"
+                      f"{'es' if len(sources) > 1 else ''} for {seconds:g} s (load {before} -> "
                       f"{load()}): GET /api/v1/identity {percentiles(times)} (goal p99 < 100 ms); without the "
                       f"flood {percentiles(quiet)}; on G meanwhile (not attacked) {percentiles(control)}", flush=True)
                 print(f"  attempts: {', '.join(f'{k} {n:,}' for k, n in outcomes.most_common())}; CPU: V "
@@ -306,18 +312,19 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=1000, help="attackers dialling at once (0: no link flood)")
     parser.add_argument("--rounds", type=int, default=1, help="link floods, one after another")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each link flood lasts")
-    parser.add_argument("--source", default="127.0.0.2",
-                        help="the address the link flood comes from (the probes and G use 127.0.0.1)")
+    parser.add_argument("--sources", type=int, default=1,
+                        help="addresses the link flood comes from, 127.0.0.2 on (the probes and G use 127.0.0.1)")
     parser.add_argument("--attack", metavar="URL", help=argparse.SUPPRESS)  # the attacker's own process
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the attacker's own links say why they were refused: counted, not printed
+    sources = [f"127.0.{(2 + i) // 256}.{(2 + i) % 256}" for i in range(args.sources)]
     if args.attack:
-        outcomes = asyncio.run(link_flood(args.attack, args.links, args.seconds, args.source))
+        outcomes = asyncio.run(link_flood(args.attack, args.links, args.seconds, sources))
         print(json.dumps([outcomes, cpu_s("self")]))
         return
     with TemporaryDirectory() as tmp:
         asyncio.run(bench(args.forks, args.levels, args.level_links, args.links, args.rounds if args.links else 0,
-                          args.seconds, args.source, Path(tmp)))
+                          args.seconds, sources, Path(tmp)))
 
 
 if __name__ == "__main__":

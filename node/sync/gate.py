@@ -20,6 +20,8 @@ BAN_MAX_S: Final = 600.0
 MAX_LINKS: Final = 256  # inbound links at once, handshaking or running (beyond: HTTP 503, before any work)
 MAX_LINKS_PER_ADDRESS: Final = 8  # inbound links from one host, except peers this node was given or found
 MAX_HANDSHAKES_PER_ADDRESS: Final = 4  # inbound handshakes at once from one host (beyond: HTTP 503)
+MAX_HANDSHAKES: Final = 16  # inbound handshakes at once, all hosts together: the key exchanges and signature checks
+# the event loop runs at a time (beyond: HTTP 503)
 REFUSALS_LOG_S: Final = 10.0  # refused link attempts are logged once per host per this long, with a count
 MAX_REFUSING_HOSTS: Final = 1024  # hosts whose refusals are being counted (beyond: the oldest count is dropped)
 
@@ -29,14 +31,17 @@ class LinkGate:
 
     def __init__(self) -> None:
         self._bans: dict[str, tuple[float, float]] = {}  # did, or "host:<host>" -> (until, last ban length)
-        self._inbound: dict[str, int] = {}  # host -> inbound links from it, handshaking or running
-        self._handshaking: dict[str, int] = {}  # host -> inbound handshakes in progress
+        self._inbound = _Counts()  # inbound links per host, handshaking or running
+        self._handshaking = _Counts()  # inbound handshakes in progress per host
         self._refused: dict[str, tuple[int, float]] = {}  # host -> (refusals not logged yet, when one last was)
 
     def refusal(self, host: str) -> web.Response | None:
-        """The 503 for a link attempt from `host` beyond MAX_LINKS or MAX_HANDSHAKES_PER_ADDRESS, else None;
-        a flood of attempts is logged as one line per host per REFUSALS_LOG_S with a count, not a line each."""
-        if sum(self._inbound.values()) < MAX_LINKS and self._handshaking.get(host, 0) < MAX_HANDSHAKES_PER_ADDRESS:
+        """The 503 for a link attempt from `host` beyond MAX_LINKS, MAX_HANDSHAKES or MAX_HANDSHAKES_PER_ADDRESS,
+        else None; a flood of attempts is logged as one line per host per REFUSALS_LOG_S with a count, not a
+        line each. O(1): the counts are kept as they change."""
+        handshaking = self._handshaking
+        if (self._inbound.total < MAX_LINKS and handshaking.total < MAX_HANDSHAKES
+                and handshaking.per_host.get(host, 0) < MAX_HANDSHAKES_PER_ADDRESS):
             return None
         now = time.monotonic()
         unlogged, logged = self._refused.pop(host, (0, None))
@@ -54,15 +59,15 @@ class LinkGate:
 
     def inbound(self, host: str) -> AbstractContextManager[None]:
         """Count an inbound link from `host` while it lasts, handshake included."""
-        return _counted(self._inbound, host)
+        return self._inbound.counted(host)
 
     def handshake(self, host: str) -> AbstractContextManager[None]:
         """Count an inbound handshake from `host` while it runs."""
-        return _counted(self._handshaking, host)
+        return self._handshaking.counted(host)
 
     def too_many_from(self, host: str) -> bool:
         """More than MAX_LINKS_PER_ADDRESS inbound links from `host`, this one included."""
-        return self._inbound.get(host, 0) > MAX_LINKS_PER_ADDRESS
+        return self._inbound.per_host.get(host, 0) > MAX_LINKS_PER_ADDRESS
 
     def ban(self, did: str) -> None:
         _, last = self._bans.get(did, (0.0, BAN_MIN_S / 2))
@@ -75,15 +80,24 @@ class LinkGate:
         return max(0.0, until - time.monotonic())
 
 
-@contextmanager
-def _counted(counts: dict[str, int], host: str) -> Iterator[None]:
-    counts[host] = counts.get(host, 0) + 1
-    try:
-        yield
-    finally:
-        counts[host] -= 1
-        if not counts[host]:
-            del counts[host]
+class _Counts:
+    """Things in progress per host, and their total."""
+
+    def __init__(self) -> None:
+        self.per_host: dict[str, int] = {}
+        self.total = 0
+
+    @contextmanager
+    def counted(self, host: str) -> Iterator[None]:
+        self.per_host[host] = self.per_host.get(host, 0) + 1
+        self.total += 1
+        try:
+            yield
+        finally:
+            self.total -= 1
+            self.per_host[host] -= 1
+            if not self.per_host[host]:
+                del self.per_host[host]
 
 
 def host_of(address: str | None) -> str:

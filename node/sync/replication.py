@@ -167,7 +167,7 @@ class Replicator:
             await self.states.aclose()  # saves the snapshots of ledgers that grew
 
     def refuse_link(self, request: web.Request) -> web.Response | None:
-        """The 503 for a link attempt beyond MAX_LINKS or MAX_HANDSHAKES_PER_ADDRESS (node/sync/gate.py), else None.
+        """The 503 for a link attempt beyond the gate's caps (node/sync/gate.py), else None.
 
         Checked before any handshake work (key exchanges, a signature check) and, by the API's first
         middleware, before anything else the request would cost.

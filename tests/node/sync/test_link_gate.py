@@ -4,7 +4,9 @@ line (nor any access-log line) per attempt."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
@@ -46,3 +48,44 @@ async def test_refused_link_attempts_cost_one_log_line_per_host(
 def test_spec_states_the_refusal_log_period() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
     assert f"`REFUSALS_LOG_S = {gate.REFUSALS_LOG_S:.0f}`" in spec
+
+
+async def test_inbound_handshakes_at_once_are_capped_for_the_whole_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gate, "MAX_HANDSHAKES", 2)
+    store = await Store.open(tmp_path / "tally.sqlite3", key=KEY)
+    rep = Replicator(store, KEY, offline=True)
+    await rep.start()
+    # four peers at four addresses of this machine: the cap per address is not what refuses them
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{2 + i}", 0)))
+                for i in range(4)]
+    try:
+        async with running_api(store, rep) as api:
+            url = str(api.client.make_url("/api/v1/sync"))
+            # two open the WebSocket and never send the handshake's first message
+            held = [await sessions[i].ws_connect(url) for i in range(2)]
+            async with sessions[2].get(url, headers={"Connection": "Upgrade", "Upgrade": "websocket"}) as resp:
+                assert resp.status == 503, resp.status  # refused before the upgrade: no handshake work
+            await held[0].close()  # one leaves: its place is free again
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    ws = await sessions[3].ws_connect(url)
+                    break
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert exc.status == 503 and time.monotonic() < deadline, exc
+                    await asyncio.sleep(0.05)
+            assert not ws.closed
+            await ws.close()
+            await held[1].close()
+    finally:
+        for session in sessions:
+            await session.close()
+        await rep.stop()
+        await store.close()
+
+
+def test_spec_states_the_handshake_cap() -> None:
+    spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
+    assert f"`MAX_HANDSHAKES = {gate.MAX_HANDSHAKES}`" in spec
