@@ -15,10 +15,11 @@ ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
   is served however many half-open or idle connections an attacker holds, and a flood
   from one address costs that address its connections, not other clients theirs; only
   when every open connection has a request in progress is the new one closed at once;
-- **a cap per address**: one IP address (a trusted reverse proxy's aside) holds at most
-  MAX_CONNECTIONS_PER_ADDRESS; beyond, its new connection closes its oldest one that sent
-  part of its headers and stalled, else its one idle the longest, else is closed itself,
-  before aiohttp sees it.
+- **a share per address**: one IP address (a trusted reverse proxy's aside) holds at most
+  MAX_CONNECTIONS_PER_ADDRESS; beyond, its new connections are closed right after accept(),
+  before asyncio makes a transport or aiohttp a request handler for them (the site accepts
+  connections itself for that), so a flood of connections from one address costs the node
+  two system calls each.
 
 Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
 connections aiohttp's `keepalive_timeout`.
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
@@ -41,6 +44,7 @@ HEADER_TIMEOUT_S: Final = 10.0
 KEEPALIVE_S: Final = 15.0
 MAX_CONNECTIONS: Final = 512
 MAX_CONNECTIONS_PER_ADDRESS: Final = 64  # of them from one IP address, reverse proxies in trusted_proxies aside
+ACCEPT_RETRY_S: Final = 1.0  # out of files or memory, accepting pauses this long (as asyncio's own accept does)
 FILES_KEPT_FREE: Final = 128  # file descriptors left for the store, sync links' peers, logs
 _END_OF_HEADERS: Final = b"\r\n\r\n"
 
@@ -71,17 +75,14 @@ class Connections:
         self.by_host: dict[str, OrderedDict[GuardedProtocol, None]] = {}  # the same, per remote IP address
         self.evicted = self.evicted_idle = self.refused = self.timed_out = 0
 
+    def over_share(self, host: str) -> bool:
+        """`host` holds MAX_CONNECTIONS_PER_ADDRESS open connections already (and is no trusted proxy)."""
+        return len(self.by_host.get(host, ())) >= MAX_CONNECTIONS_PER_ADDRESS and host not in self.exempt
+
     def admit(self, conn: GuardedProtocol) -> bool:
-        mine = self.by_host.get(conn.host)
-        if mine is not None and len(mine) >= MAX_CONNECTIONS_PER_ADDRESS and conn.host not in self.exempt:
-            # An address at its share gives up one of its own that stalled, else the new one goes at once, before
-            # any HTTP work: a flood of connections from one address then costs the node little more than accept().
-            victim = self._victim(mine, stalled_only=True)
-            if victim is None:
-                self.refused += 1
-                return False
-            victim.close()
-            self.forget(victim)
+        if self.over_share(conn.host):  # it got past the check at accept() while others were being set up
+            self.refused += 1
+            return False
         if len(self.open) >= self.max_connections:
             # The host holding the most connections gives one of its own up first: a flood from one address
             # then costs that address its connections, not the other clients theirs.
@@ -96,11 +97,9 @@ class Connections:
         self.by_host.setdefault(conn.host, OrderedDict())[conn] = None
         return True
 
-    def _victim(self, conns: OrderedDict[GuardedProtocol, None], *, stalled_only: bool = False
-                ) -> GuardedProtocol | None:
-        """The oldest of `conns` still waiting for its headers (with `stalled_only`, one that sent part of them,
-        not one whose request is there but not read yet), else the one of them idle the longest, else None."""
-        victim = next((c for c in conns if c.waiting_for_headers() and (c.tail or not stalled_only)), None)
+    def _victim(self, conns: OrderedDict[GuardedProtocol, None]) -> GuardedProtocol | None:
+        """The oldest of `conns` still waiting for its headers, else the one of them idle the longest, else None."""
+        victim = next((c for c in conns if c.waiting_for_headers()), None)
         if victim is not None:
             self.evicted += 1
             return victim
@@ -219,14 +218,68 @@ class GuardedSite(web.TCPSite):
         super().__init__(runner, host, port)
         self.connections = Connections(max_connections, trusted_proxies)
         self.header_timeout_s = header_timeout_s
+        self._listening: list[socket.socket] = []  # what this site accepts from (duplicates of the server's)
+        self._accepting: set[asyncio.Task[Any]] = set()  # transports being made for accepted connections
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner, as TCPSite.start does
-        server = self._runner.server
-        assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: GuardedProtocol(server, self.connections, self.header_timeout_s),
-            self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address,
-        )
-        if self._server.sockets:
-            self._bound_port = self._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._server_protocol, self._host, self._port, backlog=self._backlog,
+                                          reuse_address=self._reuse_address, start_serving=False)
+        self._server = server
+        # The site accepts connections itself (asyncio's server only binds and closes): one beyond its address's
+        # share is closed right after accept(), before a transport or a request handler is made for it.
+        for bound in server.sockets:
+            listening = socket.socket(fileno=os.dup(bound.fileno()))
+            listening.setblocking(False)
+            listening.listen(self._backlog)  # what asyncio's server would do when it starts serving
+            self._listening.append(listening)
+            loop.add_reader(listening.fileno(), self._accept, listening)
+        if server.sockets:
+            self._bound_port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listening in self._listening:
+            loop.remove_reader(listening.fileno())
+            listening.close()
+        self._listening.clear()
+        await super().stop()
+
+    def _accept(self, listening: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._backlog):  # as many as asyncio accepts at once
+            try:
+                conn, address = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:  # out of files or memory: accept again a little later rather than spin
+                log.warning("accept failed", extra={"error": str(exc), "retry_s": ACCEPT_RETRY_S})
+                loop.remove_reader(listening.fileno())
+                loop.call_later(ACCEPT_RETRY_S, self._resume, listening)
+                return
+            host = str(address[0]) if isinstance(address, tuple) and address else "?"
+            if self.connections.over_share(host):
+                self.connections.refused += 1
+                conn.close()
+                continue
+            conn.setblocking(False)
+            task = loop.create_task(loop.connect_accepted_socket(self._server_protocol, conn))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepted)
+
+    def _server_protocol(self) -> GuardedProtocol:
+        handler = self._runner.server
+        assert handler is not None
+        return GuardedProtocol(handler, self.connections, self.header_timeout_s)
+
+    def _accepted(self, task: asyncio.Task[Any]) -> None:
+        self._accepting.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # e.g. reset before its transport was made
+            log.debug("accepted connection failed", extra={"error": str(task.exception())})
+
+    def _resume(self, listening: socket.socket) -> None:
+        if listening in self._listening:
+            asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening)
