@@ -203,6 +203,9 @@ class SyncEngine:
         self.front_heads = 0
         self.fronts_sent: set[bytes] = set()
         self.outstanding: dict[tuple[bytes, bytes], tuple[Want, float]] = {}
+        # The next window of a chain, asked while `outstanding`'s full window is still answered or stored
+        # (so the link never idles between windows); it becomes the chain's outstanding want at that `sent`.
+        self.ahead: dict[tuple[bytes, bytes], tuple[Want, float]] = {}
         self.queued: deque[Want] = deque()
         self.checking: set[bytes] = set()  # ledgers waiting for ids_checked
         self.level_mine: set[bytes] = set()
@@ -502,7 +505,19 @@ class SyncEngine:
                 continue
             self.outstanding[key] = (want, now)
             yield Send(want)
+            yield from self._ask_ahead(key, want, now)
         self.queued.extendleft(reversed(held))
+
+    def _ask_ahead(self, key: tuple[bytes, bytes], want: Want, now: float) -> Iterable[Action]:
+        """After a full window, ask for the next one now if the peer is known to hold more of the chain."""
+        if key in self.ahead or want.limit < WANT_MAX:
+            return
+        end = want.start + want.limit - 1
+        have = self._known(want.ledger.raw).get(want.author, 0)
+        if have > end:
+            following = Want(want.ledger, want.author, end + 1, min(WANT_MAX, have - end))
+            self.ahead[key] = (following, now)
+            yield Send(following)
 
     def _busy(self, raw: bytes) -> bool:
         return (
@@ -529,10 +544,17 @@ class SyncEngine:
         if entry is None:
             raise InvalidData("protocol_error", "sent for a want we did not make")
         want = entry[0]
-        have = self._known(m.ledger.raw).get(m.author, 0)
-        again = want.limit == 1 and (m.ledger.raw, m.author, want.start) in self.refetched
-        if m.upto >= want.start and have > m.upto and not again:
-            yield from self._want(Want(m.ledger, m.author, m.upto + 1, min(WANT_MAX, have - m.upto)), now)
+        following = self.ahead.pop(key, None)
+        if following is not None:
+            # The next window was asked already: it is the chain's unanswered want now (its `sent` follows).
+            self.outstanding[key] = following
+            if m.upto == want.start + want.limit - 1:
+                yield from self._ask_ahead(key, following[0], now)
+        else:
+            have = self._known(m.ledger.raw).get(m.author, 0)
+            again = want.limit == 1 and (m.ledger.raw, m.author, want.start) in self.refetched
+            if m.upto >= want.start and have > m.upto and not again:
+                yield from self._want(Want(m.ledger, m.author, m.upto + 1, min(WANT_MAX, have - m.upto)), now)
         yield from self._pump(now)
         yield from self._maybe_level(m.ledger.raw)
 

@@ -316,6 +316,32 @@ def test_a_one_shot_sync_closes_when_level_both_ways() -> None:
     assert Close(None, "done") in out
 
 
+def test_the_next_window_is_asked_while_a_full_one_is_answered() -> None:
+    """SPEC §13.5 step 5: a full window's want goes with the next window's, so the link never idles."""
+    e = engine()
+    e.start([facts(chain(A, 1))], 0.0)
+    e.receive(Sub(((L, EMPTY_DIGEST),)), 0.0, [facts(chain(A, 1))])
+    c = C.public_key
+    out = e.receive(Front(L, ((c, 3000, L),), True), 0.0)
+    assert [m for m in sent(out) if isinstance(m, Want)] == [Want(L, c, 1, WANT_MAX), Want(L, c, 1025, WANT_MAX)]
+    # The first answer was full: the second want is the chain's now, and the third window is asked.
+    assert [m for m in sent(e.receive(Sent(L, c, 1024), 0.1)) if isinstance(m, Want)] == [Want(L, c, 2049, 952)]
+    assert [m for m in sent(e.receive(Sent(L, c, 2048), 0.2)) if isinstance(m, Want)] == []  # the last, short
+    assert [m for m in sent(e.receive(Sent(L, c, 3000), 0.3)) if isinstance(m, Want)] == []
+    assert closed(e.receive(Sent(L, c, 3000), 0.4)) == "protocol_error"  # no want is left unanswered
+
+
+def test_a_short_answer_asks_no_further_window() -> None:
+    e = engine()
+    e.start([facts(chain(A, 1))], 0.0)
+    e.receive(Sub(((L, EMPTY_DIGEST),)), 0.0, [facts(chain(A, 1))])
+    c = C.public_key
+    e.receive(Front(L, ((c, 3000, L),), True), 0.0)
+    assert [m for m in sent(e.receive(Sent(L, c, 500), 0.1)) if isinstance(m, Want)] == []  # the peer lacks 501
+    assert [m for m in sent(e.receive(Sent(L, c, 1024), 0.2)) if isinstance(m, Want)] == []  # nothing from 1025
+    assert e.next_timer() is None
+
+
 def test_an_unanswered_want_times_out() -> None:
     mine = chain(A, 1)
     e = engine()
