@@ -39,6 +39,9 @@ from protocol.writes import AppendRequest
 log = logging.getLogger(__name__)
 
 GROUP_MAX: Final = 1000  # appends per transaction
+#: A group this small with nothing in flight goes to the writer in one hop (a lone append: no hops to add to its
+#: fsync); a larger one starts the pipeline, so the group after it is signed while it commits.
+DIRECT_MAX: Final = 64
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ class _Commit:
     group: list[_Pending]
     requests: list[AppendRequest]
     future: asyncio.Future[tx.Committed] = field(repr=False)
+    direct: bool = False  # built and signed in its transaction: the heads it leaves are known once it commits
 
 
 def _fail(p: _Pending, exc: Exception) -> None:
@@ -101,6 +105,7 @@ class Store(StoreReader):
         #: next group is signed on it, ahead of its transaction (which checks it). Absent: read under the lock.
         self._heads: dict[bytes, ChainHead] = {}
         self._signed_by: dict[bytes, int] = {}  # the latest group signed on each chain, by number
+        self._number = 0  # groups signed so far
         self._listeners: list[Callable[[Sequence[Entry]], None]] = []
         #: For a key that writes as another identity (a device, a recovered key; SPEC.md §19): the entry its
         #: first entry in a ledger names as `grant` (node/store/grants.py sets it)
@@ -223,13 +228,14 @@ class Store(StoreReader):
         the chain heads group N will leave, and a pool thread encodes group N+2's payloads (libsodium, hashing and
         SQLite's fsync release the GIL, so they overlap). Each group's transaction reads its chains' heads under
         the write lock and builds again what was signed on a head that turned out otherwise, so no other process
-        can take a seq meanwhile. A group's callers hear of it only once it is committed (one future per batch);
-        the event loop stays free throughout.
+        can take a seq meanwhile. A small group that finds nothing in flight to overlap with (a lone append) is
+        built, signed and committed in one hop to the writer, under the write lock, and the groups after it are
+        signed once it has committed. A group's callers hear of it only once it is committed
+        (one future per batch); the event loop stays free throughout.
         """
         loop = asyncio.get_running_loop()
         staged: deque[_Staged] = deque()  # groups taken, their payloads being made
         commits: deque[_Commit] = deque()
-        number = 0
         while True:
             while commits and commits[0].future.done():
                 self._settle(commits.popleft())
@@ -242,11 +248,17 @@ class Store(StoreReader):
                         _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
                     continue
                 requests = [r for p in group for r in p.requests]
+                if not staged and not commits and len(requests) <= DIRECT_MAX:
+                    number = self._signing(requests)
+                    unsigned = tx.Signed([None] * len(requests), {}, {})
+                    commits.append(_Commit(number, group, requests, loop.run_in_executor(
+                        self._wx, tx.commit_group, self._wdb, self._key, requests, unsigned, self._clock_ms()), True))
+                    continue
                 staged.append(_Staged(group, requests, loop.run_in_executor(None, tx.payloads_of, requests)))
-            if staged and len(commits) < 2:  # sign the next group while at most one commits
+            # sign the next group while at most one commits, once the heads the groups before leave are known
+            if staged and len(commits) < 2 and not any(c.direct for c in commits):
                 assert self._key is not None
                 group, requests, payloads = staged.popleft()
-                number += 1
                 try:
                     signed = await loop.run_in_executor(self._sx, tx.sign_ahead, self._key, requests,
                                                         await payloads, dict(self._heads))
@@ -254,8 +266,7 @@ class Store(StoreReader):
                     for p in group:
                         _fail(p, exc)
                     continue
-                for lk in {r.ledger.raw for r in requests if r.ledger is not None}:
-                    self._signed_by[lk] = number
+                number = self._signing(requests)
                 self._heads.update(signed.after)  # what the next group is built on
                 commits.append(_Commit(number, group, requests, loop.run_in_executor(
                     self._wx, tx.commit_group, self._wdb, self._key, requests, signed, self._clock_ms())))
@@ -263,6 +274,13 @@ class Store(StoreReader):
             if not commits:
                 return
             await asyncio.wait([commits[0].future])
+
+    def _signing(self, requests: list[AppendRequest]) -> int:
+        """Number the next group to be signed, as the latest signed on each chain it writes to."""
+        self._number += 1
+        for lk in {r.ledger.raw for r in requests if r.ledger is not None}:
+            self._signed_by[lk] = self._number
+        return self._number
 
     def _settle(self, commit: _Commit) -> None:
         """Hand a committed (or failed) group's results to its callers, and learn its chains' heads."""

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from node.home import Home
-from node.store.schema import SCHEMA_VERSION
+from node.store import transactions as tx
+from node.store.schema import SCHEMA_VERSION, open_writer
 from node.store.store import Store
-from protocol import CID, GENESIS_KIND, ChainHead, SigningKey, create_entry, verify_chain
+from protocol import CID, GENESIS_KIND, ChainHead, Entry, SigningKey, create_entry, verify_chain
 from protocol.writes import AppendRequest
 
 KEY = SigningKey(bytes(range(32)))
@@ -289,10 +290,8 @@ async def test_an_append_cancelled_while_it_commits_does_not_stall_later_appends
         assert [e.seq for e in await chain_of(store, ledger, KEY)] == list(range(1, 203))
 
 
-async def test_a_chain_appended_by_another_store_meanwhile_is_signed_again_on_its_real_head(tmp_path: Path) -> None:
-    # A store signs a group ahead of its transaction on the head it expects (what its last group left); another
-    # store (another process) on the same file appending meanwhile makes that head stale: the transaction reads
-    # the real head under the write lock and builds the group again on it, so no seq is taken twice.
+async def test_a_chain_appended_by_another_store_meanwhile_is_built_on_its_real_head(tmp_path: Path) -> None:
+    # Two stores (two processes) on one file, one key: each append is built on the head stored when it commits.
     db = tmp_path / "s.sqlite3"
     async with await Store.open(db, key=KEY) as a, await Store.open(db, key=KEY) as b:
         ledger = await found_ledger(a)
@@ -305,6 +304,41 @@ async def test_a_chain_appended_by_another_store_meanwhile_is_signed_again_on_it
         assert [e.id for e in chain] == [ledger, *(e.id for e in first), other.id, *(e.id for e in again)]
         verify_chain(chain)
         assert [p async for p in a.verify()] == []
+
+
+@pytest.mark.parametrize("moved", [False, True])
+async def test_a_group_signed_ahead_commits_as_signed_or_is_built_again_on_the_stored_head(
+    tmp_path: Path, moved: bool
+) -> None:
+    # The two halves of a pipelined group on a real file: signed on the head the store expects, then committed.
+    # When the chain moved meanwhile (another process appended), the transaction sees it under the write lock
+    # and builds the group again on the stored head: what was signed ahead is never stored.
+    db = tmp_path / "s.sqlite3"
+    async with await Store.open(db, key=KEY) as store:
+        ledger = await found_ledger(store)
+        expected = await store.head(ledger, KEY.public_key)
+        assert expected is not None
+        requests = [AppendRequest(ledger, "note.text", {"i": i}, 3000) for i in range(3)]
+        signed = tx.sign_ahead(KEY, requests, tx.payloads_of(requests), {ledger.raw: expected})
+        other = await store.append(AppendRequest(ledger, "note.text", {"other": 1}, 3000)) if moved else None
+    writer = open_writer(db)
+    try:
+        done = tx.commit_group(writer, KEY, requests, signed, 4000)
+    finally:
+        writer.close()
+    assert done.stale == (frozenset({ledger.raw}) if moved else frozenset())
+    made = [e for e in done.results if isinstance(e, Entry)]
+    assert [e.body for e in made] == [r.body for r in requests]
+    if other is None:
+        assert made == signed.items  # committed as signed
+    else:
+        assert [e.seq for e in made] == [3, 4, 5] and made[0].header.prev == other.id
+        assert not {e.id for e in made} & {e.id for e in signed.items if isinstance(e, Entry)}
+    assert done.heads[ledger.raw] == ChainHead.of(made[-1])
+    async with await Store.open(db) as store:
+        chain = await chain_of(store, ledger, KEY)
+        assert [e.id for e in chain[-3:]] == [e.id for e in made]
+        verify_chain(chain)
 
 
 async def test_groups_signed_while_others_commit_make_one_chain_in_call_order(tmp_path: Path) -> None:
