@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import sys
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -37,6 +38,7 @@ from .errors import InvalidData, LocalError
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .keys import has_key_events
 from .pledges import Pledge
+from .references import NO_REFERENCES
 from .rules import Rules
 from .state import (
     CONFLICTING,
@@ -174,6 +176,139 @@ class _Buckets:
         return out
 
 
+_SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED = 1, 2, 4, 8, 16  # a row's flags
+_COMPACT_AFTER: Final = 1_000  # entries added at once, after which the fold's working dicts are made again
+
+
+class _Rows:
+    """Applied entries that later rules read little of (valid events and endorsements, ignored entries) as
+    columns, one row per fold index, instead of a `Prepared` with its entry and header (~450 B each): what the
+    rules read of them (state.py apply_node, contributions_of) is built again when asked for (`node`). Sets,
+    rules, keys and kinds that many entries share are kept once and named by number."""
+
+    def __init__(self, ledger: CID, index: dict[bytes, int], ids: list[bytes]) -> None:
+        self.ledger, self.index, self.ids = ledger, index, ids  # the fold's own (ids by index)
+        self.ts, self.seq = array("q"), array("q")  # every row's ts (the canonical order's key)
+        self.flags = bytearray()
+        self.author, self.prev, self.kind = array("i"), array("i"), array("i")
+        self.known, self.gone, self.closings, self.rules = array("i"), array("i"), array("i"), array("i")
+        self.dep_at, self.dep_n, self.deps = array("i"), bytearray(), array("i")  # row -> its deps' rows
+        self.records: list[Event | Endorsement | None] = []
+        self.keys: list[bytes] = []
+        self.agents: list[str] = []
+        self.kinds: list[str] = []
+        self.sets: list[frozenset[Any]] = []
+        self.rule_sets: list[Rules] = []
+        self._numbers: tuple[dict[Any, int], ...] = ({}, {}, {})  # key, kind, set -> its number in its list
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (node/store/snapshots.py) with its columns as bytes."""
+        state = {name: value for name, value in vars(self).items() if not isinstance(value, array)}
+        state["_columns"] = {name: (value.typecode, value.tobytes()) for name, value in vars(self).items()
+                             if isinstance(value, array)}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        columns = state.pop("_columns")
+        vars(self).update(state)
+        for name, (typecode, data) in columns.items():
+            setattr(self, name, array(typecode, data))
+
+    def grow(self, ts: int) -> None:
+        """A row for the next index (every entry has one: its ts is read for any)."""
+        self.ts.append(ts)
+        self.flags.append(0)
+        for column in (self.seq, self.author, self.prev, self.kind, self.known, self.gone, self.closings,
+                       self.rules, self.dep_at):
+            column.append(0)
+        self.dep_n.append(0)
+        self.records.append(None)
+
+    def _number(self, which: int, kept: list[Any], value: Any) -> int:
+        numbers = self._numbers[which]
+        number = numbers.get(value)
+        if number is None:
+            number = numbers[value] = len(kept)
+            kept.append(value)
+        return number
+
+    def _rules_number(self, rules: Rules) -> int:
+        for i in range(len(self.rule_sets) - 1, -1, -1):  # a handful at most: one per amendment in effect
+            if self.rule_sets[i] is rules:
+                return i
+        self.rule_sets.append(rules)
+        return len(self.rule_sets) - 1
+
+    def keep(self, i: int, node: Prepared) -> bool:
+        """Keep an applied entry as row `i` if later rules read only what a row holds of it."""
+        record, entry = node.record, node.entry
+        if (node.error is not None or not isinstance(record, Event | Endorsement | None) or node.complete
+                or node.erased is not None or entry.id == self.ledger or len(node.deps) > 255 or node.rules is None):
+            return False
+        h, index = entry.header, self.index
+        self.seq[i] = h.seq
+        self.author[i] = self._number(0, self.keys, h.author)
+        if len(self.agents) < len(self.keys):
+            self.agents.append(node.agent)
+        self.prev[i] = -1 if h.prev is None else index[h.prev.raw]
+        self.kind[i] = self._number(1, self.kinds, h.kind)
+        self.known[i] = self._number(2, self.sets, node.known)
+        self.gone[i] = self._number(2, self.sets, node.gone)
+        self.closings[i] = self._number(2, self.sets, node.closings)
+        self.rules[i] = self._rules_number(node.rules)
+        self.dep_at[i] = len(self.deps)
+        self.dep_n[i] = len(node.deps)
+        self.deps.extend([index[d.raw] for d in node.deps])
+        self.records[i] = record
+        self.flags[i] = (_SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main
+                         | _INCEPTED * node.incepted)
+        return True
+
+    def dep_rows(self, i: int) -> array[int]:
+        return self.deps[self.dep_at[i] : self.dep_at[i] + self.dep_n[i]]
+
+    def node(self, raw: bytes) -> Prepared:
+        """The entry of a row as the rules read it (KeyError: not a row). Its `deps` are left out: only the
+        entry being applied and a ledger's key events and erasures (folded whole: `LedgerFold.keyed`) read them."""
+        i = self.index[raw]
+        flags = self.flags[i]
+        if not flags & _SLIM:
+            raise KeyError(raw)
+        ids, a, p = self.ids, self.author[i], self.prev[i]
+        cid = CID(raw)
+        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids[p]), self.ts[i],
+                        self.kinds[self.kind[i]], cid, 0, b"")
+        return Prepared(
+            Entry(cid, header, b"", None, None), record=self.records[i], agent=self.agents[a],
+            known=self.sets[self.known[i]],
+            gone=self.sets[self.gone[i]], left_chain=bool(flags & _LEFT), rules=self.rule_sets[self.rules[i]],
+            closings=self.sets[self.closings[i]], refs=NO_REFERENCES, key_ok=bool(flags & _KEY_OK),
+            main=bool(flags & _MAIN), incepted=bool(flags & _INCEPTED),
+        )
+
+
+class _Nodes(dict[bytes, Prepared]):
+    """The applied entries: those kept as objects, and the rows (`_Rows`) built again when asked for, kept
+    here until `drop_built` (one entry's checks read each of its dependencies about three times)."""
+
+    __slots__ = ("built", "rows")
+
+    def __init__(self, rows: _Rows) -> None:
+        super().__init__()
+        self.rows = rows
+        self.built: list[bytes] = []
+
+    def __missing__(self, raw: bytes) -> Prepared:
+        node = self[raw] = self.rows.node(raw)
+        self.built.append(raw)
+        return node
+
+    def drop_built(self) -> None:
+        for raw in self.built:
+            self.pop(raw, None)
+        self.built.clear()
+
+
 class LedgerFold:
     """The state of one ledger, updated in place as entries are added (a sans-IO state machine)."""
 
@@ -187,7 +322,6 @@ class LedgerFold:
         self.rules = Rules.from_body(genesis.body)
         self.founders = frozenset(self.rules.founders)
         self.forks: Mapping[bytes, int] = dict(forks or {})
-        self._nodes: dict[bytes, Prepared] = {}  # applied, in no particular order
         self._pending: dict[bytes, Prepared] = {}  # waiting for a dependency
         self._missing: dict[bytes, int] = {}  # pending entry -> how many of its dependencies are not applied
         self._waiters: dict[bytes, list[bytes]] = {}  # absent or pending entry -> the pending entries naming it
@@ -201,6 +335,8 @@ class LedgerFold:
         self._ids: list[bytes] = []
         self._codes = bytearray()
         self._buckets = _Buckets()
+        self._rows = _Rows(self.ledger, self._index, self._ids)
+        self._nodes = _Nodes(self._rows)  # applied, in no particular order
         self._quarantined: list[CID] = []
         self._problems: dict[bytes, Problem] = {}
         self._members: set[str] = set(self.founders)
@@ -213,7 +349,7 @@ class LedgerFold:
         self._origin: dict[bytes, bytes] = {}
         self._lineage: dict[bytes, list[bytes]] = {}  # corrected original -> its lineage, the original first
         self._keys: dict[bytes, bytes] = {}  # author keys, each kept once however many entries it wrote
-        self._verdicts: dict[bytes, list[Prepared]] = {}  # valid event -> the valid endorsements naming it
+        self._verdicts: dict[bytes, list[bytes]] = {}  # valid event -> the valid endorsements naming it
         self._contributions: dict[bytes, Contribution] = {}
         self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
         self._by_author: _Sorted[tuple[str, int, bytes], Contribution] = _Sorted(
@@ -245,19 +381,19 @@ class LedgerFold:
             fork_seq = self.forks.get(entry.header.author)
             if fork_seq is not None and entry.seq >= fork_seq and entry.id != self.ledger:
                 self._quarantined.append(entry.id)
-                self._set(raw, QUARANTINED)
+                self._set(raw, QUARANTINED, entry.header.ts)
                 continue
             if self._entries is not None:
                 self._entries.append(entry)
             self.keyed = self.keyed or has_key_events(entry) or entry.kind == ERASE_KIND  # both fold in rounds
             self._pending[raw] = prepare(entry, self.ledger, self.rules, entry.author)
-            self._set(raw, WAITING)
+            self._set(raw, WAITING, entry.header.ts)
             fresh.append(raw)
         ready: list[bytes] = []
         for raw in fresh:
             missing = 0
             for dep in self._pending[raw].deps:
-                if dep.raw not in self._nodes:
+                if not self._applied(dep.raw):
                     self._waiters.setdefault(dep.raw, []).append(raw)
                     missing += 1
             if missing:
@@ -276,9 +412,24 @@ class LedgerFold:
                     ready.append(child)
         if placed:
             self._place(placed)
+        if len(fresh) > _COMPACT_AFTER:  # a dict keeps its table when emptied: these held every entry meanwhile
+            self._pending, self._missing, self._waiters = dict(self._pending), dict(self._missing), dict(self._waiters)
+            self._nodes.drop_built()
+            kept, self._nodes = self._nodes, _Nodes(self._rows)
+            self._nodes.update(kept)
 
     def _key(self, raw: bytes) -> tuple[int, bytes]:
-        return self._nodes[raw].entry.header.ts, raw
+        return self._rows.ts[self._index[raw]], raw
+
+    def _applied(self, raw: bytes) -> bool:
+        i = self._index.get(raw)
+        return raw in self._nodes or (i is not None and self._rows.flags[i] & _SLIM != 0)
+
+    def _dep_raws(self, raw: bytes) -> list[bytes]:
+        i = self._index[raw]
+        if self._rows.flags[i] & _SLIM:  # a row (built again, it has no deps)
+            return list(map(self._ids.__getitem__, self._rows.dep_rows(i)))
+        return [d.raw for d in self._nodes[raw].deps]
 
     def _eff_key(self, raw: bytes) -> tuple[int, bytes]:
         return self._key(self._eff.get(raw, raw))
@@ -300,7 +451,7 @@ class LedgerFold:
         del self._order[start:]
         self._order += tail
         for i, raw in enumerate(tail, start):
-            if isinstance(nodes[raw].record, _RANKED):
+            if isinstance(getattr(nodes.get(raw), "record", None), _RANKED):  # a row is none of those
                 self._pos[raw] = i
         new = set(placed)
         for raw in tail:
@@ -317,9 +468,9 @@ class LedgerFold:
         heap: list[tuple[int, bytes]] = []
         for raw in group:
             n = 0
-            for dep in self._nodes[raw].deps:
-                if dep.raw in inside:
-                    dependents.setdefault(dep.raw, []).append(raw)
+            for dep in self._dep_raws(raw):
+                if dep in inside:
+                    dependents.setdefault(dep, []).append(raw)
                     n += 1
             count[raw] = n
             if not n:
@@ -355,6 +506,10 @@ class LedgerFold:
         # What later entries read of this one is in the node: the entry's bytes and payload can go, and what it
         # shares with others is kept once: its prev's id, the ledger's, its author's key, its kind. The payload's
         # id is never read again: the entry's own stands in for it (one object fewer per entry).
+        self._nodes.drop_built()
+        if self._rows.keep(self._index[raw], node):
+            del self._nodes[raw]
+            return
         h = entry.header  # built directly: dataclasses.replace costs more than the rest of this
         nodes = self._nodes
         prev = None if h.prev is None else nodes[h.prev.raw].entry.id
@@ -394,7 +549,7 @@ class LedgerFold:
                 self._paying.append(raw)
             self._undecided.add(origin)
         elif isinstance(record, Endorsement):
-            self._verdicts.setdefault(record.event.raw, []).append(node)
+            self._verdicts.setdefault(record.event.raw, []).append(raw)
             self._undecided.add(self._origin.get(record.event.raw, record.event.raw))
         elif isinstance(record, Motion | Ballot | Closing | Pledge):
             self._governed.append(raw)
@@ -406,18 +561,21 @@ class LedgerFold:
         events = [n for origin in origins  # each lineage in seq order: what a correction corrects first
                   for n in sorted((self._nodes[r] for r in self._lineage.get(origin, (origin,))),
                                   key=lambda n: n.entry.seq)]
-        verdicts = [v for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
+        verdicts = [self._nodes[v] for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
+        self._nodes.drop_built()
         for c in contributions_of([*events, *verdicts], self.rules, {}):
             self._contributions[c.id.raw] = c
             self._by_author.put((c.author, c.seq, c.id.raw), c)
             self._set(c.id.raw, c.status)
 
-    def _set(self, raw: bytes, status: str) -> None:
+    def _set(self, raw: bytes, status: str, ts: int = 0) -> None:
+        """Set an entry's status; a new entry (`ts`: its own) gets the next index."""
         i = self._index.get(raw)
         if i is None:
             self._index[raw] = len(self._ids)
             self._ids.append(raw)
             self._codes.append(_CODES[status])
+            self._rows.grow(ts)
             self._buckets.add(raw)
         else:
             self._codes[i] = _CODES[status]
