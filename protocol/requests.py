@@ -374,7 +374,7 @@ class LedgerCreate(WriteRequest):
     def genesis(self, creator: str, proof: KeyLog | None = None) -> Rules:
         """The new ledger's rules; `bad_request` when `visibility` and `rules.visibility` differ. `proof`: the
         creator's key log, when a later key of theirs signs the genesis (SPEC.md §19.9)."""
-        name = genesis_body(self.name, self.visibility or "members")["name"]
+        name = genesis_body(self.name, "members" if self.visibility is None else self.visibility)["name"]  # "" refused
         config = self.rules or {}
         given = config.get("visibility")
         if self.visibility is not None and isinstance(given, str) and given != self.visibility:

@@ -248,7 +248,7 @@ async def test_request_bodies_are_checked(api: Api) -> None:
         assert_error(status, data, 400, code)
     # lengths count what was sent, as the OpenAPI schema does, before spaces at either end are trimmed
     for body in ({"name": ""}, {"name": " "}, {"name": "x" * 201}, {"name": "\n" + "x" * 200},
-                 {"name": "x", "visibility": "secret"}):
+                 {"name": "x", "visibility": "secret"}, {"name": "x", "visibility": ""}):
         assert_error(*await api.call("POST", "/ledgers", json=body), 400, "bad_body")
     for name in ("x" * 81, " " + "x" * 80, "", " "):
         assert_error(*await api.call("POST", f"/ledgers/{ledger}/about", json={"name": name}), 400, "bad_field")
