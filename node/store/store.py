@@ -9,9 +9,10 @@ leaves nothing half-written.
 Writes go through one plain sqlite3 connection owned by one writer thread,
 so a whole transaction (a group of appends, a batch of ingested entries) is a
 single hop to that thread and runs while the event loop goes on; reads use an
-aiosqlite connection of their own. Local appends are group-committed: appends
-that arrive while a commit is in flight are signed meanwhile and written
-together in the next transaction, one fsync for all.
+aiosqlite connection of their own. Local appends are group-committed and
+pipelined: while one group commits, the next is signed (on a signer thread)
+and the one after has its payloads encoded, and appends that arrive meanwhile
+are written together in a later transaction, one fsync for each group.
 """
 
 from __future__ import annotations
