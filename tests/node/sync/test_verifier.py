@@ -5,16 +5,19 @@ a worker that dies costs a fallback, never a verdict."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
+import struct
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from node.sync.ingest import INLINE_MAX, POOL_IDLE_S, POOL_MIN, RawEntry, Verifier
+from node.sync.verify_worker import PAYLOAD_OK, SIG_OK, check_jobs, decode_batch, encode_batch, serve
 from protocol import CID, InvalidData, SigningKey, create_entry, decode_entry
-from protocol.entry import Header
+from protocol.entry import Header, signing_bytes_of
 
 KEY = SigningKey(bytes(range(32)))
 LEDGER = CID.for_block(b"a ledger")
@@ -135,3 +138,25 @@ def test_spec_states_the_verifier_limits() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
     for name, value in (("POOL_MIN", POOL_MIN), ("INLINE_MAX", INLINE_MAX), ("POOL_IDLE_S", POOL_IDLE_S)):
         assert f"`{name} = {value:g}`" in spec, name
+
+
+def test_the_worker_answers_whole_batches_and_stops_at_a_cut_one() -> None:
+    rows = spoiled(chain(12))
+    jobs = []
+    for header, payload in rows[:12]:
+        try:
+            entry = decode_entry(header, payload, check_signature=False, check_payload_form=False)
+        except InvalidData:
+            continue
+        jobs.append((entry.header.author, entry.header.sig + signing_bytes_of(entry), payload))
+    batch = encode_batch(jobs)
+    sink = io.BytesIO()
+    serve(io.BytesIO(batch + batch[:-1]), sink)  # the second batch is cut short: the node is gone
+    answers = sink.getvalue()
+    assert answers == check_jobs(jobs) and len(answers) == len(jobs)
+    assert {a & SIG_OK for a in answers} == {0, SIG_OK} and all(a & PAYLOAD_OK for a in answers)
+    count, size = struct.unpack(">II", batch[:8])
+    assert (count, size) == (len(jobs), len(batch) - 8)
+    assert decode_batch(count, batch[8:]) == jobs
+    assert decode_batch(count, batch[8:] + b"\x00") is None  # overlong
+    assert decode_batch(count + 1, batch[8:]) is None  # an entry missing
