@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +17,7 @@ import pytest
 from inprocess_cli import run_cli
 
 from node.store import snapshots
-from protocol import Entry
+from protocol import CID, Entry
 from protocol.fold import LedgerFold
 from protocol.state import LedgerState, compute_state
 
@@ -87,7 +88,8 @@ def script() -> Callable[[str], ModuleType]:
 # ---- every ledger the state tests build is folded incrementally too ------------------------------------------
 # The state, governance, distribution and keys tests' `compute_state` is wrapped so that each state they
 # compute is also built by a LedgerFold (protocol/fold.py) fed the same entries in the same order, in
-# batches of varied sizes, and the two must be equal, digest and every field. The tests are unchanged.
+# batches of varied sizes (one in four saved and read back once midway, as a restarted node reads it), and the
+# two must be equal, digest and every field. The tests are unchanged.
 
 FOLDED_MODULES = frozenset({"test_state", "test_governance", "test_distribution", "test_keys"})
 
@@ -98,16 +100,30 @@ def folded(genesis: Entry, entries: Iterable[Entry], forks: Mapping[bytes, int] 
     fold = LedgerFold(genesis, forks)
     rnd = random.Random(len(arrived))  # batches vary from ledger to ledger, the same on every run
     start = 0
+    # one ledger in four: the state tests compute thousands, and pickling each costs more than folding it
+    saved_at = rnd.randrange(len(arrived) + 1) if rnd.random() < 0.25 else len(arrived) + 1
     while start < len(arrived):
         size = rnd.choice((1, 1, 2, 5, len(arrived)))
         fold.add(arrived[start : start + size])
         start += size
+        if start >= saved_at:  # once, midway: the fold saved and read back, as a restarted node does, goes on
+            fold, saved_at = read_back(fold, genesis.id), len(arrived) + 1
     assert fold.state() == reference
     # and read back from a snapshot as a restarted node reads it (node/store/snapshots.py): the same state
     kept = snapshots.make(reference, forks or {})
     restored, why = snapshots.restore(kept, kept.coverage, genesis.id)
     assert restored == reference, why
     return reference
+
+
+def read_back(fold: LedgerFold, ledger: CID) -> LedgerFold:
+    """`fold` pickled into parts and read back (node/store/snapshots.py encode_fold, decode_fold), checked."""
+    parts: list[bytes] = []
+    ref = snapshots.encode_fold(fold, fold.state().digest, b"token", lambda _, part: parts.append(part),
+                                threading.Event())
+    back, why = snapshots.decode_fold(ref, iter(parts), ledger)
+    assert back is not None, why
+    return back
 
 
 @pytest.fixture(autouse=True)

@@ -96,6 +96,10 @@ def _protocol_source() -> str:
 
 
 FOLD_FORMAT: Final = f"{FORMAT} fold-{_protocol_source()}"
+
+
+class Abandoned(Exception):
+    """A save was given up (the fold is about to change, or the node is stopping)."""
 WHOLE: Final = FoldRef("whole")  # a ledger folded whole (key events: node/store/states.py): no fold kept
 PART_BYTES: Final = 4 << 20  # a fold's bytes are written this many at a time, one transaction each
 
@@ -194,11 +198,25 @@ def ids_fingerprint(status: Mapping[bytes, str]) -> bytes:
     return hashlib.sha256(b"".join(sorted(status))).digest()
 
 
-def make(state: LedgerState, forks: Mapping[bytes, int]) -> Snapshot:
+class _Stoppable(io.BytesIO):
+    """Bytes being pickled, given up (`Abandoned`) at the first write after `stop` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def write(self, data: Any) -> int:
+        if self._stop.is_set():
+            raise Abandoned
+        return super().write(data)
+
+
+def make(state: LedgerState, forks: Mapping[bytes, int], stop: threading.Event | None = None) -> Snapshot:
     """The snapshot of a state folded from every stored entry of its ledger and these fork points (the store
-    fills in the rowids when it keeps it, checking the count against what it holds)."""
+    fills in the rowids when it keeps it, checking the count against what it holds); `Abandoned` once `stop`
+    is set (checked at each write: pickle frames of ~64 KiB)."""
     ordered = dataclasses.replace(state, status=dict(sorted(state.status.items())))  # checked in order on reading
-    out = io.BytesIO()
+    out = _Stoppable(stop or threading.Event())
     _Pickler(out, protocol=5).dump(ordered)
     blob = out.getvalue()
     return Snapshot(FORMAT, Coverage(len(state.status), 0, fork_points(dict(forks))), ids_fingerprint(state.status),
@@ -235,10 +253,6 @@ def _checked(snapshot: Snapshot, stored: Coverage, ledger: CID) -> tuple[LedgerS
     if not state.digest == snapshot.digest == state_digest(state, in_order=True):
         return None, "damaged: its digest does not match its state"
     return state, "restored"
-
-
-class Abandoned(Exception):
-    """A fold's save was given up (the fold is about to change, or the node is stopping)."""
 
 
 class _PartWriter(io.RawIOBase):

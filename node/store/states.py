@@ -122,7 +122,7 @@ class LedgerStates:
         self._erasing: set[asyncio.Task[None]] = set()  # states computed because an erasure arrived
         self._pickling: dict[bytes, _Worker] = {}  # ledger -> the thread saving its fold (which must not change)
         self._loading: dict[bytes, asyncio.Task[LedgerFold | None]] = {}  # folds being read back from snapshots
-        self._readers: set[_Worker] = set()
+        self._workers: set[_Worker] = set()  # threads saving or reading back: stopped when the node stops
         self._changes: dict[bytes, int] = {}  # ledger -> how many times its fold took entries in
         self._retry: dict[bytes, float] = {}  # ledger -> when to try saving its fold again (given up)
         self._fold_saved: dict[bytes, int] = {}  # ledger -> how many entries the fold in its snapshot holds
@@ -132,7 +132,7 @@ class LedgerStates:
 
     def close(self) -> None:
         """Give up what is being saved or read back (a snapshot left unsaved is made again on the next run)."""
-        for worker in [*self._pickling.values(), *self._readers]:
+        for worker in self._workers:
             worker.stop.set()
         for task in [*self._saving.values(), *self._loading.values()]:
             task.cancel()
@@ -144,7 +144,7 @@ class LedgerStates:
         folds, for at most `within_s` seconds in all, then close (the node stopping). A save still going at the
         end is given up: the snapshot kept before stays valid, and a fold saved before stays with a newer state
         (the rows after it are folded in when it is read back)."""
-        for worker in self._pickling.values():  # those saves go on with their states only
+        for worker in self._workers:  # the saves going on are given up: they would take the time (and the CPU)
             worker.stop.set()
         try:
             await asyncio.wait_for(self._save_all(), within_s)
@@ -280,6 +280,11 @@ class LedgerStates:
         self._folds.move_to_end(raw)
         return fold.state()
 
+    def _worker(self, func: Callable[[threading.Event], Any]) -> _Worker:
+        worker = _Worker(func)
+        self._workers.add(worker)
+        return worker
+
     async def _hold_still(self, raw: bytes) -> None:
         """Give up saving the ledger's fold, if it is being saved: it is about to change."""
         worker = self._pickling.get(raw)
@@ -332,8 +337,7 @@ class LedgerStates:
             for i in range(ref.parts):
                 yield _on_loop(loop, stop, lambda i=i: self._store.fold_part(ledger, ref.token, i))  # type: ignore[misc]
 
-        worker = _Worker(lambda stop: snapshots.decode_fold(ref, parts(stop), ledger))
-        self._readers.add(worker)
+        worker = self._worker(lambda stop: snapshots.decode_fold(ref, parts(stop), ledger))
         fold: LedgerFold | None
         try:
             fold, why = await worker.done
@@ -343,7 +347,7 @@ class LedgerStates:
         except Exception as exc:  # an abandoned read, say: folded from scratch when needed
             fold, why = None, f"not read back ({type(exc).__name__}: {exc})"
         finally:
-            self._readers.discard(worker)
+            self._workers.discard(worker)
         later: list[Entry] = []
         if fold is not None:
             later = await self._store.log_after(ledger, ref.last)
@@ -359,8 +363,7 @@ class LedgerStates:
         if self._generations.get(raw, 0) != generation or raw in self._folds:
             return None
         log.info("ledger fold read back", extra=extra)
-        if not later:
-            self._fold_saved[raw] = len(fold)
+        self._fold_saved[raw] = ref.entries
         self._folds[raw] = fold
         self._keep_within_budget()
         return fold
@@ -377,8 +380,12 @@ class LedgerStates:
             return
         if saved is not None and len(state.status) - saved < max(self._snapshot_every, saved // 10):
             return
-        task = asyncio.create_task(self._save(ledger, forks if fold is None else fold.forks, state, fold,
-                                              self._changes.get(raw, 0), whole=fold is None))
+        kept = self._fold_saved.get(raw, 0)
+        grown = fold is not None and (not kept or len(fold) - kept >= max(self._snapshot_every, kept // 10))
+        # A fold kept a little older is as good (the rows after it are folded in when it is read back).
+        task = asyncio.create_task(self._save(ledger, forks if fold is None else fold.forks, state,
+                                              fold if grown else None, self._changes.get(raw, 0),
+                                              whole=fold is None))
         self._saving[raw] = task
         task.add_done_callback(lambda _: self._saving.pop(raw, None))
 
@@ -404,7 +411,11 @@ class LedgerStates:
         raw = ledger.raw
         started = time.perf_counter()
         try:
-            snapshot = await _Worker(lambda _: snapshots.make(state, forks)).done
+            maker = self._worker(lambda stop: snapshots.make(state, forks, stop))
+            try:
+                snapshot = await maker.done
+            finally:
+                self._workers.discard(maker)
             ref: FoldRef | None = snapshots.WHOLE if whole else None
             if fold is not None:
                 ref = await self._save_fold(ledger, fold, state.digest, changes)
@@ -436,7 +447,8 @@ class LedgerStates:
         def put(stop: threading.Event, part: int, data: bytes) -> None:
             _on_loop(loop, stop, lambda: self._store.keep_fold_part(ledger, token, part, data))
 
-        worker = _Worker(lambda stop: snapshots.encode_fold(fold, digest, token, lambda i, b: put(stop, i, b), stop))
+        worker = self._worker(lambda stop: snapshots.encode_fold(fold, digest, token, lambda i, b: put(stop, i, b),
+                                                                 stop))
         self._pickling[raw] = worker
         try:
             ref: FoldRef = await worker.done
@@ -445,6 +457,7 @@ class LedgerStates:
             log.info("ledger fold not saved: entries arrived", extra={"ledger": str(ledger)})
             return None
         finally:
+            self._workers.discard(worker)
             if self._pickling.get(raw) is worker:
                 del self._pickling[raw]
 

@@ -4,8 +4,10 @@ and quarantine, erasure, snapshots, follows and invitations. Each is one `Transa
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -316,6 +318,21 @@ def drop_snapshot(db: sqlite3.Connection, ledger: bytes) -> None:
     db.execute("DELETE FROM fold_parts WHERE ledger = ?", (ledger,))
 
 
+def _plain_delete(db: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
+    """secure_delete off while a snapshot's state is replaced: the state replaced holds nothing erased (an erasure
+    drops its ledger's snapshot, zeroed then), and zeroing tens of MB doubles what a stopping node waits for."""
+    return _pragma(db, "secure_delete", "OFF", "ON")
+
+
+@contextlib.contextmanager
+def _pragma(db: sqlite3.Connection, name: str, value: str, back: str) -> Iterator[None]:
+    db.execute(f"PRAGMA {name} = {value}")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA {name} = {back}")
+
+
 def keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now: int) -> bool:
     with Transaction(db):
         entries, rowids = db.execute(COVERAGE_SQL, (ledger,)).fetchone()
@@ -334,14 +351,16 @@ def keep_snapshot(db: sqlite3.Connection, ledger: bytes, snapshot: Snapshot, now
         kept = old[0] if fold is None and old is not None and old[0] is not None and bytes(old[1]) == forks else None
         db.execute("DELETE FROM fold_parts WHERE ledger = ? AND token IS NOT ?",
                    (ledger, kept if fold is None else fold.token))
-        db.execute(
-            "INSERT INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state, made)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ledger) DO UPDATE SET format = excluded.format,"
-            " entries = excluded.entries, rowids = excluded.rowids, forks = excluded.forks, ids = excluded.ids,"
-            " digest = excluded.digest, checksum = excluded.checksum, state = excluded.state, made = excluded.made",
-            (ledger, snapshot.format, entries, rowids, forks, snapshot.ids, snapshot.digest, snapshot.checksum,
-             snapshot.state, now),
-        )
+        with _plain_delete(db):  # the state replaced: not zeroed (fold parts dropped are, as any row)
+            db.execute(
+                "INSERT INTO snapshots (ledger, format, entries, rowids, forks, ids, digest, checksum, state, made)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ledger) DO UPDATE SET format = excluded.format,"
+                " entries = excluded.entries, rowids = excluded.rowids, forks = excluded.forks, ids = excluded.ids,"
+                " digest = excluded.digest, checksum = excluded.checksum, state = excluded.state,"
+                " made = excluded.made",
+                (ledger, snapshot.format, entries, rowids, forks, snapshot.ids, snapshot.digest, snapshot.checksum,
+                 snapshot.state, now),
+            )
         if kept is not None:
             return True
         values: tuple[Any, ...] = (None,) * 8

@@ -138,7 +138,7 @@ async def test_a_restart_after_more_entries_folds_them_into_the_fold(
     assert "ledger snapshot not used: stale" in said and "ledger fold read back: restored" in said, said
     assert not folded and len(state.status) == 10 and state != before
     row = snapshot_row(path, ledger)
-    assert row["entries"] == row["fold_entries"] == 10  # both saved again
+    assert row["entries"] == 10 and row["fold_entries"] == 9  # the state saved again; the fold kept (a little older)
     state, said, folded = await restart(path, ledger, caplog)
     assert not folded and len(state.status) == 10 and "ledger snapshot restored: restored" in said
 
