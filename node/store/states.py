@@ -15,8 +15,9 @@ layer asks "may this peer see this ledger?" on every request.
 States are kept in the store between runs (node/store/snapshots.py): a ledger without a fold here is first
 read back from its snapshot, when one is there and covers exactly what is stored; a state folded from
 scratch is saved as a snapshot, and again once the ledger has grown by SNAPSHOT_EVERY entries (or a tenth)
-and when the node stops (`aclose`, for at most SAVE_AT_STOP_S: a save not done by then is abandoned, and the
-snapshot saved before stays). So a restart reads a big ledger's state back instead of folding it.
+once it has stayed unchanged for QUIET_SAVE_S, and when the node stops (`aclose`, for at most SAVE_AT_STOP_S:
+a save not done by then is abandoned, and the snapshot saved before stays). So a restart reads a big ledger's
+state back instead of folding it.
 
 The fold is saved with the state (in a thread, in parts: snapshots.encode_fold) and read back in the
 background as soon as the state is (snapshots.decode_fold): the first entry to arrive after a restart is
@@ -57,6 +58,9 @@ FOLDED_ENTRIES: Final = 1_000_000
 THREAD_ENTRIES: Final = 2_000
 #: A ledger's snapshot is made again once it has grown by this many entries (or a tenth, if more) since the last.
 SNAPSHOT_EVERY: Final = 10_000
+#: A ledger whose state has not changed for this long has it saved (not its fold), if it changed since the last
+#: save: a node stopping then has nothing left to save, and a restart finds the state current.
+QUIET_SAVE_S: Final = 30.0
 #: How long a stopping node goes on saving snapshots (`aclose`): a save not done by then is given up.
 SAVE_AT_STOP_S: Final = 3.0
 #: A fold whose save was given up (entries arrived meanwhile) is not saved again for this long (but at stop).
@@ -105,11 +109,13 @@ def _on_loop(loop: asyncio.AbstractEventLoop, stop: threading.Event, make: Calla
 
 
 class LedgerStates:
-    def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES, snapshot_every: int = SNAPSHOT_EVERY
-                 ) -> None:
+    def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES, snapshot_every: int = SNAPSHOT_EVERY,
+                 quiet_s: float = QUIET_SAVE_S) -> None:
         self._store = store
         self._budget = folded_entries
         self._snapshot_every = snapshot_every
+        self._quiet_s = quiet_s
+        self._quiet: dict[bytes, asyncio.TimerHandle] = {}  # ledger -> its state's save once it stays quiet
         self._saved: dict[bytes, int] = {}  # ledger -> how many entries its snapshot in the store holds
         self._saving: dict[bytes, asyncio.Task[bool]] = {}
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
@@ -136,6 +142,9 @@ class LedgerStates:
             worker.stop.set()
         for task in [*self._saving.values(), *self._loading.values()]:
             task.cancel()
+        for timer in self._quiet.values():
+            timer.cancel()
+        self._quiet.clear()
         self._unsubscribe()
         self._unsubscribe = _nothing  # closing twice is closing once
 
@@ -379,6 +388,8 @@ class LedgerStates:
         if time.monotonic() < self._retry.get(raw, 0.0):  # its fold's save was given up a moment ago
             return
         if saved is not None and len(state.status) - saved < max(self._snapshot_every, saved // 10):
+            if saved != len(state.status):
+                self._save_when_quiet(ledger, state, forks)
             return
         kept = self._fold_saved.get(raw, 0)
         grown = fold is not None and (not kept or len(fold) - kept >= max(self._snapshot_every, kept // 10))
@@ -388,6 +399,25 @@ class LedgerStates:
                                               whole=fold is None))
         self._saving[raw] = task
         task.add_done_callback(lambda _: self._saving.pop(raw, None))
+
+    def _save_when_quiet(self, ledger: CID, state: LedgerState, forks: Mapping[bytes, int]) -> None:
+        """Save `state` (not its fold) once it has stayed the ledger's current state for QUIET_SAVE_S."""
+        raw = ledger.raw
+        timer = self._quiet.pop(raw, None)
+        if timer is not None:
+            timer.cancel()
+
+        def due() -> None:
+            self._quiet.pop(raw, None)
+            fold = self._folds.get(raw)
+            if self._states.get(raw) is not state or raw in self._saving or (fold is None and raw not in self._whole):
+                return  # changed since, or being saved, or dropped
+            task = asyncio.create_task(self._save(ledger, forks if fold is None else fold.forks, state, None, 0,
+                                                  whole=fold is None))
+            self._saving[raw] = task
+            task.add_done_callback(lambda _: self._saving.pop(raw, None))
+
+        self._quiet[raw] = asyncio.get_running_loop().call_later(self._quiet_s, due)
 
     async def save(self, ledger: CID) -> bool:
         """Save the ledger's snapshot now, with its fold (after any save going on): whether it was kept."""

@@ -469,3 +469,31 @@ async def test_a_stop_gives_up_a_save_that_takes_too_long(tmp_path: Path, caplog
     state, said, folded = await restart(path, ledger, caplog)
     assert "ledger snapshot not used: stale" in said and "ledger fold read back: restored" in said, said
     assert not folded and len(state.status) == len(before.status) + 1
+
+
+async def test_a_quiet_ledger_has_its_state_saved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A ledger that grew by less than a snapshot's worth has its state saved (not its fold) once it stays
+    unchanged a while: a restart then reads the current state back, and the fold kept before is caught up."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    store = await Store.open(path, key=ANA)
+    states = LedgerStates(store, quiet_s=0.2)
+    try:
+        await states.get(ledger)
+        await asyncio.gather(*list(states._loading.values()))
+        await store.append(ledger_ops.about(before, ANA.did, "Ana B", 70))
+        state = await states.get(ledger)
+        assert state is not None
+        assert snapshot_row(path, ledger)["entries"] == len(before.status)  # not at once: it grew by one
+        for _ in range(600):  # generous: the timer, then the save in a thread
+            if snapshot_row(path, ledger)["entries"] == len(state.status):
+                break
+            await asyncio.sleep(0.1)
+        row = snapshot_row(path, ledger)
+        assert row["entries"] == len(state.status) and row["fold_entries"] == len(before.status)
+    finally:
+        states.close()
+        await store.close()
+    again, said, folded = await restart(path, ledger, caplog)
+    assert again == state and not folded
+    assert "ledger snapshot restored: restored" in said and "ledger fold read back: restored" in said, said
