@@ -215,11 +215,12 @@ def make(state: LedgerState, forks: Mapping[bytes, int], stop: threading.Event |
     """The snapshot of a state folded from every stored entry of its ledger and these fork points (the store
     fills in the rowids when it keeps it, checking the count against what it holds); `Abandoned` once `stop`
     is set (checked at each write: pickle frames of ~64 KiB)."""
-    ordered = dataclasses.replace(state, status=dict(sorted(state.status.items())))  # checked in order on reading
+    ids = sorted(state.status)  # one sort of the ids (a million take seconds here, holding the interpreter lock)
+    ordered = dataclasses.replace(state, status=dict(zip(ids, map(state.status.__getitem__, ids), strict=True)))
     out = _Stoppable(stop or threading.Event())
-    _Pickler(out, protocol=5).dump(ordered)
+    _Pickler(out, protocol=5).dump(ordered)  # in id order: checked so on reading
     blob = out.getvalue()
-    return Snapshot(FORMAT, Coverage(len(state.status), 0, fork_points(dict(forks))), ids_fingerprint(state.status),
+    return Snapshot(FORMAT, Coverage(len(ids), 0, fork_points(dict(forks))), hashlib.sha256(b"".join(ids)).digest(),
                     state.digest, hashlib.sha256(blob).digest(), blob)
 
 
