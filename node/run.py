@@ -106,7 +106,8 @@ async def serve(home: Home, config: RunConfig) -> int:
             max_connections = connection_cap(config.max_connections)
             site = GuardedSite(runner, config.host, config.port, max_connections=max_connections,
                                header_timeout_s=config.header_timeout_s,
-                               trusted_proxies=frozenset(config.trusted_proxies))
+                               trusted_proxies=frozenset(config.trusted_proxies),
+                               early=replicator.refuse_link_early)
             try:
                 await site.start()
             except OSError as exc:

@@ -68,9 +68,12 @@ def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
 class Connections:
     """The open connections of one listener, oldest first, with what the guard did to them."""
 
-    def __init__(self, max_connections: int, exempt: frozenset[str] = frozenset()) -> None:
+    def __init__(self, max_connections: int, exempt: frozenset[str] = frozenset(),
+                 early: Callable[[str, bytes], bytes | None] | None = None) -> None:
         self.max_connections = max_connections
         self.exempt = exempt  # addresses without a cap of their own (the trusted reverse proxies)
+        # From a connection's IP address and first bytes, the whole answer to send before any HTTP work, or None
+        self.early = early
         self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
         self.by_host: dict[str, OrderedDict[GuardedProtocol, None]] = {}  # the same, per remote IP address
         self.evicted = self.evicted_idle = self.refused = self.timed_out = 0
@@ -121,7 +124,7 @@ class GuardedProtocol(asyncio.Protocol):
     """An aiohttp request handler with a header deadline, counted against its listener's cap."""
 
     def __init__(self, handler: Callable[[], Any], connections: Connections, header_timeout_s: float) -> None:
-        self.handler = handler  # makes aiohttp's RequestHandler (an asyncio protocol), once admitted
+        self.handler = handler  # makes aiohttp's RequestHandler (an asyncio protocol), at the first bytes
         self.inner: Any = None
         self.connections = connections
         self.header_timeout_s = header_timeout_s
@@ -129,7 +132,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.host = "?"  # the remote IP address, once connected
         self.deadline: asyncio.TimerHandle | None = None
         self.tail = b""  # the last bytes of the headers seen so far, for a blank line split across reads
-        self.started = False  # inner has the connection
+        self.started = False  # admitted; `inner` has the connection once it is made
         self.idle_since = 0.0  # loop time the last request's headers were complete (an idle one's is its age)
 
     def busy(self) -> bool:
@@ -144,7 +147,7 @@ class GuardedProtocol(asyncio.Protocol):
 
     def idle(self) -> bool:
         """Kept alive between requests: answered, and no byte of a next request yet."""
-        return self.started and self.deadline is None and not self.busy()
+        return self.inner is not None and self.deadline is None and not self.busy()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # a stream server's
@@ -155,8 +158,6 @@ class GuardedProtocol(asyncio.Protocol):
             transport.abort()
             return
         self.started = True
-        self.inner = self.handler()
-        self.inner.connection_made(transport)
         self._arm()
 
     def _arm(self) -> None:
@@ -189,10 +190,22 @@ class GuardedProtocol(asyncio.Protocol):
                 self._disarm()
                 self.idle_since = asyncio.get_running_loop().time()
             self.tail = seen[-3:]
+        if self.inner is None:
+            # A request refused from its first bytes (a peer link attempt beyond the caps) is answered here,
+            # before aiohttp makes a request handler, parses it or runs a middleware.
+            answer = None if self.connections.early is None else self.connections.early(self.host, data)
+            if answer is not None:
+                assert self.transport is not None
+                self._disarm()
+                self.transport.write(answer)
+                self.transport.close()
+                return
+            self.inner = self.handler()
+            self.inner.connection_made(self.transport)
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        if not self.started:
+        if self.inner is None:
             return None
         result: bool | None = self.inner.eof_received()
         return result
@@ -200,23 +213,26 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.connections.forget(self)
-        if self.started:
+        if self.inner is not None:
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.inner is not None:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.inner is not None:
+            self.inner.resume_writing()
 
 
 class GuardedSite(web.TCPSite):
     """`web.TCPSite` whose connections are guarded (header deadline, connection cap)."""
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, max_connections: int,
-                 header_timeout_s: float = HEADER_TIMEOUT_S, trusted_proxies: frozenset[str] = frozenset()) -> None:
+                 header_timeout_s: float = HEADER_TIMEOUT_S, trusted_proxies: frozenset[str] = frozenset(),
+                 early: Callable[[str, bytes], bytes | None] | None = None) -> None:
         super().__init__(runner, host, port)
-        self.connections = Connections(max_connections, trusted_proxies)
+        self.connections = Connections(max_connections, trusted_proxies, early)
         self.header_timeout_s = header_timeout_s
         self._listening: list[socket.socket] = []  # what this site accepts from (duplicates of the server's)
         self._accepting: set[asyncio.Task[Any]] = set()  # transports being made for accepted connections

@@ -23,6 +23,9 @@ MAX_HANDSHAKES_PER_ADDRESS: Final = 4  # inbound handshakes at once from one hos
 MAX_HANDSHAKES: Final = 16  # inbound handshakes at once, all hosts together: the key exchanges and signature checks
 # the event loop runs at a time (beyond: HTTP 503)
 REFUSALS_LOG_S: Final = 10.0  # refused link attempts are logged once per host per this long, with a count
+#: The whole answer to a refused link attempt, for a listener that answers it before any HTTP work (node/http/guard.py).
+REFUSED_HTTP: Final = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       b"Content-Length: 19\r\nConnection: close\r\n\r\ntoo many peer links")
 MAX_REFUSING_HOSTS: Final = 1024  # hosts whose refusals are being counted (beyond: the oldest count is dropped)
 
 
@@ -36,13 +39,21 @@ class LinkGate:
         self._refused: dict[str, tuple[int, float]] = {}  # host -> (refusals not logged yet, when one last was)
 
     def refusal(self, host: str) -> web.Response | None:
-        """The 503 for a link attempt from `host` beyond MAX_LINKS, MAX_HANDSHAKES or MAX_HANDSHAKES_PER_ADDRESS,
-        else None; a flood of attempts is logged as one line per host per REFUSALS_LOG_S with a count, not a
-        line each. O(1): the counts are kept as they change."""
+        """The 503 for a link attempt from `host` beyond the caps (see `refuses`), else None."""
+        if not self.refuses(host):
+            return None
+        refused = web.Response(status=503, text="too many peer links")
+        refused.force_close()  # its connection is closed once answered, not kept for a next attempt
+        return refused
+
+    def refuses(self, host: str) -> bool:
+        """A link attempt from `host` is beyond MAX_LINKS, MAX_HANDSHAKES or MAX_HANDSHAKES_PER_ADDRESS; a flood
+        of them is logged as one line per host per REFUSALS_LOG_S with a count, not a line each. O(1): the
+        counts are kept as they change."""
         handshaking = self._handshaking
         if (self._inbound.total < MAX_LINKS and handshaking.total < MAX_HANDSHAKES
                 and handshaking.per_host.get(host, 0) < MAX_HANDSHAKES_PER_ADDRESS):
-            return None
+            return False
         now = time.monotonic()
         unlogged, logged = self._refused.pop(host, (0, None))
         if logged is None or now - logged >= REFUSALS_LOG_S:
@@ -53,9 +64,7 @@ class LinkGate:
         if len(self._refused) >= MAX_REFUSING_HOSTS:
             self._refused.pop(next(iter(self._refused)))  # the host refused longest ago
         self._refused[host] = (unlogged, logged)
-        refused = web.Response(status=503, text="too many peer links")
-        refused.force_close()  # its connection is closed once answered, not kept for a next attempt
-        return refused
+        return True
 
     def inbound(self, host: str) -> AbstractContextManager[None]:
         """Count an inbound link from `host` while it lasts, handshake included."""

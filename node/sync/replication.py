@@ -23,7 +23,7 @@ from aiohttp import web
 
 from node.store.states import MEMBER_KIND_PREFIX, LedgerStates
 from node.store.store import Store
-from node.sync.gate import MAX_LINKS_PER_ADDRESS, LinkGate, host_of
+from node.sync.gate import MAX_LINKS_PER_ADDRESS, REFUSED_HTTP, LinkGate, host_of
 from node.sync.healing import Healer
 from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
@@ -173,6 +173,14 @@ class Replicator:
         middleware, before anything else the request would cost.
         """
         return self._gate.refusal(host_of(peer_address(request)))
+
+    def refuse_link_early(self, ip: str, head: bytes) -> bytes | None:
+        """The whole 503 answer (gate.REFUSED_HTTP) for a link attempt from the IP address `ip` beyond the gate's
+        caps, from the first bytes of its connection, else None: for a listener that answers it before any HTTP
+        work (node/http/guard.py). The same attempts as `refuse_link`'s, counted and logged the same way."""
+        if not head.startswith((b"GET /api/v1/sync ", b"GET /api/v1/sync?")):
+            return None
+        return REFUSED_HTTP if self._gate.refuses(f"[{ip}]" if ":" in ip else ip) else None
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""

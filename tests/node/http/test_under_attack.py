@@ -16,6 +16,7 @@ import pytest
 from running_nodes import Node, http, ok, start, stop_all, until
 
 from node.http.guard import MAX_CONNECTIONS_PER_ADDRESS
+from node.sync.gate import MAX_HANDSHAKES_PER_ADDRESS, REFUSED_HTTP
 
 HALF_OPEN = 1100
 PARTIAL = b"GET /api/v1/identity HTTP/1.1\r\nHost: tally\r\nX-Slow: "  # never finished
@@ -242,3 +243,48 @@ def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path, trus
 def test_spec_states_the_per_address_share() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
     assert f"`MAX_CONNECTIONS_PER_ADDRESS = {MAX_CONNECTIONS_PER_ADDRESS}`" in spec
+
+
+UPGRADE = (b"GET /api/v1/sync HTTP/1.1\r\nHost: tally\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+
+def link_attempt(address: str, source: str) -> tuple[socket.socket, bytes]:
+    """A peer link's WebSocket upgrade from `source`, stopping before the handshake: (the socket, the answer's
+    head, or all of it when the node closed the connection after it)."""
+    parts = urlsplit(address)
+    s = socket.create_connection((parts.hostname, parts.port), timeout=30, source_address=(source, 0))
+    s.sendall(UPGRADE)
+    data = b""
+    while b"\r\n\r\n" not in data or data.startswith(b"HTTP/1.1 503"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return s, data
+
+
+def test_a_link_attempt_beyond_the_caps_is_answered_before_any_http_work(tmp_path: Path) -> None:
+    home = tmp_path / "fay"
+    did = ok(home, "init")
+    fay = start("fay", home, did)
+    held: list[socket.socket] = []
+    try:
+        # an address holds its handshakes' places: WebSockets upgraded, their handshakes never begun
+        for _ in range(MAX_HANDSHAKES_PER_ADDRESS):
+            s, head = link_attempt(fay.address, "127.0.0.2")
+            held.append(s)
+            assert head.startswith(b"HTTP/1.1 101"), head
+        # one more from it is answered by the listener from its first bytes, and its connection closed
+        s, answer = link_attempt(fay.address, "127.0.0.2")
+        s.close()
+        assert answer == REFUSED_HTTP, answer
+        status, ident = fay.api("GET", "/identity", owner=False, timeout=30)
+        assert status == 200 and ident["id"] == did
+    finally:
+        for s in held:
+            s.close()
+        stop_all([fay])
+    log = fay.log()
+    assert log.count("peer links refused host=127.0.0.2") == 1, log
+    assert "Traceback" not in log
