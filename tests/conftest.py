@@ -70,6 +70,14 @@ def last_line(out: str) -> str:
     return lines[-1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files that hold a `slow` test first, each file's tests in their order: pytest-xdist hands whole files
+    to its workers in this order (pyproject's addopts), so the longest start at once instead of trailing at the
+    end while the other workers sit idle."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def script() -> Callable[[str], ModuleType]:
     """Load `scripts/NAME.py` as a module (scripts/ is not a package): tests check what scripts write."""

@@ -43,6 +43,15 @@ def _process_state() -> dict[str, Any]:
     }
 
 
+#: names the threads a test itself starts beside a command (a proxy's, say): not the command's
+TEST_THREAD_PREFIX = "test-"
+
+
+def started(before: set[threading.Thread]) -> set[threading.Thread]:
+    """The threads running now that were not `before`, less the test's own."""
+    return {t for t in set(threading.enumerate()) - before if not t.name.startswith(TEST_THREAD_PREFIX)}
+
+
 def run_cli(home: Path, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """`tally --home HOME ARGS…` in this process: its exit code, stdout and stderr, as `subprocess.run` would
     give them (never raises on the exit code). An exception the CLI does not turn into an exit code fails the
@@ -74,11 +83,11 @@ def run_cli(home: Path, *args: str, timeout: float = TIMEOUT_S) -> subprocess.Co
     (result,) = outcome
     if isinstance(result, BaseException):
         raise result
-    for thread in set(threading.enumerate()) - threads:  # e.g. a store's thread, ending as it closes
+    for thread in started(threads):  # e.g. a store's thread, ending as it closes
         thread.join(timeout)
     after = _process_state()
     changed = sorted(name for name in before if before[name] != after[name])
-    if set(threading.enumerate()) - threads:  # (a thread of an earlier test may end meanwhile: not ours)
-        changed.append(f"threads left running: {sorted(t.name for t in set(threading.enumerate()) - threads)}")
+    if started(threads):  # (a thread of an earlier test may end meanwhile: not ours)
+        changed.append(f"threads left running: {sorted(t.name for t in started(threads))}")
     assert not changed, f"`tally {' '.join(args)}` left the process changed: {changed}: {before} -> {after}"
     return subprocess.CompletedProcess(["tally", *argv], result, out.getvalue(), err.getvalue())

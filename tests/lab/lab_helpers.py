@@ -1,7 +1,8 @@
 """Real hosts for tests: Linux network namespaces on one switch, made by `scripts/lab.sh`.
 
-Host i is namespace `<prefix>h<i>` at 10.77.0.<i>; the prefix is per test run (TALLY_LAB_PREFIX, else
-from this process's pid) so two runs on one machine do not take each other's hosts. Every host sees the
+Host i is namespace `<prefix>h<i>` at 10.77.0.<i>; the prefix is per test process (TALLY_LAB_PREFIX, else
+from this process's pid; under pytest-xdist the worker's name is added to a given prefix) so two runs on one
+machine, or two workers of one run, do not take each other's hosts. Every host sees the
 same filesystem, so homes live in a temp dir and reads (`tally log`) run from here, while commands that
 talk to a node run inside its host.
 `lab()` skips (with the reason) where the machine cannot make a lab: not root, no `ip netns`. It always
@@ -27,9 +28,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "scripts" / "lab.sh"
+
+
+def lab_prefix() -> str:
+    """lab.sh's namespace prefix for this process: a given one (plus the xdist worker's name, e.g. `gw1-`, as each
+    worker makes labs of its own), else `t<pid>-`, which is a worker's own already."""
+    given, worker = os.environ.get("TALLY_LAB_PREFIX"), os.environ.get("PYTEST_XDIST_WORKER")
+    if not given:
+        return f"t{os.getpid()}-"
+    return f"{given}{worker}-" if worker else given
+
+
 #: lab.sh's namespace prefix and the process the lab belongs to (`lab.sh prune` removes labs of ended runs)
-LAB_ENV = {"TALLY_LAB_PREFIX": os.environ.get("TALLY_LAB_PREFIX") or f"t{os.getpid()}-",
-           "TALLY_LAB_OWNER": str(os.getpid())}
+LAB_ENV = {"TALLY_LAB_PREFIX": lab_prefix(), "TALLY_LAB_OWNER": str(os.getpid())}
 PORT = 7410
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0

@@ -488,6 +488,7 @@ def test_mixed_buckets_take_straight_percents_off_the_top_and_share_the_rest() -
         ("members", ANA.did): "127.50", ("members", BEN.did): "85.00", ("members", CLEO.did): "42.50"}
 
 
+@pytest.mark.slow
 @given(
     loans=st.lists(st.integers(min_value=1, max_value=50_000), min_size=1, max_size=4),  # in cents
     amounts=st.lists(st.integers(min_value=1, max_value=40_000), min_size=1, max_size=5),  # in cents

@@ -37,6 +37,7 @@ def arrive(genesis: Entry, entries: Sequence[Entry], forks: Mapping[bytes, int],
     assert len(fold) == len({e.id.raw for e in arrived} | {genesis.id.raw})
 
 
+@pytest.mark.slow
 @MANY
 @given(test_state.scenarios(), st.randoms(use_true_random=False))
 def test_membership_endorsements_corrections_and_forks(scenario: test_state.Scenario, rnd: random.Random) -> None:

@@ -634,6 +634,7 @@ def test_generated_rules_round_trip(rules: Rules) -> None:
     assert again == rules and dagcbor.encode(again.to_body()) == block
 
 
+@pytest.mark.slow
 @given(rules_strategy())
 def test_a_genesis_body_is_also_a_valid_config(rules: Rules) -> None:
     """The API's `rules` object takes the genesis form too (without the name)."""

@@ -896,6 +896,7 @@ PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[Heal
                                                                             HealthCheck.data_too_large])
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_any_order_with_duplicates_gives_the_same_state_and_digest(scenario: Scenario, rnd: random.Random) -> None:
@@ -947,6 +948,7 @@ def arrive_one_by_one(
     assert summary(state) == summary(reference)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_entries_arriving_one_by_one_wait_then_apply_and_never_flip(scenario: Scenario, rnd: random.Random) -> None:
@@ -967,6 +969,7 @@ def interleavings(chains: list[list[Entry]]) -> Iterable[list[Entry]]:
                 yield [chain[0], *tail]
 
 
+@pytest.mark.slow
 def test_every_arrival_order_of_a_small_coop_settles_the_same() -> None:
     """Exhaustively: admissions, co-sponsorship, endorsements and a correction, with times that
     disagree with causality (B's first entry is older than the admission it names)."""

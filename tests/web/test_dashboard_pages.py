@@ -175,6 +175,7 @@ def check_pages(browser: Any, node: Node, pages: list[tuple[str, str]], *, login
     return {"problems": problems, "findings": findings}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("locale", ["en-GB", "de-DE"])
 def test_every_owner_page_fits_a_phone_and_passes_axe(browser: Any, world: dict[str, Any], locale: str) -> None:
     alice = world["nodes"]["alice"]

@@ -46,6 +46,7 @@ class Dashboard:
         return text
 
 
+@pytest.mark.slow
 def test_invite_with_a_qr_code_and_approve_a_recovery_in_the_dashboard(tmp_path: Path) -> None:
     with running(tmp_path, ("ana", "ben", "cleo")) as nodes:
         ana, ben, cleo = nodes["ana"], nodes["ben"], nodes["cleo"]

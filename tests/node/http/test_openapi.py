@@ -37,8 +37,8 @@ from protocol import CODES, SigningKey
 
 TOKEN = "test-token-" + "x" * 32
 KEY = SigningKey(bytes(range(32)))
-SCHEMATHESIS_EXAMPLES = 100  # per operation and phase; the whole run takes ~30 s here
-SCHEMATHESIS_TIMEOUT_S = 240.0
+SCHEMATHESIS_EXAMPLES = 100  # per operation and phase
+SCHEMATHESIS_TIMEOUT_S = 900.0  # generous: ~60 s on a quiet machine, 4 min and more on a busy one
 UNPAUSED_NODE = Path(__file__).with_name("unpaused_node.py")
 
 

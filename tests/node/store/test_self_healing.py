@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from running_nodes import Node, exchange, ok, refused, run, start, stop_all, until
 
 from node.store.store import Store
@@ -53,6 +54,7 @@ def history(node: Node, ledger: str) -> list[str]:
     return sorted(c["id"] for c in data["contributions"])
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_is_quarantined_and_fetched_again_from_a_member_only(tmp_path: Path) -> None:
     ana_home, ben_home, cal_home = tmp_path / "ana", tmp_path / "ben", tmp_path / "cal"
     ana_did, ben_did, cal_did = ok(ana_home, "init"), ok(ben_home, "init"), ok(cal_home, "init")

@@ -26,6 +26,7 @@ def secret_of(link: str) -> bytes:
     return base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4))
 
 
+@pytest.mark.slow
 def test_a_newcomer_joins_by_link_and_syncs_with_no_id_typed(tmp_path: Path) -> None:
     with running(tmp_path, ("ana",)) as nodes:
         ana = nodes["ana"]

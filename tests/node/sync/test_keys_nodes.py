@@ -32,6 +32,7 @@ def pending(node: Node, ledger: str) -> dict[str, str]:
     return {p["id"]: p["author"] for p in (node.state(ledger) or {}).get("pending", [])}
 
 
+@pytest.mark.slow
 def test_rotate_keeps_the_identity_and_peers_refuse_the_old_key(tmp_path: Path) -> None:
     with running(tmp_path, ("ana", "ben", "cleo")) as nodes:
         ana, ben, cleo = nodes["ana"], nodes["ben"], nodes["cleo"]

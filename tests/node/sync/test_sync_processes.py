@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from conftest import TallyRunner, last_line
+from inprocess_cli import TEST_THREAD_PREFIX
 from running_nodes import http, spawn, token, until
 
 from protocol import ForkProof
@@ -270,6 +271,17 @@ def test_an_old_copy_run_offline_forks_and_every_node_proves_it(
         assert r.returncode == 0 and "1 known fork(s)" in r.stdout, (node.name, r.stdout, r.stderr)
 
 
+class ProxyServer(socketserver.ThreadingTCPServer):
+    """Each connection on a daemon thread named as the test's own, so a connection that arrives while an
+    in-process `tally` command runs is not taken for a thread the command left running (tests/inprocess_cli.py)."""
+
+    daemon_threads = True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                         name=f"{TEST_THREAD_PREFIX}route-connection", daemon=True).start()
+
+
 class SlowRoute:
     """A TCP proxy to `upstream` (host, port) that holds each new connection `delay` seconds
     before it forwards anything: a peer that is reachable but slow to answer, so the
@@ -278,10 +290,9 @@ class SlowRoute:
     def __init__(self, upstream: tuple[str, int], delay: float) -> None:
         self.upstream = upstream
         self.delay = delay
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = ProxyServer(("127.0.0.1", 0), self._handler())
         self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, name=f"{TEST_THREAD_PREFIX}route", daemon=True).start()
 
     def _handler(self) -> type[socketserver.BaseRequestHandler]:
         route = self
@@ -290,7 +301,8 @@ class SlowRoute:
             def handle(self) -> None:
                 time.sleep(route.delay)
                 with socket.create_connection(route.upstream) as up:
-                    back = threading.Thread(target=pipe, args=(up, self.request), daemon=True)
+                    back = threading.Thread(target=pipe, args=(up, self.request), name=f"{TEST_THREAD_PREFIX}pipe",
+                                            daemon=True)
                     back.start()
                     pipe(self.request, up)
                     back.join(timeout=5)
