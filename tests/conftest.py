@@ -70,6 +70,25 @@ def last_line(out: str) -> str:
     return lines[-1]
 
 
+#: pytest-xdist workers: more than a small machine's two cores, as many tests wait on nodes
+WORKERS = 3
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The suite on WORKERS pytest-xdist processes unless told otherwise (`-n N`; `-n 0`, `--pdb`, `-p no:xdist`
+    or no xdist installed: this one process), each test file on one worker so that a module's fixtures (a lab, a
+    browser, a cluster of nodes) are made once, files handed out in collection order (see below). Set here, not
+    in pyproject's addopts, where `-n` would break a run without xdist. (xdist's own hook runs after this one.)"""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is None and not config.getoption("usepdb", False):
+        config.option.numprocesses = WORKERS
+        if config.option.dist == "no":
+            config.option.dist = "loadfile"
+            config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files that hold a `slow` test first, each file's tests in their order: pytest-xdist hands whole files
     to its workers in this order (pyproject's addopts), so the longest start at once instead of trailing at the
