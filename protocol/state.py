@@ -931,6 +931,8 @@ def digest_of(state: LedgerState, buckets: list[bytes]) -> bytes:
 
 def bucket_digest(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
     """sha2-256 of one bucket's DAG-CBOR array [[id, status], …] (`ids` sorted bytewise)."""
+    if not ids:  # most of a small ledger's 256 buckets: hashed once, not once per state
+        return _EMPTY_BUCKET
     digest = hashlib.sha256(dagcbor.head(4, len(ids)))
     if set(map(len, ids)) <= {36}:  # every sha2-256 CID: each id put between two prefixes, in C
         tails = {status: dagcbor.text_string(status) for status in set(statuses)}
@@ -943,6 +945,7 @@ def bucket_digest(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
 
 
 _PAIR_HEAD: Final = dagcbor.head(4, 2)  # [id, status]
+_EMPTY_BUCKET: Final = hashlib.sha256(dagcbor.head(4, 0)).digest()
 _PAIR_36: Final = _PAIR_HEAD + dagcbor.link(CID.for_block(b""))[:-36]  # a pair's bytes before a 36-byte id
 
 
