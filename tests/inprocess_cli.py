@@ -47,18 +47,21 @@ def _process_state() -> dict[str, Any]:
 TEST_THREAD_PREFIX = "test-"
 
 
-def started(before: set[threading.Thread]) -> set[threading.Thread]:
-    """The threads running now that were not `before`, less the test's own."""
-    return {t for t in set(threading.enumerate()) - before if not t.name.startswith(TEST_THREAD_PREFIX)}
+def started(before: set[threading.Thread], hosted: tuple[str, ...] = ()) -> set[threading.Thread]:
+    """The threads running now that were not `before`, less the test's own and those named by `hosted`."""
+    return {t for t in set(threading.enumerate()) - before if not t.name.startswith((TEST_THREAD_PREFIX, *hosted))}
 
 
-def run_cli(home: Path, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def run_cli(home: Path, *args: str, timeout: float = TIMEOUT_S,
+            hosted: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """`tally --home HOME ARGS…` in this process: its exit code, stdout and stderr, as `subprocess.run` would
     give them (never raises on the exit code). An exception the CLI does not turn into an exit code fails the
     test with its traceback (a `tally` process would print it and exit 1).
 
     The command runs on a thread of its own, so that a test with a running event loop can call it and a hung
-    command fails the test after `timeout` s instead of hanging it."""
+    command fails the test after `timeout` s instead of hanging it. `hosted`: name prefixes of threads that a node
+    the test runs in this same process starts while it answers the command (its store's, its loop's), which are
+    not the command's."""
     command = [a for a in args if not a.startswith("-")][:1]
     assert not PROCESS_COMMANDS.intersection(command), f"`tally {args[0]}` is a process: start it as one"
     argv = ["--home", str(home), *args]
@@ -83,11 +86,11 @@ def run_cli(home: Path, *args: str, timeout: float = TIMEOUT_S) -> subprocess.Co
     (result,) = outcome
     if isinstance(result, BaseException):
         raise result
-    for thread in started(threads):  # e.g. a store's thread, ending as it closes
+    for thread in started(threads, hosted):  # e.g. a store's thread, ending as it closes
         thread.join(timeout)
     after = _process_state()
     changed = sorted(name for name in before if before[name] != after[name])
-    if started(threads):  # (a thread of an earlier test may end meanwhile: not ours)
-        changed.append(f"threads left running: {sorted(t.name for t in started(threads))}")
+    if started(threads, hosted):  # (a thread of an earlier test may end meanwhile: not ours)
+        changed.append(f"threads left running: {sorted(t.name for t in started(threads, hosted))}")
     assert not changed, f"`tally {' '.join(args)}` left the process changed: {changed}: {before} -> {after}"
     return subprocess.CompletedProcess(["tally", *argv], result, out.getvalue(), err.getvalue())

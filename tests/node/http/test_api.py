@@ -409,8 +409,9 @@ async def test_sync_route_reaches_the_replicator(store: Store) -> None:
 
 
 async def run_cli(home: Path, *args: str) -> tuple[int, str, str]:
-    """The CLI in process, on a thread of its own while this loop serves the API it calls."""
-    r = await asyncio.to_thread(inprocess_cli.run_cli, home, *args)
+    """The CLI in process, on a thread of its own while this loop serves the API it calls. The node's store and
+    this loop start threads as they answer (a signer, the loop's executor): those are the node's, not the CLI's."""
+    r = await asyncio.to_thread(inprocess_cli.run_cli, home, *args, hosted=("store-", "asyncio_"))
     return r.returncode, r.stdout, r.stderr
 
 
