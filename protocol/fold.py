@@ -44,6 +44,7 @@ from .state import (
     CONFLICTING,
     CORRECTED,
     DIGEST_BUCKETS,
+    EMPTY_BUCKET_DIGEST,
     ERASED,
     FINAL,
     IGNORED,
@@ -151,32 +152,35 @@ class _Buckets:
     is added or changes status; after one new entry one bucket of the 256 is hashed again."""
 
     def __init__(self) -> None:
-        self._ids: list[list[bytes]] = [[] for _ in range(DIGEST_BUCKETS)]
-        self._new: list[list[bytes]] = [[] for _ in range(DIGEST_BUCKETS)]
-        self._digests: list[bytes | None] = [None] * DIGEST_BUCKETS
+        # only the buckets holding ids (a small ledger's are few: the state tests fold thousands of them)
+        self._ids: dict[int, list[bytes]] = {}
+        self._new: dict[int, list[bytes]] = {}
+        self._digests: list[bytes] = [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
+        self._stale: set[int] = set()  # buckets to hash again
 
     def add(self, raw: bytes) -> None:
-        self._new[raw[-1]].append(raw)
-        self._digests[raw[-1]] = None
+        new = self._new.get(raw[-1])
+        if new is None:
+            self._new[raw[-1]] = [raw]
+        else:
+            new.append(raw)
+        self._stale.add(raw[-1])
 
     def changed(self, raw: bytes) -> None:
-        self._digests[raw[-1]] = None
+        self._stale.add(raw[-1])
 
     def digests(self, index: Mapping[bytes, int], codes: bytearray) -> list[bytes]:
         """Each bucket's digest; its statuses looked up in C (a million-entry ledger's bucket holds ~4,000)."""
-        out: list[bytes] = []
-        for i, digest in enumerate(self._digests):
-            if digest is None:
-                ids, new = self._ids[i], self._new[i]
-                if new:
-                    ids += new
-                    ids.sort()  # a sorted run and a few more: linear
-                    new.clear()
-                rows = list(map(index.__getitem__, ids))
-                digest = self._digests[i] = bucket_digest(ids, list(map(_STATUSES.__getitem__,
-                                                                         map(codes.__getitem__, rows))))
-            out.append(digest)
-        return out
+        for i in self._stale:
+            ids = self._ids.setdefault(i, [])
+            new = self._new.pop(i, None)
+            if new:
+                ids += new
+                ids.sort()  # a sorted run and a few more: linear
+            rows = list(map(index.__getitem__, ids))
+            self._digests[i] = bucket_digest(ids, list(map(_STATUSES.__getitem__, map(codes.__getitem__, rows))))
+        self._stale.clear()
+        return list(self._digests)
 
 
 _SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED = 1, 2, 4, 8, 16  # a row's flags

@@ -915,11 +915,18 @@ def _with_digest(state: LedgerState) -> LedgerState:
 def state_digest(state: LedgerState, *, in_order: bool = False) -> bytes:
     """The digest of a state from its fields (SPEC.md §16.7). `in_order`: its status map is in id order
     already (else it is sorted here)."""
-    buckets: list[list[bytes]] = [[] for _ in range(DIGEST_BUCKETS)]
+    buckets: dict[int, list[bytes]] = {}  # only those holding ids: most of a small ledger's 256 are empty
     for raw in state.status if in_order else sorted(state.status):
-        buckets[raw[-1]].append(raw)
+        ids = buckets.get(raw[-1])
+        if ids is None:
+            buckets[raw[-1]] = [raw]
+        else:
+            ids.append(raw)
     get = state.status.__getitem__
-    return digest_of(state, [bucket_digest(ids, list(map(get, ids))) for ids in buckets])
+    digests = [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
+    for i, ids in buckets.items():
+        digests[i] = bucket_digest(ids, list(map(get, ids)))
+    return digest_of(state, digests)
 
 
 def digest_of(state: LedgerState, buckets: list[bytes]) -> bytes:
@@ -931,8 +938,8 @@ def digest_of(state: LedgerState, buckets: list[bytes]) -> bytes:
 
 def bucket_digest(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
     """sha2-256 of one bucket's DAG-CBOR array [[id, status], …] (`ids` sorted bytewise)."""
-    if not ids:  # most of a small ledger's 256 buckets: hashed once, not once per state
-        return _EMPTY_BUCKET
+    if not ids:
+        return EMPTY_BUCKET_DIGEST
     digest = hashlib.sha256(dagcbor.head(4, len(ids)))
     if set(map(len, ids)) <= {36}:  # every sha2-256 CID: each id put between two prefixes, in C
         tails = {status: dagcbor.text_string(status) for status in set(statuses)}
@@ -945,7 +952,8 @@ def bucket_digest(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
 
 
 _PAIR_HEAD: Final = dagcbor.head(4, 2)  # [id, status]
-_EMPTY_BUCKET: Final = hashlib.sha256(dagcbor.head(4, 0)).digest()
+#: An empty bucket's digest (most of a small ledger's 256): hashed once, not once per state.
+EMPTY_BUCKET_DIGEST: Final = hashlib.sha256(dagcbor.head(4, 0)).digest()
 _PAIR_36: Final = _PAIR_HEAD + dagcbor.link(CID.for_block(b""))[:-36]  # a pair's bytes before a 36-byte id
 
 
