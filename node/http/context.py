@@ -62,7 +62,9 @@ BODY_TIMEOUT_S: Final = 30.0  # a request body (at most MAX_REQUEST_BYTES) must 
 MAX_PAGE_ENTRIES: Final = 1000  # entries in one page of GET …/entries (its `limit`'s maximum and default)
 
 
-class PeerView(Protocol):
+class JsonView(Protocol):
+    """A record the API answers as it is (a peer's row, the healing record)."""
+
     def as_json(self) -> dict[str, object]: ...
 
 
@@ -76,7 +78,10 @@ class Replication(Protocol):
 
     def add_peer(self, url: str, found: str, expected_remote: str | None = None) -> None: ...
 
-    def peers(self) -> Sequence[PeerView]: ...
+    def peers(self) -> Sequence[JsonView]: ...
+
+    @property
+    def healing(self) -> JsonView: ...
 
     def refuse_link(self, request: web.Request) -> web.Response | None: ...
 

@@ -278,10 +278,18 @@ async def list_forks(request: web.Request) -> web.Response:
     return web.json_response({"forks": [fork_row(proof) for proof in await request.app[STORE].forks()]})
 
 
-@Operation("The node's peers", array_of("Peer", "peers"), access=Access.OWNER)
+@Operation(
+    "The node's peers, and what healing its store asked of them",
+    {"type": "object", "required": ["peers", "healing"],
+     "properties": {"peers": {"type": "array", "items": ref("Peer")}, "healing": ref("Healing")}},
+    access=Access.OWNER,
+)
 async def list_peers(request: web.Request) -> web.Response:
     require_owner(request)
-    return web.json_response({"peers": [peer.as_json() for peer in request.app[REPLICATION].peers()]})
+    replication = request.app[REPLICATION]
+    return web.json_response({
+        "peers": [peer.as_json() for peer in replication.peers()], "healing": replication.healing.as_json(),
+    })
 
 
 @Operation(

@@ -216,6 +216,16 @@ COMPONENTS: Final[Mapping[str, Schema]] = {
         },
         "a peer this node links with, as `tally peers --json` prints it",
     ),
+    "Healing": _row(
+        {
+            "rounds": {**_COUNT, "description": "healing rounds completed since the node started"},
+            "last_round": _NULLABLE_MS, "waiting": {**_COUNT, "description": "quarantined entries (SPEC.md §10)"},
+            "restored": {**_COUNT, "description": "damaged entries replaced by a peer's good copy"},
+            "asked": {"type": "array", "description": "the latest asks (a bounded number), oldest first", "items": _row(
+                {"entry": CID_SCHEMA, "peer": DID_SCHEMA, "at": _MS}, "a peer asked for a damaged entry")},
+        },
+        "what healing the store did since the node started (SPEC.md §10)",
+    ),
     "Contribution": _row(
         {
             "id": CID_SCHEMA, "author": DID_SCHEMA, "seq": {"type": "integer", "minimum": 1}, "ts": _MS,

@@ -6,6 +6,9 @@ inspection and no longer read as part of its ledger, and each link on which its 
 members-only ledger: its members, who may hold it) is asked for it by seq, at once and again every
 `HEAL_RETRY_S` on links not asked yet. A copy comes back through sync's ordinary checks (§5.4), and the store
 takes it only if it has the id the damaged entry was stored under: its id is the hash of its header.
+
+What healing did is kept in a `HealRecord` (rounds made, entries waiting, which peer was asked for which entry,
+entries restored): the node's owner reads it in `GET /api/v1/peers` as `healing`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from node.store.states import LedgerStates
 from node.store.store import Store
+from node.sync.peers import wall_ms
 from node.sync.session import SyncSession
 from protocol import Entry
 
@@ -25,11 +31,45 @@ log = logging.getLogger(__name__)
 
 HEAL_RETRY_S: Final = 5.0  # how often quarantined entries are asked for on links not yet asked
 SCRUB_PAUSE_S: Final = 0.02  # between reads of 512 rows: a 1M-entry store takes ~40 s, ~2 s of it CPU
+MAX_ASKED_KEPT: Final = 64  # the latest asks the record keeps: a disk failing wholesale must not grow the answer
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A peer asked for a damaged entry (once per entry and link)."""
+
+    entry: str
+    peer: str
+    at: int  # ms, wall clock
+
+
+@dataclass(slots=True)
+class HealRecord:
+    """What healing has done since the node started: `healing` in `GET /api/v1/peers`. A node that does not heal
+    (a one-shot `tally sync`) keeps the empty record."""
+
+    rounds: int = 0  # rounds completed: quarantine what was found, ask every link for what waits
+    last_round: int | None = None  # ms, wall clock: when the latest round ended
+    waiting: int = 0  # quarantined entries waiting for a good copy, as of the latest round
+    restored: int = 0  # damaged entries a peer's good copy replaced
+    asked: deque[Asked] = field(default_factory=lambda: deque(maxlen=MAX_ASKED_KEPT))  # oldest first
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "rounds": self.rounds,
+            "last_round": self.last_round,
+            "waiting": self.waiting,
+            "restored": self.restored,
+            "asked": [{"entry": a.entry, "peer": a.peer, "at": a.at} for a in self.asked],
+        }
 
 
 class Healer:
-    def __init__(self, store: Store, states: LedgerStates, sessions: Callable[[], Iterable[SyncSession]]) -> None:
+    def __init__(
+        self, store: Store, states: LedgerStates, sessions: Callable[[], Iterable[SyncSession]], record: HealRecord,
+    ) -> None:
         self._store = store
+        self.record = record
         self._states = states
         self._sessions = sessions
         self._found: set[bytes] = set()  # damaged ids not yet quarantined
@@ -57,6 +97,7 @@ class Healer:
         for entry in entries:
             if entry.id.raw in self._waiting:
                 self._waiting.discard(entry.id.raw)
+                self.record.restored += 1
                 self._states.forget(entry.ledger_id)
                 log.warning("damaged entry restored from a peer", extra={"entry": str(entry.id)})
 
@@ -79,6 +120,9 @@ class Healer:
                 await self._heal()
             except Exception:  # never let one bad row stop healing for good
                 log.exception("healing the store failed")
+                continue
+            self.record.rounds += 1
+            self.record.last_round = wall_ms()
 
     async def _heal(self) -> None:
         for entry_id in sorted(self._found):
@@ -88,9 +132,11 @@ class Healer:
                 self._states.forget(moved.ledger)  # folded again without it: not counted while damaged
         quarantined = await self._store.quarantined()
         self._waiting = {q.id.raw for q in quarantined}
+        self.record.waiting = len(quarantined)
         for q in quarantined:
             for session in list(self._sessions()):
-                session.refetch(q.ledger, q.author, q.seq)
+                if session.refetch(q.ledger, q.author, q.seq):
+                    self.record.asked.append(Asked(str(q.id), session.peer_did, wall_ms()))
 
 
-__all__ = ["HEAL_RETRY_S", "Healer"]
+__all__ = ["HEAL_RETRY_S", "MAX_ASKED_KEPT", "Asked", "HealRecord", "Healer"]

@@ -24,7 +24,7 @@ from aiohttp import web
 from node.store.states import MEMBER_KIND_PREFIX, LedgerStates
 from node.store.store import Store
 from node.sync.gate import MAX_LINKS_PER_ADDRESS, REFUSED_HTTP, LinkGate, host_of
-from node.sync.healing import Healer
+from node.sync.healing import Healer, HealRecord
 from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
 from node.sync.peers import MISBEHAVIOUR, PeerInfo, PeerMisbehaved, wall_ms
@@ -76,7 +76,8 @@ class Replicator:
         self._rng = rng or random.Random()
         self._verifier = Verifier()
         # The running node heals its store (quarantine, fetch again); a one-shot `tally sync` does not.
-        self._healer = Healer(store, self.states, lambda: self._sessions.values()) if heal else None
+        self.healing = HealRecord()
+        self._healer = Healer(store, self.states, lambda: self._sessions.values(), self.healing) if heal else None
         self._sessions: dict[str, SyncSession] = {}
         self._info: dict[str, PeerInfo] = {}  # by did, or "url:<url>" until the did is known
         self._tasks: set[asyncio.Task[None]] = set()

@@ -370,9 +370,13 @@ class SyncSession:
     def gossip(self, proof: ForkProof) -> None:
         self._dispatch(self.engine.gossip(proof))
 
-    def refetch(self, ledger: CID, author: bytes, seq: int) -> None:
-        """Ask the peer for an entry found damaged here, if the ledger is shared on this link."""
+    def refetch(self, ledger: CID, author: bytes, seq: int) -> bool:
+        """Ask the peer for an entry found damaged here, if the ledger is shared on this link; whether this call
+        asked it (the engine asks once per link: later calls say False)."""
+        key = (ledger.raw, author, seq)
+        before = key in self.engine.refetched
         self._dispatch(self.engine.refetch(ledger, author, seq, _now()))
+        return not before and key in self.engine.refetched
 
     async def reconsider(self, ledgers: Sequence[CID]) -> None:
         """Who may see `ledgers` changed (a member admitted, a genesis stored, a ledger followed)."""

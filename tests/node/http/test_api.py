@@ -30,6 +30,7 @@ from node.http.context import AUTH_DELAY_MAX_S, AUTH_DELAY_S, MAX_REQUEST_BYTES,
 from node.http.errors import STATUS
 from node.nodefile import NodeFile, write_node_file
 from node.store.store import Store
+from node.sync.healing import HealRecord
 from node.sync.replication import PeerInfo, Replicator
 from node.views import entry_row, ledger_row
 from protocol import CID, CODES, ForkProof, SigningKey, create_entry
@@ -46,6 +47,7 @@ class FakeReplication:
         self.followed: list[CID] = []
         self.sync_calls = 0
         self._peers = peers or []
+        self.healing = HealRecord()
 
     async def follow(self, ledger: CID) -> None:
         self.followed.append(ledger)
@@ -210,7 +212,8 @@ async def test_forks_and_peers(api: Api) -> None:
         "a": str(proof.a.id), "b": str(proof.b.id), "proof": row["proof"],
     }
     assert {row["a"], row["b"]} == {str(a.id), str(b.id)}
-    assert await api.call("GET", "/peers") == (200, {"peers": []})
+    no_healing = {"rounds": 0, "last_round": None, "waiting": 0, "restored": 0, "asked": []}  # an offline replicator
+    assert await api.call("GET", "/peers") == (200, {"peers": [], "healing": no_healing})
 
 
 # ---- error paths ---------------------------------------------------------------

@@ -15,7 +15,6 @@ import pytest
 from running_nodes import Node, exchange, ok, refused, run, start, stop_all, until
 
 from node.store.store import Store
-from node.sync.healing import HEAL_RETRY_S
 from protocol import CID
 from protocol.identity import public_key_from_did
 
@@ -46,6 +45,13 @@ def quarantined(home: Path) -> list[str]:
 
 def entry_answer(node: Node, entry: str) -> tuple[int, Any]:
     return node.api("GET", f"/entries/{entry}")
+
+
+def peers(node: Node) -> dict[str, Any]:
+    """The node's `GET /api/v1/peers` answer: its peers, and what healing its store asked of them."""
+    status, data = node.api("GET", "/peers")
+    assert status == 200, data
+    return dict(data)
 
 
 def history(node: Node, ledger: str) -> list[str]:
@@ -91,10 +97,15 @@ def test_a_flipped_byte_is_quarantined_and_fetched_again_from_a_member_only(tmp_
         assert (ben.api("GET", f"/entries/{ids[1]}", owner=False)[0]) == 404  # nothing told to others
         # not counted while damaged; the next entry of its chain waits for it (§16.2), the rest reads as before
         assert history(ben, ledger) == [ids[0]]
-        # linked with cal, which holds a copy but is no member: ben does not ask it, so no copy comes
-        until(lambda: any(p["id"] == cal_did and p["connected"] for p in ben.api("GET", "/peers")[1]["peers"]),
-              "ben linked with cal", logs=nodes)
-        time.sleep(3 * HEAL_RETRY_S)
+        # linked with cal, which holds a copy but is no member: ben does not ask it, so no copy comes. Each healing
+        # round asks every link; of three rounds since the link came up, the last two began HEAL_RETRY_S and more after.
+        until(lambda: any(p["id"] == cal_did and p["connected"] for p in peers(ben)["peers"]), "ben linked with cal",
+              logs=nodes)
+        linked = peers(ben)["healing"]["rounds"]
+        until(lambda: peers(ben)["healing"]["rounds"] >= linked + 3, "three healing rounds since", logs=nodes)
+        healing = peers(ben)["healing"]
+        assert healing["waiting"] == 1 and healing["restored"] == 0, healing
+        assert all(a["peer"] != cal_did for a in healing["asked"]), healing
         assert quarantined(ben_home) == [ids[1]]
         assert entry_answer(ben, ids[1])[0] == 500
 
@@ -106,6 +117,9 @@ def test_a_flipped_byte_is_quarantined_and_fetched_again_from_a_member_only(tmp_
         print(f"\nrepaired from a member {time.monotonic() - t0:.1f} s after starting her node")
         assert entry_answer(ben, ids[1])[1] == good
         assert quarantined(ben_home) == []
+        until(lambda: peers(ben)["healing"]["restored"] == 1, "the healing record counts the repair", logs=nodes)
+        healing = peers(ben)["healing"]  # it names whom it asked: ana (once per link), and still never cal
+        assert {(a["entry"], a["peer"]) for a in healing["asked"]} == {(ids[1], ana_did)}, healing
         until(lambda: history(ben, ledger) == sorted(ids), "the repaired entry counted again", logs=nodes)
         assert all(n.proc.poll() is None for n in nodes), "no node crashed"
     finally:
