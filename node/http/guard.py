@@ -19,7 +19,12 @@ ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
   MAX_CONNECTIONS_PER_ADDRESS; beyond, its new connections are closed right after accept(),
   before asyncio makes a transport or aiohttp a request handler for them (the site accepts
   connections itself for that), so a flood of connections from one address costs the node
-  two system calls each.
+  two system calls each;
+- **answers from the first bytes**: a connection whose first bytes `early` refuses (a peer link
+  attempt beyond the caps, node/sync/gate.py) gets its whole answer and is closed: right at
+  accept() when those bytes are there already (the usual case in a flood, whose connections
+  wait in the listen queue), else at its first read, before aiohttp parses anything. A flood of
+  link attempts from many addresses, each within its share, then costs a few system calls each.
 
 Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
 connections aiohttp's `keepalive_timeout`.
@@ -28,6 +33,7 @@ connections aiohttp's `keepalive_timeout`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -47,6 +53,12 @@ MAX_CONNECTIONS_PER_ADDRESS: Final = 64  # of them from one IP address, reverse 
 ACCEPT_RETRY_S: Final = 1.0  # out of files or memory, accepting pauses this long (as asyncio's own accept does)
 FILES_KEPT_FREE: Final = 128  # file descriptors left for the store, sync links' peers, logs
 _END_OF_HEADERS: Final = b"\r\n\r\n"
+# The system hands the listener a connection once its first bytes have come (Linux TCP_DEFER_ACCEPT), or after
+# about this long without: a link attempt is then mostly answered at accept(), before anything is made for it.
+DEFER_ACCEPT_S: Final = 1
+EARLY_PEEK_BYTES: Final = 64  # what `early` is shown of a connection whose bytes are there as it is accepted
+EARLY_DRAIN_BYTES: Final = 16384  # read at a time from a connection answered at accept, until nothing is left
+EARLY_DRAIN_READS: Final = 4  # or this many reads (a client still sending gets a reset)
 
 
 def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
@@ -76,7 +88,7 @@ class Connections:
         self.early = early
         self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
         self.by_host: dict[str, OrderedDict[GuardedProtocol, None]] = {}  # the same, per remote IP address
-        self.evicted = self.evicted_idle = self.refused = self.timed_out = 0
+        self.evicted = self.evicted_idle = self.refused = self.timed_out = self.answered_at_accept = 0
 
     def over_share(self, host: str) -> bool:
         """`host` holds MAX_CONNECTIONS_PER_ADDRESS open connections already (and is no trusted proxy)."""
@@ -248,6 +260,8 @@ class GuardedSite(web.TCPSite):
         for bound in server.sockets:
             listening = socket.socket(fileno=os.dup(bound.fileno()))
             listening.setblocking(False)
+            if hasattr(socket, "TCP_DEFER_ACCEPT") and listening.family in (socket.AF_INET, socket.AF_INET6):
+                listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
             listening.listen(self._backlog)  # what asyncio's server would do when it starts serving
             self._listening.append(listening)
             loop.add_reader(listening.fileno(), self._accept, listening)
@@ -282,9 +296,38 @@ class GuardedSite(web.TCPSite):
                 conn.close()
                 continue
             conn.setblocking(False)
+            if self._answered_at_accept(conn, host):
+                continue
             task = loop.create_task(loop.connect_accepted_socket(self._server_protocol, conn))
             self._accepting.add(task)
             task.add_done_callback(self._accepted)
+
+    def _answered_at_accept(self, conn: socket.socket, host: str) -> bool:
+        """Answer (and close) a connection whose first bytes are already there and are refused by `early` (a peer
+        link attempt beyond the caps), before a transport, a task or a request handler is made for it: a flood of
+        such attempts from many addresses, each within its share, then costs the node a few system calls each."""
+        early = self.connections.early
+        if early is None:
+            return False
+        try:
+            head = conn.recv(EARLY_PEEK_BYTES, socket.MSG_PEEK)
+        except OSError:  # nothing yet (the usual path reads it), or reset already
+            return False
+        answer = early(host, head) if head else None
+        if answer is None:
+            return False
+        with contextlib.suppress(OSError):
+            # Read what came (closing with unread bytes would reset the connection before the client reads the
+            # answer; a client still sending more gets that reset), then answer: a few hundred bytes into a new
+            # connection's empty send buffer.
+            for _ in range(EARLY_DRAIN_READS):
+                if not conn.recv(EARLY_DRAIN_BYTES):
+                    break
+        with contextlib.suppress(OSError):
+            conn.send(answer)
+        conn.close()
+        self.connections.answered_at_accept += 1
+        return True
 
     def _server_protocol(self) -> GuardedProtocol:
         handler = self._runner.server

@@ -3,6 +3,7 @@ connections, more than its 1,024 open files, while a real client and the owner a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -13,10 +14,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from running_nodes import Node, http, ok, start, stop_all, until
 
-from node.http.guard import MAX_CONNECTIONS_PER_ADDRESS
-from node.sync.gate import MAX_HANDSHAKES_PER_ADDRESS, REFUSED_HTTP
+from node.http.guard import DEFER_ACCEPT_S, MAX_CONNECTIONS_PER_ADDRESS, GuardedSite
+from node.sync.gate import MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, REFUSED_HTTP
 
 HALF_OPEN = 1100
 PARTIAL = b"GET /api/v1/identity HTTP/1.1\r\nHost: tally\r\nX-Slow: "  # never finished
@@ -240,9 +242,10 @@ def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path, trus
     assert "Traceback" not in eve.log()
 
 
-def test_spec_states_the_per_address_share() -> None:
+def test_spec_states_the_per_address_share_and_the_deferred_accept() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
     assert f"`MAX_CONNECTIONS_PER_ADDRESS = {MAX_CONNECTIONS_PER_ADDRESS}`" in spec
+    assert f"`DEFER_ACCEPT_S = {DEFER_ACCEPT_S}`" in spec
 
 
 UPGRADE = (b"GET /api/v1/sync HTTP/1.1\r\nHost: tally\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -287,4 +290,90 @@ def test_a_link_attempt_beyond_the_caps_is_answered_before_any_http_work(tmp_pat
         stop_all([fay])
     log = fay.log()
     assert log.count("peer links refused host=127.0.0.2") == 1, log
+    assert "Traceback" not in log
+
+
+def read_to_end(s: socket.socket) -> bytes:
+    s.setblocking(True)
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    return data
+
+
+async def test_a_link_attempt_refused_from_its_first_bytes_is_answered_at_accept_when_they_are_there() -> None:
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, max_connections=16,
+                       early=lambda host, head: REFUSED_HTTP if head.startswith(b"GET /api/v1/sync ") else None)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    try:
+        port = runner.addresses[0][1]
+        # Connected and sent while this loop does not run: the bytes are there when the site accepts it, so it is
+        # answered whole and closed without a transport, a task or a request handler ever made for it.
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(UPGRADE)
+        assert await loop.run_in_executor(None, read_to_end, s) == REFUSED_HTTP
+        s.close()
+        assert site.connections.answered_at_accept == 1 and not site.connections.open
+        # One that says nothing at first is still accepted (the system waits about DEFER_ACCEPT_S for its bytes),
+        # and is answered the same at its first read.
+        late = socket.create_connection(("127.0.0.1", port), timeout=30)
+        deadline = time.monotonic() + 30
+        while not site.connections.open:
+            assert time.monotonic() < deadline, "a connection that sends nothing yet is accepted"
+            await asyncio.sleep(0.05)
+        late.sendall(UPGRADE)
+        assert await loop.run_in_executor(None, read_to_end, late) == REFUSED_HTTP
+        late.close()
+        assert site.connections.answered_at_accept == 1
+        # Other requests whose bytes are there at accept go on to the application as usual (here: no route).
+        other = socket.create_connection(("127.0.0.1", port), timeout=30)
+        other.sendall(b"GET /api/v1/identity HTTP/1.1\r\nHost: tally\r\nConnection: close\r\n\r\n")
+        assert (await loop.run_in_executor(None, read_to_end, other)).startswith(b"HTTP/1.1 404")
+        other.close()
+        assert site.connections.answered_at_accept == 1
+    finally:
+        await runner.cleanup()
+
+
+def test_a_link_flood_leaves_the_api_answering_and_an_existing_peer_link_syncing(tmp_path: Path) -> None:
+    """Every inbound handshake place held by a flood from four addresses, and link attempts from twenty more
+    each refused with the whole 503 (more from an address than any peer's redialling makes), while a client is
+    answered and an entry appended reaches a peer linked before."""
+    ana_home, bob_home = tmp_path / "ana", tmp_path / "bob"
+    ana_did, bob_did = ok(ana_home, "init"), ok(bob_home, "init")
+    ledger = ok(ana_home, "ledger", "create", "Coop", "--public").split()[-1]
+    ana = start("ana", ana_home, ana_did)
+    bob = start("bob", bob_home, bob_did, ana.address)
+    held: list[socket.socket] = []
+    try:
+        ok(bob_home, "follow", ledger)
+        until(lambda: bob.state(ledger), "bob to hold the ledger over his link to ana", logs=[ana, bob])
+        sources = [f"127.0.0.{2 + i}" for i in range(MAX_HANDSHAKES // MAX_HANDSHAKES_PER_ADDRESS)]
+        for source in sources:
+            for _ in range(MAX_HANDSHAKES_PER_ADDRESS):
+                s, head = link_attempt(ana.address, source)
+                held.append(s)
+                assert head.startswith(b"HTTP/1.1 101"), head
+        for i in range(20):  # soon after: the held places are given up after HANDSHAKE_TIMEOUT_S
+            for _ in range(3):
+                s, answer = link_attempt(ana.address, f"127.0.1.{2 + i}")
+                s.close()
+                assert answer == REFUSED_HTTP, answer
+        status, ident = ana.api("GET", "/identity", owner=False, timeout=30)
+        assert status == 200 and ident["id"] == ana_did
+        status, appended = ana.api("POST", f"/ledgers/{ledger}/entries",
+                                   {"kind": "note.text", "body": {"text": "during the flood"}})
+        assert status == 201, appended
+        until(lambda: bob.api("GET", f"/entries/{appended['id']}")[0] == 200,
+              "the entry appended during the flood to reach bob", logs=[ana, bob])
+        assert ana.proc.poll() is None and bob.proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        stop_all([ana, bob])
+    log = ana.log()
+    assert log.count("peer links refused host=127.0.1.2 ") == 1, log  # one line per address, not per attempt
     assert "Traceback" not in log
