@@ -163,8 +163,44 @@ def _dumps(value: object) -> bytes:
 
 def encode(value: object) -> bytes:
     """The canonical DAG-CBOR bytes of `value`."""
+    if type(value) is dict:
+        flat = _encode_flat_map(value)
+        if flat is not None:
+            return flat
     check_value(value)
     return _dumps(value)
+
+
+#: Values a flat map (most entry bodies) holds that need no check beyond their type, or a cheap one.
+_FLAT_VALUES: Final = frozenset({type(None), bool, bytes, CID, int, str})
+
+
+@lru_cache(maxsize=1024)  # bodies of one kind share a few shapes
+def _key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """ASCII keys in DAG-CBOR order (encoded length, then bytewise): for ASCII, length then text."""
+    return tuple(sorted(keys, key=lambda k: (len(k), k)))
+
+
+def _encode_flat_map(value: dict[str, Any]) -> bytes | None:
+    """The canonical bytes of a map of ASCII keys to scalars, or None for any other map (`encode` takes it).
+
+    cbor2 sorts a map's keys itself (canonical=True) at about three times the cost of encoding it as it is; for
+    ASCII keys, DAG-CBOR's order is worked out once per shape of map and kept, and the map is then encoded in
+    that order as it is (`decode` relies on the same: sorted keys and cbor2's shortest forms are the canonical
+    bytes). It refuses what `check_value` refuses, with the same error, or leaves the map to it."""
+    for key, item in value.items():
+        kind = type(item)
+        if kind not in _FLAT_VALUES or type(key) is not str or not key.isascii():
+            return None
+        if kind is str:
+            _check_text(item)
+        elif kind is int and not MIN_INT <= item <= MAX_INT:
+            return None
+    keys = tuple(value)
+    order = _key_order(keys)
+    if order != keys:
+        value = {k: value[k] for k in order}
+    return _dumps_as_is(value)
 
 
 def decode(data: bytes, *, max_bytes: int) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 from . import dagcbor
@@ -52,6 +53,7 @@ _K_VERSION, _K_TS, _K_SEQ, _K_SIG, _K_KIND, _K_PREV, _K_SIZE, _K_AUTHOR, _K_LEDG
 _MAP_HEADS: Final = {n: dagcbor.head(5, n) for n in (8, 9, 10)}
 _SIG_PREFIX: Final = dagcbor.head(2, SIGNATURE_BYTES)
 _AUTHOR_PREFIX: Final = dagcbor.head(2, PUBLIC_KEY_BYTES)
+_NO_SIG: Final = bytes(SIGNATURE_BYTES)  # a header's sig until it is signed
 _REQUIRED: Final = frozenset({F_VERSION, F_AUTHOR, F_SEQ, F_PREV, F_TS, F_KIND, F_PAYLOAD, F_SIZE, F_SIG})
 _KNOWN: Final = _REQUIRED | {F_LEDGER}
 
@@ -91,7 +93,7 @@ class Header:
             _K_VERSION, dagcbor.uint(self.version), _K_TS, dagcbor.uint(self.ts), _K_SEQ, dagcbor.uint(self.seq)
         ))
         back = b"".join((
-            _K_KIND, dagcbor.text_string(self.kind),
+            _kind_item(self.kind),
             _K_PREV, dagcbor.NULL if self.prev is None else dagcbor.link(self.prev),
             _K_SIZE, dagcbor.uint(self.size),
             _K_AUTHOR, _AUTHOR_PREFIX, self.author,
@@ -180,18 +182,9 @@ def create_entry_with(
 ) -> Entry:
     """`create_entry` with its payload made already (`Payload.of`)."""
     payload_raw = payload.raw
-    unsigned = Header(
-        author=key.public_key,
-        ledger=ledger,
-        seq=seq,
-        prev=prev,
-        ts=ts,
-        kind=kind,
-        payload=payload.cid,
-        size=len(payload_raw),
-        sig=bytes(SIGNATURE_BYTES),
-    )
-    _check_fields(unsigned)
+    author = key.public_key
+    _check_values(author, ledger, seq, prev, ts, kind, payload.cid, len(payload_raw))
+    unsigned = Header(author, ledger, seq, prev, ts, kind, payload.cid, len(payload_raw), _NO_SIG)
     # Encode once: the signed bytes and the block share both halves around `sig`.
     front, back = unsigned._halves()
     n = unsigned._items()
@@ -397,25 +390,48 @@ def _typed(value: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def _check_fields(h: Header) -> None:
-    if len(h.author) != PUBLIC_KEY_BYTES:
+    _check_values(h.author, h.ledger, h.seq, h.prev, h.ts, h.kind, h.payload, h.size)
+
+
+def _check_values(
+    author: bytes, ledger: CID | None, seq: int, prev: CID | None, ts: int, kind: str, payload: CID, size: int
+) -> None:
+    """A header's fields, checked (each entry made or read: kept cheap)."""
+    if len(author) != PUBLIC_KEY_BYTES:
         raise InvalidData("bad_field", "author must be a 32-byte Ed25519 public key")
-    if not 1 <= h.seq <= MAX_SAFE_INT:
-        raise InvalidData("bad_field", f"seq {h.seq} is out of range")
-    if not 0 <= h.ts <= MAX_SAFE_INT:
-        raise InvalidData("bad_field", f"ts {h.ts} is out of range")
-    if h.size < 0:
-        raise InvalidData("bad_field", f"size {h.size} is negative")
-    if h.size > MAX_PAYLOAD_BYTES:
-        raise InvalidData("oversize", f"payload size {h.size} exceeds {MAX_PAYLOAD_BYTES}")
-    if len(h.kind) > MAX_KIND_CHARS or not KIND_PATTERN.fullmatch(h.kind):
-        raise InvalidData("bad_field", f"kind {h.kind!r:.80} is not namespaced text like 'vf.event'")
-    for name, link in ((F_PAYLOAD, h.payload), (F_LEDGER, h.ledger), (F_PREV, h.prev)):
-        if link is not None and link.codec != CODEC_DAG_CBOR:
+    if not 1 <= seq <= MAX_SAFE_INT:
+        raise InvalidData("bad_field", f"seq {seq} is out of range")
+    if not 0 <= ts <= MAX_SAFE_INT:
+        raise InvalidData("bad_field", f"ts {ts} is out of range")
+    if size < 0:
+        raise InvalidData("bad_field", f"size {size} is negative")
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidData("oversize", f"payload size {size} exceeds {MAX_PAYLOAD_BYTES}")
+    if not _kind_ok(kind):
+        raise InvalidData("bad_field", f"kind {kind!r:.80} is not namespaced text like 'vf.event'")
+    # A codec below 0x80 is the CID's second byte (one varint byte), so this is `codec != CODEC_DAG_CBOR`.
+    for name, link in ((F_PAYLOAD, payload), (F_LEDGER, ledger), (F_PREV, prev)):
+        if link is not None and link.raw[1] != CODEC_DAG_CBOR:
             raise InvalidData("bad_field", f"{name} must link a DAG-CBOR block")
-    if (h.seq == 1) != (h.prev is None):
+    if (seq == 1) != (prev is None):
         raise InvalidData("bad_prev", "prev must be null exactly at seq 1")
-    if h.ledger is None:
-        if h.kind != GENESIS_KIND or h.seq != 1:
+    if ledger is None:
+        if kind != GENESIS_KIND or seq != 1:
             raise InvalidData("bad_genesis", "only a ledger.genesis entry at seq 1 may omit ledger")
-    elif h.kind == GENESIS_KIND:
+    elif kind == GENESIS_KIND:
         raise InvalidData("bad_genesis", "a ledger.genesis entry must not name a ledger")
+
+
+#: Kinds checked and encoded lately: a node writes and reads a few kinds over and over.
+_KINDS_KEPT: Final = 512
+
+
+@lru_cache(maxsize=_KINDS_KEPT)
+def _kind_ok(kind: str) -> bool:
+    return len(kind) <= MAX_KIND_CHARS and KIND_PATTERN.fullmatch(kind) is not None
+
+
+@lru_cache(maxsize=_KINDS_KEPT)
+def _kind_item(kind: str) -> bytes:
+    """The header's `kind` key and value, encoded."""
+    return _K_KIND + dagcbor.text_string(kind)

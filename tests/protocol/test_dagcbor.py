@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from protocol_helpers import FAST, cid_of, cids, dag_values, strict_equal
+from protocol_helpers import FAST, cid_of, cids, dag_values, map_keys, scalars, strict_equal
 
 from protocol import dagcbor
 from protocol.cid import CID, CODEC_RAW
@@ -407,3 +408,14 @@ def test_single_byte_changes_never_decode_to_a_second_encoding(value: Any, data:
 @given(cids)
 def test_cid_round_trip_in_block(cid: CID) -> None:
     assert decode(dagcbor.encode([cid])) == [cid]
+
+
+@FAST
+@given(st.dictionaries(map_keys, scalars, max_size=8), st.randoms(use_true_random=False))
+def test_flat_maps_encode_as_a_key_sorting_encoder_does(body: dict[str, Any], rng: random.Random) -> None:
+    # encode() orders a flat map's keys itself (by shape, remembered); cbor2's canonical mode is the reference.
+    expected = cbor2.dumps(body, canonical=True, default=dagcbor._encode_link)
+    assert dagcbor.encode(body) == expected
+    items = list(body.items())
+    rng.shuffle(items)
+    assert dagcbor.encode(dict(items)) == expected
