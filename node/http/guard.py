@@ -22,9 +22,11 @@ ever, and 1,100 of them used up a node's 1,024. `GuardedSite` listens like
   two system calls each;
 - **answers from the first bytes**: a connection whose first bytes `early` refuses (a peer link
   attempt beyond the caps, node/sync/gate.py) gets its whole answer and is closed: right at
-  accept() when those bytes are there already (the usual case in a flood, whose connections
-  wait in the listen queue), else at its first read, before aiohttp parses anything. A flood of
-  link attempts from many addresses, each within its share, then costs a few system calls each.
+  accept() when those bytes are there already, else at its first read, before aiohttp parses
+  anything. The system hands the site a connection once its first bytes have come (Linux
+  TCP_DEFER_ACCEPT) and keeps LISTEN_BACKLOG of them waiting, so that a burst overflows into
+  neither SYN cookies (handed over at once, bytes or not) nor drops: a flood of link attempts
+  from many addresses, each within its share, then costs a few system calls each.
 
 Request bodies have their own deadline (node/app.py `_read_body`), idle keep-alive
 connections aiohttp's `keepalive_timeout`.
@@ -50,6 +52,11 @@ HEADER_TIMEOUT_S: Final = 10.0
 KEEPALIVE_S: Final = 15.0
 MAX_CONNECTIONS: Final = 512
 MAX_CONNECTIONS_PER_ADDRESS: Final = 64  # of them from one IP address, reverse proxies in trusted_proxies aside
+# Connections the system keeps for the listener: those completed and not yet accepted, and as many whose first bytes
+# have not come (TCP_DEFER_ACCEPT below). Beyond, Linux answers new ones with SYN cookies, which it hands over at
+# once whether their bytes have come or not, or drops them (the client tries again a second later).
+LISTEN_BACKLOG: Final = 1024
+ACCEPT_BATCH: Final = 128  # connections accepted at once, as asyncio does, before the loop runs anything else
 ACCEPT_RETRY_S: Final = 1.0  # out of files or memory, accepting pauses this long (as asyncio's own accept does)
 FILES_KEPT_FREE: Final = 128  # file descriptors left for the store, sync links' peers, logs
 _END_OF_HEADERS: Final = b"\r\n\r\n"
@@ -243,7 +250,7 @@ class GuardedSite(web.TCPSite):
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, max_connections: int,
                  header_timeout_s: float = HEADER_TIMEOUT_S, trusted_proxies: frozenset[str] = frozenset(),
                  early: Callable[[str, bytes], bytes | None] | None = None) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, backlog=LISTEN_BACKLOG)
         self.connections = Connections(max_connections, trusted_proxies, early)
         self.header_timeout_s = header_timeout_s
         self._listening: list[socket.socket] = []  # what this site accepts from (duplicates of the server's)
@@ -278,7 +285,7 @@ class GuardedSite(web.TCPSite):
 
     def _accept(self, listening: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(self._backlog):  # as many as asyncio accepts at once
+        for _ in range(ACCEPT_BATCH):  # then the loop's other work: a request waits behind this many at most
             try:
                 conn, address = listening.accept()
             except (BlockingIOError, InterruptedError):

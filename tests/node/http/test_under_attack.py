@@ -17,7 +17,13 @@ import pytest
 from aiohttp import web
 from running_nodes import Node, http, ok, start, stop_all, until
 
-from node.http.guard import DEFER_ACCEPT_S, MAX_CONNECTIONS_PER_ADDRESS, GuardedSite
+from node.http.guard import (
+    ACCEPT_BATCH,
+    DEFER_ACCEPT_S,
+    LISTEN_BACKLOG,
+    MAX_CONNECTIONS_PER_ADDRESS,
+    GuardedSite,
+)
 from node.sync.gate import MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, REFUSED_HTTP
 
 HALF_OPEN = 1100
@@ -245,7 +251,9 @@ def test_one_address_holds_at_most_its_share_of_connections(tmp_path: Path, trus
 def test_spec_states_the_per_address_share_and_the_deferred_accept() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
     assert f"`MAX_CONNECTIONS_PER_ADDRESS = {MAX_CONNECTIONS_PER_ADDRESS}`" in spec
-    assert f"`DEFER_ACCEPT_S = {DEFER_ACCEPT_S}`" in spec
+    for name, value in (("DEFER_ACCEPT_S", DEFER_ACCEPT_S), ("LISTEN_BACKLOG", LISTEN_BACKLOG),
+                        ("ACCEPT_BATCH", ACCEPT_BATCH)):
+        assert f"`{name} = {value}`" in spec
 
 
 UPGRADE = (b"GET /api/v1/sync HTTP/1.1\r\nHost: tally\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
