@@ -2,10 +2,11 @@
 
 One `Replicator` per node process. It keeps a link to each peer it is given or
 finds (dialing with backoff, refusing for a while a peer that broke the protocol),
-decides which ledgers each peer may see, pushes new entries and fork proofs to
-every link, and holds local appends until safe restore is done. Each
-authenticated link runs a `SyncSession` (node/sync/session.py); what the node
-knows of each peer is a `PeerInfo` (node/sync/peers.py).
+pushes new entries and fork proofs to every link, and holds local appends until
+safe restore is done (node/sync/restore.py). Each authenticated link runs a
+`SyncSession` (node/sync/session.py), which asks `LedgerAccess` (node/sync/access.py)
+which ledgers its peer may see; what the node knows of each peer is a `PeerInfo`
+(node/sync/peers.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
@@ -23,27 +22,21 @@ from aiohttp import web
 
 from node.store.states import MEMBER_KIND_PREFIX, LedgerStates
 from node.store.store import Store
+from node.sync.access import LedgerAccess
 from node.sync.gate import MAX_LINKS_PER_ADDRESS, REFUSED_HTTP, LinkGate, host_of
 from node.sync.healing import Healer, HealRecord
 from node.sync.ingest import Verifier
 from node.sync.links import LinkClosed, SecureLink, accept_link, dial_link, link_websocket, peer_address
 from node.sync.peers import MISBEHAVIOUR, PeerInfo, PeerMisbehaved, wall_ms
+from node.sync.restore import SafeRestore
 from node.sync.session import SyncSession
-from protocol import CID, Entry, ForkProof, InvalidData, SigningKey, TallyError
+from protocol import CID, Entry, ForkProof, SigningKey, TallyError
 
 log = logging.getLogger(__name__)
 
-RESTORE_WAIT_S: Final = 10.0  # how long a starting node waits to reach a peer before it allows appends
 BACKOFF_MIN_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
-RESTORE_SILENCE_S: Final = 10.0  # a peer that says nothing this long no longer holds safe restore
 MAX_DIALED_IN: Final = 512  # peer-table rows of identities that only dialled in (the idle longest go first)
-
-
-@dataclass(frozen=True, slots=True)
-class _Access:
-    visibility: str
-    founder: bytes
 
 
 class Replicator:
@@ -82,25 +75,20 @@ class Replicator:
         self._info: dict[str, PeerInfo] = {}  # by did, or "url:<url>" until the did is known
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
-        self._access: dict[bytes, _Access] = {}
+        self._access = LedgerAccess(store, self.states)
         self._gate = LinkGate()  # inbound caps, refusals and bans (node/sync/gate.py)
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
         self._forgotten: set[str] = set()
         # Safe restore: no local append until our own chains are caught up.
-        self._catching_up = not offline and bool(self._peer_urls)
-        self._restore_pending: set[str] = set(self._peer_urls)  # the peers safe restore asks
-        self._restore_answered: set[str] = set()  # dids that answered and whose copy we fetched
-        self._restore_started = time.monotonic()
-        self.caught_up = asyncio.Event()
-        if not self._catching_up:
-            self.caught_up.set()
+        self._restore = SafeRestore(self._peer_urls, offline=offline, links=lambda: self._sessions.values(),
+                                    did_at=self._did_at)
 
     # ---- public surface --------------------------------------------------------
 
     @property
     def catching_up(self) -> bool:
-        return self._catching_up
+        return self._restore.catching_up
 
     @property
     def did(self) -> str:
@@ -117,8 +105,8 @@ class Replicator:
             self._healer.start()
         for url in self._peer_urls:
             self.add_peer(url, self._peer_found[url])
-        if self._catching_up:
-            self._spawn(self._restore_deadline())
+        if self._restore.catching_up:
+            self._spawn(self._restore.deadline())
 
     def add_peer(self, url: str, found: str, expected_remote: str | None = None) -> None:
         """Dial `url` and keep a link to it, reconnecting with backoff. `expected_remote`:
@@ -314,7 +302,7 @@ class Replicator:
         finally:
             if self._sessions.get(did) is session:
                 del self._sessions[did]
-            self._check_restore()
+            self._restore.check()
         if session.failure is not None and session.failure.code in MISBEHAVIOUR:
             self._gate.ban(did)
             return "misbehaved"
@@ -357,71 +345,18 @@ class Replicator:
             log.info("peer disconnected peer=%s code=%s in=%d out=%d", session.peer_did, code,
                      info.entries_in, info.entries_out)
 
-    # ---- safe restore ----------------------------------------------------------
-
-    async def _restore_deadline(self) -> None:
-        """After RESTORE_WAIT_S, stop waiting for peers that never answered; keep waiting
-        only for a peer still answering (silent for less than RESTORE_SILENCE_S)."""
-        await asyncio.sleep(RESTORE_WAIT_S)
-        while self._catching_up:
-            now = wall_ms()
-            active = [s for s in self._sessions.values() if s.restoring_busy
-                      and s.info.last_seen is not None and now - s.info.last_seen < RESTORE_SILENCE_S * 1000]
-            if not active:
-                log.warning("safe restore: waited %.0f s; local appends allowed (peers answered: %s)",
-                            RESTORE_WAIT_S, ", ".join(sorted(self._restore_answered)) or "none")
-                self._finish_restore()
-                return
-            await asyncio.sleep(1.0)
+    # ---- safe restore, access and live push ------------------------------------
 
     def restore_answered(self, did: str) -> None:
         """A peer told us our own heads and we fetched everything it had of our chains."""
-        self._restore_answered.add(did)
-        self._check_restore()
+        self._restore.answered(did)
 
-    def _check_restore(self) -> None:
-        """Done once every peer we were given has answered (by did, whichever link it used)."""
-        if not self._catching_up:
-            return
-        if any(s.restoring_busy for s in self._sessions.values()):
-            return
-        waiting = [url for url in self._restore_pending
-                   if (info := self._info.get(f"url:{url}")) is None or info.did not in self._restore_answered]
-        if not waiting:
-            self._finish_restore()
-
-    def _finish_restore(self) -> None:
-        if self._catching_up:
-            self._catching_up = False
-            self.caught_up.set()
-            log.info("safe restore done: local appends allowed")
-
-    # ---- access and live push ------------------------------------------------
+    def _did_at(self, url: str) -> str | None:
+        info = self._info.get(f"url:{url}")
+        return None if info is None else info.did
 
     async def may_share(self, ledger: CID, peer: str) -> bool:
-        """Whether `peer` may see `ledger`: anyone a public ledger, members a members-only one."""
-        access = self._access.get(ledger.raw)
-        if access is None:
-            genesis = await self._store.genesis(ledger)
-            if genesis is None or genesis.body is None:
-                return False
-            access = _Access(str(genesis.body.get("visibility", "members")), genesis.header.author)
-            self._access[ledger.raw] = access
-        if access.visibility == "public":
-            return True
-        members = await self.states.members(ledger)
-        if peer in members:
-            return True
-        # A member's rotated-in key or device (SPEC.md §19.8) sees what the member sees.
-        try:
-            state = await self.states.get(ledger)
-        except InvalidData:
-            return False
-        return state is not None and state.agent_of(peer) in members
-
-    async def shared_ledgers(self, peer: str) -> list[CID]:
-        return [ledger for ledger in await self._store.replicated(self._identity.public_key)
-                if await self.may_share(ledger, peer)]
+        return await self._access.may_share(ledger, peer)
 
     def _on_new_entries(self, entries: Sequence[Entry]) -> None:
         for session in list(self._sessions.values()):
@@ -439,7 +374,6 @@ class Replicator:
         for session in list(self._sessions.values()):
             if session is not source:
                 session.gossip(proof)  # only where the ledger is shared: members-only proofs reach members only
-
 
 
 __all__ = ["PeerInfo", "PeerMisbehaved", "Replicator"]
