@@ -143,6 +143,11 @@ class StatusView(Mapping[bytes, str]):
     def __iter__(self) -> Iterator[bytes]:
         return islice(self._ids, len(self._codes))  # a list the fold only appends to: safe beside it
 
+    def coded(self) -> tuple[tuple[str, ...], Iterator[tuple[bytes, int]]]:
+        """The names of the statuses, and each id with its status's number among them, in this view's order:
+        what a snapshot saves (node/store/snapshots.py), read in order rather than looked up a million times."""
+        return _STATUSES, zip(self, self._codes, strict=True)
+
     def __repr__(self) -> str:
         return f"StatusView({len(self)} entries)"
 

@@ -18,9 +18,8 @@ from node.cli.context import node_client, open_store, serving_node
 from node.cli.options import request_of
 from node.cli.parsing import home_of, parse_cid
 from node.exports import distribution_json, export_text
-from node.store.ledgers import load_state
 from node.store.store import wall_clock_ms
-from node.store.writes import FoldedStates, LocalWrites
+from node.store.writes import FoldedStates, LocalWrites, stored_state
 from protocol import CID, LocalError, ledger_ops
 from protocol.distribution import Payout
 from protocol.requests import RecordDistribution
@@ -30,7 +29,7 @@ from protocol.state import LedgerState
 async def _stored_state(args: argparse.Namespace, ledger: CID) -> LedgerState:
     store = await open_store(home_of(args))
     try:
-        state = await load_state(store, ledger)
+        state = await stored_state(store, ledger)
     finally:
         await store.close()
     if state is None:

@@ -24,9 +24,8 @@ from node.cli.parsing import UsageError, home_of, parse_cid
 from node.exports import csv_cell
 from node.governance_views import motion_lines, pledge_lines
 from node.ledger_views import HISTORY_COLUMNS, HistoryQuery, state_json
-from node.store.ledgers import load_state
 from node.store.store import Store
-from node.store.writes import LocalWrites
+from node.store.writes import LocalWrites, stored_state
 from protocol import CID, Entry, LocalError
 from protocol.requests import Admit, Contribute, Endorse, Leave, LedgerWrite, Name
 from protocol.rules import format_decimal
@@ -38,7 +37,8 @@ Build = Callable[[LocalWrites], Awaitable[Entry]]
 
 
 async def ledger_state(store: Store, ledger: CID) -> LedgerState:
-    state = await load_state(store, ledger)
+    """The ledger's state from the snapshot a node kept of it, when current (node/store/writes.py stored_state)."""
+    state = await stored_state(store, ledger)
     if state is None:
         raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
     return state

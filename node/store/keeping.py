@@ -100,8 +100,11 @@ class SnapshotKeeping:
     _generations: dict[bytes, int]  # bumped by forget(): a fold being made is stale
     _whole: set[bytes]  # ledgers with key events: their state is folded whole on each change
 
-    def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float) -> None:
+    def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float, one_shot: bool = False) -> None:
         self._store = store
+        #: a one-shot command's (node/store/writes.py FoldedStates): snapshots are read back, never saved, and a
+        #: kept fold only when the state beside it is stale (else nothing would read it)
+        self._one_shot = one_shot
         self._snapshot_every = snapshot_every
         self._quiet_s = quiet_s
         self._quiet: dict[bytes, asyncio.TimerHandle] = {}  # ledger -> its state's save once it stays quiet
@@ -199,7 +202,7 @@ class SnapshotKeeping:
         ref = snapshot.fold
         if ref == snapshots.WHOLE and state is not None:
             self._whole.add(raw)
-        elif ref is not None and ref.parts and raw not in self._folds:
+        elif ref is not None and ref.parts and raw not in self._folds and (state is None or not self._one_shot):
             self._arrived[raw] = []  # what arrives from now on is folded in once the fold is read back
             task = asyncio.create_task(self._load(ledger, ref, coverage.forks, generation))
             self._loading[raw] = task
@@ -254,7 +257,7 @@ class SnapshotKeeping:
         raw = ledger.raw
         fold = self._folds.get(raw)
         saved = self._saved.get(raw)
-        if (fold is None and raw not in self._whole) or raw in self._saving:
+        if (fold is None and raw not in self._whole) or raw in self._saving or self._one_shot:
             return
         if time.monotonic() < self._retry.get(raw, 0.0):  # its fold's save was given up a moment ago
             return

@@ -14,6 +14,12 @@ its entry ids and its digest. It is used only after every check passes:
 A stale or damaged snapshot is not used: the ledger is folded from scratch (node/store/states.py) and a new
 snapshot replaces it. Pickle runs no code here but the constructors of protocol's records (`_Unpickler`).
 
+The state's entry id -> status map, which grows with the ledger, is kept as two bytes objects (`KeptStatus`: the
+ids grouped by the digest's bucket and sorted in each, a byte per id naming its status), not as a dict: a
+million-entry state reads back in the time of a copy and a few passes in C (the checks above among them), makes
+no object per entry, and takes 37 MB instead of ~150 MB; saving it holds the interpreter lock for no longer than
+one bucket's sort (~4,000 ids at a million entries).
+
 The fold itself (protocol/fold.py's `LedgerFold`, what a new entry is folded into) is kept with the state,
 so that the first entry to arrive after a restart costs what it touches, not a fold of the whole ledger. It is
 pickled as it is (`encode_fold`: whatever its layout, nothing here names its fields) in parts of PART_BYTES,
@@ -40,6 +46,7 @@ import pickle
 import pkgutil
 import threading
 import types
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
@@ -51,11 +58,11 @@ import protocol
 from node.store.ledgers import collector_paused
 from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
 from protocol import CID
-from protocol.fold import LedgerFold, state_digest
-from protocol.state import LedgerState
+from protocol.fold import LedgerFold, StatusView
+from protocol.state import DIGEST_BUCKETS, EMPTY_BUCKET_DIGEST, LedgerState, bucket_digest, digest_of
 
-ENCODING: Final = "pickle-5/2"  # bump when what is pickled changes in a way the shape below does not show (2: the
-# digest of SPEC.md §16.7 version 2)
+ENCODING: Final = "pickle-5/3"  # bump when what is pickled changes in a way the shape below does not show (2: the
+# digest of SPEC.md §16.7 version 2; 3: the status map as a KeptStatus)
 
 
 def _slotted() -> dict[type, tuple[str, ...]]:
@@ -102,6 +109,118 @@ class Abandoned(Exception):
     """A save was given up (the fold is about to change, or the node is stopping)."""
 WHOLE: Final = FoldRef("whole")  # a ledger folded whole (key events: node/store/states.py): no fold kept
 PART_BYTES: Final = 4 << 20  # a fold's bytes are written this many at a time, one transaction each
+
+
+_ID, _CODE = operator.itemgetter(0), operator.itemgetter(1)
+
+
+class KeptStatus(Mapping[bytes, str]):
+    """A state's entry id -> status map as a snapshot keeps it: every id in one bytes object (`ids`, each `width`
+    bytes), grouped by the digest's bucket (an id's last byte, SPEC.md §16.7) and sorted within it (bucket `b`
+    holds ids `bounds[b]` to `bounds[b + 1]`), and one byte per id naming its status in `names`. A lookup is a
+    bisect within its bucket; nothing is made per entry until asked for."""
+
+    __slots__ = ("bounds", "codes", "ids", "names", "width")
+
+    def __init__(self, width: int, names: tuple[str, ...], bounds: tuple[int, ...], ids: bytes, codes: bytes) -> None:
+        self.width, self.names, self.bounds, self.ids, self.codes = width, names, bounds, ids, codes
+
+    @classmethod
+    def of(cls, status: Mapping[bytes, str], stop: threading.Event | None = None) -> KeptStatus:
+        """`status` kept so; `Abandoned` once `stop` is set (looked at between buckets); ValueError if its ids
+        are not all of one width (every entry id Tally makes is 36 bytes) or it has more than 256 statuses."""
+        if isinstance(status, StatusView):
+            names, pairs = status.coded()
+        else:
+            names = tuple(sorted(set(status.values())))
+            pairs = zip(status, map({name: i for i, name in enumerate(names)}.__getitem__, status.values()),
+                        strict=True)
+        groups: list[list[tuple[bytes, int]]] = [[] for _ in range(DIGEST_BUCKETS)]
+        adds = [group.append for group in groups]
+        for pair in pairs:  # a Python loop: the interpreter lock changes hands meanwhile
+            adds[pair[0][-1]](pair)
+        width = len(next(iter(status), b"")) or 36
+        bounds, ids, codes = [0], [], []
+        for group in groups:
+            if stop is not None and stop.is_set():
+                raise Abandoned
+            group.sort()  # by id: no two alike
+            ids.append(b"".join(map(_ID, group)))
+            codes.append(bytes(map(_CODE, group)))
+            bounds.append(bounds[-1] + len(group))
+            if len(ids[-1]) != width * len(group) or set(map(len, map(_ID, group))) - {width}:
+                raise ValueError("entry ids of more than one width")
+        return cls(width, names, tuple(bounds), b"".join(ids), b"".join(codes))
+
+    def _at(self, i: int) -> bytes:
+        return self.ids[i * self.width : (i + 1) * self.width]
+
+    def __getitem__(self, raw: bytes) -> str:
+        if len(raw) != self.width or not raw:
+            raise KeyError(raw)
+        lo, hi = self.bounds[raw[-1]], self.bounds[raw[-1] + 1]
+        i = bisect_left(range(hi), raw, lo, hi, key=self._at)
+        if i == hi or self._at(i) != raw:
+            raise KeyError(raw)
+        return self.names[self.codes[i]]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __iter__(self) -> Iterator[bytes]:  # bucket by bucket
+        return self._slice(0, len(self.codes))
+
+    def _slice(self, lo: int, hi: int) -> Iterator[bytes]:
+        w = self.width
+        return map(self.ids.__getitem__, map(slice, range(lo * w, hi * w, w), range((lo + 1) * w, (hi + 1) * w, w)))
+
+    def __repr__(self) -> str:
+        return f"KeptStatus({len(self)} entries)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_kept_status, (self.width, self.names, self.bounds, self.ids, self.codes))
+
+    def bucket_digests(self) -> list[bytes] | None:
+        """The digest's 256 bucket digests; None if the ids are not where they claim to be (each in the bucket
+        of its last byte, sorted, no two alike) or a code names no status. In C but for a loop per bucket."""
+        w, n = self.width, len(self.codes)
+        if (w < 1 or len(self.ids) != n * w or len(self.bounds) != DIGEST_BUCKETS + 1 or self.bounds[0] != 0
+                or self.bounds[-1] != n or not all(map(operator.le, self.bounds, self.bounds[1:]))
+                or (n and max(self.codes) >= len(self.names)) or not all(isinstance(s, str) for s in self.names)):
+            return None
+        digests = [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
+        for b in range(DIGEST_BUCKETS):
+            lo, hi = self.bounds[b], self.bounds[b + 1]
+            if lo == hi:
+                continue
+            if self.ids[lo * w + w - 1 : hi * w : w] != bytes([b]) * (hi - lo):  # each id's last byte
+                return None
+            ids = list(self._slice(lo, hi))
+            if not all(map(operator.lt, ids, ids[1:])):
+                return None
+            digests[b] = bucket_digest(ids, list(map(self.names.__getitem__, self.codes[lo:hi])))
+        return digests
+
+
+def _kept_status(width: int, names: tuple[str, ...], bounds: tuple[int, ...], ids: bytes, codes: bytes) -> KeptStatus:
+    """A KeptStatus from its parts (unpickling): its checks are `bucket_digests`."""
+    if not (type(width) is int and type(names) is tuple and type(bounds) is tuple and type(ids) is bytes
+            and type(codes) is bytes):
+        raise pickle.UnpicklingError("not a kept status")
+    return KeptStatus(width, names, bounds, ids, codes)
+
+
+class _Stoppable(io.BytesIO):
+    """Bytes being pickled, given up (`Abandoned`) at the first write after `stop` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def write(self, data: Any) -> int:
+        if self._stop.is_set():
+            raise Abandoned
+        return super().write(data)
 
 
 def _maker(cls: type, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any]:
@@ -157,7 +276,7 @@ _REDUCERS: Final = {**copyreg.dispatch_table, types.MappingProxyType: lambda m: 
                     types.BuiltinMethodType: _builtin_method,
                     **{cls: _reducer(names) for cls, names in _SLOTTED.items()}}
 _ALLOWED: Final = {("decimal", "Decimal"): Decimal, ("fractions", "Fraction"): Fraction,
-                   (__name__, "_new"): _new, (__name__, "_proxy"): _proxy,
+                   (__name__, "_new"): _new, (__name__, "_proxy"): _proxy, (__name__, "_kept_status"): _kept_status,
                    ("builtins", "frozenset"): frozenset, ("builtins", "set"): set}
 
 
@@ -193,34 +312,16 @@ class _FoldUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a fold names {module}.{name}, which is not protocol's")
 
 
-def ids_fingerprint(status: Mapping[bytes, str]) -> bytes:
-    """sha2-256 of the state's entry ids in id order."""
-    return hashlib.sha256(b"".join(sorted(status))).digest()
-
-
-class _Stoppable(io.BytesIO):
-    """Bytes being pickled, given up (`Abandoned`) at the first write after `stop` is set."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        super().__init__()
-        self._stop = stop
-
-    def write(self, data: Any) -> int:
-        if self._stop.is_set():
-            raise Abandoned
-        return super().write(data)
-
-
 def make(state: LedgerState, forks: Mapping[bytes, int], stop: threading.Event | None = None) -> Snapshot:
     """The snapshot of a state folded from every stored entry of its ledger and these fork points (the store
     fills in the rowids when it keeps it, checking the count against what it holds); `Abandoned` once `stop`
-    is set (checked at each write: pickle frames of ~64 KiB)."""
-    ids = sorted(state.status)  # one sort of the ids (a million take seconds here, holding the interpreter lock)
-    ordered = dataclasses.replace(state, status=dict(zip(ids, map(state.status.__getitem__, ids), strict=True)))
-    out = _Stoppable(stop or threading.Event())
-    _Pickler(out, protocol=5).dump(ordered)  # in id order: checked so on reading
+    is set (checked between buckets of the status, and at each write: pickle frames of ~64 KiB)."""
+    stop = stop or threading.Event()
+    status = KeptStatus.of(state.status, stop)
+    out = _Stoppable(stop)
+    _Pickler(out, protocol=5).dump(dataclasses.replace(state, status=status))
     blob = out.getvalue()
-    return Snapshot(FORMAT, Coverage(len(ids), 0, fork_points(dict(forks))), hashlib.sha256(b"".join(ids)).digest(),
+    return Snapshot(FORMAT, Coverage(len(status), 0, fork_points(dict(forks))), hashlib.sha256(status.ids).digest(),
                     state.digest, hashlib.sha256(blob).digest(), blob)
 
 
@@ -244,14 +345,13 @@ def _checked(snapshot: Snapshot, stored: Coverage, ledger: CID) -> tuple[LedgerS
         return None, f"damaged: it does not decode ({type(exc).__name__}: {exc})"
     if not isinstance(state, LedgerState) or state.ledger != ledger:
         return None, "damaged: it is not a state of this ledger"
-    ids = list(state.status)  # in id order, as `make` wrote them
-    fingerprint = hashlib.sha256()
-    for i in range(0, len(ids), 65_536):  # in slices: the ids of a million entries joined would take 36 MB
-        fingerprint.update(b"".join(ids[i : i + 65_536]))
-    if (len(ids) != stored.entries or not all(map(operator.lt, ids, ids[1:]))
-            or fingerprint.digest() != snapshot.ids):
+    status = state.status
+    if not isinstance(status, KeptStatus):
+        return None, "damaged: its entries are not kept as they are written"
+    digests = status.bucket_digests()
+    if digests is None or len(status) != stored.entries or hashlib.sha256(status.ids).digest() != snapshot.ids:
         return None, "damaged: its entries are not the ones it claims"
-    if not state.digest == snapshot.digest == state_digest(state, in_order=True):
+    if not state.digest == snapshot.digest == digest_of(state, digests):
         return None, "damaged: its digest does not match its state"
     return state, "restored"
 

@@ -45,8 +45,8 @@ def _nothing() -> None:
 
 class LedgerStates(SnapshotKeeping):
     def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES, snapshot_every: int = SNAPSHOT_EVERY,
-                 quiet_s: float = QUIET_SAVE_S) -> None:
-        super().__init__(store, snapshot_every=snapshot_every, quiet_s=quiet_s)
+                 quiet_s: float = QUIET_SAVE_S, one_shot: bool = False) -> None:
+        super().__init__(store, snapshot_every=snapshot_every, quiet_s=quiet_s, one_shot=one_shot)
         self._budget = folded_entries
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since

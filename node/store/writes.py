@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from node.store.ledgers import load_state
+from node.store.states import LedgerStates
 from node.store.store import Store
 from protocol import CID, Entry, LocalError, public_key_from_did
 from protocol.requests import Found, LedgerWrite
@@ -28,13 +28,24 @@ class StateSource(Protocol):
 
 
 class FoldedStates:
-    """Each state folded from the store when asked (no cache): for a one-shot CLI command."""
+    """Each state read from the store when asked (no cache), for a one-shot CLI command: the snapshot a node
+    kept of it when that is current (node/store/snapshots.py), else the fold kept with it and the entries stored
+    after it folded in, else folded from scratch. Nothing is saved."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     async def get(self, ledger: CID) -> LedgerState | None:
-        return await load_state(self._store, ledger)
+        states = LedgerStates(self._store, one_shot=True)
+        try:
+            return await states.get(ledger)
+        finally:
+            states.close()
+
+
+async def stored_state(store: Store, ledger: CID) -> LedgerState | None:
+    """A ledger's state as a one-shot CLI command reads it (`FoldedStates`), or None when it is not stored."""
+    return await FoldedStates(store).get(ledger)
 
 
 def never() -> bool:

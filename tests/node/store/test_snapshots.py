@@ -25,6 +25,7 @@ from node.store.ledgers import load_state
 from node.store.schema import SCHEMA_VERSION
 from node.store.states import LedgerStates
 from node.store.store import Store
+from node.store.writes import stored_state
 from protocol import CID, GENESIS_KIND, SigningKey, key_ops, ledger_ops
 from protocol.rules import Rules
 from protocol.state import LedgerState
@@ -144,10 +145,12 @@ async def test_a_restart_after_more_entries_folds_them_into_the_fold(
 
 
 def forged(blob: bytes, change: Callable[[LedgerState], LedgerState]) -> bytes:
-    """The snapshot's state changed by `change`, pickled as the node pickles it."""
+    """The snapshot's state changed by `change`, pickled as the node pickles it (its status kept as a KeptStatus)."""
     state = pickle.loads(blob)  # the test's own snapshot: safe to load
+    assert isinstance(state.status, snapshots.KeptStatus)
+    changed = change(state)
     out = io.BytesIO()
-    snapshots._Pickler(out, protocol=5).dump(change(state))
+    snapshots._Pickler(out, protocol=5).dump(replace(changed, status=snapshots.KeptStatus.of(changed.status)))
     return out.getvalue()
 
 
@@ -165,9 +168,15 @@ class Evil:
         return (os.system, ("true",))
 
 
+def flipped_in_an_id(blob: bytes) -> bytes:
+    """A byte flipped in the middle of the ids the state keeps (KeptStatus.ids)."""
+    ids = pickle.loads(blob).status.ids  # the test's own snapshot: safe to load
+    at = blob.index(ids) + len(ids) // 2
+    return bytes([*blob[:at], blob[at] ^ 1, *blob[at + 1 :]])
+
+
 TAMPERED: dict[str, Callable[[dict[str, object]], dict[str, object]]] = {
-    "a flipped byte": lambda row: {"state": bytes([*row["state"][:-40], row["state"][-40] ^ 1,  # type: ignore[index]
-                                                   *row["state"][-39:]])},  # type: ignore[index]
+    "a flipped byte": lambda row: {"state": flipped_in_an_id(row["state"])},  # type: ignore[arg-type]
     "its digest": lambda row: {"digest": bytes(32)},
     "its ids": lambda row: {"ids": bytes(32)},
     "a forged state": lambda row: {"state": forged(row["state"], an_entry_rejected)},  # type: ignore[arg-type]
@@ -497,3 +506,36 @@ async def test_a_quiet_ledger_has_its_state_saved(tmp_path: Path, caplog: pytest
     again, said, folded = await restart(path, ledger, caplog)
     assert again == state and not folded
     assert "ledger snapshot restored: restored" in said and "ledger fold read back: restored" in said, said
+
+
+# ---- a one-shot command (the CLI) --------------------------------------------------------------------------
+
+
+async def one_shot(path: Path, ledger: CID, caplog: pytest.LogCaptureFixture) -> tuple[LedgerState, list[str], bool]:
+    """The ledger's state as a CLI command reads it (node/store/writes.py stored_state), what was logged, and
+    whether it was folded from scratch."""
+    caplog.clear()
+    async with await Store.open(path) as store:
+        with caplog.at_level(logging.INFO, logger="node.store.states"):
+            state = await stored_state(store, ledger)
+        assert state is not None and state == await from_scratch(store, ledger)
+    said = [f"{r.getMessage()}: {getattr(r, 'why', '')}" for r in caplog.records]
+    return state, said, any(r.getMessage() == "ledger folded" for r in caplog.records)
+
+
+async def test_a_command_reads_the_kept_snapshot_and_saves_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A CLI command reads a current snapshot back (not its fold, which it would not use), and a stale one's fold
+    with the entries after it folded in; it never folds the ledger from scratch nor saves a snapshot."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    kept = snapshot_row(path, ledger)
+    state, said, folded = await one_shot(path, ledger, caplog)
+    assert state == before and not folded
+    assert "ledger snapshot restored: restored" in said and not any("fold" in s for s in said), said
+    async with await Store.open(path, key=ANA) as store:
+        await store.append(ledger_ops.about(before, ANA.did, "Ana B", 40))
+    state, said, folded = await one_shot(path, ledger, caplog)
+    assert not folded and len(state.status) == len(before.status) + 1
+    assert "ledger snapshot not used: stale" in said and "ledger fold read back: restored" in said, said
+    assert snapshot_row(path, ledger) == kept  # nothing saved
