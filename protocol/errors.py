@@ -36,7 +36,7 @@ class ErrorCode:
 
 
 #: Every stable code, once. SPEC.md §9's table is this table row for row (tests/test_spec.py); the API's
-#: statuses (node/http/errors.py) and its OpenAPI error enum (node/http/openapi.py) are read from it.
+#: statuses (node/http/errors.py) and its OpenAPI error enum (node/http/schemas.py) are read from it.
 ERRORS: Final[tuple[ErrorCode, ...]] = (
     # encoding of bytes
     ErrorCode("bad_encoding", 400, EITHER, "bytes are not canonical DAG-CBOR"),

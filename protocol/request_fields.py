@@ -3,7 +3,7 @@
 A write request (protocol/requests.py) is a frozen, keyword-only dataclass; each of its fields is
 declared with `param(…)`, which records a `Spec`: its kind, whether it is required, its bounds and its
 documentation. Everything that shows or reads a request is made from those specs, so no two of them can
-disagree: the API's body validation (`decode` here), the OpenAPI request schemas (node/http/openapi.py),
+disagree: the API's body validation (`decode` here), the OpenAPI request schemas (node/http/schemas.py),
 the dashboard's form parsing (node/web/forms.py) and the CLI's options (node/cli/options.py).
 A test (tests/node/test_requests.py) checks that all four name every declared field.
 

@@ -20,7 +20,8 @@ from node.http.context import (
     readable_state,
     require_owner,
 )
-from node.http.openapi import CID_SCHEMA, DID_SCHEMA, LEDGER_PARAM, Access, Operation, Param, query_params
+from node.http.openapi import LEDGER_PARAM, Access, Operation, Param, query_params
+from node.http.schemas import CID_SCHEMA, DID_SCHEMA
 from protocol import LocalError, ledger_ops
 from protocol.requests import RecordDistribution
 

@@ -28,7 +28,8 @@ from node.http.context import (
     submit,
     unknown_ledger,
 )
-from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param, ref
+from node.http.openapi import ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
+from node.http.schemas import CID_SCHEMA, CREATED, DID_SCHEMA, ref
 from node.views import entry_row
 from protocol import CID, InvalidData, LocalError, governance_ops
 from protocol.requests import MotionClose, MotionCreate, PledgeCreate, Vote

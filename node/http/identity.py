@@ -33,7 +33,8 @@ from node.http.context import (
     require_owner,
     submit,
 )
-from node.http.openapi import CID_SCHEMA, CREATED, DID_SCHEMA, ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
+from node.http.openapi import ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param
+from node.http.schemas import CID_SCHEMA, CREATED, DID_SCHEMA
 from node.ledger_views import device_rows
 from node.store.store import Store
 from protocol import CID, LocalError, key_ops, ledger_ops

@@ -32,20 +32,9 @@ from node.http.context import (
     unknown_ledger,
 )
 from node.http.errors import STATUS
-from node.http.openapi import (
-    CID_SCHEMA,
-    CREATED,
-    DID_SCHEMA,
-    ENTRY_PARAM,
-    LEDGER_PARAM,
-    Access,
-    Operation,
-    Param,
-    array_of,
-    links_to,
-    ref,
-)
+from node.http.openapi import ENTRY_PARAM, LEDGER_PARAM, Access, Operation, Param, links_to
 from node.http.openapi import openapi_document as _openapi_document
+from node.http.schemas import CID_SCHEMA, CREATED, DID_SCHEMA, array_of, ref
 from node.ledger_views import HistoryQuery, state_json
 from node.views import entry_row, fork_row, ledger_row
 from protocol import (

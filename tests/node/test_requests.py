@@ -14,7 +14,8 @@ from inprocess_api import InProcessApi, inprocess_api
 
 from node.cli.options import request_of
 from node.cli.parser import build_parser
-from node.http.openapi import component_name, operation_of
+from node.http.openapi import operation_of
+from node.http.schemas import component_name
 from node.web.forms import form_request
 from protocol import SigningKey
 from protocol.request_fields import Field, Kind, WriteRequest
