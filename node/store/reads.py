@@ -13,9 +13,11 @@ from typing import Any, Final
 import aiosqlite
 
 from node.store.rows import (
+    BY_ID,
     COVERAGE_SQL,
     COVERAGE_UPTO_SQL,
     FORK_POINTS_SQL,
+    GENESIS_WHERE,
     HEAD_SQL,
     Coverage,
     FoldRef,
@@ -185,12 +187,12 @@ class StoreReader:
         return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
 
     async def has_ledger(self, ledger: CID) -> bool:
-        row = await self._row("SELECT kind FROM entries WHERE idh = ? AND id = ?", (idh(ledger), ledger.raw))
+        row = await self._row(f"SELECT kind FROM entries WHERE {BY_ID}", (idh(ledger), ledger.raw))
         return row is not None and row[0] == GENESIS_KIND
 
     async def get(self, entry_id: CID) -> Entry | None:
         row = await self._row(
-            "SELECT header, payload FROM entries WHERE idh = ? AND id = ?", (idh(entry_id), entry_id.raw)
+            f"SELECT header, payload FROM entries WHERE {BY_ID}", (idh(entry_id), entry_id.raw)
         )
         if row is None:
             if await self._row("SELECT 1 FROM quarantine WHERE idh = ? AND id = ?", (idh(entry_id), entry_id.raw)):
@@ -208,8 +210,7 @@ class StoreReader:
         result = []
         async with self._read.execute(
             "SELECT g.id, g.header, g.payload, (SELECT count(*) FROM entries e WHERE e.ledger = g.id)"
-            " FROM entries g WHERE g.kind = ? AND g.ledger = g.id ORDER BY g.ts, g.id",
-            (GENESIS_KIND,),
+            f" FROM entries g WHERE g.{GENESIS_WHERE} AND g.ledger = g.id ORDER BY g.ts, g.id",
         ) as cur:
             async for rid, header, payload, count in cur:
                 try:
@@ -252,7 +253,7 @@ class StoreReader:
         args: list[Any] = [ledger.raw] if author is None else [ledger.raw, author]
         if after is not None:
             async with self._read.execute(
-                f"SELECT author, seq FROM entries WHERE idh = ? AND id = ? AND {where}", (idh(after), after.raw, *args)
+                f"SELECT author, seq FROM entries WHERE {BY_ID} AND {where}", (idh(after), after.raw, *args)
             ) as cur:
                 row = await cur.fetchone()
             if row is None:
@@ -282,7 +283,7 @@ class StoreReader:
         ids.update(bytes(row[0]) for row in await self._rows("SELECT ledger FROM follows"))
         if founder is not None:
             ids.update(bytes(row[0]) for row in await self._rows(
-                "SELECT id FROM entries WHERE kind = ? AND ledger = id AND author = ?", (GENESIS_KIND, founder)))
+                f"SELECT id FROM entries WHERE {GENESIS_WHERE} AND ledger = id AND author = ?", (founder,)))
         return [CID(raw) for raw in sorted(ids)]
 
     async def frontier(self, ledger: CID) -> dict[bytes, ChainHead]:

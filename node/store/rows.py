@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from protocol import CID, Entry, ForkProof, InvalidData
+from protocol import CID, GENESIS_KIND, Entry, ForkProof, InvalidData
 from protocol.keys import founding_identity
 
 INSERT_SQL: Final = (
@@ -20,6 +20,14 @@ HEAD_SQL: Final = (
     " UNION ALL SELECT seq, id, ts FROM quarantine WHERE ledger = ?1 AND author = ?2) ORDER BY seq DESC LIMIT 1"
 )
 COLUMNS: Final = "idh, id, ledger, author, seq, ts, kind, header, payload, received"
+#: `entries` rows of one id, bound as (idh(id), id.raw, …): found through the id index, its settled and its recent
+#: part (schema.py); the full id is compared, as idh may collide. Parameters after these two are numbered from 3.
+BY_ID: Final = (
+    "rowid IN (SELECT rid FROM entry_ids WHERE idh = ?1 UNION ALL SELECT rid FROM recent_ids WHERE idh = ?1)"
+    " AND id = ?2"
+)
+#: genesis entries, as the partial index entries_genesis holds them (the kind spelled out, so the planner uses it)
+GENESIS_WHERE: Final = f"kind = '{GENESIS_KIND}'"
 COVERAGE_SQL: Final = "SELECT count(*), coalesce(sum(rowid), 0) FROM entries WHERE ledger = ?"
 #: the ledger's rows up to a rowid, as a fold kept in a snapshot covers them
 COVERAGE_UPTO_SQL: Final = "SELECT count(*), coalesce(sum(rowid), 0) FROM entries WHERE ledger = ? AND rowid <= ?"
@@ -137,7 +145,7 @@ def fork_points(forks: dict[bytes, int]) -> bytes:
 
 def idh(cid: CID) -> int:
     # A short integer key indexes far cheaper than the 36-byte id: random 8-byte
-    # keys dirty fewer index pages per commit. Lookups compare the full id too.
+    # keys dirty fewer index pages per commit. Lookups compare the full id too (BY_ID).
     return int.from_bytes(cid.digest[:8], "big", signed=True)
 
 

@@ -10,7 +10,7 @@ from typing import Final
 
 from protocol import LocalError
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 BUSY_TIMEOUT_MS: Final = 30_000
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
@@ -116,6 +116,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE snapshots ADD COLUMN fold_last INTEGER;     -- folded in when it is read back): their count, the
     ALTER TABLE snapshots ADD COLUMN fold_digest BLOB;      -- sum and the largest of their rowids; its state's digest
     """,
+    """
+    CREATE TABLE entry_ids (             -- the id index of `entries` (idh, its rowid), out of the table: most of it
+        idh      INTEGER NOT NULL,       -- settled here, merged in sorted runs (node/store/transactions.py
+        rid      INTEGER NOT NULL,       -- settle_ids); entries_idh took a random page write per entry stored
+        PRIMARY KEY (idh, rid)
+    ) WITHOUT ROWID;
+    CREATE TABLE recent_ids (            -- the ids stored since the last merge: a small index, so a commit dirties
+        idh      INTEGER NOT NULL,       -- few of its pages however big the store
+        rid      INTEGER NOT NULL,
+        PRIMARY KEY (idh, rid)
+    ) WITHOUT ROWID;
+    INSERT INTO entry_ids (idh, rid) SELECT idh, rowid FROM entries;
+    DROP INDEX entries_idh;
+    CREATE TRIGGER entries_id_in AFTER INSERT ON entries BEGIN
+        INSERT INTO recent_ids (idh, rid) VALUES (new.idh, new.rowid);
+    END;
+    CREATE TRIGGER entries_id_out AFTER DELETE ON entries BEGIN
+        DELETE FROM recent_ids WHERE idh = old.idh AND rid = old.rowid;
+        DELETE FROM entry_ids WHERE idh = old.idh AND rid = old.rowid;
+    END;
+    DROP INDEX entries_kind;             -- only genesis entries are looked up by kind: indexed alone
+    CREATE INDEX entries_genesis ON entries (ledger) WHERE kind = 'ledger.genesis';
+    """,
 )
 
 
@@ -177,4 +200,15 @@ def migrate(db: sqlite3.Connection) -> None:
 
 def _statements(script: str) -> list[str]:
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    # Split where SQLite sees a statement end: a trigger's body holds `;` of its own.
+    statements: list[str] = []
+    pending = ""
+    for part in "\n".join(lines).split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"incomplete statement in a migration: {pending.strip()[:80]}")
+    return statements

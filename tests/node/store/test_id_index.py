@@ -1,0 +1,139 @@
+"""The id index out of the entries table (schema 7): a settled part and a small recent part merged into it,
+kept by triggers; a schema 6 store (one `entries_idh` index) migrates to it. Real SQLite files throughout."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from node.store import transactions as tx
+from node.store.rows import INSERT_SQL, entry_row
+from node.store.schema import MIGRATIONS, SCHEMA_VERSION
+from node.store.store import Store
+from protocol import GENESIS_KIND, Entry, SigningKey, create_entry
+from protocol.writes import AppendRequest
+
+KEY = SigningKey(bytes(range(32)))
+OTHER = SigningKey(bytes(range(1, 33)))
+
+
+def a_chain(key: SigningKey, count: int) -> list[Entry]:
+    """A genesis by `key` and its entries after it, `count` in all."""
+    chain = [create_entry(key, ledger=None, seq=1, prev=None, ts=1000, kind=GENESIS_KIND,
+                          body={"name": "old", "visibility": "members"})]
+    while len(chain) < count:
+        chain.append(create_entry(key, ledger=chain[0].id, seq=len(chain) + 1, prev=chain[-1].id,
+                                  ts=2000 + len(chain), kind="note.text", body={"i": len(chain)}))
+    return chain
+
+
+def a_schema_6_store(path: Path, entries: list[Entry]) -> None:
+    """A store file as Tally at schema 6 made it: its migrations as they shipped, its rows as it wrote them."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    for version, script in enumerate(MIGRATIONS[:6], start=1):
+        db.executescript(script)
+        db.execute(f"PRAGMA user_version = {version}")
+    db.executemany(INSERT_SQL, [entry_row(e, 5) for e in entries])
+    db.close()
+
+
+def counts(path: Path) -> tuple[int, int, int]:
+    """(entries, settled ids, recent ids)."""
+    with sqlite3.connect(path) as db:
+        return tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                     for t in ("entries", "entry_ids", "recent_ids"))
+
+
+async def every_id_found(store: Store, entries: list[Entry]) -> None:
+    for e in entries:
+        got = await store.get(e.id)
+        assert got is not None and got.id == e.id and got.payload_raw == e.payload_raw, e.seq
+
+
+async def test_a_schema_6_store_migrates_its_id_index(tmp_path: Path) -> None:
+    path = tmp_path / "tally.sqlite3"
+    old, more = a_chain(OTHER, 40)[:30], a_chain(OTHER, 40)[30:]
+    ledger = old[0].id
+    a_schema_6_store(path, old)
+    async with await Store.open(path, key=KEY) as store:
+        assert [p async for p in store.verify()] == []
+        await every_id_found(store, old)
+        assert await store.has_ledger(ledger) and not await store.has_ledger(old[1].id)
+        (info,) = await store.ledgers()
+        assert (info.id, info.name, info.entries) == (ledger, "old", 30)
+        assert await store.replicated(OTHER.public_key) == [ledger]
+        page = await store.log_page(ledger, 5, after=old[9].id)
+        assert [e.seq for e in page] == [11, 12, 13, 14, 15]
+        assert len((await store.ingest(more)).stored) == 10
+        mine = await store.append(AppendRequest(ledger, "note.text", {"by": "key"}, 9000))
+        await every_id_found(store, [*old, *more, mine])
+    assert counts(path) == (41, 30, 11)  # the old ids settled by the migration, the new ones recent
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert {"entry_ids", "recent_ids", "entries_id_in", "entries_id_out", "entries_genesis"} <= names
+        assert not names & {"entries_idh", "entries_kind"}
+        plan = " ".join(str(row) for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM entries WHERE kind = 'ledger.genesis' AND ledger = id"))
+        assert "entries_genesis" in plan, plan
+
+
+async def test_recent_ids_settle_and_every_id_stays_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tx, "SETTLE_MIN", 8)
+    monkeypatch.setattr(tx, "SETTLE_SHARE", 10**9)  # merge at 8 recent ids whatever the store's size
+    path = tmp_path / "s.sqlite3"
+    theirs = a_chain(OTHER, 40)
+    mine: list[Entry] = []
+    async with await Store.open(path, key=KEY) as store:
+        for i in range(0, 40, 5):  # ingest: one transaction per batch
+            assert len((await store.ingest(theirs[i : i + 5])).stored) == 5
+            total, settled, recent = counts(path)
+            assert (total, settled + recent) == (i + 5, i + 5) and recent < 8 + 5
+        for i in range(4):  # local appends: one group, one transaction, per call
+            mine += await store.append_batch([AppendRequest(theirs[0].id, "note.text", {"i": i, "j": j}, 9000)
+                                              for j in range(3)])
+        total, settled, recent = counts(path)
+        assert total == settled + recent == 52 and settled >= 40
+        await every_id_found(store, theirs + mine)
+        # Erasure finds a settled and a recent entry by id.
+        assert await store.erase_payloads([theirs[3].id, mine[-1].id]) == 2
+        assert [p async for p in store.verify()] == []
+    # A row deleted (as quarantine does) leaves neither part of the index.
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM entries WHERE id IN (?, ?)", (theirs[5].id.raw, mine[-2].id.raw))
+    assert counts(path)[0] == counts(path)[1] + counts(path)[2] == 50
+    async with await Store.open(path, key=KEY) as store:
+        assert await store.get(theirs[5].id) is None and await store.get(mine[-2].id) is None
+        await every_id_found(store, [e for e in theirs + mine if e not in (theirs[5], mine[-2], theirs[3], mine[-1])])
+
+
+def test_settling_waits_for_a_share_of_a_big_store(tmp_path: Path) -> None:
+    """Below SETTLE_MIN recent ids nothing merges; in a big store, only once they are a SETTLE_SHARE-th of its rows."""
+    db = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)
+    for version, script in enumerate(MIGRATIONS, start=1):
+        db.executescript(script)
+        db.execute(f"PRAGMA user_version = {version}")
+
+    def rows(start: int, count: int) -> list[tuple[object, ...]]:
+        return [(i, i.to_bytes(36, "big"), b"l", b"a", i, 0, "k", b"h", None, 0) for i in range(start, start + count)]
+
+    db.execute("BEGIN")
+    db.executemany(INSERT_SQL, rows(1, tx.SETTLE_MIN - 1))
+    assert not tx.settle_ids(db)
+    db.executemany(INSERT_SQL, rows(tx.SETTLE_MIN, 1))
+    assert tx.settle_ids(db) and not tx.settle_ids(db)
+    # As if the store held 1,000,000 rows: the recent ids wait for 1,000,000 / SETTLE_SHARE of them.
+    db.execute("INSERT INTO entries (rowid, idh, id, ledger, author, seq, ts, kind, header, payload, received)"
+                " VALUES (1000000, 0, x'00', x'00', x'00', 0, 0, 'k', x'00', NULL, 0)")
+    db.executemany(INSERT_SQL, rows(10_000, 1_000_000 // tx.SETTLE_SHARE - 2))
+    assert not tx.settle_ids(db)
+    db.executemany(INSERT_SQL, rows(100_000, 2000))
+    assert tx.settle_ids(db)
+    db.execute("COMMIT")
+    total, settled, recent = (db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                              for t in ("entries", "entry_ids", "recent_ids"))
+    assert total == settled and recent == 0
+    db.close()
