@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 
 from node.runtime import tune_gc
-from node.store.store import GROUP_MAX, Store
+from node.store.appends import GROUP_MAX
+from node.store.store import Store
 from node.sync.ingest import POOL_MIN, RawEntry, Verifier, ingest_batches
 from protocol import CID, GENESIS_KIND, SigningKey
 from protocol.writes import AppendRequest

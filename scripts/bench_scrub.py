@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from node.store.store import GROUP_MAX, Store
+from node.store.appends import GROUP_MAX
+from node.store.store import Store
 from node.sync.healing import SCRUB_PAUSE_S
 from protocol import GENESIS_KIND, SigningKey
 from protocol.writes import AppendRequest

@@ -12,7 +12,8 @@ single hop to that thread and runs while the event loop goes on; reads use an
 aiosqlite connection of their own. Local appends are group-committed and
 pipelined: while one group commits, the next is signed (on a signer thread)
 and the one after has its payloads encoded, and appends that arrive meanwhile
-are written together in a later transaction, one fsync for each group.
+are written together in a later transaction, one fsync for each group
+(node/store/appends.py).
 """
 
 from __future__ import annotations
@@ -21,62 +22,23 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any
 
 import aiosqlite
 
 from node.store import transactions as tx
+from node.store.appends import AppendPipeline
 from node.store.reads import StoreReader
 from node.store.rows import IngestResult, Invitation, Quarantined, Snapshot
 from node.store.schema import BUSY_TIMEOUT_MS, open_writer
-from protocol import CID, ChainHead, Entry, ForkProof, LocalError, Payload, SigningKey, TallyError
+from protocol import CID, Entry, ForkProof, SigningKey
 from protocol.writes import AppendRequest
 
 log = logging.getLogger(__name__)
-
-GROUP_MAX: Final = 1000  # appends per transaction
-#: A group this small with nothing in flight goes to the writer in one hop (a lone append: no hops to add to its
-#: fsync); a larger one starts the pipeline, so the group after it is signed while it commits.
-DIRECT_MAX: Final = 64
-
-
-@dataclass(slots=True)
-class _Pending:
-    """One caller's batch of appends (at most GROUP_MAX): its results come together, each an entry or an error."""
-
-    requests: list[AppendRequest]
-    future: asyncio.Future[list[Entry | TallyError]] = field(repr=False)
-
-
-class _Staged(NamedTuple):
-    """A group taken from the queue, its payloads being made on a pool thread."""
-
-    group: list[_Pending]
-    requests: list[AppendRequest]
-    payloads: asyncio.Future[list[Payload | TallyError]]
-
-
-@dataclass(slots=True)
-class _Commit:
-    """A signed group in (or queued for) its transaction on the writer thread."""
-
-    number: int
-    group: list[_Pending]
-    requests: list[AppendRequest]
-    future: asyncio.Future[tx.Committed] = field(repr=False)
-    direct: bool = False  # built and signed in its transaction: the heads it leaves are known once it commits
-
-
-def _fail(p: _Pending, exc: Exception) -> None:
-    if not p.future.done():
-        log.error("append failed: %s", exc)
-        p.future.set_exception(exc)
-
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -85,7 +47,8 @@ def wall_clock_ms() -> int:
 class Store(StoreReader):
     """Async access to one store file. Open with `await Store.open(path)`.
 
-    Two connections: one writes (appends, ingest; each write transaction is in node/store/tx.py),
+    Two connections: one writes (local appends: node/store/appends.py; each other write transaction is in
+    node/store/transactions.py),
     one reads (`StoreReader`, node/store/reads.py), so a read never sees a transaction in flight nor waits
     behind one (WAL allows both).
     """
@@ -100,13 +63,7 @@ class Store(StoreReader):
         self._key = key
         self._clock_ms = clock_ms
         self._sx = sign_thread
-        self._queue: deque[_Pending] = deque()
-        self._writer: asyncio.Task[None] | None = None
-        #: The head each of this key's chains (by ledger) will have once every group signed so far commits: the
-        #: next group is signed on it, ahead of its transaction (which checks it). Absent: read under the lock.
-        self._heads: dict[bytes, ChainHead] = {}
-        self._signed_by: dict[bytes, int] = {}  # the latest group signed on each chain, by number
-        self._number = 0  # groups signed so far
+        self._appends = AppendPipeline(writer, key, clock_ms, write_thread, sign_thread, self._announce)
         self._listeners: list[Callable[[Sequence[Entry]], None]] = []
         #: For a key that writes as another identity (a device, a recovered key; SPEC.md §19): the entry its
         #: first entry in a ledger names as `grant` (node/store/grants.py sets it)
@@ -157,8 +114,7 @@ class Store(StoreReader):
         return cls(writer, reader, path, key, clock_ms or wall_clock_ms, wx, sx)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        await self._appends.finish()
         await self._read.close()
         await asyncio.get_running_loop().run_in_executor(self._wx, self._wdb.close)
         self._wx.shutdown(wait=True)
@@ -188,20 +144,7 @@ class Store(StoreReader):
         """
         if self.grant_for is not None and self._key is not None:
             requests = [await self._granted(r) for r in requests]
-        loop = asyncio.get_running_loop()
-        # One future per GROUP_MAX requests, not one per request: a bulk import makes few.
-        pendings = [_Pending(list(requests[i : i + GROUP_MAX]), loop.create_future())
-                    for i in range(0, len(requests), GROUP_MAX)]
-        self._queue.extend(pendings)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        made: list[Entry] = []
-        for p in pendings:
-            for result in await p.future:
-                if not isinstance(result, Entry):
-                    raise result
-                made.append(result)
-        return made
+        return await self._appends.append(requests)
 
     async def _granted(self, request: AppendRequest) -> AppendRequest:
         """`request` naming its key's authorization, when it is the key's first entry in the ledger."""
@@ -210,106 +153,6 @@ class Store(StoreReader):
             return request
         grant = await self.grant_for(request.ledger)
         return request if grant is None else replace(request, body={**request.body, "grant": grant})
-
-    def _take_group(self) -> list[_Pending]:
-        """Queued appends for one transaction: whole batches, at most GROUP_MAX requests (at least one batch)."""
-        group: list[_Pending] = []
-        size = 0
-        while self._queue and (not group or size + len(self._queue[0].requests) <= GROUP_MAX):
-            p = self._queue.popleft()
-            if not p.future.done():  # its caller left before it was signed: nothing of it is made
-                group.append(p)
-                size += len(p.requests)
-        return group
-
-    async def _drain(self) -> None:
-        """Commit queued appends, up to GROUP_MAX per transaction, until none are left.
-
-        A pipeline of three threads: while the writer commits group N, the signer builds and signs group N+1 on
-        the chain heads group N will leave, and a pool thread encodes group N+2's payloads (libsodium, hashing and
-        SQLite's fsync release the GIL, so they overlap). Each group's transaction reads its chains' heads under
-        the write lock and builds again what was signed on a head that turned out otherwise, so no other process
-        can take a seq meanwhile. A small group that finds nothing in flight to overlap with (a lone append) is
-        built, signed and committed in one hop to the writer, under the write lock, and the groups after it are
-        signed once it has committed. A group's callers hear of it only once it is committed
-        (one future per batch); the event loop stays free throughout.
-        """
-        loop = asyncio.get_running_loop()
-        staged: deque[_Staged] = deque()  # groups taken, their payloads being made
-        commits: deque[_Commit] = deque()
-        while True:
-            while commits and commits[0].future.done():
-                self._settle(commits.popleft())
-            while self._queue and len(staged) + len(commits) < 3:
-                group = self._take_group()
-                if not group:
-                    continue
-                if self._key is None:
-                    for p in group:
-                        _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
-                    continue
-                requests = [r for p in group for r in p.requests]
-                if not staged and not commits and len(requests) <= DIRECT_MAX:
-                    number = self._signing(requests)
-                    unsigned = tx.Signed([None] * len(requests), {}, {})
-                    commits.append(_Commit(number, group, requests, loop.run_in_executor(
-                        self._wx, tx.commit_group, self._wdb, self._key, requests, unsigned, self._clock_ms()), True))
-                    continue
-                staged.append(_Staged(group, requests, loop.run_in_executor(None, tx.payloads_of, requests)))
-            # sign the next group while at most one commits, once the heads the groups before leave are known
-            if staged and len(commits) < 2 and not any(c.direct for c in commits):
-                assert self._key is not None
-                group, requests, payloads = staged.popleft()
-                try:
-                    signed = await loop.run_in_executor(self._sx, tx.sign_ahead, self._key, requests,
-                                                        await payloads, dict(self._heads))
-                except Exception as exc:  # not a TallyError (those are per request): a bug, or memory
-                    for p in group:
-                        _fail(p, exc)
-                    continue
-                number = self._signing(requests)
-                self._heads.update(signed.after)  # what the next group is built on
-                commits.append(_Commit(number, group, requests, loop.run_in_executor(
-                    self._wx, tx.commit_group, self._wdb, self._key, requests, signed, self._clock_ms())))
-                continue
-            if not commits:
-                return
-            await asyncio.wait([commits[0].future])
-
-    def _signing(self, requests: list[AppendRequest]) -> int:
-        """Number the next group to be signed, as the latest signed on each chain it writes to."""
-        self._number += 1
-        for lk in {r.ledger.raw for r in requests if r.ledger is not None}:
-            self._signed_by[lk] = self._number
-        return self._number
-
-    def _settle(self, commit: _Commit) -> None:
-        """Hand a committed (or failed) group's results to its callers, and learn its chains' heads."""
-        touched = {r.ledger.raw for r in commit.requests if r.ledger is not None}
-        try:
-            done: tx.Committed = commit.future.result()
-        except Exception as exc:
-            for lk in touched:  # what was signed on this group's heads is built again under the lock
-                self._heads.pop(lk, None)
-            for p in commit.group:
-                _fail(p, exc)
-            return
-        for lk in touched | done.heads.keys():
-            if lk in done.stale:
-                self._heads.pop(lk, None)
-            if self._signed_by.get(lk, commit.number) == commit.number:  # no later group signed on it yet
-                head = done.heads.get(lk)
-                if head is None:
-                    self._heads.pop(lk, None)
-                else:
-                    self._heads[lk] = head
-        at = 0
-        for p in commit.group:
-            results = done.results[at : at + len(p.requests)]
-            at += len(p.requests)
-            if not p.future.done():  # else its caller was cancelled while the group committed: the entries stand
-                p.future.set_result(results)
-        self._announce([r for r in done.results if isinstance(r, Entry)])
 
     # ---- entries from elsewhere ------------------------------------------
 

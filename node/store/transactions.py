@@ -1,14 +1,12 @@
-"""Each write transaction of the store, run on its writer thread (node/store/store.py hands them over):
-appends (signed ahead on the signer thread, checked under the write lock), ingest of verified entries, repairs
-and quarantine, erasure, snapshots, follows and invitations. Each is one `Transaction`: all of it commits, or none."""
+"""Each write transaction of the store but local appends' (node/store/appends.py), run on its writer thread
+(node/store/store.py hands them over): ingest of verified entries, repairs and quarantine, erasure, snapshots,
+follows and invitations. Each is one `Transaction`: all of it commits, or none."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 from node.store.rows import (
@@ -29,149 +27,19 @@ from node.store.rows import (
 from node.store.schema import Transaction
 from protocol import (
     CID,
-    GENESIS_KIND,
     ChainHead,
     Entry,
     ForkProof,
     InvalidData,
-    LocalError,
-    Payload,
-    SigningKey,
-    TallyError,
     check_next,
-    create_entry,
-    create_entry_with,
     decode_stored_entry,
 )
-from protocol.writes import AppendRequest
 
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """A group of local appends as signed ahead of its transaction (`sign_ahead`), one item per request: its entry
-    (or the error its request raised) built on the chain head the store expected, or None where no head was known
-    (the transaction builds it). `expected` is the head each pre-signed chain was built on, `after` its head
-    once the group's entries follow it."""
-
-    items: list[Entry | TallyError | None]
-    expected: dict[bytes, ChainHead]
-    after: dict[bytes, ChainHead]
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """What a group's transaction made: a result per request, each chain's head after it (by ledger), and the
-    chains whose expected head was not the stored one (their entries were built again under the lock)."""
-
-    results: list[Entry | TallyError]
-    heads: dict[bytes, ChainHead]
-    stale: frozenset[bytes]
-
+# ---- shared with local appends' transaction (node/store/appends.py) ---------------------------------------
 
 #: recent_ids is merged into entry_ids once it holds this many ids, or a SETTLE_SHARE-th of the rows, if more
 SETTLE_MIN: Final = 4096
 SETTLE_SHARE: Final = 32
-_YIELD_EVERY: Final = 16  # payloads (~4 us each) made between two yields of the GIL
-
-
-def payloads_of(requests: list[AppendRequest]) -> list[Payload | TallyError]:
-    """Each request's payload block, or the error its body raises: made on a thread of its own while the signer
-    signs the group before (nothing in a payload depends on the chain)."""
-    payloads: list[Payload | TallyError] = []
-    for i, req in enumerate(requests):
-        if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-            # Let the signer have the GIL back: returning from libsodium, it would otherwise wait out the switch
-            # interval (5 ms) while this thread runs Python, and signing is what the pipeline waits on.
-            time.sleep(0)
-        try:
-            payloads.append(Payload.of(req.body))
-        except TallyError as exc:
-            payloads.append(exc)
-    return payloads
-
-
-def sign_ahead(
-    key: SigningKey, requests: list[AppendRequest], payloads: list[Payload | TallyError], heads: dict[bytes, ChainHead]
-) -> Signed:
-    """Build and sign `requests` (with their `payloads_of`) on `heads` (each ledger's expected head of `key`'s
-    chain), outside any transaction: the signer thread does this while the writer commits the group before.
-    Nothing here is stored or shown until `commit_group` finds the stored heads are the expected ones."""
-    items: list[Entry | TallyError | None] = []
-    expected: dict[bytes, ChainHead] = {}
-    last: dict[bytes, tuple[int, CID, int]] = {}  # seq, id and ts of each chain's latest entry so far
-    for req, payload in zip(requests, payloads, strict=True):
-        ledger = req.ledger
-        head = None if ledger is None else heads.get(ledger.raw)
-        if ledger is None or head is None:
-            items.append(None)  # a genesis, or a chain whose head only the transaction can read
-            continue
-        lk = ledger.raw
-        at = last.get(lk)
-        if at is None:
-            expected[lk] = head
-            at = (head.seq, head.id, head.ts)
-        try:
-            if isinstance(payload, TallyError):
-                raise payload
-            # ts never goes below prev's: a clock stepped back must not make an invalid entry.
-            entry = create_entry_with(key, ledger=ledger, seq=at[0] + 1, prev=at[1], ts=max(req.ts, at[2]),
-                                      kind=req.kind, payload=payload)
-        except TallyError as exc:
-            last[lk] = at
-            items.append(exc)
-            continue
-        last[lk] = (at[0] + 1, entry.id, entry.header.ts)
-        items.append(entry)
-    after = {lk: ChainHead(key.public_key, CID(lk), *at) for lk, at in last.items()}
-    return Signed(items, expected, after)
-
-
-def commit_group(
-    db: sqlite3.Connection, key: SigningKey, requests: list[AppendRequest], signed: Signed, now: int
-) -> Committed:
-    """Store a group of local appends in one transaction. Each chain's head is read under the write lock (no
-    other process can take a seq meanwhile): where it is the head `signed` was built on, its entries stand;
-    where not (another process appended, an earlier group failed), the chain's requests are built again here."""
-    results: list[Entry | TallyError] = []
-    rows = []
-    heads: dict[bytes, ChainHead | None] = {}
-    trusted: dict[bytes, bool] = {}
-    ledgers: dict[bytes, bool] = {}  # the ledger check, once per ledger in the group
-    with Transaction(db):
-        for req, item in zip(requests, signed.items, strict=True):
-            try:
-                if req.ledger is None:
-                    entry = _next_entry(key, req, None)
-                    ledgers[entry.id.raw] = True  # appends later in this group may write to it
-                else:
-                    lk = req.ledger.raw
-                    if lk not in ledgers:
-                        found = db.execute(f"SELECT kind FROM entries WHERE {BY_ID}",
-                                           (idh(req.ledger), lk)).fetchone()
-                        ledgers[lk] = found is not None and found[0] == GENESIS_KIND
-                    if not ledgers[lk]:
-                        raise LocalError("unknown_ledger", f"no ledger {req.ledger} is stored here")
-                    if lk not in heads:
-                        heads[lk] = _head_in(db, req.ledger, key.public_key)
-                        trusted[lk] = lk in signed.expected and heads[lk] == signed.expected[lk]
-                    if trusted[lk] and item is not None:  # as signed: its chain's head is `signed.after` below
-                        if isinstance(item, TallyError):
-                            raise item
-                        rows.append(entry_row(item, now))  # here: the signer is the busier thread
-                        results.append(item)
-                        continue
-                    entry = _next_entry(key, req, heads[lk])
-            except TallyError as exc:
-                results.append(exc)
-                continue
-            heads[entry.ledger_id.raw] = ChainHead.of(entry)
-            rows.append(entry_row(entry, now))
-            results.append(entry)
-        db.executemany(INSERT_SQL, rows)
-        settle_ids(db)
-    heads.update({lk: signed.after[lk] for lk, ok in trusted.items() if ok and lk in signed.after})
-    stale = frozenset(lk for lk in signed.expected if not trusted.get(lk, True))
-    return Committed(results, {lk: h for lk, h in heads.items() if h is not None}, stale)
 
 
 def settle_ids(db: sqlite3.Connection) -> bool:
@@ -188,18 +56,13 @@ def settle_ids(db: sqlite3.Connection) -> bool:
     return True
 
 
-def _next_entry(key: SigningKey, req: AppendRequest, head: ChainHead | None) -> Entry:
-    if head is None:
-        return create_entry(key, ledger=req.ledger, seq=1, prev=None, ts=req.ts, kind=req.kind, body=req.body)
-    # ts never goes below prev's: a clock stepped back must not make an invalid entry.
-    return create_entry(
-        key, ledger=req.ledger, seq=head.seq + 1, prev=head.id, ts=max(req.ts, head.ts), kind=req.kind, body=req.body
-    )
-
-
-def _head_in(db: sqlite3.Connection, ledger: CID, author: bytes) -> ChainHead | None:
+def head_in(db: sqlite3.Connection, ledger: CID, author: bytes) -> ChainHead | None:
+    """The head of `author`'s chain in `ledger` (counting a quarantined entry), in the caller's transaction."""
     row = db.execute(HEAD_SQL, (ledger.raw, author)).fetchone()
     return None if row is None else ChainHead(author, ledger, row[0], CID(row[1]), row[2])
+
+
+# ---- the write transactions ------------------------------------------------------------------------------
 
 
 def ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResult:
@@ -216,7 +79,7 @@ def ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResu
             ledger = entry.ledger_id
             hk = (ledger.raw, entry.header.author)
             if hk not in heads:
-                heads[hk] = _head_in(db, ledger, entry.header.author)
+                heads[hk] = head_in(db, ledger, entry.header.author)
             head = heads[hk]
             if head is not None and entry.seq <= head.seq:
                 other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq, entry)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from node.home import Home
-from node.store import transactions as tx
+from node.store import appends
 from node.store.schema import SCHEMA_VERSION, open_writer
 from node.store.store import Store
 from protocol import CID, GENESIS_KIND, ChainHead, Entry, SigningKey, create_entry, verify_chain
@@ -319,11 +319,11 @@ async def test_a_group_signed_ahead_commits_as_signed_or_is_built_again_on_the_s
         expected = await store.head(ledger, KEY.public_key)
         assert expected is not None
         requests = [AppendRequest(ledger, "note.text", {"i": i}, 3000) for i in range(3)]
-        signed = tx.sign_ahead(KEY, requests, tx.payloads_of(requests), {ledger.raw: expected})
+        signed = appends.sign_ahead(KEY, requests, appends.payloads_of(requests), {ledger.raw: expected})
         other = await store.append(AppendRequest(ledger, "note.text", {"other": 1}, 3000)) if moved else None
     writer = open_writer(db)
     try:
-        done = tx.commit_group(writer, KEY, requests, signed, 4000)
+        done = appends.commit_group(writer, KEY, requests, signed, 4000)
     finally:
         writer.close()
     assert done.stale == (frozenset({ledger.raw}) if moved else frozenset())
