@@ -4,6 +4,7 @@ node never folds the ledger from scratch again)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import TallyRunner, last_line
 from running_nodes import http, spawn, token
+
+from node.home import Home
+from node.store.store import Store
+from protocol import CID
+from protocol.writes import AppendRequest
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 90.0
@@ -102,3 +108,37 @@ def test_writes_after_a_restart_go_into_the_fold_read_back(tally: TallyRunner, h
         assert db.execute("SELECT entries FROM snapshots").fetchone()[0] == 8  # saved again as it stopped
     r = tally("state", ledger, "--json")
     assert r.returncode == 0 and "Ana again" in r.stdout, r.stdout + r.stderr
+
+
+async def notes(home: Path, ledger: str, count: int) -> None:
+    """`count` notes appended to the ledger on the home's own store (no node runs on it)."""
+    async with await Store.open(Home(home).store_path, key=Home(home).load_key()) as store:
+        for start in range(0, count, 5_000):
+            await store.append_batch([AppendRequest(CID.parse(ledger), "note.text", {"text": "fixed a bike", "n": n},
+                                                    1_700_000_000_000 + n) for n in range(start, start + 5_000)])
+
+
+def test_a_sigterm_while_a_snapshot_is_saved_stops_the_node_and_keeps_the_state(tally: TallyRunner,
+                                                                                 home: Path) -> None:
+    """SIGTERM as soon as a ledger of 20,000 entries is folded, while its snapshot is being saved (the state and
+    its fold pickled in threads): the node exits (within a generous deadline; a save holds the interpreter lock
+    for one bucket's sort at a time, never for a whole pickling), and the state after a restart is the one
+    before, whether that save was finished or given up."""
+    assert tally("init").returncode == 0
+    r = tally("ledger", "create", "Bike coop")
+    assert r.returncode == 0, r.stderr
+    ledger = last_line(r.stdout)
+    asyncio.run(notes(home, ledger, 20_000))
+    node = Node(home)
+    try:
+        before = node.state(ledger)  # folded now: its first snapshot is saved from now on
+        node.stop()  # asserts the exit (0) within STOP_TIMEOUT_S
+    finally:
+        node.kill()
+    assert node.said("ledger folded") == 1
+    node = Node(home)
+    try:
+        assert node.state(ledger) == before
+        node.stop()
+    finally:
+        node.kill()
