@@ -4,7 +4,6 @@ found damaged on the way out are left out and reported (`on_damaged`), so the re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
@@ -23,8 +22,6 @@ from node.store.rows import (
     FoldRef,
     Invitation,
     LedgerInfo,
-    Problem,
-    Quarantined,
     Snapshot,
     fork_points,
     idh,
@@ -39,8 +36,6 @@ from protocol import (
     ForkProof,
     InvalidData,
     LocalError,
-    check_next,
-    decode_entry,
     decode_stored_entry,
 )
 from protocol.identity import did_from_public_key
@@ -94,35 +89,6 @@ class StoreReader:
 
     async def invited_peers(self) -> list[str]:
         return [url for (url,) in await self._rows("SELECT url FROM invited_peers ORDER BY since, url")]
-
-    # ---- damaged entries -------------------------------------------------
-
-    async def quarantined(self) -> list[Quarantined]:
-        rows = await self._rows("SELECT id, ledger, author, seq, found FROM quarantine ORDER BY found, id")
-        return [Quarantined(CID(i), CID(led), bytes(a), int(seq), int(f)) for i, led, a, seq, f in rows]
-
-    async def scrub(self, chunk: int = LOG_CHUNK_ROWS, pause_s: float = 0.0) -> AsyncGenerator[bytes, None]:
-        """Check every stored entry's bytes against its id, `chunk` rows per read; yields (and reports to
-        `on_damaged`) the id of each damaged one. Two hashes per entry (`sound`): ~5 µs, a ninth of a decode.
-        `pause_s` between reads keeps it in the background (the whole file is read)."""
-        after = 0
-        while True:
-            rows = await self._rows(
-                "SELECT rowid, id, header, payload FROM entries WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, chunk))
-            if not rows:
-                return
-            if after and pause_s:
-                await asyncio.sleep(pause_s)
-            for rowid, rid, header, payload in rows:
-                after = rowid
-                if sound(rid, header, payload):
-                    continue
-                try:
-                    decode_stored_entry(rid, header, payload)
-                    continue  # sound after all (an id of another hash, should one ever be stored)
-                except InvalidData as exc:
-                    self._found_damaged(bytes(rid), exc.message)
-                    yield bytes(rid)
 
     # ---- snapshots (node/store/snapshots.py) ------------------------------
 
@@ -350,65 +316,3 @@ class StoreReader:
     async def count(self) -> int:
         row = await self._row("SELECT count(*) FROM entries")
         return int(row[0]) if row else 0
-
-    # ---- verification ----------------------------------------------------
-
-    async def verify(self) -> AsyncGenerator[Problem, None]:
-        """Re-verify every stored entry from its raw bytes: encoding, signature,
-        payload hash, derived columns and chain links; and every fork proof."""
-        async with self._read.execute("PRAGMA quick_check") as cur:
-            rows = await cur.fetchall()
-        if [tuple(r) for r in rows] != [("ok",)]:
-            for r in rows:
-                yield Problem("-", "store_corrupt", f"sqlite: {r[0]}")
-        heads: dict[tuple[bytes, bytes], ChainHead] = {}
-        # Quarantined entries are listed, and their chains checked across the hole they leave.
-        holes: dict[tuple[bytes, bytes, int], ChainHead] = {}
-        for rid, ledger, author, seq, ts in await self._rows("SELECT id, ledger, author, seq, ts FROM quarantine"):
-            holes[(bytes(ledger), bytes(author), int(seq))] = ChainHead(bytes(author), CID(ledger), seq, CID(rid), ts)
-            yield Problem(label(rid), "store_corrupt", "damaged: quarantined until a peer gives a good copy")
-        async with self._read.execute(
-            "SELECT idh, id, ledger, author, seq, ts, kind, header, payload FROM entries ORDER BY ledger, author, seq"
-        ) as cur:
-            async for row in cur:
-                problem, entry = _verify_row(row)
-                if problem is not None:
-                    yield problem
-                    continue
-                assert entry is not None
-                hk = (entry.ledger_id.raw, entry.header.author)
-                prev = heads.get(hk)
-                hole = holes.get((*hk, entry.seq - 1))
-                if hole is not None and (prev is None or prev.seq < hole.seq):
-                    prev = hole
-                try:
-                    check_next(prev, entry)
-                except InvalidData as exc:
-                    yield Problem(str(entry.id), exc.code, exc.message)
-                heads[hk] = ChainHead.of(entry)
-        async with self._read.execute("SELECT ledger, author, seq, proof FROM forks") as cur:
-            async for ledger, author, seq, proof in cur:
-                try:
-                    fp = ForkProof.decode(proof)
-                except InvalidData as exc:
-                    yield Problem(f"fork:{did_from_public_key(author)}:{seq}", "store_corrupt", exc.message)
-                    continue
-                if (fp.a.ledger_id.raw, fp.a.header.author, fp.seq) != (ledger, author, seq):
-                    yield Problem(f"fork:{fp.author}:{seq}", "store_corrupt", "fork row differs from its proof")
-
-
-
-def _verify_row(row: Any) -> tuple[Problem | None, Entry | None]:
-    row_idh, rid, ledger, author, seq, ts, kind, header, payload = row
-    name = label(rid)
-    try:
-        entry = decode_entry(header, payload)
-    except InvalidData as exc:
-        return Problem(name, exc.code, exc.message), None
-    expected = (
-        idh(entry.id), entry.id.raw, entry.ledger_id.raw, entry.header.author, entry.seq, entry.header.ts, entry.kind
-    )
-    if (row_idh, rid, ledger, author, seq, ts, kind) != expected:
-        return Problem(name, "store_corrupt", "stored index columns differ from the entry's bytes"), None
-    return None, entry
-

@@ -32,7 +32,7 @@ import aiosqlite
 
 from node.store import transactions as tx
 from node.store.appends import AppendPipeline
-from node.store.reads import StoreReader
+from node.store.checks import StoreChecks
 from node.store.rows import IngestResult, Invitation, Quarantined, Snapshot
 from node.store.schema import BUSY_TIMEOUT_MS, open_writer
 from protocol import CID, Entry, ForkProof, SigningKey
@@ -44,13 +44,13 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class Store(StoreReader):
+class Store(StoreChecks):
     """Async access to one store file. Open with `await Store.open(path)`.
 
     Two connections: one writes (local appends: node/store/appends.py; each other write transaction is in
-    node/store/transactions.py),
-    one reads (`StoreReader`, node/store/reads.py), so a read never sees a transaction in flight nor waits
-    behind one (WAL allows both).
+    node/store/transactions.py), one reads (`StoreReader`, node/store/reads.py; the checks of the stored bytes,
+    `StoreChecks`, node/store/checks.py), so a read never sees a transaction in flight nor waits behind one (WAL
+    allows both).
     """
 
     def __init__(
