@@ -193,7 +193,8 @@ def _encode_flat_map(value: dict[str, Any]) -> bytes | None:
         if kind not in _FLAT_VALUES or type(key) is not str or not key.isascii():
             return None
         if kind is str:
-            _check_text(item)
+            if not item.isascii():
+                _check_text(item)
         elif kind is int and not MIN_INT <= item <= MAX_INT:
             return None
     keys = tuple(value)

@@ -1,10 +1,10 @@
 """Local appends: group-committed and pipelined, for the store (node/store/store.py hands them over).
 
 Appends that arrive while others are being written are written together, at most GROUP_MAX to a transaction,
-one fsync for each group. While the writer thread commits one group, a signer thread builds and signs the next
-on the chain heads the one before will leave (`sign_ahead`), and a pool thread encodes the payloads of the one
-after (`payloads_of`). Each group's transaction (`commit_group`) reads its chains' heads under the write lock and
-builds again what was signed on a head that turned out otherwise, so no other process can take a seq meanwhile.
+one fsync for each group. While the writer thread commits one group, a signer thread makes the next (payloads,
+headers, signatures, rows) on the chain heads the one before will leave (`sign_ahead`). Each group's transaction
+(`commit_group`) reads its chains' heads under the write lock and builds again what was signed on a head that
+turned out otherwise, so no other process can take a seq meanwhile.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Any, Final
 
 from node.store.rows import BY_ID, INSERT_SQL, entry_row, idh
 from node.store.schema import Transaction
@@ -51,12 +50,13 @@ DIRECT_MAX: Final = 64
 class Signed:
     """A group of local appends as signed ahead of its transaction (`sign_ahead`), one item per request: its entry
     (or the error its request raised) built on the chain head the store expected, or None where no head was known
-    (the transaction builds it). `expected` is the head each pre-signed chain was built on, `after` its head
-    once the group's entries follow it."""
+    (the transaction builds it), and each entry's row. `expected` is the head each pre-signed chain was built on,
+    `after` its head once the group's entries follow it."""
 
     items: list[Entry | TallyError | None]
     expected: dict[bytes, ChainHead]
     after: dict[bytes, ChainHead]
+    rows: list[tuple[Any, ...] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,39 +69,24 @@ class Committed:
     stale: frozenset[bytes]
 
 
-_YIELD_EVERY: Final = 16  # payloads (~4 us each) made between two yields of the GIL
+def sign_ahead(key: SigningKey, requests: list[AppendRequest], heads: dict[bytes, ChainHead], now: int) -> Signed:
+    """Build and sign `requests` on `heads` (each ledger's expected head of `key`'s chain), with their rows (stored
+    at `now`), outside any transaction: the signer thread does this while the writer commits the group before.
+    Nothing here is stored or shown until `commit_group` finds the stored heads are the expected ones.
 
-
-def payloads_of(requests: list[AppendRequest]) -> list[Payload | TallyError]:
-    """Each request's payload block, or the error its body raises: made on a thread of its own while the signer
-    signs the group before (nothing in a payload depends on the chain)."""
-    payloads: list[Payload | TallyError] = []
-    for i, req in enumerate(requests):
-        if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-            # Let the signer have the GIL back: returning from libsodium, it would otherwise wait out the switch
-            # interval (5 ms) while this thread runs Python, and signing is what the pipeline waits on.
-            time.sleep(0)
-        try:
-            payloads.append(Payload.of(req.body))
-        except TallyError as exc:
-            payloads.append(exc)
-    return payloads
-
-
-def sign_ahead(
-    key: SigningKey, requests: list[AppendRequest], payloads: list[Payload | TallyError], heads: dict[bytes, ChainHead]
-) -> Signed:
-    """Build and sign `requests` (with their `payloads_of`) on `heads` (each ledger's expected head of `key`'s
-    chain), outside any transaction: the signer thread does this while the writer commits the group before.
-    Nothing here is stored or shown until `commit_group` finds the stored heads are the expected ones."""
+    All of an entry's making is here, payload included, on one thread: the writer's thread holds the interpreter
+    lock only to hand SQLite a row, so this thread gets it back as soon as libsodium returns (a third thread running
+    Python, as payloads were made before, keeps the signer waiting for it)."""
     items: list[Entry | TallyError | None] = []
+    rows: list[tuple[Any, ...] | None] = []
     expected: dict[bytes, ChainHead] = {}
     last: dict[bytes, tuple[int, CID, int]] = {}  # seq, id and ts of each chain's latest entry so far
-    for req, payload in zip(requests, payloads, strict=True):
+    for req in requests:
         ledger = req.ledger
         head = None if ledger is None else heads.get(ledger.raw)
         if ledger is None or head is None:
             items.append(None)  # a genesis, or a chain whose head only the transaction can read
+            rows.append(None)
             continue
         lk = ledger.raw
         at = last.get(lk)
@@ -109,19 +94,19 @@ def sign_ahead(
             expected[lk] = head
             at = (head.seq, head.id, head.ts)
         try:
-            if isinstance(payload, TallyError):
-                raise payload
             # ts never goes below prev's: a clock stepped back must not make an invalid entry.
             entry = create_entry_with(key, ledger=ledger, seq=at[0] + 1, prev=at[1], ts=max(req.ts, at[2]),
-                                      kind=req.kind, payload=payload)
+                                      kind=req.kind, payload=Payload.of(req.body))
         except TallyError as exc:
             last[lk] = at
             items.append(exc)
+            rows.append(None)
             continue
         last[lk] = (at[0] + 1, entry.id, entry.header.ts)
         items.append(entry)
+        rows.append(entry_row(entry, now))
     after = {lk: ChainHead(key.public_key, CID(lk), *at) for lk, at in last.items()}
-    return Signed(items, expected, after)
+    return Signed(items, expected, after, rows)
 
 
 def commit_group(
@@ -136,7 +121,11 @@ def commit_group(
     trusted: dict[bytes, bool] = {}
     ledgers: dict[bytes, bool] = {}  # the ledger check, once per ledger in the group
     with Transaction(db):
-        for req, item in zip(requests, signed.items, strict=True):
+        for req, item, row in zip(requests, signed.items, signed.rows, strict=True):
+            if row is not None and req.ledger is not None and trusted.get(req.ledger.raw):
+                rows.append(row)  # as signed, its chain checked at its first entry here (below): the usual case
+                results.append(item)  # type: ignore[arg-type]  # an Entry, as its row says
+                continue
             try:
                 if req.ledger is None:
                     entry = _next_entry(key, req, None)
@@ -155,7 +144,7 @@ def commit_group(
                     if trusted[lk] and item is not None:  # as signed: its chain's head is `signed.after` below
                         if isinstance(item, TallyError):
                             raise item
-                        rows.append(entry_row(item, now))  # here: the signer is the busier thread
+                        rows.append(row)
                         results.append(item)
                         continue
                     entry = _next_entry(key, req, heads[lk])
@@ -190,14 +179,6 @@ class _Pending:
 
     requests: list[AppendRequest]
     future: asyncio.Future[list[Entry | TallyError]] = field(repr=False)
-
-
-class _Staged(NamedTuple):
-    """A group taken from the queue, its payloads being made on a pool thread."""
-
-    group: list[_Pending]
-    requests: list[AppendRequest]
-    payloads: asyncio.Future[list[Payload | TallyError]]
 
 
 @dataclass(slots=True)
@@ -275,22 +256,21 @@ class AppendPipeline:
     async def _drain(self) -> None:
         """Commit queued appends, up to GROUP_MAX per transaction, until none are left.
 
-        A pipeline of three threads: while the writer commits group N, the signer builds and signs group N+1 on
-        the chain heads group N will leave, and a pool thread encodes group N+2's payloads (libsodium, hashing and
-        SQLite's fsync release the GIL, so they overlap). Each group's transaction reads its chains' heads under
-        the write lock and builds again what was signed on a head that turned out otherwise, so no other process
-        can take a seq meanwhile. A small group that finds nothing in flight to overlap with (a lone append) is
-        built, signed and committed in one hop to the writer, under the write lock, and the groups after it are
-        signed once it has committed. A group's callers hear of it only once it is committed
-        (one future per batch); the event loop stays free throughout.
+        A pipeline of two threads: while the writer commits group N, the signer makes group N+1 (payloads, headers,
+        signatures, rows) on the chain heads group N will leave (libsodium, hashing and SQLite release the GIL, so
+        they overlap). Each group's transaction reads its chains' heads under the write lock and builds again what
+        was signed on a head that turned out otherwise, so no other process can take a seq meanwhile. A small group
+        that finds nothing in flight to overlap with (a lone append) is built, signed and committed in one hop to
+        the writer, under the write lock, and the groups after it are signed once it has committed. A group's
+        callers hear of it only once it is committed (one future per batch); the event loop stays free throughout.
         """
         loop = asyncio.get_running_loop()
-        staged: deque[_Staged] = deque()  # groups taken, their payloads being made
         commits: deque[_Commit] = deque()
         while True:
             while commits and commits[0].future.done():
                 self._settle(commits.popleft())
-            while self._queue and len(staged) + len(commits) < 3:
+            # sign the next group while at most one commits, once the heads the groups before leave are known
+            if self._queue and len(commits) < 2 and not any(c.direct for c in commits):
                 group = self._take_group()
                 if not group:
                     continue
@@ -299,20 +279,15 @@ class AppendPipeline:
                         _fail(p, LocalError("no_identity", "this store was opened without a signing key"))
                     continue
                 requests = [r for p in group for r in p.requests]
-                if not staged and not commits and len(requests) <= DIRECT_MAX:
+                if not commits and len(requests) <= DIRECT_MAX:
                     number = self._signing(requests)
-                    unsigned = Signed([None] * len(requests), {}, {})
+                    unsigned = Signed([None] * len(requests), {}, {}, [None] * len(requests))
                     commits.append(_Commit(number, group, requests, loop.run_in_executor(
                         self._wx, commit_group, self._wdb, self._key, requests, unsigned, self._clock_ms()), True))
                     continue
-                staged.append(_Staged(group, requests, loop.run_in_executor(None, payloads_of, requests)))
-            # sign the next group while at most one commits, once the heads the groups before leave are known
-            if staged and len(commits) < 2 and not any(c.direct for c in commits):
-                assert self._key is not None
-                group, requests, payloads = staged.popleft()
                 try:
                     signed = await loop.run_in_executor(self._sx, sign_ahead, self._key, requests,
-                                                        await payloads, dict(self._heads))
+                                                        dict(self._heads), self._clock_ms())
                 except Exception as exc:  # not a TallyError (those are per request): a bug, or memory
                     for p in group:
                         _fail(p, exc)
@@ -363,5 +338,5 @@ class AppendPipeline:
 
 
 __all__ = [
-    "DIRECT_MAX", "GROUP_MAX", "AppendPipeline", "Committed", "Signed", "commit_group", "payloads_of", "sign_ahead",
+    "DIRECT_MAX", "GROUP_MAX", "AppendPipeline", "Committed", "Signed", "commit_group", "sign_ahead",
 ]

@@ -319,7 +319,7 @@ async def test_a_group_signed_ahead_commits_as_signed_or_is_built_again_on_the_s
         expected = await store.head(ledger, KEY.public_key)
         assert expected is not None
         requests = [AppendRequest(ledger, "note.text", {"i": i}, 3000) for i in range(3)]
-        signed = appends.sign_ahead(KEY, requests, appends.payloads_of(requests), {ledger.raw: expected})
+        signed = appends.sign_ahead(KEY, requests, {ledger.raw: expected}, 3500)
         other = await store.append(AppendRequest(ledger, "note.text", {"other": 1}, 3000)) if moved else None
     writer = open_writer(db)
     try:
