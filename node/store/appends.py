@@ -123,8 +123,9 @@ def commit_group(
     with Transaction(db):
         for req, item, row in zip(requests, signed.items, signed.rows, strict=True):
             if row is not None and req.ledger is not None and trusted.get(req.ledger.raw):
+                assert isinstance(item, Entry)  # a row is made for an entry only
                 rows.append(row)  # as signed, its chain checked at its first entry here (below): the usual case
-                results.append(item)  # type: ignore[arg-type]  # an Entry, as its row says
+                results.append(item)
                 continue
             try:
                 if req.ledger is None:
@@ -144,7 +145,7 @@ def commit_group(
                     if trusted[lk] and item is not None:  # as signed: its chain's head is `signed.after` below
                         if isinstance(item, TallyError):
                             raise item
-                        rows.append(row)
+                        rows.append(entry_row(item, now) if row is None else row)
                         results.append(item)
                         continue
                     entry = _next_entry(key, req, heads[lk])
