@@ -221,19 +221,23 @@ class SnapshotKeeping:
                 yield _on_loop(loop, stop, lambda i=i: self._store.fold_part(ledger, ref.token, i))  # type: ignore[misc]
 
         worker = self._worker(lambda stop: snapshots.decode_fold(ref, parts(stop), ledger))
+        # Read meanwhile (the store's reader thread waits on SQLite, not on the lock): what it covers, and the rows
+        # after it (what arrives from now on is in `_arrived` too: the fold leaves out what it holds).
+        checks = asyncio.gather(self._store.coverage_upto(ledger, ref.last), self._store.log_after(ledger, ref.last))
         fold: LedgerFold | None
+        later: list[Entry] = []
         try:
             fold, why = await worker.done
-            if fold is not None and (fork_points(dict(fold.forks)) != forks
-                                     or await self._store.coverage_upto(ledger, ref.last) != (ref.entries, ref.rowids)):
+            upto, later = await checks
+            if fold is not None and (fork_points(dict(fold.forks)) != forks or upto != (ref.entries, ref.rowids)):
                 fold, why = None, "stale"  # the rows it covers changed (a fork proof arrived since, say)
         except Exception as exc:  # an abandoned read, say: folded from scratch when needed
             fold, why = None, f"not read back ({type(exc).__name__}: {exc})"
         finally:
             self._workers.discard(worker)
-        later: list[Entry] = []
+            if not checks.cancel() and not checks.cancelled():  # done: its failure, if any, is seen
+                checks.exception()
         if fold is not None:
-            later = await self._store.log_after(ledger, ref.last)
             if len(later) >= THREAD_ENTRIES:
                 await asyncio.to_thread(fold.add, later)
             else:

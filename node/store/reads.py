@@ -120,7 +120,8 @@ class StoreReader:
         """The ledger's entries stored after rowid `last` (what arrived after a kept fold), damaged ones left out."""
         found = []
         for rid, header, payload in await self._rows(
-                "SELECT id, header, payload FROM entries WHERE ledger = ? AND rowid > ? ORDER BY rowid",
+                # the rowid range, not the ledger's index: that would walk every row of a big ledger (0.2 s at 1M)
+                "SELECT id, header, payload FROM entries NOT INDEXED WHERE rowid > ?2 AND ledger = ?1 ORDER BY rowid",
                 (ledger.raw, last)):
             try:
                 found.append(decode_stored_entry(rid, header, payload))
