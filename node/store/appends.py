@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from node.store.rows import BY_ID, INSERT_SQL, entry_row, idh
+from node.store.rows import BY_ID, entry_row, idh
 from node.store.schema import Transaction
-from node.store.transactions import head_in, settle_ids
+from node.store.transactions import head_in, insert_entries
 from protocol import (
     CID,
     GENESIS_KIND,
@@ -155,8 +155,7 @@ def commit_group(
             heads[entry.ledger_id.raw] = ChainHead.of(entry)
             rows.append(entry_row(entry, now))
             results.append(entry)
-        db.executemany(INSERT_SQL, rows)
-        settle_ids(db)
+        insert_entries(db, rows)
     heads.update({lk: signed.after[lk] for lk, ok in trusted.items() if ok and lk in signed.after})
     stale = frozenset(lk for lk in signed.expected if not trusted.get(lk, True))
     return Committed(results, {lk: h for lk, h in heads.items() if h is not None}, stale)

@@ -10,7 +10,7 @@ from typing import Final
 
 from protocol import LocalError
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 BUSY_TIMEOUT_MS: Final = 30_000
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
@@ -138,6 +138,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     END;
     DROP INDEX entries_kind;             -- only genesis entries are looked up by kind: indexed alone
     CREATE INDEX entries_genesis ON entries (ledger) WHERE kind = 'ledger.genesis';
+    """,
+    """
+    DROP TRIGGER entries_id_in;          -- new ids are indexed a transaction at a time (transactions.py insert_entries)
     """,
 )
 

@@ -1,5 +1,6 @@
-"""The id index out of the entries table (schema 7): a settled part and a small recent part merged into it,
-kept by triggers; a schema 6 store (one `entries_idh` index) migrates to it. Real SQLite files throughout."""
+"""The id index out of the entries table (schema 7, 8): a settled part and a small recent part merged into it,
+filled a transaction at a time (`insert_entries`), emptied of a deleted row by a trigger; a schema 6 store (one
+`entries_idh` index) migrates to it. Real SQLite files throughout."""
 
 from __future__ import annotations
 
@@ -72,10 +73,10 @@ async def test_a_schema_6_store_migrates_its_id_index(tmp_path: Path) -> None:
         await every_id_found(store, [*old, *more, mine])
     assert counts(path) == (41, 30, 11)  # the old ids settled by the migration, the new ones recent
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        assert {"entry_ids", "recent_ids", "entries_id_in", "entries_id_out", "entries_genesis"} <= names
-        assert not names & {"entries_idh", "entries_kind"}
+        assert {"entry_ids", "recent_ids", "entries_id_out", "entries_genesis"} <= names
+        assert not names & {"entries_idh", "entries_kind", "entries_id_in"}
         plan = " ".join(str(row) for row in db.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM entries WHERE kind = 'ledger.genesis' AND ledger = id"))
         assert "entries_genesis" in plan, plan
@@ -120,20 +121,40 @@ def test_settling_waits_for_a_share_of_a_big_store(tmp_path: Path) -> None:
     def rows(start: int, count: int) -> list[tuple[object, ...]]:
         return [(i, i.to_bytes(36, "big"), b"l", b"a", i, 0, "k", b"h", None, 0) for i in range(start, start + count)]
 
+    def parts() -> tuple[int, int, int]:
+        return tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                     for t in ("entries", "entry_ids", "recent_ids"))
+
     db.execute("BEGIN")
-    db.executemany(INSERT_SQL, rows(1, tx.SETTLE_MIN - 1))
-    assert not tx.settle_ids(db)
-    db.executemany(INSERT_SQL, rows(tx.SETTLE_MIN, 1))
-    assert tx.settle_ids(db) and not tx.settle_ids(db)
+    tx.insert_entries(db, rows(1, tx.SETTLE_MIN - 1))
+    assert parts() == (tx.SETTLE_MIN - 1, 0, tx.SETTLE_MIN - 1)
+    tx.insert_entries(db, rows(tx.SETTLE_MIN, 1))
+    assert parts() == (tx.SETTLE_MIN, tx.SETTLE_MIN, 0)
     # As if the store held 1,000,000 rows: the recent ids wait for 1,000,000 / SETTLE_SHARE of them.
-    db.execute("INSERT INTO entries (rowid, idh, id, ledger, author, seq, ts, kind, header, payload, received)"
-                " VALUES (1000000, 0, x'00', x'00', x'00', 0, 0, 'k', x'00', NULL, 0)")
-    db.executemany(INSERT_SQL, rows(10_000, 1_000_000 // tx.SETTLE_SHARE - 2))
-    assert not tx.settle_ids(db)
-    db.executemany(INSERT_SQL, rows(100_000, 2000))
-    assert tx.settle_ids(db)
+    tx.insert_entries(db, [(0, b"x", b"l", b"b", 1, 0, "k", b"h", None, 0)])
+    db.execute("UPDATE entries SET rowid = 1000000 WHERE id = x'78'")
+    db.execute("UPDATE recent_ids SET rid = 1000000 WHERE idh = 0")
+    tx.insert_entries(db, rows(10_000, 1_000_000 // tx.SETTLE_SHARE - 2))
+    assert parts()[2] == 1_000_000 // tx.SETTLE_SHARE - 1
+    tx.insert_entries(db, rows(100_000, 2000))
     db.execute("COMMIT")
-    total, settled, recent = (db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                              for t in ("entries", "entry_ids", "recent_ids"))
+    total, settled, recent = parts()
     assert total == settled and recent == 0
     db.close()
+
+
+async def test_ids_are_indexed_when_sqlite_picks_rowids_at_random(tmp_path: Path) -> None:
+    """Once the largest rowid is taken SQLite picks new rowids at random: each new row is then found by its chain."""
+    path = tmp_path / "s.sqlite3"
+    chain = a_chain(OTHER, 20)
+    async with await Store.open(path, key=KEY) as store:
+        assert len((await store.ingest(chain[:5])).stored) == 5
+    with sqlite3.connect(path) as db:  # a row of another ledger at the largest rowid
+        db.execute(f"INSERT INTO entries (rowid, {INSERT_SQL.split('(', 1)[1].split(')')[0]}) VALUES"
+                   " (9223372036854775807, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (12345, b"\x01" * 36, b"l",
+                                                                           b"a", 1, 0, "k", b"h", None, 0))
+    async with await Store.open(path, key=KEY) as store:
+        assert len((await store.ingest(chain[5:])).stored) == 15
+        await every_id_found(store, chain)
+    total, settled, recent = counts(path)
+    assert total == 21 and settled + recent == 20  # the row put in by hand is not indexed: none but these
