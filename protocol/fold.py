@@ -58,15 +58,17 @@ from .state import (
     LedgerState,
     Prepared,
     Problem,
+    Voice,
     apply_node,
     bucket_digest,
     compute_state,
-    contributions_of,
+    contributions,
     digest_of,
     governance_of,
     is_ignored,
     prepare,
     recorded_distribution,
+    voice,
 )
 from .state import state_digest as state_digest  # where node/store/snapshots.py reads it
 from .valueflows import About, Admission, Endorsement, Event, Leave
@@ -79,6 +81,10 @@ _V = TypeVar("_V")
 _STATUSES: Final = (VALID, INVALID, WAITING, QUARANTINED, IGNORED, CONFLICTING, ERASED, FINAL, PENDING, REJECTED,
                     CORRECTED)
 _CODES: Final = {status: code for code, status in enumerate(_STATUSES)}
+
+
+def _seq(v: Voice) -> int:
+    return v.seq
 
 
 def _itself(_: object, value: _V) -> _V:
@@ -226,15 +232,16 @@ class _Rows:
         for name, (typecode, data) in columns.items():
             setattr(self, name, array(typecode, data))
 
-    def grow(self, ts: int) -> None:
-        """A row for the next index (every entry has one: its ts is read for any)."""
-        self.ts.append(ts)
-        self.flags.append(0)
-        for column in (self.seq, self.author, self.prev, self.kind, self.known, self.gone, self.closings,
-                       self.rules, self.dep_at):
-            column.append(0)
-        self.dep_n.append(0)
-        self.records.append(None)
+    def grow(self) -> None:
+        """Rows for the indexes given a ts since (every entry has one: its ts is read for any), all at once."""
+        n = len(self.ts) - len(self.flags)
+        if n:
+            self.flags += bytes(n)
+            for column in (self.seq, self.author, self.prev, self.kind, self.known, self.gone, self.closings,
+                           self.rules, self.dep_at):
+                column.frombytes(bytes(n * column.itemsize))
+            self.dep_n += bytes(n)
+            self.records += [None] * n
 
     def _number(self, which: int, kept: list[Any], value: Any) -> int:
         numbers = self._numbers[which]
@@ -280,23 +287,63 @@ class _Rows:
         return self.deps[self.dep_at[i] : self.dep_at[i] + self.dep_n[i]]
 
     def node(self, raw: bytes) -> Prepared:
-        """The entry of a row as the rules read it (KeyError: not a row). Its `deps` are left out: only the
-        entry being applied and a ledger's key events and erasures (folded whole: `LedgerFold.keyed`) read them."""
+        """The entry of a row as the rules read it (KeyError: not a row)."""
         i = self.index[raw]
-        flags = self.flags[i]
-        if not flags & _SLIM:
+        if not self.flags[i] & _SLIM:
             raise KeyError(raw)
+        return _RowNode(self, i)
+
+    def voice(self, i: int) -> Voice:
+        """What the contributions read of row `i` (its `latest` is its seq: a fold's `pos` is 0)."""
+        seq = self.seq[i]
+        record = self.records[i]
+        assert record is not None
+        return Voice(CID(self.ids[i]), self.agents[self.author[i]], seq, self.ts[i], seq, record,
+                     self.rule_sets[self.rules[i]])
+
+    def entry(self, i: int) -> Entry:
+        """Row `i`'s entry as the rules read it: its header without payload id, size or signature."""
         ids, a, p = self.ids, self.author[i], self.prev[i]
-        cid = CID(raw)
+        cid = CID(ids[i])
         header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids[p]), self.ts[i],
                         self.kinds[self.kind[i]], cid, 0, b"")
-        return Prepared(
-            Entry(cid, header, b"", None, None), record=self.records[i], agent=self.agents[a],
-            known=self.sets[self.known[i]],
-            gone=self.sets[self.gone[i]], left_chain=bool(flags & _LEFT), rules=self.rule_sets[self.rules[i]],
-            closings=self.sets[self.closings[i]], refs=NO_REFERENCES, key_ok=bool(flags & _KEY_OK),
-            main=bool(flags & _MAIN), incepted=bool(flags & _INCEPTED),
-        )
+        return Entry(cid, header, b"", None, None)
+
+
+class _RowNode(Prepared):
+    """A row built again as the rules read it. Most reads are of its membership, flags and record, so its
+    entry is built only when read; what every row has alike is a class attribute, not set per node. Its
+    `deps` are left out: only the entry being applied and a ledger's key events and erasures (folded whole:
+    `LedgerFold.keyed`) read them."""
+
+    __slots__ = ("_built", "_i", "_rows")
+    _built: Entry | None
+    # Alike for every row (`_Rows.keep` keeps no other): read here, never set on a built row.
+    deps = ()
+    error = None
+    complete = False
+    payout = None
+    reach = None
+    refs = NO_REFERENCES
+    key_link = None
+    erased = None
+    pos = 0
+
+    def __init__(self, rows: _Rows, i: int) -> None:  # Prepared.__init__ is not called: it would set them all
+        self._rows, self._i, self._built = rows, i, None
+        flags, a = rows.flags[i], rows.author[i]
+        self.record, self.agent, self.rules = rows.records[i], rows.agents[a], rows.rule_sets[rows.rules[i]]
+        sets = rows.sets
+        self.known, self.gone, self.closings = sets[rows.known[i]], sets[rows.gone[i]], sets[rows.closings[i]]
+        self.left_chain, self.key_ok = bool(flags & _LEFT), bool(flags & _KEY_OK)
+        self.main, self.incepted = bool(flags & _MAIN), bool(flags & _INCEPTED)
+
+    @property
+    def entry(self) -> Entry:  # type: ignore[override]
+        built = self._built
+        if built is None:
+            built = self._built = self._rows.entry(self._i)
+        return built
 
 
 class _Nodes(dict[bytes, Prepared]):
@@ -401,12 +448,16 @@ class LedgerFold:
             self._pending[raw] = prepare(entry, self.ledger, self.rules, entry.author)
             self._set(raw, WAITING, entry.header.ts)
             fresh.append(raw)
+        self._rows.grow()
         ready: list[bytes] = []
+        nodes, index, flags, waiters = self._nodes, self._index, self._rows.flags, self._waiters
         for raw in fresh:
             missing = 0
             for dep in self._pending[raw].deps:
-                if not self._applied(dep.raw):
-                    self._waiters.setdefault(dep.raw, []).append(raw)
+                d = dep.raw
+                i = index.get(d)
+                if d not in nodes and (i is None or not flags[i] & _SLIM):  # not applied yet
+                    waiters.setdefault(d, []).append(raw)
                     missing += 1
             if missing:
                 self._missing[raw] = missing
@@ -433,10 +484,6 @@ class LedgerFold:
     def _key(self, raw: bytes) -> tuple[int, bytes]:
         return self._rows.ts[self._index[raw]], raw
 
-    def _applied(self, raw: bytes) -> bool:
-        i = self._index.get(raw)
-        return raw in self._nodes or (i is not None and self._rows.flags[i] & _SLIM != 0)
-
     def _dep_raws(self, raw: bytes) -> list[bytes]:
         i = self._index[raw]
         if self._rows.flags[i] & _SLIM:  # a row (built again, it has no deps)
@@ -448,13 +495,14 @@ class LedgerFold:
 
     def _place(self, placed: list[bytes]) -> None:
         """Put newly applicable entries in the canonical order, then apply them in it."""
-        eff, key, nodes = self._eff, self._key, self._nodes
-        for raw in placed:
-            best = raw
+        eff, nodes, ts, index = self._eff, self._nodes, self._rows.ts, self._index
+        for raw in placed:  # each after its dependencies
+            best, best_key = raw, (ts[index[raw]], raw)
             for dep in nodes[raw].deps:
                 other = eff.get(dep.raw, dep.raw)
-                if key(other) > key(best):
-                    best = other
+                other_key = (ts[index[other]], other)
+                if other_key > best_key:
+                    best, best_key = other, other_key
             if best is not raw:
                 eff[raw] = best
         low = min(map(self._eff_key, placed))
@@ -473,8 +521,21 @@ class LedgerFold:
         self._undecided.clear()
 
     def _greedy(self, group: list[bytes]) -> list[bytes]:
-        """Kahn's algorithm with a (ts, id) heap over `group`, whose outside dependencies are placed."""
+        """The (ts, id)-greedy topological order of `group`, whose outside dependencies are placed."""
+        ts, index = self._rows.ts, self._index
+        ordered = sorted([(ts[index[raw]], raw) for raw in group])
+        # When the (ts, id) order is a topological order (every dependency in the group before what names it:
+        # entries written in time order, the usual case), the greedy order is that order: the smallest entry
+        # left is always ready.
         inside = set(group)
+        for key in ordered:
+            for dep in self._dep_raws(key[1]):
+                if (ts[index[dep]], dep) > key and dep in inside:
+                    return self._kahn(group, inside)
+        return [raw for _, raw in ordered]
+
+    def _kahn(self, group: list[bytes], inside: set[bytes]) -> list[bytes]:
+        """Kahn's algorithm with a (ts, id) heap over `group` (`inside`: its entries)."""
         count: dict[bytes, int] = {}
         dependents: dict[bytes, list[bytes]] = {}
         heap: list[tuple[int, bytes]] = []
@@ -530,6 +591,7 @@ class LedgerFold:
         header = Header(key, None if h.ledger is None else self.ledger, h.seq, prev, h.ts, sys.intern(h.kind),
                         entry.id, h.size, b"", h.version)
         node.entry = Entry(entry.id, header, b"", None, None)
+        nodes.drop_built()  # rows built again are never kept (nor pickled with the fold)
 
     def _count(self, node: Prepared) -> None:
         """Fold a valid entry into the ledger-wide tallies."""
@@ -570,15 +632,18 @@ class LedgerFold:
 
     def _decide(self, origins: Iterable[bytes]) -> None:
         """Decide again the contributions of some lineages (an original and its corrections)."""
-        events = [n for origin in origins  # each lineage in seq order: what a correction corrects first
-                  for n in sorted((self._nodes[r] for r in self._lineage.get(origin, (origin,))),
-                                  key=lambda n: n.entry.seq)]
-        verdicts = [self._nodes[v] for n in events for v in self._verdicts.get(n.entry.id.raw, ())]
-        self._nodes.drop_built()
-        for c in contributions_of([*events, *verdicts], self.rules, {}):
+        lineage, said = self._lineage.get, self._voice
+        events = [v for origin in origins  # each lineage in seq order: what a correction corrects first
+                  for v in sorted(map(said, lineage(origin, (origin,))), key=_seq)]
+        verdicts = [said(r) for v in events for r in self._verdicts.get(v.id.raw, ())]
+        for c in contributions([*events, *verdicts], self.rules):
             self._contributions[c.id.raw] = c
             self._by_author.put((c.author, c.seq, c.id.raw), c)
             self._set(c.id.raw, c.status)
+
+    def _voice(self, raw: bytes) -> Voice:
+        i = self._index[raw]
+        return self._rows.voice(i) if self._rows.flags[i] & _SLIM else voice(self._nodes[raw])
 
     def _set(self, raw: bytes, status: str, ts: int = 0) -> None:
         """Set an entry's status; a new entry (`ts`: its own) gets the next index."""
@@ -587,7 +652,7 @@ class LedgerFold:
             self._index[raw] = len(self._ids)
             self._ids.append(raw)
             self._codes.append(_CODES[status])
-            self._rows.grow(ts)
+            self._rows.ts.append(ts)  # the other columns grow at the end of the arrival (`_Rows.grow`)
             self._buckets.add(raw)
         else:
             self._codes[i] = _CODES[status]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import pairwise, repeat
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from . import dagcbor
 from .cid import CID
@@ -823,32 +823,63 @@ def _heads(nodes: dict[bytes, Prepared], order: list[bytes]) -> tuple[CID, ...]:
     return tuple(sorted((e.id for e in latest.values()), key=lambda c: c.raw))
 
 
+class Voice(NamedTuple):
+    """What the contributions read of a valid event or endorsement (`contributions`): a fold (protocol/fold.py)
+    makes these from its columns, without the entry."""
+
+    id: CID
+    agent: str
+    seq: int
+    ts: int
+    latest: int  # `_latest`: orders one identity's entries
+    record: Event | Endorsement
+    rules: Rules | None  # the rules in effect at it
+
+
+def voice(n: Prepared) -> Voice:
+    assert isinstance(n.record, Event | Endorsement)
+    e = n.entry
+    return Voice(e.id, n.agent, e.header.seq, e.header.ts, _latest(n), n.record, n.rules)
+
+
 def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
-    events = {n.entry.id.raw: n for n in valid if isinstance(n.record, Event)}
+    """The contributions of the valid events among `valid` (in a topological order); each one's status put in
+    `status` too."""
+    result = contributions([voice(n) for n in valid if isinstance(n.record, Event | Endorsement)], rules)
+    for c in result:
+        status[c.id.raw] = c.status
+    return result
+
+
+def contributions(voices: list[Voice], rules: Rules) -> tuple[Contribution, ...]:
+    """The contributions of valid events from them and the valid endorsements (`voices`: an event after the
+    event it corrects), by author then seq."""
+    events = {v.id.raw: v for v in voices if isinstance(v.record, Event)}
     # A correction belongs to the lineage of the original it corrects, directly or through other
-    # corrections: all in one author's chain, so seq orders them. `valid` is in a topological order,
-    # so an event's target (a valid event) comes before it.
+    # corrections: all in one author's chain, so seq orders them. An event's target (a valid event)
+    # comes before it.
     origin: dict[bytes, bytes] = {}
-    lineages: dict[bytes, list[Prepared]] = defaultdict(list)
-    for raw, n in events.items():
-        assert isinstance(n.record, Event)
-        corrects = n.record.corrects
-        origin[raw] = raw if corrects is None else origin[corrects.raw]
-        if corrects is not None:
-            lineages[origin[raw]].append(n)
+    lineages: dict[bytes, list[Voice]] = defaultdict(list)
+    for raw, v in events.items():
+        corrects = v.record.corrects  # type: ignore[union-attr]  # an Event: `events` holds no other
+        if corrects is None:
+            origin[raw] = raw
+        else:
+            origin[raw] = first = origin[corrects.raw]
+            lineages[first].append(v)
     corrected_by: dict[bytes, CID] = {}
     for first, fixes in lineages.items():
-        fixes.sort(key=_latest)  # one chain's seq order, also across an identity's keys
-        chain = [first] + [f.entry.id.raw for f in fixes]
+        fixes.sort(key=_voice_latest)  # one chain's seq order, also across an identity's keys
+        chain = [first] + [f.id.raw for f in fixes]
         # The latest correction stands; the original and earlier corrections are superseded.
         for older, newer in pairwise(chain):
-            corrected_by[older] = events[newer].entry.id
+            corrected_by[older] = events[newer].id
     latest: dict[tuple[str, bytes], tuple[int, Endorsement]] = {}
-    for n in valid:
-        if isinstance(n.record, Endorsement):
-            key = (n.agent, n.record.event.raw)
-            if key not in latest or _latest(n) > latest[key][0]:
-                latest[key] = (_latest(n), n.record)
+    for v in voices:
+        if isinstance(v.record, Endorsement):
+            key = (v.agent, v.record.event.raw)
+            if key not in latest or v.latest > latest[key][0]:
+                latest[key] = (v.latest, v.record)
     accepts: dict[bytes, list[str]] = defaultdict(list)
     rejects: dict[bytes, list[str]] = defaultdict(list)
     notes: dict[bytes, list[tuple[str, str]]] = defaultdict(list)
@@ -857,11 +888,11 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
         if not given.accept and given.note:
             notes[target].append((who, given.note))
     result = []
-    for raw, n in events.items():
-        record = n.record
+    for raw, v in events.items():
+        record = v.record
         assert isinstance(record, Event)
         yes, no = sorted(accepts[raw]), sorted(rejects[raw])
-        in_effect = n.rules or rules  # the rules in effect at the contribution (§18.3)
+        in_effect = v.rules or rules  # the rules in effect at the contribution (§18.3)
         if raw in corrected_by:
             verdict = CORRECTED
         elif len(no) >= in_effect.validation.reject:
@@ -870,15 +901,18 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
             verdict = FINAL
         else:
             verdict = PENDING
-        status[raw] = verdict
         result.append(Contribution(
-            id=n.entry.id, author=n.agent, seq=n.entry.seq, ts=n.entry.header.ts, event=record,
+            id=v.id, author=v.agent, seq=v.seq, ts=v.ts, event=record,
             claim=_claim(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
-            corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].entry.id,
+            corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].id,
             reject_notes=tuple(sorted(notes[raw])),
         ))
     result.sort(key=lambda c: (c.author, c.seq, c.id.raw))
     return tuple(result)
+
+
+def _voice_latest(v: Voice) -> int:
+    return v.latest
 
 
 def _claim(event: Event, rules: Rules) -> Decimal:

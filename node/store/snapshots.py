@@ -72,7 +72,8 @@ def _slotted() -> dict[type, tuple[str, ...]]:
     for info in pkgutil.iter_modules(protocol.__path__, "protocol."):
         module = importlib.import_module(info.name)
         for value in vars(module).values():
-            if (isinstance(value, type) and value.__module__ == info.name and dataclasses.is_dataclass(value)
+            # A dataclass's own fields only (not a subclass's: protocol/fold.py's row nodes are never kept)
+            if (isinstance(value, type) and value.__module__ == info.name and "__dataclass_fields__" in vars(value)
                     and "__slots__" in vars(value)):
                 found[value] = tuple(f.name for f in dataclasses.fields(value))
     return found
