@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from itertools import chain
 from typing import Any, Final
 
 from node.store.rows import (
@@ -42,12 +44,37 @@ SETTLE_MIN: Final = 4096
 SETTLE_SHARE: Final = 32
 
 
+#: Rows an INSERT statement carries: SQLite inserts them in one step, without the interpreter lock, where
+#: executemany takes the lock back after every row (and the thread signing or verifying meanwhile waits for it).
+ROWS_PER_INSERT: Final = 256
+_ROW_VALUES: Final = INSERT_SQL.count("?")
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(rows: int) -> str:
+    return INSERT_SQL + (", (" + ", ".join("?" * _ROW_VALUES) + ")") * (rows - 1)
+
+
+def _insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert `rows` with as few statements as SQLite's limit on parameters allows, each of a power of two rows
+    (so that a few prepared statements serve any count)."""
+    per = ROWS_PER_INSERT
+    while per > 1 and per * _ROW_VALUES > db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER):
+        per //= 2
+    at = 0
+    while at < len(rows):
+        while per > len(rows) - at:
+            per //= 2
+        db.execute(_insert_sql(per), list(chain.from_iterable(rows[at : at + per])))
+        at += per
+
+
 def insert_entries(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert entries' rows (`entry_row`) in the caller's transaction, their ids into the recent part of the id
     index, and merge that into the settled part once it is big enough (`settle_ids`). Every insert of an entry
     goes through here: nothing else indexes its id."""
     before = int(db.execute("SELECT coalesce(max(rowid), 0) FROM entries").fetchone()[0])
-    db.executemany(INSERT_SQL, rows)
+    _insert_rows(db, rows)
     # New rows take the rowids after the largest (another process waits for this transaction's write lock), so one
     # statement indexes them all: a trigger's program per row cost ~6 us of the writer's CPU per entry. SQLite
     # picks other rowids only once 2**63 - 1 is taken; then each new row is found by its chain and seq.

@@ -15,7 +15,9 @@ import pytest
 
 from node.home import Home
 from node.store import appends
-from node.store.schema import SCHEMA_VERSION, open_writer
+from node.store import transactions as tx
+from node.store.rows import entry_row
+from node.store.schema import SCHEMA_VERSION, Transaction, open_writer
 from node.store.store import Store
 from protocol import CID, GENESIS_KIND, ChainHead, Entry, SigningKey, create_entry, verify_chain
 from protocol.writes import AppendRequest
@@ -43,6 +45,29 @@ async def test_concurrent_appends_take_distinct_seqs(tmp_path: Path) -> None:
         chain = await chain_of(store, ledger, KEY)
         assert [e.seq for e in chain] == list(range(1, 302))
         verify_chain(chain)
+        assert [p async for p in store.verify()] == []
+
+
+@pytest.mark.parametrize("limit", [None, 25])
+async def test_rows_are_inserted_many_to_a_statement_within_sqlites_limit(tmp_path: Path, limit: int | None) -> None:
+    # insert_entries binds up to ROWS_PER_INSERT rows to a statement (301 rows: 256 + 32 + 8 + 4 + 1), and fewer
+    # where SQLite allows fewer parameters (25: two rows of ten); every row is stored and indexed either way.
+    genesis = create_entry(KEY, ledger=None, seq=1, prev=None, ts=1, kind=GENESIS_KIND, body={"name": "t"})
+    chain = [genesis]
+    for seq in range(2, 302):
+        chain.append(create_entry(KEY, ledger=genesis.id, seq=seq, prev=chain[-1].id, ts=seq, kind="note.text",
+                                  body={"i": seq}))
+    db = open_writer(tmp_path / "s.sqlite3")
+    try:
+        if limit is not None:
+            db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        with Transaction(db):
+            tx.insert_entries(db, [entry_row(e, 7) for e in chain])
+    finally:
+        db.close()
+    async with await Store.open(tmp_path / "s.sqlite3") as store:
+        assert [e.id for e in await chain_of(store, genesis.id, KEY)] == [e.id for e in chain]
+        assert [await store.get(e.id) for e in (chain[0], chain[150], chain[-1])] == [chain[0], chain[150], chain[-1]]
         assert [p async for p in store.verify()] == []
 
 
