@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from node.store.rows import BY_ID, entry_row, idh
 from node.store.schema import Transaction
@@ -181,6 +181,15 @@ class _Pending:
     future: asyncio.Future[list[Entry | TallyError]] = field(repr=False)
 
 
+class _Signing(NamedTuple):
+    """A group on the signer thread."""
+
+    number: int
+    group: list[_Pending]
+    requests: list[AppendRequest]
+    future: asyncio.Future[Signed]
+
+
 @dataclass(slots=True)
 class _Commit:
     """A signed group in (or queued for) its transaction on the writer thread."""
@@ -266,11 +275,23 @@ class AppendPipeline:
         """
         loop = asyncio.get_running_loop()
         commits: deque[_Commit] = deque()
+        signing: _Signing | None = None  # the group on the signer thread
         while True:
-            while commits and commits[0].future.done():
-                self._settle(commits.popleft())
-            # sign the next group while at most one commits, once the heads the groups before leave are known
-            if self._queue and len(commits) < 2 and not any(c.direct for c in commits):
+            if signing is not None and signing.future.done():
+                number, group, requests, future = signing
+                signing = None
+                try:
+                    signed = future.result()
+                except Exception as exc:  # not a TallyError (those are per request): a bug, or memory
+                    for p in group:
+                        _fail(p, exc)
+                else:
+                    assert self._key is not None
+                    self._heads.update(signed.after)  # what the next group is built on
+                    commits.append(_Commit(number, group, requests, loop.run_in_executor(
+                        self._wx, commit_group, self._wdb, self._key, requests, signed, self._clock_ms())))
+            # sign the next group while at most one commits (at once: the signer is what the pipeline waits on)
+            if signing is None and self._queue and len(commits) < 2 and not any(c.direct for c in commits):
                 group = self._take_group()
                 if not group:
                     continue
@@ -285,21 +306,19 @@ class AppendPipeline:
                     commits.append(_Commit(number, group, requests, loop.run_in_executor(
                         self._wx, commit_group, self._wdb, self._key, requests, unsigned, self._clock_ms()), True))
                     continue
-                try:
-                    signed = await loop.run_in_executor(self._sx, sign_ahead, self._key, requests,
-                                                        dict(self._heads), self._clock_ms())
-                except Exception as exc:  # not a TallyError (those are per request): a bug, or memory
-                    for p in group:
-                        _fail(p, exc)
+                # numbered now: a group that commits meanwhile leaves the heads this one is signed on to it
+                signing = _Signing(self._signing(requests), group, requests, loop.run_in_executor(
+                    self._sx, sign_ahead, self._key, requests, dict(self._heads), self._clock_ms()))
+            while commits and commits[0].future.done():
+                self._settle(commits.popleft())
+            waiting: list[asyncio.Future[Any]] = [] if signing is None else [signing.future]
+            if commits:
+                waiting.append(commits[0].future)
+            if not waiting:
+                if self._queue:
                     continue
-                number = self._signing(requests)
-                self._heads.update(signed.after)  # what the next group is built on
-                commits.append(_Commit(number, group, requests, loop.run_in_executor(
-                    self._wx, commit_group, self._wdb, self._key, requests, signed, self._clock_ms())))
-                continue
-            if not commits:
                 return
-            await asyncio.wait([commits[0].future])
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
 
     def _signing(self, requests: list[AppendRequest]) -> int:
         """Number the next group to be signed, as the latest signed on each chain it writes to."""
