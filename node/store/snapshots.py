@@ -115,9 +115,6 @@ PART_BYTES: Final = 4 << 20  # a fold's bytes are written this many at a time, o
 READ_BYTES: Final = 64 << 10
 
 
-_ID, _CODE = operator.itemgetter(0), operator.itemgetter(1)
-
-
 class KeptStatus(Mapping[bytes, str]):
     """A state's entry id -> status map as a snapshot keeps it: every id in one bytes object (`ids`, each `width`
     bytes), grouped by the digest's bucket (an id's last byte, SPEC.md §16.7) and sorted within it (bucket `b`
@@ -139,20 +136,27 @@ class KeptStatus(Mapping[bytes, str]):
             names = tuple(sorted(set(status.values())))
             pairs = zip(status, map({name: i for i, name in enumerate(names)}.__getitem__, status.values()),
                         strict=True)
-        groups: list[list[tuple[bytes, int]]] = [[] for _ in range(DIGEST_BUCKETS)]
-        adds = [group.append for group in groups]
-        for pair in pairs:  # a Python loop: the interpreter lock changes hands meanwhile
-            adds[pair[0][-1]](pair)
+        # Each bucket's ids and codes side by side, not as pairs: a million pairs, sorted, then freed at once,
+        # held the interpreter lock for ~2 s (under load) just to free them.
+        group_ids: list[list[bytes] | None] = [[] for _ in range(DIGEST_BUCKETS)]
+        group_codes = [bytearray() for _ in range(DIGEST_BUCKETS)]
+        add_id = [group.append for group in group_ids if group is not None]
+        add_code = [group.append for group in group_codes]
+        for raw, code in pairs:  # a Python loop: the interpreter lock changes hands meanwhile
+            add_id[raw[-1]](raw)
+            add_code[raw[-1]](code)
+        del add_id, add_code
         width = len(next(iter(status), b"")) or 36
         bounds, ids, codes = [0], [], []
-        for group in groups:
+        for b in range(DIGEST_BUCKETS):
             if stop is not None and stop.is_set():
                 raise Abandoned
-            group.sort()  # by id: no two alike
-            ids.append(b"".join(map(_ID, group)))
-            codes.append(bytes(map(_CODE, group)))
+            group, group_ids[b] = group_ids[b] or [], None
+            order = sorted(range(len(group)), key=group.__getitem__)  # by id: no two alike
+            ids.append(b"".join(map(group.__getitem__, order)))
+            codes.append(bytes(map(group_codes[b].__getitem__, order)))
             bounds.append(bounds[-1] + len(group))
-            if len(ids[-1]) != width * len(group) or set(map(len, map(_ID, group))) - {width}:
+            if len(ids[-1]) != width * len(group) or set(map(len, group)) - {width}:
                 raise ValueError("entry ids of more than one width")
         return cls(width, names, tuple(bounds), b"".join(ids), b"".join(codes))
 
@@ -319,9 +323,10 @@ def make(state: LedgerState, forks: Mapping[bytes, int], stop: threading.Event |
     fills in the rowids when it keeps it, checking the count against what it holds); `Abandoned` once `stop`
     is set (checked between buckets of the status, and at each write: pickle frames of ~64 KiB)."""
     stop = stop or threading.Event()
-    status = KeptStatus.of(state.status, stop)
     out = _Stoppable(stop)
-    _Pickler(out, protocol=5).dump(dataclasses.replace(state, status=status))
+    with collector_paused():  # a million pairs made: each full collection meanwhile would hold the lock for 0.5 s
+        status = KeptStatus.of(state.status, stop)
+        _Pickler(out, protocol=5).dump(dataclasses.replace(state, status=status))
     blob = out.getvalue()
     return Snapshot(FORMAT, Coverage(len(status), 0, fork_points(dict(forks))), hashlib.sha256(status.ids).digest(),
                     state.digest, hashlib.sha256(blob).digest(), blob)
