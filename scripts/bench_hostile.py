@@ -292,8 +292,11 @@ async def bench(forks: int, levels: int, level_links: int, links: int, rounds: i
                       f"{'es' if len(sources) > 1 else ''} for {seconds:g} s (load {before} -> "
                       f"{load()}): GET /api/v1/identity {percentiles(times)} (goal p99 < 100 ms); without the "
                       f"flood {percentiles(quiet)}; on G meanwhile (not attacked) {percentiles(control)}", flush=True)
+                attempts = sum(n for k, n in outcomes.items() if not k.startswith("then "))
                 print(f"  attempts: {', '.join(f'{k} {n:,}' for k, n in outcomes.most_common())}; CPU: V "
-                      f"{cpu[0]:.0f} %, G {cpu[1]:.0f} %, the attacker {cpu[2]:.0f} % of a core", flush=True)
+                      f"{cpu[0]:.0f} %, G {cpu[1]:.0f} %, the attacker {cpu[2]:.0f} % of a core; V's CPU per "
+                      f"attempt {cpu[0] / 100 * seconds / max(1, attempts) * 1e6:.0f} us (its probes' and "
+                      f"writes' included)", flush=True)
                 print(f"  G still syncing: {0 < reached == appended} ({reached}/{appended} entries appended on V "
                       f"during the flood reached G, the slowest in {slowest:.0f} ms; {lost} writes sent again "
                       f"after V closed their idle connection)", flush=True)
