@@ -78,6 +78,12 @@ class _Worker:
         threading.Thread(target=run, name="ledger-snapshot", daemon=True).start()
 
 
+def _timed(func: Callable[..., _T], *args: Any) -> tuple[_T, float]:
+    """`func(*args)` and the seconds it took."""
+    started = time.monotonic()
+    return func(*args), time.monotonic() - started
+
+
 def _on_loop(loop: asyncio.AbstractEventLoop, stop: threading.Event, make: Callable[[], Any]) -> Any:
     """Run the coroutine `make()` on `loop` from a worker thread and wait for it, looking at `stop` meanwhile."""
     future = asyncio.run_coroutine_threadsafe(make(), loop)
@@ -116,6 +122,9 @@ class SnapshotKeeping:
         self._changes: dict[bytes, int] = {}  # ledger -> how many times its fold took entries in
         self._retry: dict[bytes, float] = {}  # ledger -> when to try saving its fold again (given up)
         self._fold_saved: dict[bytes, int] = {}  # ledger -> how many entries the fold in its snapshot holds
+        #: ledger -> how long its fold last took to pickle or unpickle (s): a stopping node does not start a fold's
+        #: save that would not end in the time left (a million-entry fold takes longer than SAVE_AT_STOP_S)
+        self._fold_s: dict[bytes, float] = {}
         #: ledger folded whole -> its latest state and the fork points it was folded with (saved at stop)
         self._whole_states: dict[bytes, tuple[LedgerState, Mapping[bytes, int]]] = {}
 
@@ -137,13 +146,13 @@ class SnapshotKeeping:
         for worker in self._workers:  # the saves going on are given up: they would take the time (and the CPU)
             worker.stop.set()
         try:
-            await asyncio.wait_for(self._save_all(), within_s)
+            await asyncio.wait_for(self._save_all(time.monotonic() + within_s), within_s)
         except TimeoutError:
             log.warning("ledger snapshots not all saved: the node stops", extra={"s": within_s})
         finally:
             self.close()
 
-    async def _save_all(self) -> None:
+    async def _save_all(self, deadline: float) -> None:
         await asyncio.gather(*self._saving.values(), return_exceptions=True)
         for raw in list(self._folds):
             try:
@@ -160,7 +169,10 @@ class SnapshotKeeping:
         # Then, while time is left, the folds not saved as they are now (small ones take milliseconds).
         for raw, fold in list(self._folds.items()):
             state = self._states.get(raw)
-            if state is not None and self._fold_saved.get(raw) != len(fold):
+            if self._fold_s.get(raw, 0.0) > deadline - time.monotonic():
+                log.info("ledger fold not saved: no time left", extra={"ledger": str(CID(raw)),
+                                                                       "s": round(self._fold_s[raw], 1)})
+            elif state is not None and self._fold_saved.get(raw) != len(fold):
                 await self._save(CID(raw), fold.forks, state, fold, self._changes.get(raw, 0))
 
     def _worker(self, func: Callable[[threading.Event], Any]) -> _Worker:
@@ -220,14 +232,14 @@ class SnapshotKeeping:
             for i in range(ref.parts):
                 yield _on_loop(loop, stop, lambda i=i: self._store.fold_part(ledger, ref.token, i))  # type: ignore[misc]
 
-        worker = self._worker(lambda stop: snapshots.decode_fold(ref, parts(stop), ledger))
+        worker = self._worker(lambda stop: _timed(snapshots.decode_fold, ref, parts(stop), ledger))
         # Read meanwhile (the store's reader thread waits on SQLite, not on the lock): what it covers, and the rows
         # after it (what arrives from now on is in `_arrived` too: the fold leaves out what it holds).
         checks = asyncio.gather(self._store.coverage_upto(ledger, ref.last), self._store.log_after(ledger, ref.last))
         fold: LedgerFold | None
         later: list[Entry] = []
         try:
-            fold, why = await worker.done
+            (fold, why), self._fold_s[raw] = await worker.done
             upto, later = await checks
             if fold is not None and (fork_points(dict(fold.forks)) != forks or upto != (ref.entries, ref.rowids)):
                 fold, why = None, "stale"  # the rows it covers changed (a fork proof arrived since, say)
@@ -355,11 +367,12 @@ class SnapshotKeeping:
         def put(stop: threading.Event, part: int, data: bytes) -> None:
             _on_loop(loop, stop, lambda: self._store.keep_fold_part(ledger, token, part, data))
 
-        worker = self._worker(lambda stop: snapshots.encode_fold(fold, digest, token, lambda i, b: put(stop, i, b),
-                                                                 stop))
+        worker = self._worker(lambda stop: _timed(snapshots.encode_fold, fold, digest, token,
+                                                  lambda i, b: put(stop, i, b), stop))
         self._pickling[raw] = worker
         try:
-            ref: FoldRef = await worker.done
+            ref: FoldRef
+            ref, self._fold_s[raw] = await worker.done
             return ref
         except snapshots.Abandoned:
             log.info("ledger fold not saved: entries arrived", extra={"ledger": str(ledger)})

@@ -539,3 +539,33 @@ async def test_a_command_reads_the_kept_snapshot_and_saves_nothing(
     assert not folded and len(state.status) == len(before.status) + 1
     assert "ledger snapshot not used: stale" in said and "ledger fold read back: restored" in said, said
     assert snapshot_row(path, ledger) == kept  # nothing saved
+
+
+async def test_a_stop_saves_no_fold_it_has_no_time_for(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A stopping node saves the state of a ledger that grew, but does not start pickling a fold that took longer
+    (when last read back or saved) than the time left: the fold kept before stays, and a restart reads the state
+    back and the older fold, into which it folds the entry after it."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await a_ledger(path)
+    store = await Store.open(path, key=ANA)
+    states = LedgerStates(store)
+    try:
+        await states.get(ledger)
+        await asyncio.gather(*list(states._loading.values()))
+        assert ledger.raw in states._fold_s  # timed as it was read back
+        await store.append(ledger_ops.about(before, ANA.did, "Ana B", 80))
+        state = await states.get(ledger)
+        assert state is not None
+        states._fold_s[ledger.raw] = 3_600.0  # as if it took an hour
+        with caplog.at_level(logging.INFO, logger="node.store.states"):
+            await states.aclose(within_s=60)
+        said = [r.getMessage() for r in caplog.records]
+        assert "ledger fold not saved: no time left" in said and "ledger snapshots not all saved" not in " ".join(said)
+    finally:
+        states.close()
+        await store.close()
+    row = snapshot_row(path, ledger)
+    assert row["entries"] == len(state.status) and row["fold_entries"] == len(before.status)
+    again, said, folded = await restart(path, ledger, caplog)
+    assert again == state and not folded
+    assert "ledger snapshot restored: restored" in said and "ledger fold read back: restored" in said, said
