@@ -53,7 +53,6 @@ _K_VERSION, _K_TS, _K_SEQ, _K_SIG, _K_KIND, _K_PREV, _K_SIZE, _K_AUTHOR, _K_LEDG
 _MAP_HEADS: Final = {n: dagcbor.head(5, n) for n in (8, 9, 10)}
 _SIG_PREFIX: Final = dagcbor.head(2, SIGNATURE_BYTES)
 _AUTHOR_PREFIX: Final = dagcbor.head(2, PUBLIC_KEY_BYTES)
-_NO_SIG: Final = bytes(SIGNATURE_BYTES)  # a header's sig until it is signed
 _REQUIRED: Final = frozenset({F_VERSION, F_AUTHOR, F_SEQ, F_PREV, F_TS, F_KIND, F_PAYLOAD, F_SIZE, F_SIG})
 _KNOWN: Final = _REQUIRED | {F_LEDGER}
 
@@ -84,26 +83,32 @@ class Header:
         return 8 if self.ledger is None else 9
 
     def _halves(self) -> tuple[bytes, bytes]:
-        """The encoded items before and after `sig`, without the map head.
-
-        Keys in DAG-CBOR order (length first, then bytewise):
-        v, ts, seq, | sig, | kind, prev, size, author, ledger, payload.
-        """
-        front = b"".join((
-            _K_VERSION, dagcbor.uint(self.version), _K_TS, dagcbor.uint(self.ts), _K_SEQ, dagcbor.uint(self.seq)
-        ))
-        back = b"".join((
-            _kind_item(self.kind),
-            _K_PREV, dagcbor.NULL if self.prev is None else dagcbor.link(self.prev),
-            _K_SIZE, dagcbor.uint(self.size),
-            _K_AUTHOR, _AUTHOR_PREFIX, self.author,
-            b"" if self.ledger is None else _K_LEDGER + dagcbor.link(self.ledger),
-            _K_PAYLOAD, dagcbor.link(self.payload),
-        ))
-        return front, back
+        return _halves(self.version, self.ts, self.seq, self.kind, self.prev, self.size, self.author, self.ledger,
+                       self.payload)
 
     def signing_bytes(self) -> bytes:
         return SIGNING_PREFIX + self.encode(signed=False)
+
+
+def _halves(
+    version: int, ts: int, seq: int, kind: str, prev: CID | None, size: int, author: bytes, ledger: CID | None,
+    payload: CID,
+) -> tuple[bytes, bytes]:
+    """A header's encoded items before and after `sig`, without the map head.
+
+    Keys in DAG-CBOR order (length first, then bytewise):
+    v, ts, seq, | sig, | kind, prev, size, author, ledger, payload.
+    """
+    front = b"".join((_K_VERSION, dagcbor.uint(version), _K_TS, dagcbor.uint(ts), _K_SEQ, dagcbor.uint(seq)))
+    back = b"".join((
+        _kind_item(kind),
+        _K_PREV, dagcbor.NULL if prev is None else dagcbor.link(prev),
+        _K_SIZE, dagcbor.uint(size),
+        _K_AUTHOR, _AUTHOR_PREFIX, author,
+        b"" if ledger is None else _K_LEDGER + dagcbor.link(ledger),
+        _K_PAYLOAD, dagcbor.link(payload),
+    ))
+    return front, back
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +188,15 @@ def create_entry_with(
     """`create_entry` with its payload made already (`Payload.of`)."""
     payload_raw = payload.raw
     author = key.public_key
-    _check_values(author, ledger, seq, prev, ts, kind, payload.cid, len(payload_raw))
-    unsigned = Header(author, ledger, seq, prev, ts, kind, payload.cid, len(payload_raw), _NO_SIG)
+    size = len(payload_raw)
+    _check_values(author, ledger, seq, prev, ts, kind, payload.cid, size)
     # Encode once: the signed bytes and the block share both halves around `sig`.
-    front, back = unsigned._halves()
-    n = unsigned._items()
+    front, back = _halves(FORMAT_VERSION, ts, seq, kind, prev, size, author, ledger, payload.cid)
+    n = 8 if ledger is None else 9
     sig = key.sign(SIGNING_PREFIX + _MAP_HEADS[n] + front + back)
     header_raw = _MAP_HEADS[n + 1] + front + _K_SIG + _SIG_PREFIX + sig + back
-    # The header object is immutable; its sig is filled in here, before anyone sees it.
-    object.__setattr__(unsigned, "sig", sig)
-    return Entry(CID.for_block(header_raw), unsigned, header_raw, payload_raw, payload.body)
+    header = Header(author, ledger, seq, prev, ts, kind, payload.cid, size, sig)
+    return Entry(CID.for_block(header_raw), header, header_raw, payload_raw, payload.body)
 
 
 def decode_header(header_raw: bytes) -> Header:
