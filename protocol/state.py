@@ -985,6 +985,17 @@ def bucket_digest(ids: Sequence[bytes], statuses: Sequence[str]) -> bytes:
     return digest.digest()
 
 
+def bucket_digest_coded(ids: Sequence[bytes], codes: bytes, names: Sequence[str]) -> bytes:
+    """`bucket_digest` of 36-byte ids whose statuses are `names[code]` for each of `codes` (a snapshot's kept status,
+    node/store/snapshots.py, checked as it is read back): no status string looked up per id."""
+    if not ids:
+        return EMPTY_BUCKET_DIGEST
+    tails = [dagcbor.text_string(name) for name in names]
+    digest = hashlib.sha256(dagcbor.head(4, len(ids)))
+    digest.update(b"".join(map(b"".join, zip(repeat(_PAIR_36), ids, map(tails.__getitem__, codes), strict=False))))
+    return digest.digest()
+
+
 _PAIR_HEAD: Final = dagcbor.head(4, 2)  # [id, status]
 #: An empty bucket's digest (most of a small ledger's 256): hashed once, not once per state.
 EMPTY_BUCKET_DIGEST: Final = hashlib.sha256(dagcbor.head(4, 0)).digest()

@@ -59,7 +59,14 @@ from node.store.ledgers import collector_paused
 from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
 from protocol import CID
 from protocol.fold import LedgerFold, StatusView
-from protocol.state import DIGEST_BUCKETS, EMPTY_BUCKET_DIGEST, LedgerState, bucket_digest, digest_of
+from protocol.state import (
+    DIGEST_BUCKETS,
+    EMPTY_BUCKET_DIGEST,
+    LedgerState,
+    bucket_digest,
+    bucket_digest_coded,
+    digest_of,
+)
 
 ENCODING: Final = "pickle-5/3"  # bump when what is pickled changes in a way the shape below does not show (2: the
 # digest of SPEC.md §16.7 version 2; 3: the status map as a KeptStatus)
@@ -202,9 +209,11 @@ class KeptStatus(Mapping[bytes, str]):
         ids, name = self.ids, self.names.__getitem__
         for b in range(DIGEST_BUCKETS):
             lo, hi = bounds[b], bounds[b + 1]
-            if lo < hi:
-                digests[b] = bucket_digest([ids[i : i + w] for i in range(lo * w, hi * w, w)],
-                                           list(map(name, self.codes[lo:hi])))
+            if lo == hi:
+                continue
+            group = [ids[i : i + w] for i in range(lo * w, hi * w, w)]
+            digests[b] = (bucket_digest_coded(group, self.codes[lo:hi], self.names) if w == 36
+                          else bucket_digest(group, list(map(name, self.codes[lo:hi]))))
         return digests
 
 
