@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import os
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,11 +34,14 @@ from node.sync.links import SYNC_PATH, LinkClosed, SecureLink, dial_link, sync_u
 from node.sync.replication import PeerInfo, Replicator
 from node.views import entry_row
 from protocol import CID, GENESIS_KIND, Entry, Handshake, SigningKey, create_entry, dagcbor
+from protocol.fork import ForkProof
 from protocol.handshake import KEY_BYTES, MAX_MESSAGE_BYTES
 from protocol.sync import (
     WANT_MAX,
     Ents,
     Err,
+    Fork,
+    Level,
     Message,
     Sent,
     Sub,
@@ -44,6 +50,7 @@ from protocol.sync import (
     encode_message,
     frontier_digest,
 )
+from protocol.sync_engine import REQUEST_BURST, REQUEST_RATE
 from protocol.writes import AppendRequest, genesis_body
 
 DEADLINE_S = 30.0  # generous: every wait below normally ends well within a second or two
@@ -455,6 +462,17 @@ async def closed_with(link: SecureLink) -> tuple[LinkClosed, list[Message]]:
             seen.append(decode_message(frame))
 
 
+async def linked_pair(make_node: NodeFactory, entries: int) -> tuple[Node, Node, CID]:
+    """`h` founds a public ledger and appends `entries`, `g` follows it and dials `h`: once both hold it, (h, g, it)."""
+    h, g = await make_node("h"), await make_node("g")
+    ledger = await h.create_ledger()
+    await h.append(ledger, entries)
+    await g.follow(ledger)
+    await connect(g, h)
+    await converged([h, g], ledger, entries + 1)
+    return h, g, ledger
+
+
 @dataclass
 class Attack:
     """An honest node `h` with a public ledger, an honest peer `g` linked to it and writing
@@ -515,12 +533,7 @@ class Attack:
 
 @pytest.fixture
 async def attack(make_node: NodeFactory) -> AsyncIterator[Attack]:
-    h, g = await make_node("h"), await make_node("g")
-    ledger = await h.create_ledger()
-    await h.append(ledger, 10)
-    await g.follow(ledger)
-    await connect(g, h)
-    await converged([h, g], ledger, 11)
+    h, g, ledger = await linked_pair(make_node, 10)
     async with aiohttp.ClientSession() as session:
         a = Attack(h, g, ledger, session)
         a.start_writing()
@@ -766,6 +779,115 @@ async def test_every_push_arrives_after_a_one_shot_sync_and_a_peer_link_overlap(
             return await b.store.get(entry.id) is not None
 
         await until(arrived, f"push {i} reached b")
+
+
+# --- the floods of issue 13: fork proofs and `level`s from fresh keys ---------------------------------------------
+
+
+def store_bytes(path: Path, name: str) -> int:
+    """The store's files on disk: the database, its write-ahead log and its index."""
+    return sum(p.stat().st_size for p in path.glob(f"{name}.sqlite3*"))
+
+
+def made_up_fork(key: SigningKey, ledger: CID, n: int) -> bytes:
+    """A valid §7 fork proof of `key`'s own chain in `ledger`: two entries at seq 1."""
+    one = create_entry(key, ledger=ledger, seq=1, prev=None, ts=1, kind="note.text", body={"n": n})
+    other = create_entry(key, ledger=ledger, seq=1, prev=None, ts=1, kind="note.text", body={"n": -1 - n})
+    return encode_message(Fork(ForkProof.of(one, other).encode()))
+
+
+async def test_fork_proofs_for_made_up_ledgers_are_neither_stored_nor_gossiped(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """Issue 13's fork flood: a fresh key sends valid fork proofs of its own chains, in ledgers it made up and in
+    the victim's public ledger (where it has no chain), paced within the request rate so that metering is not
+    what stops them. Before SPEC §13.6's rule each proof was stored for good and gossiped (2,000 grew both
+    stores by 5.6 MB, about 2.8 KB each), so 1,200 kept proofs would grow the victim's store by more than 3 MB;
+    here it grows less than 100 KB, its peer's too, and neither keeps a proof. Since no proof is kept whatever
+    their number, the same holds for the issue's 20,000 (`scripts/bench_hostile.py` sends them)."""
+    h, g, ledger = await linked_pair(make_node, 5)
+    attacker = fresh(7)
+    made_up = [CID(bytes([1, 0x71, 0x12, 0x20]) + i.to_bytes(32, "big")) for i in range(1, 1101)]
+    proofs = [made_up_fork(attacker, lg, i) for i, lg in enumerate(made_up)]
+    proofs += [made_up_fork(attacker, ledger, i) for i in range(100)]  # the real ledger, an author it does not know
+    h0, g0 = store_bytes(tmp_path, "h"), store_bytes(tmp_path, "g")
+    async with aiohttp.ClientSession() as session:
+        link = await dial_link(session, h.url, attacker)
+        await link.send(encode_message(Sub(((ledger, frontier_digest({})),))))  # the real ledger is shared
+        burst = int(REQUEST_BURST) - 10
+        for i, frame in enumerate(proofs):
+            await link.send(frame)
+            if i >= burst:
+                await asyncio.sleep(1 / (REQUEST_RATE * 0.8))
+        # Messages are handled in order: once a want sent after them is answered, every proof was handled.
+        await link.send(encode_message(Want(ledger, h.key.public_key, 1, 1)))
+        await read_until(link, lambda m: isinstance(m, Sent))
+        assert h.peer(attacker.did).connected and h.peer(attacker.did).errors == []  # no violation: all valid
+        await link.close()
+    await asyncio.sleep(0.5)  # what h would have gossiped has had time to reach g
+    assert await h.store.forks() == [] and await g.store.forks() == []
+    grown = store_bytes(tmp_path, "h") - h0, store_bytes(tmp_path, "g") - g0
+    assert grown[0] < 100 * 1024 and grown[1] < 100 * 1024, grown
+    # The honest pair still syncs.
+    await h.append(ledger, 1, "after")
+    await converged([h, g], ledger, 7)
+
+
+async def test_a_flood_of_level_messages_for_random_ledgers_leaves_nothing_behind(make_node: NodeFactory) -> None:
+    """Issue 13's level flood: `level` for random ledgers from fresh keys, over 64 links from 8 addresses, each
+    within the request rate's burst, so that metering is not what stops them. The node remembers nothing of a
+    `level` for a ledger that is not shared (SPEC §13.9): before that, 300,000 grew its memory by 34 MB (about
+    110 bytes each). The memory Python holds (tracemalloc, both rounds with the links still open) is measured over
+    two rounds of 12,000: the first fills what is bounded whatever the count (the decoder's cache of 8,192 recent
+    links, about 2.3 MB), so it must stay under the issue's 5 MB in all, and the second must add less than
+    5 MB / 300,000 (17 bytes) a message, the issue's bound: nothing grows with the count, so the 24,000 sent here
+    test what the issue's 300,000 (`scripts/bench_hostile.py`) would."""
+    h = await make_node("h")
+    ledger = await h.create_ledger()
+    per_round = (int(REQUEST_BURST) - 16) // 2  # within one burst: the sub and the wants too are charged
+    sources = [f"127.0.0.{2 + i}" for i in range(8)]
+    async with contextlib.AsyncExitStack() as stack:
+        links: list[SecureLink] = []
+        for i, source in enumerate(sources):
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0))))
+            for j in range(MAX_LINKS_PER_ADDRESS):
+                link = await dial_link(session, h.url, fresh(8 * i + j))
+                await link.send(encode_message(Sub(())))
+                await read_until(link, lambda m: isinstance(m, Sub))
+                links.append(link)
+
+        async def flood(link: SecureLink, levels: list[bytes]) -> None:
+            for frame in levels:
+                await link.send(frame)
+            await link.send(encode_message(Want(ledger, h.key.public_key, 1, 1)))
+            await read_until(link, lambda m: isinstance(m, Sent))  # handled in order: every level was handled
+
+        async def round_of_levels() -> int:
+            """Python's memory in use after `per_round` levels on every link."""
+            frames = [[encode_message(Level(CID(bytes([1, 0x71, 0x12, 0x20]) + os.urandom(32)), bytes(32)))
+                       for _ in range(per_round)] for _ in links]
+            await asyncio.gather(*(flood(link, levels) for link, levels in zip(links, frames, strict=True)))
+            del frames
+            gc.collect()
+            return tracemalloc.get_traced_memory()[0]
+
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            first = await round_of_levels()
+            second = await round_of_levels()
+        finally:
+            tracemalloc.stop()
+        assert all(h.peer(fresh(k).did).connected and h.peer(fresh(k).did).errors == [] for k in range(len(links)))
+        sent = per_round * len(links)
+        print(f"\n{2 * sent:,} level messages over {len(links)} links: {(first - before) / 1024:.0f} KB held after "
+              f"the first {sent:,}, {(second - first) / sent:.1f} bytes a message more over the next {sent:,}")
+        assert second - before < 5 * 1024 * 1024, (first - before, second - first)
+        assert second - first < sent * 5 * 1024 * 1024 / 300_000, (first - before, second - first)
+        for link in links:
+            await link.close()
 
 
 def test_spec_states_the_node_caps() -> None:
