@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Final
 
 from node.store.reads import LOG_CHUNK_ROWS, StoreReader
 from node.store.rows import Problem, Quarantined, idh, label, sound
 from protocol import CID, ChainHead, Entry, ForkProof, InvalidData, check_next, decode_entry, decode_stored_entry
 from protocol.identity import did_from_public_key
+
+_UNINDEXED_SQL: Final = (
+    "SELECT id FROM entries e WHERE NOT EXISTS (SELECT 1 FROM entry_ids i WHERE i.idh = e.idh AND i.rid = e.rowid)"
+    " AND NOT EXISTS (SELECT 1 FROM recent_ids r WHERE r.idh = e.idh AND r.rid = e.rowid)"
+)
+_STRAY_IDS_SQL: Final = (
+    "SELECT count(*) FROM (SELECT idh, rid FROM entry_ids UNION ALL SELECT idh, rid FROM recent_ids) x"
+    " WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.rowid = x.rid AND e.idh = x.idh)"
+)
 
 
 class StoreChecks(StoreReader):
@@ -78,6 +87,12 @@ class StoreChecks(StoreReader):
                 except InvalidData as exc:
                     yield Problem(str(entry.id), exc.code, exc.message)
                 heads[hk] = ChainHead.of(entry)
+        # The id index (SPEC.md §10): an entry it misses is not found by its id; a row of it naming no entry is stray.
+        for (rid,) in await self._rows(_UNINDEXED_SQL):
+            yield Problem(label(rid), "store_corrupt", "not in the id index: not found by its id")
+        ((stray,),) = await self._rows(_STRAY_IDS_SQL)
+        if stray:
+            yield Problem("-", "store_corrupt", f"{stray} rows of the id index name no stored entry")
         async with self._read.execute("SELECT ledger, author, seq, proof FROM forks") as cur:
             async for ledger, author, seq, proof in cur:
                 try:

@@ -158,3 +158,19 @@ async def test_ids_are_indexed_when_sqlite_picks_rowids_at_random(tmp_path: Path
         await every_id_found(store, chain)
     total, settled, recent = counts(path)
     assert total == 21 and settled + recent == 20  # the row put in by hand is not indexed: none but these
+
+
+async def test_verify_reports_an_entry_missing_from_the_id_index_and_a_stray_row(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    chain = a_chain(OTHER, 10)
+    async with await Store.open(path, key=KEY) as store:
+        await store.ingest(chain)
+        assert [p async for p in store.verify()] == []
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM recent_ids WHERE rid = (SELECT rowid FROM entries WHERE id = ?)", (chain[4].id.raw,))
+        db.execute("INSERT INTO entry_ids (idh, rid) VALUES (7, 1234)")
+    async with await Store.open(path, key=KEY) as store:
+        problems = [(p.entry_id, p.code, p.message) async for p in store.verify()]
+        assert await store.get(chain[4].id) is None  # what the problem means
+    assert problems == [(str(chain[4].id), "store_corrupt", "not in the id index: not found by its id"),
+                        ("-", "store_corrupt", "1 rows of the id index name no stored entry")]
