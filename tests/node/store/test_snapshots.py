@@ -28,7 +28,7 @@ from node.store.store import Store
 from node.store.writes import stored_state
 from protocol import CID, GENESIS_KIND, SigningKey, key_ops, ledger_ops
 from protocol.rules import Rules
-from protocol.state import LedgerState
+from protocol.state import DIGEST_BUCKETS, EMPTY_BUCKET_DIGEST, LedgerState, bucket_digest
 from protocol.writes import AppendRequest
 
 ANA = SigningKey(bytes(range(32)))
@@ -569,3 +569,23 @@ async def test_a_stop_saves_no_fold_it_has_no_time_for(tmp_path: Path, caplog: p
     again, said, folded = await restart(path, ledger, caplog)
     assert again == state and not folded
     assert "ledger snapshot restored: restored" in said and "ledger fold read back: restored" in said, said
+
+
+def test_a_kept_status_is_the_map_it_keeps() -> None:
+    """KeptStatus: the same ids and statuses as the map it was made from (lookups, absent ids, its length and ids),
+    each bucket's digest as the state's digest makes it, and ids of more than one width refused."""
+    ids = [CID.for_block(i.to_bytes(2, "big")).raw for i in range(600)]
+    status = {raw: ("valid", "final", "pending", "ignored")[i % 4] for i, raw in enumerate(ids)}
+    kept = snapshots.KeptStatus.of(status)
+    assert len(kept) == 600 and set(kept) == set(ids) and dict(kept.items()) == status and kept == status
+    assert all(kept[raw] == status[raw] for raw in ids)
+    for absent in (CID.for_block(b"absent").raw, b"", b"short", ids[0][:-1] + bytes([ids[0][-1] ^ 1])):
+        assert absent not in kept and kept.get(absent) is None
+    buckets: dict[int, list[bytes]] = {}
+    for raw in sorted(ids):
+        buckets.setdefault(raw[-1], []).append(raw)
+    assert kept.bucket_digests() == [bucket_digest(b, [status[r] for r in b]) if (b := buckets.get(i)) else
+                                     EMPTY_BUCKET_DIGEST for i in range(DIGEST_BUCKETS)]
+    assert snapshots.KeptStatus.of({}).bucket_digests() == [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
+    with pytest.raises(ValueError):
+        snapshots.KeptStatus.of({**status, ids[0][:-1]: "valid"})
