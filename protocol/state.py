@@ -257,8 +257,9 @@ class Prepared:
 
 
 def _union(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
-    # Reuse a set when it already holds the other: most entries know what their prev knew.
-    if a >= b:
+    # Reuse a set when it already holds the other: most entries know what their prev knew (the same set, most
+    # often: no need to compare them member by member).
+    if a is b or a >= b:
         return a
     if b >= a:
         return b
