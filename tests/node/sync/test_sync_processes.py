@@ -10,6 +10,7 @@ more here against a node that replicates.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -27,12 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import TallyRunner, last_line
 from inprocess_cli import TEST_THREAD_PREFIX
 from running_nodes import http, spawn, token, until
 
-from protocol import ForkProof
+from node.home import Home
+from node.store.store import Store
+from node.sync.replication import Replicator
+from protocol import CID, GENESIS_KIND, ForkProof, SigningKey
+from protocol.writes import AppendRequest, genesis_body
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 90.0
@@ -356,3 +362,69 @@ def test_a_safe_restore_catches_up_before_it_signs(tally: TallyRunner, tmp_path:
             node.stop()
     finally:
         route.close()
+
+
+# --- issue 13's push stall --------------------------------------------------------------------------------------------
+
+STALL_ENTRIES = 3000  # three full windows of wants
+STALL_PUSHES = 200
+
+
+async def fill_home(home: Path, entries: int) -> str:
+    """A public ledger of `entries` entries in the store of `home` (no node running), as bench_sync builds it."""
+    h = Home(home)
+    async with await Store.open(h.store_path, key=h.load_key()) as store:
+        genesis = await store.append(AppendRequest(None, GENESIS_KIND, genesis_body("Stall", "public"), 1))
+        await store.append_batch([AppendRequest(genesis.id, "note.text", {"i": i}, 2) for i in range(entries - 1)])
+    return str(genesis.id)
+
+
+async def sync_once_then_pushes(a: Node, ledger: str, path: Path) -> list[str]:
+    """This process's own node (a real store and Replicator) syncs once with `a` while its peer link to `a` comes
+    up (the two links overlap), and `a` appends STALL_PUSHES entries through its API one after
+    another; the ones that did not reach this node within DEADLINE_S each."""
+    key = SigningKey(bytes([77]) * 32)
+    async with await Store.open(path, key=key) as store:
+        await store.follow(CID.parse(ledger))
+        arrived: set[str] = set()
+        store.on_new_entries(lambda batch: arrived.update(str(e.id) for e in batch))
+        rep = Replicator(store, key, offline=True)
+        await rep.start()
+        missed: list[str] = []
+        try:
+            rep.add_peer(a.address, "flag")  # its link comes up while the one-shot sync fetches
+            await rep.sync_once(a.address)
+            assert await store.count() == STALL_ENTRIES
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {a.token}"}) as session:
+                for i in range(STALL_PUSHES):
+                    async with session.post(f"{a.address}/api/v1/ledgers/{ledger}/entries",
+                                            json={"kind": "note.text", "body": {"push": i}}) as resp:
+                        assert resp.status == 201, await resp.text()
+                        entry = (await resp.json())["id"]
+                    deadline = time.monotonic() + DEADLINE_S
+                    while entry not in arrived and time.monotonic() < deadline:
+                        await asyncio.sleep(0.005)
+                    if entry not in arrived:
+                        missed.append(entry)
+                        break  # one stalled push is the failure; the rest would wait as long each
+        finally:
+            await rep.stop()
+    return missed
+
+
+def test_every_push_arrives_after_a_one_shot_sync_and_a_peer_link_to_a_running_node(
+    tally: TallyRunner, tmp_path: Path, start: Starter
+) -> None:
+    """Issue 13's stall as scripts/bench_sync.py met it, between two processes: `tally run` serving a ledger, and a
+    node that fetches it with a one-shot sync and then links to it as a peer. It got the entries over the one-shot
+    link and so asked nothing on the peer link, which kept it "still fetching" there: every later push was held
+    back (SPEC §13.5 step 7: `level` says the peer holds what was advertised, and no missed push is final)."""
+    home = tmp_path / "a"
+    init(tally, home)
+    ledger = asyncio.run(fill_home(home, STALL_ENTRIES))
+    a = start("a", home, "--offline")
+    missed = asyncio.run(sync_once_then_pushes(a, ledger, tmp_path / "b.sqlite3"))
+    assert missed == [], f"push {missed} never arrived; log of a:\n{a.log()[-3000:]}"
+    assert a.entries(ledger) == STALL_ENTRIES + STALL_PUSHES
+    a.stop()
+    assert "Traceback" not in a.log()
