@@ -18,6 +18,9 @@ class LedgerAccess:
         self._store = store
         self._states = states
         self._visibility: dict[bytes, str] = {}  # by ledger: "public" or "members", as its genesis says
+        # Peers found to be members of a members-only ledger here (a key of theirs): the peer table keeps their
+        # rows though they only dial in (SPEC.md §13.9). Bounded by the admissions of the ledgers replicated.
+        self.members_seen: set[str] = set()
 
     async def may_share(self, ledger: CID, peer: str) -> bool:
         """Whether `peer` may see `ledger`: anyone a public ledger, members a members-only one."""
@@ -30,14 +33,16 @@ class LedgerAccess:
         if visibility == "public":
             return True
         members = await self._states.members(ledger)
-        if peer in members:
-            return True
-        # A member's rotated-in key or device (SPEC.md §19.8) sees what the member sees.
-        try:
-            state = await self._states.get(ledger)
-        except InvalidData:
-            return False
-        return state is not None and state.agent_of(peer) in members
+        if peer not in members:
+            # A member's rotated-in key or device (SPEC.md §19.8) sees what the member sees.
+            try:
+                state = await self._states.get(ledger)
+            except InvalidData:
+                return False
+            if state is None or state.agent_of(peer) not in members:
+                return False
+        self.members_seen.add(peer)
+        return True
 
 
 __all__ = ["LedgerAccess"]

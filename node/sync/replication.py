@@ -207,8 +207,10 @@ class Replicator:
             return ws
 
     def _trim_dialed_in(self) -> None:
-        """Keep at most MAX_DIALED_IN rows of peers that only dialled in: the idle longest go."""
-        inbound = [(i.last_seen or 0, k) for k, i in self._info.items() if i.found == "inbound" and not i.connected]
+        """Keep at most MAX_DIALED_IN rows of peers that only dialled in: the idle longest go, never a member's
+        of a members-only ledger here (fresh keys cannot become one)."""
+        inbound = [(i.last_seen or 0, k) for k, i in self._info.items()
+                   if i.found == "inbound" and not i.connected and i.did not in self._access.members_seen]
         extra = sum(1 for i in self._info.values() if i.found == "inbound") + 1 - MAX_DIALED_IN
         for _, k in sorted(inbound)[: max(0, extra)]:
             del self._info[k]

@@ -36,6 +36,8 @@ from node.views import entry_row
 from protocol import CID, GENESIS_KIND, Entry, Handshake, SigningKey, create_entry, dagcbor
 from protocol.fork import ForkProof
 from protocol.handshake import KEY_BYTES, MAX_MESSAGE_BYTES
+from protocol.ledger_ops import admit
+from protocol.requests import LedgerCreate
 from protocol.sync import (
     WANT_MAX,
     Ents,
@@ -50,7 +52,7 @@ from protocol.sync import (
     encode_message,
     frontier_digest,
 )
-from protocol.sync_engine import REQUEST_BURST, REQUEST_RATE
+from protocol.sync_engine import MAX_FRONT_HEADS, MAX_NAMED_LEDGERS, PEER_WANTS_QUEUED, REQUEST_BURST, REQUEST_RATE
 from protocol.writes import AppendRequest, genesis_body
 
 DEADLINE_S = 30.0  # generous: every wait below normally ends well within a second or two
@@ -762,6 +764,40 @@ async def test_the_peer_table_keeps_a_bounded_number_of_dialled_in_identities(
     assert len(inbound) <= 5 and any(p.did == attack.g.did for p in h.replicator.peers())
 
 
+async def test_a_member_that_only_dialled_in_keeps_its_peer_table_row(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §13.9: the rows of identities that only dialled in are capped, the idle longest forgotten first, but
+    not a member's of a members-only ledger this node replicates: fresh keys cannot push it out."""
+    monkeypatch.setattr(replication, "MAX_DIALED_IN", 5)
+    h, m = await make_node("h"), await make_node("m")
+    ledger = (await h.store.append(LedgerCreate(name="Members").build(h.did, wall_clock_ms()))).id
+    state = await h.replicator.states.get(ledger)
+    assert state is not None
+    await h.store.append(admit(state, h.did, m.did, wall_clock_ms()))
+    await m.follow(ledger)
+    await connect(m, h)
+    await converged([h, m], ledger, 2)  # m was let see the ledger: h knows it for a member
+    await m.stop()
+
+    async def gone() -> bool:
+        return not h.peer(m.did).connected
+
+    await until(gone, "m's link is over on h")
+    async with aiohttp.ClientSession() as session:
+        for i in range(12):  # the fresh keys come after m: m is the idle longest
+            link = await dial_link(session, h.url, fresh(i))
+            await link.close()
+
+    async def settled() -> bool:
+        return not any(p.connected for p in h.replicator.peers())
+
+    await until(settled, "the dialled-in links are over")
+    inbound = [p for p in h.replicator.peers() if p.found == "inbound"]
+    assert any(p.did == m.did for p in inbound), inbound
+    assert len([p for p in inbound if p.did != m.did]) <= 5 - 1, inbound
+
+
 async def test_every_push_arrives_after_a_one_shot_sync_and_a_peer_link_overlap(make_node: NodeFactory) -> None:
     """Issue 13's stall: a `sync once` and a peer link to the same node overlap, the peer fetches the
     entries over the one-shot link and asks nothing on the other; every later push must still arrive."""
@@ -895,3 +931,18 @@ def test_spec_states_the_node_caps() -> None:
     for module, name in ((gate, "MAX_LINKS"), (gate, "MAX_HANDSHAKES_PER_ADDRESS"), (gate, "MAX_LINKS_PER_ADDRESS"),
                          (replication, "MAX_DIALED_IN")):
         assert f"`{name} = {getattr(module, name)}`" in spec, name
+
+
+def test_readme_states_the_peer_caps() -> None:
+    """The user's guide gives each cap of SPEC §13.9 with the code's value."""
+    readme = " ".join((Path(__file__).resolve().parents[3] / "README.md").read_text().split())
+    for phrase in (f"{REQUEST_RATE:.0f} a second, bursts of {REQUEST_BURST:.0f}",
+                   f"at most {gate.MAX_LINKS} links dial in at once, {MAX_LINKS_PER_ADDRESS} from one IP address",
+                   f"at most {gate.MAX_HANDSHAKES} of them handshake at once, "
+                   f"{gate.MAX_HANDSHAKES_PER_ADDRESS} from one",
+                   f"at most {replication.MAX_DIALED_IN} identities that only dialled in",
+                   f"at most {MAX_FRONT_HEADS:,} heads", f"at most {PEER_WANTS_QUEUED} of its wants wait",
+                   f"at most {MAX_NAMED_LEDGERS:,} ledgers it named",
+                   f"once per address every {gate.REFUSALS_LOG_S:.0f} s",
+                   f"refused for {gate.BAN_MIN_S:.0f} s"):
+        assert phrase in readme, phrase
