@@ -764,6 +764,24 @@ async def test_the_peer_table_keeps_a_bounded_number_of_dialled_in_identities(
     assert len(inbound) <= 5 and any(p.did == attack.g.did for p in h.replicator.peers())
 
 
+async def test_a_flood_of_err_messages_writes_one_log_line_and_ends_rate_limited(
+    attack: Attack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: 50,000 `err` wrote 58 MB of log in 8 s. A received `err` is logged once per link (cut to 200
+    characters) and charged like a request (SPEC §13.7, §13.9): a flood of long ones is one short line, then
+    `rate_limited`."""
+    link = await dial_link(attack.session, attack.h.url, MALLORY)
+    reading = asyncio.create_task(closed_with(link))
+    with contextlib.suppress(LinkClosed):
+        for i in range(2000):
+            await link.send(encode_message(Err("bad_message", f"{i} " + "x" * 1000)))
+    closed, _ = await reading
+    assert (closed.code, closed.by_peer) == ("rate_limited", True), closed
+    lines = [r.getMessage() for r in caplog.records if "peer reported error" in r.getMessage()]
+    assert len(lines) == 1 and len(lines[0]) < 400, lines
+    await attack.finish("rate_limited")
+
+
 async def test_a_member_that_only_dialled_in_keeps_its_peer_table_row(
     make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
