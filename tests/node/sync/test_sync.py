@@ -683,6 +683,33 @@ async def test_links_beyond_the_per_address_cap_are_refused(attack: Attack) -> N
     assert h.peer(attack.g.did).connected and h.peer(attack.g.did).errors == []  # the honest link is untouched
 
 
+async def test_inbound_links_beyond_the_node_cap_are_refused_before_the_handshake(
+    make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §13.9: at most MAX_LINKS inbound links at once, all addresses together (here 10, from three
+    addresses within their share); one more is refused with HTTP 503 before any handshake, and once a link
+    ends a new one is let in."""
+    monkeypatch.setattr(gate, "MAX_LINKS", 10)
+    h = await make_node("h")
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{2 + i}", 0)))) for i in range(3)]
+        held = [await dial_link(sessions[i % 2], h.url, fresh(i)) for i in range(10)]
+        with pytest.raises(LinkClosed, match="503"):
+            await dial_link(sessions[2], h.url, fresh(50))
+        await held.pop().close()
+
+        async def room() -> bool:
+            return sum(p.connected for p in h.replicator.peers()) < 10
+
+        await until(room, "the closed link to be over on h")
+        extra = await dial_link(sessions[2], h.url, fresh(51))
+        async with asyncio.timeout(DEADLINE_S):
+            assert isinstance(decode_message(await extra.receive()), Sub)  # its session runs
+        for link in [*held, extra]:
+            await link.close()
+
+
 async def test_a_misbehaving_address_is_slowed_whatever_key_it_uses(attack: Attack) -> None:
     h = attack.h
     link = await dial_link(attack.session, h.url, MALLORY)
