@@ -722,13 +722,14 @@ async def test_a_misbehaving_address_is_slowed_whatever_key_it_uses(attack: Atta
     await attack.finish("protocol_error")  # the honest peer keeps its link and syncs on
 
 
-async def test_a_given_peer_is_not_locked_out_by_its_address(make_node: NodeFactory) -> None:
-    """SPEC §13.9: a peer this node dials itself is known by its did, so neither the per-address
-    link cap nor an address ban applies to it, though hostile keys share its address (here all of
-    them dial from 127.0.0.1, like a LAN neighbour or a reverse proxy would)."""
+@pytest.mark.parametrize("found", ["config", "mdns"])
+async def test_a_given_peer_is_not_locked_out_by_its_address(make_node: NodeFactory, found: str) -> None:
+    """SPEC §13.9: a peer this node dials itself (configured, or found by mDNS) is known by its did, so
+    neither the per-address link cap nor an address ban applies to it, though hostile keys share its
+    address (here all of them dial from 127.0.0.1, like a LAN neighbour or a reverse proxy would)."""
     h, p = await make_node("h"), await make_node("p")
     ledger = await h.create_ledger()
-    h.replicator.add_peer(p.url, "config")  # given: h dials p and so learns p's did
+    h.replicator.add_peer(p.url, found, p.did if found == "mdns" else None)  # h dials p and so learns p's did
 
     async def linked() -> bool:
         return any(i.did == p.did and i.connected for i in h.replicator.peers())
