@@ -12,6 +12,8 @@ from typing import Any, Final
 import aiosqlite
 
 from node.store.rows import (
+    AFTER_IN_CHAIN_SQL,
+    AFTER_IN_LEDGER_SQL,
     BY_ID,
     COVERAGE_SQL,
     COVERAGE_UPTO_SQL,
@@ -219,9 +221,8 @@ class StoreReader:
         where = "ledger = ?" if author is None else "ledger = ? AND author = ?"
         args: list[Any] = [ledger.raw] if author is None else [ledger.raw, author]
         if after is not None:
-            async with self._read.execute(
-                f"SELECT author, seq FROM entries WHERE {BY_ID} AND {where}", (idh(after), after.raw, *args)
-            ) as cur:
+            sql = AFTER_IN_LEDGER_SQL if author is None else AFTER_IN_CHAIN_SQL
+            async with self._read.execute(sql, (idh(after), after.raw, *args)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 chain = "" if author is None else f" by {did_from_public_key(author)}"

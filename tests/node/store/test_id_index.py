@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.store import transactions as tx
-from node.store.rows import INSERT_SQL, entry_row
+from node.store.rows import AFTER_IN_CHAIN_SQL, AFTER_IN_LEDGER_SQL, INSERT_SQL, entry_row, idh
 from node.store.schema import MIGRATIONS, SCHEMA_VERSION
 from node.store.store import Store
 from protocol import GENESIS_KIND, Entry, SigningKey, create_entry
@@ -174,3 +174,24 @@ async def test_verify_reports_an_entry_missing_from_the_id_index_and_a_stray_row
         assert await store.get(chain[4].id) is None  # what the problem means
     assert problems == [(str(chain[4].id), "store_corrupt", "not in the id index: not found by its id"),
                         ("-", "store_corrupt", "1 rows of the id index name no stored entry")]
+
+
+
+@pytest.mark.parametrize("in_chain", [False, True])
+async def test_a_page_finds_its_start_through_the_id_index(tmp_path: Path, in_chain: bool) -> None:
+    """Where a history page starts (`after`) is found by id, not by walking its ledger's rows: with the ledger
+    compared by the (ledger, author, seq) index's column, SQLite searched that index instead (28 ms a page at
+    100,000 entries, 7.5 ms before the id index left the table)."""
+    chain = a_chain(KEY, 300)
+    path = tmp_path / "s.sqlite3"
+    async with await Store.open(path) as store:
+        assert len((await store.ingest(chain)).stored) == 300
+        author = KEY.public_key if in_chain else None
+        page = await store.log_page(chain[0].id, 3, author=author, after=chain[100].id)
+        assert [e.seq for e in page] == [102, 103, 104]
+    statement, args = AFTER_IN_LEDGER_SQL, (idh(chain[100].id), chain[100].id.raw, chain[0].id.raw)
+    if in_chain:
+        statement, args = AFTER_IN_CHAIN_SQL, (*args, KEY.public_key)
+    with sqlite3.connect(path) as db:
+        plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}", args)]
+    assert plan[0] == "SEARCH entries USING INTEGER PRIMARY KEY (rowid=?)", plan
