@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 from node.store import snapshots
+from node.store.kept_status import Abandoned
 from node.store.rows import FoldRef, fork_points
 from node.store.store import Store
 from protocol import CID, Entry
@@ -93,7 +94,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop, stop: threading.Event, make: Calla
         except concurrent.futures.TimeoutError:
             if stop.is_set():
                 future.cancel()
-                raise snapshots.Abandoned from None
+                raise Abandoned from None
 
 
 class SnapshotKeeping:
@@ -374,7 +375,7 @@ class SnapshotKeeping:
             ref: FoldRef
             ref, self._fold_s[raw] = await worker.done
             return ref
-        except snapshots.Abandoned:
+        except Abandoned:
             log.info("ledger fold not saved: entries arrived", extra={"ledger": str(ledger)})
             return None
         finally:

@@ -41,12 +41,10 @@ import dataclasses
 import hashlib
 import importlib
 import io
-import operator
 import pickle
 import pkgutil
 import threading
 import types
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
@@ -55,16 +53,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import protocol
+from node.store.kept_status import Abandoned, KeptStatus, kept_status
 from node.store.ledgers import collector_paused
 from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
 from protocol import CID
-from protocol.fold import LedgerFold, StatusView
+from protocol.fold import LedgerFold
 from protocol.state import (
-    DIGEST_BUCKETS,
-    EMPTY_BUCKET_DIGEST,
     LedgerState,
-    bucket_digest,
-    bucket_digest_coded,
     digest_of,
 )
 
@@ -113,116 +108,11 @@ def _protocol_source() -> str:
 FOLD_FORMAT: Final = f"{FORMAT} fold-{_protocol_source()}"
 
 
-class Abandoned(Exception):
-    """A save was given up (the fold is about to change, or the node is stopping)."""
 WHOLE: Final = FoldRef("whole")  # a ledger folded whole (key events: node/store/states.py): no fold kept
 PART_BYTES: Final = 4 << 20  # a fold's bytes are written this many at a time, one transaction each
 #: A fold is unpickled from this many bytes at a time: the unpickler (C) holds the interpreter lock between reads, so
 #: the event loop would wait for 4 MB of it (~0.1 s, more under load) each time it wanted the lock back.
 READ_BYTES: Final = 64 << 10
-
-
-class KeptStatus(Mapping[bytes, str]):
-    """A state's entry id -> status map as a snapshot keeps it: every id in one bytes object (`ids`, each `width`
-    bytes), grouped by the digest's bucket (an id's last byte, SPEC.md §16.7) and sorted within it (bucket `b`
-    holds ids `bounds[b]` to `bounds[b + 1]`), and one byte per id naming its status in `names`. A lookup is a
-    bisect within its bucket; nothing is made per entry until asked for."""
-
-    __slots__ = ("bounds", "codes", "ids", "names", "width")
-
-    def __init__(self, width: int, names: tuple[str, ...], bounds: tuple[int, ...], ids: bytes, codes: bytes) -> None:
-        self.width, self.names, self.bounds, self.ids, self.codes = width, names, bounds, ids, codes
-
-    @classmethod
-    def of(cls, status: Mapping[bytes, str], stop: threading.Event | None = None) -> KeptStatus:
-        """`status` kept so; `Abandoned` once `stop` is set (looked at between buckets); ValueError if its ids
-        are not all of one width (every entry id Tally makes is 36 bytes) or it has more than 256 statuses."""
-        if isinstance(status, StatusView):
-            names, pairs = status.coded()
-        else:
-            names = tuple(sorted(set(status.values())))
-            pairs = zip(status, map({name: i for i, name in enumerate(names)}.__getitem__, status.values()),
-                        strict=True)
-        # Each bucket's ids and codes side by side, not as pairs: a million pairs, sorted, then freed at once,
-        # held the interpreter lock for ~2 s (under load) just to free them.
-        group_ids: list[list[bytes] | None] = [[] for _ in range(DIGEST_BUCKETS)]
-        group_codes = [bytearray() for _ in range(DIGEST_BUCKETS)]
-        add_id = [group.append for group in group_ids if group is not None]
-        add_code = [group.append for group in group_codes]
-        for raw, code in pairs:  # a Python loop: the interpreter lock changes hands meanwhile
-            add_id[raw[-1]](raw)
-            add_code[raw[-1]](code)
-        del add_id, add_code
-        width = len(next(iter(status), b"")) or 36
-        bounds, ids, codes = [0], [], []
-        for b in range(DIGEST_BUCKETS):
-            if stop is not None and stop.is_set():
-                raise Abandoned
-            group, group_ids[b] = group_ids[b] or [], None
-            order = sorted(range(len(group)), key=group.__getitem__)  # by id: no two alike
-            ids.append(b"".join(map(group.__getitem__, order)))
-            codes.append(bytes(map(group_codes[b].__getitem__, order)))
-            bounds.append(bounds[-1] + len(group))
-            if len(ids[-1]) != width * len(group) or set(map(len, group)) - {width}:
-                raise ValueError("entry ids of more than one width")
-        return cls(width, names, tuple(bounds), b"".join(ids), b"".join(codes))
-
-    def _at(self, i: int) -> bytes:
-        return self.ids[i * self.width : (i + 1) * self.width]
-
-    def __getitem__(self, raw: bytes) -> str:
-        if len(raw) != self.width or not raw:
-            raise KeyError(raw)
-        lo, hi = self.bounds[raw[-1]], self.bounds[raw[-1] + 1]
-        i = bisect_left(range(hi), raw, lo, hi, key=self._at)
-        if i == hi or self._at(i) != raw:
-            raise KeyError(raw)
-        return self.names[self.codes[i]]
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def __iter__(self) -> Iterator[bytes]:  # bucket by bucket
-        return self._slice(0, len(self.codes))
-
-    def _slice(self, lo: int, hi: int) -> Iterator[bytes]:
-        w = self.width
-        return map(self.ids.__getitem__, map(slice, range(lo * w, hi * w, w), range((lo + 1) * w, (hi + 1) * w, w)))
-
-    def __repr__(self) -> str:
-        return f"KeptStatus({len(self)} entries)"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_kept_status, (self.width, self.names, self.bounds, self.ids, self.codes))
-
-    def bucket_digests(self) -> list[bytes] | None:
-        """The digest's 256 bucket digests, or None if its parts do not fit together. That the ids are where they
-        claim to be (each in the bucket of its last byte, sorted, no two alike: what a lookup needs) is not looked
-        at here: the state's digest made from these is compared with the one saved, and no other order hashes
-        the same. In C but for a loop per bucket."""
-        w, n, bounds = self.width, len(self.codes), self.bounds
-        if (w < 1 or len(self.ids) != n * w or len(bounds) != DIGEST_BUCKETS + 1 or bounds[0] != 0 or bounds[-1] != n
-                or not all(map(operator.le, bounds, bounds[1:])) or (n and max(self.codes) >= len(self.names))
-                or not all(type(s) is str for s in self.names)):
-            return None
-        digests = [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
-        ids, name = self.ids, self.names.__getitem__
-        for b in range(DIGEST_BUCKETS):
-            lo, hi = bounds[b], bounds[b + 1]
-            if lo == hi:
-                continue
-            group = [ids[i : i + w] for i in range(lo * w, hi * w, w)]
-            digests[b] = (bucket_digest_coded(group, self.codes[lo:hi], self.names) if w == 36
-                          else bucket_digest(group, list(map(name, self.codes[lo:hi]))))
-        return digests
-
-
-def _kept_status(width: int, names: tuple[str, ...], bounds: tuple[int, ...], ids: bytes, codes: bytes) -> KeptStatus:
-    """A KeptStatus from its parts (unpickling): its checks are `bucket_digests`."""
-    if not (type(width) is int and type(names) is tuple and type(bounds) is tuple and type(ids) is bytes
-            and type(codes) is bytes):
-        raise pickle.UnpicklingError("not a kept status")
-    return KeptStatus(width, names, bounds, ids, codes)
 
 
 class _Stoppable(io.BytesIO):
@@ -291,7 +181,10 @@ _REDUCERS: Final = {**copyreg.dispatch_table, types.MappingProxyType: lambda m: 
                     types.BuiltinMethodType: _builtin_method,
                     **{cls: _reducer(names) for cls, names in _SLOTTED.items()}}
 _ALLOWED: Final = {("decimal", "Decimal"): Decimal, ("fractions", "Fraction"): Fraction,
-                   (__name__, "_new"): _new, (__name__, "_proxy"): _proxy, (__name__, "_kept_status"): _kept_status,
+                   (__name__, "_new"): _new, (__name__, "_proxy"): _proxy,
+                   (kept_status.__module__, "kept_status"): kept_status,
+                   # what snapshots saved before KeptStatus had a module of its own named
+                   (__name__, "_kept_status"): kept_status,
                    ("builtins", "frozenset"): frozenset, ("builtins", "set"): set}
 
 

@@ -589,3 +589,25 @@ def test_a_kept_status_is_the_map_it_keeps() -> None:
     assert snapshots.KeptStatus.of({}).bucket_digests() == [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
     with pytest.raises(ValueError):
         snapshots.KeptStatus.of({**status, ids[0][:-1]: "valid"})
+
+
+def test_a_kept_status_saved_under_its_old_name_reads_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots saved before KeptStatus moved to node/store/kept_status.py name it as snapshots' `_kept_status`:
+    they still read back (no full fold after the upgrade), and nothing else of that module is let in."""
+    status = {CID.for_block(bytes([i])).raw: ("valid", "final")[i % 2] for i in range(40)}
+    kept = snapshots.KeptStatus.of(status)
+
+    def _kept_status(*parts: object) -> None:  # stands for the function that was there
+        raise AssertionError("never called: only named")
+
+    _kept_status.__module__, _kept_status.__qualname__ = snapshots.__name__, "_kept_status"
+    monkeypatch.setattr(snapshots, "_kept_status", _kept_status, raising=False)
+    monkeypatch.setattr(snapshots.KeptStatus, "__reduce__",
+                        lambda self: (_kept_status, (self.width, self.names, self.bounds, self.ids, self.codes)))
+    old = pickle.dumps(kept, protocol=5)
+    assert b"_kept_status" in old and b"node.store.kept_status" not in old
+    monkeypatch.undo()
+    again = snapshots._Unpickler(io.BytesIO(old)).load()
+    assert isinstance(again, snapshots.KeptStatus) and again == status
+    with pytest.raises(pickle.UnpicklingError):
+        snapshots._Unpickler(io.BytesIO(old.replace(b"_kept_status", b"_Stoppable__"))).load()
