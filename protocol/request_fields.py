@@ -171,7 +171,10 @@ class WriteRequest:
             raise LocalError("bad_request", f"unknown field {unknown[0]!r}")
         for f in declared:
             expected = _JSON_TYPES.get(f.spec.kind.json)
-            if f.wire in body and expected is not None and not isinstance(body[f.wire], expected):
+            value = body.get(f.wire)
+            # JSON true/false are Python ints: a whole-number field refuses them by name
+            if f.wire in body and expected is not None and (
+                    not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
                 raise LocalError("bad_request", f"field {f.wire!r} must be of type {f.spec.kind.json}")
         for f in declared:
             if f.wire in body:
