@@ -268,6 +268,17 @@ def decode_unchecked(data: bytes, *, max_bytes: int) -> Any:
     return value
 
 
+def _trusted_link(tag: cbor2.CBORTag, _immutable: bool) -> CID:
+    return _link(tag.value[1:])
+
+
+def decode_trusted(data: bytes) -> Any:
+    """Decode a block that passed `decode` before: the caller has proved these are those very bytes (they hash to
+    what was checked, as a stored payload does to its header's CID). Nothing is checked again, so a store's
+    reads cost cbor2's decode alone (a third less than `decode_unchecked`); its only tag is a link."""
+    return cbor2.loads(data, tag_hook=_trusted_link)
+
+
 # Minimal writers for fixed-shape blocks. Each emits the shortest form.
 
 

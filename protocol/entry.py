@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from hashlib import sha256
 from typing import Any, Final
 
 from . import dagcbor
@@ -346,23 +347,78 @@ def decode_stored_entry(entry_id: bytes, header_raw: bytes, payload_raw: bytes |
     signature) when it was stored under `entry_id`.
 
     The hashes prove these are the very bytes that passed: the header hashes to `entry_id`,
-    the payload to the header's payload CID (else `store_corrupt`). So the checks that
-    only bytes never seen before need (that each block is the canonical encoding of what
-    it decodes to, and the signature) are not made again: they cost a fifth of a decode.
+    the payload to the header's payload CID (else `store_corrupt`). So nothing that only bytes
+    never seen before need is checked again (the canonical form, each field, the signature):
+    the header is read off its canonical layout, the payload decoded by cbor2 alone, and the
+    objects made without their constructors' checks. A store reads whole ledgers back this way.
     """
-    entry_cid = CID.for_block(header_raw)
-    if entry_cid.raw != entry_id:
+    if entry_id != DAG_CBOR_PREFIX + sha256(header_raw).digest():
         raise InvalidData("store_corrupt", f"stored entry {CID(entry_id)} does not hash to its id")
-    header = _header_fields(header_raw)
+    entry_cid = _new_cid(entry_id)
+    header = _stored_header(header_raw) or _header_fields(header_raw)
     body: dict[str, Any] | None = None
     if payload_raw is not None:
-        if len(payload_raw) != header.size or CID.for_block(payload_raw) != header.payload:
+        if len(payload_raw) != header.size or DAG_CBOR_PREFIX + sha256(payload_raw).digest() != header.payload.raw:
             raise InvalidData("store_corrupt", f"stored payload of {entry_cid} differs from what its header commits to")
-        decoded = dagcbor.decode_unchecked(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
-        if not isinstance(decoded, dict):
+        try:
+            decoded = dagcbor.decode_trusted(payload_raw)
+        except Exception:  # bytes no check ever passed: the strict decoder names what is wrong
+            decoded = dagcbor.decode_unchecked(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
+        if type(decoded) is not dict:
             raise InvalidData("store_corrupt", f"stored payload of {entry_cid} is not a map")
         body = decoded
-    return Entry(entry_cid, header, header_raw, payload_raw, body)
+    entry = _new(Entry)
+    _ENTRY_ID(entry, entry_cid)
+    _ENTRY_HEADER(entry, header)
+    _ENTRY_HEADER_RAW(entry, header_raw)
+    _ENTRY_PAYLOAD_RAW(entry, payload_raw)
+    _ENTRY_BODY(entry, body)
+    return entry
+
+
+# Stored entries are made field by field through their slots: a frozen dataclass's __init__ sets each field with
+# object.__setattr__, twice the cost, and a CID's checks its one stored form passes anyway. Only for values whose
+# bytes hash to what was checked.
+_new: Final = object.__new__
+_from_bytes: Final = int.from_bytes
+_CID_RAW: Final = vars(CID)["raw"].__set__
+_ENTRY_ID, _ENTRY_HEADER, _ENTRY_HEADER_RAW, _ENTRY_PAYLOAD_RAW, _ENTRY_BODY = (
+    vars(Entry)[name].__set__ for name in ("id", "header", "header_raw", "payload_raw", "body"))
+_H_AUTHOR, _H_LEDGER, _H_SEQ, _H_PREV, _H_TS, _H_KIND, _H_PAYLOAD, _H_SIZE, _H_SIG, _H_VERSION = (
+    vars(Header)[name].__set__
+    for name in ("author", "ledger", "seq", "prev", "ts", "kind", "payload", "size", "sig", "version"))
+
+
+def _new_cid(raw: bytes) -> CID:
+    """A CID of the one form a stored header links (36 bytes, DAG-CBOR, sha2-256), made without its checks."""
+    cid: CID = _new(CID)
+    _CID_RAW(cid, raw)
+    return cid
+
+
+def _stored_header(raw: bytes) -> Header | None:
+    """A stored header (it passed `decode_header`: canonical, every field checked), read off the canonical layout.
+    None if it is laid out otherwise (it never is): the general decoder then reads it, checks included."""
+    m = _LAYOUT.fullmatch(raw)
+    if m is None:
+        return None
+    _, ts, seq, sig, _, kind, prev, size, author, ledger, payload = m.groups()
+    text = _stored_kind(kind)
+    if text is None:
+        return None
+    # Shortest heads, checked when stored: one byte is the value itself, else the bytes after the head.
+    header: Header = _new(Header)
+    _H_AUTHOR(header, author)
+    _H_LEDGER(header, None if ledger is None else _new_cid(ledger))
+    _H_SEQ(header, seq[0] if len(seq) == 1 else _from_bytes(seq[1:], "big"))
+    _H_PREV(header, None if prev is None else _new_cid(prev))
+    _H_TS(header, ts[0] if len(ts) == 1 else _from_bytes(ts[1:], "big"))
+    _H_KIND(header, text)
+    _H_PAYLOAD(header, _new_cid(payload))
+    _H_SIZE(header, size[0] if len(size) == 1 else _from_bytes(size[1:], "big"))
+    _H_SIG(header, sig)
+    _H_VERSION(header, FORMAT_VERSION)
+    return header
 
 
 def check_entry_signature(entry: Entry) -> None:
@@ -439,3 +495,9 @@ def _kind_ok(kind: str) -> bool:
 def _kind_item(kind: str) -> bytes:
     """The header's `kind` key and value, encoded."""
     return _K_KIND + dagcbor.text_string(kind)
+
+
+@lru_cache(maxsize=_KINDS_KEPT)
+def _stored_kind(raw: bytes) -> str | None:
+    """A stored header's kind, kept once per kind, not once per entry (None: not ASCII, as no checked kind is)."""
+    return raw.decode("ascii") if raw.isascii() else None

@@ -344,6 +344,7 @@ async def bench_fold(ctx: Context) -> None:
     followed by the state (the node's case); with `reference`, a full fold of entries in memory against
     compute_state too."""
     from node.store.ledgers import FOLD_CHUNK, collector_paused, fold_ledger
+    from node.store.reads import StoredRow, decode_rows
     from protocol.fold import LedgerFold
 
     # First, while this process is small: its peak RSS is then this fold's.
@@ -352,17 +353,16 @@ async def bench_fold(ctx: Context) -> None:
     genesis = await ctx.store.genesis(ctx.ledger)
     assert genesis is not None
     fold = LedgerFold(genesis, {}, keep_entries=False)  # the bench's ledger has no forks
-    held: list[Entry] = []  # the newest entries read so far: the last APPENDS of them are held back
-    async for entry in ctx.store.log(ctx.ledger, by_time=True):
-        held.append(entry)
-        if len(held) >= FOLD_CHUNK + APPENDS:
-            with collector_paused():
-                await asyncio.to_thread(fold.add, held[:FOLD_CHUNK])
-            del held[:FOLD_CHUNK]
-    newest = held[-APPENDS:]
-    with collector_paused():
-        fold.add(held[:-APPENDS])
-    del held
+    newest: list[Entry] = []  # the newest entries read so far: held back, to arrive one at a time after
+
+    def fold_rows(into: LedgerFold, rows: list[StoredRow]) -> None:  # as fold_ledger's worker thread does, but
+        with collector_paused():  # for the newest
+            newest.extend(decode_rows(rows)[0])
+            into.add(newest[:-APPENDS])
+            del newest[:-APPENDS]
+
+    async for rows in ctx.store.log_rows(ctx.ledger, by_time=True, size=FOLD_CHUNK):
+        await asyncio.to_thread(fold_rows, fold, rows)
     count = len(fold.state().status) + len(newest)
     node_s = time.perf_counter() - t
     gc.collect()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
+from node.store.reads import Damage, StoredRow, decode_rows
 from node.store.store import Store
 from protocol import CID, Entry, ForkProof
 from protocol.fold import LedgerFold
@@ -83,21 +84,19 @@ async def fold_ledger(store: Store, ledger: CID) -> LedgerFold | None:
     if genesis is None:
         return None
     fold = LedgerFold(genesis, _fork_points(await store.forks(), ledger), keep_entries=False)
-    chunk: list[Entry] = []
-    async for entry in store.log(ledger, by_time=True):
-        chunk.append(entry)
-        if len(chunk) >= FOLD_CHUNK:
-            await asyncio.to_thread(_fold, fold, chunk)
-            chunk = []
-            if fold.keyed:
-                return fold
-    await asyncio.to_thread(_fold, fold, chunk)
+    async for rows in store.log_rows(ledger, by_time=True, size=FOLD_CHUNK):
+        store.report_damaged(await asyncio.to_thread(_fold, fold, rows))
+        if fold.keyed:
+            break
     return fold
 
 
-def _fold(fold: LedgerFold, entries: list[Entry]) -> None:
+def _fold(fold: LedgerFold, rows: list[StoredRow]) -> list[Damage]:
+    """Decode stored rows and fold them, in a worker thread: the event loop only hands the rows over."""
     with collector_paused():
+        entries, damaged = decode_rows(rows)
         fold.add(entries)
+    return damaged
 
 
 async def load_state(store: Store, ledger: CID) -> LedgerState | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiosqlite
 
@@ -47,6 +47,25 @@ log = logging.getLogger(__name__)
 LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
 _LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq"
 _LOG_BY_TIME_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY ts, id"
+_CHAIN_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
+#: an entry's row as `log_rows` reads it: (id, header, payload), the bytes as stored
+StoredRow = tuple[bytes, bytes, bytes | None]
+#: a stored entry found damaged: its id and what is wrong
+Damage = tuple[bytes, str]
+
+
+def decode_rows(rows: Sequence[StoredRow]) -> tuple[list[Entry], list[Damage]]:
+    """Stored rows decoded (`decode_stored_entry`: their hashes checked, nothing else) and the damaged ones, left
+    out: thread-safe, so a worker thread may decode what it then folds; `StoreReader.report_damaged` the rest."""
+    entries: list[Entry] = []
+    damaged: list[Damage] = []
+    append = entries.append
+    for rid, header, payload in rows:
+        try:
+            append(decode_stored_entry(rid, header, payload))
+        except InvalidData as exc:  # damaged bytes: left out, so the rest of the ledger stays readable
+            damaged.append((bytes(rid), exc.message))
+    return entries, damaged
 _FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
 
 
@@ -64,6 +83,11 @@ class StoreReader:
         its id, or its payload differs from its header), on the event loop. Returns an unsubscribe function."""
         self._damage_listeners.append(listener)
         return lambda: self._damage_listeners.remove(listener)
+
+    def report_damaged(self, damaged: Sequence[Damage]) -> None:
+        """Report what `decode_rows` found damaged (on the event loop, as `on_damaged` promises)."""
+        for rid, detail in damaged:
+            self._found_damaged(rid, detail)
 
     def _found_damaged(self, rid: bytes, detail: str) -> None:
         if rid in self.damaged:
@@ -196,19 +220,21 @@ class StoreReader:
         Rows decode as stored entries: their bytes hash to what was checked when they
         were stored, so only the hashes are checked again (`decode_stored_entry`).
         """
-        args: tuple[bytes, ...]
-        if author is None:
-            sql, args = _LOG_BY_TIME_SQL if by_time else _LOG_SQL, (ledger.raw,)
-        else:
-            sql = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
-            args = (ledger.raw, author)
+        async for rows in self.log_rows(ledger, author, by_time=by_time):
+            entries, damaged = decode_rows(rows)
+            self.report_damaged(damaged)
+            for entry in entries:
+                yield entry
+
+    async def log_rows(self, ledger: CID, author: bytes | None = None, *, by_time: bool = False,
+                       size: int = LOG_CHUNK_ROWS) -> AsyncGenerator[list[StoredRow], None]:
+        """`log`'s rows as stored, `size` at a time, each batch fetched in one hop to the reader thread: for a
+        reader that decodes them elsewhere (`decode_rows`), e.g. in the worker thread that folds them."""
+        args: tuple[bytes, ...] = (ledger.raw,) if author is None else (ledger.raw, author)
+        sql = _CHAIN_SQL if author is not None else _LOG_BY_TIME_SQL if by_time else _LOG_SQL
         async with self._read.execute(sql, args) as cur:
-            cur.iter_chunk_size = LOG_CHUNK_ROWS
-            async for rid, header, payload in cur:
-                try:
-                    yield decode_stored_entry(rid, header, payload)
-                except InvalidData as exc:  # damaged bytes: left out, so the rest of the ledger stays readable
-                    self._found_damaged(bytes(rid), exc.message)
+            while rows := await cur.fetchmany(size):
+                yield cast("list[StoredRow]", rows)  # fetchmany's list, rows typed as what they hold
 
     async def log_page(
         self, ledger: CID, limit: int, *, author: bytes | None = None, after: CID | None = None

@@ -358,6 +358,13 @@ def test_round_trip(value: Any) -> None:
     assert dagcbor.encode(back) == data
 
 
+@FAST
+@given(dag_values)
+def test_a_trusted_decode_reads_what_the_strict_one_does(value: Any) -> None:
+    data = dagcbor.encode(value)  # bytes `decode` accepts, as a stored payload was accepted once
+    assert strict_equal(dagcbor.decode_trusted(data), decode(data))
+
+
 def _reordered(value: Any, rng: random.Random) -> Any:
     """The same value with every map built in another insertion order."""
     if isinstance(value, dict):

@@ -5,8 +5,12 @@ the state is the one computed from scratch from the store; refusals keep their c
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from node.store import ledgers
 from node.store.ledgers import load_state
 from node.store.states import LedgerStates
 from node.store.store import Store
@@ -137,4 +141,36 @@ async def test_an_unknown_ledger_and_bad_rules(tmp_path: Path) -> None:
         assert await states.members(broken.id) == frozenset({ANA.did})  # only its founder
     finally:
         states.close()
+        await store.close()
+
+
+async def test_a_fold_from_the_store_leaves_a_damaged_entry_out_and_reports_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fold_ledger decodes the rows it reads in its worker thread, a few at a time: a stored payload damaged under
+    the node is left out (as `log` leaves it out) and reported to `on_damaged` on the event loop."""
+    monkeypatch.setattr(ledgers, "FOLD_CHUNK", 3)  # several reads, the damaged row in the middle one
+    store = await Store.open(tmp_path / "s.sqlite3", key=ANA)
+    found: list[bytes] = []
+    store.on_damaged(found.append)
+    try:
+        rules = Rules.from_config({"founders": [ANA.did]}, name="Coop", creator=ANA.did)
+        ledger = (await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), 1))).id
+        written = []
+        for ts in range(2, 9):
+            state = await from_scratch(store, ledger)
+            written.append(await store.append(ledger_ops.contribute(state, ANA.did, action="work", quantity=str(ts),
+                                                                    unit="hour", ts=ts)))
+        damaged = written[3]
+        with sqlite3.connect(tmp_path / "s.sqlite3") as db:
+            (payload,) = db.execute("SELECT payload FROM entries WHERE id = ?", (damaged.id.raw,)).fetchone()
+            db.execute("UPDATE entries SET payload = ? WHERE id = ?", (payload[:-1] + bytes([payload[-1] ^ 1]),
+                                                                       damaged.id.raw))
+        fold = await ledgers.fold_ledger(store, ledger)
+        assert fold is not None
+        state = fold.state()
+        assert found == [damaged.id.raw]
+        assert damaged.id.raw not in state.status and len(fold) == 1 + 6
+        assert state == await from_scratch(store, ledger)  # as a read of the whole ledger leaves it out
+        assert {e.id.raw for e in written} - {damaged.id.raw} <= set(state.status)
+    finally:
         await store.close()
