@@ -14,6 +14,12 @@ is never changed while it is being saved: an entry to fold in gives that save up
 stays; a new one is tried SAVE_RETRY_S later). A ledger with key events keeps its state only (it is folded whole
 on each change anyway).
 
+A big fold, once made or read back, is left out of the cycle collector's passes (`gc.freeze`, FREEZE_ENTRIES): it
+is made with the collector paused, so the first passes after it would each go through all of it (~0.1 s for a
+million notes, more for a ledger of events, with the interpreter lock held: the write waiting for it waited that
+long), and every full pass after them too. What it holds is freed by reference counting as before; a dropped fold
+puts what was frozen back in the collector's care (`gc.unfreeze`).
+
 `SnapshotKeeping` is the saving and reading-back half of `LedgerStates` (node/store/states.py), which keeps the
 states current and holds what both halves read (the folds, the current states, what arrived meanwhile).
 """
@@ -24,6 +30,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import threading
@@ -52,6 +59,8 @@ QUIET_SAVE_S: Final = 30.0
 SAVE_AT_STOP_S: Final = 3.0
 #: A fold whose save was given up (entries arrived meanwhile) is not saved again for this long (but at stop).
 SAVE_RETRY_S: Final = 60.0
+#: A fold of this many entries or more is left out of the cycle collector's passes once made or read back.
+FREEZE_ENTRIES: Final = 50_000
 _POLL_S: Final = 0.2  # how often a saving or reading thread waiting on the event loop looks at its stop flag
 _T = TypeVar("_T")
 
@@ -87,7 +96,11 @@ def _timed(func: Callable[..., _T], *args: Any) -> tuple[_T, float]:
 
 def _on_loop(loop: asyncio.AbstractEventLoop, stop: threading.Event, make: Callable[[], Any]) -> Any:
     """Run the coroutine `make()` on `loop` from a worker thread and wait for it, looking at `stop` meanwhile."""
-    future = asyncio.run_coroutine_threadsafe(make(), loop)
+    return _wait(asyncio.run_coroutine_threadsafe(make(), loop), stop)
+
+
+def _wait(future: concurrent.futures.Future[_T], stop: threading.Event) -> _T:
+    """What `future` (run on the loop) gives, waited for in a worker thread looking at `stop` meanwhile."""
     while True:
         try:
             return future.result(_POLL_S)
@@ -107,8 +120,11 @@ class SnapshotKeeping:
     _generations: dict[bytes, int]  # bumped by forget(): a fold being made is stale
     _whole: set[bytes]  # ledgers with key events: their state is folded whole on each change
 
-    def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float, one_shot: bool = False) -> None:
+    def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float, one_shot: bool = False,
+                 freeze_entries: int = FREEZE_ENTRIES) -> None:
         self._store = store
+        self._freeze_entries = freeze_entries
+        self._frozen: set[bytes] = set()  # ledgers whose folds were big enough to be frozen (gc.freeze)
         #: a one-shot command's (node/store/writes.py FoldedStates): snapshots are read back, never saved, and a
         #: kept fold only when the state beside it is stale (else nothing would read it)
         self._one_shot = one_shot
@@ -176,6 +192,20 @@ class SnapshotKeeping:
             elif state is not None and self._fold_saved.get(raw) != len(fold):
                 await self._save(CID(raw), fold.forks, state, fold, self._changes.get(raw, 0))
 
+    def _hold(self, raw: bytes, entries: int) -> None:
+        """A fold (or a state) of `entries` entries was just made or read back: if it is big, leave it (and all else
+        alive now) out of the collector's passes, which would go through all of it for nothing."""
+        if entries >= self._freeze_entries:
+            gc.freeze()
+            self._frozen.add(raw)
+
+    def _let_go(self, raw: bytes | None = None) -> None:
+        """The fold of `raw` (None: every one) is dropped: if it was frozen, what was frozen is the collector's
+        again (a cycle in what is dropped is collected; the folds kept are frozen again when the next is made)."""
+        if self._frozen and (raw is None or raw in self._frozen):
+            self._frozen.clear()
+            gc.unfreeze()
+
     def _worker(self, func: Callable[[threading.Event], Any]) -> _Worker:
         worker = _Worker(func)
         self._workers.add(worker)
@@ -212,6 +242,7 @@ class SnapshotKeeping:
         else:
             self._saved[raw] = len(state.status)
             log.info("ledger snapshot restored", extra=extra)
+            self._hold(raw, len(state.status))
         ref = snapshot.fold
         if ref == snapshots.WHOLE and state is not None:
             self._whole.add(raw)
@@ -229,9 +260,23 @@ class SnapshotKeeping:
         raw, loop = ledger.raw, asyncio.get_running_loop()
         started = time.perf_counter()
 
+        def fetch(i: int) -> concurrent.futures.Future[bytes | None]:
+            return asyncio.run_coroutine_threadsafe(self._store.fold_part(ledger, ref.token, i), loop)
+
         def parts(stop: threading.Event) -> Iterator[bytes | None]:
-            for i in range(ref.parts):
-                yield _on_loop(loop, stop, lambda i=i: self._store.fold_part(ledger, ref.token, i))  # type: ignore[misc]
+            # The next part is read from SQLite (without the interpreter lock) while this one is unpickled.
+            this = fetch(0)
+            for i in range(1, ref.parts + 1):
+                ahead = fetch(i) if i < ref.parts else None
+                try:
+                    yield _wait(this, stop)
+                except BaseException:  # given up (or closed): the part read ahead is not wanted
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
+                if ahead is None:
+                    return
+                this = ahead
 
         worker = self._worker(lambda stop: _timed(snapshots.decode_fold, ref, parts(stop), ledger))
         # Read meanwhile (the store's reader thread waits on SQLite, not on the lock): what it covers, and the rows
@@ -266,6 +311,7 @@ class SnapshotKeeping:
         self._fold_saved[raw] = ref.entries
         self._folds[raw] = fold
         self._keep_within_budget()
+        self._hold(raw, len(fold))
         return fold
 
     def _save_if_grown(self, ledger: CID, state: LedgerState, forks: Mapping[bytes, int]) -> None:

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from node.store.keeping import QUIET_SAVE_S, SNAPSHOT_EVERY, THREAD_ENTRIES, SnapshotKeeping
+from node.store.keeping import FREEZE_ENTRIES, QUIET_SAVE_S, SNAPSHOT_EVERY, THREAD_ENTRIES, SnapshotKeeping
 from node.store.ledgers import fold_ledger, load_state_with_forks
 from node.store.store import Store
 from protocol import CID, Entry, InvalidData
@@ -45,8 +45,9 @@ def _nothing() -> None:
 
 class LedgerStates(SnapshotKeeping):
     def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES, snapshot_every: int = SNAPSHOT_EVERY,
-                 quiet_s: float = QUIET_SAVE_S, one_shot: bool = False) -> None:
-        super().__init__(store, snapshot_every=snapshot_every, quiet_s=quiet_s, one_shot=one_shot)
+                 quiet_s: float = QUIET_SAVE_S, one_shot: bool = False, freeze_entries: int = FREEZE_ENTRIES) -> None:
+        super().__init__(store, snapshot_every=snapshot_every, quiet_s=quiet_s, one_shot=one_shot,
+                         freeze_entries=freeze_entries)
         self._budget = folded_entries
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
@@ -69,6 +70,7 @@ class LedgerStates(SnapshotKeeping):
         self._quiet.clear()
         self._unsubscribe()
         self._unsubscribe = _nothing  # closing twice is closing once
+        self._let_go()
 
     def _changed(self, entries: Sequence[Entry]) -> None:
         erasures = {e.ledger_id.raw for e in entries if e.kind == ERASE_KIND}
@@ -102,6 +104,7 @@ class LedgerStates(SnapshotKeeping):
         if loading is not None:
             loading.cancel()
         self._folds.pop(ledger.raw, None)
+        self._let_go(ledger.raw)
         self._arrived.pop(ledger.raw, None)
         self._states.pop(ledger.raw, None)
         self._members.pop(ledger.raw, None)
@@ -137,6 +140,7 @@ class LedgerStates(SnapshotKeeping):
                         continue  # the fold met key events
                 if self._generations.get(raw, 0) != generation:  # a fork proof arrived meanwhile: again
                     self._folds.pop(raw, None)
+                    self._let_go(raw)
                     continue
                 if state is not None and not self._arrived.get(raw):  # nothing arrived meanwhile: current
                     self._states[raw] = state
@@ -173,6 +177,7 @@ class LedgerStates(SnapshotKeeping):
         if fold.keyed:  # key events cut keys off outside causal pasts (SPEC.md §19): folded whole from now on
             self._whole.add(raw)
             self._folds.pop(raw, None)
+            self._let_go(raw)
             return None
         self._folds.move_to_end(raw)
         return fold.state()
@@ -194,6 +199,7 @@ class LedgerStates(SnapshotKeeping):
             self._arrived.pop(ledger.raw, None)
             return None
         self._folds[ledger.raw] = fold
+        self._hold(ledger.raw, len(fold))
         log.info("ledger folded", extra={"ledger": str(ledger), "entries": len(fold),
                                          "ms": round((time.perf_counter() - started) * 1000)})
         return fold
@@ -203,6 +209,7 @@ class LedgerStates(SnapshotKeeping):
         while total > self._budget and len(self._folds) > 1:
             raw, dropped = self._folds.popitem(last=False)
             self._arrived.pop(raw, None)
+            self._let_go(raw)
             total -= len(dropped)
 
     async def members(self, ledger: CID) -> frozenset[str]:

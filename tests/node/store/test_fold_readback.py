@@ -1,0 +1,125 @@
+"""A kept fold read back after a restart (node/store/keeping.py), on real SQLite files: its parts are read ahead of
+the unpickling, and a big fold, made or read back, is left out of the cycle collector's passes until it is
+dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.store import snapshots
+from node.store.ledgers import load_state
+from node.store.states import LedgerStates
+from node.store.store import Store
+from protocol import CID, GENESIS_KIND, SigningKey, ledger_ops
+from protocol.fold import LedgerFold
+from protocol.rules import Rules
+from protocol.state import LedgerState
+from protocol.writes import AppendRequest
+
+ANA = SigningKey(bytes(range(32)))
+
+
+async def saved_ledger(path: Path, contributions: int = 12) -> tuple[CID, LedgerState]:
+    """Ana's ledger with `contributions` contributions, its state and fold saved in a snapshot."""
+    async with await Store.open(path, key=ANA) as store:
+        states = LedgerStates(store)
+        try:
+            rules = Rules.from_config({"founders": [ANA.did], "rates": {"work": {"hour": "20"}}},
+                                      name="Bike coop", creator=ANA.did)
+            ledger = (await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), 1))).id
+            state = await states.get(ledger)
+            assert state is not None
+            await store.append_batch([ledger_ops.contribute(state, ANA.did, action="work", quantity="1", unit="hour",
+                                                            ts=ts, note=f"shift {ts}")
+                                      for ts in range(2, 2 + contributions)])
+            state = await states.get(ledger)
+            assert state is not None
+            assert await states.save(ledger)
+            return ledger, state
+        finally:
+            states.close()
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Whatever a test leaves frozen is the collector's again after it."""
+    yield None
+    gc.unfreeze()
+
+
+def collected(obj: object) -> bool:
+    """Whether the cycle collector's passes go through `obj` (frozen objects are in none of its generations)."""
+    return any(o is obj for o in gc.get_objects())
+
+
+async def test_the_parts_of_a_fold_are_read_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one part of a fold is being read, the next one is asked of the store already (its read from SQLite
+    overlaps the unpickling of the one before); the fold read back, in many parts, folds the next entry in."""
+    monkeypatch.setattr(snapshots, "PART_BYTES", 2048)  # a part per pickle frame (~64 KiB)
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await saved_ledger(path, 2000)
+    async with await Store.open(path, key=ANA) as store:
+        states = LedgerStates(store)
+        asked: list[int] = []
+        two_asked, release = asyncio.Event(), asyncio.Event()
+        read = store.fold_part
+
+        async def held(ledger: CID, token: bytes, part: int) -> bytes | None:
+            asked.append(part)
+            if len(asked) == 2:
+                two_asked.set()
+            await release.wait()
+            return await read(ledger, token, part)
+
+        store.fold_part = held  # type: ignore[method-assign]
+        try:
+            assert await states.get(ledger) == before  # the state read back; its fold being read
+            await asyncio.wait_for(two_asked.wait(), 30)  # the first part not given yet, the second asked for
+            assert asked == [0, 1]
+            release.set()
+            await asyncio.gather(*list(states._loading.values()))
+            assert len(asked) > 3 and sorted(asked) == list(range(len(asked))), asked
+            assert ledger.raw in states._folds
+            await store.append(ledger_ops.about(before, ANA.did, "Ana", 100))
+            state = await states.get(ledger)
+            assert state is not None and state == await load_state(store, ledger)
+        finally:
+            states.close()
+
+
+async def test_a_big_fold_is_left_out_of_the_collectors_passes(tmp_path: Path, unfrozen: None) -> None:
+    """A fold of FREEZE_ENTRIES or more, read back or folded from scratch, is frozen (gc.freeze: no pass of the
+    collector goes through it); dropped (the states closed, a fork proof), it is the collector's again. A smaller
+    one is not frozen."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await saved_ledger(path)
+    entries = len(before.status)
+    async with await Store.open(path, key=ANA) as store:
+        for freeze_entries in (entries + 1, entries):  # read back from the snapshot: the state, then its fold
+            restarted = LedgerStates(store, freeze_entries=freeze_entries)
+            try:
+                assert await restarted.get(ledger) == before
+                await asyncio.gather(*list(restarted._loading.values()))
+                fold: LedgerFold | None = restarted._folds[ledger.raw]
+                assert collected(fold) != (freeze_entries == entries)
+                assert bool(gc.get_freeze_count()) == (freeze_entries == entries)
+            finally:
+                restarted.close()
+            assert collected(fold) and not gc.get_freeze_count()
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM snapshots")
+        states = LedgerStates(store, freeze_entries=entries)
+        try:
+            assert await states.get(ledger) == before  # folded from scratch
+            fold = states._folds[ledger.raw]
+            assert not collected(fold) and gc.get_freeze_count()
+            states.forget(ledger)  # a fork proof: the fold is dropped
+            assert collected(fold) and not gc.get_freeze_count()
+        finally:
+            states.close()
