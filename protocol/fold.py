@@ -25,10 +25,11 @@ import heapq
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from decimal import Decimal
 from itertools import islice
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 from .cid import CID
 from .distribution import DistributionRecord, conflicting
@@ -75,8 +76,7 @@ from .valueflows import About, Admission, Endorsement, Event, Leave
 
 #: the records whose canonical order the state shows (or the rules in effect follow)
 _RANKED: Final = (Motion, Ballot, Closing, Pledge, About, DistributionRecord)
-_K = TypeVar("_K", bytes, tuple[str, int, bytes])
-_V = TypeVar("_V")
+_T = TypeVar("_T")
 #: every status an entry can have, by its one-byte code in a fold
 _STATUSES: Final = (VALID, INVALID, WAITING, QUARANTINED, IGNORED, CONFLICTING, ERASED, FINAL, PENDING, REJECTED,
                     CORRECTED)
@@ -87,45 +87,39 @@ def _seq(v: Voice) -> int:
     return v.seq
 
 
-def _itself(_: object, value: _V) -> _V:
-    return value
+def _by_author(c: Contribution) -> tuple[str, int, bytes]:
+    return c.author, c.seq, c.id.raw
 
 
-class _Sorted(Generic[_K, _V]):
-    """Values in key order, read often and changed a few at a time: changes merge in at the next read,
-    so a read after one new entry costs a bisect and a copy of the values list, not a sort."""
+class _ByAuthor:
+    """The contributions by (author, seq, id), read often and changed a few at a time: changes merge in at the
+    next read, so a read after one new entry costs a bisect and a copy of the list, not a sort. The list is its
+    own key (`_by_author`): no key kept per contribution."""
 
-    def __init__(self, make: Callable[[_K, Any], _V]) -> None:
-        self._make: Callable[[_K, Any], _V] = make  # a value from its key and what was put
-        self._keys: list[_K] = []
-        self._values: list[_V] = []
-        self._changed: dict[_K, Any] = {}
+    def __init__(self) -> None:
+        self._values: list[Contribution] = []
+        self._changed: dict[bytes, Contribution] = {}  # by id
 
-    def put(self, key: _K, value: Any) -> None:
-        self._changed[key] = value
+    def put(self, c: Contribution) -> None:
+        self._changed[c.id.raw] = c
 
-    def values(self) -> list[_V]:
-        make, keys, values = self._make, self._keys, self._values
-        changed = {k: make(k, v) for k, v in self._changed.items()}
-        if len(changed) > 64 and len(changed) > len(keys) // 64:  # many: one sort beats many inserts
-            merged = dict(zip(keys, values, strict=True))
-            merged.update(changed)
-            self._keys = sorted(merged)
-            self._values = [merged[k] for k in self._keys]
+    def values(self) -> list[Contribution]:
+        values, changed = self._values, self._changed
+        if len(changed) > 64 and len(changed) > len(values) // 64:  # many: one sort beats many inserts
+            kept = [c for c in values if c.id.raw not in changed]
+            kept += changed.values()
+            kept.sort(key=_by_author)
+            self._values = kept
         else:
-            for key, value in changed.items():
-                i = bisect_left(keys, key)
-                if i < len(keys) and keys[i] == key:
-                    values[i] = value
+            for c in changed.values():
+                key = _by_author(c)
+                i = bisect_left(values, key, key=_by_author)
+                if i < len(values) and values[i].id.raw == c.id.raw:
+                    values[i] = c
                 else:
-                    keys.insert(i, key)
-                    values.insert(i, value)
-        self._changed.clear()
+                    values.insert(i, c)
+        changed.clear()
         return self._values
-
-    def keys(self) -> list[_K]:
-        self.values()  # merges what changed
-        return self._keys
 
 
 class StatusView(Mapping[bytes, str]):
@@ -215,6 +209,7 @@ class _Rows:
         #: is row 0): the endorsements of an event, a list each, took ~50 B per entry
         self.last_verdict, self.verdict_before = array("i"), array("i")
         self.links: dict[bytes, CID] = {}  # the ids records name as `member`, each kept once
+        self.shared: dict[Any, Any] = {}  # values records share (`_share`), each kept once
         self.records: list[Event | Endorsement | None] = []
         self.keys: list[bytes] = []
         self.agents: list[str] = []
@@ -303,11 +298,22 @@ class _Rows:
 
     def _slim(self, record: Event | Endorsement) -> Event | Endorsement:
         """The record with the ids it names kept once: each decoded payload had its own copy of them (~130 B
-        per entry)."""
+        per entry), and of the values many events share (a quantity, a time, a note: ~150 B per event)."""
         if isinstance(record, Endorsement):
             event = CID(self.ids[self.index[record.event.raw]])  # the fold's own bytes
-            return Endorsement(event, record.accept, record.note, self._link(record.member))
-        return replace(record, member=self._link(record.member))
+            return Endorsement(event, record.accept, self._share(record.note), self._link(record.member))
+        share = self._share
+        return Event(record.action, record.provider, record.receiver, share(record.quantity), record.effort,
+                     share(record.classifications), share(record.point), share(record.beginning), share(record.end),
+                     share(record.note), record.corrects, self._link(record.member), record.fulfills,
+                     share(record.at))
+
+    def _share(self, value: _T) -> _T:
+        """`value`, or an equal one kept before (strings, floats, tuples of strings, quantities of canonical
+        decimals: equal ones are alike, so sharing one changes nothing a reader sees)."""
+        if value is None:
+            return value
+        return self.shared.setdefault(value, value)  # type: ignore[no-any-return]
 
     def _link(self, cid: CID) -> CID:
         kept = self.links.get(cid.raw)
@@ -440,10 +446,11 @@ class LedgerFold:
         self._origin: dict[bytes, bytes] = {}
         self._lineage: dict[bytes, list[bytes]] = {}  # corrected original -> its lineage, the original first
         self._keys: dict[bytes, bytes] = {}  # author keys, each kept once however many entries it wrote
-        self._contributions: dict[bytes, Contribution] = {}
+        self._paid: dict[bytes, Contribution] = {}  # the contributions of `_paying`
+        #: (quantity, rate) -> claim: the claims of events alike are one Decimal (~100 B each)
+        self._claims: dict[tuple[Decimal, Decimal], tuple[Decimal, Decimal]] = {}
         self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
-        self._by_author: _Sorted[tuple[str, int, bytes], Contribution] = _Sorted(
-            _itself)  # (author, seq, id) -> contribution
+        self._by_author = _ByAuthor()
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
         self._paying: list[bytes] = []  # valid events that fulfil a pledge
         self._paid_out: list[bytes] = []  # valid distributions
@@ -668,9 +675,10 @@ class LedgerFold:
                   for v in sorted(map(said, lineage(origin, (origin,))), key=_seq)]
         ids, index, rows = self._ids, self._index, self._rows
         verdicts = [said(ids[r]) for v in events for r in rows.verdicts(index[v.id.raw])]
-        for c in contributions([*events, *verdicts], self.rules):
-            self._contributions[c.id.raw] = c
-            self._by_author.put((c.author, c.seq, c.id.raw), c)
+        for c in contributions([*events, *verdicts], self.rules, self._claims):
+            if c.event.fulfills is not None:
+                self._paid[c.id.raw] = c
+            self._by_author.put(c)
             self._set(c.id.raw, c.status)
 
     def _voice(self, raw: bytes) -> Voice:
@@ -704,7 +712,7 @@ class LedgerFold:
         pos = self._pos.__getitem__
         governed = governance_of(
             [self._nodes[r] for r in sorted(self._governed, key=pos)], self._book,
-            tuple(self._contributions[r] for r in self._paying),
+            tuple(self._paid[r] for r in self._paying),
         )
         members = sorted(self._members - self._gone)
         recorded = [recorded_distribution(self._nodes[r]) for r in sorted(self._paid_out, key=pos)]

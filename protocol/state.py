@@ -119,6 +119,7 @@ ERASED = "erased"  # its payload was erased by a valid ledger.erase (SPEC.md §2
 _EMPTY: Final[frozenset[str]] = frozenset()
 _Governed = Motion | Ballot | Closing | Pledge
 _NO_CLOSINGS: Final[frozenset[bytes]] = frozenset()
+_NO_CLAIM: Final = Decimal(0)  # one object for every contribution that claims nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -852,9 +853,12 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
     return result
 
 
-def contributions(voices: list[Voice], rules: Rules) -> tuple[Contribution, ...]:
+def contributions(voices: list[Voice], rules: Rules,
+                  claims: dict[tuple[Decimal, Decimal], tuple[Decimal, Decimal]] | None = None,
+                  ) -> tuple[Contribution, ...]:
     """The contributions of valid events from them and the valid endorsements (`voices`: an event after the
-    event it corrects), by author then seq."""
+    event it corrects), by author then seq. `claims`: the claims made so far, by (quantity, rate), each with its
+    rate (protocol/fold.py keeps one Decimal per claim alike, not one per contribution)."""
     events = {v.id.raw: v for v in voices if isinstance(v.record, Event)}
     # A correction belongs to the lineage of the original it corrects, directly or through other
     # corrections: all in one author's chain, so seq orders them. An event's target (a valid event)
@@ -904,7 +908,7 @@ def contributions(voices: list[Voice], rules: Rules) -> tuple[Contribution, ...]
             verdict = PENDING
         result.append(Contribution(
             id=v.id, author=v.agent, seq=v.seq, ts=v.ts, event=record,
-            claim=_claim(record, in_effect), status=verdict, accepts=tuple(yes), rejects=tuple(no),
+            claim=_claim(record, in_effect, claims), status=verdict, accepts=tuple(yes), rejects=tuple(no),
             corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].id,
             reject_notes=tuple(sorted(notes[raw])),
         ))
@@ -916,11 +920,26 @@ def _voice_latest(v: Voice) -> int:
     return v.latest
 
 
-def _claim(event: Event, rules: Rules) -> Decimal:
-    """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5)."""
+def _claim(event: Event, rules: Rules,
+           claims: dict[tuple[Decimal, Decimal], tuple[Decimal, Decimal]] | None = None) -> Decimal:
+    """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5).
+    `claims` (see `contributions`): a quantity and a rate are canonical decimals (rules.parse_decimal), so equal
+    ones are written alike and so is their product; the rate kept with it must be the very one (rules alike
+    but apart could differ in it)."""
     if event.fulfills is not None and not rules.pledge_claims:
-        return Decimal(0)
-    return claim_value(event, rules)
+        return _NO_CLAIM
+    if claims is None:
+        return claim_value(event, rules)
+    rate = rules.rate(event.action, event.classification, event.quantity.unit)
+    if rate is None:
+        return _NO_CLAIM
+    key = (event.quantity.value, rate)
+    found = claims.get(key)
+    if found is not None and found[0] is rate:
+        return found[1]
+    claim = claim_value(event, rules)
+    claims[key] = (rate, claim)
+    return claim
 
 
 def _erase(node: Prepared, record: Erase, nodes: dict[bytes, Prepared]) -> None:
