@@ -33,7 +33,12 @@ async def read_ledger(store: Store, ledger: CID) -> StoredLedger | None:
     genesis = await store.genesis(ledger)
     if genesis is None:
         return None
-    entries = [e async for e in store.log(ledger)]
+    entries: list[Entry] = []
+    with collector_paused():  # a list growing by an object or more per entry: each collection would rescan it
+        async for rows in store.log_rows(ledger, size=FOLD_CHUNK):
+            decoded, damaged = decode_rows(rows)
+            store.report_damaged(damaged)
+            entries += decoded
     return StoredLedger(genesis, entries, _fork_points(await store.forks(), ledger))
 
 
