@@ -7,9 +7,11 @@ stayed unchanged for QUIET_SAVE_S, and when the node stops (`aclose`, for at mos
 by then is abandoned, and the snapshot saved before stays). So a restart reads a big ledger's state back instead
 of folding it.
 
-The fold is saved with the state (in a thread, in parts: snapshots.encode_fold) and read back in the background as
-soon as the state is (snapshots.decode_fold): the first entry to arrive after a restart is folded into it, at the
-cost of what it touches (waiting, at most, for the read-back to finish), not of a fold of the whole ledger. A fold
+The fold is saved with the state (in a thread, in parts: snapshots.encode_fold) and read back in the background
+(snapshots.decode_fold): a small one as soon as the state is, a big one (DEFER_ENTRIES) once an entry arrives for
+its ledger, so that a node that only reads a big ledger never holds its fold; the first entry to arrive after a
+restart is folded into it, at the cost of what it touches (waiting, at most, for the read-back to finish), not of a
+fold of the whole ledger. A fold
 is never changed while it is being saved: an entry to fold in gives that save up first (the snapshot kept before
 stays; a new one is tried SAVE_RETRY_S later). A ledger with key events keeps its state only (it is folded whole
 on each change anyway).
@@ -61,6 +63,9 @@ SAVE_AT_STOP_S: Final = 3.0
 SAVE_RETRY_S: Final = 60.0
 #: A fold of this many entries or more is left out of the cycle collector's passes once made or read back.
 FREEZE_ENTRIES: Final = 50_000
+#: A kept fold of this many entries or more is read back only once an entry arrives for its ledger (or its state is
+#: stale), not with its state: a node that only reads the ledger never holds it (hundreds of MB at a million entries).
+DEFER_ENTRIES: Final = 50_000
 _POLL_S: Final = 0.2  # how often a saving or reading thread waiting on the event loop looks at its stop flag
 _T = TypeVar("_T")
 
@@ -121,9 +126,12 @@ class SnapshotKeeping:
     _whole: set[bytes]  # ledgers with key events: their state is folded whole on each change
 
     def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float, one_shot: bool = False,
-                 freeze_entries: int = FREEZE_ENTRIES) -> None:
+                 freeze_entries: int = FREEZE_ENTRIES, defer_entries: int = DEFER_ENTRIES) -> None:
         self._store = store
         self._freeze_entries = freeze_entries
+        self._defer_entries = defer_entries
+        #: ledger -> its kept fold not read back yet (big, and its state read back current): read when an entry arrives
+        self._deferred: dict[bytes, tuple[FoldRef, bytes, int]] = {}
         self._frozen: set[bytes] = set()  # ledgers whose folds were big enough to be frozen (gc.freeze)
         #: a one-shot command's (node/store/writes.py FoldedStates): snapshots are read back, never saved, and a
         #: kept fold only when the state beside it is stale (else nothing would read it)
@@ -247,12 +255,26 @@ class SnapshotKeeping:
         if ref == snapshots.WHOLE and state is not None:
             self._whole.add(raw)
         elif ref is not None and ref.parts and raw not in self._folds and (state is None or not self._one_shot):
-            self._arrived[raw] = []  # what arrives from now on is folded in once the fold is read back
-            task = asyncio.create_task(self._load(ledger, ref, coverage.forks, generation))
-            self._loading[raw] = task
-            task.add_done_callback(lambda done: self._loading.pop(raw, None) if self._loading.get(raw) is done
-                                   else None)
+            if state is not None and ref.entries >= self._defer_entries:  # read back when an entry arrives
+                self._deferred[raw] = (ref, coverage.forks, generation)
+            else:
+                self._read_back(ledger, ref, coverage.forks, generation)
         return state
+
+    def _read_back(self, ledger: CID, ref: FoldRef, forks: bytes, generation: int) -> None:
+        """Start reading the kept fold back (`_load`), in the background."""
+        raw = ledger.raw
+        self._deferred.pop(raw, None)
+        self._arrived[raw] = []  # what arrives from now on is folded in once the fold is read back
+        task = asyncio.create_task(self._load(ledger, ref, forks, generation))
+        self._loading[raw] = task
+        task.add_done_callback(lambda done: self._loading.pop(raw, None) if self._loading.get(raw) is done else None)
+
+    def _read_back_deferred(self, raw: bytes) -> None:
+        """An entry arrived for a ledger whose state was read back but not its big fold: read the fold back now."""
+        deferred = self._deferred.get(raw)
+        if deferred is not None:
+            self._read_back(CID(raw), *deferred)
 
     async def _load(self, ledger: CID, ref: FoldRef, forks: bytes, generation: int) -> LedgerFold | None:
         """The fold a snapshot keeps, read back and checked (in a thread), with the rows stored after it folded

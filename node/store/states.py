@@ -25,7 +25,14 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from node.store.keeping import FREEZE_ENTRIES, QUIET_SAVE_S, SNAPSHOT_EVERY, THREAD_ENTRIES, SnapshotKeeping
+from node.store.keeping import (
+    DEFER_ENTRIES,
+    FREEZE_ENTRIES,
+    QUIET_SAVE_S,
+    SNAPSHOT_EVERY,
+    THREAD_ENTRIES,
+    SnapshotKeeping,
+)
 from node.store.ledgers import fold_ledger, load_state_with_forks
 from node.store.store import Store
 from protocol import CID, Entry, InvalidData
@@ -45,9 +52,10 @@ def _nothing() -> None:
 
 class LedgerStates(SnapshotKeeping):
     def __init__(self, store: Store, *, folded_entries: int = FOLDED_ENTRIES, snapshot_every: int = SNAPSHOT_EVERY,
-                 quiet_s: float = QUIET_SAVE_S, one_shot: bool = False, freeze_entries: int = FREEZE_ENTRIES) -> None:
+                 quiet_s: float = QUIET_SAVE_S, one_shot: bool = False, freeze_entries: int = FREEZE_ENTRIES,
+                 defer_entries: int = DEFER_ENTRIES) -> None:
         super().__init__(store, snapshot_every=snapshot_every, quiet_s=quiet_s, one_shot=one_shot,
-                         freeze_entries=freeze_entries)
+                         freeze_entries=freeze_entries, defer_entries=defer_entries)
         self._budget = folded_entries
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
@@ -80,6 +88,8 @@ class LedgerStates(SnapshotKeeping):
             task.add_done_callback(self._erasing.discard)
         for entry in entries:
             raw = entry.ledger_id.raw
+            if raw in self._deferred:
+                self._read_back_deferred(raw)
             queue = self._arrived.get(raw)
             if queue is not None:
                 queue.append(entry)
@@ -100,6 +110,7 @@ class LedgerStates(SnapshotKeeping):
         self._whole.discard(ledger.raw)
         self._whole_states.pop(ledger.raw, None)
         self._fold_saved.pop(ledger.raw, None)
+        self._deferred.pop(ledger.raw, None)
         loading = self._loading.pop(ledger.raw, None)
         if loading is not None:
             loading.cancel()
@@ -121,6 +132,7 @@ class LedgerStates(SnapshotKeeping):
                 if cached is not None:
                     return cached
                 generation = self._generations.get(raw, 0)
+                self._read_back_deferred(raw)  # (an entry arrived: it is being read back already)
                 if raw not in self._folds and raw not in self._whole and raw not in self._loading:
                     restored = await self._restored(ledger, generation)
                     if restored is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,5 +122,32 @@ async def test_a_big_fold_is_left_out_of_the_collectors_passes(tmp_path: Path, u
             assert not collected(fold) and gc.get_freeze_count()
             states.forget(ledger)  # a fork proof: the fold is dropped
             assert collected(fold) and not gc.get_freeze_count()
+        finally:
+            states.close()
+
+
+async def test_a_big_fold_is_read_back_only_once_an_entry_arrives(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A kept fold of DEFER_ENTRIES or more is not read back with its state (reads leave it in the store, and the
+    node's memory without it); the first entry to arrive has it read back, and is folded into it (no fold from
+    scratch), to the state computed from scratch."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await saved_ledger(path)
+    async with await Store.open(path, key=ANA) as store:
+        states = LedgerStates(store, defer_entries=len(before.status))
+        try:
+            with caplog.at_level(logging.INFO, logger="node.store.states"):
+                for _ in range(3):  # reads
+                    assert await states.get(ledger) == before
+                    assert await states.members(ledger) == frozenset(before.members)
+                    await asyncio.sleep(0)
+                assert not states._loading and ledger.raw not in states._folds
+                await store.append(ledger_ops.about(before, ANA.did, "Ana", 100))
+                assert ledger.raw in states._loading  # read back as the entry arrived, before the state is asked
+                state = await states.get(ledger)
+                assert state is not None and state == await load_state(store, ledger)
+                assert len(state.status) == len(before.status) + 1
+            said = [r.getMessage() for r in caplog.records]
+            assert "ledger fold read back" in said and "ledger folded" not in said, said
         finally:
             states.close()
