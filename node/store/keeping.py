@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -39,12 +38,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from node.store import snapshots
-from node.store.kept_status import Abandoned
+from node.store.kept_status import Abandoned, Sorting
 from node.store.rows import FoldRef, fork_points
 from node.store.store import Store
+from node.store.workers import Worker, on_loop, timed, wait
 from protocol import CID, Entry
 from protocol.fold import LedgerFold
 from protocol.state import LedgerState
@@ -66,55 +66,6 @@ FREEZE_ENTRIES: Final = 50_000
 #: A kept fold of this many entries or more is read back only once an entry arrives for its ledger (or its state is
 #: stale), not with its state: a node that only reads the ledger never holds it (hundreds of MB at a million entries).
 DEFER_ENTRIES: Final = 50_000
-_POLL_S: Final = 0.2  # how often a saving or reading thread waiting on the event loop looks at its stop flag
-_T = TypeVar("_T")
-
-
-class _Worker:
-    """One daemon thread running `func`, awaitable, that can be told to stop (`stop`: the function looks at it).
-
-    A daemon thread, not the loop's executor: a save given up at stop must not hold the process (the executor's
-    threads are joined at exit)."""
-
-    def __init__(self, func: Callable[[threading.Event], _T]) -> None:
-        self.stop = threading.Event()
-        loop = asyncio.get_running_loop()
-        self.done: asyncio.Future[Any] = loop.create_future()
-
-        def run() -> None:
-            try:
-                result: Any = func(self.stop)
-                outcome: Callable[[Any], None] = self.done.set_result
-            except BaseException as exc:  # handed to the awaiting task, which logs it
-                result, outcome = exc, self.done.set_exception
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(lambda: None if self.done.done() else outcome(result))
-
-        threading.Thread(target=run, name="ledger-snapshot", daemon=True).start()
-
-
-def _timed(func: Callable[..., _T], *args: Any) -> tuple[_T, float]:
-    """`func(*args)` and the seconds it took."""
-    started = time.monotonic()
-    return func(*args), time.monotonic() - started
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop, stop: threading.Event, make: Callable[[], Any]) -> Any:
-    """Run the coroutine `make()` on `loop` from a worker thread and wait for it, looking at `stop` meanwhile."""
-    return _wait(asyncio.run_coroutine_threadsafe(make(), loop), stop)
-
-
-def _wait(future: concurrent.futures.Future[_T], stop: threading.Event) -> _T:
-    """What `future` (run on the loop) gives, waited for in a worker thread looking at `stop` meanwhile."""
-    while True:
-        try:
-            return future.result(_POLL_S)
-        except concurrent.futures.TimeoutError:
-            if stop.is_set():
-                future.cancel()
-                raise Abandoned from None
-
-
 class SnapshotKeeping:
     """Saving states and folds to the store, and reading them back: the half of `LedgerStates` that outlives a
     run. The attributes annotated here without a value are `LedgerStates`'s, which keeps the states current."""
@@ -130,6 +81,9 @@ class SnapshotKeeping:
         self._store = store
         self._freeze_entries = freeze_entries
         self._defer_entries = defer_entries
+        #: ledger -> the fold its state was last saved from, and where that state's ids were in it (the next save of
+        #: that fold's state sorts in only the ids added since: kept_status.Sorting)
+        self._sorting: dict[bytes, tuple[LedgerFold, Sorting]] = {}
         #: ledger -> its kept fold not read back yet (big, and its state read back current): read when an entry arrives
         self._deferred: dict[bytes, tuple[FoldRef, bytes, int]] = {}
         self._frozen: set[bytes] = set()  # ledgers whose folds were big enough to be frozen (gc.freeze)
@@ -141,9 +95,9 @@ class SnapshotKeeping:
         self._quiet: dict[bytes, asyncio.TimerHandle] = {}  # ledger -> its state's save once it stays quiet
         self._saved: dict[bytes, int] = {}  # ledger -> how many entries its snapshot in the store holds
         self._saving: dict[bytes, asyncio.Task[bool]] = {}
-        self._pickling: dict[bytes, _Worker] = {}  # ledger -> the thread saving its fold (which must not change)
+        self._pickling: dict[bytes, Worker] = {}  # ledger -> the thread saving its fold (which must not change)
         self._loading: dict[bytes, asyncio.Task[LedgerFold | None]] = {}  # folds being read back from snapshots
-        self._workers: set[_Worker] = set()  # threads saving or reading back: stopped when the node stops
+        self._workers: set[Worker] = set()  # threads saving or reading back: stopped when the node stops
         self._changes: dict[bytes, int] = {}  # ledger -> how many times its fold took entries in
         self._retry: dict[bytes, float] = {}  # ledger -> when to try saving its fold again (given up)
         self._fold_saved: dict[bytes, int] = {}  # ledger -> how many entries the fold in its snapshot holds
@@ -214,8 +168,8 @@ class SnapshotKeeping:
             self._frozen.clear()
             gc.unfreeze()
 
-    def _worker(self, func: Callable[[threading.Event], Any]) -> _Worker:
-        worker = _Worker(func)
+    def _worker(self, func: Callable[[threading.Event], Any]) -> Worker:
+        worker = Worker(func)
         self._workers.add(worker)
         return worker
 
@@ -291,7 +245,7 @@ class SnapshotKeeping:
             for i in range(1, ref.parts + 1):
                 ahead = fetch(i) if i < ref.parts else None
                 try:
-                    yield _wait(this, stop)
+                    yield wait(this, stop)
                 except BaseException:  # given up (or closed): the part read ahead is not wanted
                     if ahead is not None:
                         ahead.cancel()
@@ -300,7 +254,7 @@ class SnapshotKeeping:
                     return
                 this = ahead
 
-        worker = self._worker(lambda stop: _timed(snapshots.decode_fold, ref, parts(stop), ledger))
+        worker = self._worker(lambda stop: timed(snapshots.decode_fold, ref, parts(stop), ledger))
         # Read meanwhile (the store's reader thread waits on SQLite, not on the lock): what it covers, and the rows
         # after it (what arrives from now on is in `_arrived` too: the fold leaves out what it holds).
         checks = asyncio.gather(self._store.coverage_upto(ledger, ref.last), self._store.log_after(ledger, ref.last))
@@ -399,12 +353,18 @@ class SnapshotKeeping:
         when it is read back). `whole`: a ledger folded whole, which keeps no fold."""
         raw = ledger.raw
         started = time.perf_counter()
+        # A current state is the current fold's: the last save of a state of that fold says where its ids were.
+        source = self._folds.get(raw) if self._states.get(raw) is state else None
+        sorted_before = self._sorting.get(raw)
+        since = sorted_before[1] if sorted_before is not None and sorted_before[0] is source else None
         try:
-            maker = self._worker(lambda stop: snapshots.make(state, forks, stop))
+            maker = self._worker(lambda stop: snapshots.make_sorted(state, forks, stop, since))
             try:
-                snapshot = await maker.done
+                snapshot, sorting = await maker.done
             finally:
                 self._workers.discard(maker)
+            if source is not None and sorting is not None and self._folds.get(raw) is source:
+                self._sorting[raw] = (source, sorting)
             ref: FoldRef | None = snapshots.WHOLE if whole else None
             if fold is not None:
                 ref = await self._save_fold(ledger, fold, state.digest, changes)
@@ -434,9 +394,9 @@ class SnapshotKeeping:
         token = os.urandom(16)
 
         def put(stop: threading.Event, part: int, data: bytes) -> None:
-            _on_loop(loop, stop, lambda: self._store.keep_fold_part(ledger, token, part, data))
+            on_loop(loop, stop, lambda: self._store.keep_fold_part(ledger, token, part, data))
 
-        worker = self._worker(lambda stop: _timed(snapshots.encode_fold, fold, digest, token,
+        worker = self._worker(lambda stop: timed(snapshots.encode_fold, fold, digest, token,
                                                   lambda i, b: put(stop, i, b), stop))
         self._pickling[raw] = worker
         try:

@@ -4,9 +4,11 @@ passes in C, makes no object per entry, and takes 37 MB instead of ~150 MB (node
 
 from __future__ import annotations
 
+import itertools
 import operator
 import pickle
 import threading
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -34,24 +36,44 @@ class KeptStatus(Mapping[bytes, str]):
     def of(cls, status: Mapping[bytes, str], stop: threading.Event | None = None) -> KeptStatus:
         """`status` kept so; `Abandoned` once `stop` is set (looked at between buckets); ValueError if its ids
         are not all of one width (every entry id Tally makes is 36 bytes) or it has more than 256 statuses."""
+        return cls.sorted_of(status, stop)[0]
+
+    @classmethod
+    def sorted_of(cls, status: Mapping[bytes, str], stop: threading.Event | None = None,
+                  since: Sorting | None = None) -> tuple[KeptStatus, Sorting | None]:
+        """`of`, and for a fold's `StatusView` where each id was found in it (`Sorting`); with `since`, made from a
+        view of the same fold before this one, only the ids added since are sorted in (a million-entry state's
+        save: ~0.1 s, against ~1 s sorting every id again), and every status is read again."""
         if isinstance(status, StatusView):
             names, pairs = status.coded()
+            if since is not None and since.continued_by(status, names):
+                return since.grown(status, pairs, stop)
+            placed = True  # where each id is in the view is kept too
         else:
             names = tuple(sorted(set(status.values())))
             pairs = zip(status, map({name: i for i, name in enumerate(names)}.__getitem__, status.values()),
                         strict=True)
+            placed = False
         # Each bucket's ids and codes side by side, not as pairs: a million pairs, sorted, then freed at once,
         # held the interpreter lock for ~2 s (under load) just to free them.
         group_ids: list[list[bytes] | None] = [[] for _ in range(DIGEST_BUCKETS)]
         group_codes = [bytearray() for _ in range(DIGEST_BUCKETS)]
+        group_at = [array("l") for _ in range(DIGEST_BUCKETS)]
         add_id = [group.append for group in group_ids if group is not None]
         add_code = [group.append for group in group_codes]
-        for raw, code in pairs:  # a Python loop: the interpreter lock changes hands meanwhile
-            add_id[raw[-1]](raw)
-            add_code[raw[-1]](code)
-        del add_id, add_code
+        add_at = [group.append for group in group_at]
+        if not placed:
+            for raw, code in pairs:  # a Python loop: the interpreter lock changes hands meanwhile
+                add_id[raw[-1]](raw)
+                add_code[raw[-1]](code)
+        else:
+            for i, (raw, code) in enumerate(pairs):
+                add_id[raw[-1]](raw)
+                add_code[raw[-1]](code)
+                add_at[raw[-1]](i)
+        del add_id, add_code, add_at
         width = len(next(iter(status), b"")) or 36
-        bounds, ids, codes = [0], [], []
+        bounds, ids, codes, at = [0], [], [], array("l")
         for b in range(DIGEST_BUCKETS):
             if stop is not None and stop.is_set():
                 raise Abandoned
@@ -59,10 +81,15 @@ class KeptStatus(Mapping[bytes, str]):
             order = sorted(range(len(group)), key=group.__getitem__)  # by id: no two alike
             ids.append(b"".join(map(group.__getitem__, order)))
             codes.append(bytes(map(group_codes[b].__getitem__, order)))
+            if placed:
+                at.extend(map(group_at[b].__getitem__, order))
             bounds.append(bounds[-1] + len(group))
             if len(ids[-1]) != width * len(group) or set(map(len, group)) - {width}:
                 raise ValueError("entry ids of more than one width")
-        return cls(width, names, tuple(bounds), b"".join(ids), b"".join(codes))
+        kept = cls(width, names, tuple(bounds), b"".join(ids), b"".join(codes))
+        if not placed or not len(kept):
+            return kept, None
+        return kept, Sorting(kept, at, kept._at(at.index(len(kept) - 1)))
 
     def _at(self, i: int) -> bytes:
         return self.ids[i * self.width : (i + 1) * self.width]
@@ -112,6 +139,54 @@ class KeptStatus(Mapping[bytes, str]):
             digests[b] = (bucket_digest_coded(group, self.codes[lo:hi], self.names) if w == 36
                           else bucket_digest(group, list(map(name, self.codes[lo:hi]))))
         return digests
+
+
+class Sorting:
+    """Where a KeptStatus made from a fold's `StatusView` found each of its ids in that view (`at`: the view's
+    index of each id, in the kept order). A fold's view only grows at its end (protocol/fold.py: its ids are a list
+    the fold only appends to), so a later view of the same fold holds these ids where they were, and the ids
+    after them are the ones added since: the caller keeps a Sorting with the fold it came from, and `continued_by`
+    checks the count and the last id's place besides."""
+
+    __slots__ = ("at", "kept", "last")
+
+    def __init__(self, kept: KeptStatus, at: array[int], last: bytes) -> None:
+        self.kept, self.at, self.last = kept, at, last  # last: the view's id at index len(kept) - 1
+
+    def continued_by(self, view: StatusView, names: tuple[str, ...]) -> bool:
+        n = len(self.kept)
+        return (names == self.kept.names and len(view) >= n
+                and next(itertools.islice(iter(view), n - 1, n), None) == self.last)
+
+    def grown(self, view: StatusView, pairs: Iterator[tuple[bytes, int]], stop: threading.Event | None
+              ) -> tuple[KeptStatus, Sorting]:
+        """The KeptStatus of `view` (which continues this one's): the ids added since sorted into their buckets,
+        the others where they were, every status read again from the view."""
+        kept, w, n = self.kept, self.kept.width, len(self.kept)
+        coded = bytes(map(operator.itemgetter(1), pairs))  # every status, by view index
+        added: dict[int, list[tuple[bytes, int]]] = {}
+        for i, raw in enumerate(itertools.islice(iter(view), n, None), n):
+            if len(raw) != w:
+                raise ValueError("entry ids of more than one width")
+            added.setdefault(raw[-1], []).append((raw, i))
+        bounds, ids, at = [0], [], array("l")
+        for b in range(DIGEST_BUCKETS):
+            if stop is not None and stop.is_set():
+                raise Abandoned
+            lo, hi = kept.bounds[b], kept.bounds[b + 1]
+            more = added.get(b)
+            if more is None:
+                ids.append(kept.ids[lo * w : hi * w])
+                at.extend(self.at[lo:hi])
+            else:
+                group = [*kept._slice(lo, hi), *(raw for raw, _ in more)]
+                where = [*self.at[lo:hi], *(i for _, i in more)]
+                order = sorted(range(len(group)), key=group.__getitem__)
+                ids.append(b"".join(map(group.__getitem__, order)))
+                at.extend(map(where.__getitem__, order))
+            bounds.append(bounds[-1] + len(ids[-1]) // w)
+        grown = KeptStatus(w, kept.names, tuple(bounds), b"".join(ids), bytes(map(coded.__getitem__, at)))
+        return grown, Sorting(grown, at, grown._at(at.index(len(grown) - 1)))
 
 
 def kept_status(width: int, names: tuple[str, ...], bounds: tuple[int, ...], ids: bytes, codes: bytes) -> KeptStatus:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import protocol
-from node.store.kept_status import Abandoned, KeptStatus, kept_status
+from node.store.kept_status import Abandoned, KeptStatus, Sorting, kept_status
 from node.store.ledgers import collector_paused
 from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
 from protocol import CID
@@ -224,14 +224,21 @@ def make(state: LedgerState, forks: Mapping[bytes, int], stop: threading.Event |
     """The snapshot of a state folded from every stored entry of its ledger and these fork points (the store
     fills in the rowids when it keeps it, checking the count against what it holds); `Abandoned` once `stop`
     is set (checked between buckets of the status, and at each write: pickle frames of ~64 KiB)."""
+    return make_sorted(state, forks, stop)[0]
+
+
+def make_sorted(state: LedgerState, forks: Mapping[bytes, int], stop: threading.Event | None = None,
+                since: Sorting | None = None) -> tuple[Snapshot, Sorting | None]:
+    """`make`, and where its kept status found each id in a fold's state (`KeptStatus.sorted_of`): given as `since`
+    to the next snapshot of a later state of the same fold, only the ids added since are sorted in."""
     stop = stop or threading.Event()
     out = _Stoppable(stop)
     with collector_paused():  # a million pairs made: each full collection meanwhile would hold the lock for 0.5 s
-        status = KeptStatus.of(state.status, stop)
+        status, sorting = KeptStatus.sorted_of(state.status, stop, since)
         _Pickler(out, protocol=5).dump(dataclasses.replace(state, status=status))
     blob = out.getvalue()
     return Snapshot(FORMAT, Coverage(len(status), 0, fork_points(dict(forks))), hashlib.sha256(status.ids).digest(),
-                    state.digest, hashlib.sha256(blob).digest(), blob)
+                    state.digest, hashlib.sha256(blob).digest(), blob), sorting
 
 
 def restore(snapshot: Snapshot | None, stored: Coverage, ledger: CID) -> tuple[LedgerState | None, str]:

@@ -111,6 +111,7 @@ class LedgerStates(SnapshotKeeping):
         self._whole_states.pop(ledger.raw, None)
         self._fold_saved.pop(ledger.raw, None)
         self._deferred.pop(ledger.raw, None)
+        self._sorting.pop(ledger.raw, None)
         loading = self._loading.pop(ledger.raw, None)
         if loading is not None:
             loading.cancel()
@@ -221,6 +222,7 @@ class LedgerStates(SnapshotKeeping):
         while total > self._budget and len(self._folds) > 1:
             raw, dropped = self._folds.popitem(last=False)
             self._arrived.pop(raw, None)
+            self._sorting.pop(raw, None)
             self._let_go(raw)
             total -= len(dropped)
 

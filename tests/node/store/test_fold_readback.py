@@ -10,10 +10,12 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from node.store import snapshots
+from node.store import kept_status, snapshots
+from node.store.kept_status import KeptStatus
 from node.store.ledgers import load_state
 from node.store.states import LedgerStates
 from node.store.store import Store
@@ -151,3 +153,87 @@ async def test_a_big_fold_is_read_back_only_once_an_entry_arrives(tmp_path: Path
             assert "ledger fold read back" in said and "ledger folded" not in said, said
         finally:
             states.close()
+
+
+def same(a: KeptStatus, b: KeptStatus) -> bool:
+    return (a.width, a.names, a.bounds, a.ids, a.codes) == (b.width, b.names, b.bounds, b.ids, b.codes)
+
+
+async def test_a_later_state_of_a_fold_is_kept_from_the_last_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """The kept status of a fold's later state, made from the one before (`since`), is the one made from scratch,
+    the statuses that changed since (a correction) read again; only the buckets that got ids are sorted again. One
+    not made from the same fold's earlier state is made from scratch."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, _ = await saved_ledger(path, 300)
+    async with await Store.open(path, key=ANA) as store:
+        states = LedgerStates(store)
+        try:
+            states.forget(ledger)
+            with sqlite3.connect(path) as db:
+                db.execute("DELETE FROM snapshots")
+            state = await states.get(ledger)  # folded from scratch
+            assert state is not None
+            kept, sorting = KeptStatus.sorted_of(state.status)
+            assert sorting is not None and same(kept, KeptStatus.of(state.status))
+            first = state.contributions[0].id
+            await store.append(ledger_ops.contribute(state, ANA.did, action="work", quantity="2", unit="hour", ts=500,
+                                                     corrects=first))
+            await store.append(ledger_ops.about(state, ANA.did, "Ana", 501))
+            later = await states.get(ledger)
+            assert later is not None and later.status[first.raw] != state.status[first.raw]  # corrected
+            sorts: list[int] = []
+
+            def counted(items: Any, key: Any) -> list[Any]:
+                sorts.append(1)
+                return sorted(items, key=key)
+
+            monkeypatch.setattr(kept_status, "sorted", counted, raising=False)
+            grown, again = KeptStatus.sorted_of(later.status, since=sorting)
+            monkeypatch.undo()
+            assert same(grown, KeptStatus.of(later.status)) and again is not None
+            assert 1 <= len(sorts) <= 2  # the buckets of the two ids added, not all 256
+            assert same(KeptStatus.sorted_of(later.status, since=again)[0], grown)  # nothing added: the same
+            # Not continued: a view with fewer ids than the one before, or without its last id where it was.
+            assert not again.continued_by(state.status, kept.names)
+            assert same(KeptStatus.sorted_of(state.status, since=again)[0], kept)
+            elsewhere = kept_status.Sorting(kept, sorting.at, bytes(36))
+            assert not elsewhere.continued_by(later.status, kept.names)
+            assert same(KeptStatus.sorted_of(later.status, since=elsewhere)[0], grown)
+        finally:
+            states.close()
+
+
+async def test_a_node_saves_a_later_state_from_the_last_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The states save each snapshot after the first of a fold from the one before; read back after a restart,
+    every one is the state computed from scratch."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, _ = await saved_ledger(path, 40)
+    for ts in (600, 601):
+        async with await Store.open(path, key=ANA) as store:
+            states = LedgerStates(store, snapshot_every=1)
+            try:
+                state = await states.get(ledger)
+                assert state is not None
+                await store.append(ledger_ops.about(state, ANA.did, f"Ana {ts}", ts))
+                state = await states.get(ledger)
+                assert state is not None and await states.save(ledger)
+                made = states._sorting[ledger.raw][1]
+                await store.append(ledger_ops.contribute(state, ANA.did, action="work", quantity="1", unit="hour",
+                                                         ts=ts + 10, corrects=state.contributions[-1].id))
+                state = await states.get(ledger)
+                assert state is not None and await states.save(ledger)
+                assert states._sorting[ledger.raw][1] is not made  # made from it
+                await states.aclose()
+            finally:
+                states.close()
+        async with await Store.open(path, key=ANA) as store:
+            restarted = LedgerStates(store)
+            caplog.clear()
+            try:
+                with caplog.at_level(logging.INFO, logger="node.store.states"):
+                    assert await restarted.get(ledger) == await load_state(store, ledger)
+                said = [f"{r.getMessage()}: {getattr(r, 'why', '')}" for r in caplog.records]
+                assert "ledger snapshot restored: restored" in said and "ledger folded: " not in said, said
+            finally:
+                restarted.close()
