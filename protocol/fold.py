@@ -188,7 +188,7 @@ class _Buckets:
         return list(self._digests)
 
 
-_SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED = 1, 2, 4, 8, 16  # a row's flags
+_SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT = 1, 2, 4, 8, 16, 32, 64  # a row's flags
 _COMPACT_AFTER: Final = 1_000  # entries added at once, after which the fold's working dicts are made again
 
 
@@ -206,8 +206,10 @@ class _Rows:
         self.known, self.gone, self.closings, self.rules = array("i"), array("i"), array("i"), array("i")
         self.dep_at, self.dep_n, self.deps = array("i"), bytearray(), array("i")  # row -> its deps' rows
         #: a valid event's latest valid endorsement, and each such endorsement's previous one (0: none; the genesis
-        #: is row 0): the endorsements of an event, a list each, took ~50 B per entry
-        self.last_verdict, self.verdict_before = array("i"), array("i")
+        #: is row 0): the endorsements of an event, a list each, took ~50 B per entry. An endorsement kept as columns
+        #: (`_VERDICT`) has its member's row in `link` (its event is its last dependency, its verdict a flag).
+        self.link, self.verdict_before = array("i"), array("i")
+        self.notes: dict[int, str] = {}  # the note of each endorsement kept as columns that has one
         self.links: dict[bytes, CID] = {}  # the ids records name as `member`, each kept once
         self.shared: dict[Any, Any] = {}  # values records share (`_share`), each kept once
         self.records: list[Event | Endorsement | None] = []
@@ -237,7 +239,7 @@ class _Rows:
         if n:
             self.flags += bytes(n)
             for column in (self.seq, self.author, self.prev, self.kind, self.known, self.gone, self.closings,
-                           self.rules, self.dep_at, self.last_verdict, self.verdict_before):
+                           self.rules, self.dep_at, self.link, self.verdict_before):
                 column.frombytes(bytes(n * column.itemsize))
             self.dep_n += bytes(n)
             self.records += [None] * n
@@ -277,19 +279,35 @@ class _Rows:
         self.dep_at[i] = len(self.deps)
         self.dep_n[i] = len(node.deps)
         self.deps.extend([index[d.raw] for d in node.deps])
-        self.records[i] = None if record is None else self._slim(record)
-        self.flags[i] = (_SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main
-                         | _INCEPTED * node.incepted)
+        flags = _SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main | _INCEPTED * node.incepted
+        if isinstance(record, Endorsement) and node.deps[-1].raw == record.event.raw:  # what `record` reads
+            self._link(record.member)
+            self.link[i] = index[record.member.raw]
+            if record.note:
+                self.notes[i] = self._share(record.note)
+            flags |= _VERDICT | _ACCEPT * record.accept
+        else:
+            self.records[i] = None if record is None else self._slim(record)
+        self.flags[i] = flags
         return True
 
+    def record(self, i: int) -> Event | Endorsement | None:
+        """Row `i`'s record (an endorsement kept as columns is built again: ~100 B each otherwise)."""
+        flags = self.flags[i]
+        if not flags & _VERDICT:
+            return self.records[i]
+        ids = self.ids
+        event = self.deps[self.dep_at[i] + self.dep_n[i] - 1]
+        return Endorsement(CID(ids[event]), bool(flags & _ACCEPT), self.notes.get(i, ""), self.links[ids[self.link[i]]])
+
     def add_verdict(self, event: int, i: int) -> None:
-        self.verdict_before[i] = self.last_verdict[event]
-        self.last_verdict[event] = i
+        self.verdict_before[i] = self.link[event]
+        self.link[event] = i
 
     def verdicts(self, event: int) -> list[int]:
         """The rows of an event's valid endorsements, in the order they were applied."""
         found: list[int] = []
-        i = self.last_verdict[event]
+        i = self.link[event]
         while i:
             found.append(i)
             i = self.verdict_before[i]
@@ -299,7 +317,7 @@ class _Rows:
     def _slim(self, record: Event | Endorsement) -> Event | Endorsement:
         """The record with the ids it names kept once: each decoded payload had its own copy of them (~130 B
         per entry), and of the values many events share (a quantity, a time, a note: ~150 B per event)."""
-        if isinstance(record, Endorsement):
+        if isinstance(record, Endorsement):  # one `keep` does not keep as columns
             event = CID(self.ids[self.index[record.event.raw]])  # the fold's own bytes
             return Endorsement(event, record.accept, self._share(record.note), self._link(record.member))
         share = self._share
@@ -334,7 +352,7 @@ class _Rows:
     def voice(self, i: int) -> Voice:
         """What the contributions read of row `i` (its `latest` is its seq: a fold's `pos` is 0)."""
         seq = self.seq[i]
-        record = self.records[i]
+        record = self.record(i)
         assert record is not None
         return Voice(CID(self.ids[i]), self.agents[self.author[i]], seq, self.ts[i], seq, record,
                      self.rule_sets[self.rules[i]])
@@ -370,11 +388,15 @@ class _RowNode(Prepared):
     def __init__(self, rows: _Rows, i: int) -> None:  # Prepared.__init__ is not called: it would set them all
         self._rows, self._i, self._built = rows, i, None
         flags, a = rows.flags[i], rows.author[i]
-        self.record, self.agent, self.rules = rows.records[i], rows.agents[a], rows.rule_sets[rows.rules[i]]
+        self.agent, self.rules = rows.agents[a], rows.rule_sets[rows.rules[i]]
         sets = rows.sets
         self.known, self.gone, self.closings = sets[rows.known[i]], sets[rows.gone[i]], sets[rows.closings[i]]
         self.left_chain, self.key_ok = bool(flags & _LEFT), bool(flags & _KEY_OK)
         self.main, self.incepted = bool(flags & _MAIN), bool(flags & _INCEPTED)
+
+    @property
+    def record(self) -> Event | Endorsement | None:  # type: ignore[override]
+        return self._rows.record(self._i)  # read of few rows: built only then
 
     @property
     def entry(self) -> Entry:  # type: ignore[override]
@@ -448,7 +470,8 @@ class LedgerFold:
         self._keys: dict[bytes, bytes] = {}  # author keys, each kept once however many entries it wrote
         self._paid: dict[bytes, Contribution] = {}  # the contributions of `_paying`
         #: (quantity, rate) -> claim: the claims of events alike are one Decimal (~100 B each)
-        self._claims: dict[tuple[Decimal, Decimal], tuple[Decimal, Decimal]] = {}
+        self._claims: dict[tuple[Decimal, Decimal], Decimal] = {}
+        self._members_alike: dict[tuple[str, ...], tuple[str, ...]] = {}  # who accept, reject: each list kept once
         self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
         self._by_author = _ByAuthor()
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
@@ -675,7 +698,7 @@ class LedgerFold:
                   for v in sorted(map(said, lineage(origin, (origin,))), key=_seq)]
         ids, index, rows = self._ids, self._index, self._rows
         verdicts = [said(ids[r]) for v in events for r in rows.verdicts(index[v.id.raw])]
-        for c in contributions([*events, *verdicts], self.rules, self._claims):
+        for c in contributions([*events, *verdicts], self.rules, self._claims, self._members_alike):
             if c.event.fulfills is not None:
                 self._paid[c.id.raw] = c
             self._by_author.put(c)

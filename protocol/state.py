@@ -854,11 +854,11 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
 
 
 def contributions(voices: list[Voice], rules: Rules,
-                  claims: dict[tuple[Decimal, Decimal], tuple[Decimal, Decimal]] | None = None,
-                  ) -> tuple[Contribution, ...]:
+                  claims: dict[tuple[Decimal, Decimal], Decimal] | None = None,
+                  names: dict[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[Contribution, ...]:
     """The contributions of valid events from them and the valid endorsements (`voices`: an event after the
-    event it corrects), by author then seq. `claims`: the claims made so far, by (quantity, rate), each with its
-    rate (protocol/fold.py keeps one Decimal per claim alike, not one per contribution)."""
+    event it corrects), by author then seq. `claims`: the claims made so far, by (quantity, rate); `names`: the
+    lists of members made so far (protocol/fold.py keeps one of each alike, not one per contribution)."""
     events = {v.id.raw: v for v in voices if isinstance(v.record, Event)}
     # A correction belongs to the lineage of the original it corrects, directly or through other
     # corrections: all in one author's chain, so seq orders them. An event's target (a valid event)
@@ -896,7 +896,9 @@ def contributions(voices: list[Voice], rules: Rules,
     for raw, v in events.items():
         record = v.record
         assert isinstance(record, Event)
-        yes, no = sorted(accepts[raw]), sorted(rejects[raw])
+        yes, no = tuple(sorted(accepts[raw])), tuple(sorted(rejects[raw]))
+        if names is not None:
+            yes, no = names.setdefault(yes, yes), names.setdefault(no, no)
         in_effect = v.rules or rules  # the rules in effect at the contribution (§18.3)
         if raw in corrected_by:
             verdict = CORRECTED
@@ -908,7 +910,7 @@ def contributions(voices: list[Voice], rules: Rules,
             verdict = PENDING
         result.append(Contribution(
             id=v.id, author=v.agent, seq=v.seq, ts=v.ts, event=record,
-            claim=_claim(record, in_effect, claims), status=verdict, accepts=tuple(yes), rejects=tuple(no),
+            claim=_claim(record, in_effect, claims), status=verdict, accepts=yes, rejects=no,
             corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].id,
             reject_notes=tuple(sorted(notes[raw])),
         ))
@@ -921,11 +923,10 @@ def _voice_latest(v: Voice) -> int:
 
 
 def _claim(event: Event, rules: Rules,
-           claims: dict[tuple[Decimal, Decimal], tuple[Decimal, Decimal]] | None = None) -> Decimal:
+           claims: dict[tuple[Decimal, Decimal], Decimal] | None = None) -> Decimal:
     """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5).
-    `claims` (see `contributions`): a quantity and a rate are canonical decimals (rules.parse_decimal), so equal
-    ones are written alike and so is their product; the rate kept with it must be the very one (rules alike
-    but apart could differ in it)."""
+    `claims` (see `contributions`): a quantity and a rate are canonical decimals (rules.parse_decimal parses
+    both), so equal ones are written alike and so is their product."""
     if event.fulfills is not None and not rules.pledge_claims:
         return _NO_CLAIM
     if claims is None:
@@ -934,11 +935,9 @@ def _claim(event: Event, rules: Rules,
     if rate is None:
         return _NO_CLAIM
     key = (event.quantity.value, rate)
-    found = claims.get(key)
-    if found is not None and found[0] is rate:
-        return found[1]
-    claim = claim_value(event, rules)
-    claims[key] = (rate, claim)
+    claim = claims.get(key)
+    if claim is None:
+        claim = claims[key] = claim_value(event, rules)
     return claim
 
 
