@@ -10,6 +10,7 @@
     shutdown_timeout_s = 30                  # how long requests in flight get on shutdown
     max_connections = 512                    # HTTP connections open at once (fewer if the files limit says so)
     header_timeout_s = 10                    # a request's headers must arrive within this
+    heal_retry_s = 5                         # how often a damaged entry is asked for again (SPEC.md §10)
 
 Every key is optional. A key this version does not know, a value of the wrong type
 and malformed TOML are refused (`bad_config`, naming the key), never ignored: a typo
@@ -38,6 +39,7 @@ DEFAULT_MAX_MDNS_PEERS: Final = 32
 DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 30.0
 DEFAULT_MAX_CONNECTIONS: Final = 512
 DEFAULT_HEADER_TIMEOUT_S: Final = 10.0
+DEFAULT_HEAL_RETRY_S: Final = 5.0
 
 _T = TypeVar("_T")
 
@@ -62,6 +64,7 @@ class Limits:
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    heal_retry_s: float = DEFAULT_HEAL_RETRY_S
 
     def __post_init__(self) -> None:
         if not 16 <= self.max_connections <= 100_000:
@@ -72,6 +75,8 @@ class Limits:
             raise ValueError(f"limits.max_mdns_peers must be 0..10000, not {self.max_mdns_peers}")
         if not (math.isfinite(self.shutdown_timeout_s) and 0 < self.shutdown_timeout_s <= 3600):
             raise ValueError(f"limits.shutdown_timeout_s must be in (0, 3600], not {self.shutdown_timeout_s}")
+        if not (math.isfinite(self.heal_retry_s) and 0.1 <= self.heal_retry_s <= 3600):
+            raise ValueError(f"limits.heal_retry_s must be in [0.1, 3600], not {self.heal_retry_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +151,14 @@ def parse(data: Mapping[str, object]) -> Config:
     limits = Limits()
     if "limits" in data:
         table: dict[str, Any] = _typed(data, "limits", dict)
-        _known(table, "limits.", ("max_mdns_peers", "shutdown_timeout_s", "max_connections", "header_timeout_s"))
+        _known(table, "limits.", ("max_mdns_peers", "shutdown_timeout_s", "max_connections", "header_timeout_s",
+                                  "heal_retry_s"))
         limits = Limits(
             max_mdns_peers=_integer(table, "limits.", "max_mdns_peers", DEFAULT_MAX_MDNS_PEERS),
             shutdown_timeout_s=_number(table, "limits.", "shutdown_timeout_s", DEFAULT_SHUTDOWN_TIMEOUT_S),
             max_connections=_integer(table, "limits.", "max_connections", DEFAULT_MAX_CONNECTIONS),
             header_timeout_s=_number(table, "limits.", "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S),
+            heal_retry_s=_number(table, "limits.", "heal_retry_s", DEFAULT_HEAL_RETRY_S),
         )
     return Config(listen=listen, peers=peers, mdns=mdns, limits=limits, trusted_proxies=tuple(dict.fromkeys(proxies)))
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from node.app import build_app
 from node.config import (
     DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_HEAL_RETRY_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MDNS_PEERS,
     DEFAULT_SHUTDOWN_TIMEOUT_S,
@@ -62,6 +63,7 @@ class RunConfig:
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S  # in-flight requests get this long to finish
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # HTTP connections at once (node/http/guard.py)
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # a request's headers arrive within this, or it is closed
+    heal_retry_s: float = DEFAULT_HEAL_RETRY_S  # a damaged entry is asked for again this often (node/sync/healing.py)
     trusted_proxies: frozenset[str] = frozenset()  # reverse proxies whose X-Forwarded-For names the client
 
     def __post_init__(self) -> None:
@@ -92,7 +94,8 @@ async def serve(home: Home, config: RunConfig) -> int:
             peers = config.peer_list()
             # The inviters' nodes of ledgers joined by invitation (node/http/invites.py), unless configured already.
             peers += [(url, "invite") for url in await store.invited_peers() if url not in {u for u, _ in peers}]
-            replicator = Replicator(store, key, peers=peers, offline=config.offline, heal=True)
+            replicator = Replicator(store, key, peers=peers, offline=config.offline,
+                                    heal=config.heal_retry_s)
             # A device names its grant (SPEC.md §19), looked up in the states the node keeps current.
             attach_grants(store, home.identity(), key.did, replicator.states)
             runner = web.AppRunner(

@@ -29,7 +29,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         host=host, port=port, peers=tuple(args.peer), config_peers=saved.peers, offline=args.offline,
         mdns=saved.mdns if args.mdns is None else args.mdns, max_mdns_peers=saved.limits.max_mdns_peers,
         shutdown_timeout_s=saved.limits.shutdown_timeout_s, max_connections=saved.limits.max_connections,
-        header_timeout_s=saved.limits.header_timeout_s, trusted_proxies=frozenset(saved.trusted_proxies),
+        header_timeout_s=saved.limits.header_timeout_s, heal_retry_s=saved.limits.heal_retry_s,
+        trusted_proxies=frozenset(saved.trusted_proxies),
     )
     logs.configure(logging.INFO)
     return await serve(home, config)

@@ -3,9 +3,10 @@
 A damaged entry is found when it is read (a ledger's log, an entry by id, a chain served to a peer) and by one
 scrub of the whole store when the node starts. It is moved to the store's quarantine table, where it is kept for
 inspection and no longer read as part of its ledger, and each link on which its ledger is shared (for a
-members-only ledger: its members, who may hold it) is asked for it by seq, at once and again every
-`HEAL_RETRY_S` on links not asked yet. A copy comes back through sync's ordinary checks (§5.4), and the store
-takes it only if it has the id the damaged entry was stored under: its id is the hash of its header.
+members-only ledger: its members, who may hold it) is asked for it by seq, at once and again every `retry_s`
+seconds (`heal_retry_s` in tally.toml, 5 by default) on links not asked yet. A copy comes back through sync's
+ordinary checks (§5.4), and the store takes it only if it has the id the damaged entry was stored under: its id is
+the hash of its header.
 
 What healing did is kept in a `HealRecord` (rounds made, entries waiting, which peer was asked for which entry,
 entries restored): the node's owner reads it in `GET /api/v1/peers` as `healing`.
@@ -29,7 +30,6 @@ from protocol import Entry
 
 log = logging.getLogger(__name__)
 
-HEAL_RETRY_S: Final = 5.0  # how often quarantined entries are asked for on links not yet asked
 SCRUB_PAUSE_S: Final = 0.02  # between reads of 512 rows: a 1M-entry store takes ~40 s, ~2 s of it CPU
 MAX_ASKED_KEPT: Final = 64  # the latest asks the record keeps: a disk failing wholesale must not grow the answer
 
@@ -67,8 +67,10 @@ class HealRecord:
 class Healer:
     def __init__(
         self, store: Store, states: LedgerStates, sessions: Callable[[], Iterable[SyncSession]], record: HealRecord,
+        retry_s: float,  # how often quarantined entries are asked for on links not asked yet
     ) -> None:
         self._store = store
+        self._retry_s = retry_s
         self.record = record
         self._states = states
         self._sessions = sessions
@@ -113,7 +115,7 @@ class Healer:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HEAL_RETRY_S):
+                async with asyncio.timeout(self._retry_s):
                     await self._wake.wait()
             self._wake.clear()
             try:
@@ -139,4 +141,4 @@ class Healer:
                     self.record.asked.append(Asked(str(q.id), session.peer_did, wall_ms()))
 
 
-__all__ = ["HEAL_RETRY_S", "MAX_ASKED_KEPT", "Asked", "HealRecord", "Healer"]
+__all__ = ["MAX_ASKED_KEPT", "Asked", "HealRecord", "Healer"]

@@ -52,7 +52,7 @@ class Replicator:
         found: str = "flag",
         rng: random.Random | None = None,
         states: LedgerStates | None = None,
-        heal: bool = False,
+        heal: float | None = None,
     ) -> None:
         self._store = store
         self._own_states = states is None
@@ -68,9 +68,11 @@ class Replicator:
         self._offline = offline
         self._rng = rng or random.Random()
         self._verifier = Verifier()
-        # The running node heals its store (quarantine, fetch again); a one-shot `tally sync` does not.
+        # The running node heals its store (quarantine, fetch again; `heal`: asking again every that many seconds);
+        # a one-shot `tally sync` does not.
         self.healing = HealRecord()
-        self._healer = Healer(store, self.states, lambda: self._sessions.values(), self.healing) if heal else None
+        self._healer = (None if heal is None else
+                        Healer(store, self.states, lambda: self._sessions.values(), self.healing, retry_s=heal))
         self._sessions: dict[str, SyncSession] = {}
         self._info: dict[str, PeerInfo] = {}  # by did, or "url:<url>" until the did is known
         self._tasks: set[asyncio.Task[None]] = set()

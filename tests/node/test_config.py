@@ -39,11 +39,11 @@ def test_every_key(tmp_path: Path) -> None:
         'peers = ["https://coop-b.example:7410", "http://192.168.1.20:7410", "https://coop-b.example:7410"]\n'
         "mdns = false\n"
         'trusted_proxies = ["127.0.0.1", "::1", "0:0:0:0:0:0:0:1"]\n'
-        "[limits]\nmax_mdns_peers = 5\nshutdown_timeout_s = 2.5\n"
+        "[limits]\nmax_mdns_peers = 5\nshutdown_timeout_s = 2.5\nheal_retry_s = 0.5\n"
     )
     assert load(tmp_path) == Config(
-        ("10.1.2.3", 7500), ("https://coop-b.example:7410", "http://192.168.1.20:7410"), False, Limits(5, 2.5),
-        ("127.0.0.1", "::1"),
+        ("10.1.2.3", 7500), ("https://coop-b.example:7410", "http://192.168.1.20:7410"), False,
+        Limits(5, 2.5, heal_retry_s=0.5), ("127.0.0.1", "::1"),
     )
 
 
@@ -56,7 +56,8 @@ def test_the_readme_example_is_valid_and_documents_every_key() -> None:
     config = parse(tomllib.loads(example.group(1)))
     assert config.peers and config.limits == Limits(32, 30.0)
     assert config.trusted_proxies == ("127.0.0.1",)
-    for key in ("listen", "peers", "mdns", "[limits]", "max_mdns_peers", "shutdown_timeout_s", "trusted_proxies"):
+    for key in ("listen", "peers", "mdns", "[limits]", "max_mdns_peers", "shutdown_timeout_s", "heal_retry_s",
+                "trusted_proxies"):
         assert f"`{key}`" in README, key
 
 
@@ -79,6 +80,9 @@ def test_the_readme_example_is_valid_and_documents_every_key() -> None:
         ("[limits]\nmax_mdns_peers = 1.5\n", "limits.max_mdns_peers must be an integer"),
         ("[limits]\nshutdown_timeout_s = 0\n", "limits.shutdown_timeout_s must be"),
         ('[limits]\nshutdown_timeout_s = "30"\n', "limits.shutdown_timeout_s must be a number"),
+        ("[limits]\nheal_retry_s = 0.01\n", r"limits.heal_retry_s must be in \[0.1, 3600\]"),
+        ("[limits]\nheal_retry_s = inf\n", "limits.heal_retry_s must be"),
+        ("[limits]\nheal_retry_s = true\n", "limits.heal_retry_s must be a number"),
         ("listen = \n", "not valid TOML"),
         ('trusted_proxies = "127.0.0.1"\n', "trusted_proxies must be an array"),
         ('trusted_proxies = ["proxy.example"]\n', r"trusted_proxies\[0\] must be an IP address"),
