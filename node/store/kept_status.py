@@ -78,6 +78,9 @@ class KeptStatus(Mapping[bytes, str]):
             if stop is not None and stop.is_set():
                 raise Abandoned
             group, group_ids[b] = group_ids[b] or [], None
+            if not group:  # most buckets of a small ledger's state
+                bounds.append(bounds[-1])
+                continue
             order = sorted(range(len(group)), key=group.__getitem__)  # by id: no two alike
             ids.append(b"".join(map(group.__getitem__, order)))
             codes.append(bytes(map(group_codes[b].__getitem__, order)))

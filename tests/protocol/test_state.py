@@ -4,7 +4,8 @@ the state as a pure function of the SET of entries, whatever the order they arri
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -686,6 +687,27 @@ class Scenario:
         printer.text(repr(self))
 
 
+#: The states the scenario strategy reads to choose its agents' acts, kept by the function that computed them (the
+#: state tests' `compute_state` is wrapped by tests/conftest.py), the ledger and its entries in order: Hypothesis
+#: makes most examples from the beginnings of others, whose states would be computed again to the same result.
+_SEEN_STATES: OrderedDict[tuple[Callable[..., LedgerState], bytes, tuple[bytes, ...]], LedgerState] = OrderedDict()
+SEEN_STATES_KEPT = 4096
+
+
+def seen_state(genesis: Entry, entries: Iterable[Entry]) -> LedgerState:
+    """`compute_state(genesis, entries)`, computed once for the same entries in the same order."""
+    arrived = list(entries)
+    at = (compute_state, genesis.id.raw, tuple(e.id.raw for e in arrived))
+    state = _SEEN_STATES.get(at)
+    if state is None:
+        state = _SEEN_STATES[at] = compute_state(genesis, arrived)
+        if len(_SEEN_STATES) > SEEN_STATES_KEPT:
+            _SEEN_STATES.popitem(last=False)
+    else:
+        _SEEN_STATES.move_to_end(at)
+    return state
+
+
 class _Agents:
     """Agents acting on what they have seen: each has a view (a dependency-closed set of entries)
     and decides membership proofs, sponsorships, endorsements and corrections from its state."""
@@ -714,7 +736,7 @@ class _Agents:
 
     def state_of(self, who: SigningKey) -> LedgerState:
         if who.public_key not in self.states:
-            self.states[who.public_key] = compute_state(self.genesis, self.views[who.public_key].values())
+            self.states[who.public_key] = seen_state(self.genesis, self.views[who.public_key].values())
         return self.states[who.public_key]
 
     def learn(self, who: SigningKey, entries: Iterable[Entry]) -> None:
@@ -746,7 +768,7 @@ class _Agents:
     def step(self) -> None:
         draw = self.draw
         if self.everything is None:
-            self.everything = compute_state(self.genesis, self.entries)
+            self.everything = seen_state(self.genesis, self.entries)
         members = [k for k in POOL if k.did in self.everything.members]
         # Mostly a member acts; sometimes anyone (a stranger, or someone who left).
         who = draw(st.sampled_from(members if members and self.usually() else POOL))
