@@ -58,7 +58,7 @@ class KeptStatus(Mapping[bytes, str]):
         # held the interpreter lock for ~2 s (under load) just to free them.
         group_ids: list[list[bytes] | None] = [[] for _ in range(DIGEST_BUCKETS)]
         group_codes = [bytearray() for _ in range(DIGEST_BUCKETS)]
-        group_at = [array("l") for _ in range(DIGEST_BUCKETS)]
+        group_at = [array("i") for _ in range(DIGEST_BUCKETS)]
         add_id = [group.append for group in group_ids if group is not None]
         add_code = [group.append for group in group_codes]
         add_at = [group.append for group in group_at]
@@ -73,7 +73,7 @@ class KeptStatus(Mapping[bytes, str]):
                 add_at[raw[-1]](i)
         del add_id, add_code, add_at
         width = len(next(iter(status), b"")) or 36
-        bounds, ids, codes, at = [0], [], [], array("l")
+        bounds, ids, codes, at = [0], [], [], array("i")
         for b in range(DIGEST_BUCKETS):
             if stop is not None and stop.is_set():
                 raise Abandoned
@@ -172,7 +172,7 @@ class Sorting:
             if len(raw) != w:
                 raise ValueError("entry ids of more than one width")
             added.setdefault(raw[-1], []).append((raw, i))
-        bounds, ids, at = [0], [], array("l")
+        bounds, ids, at = [0], [], array("i")
         for b in range(DIGEST_BUCKETS):
             if stop is not None and stop.is_set():
                 raise Abandoned
