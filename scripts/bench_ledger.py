@@ -340,9 +340,9 @@ TRACE_UP_TO = 200_000  # a node's fold is traced (tracemalloc: twice as slow) up
 
 async def bench_fold(ctx: Context) -> None:
     """protocol/fold.py: the ledger read and folded as the node does (node/store/ledgers.py fold_ledger: in time
-    order, FOLD_CHUNK entries at a time) but for its newest APPENDS entries, which then arrive one at a time, each
-    followed by the state (the node's case); with `reference`, a full fold of entries in memory against
-    compute_state too."""
+    order, FOLD_CHUNK entries at a time) but for its newest APPENDS entries, then that read alone (`bench_read`),
+    then those entries arriving one at a time, each followed by the state (the node's case); with `reference`, a
+    full fold of entries in memory against compute_state too."""
     from node.store.ledgers import FOLD_CHUNK, collector_paused, fold_ledger
     from node.store.reads import StoredRow, decode_rows
     from protocol.fold import LedgerFold
@@ -370,6 +370,9 @@ async def bench_fold(ctx: Context) -> None:
     print(f"node    {count / node_s:9,.0f} entries/s  read + fold + state, as the node folds ({node_s:.2f} s; goal "
           f">= {FOLD_RATE_GOAL:,}/s, ratio {count / node_s / FOLD_RATE_GOAL:.2f}); RSS grew {mb(grew)} "
           f"({grew / count:,.0f} B/entry) to {mb(rss_now_bytes())}, peak {mb(rss_peak_bytes())} (goal <= 500 MB at 1M)")
+    read_s, read_cpu = await bench_read(ctx)
+    print(f"  read    {count / read_s:9,.0f} entries/s  the read alone, as the node reads for a fold (in time order, "
+          f"{FOLD_CHUNK:,} rows a hop, decoded in a thread: {read_s:.2f} s; CPU {count / read_cpu:,.0f} entries/s)")
     steps: list[float] = []
     for entry in newest:
         t = time.perf_counter()
@@ -419,6 +422,22 @@ async def bench_fold(ctx: Context) -> None:
           f"{count / best_full:,.0f}/s ({best_full:.2f} s): ratio {best_full / best_fold:.2f}; "
           f"goal >= {FOLD_RATE_GOAL:,}/s, ratio to goal {rate / FOLD_RATE_GOAL:.2f}")
     print(f"  rss     peak RSS {mb(rss_peak_bytes())} in this process")
+
+
+async def bench_read(ctx: Context) -> tuple[float, float]:
+    """fold_ledger's read without its fold: wall and CPU seconds (this process's, SQLite's thread included)."""
+    from node.store.ledgers import FOLD_CHUNK, collector_paused
+    from node.store.reads import StoredRow, decode_rows
+
+    def decode(rows: list[StoredRow]) -> None:
+        with collector_paused():
+            decode_rows(rows)
+
+    gc.collect()
+    t, cpu = time.perf_counter(), time.process_time()
+    async for rows in ctx.store.log_rows(ctx.ledger, by_time=True, size=FOLD_CHUNK):
+        await asyncio.to_thread(decode, rows)
+    return time.perf_counter() - t, time.process_time() - cpu
 
 
 RESTART_GOAL_S = 2.0  # issue 15: a restarted node shows a 1M-entry ledger's first page within 2 s
