@@ -3,8 +3,10 @@
 Host i is namespace `<prefix>h<i>` at 10.77.0.<i>; the prefix is per test process (TALLY_LAB_PREFIX, else
 from this process's pid; under pytest-xdist the worker's name is added to a given prefix) so two runs on one
 machine, or two workers of one run, do not take each other's hosts. Every host sees the
-same filesystem, so homes live in a temp dir and reads (`tally log`) run from here, while commands that
-talk to a node run inside its host.
+same filesystem, so homes live in a temp dir and reads run from here, in this process (tests/inprocess_cli.py:
+`tally init`, `tally log` from the store, `tally peers` over the node's local channel, a Unix socket, which the
+polling loops ask many times, and a `tally` process costs ~0.6 s of CPU to start), while commands that write
+through a node run inside its host.
 `lab()` skips (with the reason) where the machine cannot make a lab: not root, no `ip netns`. It always
 takes the lab down again, and first prunes labs whose test run has ended.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inprocess_cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "scripts" / "lab.sh"
@@ -143,8 +146,7 @@ class Lab:
         return self.tmp / name
 
     def init(self, home: Path) -> str:
-        r = subprocess.run([self.tally, "--home", str(home), "init"], capture_output=True, text=True, timeout=60,
-                           env=_env(None))
+        r = run_cli(home, "init", timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip().splitlines()[-1]
 
@@ -187,14 +189,14 @@ class Lab:
         raise AssertionError(f"h{node.host}'s node wrote no node.json within {START_TIMEOUT_S} s: {node.log()}")
 
     def peers(self, node: LabNode) -> list[dict[str, Any]]:
-        r = self.tally_in(node.host, node.home, "peers", "--json")
+        """The node's peers as `tally peers --json` lists them, asked over its local channel."""
+        r = run_cli(node.home, "peers", "--json", timeout=60)
         assert r.returncode == 0, r.stderr
         return [json.loads(line) for line in r.stdout.splitlines()]
 
     def entries(self, home: Path, ledger: str) -> list[str]:
         """The ids of a ledger's entries in a home's store (read directly, from any host)."""
-        r = subprocess.run([self.tally, "--home", str(home), "log", "--ledger", ledger, "--json"],
-                           capture_output=True, text=True, timeout=60, env=_env(None))
+        r = run_cli(home, "log", "--ledger", ledger, "--json", timeout=60)
         if r.returncode != 0:
             return []  # e.g. unknown_ledger: nothing synced yet
         return [json.loads(line)["id"] for line in r.stdout.splitlines()]
