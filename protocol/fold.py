@@ -267,18 +267,27 @@ class _Rows:
             return False
         h, index = entry.header, self.index
         self.seq[i] = h.seq
-        self.author[i] = self._number(0, self.keys, h.author)
+        keys, kinds, sets = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
+        n = keys.get(h.author)
+        self.author[i] = n if n is not None else self._number(0, self.keys, h.author)
         if len(self.agents) < len(self.keys):
             self.agents.append(node.agent)
         self.prev[i] = -1 if h.prev is None else index[h.prev.raw]
-        self.kind[i] = self._number(1, self.kinds, h.kind)
-        self.known[i] = self._number(2, self.sets, node.known)
-        self.gone[i] = self._number(2, self.sets, node.gone)
-        self.closings[i] = self._number(2, self.sets, node.closings)
-        self.rules[i] = self._rules_number(node.rules)
-        self.dep_at[i] = len(self.deps)
+        n = kinds.get(h.kind)
+        self.kind[i] = n if n is not None else self._number(1, self.kinds, h.kind)
+        n = sets.get(node.known)
+        self.known[i] = n if n is not None else self._number(2, self.sets, node.known)
+        n = sets.get(node.gone)
+        self.gone[i] = n if n is not None else self._number(2, self.sets, node.gone)
+        n = sets.get(node.closings)
+        self.closings[i] = n if n is not None else self._number(2, self.sets, node.closings)
+        rule_sets = self.rule_sets
+        self.rules[i] = len(rule_sets) - 1 if rule_sets and rule_sets[-1] is node.rules else self._rules_number(
+            node.rules)
+        deps = self.deps
+        self.dep_at[i] = len(deps)
         self.dep_n[i] = len(node.deps)
-        self.deps.extend([index[d.raw] for d in node.deps])
+        deps.extend([index[d.raw] for d in node.deps])
         flags = _SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main | _INCEPTED * node.incepted
         if isinstance(record, Endorsement) and node.deps[-1].raw == record.event.raw:  # what `record` reads
             self._link(record.member)
@@ -494,20 +503,23 @@ class LedgerFold:
     def add(self, entries: Iterable[Entry]) -> None:
         """Take entries of this ledger in (others and ones already held are left out)."""
         fresh: list[bytes] = []
+        ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._index, self.forks, self._pending, \
+            self._entries
         for entry in entries:
-            raw = entry.id.raw
-            if entry.ledger_id != self.ledger or raw in self._index:
+            raw, h = entry.id.raw, entry.header
+            if (raw if h.ledger is None else h.ledger.raw) != ledger.raw or raw in index:  # another ledger's, or held
                 continue
-            fork_seq = self.forks.get(entry.header.author)
-            if fork_seq is not None and entry.seq >= fork_seq and entry.id != self.ledger:
+            fork_seq = forks.get(h.author)
+            if fork_seq is not None and h.seq >= fork_seq and raw != ledger.raw:
                 self._quarantined.append(entry.id)
-                self._set(raw, QUARANTINED, entry.header.ts)
+                self._set(raw, QUARANTINED, h.ts)
                 continue
-            if self._entries is not None:
-                self._entries.append(entry)
-            self.keyed = self.keyed or has_key_events(entry) or entry.kind == ERASE_KIND  # both fold in rounds
-            self._pending[raw] = prepare(entry, self.ledger, self.rules, entry.author)
-            self._set(raw, WAITING, entry.header.ts)
+            if held is not None:
+                held.append(entry)
+            if not self.keyed:
+                self.keyed = has_key_events(entry) or h.kind == ERASE_KIND  # both fold in rounds
+            pending[raw] = prepare(entry, ledger, rules, entry.author)
+            self._set(raw, WAITING, h.ts)
             fresh.append(raw)
         self._rows.grow()
         ready: list[bytes] = []
@@ -591,7 +603,7 @@ class LedgerFold:
         inside = set(group)
         for key in ordered:
             for dep in self._dep_raws(key[1]):
-                if (ts[index[dep]], dep) > key and dep in inside:
+                if dep in inside and (ts[index[dep]], dep) > key:
                     return self._kahn(group, inside)
         return [raw for _, raw in ordered]
 

@@ -112,6 +112,10 @@ def parse_decimal(value: object, what: str) -> Decimal:
     sign `+`, no spaces, at most 18 digits after the point and 18 before it.
     The result is canonical (`Decimal("2.5")` for `"2.50"`). `what` names the key.
     """
+    if type(value) is str:  # a str subclass is parsed, not looked up
+        found = _PARSED.get(value)
+        if found is not None:
+            return found
     if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
         raise InvalidData(
             "bad_quantity", f"{what}: {value!r} is not an exact decimal; write decimals as strings, e.g. \"2.5\""
@@ -134,7 +138,16 @@ def parse_decimal(value: object, what: str) -> Decimal:
             "bad_quantity", f"{what}: {value!r} has more than {MAX_INTEGER_DIGITS} digits before the point or "
             f"{MAX_DECIMAL_PLACES} after it"
         )
-    return Decimal(format_decimal(Decimal(text)))
+    parsed = Decimal(format_decimal(Decimal(text)))
+    if type(value) is str and len(_PARSED) < _PARSED_KEPT:
+        _PARSED[value] = parsed
+    return parsed
+
+
+#: Decimal strings parsed before, each with its (immutable) decimal: a ledger's quantities repeat ("1", "2.5"),
+#: and a fold keeps one decimal of each then, not one per event; bounded, so any text cannot fill it.
+_PARSED: Final[dict[str, Decimal]] = {}
+_PARSED_KEPT: Final = 4096
 
 
 def exact() -> AbstractContextManager[Context]:
