@@ -11,10 +11,9 @@ The fold is saved with the state (in a thread, in parts: snapshots.encode_fold) 
 (snapshots.decode_fold): a small one as soon as the state is, a big one (DEFER_ENTRIES) once an entry arrives for
 its ledger, so that a node that only reads a big ledger never holds its fold; the first entry to arrive after a
 restart is folded into it, at the cost of what it touches (waiting, at most, for the read-back to finish), not of a
-fold of the whole ledger. A fold
-is never changed while it is being saved: an entry to fold in gives that save up first (the snapshot kept before
-stays; a new one is tried SAVE_RETRY_S later). A ledger with key events keeps its state only (it is folded whole
-on each change anyway).
+fold of the whole ledger. A fold is never changed while it is being saved: an entry to fold in gives that save up
+first (the snapshot kept before stays; a new one is tried SAVE_RETRY_S later). A ledger with key events keeps its
+state only (it is folded whole on each change anyway).
 
 A big fold, once made or read back, is left out of the cycle collector's passes (`gc.freeze`, FREEZE_ENTRIES): it
 is made with the collector paused, so the first passes after it would each go through all of it (~0.1 s for a
@@ -66,6 +65,8 @@ FREEZE_ENTRIES: Final = 50_000
 #: A kept fold of this many entries or more is read back only once an entry arrives for its ledger (or its state is
 #: stale), not with its state: a node that only reads the ledger never holds it (hundreds of MB at a million entries).
 DEFER_ENTRIES: Final = 50_000
+
+
 class SnapshotKeeping:
     """Saving states and folds to the store, and reading them back: the half of `LedgerStates` that outlives a
     run. The attributes annotated here without a value are `LedgerStates`'s, which keeps the states current."""

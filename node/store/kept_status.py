@@ -1,6 +1,7 @@
 """A state's entry id -> status map as a snapshot keeps it (`KeptStatus`): the map that grows with the ledger, in
 two bytes objects rather than a dict, so that a million-entry state reads back in the time of a copy and a few
-passes in C, makes no object per entry, and takes 37 MB instead of ~150 MB (node/store/snapshots.py keeps it)."""
+passes in C, makes no object per entry, and takes 37 MB instead of ~150 MB (node/store/snapshots.py keeps it). The
+next one of a fold's later state is made from the last (`Sorting`): only the ids added since are sorted in."""
 
 from __future__ import annotations
 
