@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Final
 
 from .cid import CID
@@ -112,6 +113,8 @@ class About:
 
 
 def check_keys(body: dict[str, Any], allowed: frozenset[str], kind: str) -> None:
+    if body.keys() <= allowed:  # the usual case, without building a set
+        return
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidData("unknown_field", f"{kind} has unknown field(s): {', '.join(unknown)}")
@@ -135,8 +138,13 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str:
 
 def _agent(value: object, key: str, ledger: CID) -> str:
     """A did:key, or the ledger's id (the coop itself)."""
-    if value == str(ledger):
-        return str(ledger)
+    return _party(value, key, str(ledger))
+
+
+def _party(value: object, key: str, coop: str) -> str:
+    """`_agent` with the ledger's id as text, made once per payload rather than once per agent."""
+    if value == coop:
+        return coop
     if not isinstance(value, str):
         raise InvalidData("bad_agent", f"{key} must be a did:key or the ledger's id")
     try:
@@ -162,22 +170,77 @@ def parse_time(value: object, key: str) -> datetime:
     return parsed
 
 
+@lru_cache(maxsize=4096)
+def _seconds(value: str) -> float:
+    """`parse_time(value).timestamp()`, remembered: a ledger's events repeat their days and times."""
+    return parse_time(value, "time").timestamp()
+
+
+def _at(value: object, key: str) -> float:
+    """Seconds since the epoch of a time in a payload; a refused one is parsed again to name its key."""
+    if type(value) is str:  # a str subclass is parsed, not looked up
+        try:
+            return _seconds(value)
+        except InvalidData:
+            pass
+    return parse_time(value, key).timestamp()
+
+
 def instant(value: str) -> float:
     """Seconds since the epoch of a validated time."""
     return parse_time(value, "time").timestamp()
 
 
 def _quantity(value: object, key: str, rules: Rules) -> Quantity:
-    if not isinstance(value, dict) or set(value) != {"hasNumericalValue", "hasUnit"}:
+    if not isinstance(value, dict) or value.keys() != _QUANTITY_KEYS:
         raise InvalidData("bad_quantity", f"{key} must be {{hasNumericalValue, hasUnit}}")
-    number = parse_decimal(value["hasNumericalValue"], f"{key}.hasNumericalValue")
+    text, unit = value["hasNumericalValue"], value["hasUnit"]
+    if type(text) is str and type(unit) is str:  # str subclasses are parsed, not looked up
+        seen = _QUANTITIES.get((text, unit))
+        if seen is not None:  # its number was valid and more than 0; its unit may not be this ledger's
+            if unit not in rules.units:
+                _unknown_unit(unit, rules)
+            return seen
+    number = parse_decimal(text, f"{key}.hasNumericalValue")
     if number <= 0:
         raise InvalidData("bad_quantity", f"{key}.hasNumericalValue must be more than 0")
-    unit = value["hasUnit"]
     if not isinstance(unit, str) or unit not in rules.units:
-        units = ", ".join(rules.units)
-        raise InvalidData("unknown_unit", f"unit {unit!r:.40} is not one of this ledger's units: {units}")
-    return Quantity(number, sys.intern(unit))
+        _unknown_unit(unit, rules)
+    quantity = Quantity(number, sys.intern(unit))
+    if type(text) is str and type(unit) is str and len(_QUANTITIES) < _QUANTITIES_KEPT:
+        _QUANTITIES[text, unit] = quantity
+    return quantity
+
+
+def _unknown_unit(unit: object, rules: Rules) -> None:
+    units = ", ".join(rules.units)
+    raise InvalidData("unknown_unit", f"unit {unit!r:.40} is not one of this ledger's units: {units}")
+
+
+_QUANTITY_KEYS: Final = frozenset({"hasNumericalValue", "hasUnit"})
+#: Quantities parsed before (immutable), by their text and unit: a ledger's quantities repeat ("1" hour), so a
+#: fold parses each once and keeps one record of it; bounded, so any text cannot fill it.
+_QUANTITIES: Final[dict[tuple[str, str], Quantity]] = {}
+_QUANTITIES_KEPT: Final = 4096
+
+
+def _classifications(classes: object) -> bool:
+    """A list of at most MAX_CLASSIFICATIONS names a rate key may hold."""
+    if not isinstance(classes, list) or len(classes) > MAX_CLASSIFICATIONS:
+        return False
+    for c in classes:
+        if type(c) is str and c in _CLASSES:
+            continue
+        if not isinstance(c, str) or not _CLASSIFICATION.fullmatch(c):
+            return False
+        if type(c) is str and len(_CLASSES) < _CLASSES_KEPT:
+            _CLASSES.add(c)
+    return True
+
+
+#: Classifications found valid before: a ledger names the same skills again and again; bounded.
+_CLASSES: Final[set[str]] = set()
+_CLASSES_KEPT: Final = 4096
 
 
 def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules) -> Event:
@@ -192,44 +255,45 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
     if other_key in body:
         raise InvalidData("bad_quantity", f"a {action} event takes {want_key}, not {other_key}")
     quantity = _quantity(body[want_key], want_key, rules)
-    provider = _agent(body.get("provider", author), "provider", ledger)
-    receiver = _agent(body.get("receiver", str(ledger)), "receiver", ledger)
+    coop = str(ledger)
+    provider = _party(body.get("provider", author), "provider", coop)
+    receiver = _party(body.get("receiver", coop), "receiver", coop)
     if author not in (provider, receiver) and not rules.log_for_others:
         raise InvalidData("not_party", "the author must be the provider or the receiver (the rules do not allow "
                           "logging for others)")
     classes = body.get("resourceClassifiedAs", [])
-    if (not isinstance(classes, list) or len(classes) > MAX_CLASSIFICATIONS
-            or not all(isinstance(c, str) and _CLASSIFICATION.fullmatch(c) for c in classes)):
+    if not _classifications(classes):
         raise InvalidData("bad_field", f"resourceClassifiedAs must be a list of at most {MAX_CLASSIFICATIONS} names "
                           f"of 1 to {MAX_CLASSIFICATION_CHARS} characters without spaces")
-    point, beginning, end = (body.get(k) for k in ("hasPointInTime", "hasBeginning", "hasEnd"))
+    point, beginning, end = body.get("hasPointInTime"), body.get("hasBeginning"), body.get("hasEnd")
     if point is not None and (beginning is not None or end is not None):
         raise InvalidData("bad_time_range", "give hasPointInTime, or hasBeginning and hasEnd, not both")
     at = None
     if point is not None:
-        at = parse_time(point, "hasPointInTime").timestamp()
+        at = _at(point, "hasPointInTime")
     if (beginning is None) != (end is None):
         raise InvalidData("bad_time_range", "hasBeginning and hasEnd go together")
     if beginning is not None and end is not None:
-        at = parse_time(beginning, "hasBeginning").timestamp()
-        if at > parse_time(end, "hasEnd").timestamp():
+        at = _at(beginning, "hasBeginning")
+        if at > _at(end, "hasEnd"):
             raise InvalidData("bad_time_range", "hasBeginning is after hasEnd")
     # Names that recur across a ledger's events are kept once (sys.intern): a fold keeps every event it applied.
+    # Positional, in Event's field order: keywords cost ~1 µs more per event in a fold.
     return Event(
-        action=sys.intern(action),
-        provider=sys.intern(provider),
-        receiver=sys.intern(receiver),
-        quantity=quantity,
-        effort=effort,
-        classifications=tuple([sys.intern(c) for c in classes]),
-        point=point,
-        beginning=beginning,
-        end=end,
-        note=_text(body, "note", MAX_NOTE_CHARS),
-        corrects=_link(body, "corrects", EVENT_KIND, required=False),
-        member=member_link(body, EVENT_KIND),
-        fulfills=_link(body, "fulfills", EVENT_KIND, required=False),
-        at=at,
+        sys.intern(action),  # action
+        sys.intern(provider),  # provider
+        sys.intern(receiver),  # receiver
+        quantity,
+        effort,
+        tuple([sys.intern(c) for c in classes]),  # classifications
+        point,
+        beginning,
+        end,
+        _text(body, "note", MAX_NOTE_CHARS),  # note
+        _link(body, "corrects", EVENT_KIND, required=False),  # corrects
+        member_link(body, EVENT_KIND),  # member
+        _link(body, "fulfills", EVENT_KIND, required=False),  # fulfills
+        at,
     )
 
 
@@ -240,8 +304,11 @@ def member_link(body: dict[str, Any], kind: str) -> CID:
     return value
 
 
+_ENDORSE_KEYS: Final = frozenset({"event", "verdict", "note", "member"})
+
+
 def parse_endorsement(body: dict[str, Any]) -> Endorsement:
-    check_keys(body, frozenset({"event", "verdict", "note", "member"}), ENDORSE_KIND)
+    check_keys(body, _ENDORSE_KEYS, ENDORSE_KIND)
     verdict = body.get("verdict")
     if verdict not in ("accept", "reject"):
         raise InvalidData("bad_field", "verdict must be accept or reject")
