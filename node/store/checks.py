@@ -6,6 +6,7 @@ reported by the reading side itself (node/store/reads.py, `on_damaged`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any, Final
 
@@ -13,6 +14,8 @@ from node.store.reads import LOG_CHUNK_ROWS, StoreReader
 from node.store.rows import Problem, Quarantined, idh, label, sound
 from protocol import CID, ChainHead, Entry, ForkProof, InvalidData, check_next, decode_entry, decode_stored_entry
 from protocol.identity import did_from_public_key
+
+log = logging.getLogger(__name__)
 
 _UNINDEXED_SQL: Final = (
     "SELECT id FROM entries e WHERE NOT EXISTS (SELECT 1 FROM entry_ids i WHERE i.idh = e.idh AND i.rid = e.rowid)"
@@ -32,13 +35,16 @@ _SCRUB_SQL: Final = (
 def _damage(rid: Any, header: Any, payload: Any) -> str | None:
     """What is wrong with one stored entry's bytes (None: nothing); the scrub's check, which SQLite calls on the
     reader thread for each row it reads."""
-    if sound(rid, header, payload):
-        return None
     try:
+        if sound(rid, header, payload):
+            return None
         decode_stored_entry(rid, header, payload)
         return None  # sound after all (an id of another hash, should one ever be stored)
     except InvalidData as exc:
         return exc.message
+    except Exception:  # a bug, not damage: SQLite would pass on only "user-defined function raised exception"
+        log.exception("scrub check failed on a stored entry", extra={"entry": label(rid)})
+        raise
 
 
 class StoreChecks(StoreReader):

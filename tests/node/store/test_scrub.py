@@ -70,3 +70,24 @@ async def test_the_scrub_checks_rows_off_the_event_loop(tmp_path: Path, monkeypa
     times = [t for t in ticks if started <= t <= ended]
     gaps = [b - a for a, b in zip([started, *times], [*times, ended], strict=True)]
     assert max(gaps) < LONGEST_GAP_S, f"the event loop was held {max(gaps):.3f} s during the scrub"
+
+
+async def test_a_bug_in_the_check_is_logged_with_its_cause_and_stops_the_scrub(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "s.sqlite3"
+    async with await Store.open(path, key=KEY) as store:
+        genesis = await store.append(AppendRequest(None, GENESIS_KIND, {"name": "t"}, 1000))
+
+    def broken_sound(rid: bytes, header: bytes, payload: bytes | None) -> bool:
+        raise KeyError("a bug in the check")
+
+    monkeypatch.setattr(checks, "sound", broken_sound)
+    async with await Store.open(path) as store:
+        found: list[bytes] = []
+        store.on_damaged(found.append)
+        with pytest.raises(sqlite3.OperationalError):  # SQLite passes on only that its function failed
+            _ = [entry async for entry in store.scrub()]
+    assert found == []  # a bug is not damage: nothing is reported for quarantine
+    (record,) = [r for r in caplog.records if r.getMessage() == "scrub check failed on a stored entry"]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    assert record.__dict__["entry"] == str(genesis.id)
