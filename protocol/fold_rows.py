@@ -1,0 +1,262 @@
+"""The rows of a ledger fold (protocol/fold.py): the applied entries that later rules read little of, kept as
+columns (`Rows`) and built again as the rules read them when asked for (`RowNode`, through `Nodes`)."""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any, TypeVar
+
+from .cid import CID
+from .entry import Entry, Header
+from .references import NO_REFERENCES
+from .rules import Rules
+from .state import Prepared, Voice
+from .valueflows import Endorsement, Event
+
+_T = TypeVar("_T")
+SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT = 1, 2, 4, 8, 16, 32, 64  # a row's flags
+
+
+class Rows:
+    """Applied entries that later rules read little of (valid events and endorsements, ignored entries) as
+    columns, one row per fold index, instead of a `Prepared` with its entry and header (~450 B each): what the
+    rules read of them (state.py apply_node, contributions_of) is built again when asked for (`node`). Sets,
+    rules, keys and kinds that many entries share are kept once and named by number."""
+
+    def __init__(self, ledger: CID, index: dict[bytes, int], ids: list[bytes]) -> None:
+        self.ledger, self.index, self.ids = ledger, index, ids  # the fold's own (ids by index)
+        self.ts, self.seq = array("q"), array("q")  # every row's ts (the canonical order's key)
+        self.flags = bytearray()
+        self.author, self.prev, self.kind = array("i"), array("i"), array("i")
+        self.known, self.gone, self.closings, self.rules = array("i"), array("i"), array("i"), array("i")
+        self.dep_at, self.dep_n, self.deps = array("i"), bytearray(), array("i")  # row -> its deps' rows
+        #: a valid event's latest valid endorsement, and each such endorsement's previous one (0: none; the genesis
+        #: is row 0): the endorsements of an event, a list each, took ~50 B per entry. An endorsement kept as columns
+        #: (`_VERDICT`) has its member's row in `link` (its event is its last dependency, its verdict a flag).
+        self.link, self.verdict_before = array("i"), array("i")
+        self.notes: dict[int, str] = {}  # the note of each endorsement kept as columns that has one
+        self.links: dict[bytes, CID] = {}  # the ids records name as `member`, each kept once
+        self.shared: dict[Any, Any] = {}  # values records share (`_share`), each kept once
+        self.records: list[Event | Endorsement | None] = []
+        self.keys: list[bytes] = []
+        self.agents: list[str] = []
+        self.kinds: list[str] = []
+        self.sets: list[frozenset[Any]] = []
+        self.rule_sets: list[Rules] = []
+        self._numbers: tuple[dict[Any, int], ...] = ({}, {}, {})  # key, kind, set -> its number in its list
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (node/store/snapshots.py) with its columns as bytes."""
+        state = {name: value for name, value in vars(self).items() if not isinstance(value, array)}
+        state["_columns"] = {name: (value.typecode, value.tobytes()) for name, value in vars(self).items()
+                             if isinstance(value, array)}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        columns = state.pop("_columns")
+        vars(self).update(state)
+        for name, (typecode, data) in columns.items():
+            setattr(self, name, array(typecode, data))
+
+    def grow(self) -> None:
+        """Rows for the indexes given a ts since (every entry has one: its ts is read for any), all at once."""
+        n = len(self.ts) - len(self.flags)
+        if n:
+            self.flags += bytes(n)
+            for column in (self.seq, self.author, self.prev, self.kind, self.known, self.gone, self.closings,
+                           self.rules, self.dep_at, self.link, self.verdict_before):
+                column.frombytes(bytes(n * column.itemsize))
+            self.dep_n += bytes(n)
+            self.records += [None] * n
+
+    def _number(self, which: int, kept: list[Any], value: Any) -> int:
+        numbers = self._numbers[which]
+        number = numbers.get(value)
+        if number is None:
+            number = numbers[value] = len(kept)
+            kept.append(value)
+        return number
+
+    def _rules_number(self, rules: Rules) -> int:
+        for i in range(len(self.rule_sets) - 1, -1, -1):  # a handful at most: one per amendment in effect
+            if self.rule_sets[i] is rules:
+                return i
+        self.rule_sets.append(rules)
+        return len(self.rule_sets) - 1
+
+    def keep(self, i: int, node: Prepared) -> bool:
+        """Keep an applied entry as row `i` if later rules read only what a row holds of it."""
+        record, entry = node.record, node.entry
+        if (node.error is not None or not isinstance(record, Event | Endorsement | None) or node.complete
+                or node.erased is not None or entry.id == self.ledger or len(node.deps) > 255 or node.rules is None):
+            return False
+        h, index = entry.header, self.index
+        self.seq[i] = h.seq
+        keys, kinds, sets = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
+        n = keys.get(h.author)
+        self.author[i] = n if n is not None else self._number(0, self.keys, h.author)
+        if len(self.agents) < len(self.keys):
+            self.agents.append(node.agent)
+        self.prev[i] = -1 if h.prev is None else index[h.prev.raw]
+        n = kinds.get(h.kind)
+        self.kind[i] = n if n is not None else self._number(1, self.kinds, h.kind)
+        n = sets.get(node.known)
+        self.known[i] = n if n is not None else self._number(2, self.sets, node.known)
+        n = sets.get(node.gone)
+        self.gone[i] = n if n is not None else self._number(2, self.sets, node.gone)
+        n = sets.get(node.closings)
+        self.closings[i] = n if n is not None else self._number(2, self.sets, node.closings)
+        rule_sets = self.rule_sets
+        self.rules[i] = len(rule_sets) - 1 if rule_sets and rule_sets[-1] is node.rules else self._rules_number(
+            node.rules)
+        deps = self.deps
+        self.dep_at[i] = len(deps)
+        self.dep_n[i] = len(node.deps)
+        deps.extend([index[d.raw] for d in node.deps])
+        flags = SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main | _INCEPTED * node.incepted
+        if isinstance(record, Endorsement) and node.deps[-1].raw == record.event.raw:  # what `record` reads
+            self._link(record.member)
+            self.link[i] = index[record.member.raw]
+            if record.note:
+                self.notes[i] = self._share(record.note)
+            flags |= _VERDICT | _ACCEPT * record.accept
+        else:
+            self.records[i] = None if record is None else self._slim(record)
+        self.flags[i] = flags
+        return True
+
+    def record(self, i: int) -> Event | Endorsement | None:
+        """Row `i`'s record (an endorsement kept as columns is built again: ~100 B each otherwise)."""
+        flags = self.flags[i]
+        if not flags & _VERDICT:
+            return self.records[i]
+        ids = self.ids
+        event = self.deps[self.dep_at[i] + self.dep_n[i] - 1]
+        return Endorsement(CID(ids[event]), bool(flags & _ACCEPT), self.notes.get(i, ""), self.links[ids[self.link[i]]])
+
+    def add_verdict(self, event: int, i: int) -> None:
+        self.verdict_before[i] = self.link[event]
+        self.link[event] = i
+
+    def verdicts(self, event: int) -> list[int]:
+        """The rows of an event's valid endorsements, in the order they were applied."""
+        found: list[int] = []
+        i = self.link[event]
+        while i:
+            found.append(i)
+            i = self.verdict_before[i]
+        found.reverse()
+        return found
+
+    def _slim(self, record: Event | Endorsement) -> Event | Endorsement:
+        """The record with the ids it names kept once: each decoded payload had its own copy of them (~130 B
+        per entry), and of the values many events share (a quantity, a time, a note: ~150 B per event)."""
+        if isinstance(record, Endorsement):  # one `keep` does not keep as columns
+            event = CID(self.ids[self.index[record.event.raw]])  # the fold's own bytes
+            return Endorsement(event, record.accept, self._share(record.note), self._link(record.member))
+        share = self._share
+        return Event(record.action, record.provider, record.receiver, share(record.quantity), record.effort,
+                     share(record.classifications), share(record.point), share(record.beginning), share(record.end),
+                     share(record.note), record.corrects, self._link(record.member), record.fulfills,
+                     share(record.at))
+
+    def _share(self, value: _T) -> _T:
+        """`value`, or an equal one kept before (strings, floats, tuples of strings, quantities of canonical
+        decimals: equal ones are alike, so sharing one changes nothing a reader sees)."""
+        if value is None:
+            return value
+        return self.shared.setdefault(value, value)  # type: ignore[no-any-return]
+
+    def _link(self, cid: CID) -> CID:
+        kept = self.links.get(cid.raw)
+        if kept is None:
+            kept = self.links[cid.raw] = CID(self.ids[self.index[cid.raw]])
+        return kept
+
+    def dep_rows(self, i: int) -> array[int]:
+        return self.deps[self.dep_at[i] : self.dep_at[i] + self.dep_n[i]]
+
+    def node(self, raw: bytes) -> Prepared:
+        """The entry of a row as the rules read it (KeyError: not a row)."""
+        i = self.index[raw]
+        if not self.flags[i] & SLIM:
+            raise KeyError(raw)
+        return RowNode(self, i)
+
+    def voice(self, i: int) -> Voice:
+        """What the contributions read of row `i` (its `latest` is its seq: a fold's `pos` is 0)."""
+        seq = self.seq[i]
+        record = self.record(i)
+        assert record is not None
+        return Voice(CID(self.ids[i]), self.agents[self.author[i]], seq, self.ts[i], seq, record,
+                     self.rule_sets[self.rules[i]])
+
+    def entry(self, i: int) -> Entry:
+        """Row `i`'s entry as the rules read it: its header without payload id, size or signature."""
+        ids, a, p = self.ids, self.author[i], self.prev[i]
+        cid = CID(ids[i])
+        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids[p]), self.ts[i],
+                        self.kinds[self.kind[i]], cid, 0, b"")
+        return Entry(cid, header, b"", None, None)
+
+
+class RowNode(Prepared):
+    """A row built again as the rules read it. Most reads are of its membership, flags and record, so its
+    entry is built only when read; what every row has alike is a class attribute, not set per node. Its
+    `deps` are left out: only the entry being applied and a ledger's key events and erasures (folded whole:
+    `LedgerFold.keyed`) read them."""
+
+    __slots__ = ("_built", "_i", "_rows")
+    _built: Entry | None
+    # Alike for every row (`Rows.keep` keeps no other): read here, never set on a built row.
+    deps = ()
+    error = None
+    complete = False
+    payout = None
+    reach = None
+    refs = NO_REFERENCES
+    key_link = None
+    erased = None
+    pos = 0
+
+    def __init__(self, rows: Rows, i: int) -> None:  # Prepared.__init__ is not called: it would set them all
+        self._rows, self._i, self._built = rows, i, None
+        flags, a = rows.flags[i], rows.author[i]
+        self.agent, self.rules = rows.agents[a], rows.rule_sets[rows.rules[i]]
+        sets = rows.sets
+        self.known, self.gone, self.closings = sets[rows.known[i]], sets[rows.gone[i]], sets[rows.closings[i]]
+        self.left_chain, self.key_ok = bool(flags & _LEFT), bool(flags & _KEY_OK)
+        self.main, self.incepted = bool(flags & _MAIN), bool(flags & _INCEPTED)
+
+    @property
+    def record(self) -> Event | Endorsement | None:  # type: ignore[override]
+        return self._rows.record(self._i)  # read of few rows: built only then
+
+    @property
+    def entry(self) -> Entry:  # type: ignore[override]
+        built = self._built
+        if built is None:
+            built = self._built = self._rows.entry(self._i)
+        return built
+
+
+class Nodes(dict[bytes, Prepared]):
+    """The applied entries: those kept as objects, and the rows (`Rows`) built again when asked for, kept
+    here until `drop_built` (one entry's checks read each of its dependencies about three times)."""
+
+    __slots__ = ("built", "rows")
+
+    def __init__(self, rows: Rows) -> None:
+        super().__init__()
+        self.rows = rows
+        self.built: list[bytes] = []
+
+    def __missing__(self, raw: bytes) -> Prepared:
+        node = self[raw] = self.rows.node(raw)
+        self.built.append(raw)
+        return node
+
+    def drop_built(self) -> None:
+        for raw in self.built:
+            self.pop(raw, None)
+        self.built.clear()
