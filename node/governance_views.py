@@ -9,9 +9,9 @@ from fractions import Fraction
 from typing import Any, Final
 
 from protocol import LocalError
+from protocol.decimals import format_decimal
 from protocol.governance import MotionState
 from protocol.pledges import PledgeState, month_text
-from protocol.rules import format_decimal
 from protocol.state import LedgerState
 
 AVERAGE_PLACES: Final = Decimal("0.0001")  # averages are shown rounded half-even to 4 places

@@ -42,10 +42,11 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from .cid import CID
+from .decimals import exact as exact_context
+from .decimals import format_decimal, parse_decimal
 from .errors import InvalidData
 from .identity import public_key_from_did
-from .rules import UNIT_PATTERN, Rules, format_decimal, parse_decimal
-from .rules import exact as exact_context
+from .rules import UNIT_PATTERN, Rules
 from .valueflows import Event, parse_time
 
 DISTRIBUTION_KIND: Final = "ledger.distribution"

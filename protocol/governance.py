@@ -29,18 +29,11 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
+from .buckets import DEFAULT_CLAIMS, DEFAULT_MODE, Bucket
 from .cid import CID
+from .decimals import format_decimal, parse_decimal
 from .errors import InvalidData
-from .rules import (
-    DEFAULT_CLAIMS,
-    DEFAULT_MODE,
-    Bucket,
-    Rules,
-    Voting,
-    check_timezone,
-    format_decimal,
-    parse_decimal,
-)
+from .rules import Rules, Voting, check_timezone
 from .valueflows import parse_time
 
 MOTION_KIND: Final = "gov.motion"

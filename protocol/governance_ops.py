@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from protocol import CID, InvalidData, LocalError
+from protocol.decimals import format_decimal, parse_decimal
 from protocol.governance import (
     CLOSE_KIND,
     MOTION_KIND,
@@ -27,7 +28,6 @@ from protocol.governance import (
 )
 from protocol.ledger_ops import acknowledge, membership
 from protocol.pledges import PLEDGE_KIND, check_pledge, parse_pledge
-from protocol.rules import format_decimal, parse_decimal
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocol import CID, MAX_PAYLOAD_BYTES, InvalidData, LocalError, dagcbor, references
+from protocol.decimals import format_decimal, parse_decimal
 from protocol.distribution import (
     DISTRIBUTION_KIND,
     Payout,
@@ -25,7 +26,6 @@ from protocol.entry import Entry
 from protocol.erasure import ERASE_KIND, erasable, kept_links, parse_erase
 from protocol.names import check_not_confusable, normalize
 from protocol.pledges import check_payment
-from protocol.rules import format_decimal, parse_decimal
 from protocol.state import ERASED, FINAL, LedgerState
 from protocol.valueflows import (
     ABOUT_KIND,

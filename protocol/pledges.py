@@ -26,9 +26,10 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .cid import CID
+from .decimals import exact, format_decimal, parse_decimal
 from .distribution import minor_units
 from .errors import InvalidData
-from .rules import UNIT_PATTERN, Rules, exact, format_decimal, parse_decimal
+from .rules import UNIT_PATTERN, Rules
 from .valueflows import parse_time
 
 PLEDGE_KIND: Final = "vf.commitment"

@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Self
 
 from .cid import CID
 from .dagjson import parse_body, to_json_value
+from .decimals import parse_decimal
 from .errors import CODES, InvalidData, LocalError
-from .rules import parse_decimal
 
 
 class Kind(Enum):

@@ -17,10 +17,12 @@ from functools import lru_cache
 from typing import Any, Final
 
 from .cid import CID
+from .decimals import exact, parse_decimal
 from .errors import InvalidData
 from .identity import public_key_from_did
 from .names import check_name
-from .rules import ACTIONS, MAX_CLASSIFICATION_CHARS, Rules, exact, parse_decimal
+from .rates import ACTIONS, MAX_CLASSIFICATION_CHARS
+from .rules import Rules
 
 EVENT_KIND: Final = "vf.event"
 ENDORSE_KIND: Final = "vf.endorse"

@@ -23,7 +23,8 @@ from node.governance_views import pledge_json
 from protocol import GENESIS_KIND, InvalidData, SigningKey, create_entry
 from protocol.names import check_not_confusable, skeleton
 from protocol.pledges import MIN_MONTH, Pledge, PledgeState
-from protocol.rules import MAX_RULES_TOML_CHARS, Rules, parse_rules_toml
+from protocol.rules import Rules
+from protocol.rules_file import MAX_RULES_TOML_CHARS, parse_rules_toml
 from protocol.state import compute_state
 
 

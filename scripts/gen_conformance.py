@@ -34,6 +34,7 @@ from protocol import dagcbor  # noqa: E402
 from protocol.chain import verify_chain  # noqa: E402
 from protocol.cid import CID  # noqa: E402
 from protocol.dagjson import from_json_value, parse_body, to_json_value  # noqa: E402
+from protocol.decimals import format_decimal  # noqa: E402
 from protocol.distribution import distribute, format_amount  # noqa: E402
 from protocol.entry import (  # noqa: E402
     GENESIS_KIND,
@@ -53,7 +54,7 @@ from protocol.identity import SigningKey, did_from_public_key, public_key_from_d
 from protocol.kel import start_log  # noqa: E402
 from protocol.keys import next_digest  # noqa: E402
 from protocol.pledges import parse_pledge, standing  # noqa: E402
-from protocol.rules import Rules, Voting, format_decimal  # noqa: E402
+from protocol.rules import Rules, Voting  # noqa: E402
 from protocol.state import FINAL, LedgerState, compute_state  # noqa: E402
 from protocol.sync import decode_message, encode_message, frontier_digest  # noqa: E402
 

@@ -27,8 +27,8 @@ from node.ledger_views import HISTORY_COLUMNS, HistoryQuery, state_json
 from node.store.store import Store
 from node.store.writes import LocalWrites, stored_state
 from protocol import CID, Entry, LocalError
+from protocol.decimals import format_decimal
 from protocol.requests import Admit, Contribute, Endorse, Leave, LedgerWrite, Name
-from protocol.rules import format_decimal
 from protocol.state import ERASED, LedgerState
 
 #: Writes the entry through the one local write path (node/store/writes.py): the ledger's state, the entry

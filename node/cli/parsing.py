@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from node.home import Home, default_home
 from protocol import CID, LocalError, TallyError
-from protocol.rules import MAX_RULES_TOML_CHARS, parse_rules_toml
+from protocol.rules_file import MAX_RULES_TOML_CHARS, parse_rules_toml
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 #: node/cli/parser.py's `add(name, "module.function", help[, subparsers])`: declares one command

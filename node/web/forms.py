@@ -15,7 +15,7 @@ from typing import TypeVar
 from node.web.i18n import _, read_decimal
 from protocol import CID, LocalError, TallyError, parse_body
 from protocol.request_fields import Field, Kind, WriteRequest
-from protocol.rules import parse_rules_toml
+from protocol.rules_file import parse_rules_toml
 
 R = TypeVar("R", bound=WriteRequest)
 

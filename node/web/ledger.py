@@ -38,8 +38,9 @@ from node.web.layout import (
     who,
 )
 from protocol import CID, LocalError, TallyError
+from protocol.decimals import format_decimal
+from protocol.rates import ACTIONS
 from protocol.requests import Contribute, Endorse
-from protocol.rules import ACTIONS, format_decimal
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, Contribution, LedgerState
 
 PAGE_ROWS: Final = 25  # contributions per history page

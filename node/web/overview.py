@@ -28,8 +28,8 @@ from node.web.layout import (
     who,
 )
 from node.web.ledger import ledger_page, member_labels
+from protocol.decimals import format_decimal
 from protocol.requests import Admit, Name
-from protocol.rules import format_decimal
 from protocol.state import FINAL, PENDING, Contribution, LedgerState
 
 CHART_WEEKS: Final = 26  # the overview's charts show at most the last half year

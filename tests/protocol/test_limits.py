@@ -16,7 +16,8 @@ from test_state import A, B, Coop
 import protocol
 from protocol import InvalidData
 from protocol.pledges import MAX_LISTED_PERIODS, Payment, parse_month, parse_pledge, standing
-from protocol.rules import MAX_RULES_DEPTH, Rules, parse_rules_toml
+from protocol.rules import Rules
+from protocol.rules_file import MAX_RULES_DEPTH, parse_rules_toml
 from protocol.state import FINAL
 
 SPEC = (Path(__file__).resolve().parents[2] / "SPEC.md").read_text()

@@ -1,4 +1,5 @@
-"""A ledger's rules (protocol/rules.py): the TOML form, defaults, every refusal, the genesis round trip."""
+"""A ledger's rules (protocol/rules.py and what it reads with): the TOML form, defaults, every refusal, the genesis
+round trip."""
 
 from __future__ import annotations
 
@@ -14,19 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import InvalidData, SigningKey, dagcbor
+from protocol.buckets import Bucket
+from protocol.decimals import MAX_DECIMAL_PLACES, format_decimal, parse_decimal
 from protocol.governance import Amendment
 from protocol.names import check_name
-from protocol.rules import (
-    ACTIONS,
-    MAX_DECIMAL_PLACES,
-    UNIT_PATTERN,
-    Bucket,
-    Rules,
-    Validation,
-    Voting,
-    format_decimal,
-    parse_decimal,
-)
+from protocol.rates import ACTIONS
+from protocol.rules import UNIT_PATTERN, Rules, Validation, Voting
 
 DIDS = [SigningKey(bytes([i]) * 32).did for i in range(1, 7)]
 CREATOR, ANA, BEN = DIDS[0], DIDS[1], DIDS[2]
