@@ -8,12 +8,12 @@ Three kinds, all written by members (their payload names `member`, SPEC.md §18)
 - `gov.close`: the end of the vote; it lists the ballots it counts, so anyone
   can recompute the tally from the entries alone.
 
-The count (`count`) is plain score voting: the highest total wins, or, when the
-rules say blanks are "no-opinion", the highest average among the options scored
-on at least `quorum` of the ballots. Ties go to an automatic runoff among the
-tied options (STAR's rule), then to the option listed first.
+The count is plain score voting (`count`, protocol/score_voting.py): the highest
+total wins, or, when the rules say blanks are "no-opinion", the highest average
+among the options scored on at least `quorum` of the ballots. Ties go to an
+automatic runoff among the tied options (STAR's rule), then to the option listed first.
 
-An amendment is a partial rules table (`Amendment`); a motion that carries one
+An amendment is a partial rules table (`Amendment`, protocol/amendments.py); a motion that carries one
 passes when its first option wins, and from its closing entry on the rules in
 effect are the genesis rules with every passed amendment in the entry's causal
 past applied in canonical order (`RulesInEffect`). Parsing needs only the
@@ -22,18 +22,18 @@ payload; what depends on other entries is checked by protocol/state.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
-from .buckets import DEFAULT_CLAIMS, DEFAULT_MODE, Bucket
+from .amendments import Amendment
 from .cid import CID
-from .decimals import format_decimal, parse_decimal
 from .errors import InvalidData
-from .rules import Rules, Voting, check_timezone
+from .rules import Rules, Voting
+from .score_voting import Tally
+from .score_voting import count as count  # protocol/state.py imports it from here
 from .valueflows import parse_time
 
 MOTION_KIND: Final = "gov.motion"
@@ -46,184 +46,7 @@ MAX_OPTIONS: Final = 32
 MAX_NOTE_CHARS: Final = 2000
 #: Ballots a closing entry may list (one link is ~40 bytes; a payload holds 16384).
 MAX_BALLOTS_LISTED: Final = 360
-#: The keys of a rules table an amendment may change; the others (name, founders…) are fixed at genesis.
-AMENDABLE: Final = frozenset({
-    "rates", "units", "validation", "buckets", "voting", "log_for_others", "pledge_claims", "recovery", "timezone",
-})
-_VALIDATION_KEYS: Final = frozenset({"accept", "reject"})
-_VOTING_KEYS: Final = frozenset({"min", "max", "blank", "quorum"})
-_BUCKET_KEYS: Final = frozenset({"name", "percent", "recipient", "mode", "claims", "actions"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-#: How a tie on the ranking measure was broken (MotionState.tie_break).
-RUNOFF, TOTAL, LISTED_FIRST = "runoff", "total", "listed-first"
-
-
-# ---- amendments -------------------------------------------------------------------------------------------
-
-
-def _bad(message: str) -> InvalidData:
-    return InvalidData("bad_amendment", message)
-
-
-@dataclass(frozen=True, slots=True)
-class Amendment:
-    """A partial rules table: the keys it gives replace the rules' own (SPEC.md §18.3).
-
-    `[validation]` and `[voting]` change only the keys they give; each `[rates.KEY]`
-    table replaces that key's rates (an empty table removes the key); `units`,
-    `buckets` and `log_for_others` replace the whole value. `body` is the canonical
-    form stored in a motion: decimals as canonical strings, buckets with every key.
-    """
-
-    body: Mapping[str, Any]
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Amendment:
-        """From a TOML amendment file or its JSON twin; decimals may be ints or non-canonical strings."""
-        if not isinstance(config, Mapping) or not config:
-            raise _bad("an amendment is a non-empty table of " + ", ".join(sorted(AMENDABLE)))
-        unknown = sorted(str(k) for k in config if k not in AMENDABLE)
-        if unknown:
-            raise _bad(f"{unknown[0]}: not amendable (amendable: {', '.join(sorted(AMENDABLE))})")
-        try:
-            body = {key: _NORMALIZE[key](config[key]) for key in sorted(config)}
-        except InvalidData as exc:
-            raise _bad(f"{exc.code}: {exc.message}") from None
-        return cls(MappingProxyType(body))
-
-    @classmethod
-    def from_body(cls, value: object) -> Amendment:
-        """Strictly read a motion's `amend`: only the canonical form `from_config` writes."""
-        if not isinstance(value, dict):
-            raise _bad("amend must be a map")
-        amendment = cls.from_config(value)
-        if amendment.to_body() != value:
-            raise _bad("amend is not in canonical form (decimals as canonical strings, buckets with every key)")
-        return amendment
-
-    def to_body(self) -> dict[str, Any]:
-        return {key: _thaw(value) for key, value in self.body.items()}
-
-    def apply(self, rules: Rules) -> Rules:
-        """The rules with this amendment applied; `bad_amendment` if they would not be valid rules."""
-        body = rules.to_body()
-        for key, value in self.body.items():
-            if key == "rates":
-                rates = dict(body["rates"])
-                for rate_key, per_unit in value.items():
-                    if per_unit:
-                        rates[rate_key] = dict(per_unit)
-                    else:
-                        rates.pop(rate_key, None)
-                body["rates"] = rates
-            elif key in ("validation", "voting", "recovery"):
-                body[key] = {**body.get(key, {}), **value}
-            else:
-                body[key] = _thaw(value)
-        try:
-            return Rules.from_body(body)
-        except InvalidData as exc:
-            raise _bad(f"the amended rules would be invalid: {exc.code}: {exc.message}") from None
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
-def _decimal_text(value: object, path: str) -> str:
-    return format_decimal(parse_decimal(value, path))
-
-
-def _table(value: object, path: str, keys: frozenset[str] | None = None) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise _bad(f"{path}: expected a table")
-    unknown = sorted(set(value) - keys) if keys is not None else []
-    if unknown:
-        raise _bad(f"{path}.{unknown[0]}: unknown key (known here: {', '.join(sorted(keys or ()))})")
-    return value
-
-
-def _norm_rates(value: object) -> dict[str, Any]:
-    rates = _table(value, "rates")
-    if not rates:
-        raise _bad("rates: give at least one rate key")
-    result: dict[str, Any] = {}
-    for key, per in sorted(rates.items()):
-        table = _table(per, f"rates.{key}")
-        result[key] = {unit: _decimal_text(rate, f"rates.{key}.{unit}") for unit, rate in sorted(table.items())}
-    return result
-
-
-def _norm_units(value: object) -> list[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(u, str) for u in value):
-        raise _bad("units: expected a list of unit names")
-    return list(value)
-
-
-def _norm_ints(value: object, path: str, keys: frozenset[str]) -> dict[str, Any]:
-    table = _table(value, path, keys)
-    if not table:
-        raise _bad(f"{path}: give at least one of {', '.join(sorted(keys))}")
-    result: dict[str, Any] = {}
-    for key, item in sorted(table.items()):
-        if key == "quorum":
-            result[key] = _decimal_text(item, f"{path}.quorum")
-        elif key == "blank" or (not isinstance(item, bool) and isinstance(item, int)):
-            result[key] = item
-        else:
-            raise _bad(f"{path}.{key}: expected a whole number")
-    return result
-
-
-def _norm_buckets(value: object) -> list[dict[str, Any]]:
-    if not isinstance(value, list | tuple) or not value:
-        raise _bad("buckets: expected a non-empty list of tables")
-    result = []
-    for i, item in enumerate(value):
-        table = _table(item, f"buckets[{i}]", _BUCKET_KEYS)
-        if "name" not in table or "percent" not in table:
-            raise _bad(f"buckets[{i}]: name and percent are required")
-        bucket = Bucket(
-            table["name"], parse_decimal(table["percent"], f"buckets[{i}].percent"), table.get("recipient"),
-            table.get("mode", DEFAULT_MODE), table.get("claims", DEFAULT_CLAIMS), tuple(table.get("actions", ())),
-        )
-        result.append({
-            "name": bucket.name, "percent": format_decimal(bucket.percent), "recipient": bucket.recipient,
-            "mode": bucket.mode, "claims": bucket.claims, "actions": list(bucket.actions),
-        })
-    return result
-
-
-def _norm_recovery(value: object) -> dict[str, Any]:
-    table = _table(value, "recovery", frozenset({"quorum"}))
-    quorum = table.get("quorum")
-    if isinstance(quorum, bool) or not isinstance(quorum, int):
-        raise _bad("recovery.quorum: expected a whole number")
-    return {"quorum": quorum}
-
-
-def _norm_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _bad("log_for_others and pledge_claims are true or false")
-    return value
-
-
-_NORMALIZE: Final[Mapping[str, Any]] = MappingProxyType({
-    "rates": _norm_rates,
-    "units": _norm_units,
-    "validation": lambda v: _norm_ints(v, "validation", _VALIDATION_KEYS),
-    "voting": lambda v: _norm_ints(v, "voting", _VOTING_KEYS),
-    "buckets": _norm_buckets,
-    "log_for_others": _norm_bool,
-    "pledge_claims": _norm_bool,  # version 2 rules only: applied to version 1 rules it is bad_amendment
-    "recovery": _norm_recovery,  # version 2 rules only, likewise
-    "timezone": lambda v: check_timezone(v, "timezone"),  # version 2 rules only, likewise
-})
 
 
 # ---- payloads -------------------------------------------------------------------------------------------
@@ -367,100 +190,6 @@ def check_closer(motion: Motion, proposer: str, closer: str, ts: int, *, timed: 
     if ts < motion.closes:
         raise InvalidData("motion_not_closed", "the motion is open until its closing time; before then only its "
                           "proposer may close it")
-
-
-# ---- the count --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """The count of a motion's ballots (one per voter) under its voting rules."""
-
-    ballots: int
-    totals: Mapping[str, int]  # sum of scores; a blank counts as `min` under "zero", not at all under "no-opinion"
-    scored: Mapping[str, int]  # ballots that scored the option (did not leave it blank)
-    averages: Mapping[str, Fraction | None]  # total / scored (blank = min under "zero"); None if nobody scored it
-    eligible: tuple[str, ...]  # options scored on at least `quorum` of the ballots
-    ranking: tuple[str, ...]  # eligible options, best first
-    winner: str | None  # the first of the ranking, or None with no ballot or no eligible option
-    tied: tuple[str, ...] = ()  # options that tied with the winner on the ranking measure
-    tie_break: str | None = None  # RUNOFF, TOTAL or LISTED_FIRST when a tie decided the winner
-
-
-def count(options: Sequence[str], voting: Voting, ballots: Iterable[Mapping[str, int]], *,
-          totals_first: bool = False) -> Tally:
-    """Score voting with a deterministic tie rule (SPEC.md §18.2).
-
-    - "zero": a blank is `min`; options rank by total. Every ballot scores every option.
-    - "no-opinion": a blank is left out; an option is eligible when at least `quorum` of
-      the ballots score it (and one does); eligible options rank by average.
-    - Options equal on that measure go to a runoff among them: each gets a point for every
-      ballot and other tied option it scores strictly higher (a blank is `min` under "zero",
-      and not compared under "no-opinion"); most points first. Still equal: with `totals_first`
-      (version 2 rules, SPEC.md §18.2) the higher total first, as STAR does; then the option
-      listed first in the motion first.
-    """
-    zero = voting.blank == "zero"
-    filled: list[dict[str, int | None]] = []
-    for ballot in ballots:
-        filled.append({o: ballot.get(o, voting.min if zero else None) for o in options})
-    n = len(filled)
-    totals = {o: sum(b[o] or 0 for b in filled) for o in options}
-    scored = {o: sum(1 for b in filled if b[o] is not None) for o in options}
-    averages = {o: Fraction(totals[o], scored[o]) if scored[o] else None for o in options}
-    quorum = Fraction(voting.quorum) * n
-    eligible = list(options) if zero and n else [o for o in options if not zero and scored[o] and scored[o] >= quorum]
-    measure: dict[str, Fraction] = {
-        o: Fraction(totals[o]) if zero else (averages[o] or Fraction(0)) for o in eligible
-    }
-    groups: dict[Fraction, list[str]] = {}
-    for o in eligible:
-        groups.setdefault(measure[o], []).append(o)
-    ranking: list[str] = []
-    tied: tuple[str, ...] = ()
-    tie_break: str | None = None
-    for value in sorted(groups, reverse=True):
-        group = groups[value]
-        if len(group) == 1:
-            ranking += group
-            continue
-        points = _runoff(group, filled)
-        if totals_first:
-            ordered = sorted(group, key=lambda o: (-points[o], -totals[o], options.index(o)))
-        else:
-            ordered = sorted(group, key=lambda o: (-points[o], options.index(o)))
-        if not ranking:
-            tied = tuple(sorted(group, key=options.index))
-            first, second = ordered[0], ordered[1]
-            if points[first] > points[second]:
-                tie_break = RUNOFF
-            elif totals_first and totals[first] > totals[second]:
-                tie_break = TOTAL
-            else:
-                tie_break = LISTED_FIRST
-        ranking += ordered
-    return Tally(
-        ballots=n,
-        totals=MappingProxyType(totals),
-        scored=MappingProxyType(scored),
-        averages=MappingProxyType(averages),
-        eligible=tuple(eligible),
-        ranking=tuple(ranking),
-        winner=ranking[0] if ranking else None,
-        tied=tied,
-        tie_break=tie_break,
-    )
-
-
-def _runoff(group: Sequence[str], ballots: Sequence[Mapping[str, int | None]]) -> dict[str, int]:
-    points = dict.fromkeys(group, 0)
-    for ballot in ballots:
-        for a in group:
-            for b in group:
-                sa, sb = ballot[a], ballot[b]
-                if a != b and sa is not None and sb is not None and sa > sb:
-                    points[a] += 1
-    return points
 
 
 def passed(motion: Motion, tally: Tally) -> bool:

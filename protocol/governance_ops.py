@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from protocol import CID, InvalidData, LocalError
+from protocol.amendments import Amendment
 from protocol.decimals import format_decimal, parse_decimal
 from protocol.governance import (
     CLOSE_KIND,
     MOTION_KIND,
     VOTE_KIND,
-    Amendment,
     MotionState,
     check_ballot,
     check_closer,

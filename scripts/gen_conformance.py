@@ -48,13 +48,13 @@ from protocol.entry import (  # noqa: E402
 )
 from protocol.errors import InvalidData  # noqa: E402
 from protocol.fork import ForkProof  # noqa: E402
-from protocol.governance import count  # noqa: E402
 from protocol.handshake import IdentityPayload  # noqa: E402
 from protocol.identity import SigningKey, did_from_public_key, public_key_from_did, verify_signature  # noqa: E402
 from protocol.kel import start_log  # noqa: E402
 from protocol.keys import next_digest  # noqa: E402
 from protocol.pledges import parse_pledge, standing  # noqa: E402
 from protocol.rules import Rules, Voting  # noqa: E402
+from protocol.score_voting import count  # noqa: E402
 from protocol.state import FINAL, LedgerState, compute_state  # noqa: E402
 from protocol.sync import decode_message, encode_message, frontier_digest  # noqa: E402
 

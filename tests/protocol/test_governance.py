@@ -1,4 +1,5 @@
-"""Governance and pledges (protocol/governance.py, protocol/pledges.py, their part of protocol/state.py):
+"""Governance and pledges (protocol/governance.py, score_voting.py, amendments.py, pledges.py, their part of
+protocol/state.py):
 score voting and its tie rule, amendments and the rules in effect, pledge schedules and arrears, and the
 state as a pure function of the set of entries with motions, ballots, closings and payments in it."""
 
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 from protocol_helpers import LedgerBuilder, cid_of, key
 
 from protocol import Entry, InvalidData, SigningKey
-from protocol.governance import LISTED_FIRST, RUNOFF, TOTAL, Amendment, count
+from protocol.amendments import Amendment
 from protocol.pledges import Payment, parse_month, parse_pledge, payment_day, pledge_body, standing
 from protocol.rules import Rules, Voting
+from protocol.score_voting import LISTED_FIRST, RUNOFF, TOTAL, count
 from protocol.state import INVALID, VALID, WAITING, LedgerState
 
 A, B, C, D, E = (key(i) for i in range(201, 206))

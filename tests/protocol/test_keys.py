@@ -10,7 +10,7 @@ import pytest
 from protocol_helpers import LedgerBuilder, key
 
 from protocol import GENESIS_KIND, Entry, InvalidData, LocalError, SigningKey, create_entry, key_ops
-from protocol.governance import Amendment
+from protocol.amendments import Amendment
 from protocol.kel import KeyLog, start_log
 from protocol.keys import next_digest
 from protocol.rules import Rules

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import InvalidData, SigningKey, dagcbor
+from protocol.amendments import Amendment
 from protocol.buckets import Bucket
 from protocol.decimals import MAX_DECIMAL_PLACES, format_decimal, parse_decimal
-from protocol.governance import Amendment
 from protocol.names import check_name
 from protocol.rates import ACTIONS
 from protocol.rules import UNIT_PATTERN, Rules, Validation, Voting
