@@ -259,13 +259,23 @@ def _canonical_header(raw: bytes) -> Header | None:
     ts, seq, size = _uint(ts_item), _uint(seq_item), _uint(size_item)
     if ts < 0 or seq < 0 or size < 0 or len(kind) != (kind_head[-1] if len(kind_head) == 2 else kind_head[0] - 0x60):
         return None
-    try:
-        text = kind.decode("utf-8")
-    except UnicodeDecodeError:
+    text = _kind_text(kind)
+    if text is None:
         return None
-    return Header(author=author, ledger=None if ledger is None else CID(ledger), seq=seq,
-                  prev=None if prev is None else CID(prev), ts=ts, kind=text, payload=CID(payload),
-                  size=size, sig=sig, version=FORMAT_VERSION)
+    # Made through the slots (as `_stored_header`): the links matched are 36-byte DAG-CBOR CIDs, the one form
+    # CID's own check lets through at once; the caller checks the fields (`_check_fields`).
+    header: Header = _new(Header)
+    _H_AUTHOR(header, author)
+    _H_LEDGER(header, None if ledger is None else _new_cid(ledger))
+    _H_SEQ(header, seq)
+    _H_PREV(header, None if prev is None else _new_cid(prev))
+    _H_TS(header, ts)
+    _H_KIND(header, text)
+    _H_PAYLOAD(header, _new_cid(payload))
+    _H_SIZE(header, size)
+    _H_SIG(header, sig)
+    _H_VERSION(header, FORMAT_VERSION)
+    return header
 
 
 def _header_fields(header_raw: bytes) -> Header:
@@ -319,7 +329,7 @@ def decode_entry(
             raise InvalidData(
                 "payload_mismatch", f"payload has {len(payload_raw)} bytes, header says {header.size}"
             )
-        if CID.for_block(payload_raw) != header.payload:
+        if DAG_CBOR_PREFIX + sha256(payload_raw).digest() != header.payload.raw:  # CID.for_block's bytes
             raise InvalidData("payload_mismatch", "payload does not hash to the header's payload CID")
         if check_payload_form:
             decoded = dagcbor.decode(payload_raw, max_bytes=MAX_PAYLOAD_BYTES)
@@ -328,7 +338,12 @@ def decode_entry(
         if not isinstance(decoded, dict):
             raise InvalidData("bad_payload", "a payload must be a map")
         body = decoded
-    entry = Entry(CID.for_block(header_raw), header, header_raw, payload_raw, body)
+    entry = _new(Entry)  # through the slots: a frozen dataclass's __init__ costs twice as much
+    _ENTRY_ID(entry, _new_cid(DAG_CBOR_PREFIX + sha256(header_raw).digest()))
+    _ENTRY_HEADER(entry, header)
+    _ENTRY_HEADER_RAW(entry, header_raw)
+    _ENTRY_PAYLOAD_RAW(entry, payload_raw)
+    _ENTRY_BODY(entry, body)
     if check_signature:
         check_entry_signature(entry)
     return entry
@@ -435,10 +450,18 @@ def signing_bytes_of(entry: Entry) -> bytes:
     """
     h = entry.header
     raw = entry.header_raw
-    start = 1 + len(_K_VERSION) + len(dagcbor.uint(h.version)) + len(_K_TS) + len(dagcbor.uint(h.ts))
-    start += len(_K_SEQ) + len(dagcbor.uint(h.seq))
-    end = start + len(_K_SIG) + 2 + SIGNATURE_BYTES
-    return SIGNING_PREFIX + bytes((raw[0] - 1,)) + raw[1:start] + raw[end:]
+    start = _SIG_AT + _uint_size(h.version) + _uint_size(h.ts) + _uint_size(h.seq)
+    return SIGNING_PREFIX + bytes((raw[0] - 1,)) + raw[1:start] + raw[start + _SIG_ITEM :]
+
+
+#: Where `sig` starts in a canonical header, but for its three uints (v, ts, seq): the map head and their keys.
+_SIG_AT: Final = 1 + len(_K_VERSION) + len(_K_TS) + len(_K_SEQ)
+_SIG_ITEM: Final = len(_K_SIG) + len(_SIG_PREFIX) + SIGNATURE_BYTES
+
+
+def _uint_size(n: int) -> int:
+    """The length of `dagcbor.uint(n)`, without making it."""
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
 
 
 def _typed(value: dict[str, Any], name: str, kind: type) -> Any:
@@ -495,6 +518,15 @@ def _kind_ok(kind: str) -> bool:
 def _kind_item(kind: str) -> bytes:
     """The header's `kind` key and value, encoded."""
     return _K_KIND + dagcbor.text_string(kind)
+
+
+@lru_cache(maxsize=_KINDS_KEPT)
+def _kind_text(raw: bytes) -> str | None:
+    """A received header's kind as text, kept once per kind (None: not UTF-8; the general decoder names why)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 @lru_cache(maxsize=_KINDS_KEPT)

@@ -155,18 +155,10 @@ def idh(cid: CID) -> int:
 
 
 def entry_row(entry: Entry, now: int) -> tuple[Any, ...]:
-    return (
-        idh(entry.id),
-        entry.id.raw,
-        entry.ledger_id.raw,
-        entry.header.author,
-        entry.seq,
-        entry.header.ts,
-        entry.kind,
-        entry.header_raw,
-        entry.payload_raw,
-        now,
-    )
+    h = entry.header
+    rid = entry.id.raw
+    return (idh(entry.id), rid, rid if h.ledger is None else h.ledger.raw, h.author, h.seq, h.ts, h.kind,
+            entry.header_raw, entry.payload_raw, now)
 
 
 def label(rid: Any) -> str:

@@ -114,18 +114,30 @@ def ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResu
     gaps: list[Entry] = []
     refused: list[tuple[Entry, InvalidData]] = []
     duplicates = 0
-    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}
-    fresh: dict[tuple[bytes, bytes, int], Entry] = {}
+    heads: dict[tuple[bytes, bytes], ChainHead | None] = {}  # each chain's stored head, read once
+    # Each chain's entries accepted in this transaction: consecutive seqs, the last one its head now. A received
+    # window is a run of one chain, so an entry is checked against the one before it with no object made.
+    fresh: dict[tuple[bytes, bytes], list[Entry]] = {}
     rows: list[tuple[Any, ...]] = []
     with Transaction(db):
         for entry in entries:
-            ledger = entry.ledger_id
-            hk = (ledger.raw, entry.header.author)
-            if hk not in heads:
-                heads[hk] = head_in(db, ledger, entry.header.author)
-            head = heads[hk]
-            if head is not None and entry.seq <= head.seq:
-                other = fresh.get((*hk, entry.seq)) or _entry_at(db, hk, entry.seq, entry)
+            h = entry.header
+            ledger = entry.id if h.ledger is None else h.ledger
+            hk = (ledger.raw, h.author)
+            seq = h.seq
+            added = fresh.get(hk)
+            if added:
+                last = added[-1]
+                head_seq, head_id, head_ts = last.header.seq, last.id.raw, last.header.ts
+                head = None
+            else:
+                if hk not in heads:
+                    heads[hk] = head_in(db, ledger, h.author)
+                head = heads[hk]
+                head_seq, head_id, head_ts = (0, b"", 0) if head is None else (head.seq, head.id.raw, head.ts)
+            if seq <= head_seq:
+                other = added[seq - added[0].header.seq] if added and seq >= added[0].header.seq else None
+                other = other or _entry_at(db, hk, seq, entry)
                 if other is None and _restore(db, entry):
                     stored.append(entry)  # a good copy of an entry damaged here: back in its chain
                     continue
@@ -135,21 +147,27 @@ def ingest(db: sqlite3.Connection, entries: list[Entry], now: int) -> IngestResu
                 proof = ForkProof.of(other, entry)
                 db.execute(
                     "INSERT OR IGNORE INTO forks (ledger, author, seq, proof, found) VALUES (?, ?, ?, ?, ?)",
-                    (*hk, entry.seq, proof.encode(), now),
+                    (*hk, seq, proof.encode(), now),
                 )
                 forks.append(proof)
                 continue
-            if entry.seq > (head.seq if head else 0) + 1:
+            if seq > head_seq + 1:
                 gaps.append(entry)
                 continue
-            try:
-                check_next(head, entry)
-            except InvalidData as exc:
-                refused.append((entry, exc))
-                continue
+            prev = h.prev
+            # What check_next asks of the next link when author and ledger are the chain's (they are: hk) and seq
+            # is the next; anything else goes through check_next itself, for its error.
+            if not (seq == 1 if prev is None else (head_seq > 0 and prev.raw == head_id and h.ts >= head_ts)):
+                try:
+                    check_next(ChainHead.of(added[-1]) if added else head, entry)
+                except InvalidData as exc:
+                    refused.append((entry, exc))
+                    continue
             rows.append(entry_row(entry, now))
-            heads[hk] = ChainHead(entry.header.author, ledger, entry.seq, entry.id, entry.header.ts)
-            fresh[(*hk, entry.seq)] = entry
+            if added:
+                added.append(entry)
+            else:
+                fresh[hk] = [entry]
             stored.append(entry)
         insert_entries(db, rows)
     return IngestResult(tuple(stored), duplicates, tuple(forks), tuple(gaps), tuple(refused))

@@ -415,3 +415,22 @@ async def test_kill_9_mid_batch_loses_no_acknowledged_entry(tmp_path: Path) -> N
             assert [e.seq for e in chain] == list(range(1, len(chain) + 1))
             missing = set(acked) - {str(e.id) for e in chain}
             assert not missing, f"{len(missing)} acknowledged entries lost"
+
+
+async def test_one_batch_checks_each_entry_against_the_one_before_it(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.sqlite3", key=KEY) as store:
+        ledger = await found_ledger(store)
+
+        def make(seq: int, prev: Entry | None, ts: int, n: object) -> Entry:
+            return create_entry(OTHER, ledger=ledger, seq=seq, prev=prev and prev.id, ts=ts, kind="note.text",
+                                body={"n": n})
+
+        e1 = make(1, None, 10, 1)
+        e2 = make(2, e1, 11, 2)
+        e3 = make(3, e2, 12, 3)
+        bad_prev, bad_ts, fork = make(3, e1, 12, "x"), make(3, e2, 5, "t"), make(2, e1, 11, "f")
+        r = await store.ingest([e1, e2, e1, bad_prev, bad_ts, fork, e3, make(5, e3, 13, 5)])
+        assert r.stored == (e1, e2, e3) and r.duplicates == 1 and len(r.gaps) == 1
+        assert [(e.id, err.code) for e, err in r.refused] == [(bad_prev.id, "bad_prev"), (bad_ts.id, "ts_regression")]
+        assert len(r.forks) == 1 and {r.forks[0].a.id, r.forks[0].b.id} == {e2.id, fork.id}
+        assert await store.head(ledger, OTHER.public_key) == ChainHead.of(e3)
