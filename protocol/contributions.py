@@ -1,0 +1,153 @@
+"""Contributions (SPEC.md §16.5, §16.6): the valid events, each decided from the valid endorsements of it and
+the corrections of its lineage, with its claim value."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import pairwise
+from typing import Final, NamedTuple
+
+from .cid import CID
+from .prepared import Prepared, latest_of
+from .rules import Rules
+from .valueflows import Endorsement, Event, claim_value
+
+FINAL, PENDING, REJECTED, CORRECTED = "final", "pending", "rejected", "corrected"
+_NO_CLAIM: Final = Decimal(0)  # one object for every contribution that claims nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    id: CID
+    author: str
+    seq: int
+    ts: int
+    event: Event
+    claim: Decimal  # claim value under the ledger's rates; it counts only when final
+    status: str  # final, pending, rejected or corrected
+    accepts: tuple[str, ...]  # members whose latest verdict accepts it
+    rejects: tuple[str, ...]
+    corrected_by: CID | None = None
+    origin: CID | None = None  # the contribution its correction lineage started from; None: itself
+    #: (rejecter, note) of each rejecter whose latest verdict rejects it with a note, by rejecter: kept with the
+    #: state so a page shows them without reading the rejecters' chains (at most one note per member)
+    reject_notes: tuple[tuple[str, str], ...] = ()
+
+
+class Voice(NamedTuple):
+    """What the contributions read of a valid event or endorsement (`contributions`): a fold (protocol/fold.py)
+    makes these from its columns, without the entry."""
+
+    id: CID
+    agent: str
+    seq: int
+    ts: int
+    latest: int  # `latest_of`: orders one identity's entries
+    record: Event | Endorsement
+    rules: Rules | None  # the rules in effect at it
+
+
+def voice(n: Prepared) -> Voice:
+    assert isinstance(n.record, Event | Endorsement)
+    e = n.entry
+    return Voice(e.id, n.agent, e.header.seq, e.header.ts, latest_of(n), n.record, n.rules)
+
+
+def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
+    """The contributions of the valid events among `valid` (in a topological order); each one's status put in
+    `status` too."""
+    result = contributions([voice(n) for n in valid if isinstance(n.record, Event | Endorsement)], rules)
+    for c in result:
+        status[c.id.raw] = c.status
+    return result
+
+
+def contributions(voices: list[Voice], rules: Rules,
+                  claims: dict[tuple[Decimal, Decimal], Decimal] | None = None,
+                  names: dict[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[Contribution, ...]:
+    """The contributions of valid events from them and the valid endorsements (`voices`: an event after the
+    event it corrects), by author then seq. `claims`: the claims made so far, by (quantity, rate); `names`: the
+    lists of members made so far (protocol/fold.py keeps one of each alike, not one per contribution)."""
+    events = {v.id.raw: v for v in voices if isinstance(v.record, Event)}
+    # A correction belongs to the lineage of the original it corrects, directly or through other
+    # corrections: all in one author's chain, so seq orders them. An event's target (a valid event)
+    # comes before it.
+    origin: dict[bytes, bytes] = {}
+    lineages: dict[bytes, list[Voice]] = defaultdict(list)
+    for raw, v in events.items():
+        corrects = v.record.corrects  # type: ignore[union-attr]  # an Event: `events` holds no other
+        if corrects is None:
+            origin[raw] = raw
+        else:
+            origin[raw] = first = origin[corrects.raw]
+            lineages[first].append(v)
+    corrected_by: dict[bytes, CID] = {}
+    for first, fixes in lineages.items():
+        fixes.sort(key=_voice_latest)  # one chain's seq order, also across an identity's keys
+        chain = [first] + [f.id.raw for f in fixes]
+        # The latest correction stands; the original and earlier corrections are superseded.
+        for older, newer in pairwise(chain):
+            corrected_by[older] = events[newer].id
+    latest: dict[tuple[str, bytes], tuple[int, Endorsement]] = {}
+    for v in voices:
+        if isinstance(v.record, Endorsement):
+            key = (v.agent, v.record.event.raw)
+            if key not in latest or v.latest > latest[key][0]:
+                latest[key] = (v.latest, v.record)
+    accepts: dict[bytes, list[str]] = defaultdict(list)
+    rejects: dict[bytes, list[str]] = defaultdict(list)
+    notes: dict[bytes, list[tuple[str, str]]] = defaultdict(list)
+    for (who, target), (_, given) in latest.items():
+        (accepts if given.accept else rejects)[target].append(who)
+        if not given.accept and given.note:
+            notes[target].append((who, given.note))
+    result = []
+    for raw, v in events.items():
+        record = v.record
+        assert isinstance(record, Event)
+        yes, no = tuple(sorted(accepts[raw])), tuple(sorted(rejects[raw]))
+        if names is not None:
+            yes, no = names.setdefault(yes, yes), names.setdefault(no, no)
+        in_effect = v.rules or rules  # the rules in effect at the contribution (§18.3)
+        if raw in corrected_by:
+            verdict = CORRECTED
+        elif len(no) >= in_effect.validation.reject:
+            verdict = REJECTED
+        elif len(yes) >= in_effect.validation.accept:
+            verdict = FINAL
+        else:
+            verdict = PENDING
+        result.append(Contribution(
+            id=v.id, author=v.agent, seq=v.seq, ts=v.ts, event=record,
+            claim=_claim(record, in_effect, claims), status=verdict, accepts=yes, rejects=no,
+            corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].id,
+            reject_notes=tuple(sorted(notes[raw])),
+        ))
+    result.sort(key=lambda c: (c.author, c.seq, c.id.raw))
+    return tuple(result)
+
+
+def _voice_latest(v: Voice) -> int:
+    return v.latest
+
+
+def _claim(event: Event, rules: Rules,
+           claims: dict[tuple[Decimal, Decimal], Decimal] | None = None) -> Decimal:
+    """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5).
+    `claims` (see `contributions`): a quantity and a rate are canonical decimals (rules.parse_decimal parses
+    both), so equal ones are written alike and so is their product."""
+    if event.fulfills is not None and not rules.pledge_claims:
+        return _NO_CLAIM
+    if claims is None:
+        return claim_value(event, rules)
+    rate = rules.rate(event.action, event.classification, event.quantity.unit)
+    if rate is None:
+        return _NO_CLAIM
+    key = (event.quantity.value, rate)
+    claim = claims.get(key)
+    if claim is None:
+        claim = claims[key] = claim_value(event, rules)
+    return claim
+
