@@ -18,8 +18,9 @@ from importlib import resources
 from typing import Any, Final
 
 from node.ledger_views import contribution_row, event_day, ledger_zone
+from protocol.amounts import format_amount
 from protocol.decimals import format_decimal
-from protocol.distribution import Payout, format_amount
+from protocol.payouts import Payout
 from protocol.state import LedgerState
 from protocol.valueflows import parse_time
 

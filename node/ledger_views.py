@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from node.governance_views import governance_json
 from node.views import fork_row
 from protocol import ForkProof, InvalidData, LocalError, to_json_value
+from protocol.amounts import format_amount
 from protocol.decimals import format_decimal
-from protocol.distribution import format_amount
 from protocol.rates import ACTIONS
 from protocol.rules import Rules
 from protocol.state import CONFLICTING, ERASED, FINAL, PENDING, REJECTED, VALID, Contribution, Erased, LedgerState

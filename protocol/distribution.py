@@ -34,83 +34,37 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
+from .amounts import check_period, format_amount, minor_units, parse_amount, parse_day
 from .cid import CID
 from .decimals import exact as exact_context
-from .decimals import format_decimal, parse_decimal
+from .decimals import format_decimal
 from .errors import InvalidData
 from .identity import public_key_from_did
+
+# `X as X`: re-exported, as the state's modules (state.py, ledger_state.py, prepared.py, validity.py, fold.py) import
+# them from here
+from .payouts import DistributionRecord as DistributionRecord
+from .payouts import Line
+from .payouts import Payout as Payout
+from .payouts import RecordedDistribution as RecordedDistribution
+from .payouts import conflicting as conflicting
 from .rules import UNIT_PATTERN, Rules
 from .valueflows import Event, parse_time
 
 DISTRIBUTION_KIND: Final = "ledger.distribution"
-#: Decimal places of each known unit's minor unit (cents for currencies). Any other unit: DEFAULT_MINOR_UNITS.
-MINOR_UNITS: Final[Mapping[str, int]] = MappingProxyType({
-    "euro": 2, "eur": 2, "usd": 2, "dollar": 2, "gbp": 2, "pound": 2, "chf": 2, "franc": 2, "sek": 2, "nok": 2,
-    "dkk": 2, "cad": 2, "aud": 2, "jpy": 0, "yen": 0, "krw": 0, "hour": 2, "day": 2, "minute": 0,
-})
-DEFAULT_MINOR_UNITS: Final = 2
 MAX_LINES: Final = 4096  # lines in one ledger.distribution (the payload limit binds first)
 EQUITY, DEBT, ONCE = "equity", "debt", "once"
 _PAYLOAD_KEYS: Final = frozenset({"amount", "unit", "since", "until", "lines", "counted", "member"})
 _FIXED: Final = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
-_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS: Final = 86_400_000
 _HUNDRED: Final = Fraction(100)
-
-
-# ---- amounts, units and days -------------------------------------------------------
-
-
-def minor_units(unit: str) -> int:
-    """The decimal places of `unit`'s minor unit: 2 for euro (cents), 0 for yen; 2 when not in MINOR_UNITS."""
-    return MINOR_UNITS.get(unit, DEFAULT_MINOR_UNITS)
-
-
-def parse_amount(value: object, unit: str, what: str = "amount") -> Decimal:
-    """An amount to distribute: an exact decimal > 0 with at most the unit's minor-unit places; `bad_amount`."""
-    try:
-        amount = parse_decimal(value, what)
-    except InvalidData as exc:
-        raise InvalidData("bad_amount", exc.message) from None
-    if amount <= 0:
-        raise InvalidData("bad_amount", f"{what}: {value!r} must be more than 0")
-    places = minor_units(unit)
-    exponent = amount.as_tuple().exponent
-    assert isinstance(exponent, int)  # parse_decimal returns finite decimals
-    if -exponent > places:
-        raise InvalidData(
-            "bad_amount", f"{what}: {value!r} has more decimal places than the minor unit of {unit} ({places})"
-        )
-    return amount
-
-
-def format_amount(amount: Decimal, unit: str) -> str:
-    """A line's amount with exactly the unit's minor-unit places: `"100.00"` euro, `"100"` yen."""
-    with exact_context():
-        return f"{amount.quantize(Decimal(1).scaleb(-minor_units(unit))):f}"
-
-
-def parse_day(value: object, what: str) -> date:
-    """A day `YYYY-MM-DD` (a period's since or until, both inclusive, UTC); `bad_time` otherwise."""
-    if not isinstance(value, str) or not _DAY.fullmatch(value):
-        raise InvalidData("bad_time", f"{what} must be a date YYYY-MM-DD, got {value!r:.40}")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidData("bad_time", f"{what} {value!r} is not a date") from None
-
-
-def check_period(since: date | None, until: date | None) -> None:
-    if since is not None and until is not None and since > until:
-        raise InvalidData("bad_time_range", f"since {since.isoformat()} is after until {until.isoformat()}")
 
 
 # ---- what the computation takes and gives ----------------------------------------------
@@ -133,85 +87,6 @@ class Claimant(Protocol):
 
     @property
     def origin(self) -> CID | None: ...  # the contribution a correction (lineage) started from; None: itself
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    bucket: str
-    recipient: str  # a did:key, or the ledger's id
-    amount: Decimal  # with exactly the unit's minor-unit places
-
-
-@dataclass(frozen=True, slots=True)
-class Payout:
-    """A computed distribution: its lines, and what it paid on debt and once claims (for later ones)."""
-
-    amount: Decimal
-    unit: str
-    since: date | None
-    until: date | None
-    lines: tuple[Line, ...]
-    #: claim -> what debt buckets paid on it: version 1, contribution id -> the exact share; version 2, the
-    #: lineage's original id -> the minor units of the lines (a correction inherits it)
-    paid: Mapping[bytes, Fraction] = field(default_factory=dict, repr=False)
-    #: claims a once bucket used up (version 2: that got at least one minor unit)
-    once: frozenset[bytes] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class DistributionRecord:
-    """A parsed `ledger.distribution` payload."""
-
-    amount: Decimal
-    unit: str
-    since: date | None
-    until: date | None
-    lines: tuple[Line, ...]
-    counted: tuple[CID, ...]  # the head of every chain counted: each chain up to it is counted
-    member: CID
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedDistribution:
-    """A valid `ledger.distribution` entry and what it paid."""
-
-    id: CID
-    author: str
-    ts: int
-    payout: Payout
-    seq: int = 0
-    #: the chains it counts: author -> the seq of the head it names
-    reach: Mapping[str, int] = field(default_factory=dict, repr=False)
-
-
-def conflicting(recorded: Iterable[RecordedDistribution]) -> frozenset[bytes]:
-    """The distributions that count nothing because an earlier one paid the same claim unseen (SPEC.md §17.5).
-
-    Taken by (ts, id): one conflicts when a distribution before it that stands, in the same unit,
-    paid at least one minor unit on a debt or once claim it also paid, and neither counts the other.
-    """
-    standing: list[RecordedDistribution] = []
-    result: set[bytes] = set()
-    for d in sorted(recorded, key=lambda r: (r.ts, r.id.raw)):
-        if any(_clash(e, d) for e in standing):
-            result.add(d.id.raw)
-        else:
-            standing.append(d)
-    return frozenset(result)
-
-
-def _counts(d: RecordedDistribution, other: RecordedDistribution) -> bool:
-    return d.reach.get(other.author, 0) >= other.seq
-
-
-def _clash(e: RecordedDistribution, d: RecordedDistribution) -> bool:
-    if e.payout.unit != d.payout.unit or _counts(d, e) or _counts(e, d):
-        return False
-    return bool(_claims_paid(e.payout) & _claims_paid(d.payout))
-
-
-def _claims_paid(payout: Payout) -> set[bytes]:
-    return {raw for raw, value in payout.paid.items() if value > 0} | set(payout.once)
 
 
 # ---- the computation -------------------------------------------------------------------

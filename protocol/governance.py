@@ -32,8 +32,7 @@ from .amendments import Amendment
 from .cid import CID
 from .errors import InvalidData
 from .rules import Rules, Voting
-from .score_voting import Tally
-from .score_voting import count as count  # protocol/state.py imports it from here
+from .score_voting import Tally, count
 from .valueflows import parse_time
 
 MOTION_KIND: Final = "gov.motion"

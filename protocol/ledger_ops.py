@@ -12,19 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from protocol import CID, MAX_PAYLOAD_BYTES, InvalidData, LocalError, dagcbor, references
+from protocol.amounts import parse_amount, parse_day
 from protocol.decimals import format_decimal, parse_decimal
-from protocol.distribution import (
-    DISTRIBUTION_KIND,
-    Payout,
-    distribute,
-    distribution_body,
-    parse_amount,
-    parse_day,
-    parse_distribution,
-)
+from protocol.distribution import DISTRIBUTION_KIND, distribute, distribution_body, parse_distribution
 from protocol.entry import Entry
 from protocol.erasure import ERASE_KIND, erasable, kept_links, parse_erase
 from protocol.names import check_not_confusable, normalize
+from protocol.payouts import Payout
 from protocol.pledges import check_payment
 from protocol.state import ERASED, FINAL, LedgerState
 from protocol.valueflows import (

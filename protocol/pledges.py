@@ -25,9 +25,9 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Final
 
+from .amounts import minor_units
 from .cid import CID
 from .decimals import exact, format_decimal, parse_decimal
-from .distribution import minor_units
 from .errors import InvalidData
 from .rules import UNIT_PATTERN, Rules
 from .valueflows import parse_time

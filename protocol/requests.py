@@ -14,11 +14,11 @@ from typing import Any, ClassVar, Final
 
 from . import governance_ops, key_ops, ledger_ops
 from .cid import CID
-from .distribution import Payout
 from .entry import GENESIS_KIND, Entry
 from .errors import LocalError
 from .governance import MAX_OPTIONS, MAX_TITLE_CHARS
 from .kel import KeyLog
+from .payouts import Payout
 from .pledges import PERIODS
 from .references import MAX_CITES
 from .request_fields import Kind, WriteRequest, param

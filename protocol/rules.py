@@ -28,7 +28,6 @@ from typing import Any, Final
 
 from .buckets import Bucket, body_buckets, check_buckets, config_buckets
 from .decimals import bounded_decimal, format_decimal
-from .decimals import exact as exact  # protocol/state.py imports it from here
 from .errors import InvalidData
 from .kel import KeyLog
 from .names import check_name, normalize

@@ -23,7 +23,8 @@ from datetime import date
 from decimal import Decimal
 
 from protocol import CID, SigningKey
-from protocol.distribution import Payout, distribute
+from protocol.distribution import distribute
+from protocol.payouts import Payout
 from protocol.rules import Rules
 from protocol.state import FINAL, Contribution
 from protocol.valueflows import Event, Quantity, claim_value

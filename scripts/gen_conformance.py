@@ -31,11 +31,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from protocol import dagcbor  # noqa: E402
+from protocol.amounts import format_amount  # noqa: E402
 from protocol.chain import verify_chain  # noqa: E402
 from protocol.cid import CID  # noqa: E402
 from protocol.dagjson import from_json_value, parse_body, to_json_value  # noqa: E402
 from protocol.decimals import format_decimal  # noqa: E402
-from protocol.distribution import distribute, format_amount  # noqa: E402
+from protocol.distribution import distribute  # noqa: E402
 from protocol.entry import (  # noqa: E402
     GENESIS_KIND,
     MAX_HEADER_BYTES,

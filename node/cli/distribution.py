@@ -21,7 +21,7 @@ from node.exports import distribution_json, export_text
 from node.store.store import wall_clock_ms
 from node.store.writes import FoldedStates, LocalWrites, stored_state
 from protocol import CID, LocalError, ledger_ops
-from protocol.distribution import Payout
+from protocol.payouts import Payout
 from protocol.requests import RecordDistribution
 from protocol.state import LedgerState
 

@@ -18,7 +18,7 @@ from node.store.rows import LedgerInfo
 from node.web.html import Child, Markup, el
 from node.web.i18n import COOKIE, LANGUAGES, _, current, moment, number
 from protocol import CID, LocalError, TallyError
-from protocol.distribution import MINOR_UNITS
+from protocol.amounts import MINOR_UNITS
 from protocol.names import resembles
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest

@@ -28,7 +28,7 @@ from node.web.layout import (
 )
 from node.web.ledger import ledger_page
 from protocol import LocalError, TallyError, ledger_ops
-from protocol.distribution import Payout
+from protocol.payouts import Payout
 from protocol.requests import RecordDistribution
 from protocol.state import LedgerState
 

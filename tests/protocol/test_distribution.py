@@ -1,4 +1,5 @@
-"""Value equations (protocol/distribution.py) and recorded distributions in the state (SPEC.md §17).
+"""Value equations (protocol/distribution.py, amounts.py, payouts.py) and recorded distributions in the state
+(SPEC.md §17).
 
 Every expected line below was worked out by hand; the comments show the arithmetic.
 """
@@ -16,16 +17,9 @@ from hypothesis import strategies as st
 from protocol_helpers import FAST, key
 
 from protocol import CID, GENESIS_KIND, Entry, InvalidData, SigningKey, create_entry
-from protocol.distribution import (
-    DISTRIBUTION_KIND,
-    MINOR_UNITS,
-    Payout,
-    distribute,
-    distribution_body,
-    format_amount,
-    minor_units,
-    parse_amount,
-)
+from protocol.amounts import MINOR_UNITS, format_amount, minor_units, parse_amount
+from protocol.distribution import DISTRIBUTION_KIND, distribute, distribution_body
+from protocol.payouts import Payout
 from protocol.rules import Rules
 from protocol.state import CONFLICTING, FINAL, INVALID, VALID, WAITING, LedgerState, compute_state
 from protocol.valueflows import Event, Quantity
