@@ -2,7 +2,7 @@
 
 The engine owns every decision of the conversation and nothing else: it is fed
 messages the peer sent, the store's answers and the current time, and hands
-back actions (messages to send, ranges to read, entries to verify and store,
+back actions (protocol/sync_actions.py: messages to send, ranges to read, entries to verify and store,
 events to report). It never reads a clock, a socket or a store, so one loop
 can drive it over a real link (node/) and another over a simulated network
 (tests/sim/), the same code deciding in both.
@@ -27,8 +27,8 @@ engine ignores every input. Per-ledger phases move only through `sync_table.step
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from .cid import CID
@@ -56,7 +56,30 @@ from .sync import (
     frontier_digest,
     plan,
 )
+from .sync_actions import (
+    Action,
+    AnswerOwn,
+    CheckIds,
+    Close,
+    KeepFork,
+    LedgerFacts,
+    Report,
+    Rows,
+    Send,
+    Serve,
+    Store,
+    StoreResult,
+    Tail,
+    Verify,
+)
 from .sync_table import Event, Phase, step
+
+#: The engine and its vocabulary (protocol/sync_actions.py): a driver imports both from here.
+__all__ = [
+    "EMPTY_DIGEST", "MAX_FRONT_HEADS", "MAX_NAMED_LEDGERS", "OWN_WANTS", "PEER_WANTS_QUEUED", "REQUEST_BURST",
+    "REQUEST_RATE", "SUB_CHUNK", "WANT_TIMEOUT_S", "Action", "AnswerOwn", "CheckIds", "Close", "KeepFork",
+    "LedgerFacts", "Report", "Rows", "Send", "Serve", "Store", "StoreResult", "SyncEngine", "Tail", "Verify",
+]
 
 REQUEST_RATE: Final = 200.0  # messages other than ents/sent a peer may send per second …
 REQUEST_BURST: Final = 400.0  # … in bursts of this many
@@ -67,111 +90,6 @@ MAX_FRONT_HEADS: Final = 10_000  # heads the peer's fronts may hold on one link,
 SUB_CHUNK: Final = 500  # ledgers per sub, heads per own answer: each fits one frame
 WANT_TIMEOUT_S: Final = 120.0  # a want unanswered this long ends the link (`link_timeout`)
 EMPTY_DIGEST: Final = frontier_digest({})
-
-
-# ---- what the driver tells the engine ----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerFacts:
-    """What the node's store says of one ledger, as the engine needs it."""
-
-    ledger: CID
-    replicated: bool  # the node follows it or founded it
-    genesis: bool  # the node holds its genesis
-    visible: bool  # the peer may see it (SPEC §13.4); meaningful only with the genesis
-    heads: Mapping[bytes, Head] = field(default_factory=dict)  # the node's frontier of it
-
-
-@dataclass(frozen=True, slots=True)
-class StoreResult:
-    """What storing one `ents` message did to its chain."""
-
-    head: Head | None  # the chain's head afterwards
-    stored: int = 0
-    gap_last: int | None = None  # the last seq left waiting beyond a gap
-    bad_prev: tuple[int, ...] = ()  # seqs refused because their prev is another history
-
-
-# ---- what the engine asks of the driver ----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class Serve:
-    """Read the run of `want` (consecutive entries from `want.start`, at most `want.limit`)."""
-
-    want: Want
-
-
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """Read consecutive entries of a chain from `start` (at most WANT_MAX) to push them."""
-
-    ledger: CID
-    author: bytes
-    start: int
-
-
-@dataclass(frozen=True, slots=True)
-class Verify:
-    """Decode and verify the entries of an `ents` message (job numbers grow by one)."""
-
-    job: int
-    ents: Ents
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    """Offer verified entries to the store, in this order; answer with `stored(job, …)`."""
-
-    job: int
-    entries: tuple[Entry, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckIds:
-    """Which of these (author, seq, their id) differ from the node's entry at that seq?"""
-
-    ledger: CID
-    suspects: tuple[tuple[bytes, int, CID], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerOwn:
-    """The peer asks for the heads of its own chains: answer with `own_heads`."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeepFork:
-    """A checked fork proof of a ledger the node replicates: keep it if its author is known there."""
-
-    proof: ForkProof
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Something for the node's peer table or log: `synced`, `behind`, `restored`, `done`, `peer_err`."""
-
-    what: str
-    value: int = 0
-    text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """End the link: `code` None for a normal end, else the peer's violation."""
-
-    code: str | None
-    message: str
-
-
-Rows = Sequence[tuple[int, bytes, bytes | None]]  # (seq, header, payload) read from the store
-Action = Send | Serve | Tail | Verify | Store | CheckIds | AnswerOwn | KeepFork | Report | Close
 
 
 @dataclass(slots=True)
