@@ -43,7 +43,7 @@ from node.store import snapshots
 from node.store.kept_status import Abandoned, Sorting
 from node.store.rows import FoldRef, fork_points
 from node.store.store import Store
-from node.store.workers import Worker, on_loop, timed, wait
+from node.store.workers import Worker, give_back, on_loop, timed, wait
 from protocol import CID, Entry
 from protocol.fold import LedgerFold
 from protocol.state import LedgerState
@@ -76,6 +76,8 @@ class SnapshotKeeping:
     _states: dict[bytes, LedgerState]  # current: no entry arrived since
     _generations: dict[bytes, int]  # bumped by forget(): a fold being made is stale
     _whole: set[bytes]  # ledgers with key events: their state is folded whole on each change
+    #: ledger -> its last known state, the entries stored since, and whether it is exact (of this Tally version)
+    _last: dict[bytes, tuple[LedgerState, list[Entry], bool]]
 
     def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float, one_shot: bool = False,
                  freeze_entries: int = FREEZE_ENTRIES, defer_entries: int = DEFER_ENTRIES) -> None:
@@ -116,6 +118,9 @@ class SnapshotKeeping:
         raise NotImplementedError
 
     def _keep_within_budget(self) -> None:
+        raise NotImplementedError
+
+    def _remember(self, raw: bytes, state: LedgerState, *, exact: bool) -> None:
         raise NotImplementedError
 
     async def aclose(self, within_s: float = SAVE_AT_STOP_S) -> None:
@@ -194,10 +199,16 @@ class SnapshotKeeping:
             coverage = await self._store.coverage(ledger)
             started = time.perf_counter()
             state, why = await asyncio.to_thread(snapshots.restore, snapshot, coverage, ledger)
+            # Saved by the Tally version before (an upgrade): only a write may be built against it while the
+            # ledger is folded again (LedgerStates.for_write), if it is checked as sound and covers what is stored.
+            older = None if state is not None or self._one_shot else await asyncio.to_thread(
+                snapshots.provisional, snapshot, coverage, ledger)
         finally:
             arrived = self._arrived.pop(raw, None)
         if arrived or self._generations.get(raw, 0) != generation:
             return None
+        if older is not None and raw not in self._last:
+            self._remember(raw, older, exact=False)
         extra = {"ledger": str(ledger), "entries": coverage.entries, "why": why,
                  "ms": round((time.perf_counter() - started) * 1000)}
         if state is None:
@@ -289,6 +300,8 @@ class SnapshotKeeping:
         self._folds[raw] = fold
         self._keep_within_budget()
         self._hold(raw, len(fold))
+        if len(fold) >= self._freeze_entries:
+            await asyncio.to_thread(give_back)
         return fold
 
     def _save_if_grown(self, ledger: CID, state: LedgerState, forks: Mapping[bytes, int]) -> None:

@@ -254,6 +254,21 @@ def restore(snapshot: Snapshot | None, stored: Coverage, ledger: CID) -> tuple[L
         return _checked(snapshot, stored, ledger)
 
 
+def provisional(snapshot: Snapshot, stored: Coverage, ledger: CID) -> LedgerState | None:
+    """The state of a snapshot that is stale only because another Tally version saved it (its encoding and every
+    record's shape are this one's), checked as `restore` checks a current one, or None. Not the ledger's state
+    (another version may compute it otherwise): the last one the node had, for a write while the ledger is folded
+    again (node/store/states.py `for_write`)."""
+    encoding, _, shape = snapshot.format.split(" ", 2) if snapshot.format.count(" ") == 2 else ("", "", "")
+    mine, _, my_shape = FORMAT.split(" ", 2)
+    if (encoding, shape) != (mine, my_shape) or snapshot.format == FORMAT or snapshot.coverage != stored:
+        return None
+    if hashlib.sha256(snapshot.state).digest() != snapshot.checksum:
+        return None
+    with collector_paused():
+        return _checked(snapshot, stored, ledger)[0]
+
+
 def _checked(snapshot: Snapshot, stored: Coverage, ledger: CID) -> tuple[LedgerState | None, str]:
     try:
         state = _Unpickler(io.BytesIO(snapshot.state)).load()

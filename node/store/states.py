@@ -14,6 +14,11 @@ layer asks "may this peer see this ledger?" on every request.
 
 States are kept in the store between runs, and their folds too, so that a restart reads a big ledger back
 instead of folding it: that half is `SnapshotKeeping` (node/store/keeping.py), which `LedgerStates` extends.
+
+A write need not wait while a big ledger catches up (its fold read back after a restart, or made again after an
+upgrade made the kept one stale): `for_write` gives it the last state the node had of the ledger, with the entries
+stored since, when the write says none of those changes what it reads (node/store/writes.py `unread_by`), and the
+catch-up goes on in the background; the entries are folded in once the fold is ready.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from node.store.keeping import (
@@ -35,6 +40,7 @@ from node.store.keeping import (
 )
 from node.store.ledgers import fold_ledger, load_state_with_forks
 from node.store.store import Store
+from node.store.workers import give_back
 from protocol import CID, Entry, InvalidData
 from protocol.erasure import ERASE_KIND
 from protocol.fold import LedgerFold
@@ -44,6 +50,11 @@ log = logging.getLogger(__name__)
 MEMBER_KIND_PREFIX = ("member.", "key.")  # kinds that change who may see a ledger (key.*: SPEC.md §19.8)
 #: Entries held in folds, all ledgers together, before the least recently read ledger's fold is dropped.
 FOLDED_ENTRIES: Final = 1_000_000
+#: Entries stored since a ledger's last state beyond which a write waits for the current state (`for_write`).
+SINCE_LAST: Final = 256
+#: What a write asks of the entries stored since the state it would be built against: whether none of them changes
+#: what it reads of that state (node/store/writes.py `unread_by`).
+Unread = Callable[[LedgerState, Sequence[Entry]], bool]
 
 
 def _nothing() -> None:
@@ -60,18 +71,23 @@ class LedgerStates(SnapshotKeeping):
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
         self._states: dict[bytes, LedgerState] = {}  # current: no entry arrived since
+        self._last: dict[bytes, tuple[LedgerState, list[Entry], bool]] = {}  # see SnapshotKeeping
         self._members: dict[bytes, frozenset[str]] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._generations: dict[bytes, int] = {}  # bumped by forget(): a fold being made is stale
         self._whole: set[bytes] = set()  # ledgers with key events: their state is folded whole on each change
         self._erasing: set[asyncio.Task[None]] = set()  # states computed because an erasure arrived
+        #: ledger -> its state being made current in the background (a write was built against the last one)
+        self._catching: dict[bytes, asyncio.Task[LedgerState | None]] = {}
+        #: ledger -> set once a last state of it is known (`_last`), for a write waiting for one
+        self._told: dict[bytes, asyncio.Event] = {}
         self._unsubscribe = store.on_new_entries(self._changed)
 
     def close(self) -> None:
         """Give up what is being saved or read back (a snapshot left unsaved is made again on the next run)."""
         for worker in self._workers:
             worker.stop.set()
-        for task in [*self._saving.values(), *self._loading.values()]:
+        for task in [*self._saving.values(), *self._loading.values(), *self._catching.values()]:
             task.cancel()
         for timer in self._quiet.values():
             timer.cancel()
@@ -93,6 +109,11 @@ class LedgerStates(SnapshotKeeping):
             queue = self._arrived.get(raw)
             if queue is not None:
                 queue.append(entry)
+            last = self._last.get(raw)
+            if last is not None:
+                last[1].append(entry)
+                if len(last[1]) > SINCE_LAST:  # too far behind to tell what a write reads: it waits
+                    del self._last[raw]
             self._states.pop(raw, None)
             if entry.kind.startswith(MEMBER_KIND_PREFIX) or entry.is_genesis:
                 self._members.pop(raw, None)
@@ -119,6 +140,7 @@ class LedgerStates(SnapshotKeeping):
         self._let_go(ledger.raw)
         self._arrived.pop(ledger.raw, None)
         self._states.pop(ledger.raw, None)
+        self._last.pop(ledger.raw, None)
         self._members.pop(ledger.raw, None)
 
     async def get(self, ledger: CID) -> LedgerState | None:
@@ -138,6 +160,7 @@ class LedgerStates(SnapshotKeeping):
                     restored = await self._restored(ledger, generation)
                     if restored is not None:
                         self._states[raw] = restored
+                        self._remember(raw, restored, exact=True)
                         self._members[raw] = frozenset(restored.members)
                         return restored
                 forks: Mapping[bytes, int] = {}
@@ -157,10 +180,61 @@ class LedgerStates(SnapshotKeeping):
                     continue
                 if state is not None and not self._arrived.get(raw):  # nothing arrived meanwhile: current
                     self._states[raw] = state
+                    self._remember(raw, state, exact=True)
                     self._members[raw] = frozenset(state.members)
                     self._save_if_grown(ledger, state, forks)
                 self._keep_within_budget()
                 return state
+
+    async def for_write(self, ledger: CID, unread: Unread) -> tuple[LedgerState | None, bool]:
+        """The state a write is built against, and whether it is exact (what the write reads of it is what the
+        current state holds). The current state when the ledger's fold is at hand; while it is not (read back
+        after a restart, made again after an upgrade), the last state the node had when `unread` says that the
+        entries stored since change nothing the write reads, while the current state is made in the background;
+        else the current state, waited for. A last state read back from a snapshot of the Tally version before
+        (`snapshots.provisional`) is not exact: a write refused against it is built again against the current
+        state (node/store/writes.py)."""
+        raw = ledger.raw
+        if raw in self._states or raw in self._folds or raw in self._whole:
+            return await self.get(ledger), True
+        catching = self._catch_up(ledger)
+        if raw not in self._last:  # after a restart: the snapshot is read first (its state, if only a stale one)
+            told = asyncio.ensure_future(self._told.setdefault(raw, asyncio.Event()).wait())
+            try:
+                await asyncio.wait([catching, told], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                told.cancel()
+        last = self._last.get(raw)
+        if raw not in self._states and last is not None and unread(last[0], last[1]):
+            log.info("a write built against the ledger's last state", extra={
+                "ledger": str(ledger), "since": len(last[1]), "exact": last[2]})
+            return last[0], last[2]
+        await asyncio.shield(catching)
+        return await self.get(ledger), True
+
+    def _catch_up(self, ledger: CID) -> asyncio.Task[LedgerState | None]:
+        """The ledger's state made current in the background (one task at a time)."""
+        raw = ledger.raw
+        task = self._catching.get(raw)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self.get(ledger))
+            self._catching[raw] = task
+
+            def done(_: asyncio.Task[LedgerState | None]) -> None:
+                if self._catching.get(raw) is task:
+                    del self._catching[raw]
+                if not task.cancelled() and task.exception() is not None and self._unsubscribe is not _nothing:
+                    log.warning("ledger=%s: no state (%s)", ledger, task.exception())
+
+            task.add_done_callback(done)
+        return task
+
+    def _remember(self, raw: bytes, state: LedgerState, *, exact: bool) -> None:
+        """`state` is the ledger's last known state (current, or a stale one only a write may be built against)."""
+        self._last[raw] = (state, [], exact)
+        told = self._told.pop(raw, None)
+        if told is not None:
+            told.set()
 
     async def _folded_state(self, ledger: CID) -> LedgerState | None:
         raw = ledger.raw
@@ -213,6 +287,8 @@ class LedgerStates(SnapshotKeeping):
             return None
         self._folds[ledger.raw] = fold
         self._hold(ledger.raw, len(fold))
+        if len(fold) >= self._freeze_entries:  # the rows read and decoded left the C heap's memory free
+            await asyncio.to_thread(give_back)
         log.info("ledger folded", extra={"ledger": str(ledger), "entries": len(fold),
                                          "ms": round((time.perf_counter() - started) * 1000)})
         return fold

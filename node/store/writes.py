@@ -8,15 +8,16 @@ nothing is signed on a state that may be behind), then has the store sign and ap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
-from node.store.states import LedgerStates
+from node.store.states import LedgerStates, Unread
 from node.store.store import Store
 from protocol import CID, Entry, LocalError, public_key_from_did
-from protocol.requests import Found, LedgerWrite
-from protocol.state import LedgerState
+from protocol.requests import Contribute, Endorse, Found, LedgerWrite, Name
+from protocol.state import LedgerState, is_ignored
+from protocol.valueflows import ABOUT_KIND, ENDORSE_KIND, EVENT_KIND
 from protocol.writes import AppendRequest
 
 #: What a write makes from the ledger's state, the writer's did and the entry's timestamp.
@@ -46,6 +47,43 @@ class FoldedStates:
 async def stored_state(store: Store, ledger: CID) -> LedgerState | None:
     """A ledger's state as a one-shot CLI command reads it (`FoldedStates`), or None when it is not stored."""
     return await FoldedStates(store).get(ledger)
+
+
+#: The writes that may be built against a ledger's last state while it catches up: the everyday ones, whose builds
+#: (protocol/ledger_ops.py) read the writer's membership, the rules and their heads, the contribution they name
+#: and its endorsements, and the members' names.
+UNREAD: Final = (Contribute, Endorse, Name)
+
+
+def unread_by(request: LedgerWrite, me: str) -> Unread:
+    """Whether none of the entries stored since a state changes what `request`'s build, by `me`, reads of it.
+    Only these change none of it: an entry outside the ledger's state (an ignored kind); a contribution that
+    corrects and pays nothing, an endorsement, unless the request names it or its contribution; `me`'s own
+    name, and another member's for a request that sets no name. Admissions, leaves, governance (rules and their
+    heads), pledges, erasures, key events: the write waits for the current state."""
+    if not isinstance(request, UNREAD) or (isinstance(request, Contribute) and request.fulfills is not None):
+        return lambda state, since: False
+    named = request.entry if isinstance(request, Endorse) else getattr(request, "corrects", None)
+
+    def unread(state: LedgerState, since: Sequence[Entry]) -> bool:
+        for entry in since:
+            body = entry.body or {}
+            if entry.ledger_id != state.ledger:
+                return False
+            if is_ignored(entry) and not entry.is_genesis:
+                continue
+            if entry.kind == EVENT_KIND and "corrects" not in body and "fulfills" not in body:
+                if entry.id != named:
+                    continue
+            elif entry.kind == ENDORSE_KIND:
+                if body.get("event") != named and entry.id != named:
+                    continue
+            elif entry.kind == ABOUT_KIND and (entry.author == me or not isinstance(request, Name)):
+                continue
+            return False
+        return True
+
+    return unread
 
 
 def never() -> bool:
@@ -89,9 +127,27 @@ class LocalWrites:
     async def submit(self, request: LedgerWrite) -> Entry:
         """Append the entry a declared write request (protocol/requests.py) asks for."""
         ledger, target = await self.target_of(request)
+        state, exact = await self.state_for(request, ledger)
+        found = await self.found(request, state, target)
+        try:
+            return await self.append(lambda ts: request.build_with(state, self.me, ts, found))
+        except LocalError:
+            if exact:
+                raise
+        # Refused against a last state another Tally version saved: the current state says.
         state = await self.state(ledger)
         found = await self.found(request, state, target)
         return await self.append(lambda ts: request.build_with(state, self.me, ts, found))
+
+    async def state_for(self, request: LedgerWrite, ledger: CID) -> tuple[LedgerState, bool]:
+        """The state `request` is built against (the current one, or while the ledger catches up the last one,
+        `unread_by`), and whether it is exact."""
+        if not isinstance(self.states, LedgerStates):
+            return await self.state(ledger), True
+        state, exact = await self.states.for_write(ledger, unread_by(request, self.me))
+        if state is None:
+            raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+        return state, exact
 
     async def write(self, ledger: CID, build: Build) -> Entry:
         """Append what `build(state, me, ts)` makes from the ledger's current state."""

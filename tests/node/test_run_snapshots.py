@@ -142,3 +142,45 @@ def test_a_sigterm_while_a_snapshot_is_saved_stops_the_node_and_keeps_the_state(
         node.stop()
     finally:
         node.kill()
+
+
+def test_writes_after_an_upgrade_do_not_wait_for_the_ledger_folded_again(tally: TallyRunner, home: Path) -> None:
+    """A real `tally run` whose kept fold another version of protocol's code saved (the upgrade case): it is stale,
+    so the ledger is folded again, in the background; the write after the first is built against the state read
+    back meanwhile (the node says so), a refused one gets the code it always gets, and every write counts once the
+    ledger is folded again."""
+    assert tally("init").returncode == 0
+    r = tally("ledger", "create", "Bike coop")
+    assert r.returncode == 0, r.stderr
+    ledger = last_line(r.stdout)
+    node = Node(home)
+    try:
+        assert node.post(f"/api/v1/ledgers/{ledger}/about", {"name": "Ana"})[0] == 201
+        node.state(ledger)
+        node.stop()
+    finally:
+        node.kill()
+    with sqlite3.connect(home / "tally.sqlite3") as db:
+        assert db.execute("SELECT fold_parts FROM snapshots").fetchone()[0] >= 1
+        db.execute("UPDATE snapshots SET fold = fold || ' before-the-upgrade'")
+
+    node = Node(home)
+    try:
+        assert node.post(f"/api/v1/ledgers/{ledger}/about", {"name": "Ana after"})[0] == 201  # the state read back
+        status, made = node.post(f"/api/v1/ledgers/{ledger}/contributions",
+                                 {"action": "work", "quantity": "2", "unit": "hour"})
+        assert status == 201, made
+        assert node.post(f"/api/v1/ledgers/{ledger}/about", {"name": "Ana again"})[0] == 201
+        assert isinstance(made, dict)
+        status, answer = node.post(f"/api/v1/entries/{made['id']}/endorsements", {"verdict": "accept"})
+        assert status == 403 and isinstance(answer, dict) and answer["error"]["code"] == "self_endorsement", answer
+        state = node.state(ledger)
+        assert "Ana again" in str(state["names"]) and made["id"] in str(state), state
+        node.stop()
+    finally:
+        node.kill()
+    # (the stale fold is found so once or twice: the catch-up after the first write may look at the snapshot again)
+    assert node.said("ledger fold not read back") >= 1 and node.said("ledger folded") == 1, node.log()
+    # The contribution is (the ledger is folded again from then on); the next write too, if that is not done.
+    log = node.log()
+    assert 0 <= log.find("a write built against the ledger's last state") < log.find("ledger folded"), log
