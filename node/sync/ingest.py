@@ -20,12 +20,12 @@ import asyncio
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import AsyncIterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
-from node.store.rows import IngestResult
 from node.store.store import Store
 from node.sync.verify_worker import PAYLOAD_OK, SIG_OK, Job, check_jobs, encode_batch
 from protocol import Entry, InvalidData, decode_entry
@@ -46,7 +46,8 @@ INLINE_MAX: Final = 4
 POOL_IDLE_S: Final = 60.0
 #: Worker processes at most: libsodium is single-threaded per call, one per core is enough.
 MAX_WORKERS: Final = 4
-_LOOKAHEAD: Final = 2  # batches `ingest_batches` checks at once (one decodes while one verifies)
+_LOOKAHEAD: Final = 4  # batches `ingest_batches` checks ahead of the one it stores
+GROUP_BATCHES: Final = 8  # batches `ingest_batches` stores in one transaction at most
 
 
 @dataclass(slots=True)
@@ -261,39 +262,52 @@ class IngestTotals:
 
 
 async def ingest_batches(store: Store, verifier: Verifier, batches: AsyncIterable[Sequence[RawEntry]]) -> IngestTotals:
-    """Ingest a stream of batches: while one batch is stored, the next ones decode and verify
-    (up to _LOOKAHEAD at once). Batches must keep each chain in seq order; they are stored in
-    the order given, each in one transaction committed before the next is stored."""
+    """Ingest a stream of batches: they are decoded and verified ahead (up to _LOOKAHEAD at once) while earlier
+    ones are stored, each batch's check starting as soon as there is room, not when a commit ends. The batches
+    checked by the time a commit ends go into the next transaction together (group commit: a slow fsync makes
+    fewer, larger commits). Batches must keep each chain in seq order; they are stored in the order given, all
+    committed before this returns."""
     totals = IngestTotals()
-    checking: list[asyncio.Task[Checked]] = []
-    storing: asyncio.Task[IngestResult] | None = None
+    checks: deque[asyncio.Task[Checked]] = deque()
+    room = asyncio.Semaphore(_LOOKAHEAD)
+    news = asyncio.Event()
+    finished = False
 
-    async def finish(task: asyncio.Task[IngestResult]) -> None:
-        r = await task
-        totals.stored += len(r.stored)
-        totals.duplicates += r.duplicates
-        totals.forks += len(r.forks)
-        totals.gaps += len(r.gaps)
-        totals.refused += len(r.refused)
+    async def produce() -> None:
+        nonlocal finished
+        try:
+            async for raws in batches:
+                await room.acquire()
+                checks.append(asyncio.create_task(verifier.check(raws)))
+                news.set()
+        finally:
+            finished = True
+            news.set()
 
-    async def store_next() -> None:
-        nonlocal storing
-        checked = await checking.pop(0)
-        totals.refused += len(checked.refused)
-        if storing is not None:
-            await finish(storing)
-        storing = asyncio.create_task(store.ingest(checked.entries))
-
+    producer = asyncio.create_task(produce())
     try:
-        async for raws in batches:
-            checking.append(asyncio.create_task(verifier.check(raws)))
-            if len(checking) >= _LOOKAHEAD:
-                await store_next()
-        while checking:
-            await store_next()
-        if storing is not None:
-            await finish(storing)
+        while True:
+            while not checks and not finished:
+                news.clear()
+                await news.wait()
+            if not checks:
+                break
+            group = [await checks[0]]
+            checks.popleft()
+            room.release()
+            # What else is checked already joins this transaction, in order.
+            while checks and checks[0].done() and len(group) < GROUP_BATCHES:
+                group.append(checks.popleft().result())
+                room.release()
+            r = await store.ingest([e for checked in group for e in checked.entries])
+            totals.refused += sum(len(checked.refused) for checked in group) + len(r.refused)
+            totals.stored += len(r.stored)
+            totals.duplicates += r.duplicates
+            totals.forks += len(r.forks)
+            totals.gaps += len(r.gaps)
+        await producer  # its error, if the batches' iterator failed
     finally:
-        for task in checking:
+        producer.cancel()
+        for task in checks:
             task.cancel()
     return totals

@@ -9,12 +9,14 @@ import io
 import os
 import signal
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from node.sync.ingest import INLINE_MAX, POOL_IDLE_S, POOL_MIN, RawEntry, Verifier
+from node.store.store import Store
+from node.sync.ingest import INLINE_MAX, POOL_IDLE_S, POOL_MIN, RawEntry, Verifier, ingest_batches
 from node.sync.verify_worker import PAYLOAD_OK, SIG_OK, check_jobs, decode_batch, encode_batch, serve
 from protocol import CID, InvalidData, SigningKey, create_entry, decode_entry
 from protocol.entry import Header, signing_bytes_of
@@ -132,6 +134,31 @@ async def test_idle_workers_stop_and_start_again_when_needed() -> None:
     for index, error in checked.refused:
         got[index] = error.code
     assert got == want
+
+
+async def test_a_stream_of_batches_is_stored_in_order_whatever_order_its_checks_end_in(tmp_path: Path) -> None:
+    """Batches are checked ahead and grouped into transactions: every chain still links in seq order, what
+    fails to decode or verify is never stored, and what comes after a refused link is a gap, not stored."""
+    rows = chain(300)
+    bad = 150  # its signature fails: the chain stops there, the rest are gaps
+    header, payload = rows[bad]
+    at = header.index(b"\x58\x40") + 2 + 63
+    rows[bad] = (header[:at] + bytes([header[at] ^ 1]) + header[at + 1 :], payload)
+    sizes = [1, 40, 7, 130, 2, 60, 60]  # small ones are checked on the loop or the thread, large in the workers
+
+    async def batches() -> AsyncIterator[list[RawEntry]]:
+        at = 0
+        for n in sizes:
+            yield rows[at : at + n]
+            at += n
+            await asyncio.sleep(0)
+
+    async with await Store.open(tmp_path / "s.sqlite3") as store, Verifier(workers=2, pool_min=30) as verifier:
+        totals = await ingest_batches(store, verifier, batches())
+        assert (totals.stored, totals.refused, totals.gaps) == (bad, 1, 300 - bad - 1)
+        head = await store.head(LEDGER, KEY.public_key)
+        assert head is not None and head.seq == bad and head.id == CID.for_block(rows[bad - 1][0])
+        assert await store.count() == bad
 
 
 def test_spec_states_the_verifier_limits() -> None:
