@@ -282,7 +282,8 @@ class SyncSession:
             while not self._stores.empty() and len(batch) < GROUP_STORES:
                 batch.append(self._stores.get_nowait())
             result = await self.store.ingest([e for s in batch for e in s.entries])
-            stored = {e.id.raw for e in result.stored}
+            # By identity: the store hands back the very Entry objects it was given, and an id() costs no lookup.
+            stored = set(map(id, result.stored))
             self.info.entries_in += len(stored)
             for proof in result.forks:
                 log.warning("fork detected peer=%s author=%s seq=%d", self.peer_did, proof.author, proof.seq)
@@ -300,12 +301,12 @@ class SyncSession:
                 self._room.set()
             self._stored_all.set()
 
-    async def _outcome(self, entries: Sequence[Entry], stored: set[bytes], result: IngestResult) -> StoreResult:
-        """One Store's share of a group's IngestResult."""
-        ids = {e.id.raw for e in entries}
-        gaps = [e.seq for e in result.gaps if e.id.raw in ids]
-        bad_prev = tuple(e.seq for e, err in result.refused if e.id.raw in ids and err.code == "bad_prev")
-        mine = [e for e in entries if e.id.raw in stored]
+    async def _outcome(self, entries: Sequence[Entry], stored: set[int], result: IngestResult) -> StoreResult:
+        """One Store's share of a group's IngestResult (`stored`: the id() of each entry stored)."""
+        ids = set(map(id, entries)) if result.gaps or result.refused else set()
+        gaps = [e.seq for e in result.gaps if id(e) in ids]
+        bad_prev = tuple(e.seq for e, err in result.refused if id(e) in ids and err.code == "bad_prev")
+        mine = [e for e in entries if id(e) in stored]
         first = entries[0]
         if mine and not gaps:
             head: tuple[int, CID] | None = (mine[-1].seq, mine[-1].id)
