@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
 
 from . import dagcbor
 from .errors import InvalidData
@@ -57,10 +57,27 @@ def _hkdf(chaining_key: bytes, ikm: bytes) -> tuple[bytes, bytes]:
     return out1, hmac.digest(temp, out1 + b"\x02", "sha256")
 
 
-def _private_key(raw: bytes, name: str) -> X25519PrivateKey:
-    if len(raw) != KEY_BYTES:
-        raise ValueError(f"the {name} X25519 private key has 32 bytes, not {len(raw)}")
-    return X25519PrivateKey.from_private_bytes(raw)
+@dataclass(frozen=True, slots=True)
+class _KeyPair:
+    """An X25519 key pair. Its arithmetic is libsodium's, which lets other threads run meanwhile, so a node may
+    run a handshake's key exchanges beside its event loop (node/sync/links.py)."""
+
+    private: bytes
+    public: bytes
+
+    @classmethod
+    def of(cls, raw: bytes, name: str) -> _KeyPair:
+        if len(raw) != KEY_BYTES:
+            raise ValueError(f"the {name} X25519 private key has 32 bytes, not {len(raw)}")
+        return cls(raw, crypto_scalarmult_base(raw))  # libsodium clamps the scalar, as RFC 7748 does
+
+    def exchange(self, theirs: bytes) -> bytes:
+        """X25519 with the peer's public key; InvalidData for a low-order one (an all-zero result, which
+        libsodium refuses)."""
+        try:
+            return crypto_scalarmult(self.private, theirs)
+        except RuntimeError:
+            raise InvalidData("handshake_failed", "the peer sent a low-order X25519 key") from None
 
 
 class _FailOnce:
@@ -153,8 +170,8 @@ class NoiseXX(_FailOnce):
         if ephemeral == static:
             raise ValueError("the ephemeral and static keys must be drawn separately")
         self.initiator = initiator
-        self._e = _private_key(ephemeral, "ephemeral")
-        self._s = _private_key(static, "static")
+        self._e = _KeyPair.of(ephemeral, "ephemeral")
+        self._s = _KeyPair.of(static, "static")
         self._re: bytes | None = None
         self._rs: bytes | None = None
         self._state = _SymmetricState(prologue)
@@ -194,10 +211,7 @@ class NoiseXX(_FailOnce):
             "se": (self._s, self._re) if self.initiator else (self._e, self._rs),
         }[token]
         assert theirs is not None  # XX sends each remote key before any DH that needs it
-        try:
-            return mine.exchange(X25519PublicKey.from_public_bytes(theirs))
-        except ValueError:
-            raise InvalidData("handshake_failed", "the peer sent a low-order X25519 key") from None
+        return mine.exchange(theirs)
 
     def write_message(self, payload: Callable[[bytes], bytes]) -> bytes:
         """The next handshake message. `payload(h)` gets the handshake hash just
@@ -207,11 +221,11 @@ class NoiseXX(_FailOnce):
             out = bytearray()
             for token in XX_PATTERN[self._done]:
                 if token == "e":
-                    public = self._e.public_key().public_bytes_raw()
+                    public = self._e.public
                     out += public
                     self._state.mix_hash(public)
                 elif token == "s":
-                    out += self._state.encrypt_and_hash(self._s.public_key().public_bytes_raw())
+                    out += self._state.encrypt_and_hash(self._s.public)
                 else:
                     self._state.mix_key(self._dh(token))
             out += self._state.encrypt_and_hash(payload(self._state.h))

@@ -88,10 +88,10 @@ class Connections:
     """The open connections of one listener, oldest first, with what the guard did to them."""
 
     def __init__(self, max_connections: int, exempt: frozenset[str] = frozenset(),
-                 early: Callable[[str, bytes], bytes | None] | None = None) -> None:
+                 early: Callable[[str, int, bytes], bytes | None] | None = None) -> None:
         self.max_connections = max_connections
         self.exempt = exempt  # addresses without a cap of their own (the trusted reverse proxies)
-        # From a connection's IP address and first bytes, the whole answer to send before any HTTP work, or None
+        # From a connection's IP address, port and first bytes, the whole answer to send before any HTTP work, or None
         self.early = early
         self.open: OrderedDict[GuardedProtocol, None] = OrderedDict()
         self.by_host: dict[str, OrderedDict[GuardedProtocol, None]] = {}  # the same, per remote IP address
@@ -149,6 +149,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.header_timeout_s = header_timeout_s
         self.transport: asyncio.Transport | None = None
         self.host = "?"  # the remote IP address, once connected
+        self.port = 0
         self.deadline: asyncio.TimerHandle | None = None
         self.tail = b""  # the last bytes of the headers seen so far, for a blank line split across reads
         self.started = False  # admitted; `inner` has the connection once it is made
@@ -173,6 +174,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         self.host = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+        self.port = int(peername[1]) if isinstance(peername, tuple) and len(peername) > 1 else 0
         if not self.connections.admit(self):
             transport.abort()
             return
@@ -212,7 +214,7 @@ class GuardedProtocol(asyncio.Protocol):
         if self.inner is None:
             # A request refused from its first bytes (a peer link attempt beyond the caps) is answered here,
             # before aiohttp makes a request handler, parses it or runs a middleware.
-            answer = None if self.connections.early is None else self.connections.early(self.host, data)
+            answer = None if self.connections.early is None else self.connections.early(self.host, self.port, data)
             if answer is not None:
                 assert self.transport is not None
                 self._disarm()
@@ -249,7 +251,7 @@ class GuardedSite(web.TCPSite):
 
     def __init__(self, runner: web.BaseRunner, host: str | None, port: int, *, max_connections: int,
                  header_timeout_s: float = HEADER_TIMEOUT_S, trusted_proxies: frozenset[str] = frozenset(),
-                 early: Callable[[str, bytes], bytes | None] | None = None) -> None:
+                 early: Callable[[str, int, bytes], bytes | None] | None = None) -> None:
         super().__init__(runner, host, port, backlog=LISTEN_BACKLOG)
         self.connections = Connections(max_connections, trusted_proxies, early)
         self.header_timeout_s = header_timeout_s
@@ -303,13 +305,13 @@ class GuardedSite(web.TCPSite):
                 conn.close()
                 continue
             conn.setblocking(False)
-            if self._answered_at_accept(conn, host):
+            if self._answered_at_accept(conn, host, address[1] if isinstance(address, tuple) else 0):
                 continue
             task = loop.create_task(loop.connect_accepted_socket(self._server_protocol, conn))
             self._accepting.add(task)
             task.add_done_callback(self._accepted)
 
-    def _answered_at_accept(self, conn: socket.socket, host: str) -> bool:
+    def _answered_at_accept(self, conn: socket.socket, host: str, port: int) -> bool:
         """Answer (and close) a connection whose first bytes are already there and are refused by `early` (a peer
         link attempt beyond the caps), before a transport, a task or a request handler is made for it: a flood of
         such attempts from many addresses, each within its share, then costs the node a few system calls each."""
@@ -320,7 +322,7 @@ class GuardedSite(web.TCPSite):
             head = conn.recv(EARLY_PEEK_BYTES, socket.MSG_PEEK)
         except OSError:  # nothing yet (the usual path reads it), or reset already
             return False
-        answer = early(host, head) if head else None
+        answer = early(host, port, head) if head else None
         if answer is None:
             return False
         with contextlib.suppress(OSError):

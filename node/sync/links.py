@@ -14,8 +14,10 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     _WebSocket = web.WebSocketResponse[bool] | aiohttp.ClientWebSocketResponse[bool]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SYNC_PATH: Final = "/api/v1/sync"
 #: aiohttp's `max_msg_size` for a link's WebSocket, on both sides: aiohttp refuses (close 1009)
@@ -40,6 +43,10 @@ HEARTBEAT_S: Final = 20.0  # WebSocket ping interval; a pong missing for half of
 CLOSE_TIMEOUT_S: Final = 5.0  # how long a closing server side waits for the peer's close reply
 WS_CLOSE_FAILURE: Final = 4000  # WebSocket close code of a link ended with a Tally error code
 MAX_CLOSE_REASON_BYTES: Final = 123  # RFC 6455: a control frame holds 125 bytes, 2 of them the code
+
+#: Inbound handshakes' key exchanges and signature checks run here, one at a time, beside the event loop: libsodium
+#: lets the loop run meanwhile, so a flood of handshakes does not make the node's other work wait (SPEC.md §13.9).
+_HANDSHAKE_THREAD: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handshake")
 
 _WS_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _REASON: Final = re.compile(r"([a-z][a-z0-9_]*): ?(.*)", re.DOTALL)
@@ -308,14 +315,37 @@ class SecureLink:
         await self._channel.close(code, message, going_away=going_away)
 
 
-async def _run_handshake(channel: _Channel, handshake: Handshake, deadline: float, timeout: float) -> SecureLink:
+async def _step(beside: bool, work: Callable[..., _T], *args: object) -> _T:
+    """`work(*args)`: on _HANDSHAKE_THREAD when `beside`, else here on the event loop."""
+    if not beside:
+        return work(*args)
+    return await asyncio.get_running_loop().run_in_executor(_HANDSHAKE_THREAD, work, *args)
+
+
+def _advance(handshake: Handshake | Callable[[], Handshake], data: bytes | None) -> tuple[Handshake, bytes | None]:
+    """The handshake (made first, when given how to make it) after it read `data`, the peer's next message if
+    any, and the message it writes next, if it is its turn: one step of work each time the peer has spoken."""
+    if not isinstance(handshake, Handshake):
+        handshake = handshake()
+    if data is not None:
+        handshake.read_message(data)
+    return handshake, handshake.write_message() if handshake.wants_write else None
+
+
+async def _run_handshake(channel: _Channel, make: Callable[[], Handshake], deadline: float, timeout: float,
+                         *, beside: bool = False) -> SecureLink:
+    """Run the handshake `make()` returns (made once the peer's first message is in, for a responder); its work
+    on _HANDSHAKE_THREAD when `beside`, else on the event loop."""
     try:
         async with asyncio.timeout_at(deadline):
-            while not handshake.complete:
-                if handshake.wants_write:
-                    await channel.write(handshake.write_message())
-                else:
-                    handshake.read_message(await channel.read())
+            data = None if channel.initiator else await channel.read()
+            handshake, message = await _step(beside, _advance, make, data)
+            while True:
+                if message is not None:
+                    await channel.write(message)
+                if handshake.complete:
+                    break
+                handshake, message = await _step(beside, _advance, handshake, await channel.read())
         return SecureLink(channel, handshake.transport())
     except InvalidData as exc:
         raise await channel.fail(exc.code, exc.message) from None
@@ -330,8 +360,9 @@ async def accept_link(ws: web.WebSocketResponse, identity: SigningKey, *, remote
     if not ws.prepared:
         raise RuntimeError("prepare the WebSocketResponse before accept_link")
     deadline = asyncio.get_running_loop().time() + timeout
-    handshake = Handshake.responder(identity, os.urandom(KEY_BYTES), os.urandom(KEY_BYTES))
-    return await _run_handshake(_Channel(ws, remote_address, initiator=False), handshake, deadline, timeout)
+    e, s = os.urandom(KEY_BYTES), os.urandom(KEY_BYTES)
+    return await _run_handshake(_Channel(ws, remote_address, initiator=False),
+                                lambda: Handshake.responder(identity, e, s), deadline, timeout, beside=True)
 
 
 async def dial_link(session: aiohttp.ClientSession, url: str, identity: SigningKey, *,
@@ -359,7 +390,7 @@ async def dial_link(session: aiohttp.ClientSession, url: str, identity: SigningK
         raise LinkClosed(None, f"cannot connect to {target}: {exc}", by_peer=True) from None
     channel = _Channel(ws, url, initiator=True)
     try:
-        return await _run_handshake(channel, handshake, deadline, timeout)
+        return await _run_handshake(channel, lambda: handshake, deadline, timeout)
     finally:
         if channel.end is None and channel.handshaking:  # cancelled mid-handshake
             await ws.close(code=WSCloseCode.GOING_AWAY)

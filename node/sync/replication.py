@@ -163,27 +163,30 @@ class Replicator:
         Checked before any handshake work (key exchanges, a signature check) and, by the API's first
         middleware, before anything else the request would cost.
         """
-        return self._gate.refusal(host_of(peer_address(request)))
+        address = peer_address(request)
+        return self._gate.refusal(host_of(address), address)
 
-    def refuse_link_early(self, ip: str, head: bytes) -> bytes | None:
-        """The whole 503 answer (gate.REFUSED_HTTP) for a link attempt from the IP address `ip` beyond the gate's
-        caps, from the first bytes of its connection, else None: for a listener that answers it before any HTTP
-        work (node/http/guard.py). The same attempts as `refuse_link`'s, counted and logged the same way."""
+    def refuse_link_early(self, ip: str, port: int, head: bytes) -> bytes | None:
+        """The whole 503 answer (gate.REFUSED_HTTP) for a link attempt from `ip`:`port` beyond the gate's caps, from
+        the first bytes of its connection, else None, and then a handshake place is held for it: for a listener that
+        answers it before any HTTP work (node/http/guard.py). The same attempts as `refuse_link`'s, counted and
+        logged the same way."""
         if not head.startswith((b"GET /api/v1/sync ", b"GET /api/v1/sync?")):
             return None
-        return REFUSED_HTTP if self._gate.refuses(f"[{ip}]" if ":" in ip else ip) else None
+        host = f"[{ip}]" if ":" in ip else ip
+        return None if self._gate.reserve(host, f"{host}:{port}") else REFUSED_HTTP
 
     async def handle_sync(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/sync`: a peer dials in."""
         address = peer_address(request)
         host = host_of(address)
-        refused = self._gate.refusal(host)
+        refused = self._gate.refusal(host, address)
         if refused is not None:
             return refused
         with self._gate.inbound(host):
             ws = link_websocket()
-            await ws.prepare(request)
-            with self._gate.handshake(host):
+            with self._gate.handshake(host, address):  # from before the upgrade: no await goes uncounted
+                await ws.prepare(request)
                 try:
                     link = await accept_link(ws, self._identity, remote_address=address)
                 except (TallyError, LinkClosed) as exc:

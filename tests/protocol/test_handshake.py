@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from protocol.handshake import (
     IdentityPayload,
     NoiseXX,
     Transport,
+    _KeyPair,
     signature_input,
 )
 from protocol.identity import AgentId, SigningKey
@@ -429,3 +431,49 @@ def test_random_frames_round_trip_both_ways(frames: list[tuple[bool, bytes]]) ->
         frame = sender.encrypt(plaintext)
         assert len(frame) == len(plaintext) + 16
         assert receiver.decrypt(frame) == plaintext
+
+
+# The u-coordinates of Curve25519's points of small order (each DH with one is all zeros), as listed by libsodium,
+# and their non-canonical encodings (plus p, or the top bit set, which X25519 ignores).
+_SMALL_ORDER = [bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+)]
+_SMALL_ORDER += [u[:31] + bytes([u[31] | 0x80]) for u in _SMALL_ORDER]
+
+
+def test_every_small_order_key_is_refused() -> None:
+    pair = _KeyPair.of(bytes(range(32)), "test")
+    for u in _SMALL_ORDER:
+        with expect("handshake_failed"):
+            pair.exchange(u)
+
+
+def _openssl_x25519(private: bytes, public: bytes) -> bytes | None:
+    """X25519 as OpenSSL computes it (the implementation the handshake used before libsodium's), None for a
+    low-order public key."""
+    try:
+        return X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        return None
+
+
+@settings(max_examples=300)
+@given(private=st.binary(min_size=32, max_size=32),
+       public=st.one_of(st.binary(min_size=32, max_size=32), st.sampled_from(_SMALL_ORDER)))
+def test_the_key_exchange_refuses_and_computes_exactly_what_openssl_does(private: bytes, public: bytes) -> None:
+    """The handshake's X25519 is libsodium's (it lets other threads run meanwhile); it accepts the same keys, gives the
+    same shared secrets and public keys, and refuses the same low-order keys as the OpenSSL one it replaced."""
+    pair = _KeyPair.of(private, "test")
+    assert pair.public == X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    expected = _openssl_x25519(private, public)
+    if expected is None:
+        with expect("handshake_failed"):
+            pair.exchange(public)
+    else:
+        assert pair.exchange(public) == expected

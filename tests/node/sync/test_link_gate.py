@@ -89,3 +89,36 @@ async def test_inbound_handshakes_at_once_are_capped_for_the_whole_node(
 def test_spec_states_the_handshake_cap() -> None:
     spec = (Path(__file__).resolve().parents[3] / "SPEC.md").read_text()
     assert f"`MAX_HANDSHAKES = {gate.MAX_HANDSHAKES}`" in spec
+
+
+def test_an_attempt_let_through_from_its_first_bytes_holds_its_handshake_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener accepts a batch of connections before it serves any: each attempt holds its place from its first
+    bytes, so the batch cannot slip past the caps (SPEC §13.9); the handshake takes the place over, and a place whose
+    attempt never gets there is given back after RESERVED_S."""
+    now = [1000.0]
+    monkeypatch.setattr(gate.time, "monotonic", lambda: now[0])
+    g = gate.LinkGate()
+    hosts = [f"127.0.0.{2 + i}" for i in range(gate.MAX_HANDSHAKES // gate.MAX_HANDSHAKES_PER_ADDRESS + 1)]
+    admitted = [(h, f"{h}:{port}") for h in hosts for port in range(40000, 40010) if g.reserve(h, f"{h}:{port}")]
+    assert len(admitted) == gate.MAX_HANDSHAKES  # 4 from each of the first four hosts, none from the fifth
+    assert {h for h, _ in admitted} == set(hosts[:-1])
+    assert g.refuses(hosts[-1]) and g.refusal(hosts[-1]) is not None
+    host, address = admitted[0]
+    assert g.reserve(host, address) and g.refusal(host, address) is None  # its own place, not another's
+    with g.handshake(host, address):  # takes its place over: still full
+        assert g.refuses(hosts[-1])
+    assert not g.refuses(hosts[-1])  # the handshake ended: its place is free
+    assert g.reserve(hosts[-1], f"{hosts[-1]}:1") and g.refuses(hosts[-1])
+    now[0] += gate.RESERVED_S + 1  # the other attempts never began their handshakes
+    assert not g.refuses(hosts[-1]) and not g.refuses(hosts[0])
+    with g.handshake(host, address):  # one whose place was given back counts as a new one
+        pass
+    assert not g._reserved and not g._handshaking.total
+
+
+def test_spec_and_readme_state_how_long_an_attempt_holds_its_place() -> None:
+    root = Path(__file__).resolve().parents[3]
+    assert f"`RESERVED_S = {gate.RESERVED_S:.0f}` s" in (root / "SPEC.md").read_text()
+    readme = " ".join((root / "README.md").read_text().split())
+    assert f"holding its place from its first bytes (at most {gate.RESERVED_S:.0f} s" in readme
+    assert f"holds its place from those first bytes, for at most {gate.RESERVED_S:.0f} s" in readme
