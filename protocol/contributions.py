@@ -4,7 +4,7 @@ the corrections of its lineage, with its claim value."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from itertools import pairwise
 from typing import Final, NamedTuple
@@ -92,22 +92,29 @@ def contributions(voices: list[Voice], rules: Rules,
             corrected_by[older] = events[newer].id
     latest: dict[tuple[str, bytes], tuple[int, Endorsement]] = {}
     for v in voices:
-        if isinstance(v.record, Endorsement):
-            key = (v.agent, v.record.event.raw)
-            if key not in latest or v.latest > latest[key][0]:
-                latest[key] = (v.latest, v.record)
-    accepts: dict[bytes, list[str]] = defaultdict(list)
-    rejects: dict[bytes, list[str]] = defaultdict(list)
-    notes: dict[bytes, list[tuple[str, str]]] = defaultdict(list)
+        given = v.record
+        if type(given) is Endorsement:
+            key = (v.agent, given.event.raw)
+            seen = latest.get(key)
+            if seen is None or v.latest > seen[0]:
+                latest[key] = (v.latest, given)
+    accepts: dict[bytes, list[str]] = {}
+    rejects: dict[bytes, list[str]] = {}
+    notes: dict[bytes, list[tuple[str, str]]] = {}
     for (who, target), (_, given) in latest.items():
-        (accepts if given.accept else rejects)[target].append(who)
-        if not given.accept and given.note:
-            notes[target].append((who, given.note))
-    result = []
+        if given.accept:
+            accepts.setdefault(target, []).append(who)
+        else:
+            rejects.setdefault(target, []).append(who)
+            if given.note:
+                notes.setdefault(target, []).append((who, given.note))
+    result: list[tuple[str, int, bytes, Contribution]] = []  # with its sort key: no key function called
     for raw, v in events.items():
         record = v.record
         assert isinstance(record, Event)
-        yes, no = tuple(sorted(accepts[raw])), tuple(sorted(rejects[raw]))
+        accepted, rejected = accepts.get(raw), rejects.get(raw)
+        yes = tuple(sorted(accepted)) if accepted else ()
+        no = tuple(sorted(rejected)) if rejected else ()
         if names is not None:
             yes, no = names.setdefault(yes, yes), names.setdefault(no, no)
         in_effect = v.rules or rules  # the rules in effect at the contribution (§18.3)
@@ -119,14 +126,40 @@ def contributions(voices: list[Voice], rules: Rules,
             verdict = FINAL
         else:
             verdict = PENDING
-        result.append(Contribution(
-            id=v.id, author=v.agent, seq=v.seq, ts=v.ts, event=record,
-            claim=_claim(record, in_effect, claims), status=verdict, accepts=yes, rejects=no,
-            corrected_by=corrected_by.get(raw), origin=None if origin[raw] == raw else events[origin[raw]].id,
-            reject_notes=tuple(sorted(notes[raw])),
-        ))
-    result.sort(key=lambda c: (c.author, c.seq, c.id.raw))
-    return tuple(result)
+        first = origin[raw]
+        noted = notes.get(raw)
+        result.append((v.agent, v.seq, raw, _contribution(
+            v.id, v.agent, v.seq, v.ts, record, _claim(record, in_effect, claims), verdict, yes, no,
+            corrected_by.get(raw), None if first == raw else events[first].id, tuple(sorted(noted)) if noted else (),
+        )))
+    result.sort()  # by author, seq, id: unique ids, so the contributions themselves are never compared
+    return tuple([c for _, _, _, c in result])
+
+
+def _contribution(id: CID, author: str, seq: int, ts: int, event: Event, claim: Decimal, status: str,
+                  accepts: tuple[str, ...], rejects: tuple[str, ...], corrected_by: CID | None, origin: CID | None,
+                  reject_notes: tuple[tuple[str, str], ...]) -> Contribution:
+    """A Contribution made through its slots: its frozen __init__ sets each field with object.__setattr__, twice
+    the cost, and a fold makes one per event decided."""
+    c: Contribution = _new(Contribution)
+    _ID(c, id)
+    _AUTHOR(c, author)
+    _SEQ(c, seq)
+    _TS(c, ts)
+    _EVENT(c, event)
+    _CLAIM(c, claim)
+    _STATUS(c, status)
+    _ACCEPTS(c, accepts)
+    _REJECTS(c, rejects)
+    _CORRECTED_BY(c, corrected_by)
+    _ORIGIN(c, origin)
+    _REJECT_NOTES(c, reject_notes)
+    return c
+
+
+_new: Final = object.__new__
+_ID, _AUTHOR, _SEQ, _TS, _EVENT, _CLAIM, _STATUS, _ACCEPTS, _REJECTS, _CORRECTED_BY, _ORIGIN, _REJECT_NOTES = (
+    vars(Contribution)[f.name].__set__ for f in fields(Contribution))
 
 
 def _voice_latest(v: Voice) -> int:

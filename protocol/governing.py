@@ -17,27 +17,23 @@ from .governance import (
     RulesInEffect,
     check_ballot,
     check_closer,
-    merge,
     motion_states,
     passed,
     rules_heads,
 )
 from .keys import take_key_link
 from .pledges import Payment, Pledge, PledgeState, check_payment, check_pledge, payment_day
-from .prepared import NO_CLOSINGS, Prepared, latest_of
+from .prepared import Prepared, latest_of
 from .references import split
 from .rules import Rules
 from .score_voting import count
 from .valueflows import EVENT_KIND, Event, parse_event
 
 
-def rules_in_effect(node: Prepared, nodes: dict[bytes, Prepared], ledger: CID, genesis: Rules,
-                     book: RulesInEffect) -> None:
-    """The closings in the entry's causal past and the rules they give it; an event is read again
-    under amended rules (a unit they added, log_for_others)."""
-    closings = NO_CLOSINGS  # one shared empty set: most entries know no closing
-    for dep in node.deps:
-        closings = merge(closings, nodes[dep.raw].closings)
+def rules_in_effect(node: Prepared, closings: frozenset[bytes], ledger: CID, genesis: Rules,
+                    book: RulesInEffect) -> None:
+    """The closings in the entry's causal past (`closings`: its dependencies', merged) and the rules they give it;
+    an event is read again under amended rules (a unit they added, log_for_others)."""
     node.closings = closings
     node.rules = book.rules(closings)
     entry = node.entry

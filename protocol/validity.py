@@ -9,10 +9,10 @@ from .contributions import FINAL, contributions_of
 from .distribution import DistributionRecord, Payout, RecordedDistribution, check_lines, conflicting, distribute
 from .erasure import Erase, erasable
 from .errors import InvalidData
-from .governance import RulesInEffect
+from .governance import RulesInEffect, merge
 from .governing import govern, rules_in_effect
 from .keys import KeyEvent
-from .prepared import NO_MEMBERS, Prepared, union
+from .prepared import NO_CLOSINGS, NO_MEMBERS, Prepared, union
 from .rules import Rules
 from .valueflows import Admission, Endorsement, Event, Leave, needs_membership
 
@@ -28,43 +28,66 @@ def apply_node(
     book: RulesInEffect,
 ) -> None:
     entry = node.entry
-    known: frozenset[str] = founders if entry.id == ledger else NO_MEMBERS
+    header = entry.header
+    prev_raw = None if header.prev is None else header.prev.raw
+    known: frozenset[str] = founders if entry.id.raw == ledger.raw else NO_MEMBERS
     gone: frozenset[str] = NO_MEMBERS
+    closings = NO_CLOSINGS  # one shared empty set: most entries know no closing
+    prev: Prepared | None = None
+    # One pass over the dependencies: what they knew (most know what the others knew: the same sets, skipped
+    # without a call), and the prev among them (its first, but an erased entry's).
     for dep in node.deps:
-        d = nodes[dep.raw]
-        known = union(known, d.known)
-        gone = union(gone, d.gone)
-    prev = nodes[entry.header.prev.raw] if entry.header.prev is not None else None
+        raw = dep.raw
+        d = nodes[raw]
+        if raw == prev_raw:
+            prev = d
+        if d.known is not known:
+            known = union(known, d.known)
+        if d.gone is not gone:
+            gone = union(gone, d.gone)
+        if d.closings is not closings:
+            closings = merge(closings, d.closings)
+    if prev is None and prev_raw is not None:
+        prev = nodes[prev_raw]
     node.left_chain = prev is not None and prev.left_chain
     node.known, node.gone = known, gone
-    try:
-        authorize(node, nodes, prev)
-    except InvalidData as exc:
-        node.error = node.error or exc
-    rules_in_effect(node, nodes, ledger, rules, book)
-    if node.erased is not None or node.error is not None or (node.record is None and not needs_membership(entry.kind)):
+    if prev is not None and prev.key_ok and node.key_link is None:  # what `authorize` finds for most entries
+        node.key_ok, node.main, node.incepted = True, prev.main, prev.incepted
+    else:
+        try:
+            authorize(node, nodes, prev)
+        except InvalidData as exc:
+            node.error = node.error or exc
+    rules_in_effect(node, closings, ledger, rules, book)
+    record = node.record
+    if node.erased is not None or node.error is not None or (record is None and not needs_membership(entry.kind)):
         return
     author = node.agent
     try:
         _check_member(node, nodes, ledger, founders)
-        record = node.record
-        if isinstance(record, Admission):
-            _admit(node, record, nodes, node.rules or rules)
-        elif isinstance(record, Leave):
-            node.left_chain = True
-            node.gone = gone | {author}
-        elif isinstance(record, Endorsement):
+        # The kinds most entries are first; no record is of two of these types.
+        if isinstance(record, Endorsement):
             target = nodes[record.event.raw]
             if not isinstance(target.record, Event) or target.error is not None:
                 raise InvalidData("bad_reference", "an endorsement names a contribution (a valid vf.event)")
             if target.agent == author:
                 raise InvalidData("self_endorsement", "members cannot endorse their own contributions")
+            if not node.refs.rules:  # nothing for `govern` to check
+                return
+        elif isinstance(record, Event):
+            if record.corrects is not None:
+                target = nodes[record.corrects.raw]
+                if not isinstance(target.record, Event) or target.error is not None or target.agent != author:
+                    raise InvalidData("bad_correction", "a correction names an earlier vf.event of its own author")
+            if record.fulfills is None and not node.refs.rules:  # nothing for `govern` to check
+                return
+        elif isinstance(record, Admission):
+            _admit(node, record, nodes, node.rules or rules)
+        elif isinstance(record, Leave):
+            node.left_chain = True
+            node.gone = gone | {author}
         elif isinstance(record, DistributionRecord):
             node.payout, node.reach = _recompute(record, nodes, ledger, node.rules or rules)
-        elif isinstance(record, Event) and record.corrects is not None:
-            target = nodes[record.corrects.raw]
-            if not isinstance(target.record, Event) or target.error is not None or target.agent != author:
-                raise InvalidData("bad_correction", "a correction names an earlier vf.event of its own author")
         elif isinstance(record, KeyEvent):
             check_key_event(node, record, nodes, node.rules or rules)
         elif isinstance(record, Erase):
@@ -85,7 +108,7 @@ def _check_member(node: Prepared, nodes: dict[bytes, Prepared], ledger: CID, fou
         member = (entry.body or {}).get("member")
     assert isinstance(member, CID)
     proof = nodes[member.raw]
-    if member == ledger:
+    if member.raw == ledger.raw:
         if author not in founders:
             raise InvalidData("not_member", f"{author} is not a founder; name the admission that made you a member")
         return
