@@ -18,25 +18,28 @@ seen so far has K in its past, or the greedy would have popped an ancestor first
 New entries' `eff` are at least the smallest new key, so only the old entries with
 `eff` at or above it are re-placed: none when the new entries are the newest.
 
-What the fold keeps beside its working dicts: the applied entries as rows (protocol/fold_rows.py) and what its
-states show, each entry's status and the digest's buckets (protocol/fold_views.py).
+What the fold keeps beside its working dicts: each entry's id and row number (protocol/fold_ids.py: entries are
+named by row), the applied entries as rows (protocol/fold_rows.py) and what its states show, each entry's status
+and the digest's buckets (protocol/fold_views.py).
 """
 
 from __future__ import annotations
 
 import heapq
 import sys
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from .cid import CID
 from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
 from .erasure import ERASE_KIND
 from .errors import InvalidData, LocalError
+from .fold_ids import Ids
 from .fold_rows import SLIM, Nodes, Rows
 from .fold_views import CODES, STATUSES, Buckets, ByAuthor
 from .fold_views import StatusView as StatusView  # where node/store/kept_status.py reads it
@@ -96,17 +99,16 @@ class LedgerFold:
         self._pending: dict[bytes, Prepared] = {}  # waiting for a dependency
         self._missing: dict[bytes, int] = {}  # pending entry -> how many of its dependencies are not applied
         self._waiters: dict[bytes, list[bytes]] = {}  # absent or pending entry -> the pending entries naming it
-        self._order: list[bytes] = []  # applied entries in canonical order
+        self._order = array("i")  # the rows of the applied entries in canonical order
         self._pos: dict[bytes, int] = {}  # position in _order of the entries whose order shows (_RANKED)
         #: entry -> the entry with the largest (ts, id) in its causal past, when not itself (most are)
         self._eff: dict[bytes, bytes] = {}
         self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
-        # Every entry's status: its index (in order of arrival), its id by index, its status code by index.
-        self._index: dict[bytes, int] = {}
-        self._ids: list[bytes] = []
+        # Every entry's status: its row (in order of arrival), its id by row, its status code by row.
+        self._ids = Ids()
         self._codes = bytearray()
         self._buckets = Buckets()
-        self._rows = Rows(self.ledger, self._index, self._ids)
+        self._rows = Rows(self.ledger, self._ids)
         self._nodes = Nodes(self._rows)  # applied, in no particular order
         self._quarantined: list[CID] = []
         self._problems: dict[bytes, Problem] = {}
@@ -138,15 +140,22 @@ class LedgerFold:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (node/store/snapshots.py) with its order as bytes: a snapshot names no class but protocol's."""
+        return {**vars(self), "_order": self._order.tobytes()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state, _order=array("i", state["_order"]))
+
     def __contains__(self, entry_id: CID) -> bool:
-        return entry_id.raw in self._index
+        return entry_id.raw in self._ids
 
     # ---- arrival ----------------------------------------------------------------------------------
 
     def add(self, entries: Iterable[Entry]) -> None:
         """Take entries of this ledger in (others and ones already held are left out)."""
         fresh: list[bytes] = []
-        ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._index, self.forks, self._pending, \
+        ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._ids, self.forks, self._pending, \
             self._entries
         for entry in entries:
             raw, h = entry.id.raw, entry.header
@@ -166,7 +175,7 @@ class LedgerFold:
             fresh.append(raw)
         self._rows.grow()
         ready: list[bytes] = []
-        nodes, index, flags, waiters = self._nodes, self._index, self._rows.flags, self._waiters
+        nodes, index, flags, waiters = self._nodes, self._ids, self._rows.flags, self._waiters
         for raw in fresh:
             missing = 0
             for dep in self._pending[raw].deps:
@@ -191,6 +200,7 @@ class LedgerFold:
                     ready.append(child)
         if placed:
             self._place(placed)
+        self._ids.settled()
         if len(fresh) > _COMPACT_AFTER:  # a dict keeps its table when emptied: these held every entry meanwhile
             self._pending, self._missing, self._waiters = dict(self._pending), dict(self._missing), dict(self._waiters)
             self._nodes.drop_built()
@@ -198,20 +208,25 @@ class LedgerFold:
             self._nodes.update(kept)
 
     def _key(self, raw: bytes) -> tuple[int, bytes]:
-        return self._rows.ts[self._index[raw]], raw
+        return self._rows.ts[self._ids[raw]], raw
 
     def _dep_raws(self, raw: bytes) -> list[bytes]:
-        i = self._index[raw]
+        i = self._ids[raw]
         if self._rows.flags[i] & SLIM:  # a row (built again, it has no deps)
-            return list(map(self._ids.__getitem__, self._rows.dep_rows(i)))
+            return list(map(self._ids.id, self._rows.dep_rows(i)))
         return [d.raw for d in self._nodes[raw].deps]
 
     def _eff_key(self, raw: bytes) -> tuple[int, bytes]:
         return self._key(self._eff.get(raw, raw))
 
+    def _row_eff_key(self, i: int) -> tuple[int, bytes]:
+        raw = self._ids.id(i)
+        eff = self._eff.get(raw)
+        return (self._rows.ts[i], raw) if eff is None else self._key(eff)
+
     def _place(self, placed: list[bytes]) -> None:
         """Put newly applicable entries in the canonical order, then apply them in it."""
-        eff, nodes, ts, index, ids = self._eff, self._nodes, self._rows.ts, self._index, self._ids
+        eff, nodes, ts, index = self._eff, self._nodes, self._rows.ts, self._ids
         for raw in placed:  # each after its dependencies
             best, best_key = raw, (ts[index[raw]], raw)
             for dep in nodes[raw].deps:
@@ -220,12 +235,13 @@ class LedgerFold:
                 if other_key > best_key:
                     best, best_key = other, other_key
             if best is not raw:
-                eff[raw] = ids[index[best]]  # the fold's own bytes, not a decoded header's copy
+                eff[raw] = best
         low = min(map(self._eff_key, placed))
-        start = bisect_left(self._order, low, key=self._eff_key)
-        tail = self._greedy([*self._order[start:], *placed])
-        del self._order[start:]
-        self._order += tail
+        order = self._order
+        start = bisect_left(order, low, key=self._row_eff_key)
+        tail = self._greedy([*map(index.id, order[start:]), *placed])
+        del order[start:]
+        order.extend(map(index.__getitem__, tail))
         for i, raw in enumerate(tail, start):
             if isinstance(getattr(nodes.get(raw), "record", None), _RANKED):  # a row is none of those
                 self._pos[raw] = i
@@ -238,7 +254,7 @@ class LedgerFold:
 
     def _greedy(self, group: list[bytes]) -> list[bytes]:
         """The (ts, id)-greedy topological order of `group`, whose outside dependencies are placed."""
-        ts, index = self._rows.ts, self._index
+        ts, index = self._rows.ts, self._ids
         ordered = sorted([(ts[index[raw]], raw) for raw in group])
         # When the (ts, id) order is a topological order (every dependency in the group before what names it:
         # entries written in time order, the usual case), the greedy order is that order: the smallest entry
@@ -296,7 +312,7 @@ class LedgerFold:
         # shares with others is kept once: its prev's id, the ledger's, its author's key, its kind. The payload's
         # id is never read again: the entry's own stands in for it (one object fewer per entry).
         self._nodes.drop_built()
-        if self._rows.keep(self._index[raw], node):
+        if self._rows.keep(self._ids[raw], node):
             del self._nodes[raw]
             return
         h = entry.header  # built directly: dataclasses.replace costs more than the rest of this
@@ -339,7 +355,7 @@ class LedgerFold:
                 self._paying.append(raw)
             self._undecided.add(origin)
         elif isinstance(record, Endorsement):
-            self._rows.add_verdict(self._index[record.event.raw], self._index[raw])
+            self._rows.add_verdict(self._ids[record.event.raw], self._ids[raw])
             self._undecided.add(self._origin.get(record.event.raw, record.event.raw))
         elif isinstance(record, Motion | Ballot | Closing | Pledge):
             self._governed.append(raw)
@@ -351,8 +367,8 @@ class LedgerFold:
         lineage, said = self._lineage.get, self._voice
         events = [v for origin in origins  # each lineage in seq order: what a correction corrects first
                   for v in sorted(map(said, lineage(origin, (origin,))), key=_seq)]
-        ids, index, rows = self._ids, self._index, self._rows
-        verdicts = [said(ids[r]) for v in events for r in rows.verdicts(index[v.id.raw])]
+        ids, rows, said_at = self._ids, self._rows, self._voice_at
+        verdicts = [said_at(r) for v in events for r in rows.verdicts(ids[v.id.raw])]
         for c in contributions([*events, *verdicts], self.rules, self._claims, self._members_alike):
             if c.event.fulfills is not None:
                 self._paid[c.id.raw] = c
@@ -360,24 +376,27 @@ class LedgerFold:
             self._set(c.id.raw, c.status)
 
     def _voice(self, raw: bytes) -> Voice:
-        i = self._index[raw]
-        return self._rows.voice(i) if self._rows.flags[i] & SLIM else voice(self._nodes[raw])
+        return self._voice_at(self._ids[raw], raw)
+
+    def _voice_at(self, i: int, raw: bytes | None = None) -> Voice:
+        if self._rows.flags[i] & SLIM:
+            return self._rows.voice(i)
+        return voice(self._nodes[self._ids.id(i) if raw is None else raw])
 
     def _set(self, raw: bytes, status: str, ts: int = 0) -> None:
         """Set an entry's status; a new entry (`ts`: its own) gets the next index."""
-        i = self._index.get(raw)
+        i = self._ids.get(raw)
         if i is None:
-            self._index[raw] = len(self._ids)
-            self._ids.append(raw)
+            i = self._ids.add(raw)
             self._codes.append(CODES[status])
             self._rows.ts.append(ts)  # the other columns grow at the end of the arrival (`Rows.grow`)
-            self._buckets.add(raw)
+            self._buckets.add(raw, i)
         else:
             self._codes[i] = CODES[status]
             self._buckets.changed(raw)
 
     def _status(self, raw: bytes) -> str:
-        return STATUSES[self._codes[self._index[raw]]]
+        return STATUSES[self._codes[self._ids[raw]]]
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -408,7 +427,7 @@ class LedgerFold:
             invalid=tuple(sorted(self._problems.values(), key=lambda p: p.id.raw)),
             waiting=tuple(sorted((n.entry.id for n in self._pending.values()), key=lambda c: c.raw)),
             quarantined=tuple(sorted(self._quarantined, key=lambda c: c.raw)),
-            status=StatusView(self._index, self._ids, bytes(self._codes)),
+            status=StatusView(self._ids, bytes(self._codes)),
             admissions={m: self._admissions[m] for m in members if m in self._admissions},
             sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(self._sponsorships.items())
                           if a not in self._members},
@@ -425,4 +444,4 @@ class LedgerFold:
 
     def _digest(self, state: LedgerState) -> bytes:
         """state.py's digest, from the buckets' kept digests (those that changed hashed again)."""
-        return digest_of(state, self._buckets.digests(self._index, self._codes))
+        return digest_of(state, self._buckets.digests(self._ids, self._codes))

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from .cid import CID
 from .entry import Entry, Header
+from .fold_ids import Ids
 from .references import NO_REFERENCES
 from .rules import Rules
 from .state import Prepared, Voice
@@ -23,8 +24,8 @@ class Rows:
     rules read of them (state.py apply_node, contributions_of) is built again when asked for (`node`). Sets,
     rules, keys and kinds that many entries share are kept once and named by number."""
 
-    def __init__(self, ledger: CID, index: dict[bytes, int], ids: list[bytes]) -> None:
-        self.ledger, self.index, self.ids = ledger, index, ids  # the fold's own (ids by index)
+    def __init__(self, ledger: CID, ids: Ids) -> None:
+        self.ledger, self.ids = ledger, ids  # the fold's own: a row's id, an id's row
         self.ts, self.seq = array("q"), array("q")  # every row's ts (the canonical order's key)
         self.flags = bytearray()
         self.author, self.prev, self.kind = array("i"), array("i"), array("i")
@@ -90,7 +91,7 @@ class Rows:
         if (node.error is not None or not isinstance(record, Event | Endorsement | None) or node.complete
                 or node.erased is not None or entry.id == self.ledger or len(node.deps) > 255 or node.rules is None):
             return False
-        h, index = entry.header, self.index
+        h, index = entry.header, self.ids
         self.seq[i] = h.seq
         keys, kinds, sets = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
         n = keys.get(h.author)
@@ -132,7 +133,8 @@ class Rows:
             return self.records[i]
         ids = self.ids
         event = self.deps[self.dep_at[i] + self.dep_n[i] - 1]
-        return Endorsement(CID(ids[event]), bool(flags & _ACCEPT), self.notes.get(i, ""), self.links[ids[self.link[i]]])
+        return Endorsement(CID(ids.id(event)), bool(flags & _ACCEPT), self.notes.get(i, ""),
+                           self.links[ids.id(self.link[i])])
 
     def add_verdict(self, event: int, i: int) -> None:
         self.verdict_before[i] = self.link[event]
@@ -152,8 +154,7 @@ class Rows:
         """The record with the ids it names kept once: each decoded payload had its own copy of them (~130 B
         per entry), and of the values many events share (a quantity, a time, a note: ~150 B per event)."""
         if isinstance(record, Endorsement):  # one `keep` does not keep as columns
-            event = CID(self.ids[self.index[record.event.raw]])  # the fold's own bytes
-            return Endorsement(event, record.accept, self._share(record.note), self._link(record.member))
+            return Endorsement(record.event, record.accept, self._share(record.note), self._link(record.member))
         share = self._share
         return Event(record.action, record.provider, record.receiver, share(record.quantity), record.effort,
                      share(record.classifications), share(record.point), share(record.beginning), share(record.end),
@@ -170,7 +171,7 @@ class Rows:
     def _link(self, cid: CID) -> CID:
         kept = self.links.get(cid.raw)
         if kept is None:
-            kept = self.links[cid.raw] = CID(self.ids[self.index[cid.raw]])
+            kept = self.links[cid.raw] = cid
         return kept
 
     def dep_rows(self, i: int) -> array[int]:
@@ -178,7 +179,7 @@ class Rows:
 
     def node(self, raw: bytes) -> Prepared:
         """The entry of a row as the rules read it (KeyError: not a row)."""
-        i = self.index[raw]
+        i = self.ids[raw]
         if not self.flags[i] & SLIM:
             raise KeyError(raw)
         return RowNode(self, i)
@@ -188,14 +189,14 @@ class Rows:
         seq = self.seq[i]
         record = self.record(i)
         assert record is not None
-        return Voice(CID(self.ids[i]), self.agents[self.author[i]], seq, self.ts[i], seq, record,
+        return Voice(CID(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq, record,
                      self.rule_sets[self.rules[i]])
 
     def entry(self, i: int) -> Entry:
         """Row `i`'s entry as the rules read it: its header without payload id, size or signature."""
         ids, a, p = self.ids, self.author[i], self.prev[i]
-        cid = CID(ids[i])
-        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids[p]), self.ts[i],
+        cid = CID(ids.id(i))
+        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids.id(p)), self.ts[i],
                         self.kinds[self.kind[i]], cid, 0, b"")
         return Entry(cid, header, b"", None, None)
 

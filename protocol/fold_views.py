@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from itertools import islice
-from typing import Final
+from typing import Any, Final
 
+from .fold_ids import Ids
 from .state import (
     CONFLICTING,
     CORRECTED,
@@ -68,16 +69,16 @@ class ByAuthor:
 
 
 class StatusView(Mapping[bytes, str]):
-    """A state's entry id -> status map, as the fold had it then: the fold's id index (which only grows) and a
-    copy of its one-byte status codes, so a state after one new entry copies a byte per entry, not a dict."""
+    """A state's entry id -> status map, as the fold had it then: the fold's ids (which only grow) and a copy of
+    its one-byte status codes, so a state after one new entry copies a byte per entry, not a dict."""
 
-    __slots__ = ("_codes", "_ids", "_index")
+    __slots__ = ("_codes", "_ids")
 
-    def __init__(self, index: Mapping[bytes, int], ids: list[bytes], codes: bytes) -> None:
-        self._index, self._ids, self._codes = index, ids, codes
+    def __init__(self, ids: Ids, codes: bytes) -> None:
+        self._ids, self._codes = ids, codes
 
     def __getitem__(self, raw: bytes) -> str:
-        i = self._index[raw]
+        i = self._ids[raw]
         if i >= len(self._codes):  # added to the fold after this state
             raise KeyError(raw)
         return STATUSES[self._codes[i]]
@@ -86,7 +87,7 @@ class StatusView(Mapping[bytes, str]):
         return len(self._codes)
 
     def __iter__(self) -> Iterator[bytes]:
-        return islice(self._ids, len(self._codes))  # a list the fold only appends to: safe beside it
+        return map(self._ids.id, range(len(self._codes)))  # ids the fold only appends to: safe beside it
 
     def coded(self) -> tuple[tuple[str, ...], Iterator[tuple[bytes, int]]]:
         """The names of the statuses, and each id with its status's number among them, in this view's order:
@@ -98,36 +99,57 @@ class StatusView(Mapping[bytes, str]):
 
 
 class Buckets:
-    """The digest's buckets (SPEC.md §16.7): each bucket's ids sorted, and its digest kept until an entry in it
-    is added or changes status; after one new entry one bucket of the 256 is hashed again."""
+    """The digest's buckets (SPEC.md §16.7): each bucket's rows sorted by id, and its digest kept until an entry
+    in it is added or changes status; after one new entry one bucket of the 256 is hashed again."""
 
     def __init__(self) -> None:
         # only the buckets holding ids (a small ledger's are few: the state tests fold thousands of them)
-        self._ids: dict[int, list[bytes]] = {}
-        self._new: dict[int, list[bytes]] = {}
+        self._rows: dict[int, array[int]] = {}
+        self._new: dict[int, array[int]] = {}
         self._digests: list[bytes] = [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
         self._stale: set[int] = set()  # buckets to hash again
 
-    def add(self, raw: bytes) -> None:
+    def add(self, raw: bytes, row: int) -> None:
         new = self._new.get(raw[-1])
         if new is None:
-            self._new[raw[-1]] = [raw]
+            self._new[raw[-1]] = array("i", (row,))
         else:
-            new.append(raw)
+            new.append(row)
         self._stale.add(raw[-1])
 
     def changed(self, raw: bytes) -> None:
         self._stale.add(raw[-1])
 
-    def digests(self, index: Mapping[bytes, int], codes: bytearray) -> list[bytes]:
-        """Each bucket's digest; its statuses looked up in C (a million-entry ledger's bucket holds ~4,000)."""
-        for i in self._stale:
-            ids = self._ids.setdefault(i, [])
-            new = self._new.pop(i, None)
+    def digests(self, ids: Ids, codes: bytearray) -> list[bytes]:
+        """Each bucket's digest: its ids made again from the fold's (a million-entry ledger's bucket holds ~4,000),
+        its statuses looked up in C."""
+        for b in self._stale:
+            rows = self._rows.get(b, array("i"))
+            new = self._new.pop(b, None)
             if new:
-                ids += new
-                ids.sort()  # a sorted run and a few more: linear
-            rows = list(map(index.__getitem__, ids))
-            self._digests[i] = bucket_digest(ids, list(map(STATUSES.__getitem__, map(codes.__getitem__, rows))))
+                rows += new
+            raws = list(map(ids.id, rows))
+            if new:
+                order = sorted(range(len(raws)), key=raws.__getitem__)  # a sorted run and a few more: linear
+                raws = list(map(raws.__getitem__, order))
+                rows = array("i", map(rows.__getitem__, order))
+            self._rows[b] = rows
+            self._digests[b] = bucket_digest(raws, list(map(STATUSES.__getitem__, map(codes.__getitem__, rows))))
         self._stale.clear()
         return list(self._digests)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (node/store/snapshots.py) with its rows as bytes: a snapshot names no class but protocol's."""
+        return {**vars(self), "_rows": _packed(self._rows), "_new": _packed(self._new)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._rows, self._new = _unpacked(state["_rows"]), _unpacked(state["_new"])
+
+
+def _packed(arrays: dict[int, array[int]]) -> dict[int, bytes]:
+    return {b: rows.tobytes() for b, rows in arrays.items()}
+
+
+def _unpacked(packed: dict[int, bytes]) -> dict[int, array[int]]:
+    return {b: array("i", rows) for b, rows in packed.items()}

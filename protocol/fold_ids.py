@@ -1,0 +1,125 @@
+"""A ledger fold's entry ids (protocol/fold.py): each row's id and each id's row, off the Python heap.
+
+The ids are packed in one bytearray, WIDTH bytes a row, and found by an open-addressing table of row numbers
+(an array of C ints at most half full), instead of a bytes object per id, a list of them and a dict of them
+(~160 B per entry at 100,000 entries; this keeps ~45). The table's probe sequence comes from the id's last 8
+bytes, a sha2-256 digest's (double hashing: ids alike in a few bits, which anyone can grind, still take different
+steps), so it is the same in every process and is pickled as it is: a few buffers, read back in the time of a
+copy. An id of another width (not one Tally makes) is kept in a dict beside it.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any, Final
+
+WIDTH: Final = 36  # a CIDv1 sha2-256's binary form: every entry id
+_EMPTY: Final = -1
+_FIRST_SLOTS: Final = 16
+
+
+class Ids:
+    """Row numbers 0, 1, 2... by id, in the order ids were added; only grows. The ids added since `settled` are
+    in a dict too: a batch's own ids are most of what its fold looks up (~20 times per entry)."""
+
+    __slots__ = ("_count", "_mask", "_odd", "_odd_rows", "_packed", "_recent", "_table")
+
+    def __init__(self) -> None:
+        self._packed = bytearray()  # row i's id at [i * WIDTH, (i + 1) * WIDTH) (zeros: an id of another width)
+        self._table = array("i", [_EMPTY]) * _FIRST_SLOTS
+        self._mask = _FIRST_SLOTS - 1
+        self._count = 0
+        self._odd: dict[bytes, int] = {}  # ids of another width -> row
+        self._odd_rows: dict[int, bytes] = {}
+        self._recent: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _find(self, raw: bytes) -> int:
+        """Row of `raw`, or -1."""
+        i = self._recent.get(raw)
+        if i is not None:
+            return i
+        if len(raw) != WIDTH:
+            return self._odd.get(raw, _EMPTY)
+        # The slot and the (odd) step from the id's last 8 bytes, a sha2-256 digest's: double hashing
+        x = int.from_bytes(raw[-8:], "little")
+        mask, table, packed = self._mask, self._table, self._packed
+        slot, step = x & mask, (x >> 40) | 1
+        while True:
+            i = table[slot]
+            if i < 0 or packed.startswith(raw, i * WIDTH):  # compared in place: no bytes made
+                return i
+            slot = (slot + step) & mask
+
+    def get(self, raw: bytes, default: int | None = None) -> int | None:
+        i = self._find(raw)
+        return default if i < 0 else i
+
+    def __getitem__(self, raw: bytes) -> int:
+        i = self._find(raw)
+        if i < 0:
+            raise KeyError(raw)
+        return i
+
+    def __contains__(self, raw: object) -> bool:
+        return isinstance(raw, bytes) and self._find(raw) >= 0
+
+    def id(self, i: int) -> bytes:
+        """Row `i`'s id (a new bytes object each time: kept by no one here)."""
+        if not 0 <= i < self._count:
+            raise IndexError(i)
+        odd = self._odd_rows.get(i) if self._odd_rows else None
+        return bytes(self._packed[i * WIDTH : (i + 1) * WIDTH]) if odd is None else odd
+
+    def add(self, raw: bytes) -> int:
+        """The next row, for an id not held (the caller checks)."""
+        i = self._count
+        if len(raw) == WIDTH:
+            self._packed += raw  # before the table names it: a reader in another thread finds it whole
+            if 2 * (i + 1) > len(self._table):
+                self._grow()
+            self._insert(self._table, self._mask, raw, i)
+        else:
+            self._packed += bytes(WIDTH)
+            self._odd[raw] = i
+            self._odd_rows[i] = raw
+        self._recent[raw] = i
+        self._count = i + 1
+        return i
+
+    def settled(self) -> None:
+        """The ids added so far are looked up in the table alone from now on (the dict's bytes freed)."""
+        self._recent = {}
+
+    @staticmethod
+    def _insert(table: array[int], mask: int, raw: bytes | bytearray, i: int) -> None:
+        x = int.from_bytes(raw[-8:], "little")
+        slot, step = x & mask, (x >> 40) | 1
+        while table[slot] >= 0:
+            slot = (slot + step) & mask
+        table[slot] = i
+
+    def _grow(self) -> None:
+        """A table twice the size, every row put in it again; then it replaces the old one at once."""
+        size = 2 * len(self._table)
+        table, mask, packed, odd = array("i", [_EMPTY]) * size, size - 1, self._packed, self._odd_rows
+        for i in range(self._count):
+            if i not in odd:
+                self._insert(table, mask, packed[i * WIDTH : (i + 1) * WIDTH], i)
+        self._table, self._mask = table, mask
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (node/store/snapshots.py) as bytes: a snapshot names no class but protocol's."""
+        return {"packed": bytes(self._packed), "table": self._table.tobytes(), "count": self._count,
+                "odd": self._odd}  # `recent` left out: those ids are in the table too
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._packed = bytearray(state["packed"])
+        self._table = array("i", state["table"])
+        self._mask = len(self._table) - 1
+        self._count = state["count"]
+        self._odd = state["odd"]
+        self._odd_rows = {i: raw for raw, i in self._odd.items()}
+        self._recent = {}
