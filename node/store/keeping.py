@@ -398,6 +398,9 @@ class SnapshotKeeping:
             log.info("ledger snapshot saved", extra={"ledger": str(ledger), "entries": len(state.status),
                                                      "bytes": len(snapshot.state), "fold": ref is not None,
                                                      "ms": round((time.perf_counter() - started) * 1000)})
+        del snapshot  # what the save made (the state pickled, its kept status, the fold's parts) is freed: give it back
+        if len(state.status) >= self._freeze_entries and not self._one_shot:
+            await asyncio.to_thread(give_back)
         return bool(kept)
 
     async def _save_fold(self, ledger: CID, fold: LedgerFold, digest: bytes, changes: int) -> FoldRef | None:

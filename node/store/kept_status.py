@@ -150,29 +150,26 @@ class Sorting:
     index of each id, in the kept order). A fold's view only grows at its end (protocol/fold.py: its ids are a list
     the fold only appends to), so a later view of the same fold holds these ids where they were, and the ids
     after them are the ones added since: the caller keeps a Sorting with the fold it came from, and `continued_by`
-    checks the count and the last id's place besides. It keeps the kept status's shape, not its ids (36 MB at a
-    million entries, beside the fold that holds them): they are read from the later view, where `at` says."""
+    checks the count and the last id's place besides."""
 
-    __slots__ = ("at", "bounds", "count", "last", "names", "width")
+    __slots__ = ("at", "kept", "last")
 
     def __init__(self, kept: KeptStatus, at: array[int], last: bytes) -> None:
-        self.width, self.names, self.bounds, self.count = kept.width, kept.names, kept.bounds, len(kept)
-        self.at, self.last = at, last  # last: the view's id at index len(kept) - 1
+        self.kept, self.at, self.last = kept, at, last  # last: the view's id at index len(kept) - 1
 
     def continued_by(self, view: StatusView, names: tuple[str, ...]) -> bool:
-        n = self.count
-        return (names == self.names and len(view) >= n
+        n = len(self.kept)
+        return (names == self.kept.names and len(view) >= n
                 and next(itertools.islice(iter(view), n - 1, n), None) == self.last)
 
     def grown(self, view: StatusView, pairs: Iterator[tuple[bytes, int]], stop: threading.Event | None
               ) -> tuple[KeptStatus, Sorting]:
         """The KeptStatus of `view` (which continues this one's): the ids added since sorted into their buckets,
         the others where they were, every status read again from the view."""
-        w, n = self.width, self.count
+        kept, w, n = self.kept, self.kept.width, len(self.kept)
         coded = bytes(map(operator.itemgetter(1), pairs))  # every status, by view index
-        every = list(view)  # every id, by view index
         added: dict[int, list[tuple[bytes, int]]] = {}
-        for i, raw in enumerate(itertools.islice(every, n, None), n):
+        for i, raw in enumerate(itertools.islice(iter(view), n, None), n):
             if len(raw) != w:
                 raise ValueError("entry ids of more than one width")
             added.setdefault(raw[-1], []).append((raw, i))
@@ -180,20 +177,19 @@ class Sorting:
         for b in range(DIGEST_BUCKETS):
             if stop is not None and stop.is_set():
                 raise Abandoned
-            lo, hi = self.bounds[b], self.bounds[b + 1]
+            lo, hi = kept.bounds[b], kept.bounds[b + 1]
             more = added.get(b)
             if more is None:
-                ids.append(b"".join(map(every.__getitem__, self.at[lo:hi])))
+                ids.append(kept.ids[lo * w : hi * w])
                 at.extend(self.at[lo:hi])
             else:
-                group = [*map(every.__getitem__, self.at[lo:hi]), *(raw for raw, _ in more)]
+                group = [*kept._slice(lo, hi), *(raw for raw, _ in more)]
                 where = [*self.at[lo:hi], *(i for _, i in more)]
                 order = sorted(range(len(group)), key=group.__getitem__)
                 ids.append(b"".join(map(group.__getitem__, order)))
                 at.extend(map(where.__getitem__, order))
             bounds.append(bounds[-1] + len(ids[-1]) // w)
-        del every
-        grown = KeptStatus(w, self.names, tuple(bounds), b"".join(ids), bytes(map(coded.__getitem__, at)))
+        grown = KeptStatus(w, kept.names, tuple(bounds), b"".join(ids), bytes(map(coded.__getitem__, at)))
         return grown, Sorting(grown, at, grown._at(at.index(len(grown) - 1)))
 
 
