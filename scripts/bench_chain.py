@@ -10,8 +10,11 @@ and append's ratio to libsodium's raw single-core sign rate on the same bytes (e
 again between the append's rounds, so both see the same load), ingest's to its
 single-core verify rate measured just before and after it (the mean: the machine's load changes). Goals:
 append >= 0.4 x sign, ingest >= 1.0 x verify. Ingest runs twice: signatures in worker processes (as the node does)
-and on the decoding thread only. `--crossover` also times streams of batches of each size both ways;
-`--append-only` skips ingest; `--runs N` repeats the append N times (a fresh store each) and prints the median.
+and on the decoding thread only; each also prints the CPU it took per entry (this process, the worker processes)
+against the CPU of one raw verify, which the machine's load moves far less than a rate: on two idle cores, ingest
+can reach at most 2 / (its CPU per entry in verifies) x raw verify. `--crossover` also times streams of batches
+of each size both ways; `--append-only` skips ingest; `--runs N` repeats the append N times (a fresh store
+each) and prints the median.
 
     python scripts/bench_chain.py [--entries 100000] [--batch 1000] [--crossover] [--append-only] [--runs 1]
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
 import tempfile
 import time
@@ -63,6 +67,20 @@ def raw_verify(n: int = 2000) -> float:
             crypto_sign_open(s, pk)
 
     return rate(verify, n)
+
+
+def raw_verify_cpu(n: int = 2000, rounds: int = 5) -> float:
+    """CPU seconds libsodium takes for one verify on this thread (least of a few rounds): unlike a rate, it barely
+    moves with the machine's load, so the CPU an ingest takes per entry can be set against it."""
+    pk, sk = crypto_sign_seed_keypair(bytes(32))
+    signed = [crypto_sign(b"tally-entry-v1\0" + bytes(200) + i.to_bytes(4, "big"), sk) for i in range(n)]
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.thread_time()
+        for s in signed:
+            crypto_sign_open(s, pk)
+        best = min(best, (time.thread_time() - t) / n)
+    return best
 
 
 def raw_rates(n: int = 2000) -> dict[str, tuple[float, float]]:
@@ -174,21 +192,31 @@ async def bench(entries: int, batch: int, workdir: Path, crossover: bool, append
     # Worker processes for signatures (the node's way), then a thread only, each into a fresh store.
     for name, pool_min in (("ingest", POOL_MIN), ("ingest, signatures on the decoding thread", 1 << 30)):
         target = await Store.open(workdir / f"target-{pool_min}.sqlite3")
+        workers_before = _cpu(resource.RUSAGE_CHILDREN)  # the workers count once reaped, when the Verifier closes
         async with Verifier(pool_min=pool_min) as verifier:
             if pool_min == POOL_MIN:
                 await verifier.check(rows[:POOL_MIN])  # start the workers (once per node) before the clock
             before = raw_verify()
             t = time.perf_counter()
+            own_before = _cpu(resource.RUSAGE_SELF)
             totals = await ingest_batches(target, verifier, batches())
+            own = _cpu(resource.RUSAGE_SELF) - own_before
             ingest_s = time.perf_counter() - t
             # The machine is shared: this ingest's baseline is the mean of raw rates just before and after it.
             baseline = (before + raw_verify()) / 2
+        workers = _cpu(resource.RUSAGE_CHILDREN) - workers_before
         await target.close()
         assert totals.stored == len(rows), totals
         ingest_rate = len(rows) / ingest_s
         print(f"{name}: {ingest_rate:9,.0f} entries/s  ({len(rows):,} entries in {ingest_s:.1f} s: decode + verify + "
               f"link check + durable store)  ratio to raw single-core verify {ingest_rate / baseline:.2f} "
               f"(goal >= 1.0; raw libsodium {baseline:,.0f}/s around it)")
+        verify_cpu = raw_verify_cpu()
+        per = (own + workers) / len(rows)
+        print(f"        CPU per entry: {1e6 * own / len(rows):.1f} us in this process, {1e6 * workers / len(rows):.1f} "
+              f"us in worker processes (their start included); one raw verify {1e6 * verify_cpu:.1f} us: "
+              f"{per / verify_cpu:.2f} verifies' worth per entry, so at most {2 * verify_cpu / per:.2f} x raw verify "
+              f"on two idle cores")
     size = sum(len(h) + len(p or b"") for h, p in rows) / len(rows)
     print(f"entry size {size:.0f} bytes on average (header + payload)")
     if crossover:
@@ -223,6 +251,11 @@ async def print_crossover(rows: list[RawEntry]) -> None:
             medians = [statistics.median(got) for got in rates]
             print(f"  batch {n:5d}: thread {medians[0]:9,.0f}/s   workers {medians[1]:9,.0f}/s   "
                   f"{'workers' if medians[1] > medians[0] else 'thread'}")
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
