@@ -61,8 +61,10 @@ ACCEPT_RETRY_S: Final = 1.0  # out of files or memory, accepting pauses this lon
 FILES_KEPT_FREE: Final = 128  # file descriptors left for the store, sync links' peers, logs
 _END_OF_HEADERS: Final = b"\r\n\r\n"
 # The system hands the listener a connection once its first bytes have come (Linux TCP_DEFER_ACCEPT), or after
-# about this long without: a link attempt is then mostly answered at accept(), before anything is made for it.
-DEFER_ACCEPT_S: Final = 1
+# at least this long without (Linux rounds it up to its SYN-ACK resends: at 1, 3, 7 s, so about 7 s): a link attempt
+# is then answered at accept(), before anything is made for it, even from a client slow to send its request (1 s
+# let a loaded attacker's late bytes through as bare connections: a transport each, and evictions at the cap).
+DEFER_ACCEPT_S: Final = 5
 EARLY_PEEK_BYTES: Final = 64  # what `early` is shown of a connection whose bytes are there as it is accepted
 EARLY_DRAIN_BYTES: Final = 16384  # read at a time from a connection answered at accept, until nothing is left
 EARLY_DRAIN_READS: Final = 4  # or this many reads (a client still sending gets a reset)

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from running_nodes import Node, http, ok, start, stop_all, until
 
+from node.http import guard
 from node.http.guard import (
     ACCEPT_BATCH,
     DEFER_ACCEPT_S,
@@ -311,7 +312,10 @@ def read_to_end(s: socket.socket) -> bytes:
     return data
 
 
-async def test_a_link_attempt_refused_from_its_first_bytes_is_answered_at_accept_when_they_are_there() -> None:
+async def test_a_link_attempt_refused_from_its_first_bytes_is_answered_at_accept_when_they_are_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard, "DEFER_ACCEPT_S", 1)  # the silent connection below is handed over sooner
     runner = web.AppRunner(web.Application())
     await runner.setup()
     site = GuardedSite(runner, "127.0.0.1", 0, max_connections=16,
