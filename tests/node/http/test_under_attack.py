@@ -485,3 +485,8 @@ def test_a_thousand_link_attempts_at_once_leave_the_api_answering_and_a_peer_syn
     lines = [log.count(f"peer links refused host={source} ") for source in sources]
     assert max(lines) <= 2 and sum(lines) >= len(sources) // 2, lines  # per address, never per attempt
     assert "Traceback" not in log
+
+
+def test_readme_states_the_deferred_accept() -> None:
+    readme = " ".join((Path(__file__).resolve().parents[3] / "README.md").read_text().split())
+    assert f"`DEFER_ACCEPT_S = {DEFER_ACCEPT_S}`" in readme
