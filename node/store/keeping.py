@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from node.store import snapshots
 from node.store.kept_status import Abandoned, Sorting
-from node.store.rows import FoldRef, fork_points
+from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
 from node.store.store import Store
 from node.store.workers import Worker, give_back, on_loop, timed, wait
 from protocol import CID, Entry
@@ -121,6 +121,9 @@ class SnapshotKeeping:
         raise NotImplementedError
 
     def _remember(self, raw: bytes, state: LedgerState, *, exact: bool) -> None:
+        raise NotImplementedError
+
+    async def _behind(self, ledger: CID, snapshot: Snapshot, coverage: Coverage, generation: int) -> None:
         raise NotImplementedError
 
     async def aclose(self, within_s: float = SAVE_AT_STOP_S) -> None:
@@ -209,6 +212,8 @@ class SnapshotKeeping:
             return None
         if older is not None and raw not in self._last:
             self._remember(raw, older, exact=False)
+        elif state is None and not self._one_shot and raw not in self._last:
+            await self._behind(ledger, snapshot, coverage, generation)
         extra = {"ledger": str(ledger), "entries": coverage.entries, "why": why,
                  "ms": round((time.perf_counter() - started) * 1000)}
         if state is None:

@@ -161,6 +161,20 @@ class StoreReader:
                 self._found_damaged(bytes(rid), exc.message)
         return found
 
+    async def log_last(self, ledger: CID, count: int) -> list[tuple[int, Entry]]:
+        """The ledger's last `count` stored rows (by rowid), oldest first, each with its rowid, damaged ones left
+        out: what was stored after a kept state that covers the rows before them (node/store/keeping.py)."""
+        found = []
+        for rowid, rid, header, payload in reversed(await self._rows(
+                # back from the table's end: a few rows stored lately, not a walk of the ledger's index
+                "SELECT rowid, id, header, payload FROM entries NOT INDEXED WHERE ledger = ?1 ORDER BY rowid DESC"
+                " LIMIT ?2", (ledger.raw, count))):
+            try:
+                found.append((int(rowid), decode_stored_entry(rid, header, payload)))
+            except InvalidData as exc:
+                self._found_damaged(bytes(rid), exc.message)
+        return found
+
     async def fold_part(self, ledger: CID, token: bytes, part: int) -> bytes | None:
         """One part of a snapshot's fold (`Snapshot.fold`), or None if it is not stored."""
         row = await self._row("SELECT bytes FROM fold_parts WHERE ledger = ? AND token = ? AND part = ?",

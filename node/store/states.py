@@ -24,12 +24,14 @@ catch-up goes on in the background; the entries are folded in once the fold is r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from node.store import snapshots
 from node.store.keeping import (
     DEFER_ENTRIES,
     FREEZE_ENTRIES,
@@ -39,6 +41,7 @@ from node.store.keeping import (
     SnapshotKeeping,
 )
 from node.store.ledgers import fold_ledger, load_state_with_forks
+from node.store.rows import Coverage, Snapshot
 from node.store.store import Store
 from node.store.workers import give_back
 from protocol import CID, Entry, InvalidData
@@ -50,7 +53,8 @@ log = logging.getLogger(__name__)
 MEMBER_KIND_PREFIX = ("member.", "key.")  # kinds that change who may see a ledger (key.*: SPEC.md §19.8)
 #: Entries held in folds, all ledgers together, before the least recently read ledger's fold is dropped.
 FOLDED_ENTRIES: Final = 1_000_000
-#: Entries stored since a ledger's last state beyond which a write waits for the current state (`for_write`).
+#: Entries stored since a ledger's last state beyond which a write waits for the current state (`for_write`); a kept
+#: state this far behind the ledger at most is read back for writes (`_behind`).
 SINCE_LAST: Final = 256
 #: What a write asks of the entries stored since the state it would be built against: whether none of them changes
 #: what it reads of that state (node/store/writes.py `unread_by`).
@@ -228,6 +232,28 @@ class LedgerStates(SnapshotKeeping):
 
             task.add_done_callback(done)
         return task
+
+    async def _behind(self, ledger: CID, snapshot: Snapshot, coverage: Coverage, generation: int) -> None:
+        """A kept state of this format that covers the ledger's rows but the last few (a node stopped while it caught
+        up, say): read back as the last state writes are built against (with those rows as stored since), if the
+        rows before them are exactly the ones it covers, while the ledger is made current."""
+        raw, behind = ledger.raw, coverage.entries - snapshot.coverage.entries
+        if (snapshot.format != snapshots.FORMAT or not 0 < behind <= SINCE_LAST
+                or snapshot.coverage.forks != coverage.forks):
+            return
+        self._arrived[raw] = []
+        try:
+            after = await self._store.log_last(ledger, behind)
+            covered = dataclasses.replace(coverage, entries=snapshot.coverage.entries,
+                                          rowids=coverage.rowids - sum(rowid for rowid, _ in after))
+            state = None
+            if len(after) == behind and covered == snapshot.coverage:
+                state, _ = await asyncio.to_thread(snapshots.restore, snapshot, covered, ledger)
+        finally:
+            arrived = self._arrived.pop(raw, [])
+        if state is not None and self._generations.get(raw, 0) == generation and raw not in self._last:
+            self._remember(raw, state, exact=True)
+            self._last[raw][1].extend([*(entry for _, entry in after), *arrived])
 
     def _remember(self, raw: bytes, state: LedgerState, *, exact: bool) -> None:
         """`state` is the ledger's last known state (current, or a stale one only a write may be built against)."""

@@ -22,7 +22,7 @@ from node.store.ledgers import load_state
 from node.store.states import LedgerStates
 from node.store.store import Store
 from node.store.writes import LocalWrites, unread_by
-from protocol import CID, Entry, LocalError, SigningKey
+from protocol import CID, Entry, LocalError, SigningKey, ledger_ops
 from protocol.requests import Admit, Contribute, Endorse, Name
 from protocol.state import INVALID, LedgerState
 from protocol.writes import AppendRequest
@@ -164,6 +164,50 @@ async def test_a_state_saved_by_the_version_before_checks_writes_until_the_ledge
         snapshot = await store.snapshot(ledger)
         assert snapshot is not None
         assert snapshots.provisional(snapshot, await store.coverage(ledger), ledger) is None
+
+
+async def test_a_state_kept_a_few_entries_behind_checks_writes_while_the_ledger_catches_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node stopped before it saved its latest state (a few entries stored after the one kept): that state is
+    read back for writes, with those entries as stored since, while its fold is read back (held here); a write
+    that reads what they changed waits, and gets the current state's code. Too far behind, or with rows missing,
+    it is not used."""
+    path = tmp_path / "ana.sqlite3"
+    ledger, before = await saved_ledger(path, 50)
+    async with await Store.open(path, key=ANA) as store:
+        stored = await store.append(ledger_ops.contribute(before, ANA.did, action="work", quantity="1", unit="hour",
+                                                          ts=90))
+        await store.append(ledger_ops.about(before, ANA.did, "Ana", 91))
+    async with await Store.open(path, key=ANA) as store:
+        release = asyncio.Event()
+        monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
+        states = LedgerStates(store)
+        writes = LocalWrites(store, states, ANA.did, clock())
+        try:
+            written = [await asyncio.wait_for(writes.submit(Name(ledger=ledger, name="Ana S")), HELD_S * 10)]
+            assert not states.folded()
+            own = await waits(writes.submit(Endorse(entry=stored.id, verdict="accept")))  # not in the state kept
+            release.set()
+            assert await refused(own) == "self_endorsement"
+            state = await check_caught_up(store, states, ledger, written)
+            assert state.names[ANA.did] == "Ana S"
+        finally:
+            states.close()
+    monkeypatch.setattr(states_module, "SINCE_LAST", 1)  # two entries behind is too far now
+    async with await Store.open(path, key=ANA) as store:
+        await store.append(ledger_ops.about(before, ANA.did, "Ana again", 92))
+        await store.append(ledger_ops.about(before, ANA.did, "Ana once more", 93))
+        states = LedgerStates(store)
+        release = asyncio.Event()
+        monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
+        monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
+        writes = LocalWrites(store, states, ANA.did, clock())
+        try:
+            name = await waits(writes.submit(Name(ledger=ledger, name="Ana T")))
+            release.set()
+            await name
+        finally:
+            states.close()
 
 
 async def test_what_a_write_reads_of_the_entries_stored_since(tmp_path: Path) -> None:
