@@ -13,12 +13,15 @@ peer G linked to it, then attacks V from this process over real encrypted links 
   as many distinct peers as the caps let in); meanwhile `GET
   /api/v1/identity` on V from a third process (p50, p99, max; also before the flood, and on G during it, for
   what the machine's load alone costs), how the attempts ended, the CPU V, G and the attacker used, and
-  whether entries appended on V every half second still reach G (goal: p99 < 100 ms, every entry).
+  whether entries appended on V every half second still reach G (goal: p99 < 100 ms, every entry). With
+  `--close` each attacker closes its link as soon as its handshake is done and dials again: a flood of completed
+  handshakes, as fast as `--processes N` attacking processes can run them (one is far from enough).
 
     python scripts/bench_hostile.py [--forks 2000] [--levels 300000] [--level-links 7] [--links 1000]
                                     [--rounds 1] [--seconds 10]
     python scripts/bench_hostile.py --forks 0 --levels 0 --rounds 5      # the link flood only, five times
     python scripts/bench_hostile.py --forks 0 --levels 0 --sources 100   # from 100 addresses, 10 attackers each
+    python scripts/bench_hostile.py --forks 0 --levels 0 --sources 100 --links 64 --processes 4 --close
 """
 
 from __future__ import annotations
@@ -140,10 +143,10 @@ async def probe(url: str, seconds: float) -> tuple[list[float], list[str]]:
     return times, failed
 
 
-async def link_flood(v_url: str, links: int, seconds: float, sources: list[str]) -> Counter[str]:
+async def link_flood(v_url: str, links: int, seconds: float, sources: list[str], close: bool) -> Counter[str]:
     """`links` attackers at once, spread over the addresses `sources`, for `seconds`, each dialling V from
-    a fresh key again as soon as its link is refused or closed (a refused attacker does not wait); how
-    the attempts ended."""
+    a fresh key again as soon as its link is refused or closed (a refused attacker does not wait), or, with
+    `close`, as soon as its handshake is done; how the attempts ended."""
     outcomes: Counter[str] = Counter()
     end = time.monotonic() + seconds
     # A session per address, without aiohttp's default cap of 100 connections: all of them at once.
@@ -168,6 +171,9 @@ async def link_flood(v_url: str, links: int, seconds: float, sources: list[str])
                     outcomes[type(exc).__name__] += 1
                     continue
                 outcomes["handshake done"] += 1
+                if close:
+                    await link.close()
+                    continue
                 try:
                     async with asyncio.timeout(max(0.1, end - time.monotonic())):
                         while True:
@@ -183,15 +189,22 @@ async def link_flood(v_url: str, links: int, seconds: float, sources: list[str])
     return outcomes
 
 
-async def attack(v_url: str, links: int, seconds: float, sources: list[str]) -> tuple[Counter[str], float]:
-    """`link_flood` in a process of its own, so that its work does not slow this one's measurements:
-    (how the attempts ended, the CPU seconds the attacker used)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--attack", v_url, "--links", str(links), "--seconds", str(seconds),
-        "--sources", str(len(sources)), stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
-    outcomes, cpu = json.loads(out)
-    return Counter(outcomes), cpu
+async def attack(v_url: str, links: int, seconds: float, sources: list[str], processes: int,
+                 close: bool) -> tuple[Counter[str], float]:
+    """`link_flood` in `processes` processes of their own (`links` attackers in all), so that their work does not
+    slow this one's measurements: (how the attempts ended, the CPU seconds the attackers used)."""
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--attack", v_url, "--links", str(links // processes), "--seconds", str(seconds),
+        "--sources", str(len(sources)), *(["--close"] if close else []), stdout=asyncio.subprocess.PIPE)
+        for _ in range(processes)]
+    outcomes: Counter[str] = Counter()
+    cpu = 0.0
+    for proc in procs:
+        out, _ = await proc.communicate()
+        counted, used = json.loads(out)
+        outcomes.update(counted)
+        cpu += used
+    return outcomes, cpu
 
 
 async def keep_writing(http: aiohttp.ClientSession, v_url: str, g_api: str, g_token: str, ledger: str,
@@ -235,7 +248,7 @@ def load() -> str:
 
 
 async def bench(forks: int, levels: int, level_links: int, links: int, rounds: int, seconds: float,
-                sources: list[str], work: Path) -> None:
+                sources: list[str], work: Path, processes: int = 1, close: bool = False) -> None:
     v_home, g_home = work / "v", work / "g"
     tally(v_home, "init")
     tally(g_home, "init")
@@ -283,13 +296,14 @@ async def bench(forks: int, levels: int, level_links: int, links: int, rounds: i
                 cpu0 = [cpu_s(pid) for pid in (v.pid, g.pid)]
                 times, control, (outcomes, attacker_cpu), writes = await asyncio.gather(
                     probe(identity, seconds), probe(f"{g_api}/api/v1/identity", seconds),
-                    attack(v_url, links, seconds + 1.0, sources),
+                    attack(v_url, links, seconds + 1.0, sources, processes, close),
                     keep_writing(http, v_url, g_api, g_token, ledger, seconds))
                 appended, reached, slowest, lost = writes
                 cpu = [(cpu_s(pid) - c0) / seconds * 100 for pid, c0 in zip((v.pid, g.pid), cpu0, strict=True)]
                 cpu.append(attacker_cpu / seconds * 100)
-                print(f"link flood {r + 1}/{rounds}: {links:,} attackers from {len(sources)} address"
-                      f"{'es' if len(sources) > 1 else ''} for {seconds:g} s (load {before} -> "
+                print(f"link flood {r + 1}/{rounds}: {links:,} attackers in {processes} process"
+                      f"{'es' if processes > 1 else ''}{', closing each link at once' if close else ''}, from "
+                      f"{len(sources)} address{'es' if len(sources) > 1 else ''} for {seconds:g} s (load {before} -> "
                       f"{load()}): GET /api/v1/identity {percentiles(times)} (goal p99 < 100 ms); without the "
                       f"flood {percentiles(quiet)}; on G meanwhile (not attacked) {percentiles(control)}", flush=True)
                 attempts = sum(n for k, n in outcomes.items() if not k.startswith("then "))
@@ -317,17 +331,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each link flood lasts")
     parser.add_argument("--sources", type=int, default=1,
                         help="addresses the link flood comes from, 127.0.0.2 on (the probes and G use 127.0.0.1)")
+    parser.add_argument("--processes", type=int, default=1, help="attacking processes the link flood runs in")
+    parser.add_argument("--close", action="store_true",
+                        help="each attacker closes its link once the handshake is done, and dials again")
     parser.add_argument("--attack", metavar="URL", help=argparse.SUPPRESS)  # the attacker's own process
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the attacker's own links say why they were refused: counted, not printed
     sources = [f"127.0.{(2 + i) // 256}.{(2 + i) % 256}" for i in range(args.sources)]
     if args.attack:
-        outcomes = asyncio.run(link_flood(args.attack, args.links, args.seconds, sources))
+        outcomes = asyncio.run(link_flood(args.attack, args.links, args.seconds, sources, args.close))
         print(json.dumps([outcomes, cpu_s("self")]))
         return
     with TemporaryDirectory() as tmp:
         asyncio.run(bench(args.forks, args.levels, args.level_links, args.links, args.rounds if args.links else 0,
-                          args.seconds, sources, Path(tmp)))
+                          args.seconds, sources, Path(tmp), args.processes, args.close))
 
 
 if __name__ == "__main__":
