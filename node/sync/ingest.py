@@ -1,17 +1,18 @@
 """Taking in entries from elsewhere: decode, verify, link-check, store.
 
 The node decodes (SPEC §5.4 steps 1-7) on one thread off the event loop, so the loop keeps
-answering while a large batch decodes. For large batches, the two costliest checks run in
-worker processes (node/sync/verify_worker.py: a small Python that imports only `protocol`,
-rather than multiprocessing's, which re-imports the whole node), where they neither wait for
-the GIL nor hold up decoding: the signature (step 8) and the payload's canonical form (step 7;
-the thread only decodes it, and an entry the workers refuse is decoded again in full for its
-exact error). Smaller batches are checked on the decoding thread (handing them to a process
-costs more than it saves), and the smallest (a live push) on the event loop, which is quicker
-than any hand-off. Every path runs the same checks (`decode_entry`'s, and libsodium's
-`crypto_sign_open` through PyNaCl), so what is accepted, and the code of what is refused, is the same.
-Nothing is stored, let alone acknowledged, before the whole batch is checked; storing
-commits before anything is reported (node/store/store.py).
+answering while a large batch decodes. For large batches, the costliest check runs in worker
+processes (node/sync/verify_worker.py: a small Python that imports only `protocol`, rather than
+multiprocessing's, which re-imports the whole node), where it neither waits for the GIL nor
+holds up decoding: the signature (step 8). The payload's canonical form (step 7) is checked by
+the decoding thread, which decodes the payload anyway: in a worker it cost twice what it adds
+to the thread, and the workers are the busier side (README, Performance). Smaller batches are
+checked on the decoding thread (handing them to a process costs more than it saves), and the
+smallest (a live push) on the event loop, which is quicker than any hand-off. Every path runs
+the same checks (`decode_entry`'s, and libsodium's `crypto_sign_open` through PyNaCl), so what
+is accepted, and the code of what is refused, is the same. Nothing is stored, let alone
+acknowledged, before the whole batch is checked; storing commits before anything is reported
+(node/store/store.py).
 """
 
 from __future__ import annotations
@@ -27,15 +28,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from node.store.store import Store
-from node.sync.verify_worker import PAYLOAD_OK, SIG_OK, Job, check_jobs, encode_batch
+from node.sync.verify_worker import SIG_OK, Job, check_jobs, encode_batch
 from protocol import Entry, InvalidData, decode_entry
 from protocol.entry import signing_bytes_of
-from protocol.identity import verify_many
 
 log = logging.getLogger(__name__)
 
 RawEntry = tuple[bytes, bytes | None]  # (header bytes, payload bytes or None)
-Triple = tuple[bytes, bytes, bytes]  # (public key, signature, signed bytes)
 #: Batches with at least this many signatures go to the worker processes, smaller ones are
 #: checked on the decoding thread. Measured by `scripts/bench_chain.py --crossover` (README).
 POOL_MIN: Final = 128
@@ -58,10 +57,11 @@ class Checked:
     refused: list[tuple[int, InvalidData]] = field(default_factory=list)  # (input index, error)
 
 
-def _decode(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[Triple]]:
-    """Decode each entry (steps 1-7 of §5.4); the signatures of those that decoded, to check."""
+def _decode(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[Job]]:
+    """Decode each entry in full but for its signature (steps 1-7 of §5.4); the signature checks of those that
+    decoded, as the workers take them (without the payload, checked here: their PAYLOAD_OK is then always set)."""
     decoded: list[Entry | InvalidData] = []
-    triples: list[Triple] = []
+    jobs: list[Job] = []
     for header, payload in raws:
         try:
             entry = decode_entry(header, payload, check_signature=False)
@@ -69,38 +69,17 @@ def _decode(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[T
             decoded.append(exc)
             continue
         decoded.append(entry)
-        triples.append((entry.header.author, entry.header.sig, signing_bytes_of(entry)))
-    return decoded, triples
-
-
-def _decode_and_verify(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[bool]]:
-    decoded, triples = _decode(raws)
-    return decoded, verify_many(triples)
-
-
-def _decode_for_workers(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[Job]]:
-    """Decode each entry but for its payload's canonical form, which the workers check with the
-    signature (the two costliest checks); the jobs for them, one per entry that decoded."""
-    decoded: list[Entry | InvalidData] = []
-    jobs: list[Job] = []
-    for header, payload in raws:
-        try:
-            entry = decode_entry(header, payload, check_signature=False, check_payload_form=False)
-        except InvalidData:
-            decoded.append(_refusal(header, payload))
-            continue
-        decoded.append(entry)
-        jobs.append((entry.header.author, entry.header.sig + signing_bytes_of(entry), payload))
+        jobs.append((entry.header.author, entry.header.sig + signing_bytes_of(entry), None))
     return decoded, jobs
 
 
-def _refusal(header: bytes, payload: bytes | None) -> InvalidData:
-    """The error `decode_entry` gives an entry found bad, with the code and message of the first failing step."""
-    try:
-        decode_entry(header, payload, check_signature=False)
-    except InvalidData as exc:
-        return exc
-    raise AssertionError("an entry refused by one decoding passed the full one")
+def _signed(answers: bytes) -> list[bool]:
+    return [bool(answer & SIG_OK) for answer in answers]
+
+
+def _decode_and_verify(raws: Sequence[RawEntry]) -> tuple[list[Entry | InvalidData], list[bool]]:
+    decoded, jobs = _decode(raws)
+    return decoded, _signed(check_jobs(jobs))
 
 
 def _verdicts(decoded: list[Entry | InvalidData], valid: Sequence[bool]) -> Checked:
@@ -110,25 +89,6 @@ def _verdicts(decoded: list[Entry | InvalidData], valid: Sequence[bool]) -> Chec
         if isinstance(item, InvalidData):
             result.refused.append((index, item))
         elif next(checks):
-            result.entries.append(item)
-        else:
-            result.refused.append((index, InvalidData("bad_signature", f"signature of {item.id} does not verify")))
-    return result
-
-
-def _worker_verdicts(decoded: list[Entry | InvalidData], answers: bytes) -> Checked:
-    """The workers' answers (SIG_OK | PAYLOAD_OK per decoded entry) as `decode_entry`'s verdicts:
-    a payload's form is checked (§5.4 step 7) before the signature (step 8)."""
-    result = Checked()
-    checks = iter(answers)
-    for index, item in enumerate(decoded):
-        if isinstance(item, InvalidData):
-            result.refused.append((index, item))
-            continue
-        answer = next(checks)
-        if not answer & PAYLOAD_OK:
-            result.refused.append((index, _refusal(item.header_raw, item.payload_raw)))
-        elif answer & SIG_OK:
             result.entries.append(item)
         else:
             result.refused.append((index, InvalidData("bad_signature", f"signature of {item.id} does not verify")))
@@ -210,12 +170,8 @@ class Verifier:
         if len(raws) < self.pool_min:
             decoded, valid = await loop.run_in_executor(self._decoder, _decode_and_verify, raws)
             return _verdicts(decoded, valid)
-        decoded, jobs = await loop.run_in_executor(self._decoder, _decode_for_workers, raws)
-        answers = await self._check_in_workers(jobs)
-        if all(answer & PAYLOAD_OK for answer in answers):
-            return _worker_verdicts(decoded, answers)
-        # Some payload failed: decoding those again for their exact error is the thread's work.
-        return await loop.run_in_executor(self._decoder, _worker_verdicts, decoded, answers)
+        decoded, jobs = await loop.run_in_executor(self._decoder, _decode, raws)
+        return _verdicts(decoded, _signed(await self._check_in_workers(jobs)))
 
     async def _check_in_workers(self, jobs: list[Job]) -> bytes:
         loop = asyncio.get_running_loop()

@@ -3,8 +3,9 @@
 It imports `protocol` and nothing of the node, so it costs a fraction of a node's memory and
 starts quickly. It checks what costs the most CPU of a received entry (SPEC §5.4): the signature
 (libsodium via PyNaCl, `verify_signed_many`: the very function the node calls on its own threads)
-and that the payload is a canonical DAG-CBOR map (`payload_is_canonical_map`, the check
-`decode_entry` makes). The node decodes the rest, so both halves together are `decode_entry`.
+and, for a job that carries one, that the payload is a canonical DAG-CBOR map
+(`payload_is_canonical_map`, the check `decode_entry` makes). The node sends none today: it
+decodes each entry in full (node/sync/ingest.py), which costs it less than the check costs here.
 
 Over its stdin it reads batches, over its stdout it answers each with one byte per entry
 (`SIG_OK` | `PAYLOAD_OK` bits). A batch is read in one piece: an 8-byte head (entry count, body
