@@ -4,6 +4,7 @@ the corrections of its lineage, with its claim value."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from itertools import pairwise
@@ -37,47 +38,59 @@ class Contribution:
 
 
 class Voice(NamedTuple):
-    """What the contributions read of a valid event or endorsement (`contributions`): a fold (protocol/fold.py)
-    makes these from its columns, without the entry."""
+    """What the contributions read of a valid event (`contributions`): a fold (protocol/fold.py) makes these
+    from its columns, without the entry."""
 
     id: CID
     agent: str
     seq: int
     ts: int
     latest: int  # `latest_of`: orders one identity's entries
-    record: Event | Endorsement
+    record: Event
     rules: Rules | None  # the rules in effect at it
 
 
+#: What the contributions read of a valid endorsement: its identity, `latest_of` it, the event it names (its id's
+#: bytes), whether it accepts, its note. A plain tuple: a fold makes one per endorsement from its columns.
+Verdict = tuple[str, int, bytes, bool, str]
+
+
 def voice(n: Prepared) -> Voice:
-    assert isinstance(n.record, Event | Endorsement)
+    assert isinstance(n.record, Event)
     e = n.entry
     return Voice(e.id, n.agent, e.header.seq, e.header.ts, latest_of(n), n.record, n.rules)
+
+
+def verdict(n: Prepared) -> Verdict:
+    record = n.record
+    assert isinstance(record, Endorsement)
+    return n.agent, latest_of(n), record.event.raw, record.accept, record.note
 
 
 def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
     """The contributions of the valid events among `valid` (in a topological order); each one's status put in
     `status` too."""
-    result = contributions([voice(n) for n in valid if isinstance(n.record, Event | Endorsement)], rules)
+    result = contributions([voice(n) for n in valid if isinstance(n.record, Event)],
+                           [verdict(n) for n in valid if isinstance(n.record, Endorsement)], rules)
     for c in result:
         status[c.id.raw] = c.status
     return result
 
 
-def contributions(voices: list[Voice], rules: Rules,
+def contributions(voices: list[Voice], verdicts: Iterable[Verdict], rules: Rules,
                   claims: dict[tuple[Decimal, Decimal], Decimal] | None = None,
                   names: dict[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[Contribution, ...]:
-    """The contributions of valid events from them and the valid endorsements (`voices`: an event after the
-    event it corrects), by author then seq. `claims`: the claims made so far, by (quantity, rate); `names`: the
-    lists of members made so far (protocol/fold.py keeps one of each alike, not one per contribution)."""
-    events = {v.id.raw: v for v in voices if isinstance(v.record, Event)}
+    """The contributions of valid events (`voices`: an event after the event it corrects) from them and the valid
+    endorsements (`verdicts`), by author then seq. `claims`: the claims made so far, by (quantity, rate); `names`:
+    the lists of members made so far (protocol/fold.py keeps one of each alike, not one per contribution)."""
+    events = {v.id.raw: v for v in voices}
     # A correction belongs to the lineage of the original it corrects, directly or through other
     # corrections: all in one author's chain, so seq orders them. An event's target (a valid event)
     # comes before it.
     origin: dict[bytes, bytes] = {}
     lineages: dict[bytes, list[Voice]] = defaultdict(list)
     for raw, v in events.items():
-        corrects = v.record.corrects  # type: ignore[union-attr]  # an Event: `events` holds no other
+        corrects = v.record.corrects
         if corrects is None:
             origin[raw] = raw
         else:
@@ -90,28 +103,25 @@ def contributions(voices: list[Voice], rules: Rules,
         # The latest correction stands; the original and earlier corrections are superseded.
         for older, newer in pairwise(chain):
             corrected_by[older] = events[newer].id
-    latest: dict[tuple[str, bytes], tuple[int, Endorsement]] = {}
-    for v in voices:
-        given = v.record
-        if type(given) is Endorsement:
-            key = (v.agent, given.event.raw)
-            seen = latest.get(key)
-            if seen is None or v.latest > seen[0]:
-                latest[key] = (v.latest, given)
+    latest: dict[tuple[str, bytes], Verdict] = {}  # each member's latest verdict on each event
+    for given in verdicts:
+        key = (given[0], given[2])
+        seen = latest.get(key)
+        if seen is None or given[1] > seen[1]:
+            latest[key] = given
     accepts: dict[bytes, list[str]] = {}
     rejects: dict[bytes, list[str]] = {}
     notes: dict[bytes, list[tuple[str, str]]] = {}
-    for (who, target), (_, given) in latest.items():
-        if given.accept:
+    for who, _, target, accept, note in latest.values():
+        if accept:
             accepts.setdefault(target, []).append(who)
         else:
             rejects.setdefault(target, []).append(who)
-            if given.note:
-                notes.setdefault(target, []).append((who, given.note))
+            if note:
+                notes.setdefault(target, []).append((who, note))
     result: list[tuple[str, int, bytes, Contribution]] = []  # with its sort key: no key function called
     for raw, v in events.items():
         record = v.record
-        assert isinstance(record, Event)
         accepted, rejected = accepts.get(raw), rejects.get(raw)
         yes = tuple(sorted(accepted)) if accepted else ()
         no = tuple(sorted(rejected)) if rejected else ()

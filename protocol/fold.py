@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from .cid import CID
+from .contributions import verdict
 from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
 from .erasure import ERASE_KIND
@@ -367,9 +368,11 @@ class LedgerFold:
         lineage, said = self._lineage.get, self._voice
         events = [v for origin in origins  # each lineage in seq order: what a correction corrects first
                   for v in sorted(map(said, lineage(origin, (origin,))), key=_seq)]
-        ids, rows, said_at = self._ids, self._rows, self._voice_at
-        verdicts = [said_at(r) for v in events for r in rows.verdicts(ids[v.id.raw])]
-        for c in contributions([*events, *verdicts], self.rules, self._claims, self._members_alike):
+        ids, rows, nodes = self._ids, self._rows, self._nodes
+        flags = rows.flags
+        verdicts = [rows.verdict(r) if flags[r] & SLIM else verdict(nodes[ids.id(r)])
+                    for v in events for r in rows.verdicts(ids[v.id.raw])]
+        for c in contributions(events, verdicts, self.rules, self._claims, self._members_alike):
             if c.event.fulfills is not None:
                 self._paid[c.id.raw] = c
             self._by_author.put(c)

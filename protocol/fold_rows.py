@@ -7,6 +7,7 @@ from array import array
 from typing import Any, TypeVar
 
 from .cid import CID
+from .contributions import Verdict
 from .entry import Entry, Header
 from .fold_ids import Ids
 from .references import NO_REFERENCES
@@ -184,11 +185,22 @@ class Rows:
             raise KeyError(raw)
         return RowNode(self, i)
 
+    def verdict(self, i: int) -> Verdict:
+        """What the contributions read of row `i`, an endorsement (its `latest` is its seq: a fold's `pos` is 0),
+        from its columns: no Endorsement built again."""
+        flags = self.flags[i]
+        if not flags & _VERDICT:
+            record = self.records[i]
+            assert isinstance(record, Endorsement)
+            return self.agents[self.author[i]], self.seq[i], record.event.raw, record.accept, record.note
+        event = self.ids.id(self.deps[self.dep_at[i] + self.dep_n[i] - 1])
+        return self.agents[self.author[i]], self.seq[i], event, bool(flags & _ACCEPT), self.notes.get(i, "")
+
     def voice(self, i: int) -> Voice:
-        """What the contributions read of row `i` (its `latest` is its seq: a fold's `pos` is 0)."""
+        """What the contributions read of row `i`, an event (its `latest` is its seq: a fold's `pos` is 0)."""
         seq = self.seq[i]
-        record = self.record(i)
-        assert record is not None
+        record = self.records[i]
+        assert isinstance(record, Event)
         return Voice(CID(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq, record,
                      self.rule_sets[self.rules[i]])
 

@@ -111,7 +111,9 @@ def prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> Prepared:
             deps.append(node.key_link)
         if kind == EVENT_KIND:
             # Its links are dependencies even when the genesis rules refuse it: amended rules may accept it.
-            deps += [v for k in ("member", "corrects", "fulfills") if isinstance(v := body.get(k), CID)]
+            for link in (body.get("member"), body.get("corrects"), body.get("fulfills")):
+                if isinstance(link, CID):
+                    deps.append(link)
             node.record = parse_event(body, author=agent, ledger=ledger, rules=rules)
         elif kind == ENDORSE_KIND:
             endorsement = parse_endorsement(body)
@@ -154,7 +156,8 @@ def prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> Prepared:
             deps.append(member)
     except InvalidData as exc:
         node.error = exc
-    node.deps = tuple(dict.fromkeys(deps))
+    # Most name each entry once: told by their bytes (hashed once each), not by CIDs' hash and equality.
+    node.deps = tuple(deps) if len({d.raw for d in deps}) == len(deps) else tuple(dict.fromkeys(deps))
     return node
 
 
