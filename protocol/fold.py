@@ -20,12 +20,11 @@ New entries' `eff` are at least the smallest new key, so only the old entries wi
 
 What the fold keeps beside its working dicts: each entry's id and row number (protocol/fold_ids.py: entries are
 named by row), the applied entries as rows (protocol/fold_rows.py) and what its states show, each entry's status
-and the digest's buckets (protocol/fold_views.py).
+and the digest's buckets (protocol/fold_views.py); the greedy order of what arrives is protocol/fold_order.py's.
 """
 
 from __future__ import annotations
 
-import heapq
 import sys
 from array import array
 from bisect import bisect_left
@@ -41,6 +40,7 @@ from .entry import Entry, Header
 from .erasure import ERASE_KIND
 from .errors import InvalidData, LocalError
 from .fold_ids import Ids
+from .fold_order import greedy
 from .fold_rows import SLIM, Nodes, Rows
 from .fold_views import CODES, STATUSES, Buckets, ByAuthor
 from .fold_views import StatusView as StatusView  # where node/store/kept_status.py reads it
@@ -240,7 +240,7 @@ class LedgerFold:
         low = min(map(self._eff_key, placed))
         order = self._order
         start = bisect_left(order, low, key=self._row_eff_key)
-        tail = self._greedy([*map(index.id, order[start:]), *placed])
+        tail = greedy([*map(index.id, order[start:]), *placed], self._key, self._dep_raws)
         del order[start:]
         order.extend(map(index.__getitem__, tail))
         for i, raw in enumerate(tail, start):
@@ -252,45 +252,6 @@ class LedgerFold:
                 self._settle(self._nodes[raw])
         self._decide(self._undecided)  # once per lineage, however many verdicts it got
         self._undecided.clear()
-
-    def _greedy(self, group: list[bytes]) -> list[bytes]:
-        """The (ts, id)-greedy topological order of `group`, whose outside dependencies are placed."""
-        ts, index = self._rows.ts, self._ids
-        ordered = sorted([(ts[index[raw]], raw) for raw in group])
-        # When the (ts, id) order is a topological order (every dependency in the group before what names it:
-        # entries written in time order, the usual case), the greedy order is that order: the smallest entry
-        # left is always ready.
-        inside = set(group)
-        for key in ordered:
-            for dep in self._dep_raws(key[1]):
-                if dep in inside and (ts[index[dep]], dep) > key:
-                    return self._kahn(group, inside)
-        return [raw for _, raw in ordered]
-
-    def _kahn(self, group: list[bytes], inside: set[bytes]) -> list[bytes]:
-        """Kahn's algorithm with a (ts, id) heap over `group` (`inside`: its entries)."""
-        count: dict[bytes, int] = {}
-        dependents: dict[bytes, list[bytes]] = {}
-        heap: list[tuple[int, bytes]] = []
-        for raw in group:
-            n = 0
-            for dep in self._dep_raws(raw):
-                if dep in inside:
-                    dependents.setdefault(dep, []).append(raw)
-                    n += 1
-            count[raw] = n
-            if not n:
-                heap.append(self._key(raw))
-        heapq.heapify(heap)
-        out: list[bytes] = []
-        while heap:
-            _, raw = heapq.heappop(heap)
-            out.append(raw)
-            for child in dependents.get(raw, ()):
-                count[child] -= 1
-                if not count[child]:
-                    heapq.heappush(heap, self._key(child))
-        return out
 
     # ---- applying one entry ------------------------------------------------------------------------
 
