@@ -87,7 +87,7 @@ class StatusView(Mapping[bytes, str]):
         return len(self._codes)
 
     def __iter__(self) -> Iterator[bytes]:
-        return map(self._ids.id, range(len(self._codes)))  # ids the fold only appends to: safe beside it
+        return self._ids.first(len(self._codes))  # ids the fold only appends to: safe beside it
 
     def coded(self) -> tuple[tuple[str, ...], Iterator[tuple[bytes, int]]]:
         """The names of the statuses, and each id with its status's number among them, in this view's order:
@@ -128,7 +128,7 @@ class Buckets:
             new = self._new.pop(b, None)
             if new:
                 rows += new
-            raws = list(map(ids.id, rows))
+            raws = ids.raws(rows)
             if new:
                 order = sorted(range(len(raws)), key=raws.__getitem__)  # a sorted run and a few more: linear
                 raws = list(map(raws.__getitem__, order))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from array import array
 
 import pytest
 from hypothesis import given
@@ -26,7 +27,10 @@ def test_rows_by_id_and_ids_by_row_through_growth_and_pickling() -> None:
     for held in (ids, again):
         assert len(held) == 5_000
         assert [held[raw] for raw in raws] == list(range(5_000))
-        assert [held.id(i) for i in range(5_000)] == raws
+        assert [held.id(i) for i in range(5_000)] == raws == list(held.first(5_000))
+        assert list(held.first(3)) == raws[:3]
+        assert held.raws(array("i", [4_999, 0, 17])) == [raws[4_999], raws[0], raws[17]]
+        assert all(type(raw) is bytes for raw in [*held.first(2), *held.raws(array("i", [1]))])
         assert cid(5_000) not in held and held.get(cid(5_001)) is None
         with pytest.raises(KeyError):
             held[cid(5_002)]
@@ -56,7 +60,8 @@ def test_ids_of_another_width_are_kept_beside() -> None:
     again = pickle.loads(pickle.dumps(ids))
     for held in (ids, again):
         assert [held[raw] for raw in (cid(1), short, cid(2), long)] == rows == [0, 1, 2, 3]
-        assert [held.id(i) for i in rows] == [cid(1), short, cid(2), long]
+        assert [held.id(i) for i in rows] == [cid(1), short, cid(2), long] == list(held.first(4))
+        assert held.raws(array("i", [3, 0])) == [long, cid(1)]
         assert b"\x01" * 11 not in held
 
 
