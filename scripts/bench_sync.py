@@ -7,7 +7,8 @@ Prints, measured in this one run:
 - wire overhead: bytes that crossed the TCP connection (counted by a relay process in
   between) per entry, divided by the entry's own size (header + payload);
 - live push latency: from an append on the serving node (through its HTTP API) to the
-  entry being stored on this node, median and p99.
+  entry being stored on this node, median and p99;
+- the CPU the replication took per entry in the receiving process and its verify workers.
 Goals (not CI gates): replication >= 0.8 x raw verify; wire overhead <= 1.15; p99 <= 50 ms.
 
     python scripts/bench_sync.py [--entries 100000] [--pushes 200]
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -74,6 +76,11 @@ def raw_verify_rate(n: int = 3000) -> float:
     return best
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def tally(*args: str) -> str:
     exe = str(Path(sys.executable).with_name("tally"))
     return subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout.strip()
@@ -125,9 +132,13 @@ async def bench(entries: int, pushes: int, work: Path) -> None:
             await store.follow(ledger)
             rep = Replicator(store, key, offline=True)
             await rep.start()
+            workers_before = _cpu(resource.RUSAGE_CHILDREN)  # the verify workers count once reaped (rep.stop)
+            own = 0.0
             try:
                 t = time.perf_counter()
+                own_before = _cpu(resource.RUSAGE_SELF)
                 info = await rep.sync_once(f"http://127.0.0.1:{relay_port}")
+                own = _cpu(resource.RUSAGE_SELF) - own_before
                 elapsed = time.perf_counter() - t
                 relay.stdin.write("\n")
                 relay.stdin.flush()
@@ -173,6 +184,11 @@ async def bench(entries: int, pushes: int, work: Path) -> None:
                       f"appends (API append on one node to stored on the other; goal p99 <= 50 ms)")
             finally:
                 await rep.stop()
+            if own:
+                # Load moves this far less than a rate. The workers' share includes their start and the pushes'.
+                workers = _cpu(resource.RUSAGE_CHILDREN) - workers_before
+                print(f"CPU       per entry replicated: {1e6 * own / entries:.1f} us in the receiving process, "
+                      f"{1e6 * workers / entries:.1f} us in its verify workers")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
