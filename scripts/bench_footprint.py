@@ -17,9 +17,14 @@ Prints, for a node started as `tally run --offline --no-mdns` on a loopback port
   from its request to its 201 (the first reads the state back; the fold is read back in the background, and
   the writes after it are built against the state read back, node/store/states.py `for_write`), the memory
   after them and a few seconds later, and the time from SIGTERM to exit;
+- the node started again: the dashboard's everyday forms, each timed from request to answer: the contribution
+  form's page (the state read back), a contribution posted, the history page it redirects to, a name posted and
+  the overview it redirects to (while the fold is read back, the writes are built against the state read back
+  and the pages show it, saying what they do not count yet: node/store/states.py `shown`);
 - the upgrade case: the kept fold marked as saved by other code (as an upgrade of protocol's code leaves it:
   stale), the node started again and the same three writes timed (the ledger is folded again in the
-  background), the memory after them and its peak, and the time from SIGTERM to exit.
+  background), then the same forms and pages, the memory after them and its peak, and the time from SIGTERM
+  to exit.
 Goals: idle RSS <= 60 MB, start-up <= 1.5 s, RSS at 1M entries <= 120 MB, history page p99 <= 50 ms.
 
     python scripts/bench_footprint.py [--entries 1000000] [--requests 200] [--home DIR]
@@ -45,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,15 +230,7 @@ def dashboard_latencies(node: Node, token: str, ledger: CID, requests: int) -> t
     """Log in as the owner (a login link, as `tally open` gets it), then load the ledger's history page:
     the first load (which computes the ledger's state), and `requests` more."""
     conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=600)
-    conn.request("POST", "/api/v1/login-links", body=b"{}",
-                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    link = json.loads(conn.getresponse().read())["path"]
-    conn.request("GET", link)
-    resp = conn.getresponse()
-    resp.read()
-    cookie = (resp.getheader("Set-Cookie") or "").split(";")[0]
-    if resp.status != 303 or not cookie:
-        raise SystemExit(f"login: {resp.status}")
+    cookie = owner_session(conn, token)
     result = []
     for _ in range(requests + 1):
         t0 = time.perf_counter()
@@ -244,6 +242,58 @@ def dashboard_latencies(node: Node, token: str, ledger: CID, requests: int) -> t
             raise SystemExit(f"dashboard history: {resp.status} {body[:300]!r}")
     conn.close()
     return result[0], result[1:]
+
+
+def owner_session(conn: http.client.HTTPConnection, token: str) -> str:
+    """Log in as the owner (a login link, as `tally open` gets it): the session cookie."""
+    conn.request("POST", "/api/v1/login-links", body=b"{}",
+                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    link = json.loads(conn.getresponse().read())["path"]
+    conn.request("GET", link)
+    resp = conn.getresponse()
+    resp.read()
+    cookie = (resp.getheader("Set-Cookie") or "").split(";")[0]
+    if resp.status != 303 or not cookie:
+        raise SystemExit(f"login: {resp.status}")
+    return cookie
+
+
+def form_latencies(node: Node, token: str, ledger: CID) -> dict[str, float]:
+    """The dashboard's everyday forms right after a (re)start, each timed from its request to its answer: the
+    contribution form's page (the first page: the state read back), the contribution posted (303), the history
+    page it redirects to, a name posted and the overview it redirects to (node/store/states.py `for_write`,
+    `shown`: while the ledger catches up, the writes are built against its last state and the pages show it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=600)
+    cookie = owner_session(conn, token)
+    result: dict[str, float] = {}
+    csrf = ""
+
+    def timed(key: str, path: str, form: dict[str, str] | None = None, status: int = 200) -> bytes:
+        body = None if form is None else urllib.parse.urlencode({"csrf": csrf, **form}).encode()
+        headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
+        t0 = time.perf_counter()
+        conn.request("GET" if form is None else "POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        answer = resp.read()
+        result[key] = time.perf_counter() - t0
+        if resp.status != status:
+            raise SystemExit(f"{path}: {resp.status} {answer[:300]!r}")
+        return answer
+
+    base = f"/ledgers/{ledger}"
+    page = timed("form page", f"{base}/contribute").decode()
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    timed("contribute", f"{base}/contribute", {"action": "work", "quantity": "1", "unit": "hour",
+                                               "note": f"bench {time.time_ns()}"}, 303)
+    timed("history after", f"{base}/history")
+    timed("name", f"{base}/name", {"name": f"Owner {time.time_ns() % 10**9}"}, 303)
+    timed("overview after", base)
+    conn.close()
+    return result
+
+
+def form_text(timings: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.3f} s" for key, value in timings.items())
 
 
 def write_latencies(node: Node, token: str, ledger: CID, writes: int) -> list[float]:
@@ -352,12 +402,20 @@ def main() -> None:
             rss_written_settled = node.rss_mb()
         finally:
             last_stop_s = timed_stop(node)
+        # The dashboard's forms right after a restart: a contribution and a name, and the pages they redirect to.
+        node = start(home_path, log_path)
+        try:
+            forms = form_latencies(node, token, ledger)
+            rss_forms = node.rss_mb()
+        finally:
+            forms_stop_s = timed_stop(node)
         # An upgrade: the kept fold was saved by other code (protocol's source is in its format), so it is stale.
         with sqlite3.connect(home_path / "tally.sqlite3") as db:
             db.execute("UPDATE snapshots SET fold = fold || ' (before an upgrade)' WHERE fold != 'whole'")
         node = start(home_path, log_path)
         try:
             upgraded = write_latencies(node, token, ledger, 3)
+            upgraded_forms = form_latencies(node, token, ledger)  # while the ledger is folded again
             rss_upgraded = node.rss_mb()
             time.sleep(SETTLE_S)
             rss_upgraded_settled, peak_upgraded = node.rss_mb(), node.peak_mb()
@@ -387,6 +445,9 @@ def main() -> None:
               f"(the fold read back meanwhile); RSS {rss_written:.1f} MB, {SETTLE_S:.0f} s later "
               f"{rss_written_settled:.1f} MB, peak {peak_written:.1f} MB; SIGTERM to exit {stop_s:.2f} s and "
               f"{last_stop_s:.2f} s")
+        print(f"dashboard forms right after a restart with {args.entries:,} entries (request to answer): "
+              f"{form_text(forms)}; RSS {rss_forms:.1f} MB; SIGTERM to exit {forms_stop_s:.2f} s")
+        print(f"dashboard forms after an upgrade, right after the writes below: {form_text(upgraded_forms)}")
         print(f"writes after an upgrade (the kept fold stale) with {args.entries:,} entries: first "
               f"{upgraded[0]:.2f} s, second {upgraded[1]:.2f} s, third {upgraded[2] * 1000:.0f} ms (the ledger folded "
               f"again meanwhile); RSS {rss_upgraded:.1f} MB, {SETTLE_S:.0f} s later {rss_upgraded_settled:.1f} MB, "

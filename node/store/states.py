@@ -18,7 +18,8 @@ instead of folding it: that half is `SnapshotKeeping` (node/store/keeping.py), w
 A write need not wait while a big ledger catches up (its fold read back after a restart, or made again after an
 upgrade made the kept one stale): `for_write` gives it the last state the node had of the ledger, with the entries
 stored since, when the write says none of those changes what it reads (node/store/writes.py `unread_by`), and the
-catch-up goes on in the background; the entries are folded in once the fold is ready.
+catch-up goes on in the background; the entries are folded in once the fold is ready. A page need not wait either:
+`shown` gives it that last state (if exact) and the entries stored since, which the page lists as not counted yet.
 """
 
 from __future__ import annotations
@@ -198,9 +199,30 @@ class LedgerStates(SnapshotKeeping):
         else the current state, waited for. A last state read back from a snapshot of the Tally version before
         (`snapshots.provisional`) is not exact: a write refused against it is built again against the current
         state (node/store/writes.py)."""
+        last = await self._last_while_catching_up(ledger, lambda state, since, _exact: unread(state, since))
+        if last is None:
+            return await self.get(ledger), True
+        log.info("a write built against the ledger's last state", extra={
+            "ledger": str(ledger), "since": len(last[1]), "exact": last[2]})
+        return last[0], last[2]
+
+    async def shown(self, ledger: CID) -> tuple[LedgerState | None, tuple[Entry, ...]]:
+        """The state a page shows, and the entries stored after it (none: it is current). As `for_write`: while the
+        ledger catches up, its last exact state (of this Tally version), with the entries stored since, which the page
+        says are not counted yet; else the current state."""
+        last = await self._last_while_catching_up(ledger, lambda _state, _since, exact: exact)
+        if last is None:
+            return await self.get(ledger), ()
+        return last[0], tuple(last[1])
+
+    async def _last_while_catching_up(self, ledger: CID, usable: Callable[[LedgerState, list[Entry], bool], bool]
+                                      ) -> tuple[LedgerState, list[Entry], bool] | None:
+        """The ledger's last state (with the entries stored since, and whether it is exact) if its fold is not at
+        hand and `usable` takes it, while its current state is made in the background; else None, once the
+        current state is at hand (`get` then returns it without a fold of the whole ledger)."""
         raw = ledger.raw
         if raw in self._states or raw in self._folds or raw in self._whole:
-            return await self.get(ledger), True
+            return None
         catching = self._catch_up(ledger)
         if raw not in self._last:  # after a restart: the snapshot is read first (its state, if only a stale one)
             told = asyncio.ensure_future(self._told.setdefault(raw, asyncio.Event()).wait())
@@ -209,12 +231,10 @@ class LedgerStates(SnapshotKeeping):
             finally:
                 told.cancel()
         last = self._last.get(raw)
-        if raw not in self._states and last is not None and unread(last[0], last[1]):
-            log.info("a write built against the ledger's last state", extra={
-                "ledger": str(ledger), "since": len(last[1]), "exact": last[2]})
-            return last[0], last[2]
+        if raw not in self._states and last is not None and usable(*last):
+            return last
         await asyncio.shield(catching)
-        return await self.get(ledger), True
+        return None
 
     def _catch_up(self, ledger: CID) -> asyncio.Task[LedgerState | None]:
         """The ledger's state made current in the background (one task at a time)."""

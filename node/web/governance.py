@@ -29,6 +29,7 @@ from node.web.layout import (
     refused,
     see_other,
     short,
+    shown_ledger,
     viewer,
     who,
 )
@@ -69,7 +70,7 @@ async def motions(request: web.Request, values: dict[str, str] | None = None,
                   problem: TallyError | None = None) -> web.Response:
     """The motions, and the form to propose one (which, refused, keeps what was typed and says what to fix)."""
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     values = values or {}
     rows = []
     for m in sorted(state.motions, key=lambda m: (m.closed, -m.ts)):
@@ -181,7 +182,7 @@ def _results(info: LedgerInfo, m: MotionState) -> Markup:
 
 async def motion(request: web.Request) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     m = _find_motion(request, state)
     voting = m.voting
     mine = next((b for b in m.counted if b.voter == v.did), None)
@@ -269,7 +270,7 @@ def _before_closing(state: LedgerState, m: MotionState, me: str, now: int, zone:
 async def motion_results(request: web.Request) -> web.Response:
     """The results section alone, for the page's live refresh."""
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     return html_response(_results(info, _find_motion(request, state)))
 
 
@@ -308,7 +309,7 @@ def _periods_summary(j: dict[str, Any]) -> str:
 
 async def pledges(request: web.Request) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     as_of = today()
     blocks = []
     for p in state.pledges:

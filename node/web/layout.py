@@ -1,5 +1,6 @@
 """What every dashboard page shares: who is asking, the page layout, security headers, error pages, flashes,
-the owner's form checks and the one write-and-say path of a form (`act`)."""
+the owner's form checks and the write-and-say paths of a form (`act`, `write_and_say`), the ledger a page shows
+(`shown_ledger`: while it catches up, its last state) and the one a write is built against (`readable_ledger`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from aiohttp import hdrs, web
 from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, WRITES
 from node.http.sessions import Session, cookie_name
 from node.store.rows import LedgerInfo
+from node.web.behind import BEHIND, Behind, notice
 from node.web.html import Child, Markup, el
 from node.web.i18n import COOKIE, LANGUAGES, _, current, moment, number
-from protocol import CID, LocalError, TallyError
+from protocol import CID, Entry, LocalError, TallyError
 from protocol.amounts import MINOR_UNITS
 from protocol.names import resembles
+from protocol.requests import LedgerWrite
 from protocol.state import LedgerState
 from protocol.writes import AppendRequest
 
@@ -186,9 +189,12 @@ def page(request: web.Request, v: Viewer, title: str, *content: Child, ledger: L
              el("a", _("Join"), href="/join") if v.owner else None, el("span", class_="spacer"), account,
              aria_label=_("Site"))
     flashes = v.session.flash if v.session else []
-    shown = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
+    shown: list[Child] = [el("p", text, class_=f"flash {kind}", role="status") for kind, text in flashes]
     if v.session:
         v.session.flash = []
+    behind = request.get(BEHIND)
+    if behind is not None:
+        shown.append(notice(behind, lambda did: short(did, v.did, behind.state.names)))
     sub: Child = None
     if ledger is not None:
         base = f"/ledgers/{ledger.id}"
@@ -324,12 +330,24 @@ async def append(request: web.Request, build: Callable[[int], AppendRequest]) ->
     return (await request.app[WRITES].append(build)).id
 
 
+async def submit(request: web.Request, write: LedgerWrite) -> CID:
+    """Sign and store the entry a declared write asks for, as the API does (node/store/writes.py `submit`): the
+    everyday ones are built against the ledger's last state while it catches up, so the form does not wait."""
+    return (await request.app[WRITES].submit(write)).id
+
+
 async def act(request: web.Request, v: Viewer, build: Callable[[int], AppendRequest], done: str,
               back: str) -> web.Response:
     """A form's write: sign what `build(ts)` makes, say `done` (or the refusal's code and message) on the
     next page, and go `back` there."""
+    return await write_and_say(request, v, lambda: append(request, build), done, back)
+
+
+async def write_and_say(request: web.Request, v: Viewer, write: Callable[[], Awaitable[object]], done: str,
+                        back: str) -> web.Response:
+    """`act` for any write (a declared one `submit`s): `done` or the refusal on the next page, at `back`."""
     try:
-        await append(request, build)
+        await write()
     except TallyError as exc:
         refused(request, exc)
         flash(v, "error", f"{exc.code}: {exc.message}")
@@ -342,8 +360,8 @@ async def ledgers_for(request: web.Request, v: Viewer) -> list[LedgerInfo]:
     return [i for i in await request.app[STORE].ledgers() if v.owner or i.visibility == "public"]
 
 
-async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, LedgerState]:
-    """The ledger in the path and its state, if `v` may read it; else `unknown_ledger` (404)."""
+async def _genesis_of(request: web.Request, v: Viewer) -> tuple[CID, Entry]:
+    """The ledger in the path and its genesis, if `v` may read it; else `unknown_ledger` (404)."""
     text = request.match_info["ledger"]
     try:
         ledger = CID.parse(text)
@@ -352,7 +370,34 @@ async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, 
     # Not Store.ledgers(): its entry counts cost a scan of every ledger (~40 ms at a million entries).
     genesis = await request.app[STORE].genesis(ledger)
     if genesis is not None and (v.owner or (genesis.body or {}).get("visibility") == "public"):
-        state = await request.app[STATES].get(ledger)  # current: kept up to date as entries arrive
-        if state is not None:
-            return LedgerInfo.of(genesis, len(state.status)), state
+        return ledger, genesis
     raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+
+
+async def ledger_in_path(request: web.Request, v: Viewer) -> CID:
+    """The ledger in the path, if `v` may read it (a form's write, which reads its state itself: `act_on`)."""
+    return (await _genesis_of(request, v))[0]
+
+
+async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, LedgerState]:
+    """The ledger in the path and its current state, if `v` may read it; else `unknown_ledger` (404). A write
+    built against the state (governance, admissions, distributions) or an export waits for it while the ledger
+    catches up: what these read is the whole ledger, which only the current state says."""
+    ledger, genesis = await _genesis_of(request, v)
+    state = await request.app[STATES].get(ledger)  # current: kept up to date as entries arrive
+    if state is None:
+        raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+    return LedgerInfo.of(genesis, len(state.status)), state
+
+
+async def shown_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, LedgerState]:
+    """`readable_ledger` for a page that only shows the state: while the ledger catches up (after a restart, an
+    upgrade), its last state at once, and the page says which entries stored since it does not count yet."""
+    ledger, genesis = await _genesis_of(request, v)
+    state, since = await request.app[STATES].shown(ledger)
+    if state is None:
+        raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
+    info = LedgerInfo.of(genesis, len(state.status) + len(since))
+    if since:
+        request[BEHIND] = Behind(info.name, state, since)
+    return info, state

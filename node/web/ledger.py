@@ -20,22 +20,23 @@ from node.web.html import Child, Markup, el, field, table
 from node.web.i18n import _, day, decimal_symbol, number
 from node.web.layout import (
     Viewer,
-    act,
-    append,
     csrf_field,
     flash,
+    ledger_in_path,
     owner_form,
     page,
     presence,
     presence_text,
-    readable_ledger,
     refused,
     see_other,
     short,
+    shown_ledger,
     status_badge,
     status_label,
+    submit,
     viewer,
     who,
+    write_and_say,
 )
 from protocol import CID, LocalError, TallyError
 from protocol.decimals import format_decimal
@@ -145,7 +146,7 @@ def _pager(query: dict[str, str], page_no: int, pages: int, count: int) -> Marku
 
 async def history(request: web.Request) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     me = v.did
     given = {k: request.query.get(k, "").strip() for k in ("agent", "action", "since", "until", "status")}
     problem: Child = None
@@ -252,7 +253,7 @@ def pledge_text(j: dict[str, Any]) -> str:
 async def contribute_form(request: web.Request, values: dict[str, str] | None = None,
                           problem: TallyError | None = None) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     if not v.owner:
         raise LocalError("unauthorized", "only the node's owner logs contributions; log in with `tally open`")
     values = dict(values or {})
@@ -294,19 +295,18 @@ def _own_contribution(state: LedgerState, me: str, text: str) -> Contribution | 
 
 async def contribute(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
-    info, state = await readable_ledger(request, v)
+    ledger = await ledger_in_path(request, v)
     values = {k: form.get(k, "").strip()
               for k in ("action", "quantity", "unit", "at", "note", "fulfills", "corrects")}
-    try:
-        contribution = form_request(Contribute, form, ledger=info.id)
-        await append(request, lambda ts: contribution.build(state, v.did, ts))
+    try:  # as the API: while the ledger catches up, built against its last state (node/store/writes.py)
+        await submit(request, form_request(Contribute, form, ledger=ledger))
     except TallyError as exc:
         refused(request, exc)
         return await contribute_form(request, values, exc)
     what = f"{values['action']} {values['quantity']} {values['unit']}"
     flash(v, "ok", (_("Corrected: {what}. It waits for validation.") if values["corrects"] else
                     _("Logged: {what}. It waits for validation.")).format(what=what))
-    return see_other(f"/ledgers/{info.id}/history")
+    return see_other(f"/ledgers/{ledger}/history")
 
 
 # ---- validation queue ------------------------------------------------------------------
@@ -314,7 +314,7 @@ async def contribute(request: web.Request) -> web.Response:
 
 async def queue(request: web.Request) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     if not v.owner:
         raise LocalError("unauthorized", "only the node's owner validates; log in with `tally open`")
     me = v.did
@@ -384,8 +384,17 @@ async def _admissions(request: web.Request, v: Viewer, info: LedgerInfo, state: 
 
 async def endorse(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
-    info, state = await readable_ledger(request, v)
+    ledger = await ledger_in_path(request, v)
     check_choices(Endorse, form)
-    return await act(request, v, lambda ts: form_request(Endorse, form).build(state, v.did, ts),
-                     _("Accepted.") if form["verdict"].strip() == "accept" else _("Rejected."),
-                     f"/ledgers/{info.id}/queue" + (f"?page={_page_number(form['page'])}" if form.get("page") else ""))
+
+    async def verdict() -> CID:  # as the API: while the ledger catches up, built against its last state
+        asked = form_request(Endorse, form)
+        entry = await request.app[STORE].get(asked.entry)
+        if entry is not None and entry.ledger_id != ledger:  # this ledger's queue names this ledger's contributions
+            raise LocalError("not_contribution", f"{asked.entry} is not a contribution in ledger {ledger}")
+        return await submit(request, asked)
+
+    return await write_and_say(request, v, verdict,
+                               _("Accepted.") if form["verdict"].strip() == "accept" else _("Rejected."),
+                               f"/ledgers/{ledger}/queue" + (f"?page={_page_number(form['page'])}"
+                                                             if form.get("page") else ""))

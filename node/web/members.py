@@ -24,6 +24,7 @@ from node.web.layout import (
     refused,
     see_other,
     short,
+    shown_ledger,
     viewer,
 )
 from node.web.ledger import ledger_page
@@ -47,7 +48,7 @@ def qr_code(text: str) -> Markup:
 
 async def keys(request: web.Request, *, shown: Child = None) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     member = v.owner and v.did in state.members
     invite_form: Child = el(
         "form", csrf_field(v),

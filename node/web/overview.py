@@ -20,12 +20,16 @@ from node.web.i18n import _, day, number, short_day
 from node.web.layout import (
     act,
     csrf_field,
+    ledger_in_path,
     owner_form,
     presence,
     presence_text,
     readable_ledger,
+    shown_ledger,
+    submit,
     viewer,
     who,
+    write_and_say,
 )
 from node.web.ledger import ledger_page, member_labels
 from protocol.decimals import format_decimal
@@ -116,7 +120,7 @@ def _zone_text(state: LedgerState) -> str:
 
 async def overview(request: web.Request) -> web.Response:
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     me = v.did
     counted, measure_name, measure = _charted(state)
     labels = member_labels(state, me)
@@ -182,10 +186,11 @@ async def overview(request: web.Request) -> web.Response:
 
 async def name(request: web.Request) -> web.Response:
     v, form = await owner_form(request)
-    info, state = await readable_ledger(request, v)
-    return await act(request, v, lambda ts: form_request(Name, form, ledger=info.id).build(state, v.did, ts),
-                     _("The other members now see you as {name}.").format(name=form.get("name", "").strip()),
-                     f"/ledgers/{info.id}")
+    ledger = await ledger_in_path(request, v)
+    # As the API: while the ledger catches up, built against its last state (node/store/writes.py).
+    return await write_and_say(request, v, lambda: submit(request, form_request(Name, form, ledger=ledger)),
+                               _("The other members now see you as {name}.").format(name=form.get("name", "").strip()),
+                               f"/ledgers/{ledger}")
 
 
 async def admit(request: web.Request) -> web.Response:

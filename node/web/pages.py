@@ -26,6 +26,7 @@ from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Repl
 from node.http.sessions import SESSION_TTL_S, cookie_name
 from node.ledger_views import event_day, event_time, ledger_zone, zone_known
 from node.store.rows import LedgerInfo
+from node.web.behind import BEHIND, Behind
 from node.web.forms import form_request
 from node.web.governance import add_governance_pages
 from node.web.html import Child, el, field, table
@@ -88,7 +89,7 @@ async def home(request: web.Request) -> web.Response:
     waits: list[Child] = []
     for info in infos:
         try:
-            state = await request.app[STATES].get(info.id)
+            state, since = await request.app[STATES].shown(info.id)  # while it catches up: its last state
         except TallyError as exc:  # e.g. a genesis whose rules do not parse: one bad ledger must not hide the rest
             rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
                            el("td", visibility_label(info.visibility)),
@@ -96,6 +97,8 @@ async def home(request: web.Request) -> web.Response:
             continue
         if state is None:
             continue
+        if since and BEHIND not in request:  # the page says which ledger it shows as it was (one is enough)
+            request[BEHIND] = Behind(info.name, state, since)
         member = v.did in state.members
         rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
                        el("td", visibility_label(info.visibility)),

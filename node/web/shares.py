@@ -24,6 +24,7 @@ from node.web.layout import (
     readable_ledger,
     secure_headers,
     short,
+    shown_ledger,
     viewer,
 )
 from node.web.ledger import ledger_page
@@ -74,7 +75,7 @@ def _money(value: Decimal, payout: Payout) -> str:
 async def shares(request: web.Request) -> web.Response:
     """A preview form (amount, unit, period), its result, and the distributions recorded so far."""
     v = viewer(request)
-    info, state = await readable_ledger(request, v)
+    info, state = await shown_ledger(request, v)
     given = {k: request.query.get(k, "").strip() for k in ("amount", "unit", "since", "until")}
     given["amount"] = read_decimal(given["amount"])  # "2,5" where the locale writes a decimal comma
     preview: list[Child] = []

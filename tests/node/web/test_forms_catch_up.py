@@ -1,0 +1,162 @@
+"""The dashboard's forms while a ledger catches up (node/store/states.py `for_write` and `shown`): after a restart
+(its fold read back) or an upgrade (its fold stale, the ledger folded again), held here until the test lets it
+go. The everyday forms (a contribution, a verdict, a name) answer at once, with the codes the API gives, and the
+page each redirects to shows the ledger's last state at once, saying which entries it does not count yet; an
+admission waits for the current state. Once the ledger has caught up, each entry is there, counted once. A real
+store on disk, the real dashboard over a loopback socket, the forms with their session and CSRF token."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loopback_api import KEY, Api, page_text, running_api
+
+from node.store import states as states_module
+from node.store.ledgers import load_state
+from node.store.states import LedgerStates
+from node.store.store import Store
+from node.sync.replication import Replicator
+from protocol import CID, GENESIS_KIND, SigningKey, ledger_ops
+from protocol.rules import Rules
+from protocol.state import INVALID, PENDING, LedgerState
+from protocol.writes import AppendRequest
+
+BEN = SigningKey(hashlib.sha256(b"forms-catch-up-ben").digest())
+HELD_S = 0.3  # how long a test looks at a request that must wait for the current state
+PROMPT_S = 5.0  # a request that must not wait for the catch-up answers within this (it is held, not slow)
+
+
+async def saved_ledger(path: Path, contributions: int) -> tuple[CID, LedgerState]:
+    """Ana's and Ben's ledger (Ana's node: KEY), with Ben's `contributions` for Ana to validate, its state and
+    fold saved in a snapshot."""
+    ben_path = path.with_name("ben.sqlite3")
+    async with await Store.open(path, key=KEY) as store, await Store.open(ben_path, key=BEN) as ben:
+        states = LedgerStates(store)
+        try:
+            rules = Rules.from_config({"founders": [KEY.did, BEN.did], "rates": {"work": {"hour": "20"}}},
+                                      name="Bike coop", creator=KEY.did)
+            genesis = await store.append(AppendRequest(None, GENESIS_KIND, rules.to_body(), 1))
+            await ben.ingest([genesis])
+            state = await states.get(genesis.id)
+            assert state is not None
+            await store.ingest(await ben.append_batch([
+                ledger_ops.contribute(state, BEN.did, action="work", quantity="1", unit="hour", ts=ts,
+                                      note=f"shift {ts}") for ts in range(2, 2 + contributions)]))
+            state = await states.get(genesis.id)
+            assert state is not None and len(state.contributions) == contributions
+            assert await states.save(genesis.id)
+            return genesis.id, state
+        finally:
+            states.close()
+
+
+def held(release: asyncio.Event, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wait_then(*args: Any) -> Any:
+        await release.wait()
+        return await call(*args)
+    return wait_then
+
+
+@asynccontextmanager
+async def dashboard(store: Store, states: LedgerStates) -> AsyncIterator[Api]:
+    """The node's dashboard with `states`, logged in as its owner (the session cookie in `api.client`)."""
+    async with running_api(store, Replicator(store, KEY, peers=[], offline=True, states=states)) as api:
+        status, link = await api.call("POST", "/login-links", json={})
+        assert status == 201, link
+        async with api.client.get(link["path"], allow_redirects=False) as resp:
+            assert resp.status == 303
+        yield api
+
+
+async def send(api: Api, path: str, form: dict[str, str], token: str) -> tuple[int, str]:
+    """Post a dashboard form as the page does: its status and where it redirects (or its page, refused)."""
+    async with api.client.post(path, data={"csrf": token, **form}, allow_redirects=False) as resp:
+        return resp.status, resp.headers.get("Location") or await resp.text()
+
+
+async def prompt(answer: Awaitable[Any]) -> Any:
+    return await asyncio.wait_for(answer, PROMPT_S)
+
+
+async def waits(answer: Awaitable[Any]) -> asyncio.Future[Any]:
+    started = asyncio.ensure_future(answer)
+    await asyncio.sleep(HELD_S)
+    assert not started.done(), started
+    return started
+
+
+@pytest.mark.parametrize("case", ["restart", "upgrade"])
+async def test_everyday_forms_and_their_pages_do_not_wait_for_the_ledger_to_catch_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    path = tmp_path / "tally.sqlite3"
+    ledger, before = await saved_ledger(path, 40)
+    theirs = before.contributions[0]
+    if case == "upgrade":  # the kept fold was made by other code: the ledger is folded again
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE snapshots SET fold = fold || ' before-the-upgrade'")
+    async with await Store.open(path, key=KEY) as store:
+        release = asyncio.Event()
+        monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
+        monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
+        states = LedgerStates(store)
+        try:
+            async with dashboard(store, states) as api:
+                base = f"/ledgers/{ledger}"
+                first = await prompt(page_text(api, f"{base}/contribute"))  # the state read back
+                token = re.search(r'name="csrf" value="([^"]+)"', first)
+                assert token is not None and "still loading" not in first
+                csrf = token.group(1)
+                status, where = await prompt(send(api, f"{base}/contribute", {
+                    "action": "work", "quantity": "2.5", "unit": "hour", "note": "brakes"}, csrf))
+                assert (status, where) == (303, f"{base}/history")
+                history = await prompt(page_text(api, where))
+                assert "Logged: work 2.5 hour" in history and "still loading" in history
+                assert "its 1 newest entries" in history and "work 2.5 hour (brakes)" in history
+                status, where = await prompt(send(api, f"{base}/endorse", {
+                    "entry": str(theirs.id), "verdict": "accept"}, csrf))
+                assert (status, where) == (303, f"{base}/queue")
+                queue = await prompt(page_text(api, where))
+                assert "Accepted." in queue and "accepts a contribution" in queue and "its 2 newest" in queue
+                status, where = await prompt(send(api, f"{base}/name", {"name": "Ana Silva"}, csrf))
+                assert (status, where) == (303, base)
+                overview = await prompt(page_text(api, where))
+                assert "is now called Ana Silva" in overview and "still loading" in overview
+                # Refused against the last state as the API refuses it: at once, with its code, nothing written.
+                status, refusal = await prompt(send(api, f"{base}/contribute", {
+                    "action": "work", "quantity": "1", "unit": "parsec"}, csrf))
+                assert status == 400 and "<code>unknown_unit</code>" in refusal
+                home = await prompt(page_text(api, "/"))
+                assert "Bike coop is still loading" in home
+                assert not states.folded()  # all of it before the catch-up ended
+                # An admission reads every member: it waits for the current state.
+                admission = await waits(send(api, f"{base}/admit", {"agent": SigningKey(bytes(32)).did}, csrf))
+                # A verdict on the contribution just written (not in the last state) waits too, and is refused.
+                written = await load_state(store, ledger)  # from scratch, beside the node's states
+                assert written is not None
+                brakes = next(c.id for c in written.contributions if c.event.note == "brakes")
+                mine = await waits(send(api, f"{base}/endorse", {"entry": str(brakes), "verdict": "accept"}, csrf))
+                release.set()
+                assert (await admission)[0] == 303 and (await mine)[0] == 303
+                queue = await page_text(api, f"{base}/queue")
+                assert "self_endorsement: " in queue and "still loading" not in queue
+                state = await states.get(ledger)
+                assert state is not None and state == await load_state(store, ledger)
+                assert len(state.status) == len(before.status) + 4  # the three forms' entries and the admission
+                assert all(status != INVALID for status in state.status.values())
+                logged = [c for c in state.contributions if c.event.note == "brakes"]
+                assert len(logged) == 1 and logged[0].status == PENDING and logged[0].author == KEY.did
+                endorsed = state.contribution(theirs.id)
+                assert endorsed is not None and KEY.did in endorsed.accepts
+                assert state.names[KEY.did] == "Ana Silva"
+                history = await page_text(api, f"{base}/history")
+                assert "still loading" not in history and history.count(f'data-id="{logged[0].id}"') == 1
+        finally:
+            states.close()
