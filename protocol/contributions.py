@@ -3,8 +3,9 @@ the corrections of its lineage, with its claim value."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from itertools import pairwise
@@ -37,6 +38,40 @@ class Contribution:
     reject_notes: tuple[tuple[str, str], ...] = ()
 
 
+class Contributions(Sequence[Contribution]):
+    """A state's contributions, by (author, seq, id), with the lookups its readers make, so that a reader asks for
+    what it shows rather than going through every contribution: `ContributionTuple` (compute_state's, a tuple),
+    protocol/fold_views.py's `ContributionView` (a fold's: each contribution made when read)."""
+
+    __slots__ = ()
+
+    def get(self, entry_id: CID) -> Contribution | None:
+        """The contribution of an event, or None."""
+        return next((c for c in self if c.id == entry_id), None)
+
+    def of_status(self, *statuses: str) -> Iterator[Contribution]:
+        """The contributions with one of these statuses, in order."""
+        return (c for c in self if c.status in statuses)
+
+    def by_author(self, author: str) -> Sequence[Contribution]:
+        """One author's contributions, by seq."""
+        lo = bisect_left(self, author, key=_author)
+        return self[lo : bisect_right(self, author, lo=lo, key=_author)]
+
+    def authors(self) -> set[str]:
+        return {c.author for c in self}
+
+
+class ContributionTuple(tuple[Contribution, ...], Contributions):
+    """The contributions as a tuple (compute_state's, and a state's read back from a snapshot)."""
+
+    __slots__ = ()
+
+
+def _author(c: Contribution) -> str:
+    return c.author
+
+
 class Voice(NamedTuple):
     """What the contributions read of a valid event (`contributions`): a fold (protocol/fold.py) makes these
     from its columns, without the entry."""
@@ -67,7 +102,7 @@ def verdict(n: Prepared) -> Verdict:
     return n.agent, latest_of(n), record.event.raw, record.accept, record.note
 
 
-def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, str]) -> tuple[Contribution, ...]:
+def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, str]) -> ContributionTuple:
     """The contributions of the valid events among `valid` (in a topological order); each one's status put in
     `status` too."""
     result = contributions([voice(n) for n in valid if isinstance(n.record, Event)],
@@ -79,7 +114,7 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
 
 def contributions(voices: list[Voice], verdicts: Iterable[Verdict], rules: Rules,
                   claims: dict[tuple[Decimal, Decimal], Decimal] | None = None,
-                  names: dict[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[Contribution, ...]:
+                  names: dict[tuple[str, ...], tuple[str, ...]] | None = None) -> ContributionTuple:
     """The contributions of valid events (`voices`: an event after the event it corrects) from them and the valid
     endorsements (`verdicts`), by author then seq. `claims`: the claims made so far, by (quantity, rate); `names`:
     the lists of members made so far (protocol/fold.py keeps one of each alike, not one per contribution)."""
@@ -138,15 +173,15 @@ def contributions(voices: list[Voice], verdicts: Iterable[Verdict], rules: Rules
             verdict = PENDING
         first = origin[raw]
         noted = notes.get(raw)
-        result.append((v.agent, v.seq, raw, _contribution(
-            v.id, v.agent, v.seq, v.ts, record, _claim(record, in_effect, claims), verdict, yes, no,
+        result.append((v.agent, v.seq, raw, made(
+            v.id, v.agent, v.seq, v.ts, record, claim_under(record, in_effect, claims), verdict, yes, no,
             corrected_by.get(raw), None if first == raw else events[first].id, tuple(sorted(noted)) if noted else (),
         )))
     result.sort()  # by author, seq, id: unique ids, so the contributions themselves are never compared
-    return tuple([c for _, _, _, c in result])
+    return ContributionTuple([c for _, _, _, c in result])
 
 
-def _contribution(id: CID, author: str, seq: int, ts: int, event: Event, claim: Decimal, status: str,
+def made(id: CID, author: str, seq: int, ts: int, event: Event, claim: Decimal, status: str,
                   accepts: tuple[str, ...], rejects: tuple[str, ...], corrected_by: CID | None, origin: CID | None,
                   reject_notes: tuple[tuple[str, str], ...]) -> Contribution:
     """A Contribution made through its slots: its frozen __init__ sets each field with object.__setattr__, twice
@@ -176,11 +211,12 @@ def _voice_latest(v: Voice) -> int:
     return v.latest
 
 
-def _claim(event: Event, rules: Rules,
-           claims: dict[tuple[Decimal, Decimal], Decimal] | None = None) -> Decimal:
+def claim_under(event: Event, rules: Rules, claims: dict[tuple[Decimal, Decimal], Decimal] | None = None, *,
+                keep: bool = True) -> Decimal:
     """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5).
     `claims` (see `contributions`): a quantity and a rate are canonical decimals (rules.parse_decimal parses
-    both), so equal ones are written alike and so is their product."""
+    both), so equal ones are written alike and so is their product. `keep`: a claim not in `claims` is put
+    there (False: a reader beside the fold that owns `claims` only looks)."""
     if event.fulfills is not None and not rules.pledge_claims:
         return _NO_CLAIM
     if claims is None:
@@ -191,6 +227,8 @@ def _claim(event: Event, rules: Rules,
     key = (event.quantity.value, rate)
     claim = claims.get(key)
     if claim is None:
-        claim = claims[key] = claim_value(event, rules)
+        claim = claim_value(event, rules)
+        if keep:
+            claims[key] = claim
     return claim
 

@@ -42,7 +42,7 @@ from .errors import InvalidData, LocalError
 from .fold_ids import Ids
 from .fold_order import greedy
 from .fold_rows import SLIM, Nodes, Rows
-from .fold_views import CODES, STATUSES, Buckets, ByAuthor
+from .fold_views import CODES, STATUSES, Buckets, ContributionView, Decided
 from .fold_views import StatusView as StatusView  # where node/store/kept_status.py reads it
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .keys import has_key_events
@@ -128,7 +128,7 @@ class LedgerFold:
         self._claims: dict[tuple[Decimal, Decimal], Decimal] = {}
         self._members_alike: dict[tuple[str, ...], tuple[str, ...]] = {}  # who accept, reject: each list kept once
         self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
-        self._by_author = ByAuthor()
+        self._decided = Decided()  # the contributions, made as a state's are read
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
         self._paying: list[bytes] = []  # valid events that fulfil a pledge
         self._paid_out: list[bytes] = []  # valid distributions
@@ -336,7 +336,8 @@ class LedgerFold:
         for c in contributions(events, verdicts, self.rules, self._claims, self._members_alike):
             if c.event.fulfills is not None:
                 self._paid[c.id.raw] = c
-            self._by_author.put(c)
+            row = ids[c.id.raw]
+            self._decided.put(row, c, bool(flags[row] & SLIM))
             self._set(c.id.raw, c.status)
 
     def _voice(self, raw: bytes) -> Voice:
@@ -382,16 +383,18 @@ class LedgerFold:
             status = CONFLICTING if d.id.raw in clashing else VALID
             if self._status(d.id.raw) != status:
                 self._set(d.id.raw, status)
+        order, decision = self._decided.order(self._rows)
+        codes = bytes(self._codes)
         state = LedgerState(
             ledger=self.ledger,
             rules=self._book.rules(governed[4]),
             members=tuple(members),
             left=tuple(sorted(self._gone)),
-            contributions=tuple(self._by_author.values()),
+            contributions=ContributionView(self._rows, order, decision, self._decided, codes, self.rules, self._claims),
             invalid=tuple(sorted(self._problems.values(), key=lambda p: p.id.raw)),
             waiting=tuple(sorted((n.entry.id for n in self._pending.values()), key=lambda c: c.raw)),
             quarantined=tuple(sorted(self._quarantined, key=lambda c: c.raw)),
-            status=StatusView(self._ids, bytes(self._codes)),
+            status=StatusView(self._ids, codes),
             admissions={m: self._admissions[m] for m in members if m in self._admissions},
             sponsorships={a: tuple(sorted(c, key=lambda x: x.raw)) for a, c in sorted(self._sponsorships.items())
                           if a not in self._members},

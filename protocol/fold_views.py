@@ -1,14 +1,23 @@
 """What a ledger fold (protocol/fold.py) keeps for its states to show: each entry's status as a one-byte code
-(`StatusView`), the digest's buckets (`Buckets`) and the contributions by author (`ByAuthor`)."""
+(`StatusView`), the digest's buckets (`Buckets`) and the contributions (`Decided`), which a state shows made as read
+(`ContributionView`)."""
 
 from __future__ import annotations
 
+import operator
 from array import array
-from bisect import bisect_left
-from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from heapq import merge
+from itertools import groupby
+from typing import Any, Final, overload
 
+from .cid import CID
+from .contributions import Contributions, ContributionTuple, claim_under, made
 from .fold_ids import Ids
+from .fold_rows import Rows
+from .rules import Rules
 from .state import (
     CONFLICTING,
     CORRECTED,
@@ -33,39 +42,178 @@ STATUSES: Final = (VALID, INVALID, WAITING, QUARANTINED, IGNORED, CONFLICTING, E
 CODES: Final = {status: code for code, status in enumerate(STATUSES)}
 
 
-def _by_author(c: Contribution) -> tuple[str, int, bytes]:
-    return c.author, c.seq, c.id.raw
+#: What a contribution's status rests on besides its event, kept once for all contributions alike: who accept, who
+#: reject, the rejecters' notes, the correction that supersedes it, the original of its lineage
+Decision = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], CID | None, CID | None]
 
 
-class ByAuthor:
-    """The contributions by (author, seq, id), read often and changed a few at a time: changes merge in at the
-    next read, so a read after one new entry costs a bisect and a copy of the list, not a sort. The list is its
-    own key (`_by_author`): no key kept per contribution."""
+class Decided:
+    """The fold's contributions, each kept as its event's row and its decision's number (`Decision`), not as a
+    `Contribution` with its id (~270 B per contribution): a state's `ContributionView` makes one when it is read.
+    The rows are kept by (author, seq, id); rows decided for the first time merge in at the next read (`order`).
+    An event kept as an object, not a row (protocol/fold_rows.py `Rows.keep`: rare), keeps its contribution."""
 
     def __init__(self) -> None:
-        self._values: list[Contribution] = []
-        self._changed: dict[bytes, Contribution] = {}  # by id
+        self._order = array("i")  # rows of the contributions, by (author, seq, id)
+        self._new = array("i")  # rows decided for the first time since the last `order`
+        self._decision = array("i")  # row -> its decision's number in `decisions`; -1 (or past its end): none
+        self.decisions: list[Decision] = []  # only grows: a state's view reads it beside the fold
+        self._numbers: dict[Decision, int] = {}
+        self.kept: dict[int, Contribution] = {}  # the contributions of events that are not rows
 
-    def put(self, c: Contribution) -> None:
-        self._changed[c.id.raw] = c
+    def put(self, row: int, c: Contribution, is_row: bool) -> None:
+        decision = (c.accepts, c.rejects, c.reject_notes, c.corrected_by, c.origin)
+        n = self._numbers.get(decision)
+        if n is None:
+            n = self._numbers[decision] = len(self.decisions)
+            self.decisions.append(decision)
+        numbers = self._decision
+        if row >= len(numbers):  # grown an eighth more at a time: rows arrive in order
+            numbers.frombytes(b"\xff" * (4 * (row + 1 - len(numbers) + len(numbers) // 8)))
+        if numbers[row] < 0:
+            self._new.append(row)
+        numbers[row] = n
+        if not is_row:
+            self.kept[row] = c
 
-    def values(self) -> list[Contribution]:
-        values, changed = self._values, self._changed
-        if len(changed) > 64 and len(changed) > len(values) // 64:  # many: one sort beats many inserts
-            kept = [c for c in values if c.id.raw not in changed]
-            kept += changed.values()
-            kept.sort(key=_by_author)
-            self._values = kept
-        else:
-            for c in changed.values():
-                key = _by_author(c)
-                i = bisect_left(values, key, key=_by_author)
-                if i < len(values) and values[i].id.raw == c.id.raw:
-                    values[i] = c
-                else:
-                    values.insert(i, c)
-        changed.clear()
-        return self._values
+    def order(self, rows: Rows) -> tuple[array[int], array[int]]:
+        """The rows by (author, seq, id), and each row's decision number: copies, a state's own."""
+        new = self._new
+        if new:
+            kept, agents, authors, seqs = self.kept, rows.agents, rows.author, rows.seq
+
+            def agent(row: int) -> str:
+                c = kept.get(row)
+                return agents[authors[row]] if c is None else c.author
+
+            def seq(row: int) -> int:
+                c = kept.get(row)
+                return seqs[row] if c is None else c.seq
+
+            self._new = array("i")
+            self._order = _merged(self._order, _sorted(new, agent, seq, rows.ids.id), agent, seq, rows.ids.id)
+        return array("i", self._order), array("i", self._decision)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (node/store/snapshots.py) with its arrays as bytes: a snapshot names no class but protocol's."""
+        return {**vars(self), "_order": self._order.tobytes(), "_new": self._new.tobytes(),
+                "_decision": self._decision.tobytes()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        for name in ("_order", "_new", "_decision"):
+            setattr(self, name, array("i", state[name]))
+
+
+def _sorted(rows: array[int], agent: Callable[[int], str], seq: Callable[[int], int],
+            raw: Callable[[int], bytes]) -> list[int]:
+    """`rows` by (author, seq, id), sorted on one int each (the author's rank, then seq: no tuple, nor id, per row;
+    seq is a CBOR uint, under 2**64); the few alike in both (one identity's keys, forks) then by id."""
+    ranks = {a: i << 64 for i, a in enumerate(sorted(set(map(agent, rows))))}
+
+    def key(row: int) -> int:
+        return ranks[agent(row)] | seq(row)
+
+    ordered = sorted(rows, key=key)
+    out: list[int] = []
+    for _, alike in groupby(ordered, key=key):
+        group = list(alike)
+        if len(group) > 1:
+            group.sort(key=raw)
+        out += group
+    return out
+
+
+def _merged(order: array[int], new: list[int], agent: Callable[[int], str], seq: Callable[[int], int],
+            raw: Callable[[int], bytes]) -> array[int]:
+    def key(row: int) -> tuple[str, int, bytes]:
+        return agent(row), seq(row), raw(row)
+
+    if not order:
+        return array("i", new)
+    if len(new) <= 64 or len(new) <= len(order) // 64:  # a few: a bisect each, not a pass over all
+        for row in new:
+            order.insert(bisect_left(order, key(row), key=key), row)
+        return order
+    return array("i", merge(order, new, key=key))
+
+
+class ContributionView(Contributions):
+    """A state's contributions, as the fold had them then (its rows' order and decisions copied, its statuses those
+    of the state's `StatusView`): each `Contribution` made from its event's row when read, so a state holds no object
+    per contribution. Equal to a tuple of the same contributions; pickled as one (`ContributionTuple`)."""
+
+    __slots__ = ("_claims", "_codes", "_decision", "_decisions", "_ids", "_kept", "_order", "_rows", "_rules")
+
+    def __init__(self, rows: Rows, order: array[int], decision: array[int], decided: Decided, codes: bytes,
+                 rules: Rules, claims: dict[tuple[Decimal, Decimal], Decimal]) -> None:
+        self._rows, self._ids, self._order, self._decision, self._codes = rows, rows.ids, order, decision, codes
+        self._decisions, self._kept, self._rules, self._claims = decided.decisions, decided.kept, rules, claims
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @overload
+    def __getitem__(self, i: int) -> Contribution: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Contribution]: ...
+    def __getitem__(self, i: int | slice) -> Contribution | Sequence[Contribution]:
+        if isinstance(i, slice):
+            return ContributionTuple(map(self._made, self._order[i]))
+        return self._made(self._order[i])
+
+    def __iter__(self) -> Iterator[Contribution]:
+        return map(self._made, self._order)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(map(operator.eq, self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ContributionView({len(self)} contributions)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ContributionTuple, (tuple(self),)
+
+    def _made(self, row: int) -> Contribution:
+        yes, no, notes, corrected_by, origin = self._decisions[self._decision[row]]
+        status = STATUSES[self._codes[row]]
+        kept = self._kept.get(row)
+        if kept is not None:
+            return made(kept.id, kept.author, kept.seq, kept.ts, kept.event, kept.claim, status, yes, no,
+                        corrected_by, origin, notes)
+        v = self._rows.voice(row)
+        claim = claim_under(v.record, v.rules or self._rules, self._claims, keep=False)
+        return made(v.id, v.agent, v.seq, v.ts, v.record, claim, status, yes, no, corrected_by, origin, notes)
+
+    def _row(self, entry_id: CID) -> int | None:
+        row = self._ids.get(entry_id.raw)
+        if row is None or row >= len(self._decision) or self._decision[row] < 0 or row >= len(self._codes):
+            return None
+        return row
+
+    def get(self, entry_id: CID) -> Contribution | None:
+        row = self._row(entry_id)
+        return None if row is None else self._made(row)
+
+    def of_status(self, *statuses: str) -> Iterator[Contribution]:
+        codes, wanted = self._codes, {CODES[s] for s in statuses if s in CODES}
+        return map(self._made, [row for row in self._order if codes[row] in wanted])
+
+    def _agent(self, row: int) -> str:
+        kept = self._kept.get(row)
+        return self._rows.agents[self._rows.author[row]] if kept is None else kept.author
+
+    def by_author(self, author: str) -> Sequence[Contribution]:
+        lo = bisect_left(self._order, author, key=self._agent)
+        return ContributionTuple(map(self._made, self._order[lo : bisect_right(self._order, author, lo=lo,
+                                                                                 key=self._agent)]))
+
+    def authors(self) -> set[str]:
+        return set(map(self._agent, self._order))
 
 
 class StatusView(Mapping[bytes, str]):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .cid import CID
-from .contributions import FINAL, Contribution
+from .contributions import FINAL, Contribution, Contributions
 from .decimals import exact
 from .distribution import RecordedDistribution
 from .governance import MotionState
@@ -56,7 +56,7 @@ class LedgerState:
     rules: Rules
     members: tuple[str, ...]  # admitted and not left, sorted
     left: tuple[str, ...]
-    contributions: tuple[Contribution, ...]  # by author then seq
+    contributions: Contributions  # by author then seq (compute_state's a tuple; a fold's made as read)
     invalid: tuple[Problem, ...]
     waiting: tuple[CID, ...]  # dependencies not arrived yet
     quarantined: tuple[CID, ...]  # after their author's fork point
@@ -100,8 +100,8 @@ class LedgerState:
         quantities: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(lambda: defaultdict(dict))
         claims: dict[str, Decimal] = defaultdict(Decimal)
         with exact():  # sums of up to 36-digit quantities: Python's default 28 digits would round them
-            for c in self.contributions:
-                if c.status != FINAL or not c.event.provider.startswith("did:"):
+            for c in self.contributions.of_status(FINAL):
+                if not c.event.provider.startswith("did:"):
                     continue
                 by_unit = quantities[c.event.provider][c.event.action]
                 by_unit[c.event.quantity.unit] = by_unit.get(c.event.quantity.unit, Decimal(0)) + c.event.quantity.value
@@ -112,5 +112,5 @@ class LedgerState:
         }
 
     def contribution(self, entry_id: CID) -> Contribution | None:
-        return next((c for c in self.contributions if c.id == entry_id), None)
+        return self.contributions.get(entry_id)
 
