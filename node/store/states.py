@@ -19,7 +19,7 @@ A write need not wait while a big ledger catches up (its fold read back after a 
 upgrade made the kept one stale): `for_write` gives it the last state the node had of the ledger, with the entries
 stored since, when the write says none of those changes what it reads (node/store/writes.py `unread_by`), and the
 catch-up goes on in the background; the entries are folded in once the fold is ready. A page need not wait either:
-`shown` gives it that last state (if exact) and the entries stored since, which the page lists as not counted yet.
+`shown` gives it that last state and the entries stored since, which the page lists as not counted yet.
 """
 
 from __future__ import annotations
@@ -206,14 +206,15 @@ class LedgerStates(SnapshotKeeping):
             "ledger": str(ledger), "since": len(last[1]), "exact": last[2]})
         return last[0], last[2]
 
-    async def shown(self, ledger: CID) -> tuple[LedgerState | None, tuple[Entry, ...]]:
-        """The state a page shows, and the entries stored after it (none: it is current). As `for_write`: while the
-        ledger catches up, its last exact state (of this Tally version), with the entries stored since, which the page
-        says are not counted yet; else the current state."""
-        last = await self._last_while_catching_up(ledger, lambda _state, _since, exact: exact)
+    async def shown(self, ledger: CID) -> tuple[LedgerState | None, tuple[Entry, ...], bool]:
+        """The state a page shows, the entries stored after it, and whether it is exact (current, or the last state
+        of this Tally version). As `for_write`: while the ledger catches up, its last state, with the entries stored
+        since (which the page says it does not count yet), also one saved by the Tally version before (which the
+        page says too: only what is shown rests on it); else the current state."""
+        last = await self._last_while_catching_up(ledger, lambda _state, _since, _exact: True)
         if last is None:
-            return await self.get(ledger), ()
-        return last[0], tuple(last[1])
+            return await self.get(ledger), (), True
+        return last[0], tuple(last[1]), last[2]
 
     async def _last_while_catching_up(self, ledger: CID, usable: Callable[[LedgerState, list[Entry], bool], bool]
                                       ) -> tuple[LedgerState, list[Entry], bool] | None:

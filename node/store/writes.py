@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from node.store.states import LedgerStates, Unread
 from node.store.store import Store
-from protocol import CID, Entry, LocalError, public_key_from_did
+from protocol import CID, Entry, LocalError, TallyError, public_key_from_did
 from protocol.requests import Contribute, Endorse, Found, LedgerWrite, Name
 from protocol.state import LedgerState, is_ignored
 from protocol.valueflows import ABOUT_KIND, ENDORSE_KIND, EVENT_KIND
@@ -130,14 +130,15 @@ class LocalWrites:
         state, exact = await self.state_for(request, ledger)
         found = await self.found(request, state, target)
         try:
-            return await self.append(lambda ts: request.build_with(state, self.me, ts, found))
-        except LocalError:
+            made = request.build_with(state, self.me, self.wall_ms(), found)
+        except TallyError:  # a builder's refusal (LocalError, or InvalidData from a payload's parser)
             if exact:
                 raise
-        # Refused against a last state another Tally version saved: the current state says.
-        state = await self.state(ledger)
-        found = await self.found(request, state, target)
-        return await self.append(lambda ts: request.build_with(state, self.me, ts, found))
+            # Refused against a last state another Tally version saved: the current state says.
+            state = await self.state(ledger)
+            found = await self.found(request, state, target)
+            made = request.build_with(state, self.me, self.wall_ms(), found)
+        return await self._append(made)
 
     async def state_for(self, request: LedgerWrite, ledger: CID) -> tuple[LedgerState, bool]:
         """The state `request` is built against (the current one, or while the ledger catches up the last one,
@@ -156,7 +157,9 @@ class LocalWrites:
 
     async def append(self, build: Callable[[int], AppendRequest]) -> Entry:
         """Append what `build(ts)` makes (it checks the request first): not while catching up."""
-        made = build(self.wall_ms())
+        return await self._append(build(self.wall_ms()))
+
+    async def _append(self, made: AppendRequest) -> Entry:
         if self.catching_up():
             raise LocalError(
                 "catching_up", "the node is catching up with its peers before it signs new entries; retry shortly"

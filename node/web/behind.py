@@ -27,6 +27,7 @@ class Behind:
     name: str  # the ledger's
     state: LedgerState
     since: tuple[Entry, ...]
+    exact: bool  # False: the state the Tally version before saved (an upgrade), shown while the ledger is folded again
 
 
 #: Set on a request whose page shows a ledger's last state (`layout.shown_ledger`): `page` says so.
@@ -53,8 +54,12 @@ def what(entry: Entry, state: LedgerState) -> str:
 def notice(behind: Behind, name: Callable[[str], str]) -> Markup:
     """What the page says of the entries it does not count yet (`name`: an author as the page names them)."""
     newest: Sequence[Entry] = behind.since[::-1][:LISTED]
-    return el("div", el("p", _("{ledger} is still loading (after a restart or an upgrade): this page does not count "
-                               "its {count} newest entries yet. Reload in a moment.").format(
-                                   ledger=behind.name, count=number(len(behind.since)))),
-              el("ul", (el("li", name(behind.state.agent_of(e.author)), ": ", what(e, behind.state)) for e in newest)),
+    said = _("{ledger} is still loading (after a restart or an upgrade): this page does not count its {count} "
+             "newest entries yet. Reload in a moment.").format(ledger=behind.name, count=number(len(behind.since)))
+    if not behind.exact:
+        said = _("{ledger} is still loading after an upgrade: this page shows it as the Tally version before counted "
+                 "it, without its {count} newest entries. Reload in a moment.").format(
+                     ledger=behind.name, count=number(len(behind.since)))
+    return el("div", el("p", said), el("ul", (el("li", name(behind.state.agent_of(e.author)), ": ",
+                                                what(e, behind.state)) for e in newest)) if newest else None,
               class_="flash catching-up", role="status")

@@ -392,12 +392,13 @@ async def readable_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, 
 
 async def shown_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, LedgerState]:
     """`readable_ledger` for a page that only shows the state: while the ledger catches up (after a restart, an
-    upgrade), its last state at once, and the page says which entries stored since it does not count yet."""
+    upgrade), its last state at once, and the page says which entries stored since it does not count yet (and
+    that the state is the Tally version before's, when it is)."""
     ledger, genesis = await _genesis_of(request, v)
-    state, since = await request.app[STATES].shown(ledger)
+    state, since, exact = await request.app[STATES].shown(ledger)
     if state is None:
         raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
     info = LedgerInfo.of(genesis, len(state.status) + len(since))
-    if since:
-        request[BEHIND] = Behind(info.name, state, since)
+    if since or not exact:
+        request[BEHIND] = Behind(info.name, state, since, exact)
     return info, state
