@@ -107,7 +107,7 @@ def jsonld(state: LedgerState) -> dict[str, Any]:
     agents: set[str] = set()
     units: set[str] = set()
     graph: list[dict[str, Any]] = []
-    for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
+    for c in state.contributions.by_time():
         e = c.event
         node: dict[str, Any] = {
             "@id": _iri(str(c.id)), "@type": "EconomicEvent", "action": e.action,
@@ -188,7 +188,7 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
         return names.get(did) if did else None
 
     yield list(EXPORT_COLUMNS)
-    for c in sorted(state.contributions, key=lambda c: (c.ts, c.id.raw)):
+    for c in state.contributions.by_time():
         row = contribution_row(c)
         e = c.event
         # every event is dated: its own day (as written, in its own offset), else the day it was signed

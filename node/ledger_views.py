@@ -146,7 +146,7 @@ class HistoryQuery:
             end = parse_time(self.until, "until")
             until = (end + timedelta(days=1) if until_day else end).timestamp()  # a date: its whole day
         rows = []
-        for c in state.contributions:
+        for c in state.contributions if self.status is None else state.contributions.of_status(self.status):
             e = c.event
             if self.agent is not None and self.agent not in (e.provider, e.receiver, c.author):
                 continue
@@ -197,7 +197,7 @@ def state_json(state: LedgerState, forks: Sequence[ForkProof] = ()) -> dict[str,
         "pending": [
             {"id": str(c.id), "author": c.author, "accepts": list(c.accepts), "rejects": list(c.rejects),
              "accepts_needed": max(0, accept - len(c.accepts))}
-            for c in state.contributions if c.status == PENDING
+            for c in state.contributions.of_status(PENDING)
         ],
         "invalid": [
             {"id": str(p.id), "author": p.author, "kind": p.kind, "code": p.code, "message": p.message}

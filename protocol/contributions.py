@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from itertools import pairwise
@@ -41,7 +41,8 @@ class Contribution:
 class Contributions(Sequence[Contribution]):
     """A state's contributions, by (author, seq, id), with the lookups its readers make, so that a reader asks for
     what it shows rather than going through every contribution: `ContributionTuple` (compute_state's, a tuple),
-    protocol/fold_views.py's `ContributionView` (a fold's: each contribution made when read)."""
+    protocol/fold_views.py's `ContributionView` (a fold's: each contribution made when read, a lookup's answer
+    another such view, found without making them)."""
 
     __slots__ = ()
 
@@ -49,17 +50,26 @@ class Contributions(Sequence[Contribution]):
         """The contribution of an event, or None."""
         return next((c for c in self if c.id == entry_id), None)
 
-    def of_status(self, *statuses: str) -> Iterator[Contribution]:
+    def of_status(self, *statuses: str) -> Contributions:
         """The contributions with one of these statuses, in order."""
-        return (c for c in self if c.status in statuses)
+        return ContributionTuple(c for c in self if c.status in statuses)
 
-    def by_author(self, author: str) -> Sequence[Contribution]:
+    def by_author(self, author: str) -> Contributions:
         """One author's contributions, by seq."""
         lo = bisect_left(self, author, key=_author)
-        return self[lo : bisect_right(self, author, lo=lo, key=_author)]
+        return ContributionTuple(self[lo : bisect_right(self, author, lo=lo, key=_author)])
+
+    def awaiting(self, member: str) -> Contributions:
+        """The pending contributions of others that have no verdict of `member`'s yet."""
+        return ContributionTuple(c for c in self if c.status == PENDING and c.author != member
+                                 and member not in c.accepts and member not in c.rejects)
 
     def authors(self) -> set[str]:
         return {c.author for c in self}
+
+    def by_time(self) -> Contributions:
+        """The contributions by the time their entries were written (ts, then id)."""
+        return ContributionTuple(sorted(self, key=_written))
 
 
 class ContributionTuple(tuple[Contribution, ...], Contributions):
@@ -70,6 +80,10 @@ class ContributionTuple(tuple[Contribution, ...], Contributions):
 
 def _author(c: Contribution) -> str:
     return c.author
+
+
+def _written(c: Contribution) -> tuple[int, bytes]:
+    return c.ts, c.id.raw
 
 
 class Voice(NamedTuple):

@@ -35,6 +35,7 @@ from .state import (
     Contribution,
     bucket_digest,
 )
+from .valueflows import Event
 
 #: every status an entry can have, by its one-byte code in a fold
 STATUSES: Final = (VALID, INVALID, WAITING, QUARANTINED, IGNORED, CONFLICTING, ERASED, FINAL, PENDING, REJECTED,
@@ -141,14 +142,23 @@ def _merged(order: array[int], new: list[int], agent: Callable[[int], str], seq:
 class ContributionView(Contributions):
     """A state's contributions, as the fold had them then (its rows' order and decisions copied, its statuses those
     of the state's `StatusView`): each `Contribution` made from its event's row when read, so a state holds no object
-    per contribution. Equal to a tuple of the same contributions; pickled as one (`ContributionTuple`)."""
+    per contribution, and a lookup's answer is another such view of the rows it found (by status, author, verdicts)
+    without making any. Equal to a tuple of the same contributions; pickled as one (`ContributionTuple`)."""
 
-    __slots__ = ("_claims", "_codes", "_decision", "_decisions", "_ids", "_kept", "_order", "_rows", "_rules")
+    __slots__ = ("_claims", "_codes", "_decision", "_decisions", "_kept", "_order", "_rows", "_rules")
 
     def __init__(self, rows: Rows, order: array[int], decision: array[int], decided: Decided, codes: bytes,
                  rules: Rules, claims: dict[tuple[Decimal, Decimal], Decimal]) -> None:
-        self._rows, self._ids, self._order, self._decision, self._codes = rows, rows.ids, order, decision, codes
+        self._rows, self._order, self._decision, self._codes = rows, order, decision, codes
         self._decisions, self._kept, self._rules, self._claims = decided.decisions, decided.kept, rules, claims
+
+    def _of(self, order: array[int]) -> ContributionView:
+        """This view of some of its rows (in its order)."""
+        view: ContributionView = _new(ContributionView)
+        for name in ContributionView.__slots__:
+            setattr(view, name, getattr(self, name))
+        view._order = order
+        return view
 
     def __len__(self) -> int:
         return len(self._order)
@@ -156,10 +166,10 @@ class ContributionView(Contributions):
     @overload
     def __getitem__(self, i: int) -> Contribution: ...
     @overload
-    def __getitem__(self, i: slice) -> Sequence[Contribution]: ...
-    def __getitem__(self, i: int | slice) -> Contribution | Sequence[Contribution]:
+    def __getitem__(self, i: slice) -> ContributionView: ...
+    def __getitem__(self, i: int | slice) -> Contribution | ContributionView:
         if isinstance(i, slice):
-            return ContributionTuple(map(self._made, self._order[i]))
+            return self._of(self._order[i])
         return self._made(self._order[i])
 
     def __iter__(self) -> Iterator[Contribution]:
@@ -179,41 +189,65 @@ class ContributionView(Contributions):
         return ContributionTuple, (tuple(self),)
 
     def _made(self, row: int) -> Contribution:
+        """Row `row`'s contribution, from its columns (what `Rows.voice` reads, without making a Voice)."""
         yes, no, notes, corrected_by, origin = self._decisions[self._decision[row]]
         status = STATUSES[self._codes[row]]
         kept = self._kept.get(row)
         if kept is not None:
             return made(kept.id, kept.author, kept.seq, kept.ts, kept.event, kept.claim, status, yes, no,
                         corrected_by, origin, notes)
-        v = self._rows.voice(row)
-        claim = claim_under(v.record, v.rules or self._rules, self._claims, keep=False)
-        return made(v.id, v.agent, v.seq, v.ts, v.record, claim, status, yes, no, corrected_by, origin, notes)
-
-    def _row(self, entry_id: CID) -> int | None:
-        row = self._ids.get(entry_id.raw)
-        if row is None or row >= len(self._decision) or self._decision[row] < 0 or row >= len(self._codes):
-            return None
-        return row
+        rows = self._rows
+        event = rows.records[row]
+        assert isinstance(event, Event)
+        claim = claim_under(event, rows.rule_sets[rows.rules[row]] or self._rules, self._claims, keep=False)
+        return made(CID(rows.ids.id(row)), rows.agents[rows.author[row]], rows.seq[row], rows.ts[row], event, claim,
+                    status, yes, no, corrected_by, origin, notes)
 
     def get(self, entry_id: CID) -> Contribution | None:
-        row = self._row(entry_id)
-        return None if row is None else self._made(row)
+        row = self._rows.ids.get(entry_id.raw)
+        if row is None or row >= len(self._decision) or self._decision[row] < 0 or row >= len(self._codes):
+            return None
+        return self._made(row)
 
-    def of_status(self, *statuses: str) -> Iterator[Contribution]:
-        codes, wanted = self._codes, {CODES[s] for s in statuses if s in CODES}
-        return map(self._made, [row for row in self._order if codes[row] in wanted])
+    def of_status(self, *statuses: str) -> ContributionView:
+        codes, wanted = self._codes, bytes(CODES[s] for s in statuses if s in CODES)
+        if len(wanted) == 1:
+            code = wanted[0]
+            return self._of(array("i", [row for row in self._order if codes[row] == code]))
+        return self._of(array("i", [row for row in self._order if codes[row] in wanted]))
 
     def _agent(self, row: int) -> str:
         kept = self._kept.get(row)
         return self._rows.agents[self._rows.author[row]] if kept is None else kept.author
 
-    def by_author(self, author: str) -> Sequence[Contribution]:
-        lo = bisect_left(self._order, author, key=self._agent)
-        return ContributionTuple(map(self._made, self._order[lo : bisect_right(self._order, author, lo=lo,
-                                                                                 key=self._agent)]))
+    def by_author(self, author: str) -> ContributionView:
+        order = self._order
+        lo = bisect_left(order, author, key=self._agent)
+        return self._of(order[lo : bisect_right(order, author, lo=lo, key=self._agent)])
+
+    def awaiting(self, member: str) -> ContributionView:
+        codes, decisions, numbers, agent, pending = self._codes, self._decisions, self._decision, self._agent, \
+            CODES[PENDING]
+        found = array("i")
+        for row in self._order:
+            if codes[row] == pending:
+                yes, no = decisions[numbers[row]][:2]
+                if member not in yes and member not in no and agent(row) != member:
+                    found.append(row)
+        return self._of(found)
 
     def authors(self) -> set[str]:
         return set(map(self._agent, self._order))
+
+    def _written(self, row: int) -> tuple[int, bytes]:
+        kept = self._kept.get(row)
+        return (self._rows.ts[row] if kept is None else kept.ts), self._rows.ids.id(row)
+
+    def by_time(self) -> ContributionView:
+        return self._of(array("i", sorted(self._order, key=self._written)))
+
+
+_new: Final = object.__new__
 
 
 class StatusView(Mapping[bytes, str]):

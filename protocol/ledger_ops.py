@@ -195,7 +195,7 @@ def preview_distribution(
     value = parse_amount(amount, unit)
     start = None if since is None else parse_day(since, "since")
     end = None if until is None else parse_day(until, "until")
-    final = [c for c in state.contributions if c.status == FINAL]
+    final = list(state.contributions.of_status(FINAL))
     return distribute(state.rules, state.ledger, value, unit, final, [d.payout for d in state.distributions],
                       start, end)
 

@@ -39,6 +39,7 @@ from node.web.layout import (
     write_and_say,
 )
 from protocol import CID, LocalError, TallyError
+from protocol.contributions import Contributions, ContributionTuple
 from protocol.decimals import format_decimal
 from protocol.rates import ACTIONS
 from protocol.requests import Contribute, Endorse
@@ -56,12 +57,12 @@ def add_ledger_pages(app: web.Application) -> None:
     app.router.add_post(f"{base}/endorse", endorse)
 
 
-def _waiting_for(state: LedgerState, me: str) -> list[Contribution]:
-    """Pending contributions of others that have no verdict of mine yet."""
+def _waiting_for(state: LedgerState, me: str) -> Contributions:
+    """Pending contributions of others that have no verdict of mine yet (found without making the others: every
+    ledger page counts them)."""
     if me not in state.members:
-        return []
-    return [c for c in state.contributions
-            if c.status == PENDING and c.author != me and me not in c.accepts and me not in c.rejects]
+        return ContributionTuple()
+    return state.contributions.awaiting(me)
 
 
 def ledger_page(request: web.Request, v: Viewer, info: LedgerInfo, state: LedgerState, title: str, tab: str,
@@ -75,7 +76,7 @@ def _offline_notice(request: web.Request, v: Viewer, state: LedgerState) -> Chil
     """Who is offline among the members whose verdict the owner's pending contributions wait for."""
     if not v.owner or v.did not in state.members:
         return None
-    mine = [c for c in state.contributions if c.status == PENDING and c.author == v.did]
+    mine = state.contributions.by_author(v.did).of_status(PENDING)
     if not mine:
         return None
     seen = presence(request)
@@ -163,7 +164,7 @@ async def history(request: web.Request) -> web.Response:
     def option(value: str, label: str, current: str) -> Markup:
         return el("option", label, value=value, selected=value == current)
 
-    people = sorted({*state.members, *state.left, *(c.author for c in state.contributions)})
+    people = sorted({*state.members, *state.left, *state.contributions.authors()})
     filters = el(
         "form",
         field(_("Member"), "select", option("", _("anyone"), given["agent"]),
@@ -318,7 +319,7 @@ async def queue(request: web.Request) -> web.Response:
     if not v.owner:
         raise LocalError("unauthorized", "only the node's owner validates; log in with `tally open`")
     me = v.did
-    waiting = sorted(_waiting_for(state, me), key=lambda c: (c.ts, c.id.raw), reverse=True)  # newest first
+    waiting = _waiting_for(state, me).by_time()[::-1]  # newest first
     shown, page_no, pages = _one_page(waiting, request)
     need = state.rules.validation.accept
 
@@ -338,8 +339,7 @@ async def queue(request: web.Request) -> web.Response:
                el("td", _("{count} of {need}").format(count=len(c.accepts), need=need)), el("td", verdicts(c)),
                data_id=str(c.id))
             for c in shown]
-    mine = sorted((c for c in state.contributions if c.status == PENDING and c.author == me),
-                  key=lambda c: (c.ts, c.id.raw), reverse=True)
+    mine = state.contributions.by_author(me).of_status(PENDING).by_time()[::-1]
     more: Child = None
     if len(mine) > PAGE_ROWS:  # the newest of them here; the history lists them all
         more = el("p", el("a", _("All {count} of yours that wait, in the history").format(count=len(mine)),

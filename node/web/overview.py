@@ -57,7 +57,7 @@ def _week(c: Contribution, zone: tzinfo) -> date:
 def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Contribution], float]]:
     """The contributions the charts count (final and pending), and what a bar measures: their claim value
     under the ledger's rates, or (when no rate applies to any) how many there are."""
-    counted = [c for c in state.contributions if c.status in (FINAL, PENDING)]
+    counted = list(state.contributions.of_status(FINAL, PENDING))
     if any(c.claim > 0 for c in counted):
         return counted, _("claim value"), lambda c: float(c.claim)
     return counted, _("contributions"), lambda c: 1.0

@@ -55,7 +55,7 @@ from node.web.shares import add_share_pages
 from protocol import LocalError, TallyError
 from protocol.kel import founding_proof
 from protocol.requests import Follow, LedgerCreate
-from protocol.state import PENDING, LedgerState
+from protocol.state import LedgerState
 
 log = logging.getLogger(__name__)
 STATIC_FILES: Final = {"tally.css": "text/css", "tally.js": "text/javascript", "favicon.svg": "image/svg+xml"}
@@ -179,8 +179,7 @@ def _waiting_items(info: LedgerInfo, state: LedgerState, me: str, now: int) -> l
     (and when they close), votes another member closed early (for two weeks), their own pledges in arrears."""
     base = f"/ledgers/{info.id}"
     items: list[Child] = []
-    to_validate = [c for c in state.contributions
-                   if c.status == PENDING and c.author != me and me not in c.accepts and me not in c.rejects]
+    to_validate = state.contributions.awaiting(me)
     if to_validate:
         items.append(el("li", el("a", _("{count} contribution(s) to validate in {ledger}").format(
             count=len(to_validate), ledger=info.name), href=f"{base}/queue")))

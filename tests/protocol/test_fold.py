@@ -13,10 +13,11 @@ import test_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import Entry, InvalidData, LocalError
+from protocol import CID, Entry, InvalidData, LocalError
+from protocol.contributions import Contributions
 from protocol.fold import LedgerFold
 from protocol.keys import INCEPT_KIND
-from protocol.state import compute_state
+from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, LedgerState, compute_state
 
 MANY = settings(max_examples=500, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -29,12 +30,38 @@ def arrive(genesis: Entry, entries: Sequence[Entry], forks: Mapping[bytes, int],
     rnd.shuffle(order)
     fold = LedgerFold(genesis, forks)
     arrived: list[Entry] = []
+    earlier: list[tuple[LedgerState, LedgerState]] = []
     while order:
         batch, order = order[: rnd.randint(1, max(1, len(order) // 2))], order[len(order) // 2 or 1 :]
         arrived += batch
         fold.add(batch)
-        assert fold.state() == compute_state(genesis, arrived, forks)
+        state, reference = fold.state(), compute_state(genesis, arrived, forks)
+        assert state == reference
+        same_lookups(state.contributions, reference.contributions, rnd)
+        earlier.append((state, reference))
     assert len(fold) == len({e.id.raw for e in arrived} | {genesis.id.raw})
+    for state, reference in earlier:  # a state is the fold's as it was then, whatever arrived since
+        assert state == reference
+
+
+def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Random) -> None:
+    """A fold's contributions (made as read) answer each lookup as compute_state's tuple does."""
+    assert shown == tuple(reference) and list(shown) == list(reference) and len(shown) == len(reference)
+    people = sorted(reference.authors() | {c.event.receiver for c in reference} | {"did:key:nobody"})
+    assert shown.authors() == reference.authors()
+    for who in people:
+        assert list(shown.by_author(who)) == list(reference.by_author(who))
+        assert list(shown.awaiting(who)) == list(reference.awaiting(who))
+    for statuses in ((FINAL,), (PENDING,), (REJECTED, CORRECTED), (FINAL, PENDING)):
+        assert list(shown.of_status(*statuses)) == list(reference.of_status(*statuses))
+    assert list(shown.by_time()) == list(reference.by_time())
+    assert list(shown.by_time()[::-1]) == list(reference.by_time()[::-1])
+    for c in reference:
+        assert shown.get(c.id) == c
+    if reference:
+        i = rnd.randrange(len(reference))
+        assert shown[i] == reference[i] and list(shown[i:]) == list(reference[i:])
+    assert shown.get(CID.for_block(b"not an entry")) is None
 
 
 @pytest.mark.slow
