@@ -41,7 +41,7 @@ from .erasure import ERASE_KIND
 from .errors import InvalidData, LocalError
 from .fold_ids import Ids
 from .fold_order import greedy
-from .fold_rows import SLIM, Nodes, Rows
+from .fold_rows import SLIM, Nodes, RowNode, Rows
 from .fold_views import CODES, STATUSES, Buckets, ContributionView, Decided
 from .fold_views import StatusView as StatusView  # where node/store/kept_status.py reads it
 from .governance import Ballot, Closing, Motion, RulesInEffect
@@ -77,10 +77,11 @@ from .valueflows import About, Admission, Endorsement, Event, Leave
 _RANKED: Final = (Motion, Ballot, Closing, Pledge, About, DistributionRecord)
 
 
-def _seq(v: Voice) -> int:
-    return v.seq
+def _seq_of(said: tuple[Voice, int]) -> int:
+    return said[0].seq
 
 
+_WAITING, _QUARANTINED, _INVALID, _IGNORED, _VALID = (CODES[s] for s in (WAITING, QUARANTINED, INVALID, IGNORED, VALID))
 _COMPACT_AFTER: Final = 1_000  # entries added at once, after which the fold's working dicts are made again
 
 
@@ -102,8 +103,8 @@ class LedgerFold:
         self._waiters: dict[bytes, list[bytes]] = {}  # absent or pending entry -> the pending entries naming it
         self._order = array("i")  # the rows of the applied entries in canonical order
         self._pos: dict[bytes, int] = {}  # position in _order of the entries whose order shows (_RANKED)
-        #: entry -> the entry with the largest (ts, id) in its causal past, when not itself (most are)
-        self._eff: dict[bytes, bytes] = {}
+        #: row -> the row of the entry with the largest (ts, id) in its causal past, when not itself (most are)
+        self._eff: dict[int, int] = {}
         self._book = RulesInEffect(self.rules, order=self._pos.__getitem__)
         # Every entry's status: its row (in order of arrival), its id by row, its status code by row.
         self._ids = Ids()
@@ -127,7 +128,7 @@ class LedgerFold:
         #: (quantity, rate) -> claim: the claims of events alike are one Decimal (~100 B each)
         self._claims: dict[tuple[Decimal, Decimal], Decimal] = {}
         self._members_alike: dict[tuple[str, ...], tuple[str, ...]] = {}  # who accept, reject: each list kept once
-        self._undecided: set[bytes] = set()  # lineages whose contributions the entries being placed touch
+        self._undecided: set[int] = set()  # rows of the lineages whose contributions the entries being placed touch
         self._decided = Decided()  # the contributions, made as a state's are read
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
         self._paying: list[bytes] = []  # valid events that fulfil a pledge
@@ -155,50 +156,57 @@ class LedgerFold:
 
     def add(self, entries: Iterable[Entry]) -> None:
         """Take entries of this ledger in (others and ones already held are left out)."""
-        fresh: list[bytes] = []
+        fresh: list[Prepared] = []
         ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._ids, self.forks, self._pending, \
             self._entries
+        find = index.find
         for entry in entries:
             raw, h = entry.id.raw, entry.header
-            if (raw if h.ledger is None else h.ledger.raw) != ledger.raw or raw in index:  # another ledger's, or held
+            if (raw if h.ledger is None else h.ledger.raw) != ledger.raw or find(raw) >= 0:  # another's, or held
                 continue
             fork_seq = forks.get(h.author)
             if fork_seq is not None and h.seq >= fork_seq and raw != ledger.raw:
                 self._quarantined.append(entry.id)
-                self._set(raw, QUARANTINED, h.ts)
+                self._new_row(raw, QUARANTINED, h.ts)
                 continue
             if held is not None:
                 held.append(entry)
             if not self.keyed:
                 self.keyed = has_key_events(entry) or h.kind == ERASE_KIND  # both fold in rounds
-            pending[raw] = prepare(entry, ledger, rules, entry.author)
-            self._set(raw, WAITING, h.ts)
-            fresh.append(raw)
+            node = pending[raw] = prepare(entry, ledger, rules, entry.author)
+            node.row = self._new_row(raw, WAITING, h.ts)
+            fresh.append(node)
         self._rows.grow()
-        ready: list[bytes] = []
-        nodes, index, flags, waiters = self._nodes, self._ids, self._rows.flags, self._waiters
-        for raw in fresh:
+        ready: list[Prepared] = []
+        codes, waiters, missing_of = self._codes, self._waiters, self._missing
+        for node in fresh:
             missing = 0
-            for dep in self._pending[raw].deps:
+            rows: list[int] = []
+            for dep in node.deps:
                 d = dep.raw
-                i = index.get(d)
-                if d not in nodes and (i is None or not flags[i] & SLIM):  # not applied yet
-                    waiters.setdefault(d, []).append(raw)
+                i = find(d)
+                rows.append(i)
+                if i < 0 or codes[i] == _WAITING or codes[i] == _QUARANTINED:  # not applied yet
+                    waiters.setdefault(d, []).append(node.entry.id.raw)
                     missing += 1
+            node.dep_rows = rows
             if missing:
-                self._missing[raw] = missing
+                missing_of[node.entry.id.raw] = missing
             else:
-                ready.append(raw)
-        placed: list[bytes] = []  # what can apply now, each after its dependencies
+                ready.append(node)
+        placed: list[Prepared] = []  # what can apply now, each after its dependencies
         while ready:
-            raw = ready.pop()
-            placed.append(raw)
-            self._nodes[raw] = self._pending.pop(raw)
-            for child in self._waiters.pop(raw, ()):
-                self._missing[child] -= 1
-                if not self._missing[child]:
-                    del self._missing[child]
-                    ready.append(child)
+            node = ready.pop()
+            placed.append(node)
+            raw = node.entry.id.raw
+            del pending[raw]
+            for child in waiters.pop(raw, ()):
+                missing_of[child] -= 1
+                if not missing_of[child]:
+                    del missing_of[child]
+                    waited = pending[child]
+                    waited.dep_rows = [index[d.raw] for d in waited.deps]  # each held now
+                    ready.append(waited)
         if placed:
             self._place(placed)
         self._ids.settled()
@@ -217,68 +225,107 @@ class LedgerFold:
             return list(map(self._ids.id, self._rows.dep_rows(i)))
         return [d.raw for d in self._nodes[raw].deps]
 
-    def _eff_key(self, raw: bytes) -> tuple[int, bytes]:
-        return self._key(self._eff.get(raw, raw))
-
     def _row_eff_key(self, i: int) -> tuple[int, bytes]:
-        raw = self._ids.id(i)
-        eff = self._eff.get(raw)
-        return (self._rows.ts[i], raw) if eff is None else self._key(eff)
+        e = self._eff.get(i, i)
+        return self._rows.ts[e], self._ids.id(e)
 
-    def _place(self, placed: list[bytes]) -> None:
+    def _place(self, placed: list[Prepared]) -> None:
         """Put newly applicable entries in the canonical order, then apply them in it."""
-        eff, nodes, ts, index = self._eff, self._nodes, self._rows.ts, self._ids
-        for raw in placed:  # each after its dependencies
-            best, best_key = raw, (ts[index[raw]], raw)
-            for dep in nodes[raw].deps:
-                other = eff.get(dep.raw, dep.raw)
-                other_key = (ts[index[other]], other)
-                if other_key > best_key:
-                    best, best_key = other, other_key
-            if best is not raw:
-                eff[raw] = best
-        low = min(map(self._eff_key, placed))
-        order = self._order
-        start = bisect_left(order, low, key=self._row_eff_key)
-        tail = greedy([*map(index.id, order[start:]), *placed], self._key, self._dep_raws)
+        eff, ts, index, order = self._eff, self._rows.ts, self._ids, self._order
+        rid = index.id
+        batch: dict[int, Prepared] = {}
+        low: tuple[int, bytes] | None = None
+        mixed = False  # some entry has a larger (ts, id) than its own in its causal past
+        for node in placed:  # each after its dependencies
+            i = node.row
+            batch[i] = node
+            assert node.dep_rows is not None
+            best, best_ts, best_raw = i, ts[i], node.entry.id.raw
+            for d in node.dep_rows:
+                other = eff.get(d, d)
+                other_ts = ts[other]
+                if other_ts > best_ts or (other_ts == best_ts and rid(other) > best_raw):
+                    best, best_ts, best_raw = other, other_ts, rid(other)
+            if best != i:
+                eff[i] = best
+                mixed = True
+            if low is None or (best_ts, best_raw) < low:
+                low = (best_ts, best_raw)
+        assert low is not None
+        start = len(order)
+        if start and self._row_eff_key(order[-1]) >= low:  # the new entries are not all the newest
+            start = bisect_left(order, low, key=self._row_eff_key)
+        old = order[start:]
+        if not mixed and not any(r in eff for r in old):
+            # Every entry's dependencies have smaller (ts, id): that order is topological, and the greedy's.
+            keyed = [(ts[r], rid(r), r) for r in old]
+            keyed += [(ts[n.row], n.entry.id.raw, n.row) for n in placed]
+            keyed.sort()
+            tail = [r for _, _, r in keyed]
+        else:
+            new = {n.entry.id.raw: n for n in placed}
+
+            def deps(raw: bytes) -> list[bytes]:
+                n = new.get(raw)
+                return self._dep_raws(raw) if n is None else [d.raw for d in n.deps]
+
+            tail = list(map(index.__getitem__, greedy([*map(rid, old), *new], self._key, deps)))
         del order[start:]
-        order.extend(map(index.__getitem__, tail))
-        for i, raw in enumerate(tail, start):
-            if isinstance(getattr(nodes.get(raw), "record", None), _RANKED):  # a row is none of those
-                self._pos[raw] = i
-        new = set(placed)
-        for raw in tail:
-            if raw in new:
-                self._settle(self._nodes[raw])
+        order.extend(tail)
+        pos = self._pos
+        for p, r in enumerate(tail, start):
+            new_node = batch.get(r)
+            if new_node is None:  # placed before: a row is none of _RANKED, a kept entry of them has a position
+                if pos:
+                    raw = rid(r)
+                    if raw in pos:
+                        pos[raw] = p
+            elif isinstance(new_node.record, _RANKED):
+                pos[new_node.entry.id.raw] = p
+        for r in tail:
+            new_node = batch.get(r)
+            if new_node is not None:
+                self._settle(new_node)
         self._decide(self._undecided)  # once per lineage, however many verdicts it got
         self._undecided.clear()
 
     # ---- applying one entry ------------------------------------------------------------------------
 
     def _settle(self, node: Prepared) -> None:
-        apply_node(node, self._nodes, self.ledger, self.rules, self.founders, self._book)
+        nodes, rows = self._nodes, self._rows
+        i, dep_rows = node.row, node.dep_rows
+        assert dep_rows is not None
+        flags, built = rows.flags, nodes.built
+        for dep, r in zip(node.deps, dep_rows, strict=True):  # its rows built from their row, not found by id
+            if flags[r] & SLIM:
+                d = dep.raw
+                if d not in nodes:
+                    nodes[d] = RowNode(rows, r)
+                    built.append(d)
+        apply_node(node, nodes, self.ledger, self.rules, self.founders, self._book)
         entry = node.entry
         raw = entry.id.raw
         head = self._heads.get(entry.header.author)
         if head is None or entry.seq > head[0]:
             self._heads[entry.header.author] = (entry.seq, entry.id)
         if node.error is not None:
-            self._set(raw, INVALID)
+            self._codes[i] = _INVALID
             self._problems[raw] = Problem(entry.id, entry.author, entry.kind, node.error.code, node.error.message)
         elif node.record is None and is_ignored(entry):
-            self._set(raw, IGNORED)
+            self._codes[i] = _IGNORED
         else:
-            self._set(raw, VALID)
+            self._codes[i] = _VALID
             self._count(node)
+        self._buckets.changed(raw)
         # What later entries read of this one is in the node: the entry's bytes and payload can go, and what it
         # shares with others is kept once: its prev's id, the ledger's, its author's key, its kind. The payload's
         # id is never read again: the entry's own stands in for it (one object fewer per entry).
-        self._nodes.drop_built()
-        if self._rows.keep(self._ids[raw], node):
-            del self._nodes[raw]
+        nodes.drop_built()
+        if rows.keep(i, node):
             return
+        node.dep_rows = None
+        nodes[raw] = node
         h = entry.header  # built directly: dataclasses.replace costs more than the rest of this
-        nodes = self._nodes
         prev = None if h.prev is None else nodes[h.prev.raw].entry.id
         node.deps = tuple([nodes[d.raw].entry.id for d in node.deps])  # applied: each is its node's own id
         key = self._keys.setdefault(h.author, h.author)
@@ -291,7 +338,26 @@ class LedgerFold:
         """Fold a valid entry into the ledger-wide tallies."""
         record, entry = node.record, node.entry
         raw = entry.id.raw
-        if isinstance(record, Admission):
+        if isinstance(record, Endorsement):
+            event = record.event.raw
+            dep_rows = node.dep_rows
+            assert dep_rows is not None
+            # A valid endorsement names its event last (prepare): its row was looked up on arrival.
+            at = dep_rows[-1] if node.deps[-1].raw == event else self._ids[event]
+            self._rows.add_verdict(at, node.row)
+            origin = self._origin.get(event) if self._origin else None
+            self._undecided.add(at if origin is None else self._ids[origin])
+        elif isinstance(record, Event):
+            if record.corrects is None:
+                self._undecided.add(node.row)
+            else:
+                origin = self._origin.get(record.corrects.raw, record.corrects.raw)
+                self._origin[raw] = origin
+                self._lineage.setdefault(origin, [origin]).append(raw)
+                self._undecided.add(self._ids[origin])
+            if record.fulfills is not None:
+                self._paying.append(raw)
+        elif isinstance(record, Admission):
             if node.complete:
                 self._members.add(record.agent)
                 # Deterministic choice among several completing admissions: the smallest id.
@@ -306,59 +372,57 @@ class LedgerFold:
             named = self._names.get(entry.author)  # ties (only in a fork) go to the later in canonical order
             if named is None or (entry.seq, self._pos[raw]) > (named[0], self._pos[named[1]]):
                 self._names[entry.author] = (entry.seq, raw, record.name)
-        elif isinstance(record, Event):
-            if record.corrects is None:
-                origin = raw
-            else:
-                origin = self._origin.get(record.corrects.raw, record.corrects.raw)
-                self._origin[raw] = origin
-                self._lineage.setdefault(origin, [origin]).append(raw)
-            if record.fulfills is not None:
-                self._paying.append(raw)
-            self._undecided.add(origin)
-        elif isinstance(record, Endorsement):
-            self._rows.add_verdict(self._ids[record.event.raw], self._ids[raw])
-            self._undecided.add(self._origin.get(record.event.raw, record.event.raw))
         elif isinstance(record, Motion | Ballot | Closing | Pledge):
             self._governed.append(raw)
         if node.payout is not None:
             self._paid_out.append(raw)
 
-    def _decide(self, origins: Iterable[bytes]) -> None:
-        """Decide again the contributions of some lineages (an original and its corrections)."""
-        lineage, said = self._lineage.get, self._voice
-        events = [v for origin in origins  # each lineage in seq order: what a correction corrects first
-                  for v in sorted(map(said, lineage(origin, (origin,))), key=_seq)]
-        ids, rows, nodes = self._ids, self._rows, self._nodes
+    def _decide(self, origins: Iterable[int]) -> None:
+        """Decide again the contributions of some lineages (an original and its corrections), by their rows."""
+        ids, rows, nodes, lineage, voice_at = self._ids, self._rows, self._nodes, self._lineage, self._voice_at
         flags = rows.flags
+        events: list[Voice] = []
+        row_of: dict[bytes, int] = {}
+        for origin in origins:
+            raws = lineage.get(ids.id(origin)) if lineage else None
+            if raws is None:
+                v = voice_at(origin)
+                events.append(v)
+                row_of[v.id.raw] = origin
+                continue
+            said = sorted([(voice_at(r), r) for r in map(ids.__getitem__, raws)], key=_seq_of)
+            for v, r in said:  # each lineage in seq order: what a correction corrects first
+                events.append(v)
+                row_of[v.id.raw] = r
         verdicts = [rows.verdict(r) if flags[r] & SLIM else verdict(nodes[ids.id(r)])
-                    for v in events for r in rows.verdicts(ids[v.id.raw])]
+                    for e in row_of.values() for r in rows.verdicts(e)]
+        codes, changed, decided, paid = self._codes, self._buckets.changed, self._decided, self._paid
         for c in contributions(events, verdicts, self.rules, self._claims, self._members_alike):
+            raw = c.id.raw
             if c.event.fulfills is not None:
-                self._paid[c.id.raw] = c
-            row = ids[c.id.raw]
-            self._decided.put(row, c, bool(flags[row] & SLIM))
-            self._set(c.id.raw, c.status)
-
-    def _voice(self, raw: bytes) -> Voice:
-        return self._voice_at(self._ids[raw], raw)
+                paid[raw] = c
+            row = row_of[raw]
+            decided.put(row, c, bool(flags[row] & SLIM))
+            codes[row] = CODES[c.status]
+            changed(raw)
 
     def _voice_at(self, i: int, raw: bytes | None = None) -> Voice:
         if self._rows.flags[i] & SLIM:
             return self._rows.voice(i)
         return voice(self._nodes[self._ids.id(i) if raw is None else raw])
 
-    def _set(self, raw: bytes, status: str, ts: int = 0) -> None:
-        """Set an entry's status; a new entry (`ts`: its own) gets the next index."""
-        i = self._ids.get(raw)
-        if i is None:
-            i = self._ids.add(raw)
-            self._codes.append(CODES[status])
-            self._rows.ts.append(ts)  # the other columns grow at the end of the arrival (`Rows.grow`)
-            self._buckets.add(raw, i)
-        else:
-            self._codes[i] = CODES[status]
-            self._buckets.changed(raw)
+    def _new_row(self, raw: bytes, status: str, ts: int) -> int:
+        """The next row, for a new entry (`ts`: its own)."""
+        i = self._ids.add(raw)
+        self._codes.append(CODES[status])
+        self._rows.ts.append(ts)  # the other columns grow at the end of the arrival (`Rows.grow`)
+        self._buckets.add(raw, i)
+        return i
+
+    def _set(self, raw: bytes, status: str) -> None:
+        """Set a held entry's status."""
+        self._codes[self._ids[raw]] = CODES[status]
+        self._buckets.changed(raw)
 
     def _status(self, raw: bytes) -> str:
         return STATUSES[self._codes[self._ids[raw]]]

@@ -39,7 +39,7 @@ class Ids:
     def __len__(self) -> int:
         return self._count
 
-    def _find(self, raw: bytes) -> int:
+    def find(self, raw: bytes) -> int:
         """Row of `raw`, or -1."""
         i = self._recent.get(raw)
         if i is not None:
@@ -57,17 +57,17 @@ class Ids:
             slot = (slot + step) & mask
 
     def get(self, raw: bytes, default: int | None = None) -> int | None:
-        i = self._find(raw)
+        i = self.find(raw)
         return default if i < 0 else i
 
     def __getitem__(self, raw: bytes) -> int:
-        i = self._find(raw)
+        i = self.find(raw)
         if i < 0:
             raise KeyError(raw)
         return i
 
     def __contains__(self, raw: object) -> bool:
-        return isinstance(raw, bytes) and self._find(raw) >= 0
+        return isinstance(raw, bytes) and self.find(raw) >= 0
 
     def id(self, i: int) -> bytes:
         """Row `i`'s id (a new bytes object each time: kept by no one here)."""

@@ -93,13 +93,16 @@ class Rows:
                 or node.erased is not None or entry.id == self.ledger or len(node.deps) > 255 or node.rules is None):
             return False
         h, index = entry.header, self.ids
+        dep_rows = node.dep_rows  # looked up as it arrived (LedgerFold.add)
+        if dep_rows is None:
+            dep_rows = [index[d.raw] for d in node.deps]
         self.seq[i] = h.seq
         keys, kinds, sets = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
         n = keys.get(h.author)
         self.author[i] = n if n is not None else self._number(0, self.keys, h.author)
         if len(self.agents) < len(self.keys):
             self.agents.append(node.agent)
-        self.prev[i] = -1 if h.prev is None else index[h.prev.raw]
+        self.prev[i] = -1 if h.prev is None else dep_rows[0]  # its first dependency (prepare)
         n = kinds.get(h.kind)
         self.kind[i] = n if n is not None else self._number(1, self.kinds, h.kind)
         n = sets.get(node.known)
@@ -114,11 +117,12 @@ class Rows:
         deps = self.deps
         self.dep_at[i] = len(deps)
         self.dep_n[i] = len(node.deps)
-        deps.extend([index[d.raw] for d in node.deps])
+        deps.extend(dep_rows)
         flags = SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main | _INCEPTED * node.incepted
         if isinstance(record, Endorsement) and node.deps[-1].raw == record.event.raw:  # what `record` reads
             self._link(record.member)
-            self.link[i] = index[record.member.raw]
+            member = record.member.raw  # named just before its event, most often (prepare)
+            self.link[i] = dep_rows[-2] if len(dep_rows) > 1 and node.deps[-2].raw == member else index[member]
             if record.note:
                 self.notes[i] = self._share(record.note)
             flags |= _VERDICT | _ACCEPT * record.accept

@@ -74,6 +74,10 @@ class Prepared:
     incepted: bool = False  # its chain holds a valid key.incept or key.rotate at or before it
     erased: CID | None = None  # the valid ledger.erase that erased its payload (SPEC.md §20)
     pos: int = 0  # its place in the canonical order: the later of two entries of one identity is the latest
+    #: a fold's (protocol/fold.py) while it places the entry: its row and its dependencies' rows (-1: not held yet),
+    #: each id looked up once
+    row: int = -1
+    dep_rows: list[int] | None = None
 
 
 def union(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
