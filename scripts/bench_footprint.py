@@ -24,7 +24,10 @@ Prints, for a node started as `tally run --offline --no-mdns` on a loopback port
 - the upgrade case: the kept fold marked as saved by other code (as an upgrade of protocol's code leaves it:
   stale), the node started again and the same three writes timed (the ledger is folded again in the
   background), then the same forms and pages, the memory after them and its peak, and the time from SIGTERM
-  to exit.
+  to exit;
+- the version upgrade case: the kept state too marked as saved by the Tally version before, the node started
+  again and the same forms and pages timed (the first page shows that state, said so, while the ledger is
+  folded again).
 Goals: idle RSS <= 60 MB, start-up <= 1.5 s, RSS at 1M entries <= 120 MB, history page p99 <= 50 ms.
 
     python scripts/bench_footprint.py [--entries 1000000] [--requests 200] [--home DIR]
@@ -68,6 +71,7 @@ GOAL_RESTART_S = 2.0  # issue 15: a restarted node shows a 1M-entry ledger's fir
 PAGE_ENTRIES = 100
 BUILD_CHUNK = 20_000  # requests handed to append_batch at once (it commits them 1000 to a transaction)
 START_TIMEOUT_S = 60.0
+BEFORE = " tally-0.0.0-"  # a snapshot's version, made that of a version before (the version upgrade case)
 SETTLE_S = 5.0  # the RSS after a restart's first page is read again this much later
 
 
@@ -258,14 +262,16 @@ def owner_session(conn: http.client.HTTPConnection, token: str) -> str:
     return cookie
 
 
-def form_latencies(node: Node, token: str, ledger: CID) -> dict[str, float]:
+def form_latencies(node: Node, token: str, ledger: CID) -> tuple[dict[str, float], list[str]]:
     """The dashboard's everyday forms right after a (re)start, each timed from its request to its answer: the
     contribution form's page (the first page: the state read back), the contribution posted (303), the history
     page it redirects to, a name posted and the overview it redirects to (node/store/states.py `for_write`,
-    `shown`: while the ledger catches up, the writes are built against its last state and the pages show it)."""
+    `shown`: while the ledger catches up, the writes are built against its last state and the pages show it);
+    and the pages that said the ledger is still loading."""
     conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=600)
     cookie = owner_session(conn, token)
     result: dict[str, float] = {}
+    loading: list[str] = []
     csrf = ""
 
     def timed(key: str, path: str, form: dict[str, str] | None = None, status: int = 200) -> bytes:
@@ -278,6 +284,8 @@ def form_latencies(node: Node, token: str, ledger: CID) -> dict[str, float]:
         result[key] = time.perf_counter() - t0
         if resp.status != status:
             raise SystemExit(f"{path}: {resp.status} {answer[:300]!r}")
+        if b"is still loading" in answer:
+            loading.append(key)
         return answer
 
     base = f"/ledgers/{ledger}"
@@ -289,11 +297,13 @@ def form_latencies(node: Node, token: str, ledger: CID) -> dict[str, float]:
     timed("name", f"{base}/name", {"name": f"Owner {time.time_ns() % 10**9}"}, 303)
     timed("overview after", base)
     conn.close()
-    return result
+    return result, loading
 
 
-def form_text(timings: dict[str, float]) -> str:
-    return ", ".join(f"{key} {value:.3f} s" for key, value in timings.items())
+def form_text(timed: tuple[dict[str, float], list[str]]) -> str:
+    timings, loading = timed
+    return (", ".join(f"{key} {value:.3f} s" for key, value in timings.items())
+            + f" (saying the ledger is still loading: {', '.join(loading) or 'none'})")
 
 
 def write_latencies(node: Node, token: str, ledger: CID, writes: int) -> list[float]:
@@ -423,6 +433,20 @@ def main() -> None:
             upgraded_stop_s = timed_stop(node)
             with sqlite3.connect(home_path / "tally.sqlite3") as db:  # a reused home's next run: not an upgrade
                 db.execute("UPDATE snapshots SET fold = replace(fold, ' (before an upgrade)', '')")
+        # A version upgrade: the kept state too was saved by the Tally version before (same records), so it is only
+        # shown (said so) and checked against while the ledger is folded again.
+        with sqlite3.connect(home_path / "tally.sqlite3") as db:
+            db.execute(f"UPDATE snapshots SET format = replace(format, ' tally-', '{BEFORE}'), "
+                       f"fold = replace(fold, ' tally-', '{BEFORE}')")
+        node = start(home_path, log_path)
+        try:
+            versioned = form_latencies(node, token, ledger)
+            rss_versioned, peak_versioned = node.rss_mb(), node.peak_mb()
+        finally:
+            versioned_stop_s = timed_stop(node)
+            with sqlite3.connect(home_path / "tally.sqlite3") as db:
+                db.execute(f"UPDATE snapshots SET format = replace(format, '{BEFORE}', ' tally-'), "
+                           f"fold = replace(fold, '{BEFORE}', ' tally-')")
         p99 = lat[max(0, round(0.99 * len(lat)) - 1)] * 1000
         print(f"RSS with {args.entries:,} entries: idle {rss_idle:.1f} MB, after the queries {rss_after:.1f} MB, "
               f"peak {peak:.1f} MB  goal <= {GOAL_BIG_RSS_MB} MB  {verdict(max(rss_idle, rss_after), GOAL_BIG_RSS_MB)}")
@@ -448,6 +472,9 @@ def main() -> None:
         print(f"dashboard forms right after a restart with {args.entries:,} entries (request to answer): "
               f"{form_text(forms)}; RSS {rss_forms:.1f} MB; SIGTERM to exit {forms_stop_s:.2f} s")
         print(f"dashboard forms after an upgrade, right after the writes below: {form_text(upgraded_forms)}")
+        print(f"dashboard forms after a version upgrade (the kept state the version before's) with {args.entries:,} "
+              f"entries: {form_text(versioned)}; RSS {rss_versioned:.1f} MB, peak {peak_versioned:.1f} MB; SIGTERM to "
+              f"exit {versioned_stop_s:.2f} s")
         print(f"writes after an upgrade (the kept fold stale) with {args.entries:,} entries: first "
               f"{upgraded[0]:.2f} s, second {upgraded[1]:.2f} s, third {upgraded[2] * 1000:.0f} ms (the ledger folded "
               f"again meanwhile); RSS {rss_upgraded:.1f} MB, {SETTLE_S:.0f} s later {rss_upgraded_settled:.1f} MB, "
