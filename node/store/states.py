@@ -255,25 +255,27 @@ class LedgerStates(SnapshotKeeping):
         return task
 
     async def _behind(self, ledger: CID, snapshot: Snapshot, coverage: Coverage, generation: int) -> None:
-        """A kept state of this format that covers the ledger's rows but the last few (a node stopped while it caught
-        up, say): read back as the last state writes are built against (with those rows as stored since), if the
-        rows before them are exactly the ones it covers, while the ledger is made current."""
+        """A kept state that covers the ledger's rows but the last few (a node stopped while it caught up, say): read
+        back as the last state writes are built against (with those rows as stored since), if the rows before them
+        are exactly the ones it covers, while the ledger is made current. One the Tally version before saved (an
+        upgrade of a node that had stopped so) is read back as `snapshots.provisional`: not exact."""
         raw, behind = ledger.raw, coverage.entries - snapshot.coverage.entries
-        if (snapshot.format != snapshots.FORMAT or not 0 < behind <= SINCE_LAST
-                or snapshot.coverage.forks != coverage.forks):
+        if not 0 < behind <= SINCE_LAST or snapshot.coverage.forks != coverage.forks:
             return
         self._arrived[raw] = []
+        exact = snapshot.format == snapshots.FORMAT
         try:
             after = await self._store.log_last(ledger, behind)
             covered = dataclasses.replace(coverage, entries=snapshot.coverage.entries,
                                           rowids=coverage.rowids - sum(rowid for rowid, _ in after))
             state = None
             if len(after) == behind and covered == snapshot.coverage:
-                state, _ = await asyncio.to_thread(snapshots.restore, snapshot, covered, ledger)
+                state = (await asyncio.to_thread(snapshots.restore, snapshot, covered, ledger))[0] if exact else \
+                    await asyncio.to_thread(snapshots.provisional, snapshot, covered, ledger)
         finally:
             arrived = self._arrived.pop(raw, [])
         if state is not None and self._generations.get(raw, 0) == generation and raw not in self._last:
-            self._remember(raw, state, exact=True)
+            self._remember(raw, state, exact=exact)
             self._last[raw][1].extend([*(entry for _, entry in after), *arrived])
 
     def _remember(self, raw: bytes, state: LedgerState, *, exact: bool) -> None:
