@@ -21,6 +21,7 @@ from .entry import (
     create_entry_with,
     decode_entry,
     decode_header,
+    decode_stored_entries,
     decode_stored_entry,
 )
 from .errors import CODES, InvalidData, LocalError, TallyError
@@ -54,6 +55,7 @@ __all__ = [
     "create_entry_with",
     "decode_entry",
     "decode_header",
+    "decode_stored_entries",
     "decode_stored_entry",
     "did_from_public_key",
     "from_json_value",

@@ -268,15 +268,29 @@ def decode_unchecked(data: bytes, *, max_bytes: int) -> Any:
     return value
 
 
-def _trusted_link(tag: cbor2.CBORTag, _immutable: bool) -> CID:
-    return _link(tag.value[1:])
+#: Links of trusted blocks decoded lately, by their tag's value (the multibase 0 and the CID's bytes): a store reads a
+#: ledger back a link or two per payload, and a dict's look-up costs half of `_link`'s (the slice and the lru_cache's
+#: bookkeeping). Emptied when full: a ledger's reads name the same few (each member) and many once (the events).
+_TRUSTED_LINKS: Final[dict[bytes, CID]] = {}
+_TRUSTED_KEPT: Final = 8192
+
+
+def trusted_link(tag: cbor2.CBORTag, _immutable: bool) -> CID:
+    """cbor2's tag hook for blocks `decode_trusted` reads: a link, made once for many reads."""
+    value = tag.value
+    cid = _TRUSTED_LINKS.get(value)
+    if cid is None:
+        if len(_TRUSTED_LINKS) >= _TRUSTED_KEPT:
+            _TRUSTED_LINKS.clear()
+        cid = _TRUSTED_LINKS[value] = _link(value[1:])
+    return cid
 
 
 def decode_trusted(data: bytes) -> Any:
     """Decode a block that passed `decode` before: the caller has proved these are those very bytes (they hash to
     what was checked, as a stored payload does to its header's CID). Nothing is checked again, so a store's
     reads cost cbor2's decode alone (a third less than `decode_unchecked`); its only tag is a link."""
-    return cbor2.loads(data, tag_hook=_trusted_link)
+    return cbor2.loads(data, tag_hook=trusted_link)
 
 
 # Minimal writers for fixed-shape blocks. Each emits the shortest form.

@@ -361,7 +361,7 @@ async def bench_fold(ctx: Context) -> None:
             into.add(newest[:-APPENDS])
             del newest[:-APPENDS]
 
-    async for rows in ctx.store.log_rows(ctx.ledger, by_time=True, size=FOLD_CHUNK):
+    async for rows in ctx.store.fold_rows(ctx.ledger, size=FOLD_CHUNK):
         await asyncio.to_thread(fold_rows, fold, rows)
     count = len(fold.state().status) + len(newest)
     node_s = time.perf_counter() - t
@@ -435,7 +435,7 @@ async def bench_read(ctx: Context) -> tuple[float, float]:
 
     gc.collect()
     t, cpu = time.perf_counter(), time.process_time()
-    async for rows in ctx.store.log_rows(ctx.ledger, by_time=True, size=FOLD_CHUNK):
+    async for rows in ctx.store.fold_rows(ctx.ledger, size=FOLD_CHUNK):
         await asyncio.to_thread(decode, rows)
     return time.perf_counter() - t, time.process_time() - cpu
 

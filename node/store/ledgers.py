@@ -82,14 +82,15 @@ FOLD_CHUNK: Final = 10_000
 
 async def fold_ledger(store: Store, ledger: CID) -> LedgerFold | None:
     """A fold of the ledger's stored entries, or None when its genesis is not stored here. They are read in
-    time order and folded FOLD_CHUNK at a time in a worker thread (the event loop keeps serving meanwhile),
-    so the read never holds the whole ledger. It keeps no entries: a ledger with key events is folded whole
+    time order (`fold_rows`), decoded in one pass (`decode_rows`) and folded FOLD_CHUNK at a time in a worker
+    thread (the event loop keeps serving meanwhile), so the read never holds the whole ledger. It keeps no
+    entries: a ledger with key events is folded whole
     instead (`LedgerFold.keyed`), so its read stops at the first."""
     genesis = await store.genesis(ledger)
     if genesis is None:
         return None
     fold = LedgerFold(genesis, _fork_points(await store.forks(), ledger), keep_entries=False)
-    async for rows in store.log_rows(ledger, by_time=True, size=FOLD_CHUNK):
+    async for rows in store.fold_rows(ledger, size=FOLD_CHUNK):
         store.report_damaged(await asyncio.to_thread(_fold, fold, rows))
         if fold.keyed:
             break

@@ -38,6 +38,7 @@ from protocol import (
     ForkProof,
     InvalidData,
     LocalError,
+    decode_stored_entries,
     decode_stored_entry,
 )
 from protocol.identity import did_from_public_key
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 LOG_CHUNK_ROWS: Final = 512  # rows `log` fetches per hop to the reader thread (aiosqlite's default: 64)
 _LOG_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY author, seq"
 _LOG_BY_TIME_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY ts, id"
+#: a fold's read (`fold_rows`): the (ledger, ts) index's own order, ties (one ms) as stored; ordering them by id, as
+#: `_LOG_BY_TIME_SQL` does, sorts each ms's rows, bytes and all, in a temporary b-tree (a fifth of the SQL's time)
+_FOLD_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? ORDER BY ts, rowid"
 _CHAIN_SQL: Final = "SELECT id, header, payload FROM entries WHERE ledger = ? AND author = ? ORDER BY seq"
 #: an entry's row as `log_rows` reads it: (id, header, payload), the bytes as stored
 StoredRow = tuple[bytes, bytes, bytes | None]
@@ -55,17 +59,11 @@ Damage = tuple[bytes, str]
 
 
 def decode_rows(rows: Sequence[StoredRow]) -> tuple[list[Entry], list[Damage]]:
-    """Stored rows decoded (`decode_stored_entry`: their hashes checked, nothing else) and the damaged ones, left
-    out: thread-safe, so a worker thread may decode what it then folds; `StoreReader.report_damaged` the rest."""
-    entries: list[Entry] = []
-    damaged: list[Damage] = []
-    append = entries.append
-    for rid, header, payload in rows:
-        try:
-            append(decode_stored_entry(rid, header, payload))
-        except InvalidData as exc:  # damaged bytes: left out, so the rest of the ledger stays readable
-            damaged.append((bytes(rid), exc.message))
-    return entries, damaged
+    """Stored rows decoded (`decode_stored_entries`: their hashes checked, nothing else) and the damaged ones, left
+    out, so the rest of the ledger stays readable: thread-safe, so a worker thread may decode what it then folds;
+    `StoreReader.report_damaged` the rest."""
+    entries, damaged = decode_stored_entries(rows)
+    return entries, [(rid, exc.message) for rid, exc in damaged]
 #: each chain's head: its seq found in the (ledger, author, seq) index alone, then its row (a row per chain read, not
 #: a row per entry with a search of its chain's max each: 20 ms at 100,000 entries, not 80 to 150 ms)
 _FRONTIER_SQL: Final = (
@@ -255,6 +253,14 @@ class StoreReader:
         async with self._read.execute(sql, args) as cur:
             while rows := await cur.fetchmany(size):
                 yield cast("list[StoredRow]", rows)  # fetchmany's list, rows typed as what they hold
+
+    async def fold_rows(self, ledger: CID, size: int = LOG_CHUNK_ROWS) -> AsyncGenerator[list[StoredRow], None]:
+        """A ledger's rows as stored, in time order but for entries of the same ms (in the order stored), `size` at
+        a time, each batch in one hop to the reader thread: what a fold reads (node/store/ledgers.py), whose state
+        does not depend on the order its entries come in, and which sorts each batch itself."""
+        async with self._read.execute(_FOLD_SQL, (ledger.raw,)) as cur:
+            while rows := await cur.fetchmany(size):
+                yield cast("list[StoredRow]", rows)
 
     async def log_page(
         self, ledger: CID, limit: int, *, author: bytes | None = None, after: CID | None = None

@@ -35,6 +35,7 @@ from protocol.entry import (
     create_entry,
     decode_entry,
     decode_header,
+    decode_stored_entries,
     decode_stored_entry,
 )
 from protocol.errors import InvalidData
@@ -548,4 +549,46 @@ def test_a_changed_stored_byte_is_store_corrupt() -> None:
         flipped = bytearray(entry.header_raw)
         flipped[i] ^= 0x01
         assert refused(entry.id.raw, bytes(flipped), entry.payload_raw) == "store_corrupt"
+
+
+def _as_stored(entry_id: bytes, header: bytes, payload: bytes | None) -> tuple[str, Any]:
+    """What `decode_stored_entry` makes of a row: ("entry", every field) or ("damaged", its code and message)."""
+    try:
+        e = decode_stored_entry(entry_id, header, payload)
+    except InvalidData as exc:
+        return "damaged", (exc.code, exc.message)
+    return "entry", (e.id, e.header, e.header.sig, e.header_raw, e.payload_raw, e.body)
+
+
+@SIGNING
+@given(st.lists(st.tuples(entries(), st.sampled_from(["intact", "erased", "header", "payload", "id"]),
+                          st.integers(min_value=0)), max_size=6))
+def test_stored_rows_decode_in_one_pass_as_each_alone(rows: list[tuple[Entry, str, int]]) -> None:
+    """`decode_stored_entries` (a ledger read back for a fold) makes of each row what `decode_stored_entry` makes of
+    it, in order: the same entry, field for field, or the same error for a damaged row, left out."""
+    stored = []
+    for entry, damage, at in rows:
+        header, payload, entry_id = entry.header_raw, entry.payload_raw, entry.id.raw
+        if damage == "erased":
+            payload = None
+        elif damage == "header":
+            header = _flip(header, at)
+        elif damage == "payload" and payload:
+            payload = _flip(payload, at)
+        elif damage == "id":
+            entry_id = _flip(entry_id, at)
+        stored.append((entry_id, header, payload))
+    decoded, damaged = decode_stored_entries(stored)
+    expected = [_as_stored(*row) for row in stored]
+    assert [("entry", (e.id, e.header, e.header.sig, e.header_raw, e.payload_raw, e.body)) for e in decoded] == [
+        x for x in expected if x[0] == "entry"]
+    assert [(rid, (exc.code, exc.message)) for rid, exc in damaged] == [
+        (row[0], x[1]) for row, x in zip(stored, expected, strict=True) if x[0] == "damaged"]
+    assert all(type(e.header.ts) is int and type(e.header.seq) is int for e in decoded)
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    flipped = bytearray(data)
+    flipped[at % len(data)] ^= 0x01
+    return bytes(flipped)
 

@@ -65,6 +65,25 @@ async def test_a_schema_8_store_migrates_and_reads_its_ledger_in_time_order(tmp_
                                  ), frontier_plan  # each head's row found by its key, not a row read per entry
 
 
+async def test_a_fold_reads_the_ledger_in_the_time_index_order_without_sorting(tmp_path: Path) -> None:
+    """What a fold reads (`fold_rows`): every row of the ledger once, in time order, the entries of one ms in the
+    order stored (rowid), straight off the (ledger, ts) index: no sort at all, not even of one ms's rows. The
+    state folded from it is the one Tally computed (the first test: `fold_ledger`)."""
+    path = tmp_path / "tally.sqlite3"
+    shutil.copyfile(DATA / "store_v8.sqlite3", path)
+    async with await Store.open(path, key=ANA) as store:
+        (info,) = await store.ledgers()
+        by_time = [e async for e in store.log(info.id, by_time=True)]
+        read = [row async for rows in store.fold_rows(info.id, size=4) for row in rows]
+    with sqlite3.connect(path) as db:
+        rowids = {bytes(rid): (ts, rowid) for rowid, rid, ts in db.execute("SELECT rowid, id, ts FROM entries")}
+    assert sorted(bytes(rid) for rid, _, _ in read) == sorted(e.id.raw for e in by_time)
+    order = [rowids[bytes(rid)] for rid, _, _ in read]
+    assert order == sorted(order)
+    assert [bytes(rid) for rid, _, _ in read] != [e.id.raw for e in by_time]  # ties as stored, not by id
+    assert plan(path, reads._FOLD_SQL, (info.id.raw,)) == ["SEARCH entries USING INDEX entries_time (ledger=?)"]
+
+
 def rows_at(rows: list[tuple[Any, ...]], entry_id: bytes) -> int:
     """The rowid of the stored row of `entry_id` (the order rows were stored in)."""
     return next(int(row[0]) for row in rows if row[2] == entry_id)
