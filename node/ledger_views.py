@@ -18,7 +18,7 @@ from protocol.decimals import format_decimal
 from protocol.rates import ACTIONS
 from protocol.rules import Rules
 from protocol.state import CONFLICTING, ERASED, FINAL, PENDING, REJECTED, VALID, Contribution, Erased, LedgerState
-from protocol.valueflows import parse_time
+from protocol.valueflows import Event, parse_time
 
 HISTORY_STATUSES: Final = (PENDING, FINAL, REJECTED, ERASED)
 
@@ -65,6 +65,16 @@ def erased_row(e: Erased) -> dict[str, Any]:
 def event_time(c: Contribution) -> float:
     """Seconds since the epoch of a contribution: hasPointInTime, else hasBeginning, else the entry's ts."""
     return c.event.at if c.event.at is not None else c.ts / 1000
+
+
+def event_ts_time(e: Event, ts: int) -> float:
+    """`event_time` of a contribution's event and its entry's ts (what a state's lookups give: protocol/contributions.py
+    `Contributions.select`, `top`)."""
+    return e.at if e.at is not None else ts / 1000
+
+
+def _by_event_time(e: Event, ts: int, raw: bytes) -> tuple[float, int, bytes]:
+    return event_ts_time(e, ts), ts, raw
 
 
 @cache
@@ -137,29 +147,27 @@ class HistoryQuery:
         end = parse_time(self.until, "until")
         return (end + timedelta(days=1) if "T" not in self.until else end + timedelta(microseconds=1)).timestamp()
 
-    def select(self, state: LedgerState) -> list[Contribution]:
-        """The matching contributions, oldest event first (ties by entry ts, then id)."""
+    def select(self, state: LedgerState) -> Sequence[Contribution]:
+        """The matching contributions, oldest event first (ties by entry ts, then id): found and ordered without
+        making the others (a page shows a few of them)."""
         since = None if self.since is None else parse_time(self.since, "since").timestamp()
         until, until_day = None, False
         if self.until is not None:
             until_day = "T" not in self.until
             end = parse_time(self.until, "until")
             until = (end + timedelta(days=1) if until_day else end).timestamp()  # a date: its whole day
-        rows = []
-        for c in state.contributions if self.status is None else state.contributions.of_status(self.status):
-            e = c.event
-            if self.agent is not None and self.agent not in (e.provider, e.receiver, c.author):
-                continue
-            if self.action not in (None, e.action) or self.status not in (None, c.status) or self.status == ERASED:
-                continue
-            when = event_time(c)
+
+        def keep(e: Event, author: str, status: str, ts: int) -> bool:
+            if self.agent is not None and self.agent not in (e.provider, e.receiver, author):
+                return False
+            if self.action not in (None, e.action) or self.status not in (None, status) or self.status == ERASED:
+                return False
+            when = e.at if e.at is not None else ts / 1000  # event_time
             if since is not None and when < since:
-                continue
-            if until is not None and (when >= until if until_day else when > until):
-                continue
-            rows.append((when, c.ts, c.id.raw, c))
-        rows.sort(key=lambda r: r[:3])
-        return [r[3] for r in rows]
+                return False
+            return until is None or (when < until if until_day else when <= until)
+
+        return state.contributions.select(keep, _by_event_time)
 
 
 def distributions_json(state: LedgerState) -> list[dict[str, Any]]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from heapq import nlargest
 from itertools import pairwise
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from .cid import CID
 from .prepared import Prepared, latest_of
@@ -70,6 +71,18 @@ class Contributions(Sequence[Contribution]):
     def by_time(self) -> Contributions:
         """The contributions by the time their entries were written (ts, then id)."""
         return ContributionTuple(sorted(self, key=_written))
+
+    def select(self, keep: Callable[[Event, str, str, int], bool],
+               key: Callable[[Event, int, bytes], Any]) -> Contributions:
+        """Those whose (event, author, status, entry ts) `keep` keeps, sorted by `key` of (event, entry ts, entry
+        id): a page's filter and order, read off a fold's rows without making the contributions it leaves out."""
+        kept = [c for c in self if keep(c.event, c.author, c.status, c.ts)]
+        return ContributionTuple(sorted(kept, key=lambda c: key(c.event, c.ts, c.id.raw)))
+
+    def top(self, n: int, key: Callable[[Event, int], Any]) -> list[Contribution]:
+        """The `n` largest by `key` of (event, entry ts), as sorted(…, reverse=True)[:n] has them."""
+        found: list[Contribution] = nlargest(n, self, key=lambda c: key(c.event, c.ts))
+        return found
 
 
 class ContributionTuple(tuple[Contribution, ...], Contributions):

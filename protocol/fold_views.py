@@ -9,7 +9,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from heapq import merge
+from heapq import merge, nlargest
 from itertools import groupby
 from typing import Any, Final, overload
 
@@ -240,11 +240,30 @@ class ContributionView(Contributions):
         return set(map(self._agent, self._order))
 
     def _written(self, row: int) -> tuple[int, bytes]:
-        kept = self._kept.get(row)
-        return (self._rows.ts[row] if kept is None else kept.ts), self._rows.ids.id(row)
+        return self._ts(row), self._rows.ids.id(row)
 
     def by_time(self) -> ContributionView:
         return self._of(array("i", sorted(self._order, key=self._written)))
+
+    def _event(self, row: int) -> Event:
+        kept = self._kept.get(row)
+        event = self._rows.records[row] if kept is None else kept.event
+        assert isinstance(event, Event)
+        return event
+
+    def _ts(self, row: int) -> int:
+        kept = self._kept.get(row)
+        return self._rows.ts[row] if kept is None else kept.ts
+
+    def select(self, keep: Callable[[Event, str, str, int], bool],
+               key: Callable[[Event, int, bytes], Any]) -> ContributionView:
+        event, agent, codes, ts, raw = self._event, self._agent, self._codes, self._ts, self._rows.ids.id
+        found = [row for row in self._order if keep(event(row), agent(row), STATUSES[codes[row]], ts(row))]
+        return self._of(array("i", sorted(found, key=lambda row: key(event(row), ts(row), raw(row)))))
+
+    def top(self, n: int, key: Callable[[Event, int], Any]) -> list[Contribution]:
+        event, ts = self._event, self._ts
+        return list(map(self._made, nlargest(n, self._order, key=lambda row: key(event(row), ts(row)))))
 
 
 _new: Final = object.__new__

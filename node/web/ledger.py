@@ -151,12 +151,12 @@ async def history(request: web.Request) -> web.Response:
     me = v.did
     given = {k: request.query.get(k, "").strip() for k in ("agent", "action", "since", "until", "status")}
     problem: Child = None
+    rows: Sequence[Contribution]
     try:
-        rows = HistoryQuery(**{k: val for k, val in given.items() if val}).select(state)
+        rows = HistoryQuery(**{k: val for k, val in given.items() if val}).select(state)[::-1]  # newest first
     except TallyError as exc:
         problem = el("p", el("code", exc.code), ": ", exc.message, class_="flash error", role="alert")
         rows = []
-    rows.reverse()  # newest first
     zone = ledger_zone(state.rules)
     shown, page_no, pages = _one_page(rows, request)
     labels = member_labels(state, me)

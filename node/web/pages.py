@@ -24,7 +24,7 @@ from aiohttp import hdrs, web
 from node.governance_views import pledge_json, today
 from node.http.context import CONFIG, REPLICATION, SESSIONS, STATES, STORE, Replication
 from node.http.sessions import SESSION_TTL_S, cookie_name
-from node.ledger_views import event_day, event_time, ledger_zone, zone_known
+from node.ledger_views import event_day, event_time, event_ts_time, ledger_zone, zone_known
 from node.store.rows import LedgerInfo
 from node.web.behind import BEHIND, Behind
 from node.web.forms import form_request
@@ -106,7 +106,7 @@ async def home(request: web.Request) -> web.Response:
                        el("td", number(info.entries)),
                        el("td", _("member") if member else (_("founder") if info.founder == v.did else "—"))))
         zone = ledger_zone(state.rules)
-        recent += [(event_time(c), info, c, state.names, zone) for c in state.contributions]
+        recent += [(event_time(c), info, c, state.names, zone) for c in state.contributions.top(12, event_ts_time)]
         if v.owner and member:
             waits += _waiting_items(info, state, v.did, request.app[CONFIG].wall_ms())
     recent.sort(key=lambda r: r[0], reverse=True)

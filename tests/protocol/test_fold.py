@@ -18,6 +18,7 @@ from protocol.contributions import Contributions
 from protocol.fold import LedgerFold
 from protocol.keys import INCEPT_KIND
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, LedgerState, compute_state
+from protocol.valueflows import Event
 
 MANY = settings(max_examples=500, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -55,6 +56,19 @@ def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Ran
     for statuses in ((FINAL,), (PENDING,), (REJECTED, CORRECTED), (FINAL, PENDING)):
         assert list(shown.of_status(*statuses)) == list(reference.of_status(*statuses))
     assert list(shown.by_time()) == list(reference.by_time())
+
+    def keep(e: Event, author: str, status: str, ts: int) -> bool:
+        return status != PENDING or ts % 3 == 0 or author < e.receiver
+
+    def key(e: Event, ts: int, raw: bytes) -> tuple[str, int, bytes]:
+        return e.action, ts // 1000, raw
+
+    for chosen in (shown.select(keep, key), reference.select(keep, key)):
+        assert list(chosen) == sorted((c for c in reference if keep(c.event, c.author, c.status, c.ts)),
+                                      key=lambda c: key(c.event, c.ts, c.id.raw))
+    for n in (1, 5, len(reference) + 1):
+        assert shown.top(n, lambda e, ts: ts % 7) == reference.top(n, lambda e, ts: ts % 7) == \
+            sorted(reference, key=lambda c: c.ts % 7, reverse=True)[:n]
     assert list(shown.by_time()[::-1]) == list(reference.by_time()[::-1])
     for c in reference:
         assert shown.get(c.id) == c
