@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Final
@@ -156,10 +156,12 @@ class LedgerFold:
 
     def add(self, entries: Iterable[Entry]) -> None:
         """Take entries of this ledger in (others and ones already held are left out)."""
-        fresh: list[Prepared] = []
+        fresh: list[tuple[int, bytes, Prepared]] = []
         ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._ids, self.forks, self._pending, \
             self._entries
         find = index.find
+        if isinstance(entries, Sized):
+            index.reserve(len(entries))
         for entry in entries:
             raw, h = entry.id.raw, entry.header
             if (raw if h.ledger is None else h.ledger.raw) != ledger.raw or find(raw) >= 0:  # another's, or held
@@ -175,46 +177,64 @@ class LedgerFold:
                 self.keyed = has_key_events(entry) or h.kind == ERASE_KIND  # both fold in rounds
             node = pending[raw] = prepare(entry, ledger, rules, entry.author)
             node.row = self._new_row(raw, WAITING, h.ts)
-            fresh.append(node)
+            fresh.append((h.ts, raw, node))
         self._rows.grow()
-        ready: list[Prepared] = []
+        # In (ts, id) order, what depends only on what was applied before or is placed already is placed at once,
+        # and is marked applied (its status is set when it is): most arrivals, each after its dependencies.
+        fresh.sort()
         codes, waiters, missing_of = self._codes, self._waiters, self._missing
-        for node in fresh:
-            missing = 0
-            rows: list[int] = []
-            for dep in node.deps:
-                d = dep.raw
-                i = find(d)
-                rows.append(i)
+        placed: list[Prepared] = []  # what can apply now, each after its dependencies
+        later: list[Prepared] = []
+        for _, raw, node in fresh:
+            rows = node.dep_rows = [find(d.raw) for d in node.deps]
+            for i in rows:
                 if i < 0 or codes[i] == _WAITING or codes[i] == _QUARANTINED:  # not applied yet
-                    waiters.setdefault(d, []).append(node.entry.id.raw)
+                    later.append(node)
+                    break
+            else:
+                codes[node.row] = _VALID
+                placed.append(node)
+                del pending[raw]
+        ordered = len(placed)  # the first ones placed are in (ts, id) order
+        ready: list[Prepared] = []
+        for node in later:  # each waits for the dependencies not applied, placed or waiting now
+            missing = 0
+            raw = node.entry.id.raw
+            for dep, i in zip(node.deps, node.dep_rows or (), strict=True):
+                if i < 0 or codes[i] == _WAITING or codes[i] == _QUARANTINED:
+                    waiters.setdefault(dep.raw, []).append(raw)
                     missing += 1
-            node.dep_rows = rows
             if missing:
-                missing_of[node.entry.id.raw] = missing
+                missing_of[raw] = missing
             else:
                 ready.append(node)
-        placed: list[Prepared] = []  # what can apply now, each after its dependencies
+        for node in placed if waiters else ():  # what waited for them since an earlier arrival
+            self._release(node.entry.id.raw, ready)
         while ready:
             node = ready.pop()
-            placed.append(node)
             raw = node.entry.id.raw
+            placed.append(node)
             del pending[raw]
-            for child in waiters.pop(raw, ()):
-                missing_of[child] -= 1
-                if not missing_of[child]:
-                    del missing_of[child]
-                    waited = pending[child]
-                    waited.dep_rows = [index[d.raw] for d in waited.deps]  # each held now
-                    ready.append(waited)
+            if node.dep_rows is None or -1 in node.dep_rows:
+                node.dep_rows = [index[d.raw] for d in node.deps]  # each held now
+            self._release(raw, ready)
         if placed:
-            self._place(placed)
+            self._place(placed, ordered == len(placed))
         self._ids.settled()
         if len(fresh) > _COMPACT_AFTER:  # a dict keeps its table when emptied: these held every entry meanwhile
             self._pending, self._missing, self._waiters = dict(self._pending), dict(self._missing), dict(self._waiters)
             self._nodes.drop_built()
             kept, self._nodes = self._nodes, Nodes(self._rows)
             self._nodes.update(kept)
+
+    def _release(self, raw: bytes, ready: list[Prepared]) -> None:
+        """The entries that waited for an entry being placed now, those it was the last one for ready."""
+        missing_of = self._missing
+        for child in self._waiters.pop(raw, ()):
+            missing_of[child] -= 1
+            if not missing_of[child]:
+                del missing_of[child]
+                ready.append(self._pending[child])
 
     def _key(self, raw: bytes) -> tuple[int, bytes]:
         return self._rows.ts[self._ids[raw]], raw
@@ -229,8 +249,9 @@ class LedgerFold:
         e = self._eff.get(i, i)
         return self._rows.ts[e], self._ids.id(e)
 
-    def _place(self, placed: list[Prepared]) -> None:
-        """Put newly applicable entries in the canonical order, then apply them in it."""
+    def _place(self, placed: list[Prepared], ordered: bool) -> None:
+        """Put newly applicable entries in the canonical order, then apply them in it (`ordered`: `placed` is in
+        (ts, id) order)."""
         eff, ts, index, order = self._eff, self._rows.ts, self._ids, self._order
         rid = index.id
         batch: dict[int, Prepared] = {}
@@ -256,6 +277,17 @@ class LedgerFold:
         if start and self._row_eff_key(order[-1]) >= low:  # the new entries are not all the newest
             start = bisect_left(order, low, key=self._row_eff_key)
         old = order[start:]
+        if ordered and not mixed and not old:  # the usual arrival: newer than everything, in order
+            order.extend([n.row for n in placed])
+            pos = self._pos
+            for p, node in enumerate(placed, start):
+                if isinstance(node.record, _RANKED):
+                    pos[node.entry.id.raw] = p
+            for node in placed:
+                self._settle(node)
+            self._decide(self._undecided)
+            self._undecided.clear()
+            return
         if not mixed and not any(r in eff for r in old):
             # Every entry's dependencies have smaller (ts, id): that order is topological, and the greedy's.
             keyed = [(ts[r], rid(r), r) for r in old]
@@ -394,8 +426,8 @@ class LedgerFold:
             for v, r in said:  # each lineage in seq order: what a correction corrects first
                 events.append(v)
                 row_of[v.id.raw] = r
-        verdicts = [rows.verdict(r) if flags[r] & SLIM else verdict(nodes[ids.id(r)])
-                    for e in row_of.values() for r in rows.verdicts(e)]
+        verdicts = [rows.verdict(r, raw) if flags[r] & SLIM else verdict(nodes[ids.id(r)])
+                    for raw, e in row_of.items() for r in rows.verdicts(e)]
         codes, changed, decided, paid = self._codes, self._buckets.changed, self._decided, self._paid
         for c in contributions(events, verdicts, self.rules, self._claims, self._members_alike):
             raw = c.id.raw

@@ -119,9 +119,17 @@ class Ids:
             slot = (slot + step) & mask
         table[slot] = i
 
-    def _grow(self) -> None:
-        """A table twice the size, every row put in it again; then it replaces the old one at once."""
-        size = 2 * len(self._table)
+    def reserve(self, n: int) -> None:
+        """Room for `n` more ids: the table grown once, not once per doubling as they are added."""
+        size = len(self._table)
+        while 2 * (self._count + n) > size:
+            size *= 2
+        if size > len(self._table):
+            self._grow(size)
+
+    def _grow(self, size: int = 0) -> None:
+        """A table twice the size (or `size`), every row put in it again; then it replaces the old one at once."""
+        size = size or 2 * len(self._table)
         table, mask, packed, odd = array("i", [_EMPTY]) * size, size - 1, self._packed, self._odd_rows
         for i in range(self._count):
             if i not in odd:

@@ -90,7 +90,8 @@ class Rows:
         """Keep an applied entry as row `i` if later rules read only what a row holds of it."""
         record, entry = node.record, node.entry
         if (node.error is not None or not isinstance(record, Event | Endorsement | None) or node.complete
-                or node.erased is not None or entry.id == self.ledger or len(node.deps) > 255 or node.rules is None):
+                or node.erased is not None or entry.id.raw == self.ledger.raw or len(node.deps) > 255
+                or node.rules is None):
             return False
         h, index = entry.header, self.ids
         dep_rows = node.dep_rows  # looked up as it arrived (LedgerFold.add)
@@ -189,15 +190,15 @@ class Rows:
             raise KeyError(raw)
         return RowNode(self, i)
 
-    def verdict(self, i: int) -> Verdict:
-        """What the contributions read of row `i`, an endorsement (its `latest` is its seq: a fold's `pos` is 0),
-        from its columns: no Endorsement built again."""
+    def verdict(self, i: int, event: bytes) -> Verdict:
+        """What the contributions read of row `i`, an endorsement of `event` (its id's bytes: the caller's, one
+        object hashed once) (its `latest` is its seq: a fold's `pos` is 0), from its columns: no Endorsement built
+        again."""
         flags = self.flags[i]
         if not flags & _VERDICT:
             record = self.records[i]
             assert isinstance(record, Endorsement)
-            return self.agents[self.author[i]], self.seq[i], record.event.raw, record.accept, record.note
-        event = self.ids.id(self.deps[self.dep_at[i] + self.dep_n[i] - 1])
+            return self.agents[self.author[i]], self.seq[i], event, record.accept, record.note
         return self.agents[self.author[i]], self.seq[i], event, bool(flags & _ACCEPT), self.notes.get(i, "")
 
     def voice(self, i: int) -> Voice:
