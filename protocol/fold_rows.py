@@ -4,7 +4,7 @@ columns (`Rows`) and built again as the rules read them when asked for (`RowNode
 from __future__ import annotations
 
 from array import array
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from .cid import CID
 from .contributions import Verdict
@@ -17,6 +17,7 @@ from .valueflows import Endorsement, Event
 
 _T = TypeVar("_T")
 SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT = 1, 2, 4, 8, 16, 32, 64  # a row's flags
+_FROZEN_KEPT: Final = 256  # sets kept as frozensets at once (`Rows.frozen`): those of the rows read lately
 
 
 class Rows:
@@ -43,13 +44,19 @@ class Rows:
         self.keys: list[bytes] = []
         self.agents: list[str] = []
         self.kinds: list[str] = []
-        self.sets: list[frozenset[Any]] = []
+        #: the member (and closing) sets rows name, as tuples: a frozenset of 90 members takes ~4.5 KB, its tuple
+        #: 0.8 (a ledger's rows name hundreds of them); made frozensets again as rows are read (`frozen`)
+        self.sets: list[tuple[Any, ...]] = []
+        self._set_hashes: dict[int, list[int]] = {}  # a set's hash -> the numbers of the kept sets with that hash
+        self.frozen_sets: list[frozenset[Any] | None] = []  # number -> its frozenset, for the sets read lately
+        self._frozen_ids: dict[int, tuple[int, frozenset[Any]]] = {}  # id of one of those -> (its number, it)
         self.rule_sets: list[Rules] = []
-        self._numbers: tuple[dict[Any, int], ...] = ({}, {}, {})  # key, kind, set -> its number in its list
+        self._numbers: tuple[dict[Any, int], ...] = ({}, {})  # key, kind -> its number in its list
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (node/store/snapshots.py) with its columns as bytes."""
         state = {name: value for name, value in vars(self).items() if not isinstance(value, array)}
+        state["frozen_sets"], state["_frozen_ids"] = [None] * len(self.sets), {}  # by object id: this process's
         state["_columns"] = {name: (value.typecode, value.tobytes()) for name, value in vars(self).items()
                              if isinstance(value, array)}
         return state
@@ -86,6 +93,40 @@ class Rows:
         self.rule_sets.append(rules)
         return len(self.rule_sets) - 1
 
+    def _set_number(self, s: frozenset[Any]) -> int:
+        """The number of a set among `sets`, kept there if new."""
+        h = hash(s)
+        alike = self._set_hashes.setdefault(h, [])
+        for n in alike:
+            kept = self.sets[n]
+            if len(kept) == len(s) and s.issuperset(kept):
+                break
+        else:
+            n = len(self.sets)
+            self.sets.append(tuple(s))
+            self.frozen_sets.append(None)
+            alike.append(n)
+        self._remember(n, s)
+        return n
+
+    def _remember(self, n: int, s: frozenset[Any]) -> None:
+        frozen_ids, frozen_sets = self._frozen_ids, self.frozen_sets
+        if len(frozen_ids) >= _FROZEN_KEPT:
+            for kept, _ in frozen_ids.values():
+                frozen_sets[kept] = None
+            frozen_ids.clear()
+        if frozen_sets[n] is None:
+            frozen_sets[n] = s
+        frozen_ids[id(s)] = (n, s)  # `s` kept with its id: the id is not another object's meanwhile
+
+    def frozen(self, n: int) -> frozenset[Any]:
+        """Set number `n` as the rules read it (RowNode reads `frozen_sets` first)."""
+        s = self.frozen_sets[n]
+        if s is None:
+            s = frozenset(self.sets[n])
+            self._remember(n, s)
+        return s
+
     def keep(self, i: int, node: Prepared) -> bool:
         """Keep an applied entry as row `i` if later rules read only what a row holds of it."""
         record, entry = node.record, node.entry
@@ -98,7 +139,7 @@ class Rows:
         if dep_rows is None:
             dep_rows = [index[d.raw] for d in node.deps]
         self.seq[i] = h.seq
-        keys, kinds, sets = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
+        keys, kinds = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
         n = keys.get(h.author)
         self.author[i] = n if n is not None else self._number(0, self.keys, h.author)
         if len(self.agents) < len(self.keys):
@@ -106,12 +147,14 @@ class Rows:
         self.prev[i] = -1 if h.prev is None else dep_rows[0]  # its first dependency (prepare)
         n = kinds.get(h.kind)
         self.kind[i] = n if n is not None else self._number(1, self.kinds, h.kind)
-        n = sets.get(node.known)
-        self.known[i] = n if n is not None else self._number(2, self.sets, node.known)
-        n = sets.get(node.gone)
-        self.gone[i] = n if n is not None else self._number(2, self.sets, node.gone)
-        n = sets.get(node.closings)
-        self.closings[i] = n if n is not None else self._number(2, self.sets, node.closings)
+        frozen_ids = self._frozen_ids
+        found = frozen_ids.get(id(node.known))  # most are a set read from a row lately, or one of theirs
+        self.known[i] = found[0] if found is not None and found[1] is node.known else self._set_number(node.known)
+        found = frozen_ids.get(id(node.gone))
+        self.gone[i] = found[0] if found is not None and found[1] is node.gone else self._set_number(node.gone)
+        found = frozen_ids.get(id(node.closings))
+        self.closings[i] = found[0] if found is not None and found[1] is node.closings else self._set_number(
+            node.closings)
         rule_sets = self.rule_sets
         self.rules[i] = len(rule_sets) - 1 if rule_sets and rule_sets[-1] is node.rules else self._rules_number(
             node.rules)
@@ -241,8 +284,11 @@ class RowNode(Prepared):
         self._rows, self._i, self._built = rows, i, None
         flags, a = rows.flags[i], rows.author[i]
         self.agent, self.rules = rows.agents[a], rows.rule_sets[rows.rules[i]]
-        sets = rows.sets
-        self.known, self.gone, self.closings = sets[rows.known[i]], sets[rows.gone[i]], sets[rows.closings[i]]
+        sets, k, g, c = rows.frozen_sets, rows.known[i], rows.gone[i], rows.closings[i]
+        known, gone, closings = sets[k], sets[g], sets[c]
+        self.known = rows.frozen(k) if known is None else known
+        self.gone = rows.frozen(g) if gone is None else gone
+        self.closings = rows.frozen(c) if closings is None else closings
         self.left_chain, self.key_ok = bool(flags & _LEFT), bool(flags & _KEY_OK)
         self.main, self.incepted = bool(flags & _MAIN), bool(flags & _INCEPTED)
 
