@@ -128,6 +128,10 @@ class LedgerFold:
         #: (quantity, rate) -> claim: the claims of events alike are one Decimal (~100 B each)
         self._claims: dict[tuple[Decimal, Decimal], Decimal] = {}
         self._members_alike: dict[tuple[str, ...], tuple[str, ...]] = {}  # who accept, reject: each list kept once
+        #: the entries of this arrival applied and kept as rows so far, by row from `_settled_from`: their
+        #: dependents read them rather than rows built again
+        self._settled: list[Prepared | None] = []
+        self._settled_from = 0
         self._undecided: set[int] = set()  # rows of the lineages whose contributions the entries being placed touch
         self._decided = Decided()  # the contributions, made as a state's are read
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
@@ -160,6 +164,7 @@ class LedgerFold:
         ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._ids, self.forks, self._pending, \
             self._entries
         find = index.find
+        base = len(index)  # the first row of what arrives now
         if isinstance(entries, Sized):
             index.reserve(len(entries))
         for entry in entries:
@@ -219,7 +224,12 @@ class LedgerFold:
                 node.dep_rows = [index[d.raw] for d in node.deps]  # each held now
             self._release(raw, ready)
         if placed:
-            self._place(placed, ordered == len(placed))
+            self._settled = [None] * (len(index) - base)
+            self._settled_from = base
+            try:
+                self._place(placed, ordered == len(placed))
+            finally:
+                self._settled = []  # never kept (nor pickled) beyond the arrival
         self._ids.settled()
         if len(fresh) > _COMPACT_AFTER:  # a dict keeps its table when emptied: these held every entry meanwhile
             self._pending, self._missing, self._waiters = dict(self._pending), dict(self._missing), dict(self._waiters)
@@ -327,12 +337,15 @@ class LedgerFold:
         nodes, rows = self._nodes, self._rows
         i, dep_rows = node.row, node.dep_rows
         assert dep_rows is not None
-        flags, built = rows.flags, nodes.built
-        for dep, r in zip(node.deps, dep_rows, strict=True):  # its rows built from their row, not found by id
+        flags, built, settled, base = rows.flags, nodes.built, self._settled, self._settled_from
+        # Its dependencies kept as rows: those of this arrival as they were applied (what a row holds of them is
+        # theirs), the others built again from their row, not found by id.
+        for dep, r in zip(node.deps, dep_rows, strict=True):
             if flags[r] & SLIM:
                 d = dep.raw
                 if d not in nodes:
-                    nodes[d] = RowNode(rows, r)
+                    held = settled[r - base] if r >= base else None
+                    nodes[d] = RowNode(rows, r) if held is None else held
                     built.append(d)
         apply_node(node, nodes, self.ledger, self.rules, self.founders, self._book)
         entry = node.entry
@@ -354,6 +367,8 @@ class LedgerFold:
         # id is never read again: the entry's own stands in for it (one object fewer per entry).
         nodes.drop_built()
         if rows.keep(i, node):
+            if i >= base:
+                settled[i - base] = node
             return
         node.dep_rows = None
         nodes[raw] = node
