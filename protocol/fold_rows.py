@@ -22,7 +22,7 @@ _EVENT_SHARED: Final = tuple((attrgetter(name), vars(Event)[name].__set__) for n
     "quantity", "classifications", "point", "beginning", "end", "note", "at"))
 _SET_MEMBER: Final = vars(Event)["member"].__set__
 SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT = 1, 2, 4, 8, 16, 32, 64  # a row's flags
-_FROZEN_KEPT: Final = 256  # sets kept as frozensets at once (`Rows.frozen`): those of the rows read lately
+_FROZEN_KEPT: Final = 64  # sets kept as frozensets at once (`Rows.frozen`): those of the rows read lately
 
 
 class Rows:
@@ -35,8 +35,12 @@ class Rows:
         self.ledger, self.ids = ledger, ids  # the fold's own: a row's id, an id's row
         self.ts, self.seq = array("q"), array("q")  # every row's ts (the canonical order's key)
         self.flags = bytearray()
-        self.author, self.prev, self.kind = array("i"), array("i"), array("i")
-        self.known, self.gone, self.closings, self.rules = array("i"), array("i"), array("i"), array("i")
+        self.author, self.prev = array("i"), array("i")
+        #: a row's kind, member sets (known, gone, closings) and rules, by the number of that context in `contexts`:
+        #: entries alike in all five are most (a column each took 20 B per entry)
+        self.context = array("i")
+        self.contexts: list[tuple[int, int, int, int, int]] = []
+        self._context_numbers: dict[tuple[int, int, int, int, int], int] = {}
         self.dep_at, self.dep_n, self.deps = array("i"), bytearray(), array("i")  # row -> its deps' rows
         #: a valid event's latest valid endorsement, and each such endorsement's previous one (0: none; the genesis
         #: is row 0): the endorsements of an event, a list each, took ~50 B per entry. An endorsement kept as columns
@@ -77,8 +81,8 @@ class Rows:
         n = len(self.ts) - len(self.flags)
         if n:
             self.flags += bytes(n)
-            for column in (self.seq, self.author, self.prev, self.kind, self.known, self.gone, self.closings,
-                           self.rules, self.dep_at, self.link, self.verdict_before):
+            for column in (self.seq, self.author, self.prev, self.context, self.dep_at, self.link,
+                           self.verdict_before):
                 column.frombytes(bytes(n * column.itemsize))
             self.dep_n += bytes(n)
             self.records += [None] * n
@@ -151,18 +155,22 @@ class Rows:
             self.agents.append(node.agent)
         self.prev[i] = -1 if h.prev is None else dep_rows[0]  # its first dependency (prepare)
         n = kinds.get(h.kind)
-        self.kind[i] = n if n is not None else self._number(1, self.kinds, h.kind)
+        kind = n if n is not None else self._number(1, self.kinds, h.kind)
         frozen_ids = self._frozen_ids
         found = frozen_ids.get(id(node.known))  # most are a set read from a row lately, or one of theirs
-        self.known[i] = found[0] if found is not None and found[1] is node.known else self._set_number(node.known)
+        known = found[0] if found is not None and found[1] is node.known else self._set_number(node.known)
         found = frozen_ids.get(id(node.gone))
-        self.gone[i] = found[0] if found is not None and found[1] is node.gone else self._set_number(node.gone)
+        gone = found[0] if found is not None and found[1] is node.gone else self._set_number(node.gone)
         found = frozen_ids.get(id(node.closings))
-        self.closings[i] = found[0] if found is not None and found[1] is node.closings else self._set_number(
-            node.closings)
+        closings = found[0] if found is not None and found[1] is node.closings else self._set_number(node.closings)
         rule_sets = self.rule_sets
-        self.rules[i] = len(rule_sets) - 1 if rule_sets and rule_sets[-1] is node.rules else self._rules_number(
-            node.rules)
+        rules = len(rule_sets) - 1 if rule_sets and rule_sets[-1] is node.rules else self._rules_number(node.rules)
+        context = (kind, known, gone, closings, rules)
+        n = self._context_numbers.get(context)
+        if n is None:
+            n = self._context_numbers[context] = len(self.contexts)
+            self.contexts.append(context)
+        self.context[i] = n
         deps = self.deps
         self.dep_at[i] = len(deps)
         self.dep_n[i] = len(node.deps)
@@ -263,14 +271,18 @@ class Rows:
         record = self.records[i]
         assert isinstance(record, Event)
         return Voice(CID(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq, record,
-                     self.rule_sets[self.rules[i]])
+                     self.rules_of(i))
+
+    def rules_of(self, i: int) -> Rules:
+        """The rules in effect at row `i`."""
+        return self.rule_sets[self.contexts[self.context[i]][4]]
 
     def entry(self, i: int) -> Entry:
         """Row `i`'s entry as the rules read it: its header without payload id, size or signature."""
         ids, a, p = self.ids, self.author[i], self.prev[i]
         cid = CID(ids.id(i))
         header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids.id(p)), self.ts[i],
-                        self.kinds[self.kind[i]], cid, 0, b"")
+                        self.kinds[self.contexts[self.context[i]][0]], cid, 0, b"")
         return Entry(cid, header, b"", None, None)
 
 
@@ -296,8 +308,9 @@ class RowNode(Prepared):
     def __init__(self, rows: Rows, i: int) -> None:  # Prepared.__init__ is not called: it would set them all
         self._rows, self._i, self._built = rows, i, None
         flags, a = rows.flags[i], rows.author[i]
-        self.agent, self.rules = rows.agents[a], rows.rule_sets[rows.rules[i]]
-        sets, k, g, c = rows.frozen_sets, rows.known[i], rows.gone[i], rows.closings[i]
+        _, k, g, c, r = rows.contexts[rows.context[i]]
+        self.agent, self.rules = rows.agents[a], rows.rule_sets[r]
+        sets = rows.frozen_sets
         known, gone, closings = sets[k], sets[g], sets[c]
         self.known = rows.frozen(k) if known is None else known
         self.gone = rows.frozen(g) if gone is None else gone

@@ -199,7 +199,7 @@ class ContributionView(Contributions):
         rows = self._rows
         event = rows.records[row]
         assert isinstance(event, Event)
-        claim = claim_under(event, rows.rule_sets[rows.rules[row]] or self._rules, self._claims, keep=False)
+        claim = claim_under(event, rows.rules_of(row) or self._rules, self._claims, keep=False)
         return made(CID(rows.ids.id(row)), rows.agents[rows.author[row]], rows.seq[row], rows.ts[row], event, claim,
                     status, yes, no, corrected_by, origin, notes)
 
