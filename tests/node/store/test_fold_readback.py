@@ -16,7 +16,7 @@ import pytest
 
 from node.store import kept_status, snapshots
 from node.store.kept_status import KeptStatus
-from node.store.ledgers import load_state
+from node.store.ledgers import collector_paused, load_state
 from node.store.states import LedgerStates
 from node.store.store import Store
 from protocol import CID, GENESIS_KIND, SigningKey, ledger_ops
@@ -237,3 +237,21 @@ async def test_a_node_saves_a_later_state_from_the_last_one(tmp_path: Path, capl
                 assert "ledger snapshot restored: restored" in said and "ledger folded: " not in said, said
             finally:
                 restarted.close()
+
+
+def test_what_a_paused_fold_made_is_not_gone_through_by_the_next_young_pass(unfrozen: None) -> None:
+    """What is made while the collector is paused (`collector_paused`, a fold's chunk) and still alive after is moved
+    to the oldest generation as it is: the next young pass does not go through it (it went through all of it after
+    each chunk), the collector still does (it is no one's frozen), and a fold frozen before stays frozen."""
+    made: list[object] = []
+    with collector_paused():
+        made += [[i] for i in range(100_000)]
+    assert gc.isenabled() and not gc.get_freeze_count()
+    assert gc.get_count()[0] < 1000 and any(o is made[-1] for o in gc.get_objects(generation=2))
+    kept = [[i] for i in range(1000)]
+    gc.freeze()  # as a big fold is (node/store/keeping.py)
+    frozen = gc.get_freeze_count()
+    with collector_paused():
+        made += [[i] for i in range(1000)]
+    assert gc.get_freeze_count() == frozen and not collected(kept[-1])
+
