@@ -19,6 +19,8 @@ from .valueflows import Endorsement, Event, claim_value
 
 FINAL, PENDING, REJECTED, CORRECTED = "final", "pending", "rejected", "corrected"
 _NO_CLAIM: Final = Decimal(0)  # one object for every contribution that claims nothing
+#: rate -> quantity -> claim: the claims of events alike, each one Decimal (a fold's; no key tuple per quantity)
+Claims = dict[Decimal, dict[Decimal, Decimal]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +142,10 @@ def contributions_of(valid: list[Prepared], rules: Rules, status: dict[bytes, st
 
 
 def contributions(voices: list[Voice], verdicts: Iterable[Verdict], rules: Rules,
-                  claims: dict[tuple[Decimal, Decimal], Decimal] | None = None,
+                  claims: Claims | None = None,
                   names: dict[tuple[str, ...], tuple[str, ...]] | None = None) -> ContributionTuple:
     """The contributions of valid events (`voices`: an event after the event it corrects) from them and the valid
-    endorsements (`verdicts`), by author then seq. `claims`: the claims made so far, by (quantity, rate); `names`:
+    endorsements (`verdicts`), by author then seq. `claims`: the claims made so far, by rate and quantity; `names`:
     the lists of members made so far (protocol/fold.py keeps one of each alike, not one per contribution)."""
     events = {v.id.raw: v for v in voices}
     # A correction belongs to the lineage of the original it corrects, directly or through other
@@ -238,8 +240,7 @@ def _voice_latest(v: Voice) -> int:
     return v.latest
 
 
-def claim_under(event: Event, rules: Rules, claims: dict[tuple[Decimal, Decimal], Decimal] | None = None, *,
-                keep: bool = True) -> Decimal:
+def claim_under(event: Event, rules: Rules, claims: Claims | None = None, *, keep: bool = True) -> Decimal:
     """The claim value (§16.6); a pledge payment earns none unless the rules say `pledge_claims` (§18.5).
     `claims` (see `contributions`): a quantity and a rate are canonical decimals (rules.parse_decimal parses
     both), so equal ones are written alike and so is their product. `keep`: a claim not in `claims` is put
@@ -251,11 +252,11 @@ def claim_under(event: Event, rules: Rules, claims: dict[tuple[Decimal, Decimal]
     rate = rules.rate(event.action, event.classification, event.quantity.unit)
     if rate is None:
         return _NO_CLAIM
-    key = (event.quantity.value, rate)
-    claim = claims.get(key)
+    by_quantity = claims.get(rate)
+    claim = None if by_quantity is None else by_quantity.get(event.quantity.value)
     if claim is None:
         claim = claim_value(event, rules)
         if keep:
-            claims[key] = claim
+            claims.setdefault(rate, {})[event.quantity.value] = claim
     return claim
 

@@ -30,11 +30,10 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sized
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any, Final
 
 from .cid import CID
-from .contributions import verdict
+from .contributions import Claims, verdict
 from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
 from .erasure import ERASE_KIND
@@ -125,8 +124,7 @@ class LedgerFold:
         self._lineage: dict[bytes, list[bytes]] = {}  # corrected original -> its lineage, the original first
         self._keys: dict[bytes, bytes] = {}  # author keys, each kept once however many entries it wrote
         self._paid: dict[bytes, Contribution] = {}  # the contributions of `_paying`
-        #: (quantity, rate) -> claim: the claims of events alike are one Decimal (~100 B each)
-        self._claims: dict[tuple[Decimal, Decimal], Decimal] = {}
+        self._claims: Claims = {}  # the claims of events alike are one Decimal (~100 B each)
         self._members_alike: dict[tuple[str, ...], tuple[str, ...]] = {}  # who accept, reject: each list kept once
         #: the entries of this arrival applied and kept as rows so far, by row from `_settled_from`: their
         #: dependents read them rather than rows built again

@@ -8,13 +8,12 @@ import operator
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from decimal import Decimal
 from heapq import merge, nlargest
 from itertools import groupby
 from typing import Any, Final, overload
 
 from .cid import CID
-from .contributions import Contributions, ContributionTuple, claim_under, made
+from .contributions import Claims, Contributions, ContributionTuple, claim_under, made
 from .fold_ids import Ids
 from .fold_rows import Rows
 from .rules import Rules
@@ -44,8 +43,10 @@ CODES: Final = {status: code for code, status in enumerate(STATUSES)}
 
 
 #: What a contribution's status rests on besides its event, kept once for all contributions alike: who accept, who
-#: reject, the rejecters' notes, the correction that supersedes it, the original of its lineage
-Decision = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], CID | None, CID | None]
+#: reject, and (when any is not empty: a tuple of 2 is 24 B less) the rejecters' notes, the correction that
+#: supersedes it, the original of its lineage
+Decision = (tuple[tuple[str, ...], tuple[str, ...]]
+            | tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], CID | None, CID | None])
 
 
 class Decided:
@@ -63,7 +64,8 @@ class Decided:
         self.kept: dict[int, Contribution] = {}  # the contributions of events that are not rows
 
     def put(self, row: int, c: Contribution, is_row: bool) -> None:
-        decision = (c.accepts, c.rejects, c.reject_notes, c.corrected_by, c.origin)
+        decision: Decision = (c.accepts, c.rejects) if not c.reject_notes and c.corrected_by is c.origin is None \
+            else (c.accepts, c.rejects, c.reject_notes, c.corrected_by, c.origin)
         n = self._numbers.get(decision)
         if n is None:
             n = self._numbers[decision] = len(self.decisions)
@@ -148,7 +150,7 @@ class ContributionView(Contributions):
     __slots__ = ("_claims", "_codes", "_decision", "_decisions", "_kept", "_order", "_rows", "_rules")
 
     def __init__(self, rows: Rows, order: array[int], decision: array[int], decided: Decided, codes: bytes,
-                 rules: Rules, claims: dict[tuple[Decimal, Decimal], Decimal]) -> None:
+                 rules: Rules, claims: Claims) -> None:
         self._rows, self._order, self._decision, self._codes = rows, order, decision, codes
         self._decisions, self._kept, self._rules, self._claims = decided.decisions, decided.kept, rules, claims
 
@@ -190,7 +192,8 @@ class ContributionView(Contributions):
 
     def _made(self, row: int) -> Contribution:
         """Row `row`'s contribution, from its columns (what `Rows.voice` reads, without making a Voice)."""
-        yes, no, notes, corrected_by, origin = self._decisions[self._decision[row]]
+        decision = self._decisions[self._decision[row]]
+        yes, no, notes, corrected_by, origin = decision if len(decision) == 5 else (*decision, (), None, None)
         status = STATUSES[self._codes[row]]
         kept = self._kept.get(row)
         if kept is not None:
