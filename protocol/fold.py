@@ -74,6 +74,7 @@ from .valueflows import About, Admission, Endorsement, Event, Leave
 
 #: the records whose canonical order the state shows (or the rules in effect follow)
 _RANKED: Final = (Motion, Ballot, Closing, Pledge, About, DistributionRecord)
+_UNRANKED: Final = frozenset({Event, Endorsement, type(None)})  # most entries' records: told without isinstance
 
 
 def _seq_of(said: tuple[Voice, int]) -> int:
@@ -163,6 +164,7 @@ class LedgerFold:
             self._entries
         find = index.find
         base = len(index)  # the first row of what arrives now
+        agents: dict[bytes, str] = {}  # author key -> its did:key, made once per arrival
         if isinstance(entries, Sized):
             index.reserve(len(entries))
         for entry in entries:
@@ -178,7 +180,10 @@ class LedgerFold:
                 held.append(entry)
             if not self.keyed:
                 self.keyed = has_key_events(entry) or h.kind == ERASE_KIND  # both fold in rounds
-            node = pending[raw] = prepare(entry, ledger, rules, entry.author)
+            agent = agents.get(h.author)
+            if agent is None:
+                agent = agents[h.author] = entry.author
+            node = pending[raw] = prepare(entry, ledger, rules, agent)
             node.row = self._new_row(raw, WAITING, h.ts)
             fresh.append((h.ts, raw, node))
         self._rows.grow()
@@ -289,7 +294,8 @@ class LedgerFold:
             order.extend([n.row for n in placed])
             pos = self._pos
             for p, node in enumerate(placed, start):
-                if isinstance(node.record, _RANKED):
+                record = node.record
+                if record.__class__ not in _UNRANKED and isinstance(record, _RANKED):
                     pos[node.entry.id.raw] = p
             for node in placed:
                 self._settle(node)

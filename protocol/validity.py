@@ -42,7 +42,7 @@ def apply_node(
         if raw == prev_raw:
             prev = d
         if d.known is not known:
-            known = union(known, d.known)
+            known = union(known, d.known) if known else d.known  # nothing known yet: theirs, as union would
         if d.gone is not gone:
             gone = union(gone, d.gone)
         if d.closings is not closings:
