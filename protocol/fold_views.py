@@ -260,12 +260,21 @@ class ContributionView(Contributions):
 
     def select(self, keep: Callable[[Event, str, str, int], bool],
                key: Callable[[Event, int, bytes], Any]) -> ContributionView:
-        event, agent, codes, ts, raw = self._event, self._agent, self._codes, self._ts, self._rows.ids.id
+        event, agent, ts = self._readers()
+        codes, raw = self._codes, self._rows.ids.id
         found = [row for row in self._order if keep(event(row), agent(row), STATUSES[codes[row]], ts(row))]
         return self._of(array("i", sorted(found, key=lambda row: key(event(row), ts(row), raw(row)))))
 
+    def _readers(self) -> tuple[Callable[[int], Event], Callable[[int], str], Callable[[int], int]]:
+        """A row's event, author and ts: read off the columns in C when every event is a row (most ledgers)."""
+        if self._kept:
+            return self._event, self._agent, self._ts
+        rows = self._rows
+        agents, authors = rows.agents, rows.author
+        return rows.records.__getitem__, lambda row: agents[authors[row]], rows.ts.__getitem__  # type: ignore[return-value]
+
     def top(self, n: int, key: Callable[[Event, int], Any]) -> list[Contribution]:
-        event, ts = self._event, self._ts
+        event, _, ts = self._readers()
         return list(map(self._made, nlargest(n, self._order, key=lambda row: key(event(row), ts(row)))))
 
 
