@@ -231,6 +231,9 @@ _LAYOUT: Final = re.compile(
     + rb"\x66author\x58\x20(.{32})(?:\x66ledger" + _LINK + rb")?\x67payload" + _LINK,
     re.S,
 )
+#: A uint item's value is its bytes read whole less this, by the item's length (its head's bits, shifted past the
+#: value's bytes): one int.from_bytes, no slice nor branch (`decode_stored_entries`).
+_UINT_BIAS: Final = (0, 0, 0x18 << 8, 0x19 << 16, 0, 0x1A << 32, 0, 0, 0, 0x1B << 64)
 _UINT_MIN: Final = {0x18: 24, 0x19: 1 << 8, 0x1A: 1 << 16, 0x1B: 1 << 32}  # below these, a shorter head fits
 
 
@@ -409,7 +412,7 @@ def decode_stored_entries(
     damaged: list[tuple[bytes, InvalidData]] = []
     append = entries.append
     match, digest, prefix, loads, link = _LAYOUT.fullmatch, sha256, DAG_CBOR_PREFIX, cbor2.loads, dagcbor.trusted_link
-    new, from_bytes, set_raw, version = _new, _from_bytes, _CID_RAW, FORMAT_VERSION
+    new, from_bytes, set_raw, version, bias = _new, _from_bytes, _CID_RAW, FORMAT_VERSION, _UINT_BIAS
     kinds: dict[bytes, str] = {}
     ledgers: dict[bytes, CID] = {}
     for rid, header_raw, payload_raw in rows:
@@ -424,8 +427,7 @@ def decode_stored_entries(
             body = loads(payload_raw, tag_hook=link)
         except Exception:  # bytes no check ever passed: decode_stored_entry names what is wrong
             body = None
-        if text is None or type(body) is not dict or len(payload_raw) != (
-                size[0] if len(size) == 1 else from_bytes(size[1:], "big")):
+        if text is None or type(body) is not dict or len(payload_raw) != from_bytes(size, "big") - bias[len(size)]:
             _decode_one(rid, header_raw, payload_raw, entries, damaged)
             continue
         kinds[kind] = text
@@ -438,14 +440,14 @@ def decode_stored_entries(
             if cid is None:
                 cid = ledgers[ledger] = _new_cid(ledger)
             _H_LEDGER(header, cid)
-        _H_SEQ(header, seq[0] if len(seq) == 1 else from_bytes(seq[1:], "big"))
+        _H_SEQ(header, from_bytes(seq, "big") - bias[len(seq)])
         if prev is None:
             _H_PREV(header, None)
         else:
             cid = new(CID)
             set_raw(cid, prev)
             _H_PREV(header, cid)
-        _H_TS(header, ts[0] if len(ts) == 1 else from_bytes(ts[1:], "big"))
+        _H_TS(header, from_bytes(ts, "big") - bias[len(ts)])
         _H_KIND(header, text)
         cid = new(CID)
         set_raw(cid, payload)
