@@ -131,6 +131,7 @@ class LedgerFold:
         #: dependents read them rather than rows built again
         self._settled: list[Prepared | None] = []
         self._settled_from = 0
+        self._unions: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}  # apply_node's, this arrival's
         self._undecided: set[int] = set()  # rows of the lineages whose contributions the entries being placed touch
         self._decided = Decided()  # the contributions, made as a state's are read
         self._governed: list[bytes] = []  # valid motions, ballots, closings and pledges
@@ -190,11 +191,13 @@ class LedgerFold:
         # In (ts, id) order, what depends only on what was applied before or is placed already is placed at once,
         # and is marked applied (its status is set when it is): most arrivals, each after its dependencies.
         fresh.sort()
+        recent = index.recent().get
         codes, waiters, missing_of = self._codes, self._waiters, self._missing
         placed: list[Prepared] = []  # what can apply now, each after its dependencies
         later: list[Prepared] = []
         for _, raw, node in fresh:
-            rows = node.dep_rows = [find(d.raw) for d in node.deps]
+            # most name this arrival's entries (in a dict) or the ledger's few kept ones (in the table)
+            rows = node.dep_rows = [i if (i := recent(d.raw, -1)) >= 0 else find(d.raw) for d in node.deps]
             for i in rows:
                 if i < 0 or codes[i] == _WAITING or codes[i] == _QUARANTINED:  # not applied yet
                     later.append(node)
@@ -233,6 +236,7 @@ class LedgerFold:
                 self._place(placed, ordered == len(placed))
             finally:
                 self._settled = []  # never kept (nor pickled) beyond the arrival
+                self._unions = {}
         self._ids.settled()
         if len(fresh) > _COMPACT_AFTER:  # a dict keeps its table when emptied: these held every entry meanwhile
             self._pending, self._missing, self._waiters = dict(self._pending), dict(self._missing), dict(self._waiters)
@@ -351,7 +355,7 @@ class LedgerFold:
                     held = settled[r - base] if r >= base else None
                     nodes[d] = RowNode(rows, r) if held is None else held
                     built.append(d)
-        apply_node(node, nodes, self.ledger, self.rules, self.founders, self._book)
+        apply_node(node, nodes, self.ledger, self.rules, self.founders, self._book, self._unions)
         entry = node.entry
         raw = entry.id.raw
         head = self._heads.get(entry.header.author)

@@ -107,6 +107,10 @@ class Ids:
         self._count = i + 1
         return i
 
+    def recent(self) -> dict[bytes, int]:
+        """The ids added since `settled`, by row (read only: `find` looks there first)."""
+        return self._recent
+
     def settled(self) -> None:
         """The ids added so far are looked up in the table alone from now on (the dict's bytes freed)."""
         self._recent = {}

@@ -25,8 +25,10 @@ def recorded_distribution(node: Prepared) -> RecordedDistribution:
 
 def apply_node(
     node: Prepared, nodes: dict[bytes, Prepared], ledger: CID, rules: Rules, founders: frozenset[str],
-    book: RulesInEffect,
+    book: RulesInEffect, unions: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] | None = None,
 ) -> None:
+    """Apply an entry after its causal past. `unions`: the member sets united so far, by the two sets (a fold's,
+    for one arrival): the sets of one chain and of what it names recur, so each pair is compared once."""
     entry = node.entry
     header = entry.header
     prev_raw = None if header.prev is None else header.prev.raw
@@ -42,7 +44,16 @@ def apply_node(
         if raw == prev_raw:
             prev = d
         if d.known is not known:
-            known = union(known, d.known) if known else d.known  # nothing known yet: theirs, as union would
+            if not known:  # nothing known yet: theirs, as union would
+                known = d.known
+            elif unions is None:
+                known = union(known, d.known)
+            else:
+                pair = (known, d.known)
+                united = unions.get(pair)
+                if united is None:
+                    united = unions[pair] = union(known, d.known)
+                known = united
         if d.gone is not gone:
             gone = union(gone, d.gone)
         if d.closings is not closings:
