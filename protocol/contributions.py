@@ -3,14 +3,16 @@ the corrections of its lineage, with its claim value."""
 
 from __future__ import annotations
 
+import operator
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from heapq import nlargest
 from itertools import pairwise
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, overload
 
 from .cid import CID
 from .prepared import Prepared, latest_of
@@ -88,9 +90,101 @@ class Contributions(Sequence[Contribution]):
 
 
 class ContributionTuple(tuple[Contribution, ...], Contributions):
-    """The contributions as a tuple (compute_state's, and a state's read back from a snapshot)."""
+    """The contributions as a tuple (compute_state's)."""
 
     __slots__ = ()
+
+
+_DECIDED: Final = (FINAL, PENDING, REJECTED, CORRECTED)  # a contribution's status, by its code in `PackedContributions`
+_ID_WIDTH: Final = 36  # a CIDv1 sha2-256's binary form: every entry id Tally makes
+
+
+class PackedContributions(Contributions):
+    """The contributions as columns, each `Contribution` made when read: what a fold's state pickles its contributions
+    as (node/store/snapshots.py), without making one object per contribution, and what a state read back holds
+    (its events, and ~40 B per contribution besides, not a Contribution with its id). Ids are 36 bytes each.
+    `decisions`: (accepts, rejects[, reject notes, corrected by, origin]) as protocol/fold_views.py keeps them."""
+
+    __slots__ = ("_author", "_authors", "_claim", "_claims", "_decision", "_decisions", "_events", "_ids", "_seq",
+                 "_status", "_ts")
+
+    def __init__(self, events: list[Event], ids: bytes, authors: list[str], author: bytes, seq: bytes, ts: bytes,
+                 claims: list[Decimal], claim: bytes, status: bytes, decisions: list[tuple[Any, ...]],
+                 decision: bytes) -> None:
+        self._events, self._ids, self._authors, self._claims, self._decisions = events, ids, authors, claims, decisions
+        self._author, self._seq, self._ts = array("i", author), array("q", seq), array("q", ts)
+        self._claim, self._status, self._decision = array("i", claim), status, array("i", decision)
+        n = len(events)
+        if not (len(ids) == n * _ID_WIDTH and len(self._author) == len(self._seq) == len(self._ts) == len(self._claim)
+                == len(status) == len(self._decision) == n):
+            raise ValueError("the columns of packed contributions differ in length")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return PackedContributions, (self._events, self._ids, self._authors, self._author.tobytes(),
+                                     self._seq.tobytes(), self._ts.tobytes(), self._claims, self._claim.tobytes(),
+                                     self._status, self._decisions, self._decision.tobytes())
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @overload
+    def __getitem__(self, i: int) -> Contribution: ...
+    @overload
+    def __getitem__(self, i: slice) -> ContributionTuple: ...
+    def __getitem__(self, i: int | slice) -> Contribution | ContributionTuple:
+        rows = range(len(self))[i]
+        return ContributionTuple(map(self._made, rows)) if isinstance(rows, range) else self._made(rows)
+
+    def __iter__(self) -> Iterator[Contribution]:
+        return map(self._made, range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(map(operator.eq, self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PackedContributions({len(self)} contributions)"
+
+    def _made(self, i: int) -> Contribution:
+        decision = self._decisions[self._decision[i]]
+        yes, no, notes, corrected_by, origin = decision if len(decision) == 5 else (*decision, (), None, None)
+        return made(CID(self._ids[i * _ID_WIDTH : (i + 1) * _ID_WIDTH]), self._authors[self._author[i]], self._seq[i],
+                    self._ts[i], self._events[i], self._claims[self._claim[i]], _DECIDED[self._status[i]], yes, no,
+                    corrected_by, origin, notes)
+
+    def get(self, entry_id: CID) -> Contribution | None:
+        ids, raw = self._ids, entry_id.raw
+        at = ids.find(raw)
+        while at >= 0 and at % _ID_WIDTH:  # found across two ids: look on
+            at = ids.find(raw, at + 1)
+        return None if at < 0 or len(raw) != _ID_WIDTH else self._made(at // _ID_WIDTH)
+
+
+def packed(contributions: Iterable[tuple[Event, bytes, str, int, int, Decimal, str, int]],
+           decisions: list[tuple[Any, ...]]) -> PackedContributions | None:
+    """`PackedContributions` of (event, id, author, seq, ts, claim, status, decision number) each, or None if an id
+    is not 36 bytes."""
+    events: list[Event] = []
+    ids, author, seq, ts, claim, status, decision = bytearray(), array("i"), array("q"), array("q"), array("i"), \
+        bytearray(), array("i")
+    authors: dict[str, int] = {}
+    claims: dict[Decimal, int] = {}
+    for event, raw, who, s, t, value, decided, number in contributions:
+        if len(raw) != _ID_WIDTH:
+            return None
+        events.append(event)
+        ids += raw
+        author.append(authors.setdefault(who, len(authors)))
+        seq.append(s)
+        ts.append(t)
+        claim.append(claims.setdefault(value, len(claims)))
+        status.append(_DECIDED.index(decided))
+        decision.append(number)
+    return PackedContributions(events, bytes(ids), list(authors), author.tobytes(), seq.tobytes(), ts.tobytes(),
+                               list(claims), claim.tobytes(), bytes(status), decisions, decision.tobytes())
 
 
 def _author(c: Contribution) -> str:

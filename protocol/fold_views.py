@@ -8,12 +8,13 @@ import operator
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from heapq import merge, nlargest
 from itertools import groupby
 from typing import Any, Final, overload
 
 from .cid import CID
-from .contributions import Claims, Contributions, ContributionTuple, claim_under, made
+from .contributions import Claims, Contributions, ContributionTuple, claim_under, made, packed
 from .fold_ids import Ids
 from .fold_rows import Rows
 from .rules import Rules
@@ -188,7 +189,22 @@ class ContributionView(Contributions):
         return f"ContributionView({len(self)} contributions)"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ContributionTuple, (tuple(self),)
+        """Pickled (node/store/snapshots.py) as `PackedContributions`: columns, no Contribution made."""
+        event, agent, ts = self._readers()
+        codes, numbers, raw = self._codes, self._decision, self._rows.ids.id
+        as_packed = packed(((event(row), raw(row), agent(row), self._seq(row), ts(row), self._claim(row),
+                             STATUSES[codes[row]], numbers[row]) for row in self._order), self._decisions)
+        return (ContributionTuple, (tuple(self),)) if as_packed is None else as_packed.__reduce__()
+
+    def _seq(self, row: int) -> int:
+        kept = self._kept.get(row)
+        return self._rows.seq[row] if kept is None else kept.seq
+
+    def _claim(self, row: int) -> Decimal:
+        kept = self._kept.get(row)
+        if kept is not None:
+            return kept.claim
+        return claim_under(self._event(row), self._rows.rules_of(row) or self._rules, self._claims, keep=False)
 
     def _made(self, row: int) -> Contribution:
         """Row `row`'s contribution, from its columns (what `Rows.voice` reads, without making a Voice)."""

@@ -63,8 +63,9 @@ from protocol.state import (
     digest_of,
 )
 
-ENCODING: Final = "pickle-5/3"  # bump when what is pickled changes in a way the shape below does not show (2: the
-# digest of SPEC.md §16.7 version 2; 3: the status map as a KeptStatus)
+ENCODING: Final = "pickle-5/4"  # bump when what is pickled changes in a way the shape below does not show (2: the
+# digest of SPEC.md §16.7 version 2; 3: the status map as a KeptStatus; 4: the contributions as columns,
+# PackedContributions, which answer the lookups pages make: a tuple of them read back would not)
 
 
 def _slotted() -> dict[type, tuple[str, ...]]:

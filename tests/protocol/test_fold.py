@@ -4,6 +4,7 @@ and random batch splits, after every batch, digest and every field."""
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Mapping, Sequence
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import CID, Entry, InvalidData, LocalError
-from protocol.contributions import Contributions
+from protocol.contributions import Contributions, PackedContributions
 from protocol.fold import LedgerFold
 from protocol.keys import INCEPT_KIND
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, LedgerState, compute_state
@@ -39,6 +40,9 @@ def arrive(genesis: Entry, entries: Sequence[Entry], forks: Mapping[bytes, int],
         state, reference = fold.state(), compute_state(genesis, arrived, forks)
         assert state == reference
         same_lookups(state.contributions, reference.contributions, rnd)
+        kept = pickle.loads(pickle.dumps(state.contributions))  # as a snapshot keeps them: columns
+        assert isinstance(kept, PackedContributions)
+        same_lookups(kept, reference.contributions, rnd)
         earlier.append((state, reference))
     assert len(fold) == len({e.id.raw for e in arrived} | {genesis.id.raw})
     for state, reference in earlier:  # a state is the fold's as it was then, whatever arrived since
