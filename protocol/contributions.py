@@ -72,6 +72,10 @@ class Contributions(Sequence[Contribution]):
     def authors(self) -> set[str]:
         return {c.author for c in self}
 
+    def claimed(self, status: str) -> Iterator[tuple[Event, Decimal]]:
+        """The event and claim of each contribution with this status (what totals read), in order."""
+        return ((c.event, c.claim) for c in self.of_status(status))
+
     def by_time(self) -> Contributions:
         """The contributions by the time their entries were written (ts, then id)."""
         return ContributionTuple(sorted(self, key=_written))

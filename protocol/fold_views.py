@@ -196,6 +196,10 @@ class ContributionView(Contributions):
                              STATUSES[codes[row]], numbers[row]) for row in self._order), self._decisions)
         return (ContributionTuple, (tuple(self),)) if as_packed is None else as_packed.__reduce__()
 
+    def claimed(self, status: str) -> Iterator[tuple[Event, Decimal]]:
+        code, codes = CODES[status], self._codes
+        return ((self._event(row), self._claim(row)) for row in self._order if codes[row] == code)
+
     def _seq(self, row: int) -> int:
         kept = self._kept.get(row)
         return self._rows.seq[row] if kept is None else kept.seq

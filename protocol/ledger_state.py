@@ -100,12 +100,12 @@ class LedgerState:
         quantities: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(lambda: defaultdict(dict))
         claims: dict[str, Decimal] = defaultdict(Decimal)
         with exact():  # sums of up to 36-digit quantities: Python's default 28 digits would round them
-            for c in self.contributions.of_status(FINAL):
-                if not c.event.provider.startswith("did:"):
+            for event, claim in self.contributions.claimed(FINAL):  # no Contribution made (a fold's state)
+                if not event.provider.startswith("did:"):
                     continue
-                by_unit = quantities[c.event.provider][c.event.action]
-                by_unit[c.event.quantity.unit] = by_unit.get(c.event.quantity.unit, Decimal(0)) + c.event.quantity.value
-                claims[c.event.provider] += c.claim
+                by_unit = quantities[event.provider][event.action]
+                by_unit[event.quantity.unit] = by_unit.get(event.quantity.unit, Decimal(0)) + event.quantity.value
+                claims[event.provider] += claim
         return {
             who: MemberTotals({a: dict(u) for a, u in quantities[who].items()}, claims[who])
             for who in sorted(set(quantities) | set(claims))

@@ -38,7 +38,7 @@ def arrive(genesis: Entry, entries: Sequence[Entry], forks: Mapping[bytes, int],
         arrived += batch
         fold.add(batch)
         state, reference = fold.state(), compute_state(genesis, arrived, forks)
-        assert state == reference
+        assert state == reference and state.totals() == reference.totals()
         same_lookups(state.contributions, reference.contributions, rnd)
         kept = pickle.loads(pickle.dumps(state.contributions))  # as a snapshot keeps them: columns
         assert isinstance(kept, PackedContributions)
@@ -59,6 +59,7 @@ def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Ran
         assert list(shown.awaiting(who)) == list(reference.awaiting(who))
     for statuses in ((FINAL,), (PENDING,), (REJECTED, CORRECTED), (FINAL, PENDING)):
         assert list(shown.of_status(*statuses)) == list(reference.of_status(*statuses))
+        assert list(shown.claimed(statuses[0])) == list(reference.claimed(statuses[0]))
     assert list(shown.by_time()) == list(reference.by_time())
 
     def keep(e: Event, author: str, status: str, ts: int) -> bool:
