@@ -163,20 +163,24 @@ class LedgerFold:
         fresh: list[tuple[int, bytes, Prepared]] = []
         ledger, rules, index, forks, pending, held = self.ledger, self.rules, self._ids, self.forks, self._pending, \
             self._entries
-        find = index.find
+        find, add_new = index.find, index.add_new
         base = len(index)  # the first row of what arrives now
         agents: dict[bytes, str] = {}  # author key -> its did:key, made once per arrival
         if isinstance(entries, Sized):
             index.reserve(len(entries))
         for entry in entries:
             raw, h = entry.id.raw, entry.header
-            if (raw if h.ledger is None else h.ledger.raw) != ledger.raw or find(raw) >= 0:  # another's, or held
+            if (raw if h.ledger is None else h.ledger.raw) != ledger.raw:  # another ledger's
+                continue
+            i = add_new(raw)
+            if i < 0:  # held
                 continue
             fork_seq = forks.get(h.author)
             if fork_seq is not None and h.seq >= fork_seq and raw != ledger.raw:
                 self._quarantined.append(entry.id)
-                self._new_row(raw, QUARANTINED, h.ts)
+                self._row_made(raw, i, QUARANTINED, h.ts)
                 continue
+            self._row_made(raw, i, WAITING, h.ts)
             if held is not None:
                 held.append(entry)
             if not self.keyed:
@@ -185,7 +189,7 @@ class LedgerFold:
             if agent is None:
                 agent = agents[h.author] = entry.author
             node = pending[raw] = prepare(entry, ledger, rules, agent)
-            node.row = self._new_row(raw, WAITING, h.ts)
+            node.row = i
             fresh.append((h.ts, raw, node))
         self._rows.grow()
         # In (ts, id) order, what depends only on what was applied before or is placed already is placed at once,
@@ -466,13 +470,11 @@ class LedgerFold:
             return self._rows.voice(i)
         return voice(self._nodes[self._ids.id(i) if raw is None else raw])
 
-    def _new_row(self, raw: bytes, status: str, ts: int) -> int:
-        """The next row, for a new entry (`ts`: its own)."""
-        i = self._ids.add(raw)
+    def _row_made(self, raw: bytes, i: int, status: str, ts: int) -> None:
+        """The columns of a new entry's row `i` (`ts`: its own)."""
         self._codes.append(CODES[status])
         self._rows.ts.append(ts)  # the other columns grow at the end of the arrival (`Rows.grow`)
         self._buckets.add(raw, i)
-        return i
 
     def _set(self, raw: bytes, status: str) -> None:
         """Set a held entry's status."""

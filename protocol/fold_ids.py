@@ -107,6 +107,30 @@ class Ids:
         self._count = i + 1
         return i
 
+    def add_new(self, raw: bytes) -> int:
+        """The next row for `raw`, or -1 if it is held: one probe finds it or the slot it takes (`add` after
+        `find` probes twice)."""
+        if len(raw) != WIDTH:
+            return -1 if raw in self._odd else self.add(raw)
+        i = self._count
+        if 2 * (i + 1) > len(self._table):
+            self._grow()
+        x = int.from_bytes(raw[-8:], "little")
+        mask, table, packed = self._mask, self._table, self._packed
+        slot, step = x & mask, (x >> 40) | 1
+        while True:
+            j = table[slot]
+            if j < 0:
+                break
+            if packed.startswith(raw, j * WIDTH):
+                return -1
+            slot = (slot + step) & mask
+        packed += raw  # before the table names it: a reader in another thread finds it whole
+        table[slot] = i
+        self._recent[raw] = i
+        self._count = i + 1
+        return i
+
     def recent(self) -> dict[bytes, int]:
         """The ids added since `settled`, by row (read only: `find` looks there first)."""
         return self._recent

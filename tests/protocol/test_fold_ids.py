@@ -76,3 +76,17 @@ def test_the_same_rows_as_a_dict(raws: list[bytes], others: list[bytes]) -> None
     for raw in [*raws, *others]:
         assert ids.get(raw) == expected.get(raw)
     assert [ids.id(i) for i in range(len(raws))] == raws
+
+
+def test_add_new_adds_what_is_not_held_and_refuses_what_is() -> None:
+    ids = Ids()
+    raws = [cid(n) for n in range(3_000)]  # through growth, as `add` does
+    assert [ids.add_new(raw) for raw in raws] == list(range(3_000))
+    assert ids.add_new(raws[17]) == -1  # held since this batch (the dict) ...
+    ids.settled()
+    assert ids.add_new(raws[2_999]) == -1  # ... and in the table alone
+    short = b"\x03" * 9
+    assert ids.add_new(short) == 3_000 and ids.add_new(short) == -1  # another width: beside
+    assert ids.add_new(cid(3_000)) == 3_001
+    assert len(ids) == 3_002
+    assert [ids[raw] for raw in raws] == list(range(3_000)) and ids[short] == 3_000 and ids.id(3_001) == cid(3_000)
