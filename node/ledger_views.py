@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from node.governance_views import governance_json
@@ -95,7 +95,16 @@ def zone_known(rules: Rules) -> bool:
     return rules.timezone is None or _zone(rules.timezone) is not None
 
 
-def event_day(c: Contribution, zone: tzinfo) -> date:
+class Dated(Protocol):
+    """A contribution, or what a chart reads of one (protocol/contributions.py `Charted`)."""
+
+    @property
+    def event(self) -> Event: ...
+    @property
+    def ts(self) -> int: ...
+
+
+def event_day(c: Dated, zone: tzinfo) -> date:
     """A contribution's day: its own (hasPointInTime, else hasBeginning) as written, in its own offset; else the
     day its entry was signed, in the ledger's zone."""
     given = c.event.point or c.event.beginning

@@ -43,6 +43,15 @@ class Contribution:
     reject_notes: tuple[tuple[str, str], ...] = ()
 
 
+class Charted(NamedTuple):
+    """What a chart reads of a contribution (`Contributions.charted`): its event, author, entry ts and claim."""
+
+    event: Event
+    author: str
+    ts: int
+    claim: Decimal
+
+
 class Contributions(Sequence[Contribution]):
     """A state's contributions, by (author, seq, id), with the lookups its readers make, so that a reader asks for
     what it shows rather than going through every contribution: `ContributionTuple` (compute_state's, a tuple),
@@ -71,6 +80,10 @@ class Contributions(Sequence[Contribution]):
 
     def authors(self) -> set[str]:
         return {c.author for c in self}
+
+    def charted(self, *statuses: str) -> Iterator[Charted]:
+        """What a chart reads of each contribution with one of these statuses, in order."""
+        return (Charted(c.event, c.author, c.ts, c.claim) for c in self.of_status(*statuses))
 
     def claimed(self, status: str) -> Iterator[tuple[Event, Decimal]]:
         """The event and claim of each contribution with this status (what totals read), in order."""

@@ -14,7 +14,7 @@ from itertools import groupby
 from typing import Any, Final, overload
 
 from .cid import CID
-from .contributions import Claims, Contributions, ContributionTuple, claim_under, made, packed
+from .contributions import Charted, Claims, Contributions, ContributionTuple, claim_under, made, packed
 from .fold_ids import Ids
 from .fold_rows import Rows
 from .rules import Rules
@@ -195,6 +195,12 @@ class ContributionView(Contributions):
         as_packed = packed(((event(row), raw(row), agent(row), self._seq(row), ts(row), self._claim(row),
                              STATUSES[codes[row]], numbers[row]) for row in self._order), self._decisions)
         return (ContributionTuple, (tuple(self),)) if as_packed is None else as_packed.__reduce__()
+
+    def charted(self, *statuses: str) -> Iterator[Charted]:
+        codes, wanted = self._codes, bytes(CODES[s] for s in statuses if s in CODES)
+        event, agent, ts = self._readers()
+        return (Charted(event(row), agent(row), ts(row), self._claim(row)) for row in self._order
+                if codes[row] in wanted)
 
     def claimed(self, status: str) -> Iterator[tuple[Event, Decimal]]:
         code, codes = CODES[status], self._codes

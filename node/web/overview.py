@@ -32,9 +32,10 @@ from node.web.layout import (
     write_and_say,
 )
 from node.web.ledger import ledger_page, member_labels
+from protocol.contributions import Charted
 from protocol.decimals import format_decimal
 from protocol.requests import Admit, Name
-from protocol.state import FINAL, PENDING, Contribution, LedgerState
+from protocol.state import FINAL, PENDING, LedgerState
 
 CHART_WEEKS: Final = 26  # the overview's charts show at most the last half year
 
@@ -49,22 +50,22 @@ def add_overview_pages(app: web.Application) -> None:
 # ---- overview and charts ------------------------------------------------------------
 
 
-def _week(c: Contribution, zone: tzinfo) -> date:
+def _week(c: Charted, zone: tzinfo) -> date:
     d = event_day(c, zone)
     return d - timedelta(days=d.weekday())  # weeks start on Monday (ISO 8601)
 
 
-def _charted(state: LedgerState) -> tuple[list[Contribution], str, Callable[[Contribution], float]]:
+def _charted(state: LedgerState) -> tuple[list[Charted], str, Callable[[Charted], float]]:
     """The contributions the charts count (final and pending), and what a bar measures: their claim value
     under the ledger's rates, or (when no rate applies to any) how many there are."""
-    counted = list(state.contributions.of_status(FINAL, PENDING))
+    counted = list(state.contributions.charted(FINAL, PENDING))  # no Contribution made (a fold's state)
     if any(c.claim > 0 for c in counted):
         return counted, _("claim value"), lambda c: float(c.claim)
     return counted, _("contributions"), lambda c: 1.0
 
 
-def _over_time(counted: Sequence[Contribution], zone: tzinfo, keys: Sequence[Callable[[Contribution], str]],
-               measure: Callable[[Contribution], float]) -> tuple[list[str], list[dict[str, list[float]]]]:
+def _over_time(counted: Sequence[Charted], zone: tzinfo, keys: Sequence[Callable[[Charted], str]],
+               measure: Callable[[Charted], float]) -> tuple[list[str], list[dict[str, list[float]]]]:
     """The last CHART_WEEKS weeks that have contributions, and for each of `keys` the series it splits them
     into, largest first; each contribution's week is found once, whatever the number of charts."""
     if not counted:

@@ -60,6 +60,7 @@ def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Ran
     for statuses in ((FINAL,), (PENDING,), (REJECTED, CORRECTED), (FINAL, PENDING)):
         assert list(shown.of_status(*statuses)) == list(reference.of_status(*statuses))
         assert list(shown.claimed(statuses[0])) == list(reference.claimed(statuses[0]))
+        assert list(shown.charted(*statuses)) == list(reference.charted(*statuses))
     assert list(shown.by_time()) == list(reference.by_time())
 
     def keep(e: Event, author: str, status: str, ts: int) -> bool:
