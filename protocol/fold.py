@@ -439,13 +439,13 @@ class LedgerFold:
     def _decide(self, origins: Iterable[int]) -> None:
         """Decide again the contributions of some lineages (an original and its corrections), by their rows."""
         ids, rows, nodes, lineage, voice_at = self._ids, self._rows, self._nodes, self._lineage, self._voice_at
-        flags = rows.flags
+        flags, row_voice = rows.flags, rows.voice
         events: list[Voice] = []
         row_of: dict[bytes, int] = {}
         for origin in origins:
             raws = lineage.get(ids.id(origin)) if lineage else None
             if raws is None:
-                v = voice_at(origin)
+                v = row_voice(origin) if flags[origin] & SLIM else voice_at(origin)
                 events.append(v)
                 row_of[v.id.raw] = origin
                 continue

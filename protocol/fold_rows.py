@@ -25,6 +25,17 @@ SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT = 1, 2, 4, 8, 16, 32, 
 _FROZEN_KEPT: Final = 64  # sets kept as frozensets at once (`Rows.frozen`): those of the rows read lately
 
 
+def held_cid(raw: bytes) -> CID:
+    """The CID of an id the fold holds: it was a CID's, checked when that was made (CID() checks it again)."""
+    cid: CID = _new(CID)
+    _SET_RAW(cid, raw)
+    return cid
+
+
+_new: Final = object.__new__
+_SET_RAW: Final = vars(CID)["raw"].__set__
+
+
 class Rows:
     """Applied entries that later rules read little of (valid events and endorsements, ignored entries) as
     columns, one row per fold index, instead of a `Prepared` with its entry and header (~450 B each): what the
@@ -195,7 +206,7 @@ class Rows:
             return self.records[i]
         ids = self.ids
         event = self.deps[self.dep_at[i] + self.dep_n[i] - 1]
-        return Endorsement(CID(ids.id(event)), bool(flags & _ACCEPT), self.notes.get(i, ""),
+        return Endorsement(held_cid(ids.id(event)), bool(flags & _ACCEPT), self.notes.get(i, ""),
                            self.links[ids.id(self.link[i])])
 
     def add_verdict(self, event: int, i: int) -> None:
@@ -270,7 +281,7 @@ class Rows:
         seq = self.seq[i]
         record = self.records[i]
         assert isinstance(record, Event)
-        return Voice(CID(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq, record,
+        return Voice(held_cid(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq, record,
                      self.rules_of(i))
 
     def rules_of(self, i: int) -> Rules:
@@ -280,8 +291,8 @@ class Rows:
     def entry(self, i: int) -> Entry:
         """Row `i`'s entry as the rules read it: its header without payload id, size or signature."""
         ids, a, p = self.ids, self.author[i], self.prev[i]
-        cid = CID(ids.id(i))
-        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else CID(ids.id(p)), self.ts[i],
+        cid = held_cid(ids.id(i))
+        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else held_cid(ids.id(p)), self.ts[i],
                         self.kinds[self.contexts[self.context[i]][0]], cid, 0, b"")
         return Entry(cid, header, b"", None, None)
 
