@@ -44,7 +44,7 @@ from .fold_rows import SLIM, Nodes, RowNode, Rows
 from .fold_views import CODES, STATUSES, Buckets, ContributionView, Decided
 from .fold_views import StatusView as StatusView  # where node/store/kept_status.py reads it
 from .governance import Ballot, Closing, Motion, RulesInEffect
-from .keys import has_key_events
+from .keys import KEY_KINDS, KEY_LINK
 from .pledges import Pledge
 from .rules import Rules
 from .state import (
@@ -82,6 +82,7 @@ def _seq_of(said: tuple[Voice, int]) -> int:
 
 
 _WAITING, _QUARANTINED, _INVALID, _IGNORED, _VALID = (CODES[s] for s in (WAITING, QUARANTINED, INVALID, IGNORED, VALID))
+_ROUNDS_KINDS: Final = KEY_KINDS | {ERASE_KIND}  # kinds a ledger holding one is folded whole for (`keyed`)
 _COMPACT_AFTER: Final = 1_000  # entries added at once, after which the fold's working dicts are made again
 
 
@@ -184,7 +185,8 @@ class LedgerFold:
             if held is not None:
                 held.append(entry)
             if not self.keyed:
-                self.keyed = has_key_events(entry) or h.kind == ERASE_KIND  # both fold in rounds
+                body = entry.body  # has_key_events, or an erasure: both fold in rounds
+                self.keyed = h.kind in _ROUNDS_KINDS or (body is not None and KEY_LINK in body)
             agent = agents.get(h.author)
             if agent is None:
                 agent = agents[h.author] = entry.author
