@@ -161,8 +161,21 @@ def prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> Prepared:
     except InvalidData as exc:
         node.error = exc
     # Most name each entry once: told by their bytes (hashed once each), not by CIDs' hash and equality.
-    node.deps = tuple(deps) if len({d.raw for d in deps}) == len(deps) else tuple(dict.fromkeys(deps))
+    node.deps = tuple(deps) if _distinct(deps) else tuple(dict.fromkeys(deps))
     return node
+
+
+def _distinct(deps: list[CID]) -> bool:
+    """No two name one entry; up to three (most entries) compared pairwise, without a set made."""
+    n = len(deps)
+    if n < 2:
+        return True
+    if n == 2:
+        return deps[0].raw != deps[1].raw
+    if n == 3:
+        a, b, c = deps[0].raw, deps[1].raw, deps[2].raw
+        return a != b and a != c and b != c
+    return len({d.raw for d in deps}) == n
 
 
 def latest_of(node: Prepared) -> int:
