@@ -60,6 +60,13 @@ class Contributions(Sequence[Contribution]):
 
     __slots__ = ()
 
+    # A view equals any sequence of the same contributions (compute_state's tuple among them); a tuple's own
+    # equality (and hash) comes first in ContributionTuple's order; the views are unhashable, as __eq__ leaves them.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(map(operator.eq, self, other))
+
     def get(self, entry_id: CID) -> Contribution | None:
         """The contribution of an event, or None."""
         return next((c for c in self if c.id == entry_id), None)
@@ -154,13 +161,6 @@ class PackedContributions(Contributions):
 
     def __iter__(self) -> Iterator[Contribution]:
         return map(self._made, range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(map(operator.eq, self, other))
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"PackedContributions({len(self)} contributions)"

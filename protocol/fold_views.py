@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import operator
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from heapq import merge, nlargest
 from itertools import groupby
@@ -177,13 +176,6 @@ class ContributionView(Contributions):
 
     def __iter__(self) -> Iterator[Contribution]:
         return map(self._made, self._order)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(map(operator.eq, self, other))
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"ContributionView({len(self)} contributions)"

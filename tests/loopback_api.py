@@ -63,10 +63,11 @@ async def running_api(
 
 
 @asynccontextmanager
-async def owner_dashboard(store: Store) -> AsyncIterator[Api]:
-    """The dashboard of `store`'s node (offline, its ledgers' states kept current), logged in as its owner
-    through a one-time link: `api.client` carries the session cookie."""
-    states = LedgerStates(store)
+async def owner_dashboard(store: Store, states: LedgerStates | None = None) -> AsyncIterator[Api]:
+    """The dashboard of `store`'s node (offline, its ledgers' states kept current: `states` if given, which the
+    caller closes), logged in as its owner through a one-time link: `api.client` carries the session cookie."""
+    own = states is None
+    states = LedgerStates(store) if states is None else states
     try:
         async with running_api(store, Replicator(store, KEY, peers=[], offline=True, states=states)) as api:
             status, link = await api.call("POST", "/login-links", json={})
@@ -75,7 +76,8 @@ async def owner_dashboard(store: Store) -> AsyncIterator[Api]:
                 assert resp.status == 303
             yield api
     finally:
-        states.close()
+        if own:
+            states.close()
 
 
 async def page_text(api: Api, path: str) -> str:

@@ -13,20 +13,18 @@ import asyncio
 import hashlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback_api import KEY, Api, page_text, running_api
+from loopback_api import KEY, Api, owner_dashboard, page_text
 
 from node.store import snapshots
 from node.store import states as states_module
 from node.store.ledgers import load_state
 from node.store.states import LedgerStates
 from node.store.store import Store
-from node.sync.replication import Replicator
 from protocol import CID, GENESIS_KIND, SigningKey, ledger_ops
 from protocol.rules import Rules
 from protocol.state import INVALID, PENDING, LedgerState
@@ -66,17 +64,6 @@ def held(release: asyncio.Event, call: Callable[..., Awaitable[Any]]) -> Callabl
         await release.wait()
         return await call(*args)
     return wait_then
-
-
-@asynccontextmanager
-async def dashboard(store: Store, states: LedgerStates) -> AsyncIterator[Api]:
-    """The node's dashboard with `states`, logged in as its owner (the session cookie in `api.client`)."""
-    async with running_api(store, Replicator(store, KEY, peers=[], offline=True, states=states)) as api:
-        status, link = await api.call("POST", "/login-links", json={})
-        assert status == 201, link
-        async with api.client.get(link["path"], allow_redirects=False) as resp:
-            assert resp.status == 303
-        yield api
 
 
 async def send(api: Api, path: str, form: dict[str, str], token: str) -> tuple[int, str]:
@@ -120,7 +107,7 @@ async def test_everyday_forms_and_their_pages_do_not_wait_for_the_ledger_to_catc
         monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
         states = LedgerStates(store)
         try:
-            async with dashboard(store, states) as api:
+            async with owner_dashboard(store, states) as api:
                 base = f"/ledgers/{ledger}"
                 first = await prompt(page_text(api, f"{base}/contribute"))  # the state read back
                 token = re.search(r'name="csrf" value="([^"]+)"', first)
