@@ -42,6 +42,7 @@ from typing import Any, Final
 from node.store import snapshots
 from node.store.kept_status import Abandoned, Sorting
 from node.store.rows import Coverage, FoldRef, Snapshot, fork_points
+from node.store.since import Since
 from node.store.store import Store
 from node.store.workers import Worker, give_back, on_loop, timed, wait
 from protocol import CID, Entry
@@ -77,7 +78,7 @@ class SnapshotKeeping:
     _generations: dict[bytes, int]  # bumped by forget(): a fold being made is stale
     _whole: set[bytes]  # ledgers with key events: their state is folded whole on each change
     #: ledger -> its last known state, the entries stored since, and whether it is exact (of this Tally version)
-    _last: dict[bytes, tuple[LedgerState, list[Entry], bool]]
+    _last: dict[bytes, tuple[LedgerState, Since, bool]]
 
     def __init__(self, store: Store, *, snapshot_every: int, quiet_s: float, one_shot: bool = False,
                  freeze_entries: int = FREEZE_ENTRIES, defer_entries: int = DEFER_ENTRIES) -> None:

@@ -19,7 +19,8 @@ A write need not wait while a big ledger catches up (its fold read back after a 
 upgrade made the kept one stale): `for_write` gives it the last state the node had of the ledger, with the entries
 stored since, when the write says none of those changes what it reads (node/store/writes.py `unread_by`), and the
 catch-up goes on in the background; the entries are folded in once the fold is ready. A page need not wait either:
-`shown` gives it that last state and the entries stored since, which the page lists as not counted yet.
+`shown` gives it that last state and the entries stored since, which the page lists as not counted yet, however many
+arrive meanwhile (past SINCE_LAST a write waits, and only their count and the newest are kept: node/store/since.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from node.store.keeping import (
 )
 from node.store.ledgers import fold_ledger, load_state_with_forks
 from node.store.rows import Coverage, Snapshot
+from node.store.since import Since
 from node.store.store import Store
 from node.store.workers import give_back
 from protocol import CID, Entry, InvalidData
@@ -54,12 +56,15 @@ log = logging.getLogger(__name__)
 MEMBER_KIND_PREFIX = ("member.", "key.")  # kinds that change who may see a ledger (key.*: SPEC.md §19.8)
 #: Entries held in folds, all ledgers together, before the least recently read ledger's fold is dropped.
 FOLDED_ENTRIES: Final = 1_000_000
-#: Entries stored since a ledger's last state beyond which a write waits for the current state (`for_write`); a kept
-#: state this far behind the ledger at most is read back for writes (`_behind`).
+#: Entries stored since a ledger's last state beyond which a write waits for the current state (`for_write`; a page
+#: still shows that state: `shown`); a kept state this far behind the ledger at most is read back (`_behind`).
 SINCE_LAST: Final = 256
 #: What a write asks of the entries stored since the state it would be built against: whether none of them changes
 #: what it reads of that state (node/store/writes.py `unread_by`).
 Unread = Callable[[LedgerState, Sequence[Entry]], bool]
+#: What a page shows of a ledger: a state, the newest entries stored after it (oldest first, at most
+#: `since.NEWEST`), how many were, and whether the state is exact (current, or the last of this Tally version).
+Shown = tuple[LedgerState | None, tuple[Entry, ...], int, bool]
 
 
 def _nothing() -> None:
@@ -76,7 +81,7 @@ class LedgerStates(SnapshotKeeping):
         self._folds: OrderedDict[bytes, LedgerFold] = OrderedDict()  # least recently read first
         self._arrived: dict[bytes, list[Entry]] = {}  # per folded (or being folded) ledger: stored since
         self._states: dict[bytes, LedgerState] = {}  # current: no entry arrived since
-        self._last: dict[bytes, tuple[LedgerState, list[Entry], bool]] = {}  # see SnapshotKeeping
+        self._last: dict[bytes, tuple[LedgerState, Since, bool]] = {}  # see SnapshotKeeping
         self._members: dict[bytes, frozenset[str]] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._generations: dict[bytes, int] = {}  # bumped by forget(): a fold being made is stale
@@ -115,10 +120,8 @@ class LedgerStates(SnapshotKeeping):
             if queue is not None:
                 queue.append(entry)
             last = self._last.get(raw)
-            if last is not None:
-                last[1].append(entry)
-                if len(last[1]) > SINCE_LAST:  # too far behind to tell what a write reads: it waits
-                    del self._last[raw]
+            if last is not None:  # past SINCE_LAST a write waits for the current state; a page still shows this one
+                last[1].add((entry,))
             self._states.pop(raw, None)
             if entry.kind.startswith(MEMBER_KIND_PREFIX) or entry.is_genesis:
                 self._members.pop(raw, None)
@@ -199,25 +202,30 @@ class LedgerStates(SnapshotKeeping):
         else the current state, waited for. A last state read back from a snapshot of the Tally version before
         (`snapshots.provisional`) is not exact: a write refused against it is built again against the current
         state (node/store/writes.py)."""
-        last = await self._last_while_catching_up(ledger, lambda state, since, _exact: unread(state, since))
+        def usable(state: LedgerState, since: Since, _exact: bool) -> bool:
+            every = since.every()  # None: too many for a write to tell what they change
+            return every is not None and unread(state, every)
+
+        last = await self._last_while_catching_up(ledger, usable)
         if last is None:
             return await self.get(ledger), True
         log.info("a write built against the ledger's last state", extra={
-            "ledger": str(ledger), "since": len(last[1]), "exact": last[2]})
+            "ledger": str(ledger), "since": last[1].count, "exact": last[2]})
         return last[0], last[2]
 
-    async def shown(self, ledger: CID) -> tuple[LedgerState | None, tuple[Entry, ...], bool]:
-        """The state a page shows, the entries stored after it, and whether it is exact (current, or the last state
-        of this Tally version). As `for_write`: while the ledger catches up, its last state, with the entries stored
-        since (which the page says it does not count yet), also one saved by the Tally version before (which the
-        page says too: only what is shown rests on it); else the current state."""
+    async def shown(self, ledger: CID) -> Shown:
+        """The state a page shows, the newest entries stored after it and how many, and whether it is exact
+        (current, or the last state of this Tally version). As `for_write`: while the ledger catches up, its last
+        state, with the entries stored since (which the page says it does not count yet, however many), also one
+        saved by the Tally version before (which the page says too: only what is shown rests on it); else the
+        current state."""
         last = await self._last_while_catching_up(ledger, lambda _state, _since, _exact: True)
         if last is None:
-            return await self.get(ledger), (), True
-        return last[0], tuple(last[1]), last[2]
+            return await self.get(ledger), (), 0, True
+        return last[0], last[1].newest(), last[1].count, last[2]
 
-    async def _last_while_catching_up(self, ledger: CID, usable: Callable[[LedgerState, list[Entry], bool], bool]
-                                      ) -> tuple[LedgerState, list[Entry], bool] | None:
+    async def _last_while_catching_up(self, ledger: CID, usable: Callable[[LedgerState, Since, bool], bool]
+                                      ) -> tuple[LedgerState, Since, bool] | None:
         """The ledger's last state (with the entries stored since, and whether it is exact) if its fold is not at
         hand and `usable` takes it, while its current state is made in the background; else None, once the
         current state is at hand (`get` then returns it without a fold of the whole ledger)."""
@@ -276,11 +284,11 @@ class LedgerStates(SnapshotKeeping):
             arrived = self._arrived.pop(raw, [])
         if state is not None and self._generations.get(raw, 0) == generation and raw not in self._last:
             self._remember(raw, state, exact=exact)
-            self._last[raw][1].extend([*(entry for _, entry in after), *arrived])
+            self._last[raw][1].add([*(entry for _, entry in after), *arrived])
 
     def _remember(self, raw: bytes, state: LedgerState, *, exact: bool) -> None:
         """`state` is the ledger's last known state (current, or a stale one only a write may be built against)."""
-        self._last[raw] = (state, [], exact)
+        self._last[raw] = (state, Since(SINCE_LAST), exact)
         told = self._told.pop(raw, None)
         if told is not None:
             told.set()

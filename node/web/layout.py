@@ -395,10 +395,10 @@ async def shown_ledger(request: web.Request, v: Viewer) -> tuple[LedgerInfo, Led
     upgrade), its last state at once, and the page says which entries stored since it does not count yet (and
     that the state is the Tally version before's, when it is)."""
     ledger, genesis = await _genesis_of(request, v)
-    state, since, exact = await request.app[STATES].shown(ledger)
+    state, since, count, exact = await request.app[STATES].shown(ledger)
     if state is None:
         raise LocalError("unknown_ledger", f"no ledger {ledger} is stored here")
-    info = LedgerInfo.of(genesis, len(state.status) + len(since))
-    if since or not exact:
-        request[BEHIND] = Behind(info.name, state, since, exact)
+    info = LedgerInfo.of(genesis, len(state.status) + count)
+    if count or not exact:
+        request[BEHIND] = Behind(info.name, state, since, count, exact)
     return info, state

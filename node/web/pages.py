@@ -89,7 +89,7 @@ async def home(request: web.Request) -> web.Response:
     waits: list[Child] = []
     for info in infos:
         try:
-            state, since, exact = await request.app[STATES].shown(info.id)  # while it catches up: its last state
+            state, since, count, exact = await request.app[STATES].shown(info.id)  # while it catches up: its last state
         except TallyError as exc:  # e.g. a genesis whose rules do not parse: one bad ledger must not hide the rest
             rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
                            el("td", visibility_label(info.visibility)),
@@ -97,8 +97,8 @@ async def home(request: web.Request) -> web.Response:
             continue
         if state is None:
             continue
-        if (since or not exact) and BEHIND not in request:  # the page says which ledger it shows as it was
-            request[BEHIND] = Behind(info.name, state, since, exact)
+        if (count or not exact) and BEHIND not in request:  # the page says which ledger it shows as it was
+            request[BEHIND] = Behind(info.name, state, since, count, exact)
         member = v.did in state.members
         rows.append(el("tr", el("td", el("a", info.name, href=f"/ledgers/{info.id}")),
                        el("td", visibility_label(info.visibility)),

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from loopback_api import KEY, Api, owner_dashboard, page_text
 
+from node.store import since as since_module
 from node.store import snapshots
 from node.store import states as states_module
 from node.store.ledgers import load_state
@@ -173,5 +174,57 @@ async def test_everyday_forms_and_their_pages_do_not_wait_for_the_ledger_to_catc
                 assert state.names[KEY.did] == "Ana Silva"
                 history = await page_text(api, f"{base}/history")
                 assert "still loading" not in history and history.count(f'data-id="{logged[0].id}"') == 1
+        finally:
+            states.close()
+
+
+async def test_pages_show_the_last_state_however_many_entries_arrive_while_it_catches_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More entries stored during a catch-up than a write can read (SINCE_LAST): the pages still show the last state
+    at once, naming the newest entries and counting the rest (in the member's language too), while the node keeps
+    only their count and the newest; a write waits for the current state, which then counts every one."""
+    path = tmp_path / "tally.sqlite3"
+    ledger, before = await saved_ledger(path, 40)
+    arriving = states_module.SINCE_LAST + 44
+    async with await Store.open(path, key=KEY) as store, \
+            await Store.open(path.with_name("ben.sqlite3"), key=BEN) as ben:
+        release = asyncio.Event()
+        monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
+        monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
+        states = LedgerStates(store)
+        try:
+            async with owner_dashboard(store, states) as api:
+                base = f"/ledgers/{ledger}"
+                first = await prompt(page_text(api, f"{base}/history"))  # the state read back, its fold held
+                assert "still loading" not in first
+                await store.ingest(await ben.append_batch([
+                    ledger_ops.contribute(before, BEN.did, action="work", quantity="3", unit="hour", ts=ts,
+                                          note=f"late {ts}") for ts in range(100, 100 + arriving)]))
+                history = await prompt(page_text(api, f"{base}/history"))
+                assert "still loading" in history and f"its {arriving} newest entries" in history
+                newest = [f"late {ts}" for ts in range(100 + arriving - 5, 100 + arriving)]
+                assert all(f"work 3 hour ({note})" in history for note in newest)
+                assert f"late {100 + arriving - 6}" not in history  # the rest counted, not named
+                assert f"and {arriving - 5} more entries" in history
+                async with api.client.get(base, headers={"Accept-Language": "de"}) as resp:
+                    assert resp.status == 200
+                    german = await resp.text()
+                assert f"und {arriving - 5} weitere Einträge" in german and "wird noch geladen" in german
+                state, shown, count, exact = await states.shown(ledger)
+                assert state == before and count == arriving and exact
+                assert [e.body["note"] for e in shown[-5:] if e.body] == newest
+                assert states._last[ledger.raw][1].held() <= 2 * since_module.NEWEST  # not every entry stored since
+                assert not states.folded()
+                token = re.search(r'name="csrf" value="([^"]+)"', history)
+                assert token is not None
+                contribution = await waits(send(api, f"{base}/contribute", {
+                    "action": "work", "quantity": "1", "unit": "hour", "note": "after"}, token.group(1)))
+                release.set()
+                assert (await contribution)[0] == 303
+                caught_up = await page_text(api, f"{base}/history")
+                assert "still loading" not in caught_up and "more entries" not in caught_up
+                state = await states.get(ledger)
+                assert state is not None and state == await load_state(store, ledger)
+                assert len(state.contributions) == len(before.contributions) + arriving + 1
         finally:
             states.close()
