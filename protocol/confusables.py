@@ -7,6 +7,7 @@ code points. Data © Unicode, Inc., under the Unicode licence (https://www.unico
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from types import MappingProxyType
 from typing import Final
 
@@ -6325,8 +6326,12 @@ FFED 25AA
 2FA1D 2A600
 """
 
-#: Source character -> the prototype string it is confusable with.
-PROTOTYPES: Final[Mapping[str, str]] = MappingProxyType({
-    chr(int(source, 16)): "".join(chr(int(p, 16)) for p in prototype)
-    for source, *prototype in (line.split() for line in _DATA.splitlines())
-})
+
+@cache
+def prototypes() -> Mapping[str, str]:
+    """Source character -> the prototype string it is confusable with: made when a name is first compared
+    (~1 MB), not when protocol/ is imported."""
+    return MappingProxyType({
+        chr(int(source, 16)): "".join(chr(int(p, 16)) for p in prototype)
+        for source, *prototype in (line.split() for line in _DATA.splitlines())
+    })

@@ -24,15 +24,17 @@ import hmac
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from functools import cache
+from typing import TYPE_CHECKING, Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
 
 from . import dagcbor
 from .errors import InvalidData
 from .identity import SIGNATURE_BYTES, AgentId, SigningKey, public_key_from_did, verify_signature
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 PROTOCOL_NAME: Final = b"Noise_XX_25519_ChaChaPoly_SHA256"
 PROLOGUE: Final = b"tally-sync/1"  # protocol label and version; both sides must agree
@@ -97,6 +99,15 @@ class _FailOnce:
             raise
 
 
+@cache
+def _chacha() -> tuple[type[ChaCha20Poly1305], type[Exception]]:
+    """cryptography's ChaCha20-Poly1305 and its failure: loaded by a node's first link, not at its start (~7 MB)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    return ChaCha20Poly1305, InvalidTag
+
+
 class CipherState:
     """A ChaCha20-Poly1305 key and its 64-bit nonce counter (Noise §5.1)."""
 
@@ -105,7 +116,7 @@ class CipherState:
             raise ValueError("a ChaCha20-Poly1305 key has 32 bytes")
         if not 0 <= nonce <= NONCE_LIMIT:
             raise ValueError("a Noise nonce is an unsigned 64-bit integer")
-        self._aead = ChaCha20Poly1305(key) if key is not None else None
+        self._aead = _chacha()[0](key) if key is not None else None
         self._nonce = nonce
 
     def _next_nonce(self) -> bytes:
@@ -125,7 +136,7 @@ class CipherState:
             return ciphertext
         try:
             plaintext = self._aead.decrypt(self._next_nonce(), ciphertext, ad)
-        except InvalidTag:
+        except _chacha()[1]:
             raise InvalidData("bad_frame", f"frame {self._nonce} fails authentication "
                               "(tampered, reordered, replayed or from another link)") from None
         self._nonce += 1

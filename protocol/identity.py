@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final, NewType
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl._sodium import ffi as _ffi  # libsodium itself, for verify_many
 from nacl._sodium import lib as _lib
 from nacl.bindings import crypto_sign_open, crypto_sign_seed_keypair
@@ -142,6 +140,10 @@ class SigningKey:
 
     def to_pem(self) -> bytes:
         """The key as unencrypted PKCS#8 PEM (for backups)."""
+        # cryptography (~7 MB of RSS) only for PEM key files, which a node does not read at start (its keys are hex)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = Ed25519PrivateKey.from_private_bytes(self.seed)
         return key.private_bytes(
             serialization.Encoding.PEM,
@@ -156,6 +158,9 @@ class SigningKey:
         if _HEX_SEED.fullmatch(text.decode("ascii", "replace")):
             return cls(bytes.fromhex(text.decode("ascii")))
         if text.startswith(b"-----BEGIN"):
+            from cryptography.hazmat.primitives import serialization  # only for PEM: see to_pem
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
             try:
                 key = serialization.load_pem_private_key(text, password=None)
             except (ValueError, TypeError) as exc:

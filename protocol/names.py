@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Final
 
-from .confusables import PROTOTYPES
+from .confusables import prototypes
 from .errors import InvalidData
 
 #: C0 and C1 controls, DEL.
@@ -62,7 +62,8 @@ def skeleton(name: str) -> str:
     """TR39's skeleton: NFD, each character mapped to its prototype, NFD again. Two names are confusable
     when their skeletons are equal."""
     decomposed = unicodedata.normalize("NFD", name)
-    return unicodedata.normalize("NFD", "".join(PROTOTYPES.get(c, c) for c in decomposed))
+    table = prototypes()
+    return unicodedata.normalize("NFD", "".join(table.get(c, c) for c in decomposed))
 
 
 def resembles(name: str, me: str, names: Mapping[str, str]) -> str | None:

@@ -32,6 +32,7 @@ code points. Data © Unicode, Inc., under the Unicode licence (https://www.unico
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from types import MappingProxyType
 from typing import Final
 
@@ -41,11 +42,15 @@ _DATA: Final = """\\
 
 FOOTER = '''"""
 
-#: Source character -> the prototype string it is confusable with.
-PROTOTYPES: Final[Mapping[str, str]] = MappingProxyType({
-    chr(int(source, 16)): "".join(chr(int(p, 16)) for p in prototype)
-    for source, *prototype in (line.split() for line in _DATA.splitlines())
-})
+
+@cache
+def prototypes() -> Mapping[str, str]:
+    """Source character -> the prototype string it is confusable with: made when a name is first compared
+    (~1 MB), not when protocol/ is imported."""
+    return MappingProxyType({
+        chr(int(source, 16)): "".join(chr(int(p, 16)) for p in prototype)
+        for source, *prototype in (line.split() for line in _DATA.splitlines())
+    })
 '''
 
 

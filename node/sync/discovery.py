@@ -25,20 +25,13 @@ import socket
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
-
-import ifaddr
-from zeroconf import (
-    DNSOutgoing,
-    DNSQuestion,
-    IPVersion,
-    ServiceStateChange,
-    Zeroconf,
-    current_time_millis,
-)
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from protocol import InvalidData, public_key_from_did
+
+if TYPE_CHECKING:
+    from zeroconf import ServiceStateChange, Zeroconf
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +134,8 @@ def _dialable(address: str) -> bool:
 
 def host_addresses() -> list[str]:
     """This host's interface addresses (in this network namespace)."""
+    import ifaddr  # with zeroconf (~4 MB): loaded only by a node that runs mDNS
+
     out = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -150,6 +145,8 @@ def host_addresses() -> list[str]:
 
 def interface_state() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     """Each interface's name, operational state (carrier) and addresses: a change means re-announce and re-query."""
+    import ifaddr  # with zeroconf (~4 MB): loaded only by a node that runs mDNS
+
     state = []
     for adapter in ifaddr.get_adapters():
         ips = sorted(ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips)
@@ -186,6 +183,10 @@ class Discovery:
         self._stopped = False
 
     async def start(self) -> None:
+        # zeroconf and ifaddr (~4 MB of RSS) only for a node that runs mDNS, not at every node's start
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
         loop = asyncio.get_running_loop()
         addresses = await self._addresses()
         try:
@@ -263,6 +264,8 @@ class Discovery:
     def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str,
                    state_change: ServiceStateChange) -> None:
         # Called by zeroconf on the event loop; the parameter names are zeroconf's.
+        from zeroconf import ServiceStateChange  # loaded by start() already: see there
+
         if self._stopped or name == (self._info.name if self._info else None):
             return
         if state_change is ServiceStateChange.Removed:
@@ -282,6 +285,8 @@ class Discovery:
                 del self._resolving[name]
 
     async def _resolve(self, name: str) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo  # loaded by start() already: see there
+
         assert self._aiozc is not None
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         if not await info.async_request(self._aiozc.zeroconf, RESOLVE_TIMEOUT_MS):
@@ -350,6 +355,8 @@ class Discovery:
 
     def _query(self) -> None:
         """Ask for every `_tally._tcp` service, listing the fresh ones we know (RFC 6762 §7.1) so only others answer."""
+        from zeroconf import DNSOutgoing, DNSQuestion, current_time_millis  # loaded by start() already: see there
+
         assert self._aiozc is not None
         zc = self._aiozc.zeroconf
         now = current_time_millis()

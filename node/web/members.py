@@ -5,7 +5,6 @@ opened in a browser on the inviter's node)."""
 
 from __future__ import annotations
 
-import segno
 from aiohttp import web
 
 from node.http import invites
@@ -42,6 +41,8 @@ def add_member_pages(app: web.Application) -> None:
 
 def qr_code(text: str) -> Markup:
     """`text` as a QR code, an inline SVG drawn here (segno: no outside service ever sees the link)."""
+    import segno  # with xml.sax, only once an invitation is drawn, not at every node's start
+
     svg = segno.make(text, error="m").svg_inline(scale=5, border=2, title=_("QR code of the invitation link"))
     return Markup(svg)
 
