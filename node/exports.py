@@ -29,6 +29,8 @@ FORMATS: Final = ("jsonld", "csv")
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # a plain decimal stays a number
 _LINE_BREAKS: Final = re.compile(r"\r\n|[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+#: A row's cells each after a NUL (`csv_cells`): where one may start as a formula (a false alarm costs a closer look).
+_RISKY_START: Final = re.compile("\x00 *[" + re.escape("".join(_FORMULA_STARTS)) + "]")
 MEDIA_TYPES: Final = {"jsonld": "application/ld+json", "csv": "text/csv"}
 ENTRY_IRI_PREFIX: Final = "urn:cid:"  # an entry (or the ledger) as an IRI: urn:cid:<CID>
 UNIT_IRI_PREFIX: Final = "urn:tally:unit:"  # a ledger unit with no OM unit
@@ -107,6 +109,7 @@ def jsonld(state: LedgerState) -> dict[str, Any]:
     agents: set[str] = set()
     units: set[str] = set()
     graph: list[dict[str, Any]] = []
+    stamps: dict[str, str] = {}  # event time as written -> as exported: many events share a day
     for c in state.contributions.by_time():
         e = c.event
         node: dict[str, Any] = {
@@ -121,7 +124,10 @@ def jsonld(state: LedgerState) -> dict[str, Any]:
             node["resourceClassifiedAs"] = list(e.classifications)
         for key, value in (("hasPointInTime", e.point), ("hasBeginning", e.beginning), ("hasEnd", e.end)):
             if value is not None:
-                node[key] = _stamp(value)
+                stamp = stamps.get(value)
+                if stamp is None:
+                    stamp = stamps[value] = _stamp(value)
+                node[key] = stamp
         if e.note:
             node["note"] = e.note
         if e.corrects is not None:
@@ -181,9 +187,10 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
     one row per line of each recorded distribution, oldest first."""
     names = state.names
     zone = ledger_zone(state.rules)  # dates and times in the ledger's time zone (SPEC.md §14), else UTC
+    ledger = str(state.ledger)
 
     def name(did: str | None) -> str | None:
-        if did == str(state.ledger):
+        if did == ledger:
             return "ledger"
         return names.get(did) if did else None
 
@@ -194,7 +201,7 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
         # every event is dated: its own day (as written, in its own offset), else the day it was signed
         row.update(record="event", date=event_day(c, zone).isoformat(), time=_created(c.ts, zone),
                    author_name=name(c.author), provider_name=name(e.provider), receiver_name=name(e.receiver))
-        yield [csv_cell(row.get(k)) for k in EXPORT_COLUMNS]
+        yield csv_cells(map(row.get, EXPORT_COLUMNS))
     for d in sorted(state.distributions, key=lambda d: (d.ts, d.id.raw)):
         p = d.payout
         for line in p.lines:
@@ -205,7 +212,16 @@ def csv_rows(state: LedgerState) -> Iterable[list[str]]:
                    "unit": p.unit, "classification": line.bucket,
                    "from": None if p.since is None else p.since.isoformat(),
                    "to": None if p.until is None else p.until.isoformat(), "status": "recorded"}
-            yield [csv_cell(row.get(k)) for k in EXPORT_COLUMNS]
+            yield csv_cells(map(row.get, EXPORT_COLUMNS))
+
+
+def csv_cells(values: Iterable[object]) -> list[str]:
+    """`csv_cell` of each of a row's values: line breaks and formula starts looked for once in the row (most rows
+    have none), each cell looked at only if the row has any (every line break is a character `isprintable` refuses)."""
+    texts = ["" if v is None else " ".join(map(str, v)) if isinstance(v, list) else str(v) for v in values]
+    if "".join(texts).isprintable() and _RISKY_START.search("\x00" + "\x00".join(texts)) is None:
+        return texts
+    return [csv_cell(text) for text in texts]
 
 
 def csv_cell(value: object) -> str:

@@ -100,6 +100,11 @@ class Contributions(Sequence[Contribution]):
         """The contributions by the time their entries were written (ts, then id)."""
         return ContributionTuple(sorted(self, key=_written))
 
+    def by_event_time(self) -> Contributions:
+        """The contributions by their event's time (`Event.at`, else their entry's ts in seconds), then ts, then id:
+        a history's order."""
+        return ContributionTuple(sorted(self, key=_event_written))
+
     def select(self, keep: Callable[[Event, str, str, int], bool],
                key: Callable[[Event, int, bytes], Any]) -> Contributions:
         """Those whose (event, author, status, entry ts) `keep` keeps, sorted by `key` of (event, entry ts, entry
@@ -210,6 +215,11 @@ def _author(c: Contribution) -> str:
 
 def _written(c: Contribution) -> tuple[int, bytes]:
     return c.ts, c.id.raw
+
+
+def _event_written(c: Contribution) -> tuple[float, int, bytes]:
+    at = c.event.at
+    return c.ts / 1000 if at is None else at, c.ts, c.id.raw
 
 
 class Voice(NamedTuple):

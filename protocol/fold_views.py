@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from heapq import merge, nlargest
 from itertools import groupby
+from operator import attrgetter
 from typing import Any, Final, overload
 
 from .cid import CID
@@ -260,11 +261,34 @@ class ContributionView(Contributions):
     def authors(self) -> set[str]:
         return set(map(self._agent, self._order))
 
-    def _written(self, row: int) -> tuple[int, bytes]:
-        return self._ts(row), self._rows.ids.id(row)
-
     def by_time(self) -> ContributionView:
-        return self._of(array("i", sorted(self._order, key=self._written)))
+        _, _, ts = self._readers()
+        return self._of(self._ranked(list(map(ts, self._order))))
+
+    def by_event_time(self) -> ContributionView:
+        event, _, ts = self._readers()
+        stamps = list(map(ts, self._order))
+        ats = map(_AT, map(event, self._order))
+        times = [stamp / 1000 if at is None else at for at, stamp in zip(ats, stamps, strict=True)]
+        return self._of(self._ranked(stamps, times))
+
+    def _ranked(self, stamps: list[int], times: list[float] | None = None) -> array[int]:
+        """The rows by (`times`, `stamps`, id), each list in this view's order: sorted by keys looked up in C (a
+        page asked for them), ids read only where ts are alike (entries of one ms)."""
+        order = self._order
+        ranked = sorted(range(len(order)), key=stamps.__getitem__)
+        if len(set(stamps)) < len(stamps):
+            raw = self._rows.ids.id
+            tied: list[int] = []
+            for _, alike in groupby(ranked, key=stamps.__getitem__):
+                group = list(alike)
+                if len(group) > 1:
+                    group.sort(key=lambda i: raw(order[i]))
+                tied += group
+            ranked = tied
+        if times is not None:
+            ranked.sort(key=times.__getitem__)  # stable: ties stay by (ts, id)
+        return array("i", map(order.__getitem__, ranked))
 
     def _event(self, row: int) -> Event:
         kept = self._kept.get(row)
@@ -297,6 +321,7 @@ class ContributionView(Contributions):
 
 
 _new: Final = object.__new__
+_AT: Final = attrgetter("at")  # an event's time (Event.at), read in C
 
 
 class StatusView(Mapping[bytes, str]):

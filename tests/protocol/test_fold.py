@@ -62,6 +62,7 @@ def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Ran
         assert list(shown.claimed(statuses[0])) == list(reference.claimed(statuses[0]))
         assert list(shown.charted(*statuses)) == list(reference.charted(*statuses))
     assert list(shown.by_time()) == list(reference.by_time())
+    assert list(shown.by_event_time()) == list(reference.by_event_time())
 
     def keep(e: Event, author: str, status: str, ts: int) -> bool:
         return status != PENDING or ts % 3 == 0 or author < e.receiver
