@@ -23,9 +23,9 @@ from .governance import (
     parse_closing,
     parse_motion,
 )
-from .keys import KEY_KINDS, KeyEvent, key_event_deps, parse_key_event, take_key_link
+from .keys import KEY_KINDS, KEY_LINK, KeyEvent, key_event_deps, parse_key_event, take_key_link
 from .pledges import PLEDGE_KIND, Pledge, parse_pledge
-from .references import NO_REFERENCES, References, split
+from .references import CITES_KEY, NO_REFERENCES, RULES_KEY, References, split
 from .rules import Rules
 from .valueflows import (
     ABOUT_KIND,
@@ -96,29 +96,39 @@ def is_ignored(entry: Entry) -> bool:
 
 def prepare(entry: Entry, ledger: CID, rules: Rules, agent: str) -> Prepared:
     """Parse the payload and list the entry's dependencies."""
-    node = Prepared(entry, agent=agent)
-    deps: list[CID] = []
-    if entry.header.prev is not None:
-        deps.append(entry.header.prev)
-    kind = entry.kind
-    if kind == GENESIS_KIND or not needs_membership(kind):
+    node = Prepared(entry, None, agent)  # positional: keywords cost more, once per entry of a fold
+    header = entry.header
+    prev = header.prev
+    deps: list[CID] = [] if prev is None else [prev]
+    kind = header.kind
+    if kind != EVENT_KIND and kind != ENDORSE_KIND and (kind == GENESIS_KIND or not needs_membership(kind)):
         node.deps = tuple(deps)
         return node
     body = entry.body or {}
     try:
         if entry.body is None:
             raise InvalidData("bad_payload", "the payload of this entry was erased")
-        body, node.refs = split(body)
-        deps += node.refs.rules  # amendments it was written under; `cites` are never dependencies
-        body, node.key_link = take_key_link(body)
-        if node.key_link is not None:
-            deps.append(node.key_link)
+        if RULES_KEY in body or CITES_KEY in body:  # most payloads have neither (nor a key link): no calls for them
+            body, node.refs = split(body)
+            deps += node.refs.rules  # amendments it was written under; `cites` are never dependencies
+        if KEY_LINK in body:
+            body, node.key_link = take_key_link(body)
+            if node.key_link is not None:
+                deps.append(node.key_link)
         if kind == EVENT_KIND:
             # Its links are dependencies even when the genesis rules refuse it: amended rules may accept it.
-            for link in (body.get("member"), body.get("corrects"), body.get("fulfills")):
-                if isinstance(link, CID):
-                    deps.append(link)
-            node.record = parse_event(body, author=agent, ledger=ledger, rules=rules)
+            try:
+                event = node.record = parse_event(body, author=agent, ledger=ledger, rules=rules)
+            except InvalidData:
+                for link in (body.get("member"), body.get("corrects"), body.get("fulfills")):
+                    if isinstance(link, CID):
+                        deps.append(link)
+                raise
+            deps.append(event.member)  # the links it parsed are those very values
+            if event.corrects is not None:
+                deps.append(event.corrects)
+            if event.fulfills is not None:
+                deps.append(event.fulfills)
         elif kind == ENDORSE_KIND:
             endorsement = parse_endorsement(body)
             node.record = endorsement

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -147,13 +147,28 @@ def _party(value: object, key: str, coop: str) -> str:
     """`_agent` with the ledger's id as text, made once per payload rather than once per agent."""
     if value == coop:
         return coop
+    if type(value) is str and value in _DIDS:  # a str subclass is checked, not looked up
+        return value
     if not isinstance(value, str):
         raise InvalidData("bad_agent", f"{key} must be a did:key or the ledger's id")
     try:
         public_key_from_did(value)
     except InvalidData as exc:
         raise InvalidData("bad_agent", f"{key}: {exc.message}") from None
+    if type(value) is str and len(_DIDS) < _DIDS_KEPT:
+        _DIDS.add(value)
     return value
+
+
+#: did:keys found valid before: a ledger's events name its few members again and again; bounded.
+_DIDS: Final[set[str]] = set()
+_DIDS_KEPT: Final = 4096
+
+
+@lru_cache(maxsize=16)
+def _coop(ledger: bytes) -> str:
+    """A ledger's id as text (the coop as an agent), by its bytes: a fold parses one ledger's events in a row."""
+    return str(CID(ledger))
 
 
 def parse_time(value: object, key: str) -> datetime:
@@ -245,6 +260,10 @@ _CLASSES: Final[set[str]] = set()
 _CLASSES_KEPT: Final = 4096
 
 
+#: What an event without resourceClassifiedAs is parsed as; told apart from any value a payload holds by identity.
+_NO_CLASSES: Final[list[str]] = []
+
+
 def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules) -> Event:
     check_keys(body, _EVENT_KEYS, EVENT_KIND)
     action = body.get("action")
@@ -257,14 +276,14 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
     if other_key in body:
         raise InvalidData("bad_quantity", f"a {action} event takes {want_key}, not {other_key}")
     quantity = _quantity(body[want_key], want_key, rules)
-    coop = str(ledger)
+    coop = _coop(ledger.raw)
     provider = _party(body.get("provider", author), "provider", coop)
     receiver = _party(body.get("receiver", coop), "receiver", coop)
     if author not in (provider, receiver) and not rules.log_for_others:
         raise InvalidData("not_party", "the author must be the provider or the receiver (the rules do not allow "
                           "logging for others)")
-    classes = body.get("resourceClassifiedAs", [])
-    if not _classifications(classes):
+    classes = body.get("resourceClassifiedAs", _NO_CLASSES)
+    if classes is not _NO_CLASSES and not _classifications(classes):
         raise InvalidData("bad_field", f"resourceClassifiedAs must be a list of at most {MAX_CLASSIFICATIONS} names "
                           f"of 1 to {MAX_CLASSIFICATION_CHARS} characters without spaces")
     point, beginning, end = body.get("hasPointInTime"), body.get("hasBeginning"), body.get("hasEnd")
@@ -279,24 +298,44 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
         at = _at(beginning, "hasBeginning")
         if at > _at(end, "hasEnd"):
             raise InvalidData("bad_time_range", "hasBeginning is after hasEnd")
+    # The usual values taken as they are, in the order the general checks (which raise what they raise) go.
+    note = body.get("note", "")
+    if type(note) is not str or len(note) > MAX_NOTE_CHARS:
+        note = _text(body, "note", MAX_NOTE_CHARS)
+    corrects = body.get("corrects")
+    if corrects is not None and not isinstance(corrects, CID):
+        _link(body, "corrects", EVENT_KIND, required=False)
+    member = body.get("member")
+    if not isinstance(member, CID):
+        member = member_link(body, EVENT_KIND)
+    fulfills = body.get("fulfills")
+    if fulfills is not None and not isinstance(fulfills, CID):
+        _link(body, "fulfills", EVENT_KIND, required=False)
     # Names that recur across a ledger's events are kept once (sys.intern): a fold keeps every event it applied.
-    # Positional, in Event's field order: keywords cost ~1 µs more per event in a fold.
-    return Event(
-        sys.intern(action),  # action
-        sys.intern(provider),  # provider
-        sys.intern(receiver),  # receiver
-        quantity,
-        effort,
-        tuple([sys.intern(c) for c in classes]),  # classifications
-        point,
-        beginning,
-        end,
-        _text(body, "note", MAX_NOTE_CHARS),  # note
-        _link(body, "corrects", EVENT_KIND, required=False),  # corrects
-        member_link(body, EVENT_KIND),  # member
-        _link(body, "fulfills", EVENT_KIND, required=False),  # fulfills
-        at,
-    )
+    # Made through its slots: a frozen dataclass's __init__ sets each field with object.__setattr__ (twice the cost).
+    event: Event = _new(Event)
+    _EV_ACTION(event, sys.intern(action))
+    _EV_PROVIDER(event, sys.intern(provider))
+    _EV_RECEIVER(event, sys.intern(receiver))
+    _EV_QUANTITY(event, quantity)
+    _EV_EFFORT(event, effort)
+    _EV_CLASSIFICATIONS(event, () if classes is _NO_CLASSES else tuple([sys.intern(c) for c in classes]))
+    _EV_POINT(event, point)
+    _EV_BEGINNING(event, beginning)
+    _EV_END(event, end)
+    _EV_NOTE(event, note)
+    _EV_CORRECTS(event, corrects)
+    _EV_MEMBER(event, member)
+    _EV_FULFILLS(event, fulfills)
+    _EV_AT(event, at)
+    return event
+
+
+_new: Final = object.__new__
+(_EV_ACTION, _EV_PROVIDER, _EV_RECEIVER, _EV_QUANTITY, _EV_EFFORT, _EV_CLASSIFICATIONS, _EV_POINT, _EV_BEGINNING,
+ _EV_END, _EV_NOTE, _EV_CORRECTS, _EV_MEMBER, _EV_FULFILLS, _EV_AT) = (
+    vars(Event)[f.name].__set__ for f in fields(Event))
+_EN_EVENT, _EN_ACCEPT, _EN_NOTE, _EN_MEMBER = (vars(Endorsement)[f.name].__set__ for f in fields(Endorsement))
 
 
 def member_link(body: dict[str, Any], kind: str) -> CID:
@@ -310,6 +349,16 @@ _ENDORSE_KEYS: Final = frozenset({"event", "verdict", "note", "member"})
 
 
 def parse_endorsement(body: dict[str, Any]) -> Endorsement:
+    # The usual shape checked inline; anything else by the checks below, which raise what they raise.
+    event, verdict, member, note = body.get("event"), body.get("verdict"), body.get("member"), body.get("note", "")
+    if (body.keys() <= _ENDORSE_KEYS and (verdict == "accept" or verdict == "reject") and isinstance(event, CID)
+            and isinstance(member, CID) and type(note) is str and len(note) <= MAX_NOTE_CHARS):
+        endorsement: Endorsement = _new(Endorsement)
+        _EN_EVENT(endorsement, event)
+        _EN_ACCEPT(endorsement, verdict == "accept")
+        _EN_NOTE(endorsement, note)
+        _EN_MEMBER(endorsement, member)
+        return endorsement
     check_keys(body, _ENDORSE_KEYS, ENDORSE_KIND)
     verdict = body.get("verdict")
     if verdict not in ("accept", "reject"):

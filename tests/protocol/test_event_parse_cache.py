@@ -1,19 +1,33 @@
-"""`parse_event` remembers quantities, classifications and times it parsed before (protocol/valueflows.py):
-with those remembered it returns exactly what it returns with nothing remembered, the same record or the
-same refusal (code and message), whatever rules, and whatever was remembered under other rules."""
+"""`parse_event` remembers quantities, classifications, times and did:keys it parsed before
+(protocol/valueflows.py): with those remembered it returns exactly what it returns with nothing remembered,
+the same record or the same refusal (code and message), whatever rules, and whatever was remembered under
+other rules. `parse_endorsement` checks the usual shape inline: it refuses as its documented checks do."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from protocol_helpers import FAST, key
 
 from protocol import InvalidData
 from protocol.cid import CID
+from protocol.identity import public_key_from_did
 from protocol.rules import Rules
-from protocol.valueflows import _CLASSES, _QUANTITIES, Event, _seconds, parse_event, parse_time
+from protocol.valueflows import (
+    _CLASSES,
+    _DIDS,
+    _QUANTITIES,
+    Endorsement,
+    Event,
+    _coop,
+    _seconds,
+    parse_endorsement,
+    parse_event,
+    parse_time,
+)
 
 A = key(1)
 B = key(2)
@@ -42,6 +56,10 @@ classes = st.one_of(
     st.sampled_from([None, "design", ("design",)]),
 )
 
+parties = st.sampled_from([A.did, B.did, str(LEDGER), "did:key:z6Mk", "did:web:x", A.did + "x", None, 1])
+notes = st.sampled_from(["", "fixed the roof", "x" * 2000, "x" * 2001, None, 1, ["a"]])
+links = st.sampled_from([MEMBER, LEDGER, None, str(MEMBER), b"\x01", 0])
+
 
 @st.composite
 def bodies(draw: st.DrawFn) -> dict[str, Any]:
@@ -49,7 +67,8 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
     body: dict[str, Any] = {"action": action, "member": MEMBER}
     body[draw(st.sampled_from(["effortQuantity", "resourceQuantity"]))] = draw(quantities)
     for name, values in (("hasPointInTime", times), ("hasBeginning", times), ("hasEnd", times),
-                         ("resourceClassifiedAs", classes)):
+                         ("resourceClassifiedAs", classes), ("provider", parties), ("receiver", parties),
+                         ("note", notes), ("corrects", links), ("fulfills", links), ("member", links)):
         if draw(st.booleans()):
             body[name] = draw(values)
     return body
@@ -66,6 +85,8 @@ def forget() -> None:
     _QUANTITIES.clear()
     _CLASSES.clear()
     _seconds.cache_clear()
+    _DIDS.clear()
+    _coop.cache_clear()
 
 
 @FAST
@@ -88,6 +109,19 @@ def test_what_is_remembered_changes_nothing(parses: list[tuple[dict[str, Any], R
             body = parses[i][0]
             when = body.get("hasPointInTime", body.get("hasBeginning"))
             assert event.at == (None if when is None else parse_time(when, "time").timestamp())
+            for party in (event.provider, event.receiver):  # the coop, or a did:key (which raises otherwise)
+                assert party == str(LEDGER) or public_key_from_did(party)
+
+
+def test_the_coop_is_the_ledger_the_event_is_parsed_for() -> None:
+    body = {"action": "work", "member": MEMBER, "effortQuantity": {"hasNumericalValue": "1", "hasUnit": "hour"},
+            "receiver": str(LEDGER)}
+    assert parse_event(body, author=A.did, ledger=LEDGER, rules=RULES[0]).receiver == str(LEDGER)
+    with pytest.raises(InvalidData) as refused:
+        parse_event(body, author=A.did, ledger=MEMBER, rules=RULES[0])
+    assert refused.value.code == "bad_agent"
+    assert parse_event({**body, "receiver": str(MEMBER)}, author=A.did, ledger=MEMBER, rules=RULES[0]).receiver \
+        == str(MEMBER)
 
 
 def test_a_remembered_quantity_is_still_refused_where_its_unit_is_not_a_unit() -> None:
@@ -96,3 +130,39 @@ def test_a_remembered_quantity_is_still_refused_where_its_unit_is_not_a_unit() -
     assert isinstance(outcome(body, RULES[0]), Event)
     assert _QUANTITIES  # remembered
     assert outcome(body, RULES[1]) == ("unknown_unit", "unit 'euro' is not one of this ledger's units: hour")
+
+
+ABSENT = object()
+# Mostly the usual shape, so that each check is reached often with the others passing.
+ENDORSE_PARTS = {
+    "event": st.sampled_from([MEMBER, MEMBER, MEMBER, LEDGER, ABSENT, None, str(MEMBER), 1]),
+    "verdict": st.sampled_from(["accept", "accept", "reject", ABSENT, "Accept", "", None, True]),
+    "note": st.one_of(st.just(ABSENT), notes),
+    "member": st.sampled_from([MEMBER, MEMBER, LEDGER, ABSENT, None, str(MEMBER), b"\x01"]),
+    "extra": st.sampled_from([ABSENT, ABSENT, ABSENT, 1]),
+}
+
+
+@FAST
+@given(st.fixed_dictionaries(ENDORSE_PARTS).map(lambda d: {k: v for k, v in d.items() if v is not ABSENT}))
+def test_an_endorsement_is_refused_by_its_first_failing_check(body: dict[str, Any]) -> None:
+    # The checks in their order (protocol/valueflows.py parse_endorsement), each with its code.
+    expected: Endorsement | tuple[str, str]
+    note = body.get("note", "")
+    if "extra" in body:
+        expected = ("unknown_field", "vf.endorse has unknown field(s): extra")
+    elif body.get("verdict") not in ("accept", "reject"):
+        expected = ("bad_field", "verdict must be accept or reject")
+    elif not isinstance(body.get("event"), CID):
+        expected = ("bad_reference", "vf.endorse.event must be a link to an entry")
+    elif not isinstance(note, str) or len(note) > 2000:
+        expected = ("bad_field", "note must be text of at most 2000 characters")
+    elif not isinstance(body.get("member"), CID):
+        expected = ("not_member", "vf.endorse must name the author's admission (or the genesis) as member")
+    else:
+        expected = Endorsement(body["event"], body["verdict"] == "accept", note, body["member"])
+    try:
+        got: Endorsement | tuple[str, str] = parse_endorsement(body)
+    except InvalidData as exc:
+        got = exc.code, exc.message
+    assert got == expected
