@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from heapq import nlargest
-from itertools import pairwise
+from itertools import groupby, pairwise
 from typing import Any, Final, NamedTuple, overload
 
 from .cid import CID
@@ -126,16 +126,19 @@ class ContributionTuple(tuple[Contribution, ...], Contributions):
 
 _DECIDED: Final = (FINAL, PENDING, REJECTED, CORRECTED)  # a contribution's status, by its code in `PackedContributions`
 _ID_WIDTH: Final = 36  # a CIDv1 sha2-256's binary form: every entry id Tally makes
+_AT: Final = operator.attrgetter("at")  # an event's time (Event.at), read in C
 
 
 class PackedContributions(Contributions):
     """The contributions as columns, each `Contribution` made when read: what a fold's state pickles its contributions
     as (node/store/snapshots.py), without making one object per contribution, and what a state read back holds
     (its events, and ~40 B per contribution besides, not a Contribution with its id). Ids are 36 bytes each.
-    `decisions`: (accepts, rejects[, reject notes, corrected by, origin]) as protocol/fold_views.py keeps them."""
+    `decisions`: (accepts, rejects[, reject notes, corrected by, origin]) as protocol/fold_views.py keeps them.
+    A lookup's answer (a slice, by status, author, verdicts, time) is another such view of the positions it found
+    (`_pick`), read off the columns without making the contributions it leaves out, as a fold's view is."""
 
-    __slots__ = ("_author", "_authors", "_claim", "_claims", "_decision", "_decisions", "_events", "_ids", "_seq",
-                 "_status", "_ts")
+    __slots__ = ("_author", "_authors", "_claim", "_claims", "_decision", "_decisions", "_events", "_ids", "_pick",
+                 "_seq", "_status", "_ts")
 
     def __init__(self, events: list[Event], ids: bytes, authors: list[str], author: bytes, seq: bytes, ts: bytes,
                  claims: list[Decimal], claim: bytes, status: bytes, decisions: list[tuple[Any, ...]],
@@ -147,25 +150,40 @@ class PackedContributions(Contributions):
         if not (len(ids) == n * _ID_WIDTH and len(self._author) == len(self._seq) == len(self._ts) == len(self._claim)
                 == len(status) == len(self._decision) == n):
             raise ValueError("the columns of packed contributions differ in length")
+        self._pick: array[int] | None = None  # the positions this view shows, in its order; None: every one
+
+    def _of(self, pick: Iterable[int]) -> PackedContributions:
+        """This view of some positions of its columns (in this order)."""
+        view: PackedContributions = object.__new__(PackedContributions)
+        for name in PackedContributions.__slots__:
+            setattr(view, name, getattr(self, name))
+        view._pick = array("i", pick)
+        return view
+
+    def _positions(self) -> Sequence[int]:
+        return range(len(self._events)) if self._pick is None else self._pick
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._pick is not None:  # a lookup's answer (never kept in a snapshot): its contributions
+            return ContributionTuple, (tuple(self),)
         return PackedContributions, (self._events, self._ids, self._authors, self._author.tobytes(),
                                      self._seq.tobytes(), self._ts.tobytes(), self._claims, self._claim.tobytes(),
                                      self._status, self._decisions, self._decision.tobytes())
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._positions())
 
     @overload
     def __getitem__(self, i: int) -> Contribution: ...
     @overload
-    def __getitem__(self, i: slice) -> ContributionTuple: ...
-    def __getitem__(self, i: int | slice) -> Contribution | ContributionTuple:
-        rows = range(len(self))[i]
-        return ContributionTuple(map(self._made, rows)) if isinstance(rows, range) else self._made(rows)
+    def __getitem__(self, i: slice) -> PackedContributions: ...
+    def __getitem__(self, i: int | slice) -> Contribution | PackedContributions:
+        if isinstance(i, slice):
+            return self._of(self._positions()[i])
+        return self._made(self._positions()[i])
 
     def __iter__(self) -> Iterator[Contribution]:
-        return map(self._made, range(len(self)))
+        return map(self._made, self._positions())
 
     def __repr__(self) -> str:
         return f"PackedContributions({len(self)} contributions)"
@@ -182,7 +200,83 @@ class PackedContributions(Contributions):
         at = ids.find(raw)
         while at >= 0 and at % _ID_WIDTH:  # found across two ids: look on
             at = ids.find(raw, at + 1)
-        return None if at < 0 or len(raw) != _ID_WIDTH else self._made(at // _ID_WIDTH)
+        if at < 0 or len(raw) != _ID_WIDTH or (self._pick is not None and at // _ID_WIDTH not in self._pick):
+            return None
+        return self._made(at // _ID_WIDTH)
+
+    def _coded(self, statuses: tuple[str, ...]) -> list[int]:
+        status, codes = self._status, bytes(_DECIDED.index(s) for s in statuses if s in _DECIDED)
+        return [i for i in self._positions() if status[i] in codes]
+
+    def of_status(self, *statuses: str) -> PackedContributions:
+        return self._of(self._coded(statuses))
+
+    def by_author(self, author: str) -> PackedContributions:
+        code = self._authors.index(author) if author in self._authors else -1
+        if self._pick is None:  # by (author, seq, id): the authors numbered in that order (`packed`)
+            lo = bisect_left(self._author, code)
+            return self._of(range(lo, bisect_right(self._author, code, lo=lo)))
+        return self._of(i for i in self._pick if self._author[i] == code)
+
+    def awaiting(self, member: str) -> PackedContributions:
+        heard = {n for n, (yes, no, *_) in enumerate(self._decisions) if member in yes or member in no}
+        decision, author, code = self._decision, self._author, \
+            self._authors.index(member) if member in self._authors else -1
+        return self._of([i for i in self._coded((PENDING,)) if decision[i] not in heard and author[i] != code])
+
+    def authors(self) -> set[str]:
+        return set(map(self._authors.__getitem__, set(map(self._author.__getitem__, self._positions()))))
+
+    def charted(self, *statuses: str) -> Iterator[Charted]:
+        events, authors, author, ts, claims, claim = \
+            self._events, self._authors, self._author, self._ts, self._claims, self._claim
+        return (Charted(events[i], authors[author[i]], ts[i], claims[claim[i]]) for i in self._coded(statuses))
+
+    def claimed(self, status: str) -> Iterator[tuple[Event, Decimal]]:
+        events, claims, claim = self._events, self._claims, self._claim
+        return ((events[i], claims[claim[i]]) for i in self._coded((status,)))
+
+    def _raw(self, i: int) -> bytes:
+        return self._ids[i * _ID_WIDTH : (i + 1) * _ID_WIDTH]
+
+    def by_time(self) -> PackedContributions:
+        positions = self._positions()
+        return self._of(ranked(positions, list(map(self._ts.__getitem__, positions)), self._raw))
+
+    def by_event_time(self) -> PackedContributions:
+        positions = self._positions()
+        stamps = list(map(self._ts.__getitem__, positions))
+        ats = map(_AT, map(self._events.__getitem__, positions))
+        times = [stamp / 1000 if at is None else at for at, stamp in zip(ats, stamps, strict=True)]
+        return self._of(ranked(positions, stamps, self._raw, times))
+
+    def select(self, keep: Callable[[Event, str, str, int], bool],
+               key: Callable[[Event, int, bytes], Any]) -> PackedContributions:
+        events, authors, author, status, ts = self._events, self._authors, self._author, self._status, self._ts
+        found = [i for i in self._positions() if keep(events[i], authors[author[i]], _DECIDED[status[i]], ts[i])]
+        return self._of(sorted(found, key=lambda i: key(events[i], ts[i], self._raw(i))))
+
+    def top(self, n: int, key: Callable[[Event, int], Any]) -> list[Contribution]:
+        events, ts = self._events, self._ts
+        return list(map(self._made, nlargest(n, self._positions(), key=lambda i: key(events[i], ts[i]))))
+
+
+def ranked(positions: Sequence[int], stamps: list[int], raw: Callable[[int], bytes],
+           times: list[float] | None = None) -> array[int]:
+    """`positions` by (`times`, `stamps`, id: `raw` of a position), each list in their order: sorted by keys looked
+    up in C (a page asked for them), ids read only where stamps are alike (entries of one ms)."""
+    ranks = sorted(range(len(positions)), key=stamps.__getitem__)
+    if len(set(stamps)) < len(stamps):
+        tied: list[int] = []
+        for _, alike in groupby(ranks, key=stamps.__getitem__):
+            group = list(alike)
+            if len(group) > 1:
+                group.sort(key=lambda r: raw(positions[r]))
+            tied += group
+        ranks = tied
+    if times is not None:
+        ranks.sort(key=times.__getitem__)  # stable: ties stay by (stamps, id)
+    return array("i", map(positions.__getitem__, ranks))
 
 
 def packed(contributions: Iterable[tuple[Event, bytes, str, int, int, Decimal, str, int]],

@@ -76,7 +76,7 @@ def _offline_notice(request: web.Request, v: Viewer, state: LedgerState) -> Chil
     """Who is offline among the members whose verdict the owner's pending contributions wait for."""
     if not v.owner or v.did not in state.members:
         return None
-    mine = state.contributions.by_author(v.did).of_status(PENDING)
+    mine = list(state.contributions.by_author(v.did).of_status(PENDING))  # made once, read for every member
     if not mine:
         return None
     seen = presence(request)

@@ -61,6 +61,9 @@ def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Ran
         assert list(shown.of_status(*statuses)) == list(reference.of_status(*statuses))
         assert list(shown.claimed(statuses[0])) == list(reference.claimed(statuses[0]))
         assert list(shown.charted(*statuses)) == list(reference.charted(*statuses))
+        some, theirs = shown.of_status(*statuses), reference.of_status(*statuses)  # a lookup of a lookup's answer
+        assert list(some.by_event_time()[::-1]) == list(theirs.by_event_time()[::-1])
+        assert some.authors() == theirs.authors() and list(some.by_time()) == list(theirs.by_time())
     assert list(shown.by_time()) == list(reference.by_time())
     assert list(shown.by_event_time()) == list(reference.by_event_time())
 
