@@ -248,18 +248,20 @@ class ContributionView(Contributions):
         return self._of(order[lo : bisect_right(order, author, lo=lo, key=self._agent)])
 
     def awaiting(self, member: str) -> ContributionView:
-        codes, decisions, numbers, agent, pending = self._codes, self._decisions, self._decision, self._agent, \
-            CODES[PENDING]
-        found = array("i")
-        for row in self._order:
-            if codes[row] == pending:
-                yes, no = decisions[numbers[row]][:2]
-                if member not in yes and member not in no and agent(row) != member:
-                    found.append(row)
-        return self._of(found)
+        # the decisions that heard from `member` found once each, not once per contribution
+        heard = {n for n, (yes, no, *_) in enumerate(self._decisions) if member in yes or member in no}
+        codes, numbers, pending = self._codes, self._decision, CODES[PENDING]
+        found = [row for row in self._order if codes[row] == pending and numbers[row] not in heard]
+        if self._kept:
+            return self._of(array("i", [row for row in found if self._agent(row) != member]))
+        mine, author = {n for n, agent in enumerate(self._rows.agents) if agent == member}, self._rows.author
+        return self._of(array("i", [row for row in found if author[row] not in mine]))
 
     def authors(self) -> set[str]:
-        return set(map(self._agent, self._order))
+        if self._kept:
+            return set(map(self._agent, self._order))
+        agents = self._rows.agents  # each author's number looked up once
+        return set(map(agents.__getitem__, set(map(self._rows.author.__getitem__, self._order))))
 
     def by_time(self) -> ContributionView:
         _, _, ts = self._readers()

@@ -4,6 +4,7 @@ node/web/governance.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
@@ -79,13 +80,14 @@ def _offline_notice(request: web.Request, v: Viewer, state: LedgerState) -> Chil
     mine = list(state.contributions.by_author(v.did).of_status(PENDING))  # made once, read for every member
     if not mine:
         return None
+    heard = Counter(m for c in mine for m in {*c.accepts, *c.rejects})  # verdicts given on them, per member
     seen = presence(request)
     zone = ledger_zone(state.rules)
     lines = []
     for member in sorted(state.members):
         if member == v.did or (member in seen and seen[member].online):
             continue
-        waiting = sum(1 for c in mine if member not in c.accepts and member not in c.rejects)
+        waiting = len(mine) - heard[member]
         if waiting:
             lines.append(el("li", _("{name} is {presence}: {count} contribution(s) of yours wait for their "
                                     "verdict.").format(name=short(member, v.did, state.names),

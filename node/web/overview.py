@@ -70,7 +70,18 @@ def _over_time(counted: Sequence[Charted], zone: tzinfo, keys: Sequence[Callable
     into, largest first; each contribution's week is found once, whatever the number of charts."""
     if not counted:
         return [], [{} for _key in keys]
-    dated = [(_week(c, zone), c) for c in counted]
+    weeks_of: dict[str, date] = {}  # an event's day as written -> its week: many events share a day
+
+    def week_of(c: Charted) -> date:
+        given = c.event.point or c.event.beginning
+        if given is None:
+            return _week(c, zone)
+        found = weeks_of.get(given[:10])
+        if found is None:
+            found = weeks_of[given[:10]] = _week(c, zone)
+        return found
+
+    dated = [(week_of(c), c) for c in counted]
     last = max(w for w, _c in dated)
     first = max(min(w for w, _c in dated), last - timedelta(weeks=CHART_WEEKS - 1))
     weeks = []
