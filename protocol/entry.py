@@ -422,7 +422,11 @@ def decode_stored_entries(
             _decode_one(rid, header_raw, payload_raw, entries, damaged)
             continue
         _, ts, seq, sig, _, kind, prev, size, author, ledger, payload = m.groups()
-        text = kinds.get(kind) or _stored_kind(kind)
+        text = kinds.get(kind)
+        if text is None:
+            text = _stored_kind(kind)
+            if text is not None:
+                kinds[kind] = text
         try:
             body = loads(payload_raw, tag_hook=link)
         except Exception:  # bytes no check ever passed: decode_stored_entry names what is wrong
@@ -430,7 +434,6 @@ def decode_stored_entries(
         if text is None or type(body) is not dict or len(payload_raw) != from_bytes(size, "big") - bias[len(size)]:
             _decode_one(rid, header_raw, payload_raw, entries, damaged)
             continue
-        kinds[kind] = text
         header: Header = new(Header)
         _H_AUTHOR(header, author)
         if ledger is None:
