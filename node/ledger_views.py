@@ -14,6 +14,8 @@ from node.governance_views import governance_json
 from node.views import fork_row
 from protocol import ForkProof, InvalidData, LocalError, to_json_value
 from protocol.amounts import format_amount
+from protocol.contributions import Matching, event_order
+from protocol.contributions import event_ts_time as event_ts_time  # where node/web/pages.py reads it
 from protocol.decimals import format_decimal
 from protocol.rates import ACTIONS
 from protocol.rules import Rules
@@ -66,15 +68,6 @@ def event_time(c: Contribution) -> float:
     """Seconds since the epoch of a contribution: hasPointInTime, else hasBeginning, else the entry's ts."""
     return c.event.at if c.event.at is not None else c.ts / 1000
 
-
-def event_ts_time(e: Event, ts: int) -> float:
-    """`event_time` of a contribution's event and its entry's ts (what a state's lookups give: protocol/contributions.py
-    `Contributions.select`, `top`)."""
-    return e.at if e.at is not None else ts / 1000
-
-
-def _by_event_time(e: Event, ts: int, raw: bytes) -> tuple[float, int, bytes]:
-    return event_ts_time(e, ts), ts, raw
 
 
 @cache
@@ -171,17 +164,8 @@ class HistoryQuery:
             end = parse_time(self.until, "until")
             until = (end + timedelta(days=1) if until_day else end).timestamp()  # a date: its whole day
 
-        def keep(e: Event, author: str, status: str, ts: int) -> bool:
-            if self.agent is not None and self.agent not in (e.provider, e.receiver, author):
-                return False
-            if self.action not in (None, e.action) or self.status not in (None, status) or self.status == ERASED:
-                return False
-            when = e.at if e.at is not None else ts / 1000  # event_time
-            if since is not None and when < since:
-                return False
-            return until is None or (when < until if until_day else when <= until)
-
-        return contributions.select(keep, _by_event_time)
+        # read off a fold's columns (no event built) when it is one
+        return contributions.select(Matching(self.agent, self.action, since, until, until_day), event_order)
 
 
 def distributions_json(state: LedgerState) -> list[dict[str, Any]]:

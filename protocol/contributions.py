@@ -52,6 +52,42 @@ class Charted(NamedTuple):
     claim: Decimal
 
 
+def event_ts_time(e: Event, ts: int) -> float:
+    """Seconds since the epoch of an event: hasPointInTime, else hasBeginning, else its entry's `ts` (ms). As a
+    `top` key, a fold's view reads it off its columns, without making the events (protocol/fold_views.py)."""
+    return e.at if e.at is not None else ts / 1000
+
+
+def event_order(e: Event, ts: int, raw: bytes) -> tuple[float, int, bytes]:
+    """Oldest event first, then by entry ts and id (`by_event_time`'s order) as a `select` key: a fold's view reads it
+    off its columns too."""
+    return event_ts_time(e, ts), ts, raw
+
+
+@dataclass(frozen=True)  # not slotted: a snapshot's format names protocol's slotted records (node/store/snapshots.py)
+class Matching:
+    """A history page's filter (`select`'s keep) but for the status (`of_status` finds those): contributions whose
+    event `agent` provides, receives or wrote, of `action`, its time (`event_ts_time`) from `since` on and up to
+    `until` (before it: `until_day`, `until` being the next day's start); None: any. A fold's view reads it off its
+    columns, making no event."""
+
+    agent: str | None = None
+    action: str | None = None
+    since: float | None = None
+    until: float | None = None
+    until_day: bool = False
+
+    def __call__(self, e: Event, author: str, status: str, ts: int) -> bool:
+        if self.agent is not None and self.agent not in (e.provider, e.receiver, author):
+            return False
+        return self.action in (None, e.action) and self.within(event_ts_time(e, ts))
+
+    def within(self, when: float) -> bool:
+        if self.since is not None and when < self.since:
+            return False
+        return self.until is None or (when < self.until if self.until_day else when <= self.until)
+
+
 class Contributions(Sequence[Contribution]):
     """A state's contributions, by (author, seq, id), with the lookups its readers make, so that a reader asks for
     what it shows rather than going through every contribution: `ContributionTuple` (compute_state's, a tuple),

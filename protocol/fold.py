@@ -38,10 +38,11 @@ from .distribution import DistributionRecord, conflicting
 from .entry import Entry, Header
 from .erasure import ERASE_KIND
 from .errors import InvalidData, LocalError
+from .fold_buckets import Buckets
 from .fold_ids import Ids
 from .fold_order import greedy
 from .fold_rows import SLIM, Nodes, RowNode, Rows
-from .fold_views import CODES, STATUSES, Buckets, ContributionView, Decided
+from .fold_views import CODES, STATUSES, ContributionView, Decided
 from .fold_views import StatusView as StatusView  # where node/store/kept_status.py reads it
 from .governance import Ballot, Closing, Motion, RulesInEffect
 from .keys import KEY_KINDS, KEY_LINK
@@ -243,6 +244,7 @@ class LedgerFold:
             finally:
                 self._settled = []  # never kept (nor pickled) beyond the arrival
                 self._unions = {}
+                self._rows.built.clear()
         self._ids.settled()
         if len(fresh) > _COMPACT_AFTER:  # a dict keeps its table when emptied: these held every entry meanwhile
             self._pending, self._missing, self._waiters = dict(self._pending), dict(self._missing), dict(self._waiters)
@@ -456,7 +458,7 @@ class LedgerFold:
                 events.append(v)
                 row_of[v.id.raw] = r
         verdicts = [rows.verdict(r, raw) if flags[r] & SLIM else verdict(nodes[ids.id(r)])
-                    for raw, e in row_of.items() for r in rows.verdicts(e)]
+                    for raw, e in row_of.items() for r in rows.verdicts_of(e)]
         codes, changed, decided, paid = self._codes, self._buckets.changed, self._decided, self._paid
         for c in contributions(events, verdicts, self.rules, self._claims, self._members_alike):
             raw = c.id.raw

@@ -4,12 +4,12 @@ columns (`Rows`) and built again as the rules read them when asked for (`RowNode
 from __future__ import annotations
 
 from array import array
-from operator import attrgetter
 from typing import Any, Final, TypeVar
 
 from .cid import CID
 from .contributions import Verdict
 from .entry import Entry, Header
+from .fold_events import Events
 from .fold_ids import Ids
 from .references import NO_REFERENCES
 from .rules import Rules
@@ -17,13 +17,10 @@ from .state import Prepared, Voice
 from .valueflows import Endorsement, Event
 
 _T = TypeVar("_T")
-#: the fields events share (`Rows._slim`), each with its getter and its slot's setter
-_EVENT_SHARED: Final = tuple((attrgetter(name), vars(Event)[name].__set__) for name in (
-    "quantity", "classifications", "point", "beginning", "end", "note", "at"))
-_SET_MEMBER: Final = vars(Event)["member"].__set__
-SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT = 1, 2, 4, 8, 16, 32, 64  # a row's flags
+SLIM, _LEFT, _KEY_OK, _MAIN, _INCEPTED, _VERDICT, _ACCEPT, _PREV = 1, 2, 4, 8, 16, 32, 64, 128  # a row's flags
 _FROZEN_KEPT: Final = 64  # sets kept as frozensets at once (`Rows.frozen`): those of the rows read lately
-
+_NONE: Final = -1  # `Rows.rec` of a row that is neither an event nor an endorsement
+_BIG_SEQ: Final = 0xFFFF_FFFF  # `Rows.seqs` of a seq that is not under it: the seq is in `big_seqs`
 
 def held_cid(raw: bytes) -> CID:
     """The CID of an id the fold holds: it was a CID's, checked when that was made (CID() checks it again)."""
@@ -40,27 +37,36 @@ class Rows:
     """Applied entries that later rules read little of (valid events and endorsements, ignored entries) as
     columns, one row per fold index, instead of a `Prepared` with its entry and header (~450 B each): what the
     rules read of them (state.py apply_node, contributions_of) is built again when asked for (`node`). Sets,
-    rules, keys and kinds that many entries share are kept once and named by number."""
+    rules, keys and kinds that many entries share are kept once and named by number; a valid event is numbers too
+    (protocol/fold_events.py), built again when read (`event`)."""
 
     def __init__(self, ledger: CID, ids: Ids) -> None:
         self.ledger, self.ids = ledger, ids  # the fold's own: a row's id, an id's row
-        self.ts, self.seq = array("q"), array("q")  # every row's ts (the canonical order's key)
-        self.flags = bytearray()
-        self.author, self.prev = array("i"), array("i")
+        self.ts = array("q")  # every row's ts (the canonical order's key)
+        #: every row's seq, under 2**32 - 1 (a seq may be up to 2**64: those are in `big_seqs`, by row)
+        self.seqs = array("I")
+        self.big_seqs: dict[int, int] = {}
+        self.flags = bytearray()  # its prev (`_PREV`) is its first dependency
+        self.author = array("i")
         #: a row's kind, member sets (known, gone, closings) and rules, by the number of that context in `contexts`:
         #: entries alike in all five are most (a column each took 20 B per entry)
         self.context = array("i")
         self.contexts: list[tuple[int, int, int, int, int]] = []
         self._context_numbers: dict[tuple[int, int, int, int, int], int] = {}
         self.dep_at, self.dep_n, self.deps = array("i"), bytearray(), array("i")  # row -> its deps' rows
-        #: a valid event's latest valid endorsement, and each such endorsement's previous one (0: none; the genesis
-        #: is row 0): the endorsements of an event, a list each, took ~50 B per entry. An endorsement kept as columns
-        #: (`_VERDICT`) has its member's row in `link` (its event is its last dependency, its verdict a flag).
-        self.link, self.verdict_before = array("i"), array("i")
+        #: a row's event's number (>= 0: in `events`), or its endorsement's (-2 - n: n's in
+        #: `verdicts`), or _NONE. A valid event's latest valid endorsement and each such endorsement's previous one
+        #: make its list of endorsements (a list each took ~50 B per entry); an endorsement kept as columns
+        #: (`_VERDICT`) has its member's row in `verdicts` too (its event is its last dependency, its verdict a flag).
+        self.rec = array("i")
+        self.events = Events()
+        self.verdicts = array("i")  # an endorsement's member's row and the row of the one before it, by its number
         self.notes: dict[int, str] = {}  # the note of each endorsement kept as columns that has one
         self.links: dict[bytes, CID] = {}  # the ids records name as `member`, each kept once
-        self.shared: dict[Any, Any] = {}  # values records share (`_share`), each kept once
-        self.records: list[Event | Endorsement | None] = []
+        self.shared: dict[Any, Any] = {}  # values records kept as objects share (`_share`), each kept once
+        self.objects: dict[int, Endorsement] = {}  # the records of the rows not kept as columns (rare)
+        #: the events of this arrival's rows, as the fold's checks read them (its latest ones, those built again)
+        self.built: dict[int, Event] = {}
         self.keys: list[bytes] = []
         self.agents: list[str] = []
         self.kinds: list[str] = []
@@ -77,6 +83,7 @@ class Rows:
         """Pickled (node/store/snapshots.py) with its columns as bytes."""
         state = {name: value for name, value in vars(self).items() if not isinstance(value, array)}
         state["frozen_sets"], state["_frozen_ids"] = [None] * len(self.sets), {}  # by object id: this process's
+        state["built"] = {}
         state["_columns"] = {name: (value.typecode, value.tobytes()) for name, value in vars(self).items()
                              if isinstance(value, array)}
         return state
@@ -92,11 +99,10 @@ class Rows:
         n = len(self.ts) - len(self.flags)
         if n:
             self.flags += bytes(n)
-            for column in (self.seq, self.author, self.prev, self.context, self.dep_at, self.link,
-                           self.verdict_before):
+            for column in (self.seqs, self.author, self.context, self.dep_at):
                 column.frombytes(bytes(n * column.itemsize))
+            self.rec.frombytes(b"\xff" * (n * self.rec.itemsize))  # _NONE
             self.dep_n += bytes(n)
-            self.records += [None] * n
 
     def _number(self, which: int, kept: list[Any], value: Any) -> int:
         numbers = self._numbers[which]
@@ -158,13 +164,16 @@ class Rows:
         dep_rows = node.dep_rows  # looked up as it arrived (LedgerFold.add)
         if dep_rows is None:
             dep_rows = [index[d.raw] for d in node.deps]
-        self.seq[i] = h.seq
-        keys, kinds = self._numbers  # looked up here, the numbers most entries find (a call each cost more)
+        seq = h.seq
+        if seq >= _BIG_SEQ:
+            self.big_seqs[i] = seq
+            seq = _BIG_SEQ
+        self.seqs[i] = seq
+        keys, kinds = self._numbers[0], self._numbers[1]  # looked up here, the numbers most entries find
         n = keys.get(h.author)
         self.author[i] = n if n is not None else self._number(0, self.keys, h.author)
         if len(self.agents) < len(self.keys):
             self.agents.append(node.agent)
-        self.prev[i] = -1 if h.prev is None else dep_rows[0]  # its first dependency (prepare)
         n = kinds.get(h.kind)
         kind = n if n is not None else self._number(1, self.kinds, h.kind)
         frozen_ids = self._frozen_ids
@@ -187,64 +196,97 @@ class Rows:
         self.dep_n[i] = len(node.deps)
         deps.extend(dep_rows)
         flags = SLIM | _LEFT * node.left_chain | _KEY_OK * node.key_ok | _MAIN * node.main | _INCEPTED * node.incepted
-        if isinstance(record, Endorsement) and node.deps[-1].raw == record.event.raw:  # what `record` reads
-            self._link(record.member)
-            member = record.member.raw  # named just before its event, most often (prepare)
-            self.link[i] = dep_rows[-2] if len(dep_rows) > 1 and node.deps[-2].raw == member else index[member]
-            if record.note:
-                self.notes[i] = self._share(record.note)
-            flags |= _VERDICT | _ACCEPT * record.accept
-        else:
-            self.records[i] = None if record is None else self._slim(record)
+        if h.prev is not None:
+            flags |= _PREV  # its first dependency (prepare)
+        if isinstance(record, Event):  # `keep_event`, inline: most rows
+            self.built[i] = record
+            cid = record.member
+            kept = self.links.get(cid.raw)
+            self.rec[i] = self.events.add(record, cid if kept is None else kept)
+            if kept is None:
+                self.links[cid.raw] = cid
+        elif isinstance(record, Endorsement):
+            if node.deps[-1].raw == record.event.raw:  # what `record` reads
+                self._link(record.member)
+                member = record.member.raw  # named just before its event, most often (prepare)
+                n = -2 - self.rec[i]  # numbered when it was counted (`add_verdict`)
+                assert n >= 0
+                self.verdicts[2 * n] = dep_rows[-2] if len(dep_rows) > 1 and node.deps[-2].raw == member \
+                    else index[member]
+                if record.note:
+                    self.notes[i] = self._share(record.note)
+                flags |= _VERDICT | _ACCEPT * record.accept
+            else:
+                self.objects[i] = self._slim(record)
         self.flags[i] = flags
         return True
 
+    def keep_event(self, i: int, record: Event) -> None:
+        """Row `i`'s event as numbers (`events`); the event itself is kept for this arrival's reads (`built`)."""
+        self.built[i] = record
+        self.rec[i] = self.events.add(record, self._link(record.member))
+
+    def event(self, i: int) -> Event:
+        """Row `i`'s event (kept as columns: `keep_event`), built again."""
+        return self.events.event(self.rec[i])
+
+    def _fold_event(self, i: int) -> Event:
+        """Row `i`'s event as the fold's checks read it: built once per arrival (an endorsement's checks read its
+        event, then its contribution is decided again)."""
+        event = self.built.get(i)
+        if event is None:
+            event = self.built[i] = self.event(i)
+        return event
+
+    def seq(self, i: int) -> int:
+        s = self.seqs[i]
+        return s if s != _BIG_SEQ else self.big_seqs[i]
+
     def record(self, i: int) -> Event | Endorsement | None:
-        """Row `i`'s record (an endorsement kept as columns is built again: ~100 B each otherwise)."""
-        flags = self.flags[i]
+        """Row `i`'s record, as the fold's checks read it (an endorsement kept as columns is built again: ~100 B
+        each otherwise)."""
+        flags, r = self.flags[i], self.rec[i]
+        if r >= 0:
+            built = self.built.get(i)
+            if built is None:
+                built = self.built[i] = self.events.event(r)
+            return built
         if not flags & _VERDICT:
-            return self.records[i]
+            return self.objects.get(i)
         ids = self.ids
         event = self.deps[self.dep_at[i] + self.dep_n[i] - 1]
         return Endorsement(held_cid(ids.id(event)), bool(flags & _ACCEPT), self.notes.get(i, ""),
-                           self.links[ids.id(self.link[i])])
+                           self.links[ids.id(self.verdicts[2 * (-2 - r)])])
 
     def add_verdict(self, event: int, i: int) -> None:
-        self.verdict_before[i] = self.link[event]
-        self.link[event] = i
+        """Row `i`, a valid endorsement, is `event`'s latest (either may be a row or an entry kept as an object)."""
+        e = self.rec[event]
+        if e < 0:  # an event kept as an object: numbered for its endorsements only
+            e = self.rec[event] = self.events.add_blank()
+        self.rec[i] = -2 - len(self.verdicts) // 2
+        self.verdicts.extend((0, self.events.link(e, i)))
 
-    def verdicts(self, event: int) -> list[int]:
+    def verdicts_of(self, event: int) -> list[int]:
         """The rows of an event's valid endorsements, in the order they were applied."""
         found: list[int] = []
-        i = self.link[event]
+        e = self.rec[event]
+        if e < 0:
+            return found
+        rec, verdicts = self.rec, self.verdicts
+        i = self.events.latest(e)
         while i:
             found.append(i)
-            i = self.verdict_before[i]
+            i = verdicts[2 * (-2 - rec[i]) + 1]
         found.reverse()
         return found
 
-    def _slim(self, record: Event | Endorsement) -> Event | Endorsement:
-        """The record with the ids it names kept once: each decoded payload had its own copy of them (~130 B
-        per entry), and of the values many events share (a quantity, a time, a note: ~150 B per event)."""
-        if isinstance(record, Endorsement):  # one `keep` does not keep as columns
-            return Endorsement(record.event, record.accept, self._share(record.note), self._link(record.member))
-        # A record parsed for this fold and read by no one else yet: the shared values are put in its slots, not
-        # in a copy (a frozen dataclass's __init__ sets each field through object.__setattr__: ~1.7 us an event).
-        shared = self.shared
-        for get, put in _EVENT_SHARED:
-            value = get(record)
-            if value is not None:
-                kept = shared.setdefault(value, value)
-                if kept is not value:
-                    put(record, kept)
-        member = self._link(record.member)
-        if member is not record.member:
-            _SET_MEMBER(record, member)
-        return record
+    def _slim(self, record: Endorsement) -> Endorsement:
+        """The record with the ids it names kept once: each decoded payload had its own copy of them."""
+        return Endorsement(record.event, record.accept, self._share(record.note), self._link(record.member))
 
     def _share(self, value: _T) -> _T:
-        """`value`, or an equal one kept before (strings, floats, tuples of strings, quantities of canonical
-        decimals: equal ones are alike, so sharing one changes nothing a reader sees)."""
+        """`value`, or an equal one kept before (strings: equal ones are alike, so sharing one changes nothing a
+        reader sees)."""
         if value is None:
             return value
         return self.shared.setdefault(value, value)  # type: ignore[no-any-return]
@@ -269,20 +311,21 @@ class Rows:
         """What the contributions read of row `i`, an endorsement of `event` (its id's bytes: the caller's, one
         object hashed once) (its `latest` is its seq: a fold's `pos` is 0), from its columns: no Endorsement built
         again."""
-        flags = self.flags[i]
+        flags, seq = self.flags[i], self.seqs[i]
+        if seq == _BIG_SEQ:
+            seq = self.big_seqs[i]
         if not flags & _VERDICT:
-            record = self.records[i]
-            assert isinstance(record, Endorsement)
-            return self.agents[self.author[i]], self.seq[i], event, record.accept, record.note
-        return self.agents[self.author[i]], self.seq[i], event, bool(flags & _ACCEPT), self.notes.get(i, "")
+            record = self.objects[i]
+            return self.agents[self.author[i]], seq, event, record.accept, record.note
+        return self.agents[self.author[i]], seq, event, bool(flags & _ACCEPT), self.notes.get(i, "")
 
     def voice(self, i: int) -> Voice:
         """What the contributions read of row `i`, an event (its `latest` is its seq: a fold's `pos` is 0)."""
-        seq = self.seq[i]
-        record = self.records[i]
-        assert isinstance(record, Event)
-        return Voice(held_cid(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq, record,
-                     self.rules_of(i))
+        seq = self.seqs[i]
+        if seq == _BIG_SEQ:
+            seq = self.big_seqs[i]
+        return Voice(held_cid(self.ids.id(i)), self.agents[self.author[i]], seq, self.ts[i], seq,
+                     self._fold_event(i), self.rules_of(i))
 
     def rules_of(self, i: int) -> Rules:
         """The rules in effect at row `i`."""
@@ -290,9 +333,10 @@ class Rows:
 
     def entry(self, i: int) -> Entry:
         """Row `i`'s entry as the rules read it: its header without payload id, size or signature."""
-        ids, a, p = self.ids, self.author[i], self.prev[i]
+        ids, a = self.ids, self.author[i]
         cid = held_cid(ids.id(i))
-        header = Header(self.keys[a], self.ledger, self.seq[i], None if p < 0 else held_cid(ids.id(p)), self.ts[i],
+        prev = held_cid(ids.id(self.deps[self.dep_at[i]])) if self.flags[i] & _PREV else None
+        header = Header(self.keys[a], self.ledger, self.seq(i), prev, self.ts[i],
                         self.kinds[self.contexts[self.context[i]][0]], cid, 0, b"")
         return Entry(cid, header, b"", None, None)
 

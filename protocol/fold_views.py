@@ -1,6 +1,6 @@
 """What a ledger fold (protocol/fold.py) keeps for its states to show: each entry's status as a one-byte code
-(`StatusView`), the digest's buckets (`Buckets`) and the contributions (`Decided`), which a state shows made as read
-(`ContributionView`)."""
+(`StatusView`) and the contributions (`Decided`), which a state shows made as read (`ContributionView`); the digest's
+buckets are protocol/fold_buckets.py's."""
 
 from __future__ import annotations
 
@@ -10,19 +10,28 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from heapq import merge, nlargest
 from itertools import groupby
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final, overload
 
 from .cid import CID
-from .contributions import Charted, Claims, Contributions, ContributionTuple, claim_under, made, packed
+from .contributions import (
+    Charted,
+    Claims,
+    Contributions,
+    ContributionTuple,
+    Matching,
+    claim_under,
+    event_order,
+    event_ts_time,
+    made,
+    packed,
+)
 from .fold_ids import Ids
 from .fold_rows import Rows
 from .rules import Rules
 from .state import (
     CONFLICTING,
     CORRECTED,
-    DIGEST_BUCKETS,
-    EMPTY_BUCKET_DIGEST,
     ERASED,
     FINAL,
     IGNORED,
@@ -33,7 +42,6 @@ from .state import (
     VALID,
     WAITING,
     Contribution,
-    bucket_digest,
 )
 from .valueflows import Event
 
@@ -84,7 +92,8 @@ class Decided:
         """The rows by (author, seq, id), and each row's decision number: copies, a state's own."""
         new = self._new
         if new:
-            kept, agents, authors, seqs = self.kept, rows.agents, rows.author, rows.seq
+            kept, agents, authors = self.kept, rows.agents, rows.author
+            seqs = rows.seq if rows.big_seqs else rows.seqs.__getitem__
 
             def agent(row: int) -> str:
                 c = kept.get(row)
@@ -92,7 +101,7 @@ class Decided:
 
             def seq(row: int) -> int:
                 c = kept.get(row)
-                return seqs[row] if c is None else c.seq
+                return seqs(row) if c is None else c.seq
 
             self._new = array("i")
             self._order = _merged(self._order, _sorted(new, agent, seq, rows.ids.id), agent, seq, rows.ids.id)
@@ -185,29 +194,31 @@ class ContributionView(Contributions):
         """Pickled (node/store/snapshots.py) as `PackedContributions`: columns, no Contribution made."""
         event, agent, ts = self._readers()
         codes, numbers, raw = self._codes, self._decision, self._rows.ids.id
-        as_packed = packed(((event(row), raw(row), agent(row), self._seq(row), ts(row), self._claim(row),
-                             STATUSES[codes[row]], numbers[row]) for row in self._order), self._decisions)
+        as_packed = packed(((e, raw(row), agent(row), self._seq(row), ts(row), self._claim(row, e),
+                             STATUSES[codes[row]], numbers[row]) for row in self._order if (e := event(row))),
+                           self._decisions)
         return (ContributionTuple, (tuple(self),)) if as_packed is None else as_packed.__reduce__()
 
     def charted(self, *statuses: str) -> Iterator[Charted]:
         codes, wanted = self._codes, bytes(CODES[s] for s in statuses if s in CODES)
         event, agent, ts = self._readers()
-        return (Charted(event(row), agent(row), ts(row), self._claim(row)) for row in self._order
-                if codes[row] in wanted)
+        return (Charted(e, agent(row), ts(row), self._claim(row, e)) for row in self._order
+                if codes[row] in wanted and (e := event(row)))
 
     def claimed(self, status: str) -> Iterator[tuple[Event, Decimal]]:
         code, codes = CODES[status], self._codes
-        return ((self._event(row), self._claim(row)) for row in self._order if codes[row] == code)
+        return ((e, self._claim(row, e)) for row in self._order if codes[row] == code and (e := self._event(row)))
 
     def _seq(self, row: int) -> int:
         kept = self._kept.get(row)
-        return self._rows.seq[row] if kept is None else kept.seq
+        return self._rows.seq(row) if kept is None else kept.seq
 
-    def _claim(self, row: int) -> Decimal:
+    def _claim(self, row: int, event: Event) -> Decimal:
+        """Row `row`'s claim; `event`: its event (built by the caller: an event kept as columns is built as read)."""
         kept = self._kept.get(row)
         if kept is not None:
             return kept.claim
-        return claim_under(self._event(row), self._rows.rules_of(row) or self._rules, self._claims, keep=False)
+        return claim_under(event, self._rows.rules_of(row) or self._rules, self._claims, keep=False)
 
     def _made(self, row: int) -> Contribution:
         """Row `row`'s contribution, from its columns (what `Rows.voice` reads, without making a Voice)."""
@@ -219,10 +230,9 @@ class ContributionView(Contributions):
             return made(kept.id, kept.author, kept.seq, kept.ts, kept.event, kept.claim, status, yes, no,
                         corrected_by, origin, notes)
         rows = self._rows
-        event = rows.records[row]
-        assert isinstance(event, Event)
+        event = rows.event(row)
         claim = claim_under(event, rows.rules_of(row) or self._rules, self._claims, keep=False)
-        return made(CID(rows.ids.id(row)), rows.agents[rows.author[row]], rows.seq[row], rows.ts[row], event, claim,
+        return made(CID(rows.ids.id(row)), rows.agents[rows.author[row]], rows.seq(row), rows.ts[row], event, claim,
                     status, yes, no, corrected_by, origin, notes)
 
     def get(self, entry_id: CID) -> Contribution | None:
@@ -270,8 +280,13 @@ class ContributionView(Contributions):
     def by_event_time(self) -> ContributionView:
         event, _, ts = self._readers()
         stamps = list(map(ts, self._order))
-        ats = map(_AT, map(event, self._order))
-        times = [stamp / 1000 if at is None else at for at, stamp in zip(ats, stamps, strict=True)]
+        if self._kept:
+            ats = map(_AT, map(event, self._order))
+            times = [stamp / 1000 if at is None else at for at, stamp in zip(ats, stamps, strict=True)]
+        else:  # read off the events' columns, none built (nan: no time of its own)
+            rows = self._rows
+            at_of = map(rows.events.at.__getitem__, map(rows.rec.__getitem__, self._order))
+            times = [at if at == at else stamp / 1000 for at, stamp in zip(at_of, stamps, strict=True)]
         return self._of(self._ranked(stamps, times))
 
     def _ranked(self, stamps: list[int], times: list[float] | None = None) -> array[int]:
@@ -294,9 +309,7 @@ class ContributionView(Contributions):
 
     def _event(self, row: int) -> Event:
         kept = self._kept.get(row)
-        event = self._rows.records[row] if kept is None else kept.event
-        assert isinstance(event, Event)
-        return event
+        return self._rows.event(row) if kept is None else kept.event
 
     def _ts(self, row: int) -> int:
         kept = self._kept.get(row)
@@ -304,10 +317,15 @@ class ContributionView(Contributions):
 
     def select(self, keep: Callable[[Event, str, str, int], bool],
                key: Callable[[Event, int, bytes], Any]) -> ContributionView:
+        if isinstance(keep, Matching) and key is event_order and not self._kept:  # a history page's
+            return self._of(self._matching(keep))
         event, agent, ts = self._readers()
         codes, raw = self._codes, self._rows.ids.id
-        found = [row for row in self._order if keep(event(row), agent(row), STATUSES[codes[row]], ts(row))]
-        return self._of(array("i", sorted(found, key=lambda row: key(event(row), ts(row), raw(row)))))
+        # each event built once (kept as columns: `Rows.event`), its key made as it is kept
+        found = [(row, key(e, t, raw(row))) for row in self._order
+                 if keep(e := event(row), agent(row), STATUSES[codes[row]], t := ts(row))]
+        found.sort(key=_second)
+        return self._of(array("i", [row for row, _ in found]))
 
     def _readers(self) -> tuple[Callable[[int], Event], Callable[[int], str], Callable[[int], int]]:
         """A row's event, author and ts: read off the columns in C when every event is a row (most ledgers)."""
@@ -315,15 +333,36 @@ class ContributionView(Contributions):
             return self._event, self._agent, self._ts
         rows = self._rows
         agents, authors = rows.agents, rows.author
-        return rows.records.__getitem__, lambda row: agents[authors[row]], rows.ts.__getitem__  # type: ignore[return-value]
+        return rows.event, lambda row: agents[authors[row]], rows.ts.__getitem__
+
+    def _matching(self, m: Matching) -> array[int]:
+        """`select(m, event_order)`, read off the rows' columns: no event built (~1 us each)."""
+        rows = self._rows
+        rec, ts, author = rows.rec, rows.ts, rows.author
+        authors = None if m.agent is None else {n for n, agent in enumerate(rows.agents) if agent == m.agent}
+        found = rows.events.matching(((row, rec[row], ts[row], author[row]) for row in self._order), m, authors)
+        found.sort()
+        if len(set(map(_when_ts, found))) == len(found):  # no two alike in time and ts: the usual case
+            return array("i", map(_third, found))
+        out, raw = array("i"), rows.ids.id
+        for _, alike in groupby(found, key=_when_ts):  # those alike by id, as by_event_time has them
+            out.extend(sorted(map(_third, alike), key=raw))
+        return out
 
     def top(self, n: int, key: Callable[[Event, int], Any]) -> list[Contribution]:
+        if key is event_ts_time and not self._kept:  # the newest events: their times read off the columns
+            rows = self._rows
+            time, rec, at = rows.events.time, rows.rec, rows.ts
+            return list(map(self._made, nlargest(n, self._order, key=lambda row: time(rec[row], at[row]))))
         event, _, ts = self._readers()
         return list(map(self._made, nlargest(n, self._order, key=lambda row: key(event(row), ts(row)))))
 
 
 _new: Final = object.__new__
 _AT: Final = attrgetter("at")  # an event's time (Event.at), read in C
+_second: Final = itemgetter(1)
+_third: Final = itemgetter(2)
+_when_ts: Final = itemgetter(0, 1)
 
 
 class StatusView(Mapping[bytes, str]):
@@ -354,60 +393,3 @@ class StatusView(Mapping[bytes, str]):
 
     def __repr__(self) -> str:
         return f"StatusView({len(self)} entries)"
-
-
-class Buckets:
-    """The digest's buckets (SPEC.md §16.7): each bucket's rows sorted by id, and its digest kept until an entry
-    in it is added or changes status; after one new entry one bucket of the 256 is hashed again."""
-
-    def __init__(self) -> None:
-        # only the buckets holding ids (a small ledger's are few: the state tests fold thousands of them)
-        self._rows: dict[int, array[int]] = {}
-        self._new: dict[int, array[int]] = {}
-        self._digests: list[bytes] = [EMPTY_BUCKET_DIGEST] * DIGEST_BUCKETS
-        self._stale: set[int] = set()  # buckets to hash again
-
-    def add(self, raw: bytes, row: int) -> None:
-        new = self._new.get(raw[-1])
-        if new is None:
-            self._new[raw[-1]] = array("i", (row,))
-        else:
-            new.append(row)
-        self._stale.add(raw[-1])
-
-    def changed(self, raw: bytes) -> None:
-        self._stale.add(raw[-1])
-
-    def digests(self, ids: Ids, codes: bytearray) -> list[bytes]:
-        """Each bucket's digest: its ids made again from the fold's (a million-entry ledger's bucket holds ~4,000),
-        its statuses looked up in C."""
-        for b in self._stale:
-            rows = self._rows.get(b, array("i"))
-            new = self._new.pop(b, None)
-            if new:
-                rows += new
-            raws = ids.raws(rows)
-            if new:
-                order = sorted(range(len(raws)), key=raws.__getitem__)  # a sorted run and a few more: linear
-                raws = list(map(raws.__getitem__, order))
-                rows = array("i", map(rows.__getitem__, order))
-            self._rows[b] = rows
-            self._digests[b] = bucket_digest(raws, list(map(STATUSES.__getitem__, map(codes.__getitem__, rows))))
-        self._stale.clear()
-        return list(self._digests)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled (node/store/snapshots.py) with its rows as bytes: a snapshot names no class but protocol's."""
-        return {**vars(self), "_rows": _packed(self._rows), "_new": _packed(self._new)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
-        self._rows, self._new = _unpacked(state["_rows"]), _unpacked(state["_new"])
-
-
-def _packed(arrays: dict[int, array[int]]) -> dict[int, bytes]:
-    return {b: rows.tobytes() for b, rows in arrays.items()}
-
-
-def _unpacked(packed: dict[int, bytes]) -> dict[int, array[int]]:
-    return {b: array("i", rows) for b, rows in packed.items()}

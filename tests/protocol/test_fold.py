@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import CID, Entry, InvalidData, LocalError
-from protocol.contributions import Contributions, PackedContributions
+from protocol.contributions import Contributions, Matching, PackedContributions, event_order, event_ts_time
 from protocol.fold import LedgerFold
 from protocol.keys import INCEPT_KIND
 from protocol.state import CORRECTED, FINAL, PENDING, REJECTED, LedgerState, compute_state
@@ -79,6 +79,18 @@ def same_lookups(shown: Contributions, reference: Contributions, rnd: random.Ran
     for n in (1, 5, len(reference) + 1):
         assert shown.top(n, lambda e, ts: ts % 7) == reference.top(n, lambda e, ts: ts % 7) == \
             sorted(reference, key=lambda c: c.ts % 7, reverse=True)[:n]
+    # A history page's filter and order (and the newest events), which a fold's view reads off its columns
+    times = sorted({event_ts_time(c.event, c.ts) for c in reference}) or [0.0]
+    actions = [*sorted({c.event.action for c in reference}), "cite"]
+    for m in (Matching(), Matching(rnd.choice(people)), Matching(action=rnd.choice(actions)),
+              Matching(rnd.choice(people), rnd.choice(actions), times[0], times[-1], rnd.random() < 0.5),
+              Matching(since=rnd.choice(times), until=rnd.choice(times), until_day=True)):
+        for some, theirs in ((shown, reference), *((shown.of_status(s), reference.of_status(s)) for s in (FINAL,))):
+            matching = sorted((c for c in theirs if m(c.event, c.author, c.status, c.ts)),
+                              key=lambda c: event_order(c.event, c.ts, c.id.raw))
+            assert list(some.select(m, event_order)) == list(theirs.select(m, event_order)) == matching
+    for n in (1, 12, len(reference) + 1):
+        assert shown.top(n, event_ts_time) == reference.top(n, event_ts_time)
     assert list(shown.by_time()[::-1]) == list(reference.by_time()[::-1])
     for c in reference:
         assert shown.get(c.id) == c
