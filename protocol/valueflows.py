@@ -265,7 +265,9 @@ _NO_CLASSES: Final[list[str]] = []
 
 
 def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules) -> Event:
-    check_keys(body, _EVENT_KEYS, EVENT_KIND)
+    # The usual values are taken inline (no call): a fold parses every event; the calls check (and refuse) the rest.
+    if not body.keys() <= _EVENT_KEYS:
+        check_keys(body, _EVENT_KEYS, EVENT_KIND)
     action = body.get("action")
     if not isinstance(action, str) or action not in ACTIONS:
         raise InvalidData("unknown_action", f"action {action!r:.40} is not a ValueFlows action")
@@ -277,8 +279,12 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
         raise InvalidData("bad_quantity", f"a {action} event takes {want_key}, not {other_key}")
     quantity = _quantity(body[want_key], want_key, rules)
     coop = _coop(ledger.raw)
-    provider = _party(body.get("provider", author), "provider", coop)
-    receiver = _party(body.get("receiver", coop), "receiver", coop)
+    provider = body.get("provider", author)
+    if type(provider) is not str or provider not in _DIDS:
+        provider = _party(provider, "provider", coop)
+    receiver = body.get("receiver", coop)
+    if receiver is not coop:
+        receiver = _party(receiver, "receiver", coop)
     if author not in (provider, receiver) and not rules.log_for_others:
         raise InvalidData("not_party", "the author must be the provider or the receiver (the rules do not allow "
                           "logging for others)")
@@ -298,7 +304,6 @@ def parse_event(body: dict[str, Any], *, author: str, ledger: CID, rules: Rules)
         at = _at(beginning, "hasBeginning")
         if at > _at(end, "hasEnd"):
             raise InvalidData("bad_time_range", "hasBeginning is after hasEnd")
-    # The usual values taken as they are, in the order the general checks (which raise what they raise) go.
     note = body.get("note", "")
     if type(note) is not str or len(note) > MAX_NOTE_CHARS:
         note = _text(body, "note", MAX_NOTE_CHARS)
