@@ -9,6 +9,7 @@ is refused as `bad_encoding`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
@@ -279,17 +280,28 @@ def trusted_link(tag: cbor2.CBORTag, _immutable: bool) -> CID:
     """cbor2's tag hook for blocks `decode_trusted` reads: a link, made once for many reads."""
     value = tag.value
     cid = _TRUSTED_LINKS.get(value)
-    if cid is None:
-        if len(_TRUSTED_LINKS) >= _TRUSTED_KEPT:
-            _TRUSTED_LINKS.clear()
-        if type(value) is bytes and len(value) == 37 and value.startswith(_LINK_36_VALUE):
-            # The one form CID's own check lets through at once, made through its slot: most links a ledger's
-            # read finds first here are named once (an endorsed event), so `_link`'s cache only cost its upkeep.
-            cid = _new(CID)
-            _SET_CID_RAW(cid, value[1:])
-        else:
-            cid = _link(value[1:])
-        _TRUSTED_LINKS[value] = cid
+    return _trusted_cid(value) if cid is None else cid
+
+
+def trusted_cid(value: bytes) -> CID:
+    """`trusted_link` of a link tag's value (the multibase 0, then the CID's bytes), for a reader of trusted blocks
+    that finds their links itself (protocol/entry.py: a stored endorsement's payload)."""
+    cid = _TRUSTED_LINKS.get(value)
+    return _trusted_cid(value) if cid is None else cid
+
+
+def _trusted_cid(value: bytes) -> CID:
+    """A link first read, made and kept."""
+    if len(_TRUSTED_LINKS) >= _TRUSTED_KEPT:
+        _TRUSTED_LINKS.clear()
+    if type(value) is bytes and len(value) == 37 and value.startswith(_LINK_36_VALUE):
+        # The one form CID's own check lets through at once, made through its slot: most links a ledger's read
+        # finds first here are named once (an endorsed event), so `_link`'s cache only cost its upkeep.
+        cid: CID = _new(CID)
+        _SET_CID_RAW(cid, value[1:])
+    else:
+        cid = _link(value[1:])
+    _TRUSTED_LINKS[value] = cid
     return cid
 
 
@@ -303,6 +315,39 @@ def decode_trusted(data: bytes) -> Any:
     what was checked, as a stored payload does to its header's CID). Nothing is checked again, so a store's
     reads cost cbor2's decode alone (a third less than `decode_unchecked`); its only tag is a link."""
     return cbor2.loads(data, tag_hook=trusted_link)
+
+
+#: A vf.endorse payload as the node writes it, canonical: {note?, event, member, verdict} (keys by length), its links
+#: 36-byte CIDs, its verdict accept or reject. Half of a coop's entries: read off this layout (`trusted_endorsement`)
+#: rather than by cbor2, item by item (2.4 -> 0.9 us each). The note is matched lazily up to the next key and then
+#: checked against its head's length, so a note holding those very bytes is never cut short.
+_ENDORSEMENT: Final = re.compile(
+    rb"(?:\xa4\x64note([\x60-\x77]|\x78[\x18-\xff])(.*?)|\xa3)\x65event\xd8\x2a\x58\x25(\x00\x01\x71\x12\x20.{32})"
+    rb"\x66member\xd8\x2a\x58\x25(\x00\x01\x71\x12\x20.{32})\x67verdict\x66(accept|reject)",
+    re.S,
+)
+ENDORSEMENT_ENDS: Final = (b"\x67verdict\x66accept", b"\x67verdict\x66reject")  # how such a payload ends
+
+
+def trusted_endorsement(data: bytes) -> dict[str, Any] | None:
+    """A trusted block (as `decode_trusted`) laid out as an endorsement's payload: the map cbor2 makes of it, keys in
+    the same order; None for any other block (`decode_trusted` reads it)."""
+    m = _ENDORSEMENT.fullmatch(data)
+    if m is None:
+        return None
+    head, note, event, member, verdict = m.groups()
+    body: dict[str, Any] = {}
+    if head is not None:
+        if len(note) != (head[1] if len(head) == 2 else head[0] - 0x60):
+            return None
+        try:
+            body["note"] = note.decode()
+        except UnicodeDecodeError:
+            return None
+    body["event"] = trusted_cid(event)
+    body["member"] = trusted_cid(member)
+    body["verdict"] = "accept" if verdict == b"accept" else "reject"
+    return body
 
 
 # Minimal writers for fixed-shape blocks. Each emits the shortest form.

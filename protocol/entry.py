@@ -405,13 +405,15 @@ def decode_stored_entries(
 
     The same checks and the same entries, made inline: the id and the payload's digest compared with the hashes of
     the bytes (the payload's digest is the header's last 32 bytes: its CID ends the canonical layout), the header
-    read off that layout, the ledger's CID made once per batch. A row off that path (erased, or damaged) goes
+    read off that layout (an endorsement's payload off its own: `dagcbor.trusted_endorsement`), the ledger's CID made
+    once per batch. A row off that path (erased, or damaged) goes
     through `decode_stored_entry`, which names what is wrong.
     """
     entries: list[Entry] = []
     damaged: list[tuple[bytes, InvalidData]] = []
     append = entries.append
     match, digest, prefix, loads, link = _LAYOUT.fullmatch, sha256, DAG_CBOR_PREFIX, cbor2.loads, dagcbor.trusted_link
+    endorsement, endorsement_ends = dagcbor.trusted_endorsement, dagcbor.ENDORSEMENT_ENDS
     new, from_bytes, set_raw, version, bias = _new, _from_bytes, _CID_RAW, FORMAT_VERSION, _UINT_BIAS
     kinds: dict[bytes, str] = {}
     ledgers: dict[bytes, CID] = {}
@@ -427,10 +429,12 @@ def decode_stored_entries(
             text = _stored_kind(kind)
             if text is not None:
                 kinds[kind] = text
-        try:
-            body = loads(payload_raw, tag_hook=link)
-        except Exception:  # bytes no check ever passed: decode_stored_entry names what is wrong
-            body = None
+        body = endorsement(payload_raw) if payload_raw.endswith(endorsement_ends) else None
+        if body is None:
+            try:
+                body = loads(payload_raw, tag_hook=link)
+            except Exception:  # bytes no check ever passed: decode_stored_entry names what is wrong
+                body = None
         if text is None or type(body) is not dict or len(payload_raw) != from_bytes(size, "big") - bias[len(size)]:
             _decode_one(rid, header_raw, payload_raw, entries, damaged)
             continue

@@ -592,3 +592,56 @@ def _flip(data: bytes, at: int) -> bytes:
     flipped[at % len(data)] ^= 0x01
     return bytes(flipped)
 
+
+
+# --- a stored endorsement's payload, read off its layout ----------------------------------------------------------
+
+LINKS_36 = st.binary(min_size=32, max_size=32).map(lambda d: CID(bytes([1, 0x71, 0x12, 0x20]) + d))
+RAW_LINK = CID(bytes([1, CODEC_RAW, 0x12, 0x20]) + bytes(32))  # another form: 36 bytes, not DAG-CBOR's
+NOTES = st.one_of(st.none(), st.text(max_size=30),
+                  st.sampled_from(["", "x" * 23, "x" * 24, "é" * 12, "x" * 255, "x" * 256, "é" * 128, "ok ✓"]))
+
+
+@st.composite
+def endorsement_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    note = draw(NOTES)
+    if note is not None:
+        body["note"] = note
+    body["event"] = draw(st.one_of(LINKS_36, st.just(RAW_LINK)))
+    body["member"] = draw(st.one_of(LINKS_36, st.just(RAW_LINK)))
+    body["verdict"] = draw(st.sampled_from(["accept", "reject", "maybe", ""]))
+    if draw(st.integers(0, 4)) == 0:
+        body[draw(st.sampled_from(["extra", "rules", "a"]))] = 1
+    return body
+
+
+@SIGNING
+@given(st.lists(endorsement_bodies(), min_size=1, max_size=4))
+def test_a_stored_endorsement_reads_as_cbor2_reads_it(bodies: list[dict[str, Any]]) -> None:
+    """`decode_stored_entries` reads the usual endorsement's payload off its layout (dagcbor.trusted_endorsement):
+    the same map, keys in the same order, as `decode_stored_entry` (cbor2) makes; any other payload by cbor2."""
+    made = [follow(A, None, GENESIS.id, kind="vf.endorse", body=body) for body in bodies]
+    decoded, damaged = decode_stored_entries([(e.id.raw, e.header_raw, e.payload_raw) for e in made])
+    assert not damaged
+    for entry, got, body in zip(made, decoded, bodies, strict=True):
+        want = decode_stored_entry(entry.id.raw, entry.header_raw, entry.payload_raw)
+        assert got == want
+        assert got.body is not None and want.body is not None and list(got.body.items()) == list(want.body.items())
+        usual = (body.keys() <= {"note", "event", "member", "verdict"} and body["verdict"] in ("accept", "reject")
+                 and RAW_LINK not in (body["event"], body["member"]) and len(body.get("note", "").encode()) < 256)
+        assert entry.payload_raw is not None
+        assert (dagcbor.trusted_endorsement(entry.payload_raw) is not None) == usual  # the layout was read
+
+
+def test_an_endorsement_layout_with_a_bad_note_is_left_to_cbor2() -> None:
+    body = {"note": "ab", "event": LINKED, "member": LINKED, "verdict": "accept"}
+    raw = dagcbor.encode(body)
+    assert dagcbor.trusted_endorsement(raw) == body
+    at = raw.index(b"\x62ab")
+    bad_text = raw[:at] + b"\x62\xff\xfe" + raw[at + 3:]  # not UTF-8: cbor2 refuses it
+    assert dagcbor.trusted_endorsement(bad_text) is None
+    with pytest.raises(cbor2.CBORDecodeError):
+        dagcbor.decode_trusted(bad_text)
+    too_long = raw[:at] + b"\x63ab" + raw[at + 3:]  # its head says 3 bytes: the layout is not this map's
+    assert dagcbor.trusted_endorsement(too_long) is None
