@@ -29,6 +29,15 @@ _BLANK: Final = array("i", bytes(4 * _STRIDE))
 _new: Final = object.__new__
 
 
+
+def number_of(numbers: dict[Any, int], kept: list[Any], value: Any) -> int:
+    """`value`'s number in `kept` (found through `numbers`), appended if new: values many rows share, kept once."""
+    number = numbers.get(value)
+    if number is None:
+        number = numbers[value] = len(kept)
+        kept.append(value)
+    return number
+
 class Events:
     """Events by number (0, 1, 2... as kept), as columns; only grows."""
 
@@ -53,21 +62,13 @@ class Events:
         vars(self).update(state)
         self.numbers, self.at = array("i", state["numbers"]), array("d", state["at"])
 
-    def _number(self, which: int, kept: list[Any], value: Any) -> int:
-        numbers = self._numbers[which]
-        number = numbers.get(value)
-        if number is None:
-            number = numbers[value] = len(kept)
-            kept.append(value)
-        return number
-
     def add(self, record: Event, member: CID) -> int:
         """`record`'s number, its values kept once (`member`: its member's id as the fold keeps it)."""
         values_of, whats_of, whos_of = self._numbers
         what = (record.action, record.effort, record.classifications, record.note)
         n_what = whats_of.get(what)
         if n_what is None:
-            n_what = self._number(1, self.whats, what)
+            n_what = number_of(self._numbers[1], self.whats, what)
         who = (record.provider, record.receiver, member.raw)
         n_who = whos_of.get(who)
         if n_who is None:
@@ -77,13 +78,13 @@ class Events:
         get, values = values_of.get, self.values
         n_quantity, n_point, n_beginning, n_end = get(quantity), get(point), get(beginning), get(end)
         if n_quantity is None:
-            n_quantity = self._number(0, values, quantity)
+            n_quantity = number_of(self._numbers[0], values, quantity)
         if n_point is None:
-            n_point = self._number(0, values, point)
+            n_point = number_of(self._numbers[0], values, point)
         if n_beginning is None:
-            n_beginning = self._number(0, values, beginning)
+            n_beginning = number_of(self._numbers[0], values, beginning)
         if n_end is None:
-            n_end = self._number(0, values, end)
+            n_end = number_of(self._numbers[0], values, end)
         e = len(self.at)
         self.numbers.extend((0, n_what, n_who, n_quantity, n_point, n_beginning, n_end))
         self.at.append(nan if record.at is None else record.at)

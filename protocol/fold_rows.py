@@ -9,7 +9,7 @@ from typing import Any, Final, TypeVar
 from .cid import CID
 from .contributions import Verdict
 from .entry import Entry, Header
-from .fold_events import Events
+from .fold_events import Events, number_of
 from .fold_ids import Ids
 from .references import NO_REFERENCES
 from .rules import Rules
@@ -104,14 +104,6 @@ class Rows:
             self.rec.frombytes(b"\xff" * (n * self.rec.itemsize))  # _NONE
             self.dep_n += bytes(n)
 
-    def _number(self, which: int, kept: list[Any], value: Any) -> int:
-        numbers = self._numbers[which]
-        number = numbers.get(value)
-        if number is None:
-            number = numbers[value] = len(kept)
-            kept.append(value)
-        return number
-
     def _rules_number(self, rules: Rules) -> int:
         for i in range(len(self.rule_sets) - 1, -1, -1):  # a handful at most: one per amendment in effect
             if self.rule_sets[i] is rules:
@@ -171,11 +163,11 @@ class Rows:
         self.seqs[i] = seq
         keys, kinds = self._numbers[0], self._numbers[1]  # looked up here, the numbers most entries find
         n = keys.get(h.author)
-        self.author[i] = n if n is not None else self._number(0, self.keys, h.author)
+        self.author[i] = n if n is not None else number_of(self._numbers[0], self.keys, h.author)
         if len(self.agents) < len(self.keys):
             self.agents.append(node.agent)
         n = kinds.get(h.kind)
-        kind = n if n is not None else self._number(1, self.kinds, h.kind)
+        kind = n if n is not None else number_of(self._numbers[1], self.kinds, h.kind)
         frozen_ids = self._frozen_ids
         found = frozen_ids.get(id(node.known))  # most are a set read from a row lately, or one of theirs
         known = found[0] if found is not None and found[1] is node.known else self._set_number(node.known)

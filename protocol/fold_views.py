@@ -25,6 +25,7 @@ from .contributions import (
     event_ts_time,
     made,
     packed,
+    ranked,
 )
 from .fold_ids import Ids
 from .fold_rows import Rows
@@ -290,22 +291,8 @@ class ContributionView(Contributions):
         return self._of(self._ranked(stamps, times))
 
     def _ranked(self, stamps: list[int], times: list[float] | None = None) -> array[int]:
-        """The rows by (`times`, `stamps`, id), each list in this view's order: sorted by keys looked up in C (a
-        page asked for them), ids read only where ts are alike (entries of one ms)."""
-        order = self._order
-        ranked = sorted(range(len(order)), key=stamps.__getitem__)
-        if len(set(stamps)) < len(stamps):
-            raw = self._rows.ids.id
-            tied: list[int] = []
-            for _, alike in groupby(ranked, key=stamps.__getitem__):
-                group = list(alike)
-                if len(group) > 1:
-                    group.sort(key=lambda i: raw(order[i]))
-                tied += group
-            ranked = tied
-        if times is not None:
-            ranked.sort(key=times.__getitem__)  # stable: ties stay by (ts, id)
-        return array("i", map(order.__getitem__, ranked))
+        """The rows by (`times`, `stamps`, id), each list in this view's order (`contributions.ranked`)."""
+        return ranked(self._order, stamps, self._rows.ids.id, times)
 
     def _event(self, row: int) -> Event:
         kept = self._kept.get(row)

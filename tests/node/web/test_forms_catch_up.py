@@ -67,6 +67,14 @@ def held(release: asyncio.Event, call: Callable[..., Awaitable[Any]]) -> Callabl
     return wait_then
 
 
+def hold_folds(monkeypatch: pytest.MonkeyPatch, store: Store) -> asyncio.Event:
+    """Hold the store's fold reads and the ledger folds until the event returned is set."""
+    release = asyncio.Event()
+    monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
+    monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
+    return release
+
+
 async def send(api: Api, path: str, form: dict[str, str], token: str) -> tuple[int, str]:
     """Post a dashboard form as the page does: its status and where it redirects (or its page, refused)."""
     async with api.client.post(path, data={"csrf": token, **form}, allow_redirects=False) as resp:
@@ -103,9 +111,7 @@ async def test_everyday_forms_and_their_pages_do_not_wait_for_the_ledger_to_catc
             db.execute("UPDATE snapshots SET format = ?, fold = ?", (f"{encoding} tally-0.0.1 {shape}",
                                                                      f"{encoding} tally-0.0.1 {shape} fold-0"))
     async with await Store.open(path, key=KEY) as store:
-        release = asyncio.Event()
-        monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
-        monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
+        release = hold_folds(monkeypatch, store)
         states = LedgerStates(store)
         try:
             async with owner_dashboard(store, states) as api:
@@ -188,9 +194,7 @@ async def test_pages_show_the_last_state_however_many_entries_arrive_while_it_ca
     arriving = states_module.SINCE_LAST + 44
     async with await Store.open(path, key=KEY) as store, \
             await Store.open(path.with_name("ben.sqlite3"), key=BEN) as ben:
-        release = asyncio.Event()
-        monkeypatch.setattr(store, "fold_part", held(release, store.fold_part))
-        monkeypatch.setattr(states_module, "fold_ledger", held(release, states_module.fold_ledger))
+        release = hold_folds(monkeypatch, store)
         states = LedgerStates(store)
         try:
             async with owner_dashboard(store, states) as api:
